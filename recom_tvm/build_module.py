@@ -1,0 +1,70 @@
+"""`recom_tvm.build`: Relax module (+ params) -> CompiledModel for llvm or CUDA."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import numpy as np
+import tvm
+
+from . import config
+from .ops import LegalizeRecomOps
+from .runtime.compiled_model import CompiledModel
+from .runtime.spec import InputSpec
+
+SPEC_ATTR = "recom_tvm.spec"
+
+
+def make_target(target) -> tvm.target.Target:
+    """"llvm", "cuda" (arch from config.cuda_arch), a dict, or a Target -> Target (CUDA with an llvm host)."""
+    if isinstance(target, tvm.target.Target):
+        return target
+    if isinstance(target, dict):
+        if target.get("kind") == "cuda":
+            return tvm.target.Target(target, host={"kind": "llvm"})
+        return tvm.target.Target(target)
+    if target == "llvm":
+        return tvm.target.Target({"kind": "llvm"})
+    if target == "cuda":
+        return tvm.target.Target({"kind": "cuda", "arch": config.cuda_arch}, host={"kind": "llvm"})
+    raise ValueError(f"unsupported target {target!r}: use 'llvm', 'cuda', a target dict or a tvm Target")
+
+
+def attach_spec(mod: tvm.IRModule, spec: InputSpec) -> tvm.IRModule:
+    return mod.with_attr(SPEC_ATTR, spec.to_json())
+
+
+def spec_of(mod: tvm.IRModule) -> InputSpec | None:
+    attrs = mod.attrs
+    if attrs is not None and SPEC_ATTR in attrs:
+        return InputSpec.from_json(str(attrs[SPEC_ATTR]))
+    return None
+
+
+def build(mod: tvm.IRModule, target="llvm", params: Mapping[str, np.ndarray] | None = None,
+          spec: InputSpec | None = None, device=None) -> CompiledModel:
+    """Compile an imported (and optionally optimized) module.
+
+    Args:
+        mod: from `recom_tvm.from_tensorflow` (carries its serving spec) or a pass pipeline over it.
+        target: "llvm", "cuda", a target dict or a `tvm.target.Target`.
+        params: the params returned by the importer (tables and weights; uploaded once, not baked in).
+        spec: the serving spec, when `mod` does not carry it.
+        device: where to run (default: cpu(0) for llvm, cuda(0) for CUDA).
+    """
+    spec = spec or spec_of(mod)
+    if spec is None:
+        raise ValueError("the module carries no serving spec; pass spec= (from recom_tvm.from_tensorflow)")
+    tgt = make_target(target)
+    kind = tgt.kind.name
+    if kind == "cuda":
+        from .cuda_support import prepare_cuda_build
+
+        prepare_cuda_build()
+    t0 = time.perf_counter()
+    with tgt:
+        lowered = LegalizeRecomOps()(mod)
+        executable = tvm.compile(lowered, target=tgt)
+    config.log(f"built for {kind} in {time.perf_counter() - t0:.2f}s")
+    return CompiledModel(executable, spec, dict(params or {}), kind, device)

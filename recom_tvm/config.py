@@ -1,0 +1,41 @@
+"""recom_tvm's knobs, in one place. Each reads an environment variable once at import; assign to override in code.
+
+    import recom_tvm
+    recom_tvm.config.cuda_arch = "sm_80"
+
+| knob | env | default | meaning |
+|---|---|---|---|
+| cache_dir | RECOM_TVM_CACHE | ~/.cache/recom_tvm | generated TF models, the CUDA driver stub |
+| cuda_arch | RECOM_TVM_CUDA_ARCH | sm_90 | GPU architecture for target="cuda" |
+| cuda_home | CUDA_PATH / CUDA_HOME | /usr/local/cuda | the CUDA toolkit with nvcc |
+| verbose | RECOM_TVM_VERBOSE | 0 | 1: progress lines on stderr during import / build |
+| runtime_only | RECOM_TVM_RUNTIME_ONLY | 0 | 1: never load TVM's compiler (serving hosts) |
+| allow_unsafe_paths | RECOM_TVM_ALLOW_UNSAFE_PATHS | 0 | 1: models may reference files outside their directory |
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    val = os.environ.get(name)
+    if val is None:
+        return default
+    return val.strip().lower() not in ("", "0", "false", "no", "off")
+
+
+cache_dir: str = os.environ.get("RECOM_TVM_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "recom_tvm"))
+cuda_arch: str = os.environ.get("RECOM_TVM_CUDA_ARCH", "sm_90")
+cuda_home: str = os.environ.get("CUDA_PATH", os.environ.get("CUDA_HOME", "/usr/local/cuda"))
+verbose: bool = _env_bool("RECOM_TVM_VERBOSE", False)
+runtime_only: bool = _env_bool("RECOM_TVM_RUNTIME_ONLY", False)
+allow_unsafe_paths: bool = _env_bool("RECOM_TVM_ALLOW_UNSAFE_PATHS", False)
+
+
+def log(msg: str) -> None:
+    """Progress output for long work, shown when `verbose` is on."""
+    if verbose:
+        import sys
+
+        print(f"[recom_tvm] {msg}", file=sys.stderr, flush=True)

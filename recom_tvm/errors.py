@@ -1,0 +1,38 @@
+"""Errors recom_tvm raises. Each names what the user can act on: the op, node, column, or feed."""
+
+from __future__ import annotations
+
+
+class RecomError(Exception):
+    """Base class of every error recom_tvm raises on purpose."""
+
+
+class ModelFormatError(RecomError, ValueError):
+    """The model file or object is not something recom_tvm can read (corrupt, truncated, wrong kind)."""
+
+
+class UnsupportedOpError(RecomError, NotImplementedError):
+    """A TF op (or an attribute of it) the importer does not translate."""
+
+    def __init__(self, op: str, node: str, column: str | None, detail: str = "") -> None:
+        self.op, self.node, self.column = op, node, column
+        where = f" in column {column!r}" if column else ""
+        msg = f"unsupported TensorFlow op {op!r} at node {node!r}{where}"
+        super().__init__(msg + (f": {detail}" if detail else ""))
+
+
+class ConversionError(RecomError, ValueError):
+    """A supported op whose inputs or attributes cannot be translated (e.g. a non-constant axis)."""
+
+    def __init__(self, op: str, node: str, column: str | None, detail: str) -> None:
+        self.op, self.node, self.column = op, node, column
+        where = f" in column {column!r}" if column else ""
+        super().__init__(f"cannot translate {op} node {node!r}{where}: {detail}")
+
+
+class FeedError(RecomError, ValueError):
+    """A feed passed to CompiledModel.run is missing, has the wrong dtype or shape, or is inconsistent."""
+
+
+class InvalidArgumentError(RecomError, ValueError):
+    """The inputs are well-formed but TensorFlow would reject them at run time (TF's InvalidArgumentError)."""

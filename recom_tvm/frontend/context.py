@@ -1,0 +1,202 @@
+"""State shared by the op converters while one graph is imported."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NoReturn
+
+import numpy as np
+import tvm
+from tvm import relax, tirx
+
+from ..errors import ConversionError
+from ..shapes.symbolic import as_expr, dim_str, is_const_int, is_prim, prove_equal, simplify
+from .graph import Node
+from .values import Device, Host, Known, Symbols, Value
+
+# Constants at least this large become function parameters ("tables as params"), not inline constants.
+PARAM_MIN_ELEMENTS = 256
+
+
+@dataclasses.dataclass
+class ModuleInput:
+    """One parameter of the Relax function and where its runtime value comes from."""
+
+    var: relax.Var
+    source: str  # "feed" | "host" | "param"
+    ref: str  # placeholder tensor, host tensor or param name
+    kind: str  # "tensor" | "shape"
+    dtype: str
+
+    def to_json(self) -> dict:
+        ty = self.var.ty
+        if self.kind == "shape":
+            shape = [dim_str(v) for v in ty.values]
+        else:
+            shape = [dim_str(v) for v in ty.shape.values]
+        return {"name": self.var.name, "source": self.source, "ref": self.ref, "kind": self.kind,
+                "dtype": self.dtype, "shape": shape}
+
+
+class ImportContext:
+    def __init__(self, column_of) -> None:
+        self.bb = relax.BlockBuilder()
+        self.symbols = Symbols()
+        self.inputs: list[ModuleInput] = []
+        self.params: dict[str, np.ndarray] = {}
+        self.host_plan: list[dict] = []
+        self.node: Node | None = None
+        self._column_of = column_of
+        self._materialized: dict[int, Device] = {}
+        self._host_inputs: dict[str, Device] = {}
+
+    # ------------------------------------------------------------------------------------------- errors
+    def fail(self, detail: str) -> NoReturn:
+        node = self.node
+        raise ConversionError(node.op if node else "?", node.name if node else "?",
+                              self._column_of(node.name) if node else None, detail)
+
+    def label(self) -> str:
+        """'<op> node <name> (column <c>)' for runtime error messages."""
+        col = self._column_of(self.node.name)
+        return f"{self.node.op} node {self.node.name!r}" + (f" (column {col!r})" if col else "")
+
+    # ------------------------------------------------------------------------------------- emission
+    def emit(self, expr: relax.Expr, name: str = "", shape: list | None = None) -> Device:
+        """Emit a binding; a result of unknown shape is match_cast to `shape`, or to fresh symbols."""
+        var = expr if isinstance(expr, relax.Var) else self.bb.emit(expr, name)
+        ty = var.ty
+        if not isinstance(ty, relax.TensorType):
+            self.fail(f"internal: expected a tensor result, got {ty}")
+        if ty.shape is None and shape is not None:
+            var = self.bb.match_cast(var, relax.TensorType([as_expr(s) for s in shape], str(ty.dtype)))
+            ty = var.ty
+        if ty.shape is None:
+            if ty.ndim < 0:
+                self.fail("internal: result of unknown rank")
+            base = (self.node.name.rsplit("/", 1)[-1] if self.node else "d")
+            dims = [self.symbols.fresh(f"{base}_{i}", f"data-dependent size at {self.node.name}")
+                    for i in range(ty.ndim)]
+            var = self.bb.match_cast(var, relax.TensorType(dims, str(ty.dtype)))
+            ty = var.ty
+        return Device(var, str(ty.dtype), list(ty.shape.values))
+
+    def match_shape(self, dev: Device, shape: list) -> Device:
+        """Assert (at run time if unprovable) that `dev` has `shape`, and continue with that shape."""
+        if len(dev.shape) == len(shape) and all(prove_equal(a, b) for a, b in zip(dev.shape, shape)):
+            return dev
+        if len(dev.shape) != len(shape):
+            self.fail(f"rank mismatch: {len(dev.shape)} vs {len(shape)}")
+        var = self.bb.match_cast(dev.expr, relax.TensorType([as_expr(s) for s in shape], dev.dtype))
+        return Device(var, dev.dtype, list(var.ty.shape.values))
+
+    def unify(self, values: list[Device], dims: list[int] | None = None) -> list[Device]:
+        """Make the given dims (default: all) of same-rank values share the first value's symbols."""
+        ref = values[0].shape
+        out = [values[0]]
+        for v in values[1:]:
+            if len(v.shape) != len(ref):
+                out.append(v)
+                continue
+            target = [ref[i] if (dims is None or i in dims) else v.shape[i] for i in range(len(ref))]
+            out.append(self.match_shape(v, target))
+        return out
+
+    # --------------------------------------------------------------------------------------- values
+    def known(self, v: Value, what: str) -> np.ndarray:
+        if not isinstance(v, Known):
+            self.fail(f"{what} must be known when the model is compiled (a constant or a shape expression)")
+        return v.value
+
+    def known_ints(self, v: Value, what: str) -> list:
+        """A known int scalar or vector as a list of ints / PrimExprs."""
+        arr = self.known(v, what)
+        return [simplify(x) if is_prim(x) else int(x) for x in np.asarray(arr).reshape(-1)]
+
+    def const_ints(self, v: Value, what: str) -> list[int]:
+        vals = self.known_ints(v, what)
+        for x in vals:
+            if not is_const_int(x):
+                self.fail(f"{what} must be a constant, got the symbolic value {x}")
+        return [int(x) for x in vals]
+
+    def device(self, v: Value) -> Device:
+        """The value as a Relax expression (materializing known and host values)."""
+        if isinstance(v, Device):
+            return v
+        if isinstance(v, Host):
+            return self._host_input(v)
+        key = id(v)
+        if key not in self._materialized:
+            self._materialized[key] = self._materialize_known(v)
+        return self._materialized[key]
+
+    def _materialize_known(self, v: Known) -> Device:
+        if v.dtype == "string":
+            self.fail("a string constant reaches a compiled op; string ops run in the host stage only")
+        if v.concrete:
+            arr = v.numpy()
+            if arr.size >= PARAM_MIN_ELEMENTS:
+                return self._param(arr)
+            return self.emit(relax.const(arr, v.dtype))
+        # Symbolic known values (e.g. a shape used as data): a tiny kernel writes the expressions.
+        flat = [as_expr(x) for x in v.value.reshape(-1)]
+        from ..ops.legalize import _Lowerer
+
+        t = _Lowerer(self.bb).shape_tensor(flat)
+        dev = self.emit(relax.op.astype(t, v.dtype) if v.dtype != "int64" else t)
+        if list(v.value.shape) != [len(flat)]:
+            dev = self.emit(relax.op.reshape(dev.expr, list(v.value.shape)))
+        return dev
+
+    def _param(self, arr: np.ndarray) -> Device:
+        base = self.node.name.replace("/", "_") if self.node else "param"
+        name, i = base, 1
+        while name in self.params:
+            i += 1
+            name = f"{base}_{i}"
+        self.params[name] = arr
+        var = relax.Var(name, relax.TensorType(list(arr.shape), str(arr.dtype)))
+        self.inputs.append(ModuleInput(var, "param", name, "tensor", str(arr.dtype)))
+        return Device(var, str(arr.dtype), list(var.ty.shape.values))
+
+    def _host_input(self, v: Host) -> Device:
+        if v.dtype == "string":
+            self.fail(f"the string tensor {v.tensor!r} reaches a compiled op; only numbers cross from the "
+                      "host stage to the compiled module")
+        if v.tensor not in self._host_inputs:
+            var = relax.Var(_var_name(v.tensor), relax.TensorType([as_expr(s) for s in v.shape], v.dtype))
+            self.inputs.append(ModuleInput(var, "host", v.tensor, "tensor", v.dtype))
+            self._host_inputs[v.tensor] = Device(var, v.dtype, list(var.ty.shape.values))
+        return self._host_inputs[v.tensor]
+
+    def feed_input(self, tensor: str, dtype: str, shape: list) -> Device:
+        var = relax.Var(_var_name(tensor), relax.TensorType([as_expr(s) for s in shape], dtype))
+        self.inputs.append(ModuleInput(var, "feed", tensor, "tensor", dtype))
+        return Device(var, dtype, list(var.ty.shape.values))
+
+    def shape_feed_input(self, tensor: str, dtype: str, symbols: list[tirx.Var]) -> Known:
+        var = relax.Var(_var_name(tensor), relax.ShapeType(symbols))
+        self.inputs.append(ModuleInput(var, "feed", tensor, "shape", dtype))
+        return Known(np.array(symbols, dtype=object), dtype)
+
+    def scalar(self, v: Value, dtype: str) -> relax.Expr:
+        """A rank-0 device tensor of `dtype` (for fill values, defaults)."""
+        if isinstance(v, Known) and v.concrete:
+            return relax.const(np.asarray(v.numpy()).reshape(()).astype(dtype), dtype)
+        dev = self.device(v)
+        if dev.shape:
+            dev = self.emit(relax.op.reshape(dev.expr, []))
+        return dev.expr
+
+
+def _var_name(tensor: str) -> str:
+    name = tensor[:-2] if tensor.endswith(":0") else tensor.replace(":", "_")
+    return name
+
+
+def shape_expr(dims) -> relax.ShapeExpr:
+    return relax.ShapeExpr([as_expr(d) for d in dims])
+
+
+__all__ = ["ImportContext", "ModuleInput", "shape_expr", "tvm"]

@@ -1,0 +1,55 @@
+"""Op converters, as tables: TF op type -> function(ctx, node, inputs) -> output value(s).
+
+- `DEVICE`: emit Relax for the op (inputs are any values; materialize with `ctx.device`).
+- `KNOWN`: evaluate the op at import time when every input is a `Known` value (constant or symbolic); a rule
+  raises `NotFoldable` to fall back to its DEVICE converter.
+- `HOST`: the op runs in the host stage (string ops); the rule returns the outputs' dtypes and symbolic shapes.
+
+The accepted op list in the docs is generated from these tables (`supported_ops()`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+DEVICE: dict[str, Callable] = {}
+KNOWN: dict[str, Callable] = {}
+HOST: dict[str, Callable] = {}
+
+
+class NotFoldable(Exception):
+    """A KNOWN rule cannot evaluate these inputs at import time."""
+
+
+def _register(table: dict, ops: tuple[str, ...]):
+    def deco(fn):
+        for op in ops:
+            table[op] = fn
+        return fn
+
+    return deco
+
+
+def device(*ops: str):
+    return _register(DEVICE, ops)
+
+
+def known(*ops: str):
+    return _register(KNOWN, ops)
+
+
+def host(*ops: str):
+    return _register(HOST, ops)
+
+
+def supported_ops() -> dict[str, list[str]]:
+    _load()
+    return {"compiled": sorted(DEVICE), "import-time only": sorted(set(KNOWN) - set(DEVICE)),
+            "host stage": sorted(HOST)}
+
+
+def _load() -> None:
+    from . import array, host_ops, math, nn, sparse  # noqa: F401  (registration side effects)
+
+
+PASSTHROUGH = ("Identity", "StopGradient", "Snapshot", "PreventGradient", "EnsureShape")

@@ -1,0 +1,479 @@
+"""Shape and layout ops: Shape, Reshape, Slice, StridedSlice, Pack, ConcatV2, Tile, Fill, Range, Gather, ..."""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import relax, tirx
+
+from ...shapes.symbolic import as_expr, is_const_int, prove_equal, simplify, is_prim
+from ..context import shape_expr
+from ..values import Device, Known
+from . import NotFoldable, device, known
+
+_MAX_FOLD_ELEMENTS = 1 << 16
+
+
+def _prod(vals):
+    out = 1
+    for v in vals:
+        out = out * v
+    return simplify(out) if is_prim(out) else out
+
+
+def _norm_axis(ctx, axis: int, rank: int) -> int:
+    if not -rank <= axis < max(rank, 1):
+        ctx.fail(f"axis {axis} is out of range for rank {rank}")
+    return axis % rank if rank else 0
+
+
+# ------------------------------------------------------------------------------------ Shape / Size / Rank
+@device("Shape", "Size", "Rank")
+def _shape(ctx, node, ins):
+    v = ins[0]
+    shape = v.shape
+    dtype = node.attr("out_type", "int32")
+    if node.op == "Shape":
+        return Known(np.array([simplify(s) for s in shape], dtype=object), dtype)
+    if node.op == "Size":
+        return Known(np.array(_prod([simplify(s) for s in shape]), dtype=object), dtype)
+    return Known(np.array(len(shape), dtype="int32"), "int32")
+
+
+@device("ShapeN")
+def _shape_n(ctx, node, ins):
+    dtype = node.attr("out_type", "int32")
+    return [Known(np.array([simplify(s) for s in v.shape], dtype=object), dtype) for v in ins]
+
+
+known("Shape", "Size", "Rank")(_shape)
+
+
+# ------------------------------------------------------------------------------------------------ Reshape
+def resolve_reshape(ctx, in_shape: list, target: list) -> list:
+    """TF Reshape's target with -1 resolved (symbolically when needed)."""
+    unknown = [i for i, t in enumerate(target) if is_const_int(t) and int(t) == -1]
+    if len(unknown) > 1:
+        ctx.fail(f"more than one -1 in the target shape {target}")
+    total = _prod(in_shape)
+    if unknown:
+        rest = _prod([t for i, t in enumerate(target) if i != unknown[0]])
+        if is_const_int(rest) and int(rest) == 0:
+            ctx.fail("cannot infer -1 with a zero-sized dimension in the target shape")
+        target = list(target)
+        target[unknown[0]] = simplify(tirx.floordiv(as_expr(total), as_expr(rest)))
+    elif is_const_int(total) and all(is_const_int(t) for t in target) and int(total) != _prod(target):
+        ctx.fail(f"cannot reshape a tensor of {total} elements to {target}")
+    return target
+
+
+@device("Reshape")
+def _reshape(ctx, node, ins):
+    x = ctx.device(ins[0])
+    target = resolve_reshape(ctx, x.shape, ctx.known_ints(ins[1], "the target shape"))
+    if len(target) == len(x.shape) and all(prove_equal(a, b) for a, b in zip(target, x.shape)):
+        return x
+    return ctx.emit(relax.op.reshape(x.expr, shape_expr(target)))
+
+
+@known("Reshape")
+def _reshape_known(ctx, node, ins):
+    arr = ins[0].value
+    target = resolve_reshape(ctx, list(arr.shape), ctx.known_ints(ins[1], "the target shape"))
+    if not all(is_const_int(t) for t in target):
+        raise NotFoldable
+    return Known(arr.reshape([int(t) for t in target]), ins[0].dtype)
+
+
+@device("ExpandDims")
+def _expand_dims(ctx, node, ins):
+    x = ctx.device(ins[0])
+    (axis,) = ctx.const_ints(ins[1], "the axis")
+    axis = axis if axis >= 0 else axis + len(x.shape) + 1
+    return ctx.emit(relax.op.expand_dims(x.expr, axis))
+
+
+@known("ExpandDims")
+def _expand_dims_known(ctx, node, ins):
+    (axis,) = ctx.const_ints(ins[1], "the axis")
+    return Known(np.expand_dims(ins[0].value, axis), ins[0].dtype)
+
+
+@device("Squeeze")
+def _squeeze(ctx, node, ins):
+    x = ctx.device(ins[0])
+    dims = list(node.attr("squeeze_dims", []) or [])
+    rank = len(x.shape)
+    if not dims:
+        dims = [i for i, d in enumerate(x.shape) if is_const_int(d) and int(d) == 1]
+    dims = [_norm_axis(ctx, d, rank) for d in dims]
+    for d in dims:
+        if not prove_equal(x.shape[d], 1):
+            x = ctx.match_shape(x, [1 if i == d else s for i, s in enumerate(x.shape)])
+    new_shape = [s for i, s in enumerate(x.shape) if i not in dims]
+    return ctx.emit(relax.op.reshape(x.expr, shape_expr(new_shape)))
+
+
+@known("Squeeze")
+def _squeeze_known(ctx, node, ins):
+    dims = tuple(node.attr("squeeze_dims", []) or [])
+    return Known(np.squeeze(ins[0].value, axis=dims or None), ins[0].dtype)
+
+
+@device("Transpose")
+def _transpose(ctx, node, ins):
+    x = ctx.device(ins[0])
+    perm = ctx.const_ints(ins[1], "the permutation")
+    if perm == list(range(len(perm))):
+        return x
+    return ctx.emit(relax.op.permute_dims(x.expr, perm))
+
+
+@known("Transpose")
+def _transpose_known(ctx, node, ins):
+    return Known(np.transpose(ins[0].value, ctx.const_ints(ins[1], "the permutation")), ins[0].dtype)
+
+
+# ---------------------------------------------------------------------------------------- concat / pack
+@device("ConcatV2", "Concat")
+def _concat(ctx, node, ins):
+    if node.op == "Concat":
+        axis_v, parts = ins[0], ins[1:]
+    else:
+        axis_v, parts = ins[-1], ins[:-1]
+    (axis,) = ctx.const_ints(axis_v, "the concat axis")
+    devs = [ctx.device(p) for p in parts]
+    rank = len(devs[0].shape)
+    axis = _norm_axis(ctx, axis, rank)
+    devs = ctx.unify(devs, [i for i in range(rank) if i != axis])
+    if len(devs) == 1:
+        return devs[0]
+    return ctx.emit(relax.op.concat([d.expr for d in devs], axis=axis))
+
+
+@known("ConcatV2", "Concat")
+def _concat_known(ctx, node, ins):
+    axis_v, parts = (ins[0], ins[1:]) if node.op == "Concat" else (ins[-1], ins[:-1])
+    (axis,) = ctx.const_ints(axis_v, "the concat axis")
+    arrs = [p.value for p in parts]
+    obj = any(a.dtype == object for a in arrs)
+    return Known(np.concatenate([a.astype(object) if obj else a for a in arrs], axis=axis), parts[0].dtype)
+
+
+@device("Pack")
+def _pack(ctx, node, ins):
+    axis = int(node.attr("axis", 0))
+    devs = ctx.unify([ctx.device(v) for v in ins])
+    rank = len(devs[0].shape) + 1
+    axis = axis % rank
+    return ctx.emit(relax.op.concat([relax.op.expand_dims(d.expr, axis) for d in devs], axis=axis)
+                    if len(devs) > 1 else relax.op.expand_dims(devs[0].expr, axis))
+
+
+@known("Pack")
+def _pack_known(ctx, node, ins):
+    axis = int(node.attr("axis", 0))
+    arrs = [np.asarray(v.value) for v in ins]
+    obj = any(a.dtype == object for a in arrs)
+    return Known(np.stack([a.astype(object) if obj else a for a in arrs], axis=axis), ins[0].dtype)
+
+
+@device("Unpack")
+def _unpack(ctx, node, ins):
+    x = ctx.device(ins[0])
+    axis = int(node.attr("axis", 0)) % len(x.shape)
+    num = int(node.attr("num"))
+    outs = []
+    rest = [s for i, s in enumerate(x.shape) if i != axis]
+    for i in range(num):
+        part = ctx.emit(relax.op.strided_slice(x.expr, [axis], [i], [i + 1]))
+        outs.append(ctx.emit(relax.op.reshape(part.expr, shape_expr(rest))))
+    return outs
+
+
+@known("Unpack")
+def _unpack_known(ctx, node, ins):
+    axis = int(node.attr("axis", 0))
+    arr = ins[0].value
+    return [Known(np.take(arr, i, axis=axis), ins[0].dtype) for i in range(arr.shape[axis])]
+
+
+# -------------------------------------------------------------------------------------------------- tile
+@device("Tile")
+def _tile(ctx, node, ins):
+    x = ctx.device(ins[0])
+    mult = ctx.known_ints(ins[1], "the multiples")
+    if len(mult) != len(x.shape):
+        ctx.fail(f"multiples {mult} do not match rank {len(x.shape)}")
+    if all(is_const_int(m) and int(m) == 1 for m in mult):
+        return x
+    # tile == broadcast over an interleaved [m0, d0, m1, d1, ...] view, then merge pairs.
+    inter = []
+    bshape = []
+    for m, d in zip(mult, x.shape):
+        inter += [1, d]
+        bshape += [m, d]
+    y = ctx.emit(relax.op.reshape(x.expr, shape_expr(inter)))
+    y = ctx.emit(relax.op.broadcast_to(y.expr, shape_expr(bshape)))
+    return ctx.emit(relax.op.reshape(y.expr, shape_expr([_prod([m, d]) for m, d in zip(mult, x.shape)])))
+
+
+@known("Tile")
+def _tile_known(ctx, node, ins):
+    mult = ctx.known_ints(ins[1], "the multiples")
+    if not all(is_const_int(m) for m in mult):
+        raise NotFoldable
+    return Known(np.tile(ins[0].value, [int(m) for m in mult]), ins[0].dtype)
+
+
+# -------------------------------------------------------------------------------------------- Fill / Range
+@device("Fill")
+def _fill(ctx, node, ins):
+    dims = ctx.known_ints(ins[0], "the dims")
+    dtype = node.attr("T")
+    return ctx.emit(relax.op.full(shape_expr(dims), ctx.scalar(ins[1], dtype), dtype))
+
+
+@known("Fill")
+def _fill_known(ctx, node, ins):
+    dims = ctx.known_ints(ins[0], "the dims")
+    if not all(is_const_int(d) for d in dims) or _prod(dims) > _MAX_FOLD_ELEMENTS:
+        raise NotFoldable
+    return Known(np.full([int(d) for d in dims], ins[1].value.reshape(()), dtype=ins[1].value.dtype),
+                 ins[1].dtype)
+
+
+@device("Range")
+def _range(ctx, node, ins):
+    start, limit, delta = (ctx.known_ints(v, "Range's bounds")[0] for v in ins)
+    dtype = node.attr("Tidx", "int32")
+    if not dtype.startswith("int"):
+        ctx.fail("Range over floats with symbolic bounds")
+    if is_const_int(delta) and int(delta) == 0:
+        ctx.fail("Range with delta 0")
+    return ctx.emit(relax.op.arange(as_expr(start), as_expr(limit), as_expr(delta), dtype))
+
+
+@known("Range")
+def _range_known(ctx, node, ins):
+    vals = [ctx.known_ints(v, "Range's bounds")[0] for v in ins]
+    if not all(is_const_int(v) for v in vals):
+        raise NotFoldable
+    dtype = node.attr("Tidx", "int32")
+    return Known(np.arange(*[int(v) for v in vals], dtype=dtype), dtype)
+
+
+# ------------------------------------------------------------------------------------- Slice / StridedSlice
+def _slice_bounds(b, e, s, dim):
+    """TF/numpy semantics of one slice on a dim of size `dim` (int or symbolic) -> (begin, size)."""
+    if s > 0:
+        b = 0 if b is None else (b + dim if is_const_int(b) and int(b) < 0 else b)
+        e = dim if e is None else (e + dim if is_const_int(e) and int(e) < 0 else e)
+        if is_const_int(dim) and is_const_int(b):
+            b = min(max(int(b), 0), int(dim))
+        if is_const_int(dim) and is_const_int(e):
+            e = min(max(int(e), 0), int(dim))
+        size = simplify(tirx.max(as_expr(0), tirx.floordiv(as_expr(e) - as_expr(b) + as_expr(s - 1), as_expr(s))))
+        return b, e, size
+    dim_m1 = simplify(as_expr(dim) - 1)
+    b = dim_m1 if b is None else (b + dim if is_const_int(b) and int(b) < 0 else b)
+    e = -1 if e is None else (simplify(as_expr(e) + as_expr(dim)) if is_const_int(e) and int(e) < 0 else e)
+    size = simplify(tirx.max(as_expr(0), tirx.floordiv(as_expr(b) - as_expr(e) + as_expr(-s - 1), as_expr(-s))))
+    return b, e, size
+
+
+def strided_slice_spec(ctx, node, rank: int, begin, end, strides):
+    """Expand TF's sparse slice spec into per-dim slices plus the output layout.
+
+    Returns (slices, layout): slices[d] = (begin|None, end|None, stride, shrink) for each input dim d;
+    layout = output dims as ("dim", d) or ("new",).
+    """
+    bm, em = int(node.attr("begin_mask", 0)), int(node.attr("end_mask", 0))
+    elm, nam, sam = (int(node.attr(k, 0)) for k in ("ellipsis_mask", "new_axis_mask", "shrink_axis_mask"))
+    n = len(begin)
+    real = sum(1 for i in range(n) if not (elm >> i & 1) and not (nam >> i & 1))
+    slices, layout, d = [], [], 0
+    seen_ellipsis = False
+    for i in range(n):
+        if elm >> i & 1 and not seen_ellipsis:
+            seen_ellipsis = True
+            for _ in range(rank - real):
+                slices.append((None, None, 1, False))
+                layout.append(("dim", d))
+                d += 1
+        elif nam >> i & 1:
+            layout.append(("new",))
+        else:
+            if d >= rank:
+                ctx.fail(f"the slice spec has more entries than the input has dims ({rank})")
+            s = int(strides[i])
+            if s == 0:
+                ctx.fail("stride 0")
+            shrink = bool(sam >> i & 1)
+            b = None if (bm >> i & 1) and not shrink else begin[i]
+            e = None if (em >> i & 1) and not shrink else end[i]
+            slices.append((b, e, s, shrink))
+            if not shrink:
+                layout.append(("dim", d))
+            d += 1
+    while d < rank:
+        slices.append((None, None, 1, False))
+        layout.append(("dim", d))
+        d += 1
+    return slices, layout
+
+
+@device("StridedSlice")
+def _strided_slice(ctx, node, ins):
+    x = ctx.device(ins[0])
+    begin, end = ctx.known_ints(ins[1], "begin"), ctx.known_ints(ins[2], "end")
+    strides = ctx.const_ints(ins[3], "strides")
+    slices, layout = strided_slice_spec(ctx, node, len(x.shape), begin, end, strides)
+    axes, bs, es, ss, sizes = [], [], [], [], []
+    for d, (b, e, s, shrink) in enumerate(slices):
+        dim = x.shape[d]
+        if shrink:
+            b = b + dim if is_const_int(b) and int(b) < 0 else b
+            b, e, s, size = b, simplify(as_expr(b) + 1), 1, 1
+        else:
+            b, e, size = _slice_bounds(b, e, s, dim)
+        sizes.append(size)
+        if not (s == 1 and prove_equal(b, 0) and prove_equal(size, dim)):
+            axes.append(d)
+            bs.append(as_expr(b))
+            es.append(as_expr(e))
+            ss.append(as_expr(s))
+    y = x
+    if axes:
+        y = ctx.emit(relax.op.strided_slice(x.expr, axes, bs, es, ss, assume_inbound=True))
+        y = ctx.match_shape(y, sizes)
+    out_shape = [1 if item[0] == "new" else sizes[item[1]] for item in layout]
+    if len(out_shape) == len(y.shape) and all(prove_equal(a, b) for a, b in zip(out_shape, y.shape)):
+        return y
+    return ctx.emit(relax.op.reshape(y.expr, shape_expr(out_shape)))
+
+
+@known("StridedSlice")
+def _strided_slice_known(ctx, node, ins):
+    arr = ins[0].value
+    begin, end = ctx.const_ints(ins[1], "begin"), ctx.const_ints(ins[2], "end")
+    strides = ctx.const_ints(ins[3], "strides")
+    slices, layout = strided_slice_spec(ctx, node, arr.ndim, begin, end, strides)
+    index = []
+    for b, e, s, shrink in slices:
+        index.append(b if shrink else slice(b, e, s))
+    out = np.asarray(arr[tuple(index)])
+    kept = iter(out.shape)  # the sliced dims in order; new axes are inserted as 1
+    final = [1 if item[0] == "new" else next(kept) for item in layout]
+    return Known(out.reshape(final), ins[0].dtype)
+
+
+@device("Slice")
+def _slice(ctx, node, ins):
+    x = ctx.device(ins[0])
+    begin, size = ctx.known_ints(ins[1], "begin"), ctx.known_ints(ins[2], "size")
+    axes, bs, es, sizes = [], [], [], []
+    for d, (b, sz) in enumerate(zip(begin, size)):
+        dim = x.shape[d]
+        sz = simplify(as_expr(dim) - as_expr(b)) if is_const_int(sz) and int(sz) == -1 else sz
+        sizes.append(sz)
+        if not (prove_equal(b, 0) and prove_equal(sz, dim)):
+            axes.append(d)
+            bs.append(as_expr(b))
+            es.append(as_expr(simplify(as_expr(b) + as_expr(sz))))
+    if not axes:
+        return x
+    y = ctx.emit(relax.op.strided_slice(x.expr, axes, bs, es, assume_inbound=True))
+    return ctx.match_shape(y, sizes)
+
+
+@known("Slice")
+def _slice_known(ctx, node, ins):
+    arr = ins[0].value
+    begin, size = ctx.const_ints(ins[1], "begin"), ctx.const_ints(ins[2], "size")
+    index = tuple(slice(b, None if s == -1 else b + s) for b, s in zip(begin, size))
+    return Known(arr[index], ins[0].dtype)
+
+
+# ------------------------------------------------------------------------------------------------ gathers
+@device("GatherV2", "Gather")
+def _gather(ctx, node, ins):
+    from ...ops import defs
+
+    params, indices = ins[0], ins[1]
+    axis = ctx.const_ints(ins[2], "the axis")[0] if node.op == "GatherV2" else 0
+    if int(node.attr("batch_dims", 0)) != 0:
+        ctx.fail("batch_dims != 0")
+    p = ctx.device(params)
+    axis = _norm_axis(ctx, axis, len(p.shape))
+    if isinstance(indices, Known) and indices.concrete:
+        idx = indices.numpy()
+        limit = p.shape[axis]
+        if idx.size and is_const_int(limit) and (idx.min() < 0 or idx.max() >= int(limit)):
+            bad = idx[(idx < 0) | (idx >= int(limit))].reshape(-1)[0]
+            ctx.fail(f"constant index {bad} is not in [0, {limit})")
+    i = ctx.device(indices)
+    return ctx.emit(defs.gather(p.expr, i.expr, axis, check=True, label=ctx.label()))
+
+
+@known("GatherV2", "Gather")
+def _gather_known(ctx, node, ins):
+    axis = ctx.const_ints(ins[2], "the axis")[0] if node.op == "GatherV2" else 0
+    if not ins[1].concrete:
+        raise NotFoldable
+    idx = ins[1].numpy()
+    arr = ins[0].value
+    if idx.size and (idx.min() < -arr.shape[axis] or idx.max() >= arr.shape[axis] or idx.min() < 0):
+        ctx.fail(f"index {idx.reshape(-1).tolist()} out of range for a dim of size {arr.shape[axis]}")
+    if arr.size > _MAX_FOLD_ELEMENTS:
+        raise NotFoldable
+    return Known(np.take(arr, idx, axis=axis), ins[0].dtype)
+
+
+@device("GatherNd")
+def _gather_nd(ctx, node, ins):
+    p, i = ctx.device(ins[0]), ctx.device(ins[1])
+    return ctx.emit(relax.op.gather_nd(p.expr, i.expr))
+
+
+@known("GatherNd")
+def _gather_nd_known(ctx, node, ins):
+    if not ins[1].concrete:
+        raise NotFoldable
+    idx = ins[1].numpy()
+    arr = ins[0].value
+    return Known(arr[tuple(np.moveaxis(idx, -1, 0))], ins[0].dtype)
+
+
+# --------------------------------------------------------------------------------------------- reductions
+_REDUCE = {"Sum": relax.op.sum, "Prod": relax.op.prod, "Max": relax.op.max, "Min": relax.op.min,
+           "Mean": relax.op.mean}
+
+
+@device(*_REDUCE, "All", "Any")
+def _reduce(ctx, node, ins):
+    x = ctx.device(ins[0])
+    axes = [_norm_axis(ctx, a, len(x.shape)) for a in ctx.const_ints(ins[1], "the reduction axes")]
+    keep = bool(node.attr("keep_dims", False))
+    if not axes:
+        return x
+    if node.op in ("All", "Any"):
+        as_int = relax.op.astype(x.expr, "int32")
+        red = (relax.op.min if node.op == "All" else relax.op.max)(as_int, axes, keep)
+        return ctx.emit(relax.op.astype(red, "bool"))
+    return ctx.emit(_REDUCE[node.op](x.expr, axes, keep))
+
+
+@known("Sum", "Prod", "Max", "Min")
+def _reduce_known(ctx, node, ins):
+    arr = ins[0].value
+    axes = tuple(ctx.const_ints(ins[1], "the reduction axes"))
+    keep = bool(node.attr("keep_dims", False))
+    if arr.dtype != object:
+        fn = {"Sum": np.sum, "Prod": np.prod, "Max": np.max, "Min": np.min}[node.op]
+        return Known(np.asarray(fn(arr, axis=axes, keepdims=keep)).astype(arr.dtype), ins[0].dtype)
+    if node.op in ("Max", "Min"):
+        raise NotFoldable
+    fn = np.sum if node.op == "Sum" else np.prod
+    res = np.asarray(fn(arr, axis=axes, keepdims=keep), dtype=object)
+    flat = [simplify(v) if is_prim(v) else int(v) for v in res.reshape(-1)]
+    return Known(np.array(flat, dtype=object).reshape(res.shape), ins[0].dtype)

@@ -1,0 +1,265 @@
+"""Elementwise ops: arithmetic, comparisons, logic, activations, casts, select."""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import relax, tirx
+
+from ...shapes.symbolic import is_const_int, prove_equal, simplify, is_prim
+from ..values import Device, Known
+from . import PASSTHROUGH, NotFoldable, device, known
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def _sym_map(fn, *arrays):
+    """Apply fn elementwise over (possibly object-dtype) arrays with numpy broadcasting."""
+    out = np.frompyfunc(fn, len(arrays), 1)(*arrays)
+    out = np.asarray(out, dtype=object)
+    flat = [simplify(x) if is_prim(x) else x for x in out.reshape(-1)]
+    return np.array(flat, dtype=object).reshape(out.shape)
+
+
+def _finish(arr: np.ndarray, dtype: str) -> Known:
+    if arr.dtype == object and all(is_const_int(x) or isinstance(x, (bool, np.bool_)) for x in arr.flat):
+        arr = np.array([int(x) for x in arr.flat], dtype=dtype).reshape(arr.shape)
+    return Known(arr, dtype)
+
+
+def _prove(fn, a, b) -> bool:
+    """Decide a symbolic comparison or give up."""
+    if is_const_int(a) and is_const_int(b):
+        return bool(fn(int(a), int(b)))
+    res = simplify(fn(a, b))
+    if isinstance(res, int):
+        return bool(res)
+    raise NotFoldable
+
+
+def broadcast_pair(ctx, a: Device, b: Device) -> tuple[Device, Device]:
+    """Equal-rank operands whose dims are neither provably equal nor 1 must match (TF requires it)."""
+    if len(a.shape) != len(b.shape):
+        return a, b
+    target = []
+    need = False
+    for x, y in zip(a.shape, b.shape):
+        if prove_equal(x, y) or prove_equal(y, 1) or prove_equal(x, 1):
+            target.append(y)
+        else:
+            target.append(x)
+            need = True
+    return (a, ctx.match_shape(b, target)) if need else (a, b)
+
+
+def _operands(ctx, node, ins, dtype=None):
+    dtype = dtype or node.attr("T")
+    devs = []
+    for v in ins:
+        if isinstance(v, Known) and v.concrete and v.value.size == 1 and dtype:
+            devs.append(None)
+        else:
+            devs.append(ctx.device(v))
+    out = []
+    for v, d in zip(ins, devs):
+        if d is None:
+            out.append(relax.const(np.asarray(v.numpy()).astype(dtype).reshape(v.value.shape), dtype))
+        else:
+            out.append(d)
+    if all(isinstance(x, Device) for x in out) and len(out) == 2:
+        a, b = broadcast_pair(ctx, out[0], out[1])
+        return [a.expr, b.expr]
+    return [x.expr if isinstance(x, Device) else x for x in out]
+
+
+# ------------------------------------------------------------------------------------------ passthrough
+@device(*PASSTHROUGH)
+def _identity(ctx, node, ins):
+    return ins[0]
+
+
+@known(*PASSTHROUGH)
+def _identity_known(ctx, node, ins):
+    return ins[0]
+
+
+@device("IdentityN")
+def _identity_n(ctx, node, ins):
+    return list(ins)
+
+
+@known("IdentityN")
+def _identity_n_known(ctx, node, ins):
+    return list(ins)
+
+
+# --------------------------------------------------------------------------------------------- binary
+_BINARY = {
+    "Add": relax.op.add, "AddV2": relax.op.add, "Sub": relax.op.subtract, "Mul": relax.op.multiply,
+    "RealDiv": relax.op.divide, "Maximum": relax.op.maximum, "Minimum": relax.op.minimum,
+    "FloorDiv": relax.op.floor_divide, "FloorMod": relax.op.floor_mod, "Pow": relax.op.power,
+    "Less": relax.op.less, "LessEqual": relax.op.less_equal, "Greater": relax.op.greater,
+    "GreaterEqual": relax.op.greater_equal, "Equal": relax.op.equal, "NotEqual": relax.op.not_equal,
+    "LogicalAnd": relax.op.logical_and, "LogicalOr": relax.op.logical_or,
+}
+_COMPARE = {"Less", "LessEqual", "Greater", "GreaterEqual", "Equal", "NotEqual"}
+
+
+@device(*_BINARY)
+def _binary(ctx, node, ins):
+    dtype = "bool" if node.op in ("LogicalAnd", "LogicalOr") else node.attr("T")
+    if node.op == "RealDiv" and dtype and not dtype.startswith("float"):
+        ctx.fail(f"RealDiv on {dtype}")
+    a, b = _operands(ctx, node, ins, dtype)
+    return ctx.emit(_BINARY[node.op](a, b))
+
+
+@device("SquaredDifference")
+def _sqdiff(ctx, node, ins):
+    a, b = _operands(ctx, node, ins)
+    d = ctx.emit(relax.op.subtract(a, b))
+    return ctx.emit(relax.op.multiply(d.expr, d.expr))
+
+
+@device("BiasAdd", "BiasAddV1")
+def _bias_add(ctx, node, ins):
+    fmt = node.attr("data_format", b"NHWC")
+    if fmt not in (b"NHWC", "NHWC", None):
+        ctx.fail(f"data_format {fmt!r} (only NHWC / channels-last is supported)")
+    a, b = _operands(ctx, node, ins)
+    return ctx.emit(relax.op.add(a, b))
+
+
+_KNOWN_BINARY = {
+    "Add": lambda a, b: a + b, "AddV2": lambda a, b: a + b, "Sub": lambda a, b: a - b,
+    "Mul": lambda a, b: a * b,
+    "FloorDiv": lambda a, b: tirx.floordiv(a, b) if is_prim(a) or is_prim(
+        b) else a // b,
+    "FloorMod": lambda a, b: tirx.floormod(a, b) if is_prim(a) or is_prim(
+        b) else a % b,
+    "Maximum": lambda a, b: tirx.max(a, b) if is_prim(a) or is_prim(
+        b) else max(a, b),
+    "Minimum": lambda a, b: tirx.min(a, b) if is_prim(a) or is_prim(
+        b) else min(a, b),
+}
+_KNOWN_COMPARE = {
+    "Less": lambda a, b: a < b, "LessEqual": lambda a, b: a <= b, "Greater": lambda a, b: a > b,
+    "GreaterEqual": lambda a, b: a >= b, "Equal": lambda a, b: a == b, "NotEqual": lambda a, b: a != b,
+}
+
+
+@known(*_KNOWN_BINARY, *_KNOWN_COMPARE, "RealDiv", "LogicalAnd", "LogicalOr")
+def _binary_known(ctx, node, ins):
+    a, b = ins
+    if a.dtype == "string" or b.dtype == "string":
+        raise NotFoldable
+    if a.concrete and b.concrete:
+        x, y = a.numpy(), b.numpy()
+        fns = {"RealDiv": np.divide, "FloorDiv": np.floor_divide, "FloorMod": np.mod, "Maximum": np.maximum,
+               "Minimum": np.minimum, "LogicalAnd": np.logical_and, "LogicalOr": np.logical_or,
+               "Add": np.add, "AddV2": np.add, "Sub": np.subtract, "Mul": np.multiply, "Less": np.less,
+               "LessEqual": np.less_equal, "Greater": np.greater, "GreaterEqual": np.greater_equal,
+               "Equal": np.equal, "NotEqual": np.not_equal}
+        res = fns[node.op](x, y)
+        dtype = "bool" if node.op in _KNOWN_COMPARE or node.op.startswith("Logical") else a.dtype
+        return Known(np.asarray(res).astype(dtype), dtype)
+    if node.op in _KNOWN_COMPARE:
+        fn = _KNOWN_COMPARE[node.op]
+        res = np.frompyfunc(lambda p, q: _prove(fn, p, q), 2, 1)(a.value, b.value)
+        return Known(np.asarray(res, dtype=bool), "bool")
+    if node.op not in _KNOWN_BINARY:
+        raise NotFoldable
+    return _finish(_sym_map(_KNOWN_BINARY[node.op], a.value, b.value), a.dtype)
+
+
+# ---------------------------------------------------------------------------------------------- unary
+_UNARY = {
+    "Neg": relax.op.negative, "Abs": relax.op.abs, "Exp": relax.op.exp, "Log": relax.op.log,
+    "Sqrt": relax.op.sqrt, "Rsqrt": relax.op.rsqrt, "Square": relax.op.square, "Relu": relax.op.nn.relu,
+    "Sigmoid": relax.op.sigmoid, "Tanh": relax.op.tanh, "Erf": relax.op.erf, "Floor": relax.op.floor,
+    "Ceil": relax.op.ceil, "Sign": relax.op.sign, "LogicalNot": relax.op.logical_not,
+    "Reciprocal": lambda x: relax.op.divide(relax.const(1.0, x.ty.dtype), x),
+    "Log1p": lambda x: relax.op.log(relax.op.add(x, relax.const(1.0, x.ty.dtype))),
+    "Softplus": lambda x: relax.op.log(relax.op.add(relax.op.exp(x), relax.const(1.0, x.ty.dtype))),
+    "Softsign": lambda x: relax.op.divide(x, relax.op.add(relax.op.abs(x), relax.const(1.0, x.ty.dtype))),
+    "Relu6": lambda x: relax.op.clip(x, 0.0, 6.0),
+    "Elu": lambda x: relax.op.where(relax.op.greater(x, relax.const(0.0, x.ty.dtype)), x,
+                                    relax.op.subtract(relax.op.exp(x), relax.const(1.0, x.ty.dtype))),
+}
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
+@device(*_UNARY)
+def _unary(ctx, node, ins):
+    x = ctx.device(ins[0])
+    return ctx.emit(_UNARY[node.op](x.expr))
+
+
+@device("Selu")
+def _selu(ctx, node, ins):
+    x = ctx.device(ins[0]).expr
+    dt = x.ty.dtype
+    neg = relax.op.multiply(relax.const(_SELU_ALPHA, dt), relax.op.subtract(relax.op.exp(x), relax.const(1.0, dt)))
+    return ctx.emit(relax.op.multiply(relax.const(_SELU_SCALE, dt),
+                                      relax.op.where(relax.op.greater(x, relax.const(0.0, dt)), x, neg)))
+
+
+@device("LeakyRelu")
+def _leaky_relu(ctx, node, ins):
+    x = ctx.device(ins[0]).expr
+    return ctx.emit(relax.op.nn.leakyrelu(x, float(node.attr("alpha", 0.2))))
+
+
+@known("Neg")
+def _neg_known(ctx, node, ins):
+    return _finish(_sym_map(lambda a: -a, ins[0].value), ins[0].dtype)
+
+
+# ----------------------------------------------------------------------------------------------- cast
+@device("Cast")
+def _cast(ctx, node, ins):
+    x = ctx.device(ins[0])
+    dst = node.attr("DstT")
+    if dst == "string" or x.dtype == "string":
+        ctx.fail("casts to or from strings run in the host stage only")
+    if dst == x.dtype:
+        return x
+    return ctx.emit(relax.op.astype(x.expr, dst))
+
+
+@known("Cast")
+def _cast_known(ctx, node, ins):
+    v, dst = ins[0], node.attr("DstT")
+    if v.dtype == "string" or dst == "string":
+        raise NotFoldable
+    if v.concrete:
+        return Known(v.numpy().astype(dst), dst)
+    if dst.startswith("int") or dst.startswith("uint"):
+        return Known(v.value, dst)
+    raise NotFoldable
+
+
+# --------------------------------------------------------------------------------------------- select
+@device("Select", "SelectV2")
+def _select(ctx, node, ins):
+    cond, a, b = (ctx.device(v) for v in ins)
+    a, b = broadcast_pair(ctx, a, b)
+    if node.op == "Select" and len(cond.shape) == 1 and len(a.shape) > 1:
+        # TF1 Select: a vector condition picks whole rows.
+        cond = ctx.emit(relax.op.reshape(cond.expr, [cond.shape[0]] + [1] * (len(a.shape) - 1)))
+        cond = ctx.match_shape(cond, [a.shape[0]] + [1] * (len(a.shape) - 1))
+    elif node.op == "Select":
+        cond = ctx.match_shape(cond, a.shape) if len(cond.shape) == len(a.shape) else cond
+    return ctx.emit(relax.op.where(cond.expr, a.expr, b.expr))
+
+
+@device("ZerosLike", "OnesLike")
+def _zeros_like(ctx, node, ins):
+    x = ctx.device(ins[0])
+    fn = relax.op.zeros_like if node.op == "ZerosLike" else relax.op.ones_like
+    return ctx.emit(fn(x.expr))
+
+
+@known("ZerosLike", "OnesLike")
+def _zeros_like_known(ctx, node, ins):
+    v = ins[0]
+    fill = 0 if node.op == "ZerosLike" else 1
+    return Known(np.full(v.value.shape, fill, dtype=v.dtype if v.dtype != "string" else object), v.dtype)

@@ -1,0 +1,117 @@
+"""TF's sparse and data-dependent ops, translated to recom ops (see recom_tvm.ops.defs)."""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import relax
+
+from ...ops import defs
+from ...shapes.symbolic import as_expr, is_const_int, prove_equal, simplify
+from ..context import shape_expr
+from ..values import Known
+from . import NotFoldable, device, known
+from .array import _prod
+
+
+@device("Where")
+def _where(ctx, node, ins):
+    if len(ins) != 1:
+        ctx.fail("Where with x/y inputs (use SelectV2)")
+    cond = ctx.device(ins[0])
+    k = ctx.symbols.fresh(node.name.rsplit("/", 1)[-1] + "_count", f"data-dependent size at {node.name}")
+    return ctx.emit(defs.where(cond.expr), shape=[k, len(cond.shape)])
+
+
+@known("Where")
+def _where_known(ctx, node, ins):
+    if ins[0].value.dtype == object:
+        raise NotFoldable
+    return Known(np.argwhere(ins[0].value).astype("int64"), "int64")
+
+
+@device("Unique")
+def _unique(ctx, node, ins):
+    x = ctx.device(ins[0])
+    out_idx = node.attr("out_idx", "int32")
+    var = ctx.bb.emit(defs.unique(x.expr, out_idx))
+    y = ctx.emit(relax.TupleGetItem(var, 0))
+    idx = ctx.emit(relax.TupleGetItem(var, 1))
+    return [y, idx]
+
+
+@device("SparseReshape")
+def _sparse_reshape(ctx, node, ins):
+    indices = ctx.device(ins[0])
+    in_shape = ctx.known_ints(ins[1], "the input dense shape")
+    target = ctx.known_ints(ins[2], "the new shape")
+    unknown = [i for i, t in enumerate(target) if is_const_int(t) and int(t) == -1]
+    total = _prod(in_shape)
+    if len(unknown) > 1:
+        ctx.fail("more than one -1 in the new shape")
+    if unknown:
+        rest = _prod([t for i, t in enumerate(target) if i != unknown[0]])
+        target = list(target)
+        target[unknown[0]] = simplify(as_expr(total) // as_expr(rest))
+    elif not prove_equal(total, _prod(target)):
+        if is_const_int(total) and is_const_int(_prod(target)):
+            ctx.fail(f"cannot reshape a SparseTensor of dense shape {in_shape} to {target}")
+        ctx.fail(f"cannot prove that dense shape {in_shape} and new shape {target} hold as many elements")
+    indices = ctx.match_shape(indices, [indices.shape[0], len(in_shape)])
+    if len(in_shape) == len(target) and all(prove_equal(a, b) for a, b in zip(in_shape, target)):
+        new_indices = indices
+    else:
+        new_indices = ctx.emit(defs.sparse_reshape(indices.expr, shape_expr(in_shape), shape_expr(target)))
+    return [new_indices, Known(np.array(target, dtype=object), "int64")]
+
+
+@device("SparseFillEmptyRows")
+def _sfer(ctx, node, ins):
+    indices, values = ctx.device(ins[0]), ctx.device(ins[1])
+    dense_shape = ctx.known_ints(ins[2], "the dense shape")
+    values = ctx.match_shape(values, [indices.shape[0]])
+    default = ctx.scalar(ins[3], values.dtype)
+    var = ctx.bb.emit(defs.sparse_fill_empty_rows(indices.expr, values.expr, default, shape_expr(dense_shape)))
+    out_idx = ctx.emit(relax.TupleGetItem(var, 0))
+    out_vals = ctx.match_shape(ctx.emit(relax.TupleGetItem(var, 1)), [out_idx.shape[0]])
+    empty = ctx.emit(relax.TupleGetItem(var, 2))
+    rev = ctx.emit(relax.TupleGetItem(var, 3))
+    return [out_idx, out_vals, empty, rev]
+
+
+_SEGMENT_OPS = {
+    "SparseSegmentSum": "sum", "SparseSegmentMean": "mean", "SparseSegmentSqrtN": "sqrtn",
+    "SparseSegmentSumWithNumSegments": "sum", "SparseSegmentMeanWithNumSegments": "mean",
+    "SparseSegmentSqrtNWithNumSegments": "sqrtn",
+}
+
+
+@device(*_SEGMENT_OPS)
+def _sparse_segment(ctx, node, ins):
+    if node.attr("sparse_gradient", False):
+        ctx.fail("sparse_gradient=True")
+    data, indices, seg = ctx.device(ins[0]), ctx.device(ins[1]), ctx.device(ins[2])
+    seg = ctx.match_shape(seg, [indices.shape[0]])
+    num = -1
+    if node.op.endswith("WithNumSegments"):
+        (num,) = ctx.known_ints(ins[3], "num_segments")
+        num = as_expr(num)
+    return ctx.emit(defs.sparse_segment_reduce(data.expr, indices.expr, seg.expr, num, _SEGMENT_OPS[node.op]))
+
+
+@device("Bucketize")
+def _bucketize(ctx, node, ins):
+    x = ctx.device(ins[0])
+    boundaries = np.asarray(node.attr("boundaries", []), dtype="float32")
+    if boundaries.size and np.any(np.diff(boundaries) < 0):
+        ctx.fail("boundaries must be sorted")
+    return ctx.emit(defs.bucketize(x.expr, relax.const(boundaries, "float32")))
+
+
+@known("Bucketize")
+def _bucketize_known(ctx, node, ins):
+    if ins[0].value.dtype == object:
+        raise NotFoldable
+    b = np.asarray(node.attr("boundaries", []), dtype="float32")
+    x = ins[0].value
+    cmp = x.astype("float64") if x.dtype == np.float64 else x.astype("float32")
+    return Known(np.searchsorted(b.astype(cmp.dtype), cmp, side="right").astype("int32"), "int32")

@@ -1,0 +1,197 @@
+"""A read-only view of a TensorFlow GraphDef: nodes, decoded attributes, tensor names, topological order."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+import numpy as np
+
+from ..errors import ModelFormatError
+from . import proto
+
+# TF DataType enum -> numpy dtype name ("string" for DT_STRING); reference types (+100) map like their base.
+TF_DTYPES = {
+    1: "float32", 2: "float64", 3: "int32", 4: "uint8", 5: "int16", 6: "int8", 7: "string", 9: "int64",
+    10: "bool", 14: "bfloat16", 17: "uint16", 19: "float16", 20: "resource", 21: "variant", 22: "uint32",
+    23: "uint64",
+}
+_VAL_FIELDS = {
+    "float32": "float_val", "float64": "double_val", "int32": "int_val", "uint8": "int_val", "int16": "int_val",
+    "int8": "int_val", "uint16": "int_val", "int64": "int64_val", "bool": "bool_val", "uint32": "uint32_val",
+    "uint64": "uint64_val", "float16": "half_val",
+}
+
+
+def tf_dtype(enum: int) -> str:
+    """Numpy dtype name of a TF DataType enum value."""
+    name = TF_DTYPES.get(enum % 100 if enum > 100 else enum)
+    if name is None:
+        raise ModelFormatError(f"unsupported TensorFlow dtype enum {enum}")
+    return name
+
+
+def decode_shape(shape) -> list[int] | None:
+    """TensorShapeProto -> list of dims (-1 unknown), or None for unknown rank."""
+    if shape.unknown_rank:
+        return None
+    return [int(d.size) for d in shape.dim]
+
+
+def decode_tensor(t) -> np.ndarray:
+    """TensorProto -> numpy array (strings as an object array of bytes)."""
+    dtype = tf_dtype(t.dtype)
+    shape = decode_shape(t.tensor_shape) or []
+    count = int(np.prod(shape)) if shape else 1
+    if dtype == "string":
+        vals = list(t.string_val)
+        if len(vals) == 1 and count != 1:
+            vals = vals * count
+        return np.array(vals, dtype=object).reshape(shape)
+    if t.tensor_content:
+        arr = np.frombuffer(t.tensor_content, dtype=dtype).copy()
+        return arr.reshape(shape)
+    field = _VAL_FIELDS.get(dtype)
+    if field is None:
+        raise ModelFormatError(f"cannot decode a constant of dtype {dtype}")
+    vals = list(getattr(t, field))
+    if dtype == "float16":
+        arr = np.array(vals, dtype=np.uint16).view(np.float16)
+    else:
+        arr = np.array(vals, dtype=dtype)
+    if arr.size == count:
+        return arr.reshape(shape)
+    if arr.size == 0:
+        return np.zeros(shape, dtype=dtype)
+    # TF stores repeated trailing values once: fill the rest with the last one.
+    out = np.empty(count, dtype=arr.dtype)
+    out[: arr.size] = arr
+    out[arr.size :] = arr[-1]
+    return out.reshape(shape)
+
+
+def decode_attr(value):
+    """AttrValue -> Python value (int, float, bool, bytes, dtype name, shape list, numpy array, or lists)."""
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "type":
+        return tf_dtype(value.type)
+    if kind == "shape":
+        return decode_shape(value.shape)
+    if kind == "tensor":
+        return decode_tensor(value.tensor)
+    if kind == "func":
+        return value.func.name
+    if kind == "list":
+        lv = value.list
+        for field in ("s", "i", "f", "b"):
+            if len(getattr(lv, field)):
+                return list(getattr(lv, field))
+        if len(lv.type):
+            return [tf_dtype(t) for t in lv.type]
+        if len(lv.shape):
+            return [decode_shape(s) for s in lv.shape]
+        if len(lv.tensor):
+            return [decode_tensor(t) for t in lv.tensor]
+        return []
+    return getattr(value, kind)
+
+
+def parse_tensor_name(name: str) -> tuple[str, int]:
+    """'node:1' -> ('node', 1); 'node' -> ('node', 0)."""
+    node, sep, idx = name.rpartition(":")
+    if sep and idx.isdigit():
+        return node, int(idx)
+    return name, 0
+
+
+@dataclasses.dataclass
+class Node:
+    """One GraphDef node with decoded attributes; `inputs` are data inputs as (node, output index)."""
+
+    name: str
+    op: str
+    inputs: list[tuple[str, int]]
+    control_inputs: list[str]
+    attrs: dict
+    device: str = ""
+
+    def attr(self, key: str, default=None):
+        return self.attrs.get(key, default)
+
+
+class Graph:
+    """Nodes of a GraphDef by name, in a topological order of data and control edges."""
+
+    def __init__(self, graph_def) -> None:
+        self.nodes: dict[str, Node] = {}
+        for nd in graph_def.node:
+            inputs, controls = [], []
+            for inp in nd.input:
+                if inp.startswith("^"):
+                    controls.append(inp[1:])
+                else:
+                    inputs.append(parse_tensor_name(inp))
+            if nd.name in self.nodes:
+                raise ModelFormatError(f"duplicate node name {nd.name!r} in GraphDef")
+            attrs = {k: decode_attr(v) for k, v in nd.attr.items()}
+            self.nodes[nd.name] = Node(nd.name, nd.op, inputs, controls, attrs, nd.device)
+        for node in self.nodes.values():
+            for src, _ in node.inputs:
+                if src not in self.nodes:
+                    raise ModelFormatError(f"node {node.name!r} ({node.op}) reads {src!r}, which is not in the graph")
+        self.order = self._topo_order()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Graph:
+        gd = proto.GraphDef()
+        try:
+            gd.ParseFromString(data)
+        except Exception as err:  # protobuf raises DecodeError (message varies by backend)
+            raise ModelFormatError(f"not a valid GraphDef: {err}") from err
+        if not gd.node:
+            raise ModelFormatError("the GraphDef holds no nodes (empty, truncated, or not a GraphDef)")
+        return cls(gd)
+
+    def _topo_order(self) -> list[str]:
+        indeg = {n: 0 for n in self.nodes}
+        users: dict[str, list[str]] = {n: [] for n in self.nodes}
+        for node in self.nodes.values():
+            srcs = {s for s, _ in node.inputs} | {c for c in node.control_inputs if c in self.nodes}
+            for s in srcs:
+                indeg[node.name] += 1
+                users[s].append(node.name)
+        ready = [n for n, d in indeg.items() if d == 0]
+        order = []
+        while ready:
+            n = ready.pop()
+            order.append(n)
+            for u in users[n]:
+                indeg[u] -= 1
+                if indeg[u] == 0:
+                    ready.append(u)
+        if len(order) != len(self.nodes):
+            cyc = sorted(n for n, d in indeg.items() if d > 0)[:5]
+            raise ModelFormatError(f"the graph has a cycle (control flow is not supported); nodes involved: {cyc}")
+        return order
+
+    def consumers(self) -> dict[str, list[str]]:
+        """node name -> names of nodes reading any of its outputs."""
+        out: dict[str, list[str]] = {n: [] for n in self.nodes}
+        for node in self.nodes.values():
+            for src, _ in node.inputs:
+                out[src].append(node.name)
+        return out
+
+    def ancestors(self, roots: Iterable[str]) -> set[str]:
+        """All nodes the given nodes read from, transitively (data edges only)."""
+        seen: set[str] = set()
+        stack = list(roots)
+        while stack:
+            n = stack.pop()
+            for src, _ in self.nodes[n].inputs:
+                if src not in seen:
+                    seen.add(src)
+                    stack.append(src)
+        return seen

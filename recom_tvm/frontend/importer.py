@@ -1,0 +1,236 @@
+"""TensorFlow graph -> Relax IRModule with symbolic dims, parameters, and the serving spec.
+
+The walk is op by op in topological order over the nodes the outputs need. Each TF tensor becomes a Known,
+Device or Host value (see values.py): shape arithmetic is folded at import time, string ops go to the host stage,
+everything else becomes Relax bindings (standard Relax ops, or recom ops for TF's sparse ops).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from .. import config
+from ..build_module import attach_spec
+from ..errors import ConversionError, RecomError, UnsupportedOpError
+from ..runtime.spec import InputSpec
+from ..shapes.symbolic import dim_str
+from . import converters
+from .columns import ColumnResolver
+from .context import ImportContext
+from .graph import Graph, Node, parse_tensor_name
+from .loader import Feature, LoadedGraph, load
+from .values import Host, Known
+
+_STRING_OPS = {"StringToHashBucketFast", "StringToHashBucket", "StringToHashBucketStrong", "AsString",
+               "StringJoin", "StringSplit", "StringSplitV2", "Substr", "StringLower", "StringUpper",
+               "RegexReplace", "StaticRegexReplace", "StringStrip", "StringLength", "StringToNumber",
+               "DecodeRaw", "ParseExample", "ParseExampleV2", "ParseSingleExample"}
+_DTYPE_ATTRS = ("T", "Tparams", "dtype", "DstT", "SrcT")
+_SHAPE_FEED_MAX = 8  # static int vectors up to this size (dense_shape & co.) are fed as symbolic shapes
+
+
+def from_tensorflow(source: Any, signature: str | dict | None = None,
+                    outputs: list[str] | None = None) -> tuple[tvm.IRModule, dict[str, np.ndarray], InputSpec]:
+    """Import a TF model into Relax.
+
+    Args:
+        source: path to a frozen GraphDef (.pb) or a SavedModel directory, GraphDef bytes / message, or a
+            `tf.function` ConcreteFunction.
+        signature: SavedModel signature name (default "serving_default"), or for a .pb a dict (or JSON file)
+            `{"inputs": {feature: placeholder | {"indices", "values", "dense_shape"}}, "outputs": {...}}`.
+        outputs: tensor names to return instead of the signature's outputs.
+
+    Returns:
+        (mod, params, spec): `mod["main"]` takes the module inputs listed in `spec` then the params;
+        params maps parameter names to numpy arrays (the embedding tables and weights).
+    """
+    t0 = time.perf_counter()
+    loaded = load(source, signature, outputs)
+    config.log(f"loaded {loaded.source}: {len(loaded.graph.nodes)} nodes in {time.perf_counter() - t0:.2f}s")
+    mod, params, spec = _Importer(loaded).run()
+    mod = attach_spec(mod, spec)
+    config.log(f"imported into Relax in {time.perf_counter() - t0:.2f}s "
+               f"({len(spec.module_inputs)} inputs, {len(params)} params)")
+    return mod, params, spec
+
+
+def _node_dtype(node: Node) -> str | None:
+    for key in _DTYPE_ATTRS:
+        if key in node.attrs:
+            return node.attrs[key]
+    return None
+
+
+class _Importer:
+    def __init__(self, loaded: LoadedGraph) -> None:
+        converters._load()
+        self.loaded = loaded
+        self.graph: Graph = loaded.graph
+        self.columns = ColumnResolver(self.graph, loaded.features)
+        self.ctx = ImportContext(self.columns)
+        self.values: dict[tuple[str, int], Any] = {}
+        self.structured = any(f.kind == "sparse" or f.name != parse_tensor_name(f.tensors.get("value", ""))[0]
+                              for f in loaded.features)
+
+    # ------------------------------------------------------------------------------------------ placement
+    def _needed(self) -> list[str]:
+        roots = [parse_tensor_name(t)[0] for _, t in self.loaded.outputs]
+        keep = self.graph.ancestors(roots) | set(roots)
+        return [n for n in self.graph.order if n in keep]
+
+    def _host_nodes(self, needed: list[str]) -> set[str]:
+        nodes = self.graph.nodes
+        stringy = {n for n in needed if nodes[n].op in _STRING_OPS or _node_dtype(nodes[n]) == "string"}
+        host = set(stringy)
+        for anc in self.graph.ancestors(stringy):
+            if nodes[anc].op not in ("Const", "Placeholder"):
+                host.add(anc)
+        return host & set(needed)
+
+    # --------------------------------------------------------------------------------------- placeholders
+    def _bind_placeholders(self, needed: set[str]) -> None:
+        ctx = self.ctx
+        batch = ctx.symbols.get("B", "batch size")
+        roles: dict[str, tuple[Feature, str]] = {}
+        for f in self.loaded.features:
+            for part, t in f.tensors.items():
+                roles[parse_tensor_name(t)[0]] = (f, part)
+        for name in self.graph.order:
+            node = self.graph.nodes[name]
+            if node.op != "Placeholder" or name not in needed:
+                continue
+            dtype = node.attr("dtype")
+            shape = node.attr("shape")
+            feat, part = roles.get(name, (None, None))
+            if shape is None:
+                raise ConversionError("Placeholder", name, None, "unknown rank; give the input a shape")
+            tensor = name + ":0"
+            label = feat.name if feat else name
+            if dtype == "string":
+                dims = self._dims(shape, label, part, batch)
+                self.values[(name, 0)] = Host(tensor, "string", dims)
+                continue
+            if (dtype in ("int32", "int64") and len(shape) == 1 and shape[0] >= 0
+                    and shape[0] <= _SHAPE_FEED_MAX and part in (None, "dense_shape", "value")):
+                syms = []
+                for i in range(shape[0]):
+                    if part == "dense_shape" and i == 0 and self.structured:
+                        syms.append(batch)
+                    else:
+                        syms.append(ctx.symbols.fresh(f"{label}_dim{i}" if part == "dense_shape" else
+                                                      f"{label}_{i}", f"value {i} of feed {tensor}"))
+                self.values[(name, 0)] = ctx.shape_feed_input(tensor, dtype, syms)
+                continue
+            dims = self._dims(shape, label, part, batch)
+            self.values[(name, 0)] = ctx.feed_input(tensor, dtype, dims)
+
+    def _dims(self, shape: list[int], label: str, part: str | None, batch) -> list:
+        sym = self.ctx.symbols
+        dims = []
+        for i, d in enumerate(shape):
+            if d >= 0:
+                dims.append(d)
+            elif part in ("indices", "values") and i == 0:
+                dims.append(sym.get(f"nnz_{label}".replace("/", "_"), f"number of ids of feature {label}"))
+            elif part == "value" and i == 0 and self.structured:
+                dims.append(batch)
+            else:
+                dims.append(sym.fresh(f"{label}_dim{i}", f"dim {i} of feed {label}"))
+        return dims
+
+    # ----------------------------------------------------------------------------------------------- walk
+    def run(self) -> tuple[tvm.IRModule, dict[str, np.ndarray], InputSpec]:
+        needed = self._needed()
+        host_nodes = self._host_nodes(needed)
+        bb = self.ctx.bb
+        with bb.function("main"):
+            with bb.dataflow():
+                self._bind_placeholders(set(needed))
+                for i, name in enumerate(needed):
+                    node = self.graph.nodes[name]
+                    if node.op == "Placeholder":
+                        continue
+                    self._convert(node, name in host_nodes)
+                    if config.verbose and i and i % 5000 == 0:
+                        config.log(f"  converted {i}/{len(needed)} nodes")
+                outs = [self.ctx.device(self.values[parse_tensor_name(t)]) for _, t in self.loaded.outputs]
+                result = outs[0].expr if len(outs) == 1 else relax.Tuple([o.expr for o in outs])
+                gv = bb.emit_output(result)
+            inputs = sorted(self.ctx.inputs, key=lambda inp: inp.source == "param")
+            bb.emit_func_output(gv, params=[inp.var for inp in inputs])
+        mod = bb.finalize()
+        num_input = sum(1 for inp in inputs if inp.source != "param")
+        mod["main"] = mod["main"].with_attr("num_input", num_input)
+        out_types = [(o.dtype, [dim_str(d) for d in o.shape]) for o in outs]
+        spec = InputSpec.build(self.loaded, self.graph, inputs, self.ctx.host_plan, out_types,
+                               self.ctx.symbols.origin)
+        return mod, dict(self.ctx.params), spec
+
+    def _convert(self, node: Node, on_host: bool) -> None:
+        ctx = self.ctx
+        ctx.node = node
+        ins = []
+        for src, idx in node.inputs:
+            if (src, idx) not in self.values:
+                raise ConversionError(node.op, node.name, self.columns(node.name),
+                                      f"input {src}:{idx} was not produced")
+            ins.append(self.values[(src, idx)])
+        try:
+            outs = self._dispatch(node, ins, on_host)
+        except RecomError:
+            raise
+        except Exception as err:  # keep the node / column context on unexpected failures
+            raise ConversionError(node.op, node.name, self.columns(node.name), f"{type(err).__name__}: {err}") \
+                from err
+        if not isinstance(outs, (list, tuple)):
+            outs = [outs]
+        for i, v in enumerate(outs):
+            self.values[(node.name, i)] = v
+
+    def _dispatch(self, node: Node, ins: list, on_host: bool):
+        op = node.op
+        if op == "Const":
+            return Known(node.attr("value"), node.attr("dtype"))
+        if all(isinstance(v, Known) for v in ins) and op in converters.KNOWN:
+            try:
+                return converters.KNOWN[op](self.ctx, node, ins)
+            except converters.NotFoldable:
+                pass
+        if op in ("Shape", "Size", "Rank", "ShapeN"):
+            return converters.DEVICE[op](self.ctx, node, ins)
+        if on_host or any(isinstance(v, Host) and v.dtype == "string" for v in ins):
+            return self._host(node, ins)
+        if op not in converters.DEVICE:
+            raise UnsupportedOpError(op, node.name, self.columns(node.name))
+        return converters.DEVICE[op](self.ctx, node, ins)
+
+    def _host(self, node: Node, ins: list):
+        ctx = self.ctx
+        if node.op not in converters.HOST:
+            raise UnsupportedOpError(node.op, node.name, self.columns(node.name),
+                                     "it works on strings (or feeds a string op), so it must run in the host "
+                                     f"stage, which supports {sorted(converters.HOST)}")
+        out_types = converters.HOST[node.op](ctx, node, ins)
+        inputs = []
+        for v in ins:
+            if isinstance(v, Host):
+                inputs.append({"tensor": v.tensor})
+            elif isinstance(v, Known) and v.concrete:
+                arr = v.numpy()
+                if v.dtype == "string":
+                    arr = np.array([b.decode("latin-1") if isinstance(b, bytes) else str(b)
+                                    for b in arr.reshape(-1)], dtype=object).reshape(arr.shape)
+                inputs.append({"const": arr.tolist(), "dtype": v.dtype})
+            else:
+                ctx.fail("a host-stage op reads a value that is only known on the device or symbolically")
+        outputs = [f"{node.name}:{i}" for i in range(len(out_types))]
+        attrs = {k: (v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in node.attrs.items()
+                 if isinstance(v, (int, float, bool, str, bytes))}
+        ctx.host_plan.append({"name": node.name, "op": node.op, "inputs": inputs, "attrs": attrs,
+                              "outputs": outputs})
+        return [Host(t, dt, shape) for t, (dt, shape) in zip(outputs, out_types)]

@@ -1,0 +1,308 @@
+"""Resolve a TF model source into a frozen graph plus its serving signature.
+
+Sources: a frozen GraphDef (.pb file or bytes, read with protobuf alone), a SavedModel directory (TF2 object-based
+or TF1 Estimator-style; freezing its variables needs TensorFlow), or a `tf.function` ConcreteFunction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from ..errors import ModelFormatError
+from .graph import Graph, parse_tensor_name
+
+
+@dataclasses.dataclass
+class Feature:
+    """One serving input. Dense: `tensors = {"value": t}`; sparse: indices / values / dense_shape tensors."""
+
+    name: str
+    kind: str  # "dense" | "sparse"
+    tensors: dict[str, str]
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "tensors": self.tensors}
+
+
+@dataclasses.dataclass
+class LoadedGraph:
+    graph: Graph
+    features: list[Feature]
+    outputs: list[tuple[str, str]]  # (output name, tensor name)
+    source: str
+
+
+SPARSE_PARTS = ("indices", "values", "dense_shape")
+
+
+def _node_of(tensor: str) -> str:
+    return parse_tensor_name(tensor)[0]
+
+
+def load(source: Any, signature: str | dict | None = None, outputs: list[str] | None = None) -> LoadedGraph:
+    """Dispatch on the kind of `source`; see `recom_tvm.from_tensorflow`."""
+    if isinstance(source, (bytes, bytearray)):
+        return _from_graphdef_bytes(bytes(source), signature, outputs, "<bytes>")
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if os.path.isdir(path):
+            if not os.path.exists(os.path.join(path, "saved_model.pb")):
+                raise ModelFormatError(f"{path!r} is a directory without saved_model.pb: not a SavedModel")
+            return _from_saved_model(path, signature if isinstance(signature, str) or signature is None else None,
+                                     outputs)
+        if not os.path.exists(path):
+            raise ModelFormatError(f"model path {path!r} does not exist")
+        with open(path, "rb") as f:
+            data = f.read()
+        return _from_graphdef_bytes(data, signature, outputs, path)
+    if type(source).__name__ == "GraphDef" and hasattr(source, "SerializeToString"):
+        return _from_graphdef_bytes(source.SerializeToString(), signature, outputs, "<GraphDef>")
+    if hasattr(source, "structured_input_signature") and hasattr(source, "graph"):
+        return _from_concrete_function(source, outputs, "<ConcreteFunction>")
+    if hasattr(source, "get_concrete_function"):
+        raise ModelFormatError("pass a ConcreteFunction: call fn.get_concrete_function(<input specs>) first")
+    raise ModelFormatError(f"cannot import a {type(source).__name__}: expected a .pb path, a SavedModel "
+                           "directory, GraphDef bytes or a tf.function ConcreteFunction")
+
+
+# ---------------------------------------------------------------------------------------------------------- GraphDef
+def _features_from_spec(spec: dict | None, graph: Graph) -> list[Feature]:
+    """Features from an explicit signature dict, or one dense feature per Placeholder."""
+    if spec is None:
+        return [Feature(n.name, "dense", {"value": n.name + ":0"}) for n in (graph.nodes[k] for k in graph.order)
+                if n.op == "Placeholder"]
+    feats = []
+    for name, desc in spec.get("inputs", spec).items():
+        if isinstance(desc, str):
+            feats.append(Feature(name, "dense", {"value": _full(desc)}))
+        elif isinstance(desc, dict) and set(desc) == set(SPARSE_PARTS):
+            feats.append(Feature(name, "sparse", {k: _full(desc[k]) for k in SPARSE_PARTS}))
+        else:
+            raise ModelFormatError(f"signature input {name!r}: expected a tensor name or a dict with keys "
+                                   f"{SPARSE_PARTS}, got {desc!r}")
+    for f in feats:
+        for t in f.tensors.values():
+            node = _node_of(t)
+            if node not in graph.nodes:
+                raise ModelFormatError(f"signature input {f.name!r} names tensor {t!r}, which is not in the graph")
+            if graph.nodes[node].op != "Placeholder":
+                raise ModelFormatError(f"signature input {f.name!r} names {t!r}, a {graph.nodes[node].op} "
+                                       "node, not a Placeholder")
+    return feats
+
+
+def _full(t: str) -> str:
+    return t if ":" in t else t + ":0"
+
+
+def _default_outputs(graph: Graph) -> list[tuple[str, str]]:
+    consumed = {src for n in graph.nodes.values() for src, _ in n.inputs}
+    skip = {"NoOp", "Const", "Placeholder", "Assert", "SaveV2", "RestoreV2"}
+    outs = [n for n in graph.order if n not in consumed and graph.nodes[n].op not in skip]
+    if not outs:
+        raise ModelFormatError("the graph has no output node; pass outputs=[...]")
+    return [(n, n + ":0") for n in sorted(outs)]
+
+
+def _from_graphdef_bytes(data: bytes, signature, outputs, source: str) -> LoadedGraph:
+    graph = Graph.from_bytes(data)
+    spec = signature if isinstance(signature, dict) else None
+    if isinstance(signature, str) and os.path.exists(signature):
+        with open(signature) as f:
+            spec = json.load(f)
+    feats = _features_from_spec(spec, graph)
+    outs = _outputs(outputs, spec, graph)
+    return LoadedGraph(graph, feats, outs, source)
+
+
+def _outputs(outputs, spec, graph) -> list[tuple[str, str]]:
+    if outputs is not None:
+        outs = [(_node_of(o), _full(o)) for o in outputs]
+    elif spec is not None and "outputs" in spec:
+        outs = [(k, _full(v)) for k, v in spec["outputs"].items()]
+    else:
+        outs = _default_outputs(graph)
+    for _, t in outs:
+        if _node_of(t) not in graph.nodes:
+            raise ModelFormatError(f"output tensor {t!r} is not in the graph")
+    return outs
+
+
+# ------------------------------------------------------------------------------------------- TensorFlow-backed paths
+def _tf():
+    try:
+        import tensorflow as tf
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ModelFormatError("importing a SavedModel or a tf.function needs TensorFlow "
+                               "(pip install 'recom_tvm[tf]'); a frozen .pb imports without it") from err
+    return tf
+
+
+def _from_concrete_function(fn, outputs, source: str, structure=None, by_name: bool = False) -> LoadedGraph:
+    tf = _tf()
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    frozen = convert_variables_to_constants_v2(fn)
+    graph = Graph.from_bytes(frozen.graph.as_graph_def().SerializeToString())
+    n_inputs = len(tf.nest.flatten(fn.structured_input_signature, expand_composites=True))
+    placeholders = [t.name for t in frozen.inputs[:n_inputs]]
+    if structure is None:
+        structure = fn.structured_input_signature
+    feats = _features_from_structure(tf, structure, placeholders, by_name)
+    if outputs is None:
+        flat_out = tf.nest.flatten(fn.structured_outputs, expand_composites=True)
+        names = _output_names(tf, fn.structured_outputs)
+        outs = [(names[i], frozen.outputs[i].name) for i in range(len(flat_out))]
+    else:
+        outs = _outputs(outputs, None, graph)
+    return LoadedGraph(graph, feats, outs, source)
+
+
+def _output_names(tf, structure) -> list[str]:
+    if isinstance(structure, dict):
+        return [str(k) for k in sorted(structure)]
+    flat = tf.nest.flatten(structure, expand_composites=True)
+    return ["output_0"] if len(flat) == 1 else [f"output_{i}" for i in range(len(flat))]
+
+
+def _leaves(tf, structure, sort_keys: bool) -> list[tuple[str, Any]]:
+    """(feature name, spec) leaves of an input signature `(args, kwargs)`, dict keys sorted (tf.nest's flatten
+    order) or in insertion order (the order TF names the placeholders x, x_1, ...)."""
+    out: list[tuple[str, Any]] = []
+
+    def walk(obj, path):
+        if isinstance(obj, dict):
+            for k in (sorted(obj) if sort_keys else obj):
+                walk(obj[k], path + [str(k)])
+        elif isinstance(obj, (list, tuple)):
+            for i, v in enumerate(obj):
+                walk(v, path + [str(i)] if len(obj) > 1 else path)
+        else:
+            out.append(("/".join(path) or getattr(obj, "name", None) or f"input_{len(out)}", obj))
+
+    args, kwargs = structure if (isinstance(structure, tuple) and len(structure) == 2
+                                 and isinstance(structure[1], dict)) else (structure, {})
+    walk(args, [])
+    walk(kwargs, [])
+    return out
+
+
+def _name_index(name: str, base: str) -> int:
+    stem = name.split(":")[0]
+    return 0 if stem == base else int(stem[len(base) + 1:])
+
+
+def _features_from_structure(tf, structure, placeholders: list[str], by_name: bool = False) -> list[Feature]:
+    """Pair the nested input signature (TensorSpec / SparseTensorSpec leaves) with the flat placeholders.
+
+    by_name=False: `placeholders` are in tf.nest's flatten order (a ConcreteFunction's inputs).
+    by_name=True: they carry TF's generated names (x, x_1, ... or args_0, args_0_1, ...), numbered in the
+    structure's insertion order (a SavedModel signature, which flattens composites).
+    """
+    leaves = _leaves(tf, structure, sort_keys=not by_name)
+    if by_name:
+        base = min((p.split(":")[0] for p in placeholders), key=len)
+        try:
+            placeholders = sorted(placeholders, key=lambda p: _name_index(p, base))
+        except ValueError as err:
+            raise ModelFormatError(f"cannot map signature inputs {placeholders} to the input structure") from err
+    feats, i = [], 0
+    for name, spec in leaves:
+        if isinstance(spec, tf.SparseTensorSpec):
+            feats.append(Feature(name, "sparse", dict(zip(SPARSE_PARTS, placeholders[i:i + 3]))))
+            i += 3
+        elif isinstance(spec, tf.TensorSpec):
+            feats.append(Feature(name, "dense", {"value": placeholders[i]}))
+            i += 1
+        else:
+            raise ModelFormatError(f"input {name!r}: unsupported input spec {type(spec).__name__} "
+                                   "(dense tensors and SparseTensors are supported)")
+    if i != len(placeholders):
+        raise ModelFormatError(f"the input signature has {i} tensors but the function {len(placeholders)}")
+    return feats
+
+
+def _is_tf1_saved_model(path: str) -> bool:
+    from . import proto
+
+    sm = proto.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        try:
+            sm.ParseFromString(f.read())
+        except Exception as err:
+            raise ModelFormatError(f"{path}/saved_model.pb is not a valid SavedModel: {err}") from err
+    if not sm.meta_graphs:
+        raise ModelFormatError(f"{path}/saved_model.pb holds no MetaGraph")
+    return not sm.meta_graphs[0].object_graph_def
+
+
+def _from_saved_model(path: str, signature: str | None, outputs) -> LoadedGraph:
+    signature = signature or "serving_default"
+    if _is_tf1_saved_model(path):
+        return _from_tf1_saved_model(path, signature, outputs)
+    tf = _tf()
+    loaded = tf.saved_model.load(path)
+    if signature not in loaded.signatures:
+        raise ModelFormatError(f"SavedModel {path!r} has no signature {signature!r}; "
+                               f"it has {sorted(loaded.signatures)}")
+    fn = loaded.signatures[signature]
+    structure = _find_nested_structure(tf, loaded, fn)
+    if structure is None:
+        return _from_concrete_function(fn, outputs, path)
+    return _from_concrete_function(fn, outputs, path, structure, by_name=True)
+
+
+def _find_nested_structure(tf, loaded, sig_fn):
+    """Signatures flatten SparseTensors into components; find the restored function with the nested structure."""
+    flat_sig = [(s.dtype, tuple(s.shape.as_list()) if s.shape.rank is not None else None)
+                for s in tf.nest.flatten(sig_fn.structured_input_signature, expand_composites=True)]
+    candidates = []
+    for attr in dir(loaded):
+        if attr.startswith("_") or attr == "signatures":
+            continue
+        try:
+            obj = getattr(loaded, attr)
+        except Exception:  # noqa: BLE001 - restored objects may raise on access
+            continue
+        for cf in getattr(obj, "concrete_functions", []) or []:
+            args, kwargs = cf.structured_input_signature
+            flat = [(s.dtype, tuple(s.shape.as_list()) if s.shape.rank is not None else None)
+                    for s in tf.nest.flatten((args, kwargs), expand_composites=True)]
+            if len(flat) == len(flat_sig) and sorted(map(str, flat)) == sorted(map(str, flat_sig)):
+                candidates.append((args, kwargs))
+    return candidates[0] if candidates else None
+
+
+def _from_tf1_saved_model(path: str, signature: str, outputs) -> LoadedGraph:
+    tf = _tf()
+    v1 = tf.compat.v1
+    with tf.Graph().as_default() as g, v1.Session(graph=g) as sess:
+        meta = v1.saved_model.loader.load(sess, [v1.saved_model.tag_constants.SERVING], path)
+        if signature not in meta.signature_def:
+            raise ModelFormatError(f"SavedModel {path!r} has no signature {signature!r}; "
+                                   f"it has {sorted(meta.signature_def)}")
+        sig = meta.signature_def[signature]
+        feats = []
+        for key in sorted(sig.inputs):
+            info = sig.inputs[key]
+            if info.WhichOneof("encoding") == "coo_sparse":
+                c = info.coo_sparse
+                feats.append(Feature(key, "sparse", {"indices": c.indices_tensor_name,
+                                                      "values": c.values_tensor_name,
+                                                      "dense_shape": c.dense_shape_tensor_name}))
+            elif info.WhichOneof("encoding") == "name":
+                feats.append(Feature(key, "dense", {"value": info.name}))
+            else:
+                raise ModelFormatError(f"signature input {key!r}: unsupported encoding "
+                                       f"{info.WhichOneof('encoding')}")
+        outs = [(k, sig.outputs[k].name) for k in sorted(sig.outputs)]
+        if outputs is not None:
+            outs = [(_node_of(o), _full(o)) for o in outputs]
+        keep = sorted({_node_of(t) for _, t in outs})
+        init = [op.name for op in g.get_operations() if op.type == "NoOp" and "init_all_tables" in op.name]
+        gd = v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), keep + init)
+    graph = Graph.from_bytes(gd.SerializeToString())
+    return LoadedGraph(graph, feats, outs, path)

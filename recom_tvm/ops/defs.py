@@ -1,0 +1,166 @@
+"""recom's Relax operators: TF's sparse and data-dependent ops that Relax lacks.
+
+Each op has a constructor (usable from TVMScript: `from recom_tvm.ops import defs as Rc`) and a type rule. Static
+parameters travel as extra arguments (PrimValue, StringImm, ShapeExpr) because Python-registered ops have no
+attribute classes. Output dims that depend on data (Where's count, Unique's size, ...) are left unknown; the
+importer binds them to fresh symbolic vars with `match_cast` right after the call.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+
+from .registry import define_op
+
+
+def _tensor_ty(expr) -> relax.TensorType:
+    ty = expr.ty
+    if not isinstance(ty, relax.TensorType):
+        raise TypeError(f"expected a tensor argument, got {ty}")
+    return ty
+
+
+def _dims(expr):
+    ty = _tensor_ty(expr)
+    return None if ty.shape is None else list(ty.shape.values)
+
+
+def _str(arg) -> str:
+    return arg.value
+
+
+def _int(arg) -> int:
+    return int(arg.value)
+
+
+# -------------------------------------------------------------------------------------------------------- Where
+def _infer_where(call):
+    return relax.TensorType(ndim=2, dtype="int64")
+
+
+WHERE = define_op("where", 1, _infer_where, "TF Where: coordinates of non-zero elements, [k, rank] int64")
+
+
+def where(cond: relax.Expr) -> relax.Call:
+    return relax.Call(WHERE, [cond])
+
+
+# ------------------------------------------------------------------------------------------------ SparseReshape
+def _infer_sparse_reshape(call):
+    dims = _dims(call.args[0])
+    new_shape = call.args[2]
+    n = dims[0] if dims else None
+    if n is None:
+        return relax.TensorType(ndim=2, dtype="int64")
+    return relax.TensorType([n, len(new_shape.values)], "int64")
+
+
+SPARSE_RESHAPE = define_op("sparse_reshape", 3, _infer_sparse_reshape,
+                           "TF SparseReshape's new indices; input and output dense shapes as ShapeExpr")
+
+
+def sparse_reshape(indices: relax.Expr, in_shape: relax.ShapeExpr, new_shape: relax.ShapeExpr) -> relax.Call:
+    return relax.Call(SPARSE_RESHAPE, [indices, in_shape, new_shape])
+
+
+# ---------------------------------------------------------------------------------------- SparseFillEmptyRows
+def _infer_sfer(call):
+    idx_dims = _dims(call.args[0])
+    vty = _tensor_ty(call.args[1])
+    dense_shape = call.args[3].values
+    n = idx_dims[0] if idx_dims else None
+    rev = relax.TensorType([n], "int64") if n is not None else relax.TensorType(ndim=1, dtype="int64")
+    return relax.TupleType([
+        relax.TensorType(ndim=2, dtype="int64"),
+        relax.TensorType(ndim=1, dtype=str(vty.dtype)),
+        relax.TensorType([dense_shape[0]], "bool"),
+        rev,
+    ])
+
+
+SPARSE_FILL_EMPTY_ROWS = define_op(
+    "sparse_fill_empty_rows", 4, _infer_sfer,
+    "TF SparseFillEmptyRows -> (indices, values, empty_row_indicator, reverse_index_map)")
+
+
+def sparse_fill_empty_rows(indices, values, default_value, dense_shape: relax.ShapeExpr) -> relax.Call:
+    return relax.Call(SPARSE_FILL_EMPTY_ROWS, [indices, values, default_value, dense_shape])
+
+
+# ----------------------------------------------------------------------------------------------------- Unique
+def _infer_unique(call):
+    ty = _tensor_ty(call.args[0])
+    dims = _dims(call.args[0])
+    idx = relax.TensorType(dims, _str(call.args[1])) if dims else relax.TensorType(ndim=1, dtype=_str(call.args[1]))
+    return relax.TupleType([relax.TensorType(ndim=1, dtype=str(ty.dtype)), idx])
+
+
+UNIQUE = define_op("unique", 2, _infer_unique, "TF Unique: (values in first-occurrence order, index of each)")
+
+
+def unique(x: relax.Expr, out_idx: str = "int32") -> relax.Call:
+    return relax.Call(UNIQUE, [x, tvm.ir.StringImm(out_idx)])
+
+
+# ----------------------------------------------------------------------------------------- SparseSegmentReduce
+SEGMENT_MODES = ("sum", "mean", "sqrtn")
+
+
+def _infer_segment(call):
+    dims = _dims(call.args[0])
+    ty = _tensor_ty(call.args[0])
+    num_segments = call.args[3]
+    mode = _str(call.args[4])
+    if mode not in SEGMENT_MODES:
+        raise ValueError(f"sparse_segment_reduce: unknown mode {mode!r}")
+    if dims is None:
+        return relax.TensorType(ndim=-1, dtype=str(ty.dtype))
+    known = not (isinstance(num_segments, tvm.tirx.IntImm) and num_segments.value < 0)
+    if not known:
+        return relax.TensorType(ndim=len(dims), dtype=str(ty.dtype))
+    return relax.TensorType([num_segments] + dims[1:], str(ty.dtype))
+
+
+SPARSE_SEGMENT_REDUCE = define_op(
+    "sparse_segment_reduce", 5, _infer_segment,
+    "TF SparseSegment{Sum,Mean,SqrtN}[WithNumSegments]; num_segments < 0 means segment_ids[-1] + 1")
+
+
+def sparse_segment_reduce(data, indices, segment_ids, num_segments, mode: str) -> relax.Call:
+    if isinstance(num_segments, int):
+        num_segments = relax.prim_value(tvm.tirx.IntImm("int64", num_segments))
+    return relax.Call(SPARSE_SEGMENT_REDUCE, [data, indices, segment_ids, num_segments, tvm.ir.StringImm(mode)])
+
+
+# --------------------------------------------------------------------------------------------------- Bucketize
+def _infer_bucketize(call):
+    ty = _tensor_ty(call.args[0])
+    return relax.TensorType(ty.shape, "int32") if ty.shape is not None else relax.TensorType(
+        ndim=ty.ndim, dtype="int32")
+
+
+BUCKETIZE = define_op("bucketize", 2, _infer_bucketize, "TF Bucketize: number of boundaries <= x (upper_bound)")
+
+
+def bucketize(x: relax.Expr, boundaries: relax.Expr) -> relax.Call:
+    return relax.Call(BUCKETIZE, [x, boundaries])
+
+
+# ------------------------------------------------------------------------------------------------------ Gather
+def _infer_gather(call):
+    p = _tensor_ty(call.args[0])
+    pd, idims = _dims(call.args[0]), _dims(call.args[1])
+    axis = _int(call.args[2])
+    if pd is None or idims is None:
+        return relax.TensorType(ndim=-1, dtype=str(p.dtype))
+    return relax.TensorType(pd[:axis] + idims + pd[axis + 1:], str(p.dtype))
+
+
+GATHER = define_op("gather", 5, _infer_gather,
+                   "TF GatherV2 with TF-CPU's error on out-of-range indices when check is 1; label names the node")
+
+
+def gather(params, indices, axis: int, check: bool = True, label: str = "") -> relax.Call:
+    return relax.Call(GATHER, [params, indices, relax.prim_value(axis), relax.prim_value(int(check)),
+                               tvm.ir.StringImm(label)])

@@ -1,0 +1,360 @@
+"""TIR kernels behind the recom ops, written once for every target.
+
+Each kernel is sblock TIR whose outer loops are spatial: on llvm it runs as written, on CUDA dlight's Fallback rule
+binds those loops to blocks/threads. Kernels whose work is inherently sequential (scans, compaction) use a unit
+spatial loop and run on one thread: correct and simple. They belong to the *unoptimized* module; the redundancy
+passes delete them (SparseFillEmptyRows, Unique, Where on ids) or replace them with the fused kernel.
+
+Factories are cached per dtype combination so a module holds one PrimFunc per variant.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from tvm.script import tirx as T
+
+I64 = "int64"
+
+
+@functools.cache
+def count_nonzero(cond_dtype: str):
+    """out[0] = number of non-zero elements of a flat tensor."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(var_c: T.handle, var_out: T.handle):
+        n = T.int64()
+        c = T.match_buffer(var_c, (n,), cond_dtype)
+        out = T.match_buffer(var_out, (1,), I64)
+        for u in T.serial(1):
+            with T.sblock("count_nonzero"):
+                vu = T.axis.spatial(1, u)
+                T.reads(c[0:n])
+                T.writes(out[vu])
+                acc = T.alloc_buffer((1,), I64, scope="local")
+                acc[0] = T.int64(0)
+                for i in T.serial(n):
+                    if T.Cast("bool", c[i]):
+                        acc[0] = acc[0] + T.int64(1)
+                out[vu] = acc[0]
+
+    return kernel
+
+
+@functools.cache
+def where_fill(cond_dtype: str):
+    """Coordinates (row-major order) of the non-zero elements of a tensor given flat, with its dims."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(var_c: T.handle, var_dims: T.handle, var_out: T.handle):
+        n = T.int64()
+        r = T.int64()
+        k = T.int64()
+        c = T.match_buffer(var_c, (n,), cond_dtype)
+        dims = T.match_buffer(var_dims, (r,), I64)
+        out = T.match_buffer(var_out, (k, r), I64)
+        for u in T.serial(1):
+            with T.sblock("where_fill"):
+                vu = T.axis.spatial(1, u)
+                T.reads(c[0:n], dims[0:r])
+                T.writes(out[0:k, 0:r])
+                pos = T.alloc_buffer((1,), I64, scope="local")
+                rem = T.alloc_buffer((1,), I64, scope="local")
+                pos[0] = T.int64(0)
+                for i in T.serial(n):
+                    if T.Cast("bool", c[i]):
+                        rem[0] = i
+                        for jj in T.serial(r):
+                            out[pos[0], r - 1 - jj] = T.floormod(rem[0], dims[r - 1 - jj])
+                            rem[0] = T.floordiv(rem[0], dims[r - 1 - jj])
+                        pos[0] = pos[0] + T.int64(1)
+
+    return kernel
+
+
+@functools.cache
+def sparse_reshape():
+    """Re-linearize sparse indices from one dense shape to another (shapes given as int64 tensors)."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(var_idx: T.handle, var_in: T.handle, var_outshape: T.handle, var_out: T.handle):
+        n = T.int64()
+        ri = T.int64()
+        ro = T.int64()
+        idx = T.match_buffer(var_idx, (n, ri), I64)
+        in_shape = T.match_buffer(var_in, (ri,), I64)
+        out_shape = T.match_buffer(var_outshape, (ro,), I64)
+        out = T.match_buffer(var_out, (n, ro), I64)
+        for i in T.serial(n):
+            with T.sblock("sparse_reshape"):
+                vi = T.axis.spatial(n, i)
+                T.reads(idx[vi, 0:ri], in_shape[0:ri], out_shape[0:ro])
+                T.writes(out[vi, 0:ro])
+                lin = T.alloc_buffer((1,), I64, scope="local")
+                lin[0] = T.int64(0)
+                for j in T.serial(ri):
+                    lin[0] = lin[0] * in_shape[j] + idx[vi, j]
+                for jj in T.serial(ro):
+                    out[vi, ro - 1 - jj] = T.floormod(lin[0], out_shape[ro - 1 - jj])
+                    lin[0] = T.floordiv(lin[0], out_shape[ro - 1 - jj])
+
+    return kernel
+
+
+@functools.cache
+def row_counts():
+    """counts[r] = number of entries of sparse indices in row r (rows given by indices[:, 0])."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(var_idx: T.handle, var_counts: T.handle):
+        n = T.int64()
+        rank = T.int64()
+        b = T.int64()
+        idx = T.match_buffer(var_idx, (n, rank), I64)
+        counts = T.match_buffer(var_counts, (b,), I64)
+        for u in T.serial(1):
+            with T.sblock("row_counts"):
+                vu = T.axis.spatial(1, u)
+                T.reads(idx[0:n, 0])
+                T.writes(counts[0:b])
+                for r in T.serial(b):
+                    counts[r] = T.int64(0)
+                for i in T.serial(n):
+                    counts[idx[i, 0]] = counts[idx[i, 0]] + T.int64(1)
+
+    return kernel
+
+
+@functools.cache
+def sfer_fill(value_dtype: str):
+    """SparseFillEmptyRows given per-row counts: stable counting sort by row, a default entry per empty row."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(var_idx: T.handle, var_vals: T.handle, var_default: T.handle, var_counts: T.handle,
+               var_oidx: T.handle, var_ovals: T.handle, var_empty: T.handle, var_rev: T.handle,
+               var_cursor: T.handle):
+        n = T.int64()
+        rank = T.int64()
+        b = T.int64()
+        m = T.int64()
+        idx = T.match_buffer(var_idx, (n, rank), I64)
+        vals = T.match_buffer(var_vals, (n,), value_dtype)
+        default = T.match_buffer(var_default, (), value_dtype)
+        counts = T.match_buffer(var_counts, (b,), I64)
+        oidx = T.match_buffer(var_oidx, (m, rank), I64)
+        ovals = T.match_buffer(var_ovals, (m,), value_dtype)
+        empty = T.match_buffer(var_empty, (b,), "bool")
+        rev = T.match_buffer(var_rev, (n,), I64)
+        cursor = T.match_buffer(var_cursor, (b,), I64)
+        for u in T.serial(1):
+            with T.sblock("sfer_fill"):
+                vu = T.axis.spatial(1, u)
+                T.reads(idx[0:n, 0:rank], vals[0:n], default[()], counts[0:b])
+                T.writes(oidx[0:m, 0:rank], ovals[0:m], empty[0:b], rev[0:n], cursor[0:b])
+                run = T.alloc_buffer((1,), I64, scope="local")
+                run[0] = T.int64(0)
+                for r in T.serial(b):
+                    cursor[r] = run[0]
+                    empty[r] = counts[r] == T.int64(0)
+                    if counts[r] == T.int64(0):
+                        oidx[run[0], 0] = r
+                        for j in T.serial(rank - 1):
+                            oidx[run[0], j + 1] = T.int64(0)
+                        ovals[run[0]] = default[()]
+                        run[0] = run[0] + T.int64(1)
+                    else:
+                        run[0] = run[0] + counts[r]
+                for i in T.serial(n):
+                    pos = cursor[idx[i, 0]]
+                    for j in T.serial(rank):
+                        oidx[pos, j] = idx[i, j]
+                    ovals[pos] = vals[i]
+                    rev[i] = pos
+                    cursor[idx[i, 0]] = pos + T.int64(1)
+
+    return kernel
+
+
+@functools.cache
+def first_occurrence(dtype: str):
+    """first[i] = smallest j with x[j] == x[i] (parallel over i)."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(var_x: T.handle, var_first: T.handle):
+        n = T.int64()
+        x = T.match_buffer(var_x, (n,), dtype)
+        first = T.match_buffer(var_first, (n,), I64)
+        for i in T.serial(n):
+            with T.sblock("first_occurrence"):
+                vi = T.axis.spatial(n, i)
+                T.reads(x[0:n])
+                T.writes(first[vi])
+                f = T.alloc_buffer((1,), I64, scope="local")
+                f[0] = vi
+                for jj in T.serial(n):
+                    if jj < f[0] and x[jj] == x[vi]:
+                        f[0] = jj
+                first[vi] = f[0]
+
+    return kernel
+
+
+@functools.cache
+def count_firsts():
+    """out[0] = number of i with first[i] == i (the number of unique values)."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(var_first: T.handle, var_out: T.handle):
+        n = T.int64()
+        first = T.match_buffer(var_first, (n,), I64)
+        out = T.match_buffer(var_out, (1,), I64)
+        for u in T.serial(1):
+            with T.sblock("count_firsts"):
+                vu = T.axis.spatial(1, u)
+                T.reads(first[0:n])
+                T.writes(out[vu])
+                acc = T.alloc_buffer((1,), I64, scope="local")
+                acc[0] = T.int64(0)
+                for i in T.serial(n):
+                    if first[i] == i:
+                        acc[0] = acc[0] + T.int64(1)
+                out[vu] = acc[0]
+
+    return kernel
+
+
+@functools.cache
+def unique_fill(dtype: str, idx_dtype: str):
+    """TF Unique: values in order of first occurrence, and each element's position among them."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(var_x: T.handle, var_first: T.handle, var_y: T.handle, var_idx: T.handle, var_rank: T.handle):
+        n = T.int64()
+        u = T.int64()
+        x = T.match_buffer(var_x, (n,), dtype)
+        first = T.match_buffer(var_first, (n,), I64)
+        y = T.match_buffer(var_y, (u,), dtype)
+        idx = T.match_buffer(var_idx, (n,), idx_dtype)
+        rank = T.match_buffer(var_rank, (n,), I64)
+        for w in T.serial(1):
+            with T.sblock("unique_fill"):
+                vw = T.axis.spatial(1, w)
+                T.reads(x[0:n], first[0:n])
+                T.writes(y[0:u], idx[0:n], rank[0:n])
+                cnt = T.alloc_buffer((1,), I64, scope="local")
+                cnt[0] = T.int64(0)
+                for i in T.serial(n):
+                    if first[i] == i:
+                        rank[i] = cnt[0]
+                        y[cnt[0]] = x[i]
+                        cnt[0] = cnt[0] + T.int64(1)
+                    idx[i] = T.Cast(idx_dtype, rank[first[i]])
+
+    return kernel
+
+
+@functools.cache
+def last_segment_plus_one(seg_dtype: str):
+    """out[0] = segment_ids[k-1] + 1, or 0 when k == 0 (TF's output row count without num_segments)."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(var_seg: T.handle, var_out: T.handle):
+        k = T.int64()
+        seg = T.match_buffer(var_seg, (k,), seg_dtype)
+        out = T.match_buffer(var_out, (1,), I64)
+        for u in T.serial(1):
+            with T.sblock("last_segment"):
+                vu = T.axis.spatial(1, u)
+                T.reads(seg[0:k])
+                T.writes(out[vu])
+                out[vu] = T.if_then_else(k > 0, T.Cast(I64, seg[k - 1]) + T.int64(1), T.int64(0))
+
+    return kernel
+
+
+@functools.cache
+def segment_reduce(dtype: str, idx_dtype: str, seg_dtype: str, mode: str, weighted: bool = False):
+    """out[s, d] = combine(data[indices[j], d] (* weights[j]) for j in segment s); segment ids sorted.
+
+    Each (s, d) finds its segment's [lo, hi) by binary search, so the work is parallel over the output.
+    mode: "sum", "mean" (sum / count) or "sqrtn" (sum / sqrt(count)); empty segments give 0.
+    """
+    del weighted  # weights are handled by the weighted variant below
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(var_data: T.handle, var_ind: T.handle, var_seg: T.handle, var_out: T.handle):
+        rows = T.int64()
+        d = T.int64()
+        k = T.int64()
+        s = T.int64()
+        data = T.match_buffer(var_data, (rows, d), dtype)
+        ind = T.match_buffer(var_ind, (k,), idx_dtype)
+        seg = T.match_buffer(var_seg, (k,), seg_dtype)
+        out = T.match_buffer(var_out, (s, d), dtype)
+        for i, j in T.grid(s, d):
+            with T.sblock("segment_reduce"):
+                vi, vj = T.axis.remap("SS", [i, j])
+                T.reads(data[0:rows, vj], ind[0:k], seg[0:k])
+                T.writes(out[vi, vj])
+                lo = T.alloc_buffer((1,), I64, scope="local")
+                hi = T.alloc_buffer((1,), I64, scope="local")
+                end = T.alloc_buffer((1,), I64, scope="local")
+                acc = T.alloc_buffer((1,), dtype, scope="local")
+                # lower_bound(seg, vi) and upper_bound(seg, vi)
+                lo[0] = T.int64(0)
+                hi[0] = k
+                for _it in T.serial(64):
+                    if lo[0] < hi[0]:
+                        if T.Cast(I64, seg[T.floordiv(lo[0] + hi[0], 2)]) < vi:
+                            lo[0] = T.floordiv(lo[0] + hi[0], 2) + T.int64(1)
+                        else:
+                            hi[0] = T.floordiv(lo[0] + hi[0], 2)
+                end[0] = lo[0]
+                hi[0] = k
+                for _it2 in T.serial(64):
+                    if end[0] < hi[0]:
+                        if T.Cast(I64, seg[T.floordiv(end[0] + hi[0], 2)]) <= vi:
+                            end[0] = T.floordiv(end[0] + hi[0], 2) + T.int64(1)
+                        else:
+                            hi[0] = T.floordiv(end[0] + hi[0], 2)
+                acc[0] = T.Cast(dtype, 0)
+                for jj in T.serial(end[0] - lo[0]):
+                    acc[0] = acc[0] + data[T.Cast(I64, ind[lo[0] + jj]), vj]
+                if mode == "sum":
+                    out[vi, vj] = acc[0]
+                elif mode == "mean":
+                    out[vi, vj] = T.if_then_else(end[0] > lo[0], acc[0] / T.Cast(dtype, end[0] - lo[0]),
+                                                 T.Cast(dtype, 0))
+                else:
+                    out[vi, vj] = T.if_then_else(end[0] > lo[0],
+                                                 acc[0] / T.sqrt(T.Cast(dtype, end[0] - lo[0])),
+                                                 T.Cast(dtype, 0))
+
+    return kernel
+
+
+@functools.cache
+def index_range_check(idx_dtype: str):
+    """status = [number of indices outside [0, limit), position of the first, its value]."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(var_idx: T.handle, limit: T.int64, var_status: T.handle):
+        n = T.int64()
+        idx = T.match_buffer(var_idx, (n,), idx_dtype)
+        status = T.match_buffer(var_status, (3,), I64)
+        for u in T.serial(1):
+            with T.sblock("index_range_check"):
+                vu = T.axis.spatial(1, u)
+                T.reads(idx[0:n])
+                T.writes(status[0:3])
+                status[0] = T.int64(0)
+                status[1] = T.int64(-1)
+                status[2] = T.int64(0)
+                for i in T.serial(n):
+                    if T.Cast(I64, idx[i]) < T.int64(0) or T.Cast(I64, idx[i]) >= limit:
+                        if status[0] == T.int64(0):
+                            status[1] = i
+                            status[2] = T.Cast(I64, idx[i])
+                        status[0] = status[0] + T.int64(1)
+
+    return kernel

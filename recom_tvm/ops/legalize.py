@@ -1,0 +1,227 @@
+"""Lower recom ops to TIR kernel calls, before TVM's own LegalizeOps.
+
+Data-dependent sizes follow one pattern: a kernel counts, `R.tensor_to_shape` brings the count to the host (a
+device->host sync on GPUs), `match_cast` binds it to a fresh symbolic var, and a second kernel fills an output of
+that size. The optimized pipeline removes these ops; this lowering keeps the unoptimized module exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import tvm
+from tvm import relax, te, tirx
+
+from ..shapes.symbolic import as_expr, declare_size
+from . import kernels
+from .registry import PREFIX, is_recom_op
+
+I64 = "int64"
+CHECK_GATHER_FUNC = "recom_tvm.check_gather"
+
+
+def _dt(expr) -> str:
+    return str(expr.ty.dtype)
+
+
+def _dims(expr) -> list:
+    return list(expr.ty.shape.values)
+
+
+def _prod(vals):
+    out = tirx.const(1, I64)
+    for v in vals:
+        out = out * v
+    return out
+
+
+class _Lowerer:
+    """Holds the BlockBuilder and de-duplicates kernels added to the module."""
+
+    def __init__(self, bb: relax.BlockBuilder) -> None:
+        self.bb = bb
+        self._gvars: dict[tuple, tvm.ir.GlobalVar] = {}
+
+    def kernel(self, factory, *key) -> tvm.ir.GlobalVar:
+        k = (factory.__name__, *key)
+        if k not in self._gvars:
+            name = "recom_" + "_".join([factory.__name__, *[str(x) for x in key]])
+            self._gvars[k] = self.bb.add_func(factory(*key), name)
+        return self._gvars[k]
+
+    def emit(self, expr, name: str = "") -> relax.Var:
+        return self.bb.emit(expr, name)
+
+    def call(self, factory, key: tuple, args: list, out_ty):
+        return self.emit(relax.call_tir(self.kernel(factory, *key), args, out_ty))
+
+    def sync_count(self, count_tensor, name: str) -> tirx.Var:
+        """Bring a [1] int64 count to the host and bind it to a fresh symbolic var."""
+        shape = self.emit(relax.op.tensor_to_shape(count_tensor))
+        var = tirx.Var(name, I64)
+        declare_size(var)
+        self.bb.match_cast(shape, relax.ShapeType([var]))
+        return var
+
+    def shape_tensor(self, values) -> relax.Var:
+        """An int64 tensor holding (possibly symbolic) integer expressions."""
+        vals = [as_expr(v) for v in values]
+
+        def build(values):  # values are passed (not captured) so call_te forwards their symbols
+            def body(i):
+                e = tirx.const(0, I64)
+                for j, v in enumerate(values):
+                    e = tirx.Select(i == j, v, e)
+                return e
+
+            return te.compute((len(values),), body, name="shape_tensor")
+
+        return self.bb.emit_te(build, vals, primfunc_name_hint="recom_shape_tensor")
+
+    def flat(self, x) -> relax.Var:
+        dims = _dims(x)
+        if len(dims) == 1:
+            return x
+        return self.emit(relax.op.reshape(x, [_prod(dims)]))
+
+
+def _lower_where(lw: _Lowerer, call):
+    cond = call.args[0]
+    dims, dtype = _dims(cond), _dt(cond)
+    flat = lw.flat(cond)
+    cnt = lw.call(kernels.count_nonzero, (dtype,), [flat], relax.TensorType([1], I64))
+    k = lw.sync_count(cnt, "where_count")
+    dims_t = lw.shape_tensor(dims)
+    return relax.call_tir(lw.kernel(kernels.where_fill, dtype), [flat, dims_t],
+                          relax.TensorType([k, len(dims)], I64))
+
+
+def _lower_sparse_reshape(lw: _Lowerer, call):
+    indices, in_shape, new_shape = call.args
+    n = _dims(indices)[0]
+    in_t = lw.shape_tensor(list(in_shape.values))
+    out_t = lw.shape_tensor(list(new_shape.values))
+    return relax.call_tir(lw.kernel(kernels.sparse_reshape), [indices, in_t, out_t],
+                          relax.TensorType([n, len(new_shape.values)], I64))
+
+
+def _lower_sfer(lw: _Lowerer, call):
+    indices, values, default, dense_shape = call.args
+    n, rank = _dims(indices)
+    b = dense_shape.values[0]
+    vdtype = _dt(values)
+    counts = lw.call(kernels.row_counts, (), [indices], relax.TensorType([b], I64))
+    is_empty = lw.emit(relax.op.equal(counts, relax.const(0, I64)))
+    n_empty = lw.call(kernels.count_nonzero, ("bool",), [is_empty], relax.TensorType([1], I64))
+    e = lw.sync_count(n_empty, "empty_rows")
+    m = n + e
+    out = lw.emit(relax.call_tir(
+        lw.kernel(kernels.sfer_fill, vdtype), [indices, values, default, counts],
+        [relax.TensorType([m, rank], I64), relax.TensorType([m], vdtype), relax.TensorType([b], "bool"),
+         relax.TensorType([n], I64), relax.TensorType([b], I64)]))
+    return relax.Tuple([relax.TupleGetItem(out, i) for i in range(4)])
+
+
+def _lower_unique(lw: _Lowerer, call):
+    x, out_idx = call.args
+    n = _dims(x)[0]
+    dtype, idx_dtype = _dt(x), out_idx.value
+    first = lw.call(kernels.first_occurrence, (dtype,), [x], relax.TensorType([n], I64))
+    cnt = lw.call(kernels.count_firsts, (), [first], relax.TensorType([1], I64))
+    u = lw.sync_count(cnt, "unique_count")
+    out = lw.emit(relax.call_tir(
+        lw.kernel(kernels.unique_fill, dtype, idx_dtype), [x, first],
+        [relax.TensorType([u], dtype), relax.TensorType([n], idx_dtype), relax.TensorType([n], I64)]))
+    return relax.Tuple([relax.TupleGetItem(out, 0), relax.TupleGetItem(out, 1)])
+
+
+def _lower_segment_reduce(lw: _Lowerer, call):
+    data, ind, seg, num_segments, mode = call.args
+    dims = _dims(data)
+    inner = dims[1:]
+    data2 = data if len(dims) == 2 else lw.emit(relax.op.reshape(data, [dims[0], _prod(inner)]))
+    width = _dims(data2)[1]
+    if isinstance(num_segments, tirx.IntImm) and num_segments.value < 0:
+        cnt = lw.call(kernels.last_segment_plus_one, (_dt(seg),), [seg], relax.TensorType([1], I64))
+        s = lw.sync_count(cnt, "num_segments")
+    else:
+        s = num_segments
+    out = lw.call(kernels.segment_reduce, (_dt(data), _dt(ind), _dt(seg), mode.value),
+                  [data2, ind, seg], relax.TensorType([s, width], _dt(data)))
+    if len(dims) == 2:
+        return out
+    return relax.op.reshape(out, [s] + inner)
+
+
+def _lower_bucketize(lw: _Lowerer, call):
+    x, boundaries = call.args
+    cmp_dtype = "float64" if _dt(x) == "float64" else "float32"
+
+    def build(xt, bt):
+        nb = bt.shape[0]
+
+        def body(*idx):
+            k = te.reduce_axis((0, nb), name="k")
+            v = xt(*idx).astype(cmp_dtype)
+            # upper_bound: count of boundaries b with !(v < b); NaN lands in the last bucket, as in TF.
+            return te.sum(tirx.Select(v < bt[k].astype(cmp_dtype), tirx.const(0, "int32"),
+                                      tirx.const(1, "int32")), axis=k)
+
+        return te.compute(xt.shape, body, name="bucketize")
+
+    return lw.bb.call_te(build, x, boundaries, primfunc_name_hint="recom_bucketize")
+
+
+def _lower_gather(lw: _Lowerer, call):
+    params, indices, axis, check, label = call.args
+    axis = int(axis.value)
+    if int(check.value):
+        limit = _dims(params)[axis]
+        flat = lw.flat(indices) if len(_dims(indices)) != 1 else indices
+        if len(_dims(indices)) == 0:
+            flat = lw.emit(relax.op.reshape(indices, [1]))
+        status = lw.call(kernels.index_range_check, (_dt(indices),), [flat, relax.prim_value(limit)],
+                         relax.TensorType([3], I64))
+        indices = lw.emit(relax.op.call_pure_packed(
+            CHECK_GATHER_FUNC, indices, status, tvm.ir.StringImm(label.value), relax.prim_value(limit),
+            ty_args=[indices.ty]))
+    return relax.op.take(params, indices, axis=axis, mode="fast")
+
+
+LOWERINGS: dict[str, Callable] = {
+    PREFIX + "where": _lower_where,
+    PREFIX + "sparse_reshape": _lower_sparse_reshape,
+    PREFIX + "sparse_fill_empty_rows": _lower_sfer,
+    PREFIX + "unique": _lower_unique,
+    PREFIX + "sparse_segment_reduce": _lower_segment_reduce,
+    PREFIX + "bucketize": _lower_bucketize,
+    PREFIX + "gather": _lower_gather,
+}
+
+
+@relax.expr_functor.mutator
+class _Mutator(relax.PyExprMutator):
+    def __init__(self, mod: tvm.IRModule) -> None:
+        super().__init__(mod)
+        self.lowerer = _Lowerer(self.builder_)
+
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        call = super().visit_call_(call)
+        if is_recom_op(call):
+            lower = LOWERINGS.get(call.op.name)
+            if lower is None:
+                raise NotImplementedError(f"no lowering for {call.op.name}")
+            return lower(self.lowerer, call)
+        return call
+
+
+@tvm.ir.transform.module_pass(opt_level=0, name="LegalizeRecomOps")
+class LegalizeRecomOps:
+    """Replace every recom op by calls to its TIR kernels (same kernels for llvm and CUDA)."""
+
+    def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        mutator = _Mutator(mod)
+        for gvar, func in mod.functions_items():
+            if isinstance(func, relax.Function):
+                mutator.builder_.update_func(gvar, mutator.visit_expr(func))
+        return mutator.builder_.get()

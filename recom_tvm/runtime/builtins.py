@@ -1,0 +1,20 @@
+"""Packed functions compiled modules call back into (registered on import; runtime-only safe).
+
+They turn device-side error flags into TF's InvalidArgumentError messages. Only the unoptimized module uses them:
+the optimized one checks on the host before launch or proves the checks away.
+"""
+
+from __future__ import annotations
+
+import tvm_ffi
+
+ERROR_MARK = "[recom_tvm.InvalidArgument] "
+
+
+@tvm_ffi.register_global_func("recom_tvm.check_gather", override=True)
+def _check_gather(indices, status, label: str, limit: int):
+    """Raise TF-CPU's GatherV2 error if the range-check kernel found an index outside [0, limit)."""
+    bad, pos, value = (int(v) for v in status.numpy())
+    if bad:
+        raise ValueError(f"{ERROR_MARK}{label}: indices[{pos}] = {value} is not in [0, {limit})")
+    return indices

@@ -1,0 +1,170 @@
+"""CompiledModel: TF-style feeds in, numpy out, with the TVM runtime only (no compiler, TF or SymEngine)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Mapping
+
+import numpy as np
+import tvm
+import tvm_ffi
+
+from ..errors import FeedError, InvalidArgumentError, ModelFormatError
+from . import builtins  # noqa: F401  (registers the packed functions compiled modules call)
+from .feeds import normalize_feeds
+from .host_stage import run_host_stage
+from .spec import InputSpec
+
+_IDENT = re.compile(r"^[A-Za-z_]\w*$")
+
+
+def _device_for(kind: str, device=None):
+    if device is not None:
+        return device
+    return tvm.cuda(0) if kind == "cuda" else tvm.cpu(0)
+
+
+class CompiledModel:
+    """A built model. `run(feeds)` takes what the TF serving signature takes and returns {output: array}."""
+
+    def __init__(self, executable, spec: InputSpec, params: Mapping[str, np.ndarray], target_kind: str,
+                 device=None) -> None:
+        self.executable = executable
+        self.spec = spec
+        self.target_kind = target_kind
+        self._device = device
+        self._params_host = {k: np.ascontiguousarray(v) for k, v in params.items()}
+        self._vm = None
+        self._params_dev: list | None = None
+        self._lock = threading.Lock()
+        missing = [i["ref"] for i in spec.module_inputs if i["source"] == "param" and i["ref"] not in params]
+        if missing:
+            raise ValueError(f"params missing for {missing[:5]}")
+
+    # ---------------------------------------------------------------------------------------------- setup
+    @property
+    def device(self):
+        return _device_for(self.target_kind, self._device)
+
+    def _ensure_vm(self) -> None:
+        if self._vm is not None:
+            return
+        dev = self.device
+        self._vm = tvm.runtime.vm.VirtualMachine(self.executable, dev)
+        self._params_dev = [tvm.runtime.tensor(self._params_host[i["ref"]], dev)
+                            for i in self.spec.module_inputs if i["source"] == "param"]
+
+    # ------------------------------------------------------------------------------------------------ run
+    def prepare(self, feeds: Mapping) -> list:
+        """Validate feeds, run the host stage, and return the module's input arguments (host arrays / shapes)."""
+        env = normalize_feeds(self.spec, feeds)
+        if self.spec.host_plan:
+            env = run_host_stage(self.spec.host_plan, env)
+        args, bound = [], {}
+        for inp in self.spec.module_inputs:
+            if inp["source"] == "param":
+                continue
+            arr = env[inp["ref"]]
+            label = inp["ref"]
+            if inp["kind"] == "shape":
+                vals = [int(v) for v in np.asarray(arr).reshape(-1)]
+                self._bind(inp["shape"], vals, label, bound, "value")
+                args.append(tvm_ffi.Shape(vals))
+            else:
+                self._bind(inp["shape"], list(arr.shape), label, bound, "shape")
+                args.append(np.ascontiguousarray(arr, dtype=inp["dtype"]))
+        return args
+
+    @staticmethod
+    def _bind(dims: list[str], vals: list[int], label: str, bound: dict, what: str) -> None:
+        if len(dims) != len(vals):
+            raise FeedError(f"{label}: expected {len(dims)} {what} entries, got {len(vals)}")
+        for d, v in zip(dims, vals):
+            if _IDENT.match(d):
+                if d in bound and bound[d][0] != v:
+                    other = bound[d][1]
+                    msg = (f"inconsistent sizes: {label} implies {d} = {v} but {other} implies {d} = {bound[d][0]}"
+                           + (" (all features must have the same batch size)" if d == "B" else ""))
+                    raise FeedError(msg)
+                bound.setdefault(d, (v, label))
+            elif d.lstrip("-").isdigit() and int(d) != v:
+                raise FeedError(f"{label}: expected {what} {dims}, got {vals}")
+
+    def run(self, feeds: Mapping) -> dict[str, np.ndarray]:
+        """Run one request: feeds keyed by feature (or placeholder) name -> {output name: numpy array}."""
+        args = self.prepare(feeds)
+        with self._lock:
+            self._ensure_vm()
+            dev = self.device
+            dev_args = [a if isinstance(a, tvm_ffi.Shape) else tvm.runtime.tensor(a, dev) for a in args]
+            try:
+                out = self._vm["main"](*dev_args, *self._params_dev)
+            except Exception as err:  # noqa: BLE001 - translate the VM's errors into TF's kinds
+                raise _translate(err) from err
+            outs = [out] if len(self.spec.outputs) == 1 else list(out)
+            return {o["name"]: v.numpy() for o, v in zip(self.spec.outputs, outs)}
+
+    __call__ = run
+
+    # --------------------------------------------------------------------------------------------- export
+    def export_library(self, path: str) -> None:
+        """Write `path` (the shared library), `path.spec.json` and `path.params.npz`."""
+        self.executable.export_library(path)
+        if self.target_kind == "cuda":
+            from ..cuda_support import has_fatbin
+
+            if not has_fatbin(path):
+                raise RuntimeError(f"{path} holds no CUDA binary (only source): the CUDA codegen could not compile")
+        with open(path + ".spec.json", "w") as f:
+            json.dump({"target_kind": self.target_kind, "spec": json.loads(self.spec.to_json())}, f)
+        np.savez(path + ".params.npz", **self._params_host)
+
+    def __repr__(self) -> str:
+        return f"CompiledModel(target={self.target_kind}, {self.spec.summary()})"
+
+
+def _translate(err: Exception) -> Exception:
+    from .builtins import ERROR_MARK
+
+    msg = str(err)
+    if ERROR_MARK in msg:
+        return InvalidArgumentError(msg.split(ERROR_MARK, 1)[1].splitlines()[0])
+    return InvalidArgumentError(f"the compiled model rejected the inputs: {msg.strip().splitlines()[-1]}")
+
+
+def load(path: str, device=None) -> CompiledModel:
+    """Load an exported model with the TVM runtime only."""
+    for suffix in ("", ".spec.json", ".params.npz"):
+        if not os.path.exists(path + suffix):
+            raise ModelFormatError(f"{path + suffix} is missing (export_library writes three files)")
+    try:
+        with open(path + ".spec.json") as f:
+            meta = json.load(f)
+        spec = InputSpec.from_json(json.dumps(meta["spec"]))
+        kind = meta["target_kind"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ModelFormatError(f"{path}.spec.json is corrupt: {err}") from err
+    if kind == "cuda":
+        _load_cuda_runtime()
+    try:
+        lib = tvm.runtime.load_module(path)
+    except Exception as err:  # noqa: BLE001
+        raise ModelFormatError(f"cannot load {path}: {err}") from err
+    try:
+        with np.load(path + ".params.npz", allow_pickle=False) as data:
+            params = {k: data[k] for k in data.files}
+    except Exception as err:  # noqa: BLE001
+        raise ModelFormatError(f"{path}.params.npz is corrupt: {err}") from err
+    return CompiledModel(lib, spec, params, kind, device)
+
+
+def _load_cuda_runtime() -> None:
+    import ctypes
+
+    if tvm.get_global_func("ffi.Module.load_from_bytes.cuda", allow_missing=True) is not None:
+        return
+    lib = os.path.join(os.path.dirname(tvm.__file__), "lib", "libtvm_runtime_cuda.so")
+    ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)

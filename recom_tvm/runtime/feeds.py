@@ -1,0 +1,134 @@
+"""TF-style feeds -> validated numpy arrays per placeholder, with TF's errors for bad input.
+
+Feeds are keyed by feature name (a dense array, or a SparseTensor-like: `(indices, values, dense_shape)`, a
+dict with those keys, or an object with those attributes such as `tf.SparseTensor`) or by placeholder name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ..errors import FeedError, InvalidArgumentError
+from .spec import InputSpec
+
+SPARSE_PARTS = ("indices", "values", "dense_shape")
+
+
+def _sparse_parts(name: str, value) -> tuple:
+    if isinstance(value, Mapping):
+        missing = [p for p in SPARSE_PARTS if p not in value]
+        if missing:
+            raise FeedError(f"sparse feature {name!r}: the feed lacks {missing}")
+        return tuple(value[p] for p in SPARSE_PARTS)
+    if all(hasattr(value, p) for p in SPARSE_PARTS):
+        return tuple(np.asarray(getattr(value, p)) for p in SPARSE_PARTS)
+    if isinstance(value, (tuple, list)) and len(value) == 3:
+        return tuple(value)
+    raise FeedError(f"sparse feature {name!r}: expected (indices, values, dense_shape), a dict with those keys "
+                    f"or a SparseTensor, got {type(value).__name__}")
+
+
+def _convert(name: str, value, dtype: str, shape: list | None) -> np.ndarray:
+    """One placeholder's feed as an array of the placeholder's dtype and rank (TF's feed rules)."""
+    if dtype == "string":
+        arr = np.asarray(value, dtype=object)
+        flat = arr.reshape(-1)
+        for v in flat:
+            if not isinstance(v, (str, bytes, np.str_, np.bytes_)):
+                raise FeedError(f"feed {name!r} must hold strings, got an element of type {type(v).__name__}")
+        arr = np.array([v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in flat],
+                       dtype=object).reshape(arr.shape)
+    else:
+        arr = np.asarray(value)
+        if arr.dtype == object or arr.dtype.kind in "USV":
+            raise FeedError(f"feed {name!r} must be {dtype}, got {arr.dtype} data")
+        want = np.dtype(dtype)
+        if arr.dtype != want:
+            if arr.size == 0 and arr.dtype == np.float64:  # np.asarray([]) is float64
+                arr = arr.astype(want)
+            elif want.kind == "b" or arr.dtype.kind == "b" or (want.kind in "iu") != (arr.dtype.kind in "iu"):
+                raise FeedError(f"feed {name!r} must be {dtype}, got {arr.dtype}")
+            else:
+                cast = arr.astype(want)
+                if not np.array_equal(cast.astype(arr.dtype), arr, equal_nan=arr.dtype.kind == "f"):
+                    raise FeedError(f"feed {name!r} must be {dtype}; its {arr.dtype} values do not fit")
+                arr = cast
+    if shape is not None:
+        if arr.ndim != len(shape):
+            raise FeedError(f"feed {name!r} must have rank {len(shape)} (shape {_fmt(shape)}), got shape "
+                            f"{list(arr.shape)}")
+        for i, (want_d, got_d) in enumerate(zip(shape, arr.shape)):
+            if want_d >= 0 and want_d != got_d:
+                raise FeedError(f"feed {name!r} must have shape {_fmt(shape)}, got {list(arr.shape)} (dim {i})")
+    return np.ascontiguousarray(arr) if arr.dtype != object else arr
+
+
+def _fmt(shape: list) -> str:
+    return "[" + ", ".join("?" if d < 0 else str(d) for d in shape) + "]"
+
+
+def _check_sparse(name: str, indices: np.ndarray, values: np.ndarray, dense_shape: np.ndarray) -> None:
+    """TF's SparseTensor validity rules (what its sparse kernels reject)."""
+    if indices.ndim != 2:
+        raise FeedError(f"sparse feature {name!r}: indices must be a matrix [nnz, rank], got shape "
+                        f"{list(indices.shape)}")
+    if indices.shape[1] != dense_shape.shape[0]:
+        raise FeedError(f"sparse feature {name!r}: indices have {indices.shape[1]} columns but dense_shape has "
+                        f"{dense_shape.shape[0]} dims")
+    if values.shape[0] != indices.shape[0]:
+        raise FeedError(f"sparse feature {name!r}: {indices.shape[0]} indices but {values.shape[0]} values")
+    if (dense_shape < 0).any():
+        raise InvalidArgumentError(f"sparse feature {name!r}: dense_shape {dense_shape.tolist()} has a negative "
+                                   "dimension")
+    if indices.size:
+        bad = (indices < 0) | (indices >= dense_shape[None, :])
+        if bad.any():
+            i = int(np.argwhere(bad.any(axis=1))[0, 0])
+            raise InvalidArgumentError(f"sparse feature {name!r}: indices[{i}] = {indices[i].tolist()} is out of "
+                                       f"bounds of dense_shape {dense_shape.tolist()}")
+
+
+def normalize_feeds(spec: InputSpec, feeds: Mapping) -> dict[str, np.ndarray]:
+    """Validate `feeds` and return placeholder tensor name -> array."""
+    if not isinstance(feeds, Mapping):
+        raise FeedError(f"feeds must be a dict (feature or placeholder name -> value), got {type(feeds).__name__}")
+    by_tensor = {}
+    aliases = {}
+    for t in spec.placeholders:
+        aliases[t] = t
+        aliases[t[:-2] if t.endswith(":0") else t] = t
+    used = set()
+    out: dict[str, np.ndarray] = {}
+    for key, value in feeds.items():
+        if key in aliases and spec.feature(key) is None:
+            by_tensor[aliases[key]] = (key, value)
+            used.add(key)
+    for f in spec.features:
+        name = f["name"]
+        tensors = f["tensors"]
+        if name in feeds:
+            used.add(name)
+            if f["kind"] == "sparse":
+                parts = _sparse_parts(name, feeds[name])
+                for part, val in zip(SPARSE_PARTS, parts):
+                    by_tensor[tensors[part]] = (f"{name}.{part}", val)
+            else:
+                by_tensor[tensors["value"]] = (name, feeds[name])
+        for part, t in tensors.items():
+            if t not in by_tensor:
+                what = name if f["kind"] == "dense" else f"{name} ({part})"
+                raise FeedError(f"missing feed for feature {what}; the model takes "
+                                f"{[g['name'] for g in spec.features]}")
+    unknown = sorted(set(map(str, feeds)) - used)
+    if unknown:
+        raise FeedError(f"unknown feed(s) {unknown}; the model takes {[g['name'] for g in spec.features]}")
+    for t, (label, val) in by_tensor.items():
+        ph = spec.placeholders[t]
+        out[t] = _convert(label, val, ph["dtype"], ph["shape"])
+    for f in spec.features:
+        if f["kind"] == "sparse":
+            tt = f["tensors"]
+            _check_sparse(f["name"], out[tt["indices"]], out[tt["values"]], out[tt["dense_shape"]])
+    return out

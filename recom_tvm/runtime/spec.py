@@ -1,0 +1,72 @@
+"""The serving spec of a compiled model: features, placeholders, module inputs, host-stage plan, outputs.
+
+Plain JSON, written next to an exported library and read back by the runtime without the compiler.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+SPEC_VERSION = 1
+
+
+@dataclasses.dataclass
+class InputSpec:
+    features: list[dict]  # {"name", "kind": dense|sparse, "tensors": {part: tensor}}
+    placeholders: dict[str, dict]  # tensor -> {"dtype", "shape": [int, -1 unknown]}
+    module_inputs: list[dict]  # {"name", "source": feed|host|param, "ref", "kind": tensor|shape, "dtype", "shape"}
+    host_plan: list[dict]
+    outputs: list[dict]  # {"name", "tensor", "dtype", "shape"}
+    symbols: dict[str, str]  # symbol -> origin
+
+    # ---------------------------------------------------------------------------------------- construction
+    @classmethod
+    def build(cls, loaded, graph, inputs, host_plan, outs, symbols) -> InputSpec:
+        """outs: (dtype, [dim text]) per output."""
+        placeholders = {}
+        for f in loaded.features:
+            for t in f.tensors.values():
+                node = graph.nodes[t.rsplit(":", 1)[0]]
+                placeholders[t] = {"dtype": node.attr("dtype"), "shape": node.attr("shape")}
+        outputs = [{"name": name, "tensor": t, "dtype": dtype, "shape": shape}
+                   for (name, t), (dtype, shape) in zip(loaded.outputs, outs)]
+        return cls([f.to_json() for f in loaded.features], placeholders, [i.to_json() for i in inputs],
+                   list(host_plan), outputs, dict(symbols))
+
+    def to_json(self) -> str:
+        return json.dumps({"version": SPEC_VERSION, **dataclasses.asdict(self)}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> InputSpec:
+        data = json.loads(text)
+        if data.pop("version", None) != SPEC_VERSION:
+            raise ValueError("unsupported spec version")
+        return cls(**data)
+
+    # ----------------------------------------------------------------------------------------------- views
+    @property
+    def num_inputs(self) -> int:
+        return sum(1 for i in self.module_inputs if i["source"] != "param")
+
+    def feature(self, name: str) -> dict | None:
+        for f in self.features:
+            if f["name"] == name:
+                return f
+        return None
+
+    def summary(self) -> str:
+        lines = [f"{len(self.features)} features, {self.num_inputs} module inputs, "
+                 f"{len(self.module_inputs) - self.num_inputs} params, {len(self.host_plan)} host-stage ops"]
+        for f in self.features:
+            parts = ", ".join(f"{k}={v}" for k, v in f["tensors"].items())
+            lines.append(f"  {f['kind']:6s} {f['name']}: {parts}")
+        for o in self.outputs:
+            lines.append(f"  output {o['name']}: {o['dtype']}[{', '.join(o['shape'])}]")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:  # the summary is more useful than the raw lists
+        return f"InputSpec({self.summary()})"
+
+
