@@ -49,6 +49,7 @@ class ImportContext:
         self._column_of = column_of
         self._materialized: dict[int, Device] = {}
         self._host_inputs: dict[str, Device] = {}
+        self.feed_tensors: set[str] = set()
 
     # ------------------------------------------------------------------------------------------- errors
     def fail(self, detail: str) -> NoReturn:
@@ -166,14 +167,10 @@ class ImportContext:
                       "host stage to the compiled module")
         if v.tensor not in self._host_inputs:
             var = relax.Var(_var_name(v.tensor), relax.TensorType([as_expr(s) for s in v.shape], v.dtype))
-            self.inputs.append(ModuleInput(var, "host", v.tensor, "tensor", v.dtype))
+            source = "feed" if v.tensor in self.feed_tensors else "host"
+            self.inputs.append(ModuleInput(var, source, v.tensor, "tensor", v.dtype))
             self._host_inputs[v.tensor] = Device(var, v.dtype, list(var.ty.shape.values))
         return self._host_inputs[v.tensor]
-
-    def feed_input(self, tensor: str, dtype: str, shape: list) -> Device:
-        var = relax.Var(_var_name(tensor), relax.TensorType([as_expr(s) for s in shape], dtype))
-        self.inputs.append(ModuleInput(var, "feed", tensor, "tensor", dtype))
-        return Device(var, dtype, list(var.ty.shape.values))
 
     def shape_feed_input(self, tensor: str, dtype: str, symbols: list[tirx.Var]) -> Known:
         var = relax.Var(_var_name(tensor), relax.ShapeType(symbols))

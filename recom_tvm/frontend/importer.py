@@ -111,10 +111,6 @@ class _Importer:
                 raise ConversionError("Placeholder", name, None, "unknown rank; give the input a shape")
             tensor = name + ":0"
             label = feat.name if feat else name
-            if dtype == "string":
-                dims = self._dims(shape, label, part, batch)
-                self.values[(name, 0)] = Host(tensor, "string", dims)
-                continue
             if (dtype in ("int32", "int64") and len(shape) == 1 and shape[0] >= 0
                     and shape[0] <= _SHAPE_FEED_MAX and part in (None, "dense_shape", "value")):
                 syms = []
@@ -126,8 +122,9 @@ class _Importer:
                                                       f"{label}_{i}", f"value {i} of feed {tensor}"))
                 self.values[(name, 0)] = ctx.shape_feed_input(tensor, dtype, syms)
                 continue
-            dims = self._dims(shape, label, part, batch)
-            self.values[(name, 0)] = ctx.feed_input(tensor, dtype, dims)
+            # Feeds live on the host; they become module inputs when a compiled op first reads them.
+            ctx.feed_tensors.add(tensor)
+            self.values[(name, 0)] = Host(tensor, dtype, self._dims(shape, label, part, batch))
 
     def _dims(self, shape: list[int], label: str, part: str | None, batch) -> list:
         sym = self.ctx.symbols

@@ -141,7 +141,7 @@ def _tf():
     return tf
 
 
-def _from_concrete_function(fn, outputs, source: str, structure=None, by_name: bool = False) -> LoadedGraph:
+def _from_concrete_function(fn, outputs, source: str) -> LoadedGraph:
     tf = _tf()
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
@@ -149,9 +149,7 @@ def _from_concrete_function(fn, outputs, source: str, structure=None, by_name: b
     graph = Graph.from_bytes(frozen.graph.as_graph_def().SerializeToString())
     n_inputs = len(tf.nest.flatten(fn.structured_input_signature, expand_composites=True))
     placeholders = [t.name for t in frozen.inputs[:n_inputs]]
-    if structure is None:
-        structure = fn.structured_input_signature
-    feats = _features_from_structure(tf, structure, placeholders, by_name)
+    feats = _features_from_structure(tf, fn.structured_input_signature, placeholders)
     if outputs is None:
         flat_out = tf.nest.flatten(fn.structured_outputs, expand_composites=True)
         names = _output_names(tf, fn.structured_outputs)
@@ -169,8 +167,8 @@ def _output_names(tf, structure) -> list[str]:
 
 
 def _leaves(tf, structure, sort_keys: bool) -> list[tuple[str, Any]]:
-    """(feature name, spec) leaves of an input signature `(args, kwargs)`, dict keys sorted (tf.nest's flatten
-    order) or in insertion order (the order TF names the placeholders x, x_1, ...)."""
+    """(feature name, spec) leaves of an input signature `(args, kwargs)`, dict keys sorted (tf.nest's
+    flatten order) or in insertion order."""
     out: list[tuple[str, Any]] = []
 
     def walk(obj, path):
@@ -190,25 +188,11 @@ def _leaves(tf, structure, sort_keys: bool) -> list[tuple[str, Any]]:
     return out
 
 
-def _name_index(name: str, base: str) -> int:
-    stem = name.split(":")[0]
-    return 0 if stem == base else int(stem[len(base) + 1:])
-
-
-def _features_from_structure(tf, structure, placeholders: list[str], by_name: bool = False) -> list[Feature]:
-    """Pair the nested input signature (TensorSpec / SparseTensorSpec leaves) with the flat placeholders.
-
-    by_name=False: `placeholders` are in tf.nest's flatten order (a ConcreteFunction's inputs).
-    by_name=True: they carry TF's generated names (x, x_1, ... or args_0, args_0_1, ...), numbered in the
-    structure's insertion order (a SavedModel signature, which flattens composites).
-    """
-    leaves = _leaves(tf, structure, sort_keys=not by_name)
-    if by_name:
-        base = min((p.split(":")[0] for p in placeholders), key=len)
-        try:
-            placeholders = sorted(placeholders, key=lambda p: _name_index(p, base))
-        except ValueError as err:
-            raise ModelFormatError(f"cannot map signature inputs {placeholders} to the input structure") from err
+def _features_from_structure(tf, structure, placeholders: list[str]) -> list[Feature]:
+    """Pair the nested input signature (TensorSpec / SparseTensorSpec leaves) with a ConcreteFunction's flat
+    placeholders, which follow tf.nest's flatten order (dict keys sorted). Their generated names (x, x_1, ...)
+    do not follow any one order, so they are never used for the pairing."""
+    leaves = _leaves(tf, structure, sort_keys=True)
     feats, i = [], 0
     for name, spec in leaves:
         if isinstance(spec, tf.SparseTensorSpec):
@@ -249,17 +233,19 @@ def _from_saved_model(path: str, signature: str | None, outputs) -> LoadedGraph:
         raise ModelFormatError(f"SavedModel {path!r} has no signature {signature!r}; "
                                f"it has {sorted(loaded.signatures)}")
     fn = loaded.signatures[signature]
-    structure = _find_nested_structure(tf, loaded, fn)
-    if structure is None:
-        return _from_concrete_function(fn, outputs, path)
-    return _from_concrete_function(fn, outputs, path, structure, by_name=True)
+    # Signatures flatten SparseTensors into anonymous components; the restored function the signature wraps
+    # keeps the nested structure (feature names, SparseTensor grouping), so import that one when it exists.
+    nested = _find_nested_function(tf, loaded, fn)
+    return _from_concrete_function(nested or fn, outputs, path)
 
 
-def _find_nested_structure(tf, loaded, sig_fn):
-    """Signatures flatten SparseTensors into components; find the restored function with the nested structure."""
-    flat_sig = [(s.dtype, tuple(s.shape.as_list()) if s.shape.rank is not None else None)
-                for s in tf.nest.flatten(sig_fn.structured_input_signature, expand_composites=True)]
-    candidates = []
+def _find_nested_function(tf, loaded, sig_fn):
+    """The restored ConcreteFunction whose flattened inputs match the signature's, or None."""
+    def flat_specs(cf):
+        return sorted(str((s.dtype, s.shape.as_list() if s.shape.rank is not None else None))
+                      for s in tf.nest.flatten(cf.structured_input_signature, expand_composites=True))
+
+    want = flat_specs(sig_fn)
     for attr in dir(loaded):
         if attr.startswith("_") or attr == "signatures":
             continue
@@ -268,12 +254,10 @@ def _find_nested_structure(tf, loaded, sig_fn):
         except Exception:  # noqa: BLE001 - restored objects may raise on access
             continue
         for cf in getattr(obj, "concrete_functions", []) or []:
-            args, kwargs = cf.structured_input_signature
-            flat = [(s.dtype, tuple(s.shape.as_list()) if s.shape.rank is not None else None)
-                    for s in tf.nest.flatten((args, kwargs), expand_composites=True)]
-            if len(flat) == len(flat_sig) and sorted(map(str, flat)) == sorted(map(str, flat_sig)):
-                candidates.append((args, kwargs))
-    return candidates[0] if candidates else None
+            if flat_specs(cf) == want and _leaves(tf, cf.structured_input_signature, True) != _leaves(
+                    tf, sig_fn.structured_input_signature, True):
+                return cf
+    return None
 
 
 def _from_tf1_saved_model(path: str, signature: str, outputs) -> LoadedGraph:

@@ -1,0 +1,163 @@
+"""Framework-neutral model specs: embedding columns + MLPs, and a sampler of realistic (or hostile) inputs.
+
+A spec turns into a TF model (`tf_export`), a reference for tests and benchmarks, and feeds for `CompiledModel`.
+Only numpy here: serving-side benchmarks import it without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import numpy as np
+
+KINDS = ("numeric", "bucketized", "hash_string", "hash_int", "identity")
+COMBINERS = ("mean", "sum", "sqrtn")
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnSpec:
+    """One feature column.
+
+    kind: numeric (dense floats, width `dim`), bucketized (one float per row -> `boundaries` -> embedding),
+    hash_string / hash_int (categorical_column_with_hash_bucket, `buckets`), identity (`buckets` ids, with
+    `default_value` or none). input: "sparse" (SparseTensor) or "dense" (padded; "" / -1 mean missing).
+    ids_per_row: (min, max) ids per row when sampling; vocab: size of the sampled id / string universe.
+    """
+
+    name: str
+    kind: str
+    dim: int = 8
+    combiner: str = "mean"
+    buckets: int = 100
+    boundaries: tuple[float, ...] = ()
+    default_value: int | None = None
+    input: str = "sparse"
+    ids_per_row: tuple[int, int] = (1, 1)
+    vocab: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"column {self.name!r}: kind must be one of {KINDS}")
+        if self.combiner not in COMBINERS:
+            raise ValueError(f"column {self.name!r}: combiner must be one of {COMBINERS}")
+        if self.input not in ("sparse", "dense"):
+            raise ValueError(f"column {self.name!r}: input must be 'sparse' or 'dense'")
+        if self.kind == "bucketized" and not self.boundaries:
+            raise ValueError(f"column {self.name!r}: bucketized needs boundaries")
+
+    @property
+    def categorical(self) -> bool:
+        return self.kind in ("hash_string", "hash_int", "identity")
+
+    @property
+    def rows(self) -> int:
+        """Rows of the embedding table (0 for numeric)."""
+        if self.kind == "numeric":
+            return 0
+        if self.kind == "bucketized":
+            return len(self.boundaries) + 1
+        return self.buckets
+
+    @property
+    def width(self) -> int:
+        """Columns this feature contributes to the concat."""
+        return self.dim
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    columns: tuple[ColumnSpec, ...]
+    dense_width: int = 0  # an extra dense input "dense" [B, dense_width] through the bottom MLP
+    bottom_mlp: tuple[int, ...] = ()
+    top_mlp: tuple[int, ...] = (16,)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names) or "dense" in names:
+            raise ValueError("column names must be unique and not 'dense'")
+
+    @property
+    def concat_width(self) -> int:
+        return sum(c.width for c in self.columns)
+
+    def key(self) -> str:
+        """A short content hash (cache key for generated models)."""
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    # ---------------------------------------------------------------------------------------- sampling
+    def sample(self, batch: int, rng: np.random.Generator | int = 0, hostile: bool = False,
+               zipf: float | None = None) -> dict:
+        """Feeds for one request: {column: dense array | (indices, values, dense_shape)}.
+
+        hostile: also empty rows, negative and out-of-range ids, duplicates, and one row with many ids.
+        zipf: draw ids Zipf-distributed with this exponent (> 1) instead of uniformly.
+        """
+        rng = np.random.default_rng(rng)
+        feeds = {c.name: _sample_column(c, batch, rng, hostile, zipf) for c in self.columns}
+        if self.dense_width:
+            feeds["dense"] = rng.normal(size=(batch, self.dense_width)).astype("float32")
+        return feeds
+
+
+def _ids(c: ColumnSpec, n: int, rng, hostile: bool, zipf: float | None) -> np.ndarray:
+    if zipf:
+        ids = (rng.zipf(zipf, size=n) - 1) % c.vocab
+    else:
+        ids = rng.integers(0, c.vocab, size=n)
+    if hostile and n:
+        mask = rng.random(n)
+        ids = np.where(mask < 0.08, -rng.integers(1, 5, size=n), ids)  # negative ids are filtered by TF
+        if c.kind == "identity" and c.default_value is not None:
+            ids = np.where((mask >= 0.08) & (mask < 0.16), c.buckets + rng.integers(0, 5, size=n), ids)
+    return ids.astype(np.int64)
+
+
+def _strings(ids: np.ndarray) -> np.ndarray:
+    return np.array([f"v{i}" if i >= 0 else "" for i in ids.tolist()], dtype=object)
+
+
+def _sample_column(c: ColumnSpec, batch: int, rng, hostile: bool, zipf):
+    if c.kind == "numeric":
+        return rng.normal(size=(batch, c.dim)).astype("float32")
+    if c.kind == "bucketized":
+        lo, hi = c.boundaries[0], c.boundaries[-1]
+        span = max(hi - lo, 1.0)
+        x = rng.uniform(lo - 0.1 * span, hi + 0.1 * span, size=(batch, 1)).astype("float32")
+        if hostile and batch:
+            x[rng.random(batch) < 0.1, 0] = c.boundaries[rng.integers(0, len(c.boundaries))]  # on a boundary
+        return x
+    lo, hi = c.ids_per_row
+    counts = rng.integers(lo, hi + 1, size=batch)
+    if hostile and batch:
+        counts[rng.random(batch) < 0.2] = 0  # empty rows
+        counts[rng.integers(0, batch)] = max(hi, 1) * 8  # one heavy row
+    n = int(counts.sum())
+    ids = _ids(c, n, rng, hostile, zipf)
+    if hostile and n > 1:
+        dup = rng.random(n) < 0.2
+        ids[dup] = ids[0]
+    if c.kind == "hash_string":
+        values = _strings(ids)
+    else:
+        values = ids
+    if c.input == "dense":
+        width = max(int(counts.max()) if batch else 0, 1)
+        fill = "" if c.kind == "hash_string" else -1
+        dense = np.full((batch, width), fill, dtype=object if c.kind == "hash_string" else np.int64)
+        pos = 0
+        for r, k in enumerate(counts.tolist()):
+            dense[r, :k] = values[pos:pos + k]
+            pos += k
+        if c.kind != "hash_string":
+            dense = np.where(dense == -1, -1, dense)  # -1 ids are "missing" in padded input, as in TF
+        return dense
+    rows = np.repeat(np.arange(batch, dtype=np.int64), counts)
+    cols = np.concatenate([np.arange(k, dtype=np.int64) for k in counts]) if n else np.zeros(0, np.int64)
+    indices = np.stack([rows, cols], axis=1) if n else np.zeros((0, 2), np.int64)
+    width = int(counts.max()) if batch and n else 1
+    return indices, values, np.array([batch, max(width, 1)], dtype=np.int64)

@@ -1,0 +1,253 @@
+"""ModelSpec -> TensorFlow models (tf_keras DenseFeatures), exported and cached; and TF as the reference.
+
+Artifacts per spec, under `config.cache_dir/models/<name>-<hash>/`:
+  saved_model/       TF2 SavedModel, signature "serving_default" (feature dict -> {"score"})
+  model.pb           the same, frozen (variables -> constants), importable without TensorFlow
+  signature.json     feature -> placeholder names of model.pb, and its outputs
+  tf1/               (on request) an Estimator-style TF1 SavedModel built in graph mode
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from .. import config
+from .spec import ColumnSpec, ModelSpec
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def _tf_dtype(tf, c: ColumnSpec):
+    return tf.string if c.kind == "hash_string" else tf.int64
+
+
+def input_signature(spec: ModelSpec) -> dict:
+    tf = _tf()
+    sig = {}
+    for c in spec.columns:
+        if c.kind == "numeric":
+            sig[c.name] = tf.TensorSpec([None, c.dim], tf.float32)
+        elif c.kind == "bucketized":
+            sig[c.name] = tf.TensorSpec([None, 1], tf.float32)
+        elif c.input == "sparse":
+            sig[c.name] = tf.SparseTensorSpec([None, None], _tf_dtype(tf, c))
+        else:
+            sig[c.name] = tf.TensorSpec([None, None], _tf_dtype(tf, c))
+    if spec.dense_width:
+        sig["dense"] = tf.TensorSpec([None, spec.dense_width], tf.float32)
+    return sig
+
+
+def feature_columns(spec: ModelSpec, fc=None) -> list:
+    tf = _tf()
+    fc = fc or tf.feature_column
+    cols = []
+    for c in spec.columns:
+        if c.kind == "numeric":
+            cols.append(fc.numeric_column(c.name, shape=(c.dim,)))
+            continue
+        if c.kind == "bucketized":
+            cat = fc.bucketized_column(fc.numeric_column(c.name), list(c.boundaries))
+        elif c.kind == "hash_string":
+            cat = fc.categorical_column_with_hash_bucket(c.name, c.buckets, dtype=tf.string)
+        elif c.kind == "hash_int":
+            cat = fc.categorical_column_with_hash_bucket(c.name, c.buckets, dtype=tf.int64)
+        else:
+            cat = fc.categorical_column_with_identity(c.name, c.buckets, default_value=c.default_value)
+        cols.append(fc.embedding_column(cat, c.dim, combiner=c.combiner))
+    return cols
+
+
+def build_keras(spec: ModelSpec):
+    """The tf_keras model: DenseFeatures(columns) (+ bottom MLP on "dense") -> top MLP -> sigmoid."""
+    tf = _tf()
+    import tf_keras
+
+    tf.random.set_seed(spec.seed)
+    sig = input_signature(spec)
+    inputs = {k: tf_keras.Input(type_spec=s, name=f"input_{k}") for k, s in sig.items()}
+    feats = {k: v for k, v in inputs.items() if k != "dense"}
+    x = tf_keras.layers.DenseFeatures(feature_columns(spec))(feats)
+    parts = [x]
+    if spec.dense_width:
+        d = inputs["dense"]
+        for w in spec.bottom_mlp:
+            d = tf_keras.layers.Dense(w, activation="relu")(d)
+        parts.append(d)
+    x = tf_keras.layers.Concatenate()(parts) if len(parts) > 1 else x
+    for w in spec.top_mlp:
+        x = tf_keras.layers.Dense(w, activation="relu")(x)
+    out = tf_keras.layers.Dense(1, activation="sigmoid")(x)
+    return tf_keras.Model(inputs, out), sig
+
+
+def to_tf_feeds(spec: ModelSpec, feeds: dict) -> dict:
+    """Our numpy feeds -> TF tensors (SparseTensor for sparse features)."""
+    tf = _tf()
+    sig = input_signature(spec)
+    out = {}
+    for k, s in sig.items():
+        v = feeds[k]
+        if isinstance(s, tf.SparseTensorSpec):
+            idx, vals, shape = v
+            vals = np.asarray(vals)
+            if s.dtype == tf.string:
+                vals = np.array([x if isinstance(x, bytes) else str(x).encode() for x in vals.reshape(-1)],
+                                dtype=object)
+            out[k] = tf.SparseTensor(tf.constant(idx, tf.int64), tf.constant(vals, s.dtype),
+                                     tf.constant(shape, tf.int64))
+        else:
+            out[k] = tf.constant(v, s.dtype)
+    return out
+
+
+def _serve_module(model, sig):
+    """A tf.Module holding the model and its serving function (nested feature dict -> {"score"})."""
+    tf = _tf()
+    mod = tf.Module()
+    mod.model = model
+    mod.serve = tf.function(lambda features: {"score": model(features)}, input_signature=[sig])
+    return mod
+
+
+def artifact_dir(spec: ModelSpec) -> str:
+    return os.path.join(config.cache_dir, "models", f"{spec.name}-{spec.key()}")
+
+
+def export(spec: ModelSpec, tf1: bool = False) -> dict[str, str]:
+    """Build and export (or reuse the cached) artifacts of `spec`; returns their paths."""
+    root = artifact_dir(spec)
+    paths = {"saved_model": os.path.join(root, "saved_model"), "pb": os.path.join(root, "model.pb"),
+             "signature": os.path.join(root, "signature.json"), "root": root}
+    if not os.path.exists(os.path.join(root, "DONE")):
+        config.log(f"generating TF model {spec.name} ({len(spec.columns)} columns) into {root}")
+        _export_tf2(spec, root)
+    if tf1:
+        paths["tf1"] = os.path.join(root, "tf1")
+        if not os.path.exists(os.path.join(root, "tf1", "DONE")):
+            _export_tf1(spec, paths["tf1"])
+    return paths
+
+
+def _export_tf2(spec: ModelSpec, root: str) -> None:
+    tf = _tf()
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    os.makedirs(os.path.dirname(root), exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=os.path.dirname(root), prefix=".tmp-")
+    model, sig = build_keras(spec)
+    mod = _serve_module(model, sig)
+    concrete = mod.serve.get_concrete_function()
+    tf.saved_model.save(mod, os.path.join(tmp, "saved_model"), signatures={"serving_default": concrete})
+    frozen = convert_variables_to_constants_v2(concrete)
+    with open(os.path.join(tmp, "model.pb"), "wb") as f:
+        f.write(frozen.graph.as_graph_def().SerializeToString())
+    flat = [t.name for t in frozen.inputs[: len(tf.nest.flatten(sig, expand_composites=True))]]
+    inputs, i = {}, 0
+    for k in sorted(sig):
+        if isinstance(sig[k], tf.SparseTensorSpec):
+            inputs[k] = dict(zip(("indices", "values", "dense_shape"), flat[i:i + 3]))
+            i += 3
+        else:
+            inputs[k] = flat[i]
+            i += 1
+    with open(os.path.join(tmp, "signature.json"), "w") as f:
+        json.dump({"inputs": inputs, "outputs": {"score": frozen.outputs[0].name}}, f, indent=1)
+    open(os.path.join(tmp, "DONE"), "w").close()
+    if os.path.exists(root):
+        shutil.rmtree(root)
+    os.replace(tmp, root)
+
+
+def _export_tf1(spec: ModelSpec, out: str) -> None:
+    """Estimator-style: graph mode, v1 feature columns, sparse placeholders, session freeze-able."""
+    tf = _tf()
+    v1 = tf.compat.v1
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    sig = input_signature(spec)
+    with tf.Graph().as_default() as g:
+        v1.set_random_seed(spec.seed)
+        feats = {}
+        for k, s in sig.items():
+            if isinstance(s, tf.SparseTensorSpec):
+                feats[k] = v1.sparse_placeholder(s.dtype, shape=[None, None], name=k)
+            else:
+                feats[k] = v1.placeholder(s.dtype, shape=s.shape, name=k)
+        cat_feats = {k: v for k, v in feats.items() if k != "dense"}
+        x = v1.feature_column.input_layer(cat_feats, feature_columns(spec))
+        parts = [x]
+        if spec.dense_width:
+            d = feats["dense"]
+            for j, w in enumerate(spec.bottom_mlp):
+                d = _v1_dense(v1, tf, d, w, f"bottom{j}", "relu")
+            parts.append(d)
+        x = tf.concat(parts, axis=1) if len(parts) > 1 else x
+        for j, w in enumerate(spec.top_mlp):
+            x = _v1_dense(v1, tf, x, w, f"top{j}", "relu")
+        score = _v1_dense(v1, tf, x, 1, "out", "sigmoid")
+        with v1.Session(graph=g) as sess:
+            sess.run([v1.global_variables_initializer(), v1.tables_initializer()])
+            builder = v1.saved_model.Builder(out)
+            sig_def = v1.saved_model.build_signature_def(
+                inputs={k: v1.saved_model.build_tensor_info(v) for k, v in feats.items()},
+                outputs={"score": v1.saved_model.build_tensor_info(score)},
+                method_name="tensorflow/serving/predict")
+            builder.add_meta_graph_and_variables(sess, [v1.saved_model.tag_constants.SERVING],
+                                                 signature_def_map={"serving_default": sig_def},
+                                                 main_op=v1.tables_initializer())
+            builder.save()
+    open(os.path.join(out, "DONE"), "w").close()
+
+
+def _v1_dense(v1, tf, x, width, name, act):
+    w = v1.get_variable(f"{name}/kernel", [x.shape[1], width], initializer=v1.glorot_uniform_initializer())
+    b = v1.get_variable(f"{name}/bias", [width], initializer=v1.zeros_initializer())
+    y = tf.matmul(x, w) + b
+    return tf.nn.relu(y) if act == "relu" else tf.sigmoid(y)
+
+
+class TFReference:
+    """TensorFlow running the exported model: the reference every test compares against."""
+
+    def __init__(self, spec: ModelSpec, paths: dict | None = None, tf1: bool = False) -> None:
+        self.spec = spec
+        self.paths = paths or export(spec, tf1=tf1)
+        self.tf1 = tf1
+        self._fn = None
+
+    def __call__(self, feeds: dict) -> np.ndarray:
+        tf = _tf()
+        if self.tf1:
+            return self._run_tf1(feeds)
+        if self._fn is None:
+            self._loaded = tf.saved_model.load(self.paths["saved_model"])
+            self._fn = self._loaded.serve
+        return self._fn(to_tf_feeds(self.spec, feeds))["score"].numpy()
+
+    def _run_tf1(self, feeds: dict) -> np.ndarray:
+        tf = _tf()
+        v1 = tf.compat.v1
+        with tf.Graph().as_default() as g, v1.Session(graph=g) as sess:
+            meta = v1.saved_model.loader.load(sess, [v1.saved_model.tag_constants.SERVING], self.paths["tf1"])
+            sig = meta.signature_def["serving_default"]
+            fd = {}
+            for k, info in sig.inputs.items():
+                v = feeds[k]
+                if info.WhichOneof("encoding") == "coo_sparse":
+                    c = info.coo_sparse
+                    fd[c.indices_tensor_name], fd[c.values_tensor_name], fd[c.dense_shape_tensor_name] = v
+                else:
+                    fd[info.name] = v
+            return sess.run(sig.outputs["score"].name, feed_dict=fd)

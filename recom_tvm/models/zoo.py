@@ -1,0 +1,96 @@
+"""Named model specs: RECom's models E and F, mixed N-column models, one small model per column type, the demo."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .spec import ColumnSpec, ModelSpec
+
+_BUCKET_BOUNDARIES = tuple(float(b) for b in range(0, 500, 5))  # 0, 5, ..., 495 -> 101 rows
+
+
+def _recom_model(name: str, counts: tuple[int, int, int, int, int], top: tuple[int, ...], large_rows: int,
+                 seed: int) -> ModelSpec:
+    n_bucket, n_int, n_str, n_multi, n_large = counts
+    cols = [ColumnSpec(f"b{i}", "bucketized", 8, "mean", boundaries=_BUCKET_BOUNDARIES) for i in range(n_bucket)]
+    cols += [ColumnSpec(f"i{i}", "hash_int", 8, "mean", buckets=100, vocab=1000) for i in range(n_int)]
+    cols += [ColumnSpec(f"s{i}", "hash_string", 8, "mean", buckets=10_000, vocab=100_000) for i in range(n_str)]
+    cols += [ColumnSpec(f"m{i}", "hash_string", 8, "sum", buckets=10_000, ids_per_row=(1, 10), vocab=100_000)
+             for i in range(n_multi)]
+    cols += [ColumnSpec(f"l{i}", "hash_string", 32, "sum", buckets=large_rows, ids_per_row=(1, 10), vocab=1 << 30)
+             for i in range(n_large)]
+    return ModelSpec(name, tuple(cols), dense_width=32, bottom_mlp=(32,), top_mlp=top, seed=seed)
+
+
+def model_e(large_rows: int = 1 << 23) -> ModelSpec:
+    """RECom's synthesized model E: 1000 columns (880 bucketized, 50 int hash, 50 string one-hot, 15 string
+    multi-hot, 5 large multi-hot of `large_rows` rows), concat width 8,120, top MLP 1024-1024-128-1."""
+    return _recom_model(f"model_e_{large_rows}", (880, 50, 50, 15, 5), (1024, 1024, 128), large_rows, seed=5)
+
+
+def model_f(large_rows: int = 1 << 23) -> ModelSpec:
+    """RECom's model F: 1200 columns (1000 / 90 / 100 / 7 / 3), top MLP 2048-1024-1024-512-1."""
+    return _recom_model(f"model_f_{large_rows}", (1000, 90, 100, 7, 3), (2048, 1024, 1024, 512), large_rows,
+                        seed=6)
+
+
+def mixed(n: int, seed: int = 0, dense_inputs: bool = True) -> ModelSpec:
+    """n columns of mixed kinds, combiners, dims and input formats, 1-10 ids per multi-hot row."""
+    rng = np.random.default_rng(seed)
+    cols = []
+    for i in range(n):
+        kind = ["bucketized", "hash_string", "hash_int", "identity", "numeric"][int(rng.integers(0, 5))]
+        comb = ["mean", "sum", "sqrtn"][int(rng.integers(0, 3))]
+        dim = [4, 8, 16][int(rng.integers(0, 3))]
+        fmt = "dense" if dense_inputs and kind != "bucketized" and rng.random() < 0.25 else "sparse"
+        multi = (1, 10) if rng.random() < 0.5 else (1, 1)
+        if kind == "bucketized":
+            cols.append(ColumnSpec(f"c{i}", kind, dim, comb, boundaries=tuple(float(x) for x in range(0, 50, 5))))
+        elif kind == "numeric":
+            cols.append(ColumnSpec(f"c{i}", kind, int(rng.integers(1, 4))))
+        elif kind == "identity":
+            default = 0 if rng.random() < 0.5 else None
+            cols.append(ColumnSpec(f"c{i}", kind, dim, comb, buckets=50, default_value=default,
+                                   input=fmt, ids_per_row=multi, vocab=50))
+        else:
+            cols.append(ColumnSpec(f"c{i}", kind, dim, comb, buckets=200, input=fmt, ids_per_row=multi, vocab=5000))
+    return ModelSpec(f"mixed_{n}_{seed}", tuple(cols), dense_width=4, bottom_mlp=(8,), top_mlp=(32,), seed=seed)
+
+
+def per_column_type() -> dict[str, ModelSpec]:
+    """One small model per column type and input format (the differential-test matrix)."""
+    b = tuple(float(x) for x in (-1.0, 0.0, 0.5, 2.0))
+    variants = {
+        "numeric": [ColumnSpec("x", "numeric", 3)],
+        "bucketized": [ColumnSpec("x", "bucketized", 8, "mean", boundaries=b)],
+        "hash_string": [ColumnSpec("x", "hash_string", 8, "mean", buckets=100, ids_per_row=(1, 4))],
+        "hash_string_dense": [ColumnSpec("x", "hash_string", 8, "sum", buckets=100, input="dense",
+                                         ids_per_row=(1, 4))],
+        "hash_int": [ColumnSpec("x", "hash_int", 8, "sqrtn", buckets=100, ids_per_row=(1, 4))],
+        "hash_int_dense": [ColumnSpec("x", "hash_int", 8, "mean", buckets=100, input="dense", ids_per_row=(1, 4))],
+        "identity_default": [ColumnSpec("x", "identity", 8, "sum", buckets=20, default_value=3,
+                                        ids_per_row=(1, 4), vocab=25)],
+        "identity_default_dense": [ColumnSpec("x", "identity", 8, "mean", buckets=20, default_value=0,
+                                              input="dense", ids_per_row=(1, 4), vocab=25)],
+        "identity": [ColumnSpec("x", "identity", 8, "mean", buckets=20, ids_per_row=(1, 4), vocab=20)],
+        "identity_dense": [ColumnSpec("x", "identity", 8, "sqrtn", buckets=20, input="dense", ids_per_row=(1, 4),
+                                      vocab=20)],
+    }
+    return {k: ModelSpec(f"type_{k}", tuple(v), dense_width=3, bottom_mlp=(4,), top_mlp=(8,), seed=1)
+            for k, v in variants.items()}
+
+
+def demo() -> ModelSpec:
+    """The built-in demo: a small model with every column type."""
+    b = tuple(float(x) for x in range(0, 100, 10))
+    cols = (
+        ColumnSpec("age", "bucketized", 8, "mean", boundaries=b),
+        ColumnSpec("price", "numeric", 1),
+        ColumnSpec("user_id", "hash_int", 16, "mean", buckets=1000, vocab=100_000),
+        ColumnSpec("country", "hash_string", 8, "mean", buckets=100, vocab=200),
+        ColumnSpec("tags", "hash_string", 8, "sum", buckets=500, ids_per_row=(0, 6), vocab=2000),
+        ColumnSpec("item_ids", "identity", 16, "sqrtn", buckets=300, default_value=0, input="dense",
+                   ids_per_row=(1, 5), vocab=320),
+        ColumnSpec("category", "identity", 8, "mean", buckets=50, vocab=50),
+    )
+    return ModelSpec("demo", cols, dense_width=4, bottom_mlp=(8,), top_mlp=(32, 16), seed=7)
