@@ -88,7 +88,7 @@ class _Importer:
         stringy = {n for n in needed if nodes[n].op in _STRING_OPS or _node_dtype(nodes[n]) == "string"}
         host = set(stringy)
         for anc in self.graph.ancestors(stringy):
-            if nodes[anc].op not in ("Const", "Placeholder"):
+            if nodes[anc].op not in ("Const", "Placeholder", "PlaceholderWithDefault"):
                 host.add(anc)
         return host & set(needed)
 
@@ -102,13 +102,14 @@ class _Importer:
                 roles[parse_tensor_name(t)[0]] = (f, part)
         for name in self.graph.order:
             node = self.graph.nodes[name]
-            if node.op != "Placeholder" or name not in needed:
+            if name not in needed or not (node.op == "Placeholder" or (
+                    node.op == "PlaceholderWithDefault" and name in roles)):
                 continue
             dtype = node.attr("dtype")
             shape = node.attr("shape")
             feat, part = roles.get(name, (None, None))
             if shape is None:
-                raise ConversionError("Placeholder", name, None, "unknown rank; give the input a shape")
+                raise ConversionError(node.op, name, None, "unknown rank; give the input a shape")
             tensor = name + ":0"
             label = feat.name if feat else name
             if (dtype in ("int32", "int64") and len(shape) == 1 and shape[0] >= 0
@@ -150,7 +151,7 @@ class _Importer:
                 self._bind_placeholders(set(needed))
                 for i, name in enumerate(needed):
                     node = self.graph.nodes[name]
-                    if node.op == "Placeholder":
+                    if (name, 0) in self.values:  # a bound input
                         continue
                     self._convert(node, name in host_nodes)
                     if config.verbose and i and i % 5000 == 0:

@@ -88,7 +88,7 @@ def _features_from_spec(spec: dict | None, graph: Graph) -> list[Feature]:
             node = _node_of(t)
             if node not in graph.nodes:
                 raise ModelFormatError(f"signature input {f.name!r} names tensor {t!r}, which is not in the graph")
-            if graph.nodes[node].op != "Placeholder":
+            if graph.nodes[node].op not in ("Placeholder", "PlaceholderWithDefault"):
                 raise ModelFormatError(f"signature input {f.name!r} names {t!r}, a {graph.nodes[node].op} "
                                        "node, not a Placeholder")
     return feats

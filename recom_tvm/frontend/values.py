@@ -29,7 +29,9 @@ class Known:
 
     @property
     def concrete(self) -> bool:
-        return self.value.dtype != object or all(is_const_int(v) for v in self.value.flat)
+        if self.value.dtype != object or self.dtype == "string":
+            return True
+        return all(is_const_int(v) for v in self.value.flat)
 
     def numpy(self) -> np.ndarray:
         """The concrete value (symbolic entries must have simplified to constants)."""

@@ -52,4 +52,5 @@ def _load() -> None:
     from . import array, host_ops, math, nn, sparse  # noqa: F401  (registration side effects)
 
 
-PASSTHROUGH = ("Identity", "StopGradient", "Snapshot", "PreventGradient", "EnsureShape")
+# PlaceholderWithDefault that is not a serving input: its default value flows through.
+PASSTHROUGH = ("Identity", "StopGradient", "Snapshot", "PreventGradient", "EnsureShape", "PlaceholderWithDefault")

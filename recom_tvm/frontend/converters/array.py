@@ -263,20 +263,26 @@ def _range_known(ctx, node, ins):
 
 
 # ------------------------------------------------------------------------------------- Slice / StridedSlice
+def _clamp(v, lo, hi):
+    return simplify(tirx.min(tirx.max(as_expr(v), as_expr(lo)), as_expr(hi)))
+
+
 def _slice_bounds(b, e, s, dim):
-    """TF/numpy semantics of one slice on a dim of size `dim` (int or symbolic) -> (begin, size)."""
+    """TF/numpy semantics of one slice on a dim of size `dim` (int or symbolic) -> (begin, end, size), with
+    begin/end clamped into the dim: [0, dim] for positive strides, [-1, dim - 1] for negative ones."""
+    def norm(v, lo, hi):
+        if is_const_int(v) and int(v) < 0:
+            v = simplify(as_expr(v) + as_expr(dim))
+        return _clamp(v, lo, hi)
+
     if s > 0:
-        b = 0 if b is None else (b + dim if is_const_int(b) and int(b) < 0 else b)
-        e = dim if e is None else (e + dim if is_const_int(e) and int(e) < 0 else e)
-        if is_const_int(dim) and is_const_int(b):
-            b = min(max(int(b), 0), int(dim))
-        if is_const_int(dim) and is_const_int(e):
-            e = min(max(int(e), 0), int(dim))
+        b = 0 if b is None else norm(b, 0, dim)
+        e = dim if e is None else norm(e, 0, dim)
         size = simplify(tirx.max(as_expr(0), tirx.floordiv(as_expr(e) - as_expr(b) + as_expr(s - 1), as_expr(s))))
         return b, e, size
-    dim_m1 = simplify(as_expr(dim) - 1)
-    b = dim_m1 if b is None else (b + dim if is_const_int(b) and int(b) < 0 else b)
-    e = -1 if e is None else (simplify(as_expr(e) + as_expr(dim)) if is_const_int(e) and int(e) < 0 else e)
+    last = simplify(as_expr(dim) - 1)
+    b = last if b is None else norm(b, -1, last)
+    e = -1 if e is None else norm(e, -1, last)
     size = simplify(tirx.max(as_expr(0), tirx.floordiv(as_expr(b) - as_expr(e) + as_expr(-s - 1), as_expr(-s))))
     return b, e, size
 
@@ -329,6 +335,7 @@ def _strided_slice(ctx, node, ins):
     strides = ctx.const_ints(ins[3], "strides")
     slices, layout = strided_slice_spec(ctx, node, len(x.shape), begin, end, strides)
     axes, bs, es, ss, sizes = [], [], [], [], []
+    y = x
     for d, (b, e, s, shrink) in enumerate(slices):
         dim = x.shape[d]
         if shrink:
@@ -337,15 +344,19 @@ def _strided_slice(ctx, node, ins):
         else:
             b, e, size = _slice_bounds(b, e, s, dim)
         sizes.append(size)
-        if not (s == 1 and prove_equal(b, 0) and prove_equal(size, dim)):
+        if s < 0:  # reversed: gather b, b-|s|, ... (begin/end clamped above, so no wrap-around)
+            steps = ctx.match_shape(ctx.emit(relax.op.arange(0, as_expr(size), 1, "int64")), [size])
+            start = ctx.device(Known(np.array(b, dtype=object), "int64"))
+            idx = ctx.emit(relax.op.subtract(start.expr, relax.op.multiply(steps.expr, relax.const(-s, "int64"))))
+            y = ctx.emit(relax.op.take(y.expr, idx.expr, axis=d, mode="fast"))
+        elif not (prove_equal(b, 0) and prove_equal(size, dim) and s == 1):
             axes.append(d)
             bs.append(as_expr(b))
             es.append(as_expr(e))
             ss.append(as_expr(s))
-    y = x
     if axes:
-        y = ctx.emit(relax.op.strided_slice(x.expr, axes, bs, es, ss, assume_inbound=True))
-        y = ctx.match_shape(y, sizes)
+        y = ctx.emit(relax.op.strided_slice(y.expr, axes, bs, es, ss, assume_inbound=True))
+    y = ctx.match_shape(y, sizes)
     out_shape = [1 if item[0] == "new" else sizes[item[1]] for item in layout]
     if len(out_shape) == len(y.shape) and all(prove_equal(a, b) for a, b in zip(out_shape, y.shape)):
         return y
@@ -432,7 +443,8 @@ def _gather_known(ctx, node, ins):
 @device("GatherNd")
 def _gather_nd(ctx, node, ins):
     p, i = ctx.device(ins[0]), ctx.device(ins[1])
-    return ctx.emit(relax.op.gather_nd(p.expr, i.expr))
+    idx = i.expr if i.dtype == "int64" else relax.op.astype(i.expr, "int64")
+    return ctx.emit(relax.op.gather_nd(p.expr, idx))
 
 
 @known("GatherNd")

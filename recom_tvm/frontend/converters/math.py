@@ -177,6 +177,7 @@ _UNARY = {
     "Sigmoid": relax.op.sigmoid, "Tanh": relax.op.tanh, "Erf": relax.op.erf, "Floor": relax.op.floor,
     "Ceil": relax.op.ceil, "Sign": relax.op.sign, "LogicalNot": relax.op.logical_not,
     "Reciprocal": lambda x: relax.op.divide(relax.const(1.0, x.ty.dtype), x),
+    "Erfc": lambda x: relax.op.subtract(relax.const(1.0, x.ty.dtype), relax.op.erf(x)),
     "Log1p": lambda x: relax.op.log(relax.op.add(x, relax.const(1.0, x.ty.dtype))),
     "Softplus": lambda x: relax.op.log(relax.op.add(relax.op.exp(x), relax.const(1.0, x.ty.dtype))),
     "Softsign": lambda x: relax.op.divide(x, relax.op.add(relax.op.abs(x), relax.const(1.0, x.ty.dtype))),

@@ -1,0 +1,47 @@
+"""Counting what a model is made of: TF ops in the graph, Relax ops after import, kernels after lowering."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import tvm
+from tvm import relax
+
+# Bookkeeping, not computation: excluded from TF op counts.
+_TF_FREE = {"Const", "Identity", "NoOp", "Placeholder", "IdentityN", "StopGradient"}
+
+
+def tf_op_counts(graph, nodes=None) -> Counter:
+    """Op types of a frozen graph's compute nodes (or of `nodes`), bookkeeping excluded."""
+    names = graph.order if nodes is None else nodes
+    return Counter(graph.nodes[n].op for n in names if graph.nodes[n].op not in _TF_FREE)
+
+
+def relax_op_counts(mod: tvm.IRModule, func: str = "main") -> Counter:
+    """Relax calls in `func` by op (call_tir counted by callee), match_cast / tuple plumbing excluded."""
+    counts: Counter = Counter()
+
+    def visit(expr):
+        if isinstance(expr, relax.Call):
+            op = expr.op
+            if isinstance(op, tvm.ir.Op):
+                name = op.name
+                if name in ("relax.call_tir", "relax.call_dps_packed"):
+                    name = f"call_tir:{expr.args[0].name_hint}"
+                elif name == "relax.call_pure_packed":
+                    name = f"packed:{expr.args[0].global_symbol}"
+                counts[name] += 1
+
+    relax.analysis.post_order_visit(mod[func], visit)
+    return counts
+
+
+def kernel_launches(mod: tvm.IRModule, func: str = "main") -> int:
+    """call_tir sites in a lowered module: an upper bound of kernel launches per inference."""
+    return sum(v for k, v in relax_op_counts(mod, func).items() if k.startswith("call_tir:"))
+
+
+def device_syncs(mod: tvm.IRModule, func: str = "main") -> int:
+    """Device->host copies that learn a size or check an error (tensor_to_shape, check callbacks)."""
+    c = relax_op_counts(mod, func)
+    return c.get("relax.tensor_to_shape", 0) + sum(v for k, v in c.items() if k.startswith("packed:"))

@@ -1,0 +1,97 @@
+"""The importer's errors: unsupported ops name the op, the node and the column; corrupt models are refused."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import recom_tvm
+
+
+def _frozen(fn, specs):
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    cf = tf.function(fn).get_concrete_function(specs)
+    return cf, convert_variables_to_constants_v2(cf).graph.as_graph_def()
+
+
+def test_unsupported_op_names_op_node_and_column():
+    import tensorflow as tf
+    import tf_keras
+
+    fc = tf.feature_column
+    col = fc.embedding_column(fc.categorical_column_with_hash_bucket("q", 10, dtype=tf.int64), 4)
+    layer = tf_keras.layers.DenseFeatures([col])
+
+    def fn(x):
+        emb = layer({"q": x})
+        return tf.math.cumsum(emb, axis=1)  # Cumsum: not supported
+
+    cf = tf.function(fn).get_concrete_function(tf.SparseTensorSpec([None, None], tf.int64))
+    with pytest.raises(recom_tvm.UnsupportedOpError) as info:
+        recom_tvm.from_tensorflow(cf)
+    err = info.value
+    assert err.op == "Cumsum" and "Cumsum" in err.node
+    assert "unsupported TensorFlow op 'Cumsum'" in str(err)
+
+
+def test_unsupported_op_inside_a_column_names_the_column():
+    import tensorflow as tf
+
+    def fn(x):
+        with tf.name_scope("dense_features/price_col/"):
+            return tf.math.cumprod(x, axis=1)
+
+    cf = tf.function(fn).get_concrete_function(tf.TensorSpec([None, 3], tf.float32))
+    with pytest.raises(recom_tvm.UnsupportedOpError, match="in column 'price_col'"):
+        recom_tvm.from_tensorflow(cf)
+
+
+def test_corrupt_and_truncated_graphs(tmp_path):
+    import tensorflow as tf
+
+    _, gd = _frozen(lambda x: x * 2.0 + 1.0, tf.TensorSpec([None, 3], tf.float32))
+    data = gd.SerializeToString()
+    bad = tmp_path / "bad.pb"
+    bad.write_bytes(b"\x00\x01garbage" * 10)
+    with pytest.raises(recom_tvm.ModelFormatError):
+        recom_tvm.from_tensorflow(str(bad))
+    trunc = tmp_path / "trunc.pb"
+    trunc.write_bytes(data[: len(data) // 2])
+    with pytest.raises(recom_tvm.ModelFormatError):
+        recom_tvm.from_tensorflow(str(trunc))
+    with pytest.raises(recom_tvm.ModelFormatError, match="does not exist"):
+        recom_tvm.from_tensorflow(str(tmp_path / "missing.pb"))
+    empty_dir = tmp_path / "sm"
+    empty_dir.mkdir()
+    with pytest.raises(recom_tvm.ModelFormatError, match="not a SavedModel"):
+        recom_tvm.from_tensorflow(str(empty_dir))
+
+
+def test_bad_signature_spec(tmp_path):
+    import tensorflow as tf
+
+    _, gd = _frozen(lambda x: x * 2.0, tf.TensorSpec([None, 3], tf.float32))
+    path = tmp_path / "m.pb"
+    path.write_bytes(gd.SerializeToString())
+    with pytest.raises(recom_tvm.ModelFormatError, match="not in the graph"):
+        recom_tvm.from_tensorflow(str(path), signature={"inputs": {"x": "nope"}})
+    with pytest.raises(recom_tvm.ModelFormatError, match="expected a tensor name"):
+        recom_tvm.from_tensorflow(str(path), signature={"inputs": {"x": 3}})
+
+
+def test_plain_graph_without_signature_runs(tmp_path):
+    import tensorflow as tf
+
+    cf, gd = _frozen(lambda x: tf.nn.relu(x * 2.0 - 1.0), tf.TensorSpec([None, 3], tf.float32))
+    path = tmp_path / "m.pb"
+    path.write_bytes(gd.SerializeToString())
+    mod, params, spec = recom_tvm.from_tensorflow(str(path))
+    model = recom_tvm.build(mod, "llvm", params)
+    x = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    out = model.run({spec.features[0]["name"]: x})
+    np.testing.assert_allclose(list(out.values())[0], cf(tf.constant(x)).numpy(), rtol=1e-6)
+    assert os.path.exists(path)

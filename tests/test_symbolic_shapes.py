@@ -1,0 +1,43 @@
+"""One import and one build serve every batch size and id count: the batch and each column's id count are
+symbolic Relax dims."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recom_tvm.models import zoo
+
+from conftest import assert_matches_tf
+
+
+def test_signature_has_symbolic_batch_and_nnz(compiled):
+    c = compiled(zoo.demo())
+    params = c.mod["main"].params
+    text = c.mod["main"].script()
+    assert "B = T.int64()" in text or "B" in c.ispec.symbols
+    shapes = {p.name: str(p.ty) for p in params}
+    # the dense input has the batch symbol, sparse indices a per-feature nnz symbol, dense_shape is a shape
+    dense = c.ispec.feature("dense")["tensors"]["value"].split(":")[0]
+    assert "(B, 4)" in shapes[dense]
+    tags = c.ispec.feature("tags")["tensors"]
+    assert "nnz_tags" in shapes[tags["indices"].split(":")[0]]
+    assert shapes[tags["dense_shape"].split(":")[0]].startswith("R.Shape([B,")
+    assert c.ispec.symbols["B"] == "batch size"
+
+
+def test_many_batch_sizes_without_rebuild(compiled):
+    c = compiled(zoo.demo())
+    executable = c.model.executable
+    for batch in (1, 2, 3, 31, 64, 200, 513):
+        got, exp = c.run_both(zoo.demo().sample(batch, rng=batch, hostile=batch % 2 == 1))
+        assert_matches_tf(got, exp, f"batch={batch}")
+    assert c.model.executable is executable
+
+
+def test_zero_batch(compiled):
+    c = compiled(zoo.per_column_type()["hash_int"])
+    feeds = c.spec.sample(0, rng=0)
+    got, exp = c.run_both(feeds)
+    assert_matches_tf(got, exp)
+    if not isinstance(exp, Exception):
+        assert np.asarray(got).shape == (0, 1)
