@@ -27,7 +27,9 @@ def make_target(target) -> tvm.target.Target:
     if target == "llvm":
         return tvm.target.Target({"kind": "llvm"})
     if target == "cuda":
-        return tvm.target.Target({"kind": "cuda", "arch": config.cuda_arch}, host={"kind": "llvm"})
+        return tvm.target.Target({"kind": "cuda", "arch": config.cuda_arch, "max_threads_per_block": 1024,
+                                  "max_shared_memory_per_block": 49152, "thread_warp_size": 32},
+                                 host={"kind": "llvm"})
     raise ValueError(f"unsupported target {target!r}: use 'llvm', 'cuda', a target dict or a tvm Target")
 
 

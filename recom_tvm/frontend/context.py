@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import NoReturn
 
 import numpy as np
@@ -151,7 +152,7 @@ class ImportContext:
         return dev
 
     def _param(self, arr: np.ndarray) -> Device:
-        base = self.node.name.replace("/", "_") if self.node else "param"
+        base = _var_name(self.node.name) if self.node else "param"
         name, i = base, 1
         while name in self.params:
             i += 1
@@ -188,8 +189,10 @@ class ImportContext:
 
 
 def _var_name(tensor: str) -> str:
-    name = tensor[:-2] if tensor.endswith(":0") else tensor.replace(":", "_")
-    return name
+    """A C identifier for a TF tensor name (CUDA codegen uses parameter names verbatim)."""
+    name = tensor[:-2] if tensor.endswith(":0") else tensor
+    name = re.sub(r"\W", "_", name)
+    return name if name and not name[0].isdigit() else "t_" + name
 
 
 def shape_expr(dims) -> relax.ShapeExpr:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import tvm
+import tvm.runtime.vm  # not imported by `import tvm` in runtime-only mode
 import tvm_ffi
 
 from ..errors import FeedError, InvalidArgumentError, ModelFormatError

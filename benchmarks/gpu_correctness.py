@@ -1,0 +1,128 @@
+"""CUDA correctness run: models built here (GPU-less host) and run on the GPU machine with the TVM runtime only.
+
+    # host (TensorFlow + compiler): build CUDA libraries, sample feeds, compute TF's outputs
+    python benchmarks/gpu_correctness.py prepare --dir .device/gpu_check
+    # GPU machine (runtime only; see ../shared/device/stage_runtime.sh):
+    python benchmarks/gpu_correctness.py run --dir .device/gpu_check --out $OUT
+
+Models: the demo and one per column type / input format; batches 1, 7, 512, ordinary and hostile inputs, plus an
+out-of-range id for an identity column without default (TF raises; so must we, on the GPU too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+BATCHES = (1, 7, 512)
+
+
+def prepare(out_dir: str, arch: str) -> None:
+    import recom_tvm
+    from recom_tvm.models import feeds_io, tf_export, zoo
+
+    recom_tvm.config.cuda_arch = arch
+    os.makedirs(out_dir, exist_ok=True)
+    specs = {"demo": zoo.demo(), **zoo.per_column_type()}
+    for name, spec in specs.items():
+        t0 = time.perf_counter()
+        paths = tf_export.export(spec)
+        ref = tf_export.TFReference(spec, paths)
+        mod, params, _ = recom_tvm.from_tensorflow(paths["pb"], signature=paths["signature"])
+        model = recom_tvm.build(mod, "cuda", params)
+        model.export_library(os.path.join(out_dir, f"{name}.so"))
+        for batch in BATCHES:
+            for hostile in (False, True):
+                feeds = spec.sample(batch, rng=batch * 7 + hostile, hostile=hostile)
+                feeds_io.save(os.path.join(out_dir, f"{name}__{batch}_{int(hostile)}.npz"), feeds,
+                              expected=ref(feeds))
+        if name == "identity":
+            feeds = spec.sample(7, rng=3)
+            idx, vals, shape = feeds["x"]
+            vals = vals.copy()
+            vals[-1] = spec.columns[0].buckets + 5
+            feeds["x"] = (idx, vals, shape)
+            try:
+                ref(feeds)
+                raise AssertionError("TF accepted an out-of-range identity id")
+            except Exception as err:  # noqa: BLE001 - TF's InvalidArgumentError
+                if isinstance(err, AssertionError):
+                    raise
+            feeds_io.save(os.path.join(out_dir, f"{name}__oor_error.npz"), feeds, expect_error=np.array(1))
+        print(f"{name}: built for {arch} and sampled in {time.perf_counter() - t0:.1f}s", flush=True)
+
+
+def run(in_dir: str, out_dir: str | None) -> int:
+    from recom_tvm import InvalidArgumentError
+    from recom_tvm.models import feeds_io
+    from recom_tvm.runtime import load
+
+    device_name = _gpu_name()
+    rows, failures = [], 0
+    for lib in sorted(glob.glob(os.path.join(in_dir, "*.so"))):
+        name = os.path.basename(lib)[:-3]
+        t0 = time.perf_counter()
+        model = load(lib)
+        for case in sorted(glob.glob(os.path.join(in_dir, f"{name}__*.npz"))):
+            feeds, extra = feeds_io.load(case)
+            label = os.path.basename(case)[len(name) + 2:-4]
+            if "expect_error" in extra:
+                try:
+                    model.run(feeds)
+                    ok, err, msg = False, None, "no error raised"
+                except InvalidArgumentError as e:
+                    ok, err, msg = True, None, str(e)[:120]
+            else:
+                got = model.run(feeds)["score"]
+                exp = extra["expected"]
+                err = float(np.abs(got - exp).max()) if got.size else 0.0
+                ok = got.shape == exp.shape and err < 1e-4 and np.isfinite(got).all()
+                msg = ""
+            failures += not ok
+            rows.append({"model": name, "case": label, "max_abs_err": err, "ok": ok, "note": msg})
+        print(f"{name}: {sum(r['ok'] for r in rows if r['model'] == name)}/"
+              f"{sum(r['model'] == name for r in rows)} cases ok ({time.perf_counter() - t0:.1f}s)", flush=True)
+    print(f"\n{'model':24s} {'case':12s} {'max|err|':>10s} ok")
+    for r in rows:
+        e = "-" if r["max_abs_err"] is None else f"{r['max_abs_err']:.2e}"
+        print(f"{r['model']:24s} {r['case']:12s} {e:>10s} {'yes' if r['ok'] else 'NO'} {r['note'][:60]}")
+    print(f"\ndevice: {device_name}; {len(rows) - failures}/{len(rows)} cases match TensorFlow")
+    if out_dir:
+        with open(os.path.join(out_dir, "gpu_correctness.json"), "w") as f:
+            json.dump({"device": device_name, "date": time.strftime("%Y-%m-%d"), "rows": rows}, f, indent=1)
+    return 1 if failures else 0
+
+
+def _gpu_name() -> str:
+    try:
+        import subprocess
+
+        return subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                              text=True, timeout=20).stdout.strip().splitlines()[0]
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mode", choices=["prepare", "run"])
+    p.add_argument("--dir", default=".device/gpu_check")
+    p.add_argument("--out", default=os.environ.get("OUT"))
+    p.add_argument("--arch", default="sm_90")
+    a = p.parse_args()
+    if a.mode == "prepare":
+        prepare(a.dir, a.arch)
+        return 0
+    return run(a.dir, a.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

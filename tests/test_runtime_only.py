@@ -1,0 +1,67 @@
+"""An exported model loads and runs with the TVM runtime only: no compiler library, TensorFlow, SymEngine,
+or recom_tvm's compiler parts (frontend, passes, shapes, schedules, ops)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import recom_tvm
+from recom_tvm.models import zoo
+
+BLOCKED = ["tensorflow", "tf_keras", "keras", "symengine", "xgboost", "recom_tvm.frontend", "recom_tvm.passes",
+           "recom_tvm.shapes", "recom_tvm.schedules", "recom_tvm.ops", "recom_tvm.build_module", "tvm.relax"]
+
+
+def test_exported_llvm_model_runs_runtime_only(compiled, tmp_path):
+    c = compiled(zoo.demo())
+    lib = str(tmp_path / "demo.so")
+    c.model.export_library(lib)
+    for suffix in ("", ".spec.json", ".params.npz"):
+        assert os.path.exists(lib + suffix)
+    feeds_seed, batch = 11, 33
+    exp = c.ref(zoo.demo().sample(batch, rng=feeds_seed, hostile=True))
+    np.save(tmp_path / "exp.npy", exp)
+    script = textwrap.dedent(f"""
+        import os, sys
+        blocked = {BLOCKED!r}
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if any(name == b or name.startswith(b + ".") for b in blocked):
+                    raise ImportError(name + " is blocked: runtime-only test")
+        sys.meta_path.insert(0, Block())
+        import numpy as np
+        from recom_tvm.runtime import load
+        from recom_tvm.models import zoo
+        model = load({lib!r})
+        got = model.run(zoo.demo().sample({batch}, rng={feeds_seed}, hostile=True))["score"]
+        np.testing.assert_allclose(got, np.load({str(tmp_path / 'exp.npy')!r}), rtol=1e-5, atol=2e-5)
+        loaded = [m for m in sys.modules if any(m == b or m.startswith(b + ".") for b in blocked)]
+        assert not loaded, loaded
+        print("OK runtime-only")
+    """)
+    env = dict(os.environ, TVM_USE_RUNTIME_LIB="1", RECOM_TVM_RUNTIME_ONLY="1")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0 and "OK runtime-only" in res.stdout, res.stdout[-2000:] + res.stderr[-3000:]
+
+
+def test_load_refuses_corrupt_artifacts(compiled, tmp_path):
+    c = compiled(zoo.demo())
+    lib = str(tmp_path / "m.so")
+    c.model.export_library(lib)
+    with open(lib + ".spec.json", "w") as f:
+        f.write("{not json")
+    with pytest.raises(recom_tvm.ModelFormatError, match="spec.json is corrupt"):
+        recom_tvm.load(lib)
+    c.model.export_library(lib)
+    with open(lib, "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(recom_tvm.ModelFormatError, match="cannot load"):
+        recom_tvm.load(lib)
+    with pytest.raises(recom_tvm.ModelFormatError, match="missing"):
+        recom_tvm.load(str(tmp_path / "nothing.so"))
