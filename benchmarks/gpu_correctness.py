@@ -84,7 +84,7 @@ def run(in_dir: str, out_dir: str | None) -> int:
                 got = model.run(feeds)["score"]
                 exp = extra["expected"]
                 err = float(np.abs(got - exp).max()) if got.size else 0.0
-                ok = got.shape == exp.shape and err < 1e-4 and np.isfinite(got).all()
+                ok = bool(got.shape == exp.shape and err < 1e-4 and np.isfinite(got).all())
                 msg = ""
             failures += not ok
             rows.append({"model": name, "case": label, "max_abs_err": err, "ok": ok, "note": msg})

@@ -47,3 +47,18 @@ def test_str_and_bytes_agree():
     s = ["héllo", "wörld"]
     assert to_bytes(s) == [x.encode() for x in s]
     np.testing.assert_array_equal(fingerprint64(to_bytes(s)), fingerprint64([x.encode() for x in s]))
+
+
+def test_batched_hashing_equals_per_column():
+    from recom_tvm.runtime.fingerprint import DecimalStrings, hash_bucket_fast_many
+
+    rng = np.random.default_rng(2)
+    ints = rng.integers(-10**12, 10**12, size=(7, 3))
+    strs = np.array(_random_strings(50, seed=3)[:40], dtype=object).reshape(8, 5)
+    items = [(DecimalStrings(ints), 97), (strs, 1000), (DecimalStrings(np.array([], np.int64)), 5),
+             (np.array([], dtype=object), 3), (DecimalStrings(np.array([0, -1, np.iinfo(np.int64).min])), 2**40)]
+    got = hash_bucket_fast_many(items)
+    for (vals, n), g in zip(items, got):
+        exp_in = np.asarray(vals) if isinstance(vals, DecimalStrings) else vals
+        np.testing.assert_array_equal(g, hash_bucket_fast(exp_in, n))
+        assert g.shape == np.asarray(exp_in).shape and g.dtype == np.int64

@@ -273,13 +273,12 @@ def last_segment_plus_one(seg_dtype: str):
 
 
 @functools.cache
-def segment_reduce(dtype: str, idx_dtype: str, seg_dtype: str, mode: str, weighted: bool = False):
-    """out[s, d] = combine(data[indices[j], d] (* weights[j]) for j in segment s); segment ids sorted.
+def segment_reduce(dtype: str, idx_dtype: str, seg_dtype: str, mode: str):
+    """out[s, :] = combine(data[indices[j], :] for j in segment s); segment ids sorted (TF requires it).
 
-    Each (s, d) finds its segment's [lo, hi) by binary search, so the work is parallel over the output.
+    Each segment finds its [lo, hi) by binary search, so the work is parallel over segments.
     mode: "sum", "mean" (sum / count) or "sqrtn" (sum / sqrt(count)); empty segments give 0.
     """
-    del weighted  # weights are handled by the weighted variant below
 
     @T.prim_func(private=True, s_tir=True)
     def kernel(var_data: T.handle, var_ind: T.handle, var_seg: T.handle, var_out: T.handle):
@@ -291,44 +290,42 @@ def segment_reduce(dtype: str, idx_dtype: str, seg_dtype: str, mode: str, weight
         ind = T.match_buffer(var_ind, (k,), idx_dtype)
         seg = T.match_buffer(var_seg, (k,), seg_dtype)
         out = T.match_buffer(var_out, (s, d), dtype)
-        for i, j in T.grid(s, d):
+        for i in T.serial(s):
             with T.sblock("segment_reduce"):
-                vi, vj = T.axis.remap("SS", [i, j])
-                T.reads(data[0:rows, vj], ind[0:k], seg[0:k])
-                T.writes(out[vi, vj])
+                vi = T.axis.spatial(s, i)
+                T.reads(data[0:rows, 0:d], ind[0:k], seg[0:k])
+                T.writes(out[vi, 0:d])
                 lo = T.alloc_buffer((1,), I64, scope="local")
                 hi = T.alloc_buffer((1,), I64, scope="local")
                 end = T.alloc_buffer((1,), I64, scope="local")
                 acc = T.alloc_buffer((1,), dtype, scope="local")
-                # lower_bound(seg, vi) and upper_bound(seg, vi)
-                lo[0] = T.int64(0)
+                lo[0] = T.int64(0)  # lower_bound(seg, vi)
                 hi[0] = k
-                for _it in T.serial(64):
-                    if lo[0] < hi[0]:
-                        if T.Cast(I64, seg[T.floordiv(lo[0] + hi[0], 2)]) < vi:
-                            lo[0] = T.floordiv(lo[0] + hi[0], 2) + T.int64(1)
-                        else:
-                            hi[0] = T.floordiv(lo[0] + hi[0], 2)
-                end[0] = lo[0]
+                while lo[0] < hi[0]:
+                    if T.Cast(I64, seg[T.floordiv(lo[0] + hi[0], 2)]) < vi:
+                        lo[0] = T.floordiv(lo[0] + hi[0], 2) + T.int64(1)
+                    else:
+                        hi[0] = T.floordiv(lo[0] + hi[0], 2)
+                end[0] = lo[0]  # upper_bound(seg, vi)
                 hi[0] = k
-                for _it2 in T.serial(64):
-                    if end[0] < hi[0]:
-                        if T.Cast(I64, seg[T.floordiv(end[0] + hi[0], 2)]) <= vi:
-                            end[0] = T.floordiv(end[0] + hi[0], 2) + T.int64(1)
-                        else:
-                            hi[0] = T.floordiv(end[0] + hi[0], 2)
-                acc[0] = T.Cast(dtype, 0)
-                for jj in T.serial(end[0] - lo[0]):
-                    acc[0] = acc[0] + data[T.Cast(I64, ind[lo[0] + jj]), vj]
-                if mode == "sum":
-                    out[vi, vj] = acc[0]
-                elif mode == "mean":
-                    out[vi, vj] = T.if_then_else(end[0] > lo[0], acc[0] / T.Cast(dtype, end[0] - lo[0]),
-                                                 T.Cast(dtype, 0))
-                else:
-                    out[vi, vj] = T.if_then_else(end[0] > lo[0],
-                                                 acc[0] / T.sqrt(T.Cast(dtype, end[0] - lo[0])),
-                                                 T.Cast(dtype, 0))
+                while end[0] < hi[0]:
+                    if T.Cast(I64, seg[T.floordiv(end[0] + hi[0], 2)]) <= vi:
+                        end[0] = T.floordiv(end[0] + hi[0], 2) + T.int64(1)
+                    else:
+                        hi[0] = T.floordiv(end[0] + hi[0], 2)
+                for j in T.serial(d):
+                    acc[0] = T.Cast(dtype, 0)
+                    for jj in T.serial(end[0] - lo[0]):
+                        acc[0] = acc[0] + data[T.Cast(I64, ind[lo[0] + jj]), j]
+                    if mode == "sum":
+                        out[vi, j] = acc[0]
+                    elif mode == "mean":
+                        out[vi, j] = T.if_then_else(end[0] > lo[0], acc[0] / T.Cast(dtype, end[0] - lo[0]),
+                                                    T.Cast(dtype, 0))
+                    else:
+                        out[vi, j] = T.if_then_else(end[0] > lo[0],
+                                                    acc[0] / T.sqrt(T.Cast(dtype, end[0] - lo[0])),
+                                                    T.Cast(dtype, 0))
 
     return kernel
 
@@ -356,5 +353,68 @@ def index_range_check(idx_dtype: str):
                             status[1] = i
                             status[2] = T.Cast(I64, idx[i])
                         status[0] = status[0] + T.int64(1)
+
+    return kernel
+
+
+@functools.cache
+def unique_hash(dtype: str, idx_dtype: str):
+    """TF Unique over integers in one pass with an open-addressing hash table (scratch of `cap` slots, cap > n).
+
+    Writes the unique values (first-occurrence order) to y_scratch[0:u], each element's index, and u.
+    """
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(var_x: T.handle, var_ys: T.handle, var_idx: T.handle, var_count: T.handle, var_keys: T.handle,
+               var_vals: T.handle):
+        n = T.int64()
+        cap = T.int64()
+        x = T.match_buffer(var_x, (n,), dtype)
+        ys = T.match_buffer(var_ys, (n,), dtype)
+        idx = T.match_buffer(var_idx, (n,), idx_dtype)
+        count = T.match_buffer(var_count, (1,), I64)
+        keys = T.match_buffer(var_keys, (cap,), dtype)
+        vals = T.match_buffer(var_vals, (cap,), I64)
+        for w in T.serial(1):
+            with T.sblock("unique_hash"):
+                vw = T.axis.spatial(1, w)
+                T.reads(x[0:n])
+                T.writes(ys[0:n], idx[0:n], count[vw], keys[0:cap], vals[0:cap])
+                u = T.alloc_buffer((1,), I64, scope="local")
+                h = T.alloc_buffer((1,), I64, scope="local")
+                u[0] = T.int64(0)
+                for c in T.serial(cap):
+                    vals[c] = T.int64(-1)
+                for i in T.serial(n):
+                    # multiplicative hash of the 64-bit pattern, reduced mod cap
+                    h[0] = T.Cast(I64, T.shift_right(T.Cast("uint64", x[i]) * T.uint64(0x5851F42D4C957F2D),
+                                                     T.uint64(17)) % T.Cast("uint64", cap))
+                    while vals[h[0]] >= T.int64(0) and keys[h[0]] != x[i]:
+                        h[0] = T.if_then_else(h[0] + T.int64(1) == cap, T.int64(0), h[0] + T.int64(1))
+                    if vals[h[0]] < T.int64(0):
+                        keys[h[0]] = x[i]
+                        vals[h[0]] = u[0]
+                        ys[u[0]] = x[i]
+                        u[0] = u[0] + T.int64(1)
+                    idx[i] = T.Cast(idx_dtype, vals[h[0]])
+                count[vw] = u[0]
+
+    return kernel
+
+
+@functools.cache
+def copy_prefix(dtype: str):
+    """out[0:u] = src[0:u]."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(var_src: T.handle, var_out: T.handle):
+        n = T.int64()
+        u = T.int64()
+        src = T.match_buffer(var_src, (n,), dtype)
+        out = T.match_buffer(var_out, (u,), dtype)
+        for i in T.serial(u):
+            with T.sblock("copy_prefix"):
+                vi = T.axis.spatial(u, i)
+                out[vi] = src[vi]
 
     return kernel

@@ -126,6 +126,16 @@ def _lower_unique(lw: _Lowerer, call):
     x, out_idx = call.args
     n = _dims(x)[0]
     dtype, idx_dtype = _dt(x), out_idx.value
+    if dtype.startswith("int") or dtype.startswith("uint"):
+        cap = 2 * n + 1  # load factor <= 1/2
+        out = lw.emit(relax.call_tir(
+            lw.kernel(kernels.unique_hash, dtype, idx_dtype), [x],
+            [relax.TensorType([n], dtype), relax.TensorType([n], idx_dtype), relax.TensorType([1], I64),
+             relax.TensorType([cap], dtype), relax.TensorType([cap], I64)]))
+        u = lw.sync_count(lw.emit(relax.TupleGetItem(out, 2)), "unique_count")
+        y = lw.call(kernels.copy_prefix, (dtype,), [lw.emit(relax.TupleGetItem(out, 0))],
+                    relax.TensorType([u], dtype))
+        return relax.Tuple([y, relax.TupleGetItem(out, 1)])
     first = lw.call(kernels.first_occurrence, (dtype,), [x], relax.TensorType([n], I64))
     cnt = lw.call(kernels.count_firsts, (), [first], relax.TensorType([1], I64))
     u = lw.sync_count(cnt, "unique_count")

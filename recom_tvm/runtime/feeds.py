@@ -34,12 +34,17 @@ def _convert(name: str, value, dtype: str, shape: list | None) -> np.ndarray:
     """One placeholder's feed as an array of the placeholder's dtype and rank (TF's feed rules)."""
     if dtype == "string":
         arr = np.asarray(value, dtype=object)
-        flat = arr.reshape(-1)
-        for v in flat:
-            if not isinstance(v, (str, bytes, np.str_, np.bytes_)):
-                raise FeedError(f"feed {name!r} must hold strings, got an element of type {type(v).__name__}")
-        arr = np.array([v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in flat],
-                       dtype=object).reshape(arr.shape)
+        shape = arr.shape
+        flat = arr.reshape(-1).tolist()  # numpy str_ / bytes_ become str / bytes
+        try:
+            enc = [v if type(v) is bytes else v.encode("utf-8") for v in flat]
+        except AttributeError:
+            bad = next(v for v in flat if not isinstance(v, (str, bytes)))
+            raise FeedError(f"feed {name!r} must hold strings, got an element of type {type(bad).__name__}") \
+                from None
+        arr = np.empty(len(enc), dtype=object)
+        arr[:] = enc
+        arr = arr.reshape(shape)
     else:
         arr = np.asarray(value)
         if arr.dtype == object or arr.dtype.kind in "USV":

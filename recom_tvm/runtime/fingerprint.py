@@ -156,17 +156,12 @@ def _hash_group(mat: np.ndarray, length: int) -> np.ndarray:
 
 def to_bytes(values) -> list[bytes]:
     """TF string elements (bytes, or str encoded as UTF-8) as a flat list of bytes."""
-    out = []
-    for v in np.asarray(values, dtype=object).reshape(-1):
-        if isinstance(v, bytes):
-            out.append(v)
-        elif isinstance(v, str):
-            out.append(v.encode("utf-8"))
-        elif isinstance(v, np.bytes_):
-            out.append(bytes(v))
-        else:
-            raise TypeError(f"expected a string element, got {type(v).__name__}")
-    return out
+    flat = np.asarray(values, dtype=object).reshape(-1).tolist()
+    try:
+        return [v if type(v) is bytes else v.encode("utf-8") for v in flat]
+    except AttributeError:
+        bad = next(v for v in flat if not isinstance(v, (bytes, str)))
+        raise TypeError(f"expected a string element, got {type(bad).__name__}") from None
 
 
 def fingerprint64(strings: Sequence[bytes]) -> np.ndarray:
@@ -175,21 +170,98 @@ def fingerprint64(strings: Sequence[bytes]) -> np.ndarray:
     out = np.empty(n, dtype=U64)
     if n == 0:
         return out
-    lengths = np.fromiter((len(s) for s in strings), dtype=np.int64, count=n)
+    lengths = np.fromiter(map(len, strings), dtype=np.int64, count=n)
+    buf = np.frombuffer(b"".join(strings), dtype=np.uint8)
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     with np.errstate(over="ignore"):
         for length in np.unique(lengths):
             rows = np.nonzero(lengths == length)[0]
             length = int(length)
-            if length:
-                mat = np.frombuffer(b"".join(strings[i] for i in rows), dtype=np.uint8).reshape(len(rows), length)
-            else:
-                mat = np.zeros((len(rows), 0), dtype=np.uint8)
+            mat = buf[starts[rows, None] + np.arange(length)] if length else np.zeros((rows.size, 0), np.uint8)
             out[rows] = _hash_group(mat, length)
     return out
 
 
+def fingerprint64_decimal(ints: np.ndarray) -> np.ndarray:
+    """Fingerprint64 of the decimal text of each integer (TF's AsString), without building Python strings."""
+    v = np.asarray(ints).reshape(-1).astype(np.int64)
+    out = np.empty(v.shape[0], dtype=U64)
+    if v.size == 0:
+        return out
+    neg = v < 0
+    mag = np.abs(v.astype(object)) if (v == np.iinfo(np.int64).min).any() else np.abs(v)
+    mag = np.asarray(mag, dtype=np.uint64)
+    ndig = np.ones(v.shape[0], dtype=np.int64)
+    p = np.uint64(10)
+    for _ in range(19):
+        more = mag >= p
+        if not more.any():
+            break
+        ndig += more
+        p = p * np.uint64(10) if p < np.uint64(10**19) else p
+    length = ndig + neg
+    with np.errstate(over="ignore"):
+        for L in np.unique(length):
+            rows = np.nonzero(length == L)[0]
+            L = int(L)
+            mat = np.empty((rows.size, L), dtype=np.uint8)
+            m = mag[rows].copy()
+            for pos in range(L - 1, -1, -1):  # fill digits right to left; the sign is written last
+                mat[:, pos] = (m % np.uint64(10)).astype(np.uint8) + 48
+                m //= np.uint64(10)
+            sign = neg[rows]
+            mat[sign, 0] = ord("-")
+            out[rows] = _hash_group(mat, L)
+    return out
+
+
+class DecimalStrings:
+    """AsString of an integer array, kept as the integers until something needs the text.
+
+    StringToHashBucketFast hashes it directly (`fingerprint64_decimal`); anything else materializes it.
+    """
+
+    def __init__(self, ints: np.ndarray) -> None:
+        self.ints = np.asarray(ints)
+        self.shape = self.ints.shape
+        self.dtype = np.dtype(object)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.array([str(int(i)).encode() for i in self.ints.reshape(-1)], dtype=object).reshape(self.shape)
+
+
 def hash_bucket_fast(values, num_buckets: int) -> np.ndarray:
     """TF StringToHashBucketFast over an array of strings; same shape, int64."""
-    arr = np.asarray(values, dtype=object)
-    fp = fingerprint64(to_bytes(arr))
-    return (fp % U64(num_buckets)).astype(np.int64).reshape(arr.shape)
+    if isinstance(values, DecimalStrings):
+        fp = fingerprint64_decimal(values.ints)
+        shape = values.shape
+    else:
+        arr = np.asarray(values, dtype=object)
+        fp = fingerprint64(to_bytes(arr))
+        shape = arr.shape
+    return (fp % U64(num_buckets)).astype(np.int64).reshape(shape)
+
+
+def hash_bucket_fast_many(items: list[tuple[object, int]]) -> list[np.ndarray]:
+    """hash_bucket_fast over several (values, num_buckets) at once: one vectorized pass per kind of input
+    (strings, integer text), instead of one per column."""
+    out: list = [None] * len(items)
+    for kind in ("decimal", "bytes"):
+        idx = [i for i, (v, _) in enumerate(items) if isinstance(v, DecimalStrings) == (kind == "decimal")]
+        if not idx:
+            continue
+        if kind == "decimal":
+            parts = [np.asarray(items[i][0].ints).reshape(-1) for i in idx]
+            fp = fingerprint64_decimal(np.concatenate(parts)) if parts else np.zeros(0, U64)
+            shapes = [items[i][0].shape for i in idx]
+        else:
+            arrays = [np.asarray(items[i][0], dtype=object) for i in idx]
+            flat = [b for a in arrays for b in to_bytes(a)]
+            fp = fingerprint64(flat)
+            shapes = [a.shape for a in arrays]
+        pos = 0
+        for i, shape in zip(idx, shapes):
+            n = int(np.prod(shape))
+            out[i] = (fp[pos:pos + n] % U64(items[i][1])).astype(np.int64).reshape(shape)
+            pos += n
+    return out

@@ -11,30 +11,13 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import InvalidArgumentError
-from .fingerprint import hash_bucket_fast
+from .fingerprint import DecimalStrings, hash_bucket_fast, hash_bucket_fast_many
 
 
 def _as_string(node, x):
     if x.dtype == np.bool_:
         return np.vectorize(lambda v: b"true" if v else b"false", otypes=[object])(x)
-    return np.array([str(int(v)).encode() for v in x.reshape(-1)], dtype=object).reshape(x.shape)
-
-
-def _compare(fn):
-    def impl(node, a, b):
-        if a.dtype == object or b.dtype == object:
-            a = _normalize_strings(a)
-            b = _normalize_strings(b)
-        return fn(a, b)
-
-    return impl
-
-
-def _normalize_strings(x):
-    if x.dtype != object:
-        return x
-    return np.array([v.encode() if isinstance(v, str) else bytes(v) for v in x.reshape(-1)],
-                    dtype=object).reshape(x.shape)
+    return DecimalStrings(x)  # hashed without materializing the text
 
 
 def _gather_nd(node, params, indices):
@@ -66,8 +49,9 @@ HOST_IMPLS: dict[str, Callable] = {
     "AsString": _as_string,
     "Identity": lambda node, x: x,
     "Cast": lambda node, x: x.astype(node["attrs"]["DstT"]),
-    "Equal": _compare(lambda a, b: np.equal(a, b)),
-    "NotEqual": _compare(lambda a, b: np.not_equal(a, b)),
+    # feeds and constants are normalized to bytes, so strings compare directly
+    "Equal": lambda node, a, b: np.equal(a, b),
+    "NotEqual": lambda node, a, b: np.not_equal(a, b),
     "Where": lambda node, x: np.argwhere(x).astype(np.int64),
     "GatherNd": _gather_nd,
     "GatherV2": _gather,
@@ -83,11 +67,30 @@ def _const(spec: dict) -> np.ndarray:
 
 
 def run_host_stage(plan: list[dict], env: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Execute the plan over `env` (tensor name -> array, holding the feeds); returns env with all outputs."""
-    for node in plan:
-        args = [env[i["tensor"]] if "tensor" in i else _const(i) for i in node["inputs"]]
-        out = HOST_IMPLS[node["op"]](node, *args)
-        outs = out if isinstance(out, tuple) else (out,)
-        for name, val in zip(node["outputs"], outs):
-            env[name] = val
+    """Execute the plan over `env` (tensor name -> array, holding the feeds); returns env with all outputs.
+
+    Nodes run as soon as their inputs exist; all ready StringToHashBucketFast nodes are hashed in one batch
+    (one vectorized Fingerprint64 pass for every column instead of one per column).
+    """
+    pending = list(plan)
+    while pending:
+        ready = [n for n in pending if all("tensor" not in i or i["tensor"] in env for i in n["inputs"])]
+        if not ready:
+            raise RuntimeError(f"host stage stuck at {pending[0]['name']}: missing inputs")
+        hashes = [n for n in ready if n["op"] == "StringToHashBucketFast"]
+        if hashes:
+            results = hash_bucket_fast_many([(env[n["inputs"][0]["tensor"]], int(n["attrs"]["num_buckets"]))
+                                             for n in hashes])
+            for n, r in zip(hashes, results):
+                env[n["outputs"][0]] = r
+        for node in ready:
+            if node["op"] == "StringToHashBucketFast":
+                continue
+            args = [env[i["tensor"]] if "tensor" in i else _const(i) for i in node["inputs"]]
+            args = [np.asarray(a) if isinstance(a, DecimalStrings) else a for a in args]
+            out = HOST_IMPLS[node["op"]](node, *args)
+            for name, val in zip(node["outputs"], out if isinstance(out, tuple) else (out,)):
+                env[name] = val
+        done = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in done]
     return env

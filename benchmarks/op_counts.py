@@ -1,0 +1,67 @@
+"""Op counts per column type: TF's frozen graph vs recom_tvm's imported module vs kernels after lowering.
+
+    python benchmarks/op_counts.py [--json out.json]
+
+Each model holds one column (plus a 1-layer bottom MLP on a dense input and a small top MLP). "TF ops in the
+column" counts the compute ops under the column's DenseFeatures scope (Const / Identity / NoOp excluded);
+"Relax ops" counts calls in the imported `main` (match_cast / tuple plumbing excluded); "kernels" counts
+call_tir sites after recom ops and Relax ops are lowered (before TVM's operator fusion), and "syncs" the device->host copies that learn a size or check
+an error (the unoptimized import keeps TF's data-dependent shapes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", default=None)
+    a = p.parse_args()
+    from tvm import relax
+
+    import recom_tvm
+    from recom_tvm import report
+    from recom_tvm.frontend.columns import ColumnResolver
+    from recom_tvm.frontend.graph import Graph
+    from recom_tvm.frontend.loader import load
+    from recom_tvm.models import tf_export, zoo
+    from recom_tvm.ops import LegalizeRecomOps
+
+    rows = []
+    specs = dict(zoo.per_column_type())
+    for name, spec in specs.items():
+        paths = tf_export.export(spec)
+        with open(paths["pb"], "rb") as f:
+            graph = Graph.from_bytes(f.read())
+        loaded = load(paths["pb"], paths["signature"])
+        col_of = ColumnResolver(graph, loaded.features)
+        in_col = [n for n in graph.order if col_of(n) not in (None, "dense")]
+        mod, _, _ = recom_tvm.from_tensorflow(paths["pb"], signature=paths["signature"])
+        lowered = relax.transform.LegalizeOps()(LegalizeRecomOps()(mod))
+        rows.append({
+            "column": name,
+            "tf_ops_column": sum(report.tf_op_counts(graph, in_col).values()),
+            "tf_ops_total": sum(report.tf_op_counts(graph).values()),
+            "relax_ops": sum(report.relax_op_counts(mod).values()),
+            "kernels": report.kernel_launches(lowered),
+            "syncs": report.device_syncs(lowered),
+        })
+    print(f"{'column type':24s} {'TF ops (column)':>16s} {'TF ops (model)':>15s} {'Relax ops':>10s} "
+          f"{'kernels':>8s} {'syncs':>6s}")
+    for r in rows:
+        print(f"{r['column']:24s} {r['tf_ops_column']:16d} {r['tf_ops_total']:15d} {r['relax_ops']:10d} "
+              f"{r['kernels']:8d} {r['syncs']:6d}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""CUDA artifacts build on this GPU-less host: the exported library embeds a real sm_90 binary (not source).
+
+Needs nvcc (the CUDA toolkit); running them needs a GPU: benchmarks/gpu_correctness.py does that on the GPU
+machine (results in benchmarks/results/).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import recom_tvm
+from recom_tvm.runtime import InputSpec
+from recom_tvm.cuda_support import has_fatbin, nvcc_path
+from recom_tvm.models import zoo
+
+pytestmark = pytest.mark.skipif(nvcc_path() is None, reason="nvcc (CUDA toolkit) is not installed on this host")
+
+
+def test_cuda_library_holds_sm90_binary(compiled, tmp_path):
+    c = compiled(zoo.per_column_type()["hash_string"])
+    model = recom_tvm.build(c.mod, "cuda", c.params)
+    lib = str(tmp_path / "m_cuda.so")
+    model.export_library(lib)
+    assert has_fatbin(lib)
+    data = open(lib, "rb").read()
+    assert b"sm_90" in data
+    assert b"__global__" not in data  # no CUDA source left in the library
+    with open(lib + ".spec.json") as f:
+        meta = json.load(f)
+    assert meta["target_kind"] == "cuda"
+    assert InputSpec.from_json(json.dumps(meta["spec"])).outputs[0]["name"] == "score"
