@@ -23,15 +23,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", default=None)
     a = p.parse_args()
-    from tvm import relax
-
     import recom_tvm
     from recom_tvm import report
     from recom_tvm.frontend.columns import ColumnResolver
     from recom_tvm.frontend.graph import Graph
     from recom_tvm.frontend.loader import load
     from recom_tvm.models import tf_export, zoo
-    from recom_tvm.ops import LegalizeRecomOps
 
     rows = []
     specs = dict(zoo.per_column_type())
@@ -43,14 +40,13 @@ def main() -> int:
         col_of = ColumnResolver(graph, loaded.features)
         in_col = [n for n in graph.order if col_of(n) not in (None, "dense")]
         mod, _, _ = recom_tvm.from_tensorflow(paths["pb"], signature=paths["signature"])
-        lowered = relax.transform.LegalizeOps()(LegalizeRecomOps()(mod))
         rows.append({
             "column": name,
             "tf_ops_column": sum(report.tf_op_counts(graph, in_col).values()),
             "tf_ops_total": sum(report.tf_op_counts(graph).values()),
             "relax_ops": sum(report.relax_op_counts(mod).values()),
-            "kernels": report.kernel_launches(lowered),
-            "syncs": report.device_syncs(lowered),
+            "kernels": report.kernel_launches(mod),
+            "syncs": report.device_syncs(mod),
         })
     print(f"{'column type':24s} {'TF ops (column)':>16s} {'TF ops (model)':>15s} {'Relax ops':>10s} "
           f"{'kernels':>8s} {'syncs':>6s}")

@@ -36,12 +36,19 @@ def relax_op_counts(mod: tvm.IRModule, func: str = "main") -> Counter:
     return counts
 
 
+def lowered(mod: tvm.IRModule) -> tvm.IRModule:
+    """recom ops and Relax ops lowered to call_tir (before TVM's operator fusion)."""
+    from .ops import LegalizeRecomOps
+
+    return relax.transform.LegalizeOps()(LegalizeRecomOps()(mod))
+
+
 def kernel_launches(mod: tvm.IRModule, func: str = "main") -> int:
-    """call_tir sites in a lowered module: an upper bound of kernel launches per inference."""
-    return sum(v for k, v in relax_op_counts(mod, func).items() if k.startswith("call_tir:"))
+    """call_tir sites once lowered: kernel launches per inference before TVM's operator fusion."""
+    return sum(v for k, v in relax_op_counts(lowered(mod), func).items() if k.startswith("call_tir:"))
 
 
 def device_syncs(mod: tvm.IRModule, func: str = "main") -> int:
-    """Device->host copies that learn a size or check an error (tensor_to_shape, check callbacks)."""
-    c = relax_op_counts(mod, func)
+    """Device->host copies that learn a size or check an error (tensor_to_shape, check callbacks), once lowered."""
+    c = relax_op_counts(lowered(mod), func)
     return c.get("relax.tensor_to_shape", 0) + sum(v for k, v in c.items() if k.startswith("packed:"))

@@ -7,6 +7,7 @@ everything else becomes Relax bindings (standard Relax ops, or recom ops for TF'
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -134,7 +135,7 @@ class _Importer:
             if d >= 0:
                 dims.append(d)
             elif part in ("indices", "values") and i == 0:
-                dims.append(sym.get(f"nnz_{label}".replace("/", "_"), f"number of ids of feature {label}"))
+                dims.append(sym.get(re.sub(r"\W", "_", f"nnz_{label}"), f"number of ids of feature {label}"))
             elif part == "value" and i == 0 and self.structured:
                 dims.append(batch)
             else:

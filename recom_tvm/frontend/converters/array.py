@@ -348,7 +348,7 @@ def _strided_slice(ctx, node, ins):
             steps = ctx.match_shape(ctx.emit(relax.op.arange(0, as_expr(size), 1, "int64")), [size])
             start = ctx.device(Known(np.array(b, dtype=object), "int64"))
             idx = ctx.emit(relax.op.subtract(start.expr, relax.op.multiply(steps.expr, relax.const(-s, "int64"))))
-            y = ctx.emit(relax.op.take(y.expr, idx.expr, axis=d, mode="fast"))
+            y = ctx.emit(relax.op.take(y.expr, idx.expr, axis=d, mode="clip"))
         elif not (prove_equal(b, 0) and prove_equal(size, dim) and s == 1):
             axes.append(d)
             bs.append(as_expr(b))
