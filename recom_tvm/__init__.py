@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "from_tensorflow": ("recom_tvm.frontend.importer", "from_tensorflow"),
     "build": ("recom_tvm.build_module", "build"),
+    "optimize": ("recom_tvm.passes.pipeline", "optimize"),
     "CompiledModel": ("recom_tvm.runtime.compiled_model", "CompiledModel"),
     "load": ("recom_tvm.runtime.compiled_model", "load"),
     "InputSpec": ("recom_tvm.runtime.spec", "InputSpec"),

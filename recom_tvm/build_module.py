@@ -11,10 +11,8 @@ import tvm
 from . import config
 from .ops import LegalizeRecomOps
 from .runtime.compiled_model import CompiledModel
+from .module_spec import spec_of
 from .runtime.spec import InputSpec
-
-SPEC_ATTR = "recom_tvm.spec"
-
 
 def make_target(target) -> tvm.target.Target:
     """"llvm", "cuda" (arch from config.cuda_arch), a dict, or a Target -> Target (CUDA with an llvm host)."""
@@ -31,17 +29,6 @@ def make_target(target) -> tvm.target.Target:
                                   "max_shared_memory_per_block": 49152, "thread_warp_size": 32},
                                  host={"kind": "llvm"})
     raise ValueError(f"unsupported target {target!r}: use 'llvm', 'cuda', a target dict or a tvm Target")
-
-
-def attach_spec(mod: tvm.IRModule, spec: InputSpec) -> tvm.IRModule:
-    return mod.with_attr(SPEC_ATTR, spec.to_json())
-
-
-def spec_of(mod: tvm.IRModule) -> InputSpec | None:
-    attrs = mod.attrs
-    if attrs is not None and SPEC_ATTR in attrs:
-        return InputSpec.from_json(str(attrs[SPEC_ATTR]))
-    return None
 
 
 def build(mod: tvm.IRModule, target="llvm", params: Mapping[str, np.ndarray] | None = None,

@@ -20,7 +20,7 @@ ATOL = 2e-5
 class Compiled:
     """A spec exported to TF, imported from `source` and built for llvm, with TF as reference."""
 
-    def __init__(self, spec, source: str = "pb", tf1: bool = False) -> None:
+    def __init__(self, spec, source: str = "pb", tf1: bool = False, optimized: bool = False) -> None:
         self.spec = spec
         self.paths = tf_export.export(spec, tf1=tf1)
         self.ref = tf_export.TFReference(spec, self.paths, tf1=tf1)
@@ -29,6 +29,8 @@ class Compiled:
                                                                            signature=self.paths["signature"])
         else:
             self.mod, self.params, self.ispec = recom_tvm.from_tensorflow(self.paths[source])
+        if optimized:
+            self.mod = recom_tvm.optimize(self.mod)
         self.model = recom_tvm.build(self.mod, "llvm", self.params)
 
     def run_both(self, feeds):
@@ -60,12 +62,13 @@ _COMPILED: dict = {}
 
 @pytest.fixture(scope="session")
 def compiled():
-    """compiled(spec, source="pb"|"saved_model"|"tf1") -> Compiled, built once per session."""
+    """compiled(spec, source="pb"|"saved_model"|"tf1", optimized=False) -> Compiled, built once per session."""
 
-    def get(spec, source: str = "pb") -> Compiled:
-        key = (spec.key(), source)
+    def get(spec, source: str = "pb", optimized: bool = False) -> Compiled:
+        key = (spec.key(), source, optimized)
         if key not in _COMPILED:
-            _COMPILED[key] = Compiled(spec, "tf1" if source == "tf1" else source, tf1=source == "tf1")
+            _COMPILED[key] = Compiled(spec, "tf1" if source == "tf1" else source, tf1=source == "tf1",
+                                      optimized=optimized)
         return _COMPILED[key]
 
     return get

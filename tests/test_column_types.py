@@ -14,10 +14,11 @@ from conftest import assert_matches_tf
 TYPES = zoo.per_column_type()
 
 
+@pytest.mark.parametrize("optimized", [False, True], ids=["imported", "optimized"])
 @pytest.mark.parametrize("name", sorted(TYPES))
 @pytest.mark.parametrize("batch", [1, 7, 512])
-def test_column_type_matches_tf(compiled, name, batch):
-    c = compiled(TYPES[name])
+def test_column_type_matches_tf(compiled, name, batch, optimized):
+    c = compiled(TYPES[name], optimized=optimized)
     for hostile in (False, True):
         feeds = c.spec.sample(batch, rng=batch * 10 + hostile, hostile=hostile)
         got, exp = c.run_both(feeds)
@@ -35,8 +36,9 @@ def test_combiners(compiled, combiner):
         assert_matches_tf(got, exp, f"{combiner} batch={batch}")
 
 
-def test_identity_without_default_out_of_range_raises_like_tf(compiled):
-    c = compiled(TYPES["identity"])
+@pytest.mark.parametrize("optimized", [False, True], ids=["imported", "optimized"])
+def test_identity_without_default_out_of_range_raises_like_tf(compiled, optimized):
+    c = compiled(TYPES["identity"], optimized=optimized)
     indices = np.array([[0, 0], [1, 0], [1, 1]], dtype=np.int64)
     feeds = c.spec.sample(2, rng=0)
     feeds["x"] = (indices, np.array([3, 25, 4], dtype=np.int64), np.array([2, 2], dtype=np.int64))
@@ -50,8 +52,9 @@ def test_identity_without_default_out_of_range_raises_like_tf(compiled):
     assert_matches_tf(got, exp)
 
 
-def test_identity_with_default_maps_out_of_range_to_default(compiled):
-    c = compiled(TYPES["identity_default"])
+@pytest.mark.parametrize("optimized", [False, True], ids=["imported", "optimized"])
+def test_identity_with_default_maps_out_of_range_to_default(compiled, optimized):
+    c = compiled(TYPES["identity_default"], optimized=optimized)
     feeds = c.spec.sample(3, rng=0)
     feeds["x"] = (np.array([[0, 0], [1, 0], [2, 0]], np.int64), np.array([19, 20, 10**12], np.int64),
                   np.array([3, 1], np.int64))
@@ -59,8 +62,9 @@ def test_identity_with_default_maps_out_of_range_to_default(compiled):
     assert_matches_tf(got, exp)
 
 
-def test_all_rows_empty_and_zero_ids(compiled):
-    c = compiled(TYPES["hash_string"])
+@pytest.mark.parametrize("optimized", [False, True], ids=["imported", "optimized"])
+def test_all_rows_empty_and_zero_ids(compiled, optimized):
+    c = compiled(TYPES["hash_string"], optimized=optimized)
     feeds = c.spec.sample(4, rng=0)
     feeds["x"] = (np.zeros((0, 2), np.int64), np.array([], dtype=object), np.array([4, 1], np.int64))
     got, exp = c.run_both(feeds)
@@ -77,10 +81,24 @@ def test_unicode_strings(compiled):
     assert_matches_tf(got, exp)
 
 
-def test_demo_model_saved_model_and_pb_agree_with_tf(compiled):
+@pytest.mark.parametrize("optimized", [False, True], ids=["imported", "optimized"])
+def test_demo_model_saved_model_and_pb_agree_with_tf(compiled, optimized):
     spec = zoo.demo()
     for source in ("pb", "saved_model"):
-        c = compiled(spec, source)
+        c = compiled(spec, source, optimized)
         for batch in (1, 64):
             got, exp = c.run_both(spec.sample(batch, rng=batch, hostile=True))
             assert_matches_tf(got, exp, f"{source} batch={batch}")
+
+
+@pytest.mark.parametrize("name", ["hash_int", "identity", "identity_default"])
+def test_unsorted_sparse_rows_match_tf(compiled, name):
+    """TF's SparseFillEmptyRows sorts by row; the optimized module gets the same answer by sorting on the host."""
+    for optimized in (False, True):
+        c = compiled(TYPES[name], optimized=optimized)
+        feeds = c.spec.sample(6, rng=3)
+        idx, vals, shape = feeds["x"]
+        perm = np.random.default_rng(0).permutation(len(vals))
+        feeds["x"] = (idx[perm], vals[perm], shape)
+        got, exp = c.run_both(feeds)
+        assert_matches_tf(got, exp, f"{name} optimized={optimized}")

@@ -48,8 +48,9 @@ def model_spec(draw):
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(spec=model_spec(), batches=st.lists(st.integers(0, 40), min_size=2, max_size=3), seed=st.integers(0, 1000))
 def test_random_column_mixes_match_tf(compiled, spec, batches, seed):
-    c = compiled(spec)
-    for j, batch in enumerate(batches):
-        feeds = spec.sample(batch, rng=seed + j, hostile=j % 2 == 0)
-        got, exp = c.run_both(feeds)
-        assert_matches_tf(got, exp, f"{spec} batch={batch}")
+    for optimized in (False, True):
+        c = compiled(spec, optimized=optimized)
+        for j, batch in enumerate(batches):
+            feeds = spec.sample(batch, rng=seed + j, hostile=j % 2 == 0)
+            got, exp = c.run_both(feeds)
+            assert_matches_tf(got, exp, f"{spec} batch={batch} optimized={optimized}")

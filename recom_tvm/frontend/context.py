@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 from typing import NoReturn
 
@@ -31,7 +32,7 @@ class ModuleInput:
 
     def to_json(self) -> dict:
         ty = self.var.ty
-        if self.kind == "shape":
+        if self.kind in ("shape", "shape_of"):
             shape = [dim_str(v) for v in ty.values]
         else:
             shape = [dim_str(v) for v in ty.shape.values]
@@ -51,6 +52,8 @@ class ImportContext:
         self._materialized: dict[int, Device] = {}
         self._host_inputs: dict[str, Device] = {}
         self.feed_tensors: set[str] = set()
+        self.host_values: dict[str, Host] = {}  # host tensors (feeds, host-stage outputs) by name
+        self._params_by_content: dict[tuple, Device] = {}
 
     # ------------------------------------------------------------------------------------------- errors
     def fail(self, detail: str) -> NoReturn:
@@ -152,6 +155,15 @@ class ImportContext:
         return dev
 
     def _param(self, arr: np.ndarray) -> Device:
+        # identical tables (two Const nodes, same content) share one parameter
+        key = (arr.dtype.str, arr.shape, hashlib.sha1(np.ascontiguousarray(arr).tobytes()).hexdigest())
+        if key in self._params_by_content:
+            return self._params_by_content[key]
+        dev = self._new_param(arr)
+        self._params_by_content[key] = dev
+        return dev
+
+    def _new_param(self, arr: np.ndarray) -> Device:
         base = _var_name(self.node.name) if self.node else "param"
         name, i = base, 1
         while name in self.params:
@@ -172,6 +184,29 @@ class ImportContext:
             self.inputs.append(ModuleInput(var, source, v.tensor, "tensor", v.dtype))
             self._host_inputs[v.tensor] = Device(var, v.dtype, list(var.ty.shape.values))
         return self._host_inputs[v.tensor]
+
+    def define_missing_symbols(self, func: relax.Function) -> relax.Function:
+        """Symbols used by the module but defined only by host tensors' shapes (e.g. a string feed [B, T] whose
+        Shape() reaches a compiled op) become `shape_of` inputs: the runtime passes those tensors' shapes."""
+        missing = {v.name for v in relax.analysis.free_symbolic_vars(func)}
+        extra = []
+        for name, host in self.host_values.items():
+            if not missing:
+                break
+            dims = [d for d in host.shape if isinstance(d, tirx.Var)]
+            if any(d.name in missing for d in dims):
+                var = relax.Var(_var_name(host.tensor) + "_shape", relax.ShapeType([as_expr(d) for d in host.shape]))
+                inp = ModuleInput(var, "feed" if name in self.feed_tensors else "host", host.tensor, "shape_of",
+                                  host.dtype)
+                extra.append(inp)
+                missing -= {d.name for d in dims}
+        if missing:
+            raise ConversionError("?", "?", None, f"internal: symbols {sorted(missing)} are used but never defined")
+        if not extra:
+            return func
+        self.inputs[:0] = extra
+        return relax.Function([i.var for i in extra] + list(func.params), func.body, func.ret_ty, func.is_pure,
+                              func.attrs, func.span)
 
     def shape_feed_input(self, tensor: str, dtype: str, symbols: list[tirx.Var]) -> Known:
         var = relax.Var(_var_name(tensor), relax.ShapeType(symbols))

@@ -16,7 +16,7 @@ import tvm
 from tvm import relax
 
 from .. import config
-from ..build_module import attach_spec
+from ..module_spec import attach_spec
 from ..errors import ConversionError, RecomError, UnsupportedOpError
 from ..runtime.spec import InputSpec
 from ..shapes.symbolic import dim_str
@@ -126,7 +126,8 @@ class _Importer:
                 continue
             # Feeds live on the host; they become module inputs when a compiled op first reads them.
             ctx.feed_tensors.add(tensor)
-            self.values[(name, 0)] = Host(tensor, dtype, self._dims(shape, label, part, batch))
+            self.values[(name, 0)] = ctx.host_values[tensor] = Host(tensor, dtype,
+                                                                   self._dims(shape, label, part, batch))
 
     def _dims(self, shape: list[int], label: str, part: str | None, batch) -> list:
         sym = self.ctx.symbols
@@ -160,9 +161,14 @@ class _Importer:
                 outs = [self.ctx.device(self.values[parse_tensor_name(t)]) for _, t in self.loaded.outputs]
                 result = outs[0].expr if len(outs) == 1 else relax.Tuple([o.expr for o in outs])
                 gv = bb.emit_output(result)
-            inputs = sorted(self.ctx.inputs, key=lambda inp: inp.source == "param")
-            bb.emit_func_output(gv, params=[inp.var for inp in inputs])
+            bb.emit_func_output(gv, params=[inp.var for inp in self.ctx.inputs])
         mod = bb.finalize()
+        mod["main"] = self.ctx.define_missing_symbols(mod["main"])
+        # module inputs first, then the params (tables and weights)
+        order = sorted(range(len(self.ctx.inputs)), key=lambda k: self.ctx.inputs[k].source == "param")
+        inputs = [self.ctx.inputs[k] for k in order]
+        f = mod["main"]
+        mod["main"] = relax.Function([f.params[k] for k in order], f.body, f.ret_ty, f.is_pure, f.attrs, f.span)
         num_input = sum(1 for inp in inputs if inp.source != "param")
         mod["main"] = mod["main"].with_attr("num_input", num_input)
         out_types = [(o.dtype, [dim_str(d) for d in o.shape]) for o in outs]
@@ -232,4 +238,7 @@ class _Importer:
                  if isinstance(v, (int, float, bool, str, bytes))}
         ctx.host_plan.append({"name": node.name, "op": node.op, "inputs": inputs, "attrs": attrs,
                               "outputs": outputs})
-        return [Host(t, dt, shape) for t, (dt, shape) in zip(outputs, out_types)]
+        outs = [Host(t, dt, shape) for t, (dt, shape) in zip(outputs, out_types)]
+        for h in outs:
+            ctx.host_values[h.tensor] = h
+        return outs

@@ -30,6 +30,16 @@ def _str(arg) -> str:
     return arg.value
 
 
+def _s(x):
+    """Python str -> StringImm (constructors also accept IR values, as TVMScript passes them)."""
+    return tvm.ir.StringImm(x) if isinstance(x, str) else x
+
+
+def _p(x):
+    """Python int / bool -> PrimValue."""
+    return relax.prim_value(int(x)) if isinstance(x, (bool, int)) else x
+
+
 def _int(arg) -> int:
     return int(arg.value)
 
@@ -100,7 +110,7 @@ UNIQUE = define_op("unique", 2, _infer_unique, "TF Unique: (values in first-occu
 
 
 def unique(x: relax.Expr, out_idx: str = "int32") -> relax.Call:
-    return relax.Call(UNIQUE, [x, tvm.ir.StringImm(out_idx)])
+    return relax.Call(UNIQUE, [x, _s(out_idx)])
 
 
 # ----------------------------------------------------------------------------------------- SparseSegmentReduce
@@ -130,7 +140,7 @@ SPARSE_SEGMENT_REDUCE = define_op(
 def sparse_segment_reduce(data, indices, segment_ids, num_segments, mode: str) -> relax.Call:
     if isinstance(num_segments, int):
         num_segments = relax.prim_value(tvm.tirx.IntImm("int64", num_segments))
-    return relax.Call(SPARSE_SEGMENT_REDUCE, [data, indices, segment_ids, num_segments, tvm.ir.StringImm(mode)])
+    return relax.Call(SPARSE_SEGMENT_REDUCE, [data, indices, segment_ids, num_segments, _s(mode)])
 
 
 # --------------------------------------------------------------------------------------------------- Bucketize
@@ -162,5 +172,35 @@ GATHER = define_op("gather", 5, _infer_gather,
 
 
 def gather(params, indices, axis: int, check: bool = True, label: str = "") -> relax.Call:
-    return relax.Call(GATHER, [params, indices, relax.prim_value(axis), relax.prim_value(int(check)),
-                               tvm.ir.StringImm(label)])
+    return relax.Call(GATHER, [params, indices, _p(axis), _p(check), _s(label)])
+
+
+# ------------------------------------------------------------------------------------------- EmbeddingBag
+def _infer_bag(call):
+    table = _tensor_ty(call.args[0])
+    dims = _dims(call.args[0])
+    num_bags = call.args[4]
+    if dims is None:
+        return relax.TensorType(ndim=2, dtype=str(table.dtype))
+    return relax.TensorType([num_bags] + dims[1:], str(table.dtype))
+
+
+EMBEDDING_BAG = define_op(
+    "embedding_bag", 8, _infer_bag,
+    "Bags of table rows: out[b] = combine(table[ids[j]] for j with rows[j] == b and mask[j]); rows sorted, "
+    "empty bags give 0. The canonical form of an embedding column after redundancy elimination.")
+
+
+def embedding_bag(table, ids, rows, mask, num_bags, mode: str, check: bool = False, label: str = "") -> relax.Call:
+    """mask: a bool tensor like ids, or the scalar constant True (no entry is skipped).
+
+    check: raise TF's GatherV2 error for a kept id outside [0, rows of table) (otherwise the ids are known to be
+    in range, or checked on the host before launch). The label names the TF node and column for that error.
+    """
+    if isinstance(mode, str) and mode not in SEGMENT_MODES:
+        raise ValueError(f"embedding_bag: unknown mode {mode!r}")
+    if mask is True:
+        mask = relax.const(True, "bool")
+    if isinstance(num_bags, int):
+        num_bags = relax.prim_value(tvm.tirx.IntImm("int64", num_bags))
+    return relax.Call(EMBEDDING_BAG, [table, ids, rows, mask, num_bags, _s(mode), _p(check), _s(label)])

@@ -418,3 +418,97 @@ def copy_prefix(dtype: str):
                 out[vi] = src[vi]
 
     return kernel
+
+
+@functools.cache
+def embedding_bag(dtype: str, id_dtype: str, row_dtype: str, mode: str, masked: bool):
+    """out[b, :] = combine(table[ids[j], :] for j in [lo_b, hi_b) with mask[j]), rows sorted; empty bag -> 0.
+
+    The reference lowering of recom.embedding_bag (one thread per bag on GPUs); the fused multi-column kernel
+    replaces it in the optimized CUDA pipeline.
+    """
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(var_table: T.handle, var_ids: T.handle, var_rows: T.handle, var_mask: T.handle, var_out: T.handle):
+        r = T.int64()
+        d = T.int64()
+        n = T.int64()
+        nm = T.int64()
+        b = T.int64()
+        table = T.match_buffer(var_table, (r, d), dtype)
+        ids = T.match_buffer(var_ids, (n,), id_dtype)
+        rows = T.match_buffer(var_rows, (n,), row_dtype)
+        mask = T.match_buffer(var_mask, (nm,), "bool")
+        out = T.match_buffer(var_out, (b, d), dtype)
+        for i in T.serial(b):
+            with T.sblock("embedding_bag"):
+                vi = T.axis.spatial(b, i)
+                T.reads(table[0:r, 0:d], ids[0:n], rows[0:n], mask[0:nm])
+                T.writes(out[vi, 0:d])
+                lo = T.alloc_buffer((1,), I64, scope="local")
+                hi = T.alloc_buffer((1,), I64, scope="local")
+                end = T.alloc_buffer((1,), I64, scope="local")
+                cnt = T.alloc_buffer((1,), I64, scope="local")
+                acc = T.alloc_buffer((1,), dtype, scope="local")
+                lo[0] = T.int64(0)
+                hi[0] = n
+                while lo[0] < hi[0]:
+                    if T.Cast(I64, rows[T.floordiv(lo[0] + hi[0], 2)]) < vi:
+                        lo[0] = T.floordiv(lo[0] + hi[0], 2) + T.int64(1)
+                    else:
+                        hi[0] = T.floordiv(lo[0] + hi[0], 2)
+                end[0] = lo[0]
+                hi[0] = n
+                while end[0] < hi[0]:
+                    if T.Cast(I64, rows[T.floordiv(end[0] + hi[0], 2)]) <= vi:
+                        end[0] = T.floordiv(end[0] + hi[0], 2) + T.int64(1)
+                    else:
+                        hi[0] = T.floordiv(end[0] + hi[0], 2)
+                cnt[0] = T.int64(0)
+                for jj in T.serial(end[0] - lo[0]):
+                    if not masked or mask[T.min(lo[0] + jj, nm - 1)]:
+                        cnt[0] = cnt[0] + T.int64(1)
+                for j in T.serial(d):
+                    acc[0] = T.Cast(dtype, 0)
+                    for jj in T.serial(end[0] - lo[0]):
+                        if not masked or mask[T.min(lo[0] + jj, nm - 1)]:
+                            acc[0] = acc[0] + table[T.Cast(I64, ids[lo[0] + jj]), j]
+                    if mode == "sum":
+                        out[vi, j] = acc[0]
+                    elif mode == "mean":
+                        out[vi, j] = T.if_then_else(cnt[0] > 0, acc[0] / T.Cast(dtype, cnt[0]), T.Cast(dtype, 0))
+                    else:
+                        out[vi, j] = T.if_then_else(cnt[0] > 0, acc[0] / T.sqrt(T.Cast(dtype, cnt[0])),
+                                                    T.Cast(dtype, 0))
+
+    return kernel
+
+
+@functools.cache
+def masked_range_check(id_dtype: str):
+    """status = [count of kept ids outside [0, limit), position of the first, its value] (mask: nm == n or 1)."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(var_ids: T.handle, var_mask: T.handle, limit: T.int64, var_status: T.handle):
+        n = T.int64()
+        nm = T.int64()
+        ids = T.match_buffer(var_ids, (n,), id_dtype)
+        mask = T.match_buffer(var_mask, (nm,), "bool")
+        status = T.match_buffer(var_status, (3,), I64)
+        for u in T.serial(1):
+            with T.sblock("masked_range_check"):
+                vu = T.axis.spatial(1, u)
+                T.reads(ids[0:n], mask[0:nm])
+                T.writes(status[0:3])
+                status[0] = T.int64(0)
+                status[1] = T.int64(-1)
+                status[2] = T.int64(0)
+                for i in T.serial(n):
+                    if mask[T.min(i, nm - 1)] and (T.Cast(I64, ids[i]) < T.int64(0)
+                                                   or T.Cast(I64, ids[i]) >= limit):
+                        if status[0] == T.int64(0):
+                            status[1] = i
+                            status[2] = T.Cast(I64, ids[i])
+                        status[0] = status[0] + T.int64(1)
+
+    return kernel

@@ -198,6 +198,23 @@ def _lower_gather(lw: _Lowerer, call):
     return relax.op.take(params, indices, axis=axis, mode="clip")  # in range after the check; clip keeps TVM quiet
 
 
+def _lower_embedding_bag(lw: _Lowerer, call):
+    table, ids, rows, mask, num_bags, mode, check, label = call.args
+    masked = len(_dims(mask)) > 0
+    if not masked:  # a scalar True: pass a 1-element mask the kernel never reads
+        mask = lw.emit(relax.op.reshape(mask, [1]))
+    width = _dims(table)[1]
+    if int(check.value):
+        limit = _dims(table)[0]
+        status = lw.call(kernels.masked_range_check, (_dt(ids),), [ids, mask, relax.prim_value(limit)],
+                         relax.TensorType([3], I64))
+        ids = lw.emit(relax.op.call_pure_packed(
+            CHECK_GATHER_FUNC, ids, status, tvm.ir.StringImm(label.value), relax.prim_value(limit),
+            ty_args=[ids.ty]))
+    return relax.call_tir(lw.kernel(kernels.embedding_bag, _dt(table), _dt(ids), _dt(rows), mode.value, masked),
+                          [table, ids, rows, mask], relax.TensorType([num_bags, width], _dt(table)))
+
+
 LOWERINGS: dict[str, Callable] = {
     PREFIX + "where": _lower_where,
     PREFIX + "sparse_reshape": _lower_sparse_reshape,
@@ -206,6 +223,7 @@ LOWERINGS: dict[str, Callable] = {
     PREFIX + "sparse_segment_reduce": _lower_segment_reduce,
     PREFIX + "bucketize": _lower_bucketize,
     PREFIX + "gather": _lower_gather,
+    PREFIX + "embedding_bag": _lower_embedding_bag,
 }
 
 

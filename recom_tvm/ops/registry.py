@@ -28,6 +28,7 @@ def define_op(name: str, num_inputs: int, infer: Callable[[relax.Call], relax.Ty
     op.set_num_inputs(num_inputs)
     op.set_attr("FInferType", lambda call, _bb: infer(call), plevel=20)
     op.set_attr("FPurity", True, plevel=20)
+    op.set_attr("TScriptPrinterName", "Rc." + name, plevel=20)
     _REGISTERED[full] = op
     return op
 

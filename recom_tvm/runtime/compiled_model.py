@@ -15,7 +15,8 @@ import tvm_ffi
 
 from ..errors import FeedError, InvalidArgumentError, ModelFormatError
 from . import builtins  # noqa: F401  (registers the packed functions compiled modules call)
-from .feeds import normalize_feeds
+from .assertions import check_all
+from .feeds import check_ids, normalize_feeds, sort_rows
 from .host_stage import run_host_stage
 from .spec import InputSpec
 
@@ -62,21 +63,27 @@ class CompiledModel:
     def prepare(self, feeds: Mapping) -> list:
         """Validate feeds, run the host stage, and return the module's input arguments (host arrays / shapes)."""
         env = normalize_feeds(self.spec, feeds)
+        for name in self.spec.sort_rows:
+            sort_rows(self.spec.feature(name), env)
         if self.spec.host_plan:
             env = run_host_stage(self.spec.host_plan, env)
+        for check in self.spec.id_checks:
+            check_ids(check, env[check["tensor"]])
         args, bound = [], {}
         for inp in self.spec.module_inputs:
             if inp["source"] == "param":
                 continue
             arr = env[inp["ref"]]
             label = inp["ref"]
-            if inp["kind"] == "shape":
-                vals = [int(v) for v in np.asarray(arr).reshape(-1)]
+            if inp["kind"] in ("shape", "shape_of"):
+                vals = list(arr.shape) if inp["kind"] == "shape_of" else [int(v) for v in np.asarray(arr).reshape(-1)]
                 self._bind(inp["shape"], vals, label, bound, "value")
                 args.append(tvm_ffi.Shape(vals))
             else:
                 self._bind(inp["shape"], list(arr.shape), label, bound, "shape")
                 args.append(np.ascontiguousarray(arr, dtype=inp["dtype"]))
+        if self.spec.assertions:
+            check_all(self.spec.assertions, {k: v for k, (v, _) in bound.items()})
         return args
 
     @staticmethod

@@ -137,3 +137,28 @@ def normalize_feeds(spec: InputSpec, feeds: Mapping) -> dict[str, np.ndarray]:
             tt = f["tensors"]
             _check_sparse(f["name"], out[tt["indices"]], out[tt["values"]], out[tt["dense_shape"]])
     return out
+
+
+def sort_rows(feature: dict, env: dict[str, np.ndarray]) -> None:
+    """Stably sort a sparse feature's entries by row when they are not (TF's SparseFillEmptyRows orders them so).
+
+    The passes ask for this only where every consumer of the feature is order-insensitive (bags of rows), so
+    the result equals TF's up to float summation order.
+    """
+    tt = feature["tensors"]
+    idx = env[tt["indices"]]
+    rows = idx[:, 0]
+    if rows.size < 2 or bool(np.all(rows[1:] >= rows[:-1])):
+        return
+    perm = np.argsort(rows, kind="stable")
+    env[tt["indices"]] = np.ascontiguousarray(idx[perm])
+    env[tt["values"]] = env[tt["values"]][perm]
+
+
+def check_ids(check: dict, ids: np.ndarray) -> None:
+    """TF-CPU's GatherV2 error for ids >= the table's rows (negative ids were filtered out by the column)."""
+    ids = np.asarray(ids).reshape(-1)
+    if ids.size and int(ids.max()) >= check["limit"]:
+        pos = int(np.argmax(ids >= check["limit"]))
+        raise InvalidArgumentError(f"{check['label']}: indices[{pos}] = {int(ids[pos])} is not in "
+                                   f"[0, {check['limit']})")

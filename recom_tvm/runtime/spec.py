@@ -20,6 +20,10 @@ class InputSpec:
     host_plan: list[dict]
     outputs: list[dict]  # {"name", "tensor", "dtype", "shape"}
     symbols: dict[str, str]  # symbol -> origin
+    # Written by the passes (see recom_tvm.passes); the runtime applies them before launch:
+    sort_rows: list[str] = dataclasses.field(default_factory=list)  # sparse features to stably sort by row
+    id_checks: list[dict] = dataclasses.field(default_factory=list)  # {"tensor", "limit", "label"}: TF's error
+    assertions: list[dict] = dataclasses.field(default_factory=list)  # symbolic preconditions (see assertions.py)
 
     # ---------------------------------------------------------------------------------------- construction
     @classmethod

@@ -21,6 +21,15 @@ def is_prim(x) -> bool:
     return isinstance(x, tvm.ir.Expr) and isinstance(getattr(x, "ty", None), tvm.ir.PrimType)
 
 
+def is_tensor_const(x) -> bool:
+    """A Relax tensor constant (TVM 0.27: tvm.ir.GenericConst; IntImm is a Constant too)."""
+    return isinstance(x, tvm.ir.GenericConst)
+
+
+def const_array(x) -> np.ndarray:
+    return x.value.numpy()
+
+
 def declare_size(var) -> None:
     """Tell the analyzer a symbol is a size (>= 0), so max(0, n) and friends simplify."""
     analyzer().update(var, tvm.sym.ConstIntBound(0, tvm.sym.ConstIntBound.POS_INF), True)

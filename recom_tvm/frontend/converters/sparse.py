@@ -34,9 +34,14 @@ def _unique(ctx, node, ins):
     x = ctx.device(ins[0])
     out_idx = node.attr("out_idx", "int32")
     var = ctx.bb.emit(defs.unique(x.expr, out_idx))
-    y = ctx.emit(relax.TupleGetItem(var, 0))
+    u = _fresh(ctx, node, "count")
+    y = ctx.emit(relax.TupleGetItem(var, 0), shape=[u])
     idx = ctx.emit(relax.TupleGetItem(var, 1))
     return [y, idx]
+
+
+def _fresh(ctx, node, what: str):
+    return ctx.symbols.fresh(f"{node.name.rsplit('/', 1)[-1]}_{what}", f"data-dependent size at {node.name}")
 
 
 @device("SparseReshape")
@@ -71,8 +76,9 @@ def _sfer(ctx, node, ins):
     values = ctx.match_shape(values, [indices.shape[0]])
     default = ctx.scalar(ins[3], values.dtype)
     var = ctx.bb.emit(defs.sparse_fill_empty_rows(indices.expr, values.expr, default, shape_expr(dense_shape)))
-    out_idx = ctx.emit(relax.TupleGetItem(var, 0))
-    out_vals = ctx.match_shape(ctx.emit(relax.TupleGetItem(var, 1)), [out_idx.shape[0]])
+    m = _fresh(ctx, node, "rows")
+    out_idx = ctx.emit(relax.TupleGetItem(var, 0), shape=[m, indices.shape[1]])
+    out_vals = ctx.emit(relax.TupleGetItem(var, 1), shape=[m])
     empty = ctx.emit(relax.TupleGetItem(var, 2))
     rev = ctx.emit(relax.TupleGetItem(var, 3))
     return [out_idx, out_vals, empty, rev]
@@ -91,11 +97,14 @@ def _sparse_segment(ctx, node, ins):
         ctx.fail("sparse_gradient=True")
     data, indices, seg = ctx.device(ins[0]), ctx.device(ins[1]), ctx.device(ins[2])
     seg = ctx.match_shape(seg, [indices.shape[0]])
-    num = -1
+    num, shape = -1, None
     if node.op.endswith("WithNumSegments"):
         (num,) = ctx.known_ints(ins[3], "num_segments")
         num = as_expr(num)
-    return ctx.emit(defs.sparse_segment_reduce(data.expr, indices.expr, seg.expr, num, _SEGMENT_OPS[node.op]))
+    else:
+        shape = [_fresh(ctx, node, "segments")] + list(data.shape[1:])
+    return ctx.emit(defs.sparse_segment_reduce(data.expr, indices.expr, seg.expr, num, _SEGMENT_OPS[node.op]),
+                    shape=shape)
 
 
 @device("Bucketize")

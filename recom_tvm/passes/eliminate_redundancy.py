@@ -1,0 +1,570 @@
+"""EliminateRedundancy: an embedding column's ~40 ops -> one bag of table rows (RECom section 5, and more).
+
+Rewrite rules, as data (`RULES`), applied by one engine until nothing fires; each rule matches at one binding
+and returns its replacement, and records the fact that justified it (module attr "recom_tvm.facts"):
+
+- sparse_column: SparseFillEmptyRows + [Unique + table gather] + SparseSegment{Sum,Mean,SqrtN} + the Select that
+  zeroes empty rows  ->  `embedding_bag(table, ids, rows, mask, B, mode)`. The id filter feeding
+  SparseFillEmptyRows (`Where(ids >= 0)` + two gathers) becomes the bag's mask, so no data-dependent shape is
+  left. Rows must be sorted: proven (arange, Where outputs) or ensured on the host (`sort_rows` in the spec)
+  when the feature is consumed by this column alone.
+- one_per_row: a bag whose rows are provably `arange(B)` -> a plain gather (mean = sum = sqrtn of one id);
+  with a mask -> gather + zero fill.
+- gather_identity: `gather(x, arange(len(x)))` -> x.
+- where_all_true: `Where(all-true 1-D mask)` -> arange coordinates (after FoldProvenComparisons).
+Range checks (TF-CPU's GatherV2 error) are dropped where the value ranges prove the ids in range, moved to the
+host (`id_checks`) where the ids are a feed or a host-stage output, and kept on the device otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import tvm
+import tvm_ffi
+from tvm import relax, tirx
+
+from ..ops import defs
+from ..shapes.index_expr import IndexExprs
+from ..shapes.symbolic import analyzer, as_expr, const_array, is_tensor_const, prove_equal
+from ._util import attach_spec, copy_attrs, spec_of
+from .dataflow import DataflowView, op_name
+from .dead_code import RemoveDeadCode
+from .resolve_shapes import ResolveShapes
+from .value_ranges import ValueRanges
+
+FACTS_ATTR = "recom_tvm.facts"
+
+
+@dataclasses.dataclass
+class RuleContext:
+    view: DataflowView
+    ie: IndexExprs
+    ranges: ValueRanges
+    spec: object
+    facts: list[str]
+    inputs: dict[str, dict]  # Relax param name -> module input entry of the spec
+
+    def label(self, text: str) -> str:
+        col = text.split("(column ", 1)[1].rstrip(")") if "(column " in text else text
+        return col
+
+
+def _strip_cast(e):
+    while isinstance(e, tirx.Cast):
+        e = e.value
+    return e
+
+
+def _is_var(e, v) -> bool:
+    e = _strip_cast(analyzer().simplify(e))
+    return isinstance(e, tirx.Var) and e.same_as(v)
+
+
+def _is_true_mask(view: DataflowView, m) -> bool:
+    e = view.resolve(m)
+    if is_tensor_const(e):
+        arr = const_array(e)
+        return arr.dtype == bool and bool(arr.all())
+    if op_name(e) == "relax.full":
+        v = e.args[1]
+        return is_tensor_const(v) and bool(const_array(v).all())
+    return False
+
+
+def _is_zero(view: DataflowView, z) -> bool:
+    e = view.resolve(z)
+    if op_name(e) == "relax.zeros_like":
+        return True
+    if op_name(e) == "relax.full":
+        return is_tensor_const(e.args[1]) and not const_array(e.args[1]).any()
+    return is_tensor_const(e) and not const_array(e).any()
+
+
+# ------------------------------------------------------------------------------------------- small rules
+def rule_where_all_true(ctx: RuleContext, b: relax.Binding):
+    cond = b.value.args[0]
+    shape = cond.ty.shape
+    if shape is None or len(shape.values) != 1 or not _is_true_mask(ctx.view, cond):
+        return None
+    n = shape.values[0]
+    ctx.facts.append(f"Where over an all-true mask of {n} elements = arange({n}): no data-dependent size")
+    return relax.op.reshape(relax.op.arange(0, as_expr(n), 1, "int64"), [as_expr(n), 1])
+
+
+def rule_gather_identity(ctx: RuleContext, b: relax.Binding):
+    x, idx, axis = b.value.args[0], b.value.args[1], int(b.value.args[2].value)
+    if axis != 0 or idx.ty.shape is None or x.ty.shape is None or len(idx.ty.shape.values) != 1:
+        return None
+    n = idx.ty.shape.values[0]
+    if not prove_equal(n, x.ty.shape.values[0]):
+        return None
+    j = IndexExprs.index("j")
+    if not _is_var(ctx.ie.at(idx, [j]), j):
+        return None
+    return x
+
+
+# ------------------------------------------------------------------------------------------ sparse column
+def _sfer_output(ctx: RuleContext, e, index: int):
+    """If e is (an alias of) output `index` of a SparseFillEmptyRows call, that call's var, else None."""
+    e = ctx.view.resolve(e)
+    if isinstance(e, relax.TupleGetItem) and e.index == index:
+        src = ctx.view.root_var(e.tuple_value)
+        if op_name(ctx.view.resolve(src)) == "recom.sparse_fill_empty_rows":
+            return src
+    return None
+
+
+def _leaf_output(ctx: RuleContext, expr, dims: list):
+    """(leaf, indices) of expr[dims] when it is a load of a leaf tensor, else None."""
+    return ctx.ie.leaf(ctx.ie.at(expr, dims))
+
+
+def _filter(ctx: RuleContext, idx_in, vals_in):
+    """Undo the id filter: (I, V, mask) such that idx_in = I[w], vals_in = V[w], w = Where(mask); or
+    (idx_in, vals_in, True) when there is no filter."""
+    gi = ctx.view.call(idx_in, "recom.gather")
+    gv = ctx.view.call(vals_in, "recom.gather")
+    if gi is None and gv is None:
+        return idx_in, vals_in, True
+    if gi is None or gv is None or int(gi.args[2].value) or int(gv.args[2].value):
+        return None
+    wi, wv = ctx.view.root_var(gi.args[1]), ctx.view.root_var(gv.args[1])
+    if not wi.same_as(wv):
+        return None
+    j = IndexExprs.index("j")
+    hit = ctx.ie.leaf(ctx.ie.at(wi, [j]))
+    if hit is None:
+        return None
+    leaf, ind = hit
+    where = ctx.view.resolve(leaf)
+    if op_name(where) != "recom.where" or len(ind) != 2 or not _is_var(ind[0], j) or not prove_equal(ind[1], 0):
+        return None
+    mask = where.args[0]
+    if mask.ty.shape is None or len(mask.ty.shape.values) != 1:
+        return None
+    return gi.args[0], gv.args[0], mask
+
+
+def _rows_sorted(ctx: RuleContext, rows_of, n) -> tuple[bool, str | None, str]:
+    """Are the rows (rows_of(j) = row of entry j) sorted? -> (sorted, feature to sort on the host, why)."""
+    j = IndexExprs.index("j")
+    e = _strip_cast(rows_of(j))
+    if _is_var(e, j):
+        return True, None, "rows = arange"
+    hit = ctx.ie.leaf(e)
+    if hit is None:
+        return False, None, f"rows {e} not recognized"
+    leaf, ind = hit
+    if not (len(ind) == 2 and _is_var(ind[0], j) and prove_equal(ind[1], 0)):
+        return False, None, f"rows {e} not recognized"
+    if op_name(ctx.view.resolve(leaf)) == "recom.where":
+        return True, None, "rows from Where (row-major)"
+    if ctx.view.is_param(leaf):
+        inp = ctx.inputs.get(leaf.name)
+        if inp is not None and inp["source"] == "host":
+            node = _host_node(ctx.spec, inp["ref"])
+            if node is not None and node["op"] == "Where":
+                return True, None, "rows from the host stage's Where (row-major)"
+        if inp is not None and inp["source"] == "feed":
+            for f in ctx.spec.features:
+                if f["kind"] == "sparse" and f["tensors"]["indices"] == inp["ref"]:
+                    return True, f["name"], f"rows from feature {f['name']!r}, sorted on the host"
+    return False, None, "rows of unknown order"
+
+
+def _host_node(spec, tensor: str):
+    for node in spec.host_plan:
+        if tensor in node["outputs"]:
+            return node
+    return None
+
+
+def _used_only_within(ctx: RuleContext, var, allowed: set, sink) -> bool:
+    """Every transitive user of var, up to `sink`, lies in `allowed` (binding var keys)."""
+    stack, seen = [var], set()
+    while stack:
+        v = stack.pop()
+        for b in ctx.view.users_of(v):
+            k = b.var.__hash__()
+            if k in seen:
+                continue
+            seen.add(k)
+            if k not in allowed:
+                return False
+            if not b.var.same_as(sink):
+                stack.append(b.var)
+    return True
+
+
+def _chain_vars(ctx: RuleContext, sink, sources: list) -> set:
+    """Keys of the bindings on some path from a source to sink (the column's subgraph)."""
+    src_keys = {s.__hash__() for s in sources}
+    memo: dict[int, bool] = {}
+
+    def reaches(v) -> bool:
+        k = v.__hash__()
+        if k in src_keys:
+            return True
+        if k in memo:
+            return memo[k]
+        memo[k] = False
+        value = ctx.view.value(v)
+        if value is None:
+            return False
+        hits = [reaches(u) for u in relax.analysis.free_vars(value)]  # no short-circuit: visit every path
+        memo[k] = any(hits)
+        return memo[k]
+
+    reaches(sink)
+    return {k for k, ok in memo.items() if ok}
+
+
+def rule_sparse_column(ctx: RuleContext, b: relax.Binding):
+    view = ctx.view
+    cond, zeros, emb = b.value.args
+    seg = view.call(emb, "recom.sparse_segment_reduce")
+    if seg is None or not _is_zero(view, zeros):
+        return None
+    data, seg_idx, seg_ids, num_segments, mode = seg.args
+    # segment ids = column 0 of SparseFillEmptyRows' indices
+    hit = _leaf_output(ctx, seg_ids, [IndexExprs.index("j")])
+    if hit is None:
+        return None
+    sfer_var = _sfer_output(ctx, hit[0], 0)
+    if sfer_var is None:
+        return None
+    sfer = view.resolve(sfer_var)
+    idx_in, vals_in, default, dense_shape = sfer.args
+    batch = dense_shape.values[0]
+    # the select zeroes exactly the empty rows: cond[i, d] == empty_row_indicator[i]
+    i, d = IndexExprs.index("i"), IndexExprs.index("d")
+    hit = _leaf_output(ctx, cond, [i, d])
+    if hit is None or _sfer_output(ctx, hit[0], 2) is None or not _sfer_output(ctx, hit[0], 2).same_as(sfer_var) \
+            or len(hit[1]) != 1 or not _is_var(hit[1][0], i):
+        return None
+    # rows of the table: gather(table, Unique(values).y) indexed by Unique's idx; or the table indexed by values
+    gather = view.call(data, "recom.gather")
+    uniq = None
+    if gather is not None:
+        y = view.resolve(gather.args[1])
+        if not (isinstance(y, relax.TupleGetItem) and y.index == 0):
+            return None
+        uniq_var = view.root_var(y.tuple_value)
+        uniq = view.call(uniq_var, "recom.unique")
+        ui = view.resolve(seg_idx)
+        if uniq is None or not (isinstance(ui, relax.TupleGetItem) and ui.index == 1
+                                and view.root_var(ui.tuple_value).same_as(uniq_var)):
+            return None
+        if _sfer_output(ctx, uniq.args[0], 1) is None or not _sfer_output(ctx, uniq.args[0], 1).same_as(sfer_var):
+            return None
+        table, check, label = gather.args[0], bool(int(gather.args[3].value)), gather.args[4].value
+    else:
+        if _sfer_output(ctx, seg_idx, 1) is None:
+            return None
+        table, check, label = data, False, ""
+    if table.ty.shape is None or len(table.ty.shape.values) != 2:
+        return None
+    # the num_segments, when given, must be the batch (SparseFillEmptyRows fills every row)
+    if not (isinstance(num_segments, tirx.IntImm) and num_segments.value < 0) and not prove_equal(
+            num_segments, batch):
+        return None
+    # the SparseFillEmptyRows input, without the id filter
+    undone = _filter(ctx, idx_in, vals_in)
+    if undone is None:
+        return None
+    indices, ids, mask = undone
+    if mask is not True and _is_true_mask(view, mask):
+        mask = True
+    n = ids.ty.shape.values[0]
+
+    def rows_of(j):
+        return ctx.ie.at(indices, [j, 0])
+
+    ok, sort_feature, why_rows = _rows_sorted(ctx, rows_of, n)
+    if not ok:
+        return None
+    # nothing else may read the SparseFillEmptyRows outputs or the bag before the select
+    chain = _chain_vars(ctx, b.var, [sfer_var])
+    chain.add(b.var.__hash__())
+    if not _used_only_within(ctx, sfer_var, chain, b.var):
+        return None
+    if sort_feature is not None:
+        feed_vars = [p for p in view.func.params if p.name in ctx.inputs and ctx.inputs[p.name]["ref"] in
+                     ctx.spec.feature(sort_feature)["tensors"].values()]
+        col_chain = _chain_vars(ctx, b.var, feed_vars) | {b.var.__hash__()}
+        if not all(_used_only_within(ctx, v, col_chain, b.var) for v in feed_vars):
+            return None  # the feature feeds something else too: reordering its entries is not safe
+        if sort_feature not in ctx.spec.sort_rows:
+            ctx.spec.sort_rows.append(sort_feature)
+    column = ctx.label(label) if label else "?"
+    rows = relax.op.reshape(relax.op.strided_slice(indices, [1], [0], [1]), [as_expr(n)])
+    ctx.facts.append(
+        f"column {column}: SparseFillEmptyRows{' + Unique' if uniq is not None else ''} + SparseSegment-"
+        f"{mode.value} + empty-row Select -> embedding_bag({mode.value}) with {batch} bags; "
+        f"{'id filter -> mask' if mask is not True else 'no filter left'}; {why_rows}")
+    return defs.embedding_bag(table, ids, rows, mask, as_expr(batch), mode.value, check, label)
+
+
+def rule_one_per_row(ctx: RuleContext, b: relax.Binding):
+    table, ids, rows, mask, num_bags, mode, check, label = b.value.args
+    n = ids.ty.shape.values[0] if ids.ty.shape is not None else None
+    if n is None or not prove_equal(n, num_bags):
+        return None
+    j = IndexExprs.index("j")
+    if not _is_var(ctx.ie.at(rows, [j]), j):
+        return None
+    gathered = defs.gather(table, ids, 0, bool(int(check.value)), label.value)
+    column = ctx.label(label.value) if label.value else "?"
+    if _is_true_mask(ctx.view, mask) or len(mask.ty.shape.values) == 0:
+        ctx.facts.append(f"column {column}: rows = arange({num_bags}), one id per row -> plain gather")
+        return gathered
+    ctx.facts.append(f"column {column}: rows = arange({num_bags}), at most one id per row -> gather + zero fill")
+    zero = relax.const(0, str(table.ty.dtype))
+    safe_ids = relax.op.where(mask, ids, relax.const(0, str(ids.ty.dtype)))
+    gathered = defs.gather(table, safe_ids, 0, bool(int(check.value)), label.value)
+    return relax.op.where(relax.op.expand_dims(mask, [1]), gathered, zero)
+
+
+_ELEMENTWISE = {"relax.add", "relax.subtract", "relax.multiply", "relax.equal", "relax.not_equal", "relax.less",
+                "relax.less_equal", "relax.greater", "relax.greater_equal", "relax.logical_and", "relax.logical_or",
+                "relax.logical_not", "relax.where", "relax.astype", "relax.maximum", "relax.minimum",
+                "relax.floor_mod", "relax.floor_divide", "relax.full"}
+
+
+def _lift(ctx: RuleContext, expr, where_var, grid_shape, depth: int = 0):
+    """Rebuild `expr`, computed on the Where-compacted entries gather_nd(X, W), on the dense grid instead
+    (elementwise ops commute with the compaction). None if something is not elementwise."""
+    if depth > 32:
+        return None
+    if is_tensor_const(expr) and const_array(expr).size == 1:
+        return expr
+    e = ctx.view.resolve(expr)
+    if is_tensor_const(e) and const_array(e).size == 1:
+        return e
+    name = op_name(e)
+    if name == "relax.gather_nd" and ctx.view.root_var(e.args[1]).same_as(where_var):
+        return e.args[0]
+    if name == "relax.full":  # a constant mask / value the size of the compacted entries
+        return relax.op.full(grid_shape, e.args[1], str(e.ty.dtype))
+    if name not in _ELEMENTWISE:
+        return None
+    args = []
+    for a in e.args:
+        if isinstance(a, (relax.Var, relax.Call)) or is_tensor_const(a):
+            lifted = _lift(ctx, a, where_var, grid_shape, depth + 1)
+            if lifted is None:
+                return None
+            args.append(lifted)
+        else:
+            args.append(a)
+    return relax.Call(e.op, args, e.attrs, e.ty_args if hasattr(e, "ty_args") else None)
+
+
+def rule_densify(ctx: RuleContext, b: relax.Binding):
+    """A bag over Where(M)-compacted entries of a dense [B, T] input -> a bag over the whole grid with M as mask:
+    the dense padded input ("" / -1 = missing) needs no data-dependent compaction."""
+    table, ids, rows, mask, num_bags, mode, check, label = b.value.args
+    j = IndexExprs.index("j")
+    hit = ctx.ie.leaf(ctx.ie.at(rows, [j]))
+    if hit is None:
+        return None
+    w_leaf, ind = hit
+    where = ctx.view.resolve(w_leaf)
+    if op_name(where) != "recom.where" or len(ind) != 2 or not _is_var(ind[0], j) or not prove_equal(ind[1], 0):
+        return None
+    grid = where.args[0]
+    if grid.ty.shape is None or len(grid.ty.shape.values) != 2:
+        return None
+    bsz, width = grid.ty.shape.values
+    if not prove_equal(bsz, num_bags):
+        return None
+    where_var = ctx.view.root_var(w_leaf)
+    dense_ids = _lift(ctx, ids, where_var, grid.ty.shape)
+    if dense_ids is None:
+        return None
+    if _is_true_mask(ctx.view, mask) or len(mask.ty.shape.values) == 0:
+        dense_mask = grid
+    else:
+        lifted = _lift(ctx, mask, where_var, grid.ty.shape)
+        if lifted is None:
+            return None
+        dense_mask = relax.op.logical_and(grid, lifted)
+    n = as_expr(bsz) * as_expr(width)
+    flat_rows = relax.op.reshape(relax.op.broadcast_to(
+        relax.op.reshape(relax.op.arange(0, as_expr(bsz), 1, "int64"), [as_expr(bsz), 1]),
+        [as_expr(bsz), as_expr(width)]), [n])
+    column = ctx.label(label.value) if label.value else "?"
+    ctx.facts.append(f"column {column}: dense padded input [{bsz}, {width}]: Where/GatherNd compaction -> mask over "
+                     f"the grid (no data-dependent size)")
+    return defs.embedding_bag(table, relax.op.reshape(dense_ids, [n]), flat_rows, relax.op.reshape(dense_mask, [n]),
+                              num_bags, mode.value, bool(int(check.value)), label.value)
+
+
+def _replace_load(e, target, var):
+    """e with every occurrence of the (structurally equal) subexpression `target` replaced by `var`."""
+    if tvm_ffi.structural_equal(e, target):
+        return var
+    for cls, make in ((tirx.And, tirx.And), (tirx.Or, tirx.Or), (tirx.GE, lambda a, b: a >= b),
+                      (tirx.GT, lambda a, b: a > b), (tirx.LT, lambda a, b: a < b), (tirx.LE, lambda a, b: a <= b),
+                      (tirx.NE, lambda a, b: a != b), (tirx.EQ, lambda a, b: a == b)):
+        if isinstance(e, cls):
+            return make(_replace_load(e.a, target, var), _replace_load(e.b, target, var))
+    if isinstance(e, tirx.Not):
+        return tirx.Not(_replace_load(e.a, target, var))
+    if isinstance(e, tirx.Cast):
+        return tirx.Cast(str(e.ty.dtype), _replace_load(e.value, target, var))
+    return e
+
+
+def _mask_keeps_ids_from(ctx: RuleContext, ids, mask, limit: int) -> bool:
+    """Does the mask keep every entry whose id is >= limit? (Then checking all ids on the host is exact: the
+    only entries the mask drops have ids < limit, which TF never reports.)"""
+    if _is_true_mask(ctx.view, mask) or len(mask.ty.shape.values) == 0:
+        return True
+    j = IndexExprs.index("j")
+    id_e = _strip_cast(ctx.ie.at(ids, [j]))
+    m_e = ctx.ie.at(mask, [j])
+    v = tirx.Var("large_id", str(id_e.ty.dtype))
+    analyzer().bind(v, tvm.ir.Range.from_min_extent(tirx.const(limit, str(id_e.ty.dtype)),
+                                                    tirx.const(1 << 40, str(id_e.ty.dtype))))
+    return analyzer().can_prove(_replace_load(m_e, id_e, v))
+
+
+def _host_tensor_of(ctx: RuleContext, ids):
+    """The host-side tensor the ids are a reshape / cast of, if any."""
+    for _ in range(8):
+        root = ctx.view.root_var(ids)
+        if ctx.view.is_param(root):
+            inp = ctx.inputs.get(root.name)
+            return None if inp is None or inp["kind"] != "tensor" else inp["ref"]
+        e = ctx.view.resolve(ids)
+        if op_name(e) not in ("relax.reshape", "relax.astype"):
+            return None
+        ids = e.args[0]
+    return None
+
+
+def rule_range_check(ctx: RuleContext, b: relax.Binding):
+    """TF-CPU's GatherV2 error for ids outside the table: proven away by the value ranges, moved to the host
+    when the ids are an input, else kept on the device (a device->host sync)."""
+    call = b.value
+    is_bag = op_name(call) == "recom.embedding_bag"
+    table, ids = call.args[0], call.args[1]
+    check = call.args[6] if is_bag else call.args[3]
+    if not int(check.value) or table.ty.shape is None or not isinstance(table.ty.shape.values[0], tirx.IntImm):
+        return None
+    limit = int(table.ty.shape.values[0].value)
+    mask = call.args[3] if is_bag else relax.const(True, "bool")
+    label = (call.args[7] if is_bag else call.args[4]).value
+    lo, hi = ctx.ranges.of(ids)
+    column = ctx.label(label) if label else "?"
+    kept_nonneg = (lo is not None and lo >= 0) or (is_bag and not _is_true_mask(ctx.view, mask)
+                                                  and _mask_drops_negative(ctx, ids, mask))
+    if hi is not None and hi < limit and kept_nonneg:
+        ctx.facts.append(f"column {column}: ids in [{lo}, {hi}], table has {limit} rows: range check proven")
+    else:
+        tensor = _host_tensor_of(ctx, ids)
+        if tensor is None or not _mask_keeps_ids_from(ctx, ids, mask, limit):
+            return None
+        entry = {"tensor": tensor, "limit": limit, "label": label}
+        if entry not in ctx.spec.id_checks:
+            ctx.spec.id_checks.append(entry)
+        ctx.facts.append(f"column {column}: ids are the input {tensor!r}: range check moved to the host")
+    args = list(call.args)
+    args[6 if is_bag else 3] = relax.prim_value(0)
+    return relax.Call(call.op, args)
+
+
+def _mask_drops_negative(ctx: RuleContext, ids, mask) -> bool:
+    """Does the mask drop every entry with a negative id?"""
+    j = IndexExprs.index("j")
+    id_e = _strip_cast(ctx.ie.at(ids, [j]))
+    m_e = ctx.ie.at(mask, [j])
+    v = tirx.Var("neg_id", str(id_e.ty.dtype))
+    analyzer().bind(v, tvm.ir.Range.from_min_extent(tirx.const(-(1 << 40), str(id_e.ty.dtype)),
+                                                    tirx.const(1 << 40, str(id_e.ty.dtype))))
+    with analyzer().constraint_scope(v < 0):
+        return analyzer().can_prove(tirx.Not(_replace_load(m_e, id_e, v)))
+
+
+RULES: list[tuple[str, str, Callable]] = [
+    ("where_all_true", "recom.where", rule_where_all_true),
+    ("gather_identity", "recom.gather", rule_gather_identity),
+    ("sparse_column", "relax.where", rule_sparse_column),
+    ("one_per_row", "recom.embedding_bag", rule_one_per_row),
+    ("densify", "recom.embedding_bag", rule_densify),
+    ("range_check", "recom.embedding_bag", rule_range_check),
+    ("range_check", "recom.gather", rule_range_check),
+]
+
+
+@relax.expr_functor.mutator
+class _Apply(relax.PyExprMutator):
+    def __init__(self, mod, replacements: dict) -> None:
+        super().__init__(mod)
+        self.replacements = replacements
+
+    def visit_var_binding_(self, binding: relax.VarBinding) -> None:
+        repl = self.replacements.get(binding.var.__hash__())
+        if repl is None:
+            return super().visit_var_binding_(binding)
+        new_value = self.visit_expr(repl)
+        if isinstance(new_value, relax.Var):
+            self.set_var_remap(binding.var, new_value)
+            return None
+        new_var = self.builder_.emit(new_value, binding.var.name)
+        self.set_var_remap(binding.var, new_var)
+        return None
+
+
+def _sweep(mod: tvm.IRModule, gv, spec, facts: list, enabled: set) -> tuple[tvm.IRModule, int]:
+    func = mod[gv]
+    view = DataflowView(func)
+    ctx = RuleContext(view, IndexExprs(view.value), ValueRanges(func, spec), spec, facts,
+                      {i["name"]: i for i in spec.module_inputs})
+    replacements = {}
+    for binding in view.order:
+        name = op_name(binding.value)
+        for rule_name, anchor, rule in RULES:
+            if anchor != name or rule_name not in enabled:
+                continue
+            repl = rule(ctx, binding)
+            if repl is not None:
+                replacements[binding.var.__hash__()] = repl
+                break
+    if not replacements:
+        return mod, 0
+    mutator = _Apply(mod, replacements)
+    mutator.builder_.update_func(gv, mutator.visit_expr(func))
+    return mutator.builder_.get(), len(replacements)
+
+
+@tvm.ir.transform.module_pass(opt_level=0, name="EliminateRedundancy")
+class EliminateRedundancy:
+    """Apply RULES until nothing fires; record facts and spec updates on the module."""
+
+    def __init__(self, rules: list[str] | None = None, max_sweeps: int = 8) -> None:
+        self.enabled = set(rules) if rules is not None else {r[0] for r in RULES}
+        self.max_sweeps = max_sweeps
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        spec = spec_of(mod)
+        if spec is None:
+            raise ValueError("EliminateRedundancy needs the module's serving spec (import with recom_tvm)")
+        facts = list(mod.attrs[FACTS_ATTR]) if mod.attrs is not None and FACTS_ATTR in mod.attrs else []
+        out = RemoveDeadCode()(mod)  # dead uses (e.g. an unused reverse_index_map) must not block rules
+        for gv, func in mod.functions_items():
+            if not isinstance(func, relax.Function):
+                continue
+            for _ in range(self.max_sweeps):
+                out, fired = _sweep(out, gv, spec, facts, self.enabled)
+                if not fired:
+                    break
+                out = RemoveDeadCode()(copy_attrs(mod, out))
+                out = ResolveShapes()(out)
+        out = copy_attrs(mod, out)
+        out = attach_spec(out, spec)
+        return out.with_attr(FACTS_ATTR, [str(f) for f in facts])

@@ -1,0 +1,38 @@
+"""Host-side preconditions: symbolic facts the compiler relied on, checked before launch.
+
+An assertion is `{"expr": <ast>, "message": str}`, the AST a nested list: ["var", name], ["int", v], or
+[op, args...] with op in add sub mul floordiv floormod min max eq ne lt le gt ge and or not. The compiler writes
+them (recom_tvm.shapes.assertions) when a rewrite holds only under a condition on the input sizes, e.g. a
+divisor being non-zero; the runtime evaluates them on the symbol values bound from the feeds.
+"""
+
+from __future__ import annotations
+
+from ..errors import InvalidArgumentError
+
+_OPS = {
+    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+    "floordiv": lambda a, b: a // b if b else None, "floormod": lambda a, b: a % b if b else None,
+    "min": min, "max": max, "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b,
+    "and": lambda a, b: bool(a) and bool(b), "or": lambda a, b: bool(a) or bool(b), "not": lambda a: not a,
+}
+
+
+def evaluate(ast, env: dict[str, int]):
+    """Value of an assertion AST under symbol values `env` (None if a division by zero occurs)."""
+    kind = ast[0]
+    if kind == "int":
+        return int(ast[1])
+    if kind == "var":
+        return env[ast[1]]
+    args = [evaluate(a, env) for a in ast[1:]]
+    if any(a is None for a in args):
+        return None
+    return _OPS[kind](*args)
+
+
+def check_all(assertions: list[dict], env: dict[str, int]) -> None:
+    for a in assertions:
+        if not evaluate(a["expr"], env):
+            raise InvalidArgumentError(a["message"])
