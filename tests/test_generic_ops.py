@@ -75,3 +75,33 @@ def test_bucketize_nan_and_edges():
     x = np.array([np.nan, -np.inf, np.inf, -0.0, 0.0, 1.0, 1.5, 2.0, 3.0, -1e30], np.float32)
     got = list(model.run({spec.features[0]["name"]: x}).values())[0]
     np.testing.assert_array_equal(got, cf(tf.constant(x)).numpy())
+
+
+def test_reshape_with_symbolic_divisor_checks_tf_preconditions_on_host():
+    """reshape([-1, n]) where n is a feed's size: SymEngine cancels B*n/n -> B; n != 0 and n | size are checked
+    on the host before launch, with TF's kind of error when they fail."""
+    import tensorflow as tf
+
+    def fn(x, y):
+        return tf.reshape(x, [-1, tf.shape(y)[1]]) * 2.0
+
+    cf = tf.function(fn).get_concrete_function(tf.TensorSpec([None, 6], tf.float32),
+                                               tf.TensorSpec([None, None], tf.float32))
+    mod, params, spec = recom_tvm.from_tensorflow(cf)
+    assert spec.assertions, "expected host-side preconditions for the symbolic reshape"
+    model = recom_tvm.build(mod, "llvm", params)
+    names = [f["name"] for f in spec.features]
+    x = np.arange(24, dtype=np.float32).reshape(4, 6)
+    for n in (3, 2):
+        y = np.zeros((1, n), np.float32)
+        got = list(model.run(dict(zip(names, [x, y]))).values())[0]
+        np.testing.assert_allclose(got, cf(tf.constant(x), tf.constant(y)).numpy())
+    for n in (0, 5):  # TF raises: zero-sized dim / 24 not a multiple of 5
+        y = np.zeros((1, n), np.float32)
+        try:
+            cf(tf.constant(x), tf.constant(y))
+            raise AssertionError("TF accepted the reshape")
+        except tf.errors.InvalidArgumentError:
+            pass
+        with pytest.raises(recom_tvm.InvalidArgumentError, match="Reshape"):
+            model.run(dict(zip(names, [x, y])))

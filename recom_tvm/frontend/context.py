@@ -12,7 +12,7 @@ import tvm
 from tvm import relax, tirx
 
 from ..errors import ConversionError
-from ..shapes.symbolic import as_expr, dim_str, is_const_int, is_prim, prove_equal, simplify
+from ..shapes.symbolic import analyzer, as_expr, dim_str, is_const_int, is_prim, prove_equal, simplify
 from .graph import Node
 from .values import Device, Host, Known, Symbols, Value
 
@@ -54,6 +54,8 @@ class ImportContext:
         self.feed_tensors: set[str] = set()
         self.host_values: dict[str, Host] = {}  # host tensors (feeds, host-stage outputs) by name
         self._params_by_content: dict[tuple, Device] = {}
+        self.assertions: list[dict] = []  # host-checked preconditions (recom_tvm.runtime.assertions)
+        self.assertion_symbols: set[str] = set()
 
     # ------------------------------------------------------------------------------------------- errors
     def fail(self, detail: str) -> NoReturn:
@@ -65,6 +67,26 @@ class ImportContext:
         """'<op> node <name> (column <c>)' for runtime error messages."""
         col = self._column_of(self.node.name)
         return f"{self.node.op} node {self.node.name!r}" + (f" (column {col!r})" if col else "")
+
+    def assume(self, cond, message: str) -> None:
+        """Record a precondition on the input sizes, checked on the host before launch (TF raises when it fails).
+
+        Conditions on data-dependent sizes cannot be checked before launch; the module checks those itself."""
+        from ..shapes.assertions import assertion
+
+        cond = analyzer().simplify(cond)
+        if isinstance(cond, tirx.IntImm):
+            if not cond.value:
+                self.fail(message)
+            return
+        names = set()
+        _names(cond, names)
+        if any(self.symbols.origin.get(n, "").startswith("data-dependent") for n in names):
+            return
+        entry = assertion(cond, message)
+        if entry not in self.assertions:
+            self.assertions.append(entry)
+            self.assertion_symbols |= names
 
     # ------------------------------------------------------------------------------------- emission
     def emit(self, expr: relax.Expr, name: str = "", shape: list | None = None) -> Device:
@@ -92,8 +114,16 @@ class ImportContext:
             return dev
         if len(dev.shape) != len(shape):
             self.fail(f"rank mismatch: {len(dev.shape)} vs {len(shape)}")
+        for k, (a, b) in enumerate(zip(dev.shape, shape)):
+            if isinstance(a, tirx.Var) and isinstance(b, tirx.Var) and not prove_equal(a, b) and \
+                    self._is_input_symbol(a) and self._is_input_symbol(b):
+                self.assume(a == b, f"{self.label()}: dimension {k} must be equal in its inputs, "
+                                    f"got {a.name} != {b.name}")
         var = self.bb.match_cast(dev.expr, relax.TensorType([as_expr(s) for s in shape], dev.dtype))
         return Device(var, dev.dtype, list(var.ty.shape.values))
+
+    def _is_input_symbol(self, v) -> bool:
+        return v.name in self.symbols.origin and not self.symbols.origin[v.name].startswith("data-dependent")
 
     def unify(self, values: list[Device], dims: list[int] | None = None) -> list[Device]:
         """Make the given dims (default: all) of same-rank values share the first value's symbols."""
@@ -189,6 +219,8 @@ class ImportContext:
         """Symbols used by the module but defined only by host tensors' shapes (e.g. a string feed [B, T] whose
         Shape() reaches a compiled op) become `shape_of` inputs: the runtime passes those tensors' shapes."""
         missing = {v.name for v in relax.analysis.free_symbolic_vars(func)}
+        defined = {v.name for v in relax.analysis.defined_symbolic_vars(func)}
+        missing |= self.assertion_symbols - defined
         extra = []
         for name, host in self.host_values.items():
             if not missing:
@@ -221,6 +253,16 @@ class ImportContext:
         if dev.shape:
             dev = self.emit(relax.op.reshape(dev.expr, []))
         return dev.expr
+
+
+def _names(e, out: set) -> None:
+    if isinstance(e, tirx.Var):
+        out.add(e.name)
+        return
+    for attr in ("a", "b", "value"):
+        sub = getattr(e, attr, None)
+        if sub is not None and is_prim(sub):
+            _names(sub, out)
 
 
 def _var_name(tensor: str) -> str:

@@ -96,7 +96,6 @@ class _Importer:
     # --------------------------------------------------------------------------------------- placeholders
     def _bind_placeholders(self, needed: set[str]) -> None:
         ctx = self.ctx
-        batch = ctx.symbols.get("B", "batch size")
         roles: dict[str, tuple[Feature, str]] = {}
         for f in self.loaded.features:
             for part, t in f.tensors.items():
@@ -109,6 +108,10 @@ class _Importer:
             dtype = node.attr("dtype")
             shape = node.attr("shape")
             feat, part = roles.get(name, (None, None))
+            # each feature has its own batch symbol: TF does not require equal batches until an op (a concat)
+            # does; there the importer asserts the equality on the host, with that op's error
+            batch = ctx.symbols.get(re.sub(r"\W", "_", f"B_{feat.name}"), f"batch size of feature {feat.name}") \
+                if feat is not None and self.structured else None
             if shape is None:
                 raise ConversionError(node.op, name, None, "unknown rank; give the input a shape")
             tensor = name + ":0"
@@ -117,7 +120,7 @@ class _Importer:
                     and shape[0] <= _SHAPE_FEED_MAX and part in (None, "dense_shape", "value")):
                 syms = []
                 for i in range(shape[0]):
-                    if part == "dense_shape" and i == 0 and self.structured:
+                    if part == "dense_shape" and i == 0 and batch is not None:
                         syms.append(batch)
                     else:
                         syms.append(ctx.symbols.fresh(f"{label}_dim{i}" if part == "dense_shape" else
@@ -137,7 +140,7 @@ class _Importer:
                 dims.append(d)
             elif part in ("indices", "values") and i == 0:
                 dims.append(sym.get(re.sub(r"\W", "_", f"nnz_{label}"), f"number of ids of feature {label}"))
-            elif part == "value" and i == 0 and self.structured:
+            elif part == "value" and i == 0 and batch is not None:
                 dims.append(batch)
             else:
                 dims.append(sym.fresh(f"{label}_dim{i}", f"dim {i} of feed {label}"))
@@ -174,6 +177,7 @@ class _Importer:
         out_types = [(o.dtype, [dim_str(d) for d in o.shape]) for o in outs]
         spec = InputSpec.build(self.loaded, self.graph, inputs, self.ctx.host_plan, out_types,
                                self.ctx.symbols.origin)
+        spec.assertions = list(self.ctx.assertions)
         return mod, dict(self.ctx.params), spec
 
     def _convert(self, node: Node, on_host: bool) -> None:

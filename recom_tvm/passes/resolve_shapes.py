@@ -12,7 +12,7 @@ import tvm
 from tvm import relax, tirx
 
 from ..shapes import symengine_bridge
-from ._util import copy_attrs
+from ._util import attach_spec, copy_attrs, param_symbols, spec_of, sync_input_shapes
 from ..shapes.symbolic import analyzer
 
 
@@ -69,13 +69,57 @@ class _DropTrivialMatchCasts(relax.PyExprMutator):
         super().visit_match_cast_(binding)
 
 
+def _asserted_equal_inputs(spec, func) -> dict:
+    """Input symbols the host asserts equal (e.g. two features' batch sizes meeting in a concat): b -> a."""
+    if spec is None:
+        return {}
+    syms = param_symbols(func)
+    subst = {}
+    for a in spec.assertions:
+        e = a["expr"]
+        if e[0] == "eq" and e[1][0] == "var" and e[2][0] == "var":
+            keep, drop = e[2][1], e[1][1]  # the concat's reference symbol stays
+            while keep in subst:
+                keep = subst[keep]
+            if keep != drop and keep in syms and drop in syms and drop not in subst:
+                subst[drop] = keep
+    return {name: syms[keep] for name, keep in subst.items()}
+
+
+def _rename(assertions: list[dict], names: dict[str, str]) -> list[dict]:
+    """Rename merged symbols in host assertions; equalities that became `a == a` are dropped (the runtime
+    checks that every input agrees on a shared symbol)."""
+    def ren(ast):
+        if ast[0] == "var":
+            return ["var", names.get(ast[1], ast[1])]
+        if ast[0] == "int":
+            return ast
+        return [ast[0]] + [ren(a) for a in ast[1:]]
+
+    out = []
+    for a in assertions:
+        e = ren(a["expr"])
+        if e[0] == "eq" and e[1] == e[2]:
+            continue
+        out.append({**a, "expr": e})
+    return out
+
+
 @tvm.ir.transform.module_pass(opt_level=0, name="ResolveShapes")
 class ResolveShapes:
+    """Also merges input symbols the host asserts equal, so one batch symbol serves the whole model."""
+
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        spec = spec_of(mod)
         updates = {}
         for gv, func in mod.functions_items():
             if not isinstance(func, relax.Function):
                 continue
+            merged = _asserted_equal_inputs(spec, func)
+            if merged:
+                func = func.bind_symbolic_vars(merged)
+                sync_input_shapes(func, spec)
+                spec.assertions = _rename(spec.assertions, {k: v.name for k, v in merged.items()})
             for _ in range(8):  # substitutions can expose more (a resolved shape feeds a later match_cast)
                 subst = _collect_substitutions(func)
                 if not subst:
@@ -87,4 +131,7 @@ class ResolveShapes:
         mutator = _DropTrivialMatchCasts(mod)
         for gv, func in updates.items():
             mutator.builder_.update_func(gv, mutator.visit_expr(func))
-        return copy_attrs(mod, mutator.builder_.get())
+        out = mutator.builder_.get()
+        if spec is not None:
+            out = attach_spec(out, spec)
+        return copy_attrs(mod, out)

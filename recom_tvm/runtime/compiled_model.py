@@ -94,9 +94,8 @@ class CompiledModel:
             if _IDENT.match(d):
                 if d in bound and bound[d][0] != v:
                     other = bound[d][1]
-                    msg = (f"inconsistent sizes: {label} implies {d} = {v} but {other} implies {d} = {bound[d][0]}"
-                           + (" (all features must have the same batch size)" if d == "B" else ""))
-                    raise FeedError(msg)
+                    raise InvalidArgumentError(f"inconsistent sizes: {label} implies {d} = {v} but {other} implies "
+                                               f"{d} = {bound[d][0]} (the model combines them, e.g. in a concat)")
                 bound.setdefault(d, (v, label))
             elif d.lstrip("-").isdigit() and int(d) != v:
                 raise FeedError(f"{label}: expected {what} {dims}, got {vals}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax, tirx
 
+from ...shapes import symengine_bridge
 from ...shapes.symbolic import as_expr, is_const_int, prove_equal, simplify, is_prim
 from ..context import shape_expr
 from ..values import Device, Known
@@ -55,14 +56,26 @@ def resolve_reshape(ctx, in_shape: list, target: list) -> list:
     if len(unknown) > 1:
         ctx.fail(f"more than one -1 in the target shape {target}")
     total = _prod(in_shape)
+    where = f"{ctx.node.op} node {ctx.node.name!r}" if ctx.node else "Reshape"
     if unknown:
         rest = _prod([t for i, t in enumerate(target) if i != unknown[0]])
         if is_const_int(rest) and int(rest) == 0:
             ctx.fail("cannot infer -1 with a zero-sized dimension in the target shape")
         target = list(target)
-        target[unknown[0]] = simplify(tirx.floordiv(as_expr(total), as_expr(rest)))
-    elif is_const_int(total) and all(is_const_int(t) for t in target) and int(total) != _prod(target):
-        ctx.fail(f"cannot reshape a tensor of {total} elements to {target}")
+        # SymEngine cancels through the symbolic divisor (B*T // T -> B); TF's own preconditions, that the
+        # divisor is non-zero and divides the size, become host-side checks when they are not provable
+        quotient, _ = symengine_bridge.simplify(tirx.floordiv(as_expr(total), as_expr(rest)))
+        target[unknown[0]] = simplify(quotient)
+        if not is_const_int(rest):
+            ctx.assume(as_expr(rest) != 0, f"{where}: cannot infer the -1 dimension of {target} with a zero-sized "
+                                           "dimension")
+            ctx.assume(tirx.floormod(as_expr(total), as_expr(rest)) == 0,
+                       f"{where}: the input's size is not a multiple of the other dimensions of the target shape")
+    elif not prove_equal(total, _prod(target)):
+        if is_const_int(total) and all(is_const_int(t) for t in target):
+            ctx.fail(f"cannot reshape a tensor of {total} elements to {target}")
+        ctx.assume(as_expr(total) == as_expr(_prod(target)),
+                   f"{where}: the input's size does not match the target shape {target}")
     return target
 
 
