@@ -155,12 +155,16 @@ class ImportContext:
                 self.fail(f"{what} must be a constant, got the symbolic value {x}")
         return [int(x) for x in vals]
 
-    def device(self, v: Value) -> Device:
-        """The value as a Relax expression (materializing known and host values)."""
+    def device(self, v: Value, table: bool = False) -> Device:
+        """The value as a Relax expression (materializing known and host values).
+
+        table: a constant read by a gather is an embedding table: always a parameter, whatever its size."""
         if isinstance(v, Device):
             return v
         if isinstance(v, Host):
             return self._host_input(v)
+        if table and v.concrete and v.dtype != "string":
+            return self._param(v.numpy())
         key = id(v)
         if key not in self._materialized:
             self._materialized[key] = self._materialize_known(v)

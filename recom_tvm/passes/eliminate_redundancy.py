@@ -515,7 +515,10 @@ class _Apply(relax.PyExprMutator):
         if isinstance(new_value, relax.Var):
             self.set_var_remap(binding.var, new_value)
             return None
-        new_var = self.builder_.emit(new_value, binding.var.name)
+        if isinstance(binding.var, relax.DataflowVar):
+            new_var = self.builder_.emit(new_value, binding.var.name)
+        else:  # a dataflow block's output stays an output
+            new_var = self.builder_.emit_output(new_value, binding.var.name)
         self.set_var_remap(binding.var, new_var)
         return None
 
@@ -527,6 +530,8 @@ def _sweep(mod: tvm.IRModule, gv, spec, facts: list, enabled: set) -> tuple[tvm.
                       {i["name"]: i for i in spec.module_inputs})
     replacements = {}
     for binding in view.order:
+        if not isinstance(binding, relax.VarBinding):
+            continue
         name = op_name(binding.value)
         for rule_name, anchor, rule in RULES:
             if anchor != name or rule_name not in enabled:

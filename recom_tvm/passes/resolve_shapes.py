@@ -60,6 +60,18 @@ def _same_shape(a, b) -> bool:
 
 @relax.expr_functor.mutator
 class _DropTrivialMatchCasts(relax.PyExprMutator):
+    """Also drops reshapes to the shape the tensor already has."""
+
+    def visit_var_binding_(self, binding: relax.VarBinding) -> None:
+        value = binding.value
+        if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op) and value.op.name == "relax.reshape" \
+                and isinstance(binding.var, relax.DataflowVar):
+            src = self.visit_expr(value.args[0])
+            if isinstance(src, relax.Var) and _same_shape(src.ty, binding.var.ty):
+                self.set_var_remap(binding.var, src)
+                return None
+        return super().visit_var_binding_(binding)
+
     def visit_match_cast_(self, binding: relax.MatchCast) -> None:
         value = self.visit_expr(binding.value)
         if _same_shape(value.ty, binding.ty) and str(getattr(value.ty, "dtype", "")) == str(

@@ -427,7 +427,7 @@ def _gather(ctx, node, ins):
     axis = ctx.const_ints(ins[2], "the axis")[0] if node.op == "GatherV2" else 0
     if int(node.attr("batch_dims", 0)) != 0:
         ctx.fail("batch_dims != 0")
-    p = ctx.device(params)
+    p = ctx.device(params, table=True)
     axis = _norm_axis(ctx, axis, len(p.shape))
     if isinstance(indices, Known) and indices.concrete:
         idx = indices.numpy()
