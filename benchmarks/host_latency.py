@@ -57,7 +57,7 @@ def main() -> int:
     inputs = [spec.sample(a.batch, rng=100 + i) for i in range(a.pool)]
     err = max(float(np.abs(model.run(x)["score"] - ref(x)).max()) for x in inputs)
     tf_inputs = [tf_export.to_tf_feeds(spec, x) for x in inputs]
-    t_tf = _median_ms(lambda x: ref._fn(x)["score"].numpy(), tf_inputs, a.repeat)
+    t_tf = _median_ms(ref.run_tf, tf_inputs, a.repeat)
     t_ours = _median_ms(model.run, inputs, a.repeat)
     t_host = _median_ms(model.prepare, inputs, a.repeat)
     res = {

@@ -54,17 +54,21 @@ def test_bucketized_column_is_one_gather(compiled):
 def test_demo_columns_before_and_after(compiled):
     c = compiled(zoo.demo())
     before = {col.name: col for col in identify_columns(c.mod)}
-    after = {col.name: col for col in identify_columns(recom_tvm.optimize(c.mod))}
-    assert set(before) == set(after) == {"age_bucketized_embedding", "user_id_embedding", "country_embedding",
-                                         "tags_embedding", "item_ids_embedding", "category_embedding"}
+    after = {col.name: col for col in identify_columns(recom_tvm.optimize(c.mod, disable=["fuse_columns"]))}
+    fused = {col.name: col for col in identify_columns(recom_tvm.optimize(c.mod))}
+    assert set(before) == set(after) == set(fused) == {
+        "age_bucketized_embedding", "user_id_embedding", "country_embedding", "tags_embedding",
+        "item_ids_embedding", "category_embedding"}
     assert after["tags_embedding"].op == "recom.embedding_bag" and after["tags_embedding"].combiner == "sum"
     assert after["age_bucketized_embedding"].op == "recom.gather"
     assert after["tags_embedding"].kind == "hash_bucket" and after["item_ids_embedding"].kind == \
         "identity_with_default"
     assert after["category_embedding"].inputs == ["category"]
+    assert {col.op for col in fused.values()} == {"recom.fused_embedding"}
     slots = sorted(col.concat_slot for col in after.values())
     assert slots[0][0] == 0 and all(a[0] + a[1] <= b[0] for a, b in zip(slots, slots[1:]))
-    assert {col.concat_slot for col in before.values()} == {col.concat_slot for col in after.values()}
+    for cols in (after, fused):
+        assert {col.concat_slot for col in before.values()} == {col.concat_slot for col in cols.values()}
 
 
 def test_passes_can_be_switched_off(compiled):

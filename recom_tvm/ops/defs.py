@@ -204,3 +204,19 @@ def embedding_bag(table, ids, rows, mask, num_bags, mode: str, check: bool = Fal
     if isinstance(num_bags, int):
         num_bags = relax.prim_value(tvm.tirx.IntImm("int64", num_bags))
     return relax.Call(EMBEDDING_BAG, [table, ids, rows, mask, num_bags, _s(mode), _p(check), _s(label)])
+
+
+# ------------------------------------------------------------------------------------------ FusedEmbedding
+def _infer_fused(call):
+    sizes = call.args[4]
+    return relax.TensorType([sizes.values[0], call.args[5]], "float32")
+
+
+FUSED_EMBEDDING = define_op(
+    "fused_embedding", 6, _infer_fused,
+    "All columns of a concat in one kernel (recom_tvm.ops.fused_kernel): (packed, meta, bounds, tables, "
+    "shape [B, units], width) -> [B, width]")
+
+
+def fused_embedding(packed, meta, bounds, tables, sizes: relax.ShapeExpr, width) -> relax.Call:
+    return relax.Call(FUSED_EMBEDDING, [packed, meta, bounds, tables, sizes, _p(width)])

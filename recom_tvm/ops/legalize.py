@@ -215,6 +215,19 @@ def _lower_embedding_bag(lw: _Lowerer, call):
                           [table, ids, rows, mask], relax.TensorType([num_bags, width], _dt(table)))
 
 
+def _lower_fused_embedding(lw: _Lowerer, call):
+    from . import fused_kernel
+
+    packed, meta, bounds, tables, sizes, width = call.args
+    target = tvm.target.Target.current(allow_none=True)
+    gpu = target is not None and target.kind.name == "cuda"
+    num_cols = int(_dims(meta)[0])
+    batch, units = sizes.values
+    gvar = lw.bb.add_func(fused_kernel.fused_embedding(num_cols, gpu), f"recom_fused_embedding_{num_cols}")
+    return relax.call_tir(gvar, [packed, meta, bounds, tables, relax.prim_value(units)],
+                          relax.TensorType([batch, width], "float32"))
+
+
 LOWERINGS: dict[str, Callable] = {
     PREFIX + "where": _lower_where,
     PREFIX + "sparse_reshape": _lower_sparse_reshape,
@@ -224,6 +237,7 @@ LOWERINGS: dict[str, Callable] = {
     PREFIX + "bucketize": _lower_bucketize,
     PREFIX + "gather": _lower_gather,
     PREFIX + "embedding_bag": _lower_embedding_bag,
+    PREFIX + "fused_embedding": _lower_fused_embedding,
 }
 
 

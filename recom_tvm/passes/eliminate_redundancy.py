@@ -572,4 +572,4 @@ class EliminateRedundancy:
                 out = ResolveShapes()(out)
         out = copy_attrs(mod, out)
         out = attach_spec(out, spec)
-        return out.with_attr(FACTS_ATTR, [str(f) for f in facts])
+        return out.with_attr(FACTS_ATTR, [str(f) for f in dict.fromkeys(facts)])  # unique, in order

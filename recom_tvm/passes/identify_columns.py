@@ -131,6 +131,15 @@ def identify_columns(mod: tvm.IRModule, func: str = "main") -> list[ColumnInfo]:
     out = []
     for b in view.order:
         name = op_name(b.value)
+        if name == "recom.fused_embedding" and spec is not None and spec.fused:
+            fields = spec.fused["meta_fields"]
+            for col, row in zip(spec.fused["columns"], spec.fused["meta"]):
+                if col["kind"] == "numeric":
+                    continue
+                out.append(ColumnInfo(col["name"], col["column_kind"], name, col["table"], col["rows"],
+                                      col["dim"], col["combiner"], col["inputs"],
+                                      (row[fields.index("out_off")], col["dim"]), b.var))
+            continue
         if name not in _COLUMN_OPS:
             continue
         table = _table_of(view, b.value)

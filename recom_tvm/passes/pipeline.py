@@ -10,16 +10,18 @@ from .. import config
 from ._util import copy_attrs
 from .cse import CommonSubexprAcrossColumns
 from .dead_code import RemoveDeadCode
+from .fuse_columns import FuseColumns
 from .eliminate_redundancy import EliminateRedundancy
 from .resolve_shapes import ResolveShapes
 from .value_ranges import FoldProvenComparisons
 
-PASSES = ("fold_comparisons", "eliminate_redundancy", "cse", "resolve_shapes")
+PASSES = ("fold_comparisons", "eliminate_redundancy", "cse", "resolve_shapes", "fuse_columns")
 
 
 def optimize(mod: tvm.IRModule, disable: Iterable[str] = ()) -> tvm.IRModule:
     """Run the embedding-column passes: fold comparisons the value ranges decide, rewrite each column into a
-    bag of table rows, merge common work across columns, resolve shapes.
+    bag of table rows, merge common work across columns, resolve shapes, fuse the columns of the concat into
+    one kernel.
 
     disable: names from PASSES to skip, or "eliminate_redundancy.<rule>" to skip one rewrite rule.
     """
@@ -39,6 +41,8 @@ def optimize(mod: tvm.IRModule, disable: Iterable[str] = ()) -> tvm.IRModule:
         seq.append(CommonSubexprAcrossColumns())
     if "resolve_shapes" not in disable:
         seq.append(ResolveShapes())
+    if "fuse_columns" not in disable and "eliminate_redundancy" not in disable:
+        seq.append(FuseColumns())
     out = mod
     for p in seq:
         out = copy_attrs(out, p(out))  # passes may update the spec attr; never restore an older one

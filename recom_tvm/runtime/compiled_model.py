@@ -18,6 +18,7 @@ from . import builtins  # noqa: F401  (registers the packed functions compiled m
 from .assertions import check_all
 from .feeds import check_ids, normalize_feeds, sort_rows
 from .host_stage import run_host_stage
+from .packer import PACKED, PACKED_SIZES, apply_recipes, pack
 from .spec import InputSpec
 
 _IDENT = re.compile(r"^[A-Za-z_]\w*$")
@@ -38,7 +39,10 @@ class CompiledModel:
         self.spec = spec
         self.target_kind = target_kind
         self._device = device
-        self._params_host = {k: np.ascontiguousarray(v) for k, v in params.items()}
+        params = apply_recipes(spec.param_recipes, params) if spec.param_recipes and not all(
+            name in params for name in spec.param_recipes) else params
+        wanted = {i["ref"] for i in spec.module_inputs if i["source"] == "param"}
+        self._params_host = {k: np.ascontiguousarray(v) for k, v in params.items() if k in wanted}
         self._vm = None
         self._params_dev: list | None = None
         self._lock = threading.Lock()
@@ -70,6 +74,15 @@ class CompiledModel:
         for check in self.spec.id_checks:
             check_ids(check, env[check["tensor"]])
         args, bound = [], {}
+        if self.spec.fused:
+            for inp in self.spec.fused["symbol_sources"]:  # inputs the kernel reads packed: bind their sizes
+                self._bind_input(inp, env, bound)
+            sym = self.spec.fused["batch_symbol"]
+            if sym not in bound:
+                raise FeedError(f"cannot tell the batch size {sym} from the feeds")
+            batch = bound[sym][0]
+            env[PACKED], units = pack(self.spec.fused, env, batch)
+            env[PACKED_SIZES] = np.array([batch, units], dtype=np.int64)
         for inp in self.spec.module_inputs:
             if inp["source"] == "param":
                 continue
@@ -85,6 +98,13 @@ class CompiledModel:
         if self.spec.assertions:
             check_all(self.spec.assertions, {k: v for k, (v, _) in bound.items()})
         return args
+
+    def _bind_input(self, inp: dict, env: dict, bound: dict) -> None:
+        arr = env[inp["ref"]]
+        if inp["kind"] == "shape":
+            self._bind(inp["shape"], [int(v) for v in np.asarray(arr).reshape(-1)], inp["ref"], bound, "value")
+        else:
+            self._bind(inp["shape"], list(np.shape(arr)), inp["ref"], bound, "shape")
 
     @staticmethod
     def _bind(dims: list[str], vals: list[int], label: str, bound: dict, what: str) -> None:

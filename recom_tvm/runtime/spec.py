@@ -24,6 +24,8 @@ class InputSpec:
     sort_rows: list[str] = dataclasses.field(default_factory=list)  # sparse features to stably sort by row
     id_checks: list[dict] = dataclasses.field(default_factory=list)  # {"tensor", "limit", "label"}: TF's error
     assertions: list[dict] = dataclasses.field(default_factory=list)  # symbolic preconditions (see assertions.py)
+    fused: dict = dataclasses.field(default_factory=dict)  # the fused kernel's packing plan (see packer.py)
+    param_recipes: dict = dataclasses.field(default_factory=dict)  # params built from others (flat tables)
 
     # ---------------------------------------------------------------------------------------- construction
     @classmethod

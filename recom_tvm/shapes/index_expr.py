@@ -303,7 +303,21 @@ def _gather(ie, call, idx):
     return ie._at(x, list(idx[:axis]) + [tirx.Cast("int64", inner)] + list(idx[axis + nid:]))
 
 
+def _full(ie, call, idx):
+    return _prim(call.args[1])
+
+
+def _zeros_ones(value: int):
+    def rule(ie, call, idx):
+        return tirx.const(value, str(call.ty.dtype))
+
+    return rule
+
+
 _RULES = {
+    "relax.full": _full,
+    "relax.zeros_like": _zeros_ones(0),
+    "relax.ones_like": _zeros_ones(1),
     "recom.gather": _gather,
     "relax.take": _gather,
     "relax.arange": _arange,

@@ -1,0 +1,147 @@
+"""The fused multi-column embedding kernel: every column of a concat, one launch, written into its slice.
+
+Data layout (ARCHITECTURE.md, "The fused kernel"):
+- `packed` int64 [P], built on the host per request, one host->device copy:
+    [0, C]            unit_start: prefix sums of each column's work units (tiles of bags)
+    [C+1, 2C]         data_base: where column c's data starts in `packed`
+    [2C+1, 3C]        aux: per-column per-request size (T for dense padded columns)
+    then per column:  CSR:     offsets [B+1] (relative), ids [n]
+                      DENSE:   ids [B*T], -1 = missing (row-major)
+                      ONE:     ids [B]
+                      BUCKET:  float32 bit patterns [B] (the raw value to bucketize)
+                      NUMERIC: float32 bit patterns [B*w]
+- `meta` int64 [C, len(META)]: static per-column facts (kind, dim, lanes, output offset, table base, ...)
+- `bounds` float32: all bucketize boundaries; `tables` float32: all tables, flat (row r of column c at
+  tables[table_base + r * dim]).
+- `out` float32 [B, W]: the concat output.
+
+Work unit = (column, tile of bags). A unit has THREADS threads; a column of dim d uses d/4 lanes per bag (float4
+loads, 16-byte aligned by construction) or d scalar lanes, so THREADS / lanes bags per tile: no column is one
+block's critical path, and short columns don't waste a block. On llvm the same body runs with the unit loop
+parallel and the thread loop serial.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from tvm.script import tirx as T
+
+THREADS = 256
+META = ("kind", "dim", "lanes", "out_off", "table_base", "rows", "mode", "pre", "pre_a", "pre_b", "filter", "vec")
+KIND = {"csr": 0, "dense": 1, "one": 2, "bucket": 3, "numeric": 4}
+MODE = {"sum": 0, "mean": 1, "sqrtn": 2}
+PRE = {"none": 0, "identity_default": 1}
+I64 = "int64"
+F32 = "float32"
+
+
+@functools.cache
+def fused_embedding(num_cols: int, gpu: bool):
+    nm = len(META)
+    C = num_cols
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(var_packed: T.handle, var_meta: T.handle, var_bounds: T.handle, var_tables: T.handle,
+               num_units: T.int64, var_out: T.handle):
+        p_len = T.int64()
+        nb = T.int64()
+        ne = T.int64()
+        b_sz = T.int64()
+        w = T.int64()
+        packed = T.match_buffer(var_packed, (p_len,), I64)
+        meta = T.match_buffer(var_meta, (C, nm), I64)
+        bounds = T.match_buffer(var_bounds, (nb,), F32)
+        tables = T.match_buffer(var_tables, (ne,), F32)
+        out = T.match_buffer(var_out, (b_sz, w), F32)
+        T.func_attr({"tirx.is_scheduled": gpu, "tirx.noalias": True})
+        for u in (T.thread_binding(num_units, thread="blockIdx.x") if gpu else T.parallel(num_units)):
+            for t in (T.thread_binding(THREADS, thread="threadIdx.x") if gpu else T.serial(THREADS)):
+                with T.sblock("fused_embedding"):
+                    T.reads(packed[0:p_len], meta[0:C, 0:nm], bounds[0:nb], tables[0:ne])
+                    T.writes(out[0:b_sz, 0:w])
+                    lo = T.alloc_buffer((1,), I64, scope="local")
+                    hi = T.alloc_buffer((1,), I64, scope="local")
+                    cnt = T.alloc_buffer((1,), I64, scope="local")
+                    rid = T.alloc_buffer((1,), I64, scope="local")
+                    top = T.alloc_buffer((1,), I64, scope="local")
+                    cbuf = T.alloc_buffer((1,), I64, scope="local")
+                    present = T.alloc_buffer((1,), "bool", scope="local")
+                    acc4 = T.alloc_buffer((1,), "float32x4", scope="local")
+                    acc1 = T.alloc_buffer((1,), F32, scope="local")
+                    # column of this unit: the last c with unit_start[c] <= u
+                    lo[0] = T.int64(0)
+                    hi[0] = T.int64(C)
+                    while hi[0] - lo[0] > T.int64(1):
+                        if packed[T.floordiv(lo[0] + hi[0], 2)] <= u:
+                            lo[0] = T.floordiv(lo[0] + hi[0], 2)
+                        else:
+                            hi[0] = T.floordiv(lo[0] + hi[0], 2)
+                    cbuf[0] = lo[0]  # lo / hi are reused below: keep the column in its own local
+                    c = cbuf[0]
+                    kind = meta[c, 0]
+                    dim = meta[c, 1]
+                    lanes = meta[c, 2]
+                    bpb = T.floordiv(T.int64(THREADS), lanes)
+                    bag = T.floordiv(T.Cast(I64, t), lanes)
+                    lane = T.floormod(T.Cast(I64, t), lanes)
+                    b = (u - packed[c]) * bpb + bag
+                    base = packed[C + 1 + c]
+                    vec = meta[c, 11]
+                    col = meta[c, 3] + T.if_then_else(vec == 1, lane * T.int64(4), lane)
+                    if bag < bpb and b < b_sz:
+                        if kind == T.int64(4):  # numeric: copy the float
+                            out[b, col] = T.reinterpret(F32, T.Cast("int32", packed[base + b * dim + lane]))
+                        else:
+                            # the entries of bag b: [lo, hi) in this column's id array
+                            if kind == T.int64(0):
+                                lo[0] = packed[base + b]
+                                hi[0] = packed[base + b + 1]
+                            elif kind == T.int64(1):
+                                lo[0] = b * packed[2 * C + 1 + c]
+                                hi[0] = lo[0] + packed[2 * C + 1 + c]
+                            else:
+                                lo[0] = b
+                                hi[0] = b + 1
+                            id_base = base + T.if_then_else(kind == T.int64(0), b_sz + 1, T.int64(0))
+                            cnt[0] = T.int64(0)
+                            acc4[0] = T.Broadcast(T.float32(0), 4)
+                            acc1[0] = T.float32(0)
+                            for j in T.serial(hi[0] - lo[0]):
+                                if kind == T.int64(3):  # bucketize the raw value (upper_bound; NaN -> last)
+                                    rid[0] = T.int64(0)
+                                    top[0] = meta[c, 9]
+                                    while rid[0] < top[0]:
+                                        if T.reinterpret(F32, T.Cast("int32", packed[id_base + lo[0] + j])) < \
+                                                bounds[meta[c, 8] + T.floordiv(rid[0] + top[0], 2)]:
+                                            top[0] = T.floordiv(rid[0] + top[0], 2)
+                                        else:
+                                            rid[0] = T.floordiv(rid[0] + top[0], 2) + T.int64(1)
+                                else:
+                                    rid[0] = packed[id_base + lo[0] + j]
+                                # a dense padded input marks missing entries with -1 (before preprocessing)
+                                present[0] = not (kind == T.int64(1) and rid[0] == T.int64(-1))
+                                if meta[c, 7] == T.int64(1):  # identity with default: out of range -> default
+                                    rid[0] = T.if_then_else(rid[0] < T.int64(0) or rid[0] >= meta[c, 8],
+                                                            meta[c, 9], rid[0])
+                                if present[0] and not (meta[c, 10] == T.int64(1) and rid[0] < T.int64(0)):
+                                    cnt[0] = cnt[0] + T.int64(1)
+                                    # ids were range-checked (or proven); the clamp only keeps reads in bounds
+                                    rid[0] = T.max(T.min(rid[0], meta[c, 5] - T.int64(1)), T.int64(0))
+                                    if vec == 1:
+                                        acc4[0] = acc4[0] + tables[T.ramp(meta[c, 4] + rid[0] * dim + lane * 4,
+                                                                          1, 4)]
+                                    else:
+                                        acc1[0] = acc1[0] + tables[meta[c, 4] + rid[0] * dim + lane]
+                            scale = T.if_then_else(
+                                cnt[0] == T.int64(0), T.float32(0),
+                                T.if_then_else(meta[c, 6] == T.int64(0), T.float32(1),
+                                               T.if_then_else(meta[c, 6] == T.int64(1),
+                                                              T.float32(1) / T.Cast(F32, cnt[0]),
+                                                              T.float32(1) / T.sqrt(T.Cast(F32, cnt[0])))))
+                            if vec == 1:
+                                out[b, T.ramp(col, 1, 4)] = acc4[0] * T.Broadcast(scale, 4)
+                            else:
+                                out[b, col] = acc1[0] * scale
+
+    return kernel

@@ -1,0 +1,407 @@
+"""FuseColumns: every column feeding a concat -> one recom.fused_embedding call (RECom section 3.1, without its
+one-block-per-column straggler). The concat disappears: each column writes straight into its slice.
+
+Runs after EliminateRedundancy, on its canonical column forms, recognized through index expressions:
+- embedding_bag whose rows are a host tensor's column 0 (a SparseTensor's indices)        -> "csr"
+- embedding_bag over the grid of a dense padded [B, T] input (-1 = missing)                -> "dense"
+- gather of one id per row from a host tensor                                              -> "one"
+- gather of Bucketize(x [B, 1])                                                            -> "bucket"
+- a float input [B, w] itself (numeric column)                                             -> "numeric"
+with identity-with-default preprocessing and TF's `id >= 0` filter folded into the kernel. The host packs the
+columns' inputs into one int64 buffer per request (recom_tvm.runtime.packer): offsets, ids and raw values, one
+host->device copy. If any input of a concat is not recognized the concat is left alone (and a fact says why).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tvm
+from tvm import relax, tirx
+
+from ..ops import defs
+from ..ops.fused_kernel import KIND, META, MODE, PRE, THREADS
+from ..shapes.index_expr import IndexExprs
+from ..shapes.symbolic import analyzer, as_expr, const_array, is_tensor_const
+from ._util import attach_spec, copy_attrs, spec_of
+from .dataflow import DataflowView, op_name
+from .dead_code import RemoveDeadCode
+from .eliminate_redundancy import FACTS_ATTR
+
+PACKED = "recom_tvm:packed"
+PACKED_SIZES = "recom_tvm:packed_sizes"
+TABLES = "recom_tvm_fused_tables"
+
+
+class _NoMatch(Exception):
+    pass
+
+
+@dataclasses.dataclass
+class _Column:
+    kind: str
+    dim: int
+    tensors: dict  # role -> host tensor name
+    table: relax.Var | None = None
+    mode: str = "sum"
+    pre: str = "none"
+    pre_a: int = 0
+    pre_b: int = 0
+    filter: bool = False
+    boundaries: np.ndarray | None = None
+    label: str = ""
+
+
+def _strip(e):
+    e = analyzer().simplify(e)
+    while isinstance(e, tirx.Cast):
+        e = e.value
+    return e
+
+
+class _Classifier:
+    def __init__(self, view: DataflowView, spec) -> None:
+        self.view = view
+        self.ie = IndexExprs(view.value)
+        self.inputs = {i["name"]: i for i in spec.module_inputs}
+
+    def host_tensor(self, leaf) -> str:
+        """The host tensor (feed or host-stage output) a leaf Relax param carries."""
+        leaf = self.view.root_var(leaf)
+        inp = self.inputs.get(getattr(leaf, "name", None))
+        if not self.view.is_param(leaf) or inp is None or inp["source"] not in ("feed", "host") \
+                or inp["kind"] != "tensor":
+            raise _NoMatch(f"{leaf} is not a host tensor")
+        return inp["ref"]
+
+    def load(self, e):
+        hit = self.ie.leaf(_strip(e))
+        if hit is None:
+            raise _NoMatch(f"{e} is not a load")
+        return hit
+
+    def preprocessing(self, e) -> tuple[str, int, int, tirx.PrimExpr]:
+        """e = pre(raw): ('none' | 'identity_default', a, b, raw expression)."""
+        e = _strip(e)
+        if isinstance(e, tirx.Select):
+            cond, dflt, raw = e.condition, _strip(e.true_value), _strip(e.false_value)
+            if isinstance(cond, tirx.Or) and isinstance(dflt, tirx.IntImm):
+                bounds = [_bound(t, raw) for t in (cond.a, cond.b)]
+                lows = [v for k, v in bounds if k == "lt"]
+                highs = [v for k, v in bounds if k == "ge"]
+                if lows == [0] and len(highs) == 1:  # TF: id < 0 or id >= num_buckets -> default
+                    return "identity_default", highs[0], int(dflt.value), raw
+            raise _NoMatch(f"preprocessing {e}")
+        return "none", 0, 0, e
+
+    # --------------------------------------------------------------------------------------------- columns
+    def column(self, x, width: int) -> _Column:
+        e = self.view.resolve(x)
+        while op_name(e) == "relax.reshape":
+            e = self.view.resolve(e.args[0])
+        name = op_name(e)
+        if name == "recom.embedding_bag":
+            return self.bag(e)
+        if name == "recom.gather":
+            return self.one(e)
+        # a numeric column: the input itself
+        return _Column("numeric", width, {"x": self.host_tensor(self.view.root_var(x) if not name else e.args[0])})
+
+    def bag(self, call) -> _Column:
+        table, ids, rows, mask, num_bags, mode, check, label = call.args
+        if int(check.value):
+            raise _NoMatch("device range check")
+        j = IndexExprs.index("j")
+        pre, a, b, raw = self.preprocessing(self.ie.at(ids, [j]))
+        src, ind = self.load(raw)
+        row = _strip(self.ie.at(rows, [j]))
+        masked = len(mask.ty.shape.values) > 0
+        m = _strip(self.ie.at(mask, [j])) if masked else tirx.const(True, "bool")
+        out = _Column("csr", int(table.ty.shape.values[1]), {}, table, mode.value, pre, a, b, label=label.value)
+        rowhit = self.ie.leaf(row)
+        if rowhit is not None:  # CSR: rows = I[j, 0], ids = V[j]
+            leaf_i, ind_i = rowhit
+            if not (len(ind_i) == 2 and _is(ind_i[0], j) and _is(ind_i[1], 0) and len(ind) == 1 and _is(ind[0], j)):
+                raise _NoMatch("csr indexing")
+            out.tensors = {"indices": self.host_tensor(leaf_i), "ids": self.host_tensor(src)}
+            out.filter = self.filter(m, raw, pre_expr=_strip(self.ie.at(ids, [j])), allow_missing=False)
+            return out
+        # DENSE: rows = j // T, ids = X[j // T, j % T]
+        if not (isinstance(row, tirx.FloorDiv) and _is(row.a, j)) or len(ind) != 2:
+            raise _NoMatch(f"rows {row}")
+        width = row.b
+        if not (_is_expr(ind[0], tirx.floordiv(j, width)) and _is_expr(ind[1], tirx.floormod(j, width))):
+            raise _NoMatch("dense indexing")
+        out.kind = "dense"
+        out.tensors = {"x": self.host_tensor(src)}
+        out.filter = self.filter(m, raw, pre_expr=_strip(self.ie.at(ids, [j])), allow_missing=True)
+        return out
+
+    def filter(self, m, raw, pre_expr, allow_missing: bool) -> bool:
+        """The mask as the kernel's (missing, filter) flags: True, id >= 0, raw != -1 and both."""
+        terms = _conjuncts(m)
+        filt, missing = False, False
+        for t in terms:
+            if isinstance(t, tirx.IntImm) and t.value:
+                continue
+            x = _nonneg_test(t)
+            if x is not None and (tvm_equal(x, pre_expr) or tvm_equal(x, raw)):
+                filt = True
+                continue
+            x = _ne_test(t, -1)
+            if allow_missing and x is not None and tvm_equal(x, raw):
+                missing = True
+                continue
+            raise _NoMatch(f"mask term {t}")
+        if allow_missing and not missing:
+            raise _NoMatch("dense input without its missing-value mask")
+        return filt
+
+    def one(self, call) -> _Column:
+        table, ids, axis, check, label = call.args
+        if int(check.value) or int(axis.value) != 0:
+            raise _NoMatch("checked or non-row gather")
+        j = IndexExprs.index("b")
+        e = _strip(self.ie.at(ids, [j]))
+        hit = self.ie.leaf(e)
+        if hit is not None:
+            leaf, ind = hit
+            bkt = self.view.resolve(leaf)
+            if op_name(bkt) == "recom.bucketize":
+                x = bkt.args[0]
+                if len(ind) != 2 or not _is(ind[0], j) or not _is(ind[1], 0) or str(x.ty.dtype) != "float32" or \
+                        not isinstance(x.ty.shape.values[1], tirx.IntImm) or x.ty.shape.values[1].value != 1:
+                    raise _NoMatch("bucketize layout")
+                bounds = const_array(bkt.args[1]).astype(np.float32)
+                return _Column("bucket", int(table.ty.shape.values[1]), {"x": self.host_tensor(x)}, table, "sum",
+                               boundaries=bounds, label=label.value)
+        pre, a, b, raw = self.preprocessing(e)
+        src, ind = self.load(raw)
+        if not (len(ind) in (1, 2) and _is(ind[0], j) and (len(ind) == 1 or _is(ind[1], 0))):
+            raise _NoMatch("one-per-row indexing")
+        return _Column("one", int(table.ty.shape.values[1]), {"ids": self.host_tensor(src)}, table, "sum", pre, a,
+                       b, label=label.value)
+
+
+def tvm_equal(a, b) -> bool:
+    import tvm_ffi
+
+    return bool(tvm_ffi.structural_equal(a, b))
+
+
+def _is(e, v) -> bool:
+    e = _strip(e)
+    if isinstance(v, int):
+        if isinstance(e, tirx.Sub) and _is(e.a, 0) and isinstance(_strip(e.b), tirx.IntImm):  # 0 - 1 == -1
+            return -int(_strip(e.b).value) == v
+        return isinstance(e, tirx.IntImm) and e.value == v
+    return isinstance(e, tirx.Var) and e.same_as(v)
+
+
+def _is_expr(a, b) -> bool:
+    return bool(analyzer().can_prove_equal(_strip(a), _strip(b)))
+
+
+def _bound(t, x) -> tuple[str | None, int | None]:
+    """('lt', c) for `x < c`, ('ge', c) for `x >= c`, in their normal forms; (None, None) otherwise."""
+    if isinstance(t, (tirx.LT, tirx.GE)) and tvm_equal(_strip(t.a), x) and isinstance(_strip(t.b), tirx.IntImm):
+        return ("lt" if isinstance(t, tirx.LT) else "ge"), int(_strip(t.b).value)
+    if isinstance(t, tirx.LE) and tvm_equal(_strip(t.b), x) and isinstance(_strip(t.a), tirx.IntImm):
+        return "ge", int(_strip(t.a).value)  # c <= x
+    if isinstance(t, tirx.GT) and tvm_equal(_strip(t.b), x) and isinstance(_strip(t.a), tirx.IntImm):
+        return "lt", int(_strip(t.a).value)  # c > x
+    return None, None
+
+
+def _nonneg_test(t):
+    """x if t is `x >= 0` in any of its normal forms (0 <= x, x > -1), else None."""
+    if isinstance(t, tirx.GE) and _is(t.b, 0):
+        return _strip(t.a)
+    if isinstance(t, tirx.LE) and _is(t.a, 0):
+        return _strip(t.b)
+    if isinstance(t, tirx.GT) and _is(t.b, -1):
+        return _strip(t.a)
+    if isinstance(t, tirx.LT) and _is(t.a, -1):
+        return _strip(t.b)
+    return None
+
+
+def _ne_test(t, value: int):
+    """x if t is `x != value` (either side), else None."""
+    if isinstance(t, tirx.NE):
+        if _is(t.b, value):
+            return _strip(t.a)
+        if _is(t.a, value):
+            return _strip(t.b)
+    return None
+
+
+def _conjuncts(e) -> list:
+    e = _strip(e)
+    if isinstance(e, tirx.And):
+        return _conjuncts(e.a) + _conjuncts(e.b)
+    return [e]
+
+
+# ---------------------------------------------------------------------------------------------- the rewrite
+def _layout(columns: list[_Column], widths: list[int], params: dict) -> tuple[np.ndarray, np.ndarray, list, dict]:
+    """Static per-column meta, all boundaries, and the flat-tables recipe (16-byte aligned tables)."""
+    meta, bounds, tables, base_of = [], [], [], {}
+    total, out_off = 0, 0
+    for col, width in zip(columns, widths):
+        vec = int(col.kind != "numeric" and col.dim % 4 == 0 and out_off % 4 == 0 and sum(widths) % 4 == 0)
+        lanes = col.dim // 4 if vec else col.dim
+        if lanes > THREADS:
+            raise _NoMatch(f"dim {col.dim} too wide for one tile")
+        table_base, rows = 0, 0
+        if col.table is not None:
+            key = col.table.name
+            if key not in base_of:
+                base_of[key] = total
+                tables.append(key)
+                r, d = (int(v) for v in col.table.ty.shape.values)
+                total += -(-r * d // 4) * 4  # pad to 4 floats: every table starts 16-byte aligned
+            table_base = base_of[key]
+            rows = int(col.table.ty.shape.values[0])
+        pre_a, pre_b = col.pre_a, col.pre_b
+        if col.kind == "bucket":
+            pre_a, pre_b = sum(len(b) for b in bounds), len(col.boundaries)
+            bounds.append(col.boundaries)
+        row = dict(kind=KIND[col.kind], dim=col.dim, lanes=lanes, out_off=out_off, table_base=table_base,
+                   rows=rows, mode=MODE[col.mode], pre=PRE[col.pre], pre_a=pre_a, pre_b=pre_b,
+                   filter=int(col.filter), vec=vec)
+        meta.append([row[k] for k in META])
+        out_off += width
+    flat_bounds = np.concatenate(bounds).astype(np.float32) if bounds else np.zeros(1, np.float32)
+    recipe = {"concat_flat": tables, "pad_to": 4}
+    return np.array(meta, dtype=np.int64), flat_bounds, tables, recipe
+
+
+@relax.expr_functor.mutator
+class _Replace(relax.PyExprMutator):
+    def __init__(self, mod, target_var, make) -> None:
+        super().__init__(mod)
+        self.target = target_var
+        self.make = make
+
+    def visit_var_binding_(self, binding):
+        if not binding.var.same_as(self.target):
+            return super().visit_var_binding_(binding)
+        new_value = self.make()
+        emit = self.builder_.emit if isinstance(binding.var, relax.DataflowVar) else self.builder_.emit_output
+        self.set_var_remap(binding.var, emit(new_value, binding.var.name))
+        return None
+
+
+@tvm.ir.transform.module_pass(opt_level=0, name="FuseColumns")
+class FuseColumns:
+    """Fuse the concat with the most columns (DenseFeatures' output) into one kernel."""
+
+    def __init__(self, min_columns: int = 2) -> None:
+        self.min_columns = min_columns
+
+    def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        spec = spec_of(mod)
+        if spec is None or spec.fused:
+            return mod
+        func = mod["main"]
+        view = DataflowView(func)
+        facts = list(mod.attrs[FACTS_ATTR]) if mod.attrs is not None and FACTS_ATTR in mod.attrs else []
+        concats = [b for b in view.order if op_name(b.value) == "relax.concat"]
+        concats.sort(key=lambda b: -len(b.value.args[0].fields))
+        for b in concats:
+            fields = list(b.value.args[0].fields)
+            ty = b.var.ty
+            axis = int(b.value.attrs.axis)
+            if len(fields) < self.min_columns or ty.shape is None or len(ty.shape.values) != 2 or axis not in (1, -1):
+                continue
+            if not isinstance(ty.shape.values[1], tirx.IntImm):
+                continue
+            widths = [int(f.ty.shape.values[1]) for f in fields]
+            classifier = _Classifier(view, spec)
+            try:
+                columns = [classifier.column(f, w) for f, w in zip(fields, widths)]
+                meta, bounds, tables, recipe = _layout(columns, widths, {})
+            except _NoMatch as why:
+                facts.append(f"concat of {len(fields)} inputs not fused: {why}")
+                continue
+            return self._fuse(mod, spec, view, b, columns, meta, bounds, tables, recipe, facts)
+        return mod.with_attr(FACTS_ATTR, facts) if facts else mod
+
+    def _fuse(self, mod, spec, view, binding, columns, meta, bounds, tables, recipe, facts):
+        from .identify_columns import identify_columns
+
+        before = {c.concat_slot[0]: c for c in identify_columns(mod) if c.concat_slot}
+        func = mod["main"]
+        batch = binding.var.ty.shape.values[0]
+        width = int(binding.var.ty.shape.values[1])
+        units = tirx.Var("fused_units", "int64")
+        p_len = tirx.Var("packed_len", "int64")
+        packed = relax.Var("recom_tvm_packed", relax.TensorType([p_len], "int64"))
+        sizes = relax.Var("recom_tvm_packed_sizes", relax.ShapeType([as_expr(batch), units]))
+        table_rows = sum(-(-int(v.ty.shape.values[0]) * int(v.ty.shape.values[1]) // 4) * 4
+                         for v in (next(c.table for c in columns if c.table is not None and c.table.name == t)
+                                   for t in tables))
+        flat = relax.Var(TABLES, relax.TensorType([max(table_rows, 4)], "float32"))
+
+        def make():
+            return defs.fused_embedding(packed, relax.const(meta, "int64"), relax.const(bounds, "float32"), flat,
+                                        relax.ShapeExpr([as_expr(batch), units]), width)
+
+        mutator = _Replace(mod, binding.var, make)
+        new_func = mutator.visit_expr(func)
+        new_func = relax.Function([sizes, packed] + list(new_func.params) + [flat], new_func.body, new_func.ret_ty,
+                                  new_func.is_pure, new_func.attrs, new_func.span)
+        mutator.builder_.update_func(mod.get_global_var("main"), new_func)
+        out = copy_attrs(mod, mutator.builder_.get())
+        out = RemoveDeadCode()(out)
+        # drop the parameters no op reads any more (the columns' feeds now reach the kernel through `packed`)
+        main = out["main"]
+        used = {v.__hash__() for v in relax.analysis.free_vars(main.body)}
+        keep = [p for p in main.params if p.__hash__() in used or p.same_as(sizes)]
+        dropped = [p for p in main.params if not any(p.same_as(k) for k in keep)]
+        out["main"] = relax.Function(keep, main.body, main.ret_ty, main.is_pure, main.attrs, main.span)
+        by_name = {i["name"]: i for i in spec.module_inputs}
+        kept_inputs = [by_name[p.name] for p in keep if p.name in by_name]
+        described = []
+        for c, row in zip(columns, meta.tolist()):
+            info = before.get(row[META.index("out_off")])
+            described.append(dict(kind=c.kind, tensors=c.tensors, dim=c.dim, label=c.label,
+                                  name=info.name if info else (c.tensors.get("x") or "?"),
+                                  column_kind=info.kind if info else "numeric",
+                                  combiner=info.combiner if info else "-",
+                                  inputs=info.inputs if info else [], rows=info.rows if info else 0,
+                                  table=info.table if info else ""))
+        spec.fused = {
+            "columns": described,
+            "meta": meta.tolist(), "meta_fields": list(META), "width": width, "threads": THREADS,
+            "batch_symbol": str(batch),
+            "symbol_sources": [by_name[p.name] for p in dropped
+                               if p.name in by_name and by_name[p.name]["source"] != "param"],
+        }
+        new_inputs = [
+            {"name": sizes.name, "source": "packed", "ref": PACKED_SIZES, "kind": "shape", "dtype": "int64",
+             "shape": [str(batch), units.name]},
+            {"name": packed.name, "source": "packed", "ref": PACKED, "kind": "tensor", "dtype": "int64",
+             "shape": [p_len.name]},
+        ]
+        params_in = [i for i in kept_inputs if i["source"] == "param"]
+        others = [i for i in kept_inputs if i["source"] != "param"]
+        spec.module_inputs = new_inputs + others + params_in + [
+            {"name": TABLES, "source": "param", "ref": TABLES, "kind": "tensor", "dtype": "float32",
+             "shape": [str(max(table_rows, 4))]}]
+        order = [sizes, packed] + [p for p in keep if p.name in {i["name"] for i in others}] + \
+            [p for p in keep if p.name in {i["name"] for i in params_in}] + [flat]
+        out["main"] = relax.Function(order, out["main"].body, out["main"].ret_ty, out["main"].is_pure,
+                                     out["main"].attrs, out["main"].span).with_attr(
+                                         "num_input", len(new_inputs) + len(others))
+        spec.param_recipes = dict(spec.param_recipes or {})
+        spec.param_recipes[TABLES] = recipe
+        kinds = {}
+        for c in columns:
+            kinds[c.kind] = kinds.get(c.kind, 0) + 1
+        facts.append(f"fused {len(columns)} columns ({', '.join(f'{v} {k}' for k, v in sorted(kinds.items()))}) "
+                     f"into one kernel writing the [{batch}, {width}] concat")
+        out = attach_spec(out, spec)
+        return out.with_attr(FACTS_ATTR, facts)

@@ -1,0 +1,69 @@
+"""Packing a request for the fused embedding kernel: every column's inputs in one int64 buffer (one copy).
+
+Layout: see recom_tvm.ops.fused_kernel. Vectorized per column; the per-column metadata is static (the spec).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PACKED = "recom_tvm:packed"
+PACKED_SIZES = "recom_tvm:packed_sizes"
+
+
+def _float_bits(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.float32).reshape(-1).view(np.int32).astype(np.int64)
+
+
+def pack(fused: dict, env: dict, batch: int) -> tuple[np.ndarray, int]:
+    """-> (packed buffer, number of work units)."""
+    fields = fused["meta_fields"]
+    meta = np.asarray(fused["meta"], dtype=np.int64).reshape(len(fused["columns"]), len(fields))
+    cols = fused["columns"]
+    ncols = len(cols)
+    lanes = meta[:, fields.index("lanes")]
+    per_tile = fused["threads"] // lanes
+    tiles = -(-batch // per_tile) if batch else np.zeros(ncols, np.int64)
+    unit_start = np.zeros(ncols + 1, np.int64)
+    unit_start[1:] = np.cumsum(tiles)
+    pieces, data_base, aux = [], np.zeros(ncols, np.int64), np.zeros(ncols, np.int64)
+    pos = 3 * ncols + 1
+    for c, col in enumerate(cols):
+        kind, t = col["kind"], col["tensors"]
+        if kind == "csr":
+            rows = np.asarray(env[t["indices"]])[:, 0]
+            counts = np.bincount(rows, minlength=batch) if rows.size else np.zeros(batch, np.int64)
+            offsets = np.zeros(batch + 1, np.int64)
+            np.cumsum(counts[:batch], out=offsets[1:])
+            piece = np.concatenate([offsets, np.asarray(env[t["ids"]], dtype=np.int64).reshape(-1)])
+        elif kind == "dense":
+            x = np.asarray(env[t["x"]])
+            aux[c] = x.shape[1]
+            piece = x.reshape(-1).astype(np.int64)
+        elif kind == "one":
+            piece = np.asarray(env[t["ids"]], dtype=np.int64).reshape(-1)
+        else:  # bucket, numeric: the raw floats
+            piece = _float_bits(env[t["x"]])
+        data_base[c] = pos
+        pos += piece.size
+        pieces.append(piece)
+    packed = np.concatenate([unit_start, data_base, aux, *pieces]) if pieces else np.concatenate(
+        [unit_start, data_base, aux])
+    return packed, int(unit_start[-1])
+
+
+def apply_recipes(recipes: dict, params: dict) -> dict:
+    """Build the params the passes asked for (the fused kernel's flat tables) from the imported ones."""
+    out = dict(params)
+    for name, recipe in recipes.items():
+        if "concat_flat" in recipe:
+            pad = int(recipe.get("pad_to", 1))
+            parts = []
+            for t in recipe["concat_flat"]:
+                flat = np.ascontiguousarray(params[t], dtype=np.float32).reshape(-1)
+                extra = (-flat.size) % pad
+                parts.append(flat)
+                if extra:
+                    parts.append(np.zeros(extra, np.float32))
+            out[name] = np.concatenate(parts) if parts else np.zeros(pad, np.float32)
+    return out
