@@ -45,6 +45,17 @@ class RuleContext:
     spec: object
     facts: list[str]
     inputs: dict[str, dict]  # Relax param name -> module input entry of the spec
+    feature_of_indices: dict = dataclasses.field(default_factory=dict)  # indices tensor -> sparse feature
+    params_by_ref: dict = dataclasses.field(default_factory=dict)  # host tensor -> Relax param
+
+    def __post_init__(self) -> None:
+        for f in self.spec.features:
+            if f["kind"] == "sparse":
+                self.feature_of_indices[f["tensors"]["indices"]] = f
+        for p in self.view.func.params:
+            inp = self.inputs.get(p.name)
+            if inp is not None:
+                self.params_by_ref[inp["ref"]] = p
 
     def label(self, text: str) -> str:
         col = text.split("(column ", 1)[1].rstrip(")") if "(column " in text else text
@@ -168,10 +179,9 @@ def _rows_sorted(ctx: RuleContext, rows_of, n) -> tuple[bool, str | None, str]:
             node = _host_node(ctx.spec, inp["ref"])
             if node is not None and node["op"] == "Where":
                 return True, None, "rows from the host stage's Where (row-major)"
-        if inp is not None and inp["source"] == "feed":
-            for f in ctx.spec.features:
-                if f["kind"] == "sparse" and f["tensors"]["indices"] == inp["ref"]:
-                    return True, f["name"], f"rows from feature {f['name']!r}, sorted on the host"
+        if inp is not None and inp["source"] == "feed" and inp["ref"] in ctx.feature_of_indices:
+            f = ctx.feature_of_indices[inp["ref"]]
+            return True, f["name"], f"rows from feature {f['name']!r}, sorted on the host"
     return False, None, "rows of unknown order"
 
 
@@ -292,8 +302,8 @@ def rule_sparse_column(ctx: RuleContext, b: relax.Binding):
     if not _used_only_within(ctx, sfer_var, chain, b.var):
         return None
     if sort_feature is not None:
-        feed_vars = [p for p in view.func.params if p.name in ctx.inputs and ctx.inputs[p.name]["ref"] in
-                     ctx.spec.feature(sort_feature)["tensors"].values()]
+        feed_vars = [ctx.params_by_ref[t] for t in ctx.spec.feature(sort_feature)["tensors"].values()
+                     if t in ctx.params_by_ref]
         col_chain = _chain_vars(ctx, b.var, feed_vars) | {b.var.__hash__()}
         if not all(_used_only_within(ctx, v, col_chain, b.var) for v in feed_vars):
             return None  # the feature feeds something else too: reordering its entries is not safe

@@ -42,7 +42,8 @@ class InputSpec:
                    list(host_plan), outputs, dict(symbols))
 
     def to_json(self) -> str:
-        return json.dumps({"version": SPEC_VERSION, **dataclasses.asdict(self)}, indent=1)
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # shallow: no deep copy
+        return json.dumps({"version": SPEC_VERSION, **fields}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> InputSpec:
@@ -57,10 +58,10 @@ class InputSpec:
         return sum(1 for i in self.module_inputs if i["source"] != "param")
 
     def feature(self, name: str) -> dict | None:
-        for f in self.features:
-            if f["name"] == name:
-                return f
-        return None
+        index = self.__dict__.get("_feature_index")
+        if index is None or len(index) != len(self.features):
+            index = self.__dict__["_feature_index"] = {f["name"]: f for f in self.features}
+        return index.get(name)
 
     def summary(self) -> str:
         lines = [f"{len(self.features)} features, {self.num_inputs} module inputs, "
