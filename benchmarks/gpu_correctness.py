@@ -5,8 +5,9 @@
     # GPU machine (runtime only; see ../shared/device/stage_runtime.sh):
     python benchmarks/gpu_correctness.py run --dir .device/gpu_check --out $OUT
 
-Models: the demo and one per column type / input format; batches 1, 7, 512, ordinary and hostile inputs, plus an
-out-of-range id for an identity column without default (TF raises; so must we, on the GPU too).
+Models: the demo and one per column type / input format, each as imported (passes off: TF's graph op by op) and
+optimized (redundancy eliminated, columns fused into one kernel); batches 1, 7, 512, ordinary and hostile
+inputs, plus an out-of-range id for an identity column without default (TF raises; so must we, on the GPU too).
 """
 
 from __future__ import annotations
@@ -31,14 +32,15 @@ def prepare(out_dir: str, arch: str) -> None:
 
     recom_tvm.config.cuda_arch = arch
     os.makedirs(out_dir, exist_ok=True)
-    specs = {"demo": zoo.demo(), **zoo.per_column_type()}
+    specs = {"demo": zoo.demo(), "mixed24": zoo.mixed(24, seed=3), **zoo.per_column_type()}
     for name, spec in specs.items():
         t0 = time.perf_counter()
         paths = tf_export.export(spec)
         ref = tf_export.TFReference(spec, paths)
         mod, params, _ = recom_tvm.from_tensorflow(paths["pb"], signature=paths["signature"])
-        model = recom_tvm.build(mod, "cuda", params)
-        model.export_library(os.path.join(out_dir, f"{name}.so"))
+        recom_tvm.build(mod, "cuda", params).export_library(os.path.join(out_dir, f"{name}.so"))
+        recom_tvm.build(recom_tvm.optimize(mod), "cuda", params).export_library(
+            os.path.join(out_dir, f"{name}.opt.so"))
         for batch in BATCHES:
             for hostile in (False, True):
                 feeds = spec.sample(batch, rng=batch * 7 + hostile, hostile=hostile)
@@ -69,11 +71,12 @@ def run(in_dir: str, out_dir: str | None) -> int:
     rows, failures = [], 0
     for lib in sorted(glob.glob(os.path.join(in_dir, "*.so"))):
         name = os.path.basename(lib)[:-3]
+        base = name[:-4] if name.endswith(".opt") else name
         t0 = time.perf_counter()
         model = load(lib)
-        for case in sorted(glob.glob(os.path.join(in_dir, f"{name}__*.npz"))):
+        for case in sorted(glob.glob(os.path.join(in_dir, f"{base}__*.npz"))):
             feeds, extra = feeds_io.load(case)
-            label = os.path.basename(case)[len(name) + 2:-4]
+            label = os.path.basename(case)[len(base) + 2:-4]
             if "expect_error" in extra:
                 try:
                     model.run(feeds)

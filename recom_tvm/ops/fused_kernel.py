@@ -15,10 +15,10 @@ Data layout (ARCHITECTURE.md, "The fused kernel"):
   tables[table_base + r * dim]).
 - `out` float32 [B, W]: the concat output.
 
-Work unit = (column, tile of bags). A unit has THREADS threads; a column of dim d uses d/4 lanes per bag (float4
-loads, 16-byte aligned by construction) or d scalar lanes, so THREADS / lanes bags per tile: no column is one
-block's critical path, and short columns don't waste a block. On llvm the same body runs with the unit loop
-parallel and the thread loop serial.
+Work unit = (column, tile of bags). A unit has THREADS threads; a column of dim d uses ceil(d/4) lanes per bag
+(one float4 load per lane and id; table rows are padded to 4 floats), so THREADS / lanes bags per tile: no
+column is one block's critical path, and short columns don't waste a block. On llvm the same body runs with
+the unit loop parallel and the thread loop serial.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ import functools
 from tvm.script import tirx as T
 
 THREADS = 256
-META = ("kind", "dim", "lanes", "out_off", "table_base", "rows", "mode", "pre", "pre_a", "pre_b", "filter", "vec")
+# table_base is in float4 units; lanes = ceil(dim / 4) (each lane owns 4 floats of the row or output)
+META = ("kind", "dim", "lanes", "out_off", "table_base", "rows", "mode", "pre", "pre_a", "pre_b", "filter")
 KIND = {"csr": 0, "dense": 1, "one": 2, "bucket": 3, "numeric": 4}
 MODE = {"sum": 0, "mean": 1, "sqrtn": 2}
 PRE = {"none": 0, "identity_default": 1}
@@ -37,29 +38,30 @@ F32 = "float32"
 
 
 @functools.cache
-def fused_embedding(num_cols: int, gpu: bool):
+def fused_embedding(num_cols: int, width: int, vec_out: bool, gpu: bool):
+    """vec_out: every column's dim and output offset (and the width) are multiples of 4, so results go out as
+    float4 stores; otherwise lane k of each float4 is stored alone (and lanes past the dim are skipped)."""
     nm = len(META)
     C = num_cols
 
     @T.prim_func(private=True, s_tir=True)
     def kernel(var_packed: T.handle, var_meta: T.handle, var_bounds: T.handle, var_tables: T.handle,
                num_units: T.int64, var_out: T.handle):
+        T.func_attr({"tirx.is_scheduled": gpu, "tirx.noalias": True})
         p_len = T.int64()
         nb = T.int64()
         ne = T.int64()
         b_sz = T.int64()
-        w = T.int64()
         packed = T.match_buffer(var_packed, (p_len,), I64)
         meta = T.match_buffer(var_meta, (C, nm), I64)
         bounds = T.match_buffer(var_bounds, (nb,), F32)
         tables = T.match_buffer(var_tables, (ne,), F32)
-        out = T.match_buffer(var_out, (b_sz, w), F32)
-        T.func_attr({"tirx.is_scheduled": gpu, "tirx.noalias": True})
+        out = T.match_buffer(var_out, (b_sz, width), F32)
         for u in (T.thread_binding(num_units, thread="blockIdx.x") if gpu else T.parallel(num_units)):
             for t in (T.thread_binding(THREADS, thread="threadIdx.x") if gpu else T.serial(THREADS)):
                 with T.sblock("fused_embedding"):
                     T.reads(packed[0:p_len], meta[0:C, 0:nm], bounds[0:nb], tables[0:ne])
-                    T.writes(out[0:b_sz, 0:w])
+                    T.writes(out[0:b_sz, 0:width])
                     lo = T.alloc_buffer((1,), I64, scope="local")
                     hi = T.alloc_buffer((1,), I64, scope="local")
                     cnt = T.alloc_buffer((1,), I64, scope="local")
@@ -68,7 +70,6 @@ def fused_embedding(num_cols: int, gpu: bool):
                     cbuf = T.alloc_buffer((1,), I64, scope="local")
                     present = T.alloc_buffer((1,), "bool", scope="local")
                     acc4 = T.alloc_buffer((1,), "float32x4", scope="local")
-                    acc1 = T.alloc_buffer((1,), F32, scope="local")
                     # column of this unit: the last c with unit_start[c] <= u
                     lo[0] = T.int64(0)
                     hi[0] = T.int64(C)
@@ -84,14 +85,16 @@ def fused_embedding(num_cols: int, gpu: bool):
                     lanes = meta[c, 2]
                     bpb = T.floordiv(T.int64(THREADS), lanes)
                     bag = T.floordiv(T.Cast(I64, t), lanes)
-                    lane = T.floormod(T.Cast(I64, t), lanes)
+                    lane_idx = T.floormod(T.Cast(I64, t), lanes)
                     b = (u - packed[c]) * bpb + bag
                     base = packed[C + 1 + c]
-                    vec = meta[c, 11]
-                    col = meta[c, 3] + T.if_then_else(vec == 1, lane * T.int64(4), lane)
+                    col = meta[c, 3] + lane_idx * T.int64(4)
                     if bag < bpb and b < b_sz:
-                        if kind == T.int64(4):  # numeric: copy the float
-                            out[b, col] = T.reinterpret(F32, T.Cast("int32", packed[base + b * dim + lane]))
+                        if kind == T.int64(4):  # numeric: copy up to 4 floats
+                            for k in T.unroll(4):
+                                if lane_idx * 4 + k < dim:
+                                    out[b, col + k] = T.reinterpret(
+                                        F32, T.Cast("int32", packed[base + b * dim + lane_idx * 4 + k]))
                         else:
                             # the entries of bag b: [lo, hi) in this column's id array
                             if kind == T.int64(0):
@@ -106,7 +109,6 @@ def fused_embedding(num_cols: int, gpu: bool):
                             id_base = base + T.if_then_else(kind == T.int64(0), b_sz + 1, T.int64(0))
                             cnt[0] = T.int64(0)
                             acc4[0] = T.Broadcast(T.float32(0), 4)
-                            acc1[0] = T.float32(0)
                             for j in T.serial(hi[0] - lo[0]):
                                 if kind == T.int64(3):  # bucketize the raw value (upper_bound; NaN -> last)
                                     rid[0] = T.int64(0)
@@ -128,20 +130,22 @@ def fused_embedding(num_cols: int, gpu: bool):
                                     cnt[0] = cnt[0] + T.int64(1)
                                     # ids were range-checked (or proven); the clamp only keeps reads in bounds
                                     rid[0] = T.max(T.min(rid[0], meta[c, 5] - T.int64(1)), T.int64(0))
-                                    if vec == 1:
-                                        acc4[0] = acc4[0] + tables[T.ramp(meta[c, 4] + rid[0] * dim + lane * 4,
-                                                                          1, 4)]
-                                    else:
-                                        acc1[0] = acc1[0] + tables[meta[c, 4] + rid[0] * dim + lane]
+                                    # tables are read only as float4 at 4 * (float4 index): TVM proves the
+                                    # alignment and turns the buffer into a float4 pointer (16-byte loads)
+                                    acc4[0] = acc4[0] + tables[T.ramp((meta[c, 4] + rid[0] * lanes + lane_idx) * 4,
+                                                                      1, 4)]
                             scale = T.if_then_else(
                                 cnt[0] == T.int64(0), T.float32(0),
                                 T.if_then_else(meta[c, 6] == T.int64(0), T.float32(1),
                                                T.if_then_else(meta[c, 6] == T.int64(1),
                                                               T.float32(1) / T.Cast(F32, cnt[0]),
                                                               T.float32(1) / T.sqrt(T.Cast(F32, cnt[0])))))
-                            if vec == 1:
-                                out[b, T.ramp(col, 1, 4)] = acc4[0] * T.Broadcast(scale, 4)
+                            if vec_out:  # output offsets are multiples of 4 here: 4 * (float4 index)
+                                out[b, T.ramp(T.floordiv(meta[c, 3], 4) * 4 + lane_idx * 4, 1, 4)] = \
+                                    acc4[0] * T.Broadcast(scale, 4)
                             else:
-                                out[b, col] = acc1[0] * scale
+                                for k in T.unroll(4):
+                                    if lane_idx * 4 + k < dim:
+                                        out[b, col + k] = T.Shuffle([acc4[0]], [k]) * scale
 
     return kernel

@@ -215,6 +215,12 @@ def _lower_embedding_bag(lw: _Lowerer, call):
                           [table, ids, rows, mask], relax.TensorType([num_bags, width], _dt(table)))
 
 
+def _const_meta(meta) -> list:
+    from ..shapes.symbolic import const_array
+
+    return const_array(meta).tolist()
+
+
 def _lower_fused_embedding(lw: _Lowerer, call):
     from . import fused_kernel
 
@@ -223,7 +229,12 @@ def _lower_fused_embedding(lw: _Lowerer, call):
     gpu = target is not None and target.kind.name == "cuda"
     num_cols = int(_dims(meta)[0])
     batch, units = sizes.values
-    gvar = lw.bb.add_func(fused_kernel.fused_embedding(num_cols, gpu), f"recom_fused_embedding_{num_cols}")
+    m = _const_meta(meta)
+    f = fused_kernel.META
+    vec_out = int(width.value) % 4 == 0 and all(
+        row[f.index("dim")] % 4 == 0 and row[f.index("out_off")] % 4 == 0 and row[f.index("kind")] != 4 for row in m)
+    gvar = lw.bb.add_func(fused_kernel.fused_embedding(num_cols, int(width.value), vec_out, gpu),
+                          f"recom_fused_embedding_{num_cols}")
     return relax.call_tir(gvar, [packed, meta, bounds, tables, relax.prim_value(units)],
                           relax.TensorType([batch, width], "float32"))
 

@@ -250,18 +250,17 @@ def _layout(columns: list[_Column], widths: list[int], params: dict) -> tuple[np
     meta, bounds, tables, base_of = [], [], [], {}
     total, out_off = 0, 0
     for col, width in zip(columns, widths):
-        vec = int(col.kind != "numeric" and col.dim % 4 == 0 and out_off % 4 == 0 and sum(widths) % 4 == 0)
-        lanes = col.dim // 4 if vec else col.dim
+        lanes = -(-col.dim // 4)
         if lanes > THREADS:
             raise _NoMatch(f"dim {col.dim} too wide for one tile")
         table_base, rows = 0, 0
         if col.table is not None:
             key = col.table.name
             if key not in base_of:
-                base_of[key] = total
+                base_of[key] = total  # in float4 units
                 tables.append(key)
                 r, d = (int(v) for v in col.table.ty.shape.values)
-                total += -(-r * d // 4) * 4  # pad to 4 floats: every table starts 16-byte aligned
+                total += r * -(-d // 4)  # rows padded to 4 floats: every row starts 16-byte aligned
             table_base = base_of[key]
             rows = int(col.table.ty.shape.values[0])
         pre_a, pre_b = col.pre_a, col.pre_b
@@ -270,11 +269,11 @@ def _layout(columns: list[_Column], widths: list[int], params: dict) -> tuple[np
             bounds.append(col.boundaries)
         row = dict(kind=KIND[col.kind], dim=col.dim, lanes=lanes, out_off=out_off, table_base=table_base,
                    rows=rows, mode=MODE[col.mode], pre=PRE[col.pre], pre_a=pre_a, pre_b=pre_b,
-                   filter=int(col.filter), vec=vec)
+                   filter=int(col.filter))
         meta.append([row[k] for k in META])
         out_off += width
     flat_bounds = np.concatenate(bounds).astype(np.float32) if bounds else np.zeros(1, np.float32)
-    recipe = {"concat_flat": tables, "pad_to": 4}
+    recipe = {"concat_flat": tables, "pad_rows_to": 4}
     return np.array(meta, dtype=np.int64), flat_bounds, tables, recipe
 
 
@@ -340,7 +339,7 @@ class FuseColumns:
         p_len = tirx.Var("packed_len", "int64")
         packed = relax.Var("recom_tvm_packed", relax.TensorType([p_len], "int64"))
         sizes = relax.Var("recom_tvm_packed_sizes", relax.ShapeType([as_expr(batch), units]))
-        table_rows = sum(-(-int(v.ty.shape.values[0]) * int(v.ty.shape.values[1]) // 4) * 4
+        table_rows = sum(int(v.ty.shape.values[0]) * -(-int(v.ty.shape.values[1]) // 4) * 4
                          for v in (next(c.table for c in columns if c.table is not None and c.table.name == t)
                                    for t in tables))
         flat = relax.Var(TABLES, relax.TensorType([max(table_rows, 4)], "float32"))

@@ -57,13 +57,13 @@ def apply_recipes(recipes: dict, params: dict) -> dict:
     out = dict(params)
     for name, recipe in recipes.items():
         if "concat_flat" in recipe:
-            pad = int(recipe.get("pad_to", 1))
+            pad = int(recipe.get("pad_rows_to", 1))
             parts = []
             for t in recipe["concat_flat"]:
-                flat = np.ascontiguousarray(params[t], dtype=np.float32).reshape(-1)
-                extra = (-flat.size) % pad
-                parts.append(flat)
-                if extra:
-                    parts.append(np.zeros(extra, np.float32))
+                table = np.asarray(params[t], dtype=np.float32)
+                rows, dim = table.shape
+                if dim % pad:
+                    table = np.concatenate([table, np.zeros((rows, (-dim) % pad), np.float32)], axis=1)
+                parts.append(np.ascontiguousarray(table).reshape(-1))
             out[name] = np.concatenate(parts) if parts else np.zeros(pad, np.float32)
     return out
