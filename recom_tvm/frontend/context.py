@@ -189,7 +189,9 @@ class ImportContext:
         return dev
 
     def _param(self, arr: np.ndarray) -> Device:
-        # identical tables (two Const nodes, same content) share one parameter
+        # identical tables (two Const nodes, same content) share one parameter; virtual (value-less) ones never
+        if arr.ndim and all(st == 0 for st in arr.strides):
+            return self._new_param(arr)
         key = (arr.dtype.str, arr.shape, hashlib.sha1(np.ascontiguousarray(arr).tobytes()).hexdigest())
         if key in self._params_by_content:
             return self._params_by_content[key]

@@ -49,6 +49,9 @@ def decode_tensor(t) -> np.ndarray:
             vals = vals * count
         return np.array(vals, dtype=object).reshape(shape)
     if t.tensor_content:
+        if len(t.tensor_content) != count * np.dtype(dtype).itemsize:
+            raise ModelFormatError(f"a {dtype} constant of shape {shape} holds {len(t.tensor_content)} bytes "
+                                   "(truncated or corrupt)")
         arr = np.frombuffer(t.tensor_content, dtype=dtype).copy()
         return arr.reshape(shape)
     field = _VAL_FIELDS.get(dtype)
@@ -61,8 +64,8 @@ def decode_tensor(t) -> np.ndarray:
         arr = np.array(vals, dtype=dtype)
     if arr.size == count:
         return arr.reshape(shape)
-    if arr.size == 0:
-        return np.zeros(shape, dtype=dtype)
+    if arr.size == 0:  # TF: a constant without values is zeros; large ones stay virtual (see zero_array)
+        return zero_array(shape, dtype)
     # TF stores repeated trailing values once: fill the rest with the last one.
     out = np.empty(count, dtype=arr.dtype)
     out[: arr.size] = arr
@@ -96,6 +99,24 @@ def decode_attr(value):
             return [decode_tensor(t) for t in lv.tensor]
         return []
     return getattr(value, kind)
+
+
+LAZY_ZEROS_MIN = 1 << 20
+
+
+def zero_array(shape, dtype) -> np.ndarray:
+    """Zeros; above LAZY_ZEROS_MIN elements a read-only zero-strided view that takes no memory.
+
+    Graphs whose huge tables were stripped out (their values supplied at load time, e.g. generated on the GPU)
+    carry such constants; `is_virtual_zeros` tells them apart so nothing materializes or writes them."""
+    count = int(np.prod(shape)) if len(shape) else 1
+    if count >= LAZY_ZEROS_MIN:
+        return np.broadcast_to(np.zeros((), dtype=dtype), shape)
+    return np.zeros(shape, dtype=dtype)
+
+
+def is_virtual_zeros(arr: np.ndarray) -> bool:
+    return arr.size > 0 and arr.ndim > 0 and all(s == 0 for s in arr.strides)
 
 
 def parse_tensor_name(name: str) -> tuple[str, int]:

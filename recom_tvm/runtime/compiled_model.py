@@ -18,7 +18,7 @@ from . import builtins  # noqa: F401  (registers the packed functions compiled m
 from .assertions import check_all
 from .feeds import check_ids, normalize_feeds, sort_rows
 from .host_stage import run_host_stage
-from .packer import PACKED, PACKED_SIZES, apply_recipes, pack
+from .packer import PACKED, PACKED_SIZES, apply_recipes, is_virtual_zeros, pack
 from .spec import InputSpec
 
 _IDENT = re.compile(r"^[A-Za-z_]\w*$")
@@ -39,16 +39,54 @@ class CompiledModel:
         self.spec = spec
         self.target_kind = target_kind
         self._device = device
-        params = apply_recipes(spec.param_recipes, params) if spec.param_recipes and not all(
-            name in params for name in spec.param_recipes) else params
-        wanted = {i["ref"] for i in spec.module_inputs if i["source"] == "param"}
-        self._params_host = {k: np.ascontiguousarray(v) for k, v in params.items() if k in wanted}
+        # Host params: the importer's (or the loaded file's), kept as given; params the passes derive from
+        # them (the fused kernel's flat tables) are built when the model first runs or is exported.
+        self._params_host = dict(params)
+        self._overrides: dict = {}
         self._vm = None
         self._params_dev: list | None = None
         self._lock = threading.Lock()
-        missing = [i["ref"] for i in spec.module_inputs if i["source"] == "param" and i["ref"] not in params]
+        missing = [i["ref"] for i in spec.module_inputs if i["source"] == "param" and i["ref"] not in params
+                   and i["ref"] not in spec.param_recipes]
         if missing:
             raise ValueError(f"params missing for {missing[:5]}")
+
+    def param_names(self) -> list[str]:
+        """The parameters the module reads, in call order."""
+        return [i["ref"] for i in self.spec.module_inputs if i["source"] == "param"]
+
+    def set_params(self, params: Mapping) -> None:
+        """Replace parameters: numpy arrays, or device tensors (anything with __dlpack__, e.g. torch.cuda)
+        used in place. For tables too large to ship (generated on the GPU, or read from a checkpoint there).
+
+        Names are the module's parameters, or the imported tables the passes merged into one (the fused
+        kernel's flat tables): setting those rebuilds the merged parameter from them."""
+        sources = {t for r in self.spec.param_recipes.values() for t in r.get("concat_flat", [])}
+        for name, value in params.items():
+            if name in sources:
+                self._params_host[name] = np.asarray(value)
+                for derived, recipe in self.spec.param_recipes.items():
+                    if name in recipe.get("concat_flat", []):
+                        self._params_host.pop(derived, None)
+                        self._overrides.pop(derived, None)
+            elif name in self.param_names():
+                self._overrides[name] = value
+            else:
+                raise KeyError(f"{name!r} is not a parameter of this model; it has {self.param_names()[:8]}...")
+        self._params_dev = None
+
+    def table_layout(self, name: str) -> list[tuple[str, int, int, int]]:
+        """(table, offset in floats, rows, padded row length) of the tables merged into parameter `name`, for
+        filling it directly on the device."""
+        from .packer import flat_table_layout
+
+        recipe = self.spec.param_recipes[name]
+        return flat_table_layout(recipe, {t: self._params_host[t].shape for t in recipe["concat_flat"]})
+
+    def _host_param(self, name: str) -> np.ndarray:
+        if name not in self._params_host and name in self.spec.param_recipes:
+            self._params_host.update(apply_recipes({name: self.spec.param_recipes[name]}, self._params_host))
+        return self._params_host[name]
 
     # ---------------------------------------------------------------------------------------------- setup
     @property
@@ -56,12 +94,22 @@ class CompiledModel:
         return _device_for(self.target_kind, self._device)
 
     def _ensure_vm(self) -> None:
-        if self._vm is not None:
+        if self._vm is not None and self._params_dev is not None:
             return
         dev = self.device
-        self._vm = tvm.runtime.vm.VirtualMachine(self.executable, dev)
-        self._params_dev = [tvm.runtime.tensor(self._params_host[i["ref"]], dev)
-                            for i in self.spec.module_inputs if i["source"] == "param"]
+        if self._vm is None:
+            self._vm = tvm.runtime.vm.VirtualMachine(self.executable, dev)
+        if self._params_dev is None:
+            self._params_dev = [self._device_param(name, dev) for name in self.param_names()]
+
+    def _device_param(self, name: str, dev):
+        value = self._overrides.get(name)
+        if value is not None and hasattr(value, "__dlpack__"):
+            return tvm.runtime.from_dlpack(value)
+        arr = value if value is not None else self._host_param(name)
+        if is_virtual_zeros(arr):  # a table without values in the graph: zeros unless set_params gave some
+            return tvm.runtime.tensor(np.zeros(arr.shape, arr.dtype), dev)
+        return tvm.runtime.tensor(np.ascontiguousarray(arr), dev)
 
     # ------------------------------------------------------------------------------------------------ run
     def prepare(self, feeds: Mapping) -> list:
@@ -137,17 +185,29 @@ class CompiledModel:
     __call__ = run
 
     # --------------------------------------------------------------------------------------------- export
-    def export_library(self, path: str) -> None:
-        """Write `path` (the shared library), `path.spec.json` and `path.params.npz`."""
+    def export_library(self, path: str, include_params: bool = True) -> None:
+        """Write `path` (the shared library), `path.spec.json` and `path.params.npz`.
+
+        include_params=False writes only the parameters' shapes (all must then be given with set_params after
+        `load`): for shipping a model whose weights are produced where it runs."""
         self.executable.export_library(path)
         if self.target_kind == "cuda":
             from ..cuda_support import has_fatbin
 
             if not has_fatbin(path):
                 raise RuntimeError(f"{path} holds no CUDA binary (only source): the CUDA codegen could not compile")
+        arrays, virtual = {}, {}
+        for name in self.param_names():
+            arr = self._overrides.get(name)
+            arr = np.asarray(arr) if arr is not None and not hasattr(arr, "__dlpack__") else self._host_param(name)
+            if is_virtual_zeros(arr) or not include_params:
+                virtual[name] = [list(arr.shape), str(arr.dtype)]  # no values to write: set_params at load
+            else:
+                arrays[name] = arr
         with open(path + ".spec.json", "w") as f:
-            json.dump({"target_kind": self.target_kind, "spec": json.loads(self.spec.to_json())}, f)
-        np.savez(path + ".params.npz", **self._params_host)
+            json.dump({"target_kind": self.target_kind, "spec": json.loads(self.spec.to_json()),
+                       "virtual_params": virtual}, f)
+        np.savez(path + ".params.npz", **arrays)
 
     def __repr__(self) -> str:
         return f"CompiledModel(target={self.target_kind}, {self.spec.summary()})"
@@ -172,6 +232,7 @@ def load(path: str, device=None) -> CompiledModel:
             meta = json.load(f)
         spec = InputSpec.from_json(json.dumps(meta["spec"]))
         kind = meta["target_kind"]
+        virtual = meta.get("virtual_params", {})
     except (ValueError, KeyError, TypeError) as err:
         raise ModelFormatError(f"{path}.spec.json is corrupt: {err}") from err
     if kind == "cuda":
@@ -185,6 +246,8 @@ def load(path: str, device=None) -> CompiledModel:
             params = {k: data[k] for k in data.files}
     except Exception as err:  # noqa: BLE001
         raise ModelFormatError(f"{path}.params.npz is corrupt: {err}") from err
+    for name, (shape, dtype) in virtual.items():
+        params[name] = np.broadcast_to(np.zeros((), dtype=dtype), shape)
     return CompiledModel(lib, spec, params, kind, device)
 
 

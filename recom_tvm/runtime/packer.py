@@ -52,6 +52,23 @@ def pack(fused: dict, env: dict, batch: int) -> tuple[np.ndarray, int]:
     return packed, int(unit_start[-1])
 
 
+def is_virtual_zeros(arr) -> bool:
+    """A zero-strided view standing for a value-less table (see recom_tvm.frontend.graph.zero_array)."""
+    return isinstance(arr, np.ndarray) and arr.size > 0 and arr.ndim > 0 and all(s == 0 for s in arr.strides)
+
+
+def flat_table_layout(recipe: dict, shapes: dict) -> list[tuple[str, int, int, int]]:
+    """(param, offset in floats, rows, padded row length) of each table in a "concat_flat" recipe."""
+    pad = int(recipe.get("pad_rows_to", 1))
+    out, offset = [], 0
+    for t in recipe["concat_flat"]:
+        rows, dim = shapes[t]
+        stride = -(-dim // pad) * pad
+        out.append((t, offset, rows, stride))
+        offset += rows * stride
+    return out
+
+
 def apply_recipes(recipes: dict, params: dict) -> dict:
     """Build the params the passes asked for (the fused kernel's flat tables) from the imported ones."""
     out = dict(params)
@@ -59,6 +76,12 @@ def apply_recipes(recipes: dict, params: dict) -> dict:
         if "concat_flat" in recipe:
             pad = int(recipe.get("pad_rows_to", 1))
             parts = []
+            if any(is_virtual_zeros(params[t]) for t in recipe["concat_flat"]):
+                layout = flat_table_layout(recipe, {t: params[t].shape for t in recipe["concat_flat"]})
+                size = max(layout[-1][1] + layout[-1][2] * layout[-1][3], pad) if layout else pad
+                if all(is_virtual_zeros(params[t]) for t in recipe["concat_flat"]):
+                    out[name] = np.broadcast_to(np.zeros((), np.float32), (size,))
+                    continue
             for t in recipe["concat_flat"]:
                 table = np.asarray(params[t], dtype=np.float32)
                 rows, dim = table.shape

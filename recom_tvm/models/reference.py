@@ -1,0 +1,81 @@
+"""An independent numpy reference of the embedding stage (DenseFeatures' output) for a ModelSpec.
+
+For models TF cannot run here (full-size E / F with tables generated on the GPU): TF's semantics per column,
+written directly: hash / bucketize / identity ids, missing entries and negative ids dropped, out-of-range ids
+mapped to the default, mean / sum / sqrtn per row, empty rows zero. numpy only (runs on serving hosts too).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..runtime.fingerprint import DecimalStrings, hash_bucket_fast
+from .spec import ColumnSpec, ModelSpec
+
+
+def feature_column_name(c: ColumnSpec) -> str:
+    """The name tf.feature_column gives the column (DenseFeatures orders its output by it)."""
+    if c.kind == "numeric":
+        return c.name
+    if c.kind == "bucketized":
+        return f"{c.name}_bucketized_embedding"
+    return f"{c.name}_embedding"
+
+
+def column_order(spec: ModelSpec) -> list[ColumnSpec]:
+    return sorted(spec.columns, key=feature_column_name)
+
+
+def column_ids(c: ColumnSpec, feed) -> tuple[np.ndarray, np.ndarray, int]:
+    """(table ids, row of each id, batch) of one categorical / bucketized column, TF's filters applied."""
+    if c.kind == "bucketized":
+        x = np.asarray(feed, np.float32).reshape(-1)
+        ids = np.searchsorted(np.asarray(c.boundaries, np.float32), x, side="right").astype(np.int64)
+        return ids, np.arange(x.size, dtype=np.int64), x.size
+    if isinstance(feed, tuple):
+        idx, values, shape = feed
+        rows, batch = np.asarray(idx)[:, 0].astype(np.int64), int(shape[0])
+        values = np.asarray(values, dtype=object if c.kind == "hash_string" else np.int64)
+    else:  # dense padded: "" / -1 are missing
+        dense = np.asarray(feed, dtype=object if c.kind == "hash_string" else np.int64)
+        batch = dense.shape[0]
+        if c.kind == "hash_string":
+            keep = np.array([v not in ("", b"") for v in dense.reshape(-1)], dtype=bool).reshape(dense.shape)
+        else:
+            keep = dense != -1
+        rows = np.nonzero(keep)[0].astype(np.int64)
+        values = dense[keep]
+    if c.kind == "hash_string":
+        ids = hash_bucket_fast(values, c.buckets)
+    elif c.kind == "hash_int":
+        ids = hash_bucket_fast(DecimalStrings(values.astype(np.int64)), c.buckets)
+    else:
+        ids = values.astype(np.int64)
+        if c.default_value is not None:
+            ids = np.where((ids < 0) | (ids >= c.buckets), c.default_value, ids)
+    keep = ids >= 0
+    return ids[keep], rows[keep], batch
+
+
+def combine(table: np.ndarray, ids: np.ndarray, rows: np.ndarray, batch: int, combiner: str) -> np.ndarray:
+    """Bags of table rows in float64: sum, mean or sqrtn per row; empty rows give zeros."""
+    out = np.zeros((batch, table.shape[1]), np.float64)
+    np.add.at(out, rows, table[ids].astype(np.float64))
+    counts = np.bincount(rows, minlength=batch).astype(np.float64)[:, None]
+    if combiner == "mean":
+        out = np.divide(out, counts, out=np.zeros_like(out), where=counts > 0)
+    elif combiner == "sqrtn":
+        out = np.divide(out, np.sqrt(counts), out=np.zeros_like(out), where=counts > 0)
+    return out
+
+
+def embedding_stage(spec: ModelSpec, tables: dict[str, np.ndarray], feeds: dict) -> np.ndarray:
+    """DenseFeatures' output [B, concat width] (float64), tables keyed by column name."""
+    parts = []
+    for c in column_order(spec):
+        if c.kind == "numeric":
+            parts.append(np.asarray(feeds[c.name], np.float64).reshape(len(feeds[c.name]), -1))
+            continue
+        ids, rows, batch = column_ids(c, feeds[c.name])
+        parts.append(combine(tables[c.name], ids, rows, batch, c.combiner))
+    return np.concatenate(parts, axis=1)
