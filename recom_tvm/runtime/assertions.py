@@ -33,6 +33,25 @@ def evaluate(ast, env: dict[str, int]):
 
 
 def check_all(assertions: list[dict], env: dict[str, int]) -> None:
+    """Raise InvalidArgumentError with the message of the first assertion that fails under `env`."""
+    pairs = _equal_pairs(assertions)
+    if pairs is not None:  # all "symbol == symbol" (the common case: one per merged batch dim): vectorized
+        left, right = pairs
+        if all(env[a] == env[b] for a, b in zip(left, right)):
+            return
     for a in assertions:
         if not evaluate(a["expr"], env):
             raise InvalidArgumentError(a["message"])
+
+
+def _equal_pairs(assertions: list[dict]):
+    key = id(assertions)
+    if _PAIRS_CACHE.get(key, (None,))[0] is not assertions:
+        ok = all(a["expr"][0] == "eq" and len(a["expr"]) == 3 and a["expr"][1][0] == "var" and
+                 a["expr"][2][0] == "var" for a in assertions)
+        pairs = ([a["expr"][1][1] for a in assertions], [a["expr"][2][1] for a in assertions]) if ok else None
+        _PAIRS_CACHE[key] = (assertions, pairs)
+    return _PAIRS_CACHE[key][1]
+
+
+_PAIRS_CACHE: dict[int, tuple] = {}

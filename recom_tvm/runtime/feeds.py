@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import FeedError, InvalidArgumentError
+from .strings import encode_utf8, from_objects
 from .spec import InputSpec
 
 SPARSE_PARTS = ("indices", "values", "dense_shape")
@@ -30,21 +31,27 @@ def _sparse_parts(name: str, value) -> tuple:
                     f"or a SparseTensor, got {type(value).__name__}")
 
 
+_NUMPY_DTYPE: dict[str, np.dtype] = {}
+
+
 def _convert(name: str, value, dtype: str, shape: list | None) -> np.ndarray:
     """One placeholder's feed as an array of the placeholder's dtype and rank (TF's feed rules)."""
-    if dtype == "string":
-        arr = np.asarray(value, dtype=object)
-        shape = arr.shape
-        flat = arr.reshape(-1).tolist()  # numpy str_ / bytes_ become str / bytes
+    want = _NUMPY_DTYPE.get(dtype)
+    if want is None and dtype != "string":
+        want = _NUMPY_DTYPE[dtype] = np.dtype(dtype)
+    if type(value) is np.ndarray and value.dtype == want and value.flags.c_contiguous and shape is not None \
+            and value.ndim == len(shape) and all(w < 0 or w == g for w, g in zip(shape, value.shape)):
+        return value  # the common case, already right: no copies, no per-element checks
+    if dtype == "string" and isinstance(value, np.ndarray) and value.dtype.kind in "SU":
+        arr = value if value.dtype.kind == "S" else encode_utf8(value)  # vectorized: no per-element Python
+    elif dtype == "string":
         try:
-            enc = [v if type(v) is bytes else v.encode("utf-8") for v in flat]
+            arr = from_objects(np.asarray(value, dtype=object))
         except AttributeError:
+            flat = np.asarray(value, dtype=object).reshape(-1).tolist()
             bad = next(v for v in flat if not isinstance(v, (str, bytes)))
             raise FeedError(f"feed {name!r} must hold strings, got an element of type {type(bad).__name__}") \
                 from None
-        arr = np.empty(len(enc), dtype=object)
-        arr[:] = enc
-        arr = arr.reshape(shape)
     else:
         arr = np.asarray(value)
         if arr.dtype == object or arr.dtype.kind in "USV":
@@ -100,10 +107,12 @@ def normalize_feeds(spec: InputSpec, feeds: Mapping) -> dict[str, np.ndarray]:
     if not isinstance(feeds, Mapping):
         raise FeedError(f"feeds must be a dict (feature or placeholder name -> value), got {type(feeds).__name__}")
     by_tensor = {}
-    aliases = {}
-    for t in spec.placeholders:
-        aliases[t] = t
-        aliases[t[:-2] if t.endswith(":0") else t] = t
+    aliases = spec.__dict__.get("_aliases")
+    if aliases is None:  # placeholder names, with and without ":0" (computed once per model)
+        aliases = spec.__dict__["_aliases"] = {}
+        for t in spec.placeholders:
+            aliases[t] = t
+            aliases[t[:-2] if t.endswith(":0") else t] = t
     used = set()
     out: dict[str, np.ndarray] = {}
     for key, value in feeds.items():

@@ -8,9 +8,10 @@ Bit-exactness against TF is tested on random unicode (tests/test_fingerprint.py)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 import numpy as np
+
+from .strings import string_buffer, to_bytes  # noqa: F401  (to_bytes: part of this module's API)
 
 U64 = np.uint64
 K0, K1, K2 = U64(0xC3A5C85C97CB3127), U64(0xB492B66FBE98F273), U64(0x9AE16A3B2F90404F)
@@ -154,25 +155,12 @@ def _hash_group(mat: np.ndarray, length: int) -> np.ndarray:
     return _long(b, n, length)
 
 
-def to_bytes(values) -> list[bytes]:
-    """TF string elements (bytes, or str encoded as UTF-8) as a flat list of bytes."""
-    flat = np.asarray(values, dtype=object).reshape(-1).tolist()
-    try:
-        return [v if type(v) is bytes else v.encode("utf-8") for v in flat]
-    except AttributeError:
-        bad = next(v for v in flat if not isinstance(v, (bytes, str)))
-        raise TypeError(f"expected a string element, got {type(bad).__name__}") from None
-
-
-def fingerprint64(strings: Sequence[bytes]) -> np.ndarray:
-    """Fingerprint64 of each byte string, as uint64."""
-    n = len(strings)
-    out = np.empty(n, dtype=U64)
-    if n == 0:
+def fingerprint64_buffer(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Fingerprint64 of the strings buf[starts[i]: starts[i] + lengths[i]], as uint64: one vectorized pass
+    per distinct length."""
+    out = np.empty(lengths.shape[0], dtype=U64)
+    if out.size == 0:
         return out
-    lengths = np.fromiter(map(len, strings), dtype=np.int64, count=n)
-    buf = np.frombuffer(b"".join(strings), dtype=np.uint8)
-    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     with np.errstate(over="ignore"):
         for length in np.unique(lengths):
             rows = np.nonzero(lengths == length)[0]
@@ -180,6 +168,11 @@ def fingerprint64(strings: Sequence[bytes]) -> np.ndarray:
             mat = buf[starts[rows, None] + np.arange(length)] if length else np.zeros((rows.size, 0), np.uint8)
             out[rows] = _hash_group(mat, length)
     return out
+
+
+def fingerprint64(strings) -> np.ndarray:
+    """Fingerprint64 of each string (bytes, str as UTF-8, or a numpy 'S' / 'U' array), as uint64."""
+    return fingerprint64_buffer(*string_buffer(strings))
 
 
 def fingerprint64_decimal(ints: np.ndarray) -> np.ndarray:
@@ -232,14 +225,7 @@ class DecimalStrings:
 
 def hash_bucket_fast(values, num_buckets: int) -> np.ndarray:
     """TF StringToHashBucketFast over an array of strings; same shape, int64."""
-    if isinstance(values, DecimalStrings):
-        fp = fingerprint64_decimal(values.ints)
-        shape = values.shape
-    else:
-        arr = np.asarray(values, dtype=object)
-        fp = fingerprint64(to_bytes(arr))
-        shape = arr.shape
-    return (fp % U64(num_buckets)).astype(np.int64).reshape(shape)
+    return hash_bucket_fast_many([(values, num_buckets)])[0]
 
 
 def hash_bucket_fast_many(items: list[tuple[object, int]]) -> list[np.ndarray]:
@@ -255,9 +241,13 @@ def hash_bucket_fast_many(items: list[tuple[object, int]]) -> list[np.ndarray]:
             fp = fingerprint64_decimal(np.concatenate(parts)) if parts else np.zeros(0, U64)
             shapes = [items[i][0].shape for i in idx]
         else:
-            arrays = [np.asarray(items[i][0], dtype=object) for i in idx]
-            flat = [b for a in arrays for b in to_bytes(a)]
-            fp = fingerprint64(flat)
+            arrays = [v if isinstance(v, np.ndarray) else np.asarray(v, dtype=object)
+                      for v in (items[i][0] for i in idx)]
+            bufs = [string_buffer(a) for a in arrays]
+            base = np.cumsum([0] + [b[0].size for b in bufs])[:-1]
+            fp = fingerprint64_buffer(np.concatenate([b[0] for b in bufs]),
+                                      np.concatenate([b[1] + o for b, o in zip(bufs, base)]),
+                                      np.concatenate([b[2] for b in bufs]))
             shapes = [a.shape for a in arrays]
         pos = 0
         for i, shape in zip(idx, shapes):

@@ -61,8 +61,10 @@ HOST_IMPLS: dict[str, Callable] = {
 
 def _const(spec: dict) -> np.ndarray:
     if spec["dtype"] == "string":
-        return np.array([s.encode("latin-1") for s in np.asarray(spec["const"]).reshape(-1).tolist()],
-                        dtype=object).reshape(np.shape(spec["const"]))
+        items = [s.encode("latin-1") for s in np.asarray(spec["const"]).reshape(-1).tolist()]
+        # 'S' compares with feeds in C; object keeps a trailing NUL byte that 'S' would drop
+        kind = object if any(b.endswith(b"\0") for b in items) else "S"
+        return np.array(items, dtype=kind).reshape(np.shape(spec["const"]))
     return np.asarray(spec["const"], dtype=spec["dtype"])
 
 

@@ -11,44 +11,66 @@ PACKED = "recom_tvm:packed"
 PACKED_SIZES = "recom_tvm:packed_sizes"
 
 
-def _float_bits(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x, dtype=np.float32).reshape(-1).view(np.int32).astype(np.int64)
+_META: dict[int, tuple[dict, np.ndarray]] = {}
 
 
 def pack(fused: dict, env: dict, batch: int) -> tuple[np.ndarray, int]:
-    """-> (packed buffer, number of work units)."""
+    """-> (packed buffer, number of work units). Sizes first, then every piece written in place."""
     fields = fused["meta_fields"]
-    meta = np.asarray(fused["meta"], dtype=np.int64).reshape(len(fused["columns"]), len(fields))
+    cached = _META.get(id(fused))
+    if cached is None or cached[0] is not fused:  # the static per-column metadata, parsed once per model
+        cached = _META[id(fused)] = (fused, np.asarray(fused["meta"], dtype=np.int64).reshape(
+            len(fused["columns"]), len(fields)))
+    meta = cached[1]
     cols = fused["columns"]
     ncols = len(cols)
-    lanes = meta[:, fields.index("lanes")]
-    per_tile = fused["threads"] // lanes
+    per_tile = fused["threads"] // meta[:, fields.index("lanes")]
     tiles = -(-batch // per_tile) if batch else np.zeros(ncols, np.int64)
     unit_start = np.zeros(ncols + 1, np.int64)
     unit_start[1:] = np.cumsum(tiles)
-    pieces, data_base, aux = [], np.zeros(ncols, np.int64), np.zeros(ncols, np.int64)
-    pos = 3 * ncols + 1
+    sources, sizes, aux = [], np.zeros(ncols, np.int64), np.zeros(ncols, np.int64)
     for c, col in enumerate(cols):
         kind, t = col["kind"], col["tensors"]
         if kind == "csr":
-            rows = np.asarray(env[t["indices"]])[:, 0]
-            counts = np.bincount(rows, minlength=batch) if rows.size else np.zeros(batch, np.int64)
-            offsets = np.zeros(batch + 1, np.int64)
-            np.cumsum(counts[:batch], out=offsets[1:])
-            piece = np.concatenate([offsets, np.asarray(env[t["ids"]], dtype=np.int64).reshape(-1)])
-        elif kind == "dense":
-            x = np.asarray(env[t["x"]])
-            aux[c] = x.shape[1]
-            piece = x.reshape(-1).astype(np.int64)
-        elif kind == "one":
-            piece = np.asarray(env[t["ids"]], dtype=np.int64).reshape(-1)
-        else:  # bucket, numeric: the raw floats
-            piece = _float_bits(env[t["x"]])
-        data_base[c] = pos
-        pos += piece.size
-        pieces.append(piece)
-    packed = np.concatenate([unit_start, data_base, aux, *pieces]) if pieces else np.concatenate(
-        [unit_start, data_base, aux])
+            x = (np.asarray(env[t["indices"]])[:, 0], np.asarray(env[t["ids"]]).reshape(-1))
+            sizes[c] = batch + 1 + x[1].size
+        elif kind in ("dense", "one"):
+            x = np.asarray(env[t["x"] if kind == "dense" else t["ids"]])
+            if kind == "dense":
+                aux[c] = x.shape[1]
+            sizes[c] = x.size
+        else:  # bucket, numeric: the raw floats, bit for bit
+            x = np.ascontiguousarray(env[t["x"]], dtype=np.float32)
+            sizes[c] = x.size
+        sources.append(x)
+    head = 3 * ncols + 1
+    data_base = head + np.concatenate([[0], np.cumsum(sizes)[:-1]]) if ncols else np.zeros(0, np.int64)
+    packed = np.empty(head + int(sizes.sum()), np.int64)
+    packed[:ncols + 1] = unit_start
+    packed[ncols + 1:2 * ncols + 1] = data_base
+    packed[2 * ncols + 1:head] = aux
+    floats: list[np.ndarray] = []  # a run of consecutive float columns, written with one copy
+    float_pos = 0
+    for c, (col, x, pos) in enumerate(zip(cols, sources, data_base.tolist())):
+        kind = col["kind"]
+        if kind in ("bucket", "numeric"):
+            if not floats:
+                float_pos = pos
+            floats.append(x.reshape(-1))
+            if c + 1 < ncols and cols[c + 1]["kind"] in ("bucket", "numeric"):
+                continue
+            run = np.concatenate(floats) if len(floats) > 1 else floats[0]
+            packed[float_pos:float_pos + run.size] = run.view(np.int32)
+            floats = []
+        elif kind == "csr":
+            rows, ids = x
+            offsets = packed[pos:pos + batch + 1]
+            offsets[0] = 0
+            np.cumsum(np.bincount(rows, minlength=batch)[:batch] if rows.size else np.zeros(batch, np.int64),
+                      out=offsets[1:])
+            packed[pos + batch + 1:pos + sizes[c]] = ids
+        else:  # dense, one
+            packed[pos:pos + sizes[c]] = x.reshape(-1)
     return packed, int(unit_start[-1])
 
 
