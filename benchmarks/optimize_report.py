@@ -3,7 +3,8 @@
     python benchmarks/optimize_report.py --model e --large-rows 4096   # RECom's model E, small-table variant
     python benchmarks/optimize_report.py --model mixed --columns 100 [--latency --batch 512]
 
---latency also builds both modules for llvm and times them against TF-CPU on the same inputs (same run).
+Three modules: imported (passes off), unfused (redundancy eliminated, columns not fused), optimized (all passes).
+--latency also builds them for llvm and times them against TF-CPU on the same inputs (same run).
 """
 
 from __future__ import annotations
@@ -61,9 +62,11 @@ def main() -> int:
     t0 = time.perf_counter()
     opt = recom_tvm.optimize(mod)
     res["optimize_s"] = time.perf_counter() - t0
+    unfused = recom_tvm.optimize(mod, disable=["fuse_columns"])
     res["tf_ops"] = sum(report.tf_op_counts(graph).values())
     res["tf_nodes"] = len(graph.nodes)
-    for tag, m in (("imported", mod), ("optimized", opt)):
+    variants = (("imported", mod), ("unfused", unfused), ("optimized", opt))
+    for tag, m in variants:
         res[f"{tag}_relax_ops"] = sum(report.relax_op_counts(m).values())
         res[f"{tag}_kernels"] = report.kernel_launches(m)
         res[f"{tag}_syncs"] = report.device_syncs(m)
@@ -72,14 +75,14 @@ def main() -> int:
           f"compute ops")
     print(f"  import {res['import_s']:.1f}s, optimize {res['optimize_s']:.1f}s ({res['facts']} rewrites recorded)")
     print(f"  {'':10s} {'Relax ops':>10s} {'kernels':>9s} {'syncs':>7s}")
-    for tag in ("imported", "optimized"):
+    for tag, _ in variants:
         print(f"  {tag:10s} {res[tag + '_relax_ops']:10d} {res[tag + '_kernels']:9d} {res[tag + '_syncs']:7d}")
     if a.latency:
         ref = tf_export.TFReference(spec, paths)
         inputs = [spec.sample(a.batch, rng=100 + i) for i in range(5)]
         tf_inputs = [tf_export.to_tf_feeds(spec, x) for x in inputs]
         res["tf_cpu_ms"] = _median_ms(ref.run_tf, tf_inputs, a.repeat)
-        for tag, m in (("imported", mod), ("optimized", opt)):
+        for tag, m in variants:
             t0 = time.perf_counter()
             model = recom_tvm.build(m, "llvm", params)
             res[f"{tag}_build_s"] = time.perf_counter() - t0
@@ -89,7 +92,7 @@ def main() -> int:
             res[f"{tag}_host_stage_ms"] = _median_ms(model.prepare, inputs, a.repeat)
         print(f"  latency at batch {a.batch} (median of {a.repeat}, llvm on this host):")
         print(f"    TF-CPU               {res['tf_cpu_ms']:8.2f} ms")
-        for tag in ("imported", "optimized"):
+        for tag, _ in variants:
             print(f"    recom_tvm {tag:10s} {res[tag + '_llvm_ms']:8.2f} ms ({res['tf_cpu_ms'] / res[tag + '_llvm_ms']:.2f}x "
                   f"TF; host stage {res[tag + '_host_stage_ms']:.2f} ms; build {res[tag + '_build_s']:.1f}s; "
                   f"max err {res[tag + '_max_abs_err']:.1e})")

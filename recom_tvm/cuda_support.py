@@ -102,3 +102,28 @@ def has_fatbin(path: str) -> bool:
     with open(path, "rb") as f:
         data = f.read()
     return FATBIN_MAGIC in data or b"\x7fELF" in data[64:] and b".nv.info" in data
+
+
+def fatbin_images(path: str) -> list[tuple[str, int]]:
+    """(kind, sm) of every image in the fatbins embedded in a library: kind "elf" (SASS) or "ptx", sm e.g. 90.
+
+    Reads the fatbin container format (header: magic, version, header size, payload size; then one entry per
+    image with its kind at offset 0 and its SM version at offset 28) so tests can tell which GPUs a library
+    runs on without cuobjdump."""
+    import struct
+
+    with open(path, "rb") as f:
+        data = f.read()
+    images, pos = [], data.find(FATBIN_MAGIC)
+    while pos >= 0:
+        _, _, hsize, fsize = struct.unpack_from("<IHHQ", data, pos)
+        entry, end = pos + hsize, pos + hsize + fsize
+        while entry + 32 <= end:
+            kind, _, ehsize, payload = struct.unpack_from("<HHII", data, entry)
+            sm = struct.unpack_from("<I", data, entry + 28)[0]
+            images.append(({1: "ptx", 2: "elf"}.get(kind, f"kind{kind}"), sm))
+            if ehsize == 0:
+                break
+            entry += ehsize + payload
+        pos = data.find(FATBIN_MAGIC, max(end, pos + 4))
+    return images

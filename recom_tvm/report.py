@@ -52,3 +52,32 @@ def device_syncs(mod: tvm.IRModule, func: str = "main") -> int:
     """Device->host copies that learn a size or check an error (tensor_to_shape, check callbacks), once lowered."""
     c = relax_op_counts(lowered(mod), func)
     return c.get("relax.tensor_to_shape", 0) + sum(v for k, v in c.items() if k.startswith("packed:"))
+
+
+def column_op_counts(mod: tvm.IRModule, func: str = "main") -> dict[str, int]:
+    """{column: Relax calls in its subgraph}: the backward slice from the concat input holding the column's
+    output to the function's inputs (everything TF's column scope became; host-stage ops not included)."""
+    from .passes.dataflow import DataflowView, op_name
+    from .passes.identify_columns import identify_columns
+
+    view = DataflowView(mod[func])
+
+    def backward(var) -> set:
+        seen, stack = set(), [var]
+        while stack:
+            v = stack.pop()
+            if isinstance(v, relax.Var) and v not in seen and view.value(v) is not None:
+                seen.add(v)
+                stack.extend(relax.analysis.free_vars(view.value(v)))
+        return seen
+
+    slices = []  # the slice of each concat input
+    for b in view.order:
+        if op_name(b.value) == "relax.concat":
+            fields = b.value.args[0].fields if isinstance(b.value.args[0], relax.Tuple) else []
+            slices += [backward(f) for f in fields]
+    out = {}
+    for col in identify_columns(mod, func):
+        own = [s for s in slices if col.var in s] or [backward(col.var)]
+        out[col.name] = sum(isinstance(view.value(v), relax.Call) for v in min(own, key=len))
+    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..runtime.fingerprint import DecimalStrings, hash_bucket_fast
+from ..runtime.packer import is_virtual_zeros
 from .spec import ColumnSpec, ModelSpec
 
 
@@ -79,3 +80,87 @@ def embedding_stage(spec: ModelSpec, tables: dict[str, np.ndarray], feeds: dict)
         ids, rows, batch = column_ids(c, feeds[c.name])
         parts.append(combine(tables[c.name], ids, rows, batch, c.combiner))
     return np.concatenate(parts, axis=1)
+
+
+# --------------------------------------------------------------------------------------- the dense tail
+TAIL_OPS = ("MatMul", "BiasAdd", "Relu", "Sigmoid", "ConcatV2", "Identity")
+
+
+def extract_tail(pb: str, start: str, output: str, params: dict, feeds: dict) -> dict:
+    """The MLP between DenseFeatures' output `start` and `output` of a frozen graph, as a small program for
+    `eval_tail`: steps in topological order; constants the importer made parameters are named by their
+    parameter (matched by content, so their values can be replaced), the rest stored inline. `feeds` maps
+    placeholder names to feature names (the dense input). Host side (reads the graph)."""
+    from ..frontend.graph import Graph, parse_tensor_name
+
+    with open(pb, "rb") as f:
+        g = Graph.from_bytes(f.read())
+    by_placeholder = {parse_tensor_name(t)[0]: k for k, t in feeds.items() if isinstance(t, str)}
+    start_node = parse_tensor_name(start)[0]
+    steps, consts, order, seen = [], {}, [], set()
+
+    def visit(name: str) -> None:
+        if name in seen:
+            return
+        seen.add(name)
+        if name != start_node:
+            for src, _ in g.nodes[name].inputs:
+                visit(src)
+        order.append(name)
+
+    visit(parse_tensor_name(output)[0])
+    for name in order:
+        node = g.nodes[name]
+        if name == start_node:
+            steps.append({"op": "Start", "out": name, "ins": []})
+        elif node.op == "Placeholder":
+            if name not in by_placeholder:
+                raise ValueError(f"the dense tail reads placeholder {name!r}, which no feature feeds")
+            steps.append({"op": "Feed", "out": name, "ins": [], "feature": by_placeholder[name]})
+        elif node.op == "Const":
+            arr = np.asarray(node.attrs["value"])
+            match = [k for k, v in params.items() if v.shape == arr.shape and v.dtype == arr.dtype
+                     and not is_virtual_zeros(v) and np.array_equal(v, arr)]
+            if match:
+                steps.append({"op": "Param", "out": name, "ins": [], "param": match[0]})
+            else:
+                consts[name] = arr
+                steps.append({"op": "Const", "out": name, "ins": []})
+        elif node.op in TAIL_OPS:
+            steps.append({"op": node.op, "out": name, "ins": [src for src, _ in node.inputs],
+                          "transpose_a": bool(node.attr("transpose_a", False)),
+                          "transpose_b": bool(node.attr("transpose_b", False))})
+        else:
+            raise ValueError(f"the dense tail holds {node.op} ({name}); the reference evaluates only "
+                             f"{', '.join(TAIL_OPS)}")
+    return {"steps": steps, "consts": consts, "output": parse_tensor_name(output)[0]}
+
+
+def eval_tail(tail: dict, params: dict, start: np.ndarray, feeds: dict) -> np.ndarray:
+    """Evaluate `extract_tail`'s program in float64 (numpy only): the model's output from the embedding stage."""
+    env: dict = {}
+    for s in tail["steps"]:
+        op, ins = s["op"], [env[i] for i in s["ins"]]
+        if op == "Start":
+            v = np.asarray(start, np.float64)
+        elif op == "Feed":
+            v = np.asarray(feeds[s["feature"]], np.float64)
+        elif op == "Param":
+            v = np.asarray(params[s["param"]], np.float64)
+        elif op == "Const":
+            v = np.asarray(tail["consts"][s["out"]])
+        elif op == "MatMul":
+            a, b = ins
+            v = (a.T if s["transpose_a"] else a) @ (b.T if s["transpose_b"] else b)
+        elif op == "BiasAdd":
+            v = ins[0] + ins[1]
+        elif op == "Relu":
+            v = np.maximum(ins[0], 0)
+        elif op == "Sigmoid":
+            v = 1 / (1 + np.exp(-ins[0]))
+        elif op == "ConcatV2":
+            v = np.concatenate(ins[:-1], axis=int(ins[-1]))
+        else:  # Identity
+            v = ins[0]
+        env[s["out"]] = v
+    return env[tail["output"]]

@@ -22,6 +22,7 @@ from .packer import PACKED, PACKED_SIZES, apply_recipes, is_virtual_zeros, pack
 from .spec import InputSpec
 
 _IDENT = re.compile(r"^[A-Za-z_]\w*$")
+_DIM_KIND: dict[str, object] = {}  # dim text -> "sym" | int | "expr" (parsed once)
 
 
 def _device_for(kind: str, device=None):
@@ -75,6 +76,10 @@ class CompiledModel:
                 raise KeyError(f"{name!r} is not a parameter of this model; it has {self.param_names()[:8]}...")
         self._params_dev = None
 
+    def param_shapes(self) -> dict[str, tuple]:
+        """{parameter: shape} of the parameters the module reads (to allocate them on the device)."""
+        return {name: tuple(self._host_param(name).shape) for name in self.param_names()}
+
     def table_layout(self, name: str) -> list[tuple[str, int, int, int]]:
         """(table, offset in floats, rows, padded row length) of the tables merged into parameter `name`, for
         filling it directly on the device."""
@@ -104,7 +109,7 @@ class CompiledModel:
 
     def _device_param(self, name: str, dev):
         value = self._overrides.get(name)
-        if value is not None and hasattr(value, "__dlpack__"):
+        if _on_device(value):
             return tvm.runtime.from_dlpack(value)
         arr = value if value is not None else self._host_param(name)
         if is_virtual_zeros(arr):  # a table without values in the graph: zeros unless set_params gave some
@@ -159,28 +164,43 @@ class CompiledModel:
         if len(dims) != len(vals):
             raise FeedError(f"{label}: expected {len(dims)} {what} entries, got {len(vals)}")
         for d, v in zip(dims, vals):
-            if _IDENT.match(d):
-                if d in bound and bound[d][0] != v:
-                    other = bound[d][1]
-                    raise InvalidArgumentError(f"inconsistent sizes: {label} implies {d} = {v} but {other} implies "
-                                               f"{d} = {bound[d][0]} (the model combines them, e.g. in a concat)")
-                bound.setdefault(d, (v, label))
-            elif d.lstrip("-").isdigit() and int(d) != v:
+            kind = _DIM_KIND.get(d)
+            if kind is None:
+                kind = _DIM_KIND[d] = "sym" if _IDENT.match(d) else int(d) if d.lstrip("-").isdigit() else "expr"
+            if kind == "sym":
+                old = bound.get(d)
+                if old is None:
+                    bound[d] = (v, label)
+                elif old[0] != v:
+                    raise InvalidArgumentError(f"inconsistent sizes: {label} implies {d} = {v} but {old[1]} implies "
+                                               f"{d} = {old[0]} (the model combines them, e.g. in a concat)")
+            elif kind != "expr" and kind != v:
                 raise FeedError(f"{label}: expected {what} {dims}, got {vals}")
 
     def run(self, feeds: Mapping) -> dict[str, np.ndarray]:
         """Run one request: feeds keyed by feature (or placeholder) name -> {output name: numpy array}."""
-        args = self.prepare(feeds)
+        return self.execute(self.prepare(feeds))
+
+    def execute(self, args: list, copy_out: bool = True) -> dict:
+        """Run the module on `prepare`'s arguments: host->device copies, the kernels, device->host copies.
+
+        Arguments may already be device tensors (`upload`); copy_out=False returns the outputs as device
+        tensors without waiting for them (for timing the device part alone)."""
         with self._lock:
             self._ensure_vm()
-            dev = self.device
-            dev_args = [a if isinstance(a, tvm_ffi.Shape) else tvm.runtime.tensor(a, dev) for a in args]
+            dev_args = self.upload(args)
             try:
                 out = self._vm["main"](*dev_args, *self._params_dev)
             except Exception as err:  # noqa: BLE001 - translate the VM's errors into TF's kinds
                 raise _translate(err) from err
             outs = [out] if len(self.spec.outputs) == 1 else list(out)
-            return {o["name"]: v.numpy() for o, v in zip(self.spec.outputs, outs)}
+            return {o["name"]: v.numpy() if copy_out else v for o, v in zip(self.spec.outputs, outs)}
+
+    def upload(self, args: list) -> list:
+        """`prepare`'s host arrays -> device tensors (shapes and device tensors pass through)."""
+        dev = self.device
+        return [a if isinstance(a, (tvm_ffi.Shape, tvm.runtime.Tensor)) else tvm.runtime.tensor(a, dev)
+                for a in args]
 
     __call__ = run
 
@@ -197,13 +217,24 @@ class CompiledModel:
             if not has_fatbin(path):
                 raise RuntimeError(f"{path} holds no CUDA binary (only source): the CUDA codegen could not compile")
         arrays, virtual = {}, {}
-        for name in self.param_names():
-            arr = self._overrides.get(name)
-            arr = np.asarray(arr) if arr is not None and not hasattr(arr, "__dlpack__") else self._host_param(name)
+
+        def put(name: str, arr: np.ndarray) -> None:
             if is_virtual_zeros(arr) or not include_params:
                 virtual[name] = [list(arr.shape), str(arr.dtype)]  # no values to write: set_params at load
             else:
                 arrays[name] = arr
+
+        for name in self.param_names():
+            arr = self._overrides.get(name)
+            sources = self.spec.param_recipes.get(name, {}).get("concat_flat")
+            if arr is not None and not _on_device(arr):
+                put(name, np.asarray(arr))
+            elif sources is not None and all(t in self._params_host for t in sources):
+                # the merged table is rebuilt at load from its sources: they stay settable by name there
+                for t in sources:
+                    put(t, self._params_host[t])
+            else:
+                put(name, self._host_param(name))
         with open(path + ".spec.json", "w") as f:
             json.dump({"target_kind": self.target_kind, "spec": json.loads(self.spec.to_json()),
                        "virtual_params": virtual}, f)
@@ -211,6 +242,11 @@ class CompiledModel:
 
     def __repr__(self) -> str:
         return f"CompiledModel(target={self.target_kind}, {self.spec.summary()})"
+
+
+def _on_device(value) -> bool:
+    """A tensor to use in place (DLPack, not numpy: numpy arrays are copied, and need not be aligned)."""
+    return value is not None and hasattr(value, "__dlpack__") and not isinstance(value, np.ndarray)
 
 
 def _translate(err: Exception) -> Exception:
