@@ -11,9 +11,10 @@ from recom_tvm.models import zoo
 DEMO = zoo.demo()
 
 
-@pytest.fixture(scope="module")
-def demo(compiled):
-    return compiled(DEMO)
+@pytest.fixture(scope="module", params=[False, True], ids=["imported", "optimized"])
+def demo(compiled, request):
+    """The demo as imported (TF's graph op by op) and optimized (one fused kernel, packed inputs)."""
+    return compiled(DEMO, optimized=request.param)
 
 
 def _feeds(batch=3):

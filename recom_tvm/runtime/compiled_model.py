@@ -16,6 +16,7 @@ import tvm_ffi
 from ..errors import FeedError, InvalidArgumentError, ModelFormatError
 from . import builtins  # noqa: F401  (registers the packed functions compiled modules call)
 from .assertions import check_all
+from .binding import Binder
 from .feeds import check_ids, normalize_feeds, sort_rows
 from .host_stage import run_host_stage
 from .packer import PACKED, PACKED_SIZES, apply_recipes, is_virtual_zeros, pack
@@ -128,8 +129,10 @@ class CompiledModel:
             check_ids(check, env[check["tensor"]])
         args, bound = [], {}
         if self.spec.fused:
-            for inp in self.spec.fused["symbol_sources"]:  # inputs the kernel reads packed: bind their sizes
-                self._bind_input(inp, env, bound)
+            binder = self.spec.__dict__.get("_binder")
+            if binder is None:  # inputs the kernel reads packed: their sizes, bound in one vectorized pass
+                binder = self.spec.__dict__["_binder"] = Binder(self.spec.fused["symbol_sources"])
+            bound = binder.bind(env)
             sym = self.spec.fused["batch_symbol"]
             if sym not in bound:
                 raise FeedError(f"cannot tell the batch size {sym} from the feeds")
@@ -151,13 +154,6 @@ class CompiledModel:
         if self.spec.assertions:
             check_all(self.spec.assertions, {k: v for k, (v, _) in bound.items()})
         return args
-
-    def _bind_input(self, inp: dict, env: dict, bound: dict) -> None:
-        arr = env[inp["ref"]]
-        if inp["kind"] == "shape":
-            self._bind(inp["shape"], [int(v) for v in np.asarray(arr).reshape(-1)], inp["ref"], bound, "value")
-        else:
-            self._bind(inp["shape"], list(np.shape(arr)), inp["ref"], bound, "shape")
 
     @staticmethod
     def _bind(dims: list[str], vals: list[int], label: str, bound: dict, what: str) -> None:

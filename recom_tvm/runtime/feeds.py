@@ -18,6 +18,8 @@ SPARSE_PARTS = ("indices", "values", "dense_shape")
 
 
 def _sparse_parts(name: str, value) -> tuple:
+    if type(value) is tuple and len(value) == 3:  # the common case first
+        return value
     if isinstance(value, Mapping):
         missing = [p for p in SPARSE_PARTS if p not in value]
         if missing:
@@ -106,46 +108,81 @@ def normalize_feeds(spec: InputSpec, feeds: Mapping) -> dict[str, np.ndarray]:
     """Validate `feeds` and return placeholder tensor name -> array."""
     if not isinstance(feeds, Mapping):
         raise FeedError(f"feeds must be a dict (feature or placeholder name -> value), got {type(feeds).__name__}")
-    by_tensor = {}
     aliases = spec.__dict__.get("_aliases")
-    if aliases is None:  # placeholder names, with and without ":0" (computed once per model)
-        aliases = spec.__dict__["_aliases"] = {}
+    if aliases is None:  # placeholder names, with and without ":0", that are not feature names (once per model)
+        aliases = {}
         for t in spec.placeholders:
-            aliases[t] = t
-            aliases[t[:-2] if t.endswith(":0") else t] = t
-    used = set()
-    out: dict[str, np.ndarray] = {}
-    for key, value in feeds.items():
-        if key in aliases and spec.feature(key) is None:
-            by_tensor[aliases[key]] = (key, value)
-            used.add(key)
+            for a in (t, t[:-2] if t.endswith(":0") else t):
+                if spec.feature(a) is None:
+                    aliases[a] = t
+        spec.__dict__["_aliases"] = aliases
+    by_tensor = {}
+    used = 0
+    if len(feeds) > len(spec.features):  # some keyed by placeholder name
+        for key, value in feeds.items():
+            if key in aliases:
+                by_tensor[aliases[key]] = (key, value)
     for f in spec.features:
         name = f["name"]
         tensors = f["tensors"]
-        if name in feeds:
-            used.add(name)
+        value = feeds.get(name, _MISSING)
+        if value is not _MISSING:
+            used += 1
             if f["kind"] == "sparse":
-                parts = _sparse_parts(name, feeds[name])
+                parts = _sparse_parts(name, value)
                 for part, val in zip(SPARSE_PARTS, parts):
                     by_tensor[tensors[part]] = (f"{name}.{part}", val)
             else:
-                by_tensor[tensors["value"]] = (name, feeds[name])
+                by_tensor[tensors["value"]] = (name, value)
         for part, t in tensors.items():
             if t not in by_tensor:
                 what = name if f["kind"] == "dense" else f"{name} ({part})"
                 raise FeedError(f"missing feed for feature {what}; the model takes "
                                 f"{[g['name'] for g in spec.features]}")
-    unknown = sorted(set(map(str, feeds)) - used)
-    if unknown:
+    if used + sum(1 for k in feeds if k in aliases) != len(feeds):
+        names = {f["name"] for f in spec.features}
+        unknown = sorted(str(k) for k in feeds if k not in names and k not in aliases)
         raise FeedError(f"unknown feed(s) {unknown}; the model takes {[g['name'] for g in spec.features]}")
+    placeholders = spec.placeholders
+    _strings_in_one_pass(by_tensor, placeholders)
+    out: dict[str, np.ndarray] = {}
     for t, (label, val) in by_tensor.items():
-        ph = spec.placeholders[t]
+        ph = placeholders[t]
         out[t] = _convert(label, val, ph["dtype"], ph["shape"])
     for f in spec.features:
         if f["kind"] == "sparse":
             tt = f["tensors"]
             _check_sparse(f["name"], out[tt["indices"]], out[tt["values"]], out[tt["dense_shape"]])
     return out
+
+
+_MISSING = object()
+
+
+def _strings_in_one_pass(by_tensor: dict, placeholders: dict) -> None:
+    """Convert the string feeds given as Python objects (lists, object arrays) together, in chunks of about
+    4k strings: the fixed costs are paid per chunk instead of per feed, and a chunk still fits the caches."""
+    pending = [(t, np.asarray(v, dtype=object)) for t, (_, v) in by_tensor.items()
+               if placeholders[t]["dtype"] == "string" and not (isinstance(v, np.ndarray) and v.dtype.kind in "SU")]
+    chunk, size = [], 0
+    for i, (t, a) in enumerate(pending):
+        chunk.append((t, a))
+        size += a.size
+        if size < _STRING_CHUNK and i + 1 < len(pending):
+            continue
+        try:
+            flat = from_objects(np.concatenate([x.reshape(-1) for _, x in chunk]))
+        except AttributeError:  # a non-string element: the per-feed conversion names the feed
+            flat = None
+        pos = 0
+        for tc, x in chunk:
+            if flat is not None:
+                by_tensor[tc] = (by_tensor[tc][0], flat[pos:pos + x.size].reshape(x.shape))
+            pos += x.size
+        chunk, size = [], 0
+
+
+_STRING_CHUNK = 1 << 12
 
 
 def sort_rows(feature: dict, env: dict[str, np.ndarray]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .strings import string_buffer, to_bytes  # noqa: F401  (to_bytes: part of this module's API)
+from .strings import encode_utf8, string_buffer, string_matrix, to_bytes  # noqa: F401  (to_bytes: API)
 
 U64 = np.uint64
 K0, K1, K2 = U64(0xC3A5C85C97CB3127), U64(0xB492B66FBE98F273), U64(0x9AE16A3B2F90404F)
@@ -155,23 +155,39 @@ def _hash_group(mat: np.ndarray, length: int) -> np.ndarray:
     return _long(b, n, length)
 
 
-def fingerprint64_buffer(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Fingerprint64 of the strings buf[starts[i]: starts[i] + lengths[i]], as uint64: one vectorized pass
-    per distinct length."""
+def _by_length(lengths: np.ndarray, group) -> np.ndarray:
+    """Fingerprint64 of n strings, one vectorized pass per distinct length: group(rows, L) gives those rows'
+    bytes as a [len(rows), L] matrix."""
     out = np.empty(lengths.shape[0], dtype=U64)
     if out.size == 0:
         return out
+    order = np.argsort(lengths, kind="stable")  # rows grouped by length without one scan per length
+    ends = np.cumsum(np.bincount(lengths))
+    start = 0
     with np.errstate(over="ignore"):
-        for length in np.unique(lengths):
-            rows = np.nonzero(lengths == length)[0]
-            length = int(length)
-            mat = buf[starts[rows, None] + np.arange(length)] if length else np.zeros((rows.size, 0), np.uint8)
-            out[rows] = _hash_group(mat, length)
+        for length, end in enumerate(ends.tolist()):
+            if end > start:
+                rows = order[start:end]
+                mat = group(rows, length) if length else np.zeros((rows.size, 0), np.uint8)
+                out[rows] = _hash_group(mat, length)
+            start = end
     return out
+
+
+def fingerprint64_buffer(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Fingerprint64 of the strings buf[starts[i]: starts[i] + lengths[i]], as uint64."""
+    return _by_length(lengths, lambda rows, n: buf[starts[rows, None] + np.arange(n)])
+
+
+def fingerprint64_matrix(mat: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Fingerprint64 of the rows of a fixed-width byte matrix (row i holds mat[i, :lengths[i]]), as uint64."""
+    return _by_length(lengths, lambda rows, n: mat[rows, :n])
 
 
 def fingerprint64(strings) -> np.ndarray:
     """Fingerprint64 of each string (bytes, str as UTF-8, or a numpy 'S' / 'U' array), as uint64."""
+    if isinstance(strings, np.ndarray) and strings.dtype.kind in "SU":
+        return fingerprint64_matrix(*string_matrix(strings))
     return fingerprint64_buffer(*string_buffer(strings))
 
 
@@ -243,11 +259,15 @@ def hash_bucket_fast_many(items: list[tuple[object, int]]) -> list[np.ndarray]:
         else:
             arrays = [v if isinstance(v, np.ndarray) else np.asarray(v, dtype=object)
                       for v in (items[i][0] for i in idx)]
-            bufs = [string_buffer(a) for a in arrays]
-            base = np.cumsum([0] + [b[0].size for b in bufs])[:-1]
-            fp = fingerprint64_buffer(np.concatenate([b[0] for b in bufs]),
-                                      np.concatenate([b[1] + o for b, o in zip(bufs, base)]),
-                                      np.concatenate([b[2] for b in bufs]))
+            if all(a.dtype.kind in "SU" for a in arrays):  # fixed-width bytes: one matrix for all columns
+                flat = np.concatenate([(encode_utf8(a) if a.dtype.kind == "U" else a).reshape(-1) for a in arrays])
+                fp = fingerprint64_matrix(*string_matrix(flat))
+            else:
+                bufs = [string_buffer(a) for a in arrays]
+                base = np.cumsum([0] + [b[0].size for b in bufs])[:-1]
+                fp = fingerprint64_buffer(np.concatenate([b[0] for b in bufs]),
+                                          np.concatenate([b[1] + o for b, o in zip(bufs, base)]),
+                                          np.concatenate([b[2] for b in bufs]))
             shapes = [a.shape for a in arrays]
         pos = 0
         for i, shape in zip(idx, shapes):

@@ -61,20 +61,22 @@ def from_objects(obj: np.ndarray) -> np.ndarray:
     return out.reshape(obj.shape)
 
 
+def string_matrix(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An 'S' / 'U' array as (byte matrix [n, width], length of each string), flattened, without copying bytes
+    ('S'): numpy drops trailing NULs, so a string ends after its last nonzero byte."""
+    a = np.ascontiguousarray(encode_utf8(arr) if arr.dtype.kind == "U" else arr).reshape(-1)
+    w = a.dtype.itemsize
+    if w == 0 or a.size == 0:
+        return np.zeros((a.size, 0), np.uint8), np.zeros(a.size, np.int64)
+    return a.view(np.uint8).reshape(a.size, w), np.char.str_len(a).astype(np.int64)  # up to the last non-NUL
+
+
 def string_buffer(values) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """TF string elements as (bytes buffer, start of each string, length of each string), flattened."""
     arr = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object)
-    if arr.dtype.kind == "U":
-        arr = encode_utf8(arr)
-    if arr.dtype.kind == "S":
-        a = np.ascontiguousarray(arr).reshape(-1)
-        w = a.dtype.itemsize
-        if w == 0 or a.size == 0:
-            return np.zeros(0, np.uint8), np.zeros(a.size, np.int64), np.zeros(a.size, np.int64)
-        mat = a.view(np.uint8).reshape(a.size, w)
-        nz = mat != 0
-        lengths = np.where(nz.any(axis=1), w - np.argmax(nz[:, ::-1], axis=1), 0).astype(np.int64)
-        return mat.reshape(-1), np.arange(a.size, dtype=np.int64) * w, lengths
+    if arr.dtype.kind in "SU":
+        mat, lengths = string_matrix(arr)
+        return mat.reshape(-1), np.arange(mat.shape[0], dtype=np.int64) * mat.shape[1], lengths
     strings = to_bytes(arr)
     lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
     starts = np.zeros(len(strings), np.int64)
