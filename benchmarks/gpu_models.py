@@ -150,19 +150,24 @@ def _capture(torch, fn, n: int) -> list | None:
         return None
 
 
-def _count_kernels(torch, fn) -> list[str] | None:
-    """Names of the GPU kernels one call launches (CUPTI through torch.profiler; None if unavailable)."""
+def _kernels(torch, fn) -> list[tuple[str, float]] | None:
+    """(name, device µs) of the GPU kernels one call launches (CUPTI through torch.profiler; TVM's kernels
+    included), or None if the profiler is unavailable."""
     try:
         from torch.profiler import ProfilerActivity, profile
 
         torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        with profile(activities=[ProfilerActivity.CUDA], acc_events=True) as prof:
             fn()
             torch.cuda.synchronize()
-        names = [e.name for e in prof.events() if str(e.device_type).endswith("CUDA")]
-        return [n for n in names if not n.startswith(("Memcpy", "Memset", "cudaMemcpy"))]
+        out = []
+        for e in prof.events():
+            if str(e.device_type).endswith("CUDA") and not e.name.startswith(("Memcpy", "Memset", "cudaMemcpy")):
+                us = getattr(e, "device_time", None) or getattr(e, "cuda_time", 0.0)
+                out.append((e.name, float(us)))
+        return out
     except Exception as err:  # noqa: BLE001
-        print(f"  (kernel count unavailable: {err})")
+        print(f"  (kernel list unavailable: {err})")
         return None
 
 
@@ -224,7 +229,6 @@ def run(in_dir: str, out_dir: str | None, batches: tuple[int, ...], iters: int) 
             info = json.load(f)
         m = info["model"]
         spec = getattr(zoo, info["spec"])(info["rows"])
-        free0 = torch.cuda.mem_get_info()[0] if cuda else 0
         t0 = time.perf_counter()
         models = {v: load(os.path.join(in_dir, d["lib"])) for v, d in info["variants"].items()}
         # ---- weights on the GPU, from (spec seed, parameter name)
@@ -259,7 +263,9 @@ def run(in_dir: str, out_dir: str | None, batches: tuple[int, ...], iters: int) 
         grouped = GroupedEmbeddingBag(spec, contiguous, dev)
         loop = PerColumnLoop(spec, contiguous)
         torch_tail = TorchTail(tail, weights, dev)
-        mres = {"gen_weights_s": round(gen_s, 2), "prepare_info": info, "batches": {}}
+        summary = {k: v for k, v in info.items() if k != "variants"}
+        summary["variants"] = {v: {k: x for k, x in d.items() if k != "tables"} for v, d in info["variants"].items()}
+        mres = {"gen_weights_s": round(gen_s, 2), "prepare_info": summary, "batches": {}}
         print(f"\nmodel {m.upper()} ({len(spec.columns)} columns, large tables {info['rows']} rows): weights "
               f"generated in {gen_s:.1f}s")
         for batch in batches:
@@ -317,10 +323,10 @@ def run(in_dir: str, out_dir: str | None, batches: tuple[int, ...], iters: int) 
                                  ("ours_e2e", lambda: e2e.execute(on_dev_e2e[0], copy_out=False)),
                                  ("torch_grouped_emb", lambda: grouped(g_dev[0])),
                                  ("torch_loop_emb", lambda: loop(l_dev[0]))):
-                    names = _count_kernels(torch, fn)
-                    mres[f"kernels_{name}"] = None if names is None else len(names)
-                    if name.startswith("ours") and names is not None:
-                        mres[f"kernel_names_{name}"] = sorted(set(names))
+                    kernels = _kernels(torch, fn)
+                    mres[f"kernels_{name}"] = None if kernels is None else len(kernels)
+                    if name.startswith("ours") and kernels is not None:
+                        mres[f"kernel_us_{name}"] = [[n, round(us, 1)] for n, us in kernels]
             mres["batches"][batch] = row
             print(f"B={batch:5d} err emb {row['max_err_emb']:.1e} score {row['max_err_score']:.1e} "
                   f"{'ok' if row['ok'] else 'MISMATCH'} | ms: ours run {t['ours_e2e_run']:.3f} "
@@ -330,8 +336,12 @@ def run(in_dir: str, out_dir: str | None, batches: tuple[int, ...], iters: int) 
                   f"(e2e {t['torch_grouped_e2e_device']:.3f}, graph {t['torch_grouped_e2e_graph'] or 0:.3f}, copy+dev "
                   f"{t['torch_grouped_emb_copy_dev']:.3f}) loop {t['torch_loop_emb_device']:.3f} | floor "
                   f"{t['floor_emb_device']:.3f}", flush=True)
-        mres["device_mem_used_GB"] = round((free0 - torch.cuda.mem_get_info()[0]) / 1e9, 2) if cuda else None
+        if cuda:  # everything held now: both modules' tables, the baselines' copies, TVM's and torch's pools
+            free, total = torch.cuda.mem_get_info()
+            mres["device_mem_in_use_GB"] = round((total - free) / 1e9, 2)
         print("kernels per inference (profiler):", {k: v for k, v in mres.items() if k.startswith("kernels_")})
+        for name, us in mres.get("kernel_us_ours_e2e", []):
+            print(f"  {us:8.1f} us  {name}")
         results["models"][m] = mres
         if out_dir:  # after each model: a run cut short keeps what it measured
             with open(os.path.join(out_dir, "gpu_models.json"), "w") as f:

@@ -127,6 +127,14 @@ class CompiledModel:
             env = run_host_stage(self.spec.host_plan, env)
         for check in self.spec.id_checks:
             check_ids(check, env[check["tensor"]])
+        args, bound = self.arguments(env)
+        if self.spec.assertions:
+            check_all(self.spec.assertions, {k: v for k, (v, _) in bound.items()})
+        return args
+
+    def arguments(self, env: dict) -> tuple[list, dict]:
+        """The module's arguments from the host stage's tensors (packing the fused kernel's input), and the
+        symbols bound on the way: ({symbol: (value, source)})."""
         args, bound = [], {}
         if self.spec.fused:
             binder = self.spec.__dict__.get("_binder")
@@ -151,9 +159,7 @@ class CompiledModel:
             else:
                 self._bind(inp["shape"], list(arr.shape), label, bound, "shape")
                 args.append(np.ascontiguousarray(arr, dtype=inp["dtype"]))
-        if self.spec.assertions:
-            check_all(self.spec.assertions, {k: v for k, (v, _) in bound.items()})
-        return args
+        return args, bound
 
     @staticmethod
     def _bind(dims: list[str], vals: list[int], label: str, bound: dict, what: str) -> None:
