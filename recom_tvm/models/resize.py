@@ -14,20 +14,26 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 from ..frontend import proto
 from ..frontend.graph import Graph
 
 
+_DF_CONCAT = re.compile(r"(^|/)dense_features(_\d+)?/concat$")
+_DF_SINGLE = re.compile(r"(^|/)dense_features(_\d+)?/concat/concat$")
+
+
 def embedding_output(pb: str) -> str:
     """The tensor holding DenseFeatures' output (the embedding stage) in a generated model's frozen graph."""
     with open(pb, "rb") as f:
         g = Graph.from_bytes(f.read())
-    concat = [n for n in g.order if n.endswith("dense_features/concat") and g.nodes[n].op == "ConcatV2"]
+    # Keras numbers layers per process: dense_features, dense_features_1, ...
+    concat = [n for n in g.order if _DF_CONCAT.search(n) and g.nodes[n].op == "ConcatV2"]
     if concat:
         return concat[0] + ":0"
-    single = [n for n in g.order if n.endswith("dense_features/concat/concat")]
+    single = [n for n in g.order if _DF_SINGLE.search(n)]
     if not single:
         raise ValueError(f"{pb}: no DenseFeatures output found")
     return single[0] + ":0"
