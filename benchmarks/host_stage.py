@@ -36,7 +36,7 @@ def step_times(model, feeds_list: list) -> dict[str, float]:
         t.append(time.perf_counter())
         env = run_host_stage(s.host_plan, env) if s.host_plan else env
         for c in s.id_checks:
-            check_ids(c, env[c["tensor"]])
+            check_ids(c, env[c["tensor"]], env[c["where_positive"]] if "where_positive" in c else None)
         t.append(time.perf_counter())
         _, bound = model.arguments(env)
         t.append(time.perf_counter())

@@ -14,7 +14,7 @@ import importlib
 
 from . import config
 from .errors import (ConversionError, FeedError, InvalidArgumentError, ModelFormatError, RecomError,
-                     UnsupportedOpError)
+                     RequestTooLargeError, UnsupportedOpError)
 
 __version__ = "0.1.0"
 
@@ -30,7 +30,7 @@ _LAZY = {
 }
 
 __all__ = ["config", "ConversionError", "FeedError", "InvalidArgumentError", "ModelFormatError", "RecomError",
-           "UnsupportedOpError", *_LAZY]
+           "RequestTooLargeError", "UnsupportedOpError", *_LAZY]
 
 
 def __getattr__(name: str):

@@ -11,6 +11,8 @@
 | verbose | RECOM_TVM_VERBOSE | 0 | 1: progress lines on stderr during import / build |
 | runtime_only | RECOM_TVM_RUNTIME_ONLY | 0 | 1: never load TVM's compiler (serving hosts) |
 | allow_unsafe_paths | RECOM_TVM_ALLOW_UNSAFE_PATHS | 0 | 1: models may reference files outside their directory |
+| max_batch | RECOM_TVM_MAX_BATCH | 1048576 | requests with a larger batch are refused (RequestTooLargeError) |
+| max_request_elements | RECOM_TVM_MAX_REQUEST_ELEMENTS | 134217728 | same, for the total elements of all feeds |
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ cuda_home: str = os.environ.get("CUDA_PATH", os.environ.get("CUDA_HOME", "/usr/l
 verbose: bool = _env_bool("RECOM_TVM_VERBOSE", False)
 runtime_only: bool = _env_bool("RECOM_TVM_RUNTIME_ONLY", False)
 allow_unsafe_paths: bool = _env_bool("RECOM_TVM_ALLOW_UNSAFE_PATHS", False)
+# Serving limits: a request's batch fixes the output and workspace sizes, its elements the host and device copies.
+max_batch: int = int(os.environ.get("RECOM_TVM_MAX_BATCH", 1 << 20))
+max_request_elements: int = int(os.environ.get("RECOM_TVM_MAX_REQUEST_ELEMENTS", 1 << 27))
 
 
 def log(msg: str) -> None:

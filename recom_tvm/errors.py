@@ -36,3 +36,8 @@ class FeedError(RecomError, ValueError):
 
 class InvalidArgumentError(RecomError, ValueError):
     """The inputs are well-formed but TensorFlow would reject them at run time (TF's InvalidArgumentError)."""
+
+
+class RequestTooLargeError(FeedError):
+    """A request above the serving limits (config.max_batch, config.max_request_elements): refused before any
+    allocation, instead of running the host or the device out of memory."""

@@ -20,6 +20,7 @@ def column(draw, i: int):
     fmt = draw(st.sampled_from(["sparse", "dense"]))
     lo = draw(st.integers(0, 2))
     per_row = (lo, lo + draw(st.integers(0, 5)))
+    weighted = fmt == "sparse" and draw(st.booleans())  # weighted_categorical_column: per-id weights
     if kind == "bucketized":
         n = draw(st.integers(1, 6))
         bounds = tuple(sorted({float(draw(st.integers(-20, 20))) / 4 for _ in range(n)}))
@@ -31,9 +32,9 @@ def column(draw, i: int):
         default = draw(st.integers(0, buckets - 1)) if kind == "identity_default" else None
         vocab = buckets + (5 if default is not None else 0)
         return ColumnSpec(f"c{i}", "identity", dim, comb, buckets=buckets, default_value=default, input=fmt,
-                          ids_per_row=per_row, vocab=vocab)
+                          ids_per_row=per_row, vocab=vocab, weighted=weighted)
     return ColumnSpec(f"c{i}", kind, dim, comb, buckets=draw(st.integers(1, 200)), input=fmt, ids_per_row=per_row,
-                      vocab=draw(st.integers(1, 400)))
+                      vocab=draw(st.integers(1, 400)), weighted=weighted)
 
 
 @st.composite

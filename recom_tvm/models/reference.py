@@ -20,6 +20,8 @@ def feature_column_name(c: ColumnSpec) -> str:
         return c.name
     if c.kind == "bucketized":
         return f"{c.name}_bucketized_embedding"
+    if c.weighted:
+        return f"{c.name}_weighted_by_{c.weight_feature}_embedding"
     return f"{c.name}_embedding"
 
 
@@ -29,10 +31,17 @@ def column_order(spec: ModelSpec) -> list[ColumnSpec]:
 
 def column_ids(c: ColumnSpec, feed) -> tuple[np.ndarray, np.ndarray, int]:
     """(table ids, row of each id, batch) of one categorical / bucketized column, TF's filters applied."""
+    ids, rows, batch, _ = column_bag(c, feed)
+    return ids, rows, batch
+
+
+def column_bag(c: ColumnSpec, feed, weight_feed=None) -> tuple[np.ndarray, np.ndarray, int, np.ndarray | None]:
+    """(table ids, row of each id, batch, per-id weights or None), TF's filters applied: negative ids dropped;
+    for a weighted column also weights <= 0 unless the combiner is sum (safe_embedding_lookup_sparse)."""
     if c.kind == "bucketized":
         x = np.asarray(feed, np.float32).reshape(-1)
         ids = np.searchsorted(np.asarray(c.boundaries, np.float32), x, side="right").astype(np.int64)
-        return ids, np.arange(x.size, dtype=np.int64), x.size
+        return ids, np.arange(x.size, dtype=np.int64), x.size, None
     if isinstance(feed, tuple):
         idx, values, shape = feed
         rows, batch = np.asarray(idx)[:, 0].astype(np.int64), int(shape[0])
@@ -55,13 +64,32 @@ def column_ids(c: ColumnSpec, feed) -> tuple[np.ndarray, np.ndarray, int]:
         if c.default_value is not None:
             ids = np.where((ids < 0) | (ids >= c.buckets), c.default_value, ids)
     keep = ids >= 0
-    return ids[keep], rows[keep], batch
+    weights = None
+    if weight_feed is not None:
+        weights = np.asarray(weight_feed[1], np.float32).reshape(-1)
+        if weights.size != keep.size:
+            raise ValueError(f"column {c.name}: {weights.size} weights for {keep.size} ids")
+        if c.combiner != "sum":
+            keep &= weights > 0
+        weights = weights[keep]
+    return ids[keep], rows[keep], batch, weights
 
 
-def combine(table: np.ndarray, ids: np.ndarray, rows: np.ndarray, batch: int, combiner: str) -> np.ndarray:
-    """Bags of table rows in float64: sum, mean or sqrtn per row; empty rows give zeros."""
+def combine(table: np.ndarray, ids: np.ndarray, rows: np.ndarray, batch: int, combiner: str,
+            weights: np.ndarray | None = None) -> np.ndarray:
+    """Bags of table rows in float64: sum, mean or sqrtn per row (weighted: sum w*e, / sum w, / sqrt(sum w^2),
+    0 where the divisor is 0); empty rows give zeros."""
     out = np.zeros((batch, table.shape[1]), np.float64)
-    np.add.at(out, rows, table[ids].astype(np.float64))
+    rowsv = table[ids].astype(np.float64)
+    if weights is not None:
+        w = weights.astype(np.float64)
+        np.add.at(out, rows, rowsv * w[:, None])
+        if combiner == "sum":
+            return out
+        den = np.bincount(rows, weights=w if combiner == "mean" else w * w, minlength=batch)[:, None]
+        den = den if combiner == "mean" else np.sqrt(den)
+        return np.divide(out, den, out=np.zeros_like(out), where=den != 0)
+    np.add.at(out, rows, rowsv)
     counts = np.bincount(rows, minlength=batch).astype(np.float64)[:, None]
     if combiner == "mean":
         out = np.divide(out, counts, out=np.zeros_like(out), where=counts > 0)
@@ -77,8 +105,8 @@ def embedding_stage(spec: ModelSpec, tables: dict[str, np.ndarray], feeds: dict)
         if c.kind == "numeric":
             parts.append(np.asarray(feeds[c.name], np.float64).reshape(len(feeds[c.name]), -1))
             continue
-        ids, rows, batch = column_ids(c, feeds[c.name])
-        parts.append(combine(tables[c.name], ids, rows, batch, c.combiner))
+        ids, rows, batch, weights = column_bag(c, feeds[c.name], feeds.get(c.weight_feature))
+        parts.append(combine(tables[c.name], ids, rows, batch, c.combiner, weights))
     return np.concatenate(parts, axis=1)
 
 

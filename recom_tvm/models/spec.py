@@ -24,6 +24,8 @@ class ColumnSpec:
     hash_string / hash_int (categorical_column_with_hash_bucket, `buckets`), identity (`buckets` ids, with
     `default_value` or none). input: "sparse" (SparseTensor) or "dense" (padded; "" / -1 mean missing).
     ids_per_row: (min, max) ids per row when sampling; vocab: size of the sampled id / string universe.
+    weighted: a weighted_categorical_column over the categorical one, its weights fed as "<name>_weight" (a
+    SparseTensor with the ids' indices).
     """
 
     name: str
@@ -36,6 +38,7 @@ class ColumnSpec:
     input: str = "sparse"
     ids_per_row: tuple[int, int] = (1, 1)
     vocab: int = 1000
+    weighted: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -46,6 +49,13 @@ class ColumnSpec:
             raise ValueError(f"column {self.name!r}: input must be 'sparse' or 'dense'")
         if self.kind == "bucketized" and not self.boundaries:
             raise ValueError(f"column {self.name!r}: bucketized needs boundaries")
+        if self.weighted and not (self.categorical and self.input == "sparse"):
+            raise ValueError(f"column {self.name!r}: weighted needs a categorical column with sparse input")
+
+    @property
+    def weight_feature(self) -> str | None:
+        """The feature holding the per-id weights of a weighted column."""
+        return f"{self.name}_weight" if self.weighted else None
 
     @property
     def categorical(self) -> bool:
@@ -76,9 +86,9 @@ class ModelSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        names = [c.name for c in self.columns]
+        names = [c.name for c in self.columns] + [c.weight_feature for c in self.columns if c.weighted]
         if len(set(names)) != len(names) or "dense" in names:
-            raise ValueError("column names must be unique and not 'dense'")
+            raise ValueError("feature names (columns and '<name>_weight') must be unique and not 'dense'")
 
     @property
     def concat_width(self) -> int:
@@ -86,7 +96,12 @@ class ModelSpec:
 
     def key(self) -> str:
         """A short content hash (cache key for generated models)."""
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+        data = dataclasses.asdict(self)
+        for c in data["columns"]:  # fields added later, at their defaults, leave existing cache keys unchanged
+            for k, default in _LATER_FIELDS.items():
+                if c.get(k) == default:
+                    c.pop(k)
+        blob = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     # ---------------------------------------------------------------------------------------- sampling
@@ -99,9 +114,27 @@ class ModelSpec:
         """
         rng = np.random.default_rng(rng)
         feeds = {c.name: _sample_column(c, batch, rng, hostile, zipf) for c in self.columns}
+        for c in self.columns:
+            if c.weighted:
+                feeds[c.weight_feature] = _sample_weights(feeds[c.name], rng, hostile)
         if self.dense_width:
             feeds["dense"] = rng.normal(size=(batch, self.dense_width)).astype("float32")
         return feeds
+
+
+_LATER_FIELDS = {"weighted": False}
+
+
+def _sample_weights(ids_feed: tuple, rng, hostile: bool) -> tuple:
+    """Per-id weights with the ids' indices: positive; hostile adds zeros and negatives (TF drops weights <= 0
+    unless the combiner is sum)."""
+    indices, values, shape = ids_feed
+    w = rng.uniform(0.1, 2.0, size=len(values)).astype(np.float32)
+    if hostile and w.size:
+        u = rng.random(w.size)
+        w[u < 0.1] = 0.0
+        w[(u >= 0.1) & (u < 0.2)] *= -1
+    return indices.copy(), w, shape.copy()
 
 
 def _ids(c: ColumnSpec, n: int, rng, hostile: bool, zipf: float | None) -> np.ndarray:

@@ -44,6 +44,8 @@ def input_signature(spec: ModelSpec) -> dict:
             sig[c.name] = tf.SparseTensorSpec([None, None], _tf_dtype(tf, c))
         else:
             sig[c.name] = tf.TensorSpec([None, None], _tf_dtype(tf, c))
+        if c.weighted:
+            sig[c.weight_feature] = tf.SparseTensorSpec([None, None], tf.float32)
     if spec.dense_width:
         sig["dense"] = tf.TensorSpec([None, spec.dense_width], tf.float32)
     return sig
@@ -65,6 +67,8 @@ def feature_columns(spec: ModelSpec, fc=None) -> list:
             cat = fc.categorical_column_with_hash_bucket(c.name, c.buckets, dtype=tf.int64)
         else:
             cat = fc.categorical_column_with_identity(c.name, c.buckets, default_value=c.default_value)
+        if c.weighted:
+            cat = fc.weighted_categorical_column(cat, c.weight_feature)
         cols.append(fc.embedding_column(cat, c.dim, combiner=c.combiner))
     return cols
 

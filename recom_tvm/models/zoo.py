@@ -75,9 +75,28 @@ def per_column_type() -> dict[str, ModelSpec]:
         "identity": [ColumnSpec("x", "identity", 8, "mean", buckets=20, ids_per_row=(1, 4), vocab=20)],
         "identity_dense": [ColumnSpec("x", "identity", 8, "sqrtn", buckets=20, input="dense", ids_per_row=(1, 4),
                                       vocab=20)],
+        "weighted_hash_mean": [ColumnSpec("x", "hash_string", 8, "mean", buckets=100, ids_per_row=(0, 4),
+                                          weighted=True)],
+        "weighted_identity_sum": [ColumnSpec("x", "identity", 8, "sum", buckets=20, default_value=3,
+                                             ids_per_row=(0, 4), vocab=25, weighted=True)],
+        "weighted_hash_int_sqrtn": [ColumnSpec("x", "hash_int", 8, "sqrtn", buckets=100, ids_per_row=(1, 4),
+                                                 weighted=True)],
     }
     return {k: ModelSpec(f"type_{k}", tuple(v), dense_width=3, bottom_mlp=(4,), top_mlp=(8,), seed=1)
             for k, v in variants.items()}
+
+
+def weighted_mix() -> ModelSpec:
+    """Weighted columns of every combiner (with and without default / pruning) next to plain ones: one fused kernel."""
+    return ModelSpec("weighted_mix", (
+        ColumnSpec("a", "hash_string", 8, "mean", buckets=100, ids_per_row=(0, 4), weighted=True),
+        ColumnSpec("b", "identity", 8, "sum", buckets=20, default_value=3, ids_per_row=(0, 4), vocab=25,
+                   weighted=True),
+        ColumnSpec("c", "hash_int", 8, "sqrtn", buckets=100, ids_per_row=(1, 4), weighted=True),
+        ColumnSpec("d", "hash_string", 8, "mean", buckets=100, ids_per_row=(0, 4)),
+        ColumnSpec("e", "identity", 4, "mean", buckets=20, ids_per_row=(0, 3), vocab=20, weighted=True),
+        ColumnSpec("f", "bucketized", 8, "mean", boundaries=(-1.0, 0.0, 0.5, 2.0)),
+    ), dense_width=3, bottom_mlp=(4,), top_mlp=(8,), seed=2)
 
 
 def demo() -> ModelSpec:

@@ -186,24 +186,36 @@ def _infer_bag(call):
 
 
 EMBEDDING_BAG = define_op(
-    "embedding_bag", 8, _infer_bag,
-    "Bags of table rows: out[b] = combine(table[ids[j]] for j with rows[j] == b and mask[j]); rows sorted, "
-    "empty bags give 0. The canonical form of an embedding column after redundancy elimination.")
+    "embedding_bag", 9, _infer_bag,
+    "Bags of table rows: out[b] = combine(w[j] * table[ids[j]] for j with rows[j] == b and mask[j]); rows "
+    "sorted, empty bags give 0. The canonical form of an embedding column after redundancy elimination.")
 
 
-def embedding_bag(table, ids, rows, mask, num_bags, mode: str, check: bool = False, label: str = "") -> relax.Call:
+def embedding_bag(table, ids, rows, mask, num_bags, mode: str, check: bool = False, label: str = "",
+                  weights=None) -> relax.Call:
     """mask: a bool tensor like ids, or the scalar constant True (no entry is skipped).
 
     check: raise TF's GatherV2 error for a kept id outside [0, rows of table) (otherwise the ids are known to be
     in range, or checked on the host before launch). The label names the TF node and column for that error.
+    weights: per-id float weights like ids (a weighted_categorical_column), or None (the scalar constant 1).
+    Weighted, TF's combiners are sum(w e), sum(w e) / sum(w) and sum(w e) / sqrt(sum(w^2)), 0 where the divisor
+    is 0; unweighted, mean and sqrtn divide by the count and its square root.
     """
     if isinstance(mode, str) and mode not in SEGMENT_MODES:
         raise ValueError(f"embedding_bag: unknown mode {mode!r}")
     if mask is True:
         mask = relax.const(True, "bool")
+    if weights is None:
+        weights = relax.const(1.0, "float32")
     if isinstance(num_bags, int):
         num_bags = relax.prim_value(tvm.tirx.IntImm("int64", num_bags))
-    return relax.Call(EMBEDDING_BAG, [table, ids, rows, mask, num_bags, _s(mode), _p(check), _s(label)])
+    return relax.Call(EMBEDDING_BAG, [table, ids, rows, mask, num_bags, _s(mode), _p(check), _s(label), weights])
+
+
+def bag_weighted(call: relax.Call) -> bool:
+    """Does this embedding_bag call carry per-id weights?"""
+    w = call.args[8]
+    return w.ty.shape is None or len(w.ty.shape.values) > 0
 
 
 # ------------------------------------------------------------------------------------------ FusedEmbedding

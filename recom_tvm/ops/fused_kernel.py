@@ -5,7 +5,7 @@ Data layout (ARCHITECTURE.md, "The fused kernel"):
     [0, C]            unit_start: prefix sums of each column's work units (tiles of bags)
     [C+1, 2C]         data_base: where column c's data starts in `packed`
     [2C+1, 3C]        aux: per-column per-request size (T for dense padded columns)
-    then per column:  CSR:     offsets [B+1] (relative), ids [n]
+    then per column:  CSR:     offsets [B+1] (relative), ids [n] (+ weights as float32 bit patterns [n])
                       DENSE:   ids [B*T], -1 = missing (row-major)
                       ONE:     ids [B]
                       BUCKET:  float32 bit patterns [B] (the raw value to bucketize)
@@ -29,7 +29,12 @@ from tvm.script import tirx as T
 
 THREADS = 256
 # table_base is in float4 units; lanes = ceil(dim / 4) (each lane owns 4 floats of the row or output)
-META = ("kind", "dim", "lanes", "out_off", "table_base", "rows", "mode", "pre", "pre_a", "pre_b", "filter")
+META = ("kind", "dim", "lanes", "out_off", "table_base", "rows", "mode", "pre", "pre_a", "pre_b", "filter",
+        "weighted")
+# filter bits: drop entries with a negative id (TF's id >= 0 filter); drop entries with weight <= 0 (TF prunes them
+# for weighted mean / sqrtn)
+FILTER_NEG_ID = 1
+FILTER_NONPOS_WEIGHT = 2
 KIND = {"csr": 0, "dense": 1, "one": 2, "bucket": 3, "numeric": 4}
 MODE = {"sum": 0, "mean": 1, "sqrtn": 2}
 PRE = {"none": 0, "identity_default": 1}
@@ -64,7 +69,8 @@ def fused_embedding(num_cols: int, width: int, vec_out: bool, gpu: bool):
                     T.writes(out[0:b_sz, 0:width])
                     lo = T.alloc_buffer((1,), I64, scope="local")
                     hi = T.alloc_buffer((1,), I64, scope="local")
-                    cnt = T.alloc_buffer((1,), I64, scope="local")
+                    den = T.alloc_buffer((1,), F32, scope="local")
+                    wv = T.alloc_buffer((1,), F32, scope="local")
                     rid = T.alloc_buffer((1,), I64, scope="local")
                     top = T.alloc_buffer((1,), I64, scope="local")
                     cbuf = T.alloc_buffer((1,), I64, scope="local")
@@ -107,7 +113,7 @@ def fused_embedding(num_cols: int, width: int, vec_out: bool, gpu: bool):
                                 lo[0] = b
                                 hi[0] = b + 1
                             id_base = base + T.if_then_else(kind == T.int64(0), b_sz + 1, T.int64(0))
-                            cnt[0] = T.int64(0)
+                            den[0] = T.float32(0)  # count, or sum(w) / sum(w^2) of a weighted column
                             acc4[0] = T.Broadcast(T.float32(0), 4)
                             for j in T.serial(hi[0] - lo[0]):
                                 if kind == T.int64(3):  # bucketize the raw value (upper_bound; NaN -> last)
@@ -126,20 +132,30 @@ def fused_embedding(num_cols: int, width: int, vec_out: bool, gpu: bool):
                                 if meta[c, 7] == T.int64(1):  # identity with default: out of range -> default
                                     rid[0] = T.if_then_else(rid[0] < T.int64(0) or rid[0] >= meta[c, 8],
                                                             meta[c, 9], rid[0])
-                                if present[0] and not (meta[c, 10] == T.int64(1) and rid[0] < T.int64(0)):
-                                    cnt[0] = cnt[0] + T.int64(1)
+                                # per-id weight (weighted columns: after the ids, offsets[B] of them)
+                                wv[0] = T.if_then_else(
+                                    meta[c, 11] == T.int64(1),
+                                    T.reinterpret(F32, T.Cast("int32", packed[id_base + packed[base + b_sz] + lo[0]
+                                                                              + j])),
+                                    T.float32(1))
+                                if present[0] and not (T.bitwise_and(meta[c, 10], T.int64(FILTER_NEG_ID)) != 0 and
+                                                       rid[0] < T.int64(0)) \
+                                        and not (T.bitwise_and(meta[c, 10], T.int64(FILTER_NONPOS_WEIGHT)) != 0
+                                                 and wv[0] <= T.float32(0)):
+                                    den[0] = den[0] + T.if_then_else(meta[c, 6] == T.int64(2), wv[0] * wv[0], wv[0])
                                     # ids were range-checked (or proven); the clamp only keeps reads in bounds
                                     rid[0] = T.max(T.min(rid[0], meta[c, 5] - T.int64(1)), T.int64(0))
                                     # tables are read only as float4 at 4 * (float4 index): TVM proves the
                                     # alignment and turns the buffer into a float4 pointer (16-byte loads)
                                     acc4[0] = acc4[0] + tables[T.ramp((meta[c, 4] + rid[0] * lanes + lane_idx) * 4,
-                                                                      1, 4)]
+                                                                      1, 4)] * T.Broadcast(wv[0], 4)
+                            # TF: sum (an empty bag sums to 0); mean = / count (or / sum(w)); sqrtn = / sqrt(count)
+                            # (or / sqrt(sum(w^2))); 0 where that divisor is 0 (empty bags; DivNoNan)
                             scale = T.if_then_else(
-                                cnt[0] == T.int64(0), T.float32(0),
-                                T.if_then_else(meta[c, 6] == T.int64(0), T.float32(1),
-                                               T.if_then_else(meta[c, 6] == T.int64(1),
-                                                              T.float32(1) / T.Cast(F32, cnt[0]),
-                                                              T.float32(1) / T.sqrt(T.Cast(F32, cnt[0])))))
+                                meta[c, 6] == T.int64(0), T.float32(1),
+                                T.if_then_else(den[0] == T.float32(0), T.float32(0),
+                                               T.if_then_else(meta[c, 6] == T.int64(1), T.float32(1) / den[0],
+                                                              T.float32(1) / T.sqrt(den[0]))))
                             if vec_out:  # output offsets are multiples of 4 here: 4 * (float4 index)
                                 out[b, T.ramp(T.floordiv(meta[c, 3], 4) * 4 + lane_idx * 4, 1, 4)] = \
                                     acc4[0] * T.Broadcast(scale, 4)

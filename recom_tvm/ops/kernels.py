@@ -421,34 +421,38 @@ def copy_prefix(dtype: str):
 
 
 @functools.cache
-def embedding_bag(dtype: str, id_dtype: str, row_dtype: str, mode: str, masked: bool):
-    """out[b, :] = combine(table[ids[j], :] for j in [lo_b, hi_b) with mask[j]), rows sorted; empty bag -> 0.
+def embedding_bag(dtype: str, id_dtype: str, row_dtype: str, mode: str, masked: bool, weighted: bool = False):
+    """out[b, :] = combine(w[j] * table[ids[j], :] for j in [lo_b, hi_b) with mask[j]), rows sorted; empty bag -> 0.
 
-    The reference lowering of recom.embedding_bag (one thread per bag on GPUs); the fused multi-column kernel
-    replaces it in the optimized CUDA pipeline.
+    Unweighted, mean / sqrtn divide by the count / its square root; weighted (w given), by sum(w) / sqrt(sum(w^2)),
+    0 where that is 0 (TF's DivNoNan). The reference lowering of recom.embedding_bag (one thread per bag on GPUs);
+    the fused multi-column kernel replaces it in the optimized pipeline.
     """
 
     @T.prim_func(private=True, s_tir=True)
-    def kernel(var_table: T.handle, var_ids: T.handle, var_rows: T.handle, var_mask: T.handle, var_out: T.handle):
+    def kernel(var_table: T.handle, var_ids: T.handle, var_rows: T.handle, var_mask: T.handle, var_w: T.handle,
+               var_out: T.handle):
         r = T.int64()
         d = T.int64()
         n = T.int64()
         nm = T.int64()
+        nw = T.int64()
         b = T.int64()
         table = T.match_buffer(var_table, (r, d), dtype)
         ids = T.match_buffer(var_ids, (n,), id_dtype)
         rows = T.match_buffer(var_rows, (n,), row_dtype)
         mask = T.match_buffer(var_mask, (nm,), "bool")
+        w = T.match_buffer(var_w, (nw,), "float32")
         out = T.match_buffer(var_out, (b, d), dtype)
         for i in T.serial(b):
             with T.sblock("embedding_bag"):
                 vi = T.axis.spatial(b, i)
-                T.reads(table[0:r, 0:d], ids[0:n], rows[0:n], mask[0:nm])
+                T.reads(table[0:r, 0:d], ids[0:n], rows[0:n], mask[0:nm], w[0:nw])
                 T.writes(out[vi, 0:d])
                 lo = T.alloc_buffer((1,), I64, scope="local")
                 hi = T.alloc_buffer((1,), I64, scope="local")
                 end = T.alloc_buffer((1,), I64, scope="local")
-                cnt = T.alloc_buffer((1,), I64, scope="local")
+                den = T.alloc_buffer((1,), dtype, scope="local")
                 acc = T.alloc_buffer((1,), dtype, scope="local")
                 lo[0] = T.int64(0)
                 hi[0] = n
@@ -464,21 +468,31 @@ def embedding_bag(dtype: str, id_dtype: str, row_dtype: str, mode: str, masked: 
                         end[0] = T.floordiv(end[0] + hi[0], 2) + T.int64(1)
                     else:
                         hi[0] = T.floordiv(end[0] + hi[0], 2)
-                cnt[0] = T.int64(0)
+                den[0] = T.Cast(dtype, 0)  # count, sum(w) or sum(w^2)
                 for jj in T.serial(end[0] - lo[0]):
                     if not masked or mask[T.min(lo[0] + jj, nm - 1)]:
-                        cnt[0] = cnt[0] + T.int64(1)
+                        if not weighted:
+                            den[0] = den[0] + T.Cast(dtype, 1)
+                        elif mode == "mean":
+                            den[0] = den[0] + T.Cast(dtype, w[T.min(lo[0] + jj, nw - 1)])
+                        else:
+                            den[0] = den[0] + T.Cast(dtype, w[T.min(lo[0] + jj, nw - 1)] * w[T.min(lo[0] + jj,
+                                                                                                    nw - 1)])
                 for j in T.serial(d):
                     acc[0] = T.Cast(dtype, 0)
                     for jj in T.serial(end[0] - lo[0]):
                         if not masked or mask[T.min(lo[0] + jj, nm - 1)]:
-                            acc[0] = acc[0] + table[T.Cast(I64, ids[lo[0] + jj]), j]
+                            if weighted:
+                                acc[0] = acc[0] + table[T.Cast(I64, ids[lo[0] + jj]), j] * T.Cast(
+                                    dtype, w[T.min(lo[0] + jj, nw - 1)])
+                            else:
+                                acc[0] = acc[0] + table[T.Cast(I64, ids[lo[0] + jj]), j]
                     if mode == "sum":
                         out[vi, j] = acc[0]
                     elif mode == "mean":
-                        out[vi, j] = T.if_then_else(cnt[0] > 0, acc[0] / T.Cast(dtype, cnt[0]), T.Cast(dtype, 0))
+                        out[vi, j] = T.if_then_else(den[0] != T.Cast(dtype, 0), acc[0] / den[0], T.Cast(dtype, 0))
                     else:
-                        out[vi, j] = T.if_then_else(cnt[0] > 0, acc[0] / T.sqrt(T.Cast(dtype, cnt[0])),
+                        out[vi, j] = T.if_then_else(den[0] != T.Cast(dtype, 0), acc[0] / T.sqrt(den[0]),
                                                     T.Cast(dtype, 0))
 
     return kernel

@@ -199,10 +199,13 @@ def _lower_gather(lw: _Lowerer, call):
 
 
 def _lower_embedding_bag(lw: _Lowerer, call):
-    table, ids, rows, mask, num_bags, mode, check, label = call.args
+    table, ids, rows, mask, num_bags, mode, check, label, weights = call.args
     masked = len(_dims(mask)) > 0
     if not masked:  # a scalar True: pass a 1-element mask the kernel never reads
         mask = lw.emit(relax.op.reshape(mask, [1]))
+    weighted = len(_dims(weights)) > 0
+    if not weighted:  # the scalar 1: likewise
+        weights = lw.emit(relax.op.reshape(weights, [1]))
     width = _dims(table)[1]
     if int(check.value):
         limit = _dims(table)[0]
@@ -211,8 +214,9 @@ def _lower_embedding_bag(lw: _Lowerer, call):
         ids = lw.emit(relax.op.call_pure_packed(
             CHECK_GATHER_FUNC, ids, status, tvm.ir.StringImm(label.value), relax.prim_value(limit),
             ty_args=[ids.ty]))
-    return relax.call_tir(lw.kernel(kernels.embedding_bag, _dt(table), _dt(ids), _dt(rows), mode.value, masked),
-                          [table, ids, rows, mask], relax.TensorType([num_bags, width], _dt(table)))
+    return relax.call_tir(lw.kernel(kernels.embedding_bag, _dt(table), _dt(ids), _dt(rows), mode.value, masked,
+                                    weighted),
+                          [table, ids, rows, mask, weights], relax.TensorType([num_bags, width], _dt(table)))
 
 
 def _const_meta(meta) -> list:
@@ -260,6 +264,9 @@ class _Mutator(relax.PyExprMutator):
 
     def visit_call_(self, call: relax.Call) -> relax.Expr:
         call = super().visit_call_(call)
+        if isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.nn.relu" and \
+                str(call.args[0].ty.dtype).startswith("float"):
+            return self.builder_.call_te(_relu_keeping_nan, call.args[0], primfunc_name_hint="relu")
         if is_recom_op(call):
             lower = LOWERINGS.get(call.op.name)
             if lower is None:
@@ -268,9 +275,16 @@ class _Mutator(relax.PyExprMutator):
         return call
 
 
+def _relu_keeping_nan(x: te.Tensor) -> te.Tensor:
+    """TF's Relu: NaN stays NaN (TVM's max(x, 0) becomes LLVM / CUDA fmax, which returns 0 for NaN)."""
+    zero = tirx.const(0, x.dtype)
+    return te.compute(x.shape, lambda *i: tirx.Select(x(*i) < zero, zero, x(*i)), name="relu")
+
+
 @tvm.ir.transform.module_pass(opt_level=0, name="LegalizeRecomOps")
 class LegalizeRecomOps:
-    """Replace every recom op by calls to its TIR kernels (same kernels for llvm and CUDA)."""
+    """Replace every recom op by calls to its TIR kernels (same kernels for llvm and CUDA), and Relu by one that
+    keeps NaN as TF's does."""
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         mutator = _Mutator(mod)

@@ -73,8 +73,10 @@ def _is_var(e, v) -> bool:
     return isinstance(e, tirx.Var) and e.same_as(v)
 
 
-def _is_true_mask(view: DataflowView, m) -> bool:
+def _is_true_mask(view: DataflowView, m, depth: int = 0) -> bool:
     e = view.resolve(m)
+    if op_name(e) == "relax.logical_and" and depth < 8:  # TF's id filter ands in ones_like(weights)
+        return all(_is_true_mask(view, a, depth + 1) for a in e.args)
     if is_tensor_const(e):
         arr = const_array(e)
         return arr.dtype == bool and bool(arr.all())
@@ -133,20 +135,13 @@ def _leaf_output(ctx: RuleContext, expr, dims: list):
     return ctx.ie.leaf(ctx.ie.at(expr, dims))
 
 
-def _filter(ctx: RuleContext, idx_in, vals_in):
-    """Undo the id filter: (I, V, mask) such that idx_in = I[w], vals_in = V[w], w = Where(mask); or
-    (idx_in, vals_in, True) when there is no filter."""
-    gi = ctx.view.call(idx_in, "recom.gather")
-    gv = ctx.view.call(vals_in, "recom.gather")
-    if gi is None and gv is None:
-        return idx_in, vals_in, True
-    if gi is None or gv is None or int(gi.args[2].value) or int(gv.args[2].value):
-        return None
-    wi, wv = ctx.view.root_var(gi.args[1]), ctx.view.root_var(gv.args[1])
-    if not wi.same_as(wv):
+def _peel(ctx: RuleContext, x):
+    """(X, where var, mask) if x = gather(X, Where(mask)[:, 0]) along axis 0 with a 1-D mask, else None."""
+    g = ctx.view.call(x, "recom.gather")
+    if g is None or int(g.args[2].value):
         return None
     j = IndexExprs.index("j")
-    hit = ctx.ie.leaf(ctx.ie.at(wi, [j]))
+    hit = ctx.ie.leaf(ctx.ie.at(g.args[1], [j]))
     if hit is None:
         return None
     leaf, ind = hit
@@ -156,7 +151,48 @@ def _filter(ctx: RuleContext, idx_in, vals_in):
     mask = where.args[0]
     if mask.ty.shape is None or len(mask.ty.shape.values) != 1:
         return None
-    return gi.args[0], gv.args[0], mask
+    return g.args[0], ctx.view.root_var(leaf), mask
+
+
+def _filter(ctx: RuleContext, idx_in, vals_in):
+    """Undo the id filters: (I, V, mask) such that idx_in, vals_in = I, V at the entries where mask holds; or
+    (idx_in, vals_in, True) when there is no filter. Filters may be stacked (TF prunes negative ids, then
+    non-positive weights): each outer level's mask, computed on the entries the inner levels kept, is lifted
+    back onto the original entries and and-ed in."""
+    levels = []  # outermost first: (where var, mask)
+    i_x, v_x = idx_in, vals_in
+    for _ in range(8):
+        pi, pv = _peel(ctx, i_x), _peel(ctx, v_x)
+        if pi is None and pv is None:
+            break
+        if pi is None or pv is None or not pi[1].same_as(pv[1]):
+            return None
+        levels.append((pi[1], pi[2]))
+        i_x, v_x = pi[0], pv[0]
+    if not levels:
+        return idx_in, vals_in, True
+    n = i_x.ty.shape.values[0] if i_x.ty.shape is not None else None
+    if n is None:
+        return None
+    mask = levels[-1][1]
+    for k in range(len(levels) - 2, -1, -1):
+        lifted = levels[k][1]
+        for where_var, inner_mask in levels[k + 1:]:
+            grid = inner_mask.ty.shape
+            lifted = _lift(ctx, lifted, where_var, grid)
+            if lifted is None:
+                return None
+        mask = _and(ctx.view, mask, lifted)
+    return i_x, v_x, mask
+
+
+def _and(view: DataflowView, a, b):
+    """a & b without the trivial cases (an all-true side, the same mask twice) that the rewrites produce."""
+    if _is_true_mask(view, a):
+        return b
+    if _is_true_mask(view, b) or tvm_ffi.structural_equal(a, b):
+        return a
+    return relax.op.logical_and(a, b)
 
 
 def _rows_sorted(ctx: RuleContext, rows_of, n) -> tuple[bool, str | None, str]:
@@ -192,8 +228,17 @@ def _host_node(spec, tensor: str):
     return None
 
 
+def _only_binds_symbols(ctx: RuleContext, b: relax.Binding, depth: int = 0) -> bool:
+    """Is b a projection / match_cast whose result nothing reads (it only names a shape: dead once the
+    values it describes are)?"""
+    if depth > 8 or not isinstance(b.value, (relax.TupleGetItem, relax.Var)) and not isinstance(b, relax.MatchCast):
+        return False
+    return all(_only_binds_symbols(ctx, u, depth + 1) for u in ctx.view.users_of(b.var)) and \
+        b.var.__hash__() not in ctx.view.outputs
+
+
 def _used_only_within(ctx: RuleContext, var, allowed: set, sink) -> bool:
-    """Every transitive user of var, up to `sink`, lies in `allowed` (binding var keys)."""
+    """Every transitive user of var, up to `sink`, lies in `allowed` (binding var keys), or only binds symbols."""
     stack, seen = [var], set()
     while stack:
         v = stack.pop()
@@ -203,6 +248,8 @@ def _used_only_within(ctx: RuleContext, var, allowed: set, sink) -> bool:
                 continue
             seen.add(k)
             if k not in allowed:
+                if _only_binds_symbols(ctx, b):
+                    continue
                 return False
             if not b.var.same_as(sink):
                 stack.append(b.var)
@@ -230,6 +277,27 @@ def _chain_vars(ctx: RuleContext, sink, sources: list) -> set:
 
     reaches(sink)
     return {k for k, ok in memo.items() if ok}
+
+
+def _sort_on_host(ctx: RuleContext, b: relax.Binding, feature: str, paired: list | None = None) -> bool:
+    """Ask the host to sort `feature`'s entries by row (and `paired` params, matched to its values by position)
+    if nothing but this column reads them; False if something else does (reordering would not be safe)."""
+    feed_vars = [ctx.params_by_ref[t] for t in ctx.spec.feature(feature)["tensors"].values()
+                 if t in ctx.params_by_ref] + list(paired or [])
+    col_chain = _chain_vars(ctx, b.var, feed_vars) | {b.var.__hash__()}
+    if not all(_used_only_within(ctx, v, col_chain, b.var) for v in feed_vars):
+        return False
+    refs = []
+    for p in paired or []:
+        inp = ctx.inputs.get(p.name)
+        if inp is None or inp["source"] != "feed" or inp["kind"] != "tensor":
+            return False
+        refs.append(inp["ref"])
+    if feature not in ctx.spec.sort_rows:
+        ctx.spec.sort_rows.append(feature)
+    if refs:
+        ctx.spec.sort_with[feature] = sorted(set(ctx.spec.sort_with.get(feature, [])) | set(refs))
+    return True
 
 
 def rule_sparse_column(ctx: RuleContext, b: relax.Binding):
@@ -301,14 +369,8 @@ def rule_sparse_column(ctx: RuleContext, b: relax.Binding):
     chain.add(b.var.__hash__())
     if not _used_only_within(ctx, sfer_var, chain, b.var):
         return None
-    if sort_feature is not None:
-        feed_vars = [ctx.params_by_ref[t] for t in ctx.spec.feature(sort_feature)["tensors"].values()
-                     if t in ctx.params_by_ref]
-        col_chain = _chain_vars(ctx, b.var, feed_vars) | {b.var.__hash__()}
-        if not all(_used_only_within(ctx, v, col_chain, b.var) for v in feed_vars):
-            return None  # the feature feeds something else too: reordering its entries is not safe
-        if sort_feature not in ctx.spec.sort_rows:
-            ctx.spec.sort_rows.append(sort_feature)
+    if sort_feature is not None and not _sort_on_host(ctx, b, sort_feature):
+        return None
     column = ctx.label(label) if label else "?"
     rows = relax.op.reshape(relax.op.strided_slice(indices, [1], [0], [1]), [as_expr(n)])
     ctx.facts.append(
@@ -318,8 +380,173 @@ def rule_sparse_column(ctx: RuleContext, b: relax.Binding):
     return defs.embedding_bag(table, ids, rows, mask, as_expr(batch), mode.value, check, label)
 
 
+# ----------------------------------------------------------------------------------------- weighted column
+def _same_values(ctx: RuleContext, a, b) -> bool:
+    """Do a and b hold the same values (the same var, or equal index expressions at every position)?"""
+    if ctx.view.root_var(a).same_as(ctx.view.root_var(b)):
+        return True
+    if a.ty.shape is None or b.ty.shape is None or len(a.ty.shape.values) != len(b.ty.shape.values):
+        return False
+    # the same index vars for both, left unbounded (a and b may have different, equal-at-run-time extents)
+    idx = [tirx.Var(f"same_k{i}", "int64") for i in range(len(a.ty.shape.values))]
+    return bool(tvm_ffi.structural_equal(ctx.ie.at(a, idx), ctx.ie.at(b, idx)))
+
+
+def _segment_sum(ctx: RuleContext, e):
+    """(data, segment ids) if e = SegmentSum(data, segment ids): a sum reduction over every row in order."""
+    seg = ctx.view.call(e, "recom.sparse_segment_reduce")
+    if seg is None or seg.args[4].value != "sum":
+        return None
+    j = IndexExprs.index("j")
+    if not _is_var(ctx.ie.at(seg.args[1], [j]), j):
+        return None
+    return seg.args[0], seg.args[2], seg.args[3]
+
+
+def _div_no_nan(ctx: RuleContext, e):
+    """(x, y) if e = where(y == 0, 0, x / y) (TF's DivNoNan as imported), else None."""
+    w = ctx.view.call(e, "relax.where")
+    if w is None:
+        return None
+    cond, zero, quot = w.args
+    eq, div = ctx.view.call(cond, "relax.equal"), ctx.view.call(quot, "relax.divide")
+    if eq is None or div is None or not _is_zero(ctx.view, zero) or not _is_zero(ctx.view, eq.args[1]):
+        return None
+    if not _same_values(ctx, eq.args[0], div.args[1]):
+        return None
+    return div.args[0], div.args[1]
+
+
+def _table_rows(ctx: RuleContext, g):
+    """(table, ids, check, label) if g = table[Unique(ids).y][Unique(ids).idx] or table[ids], else None."""
+    view = ctx.view
+    outer = view.call(g, "recom.gather")
+    if outer is None or int(outer.args[2].value):
+        return None
+    inner = view.call(outer.args[0], "recom.gather")
+    if inner is not None and not int(inner.args[2].value):
+        y, idx = view.resolve(inner.args[1]), view.resolve(outer.args[1])
+        if isinstance(y, relax.TupleGetItem) and y.index == 0 and isinstance(idx, relax.TupleGetItem) \
+                and idx.index == 1 and view.root_var(y.tuple_value).same_as(view.root_var(idx.tuple_value)):
+            uniq = view.call(view.root_var(y.tuple_value), "recom.unique")
+            if uniq is not None:  # gathering through Unique and back is gathering the ids themselves
+                return inner.args[0], uniq.args[0], bool(int(inner.args[3].value)), inner.args[4].value
+    return outer.args[0], outer.args[1], bool(int(outer.args[3].value)), outer.args[4].value
+
+
+def rule_weighted_column(ctx: RuleContext, b: relax.Binding):
+    """A weighted_categorical_column: the ids and the weights each go through the id filter, the weight filter
+    (mean / sqrtn) and their own SparseFillEmptyRows; then table rows times weights, a SegmentSum, divided by the
+    SegmentSum of the weights (or the root of that of their squares) with DivNoNan, and the empty rows zeroed
+    -> `embedding_bag(..., weights)` with both filters as its mask."""
+    view = ctx.view
+    cond, zeros, emb = b.value.args
+    if not _is_zero(view, zeros):
+        return None
+    dnn = _div_no_nan(ctx, emb)
+    num, den, mode = (emb, None, "sum") if dnn is None else (dnn[0], dnn[1], None)
+    hit = _segment_sum(ctx, num)
+    if hit is None:
+        return None
+    prod, seg_ids, num_segments = hit
+    mul = view.call(prod, "relax.multiply")
+    if mul is None:
+        return None
+    for rows_x, w_x in (mul.args, mul.args[::-1]):
+        found = _table_rows(ctx, rows_x)
+        if found is not None and w_x.ty.shape is not None and len(w_x.ty.shape.values) == 2:
+            break
+    else:
+        return None
+    table, ids_f, check, label = found
+    if table.ty.shape is None or len(table.ty.shape.values) != 2 or not view.is_param(view.root_var(table)):
+        return None
+    # weights [n, 1] = the values of a SparseFillEmptyRows (default weight 1) ...
+    whit = _leaf_output(ctx, w_x, [IndexExprs.index("j"), 0])
+    sfer_w = _sfer_output(ctx, whit[0], 1) if whit is not None else None
+    sfer_i = _sfer_output(ctx, ids_f, 1)
+    if sfer_w is None or sfer_i is None:
+        return None
+    # ... the denominator: SegmentSum(w) (mean) or sqrt(SegmentSum(w * w)) (sqrtn), over the same segments
+    if den is not None:
+        root = view.call(den, "relax.sqrt")
+        dhit = _segment_sum(ctx, root.args[0] if root is not None else den)
+        if dhit is None or not _same_values(ctx, dhit[1], seg_ids):
+            return None
+        if root is None:
+            mode = "mean" if _same_values(ctx, dhit[0], w_x) else None
+        else:
+            sq = view.resolve(dhit[0])
+            if op_name(sq) == "relax.power" and _same_values(ctx, sq.args[0], w_x) and is_tensor_const(sq.args[1]) \
+                    and float(const_array(sq.args[1])) == 2.0:
+                mode = "sqrtn"
+            elif op_name(sq) == "relax.multiply" and _same_values(ctx, sq.args[0], w_x) and \
+                    _same_values(ctx, sq.args[1], w_x):
+                mode = "sqrtn"
+        if mode is None:
+            return None
+    # segments = rows of the ids' SparseFillEmptyRows (column 0 of its indices)
+    j = IndexExprs.index("j")
+    shit = _leaf_output(ctx, seg_ids, [j])
+    if shit is None or len(shit[1]) != 2 or not _is_var(shit[1][0], j) or not prove_equal(shit[1][1], 0):
+        return None
+    seg_sfer = _sfer_output(ctx, shit[0], 0)
+    if seg_sfer is None or not (seg_sfer.same_as(sfer_i) or seg_sfer.same_as(sfer_w)):
+        return None
+    si, sw = view.resolve(sfer_i), view.resolve(sfer_w)
+    idx_i, ids_in, _, dense_shape = si.args
+    idx_w, w_in, _, dense_shape_w = sw.args
+    batch = dense_shape.values[0]
+    if not (_same_values(ctx, idx_i, idx_w) and all(prove_equal(a, c) for a, c in zip(dense_shape.values,
+                                                                                        dense_shape_w.values))):
+        return None
+    # the select zeroes exactly the empty rows
+    i, d = IndexExprs.index("i"), IndexExprs.index("d")
+    chit = _leaf_output(ctx, cond, [i, d])
+    empty = _sfer_output(ctx, chit[0], 2) if chit is not None else None
+    if empty is None or not (empty.same_as(sfer_i) or empty.same_as(sfer_w)) or len(chit[1]) != 1 \
+            or not _is_var(chit[1][0], i):
+        return None
+    if not (isinstance(num_segments, tirx.IntImm) and num_segments.value < 0) and not prove_equal(num_segments,
+                                                                                                 batch):
+        return None
+    # both inputs, without their filters: the same entries, the same mask
+    undone_i, undone_w = _filter(ctx, idx_i, ids_in), _filter(ctx, idx_w, w_in)
+    if undone_i is None or undone_w is None:
+        return None
+    indices, ids, mask = undone_i
+    indices_w, weights, mask_w = undone_w
+    if not _same_values(ctx, indices, indices_w):
+        return None
+    if (mask is True) != (mask_w is True) or (mask is not True and not tvm_ffi.structural_equal(mask, mask_w)):
+        return None  # (both masks are built from the same filter chain: structurally equal when they agree)
+    if mask is not True and _is_true_mask(view, mask):
+        mask = True
+    n = ids.ty.shape.values[0]
+    ok, sort_feature, why_rows = _rows_sorted(ctx, lambda jj: ctx.ie.at(indices, [jj, 0]), n)
+    if not ok:
+        return None
+    chain = _chain_vars(ctx, b.var, [sfer_i, sfer_w]) | {b.var.__hash__()}
+    if not (_used_only_within(ctx, sfer_i, chain, b.var) and _used_only_within(ctx, sfer_w, chain, b.var)):
+        return None
+    if sort_feature is not None:  # the weights move with the ids (TF pairs them by position)
+        w_param = view.root_var(weights)
+        if not view.is_param(w_param) or not _sort_on_host(ctx, b, sort_feature, [w_param]):
+            return None
+    column = ctx.label(label) if label else "?"
+    rows = relax.op.reshape(relax.op.strided_slice(indices, [1], [0], [1]), [as_expr(n)])
+    ctx.facts.append(
+        f"column {column}: weighted ({mode}): two SparseFillEmptyRows + Unique + rows x weights + SegmentSum"
+        f"{' / SegmentSum(w' + ('^2)' if mode == 'sqrtn' else ')') if mode != 'sum' else ''} + empty-row Select "
+        f"-> embedding_bag({mode}, weights) with {batch} bags; "
+        f"{'filters -> mask' if mask is not True else 'no filter left'}; {why_rows}")
+    return defs.embedding_bag(table, ids, rows, mask, as_expr(batch), mode, check, label, weights=weights)
+
+
 def rule_one_per_row(ctx: RuleContext, b: relax.Binding):
-    table, ids, rows, mask, num_bags, mode, check, label = b.value.args
+    table, ids, rows, mask, num_bags, mode, check, label, _ = b.value.args
+    if defs.bag_weighted(b.value):
+        return None  # w e / w is not e in floating point: the weighted bag stays (TF computes it so)
     n = ids.ty.shape.values[0] if ids.ty.shape is not None else None
     if n is None or not prove_equal(n, num_bags):
         return None
@@ -357,6 +584,12 @@ def _lift(ctx: RuleContext, expr, where_var, grid_shape, depth: int = 0):
     name = op_name(e)
     if name == "relax.gather_nd" and ctx.view.root_var(e.args[1]).same_as(where_var):
         return e.args[0]
+    if name == "recom.gather" and int(e.args[2].value) == 0:  # X[Where(m)[:, 0]] (1-D compaction)
+        j = IndexExprs.index("j")
+        hit = ctx.ie.leaf(ctx.ie.at(e.args[1], [j]))
+        if hit is not None and ctx.view.root_var(hit[0]).same_as(where_var) and len(hit[1]) == 2 \
+                and _is_var(hit[1][0], j) and prove_equal(hit[1][1], 0):
+            return e.args[0]
     if name == "relax.full":  # a constant mask / value the size of the compacted entries
         return relax.op.full(grid_shape, e.args[1], str(e.ty.dtype))
     if name not in _ELEMENTWISE:
@@ -370,13 +603,17 @@ def _lift(ctx: RuleContext, expr, where_var, grid_shape, depth: int = 0):
             args.append(lifted)
         else:
             args.append(a)
+    if name == "relax.logical_and":
+        return _and(ctx.view, *args)
     return relax.Call(e.op, args, e.attrs, e.ty_args if hasattr(e, "ty_args") else None)
 
 
 def rule_densify(ctx: RuleContext, b: relax.Binding):
     """A bag over Where(M)-compacted entries of a dense [B, T] input -> a bag over the whole grid with M as mask:
     the dense padded input ("" / -1 = missing) needs no data-dependent compaction."""
-    table, ids, rows, mask, num_bags, mode, check, label = b.value.args
+    table, ids, rows, mask, num_bags, mode, check, label, _ = b.value.args
+    if defs.bag_weighted(b.value):
+        return None
     j = IndexExprs.index("j")
     hit = ctx.ie.leaf(ctx.ie.at(rows, [j]))
     if hit is None:
@@ -443,6 +680,33 @@ def _mask_keeps_ids_from(ctx: RuleContext, ids, mask, limit: int) -> bool:
     return analyzer().can_prove(_replace_load(m_e, id_e, v))
 
 
+def _weight_gate(ctx: RuleContext, call, limit: int) -> str | None:
+    """A weighted bag whose mask, for ids >= limit, reduces to `weight > 0` (TF prunes ids and non-positive
+    weights before its gather): the host tensor of the weights, so the host checks only ids with a positive
+    weight. None otherwise."""
+    from .fuse_columns import _conjuncts, _positive_test, _strip
+
+    ids, mask, weights = call.args[1], call.args[3], call.args[8]
+    if not defs.bag_weighted(call) or len(mask.ty.shape.values) == 0:
+        return None
+    w_tensor = _host_tensor_of(ctx, weights)
+    if w_tensor is None:
+        return None
+    j = IndexExprs.index("j")
+    id_e = _strip_cast(ctx.ie.at(ids, [j]))
+    w_e = _strip(ctx.ie.at(weights, [j]))
+    v = tirx.Var("large_id", str(id_e.ty.dtype))
+    analyzer().bind(v, tvm.ir.Range.from_min_extent(tirx.const(limit, str(id_e.ty.dtype)),
+                                                    tirx.const(1 << 40, str(id_e.ty.dtype))))
+    gated = False
+    for t in _conjuncts(_replace_load(ctx.ie.at(mask, [j]), id_e, v)):
+        if _positive_test(t, w_e):
+            gated = True
+        elif not analyzer().can_prove(t):
+            return None
+    return w_tensor if gated else None
+
+
 def _host_tensor_of(ctx: RuleContext, ids):
     """The host-side tensor the ids are a reshape / cast of, if any."""
     for _ in range(8):
@@ -477,12 +741,19 @@ def rule_range_check(ctx: RuleContext, b: relax.Binding):
         ctx.facts.append(f"column {column}: ids in [{lo}, {hi}], table has {limit} rows: range check proven")
     else:
         tensor = _host_tensor_of(ctx, ids)
-        if tensor is None or not _mask_keeps_ids_from(ctx, ids, mask, limit):
+        if tensor is None:
             return None
         entry = {"tensor": tensor, "limit": limit, "label": label}
+        if not _mask_keeps_ids_from(ctx, ids, mask, limit):
+            gate = _weight_gate(ctx, call, limit) if is_bag else None
+            if gate is None:
+                return None
+            entry["where_positive"] = gate
         if entry not in ctx.spec.id_checks:
             ctx.spec.id_checks.append(entry)
-        ctx.facts.append(f"column {column}: ids are the input {tensor!r}: range check moved to the host")
+        ctx.facts.append(f"column {column}: ids are the input {tensor!r}: range check moved to the host"
+                         + (f" (ids whose weight in {entry['where_positive']!r} is > 0)" if "where_positive" in entry
+                            else ""))
     args = list(call.args)
     args[6 if is_bag else 3] = relax.prim_value(0)
     return relax.Call(call.op, args)
@@ -504,6 +775,7 @@ RULES: list[tuple[str, str, Callable]] = [
     ("where_all_true", "recom.where", rule_where_all_true),
     ("gather_identity", "recom.gather", rule_gather_identity),
     ("sparse_column", "relax.where", rule_sparse_column),
+    ("weighted_column", "relax.where", rule_weighted_column),
     ("one_per_row", "recom.embedding_bag", rule_one_per_row),
     ("densify", "recom.embedding_bag", rule_densify),
     ("range_check", "recom.embedding_bag", rule_range_check),
@@ -571,6 +843,9 @@ class EliminateRedundancy:
             raise ValueError("EliminateRedundancy needs the module's serving spec (import with recom_tvm)")
         facts = list(mod.attrs[FACTS_ATTR]) if mod.attrs is not None and FACTS_ATTR in mod.attrs else []
         out = RemoveDeadCode()(mod)  # dead uses (e.g. an unused reverse_index_map) must not block rules
+        # TF computes some values twice (a weighted column filters ids and weights with two equal Where ops):
+        # merged first, so the rules see one value where there is one
+        out = copy_attrs(mod, relax.transform.EliminateCommonSubexpr(call_only=False)(out))
         for gv, func in mod.functions_items():
             if not isinstance(func, relax.Function):
                 continue

@@ -21,7 +21,7 @@ import tvm
 from tvm import relax, tirx
 
 from ..ops import defs
-from ..ops.fused_kernel import KIND, META, MODE, PRE, THREADS
+from ..ops.fused_kernel import FILTER_NEG_ID, FILTER_NONPOS_WEIGHT, KIND, META, MODE, PRE, THREADS
 from ..shapes.index_expr import IndexExprs
 from ..shapes.symbolic import analyzer, as_expr, const_array, is_tensor_const
 from ._util import attach_spec, copy_attrs, spec_of
@@ -48,9 +48,10 @@ class _Column:
     pre: str = "none"
     pre_a: int = 0
     pre_b: int = 0
-    filter: bool = False
+    filter: int = 0  # FILTER_* bits
     boundaries: np.ndarray | None = None
     label: str = ""
+    weighted: bool = False
 
 
 def _strip(e):
@@ -109,24 +110,36 @@ class _Classifier:
         return _Column("numeric", width, {"x": self.host_tensor(self.view.root_var(x) if not name else e.args[0])})
 
     def bag(self, call) -> _Column:
-        table, ids, rows, mask, num_bags, mode, check, label = call.args
+        table, ids, rows, mask, num_bags, mode, check, label, weights = call.args
         if int(check.value):
             raise _NoMatch("device range check")
+        weighted = defs.bag_weighted(call)
         j = IndexExprs.index("j")
         pre, a, b, raw = self.preprocessing(self.ie.at(ids, [j]))
         src, ind = self.load(raw)
         row = _strip(self.ie.at(rows, [j]))
         masked = len(mask.ty.shape.values) > 0
         m = _strip(self.ie.at(mask, [j])) if masked else tirx.const(True, "bool")
-        out = _Column("csr", int(table.ty.shape.values[1]), {}, table, mode.value, pre, a, b, label=label.value)
+        out = _Column("csr", int(table.ty.shape.values[1]), {}, table, mode.value, pre, a, b, label=label.value,
+                      weighted=weighted)
         rowhit = self.ie.leaf(row)
-        if rowhit is not None:  # CSR: rows = I[j, 0], ids = V[j]
+        if rowhit is not None:  # CSR: rows = I[j, 0], ids = V[j] (, weights = W[j])
             leaf_i, ind_i = rowhit
             if not (len(ind_i) == 2 and _is(ind_i[0], j) and _is(ind_i[1], 0) and len(ind) == 1 and _is(ind[0], j)):
                 raise _NoMatch("csr indexing")
             out.tensors = {"indices": self.host_tensor(leaf_i), "ids": self.host_tensor(src)}
-            out.filter = self.filter(m, raw, pre_expr=_strip(self.ie.at(ids, [j])), allow_missing=False)
+            w_load = None
+            if weighted:
+                w_load = _strip(self.ie.at(weights, [j]))
+                w_src, w_ind = self.load(w_load)
+                if len(w_ind) != 1 or not _is(w_ind[0], j) or str(w_load.ty.dtype) != "float32":
+                    raise _NoMatch("weights indexing")
+                out.tensors["weights"] = self.host_tensor(w_src)
+            out.filter = self.filter(m, raw, pre_expr=_strip(self.ie.at(ids, [j])), allow_missing=False,
+                                     weight=w_load)
             return out
+        if weighted:
+            raise _NoMatch("weights over a dense padded input")
         # DENSE: rows = j // T, ids = X[j // T, j % T]
         if not (isinstance(row, tirx.FloorDiv) and _is(row.a, j)) or len(ind) != 2:
             raise _NoMatch(f"rows {row}")
@@ -138,16 +151,19 @@ class _Classifier:
         out.filter = self.filter(m, raw, pre_expr=_strip(self.ie.at(ids, [j])), allow_missing=True)
         return out
 
-    def filter(self, m, raw, pre_expr, allow_missing: bool) -> bool:
-        """The mask as the kernel's (missing, filter) flags: True, id >= 0, raw != -1 and both."""
+    def filter(self, m, raw, pre_expr, allow_missing: bool, weight=None) -> int:
+        """The mask as the kernel's filter bits (id >= 0, weight > 0) and missing flag (raw != -1)."""
         terms = _conjuncts(m)
-        filt, missing = False, False
+        filt, missing = 0, False
         for t in terms:
             if isinstance(t, tirx.IntImm) and t.value:
                 continue
             x = _nonneg_test(t)
             if x is not None and (tvm_equal(x, pre_expr) or tvm_equal(x, raw)):
-                filt = True
+                filt |= FILTER_NEG_ID
+                continue
+            if weight is not None and _positive_test(t, weight):
+                filt |= FILTER_NONPOS_WEIGHT
                 continue
             x = _ne_test(t, -1)
             if allow_missing and x is not None and tvm_equal(x, raw):
@@ -227,6 +243,16 @@ def _nonneg_test(t):
     return None
 
 
+def _positive_test(t, x) -> bool:
+    """Is t `x > 0` (or `0 < x`), x a float load?"""
+    zero = lambda e: isinstance(_strip(e), tirx.FloatImm) and _strip(e).value == 0  # noqa: E731
+    if isinstance(t, tirx.GT):
+        return tvm_equal(_strip(t.a), x) and zero(t.b)
+    if isinstance(t, tirx.LT):
+        return zero(t.a) and tvm_equal(_strip(t.b), x)
+    return False
+
+
 def _ne_test(t, value: int):
     """x if t is `x != value` (either side), else None."""
     if isinstance(t, tirx.NE):
@@ -269,7 +295,7 @@ def _layout(columns: list[_Column], widths: list[int], params: dict) -> tuple[np
             bounds.append(col.boundaries)
         row = dict(kind=KIND[col.kind], dim=col.dim, lanes=lanes, out_off=out_off, table_base=table_base,
                    rows=rows, mode=MODE[col.mode], pre=PRE[col.pre], pre_a=pre_a, pre_b=pre_b,
-                   filter=int(col.filter))
+                   filter=int(col.filter), weighted=int(col.weighted))
         meta.append([row[k] for k in META])
         out_off += width
     flat_bounds = np.concatenate(bounds).astype(np.float32) if bounds else np.zeros(1, np.float32)

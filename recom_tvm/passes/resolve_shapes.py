@@ -31,12 +31,18 @@ def _collect_substitutions(func: relax.Function) -> dict:
             if isinstance(d, tirx.Var):
                 defined.add(d.name)
     subst: dict = {}
+    first_cast: dict = {}  # value var -> the dims its first match_cast gave it
     for block in func.body.blocks:
         for b in block.bindings:
             if not isinstance(b, relax.MatchCast):
                 continue
             src = _shape_dims(b.value.ty)
             dst = _shape_dims(b.ty)
+            if src is None and dst is not None and isinstance(b.value, relax.Var):
+                # the same unknown-shaped value cast twice (two TF nodes reading one Where): one set of symbols
+                prev = first_cast.setdefault(b.value, dst)
+                if prev is not dst and len(prev) == len(dst):
+                    src = prev
             if src is None or dst is None or len(src) != len(dst):
                 for d in dst or []:
                     if isinstance(d, tirx.Var):

@@ -122,11 +122,12 @@ class CompiledModel:
         """Validate feeds, run the host stage, and return the module's input arguments (host arrays / shapes)."""
         env = normalize_feeds(self.spec, feeds)
         for name in self.spec.sort_rows:
-            sort_rows(self.spec.feature(name), env)
+            sort_rows(self.spec.feature(name), env, self.spec.sort_with.get(name, ()), self.spec.feed_of)
         if self.spec.host_plan:
             env = run_host_stage(self.spec.host_plan, env)
         for check in self.spec.id_checks:
-            check_ids(check, env[check["tensor"]])
+            check_ids(check, env[check["tensor"]],
+                      env[check["where_positive"]] if "where_positive" in check else None)
         args, bound = self.arguments(env)
         if self.spec.assertions:
             check_all(self.spec.assertions, {k: v for k, (v, _) in bound.items()})

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..errors import FeedError, InvalidArgumentError
+from .. import config
+from ..errors import FeedError, InvalidArgumentError, RequestTooLargeError
 from .strings import encode_utf8, from_objects
 from .spec import InputSpec
 
@@ -144,16 +145,37 @@ def normalize_feeds(spec: InputSpec, feeds: Mapping) -> dict[str, np.ndarray]:
         unknown = sorted(str(k) for k in feeds if k not in names and k not in aliases)
         raise FeedError(f"unknown feed(s) {unknown}; the model takes {[g['name'] for g in spec.features]}")
     placeholders = spec.placeholders
+    _check_elements((label, np.size(val) if hasattr(val, "size") else len(val) if hasattr(val, "__len__") else 1)
+                    for label, val in by_tensor.values())
     _strings_in_one_pass(by_tensor, placeholders)
     out: dict[str, np.ndarray] = {}
     for t, (label, val) in by_tensor.items():
         ph = placeholders[t]
         out[t] = _convert(label, val, ph["dtype"], ph["shape"])
+    _check_elements((label, out[t].size) for t, (label, _) in by_tensor.items())
     for f in spec.features:
+        tt = f["tensors"]
         if f["kind"] == "sparse":
-            tt = f["tensors"]
             _check_sparse(f["name"], out[tt["indices"]], out[tt["values"]], out[tt["dense_shape"]])
+            batch = int(out[tt["dense_shape"]][0]) if out[tt["dense_shape"]].size else 0
+        else:
+            batch = out[tt["value"]].shape[0] if out[tt["value"]].ndim else 0
+        if batch > config.max_batch:
+            raise RequestTooLargeError(f"feature {f['name']!r}: batch {batch} is above the serving limit "
+                                       f"{config.max_batch} (recom_tvm.config.max_batch / RECOM_TVM_MAX_BATCH)")
     return out
+
+
+def _check_elements(sizes) -> None:
+    """Refuse a request whose feeds hold more than config.max_request_elements elements in all."""
+    total, largest = 0, ("", 0)
+    for label, n in sizes:
+        total += int(n)
+        largest = max(largest, (label, int(n)), key=lambda x: x[1])
+    if total > config.max_request_elements:
+        raise RequestTooLargeError(f"the request holds {total} elements (the largest feed, {largest[0]!r}, "
+                                   f"{largest[1]}), above the serving limit {config.max_request_elements} "
+                                   "(recom_tvm.config.max_request_elements / RECOM_TVM_MAX_REQUEST_ELEMENTS)")
 
 
 _MISSING = object()
@@ -185,7 +207,7 @@ def _strings_in_one_pass(by_tensor: dict, placeholders: dict) -> None:
 _STRING_CHUNK = 1 << 12
 
 
-def sort_rows(feature: dict, env: dict[str, np.ndarray]) -> None:
+def sort_rows(feature: dict, env: dict[str, np.ndarray], also=(), describe=str) -> None:
     """Stably sort a sparse feature's entries by row when they are not (TF's SparseFillEmptyRows orders them so).
 
     The passes ask for this only where every consumer of the feature is order-insensitive (bags of rows), so
@@ -194,17 +216,30 @@ def sort_rows(feature: dict, env: dict[str, np.ndarray]) -> None:
     tt = feature["tensors"]
     idx = env[tt["indices"]]
     rows = idx[:, 0]
+    for t in also:  # tensors paired with the values by position (a weighted column's weights)
+        if np.shape(env[t])[:1] != (rows.size,):
+            raise InvalidArgumentError(f"{describe(t)}: {np.shape(env[t])[0]} entries, but feature "
+                                       f"{feature['name']!r} has "
+                                       f"{rows.size} (they are paired by position)")
     if rows.size < 2 or bool(np.all(rows[1:] >= rows[:-1])):
         return
     perm = np.argsort(rows, kind="stable")
     env[tt["indices"]] = np.ascontiguousarray(idx[perm])
     env[tt["values"]] = env[tt["values"]][perm]
+    for t in also:
+        env[t] = np.ascontiguousarray(env[t][perm])
 
 
-def check_ids(check: dict, ids: np.ndarray) -> None:
-    """TF-CPU's GatherV2 error for ids >= the table's rows (negative ids were filtered out by the column)."""
+def check_ids(check: dict, ids: np.ndarray, weights: np.ndarray | None = None) -> None:
+    """TF-CPU's GatherV2 error for ids >= the table's rows (negative ids were filtered out by the column; a
+    weighted column also drops ids whose weight is <= 0: `weights` given, only the others are checked)."""
     ids = np.asarray(ids).reshape(-1)
     if ids.size and int(ids.max()) >= check["limit"]:
-        pos = int(np.argmax(ids >= check["limit"]))
+        bad = ids >= check["limit"]
+        if weights is not None:
+            bad &= np.asarray(weights).reshape(-1) > 0
+            if not bad.any():
+                return
+        pos = int(np.argmax(bad))
         raise InvalidArgumentError(f"{check['label']}: indices[{pos}] = {int(ids[pos])} is not in "
                                    f"[0, {check['limit']})")

@@ -32,8 +32,9 @@ def pack(fused: dict, env: dict, batch: int) -> tuple[np.ndarray, int]:
     for c, col in enumerate(cols):
         kind, t = col["kind"], col["tensors"]
         if kind == "csr":
-            x = (np.asarray(env[t["indices"]])[:, 0], np.asarray(env[t["ids"]]).reshape(-1))
-            sizes[c] = batch + 1 + x[1].size
+            x = (np.asarray(env[t["indices"]])[:, 0], np.asarray(env[t["ids"]]).reshape(-1),
+                 np.ascontiguousarray(env[t["weights"]], dtype=np.float32).reshape(-1) if "weights" in t else None)
+            sizes[c] = batch + 1 + x[1].size * (2 if x[2] is not None else 1)
         elif kind in ("dense", "one"):
             x = np.asarray(env[t["x"] if kind == "dense" else t["ids"]])
             if kind == "dense":
@@ -63,12 +64,14 @@ def pack(fused: dict, env: dict, batch: int) -> tuple[np.ndarray, int]:
             packed[float_pos:float_pos + run.size] = run.view(np.int32)
             floats = []
         elif kind == "csr":
-            rows, ids = x
+            rows, ids, weights = x
             offsets = packed[pos:pos + batch + 1]
             offsets[0] = 0
             np.cumsum(np.bincount(rows, minlength=batch)[:batch] if rows.size else np.zeros(batch, np.int64),
                       out=offsets[1:])
-            packed[pos + batch + 1:pos + sizes[c]] = ids
+            packed[pos + batch + 1:pos + batch + 1 + ids.size] = ids
+            if weights is not None:  # float32 bit patterns, after the ids
+                packed[pos + batch + 1 + ids.size:pos + sizes[c]] = weights.view(np.int32)
         else:  # dense, one
             packed[pos:pos + sizes[c]] = x.reshape(-1)
     return packed, int(unit_start[-1])

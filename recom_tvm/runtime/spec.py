@@ -22,7 +22,9 @@ class InputSpec:
     symbols: dict[str, str]  # symbol -> origin
     # Written by the passes (see recom_tvm.passes); the runtime applies them before launch:
     sort_rows: list[str] = dataclasses.field(default_factory=list)  # sparse features to stably sort by row
-    id_checks: list[dict] = dataclasses.field(default_factory=list)  # {"tensor", "limit", "label"}: TF's error
+    sort_with: dict = dataclasses.field(default_factory=dict)  # feature -> other tensors permuted with its values
+    # TF's out-of-range id error, checked on the host: {"tensor", "limit", "label"[, "where_positive": weights]}
+    id_checks: list[dict] = dataclasses.field(default_factory=list)
     assertions: list[dict] = dataclasses.field(default_factory=list)  # symbolic preconditions (see assertions.py)
     fused: dict = dataclasses.field(default_factory=dict)  # the fused kernel's packing plan (see packer.py)
     param_recipes: dict = dataclasses.field(default_factory=dict)  # params built from others (flat tables)
@@ -62,6 +64,14 @@ class InputSpec:
         if index is None or len(index) != len(self.features):
             index = self.__dict__["_feature_index"] = {f["name"]: f for f in self.features}
         return index.get(name)
+
+    def feed_of(self, tensor: str) -> str:
+        """The feed a host tensor belongs to (for error messages): 'name' or 'name.values' etc."""
+        for f in self.features:
+            for part, t in f.get("tensors", {}).items():
+                if t == tensor:
+                    return f["name"] if len(f["tensors"]) == 1 else f"{f['name']}.{part}"
+        return tensor
 
     def summary(self) -> str:
         lines = [f"{len(self.features)} features, {self.num_inputs} module inputs, "

@@ -334,6 +334,8 @@ _RULES = {
     "relax.equal": _binary(lambda a, b: a == b),
     "relax.not_equal": _binary(lambda a, b: a != b),
     "relax.less": _binary(lambda a, b: a < b),
+    "relax.less_equal": _binary(lambda a, b: a <= b),
+    "relax.greater": _binary(lambda a, b: a > b),
     "relax.greater_equal": _binary(lambda a, b: a >= b),
     "relax.logical_and": _binary(lambda a, b: tirx.And(a, b)),
     "relax.logical_or": _binary(lambda a, b: tirx.Or(a, b)),

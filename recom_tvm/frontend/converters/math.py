@@ -112,6 +112,19 @@ def _binary(ctx, node, ins):
     return ctx.emit(_BINARY[node.op](a, b))
 
 
+@device("DivNoNan")
+def _div_no_nan(ctx, node, ins):
+    """x / y, 0 where y == 0 (TF's DivNoNan; weighted mean / sqrtn combiners)."""
+    dtype = node.attr("T")
+    if dtype and not str(dtype).startswith("float"):
+        ctx.fail(f"DivNoNan on {dtype}")
+    a, b = _operands(ctx, node, ins, dtype)
+    zero = relax.const(0, dtype or "float32")
+    ratio = ctx.emit(relax.op.divide(a, b))
+    is_zero = ctx.emit(relax.op.equal(b, zero))
+    return ctx.emit(relax.op.where(is_zero.expr, zero, ratio.expr))
+
+
 @device("SquaredDifference")
 def _sqdiff(ctx, node, ins):
     a, b = _operands(ctx, node, ins)

@@ -107,6 +107,18 @@ def _sparse_segment(ctx, node, ins):
                     shape=shape)
 
 
+@device("SegmentSum")
+def _segment_sum(ctx, node, ins):
+    """SegmentSum(data, sorted segment ids) = a sparse segment sum over every row of data, in order; the output
+    has max(segment id) + 1 rows (data-dependent, as in TF)."""
+    data, seg = ctx.device(ins[0]), ctx.device(ins[1])
+    n = data.shape[0]
+    seg = ctx.match_shape(seg, [n])
+    rows = ctx.emit(relax.op.arange(0, as_expr(n), 1, "int64"))
+    shape = [_fresh(ctx, node, "segments")] + list(data.shape[1:])
+    return ctx.emit(defs.sparse_segment_reduce(data.expr, rows.expr, seg.expr, -1, "sum"), shape=shape)
+
+
 @device("Bucketize")
 def _bucketize(ctx, node, ins):
     x = ctx.device(ins[0])

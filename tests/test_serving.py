@@ -1,0 +1,87 @@
+"""Serving: many threads of one process, request limits, empty batches, NaN / inf numerics, all against the
+single-threaded answers and TensorFlow."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import recom_tvm
+from recom_tvm.models import zoo
+
+from conftest import assert_matches_tf
+
+DEMO = zoo.demo()
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["imported", "optimized"])
+def demo(compiled, request):
+    return compiled(DEMO, optimized=request.param)
+
+
+def test_threads_give_the_single_threaded_answers(compiled):
+    """8 threads x 1,000 requests of different inputs (batch 1..48, hostile or not) == one thread, bit for bit."""
+    c = compiled(DEMO, optimized=True)
+    requests = [DEMO.sample(1 + (k * 7) % 48, rng=1000 + k, hostile=k % 3 == 0) for k in range(64)]
+    expected = [c.model.run(f)["score"] for f in requests]
+    errors: list = []
+    mismatches = []
+
+    def serve(t: int) -> None:
+        try:
+            for i in range(1000):
+                k = (i * (2 * t + 1) + t) % len(requests)
+                got = c.model.run(requests[k])["score"]
+                if not np.array_equal(got, expected[k]):
+                    mismatches.append((t, i, k))
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=serve, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors[:3]
+    assert not mismatches, mismatches[:5]
+
+
+def test_requests_above_the_limits_are_refused(demo, monkeypatch):
+    feeds = DEMO.sample(40, rng=3)
+    monkeypatch.setattr(recom_tvm.config, "max_batch", 32)
+    with pytest.raises(recom_tvm.RequestTooLargeError, match="batch 40 is above the serving limit 32"):
+        demo.model.run(feeds)
+    # a sparse feature claiming a huge batch with few entries: the output alone would be B x width floats
+    monkeypatch.setattr(recom_tvm.config, "max_batch", 1 << 20)
+    idx, vals, _ = feeds["tags"]
+    huge = dict(feeds, tags=(idx, vals, np.array([1 << 40, 6], np.int64)))
+    with pytest.raises(recom_tvm.RequestTooLargeError, match="'tags': batch 1099511627776"):
+        demo.model.run(huge)
+    monkeypatch.setattr(recom_tvm.config, "max_request_elements", 100)
+    with pytest.raises(recom_tvm.RequestTooLargeError, match="above the serving limit 100"):
+        demo.model.run(feeds)
+    monkeypatch.setattr(recom_tvm.config, "max_request_elements", 1 << 27)
+    assert demo.model.run(feeds)["score"].shape == (40, 1)
+
+
+def test_empty_batch(demo):
+    feeds = DEMO.sample(0, rng=0)
+    got, exp = demo.run_both(feeds)
+    assert_matches_tf(got, exp, "B=0")
+    assert got.shape == (0, 1)
+
+
+def test_nan_and_inf_in_numeric_columns(demo):
+    """Bucketize puts NaN and +inf in the last bucket and -inf in the first (TF's upper_bound); a numeric column
+    passes NaN through to the score, as TF does."""
+    feeds = DEMO.sample(6, rng=2)
+    feeds["age"] = np.array([[np.nan], [np.inf], [-np.inf], [0.0], [95.0], [-0.0]], np.float32)
+    got, exp = demo.run_both(feeds)
+    assert_matches_tf(got, exp, "NaN / inf bucketized")
+    assert np.isfinite(got).all()
+    feeds["price"] = np.array([[np.nan], [1.0], [np.inf], [2.0], [-np.inf], [3.0]], np.float32)
+    got, exp = demo.run_both(feeds)
+    assert_matches_tf(got, exp, "NaN / inf numeric")
+    assert np.isnan(got[0, 0]) and np.isfinite(got[[1, 3, 5]]).all()
