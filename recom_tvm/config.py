@@ -13,6 +13,7 @@
 | allow_unsafe_paths | RECOM_TVM_ALLOW_UNSAFE_PATHS | 0 | 1: models may reference files outside their directory |
 | max_batch | RECOM_TVM_MAX_BATCH | 1048576 | requests with a larger batch are refused (RequestTooLargeError) |
 | max_request_elements | RECOM_TVM_MAX_REQUEST_ELEMENTS | 134217728 | same, for the total elements of all feeds |
+| pool_max_shapes | RECOM_TVM_POOL_MAX_SHAPES | 64 | distinct request shapes before the VM's cached buffers are released |
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ allow_unsafe_paths: bool = _env_bool("RECOM_TVM_ALLOW_UNSAFE_PATHS", False)
 # Serving limits: a request's batch fixes the output and workspace sizes, its elements the host and device copies.
 max_batch: int = int(os.environ.get("RECOM_TVM_MAX_BATCH", 1 << 20))
 max_request_elements: int = int(os.environ.get("RECOM_TVM_MAX_REQUEST_ELEMENTS", 1 << 27))
+# The VM's pooled allocator keeps one buffer set per size class forever; this many distinct shapes, then release.
+pool_max_shapes: int = int(os.environ.get("RECOM_TVM_POOL_MAX_SHAPES", 64))
 
 
 def log(msg: str) -> None:

@@ -85,3 +85,15 @@ def test_nan_and_inf_in_numeric_columns(demo):
     got, exp = demo.run_both(feeds)
     assert_matches_tf(got, exp, "NaN / inf numeric")
     assert np.isnan(got[0, 0]) and np.isfinite(got[[1, 3, 5]]).all()
+
+
+def test_memory_pool_is_released_after_many_shapes(compiled, monkeypatch):
+    """The VM's pool caches buffers per size class; after config.pool_max_shapes distinct request shapes the
+    cached ones are released (answers unchanged)."""
+    c = compiled(DEMO, optimized=True)
+    monkeypatch.setattr(recom_tvm.config, "pool_max_shapes", 2)
+    before = c.model.pool_releases
+    for b in range(101, 107):  # shapes this model has not seen
+        got, exp = c.run_both(DEMO.sample(b, rng=b))
+        assert_matches_tf(got, exp, f"batch {b}")
+    assert c.model.pool_releases - before >= 2

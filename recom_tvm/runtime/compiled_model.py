@@ -13,6 +13,7 @@ import tvm
 import tvm.runtime.vm  # not imported by `import tvm` in runtime-only mode
 import tvm_ffi
 
+from .. import config
 from ..errors import FeedError, InvalidArgumentError, ModelFormatError
 from . import builtins  # noqa: F401  (registers the packed functions compiled modules call)
 from .assertions import check_all
@@ -48,6 +49,7 @@ class CompiledModel:
         self._vm = None
         self._params_dev: list | None = None
         self._lock = threading.Lock()
+        self.pool_releases = 0  # times the VM's cached buffers were released (see _bound_pool)
         missing = [i["ref"] for i in spec.module_inputs if i["source"] == "param" and i["ref"] not in params
                    and i["ref"] not in spec.param_recipes]
         if missing:
@@ -191,6 +193,7 @@ class CompiledModel:
         tensors without waiting for them (for timing the device part alone)."""
         with self._lock:
             self._ensure_vm()
+            self._bound_pool(args)
             dev_args = self.upload(args)
             try:
                 out = self._vm["main"](*dev_args, *self._params_dev)
@@ -198,6 +201,20 @@ class CompiledModel:
                 raise _translate(err) from err
             outs = [out] if len(self.spec.outputs) == 1 else list(out)
             return {o["name"]: v.numpy() if copy_out else v for o, v in zip(self.spec.outputs, outs)}
+
+    def _bound_pool(self, args: list) -> None:
+        """Keep the VM's memory pool bounded: it caches freed buffers per size class and never gives them back,
+        so a stream of requests of ever new sizes would grow it until the device is full. After
+        config.pool_max_shapes distinct argument shapes, the unused cached buffers are released."""
+        key = tuple(tuple(a) if isinstance(a, tvm_ffi.Shape) else tuple(getattr(a, "shape", ())) for a in args)
+        seen = self.__dict__.setdefault("_shapes_seen", set())
+        if key in seen:
+            return
+        if len(seen) >= config.pool_max_shapes:
+            tvm_ffi.get_global_func("vm.builtin.memory_manager.clear")()
+            seen.clear()
+            self.pool_releases += 1
+        seen.add(key)
 
     def upload(self, args: list) -> list:
         """`prepare`'s host arrays -> device tensors (shapes and device tensors pass through)."""
