@@ -209,8 +209,10 @@ def _features_from_structure(tf, structure, placeholders: list[str]) -> list[Fea
     return feats
 
 
-def _is_tf1_saved_model(path: str) -> bool:
+def _read_saved_model(path: str):
+    """saved_model.pb parsed with recom_tvm's own schema (no TensorFlow), screened before TF may load it."""
     from . import proto
+    from .screen import screen_saved_model
 
     sm = proto.SavedModel()
     with open(os.path.join(path, "saved_model.pb"), "rb") as f:
@@ -220,15 +222,21 @@ def _is_tf1_saved_model(path: str) -> bool:
             raise ModelFormatError(f"{path}/saved_model.pb is not a valid SavedModel: {err}") from err
     if not sm.meta_graphs:
         raise ModelFormatError(f"{path}/saved_model.pb holds no MetaGraph")
-    return not sm.meta_graphs[0].object_graph_def
+    screen_saved_model(path, sm)
+    return sm
 
 
 def _from_saved_model(path: str, signature: str | None, outputs) -> LoadedGraph:
     signature = signature or "serving_default"
-    if _is_tf1_saved_model(path):
+    sm = _read_saved_model(path)
+    if not sm.meta_graphs[0].object_graph_def:  # a TF1 SavedModel (no object graph)
         return _from_tf1_saved_model(path, signature, outputs)
     tf = _tf()
-    loaded = tf.saved_model.load(path)
+    try:
+        loaded = tf.saved_model.load(path)
+    except Exception as err:  # noqa: BLE001 - TF's errors for missing / truncated variables and the like
+        raise ModelFormatError(f"TensorFlow cannot load the SavedModel {path!r}: {type(err).__name__}: "
+                               f"{str(err).splitlines()[0] if str(err) else ''}") from err
     if signature not in loaded.signatures:
         raise ModelFormatError(f"SavedModel {path!r} has no signature {signature!r}; "
                                f"it has {sorted(loaded.signatures)}")
@@ -264,7 +272,11 @@ def _from_tf1_saved_model(path: str, signature: str, outputs) -> LoadedGraph:
     tf = _tf()
     v1 = tf.compat.v1
     with tf.Graph().as_default() as g, v1.Session(graph=g) as sess:
-        meta = v1.saved_model.loader.load(sess, [v1.saved_model.tag_constants.SERVING], path)
+        try:
+            meta = v1.saved_model.loader.load(sess, [v1.saved_model.tag_constants.SERVING], path)
+        except Exception as err:  # noqa: BLE001 - TF's errors for missing / truncated variables and the like
+            raise ModelFormatError(f"TensorFlow cannot load the SavedModel {path!r}: {type(err).__name__}: "
+                                   f"{str(err).splitlines()[0] if str(err) else ''}") from err
         if signature not in meta.signature_def:
             raise ModelFormatError(f"SavedModel {path!r} has no signature {signature!r}; "
                                    f"it has {sorted(meta.signature_def)}")

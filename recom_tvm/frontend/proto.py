@@ -46,7 +46,11 @@ _SCHEMA: dict[str, list[tuple]] = {
         ("device", 4, "string", False), ("attr", 5, "map:AttrValue", True),
     ],
     "VersionDef": [("producer", 1, "int32", False), ("min_consumer", 2, "int32", False)],
-    "GraphDef": [("node", 1, "NodeDef", True), ("versions", 4, "VersionDef", False)],
+    "OpDef": [("name", 1, "string", False)],
+    "FunctionDef": [("signature", 1, "OpDef", False), ("node_def", 3, "NodeDef", True)],
+    "FunctionDefLibrary": [("function", 1, "FunctionDef", True)],
+    "GraphDef": [("node", 1, "NodeDef", True), ("library", 2, "FunctionDefLibrary", False),
+                 ("versions", 4, "VersionDef", False)],
     "TensorInfo.CooSparse": [
         ("values_tensor_name", 1, "string", False), ("indices_tensor_name", 2, "string", False),
         ("dense_shape_tensor_name", 3, "string", False),
