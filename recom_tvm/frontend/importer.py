@@ -25,6 +25,7 @@ from .columns import ColumnResolver
 from .context import ImportContext
 from .graph import Graph, Node, parse_tensor_name
 from .loader import Feature, LoadedGraph, load
+from .tables import TABLE_OPS, resolve_tables
 from .values import Host, Known
 
 _STRING_OPS = {"StringToHashBucketFast", "StringToHashBucket", "StringToHashBucketStrong", "AsString",
@@ -32,6 +33,8 @@ _STRING_OPS = {"StringToHashBucketFast", "StringToHashBucket", "StringToHashBuck
                "RegexReplace", "StaticRegexReplace", "StringStrip", "StringLength", "StringToNumber",
                "DecodeRaw", "ParseExample", "ParseExampleV2", "ParseSingleExample"}
 _DTYPE_ATTRS = ("T", "Tparams", "dtype", "DstT", "SrcT")
+# elementwise ops kept on the host when all their inputs are host-stage results (see _host_closed)
+_HOST_CLOSED = {"NotEqual", "Equal", "AddV2", "SelectV2"}
 _SHAPE_FEED_MAX = 8  # static int vectors up to this size (dense_shape & co.) are fed as symbolic shapes
 
 
@@ -73,6 +76,7 @@ class _Importer:
         self.loaded = loaded
         self.graph: Graph = loaded.graph
         self.columns = ColumnResolver(self.graph, loaded.features)
+        self.tables = resolve_tables(self.graph, loaded.model_dir, loaded.tables)
         self.ctx = ImportContext(self.columns)
         self.values: dict[tuple[str, int], Any] = {}
         self.structured = any(f.kind == "sparse" or f.name != parse_tensor_name(f.tensors.get("value", ""))[0]
@@ -108,6 +112,14 @@ class _Importer:
             dtype = node.attr("dtype")
             shape = node.attr("shape")
             feat, part = roles.get(name, (None, None))
+            if dtype == "resource" and feat is None:
+                if name not in self.tables:
+                    raise ConversionError(node.op, name, self.columns(name),
+                                          "a TF2 lookup table left as a resource input by freezing: its contents "
+                                          "are not in this graph. Import the SavedModel instead, or write the .pb "
+                                          "with recom_tvm.frontend.loader.freeze_with_tables")
+                self.values[(name, 0)] = self.tables[name]
+                continue
             # each feature has its own batch symbol: TF does not require equal batches until an op (a concat)
             # does; there the importer asserts the equality on the host, with that op's error
             batch = ctx.symbols.get(re.sub(r"\W", "_", f"B_{feat.name}"), f"batch size of feature {feat.name}") \
@@ -210,13 +222,31 @@ class _Importer:
                 return converters.KNOWN[op](self.ctx, node, ins)
             except converters.NotFoldable:
                 pass
+        if op in TABLE_OPS:
+            if node.name not in self.tables:
+                raise ConversionError(op, node.name, self.columns(node.name),
+                                      "no initializer the importer can read (LookupTableImportV2 / "
+                                      "InitializeTableV2 from constants, or InitializeTableFromTextFileV2)")
+            return self.tables[node.name]
+        if op in converters.TABLE:
+            return converters.TABLE[op](self.ctx, node, ins)
         if op in ("Shape", "Size", "Rank", "ShapeN"):
             return converters.DEVICE[op](self.ctx, node, ins)
         if on_host or any(isinstance(v, Host) and v.dtype == "string" for v in ins):
             return self._host(node, ins)
+        if op in _HOST_CLOSED and self._host_closed(ins):
+            return self._host(node, ins)
         if op not in converters.DEVICE:
             raise UnsupportedOpError(op, node.name, self.columns(node.name))
         return converters.DEVICE[op](self.ctx, node, ins)
+
+    def _host_closed(self, ins: list) -> bool:
+        """Every input is a host-stage result or a constant scalar, and one is a host-stage result (not a feed):
+        keep the op on the host, so its consumer reads one host tensor (vocabulary ids with OOV buckets)."""
+        produced = {o for n in self.ctx.host_plan for o in n["outputs"]}
+        return any(isinstance(v, Host) and v.tensor in produced for v in ins) and all(
+            (isinstance(v, Host) and v.tensor in produced) or (isinstance(v, Known) and v.concrete
+                                                               and v.numpy().size == 1) for v in ins)
 
     def _host(self, node: Node, ins: list):
         ctx = self.ctx

@@ -33,6 +33,8 @@ class LoadedGraph:
     features: list[Feature]
     outputs: list[tuple[str, str]]  # (output name, tensor name)
     source: str
+    model_dir: str | None = None  # where vocabulary files may be read from
+    tables: dict = dataclasses.field(default_factory=dict)  # TF2 resource placeholder -> (keys, values)
 
 
 SPARSE_PARTS = ("indices", "values", "dense_shape")
@@ -57,7 +59,9 @@ def load(source: Any, signature: str | dict | None = None, outputs: list[str] | 
             raise ModelFormatError(f"model path {path!r} does not exist")
         with open(path, "rb") as f:
             data = f.read()
-        return _from_graphdef_bytes(data, signature, outputs, path)
+        loaded = _from_graphdef_bytes(data, signature, outputs, path)
+        loaded.model_dir = os.path.dirname(os.path.abspath(path))
+        return loaded
     if type(source).__name__ == "GraphDef" and hasattr(source, "SerializeToString"):
         return _from_graphdef_bytes(source.SerializeToString(), signature, outputs, "<GraphDef>")
     if hasattr(source, "structured_input_signature") and hasattr(source, "graph"):
@@ -149,6 +153,7 @@ def _from_concrete_function(fn, outputs, source: str) -> LoadedGraph:
     graph = Graph.from_bytes(frozen.graph.as_graph_def().SerializeToString())
     n_inputs = len(tf.nest.flatten(fn.structured_input_signature, expand_composites=True))
     placeholders = [t.name for t in frozen.inputs[:n_inputs]]
+    tables = export_captured_tables(tf, fn, graph)
     feats = _features_from_structure(tf, fn.structured_input_signature, placeholders)
     if outputs is None:
         flat_out = tf.nest.flatten(fn.structured_outputs, expand_composites=True)
@@ -156,7 +161,63 @@ def _from_concrete_function(fn, outputs, source: str) -> LoadedGraph:
         outs = [(names[i], frozen.outputs[i].name) for i in range(len(flat_out))]
     else:
         outs = _outputs(outputs, None, graph)
-    return LoadedGraph(graph, feats, outs, source)
+    return LoadedGraph(graph, feats, outs, source, source if os.path.isdir(source) else None, tables)
+
+
+def export_captured_tables(tf, fn, graph) -> dict:
+    """TF2 freezing keeps tables as resource placeholders: {placeholder node: (keys, values)} read from the
+    tables `fn` captures (LookupTableExportV2) while TensorFlow holds them."""
+    tables = {}
+    for internal, handle in zip(fn.graph.internal_captures, fn.captured_inputs):
+        name = _node_of(internal.name)
+        if handle.dtype != tf.resource or name not in graph.nodes:
+            continue
+        typed = [n for n in graph.nodes.values() if n.op == "LookupTableFindV2" and n.inputs
+                 and n.inputs[0][0] == name]
+        if not typed:
+            continue
+        kt, vt = typed[0].attr("Tin"), typed[0].attr("Tout")
+        try:
+            keys, values = tf.raw_ops.LookupTableExportV2(table_handle=handle, Tkeys=tf.as_dtype(kt),
+                                                          Tvalues=tf.as_dtype(vt))
+        except Exception as err:  # noqa: BLE001 - e.g. a table kind without export
+            raise ModelFormatError(f"cannot read the contents of table {name!r}: {err}") from err
+        tables[name] = (keys.numpy(), values.numpy())
+    return tables
+
+
+def freeze_with_tables(fn):
+    """A ConcreteFunction frozen into a GraphDef that keeps its lookup tables (TF2 freezing alone leaves them as
+    resource placeholders): each becomes a HashTableV2 initialized from constant keys and values, as in a TF1
+    freeze, so the .pb imports on its own. Returns (GraphDef, frozen function)."""
+    tf = _tf()
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    frozen = convert_variables_to_constants_v2(fn)
+    gd = frozen.graph.as_graph_def()
+    graph = Graph.from_bytes(gd.SerializeToString())
+    n_inputs = len(tf.nest.flatten(fn.structured_input_signature, expand_composites=True))
+    tables = export_captured_tables(tf, fn, graph)
+    for node in gd.node:
+        if node.name not in tables:
+            continue
+        keys, values = tables[node.name]
+        finds = [n for n in graph.nodes.values() if n.op == "LookupTableFindV2" and n.inputs[0][0] == node.name]
+        key_dtype, value_dtype = tf.as_dtype(finds[0].attr("Tin")), tf.as_dtype(finds[0].attr("Tout"))
+        node.op = "HashTableV2"
+        node.ClearField("attr")
+        node.attr["key_dtype"].type = key_dtype.as_datatype_enum
+        node.attr["value_dtype"].type = value_dtype.as_datatype_enum
+        node.attr["shared_name"].s = node.name.encode()
+        for suffix, arr, dt in (("keys", keys, key_dtype), ("values", values, value_dtype)):
+            c = gd.node.add(name=f"{node.name}/recom_{suffix}", op="Const")
+            c.attr["dtype"].type = dt.as_datatype_enum
+            c.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(arr, dtype=dt))
+        init = gd.node.add(name=f"{node.name}/recom_import", op="LookupTableImportV2",
+                           input=[node.name, f"{node.name}/recom_keys", f"{node.name}/recom_values"])
+        init.attr["Tin"].type = key_dtype.as_datatype_enum
+        init.attr["Tout"].type = value_dtype.as_datatype_enum
+    return gd, frozen
 
 
 def _output_names(tf, structure) -> list[str]:
@@ -301,4 +362,4 @@ def _from_tf1_saved_model(path: str, signature: str, outputs) -> LoadedGraph:
         init = [op.name for op in g.get_operations() if op.type == "NoOp" and "init_all_tables" in op.name]
         gd = v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), keep + init)
     graph = Graph.from_bytes(gd.SerializeToString())
-    return LoadedGraph(graph, feats, outs, path)
+    return LoadedGraph(graph, feats, outs, path, path)

@@ -68,8 +68,12 @@ _SCHEMA: dict[str, list[tuple]] = {
         ("tensorflow_version", 5, "string", False),
     ],
     "AssetFileDef": [("tensor_info", 1, "TensorInfo", False), ("filename", 2, "string", False)],
+    "AnyProto": [("type_url", 1, "string", False), ("value", 2, "bytes", False)],
+    "CollectionDef.AnyList": [("value", 1, "AnyProto", True)],
+    "CollectionDef": [("any_list", 5, "CollectionDef.AnyList", False)],
     "MetaGraphDef": [
         ("meta_info_def", 1, "MetaGraphDef.MetaInfoDef", False), ("graph_def", 2, "GraphDef", False),
+        ("collection_def", 4, "map:CollectionDef", True),
         ("signature_def", 5, "map:SignatureDef", True), ("asset_file_def", 6, "AssetFileDef", True),
         ("object_graph_def", 7, "bytes", False),
     ],
@@ -130,3 +134,4 @@ TensorProto = _cls("TensorProto")
 SavedModel = _cls("SavedModel")
 MetaGraphDef = _cls("MetaGraphDef")
 SignatureDef = _cls("SignatureDef")
+AssetFileDef = _cls("AssetFileDef")

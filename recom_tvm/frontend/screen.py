@@ -7,7 +7,8 @@ its protobuf is read with our own schema (no TensorFlow involved) and refused wh
 
 - any graph or function holds an op that runs Python (PyFunc, EagerPyFunc, ...) or reads / writes a file by a
   path taken from the graph (ReadFile, WriteFile, ImmutableConst, ...), or
-- an asset (vocabulary file) lies outside the model's directory (absolute or `..` path, or a symlink out),
+- an asset (vocabulary file) lies outside the model's directory (absolute or `..` path, or a symlink out), or a
+  table initializer reads a vocabulary file by a constant path outside it,
 
 unless `config.allow_unsafe_paths` is set (the file rules only; Python-calling ops are always refused).
 The checkpoint ops TensorFlow's loader itself drives (RestoreV2 / SaveV2 with the model's own prefix) are fine.
@@ -51,8 +52,52 @@ def screen_saved_model(path: str, sm) -> None:
                 raise ModelFormatError(f"SavedModel {path!r}: {node.op} node {node.name!r} ({where}) opens a file "
                                        "named by the graph; refusing to load it (set recom_tvm.config."
                                        "allow_unsafe_paths / RECOM_TVM_ALLOW_UNSAFE_PATHS=1 to allow)")
-        for asset in meta.asset_file_def:
+        for asset in asset_defs(meta):
             check_asset_path(path, root, asset.filename)
+        for where, node, filename in _vocabulary_paths(meta):
+            real = os.path.realpath(filename)
+            if not config.allow_unsafe_paths and os.path.commonpath([real, root]) != root:
+                raise ModelFormatError(f"SavedModel {path!r}: {node.op} node {node.name!r} ({where}) reads the "
+                                       f"vocabulary file {filename!r} outside the model's directory; refusing to "
+                                       "load it (set recom_tvm.config.allow_unsafe_paths / "
+                                       "RECOM_TVM_ALLOW_UNSAFE_PATHS=1 to allow)")
+
+
+TEXT_OPS = ("InitializeTableFromTextFileV2", "InitializeTableFromTextFile")
+
+
+def asset_defs(meta) -> list:
+    """The MetaGraph's assets: `asset_file_def` (TF2) and the TF1 "saved_model_assets" collection."""
+    from . import proto
+
+    out = list(meta.asset_file_def)
+    if "saved_model_assets" in meta.collection_def:
+        for item in meta.collection_def["saved_model_assets"].any_list.value:
+            a = proto.AssetFileDef()
+            a.ParseFromString(item.value)
+            out.append(a)
+    return out
+
+
+def _vocabulary_paths(meta):
+    """(where, node, path) of table initializers reading a file named by a constant of the graph (not an asset,
+    which TF's loader redirects into the model's assets/)."""
+    assets = {a.tensor_info.name.split(":")[0] for a in asset_defs(meta)}
+    scopes = [("graph", list(meta.graph_def.node))] + [
+        (f"function {f.signature.name!r}", list(f.node_def)) for f in meta.graph_def.library.function]
+    for where, nodes in scopes:
+        by_name = {n.name: n for n in nodes}
+        for n in nodes:
+            if n.op not in TEXT_OPS or len(n.input) < 2:
+                continue
+            src = by_name.get(n.input[1].lstrip("^").split(":")[0])
+            while src is not None and src.op == "Identity" and src.input:
+                src = by_name.get(src.input[0].lstrip("^").split(":")[0])
+            if src is None or src.op != "Const" or src.name in assets:
+                continue  # a function argument (a captured asset) or an asset tensor
+            vals = src.attr["value"].tensor.string_val
+            if vals:
+                yield where, n, vals[0].decode("utf-8", "replace")
 
 
 def check_asset_path(path: str, root: str, filename: str) -> None:

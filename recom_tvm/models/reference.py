@@ -35,6 +35,21 @@ def column_ids(c: ColumnSpec, feed) -> tuple[np.ndarray, np.ndarray, int]:
     return ids, rows, batch
 
 
+def _vocab_ids(c: ColumnSpec, values: np.ndarray) -> np.ndarray:
+    """TF's vocabulary lookup: the entry's index; else a hash bucket after the vocabulary (num_oov_buckets, the
+    key hashed as a string), else the default (-1: dropped)."""
+    index = {(v.encode() if isinstance(v, str) else v): i for i, v in enumerate(c.vocabulary())}
+    keys = [v.encode() if isinstance(v, str) else (int(v) if not isinstance(v, bytes) else v) for v in values]
+    ids = np.array([index.get(k, -1) for k in keys], dtype=np.int64)
+    miss = ids < 0
+    if c.oov_buckets and miss.any():
+        strs = values[miss] if c.strings else DecimalStrings(values[miss].astype(np.int64))
+        ids[miss] = c.buckets + hash_bucket_fast(strs, c.oov_buckets)
+    elif c.default_value is not None:
+        ids[miss] = c.default_value
+    return ids
+
+
 def column_bag(c: ColumnSpec, feed, weight_feed=None) -> tuple[np.ndarray, np.ndarray, int, np.ndarray | None]:
     """(table ids, row of each id, batch, per-id weights or None), TF's filters applied: negative ids dropped;
     for a weighted column also weights <= 0 unless the combiner is sum (safe_embedding_lookup_sparse)."""
@@ -45,11 +60,11 @@ def column_bag(c: ColumnSpec, feed, weight_feed=None) -> tuple[np.ndarray, np.nd
     if isinstance(feed, tuple):
         idx, values, shape = feed
         rows, batch = np.asarray(idx)[:, 0].astype(np.int64), int(shape[0])
-        values = np.asarray(values, dtype=object if c.kind == "hash_string" else np.int64)
+        values = np.asarray(values, dtype=object if c.strings else np.int64)
     else:  # dense padded: "" / -1 are missing
-        dense = np.asarray(feed, dtype=object if c.kind == "hash_string" else np.int64)
+        dense = np.asarray(feed, dtype=object if c.strings else np.int64)
         batch = dense.shape[0]
-        if c.kind == "hash_string":
+        if c.strings:
             keep = np.array([v not in ("", b"") for v in dense.reshape(-1)], dtype=bool).reshape(dense.shape)
         else:
             keep = dense != -1
@@ -59,6 +74,8 @@ def column_bag(c: ColumnSpec, feed, weight_feed=None) -> tuple[np.ndarray, np.nd
         ids = hash_bucket_fast(values, c.buckets)
     elif c.kind == "hash_int":
         ids = hash_bucket_fast(DecimalStrings(values.astype(np.int64)), c.buckets)
+    elif c.kind.startswith("vocab"):
+        ids = _vocab_ids(c, values)
     else:
         ids = values.astype(np.int64)
         if c.default_value is not None:

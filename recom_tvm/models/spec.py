@@ -12,7 +12,8 @@ import json
 
 import numpy as np
 
-KINDS = ("numeric", "bucketized", "hash_string", "hash_int", "identity")
+KINDS = ("numeric", "bucketized", "hash_string", "hash_int", "identity", "vocab_string", "vocab_int", "vocab_file")
+STRING_KINDS = ("hash_string", "vocab_string", "vocab_file")
 COMBINERS = ("mean", "sum", "sqrtn")
 
 
@@ -26,6 +27,9 @@ class ColumnSpec:
     ids_per_row: (min, max) ids per row when sampling; vocab: size of the sampled id / string universe.
     weighted: a weighted_categorical_column over the categorical one, its weights fed as "<name>_weight" (a
     SparseTensor with the ids' indices).
+    vocab_string / vocab_int / vocab_file: categorical_column_with_vocabulary_list (string or int keys) / _file
+    (strings, one per line) over `buckets` vocabulary entries (`vocabulary()`), with `oov_buckets` hash buckets
+    for the rest, or `default_value` (TF's -1, dropped, when None).
     """
 
     name: str
@@ -39,6 +43,7 @@ class ColumnSpec:
     ids_per_row: tuple[int, int] = (1, 1)
     vocab: int = 1000
     weighted: bool = False
+    oov_buckets: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -49,6 +54,8 @@ class ColumnSpec:
             raise ValueError(f"column {self.name!r}: input must be 'sparse' or 'dense'")
         if self.kind == "bucketized" and not self.boundaries:
             raise ValueError(f"column {self.name!r}: bucketized needs boundaries")
+        if self.oov_buckets and (not self.kind.startswith("vocab") or self.default_value is not None):
+            raise ValueError(f"column {self.name!r}: oov_buckets needs a vocabulary column without default")
         if self.weighted and not (self.categorical and self.input == "sparse"):
             raise ValueError(f"column {self.name!r}: weighted needs a categorical column with sparse input")
 
@@ -59,7 +66,17 @@ class ColumnSpec:
 
     @property
     def categorical(self) -> bool:
-        return self.kind in ("hash_string", "hash_int", "identity")
+        return self.kind in ("hash_string", "hash_int", "identity", "vocab_string", "vocab_int", "vocab_file")
+
+    @property
+    def strings(self) -> bool:
+        """Is the feed a string feature?"""
+        return self.kind in STRING_KINDS
+
+    def vocabulary(self) -> list:
+        """The vocabulary of a vocab_* column: the first `buckets` sampled values (strings or ints)."""
+        ids = np.arange(self.buckets, dtype=np.int64)
+        return _strings(ids).tolist() if self.strings else _vocab_ints(ids).tolist()
 
     @property
     def rows(self) -> int:
@@ -68,7 +85,7 @@ class ColumnSpec:
             return 0
         if self.kind == "bucketized":
             return len(self.boundaries) + 1
-        return self.buckets
+        return self.buckets + self.oov_buckets
 
     @property
     def width(self) -> int:
@@ -122,7 +139,7 @@ class ModelSpec:
         return feeds
 
 
-_LATER_FIELDS = {"weighted": False}
+_LATER_FIELDS = {"weighted": False, "oov_buckets": 0}
 
 
 def _sample_weights(ids_feed: tuple, rng, hostile: bool) -> tuple:
@@ -150,6 +167,11 @@ def _ids(c: ColumnSpec, n: int, rng, hostile: bool, zipf: float | None) -> np.nd
     return ids.astype(np.int64)
 
 
+def _vocab_ints(ids: np.ndarray) -> np.ndarray:
+    """Integer vocabulary keys: spread out, so that lookups are not the identity."""
+    return np.where(ids >= 0, ids * 7 + 3, ids).astype(np.int64)
+
+
 def _strings(ids: np.ndarray) -> np.ndarray:
     return np.array([f"v{i}" if i >= 0 else "" for i in ids.tolist()], dtype=object)
 
@@ -174,19 +196,21 @@ def _sample_column(c: ColumnSpec, batch: int, rng, hostile: bool, zipf):
     if hostile and n > 1:
         dup = rng.random(n) < 0.2
         ids[dup] = ids[0]
-    if c.kind == "hash_string":
+    if c.strings:
         values = _strings(ids)
+    elif c.kind == "vocab_int":
+        values = _vocab_ints(ids)
     else:
         values = ids
     if c.input == "dense":
         width = max(int(counts.max()) if batch else 0, 1)
-        fill = "" if c.kind == "hash_string" else -1
-        dense = np.full((batch, width), fill, dtype=object if c.kind == "hash_string" else np.int64)
+        fill = "" if c.strings else -1
+        dense = np.full((batch, width), fill, dtype=object if c.strings else np.int64)
         pos = 0
         for r, k in enumerate(counts.tolist()):
             dense[r, :k] = values[pos:pos + k]
             pos += k
-        if c.kind != "hash_string":
+        if not c.strings:
             dense = np.where(dense == -1, -1, dense)  # -1 ids are "missing" in padded input, as in TF
         return dense
     rows = np.repeat(np.arange(batch, dtype=np.int64), counts)

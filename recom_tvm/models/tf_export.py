@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 
 import numpy as np
 
@@ -29,7 +28,7 @@ def _tf():
 
 
 def _tf_dtype(tf, c: ColumnSpec):
-    return tf.string if c.kind == "hash_string" else tf.int64
+    return tf.string if c.strings else tf.int64
 
 
 def input_signature(spec: ModelSpec) -> dict:
@@ -51,9 +50,20 @@ def input_signature(spec: ModelSpec) -> dict:
     return sig
 
 
-def feature_columns(spec: ModelSpec, fc=None) -> list:
+def _vocab_file(c: ColumnSpec, vocab_dir: str) -> str:
+    """Write the column's vocabulary file (one entry per line) and return its path."""
+    os.makedirs(vocab_dir, exist_ok=True)
+    path = os.path.join(vocab_dir, f"{c.name}_vocab.txt")
+    if not os.path.exists(path):
+        with open(path, "w") as f:
+            f.write("".join(f"{v}\n" for v in c.vocabulary()))
+    return path
+
+
+def feature_columns(spec: ModelSpec, fc=None, vocab_dir: str | None = None) -> list:
     tf = _tf()
     fc = fc or tf.feature_column
+    vocab_dir = vocab_dir or os.path.join(artifact_dir(spec), "saved_model", "assets")
     cols = []
     for c in spec.columns:
         if c.kind == "numeric":
@@ -65,6 +75,15 @@ def feature_columns(spec: ModelSpec, fc=None) -> list:
             cat = fc.categorical_column_with_hash_bucket(c.name, c.buckets, dtype=tf.string)
         elif c.kind == "hash_int":
             cat = fc.categorical_column_with_hash_bucket(c.name, c.buckets, dtype=tf.int64)
+        elif c.kind in ("vocab_string", "vocab_int"):
+            dflt = -1 if c.default_value is None else c.default_value
+            cat = fc.categorical_column_with_vocabulary_list(c.name, c.vocabulary(), dtype=_tf_dtype(tf, c),
+                                                             default_value=dflt, num_oov_buckets=c.oov_buckets)
+        elif c.kind == "vocab_file":
+            dflt = None if c.default_value is None else c.default_value
+            cat = fc.categorical_column_with_vocabulary_file(c.name, _vocab_file(c, vocab_dir), c.buckets,
+                                                             num_oov_buckets=c.oov_buckets, default_value=dflt,
+                                                             dtype=tf.string)
         else:
             cat = fc.categorical_column_with_identity(c.name, c.buckets, default_value=c.default_value)
         if c.weighted:
@@ -73,7 +92,7 @@ def feature_columns(spec: ModelSpec, fc=None) -> list:
     return cols
 
 
-def build_keras(spec: ModelSpec):
+def build_keras(spec: ModelSpec, vocab_dir: str | None = None):
     """The tf_keras model: DenseFeatures(columns) (+ bottom MLP on "dense") -> top MLP -> sigmoid."""
     tf = _tf()
     import tf_keras
@@ -82,7 +101,7 @@ def build_keras(spec: ModelSpec):
     sig = input_signature(spec)
     inputs = {k: tf_keras.Input(type_spec=s, name=f"input_{k}") for k, s in sig.items()}
     feats = {k: v for k, v in inputs.items() if k != "dense"}
-    x = tf_keras.layers.DenseFeatures(feature_columns(spec))(feats)
+    x = tf_keras.layers.DenseFeatures(feature_columns(spec, vocab_dir=vocab_dir))(feats)
     parts = [x]
     if spec.dense_width:
         d = inputs["dense"]
@@ -146,17 +165,23 @@ def export(spec: ModelSpec, tf1: bool = False) -> dict[str, str]:
 
 def _export_tf2(spec: ModelSpec, root: str) -> None:
     tf = _tf()
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from ..frontend.loader import freeze_with_tables
 
-    os.makedirs(os.path.dirname(root), exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=os.path.dirname(root), prefix=".tmp-")
-    model, sig = build_keras(spec)
+    # Written in place (DONE marks a finished export): a vocabulary file's path is baked into the TF2 graph
+    # (tf_keras builds tables in graph mode, so they are not tracked as assets); it must stay valid and lie
+    # inside the SavedModel's directory, hence saved_model/assets/ from the start.
+    if os.path.exists(root):
+        shutil.rmtree(root)
+    tmp = root
+    os.makedirs(os.path.join(tmp, "saved_model", "assets"))
+    model, sig = build_keras(spec, vocab_dir=os.path.join(tmp, "saved_model", "assets"))
     mod = _serve_module(model, sig)
     concrete = mod.serve.get_concrete_function()
     tf.saved_model.save(mod, os.path.join(tmp, "saved_model"), signatures={"serving_default": concrete})
-    frozen = convert_variables_to_constants_v2(concrete)
+    # frozen with its lookup tables as constants (TF2 freezing alone leaves them as resource inputs)
+    graph_def, frozen = freeze_with_tables(concrete)
     with open(os.path.join(tmp, "model.pb"), "wb") as f:
-        f.write(frozen.graph.as_graph_def().SerializeToString())
+        f.write(graph_def.SerializeToString())
     flat = [t.name for t in frozen.inputs[: len(tf.nest.flatten(sig, expand_composites=True))]]
     inputs, i = {}, 0
     for k in sorted(sig):
@@ -169,9 +194,6 @@ def _export_tf2(spec: ModelSpec, root: str) -> None:
     with open(os.path.join(tmp, "signature.json"), "w") as f:
         json.dump({"inputs": inputs, "outputs": {"score": frozen.outputs[0].name}}, f, indent=1)
     open(os.path.join(tmp, "DONE"), "w").close()
-    if os.path.exists(root):
-        shutil.rmtree(root)
-    os.replace(tmp, root)
 
 
 def _export_tf1(spec: ModelSpec, out: str) -> None:
@@ -190,7 +212,8 @@ def _export_tf1(spec: ModelSpec, out: str) -> None:
             else:
                 feats[k] = v1.placeholder(s.dtype, shape=s.shape, name=k)
         cat_feats = {k: v for k, v in feats.items() if k != "dense"}
-        x = v1.feature_column.input_layer(cat_feats, feature_columns(spec))
+        x = v1.feature_column.input_layer(cat_feats, feature_columns(spec, vocab_dir=os.path.join(
+            os.path.dirname(out), "saved_model", "assets")))
         parts = [x]
         if spec.dense_width:
             d = feats["dense"]
@@ -210,7 +233,9 @@ def _export_tf1(spec: ModelSpec, out: str) -> None:
                 method_name="tensorflow/serving/predict")
             builder.add_meta_graph_and_variables(sess, [v1.saved_model.tag_constants.SERVING],
                                                  signature_def_map={"serving_default": sig_def},
-                                                 main_op=v1.tables_initializer())
+                                                 main_op=v1.tables_initializer(),
+                                                 assets_collection=v1.get_collection(
+                                                     v1.GraphKeys.ASSET_FILEPATHS))
             builder.save()
     open(os.path.join(out, "DONE"), "w").close()
 

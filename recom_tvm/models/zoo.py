@@ -75,6 +75,13 @@ def per_column_type() -> dict[str, ModelSpec]:
         "identity": [ColumnSpec("x", "identity", 8, "mean", buckets=20, ids_per_row=(1, 4), vocab=20)],
         "identity_dense": [ColumnSpec("x", "identity", 8, "sqrtn", buckets=20, input="dense", ids_per_row=(1, 4),
                                       vocab=20)],
+        "vocab_string": [ColumnSpec("x", "vocab_string", 8, "mean", buckets=30, ids_per_row=(1, 4), vocab=40)],
+        "vocab_string_oov": [ColumnSpec("x", "vocab_string", 8, "sum", buckets=30, ids_per_row=(1, 4), vocab=40,
+                                        oov_buckets=3)],
+        "vocab_int_default": [ColumnSpec("x", "vocab_int", 8, "sqrtn", buckets=20, default_value=0,
+                                         ids_per_row=(1, 4), vocab=25)],
+        "vocab_file_oov": [ColumnSpec("x", "vocab_file", 8, "mean", buckets=30, ids_per_row=(1, 4), vocab=40,
+                                      oov_buckets=2)],
         "weighted_hash_mean": [ColumnSpec("x", "hash_string", 8, "mean", buckets=100, ids_per_row=(0, 4),
                                           weighted=True)],
         "weighted_identity_sum": [ColumnSpec("x", "identity", 8, "sum", buckets=20, default_value=3,
@@ -95,6 +102,21 @@ def weighted_mix() -> ModelSpec:
         ColumnSpec("c", "hash_int", 8, "sqrtn", buckets=100, ids_per_row=(1, 4), weighted=True),
         ColumnSpec("d", "hash_string", 8, "mean", buckets=100, ids_per_row=(0, 4)),
         ColumnSpec("e", "identity", 4, "mean", buckets=20, ids_per_row=(0, 3), vocab=20, weighted=True),
+        ColumnSpec("f", "bucketized", 8, "mean", boundaries=(-1.0, 0.0, 0.5, 2.0)),
+    ), dense_width=3, bottom_mlp=(4,), top_mlp=(8,), seed=2)
+
+
+def vocab_mix() -> ModelSpec:
+    """Vocabulary columns (string list, with OOV buckets, a weighted vocabulary file, int keys) beside a hash and a
+    bucketized column: string-key lookups run in the host stage and fuse; the int-key column (looked up in the
+    compiled module) is written into its slice of the fused kernel's output."""
+    return ModelSpec("vocab_mix", (
+        ColumnSpec("a", "vocab_string", 8, "mean", buckets=30, ids_per_row=(0, 4), vocab=40),
+        ColumnSpec("b", "vocab_string", 8, "sum", buckets=30, ids_per_row=(1, 4), vocab=40, oov_buckets=3),
+        ColumnSpec("c", "vocab_file", 4, "sqrtn", buckets=30, ids_per_row=(1, 4), vocab=40, oov_buckets=2,
+                   weighted=True),
+        ColumnSpec("d", "hash_string", 8, "mean", buckets=100, ids_per_row=(0, 4)),
+        ColumnSpec("e", "vocab_int", 8, "mean", buckets=20, ids_per_row=(0, 3), vocab=25, default_value=1),
         ColumnSpec("f", "bucketized", 8, "mean", boundaries=(-1.0, 0.0, 0.5, 2.0)),
     ), dense_width=3, bottom_mlp=(4,), top_mlp=(8,), seed=2)
 

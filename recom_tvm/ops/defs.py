@@ -157,6 +157,32 @@ def bucketize(x: relax.Expr, boundaries: relax.Expr) -> relax.Call:
     return relax.Call(BUCKETIZE, [x, boundaries])
 
 
+# ------------------------------------------------------------------------------------------------- TableFind
+def _infer_table_find(call):
+    x, values = _tensor_ty(call.args[0]), _tensor_ty(call.args[2])
+    return relax.TensorType(x.shape, values.dtype) if x.shape is not None else relax.TensorType(
+        ndim=x.ndim, dtype=values.dtype)
+
+
+TABLE_FIND = define_op("table_find", 4, _infer_table_find,
+                       "a static hash table (integer keys): values[k] where sorted_keys[k] == x, else default")
+
+
+def table_find(x: relax.Expr, sorted_keys: relax.Expr, values: relax.Expr, default: relax.Expr) -> relax.Call:
+    """LookupTableFindV2 over integer keys, as a binary search in `sorted_keys` (values permuted alike)."""
+    return relax.Call(TABLE_FIND, [x, sorted_keys, values, default])
+
+
+# ------------------------------------------------------------------------------------------------- WriteSlice
+WRITE_SLICE = define_op("write_slice", 3, lambda call: _tensor_ty(call.args[0]),
+                        "out with columns [offset, offset + d) replaced by value [B, d] (in place once lowered)")
+
+
+def write_slice(out: relax.Expr, value: relax.Expr, offset) -> relax.Call:
+    """A column the fused kernel does not compute, written into its slice of the fused kernel's output."""
+    return relax.Call(WRITE_SLICE, [out, value, _p(offset)])
+
+
 # ------------------------------------------------------------------------------------------------------ Gather
 def _infer_gather(call):
     p = _tensor_ty(call.args[0])

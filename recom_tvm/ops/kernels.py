@@ -331,6 +331,61 @@ def segment_reduce(dtype: str, idx_dtype: str, seg_dtype: str, mode: str):
 
 
 @functools.cache
+def write_slice(dtype: str, width: int, dim: int, offset: int):
+    """out[:, offset:offset + dim] = value, in place (call_tir_inplace on `out`)."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(var_out: T.handle, var_value: T.handle):
+        b = T.int64()
+        out = T.match_buffer(var_out, (b, T.int64(width)), dtype)
+        value = T.match_buffer(var_value, (b, T.int64(dim)), dtype)
+        for i, j in T.grid(b, T.int64(dim)):
+            with T.sblock("write_slice"):
+                vi, vj = T.axis.remap("SS", [i, j])
+                T.reads(value[vi, vj])
+                T.writes(out[vi, vj + T.int64(offset)])
+                out[vi, vj + T.int64(offset)] = value[vi, vj]
+
+    return kernel
+
+
+@functools.cache
+def table_find(key_dtype: str, value_dtype: str, steps: int):
+    """out[i] = values[k] if keys[k] == x[i] (keys sorted, `steps` = bits of len(keys)), else default[0]."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(var_x: T.handle, var_keys: T.handle, var_values: T.handle, var_default: T.handle,
+               var_out: T.handle):
+        n = T.int64()
+        m = T.int64()
+        x = T.match_buffer(var_x, (n,), key_dtype)
+        keys = T.match_buffer(var_keys, (m,), key_dtype)
+        values = T.match_buffer(var_values, (m,), value_dtype)
+        default = T.match_buffer(var_default, (1,), value_dtype)
+        out = T.match_buffer(var_out, (n,), value_dtype)
+        for i in T.serial(n):
+            with T.sblock("table_find"):
+                vi = T.axis.spatial(n, i)
+                T.reads(x[vi], keys[0:m], values[0:m], default[0])
+                T.writes(out[vi])
+                lo = T.alloc_buffer((2,), I64, scope="local")  # [lo, hi): lower_bound by halving
+                lo[0] = T.int64(0)
+                lo[1] = m
+                for _ in T.serial(steps):
+                    if lo[0] < lo[1]:
+                        if keys[(lo[0] + lo[1]) // T.int64(2)] < x[vi]:
+                            lo[0] = (lo[0] + lo[1]) // T.int64(2) + T.int64(1)
+                        else:
+                            lo[1] = (lo[0] + lo[1]) // T.int64(2)
+                if lo[0] < m and keys[T.min(lo[0], m - T.int64(1))] == x[vi]:
+                    out[vi] = values[T.min(lo[0], m - T.int64(1))]
+                else:
+                    out[vi] = default[0]
+
+    return kernel
+
+
+@functools.cache
 def index_range_check(idx_dtype: str):
     """status = [number of indices outside [0, limit), position of the first, its value]."""
 

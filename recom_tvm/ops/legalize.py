@@ -182,6 +182,27 @@ def _lower_bucketize(lw: _Lowerer, call):
     return lw.bb.call_te(build, x, boundaries, primfunc_name_hint="recom_bucketize")
 
 
+def _lower_write_slice(lw: _Lowerer, call):
+    out, value, offset = call.args
+    width, dim = int(_dims(out)[1]), int(_dims(value)[1])
+    gvar = lw.kernel(kernels.write_slice, _dt(out), width, dim, int(offset.value))
+    return relax.call_tir_inplace(gvar, [out, value], [0], out.ty)
+
+
+def _lower_table_find(lw: _Lowerer, call):
+    x, keys, values, default = call.args
+    m = int(_dims(keys)[0])
+    steps = max(1, int(m).bit_length() + 1)
+    dims = _dims(x)
+    flat = lw.flat(x) if len(dims) != 1 else x
+    if len(dims) == 0:
+        flat = lw.emit(relax.op.reshape(x, [1]))
+    d = lw.emit(relax.op.reshape(default, [1]))
+    out = lw.call(kernels.table_find, (_dt(x), _dt(values), steps), [flat, keys, values, d],
+                  relax.TensorType([_prod(dims)], _dt(values)))
+    return relax.op.reshape(out, dims)
+
+
 def _lower_gather(lw: _Lowerer, call):
     params, indices, axis, check, label = call.args
     axis = int(axis.value)
@@ -250,6 +271,8 @@ LOWERINGS: dict[str, Callable] = {
     PREFIX + "unique": _lower_unique,
     PREFIX + "sparse_segment_reduce": _lower_segment_reduce,
     PREFIX + "bucketize": _lower_bucketize,
+    PREFIX + "table_find": _lower_table_find,
+    PREFIX + "write_slice": _lower_write_slice,
     PREFIX + "gather": _lower_gather,
     PREFIX + "embedding_bag": _lower_embedding_bag,
     PREFIX + "fused_embedding": _lower_fused_embedding,

@@ -271,11 +271,11 @@ def _conjuncts(e) -> list:
 
 
 # ---------------------------------------------------------------------------------------------- the rewrite
-def _layout(columns: list[_Column], widths: list[int], params: dict) -> tuple[np.ndarray, np.ndarray, list, dict]:
+def _layout(columns: list[_Column], offsets: list[int]) -> tuple[np.ndarray, np.ndarray, list, dict]:
     """Static per-column meta, all boundaries, and the flat-tables recipe (16-byte aligned tables)."""
     meta, bounds, tables, base_of = [], [], [], {}
-    total, out_off = 0, 0
-    for col, width in zip(columns, widths):
+    total = 0
+    for col, out_off in zip(columns, offsets):
         lanes = -(-col.dim // 4)
         if lanes > THREADS:
             raise _NoMatch(f"dim {col.dim} too wide for one tile")
@@ -297,7 +297,6 @@ def _layout(columns: list[_Column], widths: list[int], params: dict) -> tuple[np
                    rows=rows, mode=MODE[col.mode], pre=PRE[col.pre], pre_a=pre_a, pre_b=pre_b,
                    filter=int(col.filter), weighted=int(col.weighted))
         meta.append([row[k] for k in META])
-        out_off += width
     flat_bounds = np.concatenate(bounds).astype(np.float32) if bounds else np.zeros(1, np.float32)
     recipe = {"concat_flat": tables, "pad_rows_to": 4}
     return np.array(meta, dtype=np.int64), flat_bounds, tables, recipe
@@ -313,7 +312,7 @@ class _Replace(relax.PyExprMutator):
     def visit_var_binding_(self, binding):
         if not binding.var.same_as(self.target):
             return super().visit_var_binding_(binding)
-        new_value = self.make()
+        new_value = self.make(self)
         emit = self.builder_.emit if isinstance(binding.var, relax.DataflowVar) else self.builder_.emit_output
         self.set_var_remap(binding.var, emit(new_value, binding.var.name))
         return None
@@ -344,17 +343,27 @@ class FuseColumns:
             if not isinstance(ty.shape.values[1], tirx.IntImm):
                 continue
             widths = [int(f.ty.shape.values[1]) for f in fields]
+            offsets = [int(x) for x in np.cumsum([0] + widths[:-1])]
             classifier = _Classifier(view, spec)
-            try:
-                columns = [classifier.column(f, w) for f, w in zip(fields, widths)]
-                meta, bounds, tables, recipe = _layout(columns, widths, {})
-            except _NoMatch as why:
-                facts.append(f"concat of {len(fields)} inputs not fused: {why}")
+            columns, fused_off, rest = [], [], []
+            for f, w, off in zip(fields, widths, offsets):
+                try:
+                    col = classifier.column(f, w)
+                    _layout([col], [off])
+                except _NoMatch as why:
+                    rest.append((f, off))  # computed as before, written into its slice of the fused output
+                    facts.append(f"concat input at column {off} (width {w}) not fused: {why}")
+                    continue
+                columns.append(col)
+                fused_off.append(off)
+            if len(columns) < self.min_columns:
+                facts.append(f"concat of {len(fields)} inputs not fused: {len(columns)} fusable")
                 continue
-            return self._fuse(mod, spec, view, b, columns, meta, bounds, tables, recipe, facts)
+            meta, bounds, tables, recipe = _layout(columns, fused_off)
+            return self._fuse(mod, spec, view, b, columns, meta, bounds, tables, recipe, facts, rest)
         return mod.with_attr(FACTS_ATTR, facts) if facts else mod
 
-    def _fuse(self, mod, spec, view, binding, columns, meta, bounds, tables, recipe, facts):
+    def _fuse(self, mod, spec, view, binding, columns, meta, bounds, tables, recipe, facts, rest=()):
         from .identify_columns import identify_columns
 
         before = {c.concat_slot[0]: c for c in identify_columns(mod) if c.concat_slot}
@@ -370,9 +379,13 @@ class FuseColumns:
                                    for t in tables))
         flat = relax.Var(TABLES, relax.TensorType([max(table_rows, 4)], "float32"))
 
-        def make():
-            return defs.fused_embedding(packed, relax.const(meta, "int64"), relax.const(bounds, "float32"), flat,
-                                        relax.ShapeExpr([as_expr(batch), units]), width)
+        def make(mutator):
+            out = defs.fused_embedding(packed, relax.const(meta, "int64"), relax.const(bounds, "float32"), flat,
+                                       relax.ShapeExpr([as_expr(batch), units]), width)
+            for field, off in rest:
+                out = mutator.builder_.emit(out)
+                out = defs.write_slice(out, mutator.visit_expr(field), off)
+            return out
 
         mutator = _Replace(mod, binding.var, make)
         new_func = mutator.visit_expr(func)
@@ -427,6 +440,7 @@ class FuseColumns:
         for c in columns:
             kinds[c.kind] = kinds.get(c.kind, 0) + 1
         facts.append(f"fused {len(columns)} columns ({', '.join(f'{v} {k}' for k, v in sorted(kinds.items()))}) "
-                     f"into one kernel writing the [{batch}, {width}] concat")
+                     f"into one kernel writing the [{batch}, {width}] concat"
+                     + (f"; {len(rest)} other input(s) written into their slices" if rest else ""))
         out = attach_spec(out, spec)
         return out.with_attr(FACTS_ATTR, facts)

@@ -106,6 +106,8 @@ def _slot(view: DataflowView, var) -> tuple[int, int] | None:
         if name == "relax.reshape":
             var = u.var
             continue
+        if name == "recom.write_slice" and u.value.args[1].same_as(var):  # a column the fused kernel left out
+            return int(u.value.args[2].value), int(var.ty.shape.values[-1])
         if name == "relax.concat":
             fields = list(u.value.args[0].fields)
             offset = 0

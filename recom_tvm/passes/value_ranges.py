@@ -64,10 +64,26 @@ class ValueRanges:
         self._memo: dict[int, Range] = {}
 
     def _from_host_plan(self, spec) -> None:
-        hashed = {}
-        for node in spec.host_plan:
-            if node["op"] == "StringToHashBucketFast":
-                hashed[node["outputs"][0]] = (0, int(node["attrs"]["num_buckets"]) - 1)
+        hashed: dict[str, Range] = {}
+
+        def rng(inp):
+            if "tensor" in inp:
+                return hashed.get(inp["tensor"])
+            v = np.asarray(inp["const"])
+            return (int(v.min()), int(v.max())) if v.size and v.dtype.kind in "iu" else None
+
+        for node in spec.host_plan:  # in plan order: inputs before their consumers
+            out, op, ins = node["outputs"][0], node["op"], node["inputs"]
+            if op == "StringToHashBucketFast":
+                hashed[out] = (0, int(node["attrs"]["num_buckets"]) - 1)
+            elif op == "LookupTableFind" and node["attrs"]["value_dtype"].startswith("int"):
+                vals = list(node["attrs"]["values"]) + [node["attrs"]["default"]]
+                hashed[out] = (int(min(vals)), int(max(vals)))
+            elif op == "AddV2" and all(rng(i) for i in ins):
+                (a0, a1), (b0, b1) = rng(ins[0]), rng(ins[1])
+                hashed[out] = (a0 + b0, a1 + b1)
+            elif op == "SelectV2" and rng(ins[1]) and rng(ins[2]):
+                hashed[out] = _union(rng(ins[1]), rng(ins[2]))
         for inp in spec.module_inputs:
             if inp["source"] == "host" and inp["ref"] in hashed:
                 self.input_ranges[inp["name"]] = hashed[inp["ref"]]
@@ -162,6 +178,11 @@ def _bucketize(vr, call) -> Range:
     return 0, int(const_array(call.args[1]).size)
 
 
+def _table_find(vr, call) -> Range:
+    vals = np.concatenate([const_array(call.args[2]).reshape(-1), const_array(call.args[3]).reshape(-1)])
+    return int(vals.min()), int(vals.max())
+
+
 def _concat(vr, call) -> Range:
     fields = call.args[0].fields if isinstance(call.args[0], relax.Tuple) else []
     out = None
@@ -176,6 +197,7 @@ def _full(vr, call) -> Range:
 
 _RULES: dict[str, Callable] = {
     "recom.bucketize": _bucketize,
+    "recom.table_find": _table_find,
     "recom.gather": _same(0),
     "relax.take": _same(0),
     "relax.gather_nd": _same(0),

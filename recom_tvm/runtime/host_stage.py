@@ -40,6 +40,34 @@ def _gather(node, params, indices, axis):
     return np.take(params, indices, axis=axis)
 
 
+_SORTED: dict[int, tuple] = {}  # id(plan node) -> (node, sorted keys, values in that order): built once
+
+
+def _lookup(node, x):
+    """LookupTableFindV2 on string keys (the keys and values are the node's attributes): a binary search in the
+    sorted keys; misses get the default."""
+    hit = _SORTED.get(id(node))
+    if hit is None or hit[0] is not node:
+        a = node["attrs"]
+        keys = [k.encode("latin-1") for k in a["keys"]]
+        kind = object if any(k.endswith(b"\0") for k in keys) else "S"
+        keys = np.array(keys, dtype=kind) if keys else np.zeros(0, "S1")
+        order = np.argsort(keys, kind="stable")
+        values = np.asarray(a["values"], dtype=a["value_dtype"])[order]
+        hit = _SORTED[id(node)] = (node, keys[order], values)
+    _, keys, values = hit
+    default = node["attrs"]["default"]
+    x = np.asarray(x)
+    if x.dtype == object or keys.dtype == object:
+        x, keys = x.astype(object), keys.astype(object)
+    flat = x.reshape(-1)
+    if keys.size == 0 or flat.size == 0:
+        return np.full(x.shape, default, dtype=values.dtype)
+    pos = np.minimum(np.searchsorted(keys, flat), keys.size - 1)
+    found = keys[pos] == flat
+    return np.where(found, values[pos], np.asarray(default, values.dtype)).reshape(x.shape)
+
+
 def _reshape(node, x, shape):
     return x.reshape([int(s) for s in np.asarray(shape).reshape(-1)])
 
@@ -56,6 +84,10 @@ HOST_IMPLS: dict[str, Callable] = {
     "GatherNd": _gather_nd,
     "GatherV2": _gather,
     "Reshape": _reshape,
+    "LookupTableFind": _lookup,
+    # vocabulary columns with OOV buckets: SelectV2(lookup != -1, lookup, hash + size), kept on the host
+    "AddV2": lambda node, a, b: np.add(a, b),
+    "SelectV2": lambda node, c, a, b: np.where(c, a, b),
 }
 
 

@@ -4,6 +4,7 @@
 - `KNOWN`: evaluate the op at import time when every input is a `Known` value (constant or symbolic); a rule
   raises `NotFoldable` to fall back to its DEVICE converter.
 - `HOST`: the op runs in the host stage (string ops); the rule returns the outputs' dtypes and symbolic shapes.
+- `TABLE`: ops on a lookup table (the importer recovered its keys and values): placed by key type.
 
 The accepted op list in the docs is generated from these tables (`supported_ops()`).
 """
@@ -15,6 +16,7 @@ from collections.abc import Callable
 DEVICE: dict[str, Callable] = {}
 KNOWN: dict[str, Callable] = {}
 HOST: dict[str, Callable] = {}
+TABLE: dict[str, Callable] = {}  # ops whose first input is a lookup table (see lookup.py)
 
 
 class NotFoldable(Exception):
@@ -42,14 +44,18 @@ def host(*ops: str):
     return _register(HOST, ops)
 
 
+def table_op(*ops: str):
+    return _register(TABLE, ops)
+
+
 def supported_ops() -> dict[str, list[str]]:
     _load()
     return {"compiled": sorted(DEVICE), "import-time only": sorted(set(KNOWN) - set(DEVICE)),
-            "host stage": sorted(HOST)}
+            "host stage": sorted(HOST), "lookup tables": sorted(TABLE) + ["HashTableV2 (with its initializer)"]}
 
 
 def _load() -> None:
-    from . import array, host_ops, math, nn, sparse  # noqa: F401  (registration side effects)
+    from . import array, host_ops, lookup, math, nn, sparse  # noqa: F401  (registration side effects)
 
 
 # PlaceholderWithDefault that is not a serving input: its default value flows through.

@@ -58,6 +58,26 @@ def _host_compare(ctx, node, ins):
     return [("bool", shape)]
 
 
+def _broadcast(ctx, shapes: list[list]) -> list:
+    """The common shape of host-stage elementwise operands: equal shapes, or scalars."""
+    full = [s for s in shapes if s]
+    out = full[0] if full else []
+    for s in full[1:]:
+        if len(s) != len(out) or not all(prove_equal(x, y) for x, y in zip(s, out)):
+            ctx.fail("host-stage elementwise op needs equal shapes or scalar operands")
+    return list(out)
+
+
+@host("AddV2")
+def _host_add(ctx, node, ins):
+    return [(ins[0].dtype, _broadcast(ctx, [list(v.shape) for v in ins]))]
+
+
+@host("SelectV2")
+def _host_select(ctx, node, ins):
+    return [(ins[1].dtype, _broadcast(ctx, [list(v.shape) for v in ins]))]
+
+
 @host("Where")
 def _host_where(ctx, node, ins):
     k = ctx.symbols.fresh(node.name.rsplit("/", 1)[-1] + "_count", f"data-dependent size at {node.name}")
@@ -88,5 +108,6 @@ def _host_reshape(ctx, node, ins):
 
 
 missing = set(HOST_IMPLS) ^ {"StringToHashBucketFast", "AsString", "Identity", "Cast", "Equal", "NotEqual",
-                              "Where", "GatherNd", "GatherV2", "Reshape"}
+                              "Where", "GatherNd", "GatherV2", "Reshape", "LookupTableFind", "AddV2",
+                              "SelectV2"}
 assert not missing, f"host rules and implementations disagree: {missing}"
