@@ -91,7 +91,7 @@ def test_demo_model_saved_model_and_pb_agree_with_tf(compiled, optimized):
             assert_matches_tf(got, exp, f"{source} batch={batch}")
 
 
-@pytest.mark.parametrize("name", ["hash_int", "identity", "identity_default"])
+@pytest.mark.parametrize("name", ["hash_int", "identity", "identity_default", "indicator_identity_default"])
 def test_unsorted_sparse_rows_match_tf(compiled, name):
     """TF's SparseFillEmptyRows sorts by row; the optimized module gets the same answer by sorting on the host."""
     for optimized in (False, True):
@@ -102,3 +102,16 @@ def test_unsorted_sparse_rows_match_tf(compiled, name):
         feeds["x"] = (idx[perm], vals[perm], shape)
         got, exp = c.run_both(feeds)
         assert_matches_tf(got, exp, f"{name} optimized={optimized}")
+
+
+@pytest.mark.parametrize("optimized", [False, True], ids=["imported", "optimized"])
+def test_indicator_rejects_repeated_indices_like_tf(compiled, optimized):
+    """indicator_column's SparseToDense validates its indices: repeated ones are TF's InvalidArgumentError."""
+    c = compiled(TYPES["indicator_identity_default"], optimized=optimized)
+    feeds = c.spec.sample(3, rng=0)
+    feeds["x"] = (np.array([[0, 0], [1, 0], [1, 0]], np.int64), np.array([1, 2, 3], np.int64),
+                  np.array([3, 2], np.int64))
+    got, exp = c.run_both(feeds)
+    assert isinstance(exp, Exception)
+    assert_matches_tf(got, exp)
+    assert "is repeated" in str(got), got

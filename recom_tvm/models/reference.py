@@ -123,6 +123,11 @@ def embedding_stage(spec: ModelSpec, tables: dict[str, np.ndarray], feeds: dict)
             parts.append(np.asarray(feeds[c.name], np.float64).reshape(len(feeds[c.name]), -1))
             continue
         ids, rows, batch, weights = column_bag(c, feeds[c.name], feeds.get(c.weight_feature))
+        if c.indicator:  # multi-hot counts of the ids in each row
+            counts = np.zeros((batch, c.rows), np.float64)
+            np.add.at(counts, (rows, ids), 1.0)
+            parts.append(counts)
+            continue
         parts.append(combine(tables[c.name], ids, rows, batch, c.combiner, weights))
     return np.concatenate(parts, axis=1)
 

@@ -30,6 +30,7 @@ class ColumnSpec:
     vocab_string / vocab_int / vocab_file: categorical_column_with_vocabulary_list (string or int keys) / _file
     (strings, one per line) over `buckets` vocabulary entries (`vocabulary()`), with `oov_buckets` hash buckets
     for the rest, or `default_value` (TF's -1, dropped, when None).
+    indicator: an indicator_column (multi-hot counts, width = table rows) instead of an embedding.
     """
 
     name: str
@@ -44,6 +45,7 @@ class ColumnSpec:
     vocab: int = 1000
     weighted: bool = False
     oov_buckets: int = 0
+    indicator: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -56,6 +58,8 @@ class ColumnSpec:
             raise ValueError(f"column {self.name!r}: bucketized needs boundaries")
         if self.oov_buckets and (not self.kind.startswith("vocab") or self.default_value is not None):
             raise ValueError(f"column {self.name!r}: oov_buckets needs a vocabulary column without default")
+        if self.indicator and (not self.categorical or self.weighted):
+            raise ValueError(f"column {self.name!r}: indicator needs an unweighted categorical column")
         if self.weighted and not (self.categorical and self.input == "sparse"):
             raise ValueError(f"column {self.name!r}: weighted needs a categorical column with sparse input")
 
@@ -90,7 +94,7 @@ class ColumnSpec:
     @property
     def width(self) -> int:
         """Columns this feature contributes to the concat."""
-        return self.dim
+        return self.rows if self.indicator else self.dim
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +143,7 @@ class ModelSpec:
         return feeds
 
 
-_LATER_FIELDS = {"weighted": False, "oov_buckets": 0}
+_LATER_FIELDS = {"weighted": False, "oov_buckets": 0, "indicator": False}
 
 
 def _sample_weights(ids_feed: tuple, rng, hostile: bool) -> tuple:

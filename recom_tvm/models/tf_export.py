@@ -88,6 +88,9 @@ def feature_columns(spec: ModelSpec, fc=None, vocab_dir: str | None = None) -> l
             cat = fc.categorical_column_with_identity(c.name, c.buckets, default_value=c.default_value)
         if c.weighted:
             cat = fc.weighted_categorical_column(cat, c.weight_feature)
+        if c.indicator:
+            cols.append(fc.indicator_column(cat))
+            continue
         cols.append(fc.embedding_column(cat, c.dim, combiner=c.combiner))
     return cols
 

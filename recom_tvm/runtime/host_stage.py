@@ -68,6 +68,25 @@ def _lookup(node, x):
     return np.where(found, values[pos], np.asarray(default, values.dtype)).reshape(x.shape)
 
 
+def _validate_sparse_indices(node, idx):
+    """SparseToDense's validate_indices: indices strictly increasing in row-major order (TF's error otherwise)."""
+    idx = np.asarray(idx)
+    if idx.ndim == 2 and idx.shape[0] > 1:
+        a, b = idx[:-1], idx[1:]
+        diff = a != b
+        first = np.argmax(diff, axis=1)
+        rows = np.arange(a.shape[0])
+        repeated = ~diff.any(axis=1)
+        unordered = diff.any(axis=1) & (b[rows, first] < a[rows, first])
+        for bad, what in ((repeated, "is repeated"), (unordered, "is out of order. Many sparse ops require "
+                                                                 "sorted indices")):
+            if bad.any():
+                i = int(np.argmax(bad)) + 1
+                raise InvalidArgumentError(f"SparseToDense node {node['attrs']['node']!r}: indices[{i}] = "
+                                           f"{idx[i].tolist()} {what}")
+    return idx
+
+
 def _reshape(node, x, shape):
     return x.reshape([int(s) for s in np.asarray(shape).reshape(-1)])
 
@@ -85,6 +104,7 @@ HOST_IMPLS: dict[str, Callable] = {
     "GatherV2": _gather,
     "Reshape": _reshape,
     "LookupTableFind": _lookup,
+    "ValidateSparseIndices": _validate_sparse_indices,
     # vocabulary columns with OOV buckets: SelectV2(lookup != -1, lookup, hash + size), kept on the host
     "AddV2": lambda node, a, b: np.add(a, b),
     "SelectV2": lambda node, c, a, b: np.where(c, a, b),

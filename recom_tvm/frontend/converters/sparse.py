@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import tvm
 from tvm import relax
 
 from ...ops import defs
@@ -136,3 +137,51 @@ def _bucketize_known(ctx, node, ins):
     x = ins[0].value
     cmp = x.astype("float64") if x.dtype == np.float64 else x.astype("float32")
     return Known(np.searchsorted(b.astype(cmp.dtype), cmp, side="right").astype("int32"), "int32")
+
+
+@device("SparseToDense")
+def _sparse_to_dense(ctx, node, ins):
+    """TF's SparseToDense (indicator columns): `default` everywhere, `values` scattered at `indices`. With
+    validate_indices (TF's default) TF rejects repeated or unsorted indices: checked in the host stage, which
+    needs the indices to be a feed or a host-stage value."""
+    from ..values import Host
+
+    indices, shape, values, default = ins
+    dims = ctx.known_ints(shape, "the output shape")
+    dtype = node.attr("T")
+    if node.attr("validate_indices", True):
+        if not isinstance(indices, Host):
+            ctx.fail("validate_indices over indices computed in the graph (only feeds are checked)")
+        out = f"{node.name}/validated:0"
+        ctx.host_plan.append({"name": node.name + "/validated", "op": "ValidateSparseIndices",
+                              "inputs": [{"tensor": indices.tensor}], "attrs": {"node": node.name},
+                              "outputs": [out]})
+        indices = ctx.host_values[out] = Host(out, indices.dtype, list(indices.shape))
+    idx = ctx.device(indices)
+    vals = ctx.device(values)
+    if len(vals.shape) == 0:  # one value for every index
+        vals = ctx.emit(relax.op.broadcast_to(vals.expr, shape_expr([idx.shape[0]])))
+    if len(dims) == 1:
+        idx_expr = idx.expr if len(idx.shape) == 2 else relax.op.reshape(idx.expr, shape_expr([idx.shape[0], 1]))
+    else:
+        idx_expr = idx.expr
+    base = ctx.emit(relax.op.full(shape_expr(dims), ctx.scalar(default, dtype), dtype))
+    return ctx.emit(relax.op.scatter_nd(base.expr, idx_expr, vals.expr), shape=list(dims))
+
+
+@device("OneHot")
+def _one_hot(ctx, node, ins):
+    """OneHot: out-of-range indices (the -1 of empty slots) give the off value everywhere, as in TF."""
+    indices, depth, on, off = ins
+    (d,) = ctx.const_ints(depth, "the depth")
+    axis = int(node.attr("axis", -1))
+    dtype = node.attr("T")
+    if not (isinstance(on, Known) and on.concrete and isinstance(off, Known) and off.concrete):
+        ctx.fail("on / off values must be constants")
+    x = ctx.device(indices)
+    on_v = relax.prim_value(tvm.tirx.const(on.numpy().reshape(()).item(), dtype))
+    off_v = relax.prim_value(tvm.tirx.const(off.numpy().reshape(()).item(), dtype))
+    rank = len(x.shape)
+    ax = axis if axis >= 0 else rank + 1 + axis
+    shape = list(x.shape[:ax]) + [d] + list(x.shape[ax:])
+    return ctx.emit(relax.op.one_hot(x.expr, on_v, off_v, d, axis), shape=shape)
