@@ -26,16 +26,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BATCHES = (1, 7, 512)
 
 
-def prepare(out_dir: str, arch: str) -> None:
+def prepare(out_dir: str, arch: str, only: list[str] | None = None) -> None:
     import recom_tvm
     from recom_tvm.models import feeds_io, tf_export, zoo
 
     recom_tvm.config.cuda_arch = arch
     os.makedirs(out_dir, exist_ok=True)
     specs = {"demo": zoo.demo(), "mixed24": zoo.mixed(24, seed=3), "weighted_mix": zoo.weighted_mix(),
-             "vocab_mix": zoo.vocab_mix(),
+             "vocab_mix": zoo.vocab_mix(), "crossed_mix": zoo.crossed_mix(),
              **zoo.per_column_type()}
     for name, spec in specs.items():
+        if only and name not in only:
+            continue
         t0 = time.perf_counter()
         paths = tf_export.export(spec)
         ref = tf_export.TFReference(spec, paths)
@@ -122,9 +124,10 @@ def main() -> int:
     p.add_argument("--dir", default=".device/gpu_check")
     p.add_argument("--out", default=os.environ.get("OUT"))
     p.add_argument("--arch", default="sm_90")
+    p.add_argument("--only", nargs="*", default=None, help="prepare these models only (default: all)")
     a = p.parse_args()
     if a.mode == "prepare":
-        prepare(a.dir, a.arch)
+        prepare(a.dir, a.arch, a.only)
         return 0
     return run(a.dir, a.out)
 

@@ -246,9 +246,10 @@ class ImportContext:
         return relax.Function([i.var for i in extra] + list(func.params), func.body, func.ret_ty, func.is_pure,
                               func.attrs, func.span)
 
-    def shape_feed_input(self, tensor: str, dtype: str, symbols: list[tirx.Var]) -> Known:
+    def shape_feed_input(self, tensor: str, dtype: str, symbols: list[tirx.Var], source: str = "feed") -> Known:
+        """A small int vector (a dense_shape) passed as a Shape: its values bind `symbols`."""
         var = relax.Var(_var_name(tensor), relax.ShapeType(symbols))
-        self.inputs.append(ModuleInput(var, "feed", tensor, "shape", dtype))
+        self.inputs.append(ModuleInput(var, source, tensor, "shape", dtype))
         return Known(np.array(symbols, dtype=object), dtype)
 
     def scalar(self, v: Value, dtype: str) -> relax.Expr:

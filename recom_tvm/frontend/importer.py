@@ -78,6 +78,7 @@ class _Importer:
         self.columns = ColumnResolver(self.graph, loaded.features)
         self.tables = resolve_tables(self.graph, loaded.model_dir, loaded.tables)
         self.ctx = ImportContext(self.columns)
+        self.ctx.graph = self.graph
         self.values: dict[tuple[str, int], Any] = {}
         self.structured = any(f.kind == "sparse" or f.name != parse_tensor_name(f.tensors.get("value", ""))[0]
                               for f in loaded.features)
@@ -228,8 +229,8 @@ class _Importer:
                                       "no initializer the importer can read (LookupTableImportV2 / "
                                       "InitializeTableV2 from constants, or InitializeTableFromTextFileV2)")
             return self.tables[node.name]
-        if op in converters.TABLE:
-            return converters.TABLE[op](self.ctx, node, ins)
+        if op in converters.PLACED:
+            return converters.PLACED[op](self.ctx, node, ins)
         if op in ("Shape", "Size", "Rank", "ShapeN"):
             return converters.DEVICE[op](self.ctx, node, ins)
         if on_host or any(isinstance(v, Host) and v.dtype == "string" for v in ins):

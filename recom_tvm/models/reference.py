@@ -50,6 +50,20 @@ def _vocab_ids(c: ColumnSpec, values: np.ndarray) -> np.ndarray:
     return ids
 
 
+def crossed_ids(c: ColumnSpec, sources: list) -> tuple[np.ndarray, np.ndarray, int]:
+    """crossed_column: TF's hashed SparseCross of the raw sparse features (strings, or int64 as is)."""
+    from ..runtime.cross import sparse_cross_hashed
+
+    sparse = []
+    for src, (idx, vals, shape) in sources:
+        vals = np.asarray(vals, dtype=object if src.strings else np.int64)
+        if src.strings:
+            vals = np.array([v.encode() if isinstance(v, str) else v for v in vals], dtype=object)
+        sparse.append((np.asarray(idx), vals, np.asarray(shape)))
+    indices, ids, shape = sparse_cross_hashed(sparse, [], c.buckets, 0xDECAFCAFFE)
+    return ids, indices[:, 0], int(shape[0])
+
+
 def column_bag(c: ColumnSpec, feed, weight_feed=None) -> tuple[np.ndarray, np.ndarray, int, np.ndarray | None]:
     """(table ids, row of each id, batch, per-id weights or None), TF's filters applied: negative ids dropped;
     for a weighted column also weights <= 0 unless the combiner is sum (safe_embedding_lookup_sparse)."""
@@ -122,7 +136,12 @@ def embedding_stage(spec: ModelSpec, tables: dict[str, np.ndarray], feeds: dict)
         if c.kind == "numeric":
             parts.append(np.asarray(feeds[c.name], np.float64).reshape(len(feeds[c.name]), -1))
             continue
-        ids, rows, batch, weights = column_bag(c, feeds[c.name], feeds.get(c.weight_feature))
+        if c.kind == "crossed":
+            by_name = {x.name: x for x in spec.columns}
+            ids, rows, batch = crossed_ids(c, [(by_name[k], feeds[k]) for k in c.cross])
+            weights = None
+        else:
+            ids, rows, batch, weights = column_bag(c, feeds[c.name], feeds.get(c.weight_feature))
         if c.indicator:  # multi-hot counts of the ids in each row
             counts = np.zeros((batch, c.rows), np.float64)
             np.add.at(counts, (rows, ids), 1.0)

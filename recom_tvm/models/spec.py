@@ -12,7 +12,8 @@ import json
 
 import numpy as np
 
-KINDS = ("numeric", "bucketized", "hash_string", "hash_int", "identity", "vocab_string", "vocab_int", "vocab_file")
+KINDS = ("numeric", "bucketized", "hash_string", "hash_int", "identity", "vocab_string", "vocab_int", "vocab_file",
+         "crossed")
 STRING_KINDS = ("hash_string", "vocab_string", "vocab_file")
 COMBINERS = ("mean", "sum", "sqrtn")
 
@@ -31,6 +32,10 @@ class ColumnSpec:
     (strings, one per line) over `buckets` vocabulary entries (`vocabulary()`), with `oov_buckets` hash buckets
     for the rest, or `default_value` (TF's -1, dropped, when None).
     indicator: an indicator_column (multi-hot counts, width = table rows) instead of an embedding.
+    crossed: crossed_column over the raw features of the columns named in `cross` (sparse string / int
+    columns of the model), hashed into `buckets`; it has no feed of its own.
+    shared: columns with the same non-empty `shared` key embed through one table (TF1 shared_embedding_columns;
+    same kind, buckets, dim and combiner).
     """
 
     name: str
@@ -46,6 +51,8 @@ class ColumnSpec:
     weighted: bool = False
     oov_buckets: int = 0
     indicator: bool = False
+    shared: str = ""
+    cross: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -70,7 +77,8 @@ class ColumnSpec:
 
     @property
     def categorical(self) -> bool:
-        return self.kind in ("hash_string", "hash_int", "identity", "vocab_string", "vocab_int", "vocab_file")
+        return self.kind in ("hash_string", "hash_int", "identity", "vocab_string", "vocab_int", "vocab_file",
+                             "crossed")
 
     @property
     def strings(self) -> bool:
@@ -108,8 +116,25 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns] + [c.weight_feature for c in self.columns if c.weighted]
+        by_name = {c.name: c for c in self.columns}
+        for c in self.columns:
+            if c.kind == "crossed" and (len(c.cross) < 2 or c.weighted or any(
+                    k not in by_name or by_name[k].kind == "crossed" or not by_name[k].categorical
+                    or by_name[k].input != "sparse" for k in c.cross)):
+                raise ValueError(f"column {c.name!r}: crossed needs 2+ sparse categorical columns of the model")
         if len(set(names)) != len(names) or "dense" in names:
             raise ValueError("feature names (columns and '<name>_weight') must be unique and not 'dense'")
+        for key in {c.shared for c in self.columns if c.shared}:
+            group = [c for c in self.columns if c.shared == key]
+            if len({(c.dim, c.combiner, c.kind, c.buckets) for c in group}) != 1 or any(c.indicator or not c.categorical
+                                                                              for c in group):
+                raise ValueError(f"shared group {key!r}: categorical embedding columns of one kind, bucket "
+                                 "count, dim and combiner")
+
+    @property
+    def tf1_only(self) -> bool:
+        """Shared embedding columns: TF1 graphs only."""
+        return any(c.shared for c in self.columns)
 
     @property
     def concat_width(self) -> int:
@@ -134,7 +159,7 @@ class ModelSpec:
         zipf: draw ids Zipf-distributed with this exponent (> 1) instead of uniformly.
         """
         rng = np.random.default_rng(rng)
-        feeds = {c.name: _sample_column(c, batch, rng, hostile, zipf) for c in self.columns}
+        feeds = {c.name: _sample_column(c, batch, rng, hostile, zipf) for c in self.columns if c.kind != "crossed"}
         for c in self.columns:
             if c.weighted:
                 feeds[c.weight_feature] = _sample_weights(feeds[c.name], rng, hostile)
@@ -143,7 +168,7 @@ class ModelSpec:
         return feeds
 
 
-_LATER_FIELDS = {"weighted": False, "oov_buckets": 0, "indicator": False}
+_LATER_FIELDS = {"weighted": False, "oov_buckets": 0, "indicator": False, "shared": "", "cross": ()}
 
 
 def _sample_weights(ids_feed: tuple, rng, hostile: bool) -> tuple:

@@ -9,6 +9,7 @@ Artifacts per spec, under `config.cache_dir/models/<name>-<hash>/`:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -35,6 +36,8 @@ def input_signature(spec: ModelSpec) -> dict:
     tf = _tf()
     sig = {}
     for c in spec.columns:
+        if c.kind == "crossed":
+            continue  # reads the crossed columns' features
         if c.kind == "numeric":
             sig[c.name] = tf.TensorSpec([None, c.dim], tf.float32)
         elif c.kind == "bucketized":
@@ -60,6 +63,12 @@ def _vocab_file(c: ColumnSpec, vocab_dir: str) -> str:
     return path
 
 
+@dataclasses.dataclass
+class _Shared:
+    key: str
+    cat: object
+
+
 def feature_columns(spec: ModelSpec, fc=None, vocab_dir: str | None = None) -> list:
     tf = _tf()
     fc = fc or tf.feature_column
@@ -79,6 +88,8 @@ def feature_columns(spec: ModelSpec, fc=None, vocab_dir: str | None = None) -> l
             dflt = -1 if c.default_value is None else c.default_value
             cat = fc.categorical_column_with_vocabulary_list(c.name, c.vocabulary(), dtype=_tf_dtype(tf, c),
                                                              default_value=dflt, num_oov_buckets=c.oov_buckets)
+        elif c.kind == "crossed":
+            cat = fc.crossed_column(list(c.cross), c.buckets)
         elif c.kind == "vocab_file":
             dflt = None if c.default_value is None else c.default_value
             cat = fc.categorical_column_with_vocabulary_file(c.name, _vocab_file(c, vocab_dir), c.buckets,
@@ -91,7 +102,22 @@ def feature_columns(spec: ModelSpec, fc=None, vocab_dir: str | None = None) -> l
         if c.indicator:
             cols.append(fc.indicator_column(cat))
             continue
+        if c.shared:  # placed below, once the group's categorical columns are known
+            cols.append(_Shared(c.shared, cat))
+            continue
         cols.append(fc.embedding_column(cat, c.dim, combiner=c.combiner))
+    groups: dict[str, list] = {}
+    for item in cols:
+        if isinstance(item, _Shared):
+            groups.setdefault(item.key, []).append(item.cat)
+    if groups:
+        v1fc = tf.compat.v1.feature_column
+        built = {}
+        for key, cats in groups.items():
+            first = next(c for c in spec.columns if c.shared == key)
+            built[key] = iter(v1fc.shared_embedding_columns(cats, first.dim, combiner=first.combiner,
+                                                            shared_embedding_collection_name=f"shared_{key}"))
+        cols = [next(built[item.key]) if isinstance(item, _Shared) else item for item in cols]
     return cols
 
 
@@ -156,7 +182,12 @@ def export(spec: ModelSpec, tf1: bool = False) -> dict[str, str]:
     root = artifact_dir(spec)
     paths = {"saved_model": os.path.join(root, "saved_model"), "pb": os.path.join(root, "model.pb"),
              "signature": os.path.join(root, "signature.json"), "root": root}
-    if not os.path.exists(os.path.join(root, "DONE")):
+    if spec.tf1_only:
+        if not tf1:
+            raise ValueError(f"model {spec.name}: shared embedding columns exist in TF1 graphs only "
+                             "(TF2's shared_embeddings refuses eager mode); export with tf1=True")
+        os.makedirs(root, exist_ok=True)
+    elif not os.path.exists(os.path.join(root, "DONE")):
         config.log(f"generating TF model {spec.name} ({len(spec.columns)} columns) into {root}")
         _export_tf2(spec, root)
     if tf1:

@@ -125,6 +125,30 @@ def vocab_mix() -> ModelSpec:
     ), dense_width=3, bottom_mlp=(4,), top_mlp=(8,), seed=2)
 
 
+def shared_mix() -> ModelSpec:
+    """Shared embedding columns (TF1 only; TF wants one categorical type and bucket count per group): two hash
+    columns through one table, beside plain columns."""
+    return ModelSpec("shared_mix", (
+        ColumnSpec("a", "hash_string", 8, "mean", buckets=50, ids_per_row=(0, 4), shared="ab"),
+        ColumnSpec("b", "hash_string", 8, "mean", buckets=50, ids_per_row=(1, 3), shared="ab"),
+        ColumnSpec("c", "hash_int", 4, "sum", buckets=30, ids_per_row=(1, 3)),
+        ColumnSpec("d", "bucketized", 4, "mean", boundaries=(0.0, 1.0)),
+    ), dense_width=2, bottom_mlp=(4,), top_mlp=(8,), seed=5)
+
+
+def crossed_mix() -> ModelSpec:
+    """crossed_column over a string and an int feature (and a 3-way cross), embedded and as an indicator, beside the
+    crossed features' own columns."""
+    return ModelSpec("crossed_mix", (
+        ColumnSpec("a", "hash_string", 8, "mean", buckets=50, ids_per_row=(0, 3), vocab=30),
+        ColumnSpec("b", "hash_int", 4, "sum", buckets=40, ids_per_row=(1, 2), vocab=20),
+        ColumnSpec("c", "identity", 4, "mean", buckets=10, default_value=0, ids_per_row=(1, 2), vocab=12),
+        ColumnSpec("ab", "crossed", 8, "mean", buckets=100, cross=("a", "b")),
+        ColumnSpec("abc", "crossed", 8, "sqrtn", buckets=200, cross=("a", "b", "c")),
+        ColumnSpec("bc", "crossed", buckets=12, cross=("b", "c"), indicator=True),
+    ), dense_width=2, bottom_mlp=(4,), top_mlp=(8,), seed=4)
+
+
 def demo() -> ModelSpec:
     """The built-in demo: a small model with every column type."""
     b = tuple(float(x) for x in range(0, 100, 10))

@@ -215,6 +215,8 @@ def _rows_sorted(ctx: RuleContext, rows_of, n) -> tuple[bool, str | None, str]:
             node = _host_node(ctx.spec, inp["ref"])
             if node is not None and node["op"] == "Where":
                 return True, None, "rows from the host stage's Where (row-major)"
+            if node is not None and node["op"] == "SparseCross" and inp["ref"] == node["outputs"][0]:
+                return True, None, "rows from the host stage's SparseCross (row-major)"
         if inp is not None and inp["source"] == "feed" and inp["ref"] in ctx.feature_of_indices:
             f = ctx.feature_of_indices[inp["ref"]]
             return True, f["name"], f"rows from feature {f['name']!r}, sorted on the host"

@@ -398,6 +398,18 @@ class FuseColumns:
         main = out["main"]
         used = {v.__hash__() for v in relax.analysis.free_vars(main.body)}
         keep = [p for p in main.params if p.__hash__() in used or p.same_as(sizes)]
+        # a parameter nothing reads may still be the only one defining a size the body uses (a SparseCross
+        # dense_shape sizing an indicator's grid): keep it
+        defined = {v.name for p in keep for v in relax.analysis.definable_tir_vars_in_type(p.ty)}
+        needed = {v.name for v in relax.analysis.free_symbolic_vars(relax.Function(keep, main.body, main.ret_ty))}
+        for p in main.params:
+            if any(p.same_as(k) for k in keep):
+                continue
+            names = {v.name for v in relax.analysis.definable_tir_vars_in_type(p.ty)}
+            if names & (needed - defined):
+                keep.append(p)
+                defined |= names
+        keep = [p for p in main.params if any(p.same_as(k) for k in keep)]
         dropped = [p for p in main.params if not any(p.same_as(k) for k in keep)]
         out["main"] = relax.Function(keep, main.body, main.ret_ty, main.is_pure, main.attrs, main.span)
         by_name = {i["name"]: i for i in spec.module_inputs}

@@ -87,6 +87,15 @@ def _validate_sparse_indices(node, idx):
     return idx
 
 
+def _sparse_cross(node, *args):
+    from .cross import sparse_cross_hashed
+
+    n = int(node["attrs"]["N"])
+    sparse = list(zip(args[:n], args[n:2 * n], args[2 * n:3 * n]))
+    return sparse_cross_hashed(sparse, list(args[3 * n:]), int(node["attrs"]["num_buckets"]),
+                               int(node["attrs"]["hash_key"]))
+
+
 def _reshape(node, x, shape):
     return x.reshape([int(s) for s in np.asarray(shape).reshape(-1)])
 
@@ -105,6 +114,7 @@ HOST_IMPLS: dict[str, Callable] = {
     "Reshape": _reshape,
     "LookupTableFind": _lookup,
     "ValidateSparseIndices": _validate_sparse_indices,
+    "SparseCross": _sparse_cross,
     # vocabulary columns with OOV buckets: SelectV2(lookup != -1, lookup, hash + size), kept on the host
     "AddV2": lambda node, a, b: np.add(a, b),
     "SelectV2": lambda node, c, a, b: np.where(c, a, b),

@@ -4,7 +4,8 @@
 - `KNOWN`: evaluate the op at import time when every input is a `Known` value (constant or symbolic); a rule
   raises `NotFoldable` to fall back to its DEVICE converter.
 - `HOST`: the op runs in the host stage (string ops); the rule returns the outputs' dtypes and symbolic shapes.
-- `TABLE`: ops on a lookup table (the importer recovered its keys and values): placed by key type.
+- `PLACED`: ops whose converter places them itself: lookups in recovered tables (host stage for string keys,
+  compiled module for ints), SparseCross (host stage, with its dense_shape as symbolic sizes).
 
 The accepted op list in the docs is generated from these tables (`supported_ops()`).
 """
@@ -16,7 +17,7 @@ from collections.abc import Callable
 DEVICE: dict[str, Callable] = {}
 KNOWN: dict[str, Callable] = {}
 HOST: dict[str, Callable] = {}
-TABLE: dict[str, Callable] = {}  # ops whose first input is a lookup table (see lookup.py)
+PLACED: dict[str, Callable] = {}  # see lookup.py, cross.py
 
 
 class NotFoldable(Exception):
@@ -44,18 +45,19 @@ def host(*ops: str):
     return _register(HOST, ops)
 
 
-def table_op(*ops: str):
-    return _register(TABLE, ops)
+def placed(*ops: str):
+    return _register(PLACED, ops)
 
 
 def supported_ops() -> dict[str, list[str]]:
     _load()
     return {"compiled": sorted(DEVICE), "import-time only": sorted(set(KNOWN) - set(DEVICE)),
-            "host stage": sorted(HOST), "lookup tables": sorted(TABLE) + ["HashTableV2 (with its initializer)"]}
+            "host stage": sorted(HOST),
+            "placed by their converter": sorted(PLACED) + ["HashTableV2 (with its initializer)"]}
 
 
 def _load() -> None:
-    from . import array, host_ops, lookup, math, nn, sparse  # noqa: F401  (registration side effects)
+    from . import array, cross, host_ops, lookup, math, nn, sparse  # noqa: F401  (registration side effects)
 
 
 # PlaceholderWithDefault that is not a serving input: its default value flows through.

@@ -10,7 +10,7 @@ from tvm import relax
 from ...ops import defs
 from ..tables import Table
 from ..values import Host, Known
-from . import table_op
+from . import placed
 
 
 def _table(ctx, v) -> Table:
@@ -20,7 +20,7 @@ def _table(ctx, v) -> Table:
     return v
 
 
-@table_op("LookupTableSizeV2", "LookupTableSize")
+@placed("LookupTableSizeV2", "LookupTableSize")
 def _size(ctx, node, ins):
     return Known(np.array(len(_table(ctx, ins[0]).keys), dtype="int64"), "int64")
 
@@ -31,7 +31,7 @@ def _np_lookup(table: Table, x: np.ndarray, default) -> np.ndarray:
     return np.array(flat, dtype=table.values.dtype).reshape(x.shape)
 
 
-@table_op("LookupTableFindV2", "LookupTableFind")
+@placed("LookupTableFindV2", "LookupTableFind")
 def _find(ctx, node, ins):
     table = _table(ctx, ins[0])
     x, dflt = ins[1], ins[2]
