@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 import recom_tvm
-from recom_tvm.frontend import proto
+from recom_tvm import tfproto as proto
 from recom_tvm.frontend.screen import screen_saved_model
 from recom_tvm.models import tf_export, zoo
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from ..errors import ModelFormatError
-from . import proto
+from .. import tfproto as proto
 
 # TF DataType enum -> numpy dtype name ("string" for DT_STRING); reference types (+100) map like their base.
 TF_DTYPES = {

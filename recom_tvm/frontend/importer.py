@@ -25,7 +25,7 @@ from .columns import ColumnResolver
 from .context import ImportContext
 from .graph import Graph, Node, parse_tensor_name
 from .loader import Feature, LoadedGraph, load
-from .tables import TABLE_OPS, resolve_tables
+from .tables import TABLE_OPS, Table, resolve_tables
 from .values import Host, Known
 
 _STRING_OPS = {"StringToHashBucketFast", "StringToHashBucket", "StringToHashBucketStrong", "AsString",
@@ -229,6 +229,8 @@ class _Importer:
                                       "no initializer the importer can read (LookupTableImportV2 / "
                                       "InitializeTableV2 from constants, or InitializeTableFromTextFileV2)")
             return self.tables[node.name]
+        if ins and isinstance(ins[0], Table) and op in ("Identity", "IdentityN"):  # a table handle passed along
+            return ins[0]
         if op in converters.PLACED:
             return converters.PLACED[op](self.ctx, node, ins)
         if op in ("Shape", "Size", "Rank", "ShapeN"):

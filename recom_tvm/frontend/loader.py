@@ -173,7 +173,7 @@ def export_captured_tables(tf, fn, graph) -> dict:
         if handle.dtype != tf.resource or name not in graph.nodes:
             continue
         typed = [n for n in graph.nodes.values() if n.op == "LookupTableFindV2" and n.inputs
-                 and n.inputs[0][0] == name]
+                 and _through_identity(graph, n.inputs[0][0]) == name]
         if not typed:
             continue
         kt, vt = typed[0].attr("Tin"), typed[0].attr("Tout")
@@ -184,6 +184,16 @@ def export_captured_tables(tf, fn, graph) -> dict:
             raise ModelFormatError(f"cannot read the contents of table {name!r}: {err}") from err
         tables[name] = (keys.numpy(), values.numpy())
     return tables
+
+
+def _through_identity(graph, name: str) -> str:
+    """The node an Identity chain starts from (inlined calls pass resources through Identity nodes)."""
+    for _ in range(32):
+        node = graph.nodes.get(name)
+        if node is None or node.op != "Identity" or not node.inputs:
+            return name
+        name = node.inputs[0][0]
+    return name
 
 
 def freeze_with_tables(fn):
@@ -202,7 +212,8 @@ def freeze_with_tables(fn):
         if node.name not in tables:
             continue
         keys, values = tables[node.name]
-        finds = [n for n in graph.nodes.values() if n.op == "LookupTableFindV2" and n.inputs[0][0] == node.name]
+        finds = [n for n in graph.nodes.values() if n.op == "LookupTableFindV2"
+                 and _through_identity(graph, n.inputs[0][0]) == node.name]
         key_dtype, value_dtype = tf.as_dtype(finds[0].attr("Tin")), tf.as_dtype(finds[0].attr("Tout"))
         node.op = "HashTableV2"
         node.ClearField("attr")
@@ -272,7 +283,7 @@ def _features_from_structure(tf, structure, placeholders: list[str]) -> list[Fea
 
 def _read_saved_model(path: str):
     """saved_model.pb parsed with recom_tvm's own schema (no TensorFlow), screened before TF may load it."""
-    from . import proto
+    from .. import tfproto as proto
     from .screen import screen_saved_model
 
     sm = proto.SavedModel()

@@ -68,7 +68,7 @@ TEXT_OPS = ("InitializeTableFromTextFileV2", "InitializeTableFromTextFile")
 
 def asset_defs(meta) -> list:
     """The MetaGraph's assets: `asset_file_def` (TF2) and the TF1 "saved_model_assets" collection."""
-    from . import proto
+    from .. import tfproto as proto
 
     out = list(meta.asset_file_def)
     if "saved_model_assets" in meta.collection_def:

@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 
-from ..frontend import proto
+from .. import tfproto as proto
 from ..frontend.graph import Graph
 
 

@@ -113,10 +113,13 @@ class ModelSpec:
     bottom_mlp: tuple[int, ...] = ()
     top_mlp: tuple[int, ...] = (16,)
     seed: int = 0
+    example_input: bool = False  # serve serialized tf.Examples ("examples", parsed in the graph) instead
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns] + [c.weight_feature for c in self.columns if c.weighted]
         by_name = {c.name: c for c in self.columns}
+        if self.example_input and any(c.categorical and c.input != "sparse" for c in self.columns):
+            raise ValueError("example_input: categorical columns parse as VarLen (sparse) features")
         for c in self.columns:
             if c.kind == "crossed" and (len(c.cross) < 2 or c.weighted or any(
                     k not in by_name or by_name[k].kind == "crossed" or not by_name[k].categorical
@@ -143,6 +146,8 @@ class ModelSpec:
     def key(self) -> str:
         """A short content hash (cache key for generated models)."""
         data = dataclasses.asdict(self)
+        if not data["example_input"]:
+            data.pop("example_input")
         for c in data["columns"]:  # fields added later, at their defaults, leave existing cache keys unchanged
             for k, default in _LATER_FIELDS.items():
                 if c.get(k) == default:
@@ -165,6 +170,11 @@ class ModelSpec:
                 feeds[c.weight_feature] = _sample_weights(feeds[c.name], rng, hostile)
         if self.dense_width:
             feeds["dense"] = rng.normal(size=(batch, self.dense_width)).astype("float32")
+        if self.example_input:
+            from ..runtime.examples import serialize_examples
+
+            sparse = {k for k, v in feeds.items() if isinstance(v, tuple)}
+            return {"examples": serialize_examples(feeds, sparse)}
         return feeds
 
 

@@ -144,9 +144,11 @@ def build_keras(spec: ModelSpec, vocab_dir: str | None = None):
     return tf_keras.Model(inputs, out), sig
 
 
-def to_tf_feeds(spec: ModelSpec, feeds: dict) -> dict:
-    """Our numpy feeds -> TF tensors (SparseTensor for sparse features)."""
+def to_tf_feeds(spec: ModelSpec, feeds: dict) -> dict | object:
+    """Our numpy feeds -> TF tensors (SparseTensor for sparse features; the examples tensor)."""
     tf = _tf()
+    if spec.example_input:
+        return tf.constant(np.asarray(feeds["examples"], dtype=object), tf.string)
     sig = input_signature(spec)
     out = {}
     for k, s in sig.items():
@@ -164,12 +166,29 @@ def to_tf_feeds(spec: ModelSpec, feeds: dict) -> dict:
     return out
 
 
-def _serve_module(model, sig):
-    """A tf.Module holding the model and its serving function (nested feature dict -> {"score"})."""
+def parse_spec(spec: ModelSpec, columns: list) -> dict:
+    """tf.io.parse_example's spec of an example_input model: the columns' features (+ "dense")."""
+    tf = _tf()
+    make = tf.compat.v1.feature_column.make_parse_example_spec if spec.tf1_only else \
+        tf.feature_column.make_parse_example_spec  # v1 shared embedding columns are not v2 FeatureColumns
+    out = make(columns)
+    if spec.dense_width:
+        out["dense"] = tf.io.FixedLenFeature([spec.dense_width], tf.float32)
+    return out
+
+
+def _serve_module(model, sig, spec: ModelSpec | None = None, columns: list | None = None):
+    """A tf.Module holding the model and its serving function (nested feature dict, or serialized tf.Examples
+    for an example_input spec -> {"score"})."""
     tf = _tf()
     mod = tf.Module()
     mod.model = model
-    mod.serve = tf.function(lambda features: {"score": model(features)}, input_signature=[sig])
+    if spec is not None and spec.example_input:
+        pspec = parse_spec(spec, columns)
+        mod.serve = tf.function(lambda examples: {"score": model(tf.io.parse_example(examples, pspec))},
+                                input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    else:
+        mod.serve = tf.function(lambda features: {"score": model(features)}, input_signature=[sig])
     return mod
 
 
@@ -208,8 +227,9 @@ def _export_tf2(spec: ModelSpec, root: str) -> None:
         shutil.rmtree(root)
     tmp = root
     os.makedirs(os.path.join(tmp, "saved_model", "assets"))
-    model, sig = build_keras(spec, vocab_dir=os.path.join(tmp, "saved_model", "assets"))
-    mod = _serve_module(model, sig)
+    vocab_dir = os.path.join(tmp, "saved_model", "assets")
+    model, sig = build_keras(spec, vocab_dir=vocab_dir)
+    mod = _serve_module(model, sig, spec, feature_columns(spec, vocab_dir=vocab_dir))
     concrete = mod.serve.get_concrete_function()
     tf.saved_model.save(mod, os.path.join(tmp, "saved_model"), signatures={"serving_default": concrete})
     # frozen with its lookup tables as constants (TF2 freezing alone leaves them as resource inputs)
@@ -218,6 +238,8 @@ def _export_tf2(spec: ModelSpec, root: str) -> None:
         f.write(graph_def.SerializeToString())
     flat = [t.name for t in frozen.inputs[: len(tf.nest.flatten(sig, expand_composites=True))]]
     inputs, i = {}, 0
+    if spec.example_input:
+        sig, inputs = {}, {"examples": frozen.inputs[0].name}
     for k in sorted(sig):
         if isinstance(sig[k], tf.SparseTensorSpec):
             inputs[k] = dict(zip(("indices", "values", "dense_shape"), flat[i:i + 3]))
@@ -239,15 +261,20 @@ def _export_tf1(spec: ModelSpec, out: str) -> None:
     sig = input_signature(spec)
     with tf.Graph().as_default() as g:
         v1.set_random_seed(spec.seed)
+        columns = feature_columns(spec, vocab_dir=os.path.join(os.path.dirname(out), "saved_model", "assets"))
         feats = {}
+        if spec.example_input:  # Estimator-style serving: parse serialized tf.Examples in the graph
+            examples = v1.placeholder(tf.string, shape=[None], name="examples")
+            feats = v1.io.parse_example(examples, parse_spec(spec, columns))
         for k, s in sig.items():
+            if spec.example_input:
+                break
             if isinstance(s, tf.SparseTensorSpec):
                 feats[k] = v1.sparse_placeholder(s.dtype, shape=[None, None], name=k)
             else:
                 feats[k] = v1.placeholder(s.dtype, shape=s.shape, name=k)
         cat_feats = {k: v for k, v in feats.items() if k != "dense"}
-        x = v1.feature_column.input_layer(cat_feats, feature_columns(spec, vocab_dir=os.path.join(
-            os.path.dirname(out), "saved_model", "assets")))
+        x = v1.feature_column.input_layer(cat_feats, columns)
         parts = [x]
         if spec.dense_width:
             d = feats["dense"]
@@ -261,8 +288,9 @@ def _export_tf1(spec: ModelSpec, out: str) -> None:
         with v1.Session(graph=g) as sess:
             sess.run([v1.global_variables_initializer(), v1.tables_initializer()])
             builder = v1.saved_model.Builder(out)
+            served = {"examples": examples} if spec.example_input else feats
             sig_def = v1.saved_model.build_signature_def(
-                inputs={k: v1.saved_model.build_tensor_info(v) for k, v in feats.items()},
+                inputs={k: v1.saved_model.build_tensor_info(v) for k, v in served.items()},
                 outputs={"score": v1.saved_model.build_tensor_info(score)},
                 method_name="tensorflow/serving/predict")
             builder.add_meta_graph_and_variables(sess, [v1.saved_model.tag_constants.SERVING],

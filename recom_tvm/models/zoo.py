@@ -149,6 +149,28 @@ def crossed_mix() -> ModelSpec:
     ), dense_width=2, bottom_mlp=(4,), top_mlp=(8,), seed=4)
 
 
+def example_mix(estimator: bool = False) -> ModelSpec:
+    """Served from serialized tf.Examples (ParseExampleV2 in the host stage): numeric, bucketized, hash,
+    identity, weighted, vocabulary-file and crossed columns. estimator=True adds shared embedding columns, which
+    makes it TF1-only: the Estimator-style model of issue 3."""
+    cols = [
+        ColumnSpec("age", "bucketized", 4, "mean", boundaries=(18.0, 30.0, 50.0)),
+        ColumnSpec("price", "numeric", 2),
+        ColumnSpec("country", "hash_string", 8, "mean", buckets=60, ids_per_row=(0, 2), vocab=80),
+        ColumnSpec("item", "identity", 8, "sqrtn", buckets=30, default_value=0, ids_per_row=(1, 4), vocab=35,
+                   weighted=True),
+        ColumnSpec("genre", "vocab_file", 4, "sum", buckets=20, ids_per_row=(0, 3), vocab=25, oov_buckets=2),
+        ColumnSpec("country_x_genre", "crossed", 8, "mean", buckets=100, cross=("country", "genre")),
+    ]
+    if estimator:
+        cols += [ColumnSpec("query", "hash_string", 8, "mean", buckets=40, ids_per_row=(1, 3), vocab=50,
+                            shared="text"),
+                 ColumnSpec("title", "hash_string", 8, "mean", buckets=40, ids_per_row=(0, 3), vocab=50,
+                            shared="text")]
+    return ModelSpec("estimator_mix" if estimator else "example_mix", tuple(cols), dense_width=3, bottom_mlp=(4,),
+                     top_mlp=(8,), seed=9, example_input=True)
+
+
 def demo() -> ModelSpec:
     """The built-in demo: a small model with every column type."""
     b = tuple(float(x) for x in range(0, 100, 10))

@@ -217,10 +217,18 @@ def _rows_sorted(ctx: RuleContext, rows_of, n) -> tuple[bool, str | None, str]:
                 return True, None, "rows from the host stage's Where (row-major)"
             if node is not None and node["op"] == "SparseCross" and inp["ref"] == node["outputs"][0]:
                 return True, None, "rows from the host stage's SparseCross (row-major)"
+            if node is not None and node["op"] == "ParseExampleV2" and \
+                    inp["ref"] in node["outputs"][:len(node["attrs"]["sparse"])]:
+                return True, None, "rows from the host stage's ParseExampleV2 (row-major)"
         if inp is not None and inp["source"] == "feed" and inp["ref"] in ctx.feature_of_indices:
             f = ctx.feature_of_indices[inp["ref"]]
             return True, f["name"], f"rows from feature {f['name']!r}, sorted on the host"
     return False, None, "rows of unknown order"
+
+
+def _row_of_each_entry(indices, n):
+    """indices[:, 0] of a [n, 2] SparseTensor indices matrix, as [n]."""
+    return relax.op.reshape(relax.op.strided_slice(indices, [1], [0], [1]), [as_expr(n)])
 
 
 def _host_node(spec, tensor: str):
@@ -374,7 +382,7 @@ def rule_sparse_column(ctx: RuleContext, b: relax.Binding):
     if sort_feature is not None and not _sort_on_host(ctx, b, sort_feature):
         return None
     column = ctx.label(label) if label else "?"
-    rows = relax.op.reshape(relax.op.strided_slice(indices, [1], [0], [1]), [as_expr(n)])
+    rows = _row_of_each_entry(indices, n)
     ctx.facts.append(
         f"column {column}: SparseFillEmptyRows{' + Unique' if uniq is not None else ''} + SparseSegment-"
         f"{mode.value} + empty-row Select -> embedding_bag({mode.value}) with {batch} bags; "
@@ -536,7 +544,7 @@ def rule_weighted_column(ctx: RuleContext, b: relax.Binding):
         if not view.is_param(w_param) or not _sort_on_host(ctx, b, sort_feature, [w_param]):
             return None
     column = ctx.label(label) if label else "?"
-    rows = relax.op.reshape(relax.op.strided_slice(indices, [1], [0], [1]), [as_expr(n)])
+    rows = _row_of_each_entry(indices, n)
     ctx.facts.append(
         f"column {column}: weighted ({mode}): two SparseFillEmptyRows + Unique + rows x weights + SegmentSum"
         f"{' / SegmentSum(w' + ('^2)' if mode == 'sqrtn' else ')') if mode != 'sum' else ''} + empty-row Select "

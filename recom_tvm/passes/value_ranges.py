@@ -1,7 +1,7 @@
 """Value ranges of integer tensors, and FoldProvenComparisons, which decides comparisons the ranges settle.
 
 Sources of ranges (RECom section 5, extended):
-- StringToHashBucketFast in the host stage: [0, num_buckets)      (hash_bucket columns, string and int)
+- StringToHashBucketFast / SparseCross in the host stage: [0, num_buckets)  (hash_bucket, crossed columns)
 - Bucketize: [0, len(boundaries)]                                   (bucketized columns)
 - identity with default: SelectV2(x < 0 | x >= n, default, x) -> [0, n) plus the default's range
 - constants, arange, casts, layout ops, arithmetic by interval rules, Where / Unique / SparseFillEmptyRows
@@ -79,6 +79,8 @@ class ValueRanges:
             elif op == "LookupTableFind" and node["attrs"]["value_dtype"].startswith("int"):
                 vals = list(node["attrs"]["values"]) + [node["attrs"]["default"]]
                 hashed[out] = (int(min(vals)), int(max(vals)))
+            elif op == "SparseCross" and int(node["attrs"]["num_buckets"]) > 0:
+                hashed[node["outputs"][1]] = (0, int(node["attrs"]["num_buckets"]) - 1)
             elif op == "AddV2" and all(rng(i) for i in ins):
                 (a0, a1), (b0, b1) = rng(ins[0]), rng(ins[1])
                 hashed[out] = (a0 + b0, a1 + b1)

@@ -96,6 +96,15 @@ def _sparse_cross(node, *args):
                                int(node["attrs"]["hash_key"]))
 
 
+def _parse_example(node, serialized):
+    from .examples import parse_examples
+
+    a = node["attrs"]
+    dense = [(k, t, shape, None if d is None else [v.encode("latin-1") if isinstance(v, str) else v for v in d])
+             for k, t, shape, d in a["dense"]]
+    return parse_examples(serialized, [tuple(x) for x in a["sparse"]], dense)
+
+
 def _reshape(node, x, shape):
     return x.reshape([int(s) for s in np.asarray(shape).reshape(-1)])
 
@@ -115,6 +124,7 @@ HOST_IMPLS: dict[str, Callable] = {
     "LookupTableFind": _lookup,
     "ValidateSparseIndices": _validate_sparse_indices,
     "SparseCross": _sparse_cross,
+    "ParseExampleV2": _parse_example,
     # vocabulary columns with OOV buckets: SelectV2(lookup != -1, lookup, hash + size), kept on the host
     "AddV2": lambda node, a, b: np.add(a, b),
     "SelectV2": lambda node, c, a, b: np.where(c, a, b),

@@ -11,11 +11,13 @@ from . import placed
 
 
 def _feed_tensor(ctx, node, i: int) -> str | None:
-    """The placeholder tensor behind input i (through Identity), whose value the host stage has at run time."""
+    """The placeholder or host-stage tensor behind input i (through Identity): the host stage has its value at
+    run time (a dense_shape the importer otherwise keeps as symbolic sizes)."""
+    produced = {o for n in ctx.host_plan for o in n["outputs"]}
     src, idx = node.inputs[i]
     for _ in range(16):
         n = ctx.graph.nodes[src]
-        if n.op in ("Placeholder", "PlaceholderWithDefault"):
+        if n.op in ("Placeholder", "PlaceholderWithDefault") or f"{src}:{idx}" in produced:
             return f"{src}:{idx}"
         if n.op != "Identity" or not n.inputs:
             return None

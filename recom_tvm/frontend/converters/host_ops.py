@@ -109,5 +109,5 @@ def _host_reshape(ctx, node, ins):
 
 missing = set(HOST_IMPLS) ^ {"StringToHashBucketFast", "AsString", "Identity", "Cast", "Equal", "NotEqual",
                               "Where", "GatherNd", "GatherV2", "Reshape", "LookupTableFind", "AddV2",
-                              "SelectV2", "ValidateSparseIndices", "SparseCross"}
+                              "SelectV2", "ValidateSparseIndices", "SparseCross", "ParseExampleV2"}
 assert not missing, f"host rules and implementations disagree: {missing}"

@@ -1,4 +1,5 @@
-"""TensorFlow's GraphDef / SavedModel wire format, declared here so a frozen graph parses without TensorFlow.
+"""TensorFlow's GraphDef / SavedModel / tf.Example wire format, declared here so a frozen graph (and, on a serving
+host, a serialized tf.Example) parses without TensorFlow. Protobuf only: the runtime imports it too.
 
 Only the fields the importer reads are declared; protobuf skips the rest. Field numbers follow TF's public
 `.proto` files (graph.proto, node_def.proto, attr_value.proto, tensor.proto, tensor_shape.proto, meta_graph.proto,
@@ -78,8 +79,16 @@ _SCHEMA: dict[str, list[tuple]] = {
         ("object_graph_def", 7, "bytes", False),
     ],
     "SavedModel": [("saved_model_schema_version", 1, "int64", False), ("meta_graphs", 2, "MetaGraphDef", True)],
+    # tf.Example (example.proto, feature.proto)
+    "BytesList": [("value", 1, "bytes", True)],
+    "FloatList": [("value", 1, "float", True)],
+    "Int64List": [("value", 1, "int64", True)],
+    "Feature": [("bytes_list", 1, "BytesList", False, 0), ("float_list", 2, "FloatList", False, 0),
+                ("int64_list", 3, "Int64List", False, 0)],
+    "Features": [("feature", 1, "map:Feature", True)],
+    "Example": [("features", 1, "Features", False)],
 }
-_ONEOFS = {"AttrValue": ["value"], "TensorInfo": ["encoding"]}
+_ONEOFS = {"AttrValue": ["value"], "TensorInfo": ["encoding"], "Feature": ["kind"]}
 _PACKAGE = "recom_tvm_tf"
 
 
@@ -135,3 +144,4 @@ SavedModel = _cls("SavedModel")
 MetaGraphDef = _cls("MetaGraphDef")
 SignatureDef = _cls("SignatureDef")
 AssetFileDef = _cls("AssetFileDef")
+Example = _cls("Example")
