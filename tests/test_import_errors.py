@@ -95,3 +95,10 @@ def test_plain_graph_without_signature_runs(tmp_path):
     out = model.run({spec.features[0]["name"]: x})
     np.testing.assert_allclose(list(out.values())[0], cf(tf.constant(x)).numpy(), rtol=1e-6)
     assert os.path.exists(path)
+
+
+def test_docs_list_every_accepted_op():
+    """docs/IMPORTER.md lists what supported_ops() accepts (regenerate the list when adding a converter)."""
+    doc = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs", "IMPORTER.md")).read()
+    missing = [op for names in recom_tvm.supported_ops().values() for op in names if f"`{op}`" not in doc]
+    assert not missing, f"docs/IMPORTER.md lacks {missing}"

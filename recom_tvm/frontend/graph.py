@@ -205,6 +205,45 @@ class Graph:
                 out[src].append(node.name)
         return out
 
+    def guarding_asserts(self, roots: Iterable[str]) -> list[tuple[str, tuple[str, int]]]:
+        """(Assert node, its condition tensor) for every Assert the roots depend on through control edges
+        (tf.debugging asserts and AssertGuard conditionals), the condition traced back through Switch /
+        Identity to the tensor computed outside the guard."""
+        seen: set[str] = set()
+        stack = list(roots)
+        found = []
+        while stack:
+            n = stack.pop()
+            node = self.nodes[n]
+            if node.op == "Assert" and node.inputs:
+                src, idx = node.inputs[0]
+                for _ in range(32):
+                    cur = self.nodes[src]
+                    if cur.op not in ("Identity", "Switch") or not cur.inputs:
+                        break
+                    src, idx = cur.inputs[0]
+                found.append((n, (src, idx)))
+            for src in [s for s, _ in node.inputs] + list(node.control_inputs):
+                if src not in seen and src in self.nodes:
+                    seen.add(src)
+                    stack.append(src)
+        return found
+
+    def const_strings(self, name: str) -> list[str]:
+        """The string constants an Assert prints (its data inputs), traced through Identity / Switch."""
+        out = []
+        for src, _ in self.nodes[name].inputs[1:]:
+            for _ in range(32):
+                cur = self.nodes[src]
+                if cur.op not in ("Identity", "Switch") or not cur.inputs:
+                    break
+                src = cur.inputs[0][0]
+            cur = self.nodes[src]
+            if cur.op == "Const" and cur.attr("dtype") == "string":
+                out += [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+                        for v in np.asarray(cur.attr("value")).reshape(-1).tolist()]
+        return out
+
     def ancestors(self, roots: Iterable[str]) -> set[str]:
         """All nodes the given nodes read from, transitively (data edges only)."""
         seen: set[str] = set()

@@ -86,8 +86,28 @@ class _Importer:
     # ------------------------------------------------------------------------------------------ placement
     def _needed(self) -> list[str]:
         roots = [parse_tensor_name(t)[0] for _, t in self.loaded.outputs]
-        keep = self.graph.ancestors(roots) | set(roots)
+        # TF Asserts the outputs depend on through control edges (AssertGuard): their conditions are computed
+        # too, and checked before the outputs are returned
+        self.asserts = self.graph.guarding_asserts(roots)
+        conds = [src for _, (src, _) in self.asserts]
+        keep = self.graph.ancestors(roots + conds) | set(roots) | set(conds)
         return [n for n in self.graph.order if n in keep]
+
+    def _guard(self, outs: list) -> list:
+        """Wrap each output in TF's Asserts: a packed call that raises TF's error when a condition is false."""
+        for name, (src, idx) in self.asserts:
+            cond = self.values.get((src, idx))
+            if cond is None:
+                raise ConversionError("Assert", name, self.columns(name), f"condition {src}:{idx} not computed")
+            if isinstance(cond, Known) and cond.concrete and bool(np.asarray(cond.numpy()).all()):
+                continue
+            dev = self.ctx.device(cond)
+            msg = " ".join(self.graph.const_strings(name)) or f"Assert node {name!r}"
+            outs = [self.ctx.emit(relax.op.call_pure_packed("recom_tvm.check_assert", o.expr, dev.expr,
+                                                            tvm.ir.StringImm(f"{msg} (Assert node {name!r})"),
+                                                            ty_args=[o.expr.ty]), shape=list(o.shape))
+                    for o in outs]
+        return outs
 
     def _host_nodes(self, needed: list[str]) -> set[str]:
         nodes = self.graph.nodes
@@ -174,7 +194,8 @@ class _Importer:
                     self._convert(node, name in host_nodes)
                     if config.verbose and i and i % 5000 == 0:
                         config.log(f"  converted {i}/{len(needed)} nodes")
-                outs = [self.ctx.device(self.values[parse_tensor_name(t)]) for _, t in self.loaded.outputs]
+                outs = self._guard([self.ctx.device(self.values[parse_tensor_name(t)])
+                                    for _, t in self.loaded.outputs])
                 result = outs[0].expr if len(outs) == 1 else relax.Tuple([o.expr for o in outs])
                 gv = bb.emit_output(result)
             bb.emit_func_output(gv, params=[inp.var for inp in self.ctx.inputs])

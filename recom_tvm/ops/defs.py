@@ -114,7 +114,7 @@ def unique(x: relax.Expr, out_idx: str = "int32") -> relax.Call:
 
 
 # ----------------------------------------------------------------------------------------- SparseSegmentReduce
-SEGMENT_MODES = ("sum", "mean", "sqrtn")
+SEGMENT_MODES = ("sum", "mean", "sqrtn", "max")
 
 
 def _infer_segment(call):

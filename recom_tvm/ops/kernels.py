@@ -277,7 +277,8 @@ def segment_reduce(dtype: str, idx_dtype: str, seg_dtype: str, mode: str):
     """out[s, :] = combine(data[indices[j], :] for j in segment s); segment ids sorted (TF requires it).
 
     Each segment finds its [lo, hi) by binary search, so the work is parallel over segments.
-    mode: "sum", "mean" (sum / count) or "sqrtn" (sum / sqrt(count)); empty segments give 0.
+    mode: "sum", "mean" (sum / count), "sqrtn" (sum / sqrt(count)) or "max"; empty segments give 0 (TF's
+    SegmentMax too).
     """
 
     @T.prim_func(private=True, s_tir=True)
@@ -314,10 +315,15 @@ def segment_reduce(dtype: str, idx_dtype: str, seg_dtype: str, mode: str):
                     else:
                         hi[0] = T.floordiv(end[0] + hi[0], 2)
                 for j in T.serial(d):
-                    acc[0] = T.Cast(dtype, 0)
-                    for jj in T.serial(end[0] - lo[0]):
-                        acc[0] = acc[0] + data[T.Cast(I64, ind[lo[0] + jj]), j]
-                    if mode == "sum":
+                    if mode == "max":  # TF's SegmentMax: an empty segment gives 0
+                        acc[0] = T.if_then_else(end[0] > lo[0], T.min_value(dtype), T.Cast(dtype, 0))
+                        for jj in T.serial(end[0] - lo[0]):
+                            acc[0] = T.max(acc[0], data[T.Cast(I64, ind[lo[0] + jj]), j])
+                    else:
+                        acc[0] = T.Cast(dtype, 0)
+                        for jj in T.serial(end[0] - lo[0]):
+                            acc[0] = acc[0] + data[T.Cast(I64, ind[lo[0] + jj]), j]
+                    if mode == "sum" or mode == "max":
                         out[vi, j] = acc[0]
                     elif mode == "mean":
                         out[vi, j] = T.if_then_else(end[0] > lo[0], acc[0] / T.Cast(dtype, end[0] - lo[0]),

@@ -18,3 +18,11 @@ def _check_gather(indices, status, label: str, limit: int):
     if bad:
         raise ValueError(f"{ERROR_MARK}{label}: indices[{pos}] = {value} is not in [0, {limit})")
     return indices
+
+
+@tvm_ffi.register_global_func("recom_tvm.check_assert", override=True)
+def _check_assert(value, cond, message: str):
+    """TF's Assert: raise its InvalidArgumentError if the condition tensor is not all true; else pass `value`."""
+    if not bool(cond.numpy().all()):
+        raise ValueError(f"{ERROR_MARK}assertion failed: {message}")
+    return value

@@ -108,16 +108,17 @@ def _sparse_segment(ctx, node, ins):
                     shape=shape)
 
 
-@device("SegmentSum")
+@device("SegmentSum", "SegmentMax")
 def _segment_sum(ctx, node, ins):
-    """SegmentSum(data, sorted segment ids) = a sparse segment sum over every row of data, in order; the output
-    has max(segment id) + 1 rows (data-dependent, as in TF)."""
+    """Segment{Sum,Max}(data, sorted segment ids) = a sparse segment reduction over every row of data, in order;
+    the output has max(segment id) + 1 rows (data-dependent, as in TF)."""
     data, seg = ctx.device(ins[0]), ctx.device(ins[1])
     n = data.shape[0]
     seg = ctx.match_shape(seg, [n])
     rows = ctx.emit(relax.op.arange(0, as_expr(n), 1, "int64"))
     shape = [_fresh(ctx, node, "segments")] + list(data.shape[1:])
-    return ctx.emit(defs.sparse_segment_reduce(data.expr, rows.expr, seg.expr, -1, "sum"), shape=shape)
+    mode = "max" if node.op == "SegmentMax" else "sum"
+    return ctx.emit(defs.sparse_segment_reduce(data.expr, rows.expr, seg.expr, -1, mode), shape=shape)
 
 
 @device("Bucketize")
