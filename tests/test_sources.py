@@ -85,3 +85,47 @@ def test_frozen_pb_imports_without_tensorflow(tmp_path):
     assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-3000:]
     with open(paths["signature"]) as f:
         assert set(json.load(f)["inputs"]) == {"a", "b", "c", "d", "e", "dense"}
+
+
+def test_positional_signature_names(tmp_path):
+    """Positional (list) inputs: the serving signature flattens them under generated names (input_1 / input_2 for a
+    subclassed tf_keras model saved as is, inputs / inputs_1 for a traced call, xs / xs_1 for a tf.Module's list
+    argument); the restored call function's python arguments (training=) are not inputs. Each imports under the
+    signature's names and matches TF."""
+    import tensorflow as tf
+    import tf_keras
+
+    import recom_tvm
+
+    class Sub(tf_keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.d1, self.d2 = tf_keras.layers.Dense(4), tf_keras.layers.Dense(1)
+
+        def call(self, inputs, training=False):
+            a, b = inputs
+            return self.d2(tf.concat([self.d1(a), b], axis=1))
+
+    m = Sub()
+    x, y = np.random.default_rng(0).random((2, 3), np.float32), np.random.default_rng(1).random((2, 2), np.float32)
+    m([tf.constant(x), tf.constant(y)])
+    sub_path = str(tmp_path / "sub")
+    call = tf.function(lambda inputs: m(inputs)).get_concrete_function(
+        [tf.TensorSpec([None, 3], tf.float32), tf.TensorSpec([None, 2], tf.float32)])
+    tf.saved_model.save(m, sub_path, signatures={"serving_default": call})
+    plain_path = str(tmp_path / "plain")
+    tf.saved_model.save(m, plain_path)
+    mod = tf.Module()
+    mod.m = m
+    mod.serve = tf.function(lambda xs: m(xs), input_signature=[[tf.TensorSpec([None, 3], tf.float32),
+                                                                 tf.TensorSpec([None, 2], tf.float32)]])
+    mod_path = str(tmp_path / "module")
+    tf.saved_model.save(mod, mod_path, signatures={"serving_default": mod.serve.get_concrete_function()})
+    for path in (sub_path, plain_path, mod_path):
+        sig = tf.saved_model.load(path).signatures["serving_default"]
+        names = sorted(sig.structured_input_signature[1])
+        ref = list(sig(**dict(zip(names, (tf.constant(x), tf.constant(y))))).values())[0].numpy()
+        mod_r, params, spec = recom_tvm.from_tensorflow(path)
+        assert sorted(f["name"] for f in spec.features) == names
+        got = list(recom_tvm.build(mod_r, "llvm", params).run(dict(zip(names, (x, y)))).values())[0]
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)

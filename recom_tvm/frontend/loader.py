@@ -323,7 +323,8 @@ def _find_nested_function(tf, loaded, sig_fn):
     """The restored ConcreteFunction whose flattened inputs match the signature's, or None."""
     def flat_specs(cf):
         return sorted(str((s.dtype, s.shape.as_list() if s.shape.rank is not None else None))
-                      for s in tf.nest.flatten(cf.structured_input_signature, expand_composites=True))
+                      for s in tf.nest.flatten(cf.structured_input_signature, expand_composites=True)
+                      if hasattr(s, "dtype"))  # tf_keras adds python values (training=False)
 
     want = flat_specs(sig_fn)
     for attr in dir(loaded):
@@ -334,6 +335,13 @@ def _find_nested_function(tf, loaded, sig_fn):
         except Exception:  # noqa: BLE001 - restored objects may raise on access
             continue
         for cf in getattr(obj, "concrete_functions", []) or []:
+            leaves = tf.nest.flatten(cf.structured_input_signature, expand_composites=True)
+            if not all(hasattr(x, "dtype") for x in leaves):
+                continue  # a tf_keras call with python arguments (training=...): keep the signature's names
+            named = _leaves(tf, cf.structured_input_signature, True)
+            if all(n.replace("/", "").isdigit() for n, _ in named) and not any(
+                    isinstance(x, tf.SparseTensorSpec) for _, x in named):
+                continue  # positional dense inputs: the signature's names (args_0, args_0_1, ...) are the feeds
             if flat_specs(cf) == want and _leaves(tf, cf.structured_input_signature, True) != _leaves(
                     tf, sig_fn.structured_input_signature, True):
                 return cf
