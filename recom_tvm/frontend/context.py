@@ -8,6 +8,7 @@ import re
 from typing import NoReturn
 
 import numpy as np
+import tvm_ffi
 import tvm
 from tvm import relax, tirx
 
@@ -121,6 +122,16 @@ class ImportContext:
                                     f"got {a.name} != {b.name}")
         var = self.bb.match_cast(dev.expr, relax.TensorType([as_expr(s) for s in shape], dev.dtype))
         return Device(var, dev.dtype, list(var.ty.shape.values))
+
+    def match_shape_cast(self, dev: Device, shape: list) -> Device:
+        """match_shape, casting even when the dims are provably equal but written differently."""
+        if len(dev.shape) == len(shape) and all(tvm_ffi.structural_equal(as_expr(a), as_expr(b))
+                                                for a, b in zip(dev.shape, shape)):
+            return dev
+        if all(prove_equal(a, b) for a, b in zip(dev.shape, shape)) and len(dev.shape) == len(shape):
+            var = self.bb.match_cast(dev.expr, relax.TensorType([as_expr(s) for s in shape], dev.dtype))
+            return Device(var, dev.dtype, list(var.ty.shape.values))
+        return self.match_shape(dev, shape)
 
     def _is_input_symbol(self, v) -> bool:
         return v.name in self.symbols.origin and not self.symbols.origin[v.name].startswith("data-dependent")

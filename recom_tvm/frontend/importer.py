@@ -31,7 +31,8 @@ from .values import Host, Known
 _STRING_OPS = {"StringToHashBucketFast", "StringToHashBucket", "StringToHashBucketStrong", "AsString",
                "StringJoin", "StringSplit", "StringSplitV2", "Substr", "StringLower", "StringUpper",
                "RegexReplace", "StaticRegexReplace", "StringStrip", "StringLength", "StringToNumber",
-               "DecodeRaw", "ParseExample", "ParseExampleV2", "ParseSingleExample"}
+               "DecodeRaw", "ParseExample", "ParseExampleV2", "ParseSingleExample",
+               "SparseCross"}  # host-stage ops: what feeds them runs on the host too
 _DTYPE_ATTRS = ("T", "Tparams", "dtype", "DstT", "SrcT")
 # elementwise ops kept on the host when all their inputs are host-stage results (see _host_closed)
 _HOST_CLOSED = {"NotEqual", "Equal", "AddV2", "SelectV2"}
@@ -171,6 +172,8 @@ class _Importer:
         for i, d in enumerate(shape):
             if d >= 0:
                 dims.append(d)
+            elif part == "row_splits" and i == 0:
+                dims.append(sym.get(re.sub(r"\W", "_", f"splits_{label}"), f"batch + 1 of ragged feature {label}"))
             elif part in ("indices", "values") and i == 0:
                 dims.append(sym.get(re.sub(r"\W", "_", f"nnz_{label}"), f"number of ids of feature {label}"))
             elif part == "value" and i == 0 and batch is not None:

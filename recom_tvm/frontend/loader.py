@@ -20,7 +20,7 @@ class Feature:
     """One serving input. Dense: `tensors = {"value": t}`; sparse: indices / values / dense_shape tensors."""
 
     name: str
-    kind: str  # "dense" | "sparse"
+    kind: str  # "dense" | "sparse" | "ragged"
     tensors: dict[str, str]
 
     def to_json(self) -> dict:
@@ -38,6 +38,7 @@ class LoadedGraph:
 
 
 SPARSE_PARTS = ("indices", "values", "dense_shape")
+RAGGED_PARTS = ("values", "row_splits")  # a RaggedTensor's components in tf.nest's flatten order
 
 
 def _node_of(tensor: str) -> str:
@@ -154,7 +155,7 @@ def _from_concrete_function(fn, outputs, source: str) -> LoadedGraph:
     n_inputs = len(tf.nest.flatten(fn.structured_input_signature, expand_composites=True))
     placeholders = [t.name for t in frozen.inputs[:n_inputs]]
     tables = export_captured_tables(tf, fn, graph)
-    feats = _features_from_structure(tf, fn.structured_input_signature, placeholders)
+    feats = _features_from_structure(tf, fn.structured_input_signature, placeholders, _arg_names(fn))
     if outputs is None:
         flat_out = tf.nest.flatten(fn.structured_outputs, expand_composites=True)
         names = _output_names(tf, fn.structured_outputs)
@@ -238,9 +239,9 @@ def _output_names(tf, structure) -> list[str]:
     return ["output_0"] if len(flat) == 1 else [f"output_{i}" for i in range(len(flat))]
 
 
-def _leaves(tf, structure, sort_keys: bool) -> list[tuple[str, Any]]:
+def _leaves(tf, structure, sort_keys: bool, arg_names: list[str] | None = None) -> list[tuple[str, Any]]:
     """(feature name, spec) leaves of an input signature `(args, kwargs)`, dict keys sorted (tf.nest's
-    flatten order) or in insertion order."""
+    flatten order) or in insertion order; positional arguments named by `arg_names` when known."""
     out: list[tuple[str, Any]] = []
 
     def walk(obj, path):
@@ -255,27 +256,45 @@ def _leaves(tf, structure, sort_keys: bool) -> list[tuple[str, Any]]:
 
     args, kwargs = structure if (isinstance(structure, tuple) and len(structure) == 2
                                  and isinstance(structure[1], dict)) else (structure, {})
-    walk(args, [])
+    if arg_names and isinstance(args, (list, tuple)) and len(arg_names) >= len(args) and not (
+            len(args) == 1 and isinstance(args[0], dict)):  # a lone feature dict: its keys are the names
+        for name, a in zip(arg_names, args):
+            walk(a, [name])
+    else:
+        walk(args, [])
     walk(kwargs, [])
     return out
 
 
-def _features_from_structure(tf, structure, placeholders: list[str]) -> list[Feature]:
+def _arg_names(fn) -> list[str] | None:
+    """The python parameter names of a (restored) ConcreteFunction, to name positional inputs."""
+    try:
+        return [str(k) for k in fn.function_type.parameters]
+    except Exception:  # noqa: BLE001 - older functions have no function_type
+        return None
+
+
+def _features_from_structure(tf, structure, placeholders: list[str], arg_names=None) -> list[Feature]:
     """Pair the nested input signature (TensorSpec / SparseTensorSpec leaves) with a ConcreteFunction's flat
     placeholders, which follow tf.nest's flatten order (dict keys sorted). Their generated names (x, x_1, ...)
     do not follow any one order, so they are never used for the pairing."""
-    leaves = _leaves(tf, structure, sort_keys=True)
+    leaves = _leaves(tf, structure, sort_keys=True, arg_names=arg_names)
     feats, i = [], 0
     for name, spec in leaves:
         if isinstance(spec, tf.SparseTensorSpec):
             feats.append(Feature(name, "sparse", dict(zip(SPARSE_PARTS, placeholders[i:i + 3]))))
             i += 3
+        elif isinstance(spec, tf.RaggedTensorSpec):
+            if spec.ragged_rank != 1:
+                raise ModelFormatError(f"input {name!r}: ragged_rank {spec.ragged_rank} (1 is supported)")
+            feats.append(Feature(name, "ragged", dict(zip(RAGGED_PARTS, placeholders[i:i + 2]))))
+            i += 2
         elif isinstance(spec, tf.TensorSpec):
             feats.append(Feature(name, "dense", {"value": placeholders[i]}))
             i += 1
         else:
             raise ModelFormatError(f"input {name!r}: unsupported input spec {type(spec).__name__} "
-                                   "(dense tensors and SparseTensors are supported)")
+                                   "(dense tensors, SparseTensors and RaggedTensors are supported)")
     if i != len(placeholders):
         raise ModelFormatError(f"the input signature has {i} tensors but the function {len(placeholders)}")
     return feats
@@ -340,7 +359,7 @@ def _find_nested_function(tf, loaded, sig_fn):
                 continue  # a tf_keras call with python arguments (training=...): keep the signature's names
             named = _leaves(tf, cf.structured_input_signature, True)
             if all(n.replace("/", "").isdigit() for n, _ in named) and not any(
-                    isinstance(x, tf.SparseTensorSpec) for _, x in named):
+                    isinstance(x, (tf.SparseTensorSpec, tf.RaggedTensorSpec)) for _, x in named):
                 continue  # positional dense inputs: the signature's names (args_0, args_0_1, ...) are the feeds
             if flat_specs(cf) == want and _leaves(tf, cf.structured_input_signature, True) != _leaves(
                     tf, sig_fn.structured_input_signature, True):

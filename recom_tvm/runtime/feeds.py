@@ -34,6 +34,33 @@ def _sparse_parts(name: str, value) -> tuple:
                     f"or a SparseTensor, got {type(value).__name__}")
 
 
+RAGGED_PARTS = ("values", "row_splits")
+
+
+def _ragged_parts(name: str, value) -> tuple:
+    if isinstance(value, Mapping):
+        missing = [p for p in RAGGED_PARTS if p not in value]
+        if missing:
+            raise FeedError(f"ragged feature {name!r}: the feed lacks {missing}")
+        return tuple(value[p] for p in RAGGED_PARTS)
+    if all(hasattr(value, p) for p in RAGGED_PARTS):  # tf.RaggedTensor
+        return tuple(np.asarray(getattr(value, p)) for p in RAGGED_PARTS)
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return tuple(value)
+    raise FeedError(f"ragged feature {name!r}: expected (values, row_splits), a dict with those keys or a "
+                    f"RaggedTensor, got {type(value).__name__}")
+
+
+def _check_ragged(name: str, values: np.ndarray, splits: np.ndarray) -> None:
+    """TF's RaggedTensor validity (from_row_splits with validate=True)."""
+    if splits.ndim != 1 or splits.size == 0:
+        raise FeedError(f"ragged feature {name!r}: row_splits must be a non-empty vector, got shape "
+                        f"{list(splits.shape)}")
+    if splits[0] != 0 or (np.diff(splits) < 0).any() or splits[-1] != values.shape[0]:
+        raise InvalidArgumentError(f"ragged feature {name!r}: row_splits must start at 0, be non-decreasing and "
+                                   f"end at the number of values ({values.shape[0]}); got {splits[:8].tolist()}...")
+
+
 _NUMPY_DTYPE: dict[str, np.dtype] = {}
 
 
@@ -133,6 +160,9 @@ def normalize_feeds(spec: InputSpec, feeds: Mapping) -> dict[str, np.ndarray]:
                 parts = _sparse_parts(name, value)
                 for part, val in zip(SPARSE_PARTS, parts):
                     by_tensor[tensors[part]] = (f"{name}.{part}", val)
+            elif f["kind"] == "ragged":
+                for part, val in zip(RAGGED_PARTS, _ragged_parts(name, value)):
+                    by_tensor[tensors[part]] = (f"{name}.{part}", val)
             else:
                 by_tensor[tensors["value"]] = (name, value)
         for part, t in tensors.items():
@@ -158,6 +188,9 @@ def normalize_feeds(spec: InputSpec, feeds: Mapping) -> dict[str, np.ndarray]:
         if f["kind"] == "sparse":
             _check_sparse(f["name"], out[tt["indices"]], out[tt["values"]], out[tt["dense_shape"]])
             batch = int(out[tt["dense_shape"]][0]) if out[tt["dense_shape"]].size else 0
+        elif f["kind"] == "ragged":
+            _check_ragged(f["name"], out[tt["values"]], out[tt["row_splits"]])
+            batch = out[tt["row_splits"]].size - 1
         else:
             batch = out[tt["value"]].shape[0] if out[tt["value"]].ndim else 0
         if batch > config.max_batch:

@@ -121,6 +121,7 @@ HOST_IMPLS: dict[str, Callable] = {
     "GatherNd": _gather_nd,
     "GatherV2": _gather,
     "Reshape": _reshape,
+    "ExpandDims": lambda node, x, axis: np.expand_dims(x, int(np.asarray(axis).reshape(()))),
     "LookupTableFind": _lookup,
     "ValidateSparseIndices": _validate_sparse_indices,
     "SparseCross": _sparse_cross,

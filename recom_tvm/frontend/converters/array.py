@@ -214,7 +214,7 @@ def _unpack_known(ctx, node, ins):
 @device("Tile")
 def _tile(ctx, node, ins):
     x = ctx.device(ins[0])
-    mult = ctx.known_ints(ins[1], "the multiples")
+    mult = ints_or_sync(ctx, ins[1], "the multiples")
     if len(mult) != len(x.shape):
         ctx.fail(f"multiples {mult} do not match rank {len(x.shape)}")
     if all(is_const_int(m) and int(m) == 1 for m in mult):
@@ -255,9 +255,29 @@ def _fill_known(ctx, node, ins):
                  ins[1].dtype)
 
 
+def ints_or_sync(ctx, v, what: str) -> list:
+    """Known ints (constants / symbolic sizes) as they are; a device int vector of static length is brought to the
+    host as fresh symbolic sizes instead (one device->host sync: ragged code's Range(0, longest row) and
+    Tile(x, [1, longest row]))."""
+    if isinstance(v, Known):
+        return ctx.known_ints(v, what)
+    dev = ctx.device(v)
+    if len(dev.shape) > 1 or not all(is_const_int(d) for d in dev.shape):
+        ctx.fail(f"{what} must be a vector of known length")
+    n = int(dev.shape[0]) if dev.shape else 1
+    flat = ctx.emit(relax.op.reshape(relax.op.astype(dev.expr, "int64"), shape_expr([n])))
+    shape = ctx.bb.emit(relax.op.tensor_to_shape(flat.expr))
+    base = ctx.node.name.rsplit("/", 1)[-1] if ctx.node else "d"
+    syms = [ctx.symbols.fresh(f"{base}_{what.split()[-1]}{i}", f"data-dependent size at {ctx.node.name}")
+            for i in range(n)]
+    ctx.bb.match_cast(shape, relax.ShapeType(syms))
+    return syms
+
+
 @device("Range")
 def _range(ctx, node, ins):
-    start, limit, delta = (ctx.known_ints(v, "Range's bounds")[0] for v in ins)
+    start, delta = ctx.known_ints(ins[0], "Range's start")[0], ctx.known_ints(ins[2], "Range's delta")[0]
+    limit = ints_or_sync(ctx, ins[1], "Range's limit")[0]  # ragged code: Range(0, longest row)
     dtype = node.attr("Tidx", "int32")
     if not dtype.startswith("int"):
         ctx.fail("Range over floats with symbolic bounds")
@@ -502,3 +522,10 @@ def _reduce_known(ctx, node, ins):
     res = np.asarray(fn(arr, axis=axes, keepdims=keep), dtype=object)
     flat = [simplify(v) if is_prim(v) else int(v) for v in res.reshape(-1)]
     return Known(np.array(flat, dtype=object).reshape(res.shape), ins[0].dtype)
+
+
+@device("BroadcastTo")
+def _broadcast_to(ctx, node, ins):
+    dims = ctx.known_ints(ins[1], "the target shape")
+    x = ctx.device(ins[0])
+    return ctx.emit(relax.op.broadcast_to(x.expr, shape_expr(dims)), shape=list(dims))

@@ -101,6 +101,14 @@ def _host_gather(ctx, node, ins):
     return [(params.dtype, list(params.shape[:ax]) + list(indices.shape) + list(params.shape[ax + 1:]))]
 
 
+@host("ExpandDims")
+def _host_expand_dims(ctx, node, ins):
+    (axis,) = ctx.const_ints(ins[1], "the axis")
+    shape = list(ins[0].shape)
+    axis = axis if axis >= 0 else len(shape) + 1 + axis
+    return [(ins[0].dtype, shape[:axis] + [1] + shape[axis:])]
+
+
 @host("Reshape")
 def _host_reshape(ctx, node, ins):
     target = resolve_reshape(ctx, list(ins[0].shape), ctx.known_ints(ins[1], "the target shape"))
@@ -109,5 +117,6 @@ def _host_reshape(ctx, node, ins):
 
 missing = set(HOST_IMPLS) ^ {"StringToHashBucketFast", "AsString", "Identity", "Cast", "Equal", "NotEqual",
                               "Where", "GatherNd", "GatherV2", "Reshape", "LookupTableFind", "AddV2",
-                              "SelectV2", "ValidateSparseIndices", "SparseCross", "ParseExampleV2"}
+                              "SelectV2", "ValidateSparseIndices", "SparseCross", "ParseExampleV2",
+                              "ExpandDims"}
 assert not missing, f"host rules and implementations disagree: {missing}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import tvm_ffi
 from tvm import relax, tirx
 
 from ...shapes.symbolic import is_const_int, prove_equal, simplify, is_prim
@@ -42,12 +43,17 @@ def broadcast_pair(ctx, a: Device, b: Device) -> tuple[Device, Device]:
     target = []
     need = False
     for x, y in zip(a.shape, b.shape):
-        if prove_equal(x, y) or prove_equal(y, 1) or prove_equal(x, 1):
+        if prove_equal(y, 1) or prove_equal(x, 1):
             target.append(y)
+        elif prove_equal(x, y):
+            target.append(x)
+            # equal for our analyzer (SymEngine, size facts) but maybe not for Relax's own shape inference, which
+            # would then leave the result's shape unknown (and the op unlowerable): say it with a match_cast
+            need = need or not tvm_ffi.structural_equal(x, y)
         else:
             target.append(x)
             need = True
-    return (a, ctx.match_shape(b, target)) if need else (a, b)
+    return (a, ctx.match_shape_cast(b, target)) if need else (a, b)
 
 
 def _operands(ctx, node, ins, dtype=None):

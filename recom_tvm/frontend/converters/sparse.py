@@ -186,3 +186,28 @@ def _one_hot(ctx, node, ins):
     ax = axis if axis >= 0 else rank + 1 + axis
     shape = list(x.shape[:ax]) + [d] + list(x.shape[ax:])
     return ctx.emit(relax.op.one_hot(x.expr, on_v, off_v, d, axis), shape=shape)
+
+
+@device("UnsortedSegmentSum")
+def _unsorted_segment_sum(ctx, node, ins):
+    """out[s] = sum of data[i] with segment_ids[i] == s over num_segments rows (Keras' ragged reductions): negative
+    ids are dropped, as in TF; an id >= num_segments is TF's error (checked like a gather's index)."""
+    data, seg, num = ctx.device(ins[0]), ctx.device(ins[1]), ins[2]
+    (k,) = ctx.known_ints(num, "num_segments")
+    if len(seg.shape) != 1:
+        ctx.fail("segment ids of rank other than 1")
+    n = seg.shape[0]
+    data = ctx.match_shape(data, [n] + list(data.shape[1:]))
+    dtype = data.dtype
+    zero_i = relax.const(0, seg.dtype)
+    valid = ctx.emit(relax.op.greater_equal(seg.expr, zero_i))
+    idx = ctx.emit(relax.op.where(valid.expr, seg.expr, zero_i))
+    rows = ctx.emit(relax.op.arange(0, as_expr(k), 1, seg.dtype))
+    idx = ctx.emit(defs.gather(rows.expr, idx.expr, 0, True, ctx.label()), shape=[n])  # == idx, or TF's error
+    mask = valid.expr
+    for _ in data.shape[1:]:
+        mask = relax.op.expand_dims(mask, [-1])
+    w = ctx.emit(relax.op.where(mask, data.expr, relax.const(0, dtype)))
+    base = ctx.emit(relax.op.zeros(shape_expr([k] + list(data.shape[1:])), dtype))
+    out = relax.op.scatter_nd(base.expr, relax.op.reshape(idx.expr, shape_expr([n, 1])), w.expr, "add")
+    return ctx.emit(out, shape=[k] + list(data.shape[1:]))
