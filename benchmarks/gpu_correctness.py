@@ -22,6 +22,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from device_info import gpu_name  # noqa: E402
 
 BATCHES = (1, 7, 512)
 
@@ -71,7 +74,7 @@ def run(in_dir: str, out_dir: str | None) -> int:
     from recom_tvm.models import feeds_io
     from recom_tvm.runtime import load
 
-    device_name = _gpu_name()
+    device_name = gpu_name()
     rows, failures = [], 0
     for lib in sorted(glob.glob(os.path.join(in_dir, "*.so"))):
         name = os.path.basename(lib)[:-3]
@@ -106,16 +109,6 @@ def run(in_dir: str, out_dir: str | None) -> int:
         with open(os.path.join(out_dir, "gpu_correctness.json"), "w") as f:
             json.dump({"device": device_name, "date": time.strftime("%Y-%m-%d"), "rows": rows}, f, indent=1)
     return 1 if failures else 0
-
-
-def _gpu_name() -> str:
-    try:
-        import subprocess
-
-        return subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                              text=True, timeout=20).stdout.strip().splitlines()[0]
-    except Exception:  # noqa: BLE001
-        return "unknown"
 
 
 def main() -> int:

@@ -26,6 +26,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from device_info import gpu_name  # noqa: E402
 
 
 def _spec():
@@ -126,16 +129,6 @@ def report(model, spec, runs: int, device: str, out_json: str | None) -> int:
     return 0 if ok else 1
 
 
-def _gpu_name() -> str:
-    import subprocess
-
-    try:
-        return subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                              text=True, timeout=20).stdout.strip().splitlines()[0]
-    except Exception:  # noqa: BLE001
-        return "unknown GPU"
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("mode", choices=["local", "prepare", "run"])
@@ -151,7 +144,7 @@ def main() -> int:
 
         model = load(os.path.join(a.dir, "demo.opt.so"))
         out = a.json or (os.path.join(a.out, "serving.json") if a.out else None)
-        return report(model, spec, a.runs, _gpu_name(), out)
+        return report(model, spec, a.runs, gpu_name(), out)
     import platform
 
     import recom_tvm

@@ -41,6 +41,22 @@ def sequence_model(tmp_path_factory):
     return loaded, built
 
 
+def _run_both(model_pair, optimized: bool, feeds: dict):
+    """(ours, TF's) scores, or the exceptions each raised."""
+    import tensorflow as tf
+
+    loaded, built = model_pair
+    tf_feeds = {k: tf.SparseTensor(v[0], tf.constant(v[1], tf.string if k == "a" else tf.int64), v[2])
+                for k, v in feeds.items()}
+    out = []
+    for fn in (lambda: built[optimized].run(feeds)["score"], lambda: loaded.serve(tf_feeds)["score"].numpy()):
+        try:
+            out.append(fn())
+        except Exception as err:  # noqa: BLE001 - compared below
+            out.append(err)
+    return tuple(out)
+
+
 def _feeds(rng, batch):
     """Both features share the rows' lengths (SequenceFeatures requires equal sequence lengths)."""
     lens = rng.integers(0, 5, batch)
@@ -55,44 +71,19 @@ def _feeds(rng, batch):
 
 @pytest.mark.parametrize("optimized", [False, True], ids=["imported", "optimized"])
 def test_sequence_features_match_tf(sequence_model, optimized):
-    import tensorflow as tf
-
-    loaded, built = sequence_model
     rng = np.random.default_rng(0)
     for batch in (1, 5, 64):
-        feeds = _feeds(rng, batch)
-        tf_feeds = {k: tf.SparseTensor(v[0], tf.constant(v[1], tf.string if k == "a" else tf.int64), v[2])
-                    for k, v in feeds.items()}
-        try:
-            exp = loaded.serve(tf_feeds)["score"].numpy()
-        except Exception as err:  # noqa: BLE001
-            exp = err
-        try:
-            got = built[optimized].run(feeds)["score"]
-        except Exception as err:  # noqa: BLE001
-            got = err
+        got, exp = _run_both(sequence_model, optimized, _feeds(rng, batch))
         assert_matches_tf(got, exp, f"batch={batch}")
 
 
 @pytest.mark.parametrize("optimized", [False, True], ids=["imported", "optimized"])
 def test_unequal_sequence_lengths_raise_like_tf(sequence_model, optimized):
-    import tensorflow as tf
-
-    loaded, built = sequence_model
     feeds = _feeds(np.random.default_rng(1), 4)
     idx, vals, shape = feeds["b"]
     keep = np.ones(len(idx), bool)
     keep[-1] = False  # one id fewer in the last non-empty row of b
     feeds["b"] = (idx[keep], vals[keep], shape)
-    tf_feeds = {k: tf.SparseTensor(v[0], tf.constant(v[1], tf.string if k == "a" else tf.int64), v[2])
-                for k, v in feeds.items()}
-    try:
-        exp = loaded.serve(tf_feeds)["score"].numpy()
-    except Exception as err:  # noqa: BLE001
-        exp = err
-    try:
-        got = built[optimized].run(feeds)["score"]
-    except Exception as err:  # noqa: BLE001
-        got = err
+    got, exp = _run_both(sequence_model, optimized, feeds)
     assert isinstance(exp, Exception)
     assert_matches_tf(got, exp)
