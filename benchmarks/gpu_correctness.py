@@ -36,7 +36,7 @@ def prepare(out_dir: str, arch: str, only: list[str] | None = None) -> None:
     recom_tvm.config.cuda_arch = arch
     os.makedirs(out_dir, exist_ok=True)
     specs = {"demo": zoo.demo(), "mixed24": zoo.mixed(24, seed=3), "weighted_mix": zoo.weighted_mix(),
-             "vocab_mix": zoo.vocab_mix(), "crossed_mix": zoo.crossed_mix(),
+             "vocab_mix": zoo.vocab_mix(), "crossed_mix": zoo.crossed_mix(), "example_mix": zoo.example_mix(),
              **zoo.per_column_type()}
     for name, spec in specs.items():
         if only and name not in only:
