@@ -134,29 +134,9 @@ class TorchTail:
         self.params = params
 
     def __call__(self, start: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-        env = {}
-        for s in self.tail["steps"]:
-            op, ins = s["op"], [env[i] for i in s["ins"]]
-            if op == "Start":
-                v = start
-            elif op == "Feed":
-                v = dense
-            elif op == "Param":
-                v = self.params[s["param"]]
-            elif op == "Const":
-                v = self.consts[s["out"]]
-            elif op == "MatMul":
-                a, b = ins
-                v = (a.T if s["transpose_a"] else a) @ (b.T if s["transpose_b"] else b)
-            elif op == "BiasAdd":
-                v = ins[0] + ins[1]
-            elif op == "Relu":
-                v = torch.relu(ins[0])
-            elif op == "Sigmoid":
-                v = torch.sigmoid(ins[0])
-            elif op == "ConcatV2":
-                v = torch.cat(ins[:-1], dim=int(ins[-1]))
-            else:
-                v = ins[0]
-            env[s["out"]] = v
-        return env[self.tail["output"]]
+        leaves = {"Start": lambda s: start, "Feed": lambda s: dense, "Param": lambda s: self.params[s["param"]],
+                  "Const": lambda s: self.consts[s["out"]]}
+        return reference.run_tail(self.tail, lambda s: leaves[s["op"]](s), _TORCH_OPS)
+
+
+_TORCH_OPS = {"Relu": torch.relu, "Sigmoid": torch.sigmoid, "ConcatV2": lambda xs, axis: torch.cat(xs, dim=axis)}

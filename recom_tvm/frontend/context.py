@@ -48,6 +48,7 @@ class ImportContext:
         self.inputs: list[ModuleInput] = []
         self.params: dict[str, np.ndarray] = {}
         self.host_plan: list[dict] = []
+        self.host_outputs: set[str] = set()  # every tensor a host-stage op produces (see add_host_op)
         self.node: Node | None = None
         self._column_of = column_of
         self._materialized: dict[int, Device] = {}
@@ -59,6 +60,11 @@ class ImportContext:
         self.assertion_symbols: set[str] = set()
 
     # ------------------------------------------------------------------------------------------- errors
+    def add_host_op(self, node: dict) -> None:
+        """Append a node to the host-stage plan ({"name", "op", "inputs", "attrs", "outputs"})."""
+        self.host_plan.append(node)
+        self.host_outputs.update(node["outputs"])
+
     def fail(self, detail: str) -> NoReturn:
         node = self.node
         raise ConversionError(node.op if node else "?", node.name if node else "?",

@@ -270,7 +270,7 @@ class _Importer:
     def _host_closed(self, ins: list) -> bool:
         """Every input is a host-stage result or a constant scalar, and one is a host-stage result (not a feed):
         keep the op on the host, so its consumer reads one host tensor (vocabulary ids with OOV buckets)."""
-        produced = {o for n in self.ctx.host_plan for o in n["outputs"]}
+        produced = self.ctx.host_outputs
         return any(isinstance(v, Host) and v.tensor in produced for v in ins) and all(
             (isinstance(v, Host) and v.tensor in produced) or (isinstance(v, Known) and v.concrete
                                                                and v.numpy().size == 1) for v in ins)
@@ -297,7 +297,7 @@ class _Importer:
         outputs = [f"{node.name}:{i}" for i in range(len(out_types))]
         attrs = {k: (v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in node.attrs.items()
                  if isinstance(v, (int, float, bool, str, bytes))}
-        ctx.host_plan.append({"name": node.name, "op": node.op, "inputs": inputs, "attrs": attrs,
+        ctx.add_host_op({"name": node.name, "op": node.op, "inputs": inputs, "attrs": attrs,
                               "outputs": outputs})
         outs = [Host(t, dt, shape) for t, (dt, shape) in zip(outputs, out_types)]
         for h in outs:

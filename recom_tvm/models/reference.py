@@ -205,31 +205,39 @@ def extract_tail(pb: str, start: str, output: str, params: dict, feeds: dict) ->
     return {"steps": steps, "consts": consts, "output": parse_tensor_name(output)[0]}
 
 
-def eval_tail(tail: dict, params: dict, start: np.ndarray, feeds: dict) -> np.ndarray:
-    """Evaluate `extract_tail`'s program in float64 (numpy only): the model's output from the embedding stage."""
+LEAF_STEPS = ("Start", "Feed", "Param", "Const")
+# the array ops the tail needs, per array library (the step loop is shared: run_tail)
+NUMPY_OPS = {"Relu": lambda x: np.maximum(x, 0), "Sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+             "ConcatV2": lambda xs, axis: np.concatenate(xs, axis=axis)}
+
+
+def run_tail(tail: dict, leaf, ops: dict):
+    """Evaluate `extract_tail`'s program: `leaf(step)` gives the Start / Feed / Param / Const values, `ops` the
+    array library's Relu / Sigmoid / ConcatV2 (NUMPY_OPS here; torch in benchmarks/torch_baselines.py)."""
     env: dict = {}
     for s in tail["steps"]:
         op, ins = s["op"], [env[i] for i in s["ins"]]
-        if op == "Start":
-            v = np.asarray(start, np.float64)
-        elif op == "Feed":
-            v = np.asarray(feeds[s["feature"]], np.float64)
-        elif op == "Param":
-            v = np.asarray(params[s["param"]], np.float64)
-        elif op == "Const":
-            v = np.asarray(tail["consts"][s["out"]])
+        if op in LEAF_STEPS:
+            v = leaf(s)
         elif op == "MatMul":
             a, b = ins
             v = (a.T if s["transpose_a"] else a) @ (b.T if s["transpose_b"] else b)
         elif op == "BiasAdd":
             v = ins[0] + ins[1]
-        elif op == "Relu":
-            v = np.maximum(ins[0], 0)
-        elif op == "Sigmoid":
-            v = 1 / (1 + np.exp(-ins[0]))
         elif op == "ConcatV2":
-            v = np.concatenate(ins[:-1], axis=int(ins[-1]))
+            v = ops["ConcatV2"](ins[:-1], int(ins[-1]))
+        elif op in ops:
+            v = ops[op](ins[0])
         else:  # Identity
             v = ins[0]
         env[s["out"]] = v
     return env[tail["output"]]
+
+
+def eval_tail(tail: dict, params: dict, start: np.ndarray, feeds: dict) -> np.ndarray:
+    """Evaluate `extract_tail`'s program in float64 (numpy only): the model's output from the embedding stage."""
+    leaves = {"Start": lambda s: np.asarray(start, np.float64),
+              "Feed": lambda s: np.asarray(feeds[s["feature"]], np.float64),
+              "Param": lambda s: np.asarray(params[s["param"]], np.float64),
+              "Const": lambda s: np.asarray(tail["consts"][s["out"]])}
+    return run_tail(tail, lambda s: leaves[s["op"]](s), NUMPY_OPS)

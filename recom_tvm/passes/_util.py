@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import tvm
+import tvm_ffi
+from tvm import tirx
 
 from ..module_spec import attach_spec, spec_of  # noqa: F401  (re-exported for the passes)
+from ..shapes.symbolic import analyzer
 
 
 def copy_attrs(src: tvm.IRModule, dst: tvm.IRModule) -> tvm.IRModule:
@@ -46,3 +49,34 @@ def sync_input_shapes(func, spec) -> None:
         ty = p.ty
         dims = ty.values if isinstance(ty, relax.ShapeType) else ty.shape.values
         inp["shape"] = [dim_str(d) for d in dims]
+
+
+# ------------------------------------------------------------- mask terms (fuse_columns, eliminate_redundancy)
+def strip_simplified(e):
+    """A PrimExpr simplified, without its outer casts."""
+    e = analyzer().simplify(e)
+    while isinstance(e, tirx.Cast):
+        e = e.value
+    return e
+
+
+def conjuncts(e) -> list:
+    """The terms of a mask expression's top-level `and`s."""
+    e = strip_simplified(e)
+    if isinstance(e, tirx.And):
+        return conjuncts(e.a) + conjuncts(e.b)
+    return [e]
+
+
+def positive_test(t, x) -> bool:
+    """Is t `x > 0` (or `0 < x`), x a float load?"""
+    import tvm_ffi
+    def zero(e) -> bool:
+        e = strip_simplified(e)
+        return isinstance(e, tirx.FloatImm) and e.value == 0
+
+    if isinstance(t, tirx.GT):
+        return bool(tvm_ffi.structural_equal(strip_simplified(t.a), x)) and zero(t.b)
+    if isinstance(t, tirx.LT):
+        return zero(t.a) and bool(tvm_ffi.structural_equal(strip_simplified(t.b), x))
+    return False

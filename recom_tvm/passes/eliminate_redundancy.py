@@ -28,7 +28,7 @@ from tvm import relax, tirx
 from ..ops import defs
 from ..shapes.index_expr import IndexExprs
 from ..shapes.symbolic import analyzer, as_expr, const_array, is_tensor_const, prove_equal
-from ._util import attach_spec, copy_attrs, spec_of
+from ._util import attach_spec, conjuncts, copy_attrs, positive_test, spec_of, strip_simplified
 from .dataflow import DataflowView, op_name
 from .dead_code import RemoveDeadCode
 from .resolve_shapes import ResolveShapes
@@ -694,7 +694,6 @@ def _weight_gate(ctx: RuleContext, call, limit: int) -> str | None:
     """A weighted bag whose mask, for ids >= limit, reduces to `weight > 0` (TF prunes ids and non-positive
     weights before its gather): the host tensor of the weights, so the host checks only ids with a positive
     weight. None otherwise."""
-    from .fuse_columns import _conjuncts, _positive_test, _strip
 
     ids, mask, weights = call.args[1], call.args[3], call.args[8]
     if not defs.bag_weighted(call) or len(mask.ty.shape.values) == 0:
@@ -704,13 +703,13 @@ def _weight_gate(ctx: RuleContext, call, limit: int) -> str | None:
         return None
     j = IndexExprs.index("j")
     id_e = _strip_cast(ctx.ie.at(ids, [j]))
-    w_e = _strip(ctx.ie.at(weights, [j]))
+    w_e = strip_simplified(ctx.ie.at(weights, [j]))
     v = tirx.Var("large_id", str(id_e.ty.dtype))
     analyzer().bind(v, tvm.ir.Range.from_min_extent(tirx.const(limit, str(id_e.ty.dtype)),
                                                     tirx.const(1 << 40, str(id_e.ty.dtype))))
     gated = False
-    for t in _conjuncts(_replace_load(ctx.ie.at(mask, [j]), id_e, v)):
-        if _positive_test(t, w_e):
+    for t in conjuncts(_replace_load(ctx.ie.at(mask, [j]), id_e, v)):
+        if positive_test(t, w_e):
             gated = True
         elif not analyzer().can_prove(t):
             return None

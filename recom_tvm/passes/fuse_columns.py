@@ -24,7 +24,8 @@ from ..ops import defs
 from ..ops.fused_kernel import FILTER_NEG_ID, FILTER_NONPOS_WEIGHT, KIND, META, MODE, PRE, THREADS
 from ..shapes.index_expr import IndexExprs
 from ..shapes.symbolic import analyzer, as_expr, const_array, is_tensor_const
-from ._util import attach_spec, copy_attrs, spec_of
+from ._util import attach_spec, conjuncts as _conjuncts, copy_attrs, positive_test as _positive_test, spec_of
+from ._util import strip_simplified as _strip
 from .dataflow import DataflowView, op_name
 from .dead_code import RemoveDeadCode
 from .eliminate_redundancy import FACTS_ATTR
@@ -54,11 +55,6 @@ class _Column:
     weighted: bool = False
 
 
-def _strip(e):
-    e = analyzer().simplify(e)
-    while isinstance(e, tirx.Cast):
-        e = e.value
-    return e
 
 
 class _Classifier:
@@ -243,14 +239,6 @@ def _nonneg_test(t):
     return None
 
 
-def _positive_test(t, x) -> bool:
-    """Is t `x > 0` (or `0 < x`), x a float load?"""
-    zero = lambda e: isinstance(_strip(e), tirx.FloatImm) and _strip(e).value == 0  # noqa: E731
-    if isinstance(t, tirx.GT):
-        return tvm_equal(_strip(t.a), x) and zero(t.b)
-    if isinstance(t, tirx.LT):
-        return zero(t.a) and tvm_equal(_strip(t.b), x)
-    return False
 
 
 def _ne_test(t, value: int):
@@ -263,22 +251,23 @@ def _ne_test(t, value: int):
     return None
 
 
-def _conjuncts(e) -> list:
-    e = _strip(e)
-    if isinstance(e, tirx.And):
-        return _conjuncts(e.a) + _conjuncts(e.b)
-    return [e]
 
 
 # ---------------------------------------------------------------------------------------------- the rewrite
+def _lanes(col: _Column) -> int:
+    """float4 lanes per bag of the column; a column wider than one tile cannot be fused."""
+    lanes = -(-col.dim // 4)
+    if lanes > THREADS:
+        raise _NoMatch(f"dim {col.dim} too wide for one tile")
+    return lanes
+
+
 def _layout(columns: list[_Column], offsets: list[int]) -> tuple[np.ndarray, np.ndarray, list, dict]:
     """Static per-column meta, all boundaries, and the flat-tables recipe (16-byte aligned tables)."""
     meta, bounds, tables, base_of = [], [], [], {}
     total = 0
     for col, out_off in zip(columns, offsets):
-        lanes = -(-col.dim // 4)
-        if lanes > THREADS:
-            raise _NoMatch(f"dim {col.dim} too wide for one tile")
+        lanes = _lanes(col)
         table_base, rows = 0, 0
         if col.table is not None:
             key = col.table.name
@@ -349,7 +338,7 @@ class FuseColumns:
             for f, w, off in zip(fields, widths, offsets):
                 try:
                     col = classifier.column(f, w)
-                    _layout([col], [off])
+                    _lanes(col)
                 except _NoMatch as why:
                     rest.append((f, off))  # computed as before, written into its slice of the fused output
                     facts.append(f"concat input at column {off} (width {w}) not fused: {why}")

@@ -13,11 +13,10 @@ from . import placed
 def _feed_tensor(ctx, node, i: int) -> str | None:
     """The placeholder or host-stage tensor behind input i (through Identity): the host stage has its value at
     run time (a dense_shape the importer otherwise keeps as symbolic sizes)."""
-    produced = {o for n in ctx.host_plan for o in n["outputs"]}
     src, idx = node.inputs[i]
     for _ in range(16):
         n = ctx.graph.nodes[src]
-        if n.op in ("Placeholder", "PlaceholderWithDefault") or f"{src}:{idx}" in produced:
+        if n.op in ("Placeholder", "PlaceholderWithDefault") or f"{src}:{idx}" in ctx.host_outputs:
             return f"{src}:{idx}"
         if n.op != "Identity" or not n.inputs:
             return None
@@ -40,8 +39,8 @@ def _sparse_cross(ctx, node, ins):
                 arr = np.array([b.decode("latin-1") if isinstance(b, bytes) else str(b) for b in arr.reshape(-1)],
                                dtype=object).reshape(arr.shape)
             inputs.append({"const": arr.tolist(), "dtype": v.dtype})
-        elif isinstance(v, Known) and _feed_tensor(ctx, node, i) is not None:  # a dense_shape feed
-            inputs.append({"tensor": _feed_tensor(ctx, node, i)})
+        elif isinstance(v, Known) and (tensor := _feed_tensor(ctx, node, i)) is not None:  # a dense_shape
+            inputs.append({"tensor": tensor})
         else:
             ctx.fail(f"input {i} is computed on the device; SparseCross runs in the host stage on feeds")
     shapes = ins[2 * n:3 * n]
@@ -51,7 +50,7 @@ def _sparse_cross(ctx, node, ins):
     count = ctx.symbols.fresh("nnz_cross", f"number of crosses of {node.name}")
     width = ctx.symbols.fresh("cross_width", f"most crosses in a row of {node.name}")
     outs = [f"{node.name}:{k}" for k in range(3)]
-    ctx.host_plan.append({"name": node.name, "op": "SparseCross", "inputs": inputs,
+    ctx.add_host_op({"name": node.name, "op": "SparseCross", "inputs": inputs,
                           "attrs": {"N": n, "num_buckets": int(node.attr("num_buckets", 0)),
                                     "hash_key": int(node.attr("hash_key", 0))}, "outputs": outs})
     idx = ctx.host_values[outs[0]] = Host(outs[0], "int64", [count, 2])

@@ -49,7 +49,7 @@ def _parse_example(ctx, node, ins):
         dense.append([key, dtype, [int(d) for d in shape], value])
     batch = serialized.shape[0]
     outs = [f"{node.name}:{k}" for k in range(3 * len(sk) + len(dk))]
-    ctx.host_plan.append({"name": node.name, "op": "ParseExampleV2", "inputs": [{"tensor": serialized.tensor}],
+    ctx.add_host_op({"name": node.name, "op": "ParseExampleV2", "inputs": [{"tensor": serialized.tensor}],
                           "attrs": {"sparse": [[k, t] for k, t in zip(sk, sparse_types)], "dense": dense},
                           "outputs": outs})
     values = []

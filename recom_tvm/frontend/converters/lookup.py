@@ -46,7 +46,7 @@ def _find(ctx, node, ins):
         if not isinstance(x, Host):
             ctx.fail("string keys that are not a host value")
         out = f"{node.name}:0"
-        ctx.host_plan.append({
+        ctx.add_host_op({
             "name": node.name, "op": "LookupTableFind", "inputs": [{"tensor": x.tensor}],
             "attrs": {"keys": [k.decode("latin-1") for k in table.keys.tolist()],
                       "values": table.values.tolist(), "value_dtype": str(table.values.dtype), "default": default},

@@ -154,7 +154,7 @@ def _sparse_to_dense(ctx, node, ins):
         if not isinstance(indices, Host):
             ctx.fail("validate_indices over indices computed in the graph (only feeds are checked)")
         out = f"{node.name}/validated:0"
-        ctx.host_plan.append({"name": node.name + "/validated", "op": "ValidateSparseIndices",
+        ctx.add_host_op({"name": node.name + "/validated", "op": "ValidateSparseIndices",
                               "inputs": [{"tensor": indices.tensor}], "attrs": {"node": node.name},
                               "outputs": [out]})
         indices = ctx.host_values[out] = Host(out, indices.dtype, list(indices.shape))
