@@ -22,6 +22,7 @@ _LAZY = {
     "from_tensorflow": ("recom_tvm.frontend.importer", "from_tensorflow"),
     "build": ("recom_tvm.build_module", "build"),
     "optimize": ("recom_tvm.passes.pipeline", "optimize"),
+    "tune": ("recom_tvm.schedules.tune", "tune"),
     "identify_columns": ("recom_tvm.passes.identify_columns", "identify_columns"),
     "CompiledModel": ("recom_tvm.runtime.compiled_model", "CompiledModel"),
     "load": ("recom_tvm.runtime.compiled_model", "load"),

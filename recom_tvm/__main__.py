@@ -1,4 +1,4 @@
-"""Command line: `python -m recom_tvm demo | ops | import MODEL`."""
+"""Command line: `python -m recom_tvm demo | ops | import MODEL | tune MODEL`."""
 
 from __future__ import annotations
 
@@ -106,6 +106,63 @@ def import_model(args) -> int:
     return 0
 
 
+def _optimized_model(model: str, signature: str | None):
+    """An optimized module from a model path, or `zoo:NAME[:N]` (a built-in model, exported with TF)."""
+    from . import from_tensorflow, optimize
+
+    if model.startswith("zoo:"):
+        from .models import tf_export, zoo
+
+        name, *rest = model[4:].split(":")
+        factory = getattr(zoo, name, None)
+        if factory is None or name.startswith("_"):
+            raise SystemExit(f"no built-in model {name!r} (demo, mixed:N, model_e:ROWS, model_f:ROWS, ...)")
+        paths = tf_export.export(factory(*[int(x) for x in rest]))
+        model, signature = paths["pb"], paths["signature"]
+    mod, _params, _spec = from_tensorflow(model, signature=signature)
+    return optimize(mod)
+
+
+def tune_cmd(args) -> int:
+    """Tune the model's fused embedding kernel (MetaSchedule + XGBoost), locally, through an RPC tracker, or in
+    offline rounds for GPU nodes this host cannot reach."""
+    from . import config
+    from .runtime.synthetic import Distribution
+    from .schedules import offline
+    from .schedules.tune import say, summarize, tune
+
+    config.verbose = config.verbose or args.verbose
+    batches = tuple(int(b) for b in args.batches.split(","))
+    dist = Distribution(zipf=args.zipf)
+    mod = _optimized_model(args.model, args.signature)
+    kw = dict(batches=batches, seed=args.seed, dist=dist)
+    if args.offline_export:
+        path = offline.export_round(mod, args.target, args.work_dir, args.offline_export, per_task=args.trials, **kw)
+        say(f"round written: {path}; measure it on the GPU node with\n"
+            f"    python -m recom_tvm.runtime.measure {args.offline_export}\n"
+            f"then: recom-tvm tune {args.model} --work-dir {args.work_dir} --offline-import "
+            f"{args.offline_export}/results.json")
+        return 0
+    if args.offline_import:
+        best = offline.import_round(mod, args.target, args.work_dir, args.offline_import, **kw)
+        from .schedules.tasks import extract_tasks
+        from .schedules.tune import format_row
+
+        for row in summarize(args.work_dir, extract_tasks(mod, args.target, **kw))["tasks"]:
+            say(format_row(row))
+        return 0 if best else 1
+    if args.runner == "rpc":
+        from .schedules import rpc_runner
+
+        if not args.tracker or not args.key:
+            raise SystemExit("--runner rpc needs --tracker HOST:PORT and --key KEY")
+        runner = rpc_runner(args.work_dir, args.tracker, args.key, max_workers=args.workers)
+    else:
+        runner = "local"
+    tune(mod, args.target, args.work_dir, args.trials, runner=runner, **kw)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="recom-tvm", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -122,6 +179,25 @@ def main(argv=None) -> int:
     i.add_argument("--signature", default=None)
     i.add_argument("--show", action="store_true", help="print the Relax module")
     i.set_defaults(fn=import_model)
+    t = sub.add_parser("tune", help="tune the fused embedding kernel of a model (MetaSchedule, XGBoost)")
+    t.add_argument("model", help="frozen .pb, SavedModel dir, or zoo:NAME[:N] (a built-in model)")
+    t.add_argument("--signature", default=None)
+    t.add_argument("--target", default="cuda", choices=["cuda", "llvm"])
+    t.add_argument("--work-dir", default="recom_tvm_tuning", help="database, trial log, measurement inputs")
+    t.add_argument("--trials", type=int, default=64, help="candidates per batch size (per round, offline)")
+    t.add_argument("--batches", default="32,256,2048", help="representative batch sizes (one task each)")
+    t.add_argument("--runner", default="local", choices=["local", "rpc"])
+    t.add_argument("--tracker", default=None, help="HOST:PORT of the TVM RPC tracker (--runner rpc)")
+    t.add_argument("--key", default=None, help="device key the GPU nodes registered with (--runner rpc)")
+    t.add_argument("--workers", type=int, default=1, help="candidates measured at once (--runner rpc)")
+    t.add_argument("--offline-export", metavar="DIR", default=None,
+                   help="write the next round's candidates to DIR for a GPU node this host cannot reach")
+    t.add_argument("--offline-import", metavar="RESULTS", default=None,
+                   help="commit a measured round (DIR/results.json) to the database")
+    t.add_argument("--zipf", type=float, default=0.0, help="synthetic ids: Zipf exponent (0: uniform)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("-v", "--verbose", action="store_true")
+    t.set_defaults(fn=tune_cmd)
     args = p.parse_args(argv)
     return args.fn(args)
 

@@ -32,7 +32,7 @@ def make_target(target) -> tvm.target.Target:
 
 
 def build(mod: tvm.IRModule, target="llvm", params: Mapping[str, np.ndarray] | None = None,
-          spec: InputSpec | None = None, device=None) -> CompiledModel:
+          spec: InputSpec | None = None, device=None, database=None, kernel_schedules=None) -> CompiledModel:
     """Compile an imported (and optionally optimized) module.
 
     Args:
@@ -41,6 +41,10 @@ def build(mod: tvm.IRModule, target="llvm", params: Mapping[str, np.ndarray] | N
         params: the params returned by the importer (tables and weights; uploaded once, not baked in).
         spec: the serving spec, when `mod` does not carry it.
         device: where to run (default: cpu(0) for llvm, cuda(0) for CUDA).
+        database: a MetaSchedule database from `recom_tvm.tune` (or its work_dir): the fused kernel gets the best
+            measured schedule of each batch bucket, dispatched by batch at run time.
+        kernel_schedules: instead of a database, the fused kernel's schedules themselves:
+            ((max batch or None, recom_tvm.schedules.KernelConfig), ...) ascending.
     """
     spec = spec or spec_of(mod)
     if spec is None:
@@ -51,9 +55,21 @@ def build(mod: tvm.IRModule, target="llvm", params: Mapping[str, np.ndarray] | N
         from .cuda_support import prepare_cuda_build
 
         prepare_cuda_build()
+    if database is not None:
+        if kernel_schedules is not None:
+            raise ValueError("pass database= or kernel_schedules=, not both")
+        from .schedules.apply import schedules_from_database
+
+        kernel_schedules = schedules_from_database(mod, tgt, database)
     t0 = time.perf_counter()
     with tgt:
-        lowered = LegalizeRecomOps()(mod)
+        lowered = LegalizeRecomOps(kernel_schedules)(mod)
         executable = tvm.compile(lowered, target=tgt)
     config.log(f"built for {kind} in {time.perf_counter() - t0:.2f}s")
-    return CompiledModel(executable, spec, dict(params or {}), kind, device)
+    model = CompiledModel(executable, spec, dict(params or {}), kind, device)
+    if spec.fused:
+        from .ops.fused_kernel import default_config
+
+        model.kernel_schedules = [[b, c.to_json()] for b, c in (
+            kernel_schedules or ((None, default_config(spec.fused["meta"])),))]
+    return model

@@ -83,8 +83,24 @@ def test_nan_and_inf_in_numeric_columns(demo):
     assert np.isfinite(got).all()
     feeds["price"] = np.array([[np.nan], [1.0], [np.inf], [2.0], [-np.inf], [3.0]], np.float32)
     got, exp = demo.run_both(feeds)
-    assert_matches_tf(got, exp, "NaN / inf numeric")
-    assert np.isnan(got[0, 0]) and np.isfinite(got[[1, 3, 5]]).all()
+    finite = [1, 3, 5]
+    assert_matches_tf(got[finite], exp[finite], "numeric rows beside NaN / inf rows")
+    assert np.isnan(got[0, 0]) and np.isfinite(got[finite]).all()
+    if _tf_fused_relu_drops_nan():
+        # TF disagrees with itself here: its Relu op keeps NaN, but Grappler fuses MatMul + BiasAdd + Relu into
+        # _FusedMatMul, whose relu maps NaN to 0 on some CPUs (this one). We keep NaN, as the Relu op does.
+        assert np.isnan(got[[0, 2]]).all()
+    else:
+        assert_matches_tf(got, exp, "NaN / inf numeric")
+
+
+def _tf_fused_relu_drops_nan() -> bool:
+    """Does TF on this machine turn NaN into 0 in a graph-mode relu(matmul + bias) (the fused kernel)?"""
+    import tensorflow as tf
+
+    f = tf.function(lambda x, w, b: tf.nn.relu(tf.matmul(x, w) + b))
+    out = f(tf.constant([[np.nan, 1.0]]), tf.ones((2, 2)), tf.zeros((2,))).numpy()
+    return bool(np.all(out == 0))
 
 
 def test_memory_pool_is_released_after_many_shapes(compiled, monkeypatch):

@@ -253,7 +253,7 @@ def _infer_fused(call):
 FUSED_EMBEDDING = define_op(
     "fused_embedding", 6, _infer_fused,
     "All columns of a concat in one kernel (recom_tvm.ops.fused_kernel): (packed, meta, bounds, tables, "
-    "shape [B, units], width) -> [B, width]")
+    "shape [B], width) -> [B, width]")
 
 
 def fused_embedding(packed, meta, bounds, tables, sizes: relax.ShapeExpr, width) -> relax.Call:

@@ -38,8 +38,9 @@ def _prod(vals):
 class _Lowerer:
     """Holds the BlockBuilder and de-duplicates kernels added to the module."""
 
-    def __init__(self, bb: relax.BlockBuilder) -> None:
+    def __init__(self, bb: relax.BlockBuilder, kernel_buckets=None) -> None:
         self.bb = bb
+        self.kernel_buckets = kernel_buckets  # the fused kernel's schedules per batch bucket (build's database)
         self._gvars: dict[tuple, tvm.ir.GlobalVar] = {}
 
     def kernel(self, factory, *key) -> tvm.ir.GlobalVar:
@@ -252,16 +253,12 @@ def _lower_fused_embedding(lw: _Lowerer, call):
     packed, meta, bounds, tables, sizes, width = call.args
     target = tvm.target.Target.current(allow_none=True)
     gpu = target is not None and target.kind.name == "cuda"
-    num_cols = int(_dims(meta)[0])
-    batch, units = sizes.values
     m = _const_meta(meta)
-    f = fused_kernel.META
-    vec_out = int(width.value) % 4 == 0 and all(
-        row[f.index("dim")] % 4 == 0 and row[f.index("out_off")] % 4 == 0 and row[f.index("kind")] != 4 for row in m)
-    gvar = lw.bb.add_func(fused_kernel.fused_embedding(num_cols, int(width.value), vec_out, gpu),
-                          f"recom_fused_embedding_{num_cols}")
-    return relax.call_tir(gvar, [packed, meta, bounds, tables, relax.prim_value(units)],
-                          relax.TensorType([batch, width], "float32"))
+    (batch,) = sizes.values
+    buckets = lw.kernel_buckets or ((None, fused_kernel.default_config(m)),)
+    gvar = lw.bb.add_func(fused_kernel.fused_embedding(m, int(width.value), gpu, buckets),
+                          f"recom_fused_embedding_{len(m)}")
+    return relax.call_tir(gvar, [packed, meta, bounds, tables], relax.TensorType([batch, width], "float32"))
 
 
 LOWERINGS: dict[str, Callable] = {
@@ -281,9 +278,9 @@ LOWERINGS: dict[str, Callable] = {
 
 @relax.expr_functor.mutator
 class _Mutator(relax.PyExprMutator):
-    def __init__(self, mod: tvm.IRModule) -> None:
+    def __init__(self, mod: tvm.IRModule, kernel_buckets=None) -> None:
         super().__init__(mod)
-        self.lowerer = _Lowerer(self.builder_)
+        self.lowerer = _Lowerer(self.builder_, kernel_buckets)
 
     def visit_call_(self, call: relax.Call) -> relax.Expr:
         call = super().visit_call_(call)
@@ -307,10 +304,16 @@ def _relu_keeping_nan(x: te.Tensor) -> te.Tensor:
 @tvm.ir.transform.module_pass(opt_level=0, name="LegalizeRecomOps")
 class LegalizeRecomOps:
     """Replace every recom op by calls to its TIR kernels (same kernels for llvm and CUDA), and Relu by one that
-    keeps NaN as TF's does."""
+    keeps NaN as TF's does.
+
+    kernel_buckets: the fused embedding kernel's schedules, ((max batch or None, KernelConfig), ...) ascending
+    (recom_tvm.schedules.apply picks them from a tuning database); default: one default schedule."""
+
+    def __init__(self, kernel_buckets=None) -> None:
+        self.kernel_buckets = tuple(kernel_buckets) if kernel_buckets else None
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        mutator = _Mutator(mod)
+        mutator = _Mutator(mod, self.kernel_buckets)
         for gvar, func in mod.functions_items():
             if isinstance(func, relax.Function):
                 mutator.builder_.update_func(gvar, mutator.visit_expr(func))

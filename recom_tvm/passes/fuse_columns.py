@@ -21,7 +21,7 @@ import tvm
 from tvm import relax, tirx
 
 from ..ops import defs
-from ..ops.fused_kernel import FILTER_NEG_ID, FILTER_NONPOS_WEIGHT, KIND, META, MODE, PRE, THREADS
+from ..ops.fused_kernel import FILTER_NEG_ID, FILTER_NONPOS_WEIGHT, KIND, META, MODE, PRE, class_sort_key
 from ..shapes.index_expr import IndexExprs
 from ..shapes.symbolic import analyzer, as_expr, const_array, is_tensor_const
 from ._util import attach_spec, conjuncts as _conjuncts, copy_attrs, positive_test as _positive_test, spec_of
@@ -254,11 +254,14 @@ def _ne_test(t, value: int):
 
 
 # ---------------------------------------------------------------------------------------------- the rewrite
+MAX_LANES = 1024  # one bag's float4 lanes must fit in one thread block
+
+
 def _lanes(col: _Column) -> int:
-    """float4 lanes per bag of the column; a column wider than one tile cannot be fused."""
+    """float4s per table row of the column; a column wider than one block's threads cannot be fused."""
     lanes = -(-col.dim // 4)
-    if lanes > THREADS:
-        raise _NoMatch(f"dim {col.dim} too wide for one tile")
+    if lanes > MAX_LANES:
+        raise _NoMatch(f"dim {col.dim} too wide for one thread block")
     return lanes
 
 
@@ -282,7 +285,7 @@ def _layout(columns: list[_Column], offsets: list[int]) -> tuple[np.ndarray, np.
         if col.kind == "bucket":
             pre_a, pre_b = sum(len(b) for b in bounds), len(col.boundaries)
             bounds.append(col.boundaries)
-        row = dict(kind=KIND[col.kind], dim=col.dim, lanes=lanes, out_off=out_off, table_base=table_base,
+        row = dict(kind=KIND[col.kind], dim=col.dim, stride4=lanes, out_off=out_off, table_base=table_base,
                    rows=rows, mode=MODE[col.mode], pre=PRE[col.pre], pre_a=pre_a, pre_b=pre_b,
                    filter=int(col.filter), weighted=int(col.weighted))
         meta.append([row[k] for k in META])
@@ -348,6 +351,9 @@ class FuseColumns:
             if len(columns) < self.min_columns:
                 facts.append(f"concat of {len(fields)} inputs not fused: {len(columns)} fusable")
                 continue
+            # the kernel plans its schedule per class (multi-id or not, dim): make each class one run of columns
+            order = sorted(range(len(columns)), key=lambda i: class_sort_key(KIND[columns[i].kind], columns[i].dim))
+            columns, fused_off = [columns[i] for i in order], [fused_off[i] for i in order]
             meta, bounds, tables, recipe = _layout(columns, fused_off)
             return self._fuse(mod, spec, view, b, columns, meta, bounds, tables, recipe, facts, rest)
         return mod.with_attr(FACTS_ATTR, facts) if facts else mod
@@ -359,10 +365,9 @@ class FuseColumns:
         func = mod["main"]
         batch = binding.var.ty.shape.values[0]
         width = int(binding.var.ty.shape.values[1])
-        units = tirx.Var("fused_units", "int64")
         p_len = tirx.Var("packed_len", "int64")
         packed = relax.Var("recom_tvm_packed", relax.TensorType([p_len], "int64"))
-        sizes = relax.Var("recom_tvm_packed_sizes", relax.ShapeType([as_expr(batch), units]))
+        sizes = relax.Var("recom_tvm_packed_sizes", relax.ShapeType([as_expr(batch)]))
         table_rows = sum(int(v.ty.shape.values[0]) * -(-int(v.ty.shape.values[1]) // 4) * 4
                          for v in (next(c.table for c in columns if c.table is not None and c.table.name == t)
                                    for t in tables))
@@ -370,7 +375,7 @@ class FuseColumns:
 
         def make(mutator):
             out = defs.fused_embedding(packed, relax.const(meta, "int64"), relax.const(bounds, "float32"), flat,
-                                       relax.ShapeExpr([as_expr(batch), units]), width)
+                                       relax.ShapeExpr([as_expr(batch)]), width)
             for field, off in rest:
                 out = mutator.builder_.emit(out)
                 out = defs.write_slice(out, mutator.visit_expr(field), off)
@@ -414,14 +419,14 @@ class FuseColumns:
                                   table=info.table if info else ""))
         spec.fused = {
             "columns": described,
-            "meta": meta.tolist(), "meta_fields": list(META), "width": width, "threads": THREADS,
+            "meta": meta.tolist(), "meta_fields": list(META), "width": width,
             "batch_symbol": str(batch),
             "symbol_sources": [by_name[p.name] for p in dropped
                                if p.name in by_name and by_name[p.name]["source"] != "param"],
         }
         new_inputs = [
             {"name": sizes.name, "source": "packed", "ref": PACKED_SIZES, "kind": "shape", "dtype": "int64",
-             "shape": [str(batch), units.name]},
+             "shape": [str(batch)]},
             {"name": packed.name, "source": "packed", "ref": PACKED, "kind": "tensor", "dtype": "int64",
              "shape": [p_len.name]},
         ]

@@ -50,6 +50,8 @@ class CompiledModel:
         self._params_dev: list | None = None
         self._lock = threading.Lock()
         self.pool_releases = 0  # times the VM's cached buffers were released (see _bound_pool)
+        # the fused kernel's schedules, [[max batch or None, KernelConfig fields], ...] (set by build / load)
+        self.kernel_schedules: list | None = None
         missing = [i["ref"] for i in spec.module_inputs if i["source"] == "param" and i["ref"] not in params
                    and i["ref"] not in spec.param_recipes]
         if missing:
@@ -122,14 +124,7 @@ class CompiledModel:
     # ------------------------------------------------------------------------------------------------ run
     def prepare(self, feeds: Mapping) -> list:
         """Validate feeds, run the host stage, and return the module's input arguments (host arrays / shapes)."""
-        env = normalize_feeds(self.spec, feeds)
-        for name in self.spec.sort_rows:
-            sort_rows(self.spec.feature(name), env, self.spec.sort_with.get(name, ()), self.spec.feed_of)
-        if self.spec.host_plan:
-            env = run_host_stage(self.spec.host_plan, env)
-        for check in self.spec.id_checks:
-            check_ids(check, env[check["tensor"]],
-                      env[check["where_positive"]] if "where_positive" in check else None)
+        env = host_env(self.spec, feeds)
         args, bound = self.arguments(env)
         if self.spec.assertions:
             check_all(self.spec.assertions, {k: v for k, (v, _) in bound.items()})
@@ -138,18 +133,7 @@ class CompiledModel:
     def arguments(self, env: dict) -> tuple[list, dict]:
         """The module's arguments from the host stage's tensors (packing the fused kernel's input), and the
         symbols bound on the way: ({symbol: (value, source)})."""
-        args, bound = [], {}
-        if self.spec.fused:
-            binder = self.spec.__dict__.get("_binder")
-            if binder is None:  # inputs the kernel reads packed: their sizes, bound in one vectorized pass
-                binder = self.spec.__dict__["_binder"] = Binder(self.spec.fused["symbol_sources"])
-            bound = binder.bind(env)
-            sym = self.spec.fused["batch_symbol"]
-            if sym not in bound:
-                raise FeedError(f"cannot tell the batch size {sym} from the feeds")
-            batch = bound[sym][0]
-            env[PACKED], units = pack(self.spec.fused, env, batch)
-            env[PACKED_SIZES] = np.array([batch, units], dtype=np.int64)
+        args, bound = [], pack_fused(self.spec, env)
         for inp in self.spec.module_inputs:
             if inp["source"] == "param":
                 continue
@@ -257,11 +241,48 @@ class CompiledModel:
                 put(name, self._host_param(name))
         with open(path + ".spec.json", "w") as f:
             json.dump({"target_kind": self.target_kind, "spec": json.loads(self.spec.to_json()),
-                       "virtual_params": virtual}, f)
+                       "virtual_params": virtual, "kernel_schedules": self.kernel_schedules}, f)
         np.savez(path + ".params.npz", **arrays)
 
     def __repr__(self) -> str:
         return f"CompiledModel(target={self.target_kind}, {self.spec.summary()})"
+
+
+def host_env(spec: InputSpec, feeds: Mapping) -> dict:
+    """Validated feeds through the host stage: the tensors the module's inputs are taken from."""
+    env = normalize_feeds(spec, feeds)
+    for name in spec.sort_rows:
+        sort_rows(spec.feature(name), env, spec.sort_with.get(name, ()), spec.feed_of)
+    if spec.host_plan:
+        env = run_host_stage(spec.host_plan, env)
+    for check in spec.id_checks:
+        check_ids(check, env[check["tensor"]], env[check["where_positive"]] if "where_positive" in check else None)
+    return env
+
+
+def pack_fused(spec: InputSpec, env: dict) -> dict:
+    """Pack the fused kernel's input into env (PACKED, PACKED_SIZES) when the module has one; -> the symbols
+    bound on the way ({symbol: (value, source)})."""
+    if not spec.fused:
+        return {}
+    binder = spec.__dict__.get("_binder")
+    if binder is None:  # inputs the kernel reads packed: their sizes, bound in one vectorized pass
+        binder = spec.__dict__["_binder"] = Binder(spec.fused["symbol_sources"])
+    bound = binder.bind(env)
+    sym = spec.fused["batch_symbol"]
+    if sym not in bound:
+        raise FeedError(f"cannot tell the batch size {sym} from the feeds")
+    batch = bound[sym][0]
+    env[PACKED] = pack(spec.fused, env, batch)
+    env[PACKED_SIZES] = np.array([batch], dtype=np.int64)
+    return bound
+
+
+def host_arguments(spec: InputSpec, feeds: Mapping) -> dict:
+    """host_env with the fused kernel's input packed (what tuning measures on)."""
+    env = host_env(spec, feeds)
+    pack_fused(spec, env)
+    return env
 
 
 def _on_device(value) -> bool:
@@ -289,6 +310,7 @@ def load(path: str, device=None) -> CompiledModel:
         spec = InputSpec.from_json(json.dumps(meta["spec"]))
         kind = meta["target_kind"]
         virtual = meta.get("virtual_params", {})
+        schedules = meta.get("kernel_schedules")
     except (ValueError, KeyError, TypeError) as err:
         raise ModelFormatError(f"{path}.spec.json is corrupt: {err}") from err
     if kind == "cuda":
@@ -304,7 +326,9 @@ def load(path: str, device=None) -> CompiledModel:
         raise ModelFormatError(f"{path}.params.npz is corrupt: {err}") from err
     for name, (shape, dtype) in virtual.items():
         params[name] = np.broadcast_to(np.zeros((), dtype=dtype), shape)
-    return CompiledModel(lib, spec, params, kind, device)
+    model = CompiledModel(lib, spec, params, kind, device)
+    model.kernel_schedules = schedules
+    return model
 
 
 def _load_cuda_runtime() -> None:

@@ -11,23 +11,10 @@ PACKED = "recom_tvm:packed"
 PACKED_SIZES = "recom_tvm:packed_sizes"
 
 
-_META: dict[int, tuple[dict, np.ndarray]] = {}
-
-
-def pack(fused: dict, env: dict, batch: int) -> tuple[np.ndarray, int]:
-    """-> (packed buffer, number of work units). Sizes first, then every piece written in place."""
-    fields = fused["meta_fields"]
-    cached = _META.get(id(fused))
-    if cached is None or cached[0] is not fused:  # the static per-column metadata, parsed once per model
-        cached = _META[id(fused)] = (fused, np.asarray(fused["meta"], dtype=np.int64).reshape(
-            len(fused["columns"]), len(fields)))
-    meta = cached[1]
+def pack(fused: dict, env: dict, batch: int) -> np.ndarray:
+    """-> the packed buffer. Sizes first, then every piece written in place."""
     cols = fused["columns"]
     ncols = len(cols)
-    per_tile = fused["threads"] // meta[:, fields.index("lanes")]
-    tiles = -(-batch // per_tile) if batch else np.zeros(ncols, np.int64)
-    unit_start = np.zeros(ncols + 1, np.int64)
-    unit_start[1:] = np.cumsum(tiles)
     sources, sizes, aux = [], np.zeros(ncols, np.int64), np.zeros(ncols, np.int64)
     for c, col in enumerate(cols):
         kind, t = col["kind"], col["tensors"]
@@ -44,12 +31,11 @@ def pack(fused: dict, env: dict, batch: int) -> tuple[np.ndarray, int]:
             x = np.ascontiguousarray(env[t["x"]], dtype=np.float32)
             sizes[c] = x.size
         sources.append(x)
-    head = 3 * ncols + 1
+    head = 2 * ncols
     data_base = head + np.concatenate([[0], np.cumsum(sizes)[:-1]]) if ncols else np.zeros(0, np.int64)
     packed = np.empty(head + int(sizes.sum()), np.int64)
-    packed[:ncols + 1] = unit_start
-    packed[ncols + 1:2 * ncols + 1] = data_base
-    packed[2 * ncols + 1:head] = aux
+    packed[:ncols] = data_base
+    packed[ncols:head] = aux
     floats: list[np.ndarray] = []  # a run of consecutive float columns, written with one copy
     float_pos = 0
     for c, (col, x, pos) in enumerate(zip(cols, sources, data_base.tolist())):
@@ -74,7 +60,7 @@ def pack(fused: dict, env: dict, batch: int) -> tuple[np.ndarray, int]:
                 packed[pos + batch + 1 + ids.size:pos + sizes[c]] = weights.view(np.int32)
         else:  # dense, one
             packed[pos:pos + sizes[c]] = x.reshape(-1)
-    return packed, int(unit_start[-1])
+    return packed
 
 
 def is_virtual_zeros(arr) -> bool:

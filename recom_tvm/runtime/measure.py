@@ -1,0 +1,137 @@
+"""Measure an offline tuning round on a GPU node with the TVM runtime only (no compiler, TensorFlow, SymEngine).
+
+    python -m recom_tvm.runtime.measure ROUND_DIR [--out ROUND_DIR/results.json] [--number 20 --repeat 5]
+
+ROUND_DIR is what recom_tvm.schedules.offline.export_round wrote: one library per task holding its candidate
+kernels, the tasks' static arrays and a manifest. Each task's measurement request is regenerated from its seed and
+checked against the manifest's fingerprint; tables are filled with random values (through PyTorch on the GPU when
+it is installed, else from numpy). Every candidate's output is checked against the round's reference candidate
+(the default schedule if the round holds it, else the first), so a miscompiled variant is reported, not ranked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from .synthetic import Distribution, fingerprint, synthetic_packed
+
+
+def _device(kind: str):
+    import tvm
+
+    if kind == "cuda":
+        from .compiled_model import _load_cuda_runtime
+
+        _load_cuda_runtime()
+        return tvm.cuda(0)
+    return tvm.cpu(0)
+
+
+def _tables(n: int, dev, kind: str, seed: int):
+    """n random floats on dev (torch on a GPU when present: tables of GBs in milliseconds)."""
+    import tvm
+
+    if kind == "cuda":
+        try:
+            import torch
+
+            g = torch.Generator(device="cuda").manual_seed(seed)
+            t = torch.randn(n, generator=g, device="cuda")
+            return tvm.runtime.from_dlpack(t), t
+        except ImportError:
+            pass
+    return tvm.runtime.tensor(np.random.default_rng(seed).standard_normal(n).astype(np.float32), dev), None
+
+
+def measure(round_dir: str, number: int = 20, repeat: int = 5, min_repeat_ms: int = 0, log=print) -> dict:
+    import tvm
+
+    with open(os.path.join(round_dir, "manifest.json")) as f:
+        manifest = json.load(f)
+    dev = _device(manifest["device_type"])
+    out = {"round": manifest["round"], "target": manifest["target"], "device": _device_name(dev),
+           "date": time.strftime("%Y-%m-%d"), "candidates": []}
+    for name, task in manifest["tasks"].items():
+        with np.load(os.path.join(round_dir, task["arrays"])) as z:
+            arrays = {k: z[k] for k in z.files}
+        src = task["source"]
+        if "synthetic" in src:
+            s = src["synthetic"]
+            packed = synthetic_packed(arrays["meta"], arrays["bounds"], task["batch"], seed=s["seed"],
+                                      dist=Distribution.from_json(s["dist"]))
+        else:
+            packed = arrays["packed"]
+        if fingerprint(packed) != src["fingerprint"]:
+            raise RuntimeError(f"{name}: the regenerated request differs from the tuning host's ({fingerprint(packed)}"
+                               f" vs {src['fingerprint']}): numpy's generator changed? carry the packed input")
+        p_len, _, n_tables, batch = task["shapes"]
+        args = [tvm.runtime.tensor(packed, dev), tvm.runtime.tensor(arrays["meta"], dev),
+                tvm.runtime.tensor(arrays["bounds"], dev)]
+        tables, keep = _tables(int(n_tables), dev, manifest["device_type"], 7)
+        out_buf = tvm.runtime.empty((batch, task["width"]), "float32", dev)
+        lib = tvm.runtime.load_module(os.path.join(round_dir, task["lib"]))
+        cands = [c for c in manifest["candidates"] if c["task"] == name]
+        ref_func = next((c["func"] for c in cands if c.get("default")), cands[0]["func"])
+        poison = np.full((batch, task["width"]), np.nan, np.float32)  # every element must be written
+        out_buf.copyfrom(poison)
+        lib[ref_func](*args, tables, out_buf)
+        dev.sync()
+        ref = out_buf.numpy()
+        t0 = time.perf_counter()
+        for c in cands:
+            rec = {"task": name, "func": c["func"], "config": c["config"]}
+            try:
+                out_buf.copyfrom(poison)
+                lib[c["func"]](*args, tables, out_buf)
+                dev.sync()
+                got = out_buf.numpy()
+                diff = float(np.nanmax(np.abs(got - ref))) if got.size else 0.0
+                rec["max_diff"] = diff
+                rec["ok"] = bool(np.array_equal(np.isnan(got), np.isnan(ref)) and diff <= 1e-5 * max(
+                    1.0, float(np.nanmax(np.abs(ref))) if ref.size else 1.0))
+                timer = lib.time_evaluator(c["func"], dev, number=number, repeat=repeat, min_repeat_ms=min_repeat_ms)
+                runs = [1e3 * float(x) for x in timer(*args, tables, out_buf).results]
+                rec["runs_ms"], rec["ms"] = runs, float(np.median(runs))
+            except Exception as err:  # noqa: BLE001 - a failing candidate is a result, not the end of the round
+                rec.update(ok=False, ms=None, error=str(err).strip().splitlines()[-1][:300])
+            out["candidates"].append(rec)
+        ok = [r for r in out["candidates"] if r["task"] == name and r.get("ok")]
+        best = min(ok, key=lambda r: r["ms"]) if ok else None
+        log(f"{name}: {len(cands)} candidates in {time.perf_counter() - t0:.1f}s; "
+            + (f"best {best['ms']:.4f} ms ({best['func']}); " if best else "none ran; ")
+            + f"{len(cands) - len(ok)} failed or differ")
+        del keep
+    return out
+
+
+def _device_name(dev) -> str:
+    try:
+        return str(dev.device_name)
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("round_dir")
+    p.add_argument("--out", default=None, help="default: ROUND_DIR/results.json")
+    p.add_argument("--number", type=int, default=20)
+    p.add_argument("--repeat", type=int, default=5)
+    a = p.parse_args(argv)
+    res = measure(a.round_dir, a.number, a.repeat)
+    path = a.out or os.path.join(a.round_dir, "results.json")
+    with open(path, "w") as f:
+        json.dump(res, f, indent=1)
+    bad = sum(not r.get("ok") for r in res["candidates"])
+    print(f"{len(res['candidates'])} candidates measured on {res['device']}, {bad} failed or differ -> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

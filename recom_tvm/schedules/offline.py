@@ -1,0 +1,188 @@
+"""Offline tuning rounds, for GPU nodes the tuning host cannot reach (no network, batch queues, air gaps).
+
+    round k on the tuning host:  export_round(mod, "cuda", work_dir, out_dir)   # candidates + manifest
+    on the GPU node (TVM runtime only, no compiler):
+        python -m recom_tvm.runtime.measure out_dir                             # -> out_dir/results.json
+    back on the tuning host:     import_round(mod, "cuda", work_dir, out_dir/results.json)
+    ... repeat; then recom_tvm.build(mod, "cuda", params, database=work_dir)
+
+A round asks MetaSchedule's evolutionary search for each task's next candidates, with the XGBoost cost model
+retrained on everything the database holds (the first round also measures the default schedule), and compiles
+each task's candidates into one library. Importing commits the timings to the database (the next round's cost
+model learns from them) and to work_dir/trials.jsonl. The GPU node regenerates each task's measurement request from
+its seed (checked by fingerprint) and checks every candidate's output against the default schedule's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import tvm
+from tvm.s_tir import meta_schedule as ms
+
+from ..ops.fused_kernel import DEFAULT
+from ..runtime.synthetic import Distribution
+from .builder import compile_kernels, instantiate
+from .fused_space import config_of
+from .tasks import DEFAULT_BATCHES, extract_tasks, target_tag
+from .tune import TrialLog, cost_model, make_context, open_database, say, scheduled
+
+MANIFEST = "manifest.json"
+RESULTS = "results.json"
+
+
+def task_records(db, task) -> list:
+    """Every record the database holds for a task's workload."""
+    if not db.has_workload(task.mod):
+        return []
+    return list(db.get_top_k(db.commit_workload(task.mod), 1 << 30))
+
+
+def trained_cost_model(db, tasks, contexts, target) -> ms.cost_model.XGBModel:
+    """An XGBoost cost model trained on the database's records of these tasks."""
+    cm = cost_model()
+    for t, ctx in zip(tasks, contexts):
+        recs = task_records(db, t)
+        if not recs:
+            continue
+        cands, results = [], []
+        for r in recs:
+            sch = tvm.s_tir.Schedule(t.mod)
+            r.trace.apply_to_schedule(sch, remove_postproc=False)
+            cands.append(ms.MeasureCandidate(sch, r.args_info))
+            results.append(ms.runner.RunnerResult([float(s) for s in r.run_secs], None))
+        cm.update(ctx, cands, results)
+    return cm
+
+
+def export_round(mod: tvm.IRModule, target, work_dir: str, out_dir: str, per_task: int = 32,
+                 batches=DEFAULT_BATCHES, feeds=None, seed: int = 0, dist: Distribution = Distribution()) -> str:
+    """Write the next round's candidates of every task to out_dir (libraries + manifest); -> manifest path.
+
+    per_task: searched candidates per task (the first round measures the default schedule besides)."""
+    from ..build_module import make_target
+
+    target = make_target(target)
+    tasks = extract_tasks(mod, target, batches, feeds=feeds, seed=seed, dist=dist)
+    db = open_database(work_dir)
+    log = TrialLog(work_dir)
+    done = {}
+    for r in log.read():
+        done.setdefault(r["task"], set()).add(json.dumps(r["config"], sort_keys=True))
+    rnd = 1 + max((int(r["source"].split()[-1]) for r in log.read() if r["source"].startswith("offline round")),
+                  default=0)
+    os.makedirs(out_dir, exist_ok=True)
+    contexts = [make_context(t, target, seed + 101 * rnd + i) for i, t in enumerate(tasks)]
+    cm = trained_cost_model(db, tasks, contexts, target)
+    manifest = {"round": rnd, "target": target_tag(target), "device_type": "cuda" if target.kind.name == "cuda"
+                else "cpu", "created": time.strftime("%Y-%m-%d %H:%M:%S"), "tasks": {}, "candidates": []}
+    for t, ctx in zip(tasks, contexts):
+        seen = set(done.get(t.name, ()))
+        picks = []
+        if not seen:  # first round: the default schedule is the baseline
+            picks.append(scheduled(t, DEFAULT, target.kind.name))
+            seen.add(json.dumps(DEFAULT.to_json(), sort_keys=True))
+        want = len(picks) + per_task  # the searched candidates, beside the default
+        ctx.pre_tuning(max_trials=per_task * 8, num_trials_per_iter=per_task,
+                       design_spaces=ctx.generate_design_space(), database=db, cost_model=cm)
+        for _ in range(8):  # the search may propose what earlier rounds measured: ask again
+            cands = ctx.generate_measure_candidates()
+            if not cands:
+                break
+            for c in cands:
+                k = json.dumps(config_of(c.sch.mod).to_json(), sort_keys=True)
+                if k not in seen and len(picks) < want:
+                    seen.add(k)
+                    picks.append(c.sch)
+            # only advances the search's trial counter: the cost model learns from measured records alone
+            ctx.notify_runner_results(cands, [ms.runner.RunnerResult([1.0], None) for _ in cands])
+            if len(picks) >= want:
+                break
+        ctx.post_tuning()
+        if not picks:
+            say(f"{t.name}: the design space holds no unmeasured candidate")
+            continue
+        funcs = {f"cand_{i}": instantiate(s.mod, target, f"cand_{i}") for i, s in enumerate(picks)}
+        t0 = time.perf_counter()
+        lib = compile_kernels(funcs, target)
+        path = os.path.join(out_dir, f"{t.name}.so")
+        lib.export_library(path)
+        if target.kind.name == "cuda":
+            from ..cuda_support import has_fatbin
+
+            if not has_fatbin(path):
+                raise RuntimeError(f"{path} holds no CUDA binary: the CUDA codegen could not compile")
+        np.savez(os.path.join(out_dir, f"{t.name}.npz"), meta=t.call.meta, bounds=t.call.bounds,
+                 **({"packed": t.packed} if "synthetic" not in t.source else {}))
+        manifest["tasks"][t.name] = {"lib": os.path.basename(path), "arrays": f"{t.name}.npz", "batch": t.batch,
+                                     "width": t.call.width, "shapes": list(t.shapes), "source": t.source}
+        for i, s in enumerate(picks):
+            manifest["candidates"].append({"task": t.name, "func": f"cand_{i}", "config": config_of(s.mod).to_json(),
+                                           "default": i == 0 and not done.get(t.name),
+                                           "trace": plain(s.trace.as_json(remove_postproc=True))})
+        say(f"round {rnd}: {t.name}: {len(picks)} candidates compiled in {time.perf_counter() - t0:.1f}s")
+    with open(os.path.join(out_dir, MANIFEST), "w") as f:
+        json.dump(manifest, f)
+    return os.path.join(out_dir, MANIFEST)
+
+
+def import_round(mod: tvm.IRModule, target, work_dir: str, results_path: str, batches=DEFAULT_BATCHES, feeds=None,
+                 seed: int = 0, dist: Distribution = Distribution()) -> dict:
+    """Commit a measured round (results.json beside its manifest) to the database; -> {task: best ms}."""
+    from ..build_module import make_target
+
+    target = make_target(target)
+    with open(results_path) as f:
+        results = json.load(f)
+    with open(os.path.join(os.path.dirname(results_path), MANIFEST)) as f:
+        manifest = json.load(f)
+    if manifest["target"] != target_tag(target):
+        raise ValueError(f"round was built for {manifest['target']}, not {target_tag(target)}")
+    tasks = {t.name: t for t in extract_tasks(mod, target, batches, feeds=feeds, seed=seed, dist=dist)}
+    db = open_database(work_dir)
+    log = TrialLog(work_dir)
+    by_id = {(r["task"], r["func"]): r for r in results["candidates"]}
+    best: dict[str, float] = {}
+    for cand in manifest["candidates"]:
+        t = tasks.get(cand["task"])
+        if t is None:
+            raise ValueError(f"round's task {cand['task']} is not a task of this model (other model or batches?)")
+        r = by_id.get((cand["task"], cand["func"]))
+        cfg = config_of_trace(t, cand["trace"])
+        source = f"offline round {manifest['round']}"
+        if cand.get("default"):
+            source = "default"
+        if r is None or r.get("ms") is None or not r.get("ok", False):
+            err = "not measured" if r is None else r.get("error") or "output differs from the default schedule's"
+            log.add(t.name, cfg, None, err, source)
+            continue
+        sch = tvm.s_tir.Schedule(t.mod)
+        tvm.s_tir.Trace.apply_json_to_schedule(cand["trace"], sch)
+        secs = [1e-3 * float(x) for x in r.get("runs_ms", [r["ms"]])]
+        db.commit_tuning_record(ms.database.TuningRecord(sch.trace, db.commit_workload(t.mod), secs, target,
+                                                         ms.arg_info.ArgInfo.from_prim_func(t.mod["main"])))
+        log.add(t.name, cfg, 1e-3 * float(r["ms"]), None, source)
+        best[t.name] = min(best.get(t.name, float("inf")), float(r["ms"]))
+    return best
+
+
+def plain(obj):
+    """A trace's JSON form (TVM containers and immediates) as plain Python for json.dump."""
+    if isinstance(obj, (str, bool, int, float)) or obj is None:
+        return obj
+    if isinstance(obj, tvm.tirx.IntImm):
+        return int(obj.value)
+    if isinstance(obj, tvm.tirx.FloatImm):
+        return float(obj.value)
+    if isinstance(obj, dict) or hasattr(obj, "items"):
+        return {str(k): plain(v) for k, v in obj.items()}
+    return [plain(x) for x in obj]
+
+
+def config_of_trace(task, trace_json):
+    sch = tvm.s_tir.Schedule(task.mod)
+    tvm.s_tir.Trace.apply_json_to_schedule(trace_json, sch)
+    return config_of(sch.mod)
