@@ -8,6 +8,7 @@
 Models: the demo and one per column type / input format, each as imported (passes off: TF's graph op by op) and
 optimized (redundancy eliminated, columns fused into one kernel); batches 1, 7, 512, ordinary and hostile
 inputs, plus an out-of-range id for an identity column without default (TF raises; so must we, on the GPU too).
+Five of them also with random points of the fused kernel's schedule space (`--schedules`, SCHEDULE_MODELS).
 """
 
 from __future__ import annotations
@@ -27,9 +28,35 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from device_info import gpu_name  # noqa: E402
 
 BATCHES = (1, 7, 512)
+# models also built with random points of the fused kernel's schedule space (batch buckets split at 4 and 100, so
+# B = 1, 7, 512 each run a different schedule): every knob value on the GPU, against TF
+SCHEDULE_MODELS = ("demo", "mixed24", "weighted_mix", "vocab_mix", "example_mix")
 
 
-def prepare(out_dir: str, arch: str, only: list[str] | None = None) -> None:
+def schedule_variants(n: int, seed: int = 0) -> list[tuple]:
+    """n bucketed schedule sets; knob values cycled so that each value of each knob appears."""
+    import random
+
+    from recom_tvm.schedules import KNOBS, KernelConfig
+
+    rng = random.Random(seed)
+    pools = {k: [] for k in KNOBS}
+
+    def draw(k):
+        if not pools[k]:
+            pools[k] = list(KNOBS[k])
+            rng.shuffle(pools[k])
+        v = pools[k].pop()
+        return bool(v) if k in ("heavy_first", "interleave", "smem_bounds") else v
+
+    out = []
+    for _ in range(n):
+        cfgs = [KernelConfig(**{k: draw(k) for k in KNOBS}) for _ in range(3)]
+        out.append(((4, cfgs[0]), (100, cfgs[1]), (None, cfgs[2])))
+    return out
+
+
+def prepare(out_dir: str, arch: str, only: list[str] | None = None, schedules: int = 0) -> None:
     import recom_tvm
     from recom_tvm.models import feeds_io, tf_export, zoo
 
@@ -46,8 +73,12 @@ def prepare(out_dir: str, arch: str, only: list[str] | None = None) -> None:
         ref = tf_export.TFReference(spec, paths)
         mod, params, _ = recom_tvm.from_tensorflow(paths["pb"], signature=paths["signature"])
         recom_tvm.build(mod, "cuda", params).export_library(os.path.join(out_dir, f"{name}.so"))
-        recom_tvm.build(recom_tvm.optimize(mod), "cuda", params).export_library(
-            os.path.join(out_dir, f"{name}.opt.so"))
+        opt = recom_tvm.optimize(mod)
+        recom_tvm.build(opt, "cuda", params).export_library(os.path.join(out_dir, f"{name}.opt.so"))
+        if name in SCHEDULE_MODELS:
+            for k, buckets in enumerate(schedule_variants(schedules, seed=len(name))):
+                recom_tvm.build(opt, "cuda", params, kernel_schedules=buckets).export_library(
+                    os.path.join(out_dir, f"{name}.s{k}.so"))
         for batch in BATCHES:
             for hostile in (False, True):
                 feeds = spec.sample(batch, rng=batch * 7 + hostile, hostile=hostile)
@@ -78,7 +109,7 @@ def run(in_dir: str, out_dir: str | None) -> int:
     rows, failures = [], 0
     for lib in sorted(glob.glob(os.path.join(in_dir, "*.so"))):
         name = os.path.basename(lib)[:-3]
-        base = name[:-4] if name.endswith(".opt") else name
+        base = name.split(".")[0]  # name.opt / name.s<k>: the model's optimized / scheduled variants
         t0 = time.perf_counter()
         model = load(lib)
         for case in sorted(glob.glob(os.path.join(in_dir, f"{base}__*.npz"))):
@@ -118,9 +149,11 @@ def main() -> int:
     p.add_argument("--out", default=os.environ.get("OUT"))
     p.add_argument("--arch", default="sm_90")
     p.add_argument("--only", nargs="*", default=None, help="prepare these models only (default: all)")
+    p.add_argument("--schedules", type=int, default=4,
+                   help=f"random schedule variants of {', '.join(SCHEDULE_MODELS)} (0: none)")
     a = p.parse_args()
     if a.mode == "prepare":
-        prepare(a.dir, a.arch, a.only)
+        prepare(a.dir, a.arch, a.only, a.schedules)
         return 0
     return run(a.dir, a.out)
 

@@ -29,12 +29,15 @@ import json
 import os
 import sys
 import time
-import zlib
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from gpu_common import (DeviceTable as _DeviceTable, bandwidths as _bandwidths, capture as _capture,  # noqa: E402
+                        embedding_bytes as _embedding_bytes, generate as _generate, kernels as _kernels,
+                        timeit as _timeit)
 
 BATCHES = (32, 256, 2048)
 MODELS = {"e": "model_e", "f": "model_f"}
@@ -97,116 +100,6 @@ def prepare(out_dir: str, models: list[str], rows: int, arch: str, target: str =
 
 
 # ---------------------------------------------------------------------------------------------- device
-def _seed(spec_seed: int, name: str) -> int:
-    return (spec_seed * 1_000_003 + zlib.crc32(name.encode())) % (1 << 62)
-
-
-def _generate(torch, dev, spec_seed: int, name: str, shape, scale: float):
-    g = torch.Generator(device=dev).manual_seed(_seed(spec_seed, name))
-    return torch.randn(*shape, generator=g, device=dev) * scale
-
-
-class _DeviceTable:
-    """A table on the GPU as numpy-like for reference.combine: rows gathered on the device, copied back."""
-
-    def __init__(self, torch, t) -> None:
-        self.torch, self.t, self.shape = torch, t, tuple(t.shape)
-
-    def __getitem__(self, ids):
-        idx = self.torch.from_numpy(np.asarray(ids, np.int64)).to(self.t.device)
-        return self.t[idx].cpu().numpy()
-
-
-def _timeit(fn, inputs: list, iters: int, sync) -> float:
-    fn(inputs[0])
-    sync()
-    ts = []
-    for i in range(iters):
-        x = inputs[i % len(inputs)]
-        t0 = time.perf_counter()
-        fn(x)
-        sync()
-        ts.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(ts))
-
-
-def _capture(torch, fn, n: int) -> list | None:
-    """CUDA graphs of fn(0..n-1) (static inputs), or None if capture fails."""
-    try:
-        graphs = []
-        for i in range(n):
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                fn(i)
-            torch.cuda.current_stream().wait_stream(side)
-            g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g):
-                fn(i)
-            graphs.append(g)
-        return graphs
-    except Exception as err:  # noqa: BLE001
-        print(f"  (CUDA graph capture failed: {err})")
-        return None
-
-
-def _kernels(torch, fn) -> list[tuple[str, float]] | None:
-    """(name, device µs) of the GPU kernels one call launches (CUPTI through torch.profiler; TVM's kernels
-    included), or None if the profiler is unavailable."""
-    try:
-        from torch.profiler import ProfilerActivity, profile
-
-        torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA], acc_events=True) as prof:
-            fn()
-            torch.cuda.synchronize()
-        out = []
-        for e in prof.events():
-            if str(e.device_type).endswith("CUDA") and not e.name.startswith(("Memcpy", "Memset", "cudaMemcpy")):
-                us = getattr(e, "device_time", None) or getattr(e, "cuda_time", 0.0)
-                out.append((e.name, float(us)))
-        return out
-    except Exception as err:  # noqa: BLE001
-        print(f"  (kernel list unavailable: {err})")
-        return None
-
-
-def _bandwidths(torch, dev, sync) -> dict:
-    """Device copy bandwidth (read + write) and pageable host->device bandwidth, measured now."""
-    n = 1 << 28 if dev.type == "cuda" else 1 << 24  # 1 GiB of float32 on the GPU
-
-    def rate(fn, nbytes: int) -> float:
-        fn()
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(10):
-            fn()
-        sync()
-        return nbytes * 10 / (time.perf_counter() - t0) / 1e9
-
-    a = torch.empty(n, device=dev)
-    b = torch.empty_like(a)
-    host = np.ones(1 << 24, np.float32)  # 64 MiB, pageable (what the runtime copies from)
-    x = torch.from_numpy(host).to(dev)
-    out = {"d2d_copy_GBps": rate(lambda: b.copy_(a), 8 * n),
-           "h2d_pageable_GBps": rate(lambda: x.copy_(torch.from_numpy(host)), host.nbytes)}
-    del a, b, x
-    return out
-
-
-def _embedding_bytes(spec, feeds, packed_bytes: int) -> int:
-    from recom_tvm.models import reference
-
-    total, width = packed_bytes, 0
-    for c in spec.columns:
-        width += c.dim
-        if c.kind != "numeric":
-            ids, _, _ = reference.column_ids(c, feeds[c.name])
-            total += ids.size * c.dim * 4
-    batch = len(feeds["dense"])
-    return total + batch * width * 4
-
-
 def run(in_dir: str, out_dir: str | None, batches: tuple[int, ...], iters: int) -> int:
     import torch
 

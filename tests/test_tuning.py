@@ -279,3 +279,30 @@ def test_offline_rounds_round_trip(demo, tmp_path):
     for batch in (5, 100, 400):
         f = DEMO.sample(batch, rng=batch)
         np.testing.assert_array_equal(built.run(f)["score"], demo.model.run(f)["score"])
+
+
+def test_synthetic_requests_are_deterministic_and_in_range(mixed):
+    """The request a GPU node regenerates from (layout, seed) is the tuning host's, bit for bit; its ids lie in
+    their tables; bags hold 1-10 ids."""
+    from recom_tvm.runtime.fused_layout import KIND, META
+    from recom_tvm.runtime.synthetic import Distribution, fingerprint, synthetic_env, synthetic_packed
+    from recom_tvm.schedules.tasks import find_fused_call
+
+    call = find_fused_call(mixed.mod)
+    a = synthetic_packed(call.meta, call.bounds, 64, seed=5)
+    b = synthetic_packed(call.meta, call.bounds, 64, seed=5)
+    assert fingerprint(a) == fingerprint(b) and fingerprint(a) != fingerprint(
+        synthetic_packed(call.meta, call.bounds, 64, seed=6))
+    for zipf in (0.0, 1.2):
+        fused, env = synthetic_env(call.meta, call.bounds, 64, seed=1, dist=Distribution(zipf=zipf))
+        for row, col in zip(call.meta.tolist(), fused["columns"]):
+            rows = row[META.index("rows")]
+            if row[0] == KIND["csr"]:
+                ids = env[col["tensors"]["ids"]]
+                counts = np.bincount(env[col["tensors"]["indices"]][:, 0], minlength=64)
+                assert counts.min() >= 1 and counts.max() <= 10
+                assert ids.min() >= 0 and ids.max() < rows
+            elif row[0] == KIND["one"]:
+                assert 0 <= env[col["tensors"]["ids"]].min() and env[col["tensors"]["ids"]].max() < rows
+    (task,) = extract_tasks(mixed.mod, "llvm", batches=(64,))
+    assert task.source["synthetic"]["seed"] == 64 and task.source["fingerprint"] == fingerprint(task.packed)
