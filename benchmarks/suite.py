@@ -51,6 +51,9 @@ def host(out_dir: str, models: list[str], arch: str, results: str, tf: bool, tar
             entry["tf_cpu"] = tf_cpu_latency(m, model_paths(m))
         res["models"][name] = entry
         os.makedirs(results, exist_ok=True)
+        if os.path.exists(path):  # another host run of the day may have added models meanwhile: keep them
+            with open(path) as f:
+                res["models"] = {**json.load(f).get("models", {}), name: entry}
         with open(path, "w") as f:
             json.dump(res, f, indent=1)
     print(f"host results: {path}")

@@ -88,7 +88,6 @@ def set_weights(torch, dev, spec, info, models) -> tuple[dict, dict]:
 
 def host_steps(model, feeds_list) -> dict:
     """prepare() split into its steps, median over fresh inputs (ms)."""
-    from recom_tvm.runtime.compiled_model import pack_fused
     from recom_tvm.runtime.feeds import check_ids, normalize_feeds, sort_rows
     from recom_tvm.runtime.host_stage import run_host_stage
 
@@ -104,8 +103,7 @@ def host_steps(model, feeds_list) -> dict:
         for c in s.id_checks:
             check_ids(c, env[c["tensor"]], env[c["where_positive"]] if "where_positive" in c else None)
         t.append(time.perf_counter())
-        pack_fused(s, env)
-        model.arguments(env)
+        model.arguments(env)  # packing (pack_fused) + the module's argument list
         t.append(time.perf_counter())
         for i, k in enumerate(("host_normalize", "host_strings", "host_pack")):
             acc.setdefault(k, []).append(1e3 * (t[i + 1] - t[i]))
@@ -212,16 +210,20 @@ def run(model_dir: str, out_path: str, iters: int) -> int:
             zg = [grouped.upload(grouped.host_inputs(f, batch)) for f in zsets]
             t["torch_grouped_emb_device_zipf"] = _timeit(grouped, zg, n, sync)
         if cuda:
-            kernels = _kernels(torch, lambda: emb_f.execute(emb_f.upload(emb_f.prepare(sets[0])), copy_out=False))
-            if kernels:
-                row["kernels_emb_fused"] = [[k, round(us, 2)] for k, us in kernels]
+            for vname in ("emb_fused", "emb_tuned"):
+                if vname in models:
+                    m_ = models[vname]
+                    args = m_.upload(m_.prepare(sets[0]))
+                    kernels = _kernels(torch, lambda: m_.execute(args, copy_out=False))
+                    if kernels:
+                        row[f"kernels_{vname}"] = [[k, round(us, 2)] for k, us in kernels]
             peak_dev = max(peak_dev, free0 - torch.cuda.mem_get_info()[0])
         row.update({k: None if v is None else round(v, 4) for k, v in t.items()})
         res["batches"][str(batch)] = row
         print(f"  B={batch:5d} ms: fused e2e run {t['e2e_fused_run']:.3f} (host {t['host_prepare']:.3f}, "
               f"dev {t['e2e_fused_device']:.3f}) emb dev {t['emb_fused_device']:.3f}"
               + (f" tuned {t['emb_tuned_device']:.3f}" if "emb_tuned_device" in t else "")
-              + f" unfused {t['emb_unfused_device']:.3f}"
+              + (f" unfused {t['emb_unfused_device']:.3f}" if "emb_unfused_device" in t else "")
               + (f" off {t['emb_off_device']:.3f}" if "emb_off_device" in t else "")
               + f" | torch grouped {t['torch_grouped_emb_device']:.3f} loop {t['torch_loop_emb_device']:.3f}"
               f" | floor {t['floor_emb']:.4f}", flush=True)

@@ -19,6 +19,8 @@ LABEL = {"e": "model E (1,000 columns, 2^23-row tables)", "f": "model F (1,200 c
 def _f(x, digits: int = 3) -> str:
     if x is None:
         return "–"
+    if 0 < x < 0.001:
+        return f"{x:.1e}"
     if x >= 100:
         return f"{x:.0f}"
     if x >= 10:
@@ -36,7 +38,8 @@ def _rows(gm: dict) -> list[tuple[int, dict]]:
 
 def model_tables(name: str, gm: dict, hm: dict) -> list[str]:
     tf = {int(b): v["median_ms"] for b, v in hm.get("tf_cpu", {}).items()}
-    out = [f"#### {LABEL.get(name, name)} — {gm.get('columns', '?')} columns", "",
+    title = LABEL.get(name) or f"{name}: mixed, {gm.get('columns', '?')} columns"
+    out = [f"#### {title}", "",
            "End to end (with the MLP), ms. *device*: inputs already on the GPU; *from feeds*: TF-style feeds "
            "in, numpy out (host stage + copies + kernels). PyTorch starts from preprocessed ids (not timed).", "",
            "| B | TF-CPU (host) | PyTorch per-column loop | PyTorch grouped (CUDA graph) | ours, passes off | ours, "
@@ -53,13 +56,17 @@ def model_tables(name: str, gm: dict, hm: dict) -> list[str]:
     out += ["", "Embedding stage alone (DenseFeatures' output), device, ms; floor = bytes it must move / the copy "
             "bandwidth measured in the run.", "",
             "| B | PyTorch loop | PyTorch grouped | ours, passes off | ours, unfused | ours, fused | ours, tuned | "
-            "floor | fused / floor | grouped / fused |", "|---|---|---|---|---|---|---|---|---|---|"]
+            "kernel alone, fused / tuned (profiler) | floor | best kernel / floor | grouped / fused |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for b, r in _rows(gm):
         fused = r.get("emb_tuned_device") or r.get("emb_fused_device")
+        kf, kt = (sum(us for _, us in r[k]) / 1e3 if r.get(k) else None
+                  for k in ("kernels_emb_fused", "kernels_emb_tuned"))
+        kern = min(x for x in (kf, kt) if x is not None) if (kf or kt) else None
         out.append(f"| {b} | {_f(r.get('torch_loop_emb_device'))} | {_f(r.get('torch_grouped_emb_device'))} | "
                    f"{_f(r.get('emb_off_device'))} | {_f(r.get('emb_unfused_device'))} | "
-                   f"**{_f(r.get('emb_fused_device'))}** | {_f(r.get('emb_tuned_device'))} | "
-                   f"{_f(r.get('floor_emb'), 4)} | {_ratio(fused, r.get('floor_emb'))} | "
+                   f"**{_f(r.get('emb_fused_device'))}** | {_f(r.get('emb_tuned_device'))} | {_f(kf, 4)} / {_f(kt, 4)} | "
+                   f"{_f(r.get('floor_emb'), 4)} | {_ratio(kern, r.get('floor_emb'))} | "
                    f"{_ratio(r.get('torch_grouped_emb_device'), fused)} |")
     out += ["", "Host side of one request (the GPU machine's CPU), ms: prepare() = checks and conversion + string "
             "hashing + packing; then the host->device copy.", "",

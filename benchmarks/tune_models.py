@@ -6,6 +6,8 @@
     python benchmarks/tune_models.py measure --round-dir .device/tune_r1 --out $OUT
     # host: commit the timings (databases in benchmarks/tuning/<model>/), print the summary
     python benchmarks/tune_models.py import --round-dir .device/tune_r1 --results $OUT
+    # after the last round: the default and the best schedule per task, to measure side by side in one run
+    python benchmarks/tune_models.py final --round-dir .device/tune_final
 
 Tasks: the fused kernel at B = 32, 256, 2048, each measured on a synthetic request of that batch (ids uniform over
 the tables, 1-10 ids per multi-hot bag). Databases and trial logs: benchmarks/tuning/model_<m>/.
@@ -30,7 +32,7 @@ def work_dir(m: str) -> str:
     return os.path.join(TUNING, f"model_{m}")
 
 
-def export(round_dir: str, models: list[str], per_task: int, rows: int, arch: str) -> None:
+def export(round_dir: str, models: list[str], per_task: int, rows: int, arch: str, carry_packed: bool) -> None:
     import recom_tvm
     from full_models import optimized
     from recom_tvm.schedules import offline
@@ -39,7 +41,28 @@ def export(round_dir: str, models: list[str], per_task: int, rows: int, arch: st
     for m in models:
         opt, _, _ = optimized(m, rows, "e2e")
         offline.export_round(opt, "cuda", work_dir(m), os.path.join(round_dir, m), per_task=per_task,
-                             batches=BATCHES)
+                             batches=BATCHES, carry_packed=carry_packed)
+
+
+def final(round_dir: str, models: list[str], rows: int, arch: str) -> None:
+    """The default and the best schedule of every task in one library per task: measured side by side (one run)."""
+    import recom_tvm
+    from full_models import optimized
+    from recom_tvm.schedules import offline
+    from recom_tvm.schedules.apply import best_configs
+    from recom_tvm.schedules.tasks import find_fused_call, kernel_key
+    from recom_tvm.schedules.tune import open_database
+
+    recom_tvm.config.cuda_arch = arch
+    for m in models:
+        opt, _, _ = optimized(m, rows, "e2e")
+        from recom_tvm.build_module import make_target
+
+        target = make_target("cuda")
+        best = best_configs(open_database(work_dir(m)), kernel_key(find_fused_call(opt), target))
+        offline.export_configs(opt, target, os.path.join(round_dir, m), {b: [c] for b, (c, _) in best.items()},
+                               batches=BATCHES)
+        print(f"model {m}: default + best of {sorted(best)}")
 
 
 def measure(round_dir: str, out_dir: str, number: int, repeat: int) -> int:
@@ -80,9 +103,50 @@ def import_results(round_dir: str, results_dir: str, models: list[str], rows: in
             print(f"model {m}: {format_row(row)}")
 
 
+def report(final_results: str | None, models: list[str]) -> str:
+    """Markdown: per model and batch, the default and the best schedule per round (from the trial logs), the trial
+    that found the best, and the side-by-side check of the last step (same run)."""
+    from recom_tvm.schedules.tune import TrialLog
+
+    lines = ["| model | B | default (round 1) | best after round 1 / 2 / 3 | found at trial | of | best schedule | "
+             "same run: default -> best (speedup) |", "|---|---|---|---|---|---|---|---|"]
+    check = {}
+    for m in models:
+        path = os.path.join(final_results, f"tune_{m}.json") if final_results else None
+        if path and os.path.exists(path):
+            with open(path) as f:
+                res = json.load(f)
+            for c in res["candidates"]:
+                check.setdefault((m, c["task"]), []).append(c)
+    for m in models:
+        trials = TrialLog(work_dir(m)).read()
+        for task in sorted({t["task"] for t in trials}, key=lambda n: int(n.rsplit("B", 1)[1])):
+            mine = [t for t in trials if t["task"] == task]
+            default = next(t["ms"] for t in mine if t["source"] == "default")
+            per_round, best_i = [], None
+            for r in (1, 2, 3):
+                upto = [(i, t) for i, t in enumerate(mine) if t["ms"] is not None and (
+                    t["source"] == "default" or int(t["source"].split()[-1]) <= r)]
+                if any(t["source"] == f"offline round {r}" for t in mine):
+                    i, b = min(upto, key=lambda x: x[1]["ms"])
+                    per_round.append(f"{b['ms'] * 1e3:.1f}")
+                    best_i, best = i, b
+            cfg = ", ".join(f"{k}={int(v) if isinstance(v, bool) else v}" for k, v in best["config"].items())
+            same = check.get((m, task))
+            if same:
+                d = next(c for c in same if c["func"] == "cand_0")
+                b = min((c for c in same if c.get("ok")), key=lambda c: c["ms"])
+                same_s = f"{d['ms'] * 1e3:.1f} -> {b['ms'] * 1e3:.1f} us ({d['ms'] / b['ms']:.2f}x)"
+            else:
+                same_s = "–"
+            lines.append(f"| {m.upper()} | {task.rsplit('B', 1)[1]} | {default * 1e3:.1f} us | "
+                         f"{' / '.join(per_round)} us | {best_i + 1} | {len(mine)} | {cfg} | {same_s} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["export", "measure", "import"])
+    p.add_argument("mode", choices=["export", "measure", "import", "final", "report"])
     p.add_argument("--round-dir", required=True)
     p.add_argument("--out", default=os.environ.get("OUT", "."), help="measure: where results go")
     p.add_argument("--results", default=None, help="import: the measure step's --out")
@@ -90,12 +154,17 @@ def main() -> int:
     p.add_argument("--per-task", type=int, default=40)
     p.add_argument("--rows", type=int, default=1 << 23)
     p.add_argument("--arch", default="sm_90")
+    p.add_argument("--carry-packed", action="store_true", help="export: write the requests too (see offline)")
     p.add_argument("--number", type=int, default=20)
     p.add_argument("--repeat", type=int, default=5)
     a = p.parse_args()
     models = a.models.split(",")
     if a.mode == "export":
-        export(a.round_dir, models, a.per_task, a.rows, a.arch)
+        export(a.round_dir, models, a.per_task, a.rows, a.arch, a.carry_packed)
+    elif a.mode == "report":
+        print(report(a.results, models))
+    elif a.mode == "final":
+        final(a.round_dir, models, a.rows, a.arch)
     elif a.mode == "measure":
         return measure(a.round_dir, a.out, a.number, a.repeat)
     else:

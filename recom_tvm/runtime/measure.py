@@ -49,6 +49,36 @@ def _tables(n: int, dev, kind: str, seed: int):
     return tvm.runtime.tensor(np.random.default_rng(seed).standard_normal(n).astype(np.float32), dev), None
 
 
+def load_task(round_dir: str, manifest: dict, name: str, dev, log=print) -> tuple:
+    """One task of a round on `dev`: (packed / meta / bounds arguments, tables, output buffer, the candidates'
+    library, what keeps the tables alive). The request is regenerated from its seed and checked."""
+    import tvm
+
+    task = manifest["tasks"][name]
+    with np.load(os.path.join(round_dir, task["arrays"])) as z:
+        arrays = {k: z[k] for k in z.files}
+    src = task["source"]
+    if "synthetic" in src:
+        s = src["synthetic"]
+        packed = synthetic_packed(arrays["meta"], arrays["bounds"], task["batch"], seed=s["seed"],
+                                  dist=Distribution.from_json(s["dist"]))
+    else:
+        packed = arrays["packed"]
+    if fingerprint(packed) != src["fingerprint"] and "packed" in arrays:
+        log(f"{name}: the regenerated request differs from the tuning host's; using the carried one")
+        packed = arrays["packed"]
+    if fingerprint(packed) != src["fingerprint"]:
+        raise RuntimeError(f"{name}: the regenerated request differs from the tuning host's ({fingerprint(packed)}"
+                           f" vs {src['fingerprint']}): numpy's generator changed? export with carry_packed")
+    _, _, n_tables, batch = task["shapes"]
+    args = [tvm.runtime.tensor(packed, dev), tvm.runtime.tensor(arrays["meta"], dev),
+            tvm.runtime.tensor(arrays["bounds"], dev)]
+    tables, keep = _tables(int(n_tables), dev, manifest["device_type"], 7)
+    out_buf = tvm.runtime.empty((batch, task["width"]), "float32", dev)
+    lib = tvm.runtime.load_module(os.path.join(round_dir, task["lib"]))
+    return args, tables, out_buf, lib, keep
+
+
 def measure(round_dir: str, number: int = 20, repeat: int = 5, min_repeat_ms: int = 0, log=print) -> dict:
     import tvm
 
@@ -58,24 +88,8 @@ def measure(round_dir: str, number: int = 20, repeat: int = 5, min_repeat_ms: in
     out = {"round": manifest["round"], "target": manifest["target"], "device": _device_name(dev),
            "date": time.strftime("%Y-%m-%d"), "candidates": []}
     for name, task in manifest["tasks"].items():
-        with np.load(os.path.join(round_dir, task["arrays"])) as z:
-            arrays = {k: z[k] for k in z.files}
-        src = task["source"]
-        if "synthetic" in src:
-            s = src["synthetic"]
-            packed = synthetic_packed(arrays["meta"], arrays["bounds"], task["batch"], seed=s["seed"],
-                                      dist=Distribution.from_json(s["dist"]))
-        else:
-            packed = arrays["packed"]
-        if fingerprint(packed) != src["fingerprint"]:
-            raise RuntimeError(f"{name}: the regenerated request differs from the tuning host's ({fingerprint(packed)}"
-                               f" vs {src['fingerprint']}): numpy's generator changed? carry the packed input")
-        p_len, _, n_tables, batch = task["shapes"]
-        args = [tvm.runtime.tensor(packed, dev), tvm.runtime.tensor(arrays["meta"], dev),
-                tvm.runtime.tensor(arrays["bounds"], dev)]
-        tables, keep = _tables(int(n_tables), dev, manifest["device_type"], 7)
-        out_buf = tvm.runtime.empty((batch, task["width"]), "float32", dev)
-        lib = tvm.runtime.load_module(os.path.join(round_dir, task["lib"]))
+        args, tables, out_buf, lib, keep = load_task(round_dir, manifest, name, dev, log)
+        batch = task["shapes"][3]
         cands = [c for c in manifest["candidates"] if c["task"] == name]
         ref_func = next((c["func"] for c in cands if c.get("default")), cands[0]["func"])
         poison = np.full((batch, task["width"]), np.nan, np.float32)  # every element must be written

@@ -31,9 +31,9 @@ TASK_ATTR = "recom_tvm.task"  # JSON: key, batch, meta, width, bounds count (wha
 
 # knob -> candidate values (KernelConfig fields; booleans as 0 / 1). The default config is one point of the space.
 KNOBS: dict[str, tuple[int, ...]] = {
-    "threads": (64, 128, 256, 512),
+    "threads": (32, 64, 128, 256, 512),
     "vec": (4, 2, 1),
-    "rows": (1, 2, 4),
+    "rows": (1, 2, 4, 8),
     "unroll": (1, 2, 4),
     "heavy_first": (1, 0),
     "interleave": (0, 1),

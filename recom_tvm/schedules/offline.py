@@ -59,10 +59,13 @@ def trained_cost_model(db, tasks, contexts, target) -> ms.cost_model.XGBModel:
 
 
 def export_round(mod: tvm.IRModule, target, work_dir: str, out_dir: str, per_task: int = 32,
-                 batches=DEFAULT_BATCHES, feeds=None, seed: int = 0, dist: Distribution = Distribution()) -> str:
+                 batches=DEFAULT_BATCHES, feeds=None, seed: int = 0, dist: Distribution = Distribution(),
+                 carry_packed: bool = False) -> str:
     """Write the next round's candidates of every task to out_dir (libraries + manifest); -> manifest path.
 
-    per_task: searched candidates per task (the first round measures the default schedule besides)."""
+    per_task: searched candidates per task (the first round measures the default schedule besides).
+    carry_packed: also write synthetic requests (the GPU node regenerates them; this is the fallback should its
+    numpy draw differently)."""
     from ..build_module import make_target
 
     target = make_target(target)
@@ -105,25 +108,50 @@ def export_round(mod: tvm.IRModule, target, work_dir: str, out_dir: str, per_tas
         if not picks:
             say(f"{t.name}: the design space holds no unmeasured candidate")
             continue
-        funcs = {f"cand_{i}": instantiate(s.mod, target, f"cand_{i}") for i, s in enumerate(picks)}
         t0 = time.perf_counter()
-        lib = compile_kernels(funcs, target)
-        path = os.path.join(out_dir, f"{t.name}.so")
-        lib.export_library(path)
-        if target.kind.name == "cuda":
-            from ..cuda_support import has_fatbin
-
-            if not has_fatbin(path):
-                raise RuntimeError(f"{path} holds no CUDA binary: the CUDA codegen could not compile")
-        np.savez(os.path.join(out_dir, f"{t.name}.npz"), meta=t.call.meta, bounds=t.call.bounds,
-                 **({"packed": t.packed} if "synthetic" not in t.source else {}))
-        manifest["tasks"][t.name] = {"lib": os.path.basename(path), "arrays": f"{t.name}.npz", "batch": t.batch,
-                                     "width": t.call.width, "shapes": list(t.shapes), "source": t.source}
-        for i, s in enumerate(picks):
-            manifest["candidates"].append({"task": t.name, "func": f"cand_{i}", "config": config_of(s.mod).to_json(),
-                                           "default": i == 0 and not done.get(t.name),
-                                           "trace": plain(s.trace.as_json(remove_postproc=True))})
+        write_task(out_dir, target, t, picks, not done.get(t.name), carry_packed, manifest)
         say(f"round {rnd}: {t.name}: {len(picks)} candidates compiled in {time.perf_counter() - t0:.1f}s")
+    with open(os.path.join(out_dir, MANIFEST), "w") as f:
+        json.dump(manifest, f)
+    return os.path.join(out_dir, MANIFEST)
+
+
+def write_task(out_dir: str, target, t, picks: list, first_is_default: bool, carry_packed: bool,
+               manifest: dict) -> None:
+    """Compile one task's candidate schedules into one library and describe them in the manifest."""
+    funcs = {f"cand_{i}": instantiate(s.mod, target, f"cand_{i}") for i, s in enumerate(picks)}
+    lib = compile_kernels(funcs, target)
+    path = os.path.join(out_dir, f"{t.name}.so")
+    lib.export_library(path)
+    if target.kind.name == "cuda":
+        from ..cuda_support import has_fatbin
+
+        if not has_fatbin(path):
+            raise RuntimeError(f"{path} holds no CUDA binary: the CUDA codegen could not compile")
+    np.savez(os.path.join(out_dir, f"{t.name}.npz"), meta=t.call.meta, bounds=t.call.bounds,
+             **({"packed": t.packed} if carry_packed or "synthetic" not in t.source else {}))
+    manifest["tasks"][t.name] = {"lib": os.path.basename(path), "arrays": f"{t.name}.npz", "batch": t.batch,
+                                 "width": t.call.width, "shapes": list(t.shapes), "source": t.source}
+    for i, s in enumerate(picks):
+        manifest["candidates"].append({"task": t.name, "func": f"cand_{i}", "config": config_of(s.mod).to_json(),
+                                       "default": i == 0 and first_is_default,
+                                       "trace": plain(s.trace.as_json(remove_postproc=True))})
+
+
+def export_configs(mod: tvm.IRModule, target, out_dir: str, configs: dict, batches=DEFAULT_BATCHES,
+                   seed: int = 0, dist: Distribution = Distribution(), carry_packed: bool = False) -> str:
+    """A round of given schedules, not searched: {batch: [KernelConfig, ...]} (each task's default first), e.g.
+    the default and the best found, measured again side by side in one run. Not for import_round."""
+    from ..build_module import make_target
+
+    target = make_target(target)
+    os.makedirs(out_dir, exist_ok=True)
+    manifest = {"round": "check", "target": target_tag(target), "device_type": "cuda" if target.kind.name == "cuda"
+                else "cpu", "created": time.strftime("%Y-%m-%d %H:%M:%S"), "tasks": {}, "candidates": []}
+    for t in extract_tasks(mod, target, batches, seed=seed, dist=dist):
+        picks = [scheduled(t, DEFAULT, target.kind.name)] + [scheduled(t, c, target.kind.name)
+                                                              for c in configs.get(t.batch, [])]
+        write_task(out_dir, target, t, picks, True, carry_packed, manifest)
     with open(os.path.join(out_dir, MANIFEST), "w") as f:
         json.dump(manifest, f)
     return os.path.join(out_dir, MANIFEST)
