@@ -61,11 +61,14 @@ def demo(args) -> int:
     print("columns after the passes:")
     for col in identify_columns(opt):
         print(f"  {col.name:26s} {col.kind:22s} -> {col.op.replace('recom.', '')} ({col.combiner})")
-    print("fusion of the columns into one kernel: not yet (kernels above are per column, before TVM's fusion)")
+    fused = [f for f in (opt.attrs["recom_tvm.facts"] if "recom_tvm.facts" in opt.attrs else []) if "fused" in str(f)]
+    for fact in fused:
+        print(f"fusion: {fact}")
     target = args.target or ("cuda" if _gpu_available() else "llvm")
     t0 = time.perf_counter()
     model = build(opt, target=target, params=params)
-    print(f"built for {target} in {time.perf_counter() - t0:.2f}s")
+    print(f"built for {target} in {time.perf_counter() - t0:.2f}s; fused kernel schedule (recom_tvm.tune finds a "
+          f"better one per batch bucket): {model.kernel_schedules[0][1] if model.kernel_schedules else '-'}")
     ref = tf_export.TFReference(spec, paths)
     worst = 0.0
     for batch, hostile in ((1, False), (7, True), (args.batch, False), (args.batch, True)):
