@@ -18,6 +18,18 @@ BLOCKED = ["tensorflow", "tf_keras", "keras", "symengine", "xgboost", "recom_tvm
            "recom_tvm.shapes", "recom_tvm.schedules", "recom_tvm.ops", "recom_tvm.build_module", "tvm.relax"]
 
 
+# a script prelude that makes importing any of BLOCKED fail (the subprocess proves what it does not need)
+BLOCK_IMPORTS = f"""
+import os, sys
+blocked = {BLOCKED!r}
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if any(name == b or name.startswith(b + ".") for b in blocked):
+            raise ImportError(name + " is blocked: runtime-only test")
+sys.meta_path.insert(0, Block())
+"""
+
+
 def test_exported_llvm_model_runs_runtime_only(compiled, tmp_path):
     c = compiled(zoo.demo())
     lib = str(tmp_path / "demo.so")
@@ -27,14 +39,7 @@ def test_exported_llvm_model_runs_runtime_only(compiled, tmp_path):
     feeds_seed, batch = 11, 33
     exp = c.ref(zoo.demo().sample(batch, rng=feeds_seed, hostile=True))
     np.save(tmp_path / "exp.npy", exp)
-    script = textwrap.dedent(f"""
-        import os, sys
-        blocked = {BLOCKED!r}
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if any(name == b or name.startswith(b + ".") for b in blocked):
-                    raise ImportError(name + " is blocked: runtime-only test")
-        sys.meta_path.insert(0, Block())
+    script = BLOCK_IMPORTS + textwrap.dedent(f"""
         import numpy as np
         from recom_tvm.runtime import load
         from recom_tvm.models import zoo

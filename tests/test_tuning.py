@@ -27,7 +27,7 @@ from recom_tvm.schedules.tasks import buckets_for, extract_tasks
 from recom_tvm.schedules.tune import open_database, scheduled
 
 from conftest import assert_matches_tf
-from test_runtime_only import BLOCKED
+from test_runtime_only import BLOCK_IMPORTS
 
 DEMO = zoo.demo()
 MIXED = zoo.mixed(24, seed=3)  # every column kind and input format, dims 1..16
@@ -225,14 +225,7 @@ def test_tuning_through_an_rpc_tracker_with_two_servers(demo, rpc_cluster, tmp_p
     np.testing.assert_array_equal(model.run(f)["score"], demo.model.run(f)["score"])
 
 
-RUNTIME_ONLY_MEASURE = f"""
-import sys
-blocked = {BLOCKED!r}
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if any(name == b or name.startswith(b + ".") for b in blocked):
-            raise ImportError(name + " is blocked: runtime-only measurement")
-sys.meta_path.insert(0, Block())
+RUNTIME_ONLY_MEASURE = BLOCK_IMPORTS + """
 import recom_tvm.runtime.measure as m
 rc = m.main(sys.argv[1:])
 assert not [x for x in sys.modules if any(x == b or x.startswith(b + ".") for b in blocked)]

@@ -195,7 +195,8 @@ class _UnitMap:
         return self._chain(u, lambda s, e, f, n, tl, la, bpp, bpu: tirx.const(bpu // bpp, I64))
 
 
-def _max_bounds(meta) -> int:
+def max_bounds(meta) -> int:
+    """The most boundaries any bucketized column has (the shared-memory staging buffer's size)."""
     m = np.asarray(meta, dtype=np.int64).reshape(-1, len(META))
     sel = m[:, META.index("kind")] == KIND["bucket"]
     return int(m[sel, META.index("pre_b")].max()) if sel.any() else 0
@@ -234,7 +235,7 @@ def _make(meta, width: int, gpu: bool, buckets, shapes):
     if not buckets or len(buckets) > MAX_BUCKETS:
         raise ValueError(f"1 to {MAX_BUCKETS} batch buckets, got {len(buckets)}")
     classes = column_classes(meta)
-    max_nb = max(_max_bounds(meta), 1)
+    max_nb = max(max_bounds(meta), 1)
     for _, cfg in buckets:
         why = check_config(cfg, classes, max_nb, gpu)
         if why:

@@ -17,7 +17,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from ..ops.fused_kernel import KernelConfig, _max_bounds, fused_embedding
+from ..ops.fused_kernel import KernelConfig, max_bounds, fused_embedding
 from ..ops.registry import PREFIX
 from ..runtime.synthetic import Distribution, fingerprint, synthetic_packed
 from ..shapes.symbolic import const_array
@@ -107,7 +107,7 @@ def make_task(call: FusedCall, target: tvm.target.Target, batch: int, packed: np
     shapes = (int(packed.size), int(call.bounds.size), call.table_floats, int(batch))
     func = fused_embedding(call.meta, call.width, gpu, ((None, TEMPLATE),), shapes=shapes)
     info = {"key": key, "batch": int(batch), "width": call.width, "meta": call.meta.tolist(),
-            "max_bounds": max(_max_bounds(call.meta), 1), "target": target_tag(target)}
+            "max_bounds": max(max_bounds(call.meta), 1), "target": target_tag(target)}
     func = func.with_attr(TASK_ATTR, json.dumps(info)).with_attr("global_symbol", "main")
     source = dict(source, fingerprint=fingerprint(packed))
     return FusedTask(f"fused_{key[:8]}_B{batch}", int(batch), key, tvm.IRModule({"main": func}), call, packed,

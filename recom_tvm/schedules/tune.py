@@ -38,6 +38,8 @@ def say(msg: str) -> None:
 
 def make_context(task: FusedTask, target: tvm.target.Target, seed: int = 0, population: int = 128,
                  num_threads: int | None = None) -> ms.TuneContext:
+    """A task's MetaSchedule context: our design space (ScheduleFn, knob mutator, validity postproc) and
+    evolutionary search."""
     kind = target.kind.name
     space = ms.space_generator.ScheduleFn(design_space(kind), sch_rules=[], postprocs=[ValidKnobs()],
                                           mutator_probs={KnobMutator(seed): 1.0})
@@ -48,6 +50,7 @@ def make_context(task: FusedTask, target: tvm.target.Target, seed: int = 0, popu
 
 
 def cost_model(warmup: int = 16) -> ms.cost_model.XGBModel:
+    """XGBoost on KnobFeatures; random scores until `warmup` records (the first round explores)."""
     return ms.cost_model.XGBModel(extractor=KnobFeatures(), num_warmup_samples=warmup, adaptive_training=False)
 
 
