@@ -129,6 +129,16 @@ def _optimized_model(model: str, signature: str | None):
 def tune_cmd(args) -> int:
     """Tune the model's fused embedding kernel (MetaSchedule + XGBoost), locally, through an RPC tracker, or in
     offline rounds for GPU nodes this host cannot reach."""
+    try:
+        return _tune(args)
+    except (ValueError, RuntimeError, FileNotFoundError) as err:
+        if args.verbose:
+            raise
+        print(f"recom-tvm tune: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _tune(args) -> int:
     from . import config
     from .runtime.synthetic import Distribution
     from .schedules import offline

@@ -170,8 +170,9 @@ def tune(mod: tvm.IRModule, target="cuda", work_dir: str = "recom_tvm_tuning", t
     if runner == "local":
         runner = local_runner(work_dir)
     if target.kind.name == "cuda" and isinstance(runner, ms.runner.LocalRunner) and not tvm.cuda(0).exist:
-        raise RuntimeError("runner='local' with target cuda needs a GPU on this machine; use rpc_runner(...) for "
-                           "GPU nodes behind a tracker, or recom_tvm.schedules.offline for unreachable ones")
+        raise RuntimeError("the local runner with target cuda needs a GPU on this machine; for GPU nodes behind an "
+                           "RPC tracker use rpc_runner(...) (recom-tvm tune --runner rpc), for nodes this host cannot "
+                           "reach offline rounds (recom_tvm.schedules.offline, recom-tvm tune --offline-export)")
     say(f"{len(tasks)} task(s) at batch {', '.join(str(t.batch) for t in tasks)} for {target_tag_of(target)}; "
         f"{trials} trials each; work_dir {work_dir}")
     defaults = measure_configs(tasks, [DEFAULT] * len(tasks), target, builder, runner, db, log, "default")
