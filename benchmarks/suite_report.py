@@ -77,7 +77,7 @@ def model_tables(name: str, gm: dict, hm: dict) -> list[str]:
                    f"{_f(r.get('e2e_fused_copy_dev'))} |")
     z = [(b, r) for b, r in _rows(gm) if r.get("emb_fused_device_zipf") is not None]
     if z:
-        out += ["", f"Zipf-distributed ids (exponent 1.2), embedding stage, device, ms:", "",
+        out += ["", "Zipf-distributed ids (exponent 1.2), embedding stage, device, ms:", "",
                 "| B | ours, fused (uniform → Zipf) | ours, tuned (uniform → Zipf) | PyTorch grouped (uniform → Zipf) |",
                 "|---|---|---|---|"]
         for b, r in z:

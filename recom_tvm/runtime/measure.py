@@ -80,8 +80,7 @@ def load_task(round_dir: str, manifest: dict, name: str, dev, log=print) -> tupl
 
 
 def measure(round_dir: str, number: int = 20, repeat: int = 5, min_repeat_ms: int = 0, log=print) -> dict:
-    import tvm
-
+    """Run and time every candidate of a round; -> the results (what import_round reads)."""
     with open(os.path.join(round_dir, "manifest.json")) as f:
         manifest = json.load(f)
     dev = _device(manifest["device_type"])
