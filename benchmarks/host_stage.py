@@ -32,7 +32,7 @@ def step_times(model, feeds_list: list) -> dict[str, float]:
         env = normalize_feeds(s, feeds)
         t.append(time.perf_counter())
         for name in s.sort_rows:
-            sort_rows(s.feature(name), env)
+            sort_rows(s.feature(name), env, s.sort_with.get(name, ()), s.feed_of)
         t.append(time.perf_counter())
         env = run_host_stage(s.host_plan, env) if s.host_plan else env
         for c in s.id_checks:
