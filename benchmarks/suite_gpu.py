@@ -87,27 +87,12 @@ def set_weights(torch, dev, spec, info, models) -> tuple[dict, dict]:
 
 
 def host_steps(model, feeds_list) -> dict:
-    """prepare() split into its steps, median over fresh inputs (ms)."""
-    from recom_tvm.runtime.feeds import check_ids, normalize_feeds, sort_rows
-    from recom_tvm.runtime.host_stage import run_host_stage
+    """prepare() split into its steps, median over fresh inputs (ms): normalize (checks, conversion, row sort),
+    strings (the host stage: string hashing; id checks), pack (binding sizes, packing, the argument list)."""
+    from host_stage import step_times
 
-    s = model.spec
-    acc: dict[str, list] = {}
-    for feeds in feeds_list:
-        t = [time.perf_counter()]
-        env = normalize_feeds(s, feeds)
-        for name in s.sort_rows:
-            sort_rows(s.feature(name), env, s.sort_with.get(name, ()), s.feed_of)
-        t.append(time.perf_counter())
-        env = run_host_stage(s.host_plan, env) if s.host_plan else env
-        for c in s.id_checks:
-            check_ids(c, env[c["tensor"]], env[c["where_positive"]] if "where_positive" in c else None)
-        t.append(time.perf_counter())
-        model.arguments(env)  # packing (pack_fused) + the module's argument list
-        t.append(time.perf_counter())
-        for i, k in enumerate(("host_normalize", "host_strings", "host_pack")):
-            acc.setdefault(k, []).append(1e3 * (t[i + 1] - t[i]))
-    return {k: float(np.median(v)) for k, v in acc.items()}
+    st = step_times(model, feeds_list, reduce=np.median, with_prepare=False)
+    return {"host_normalize": st["normalize"] + st["sort"], "host_strings": st["host"], "host_pack": st["bind+pack"]}
 
 
 def run(model_dir: str, out_path: str, iters: int) -> int:

@@ -31,7 +31,6 @@ from .tasks import DEFAULT_BATCHES, extract_tasks, target_tag
 from .tune import TrialLog, cost_model, make_context, open_database, say, scheduled
 
 MANIFEST = "manifest.json"
-RESULTS = "results.json"
 
 
 def task_records(db, task) -> list:
