@@ -146,6 +146,9 @@ class Graph:
     """Nodes of a GraphDef by name, in a topological order of data and control edges."""
 
     def __init__(self, graph_def) -> None:
+        from .functions import inline_functions
+
+        inline_functions(graph_def)  # If / StatelessIf -> Switch / Merge, calls -> their bodies
         self.nodes: dict[str, Node] = {}
         for nd in graph_def.node:
             inputs, controls = [], []
