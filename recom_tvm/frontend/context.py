@@ -50,6 +50,7 @@ class ImportContext:
         self.host_plan: list[dict] = []
         self.host_outputs: set[str] = set()  # every tensor a host-stage op produces (see add_host_op)
         self.node: Node | None = None
+        self.on_host = False  # the node being converted feeds the host stage (PLACED converters read it)
         self._column_of = column_of
         self._materialized: dict[int, Device] = {}
         self._host_inputs: dict[str, Device] = {}
@@ -268,6 +269,14 @@ class ImportContext:
         var = relax.Var(_var_name(tensor), relax.ShapeType(symbols))
         self.inputs.append(ModuleInput(var, source, tensor, "shape", dtype))
         return Known(np.array(symbols, dtype=object), dtype)
+
+    def check(self, value: Device, cond: Device, message: str) -> Device:
+        """`value`, once the bool tensor `cond` is all true; else TF's InvalidArgumentError with `message` naming
+        this node (a run-time check: one device->host sync)."""
+        text = f"{self.label()}: {message}"
+        return self.emit(relax.op.call_pure_packed("recom_tvm.check_assert", value.expr, cond.expr,
+                                                   tvm.ir.StringImm(text), ty_args=[value.expr.ty]),
+                         shape=list(value.shape))
 
     def scalar(self, v: Value, dtype: str) -> relax.Expr:
         """A rank-0 device tensor of `dtype` (for fill values, defaults)."""

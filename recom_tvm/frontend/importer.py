@@ -302,6 +302,7 @@ class _Importer:
         if ins and isinstance(ins[0], Table) and op in ("Identity", "IdentityN"):  # a table handle passed along
             return ins[0]
         if op in converters.PLACED:
+            self.ctx.on_host = on_host  # (a lookup whose result feeds the host stage runs there)
             return converters.PLACED[op](self.ctx, node, ins)
         if op in ("Shape", "Size", "Rank", "ShapeN"):
             return converters.DEVICE[op](self.ctx, node, ins)

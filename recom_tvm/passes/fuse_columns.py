@@ -103,6 +103,8 @@ class _Classifier:
         if name == "recom.gather":
             return self.one(e)
         # a numeric column: the input itself
+        if str(x.ty.dtype) != "float32":
+            raise _NoMatch(f"a {x.ty.dtype} input")
         return _Column("numeric", width, {"x": self.host_tensor(self.view.root_var(x) if not name else e.args[0])})
 
     def bag(self, call) -> _Column:
@@ -331,6 +333,8 @@ class FuseColumns:
             ty = b.var.ty
             axis = int(b.value.attrs.axis)
             if len(fields) < self.min_columns or ty.shape is None or len(ty.shape.values) != 2 or axis not in (1, -1):
+                continue
+            if str(ty.dtype) != "float32":  # e.g. the int64 concat of tf.sparse.expand_dims' indices
                 continue
             if not isinstance(ty.shape.values[1], tirx.IntImm):
                 continue

@@ -49,9 +49,12 @@ def _lookup(node, x):
     hit = _SORTED.get(id(node))
     if hit is None or hit[0] is not node:
         a = node["attrs"]
-        keys = [k.encode("latin-1") for k in a["keys"]]
-        kind = object if any(k.endswith(b"\0") for k in keys) else "S"
-        keys = np.array(keys, dtype=kind) if keys else np.zeros(0, "S1")
+        if a.get("key_dtype", "string") != "string":  # integer keys (ids feeding a host-stage cross)
+            keys = np.asarray(a["keys"], dtype=a["key_dtype"])
+        else:
+            keys = [k.encode("latin-1") for k in a["keys"]]
+            kind = object if any(k.endswith(b"\0") for k in keys) else "S"
+            keys = np.array(keys, dtype=kind) if keys else np.zeros(0, "S1")
         order = np.argsort(keys, kind="stable")
         values = np.asarray(a["values"], dtype=a["value_dtype"])[order]
         hit = _SORTED[id(node)] = (node, keys[order], values)

@@ -86,7 +86,8 @@ class GraphDefReference:
             if isinstance(desc, str):
                 fd[_tensor(desc)] = feeds[name]
             else:
-                for part, value in zip(("indices", "values", "dense_shape"), feeds[name]):
+                parts = ("values", "row_splits") if "row_splits" in desc else ("indices", "values", "dense_shape")
+                for part, value in zip(parts, feeds[name]):
                     fd[_tensor(desc[part])] = value
         names = sorted(self.outputs)
         vals = self.sess.run([_tensor(self.outputs[k]) for k in names], feed_dict=fd)
@@ -119,14 +120,29 @@ class SavedModelReference:
         return {k: np.asarray(v) for k, v in out.items()}
 
 
+class BadCorpusFeed(Exception):
+    """An entry's feed generator made a value the model's input cannot hold (a bug of the entry, not a result)."""
+
+
 def _to_tf(tf, spec, value):
     if isinstance(spec, tf.SparseTensorSpec):
         i, v, s = value
-        return tf.SparseTensor(tf.constant(i, tf.int64), tf.constant(v, spec.dtype), tf.constant(s, tf.int64))
+        return tf.SparseTensor(tf.constant(i, tf.int64), _const(tf, v, spec.dtype), tf.constant(s, tf.int64))
     if isinstance(spec, tf.RaggedTensorSpec):
         v, splits = value
-        return tf.RaggedTensor.from_row_splits(tf.constant(v, spec.dtype), tf.constant(splits, spec.row_splits_dtype))
-    return tf.constant(value, spec.dtype)
+        return tf.RaggedTensor.from_row_splits(_const(tf, v, spec.dtype), tf.constant(splits, spec.row_splits_dtype))
+    return _const(tf, value, spec.dtype)
+
+
+def _const(tf, value, dtype):
+    """tf.constant, refusing feeds that do not fit the model's dtype (tf.constant would wrap them silently and
+    the comparison would test the feed generator, not recom_tvm)."""
+    arr = np.asarray(value)
+    if dtype != tf.string and arr.dtype.kind in "iub" and np.dtype(dtype.as_numpy_dtype) != arr.dtype:
+        if not np.array_equal(arr.astype(dtype.as_numpy_dtype).astype(arr.dtype), arr):
+            raise BadCorpusFeed(f"corpus feed of {arr.dtype} values that do not fit the model's {dtype.name}: fix the "
+                             "entry's feed generator")
+    return tf.constant(value, dtype)
 
 
 def _tensor(name: str) -> str:
@@ -172,6 +188,8 @@ def run_both(entry: Entry, model, feeds: dict):
     """(ours, TF's): output dicts, or the exception each raised."""
     try:
         exp = reference(entry)(feeds)
+    except BadCorpusFeed:
+        raise
     except Exception as err:  # noqa: BLE001
         exp = err
     try:

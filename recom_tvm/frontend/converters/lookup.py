@@ -42,13 +42,17 @@ def _find(ctx, node, ins):
         ctx.fail("tables with string values (integer values are supported)")
     if isinstance(x, Known) and x.concrete:
         return Known(_np_lookup(table, x.numpy(), default), str(table.values.dtype))
-    if table.key_dtype == "string":
+    # string keys, and integer keys whose ids feed the host stage (a HashedCrossing of an IntegerLookup's output),
+    # are looked up on the host
+    if table.key_dtype == "string" or (ctx.on_host and isinstance(x, Host)):
         if not isinstance(x, Host):
             ctx.fail("string keys that are not a host value")
         out = f"{node.name}:0"
+        keys = [k.decode("latin-1") for k in table.keys.tolist()] if table.key_dtype == "string" else \
+            table.keys.tolist()
         ctx.add_host_op({
             "name": node.name, "op": "LookupTableFind", "inputs": [{"tensor": x.tensor}],
-            "attrs": {"keys": [k.decode("latin-1") for k in table.keys.tolist()],
+            "attrs": {"keys": keys, "key_dtype": table.key_dtype,
                       "values": table.values.tolist(), "value_dtype": str(table.values.dtype), "default": default},
             "outputs": [out]})
         h = Host(out, str(table.values.dtype), list(x.shape))

@@ -109,11 +109,39 @@ _BINARY = {
 _COMPARE = {"Less", "LessEqual", "Greater", "GreaterEqual", "Equal", "NotEqual"}
 
 
+def _fixed_clamp(ctx, node, ins):
+    """min(c, max(d, y)) with d >= c is c, and max(c, min(d, y)) with d <= c is c, whatever y: tf.math.bincount's
+    size with minlength == maxlength (Keras' CategoryEncoding) is a constant although it reads the data."""
+    inner = "Maximum" if node.op == "Minimum" else "Minimum"
+    for k in (0, 1):
+        c, y = ins[k], ins[1 - k]
+        if not (isinstance(c, Known) and c.concrete and c.numpy().size == 1) or \
+                not all(is_const_int(d) for d in y.shape):
+            continue
+        src = ctx.graph.nodes[node.inputs[1 - k][0]]
+        if src.op != inner:
+            continue
+        cv = c.numpy().reshape(()).item()
+        for s, _ in src.inputs:
+            const = ctx.graph.nodes[s]
+            d = const.attr("value") if const.op == "Const" else None
+            if d is None or np.asarray(d).size != 1:
+                continue
+            d = np.asarray(d).reshape(()).item()
+            if (node.op == "Minimum" and d >= cv) or (node.op == "Maximum" and d <= cv):
+                return Known(np.full([int(x) for x in y.shape], cv, dtype=c.dtype), c.dtype)
+    return None
+
+
 @device(*_BINARY)
 def _binary(ctx, node, ins):
     dtype = "bool" if node.op in ("LogicalAnd", "LogicalOr") else node.attr("T")
     if node.op == "RealDiv" and dtype and not dtype.startswith("float"):
         ctx.fail(f"RealDiv on {dtype}")
+    if node.op in ("Minimum", "Maximum"):
+        fixed = _fixed_clamp(ctx, node, ins)
+        if fixed is not None:
+            return fixed
     a, b = _operands(ctx, node, ins, dtype)
     return ctx.emit(_BINARY[node.op](a, b))
 
