@@ -40,9 +40,15 @@ def broadcast_pair(ctx, a: Device, b: Device) -> tuple[Device, Device]:
     """Equal-rank operands whose dims are neither provably equal nor 1 must match (TF requires it)."""
     if len(a.shape) != len(b.shape):
         return a, b
+    target, need = broadcast_target(a.shape, b.shape)
+    return (a, ctx.match_shape_cast(b, target)) if need else (a, b)
+
+
+def broadcast_target(a_shape, b_shape) -> tuple[list, bool]:
+    """(the shape b must have, whether b needs a match_cast to it) for b broadcast against a of equal rank."""
     target = []
     need = False
-    for x, y in zip(a.shape, b.shape):
+    for x, y in zip(a_shape, b_shape):
         if prove_equal(y, 1) or prove_equal(x, 1):
             target.append(y)
         elif prove_equal(x, y):
@@ -53,7 +59,7 @@ def broadcast_pair(ctx, a: Device, b: Device) -> tuple[Device, Device]:
         else:
             target.append(x)
             need = True
-    return (a, ctx.match_shape_cast(b, target)) if need else (a, b)
+    return target, need
 
 
 def _operands(ctx, node, ins, dtype=None):
@@ -290,6 +296,8 @@ def _cast_known(ctx, node, ins):
 def _select(ctx, node, ins):
     cond, a, b = (ctx.device(v) for v in ins)
     a, b = broadcast_pair(ctx, a, b)
+    if node.op == "SelectV2" and len(cond.shape) == len(a.shape):  # dims of separate features' batches
+        a, cond = broadcast_pair(ctx, a, cond)
     if node.op == "Select" and len(cond.shape) == 1 and len(a.shape) > 1:
         # TF1 Select: a vector condition picks whole rows.
         cond = ctx.emit(relax.op.reshape(cond.expr, [cond.shape[0]] + [1] * (len(a.shape) - 1)))
@@ -311,3 +319,36 @@ def _zeros_like_known(ctx, node, ins):
     v = ins[0]
     fill = 0 if node.op == "ZerosLike" else 1
     return Known(np.full(v.value.shape, fill, dtype=v.dtype if v.dtype != "string" else object), v.dtype)
+
+
+# --------------------------------------------------------------------------------------------- Cumsum
+@device("Cumsum")
+def _cumsum(ctx, node, ins):
+    """Running sums along an axis; exclusive (shifted by one, starting at 0) and reverse as TF."""
+    x = ctx.device(ins[0])
+    (axis,) = ctx.const_ints(ins[1], "the axis")
+    rank = len(x.shape)
+    if not -rank <= axis < rank:
+        ctx.fail(f"axis {axis} out of range for rank {rank}")
+    axis %= rank
+    exclusive, reverse = bool(node.attr("exclusive", False)), bool(node.attr("reverse", False))
+    # (TVM 0.27 registers no legalization for relax.op.cumsum): a reduction per output element, summing in
+    # TF's order; quadratic in the axis length, which is short where serving graphs use it (positions in a
+    # behaviour sequence), and scheduled on GPUs like any reduction
+    n = x.shape[axis]
+
+    def compute(data):
+        from tvm import te
+
+        j = te.reduce_axis((0, n), "j")
+
+        def body(*idx):
+            i = idx[axis]
+            keep = (j > i if exclusive else j >= i) if reverse else (j < i if exclusive else j <= i)
+            src = list(idx)
+            src[axis] = j
+            return te.sum(tirx.if_then_else(keep, data(*src), tirx.const(0, data.dtype)), axis=j)
+
+        return te.compute(data.shape, body, name="cumsum")
+
+    return ctx.emit(ctx.bb.call_te(compute, x.expr, primfunc_name_hint="cumsum"), shape=list(x.shape))
