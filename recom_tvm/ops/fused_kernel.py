@@ -335,6 +335,8 @@ def _make(meta, width: int, gpu: bool, buckets, shapes):
                         if meta_b[c, 7] == T.int64(1):  # identity with default: out of range -> default
                             rid[0] = T.if_then_else(rid[0] < T.int64(0) or rid[0] >= meta_b[c, 8], meta_b[c, 9],
                                                     rid[0])
+                        elif meta_b[c, 7] == T.int64(2):  # Keras' Embedding: a negative id counts from the end
+                            rid[0] = T.if_then_else(rid[0] < T.int64(0), rid[0] + meta_b[c, 8], rid[0])
                         # per-id weight (weighted columns: after the ids, offsets[B] of them)
                         wv[0] = T.if_then_else(
                             meta_b[c, 11] == T.int64(1),

@@ -264,9 +264,15 @@ def sort_rows(feature: dict, env: dict[str, np.ndarray], also=(), describe=str) 
 
 
 def check_ids(check: dict, ids: np.ndarray, weights: np.ndarray | None = None) -> None:
-    """TF-CPU's GatherV2 error for ids >= the table's rows (negative ids were filtered out by the column; a
-    weighted column also drops ids whose weight is <= 0: `weights` given, only the others are checked)."""
+    """TF-CPU's GatherV2 error for ids >= the table's rows (negative ids were filtered out by the column, or with
+    `low`, wrapped by + rows when >= low; a weighted column also drops ids whose weight is <= 0: `weights` given,
+    only the others are checked)."""
     ids = np.asarray(ids).reshape(-1)
+    low = check.get("low")
+    if low is not None and ids.size and int(ids.min()) < low:  # raw ids wrapped by + limit when negative
+        pos = int(np.argmax(ids < low))
+        raise InvalidArgumentError(f"{check['label']}: indices[{pos}] = {int(ids[pos]) + check['limit']} is not "
+                                   f"in [0, {check['limit']})")
     if ids.size and int(ids.max()) >= check["limit"]:
         bad = ids >= check["limit"]
         if weights is not None:

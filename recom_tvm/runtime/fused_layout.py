@@ -4,7 +4,7 @@ and the runtime (which packs requests for it, or synthesizes them for tuning). n
 from __future__ import annotations
 
 # stride4 = ceil(dim / 4): float4s per (padded) table row; table_base in float4s; pre_a / pre_b: identity range and
-# default, or the bucketize boundaries' offset and count
+# default, the rows added to a negative id (wrap_negative), or the bucketize boundaries' offset and count
 META = ("kind", "dim", "stride4", "out_off", "table_base", "rows", "mode", "pre", "pre_a", "pre_b", "filter",
         "weighted")
 # filter bits: drop entries with a negative id (TF's id >= 0 filter); drop entries with weight <= 0 (TF prunes them
@@ -15,4 +15,4 @@ KIND = {"csr": 0, "dense": 1, "one": 2, "bucket": 3, "numeric": 4}
 KIND_NAME = {v: k for k, v in KIND.items()}
 MULTI_ID_KINDS = (KIND["csr"], KIND["dense"])
 MODE = {"sum": 0, "mean": 1, "sqrtn": 2}
-PRE = {"none": 0, "identity_default": 1}
+PRE = {"none": 0, "identity_default": 1, "wrap_negative": 2}  # wrap_negative: id < 0 -> id + pre_a (Keras)
