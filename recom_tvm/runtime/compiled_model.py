@@ -313,6 +313,10 @@ def load(path: str, device=None) -> CompiledModel:
         schedules = meta.get("kernel_schedules")
     except (ValueError, KeyError, TypeError) as err:
         raise ModelFormatError(f"{path}.spec.json is corrupt: {err}") from err
+    if spec.corun:
+        from .corun import require_tensorflow
+
+        require_tensorflow(spec.corun)
     if kind == "cuda":
         _load_cuda_runtime()
     try:
