@@ -35,8 +35,17 @@ def keras_ctr(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("keras_ctr") / "sm")
     model.save(path)
     mod, params, _ = recom_tvm.from_tensorflow(path)
-    built = {opt: recom_tvm.build(recom_tvm.optimize(mod) if opt else mod, "llvm", params) for opt in (False, True)}
-    return tf.saved_model.load(path).signatures["serving_default"], built
+    opt = recom_tvm.optimize(mod)
+    built = {False: recom_tvm.build(mod, "llvm", params), True: recom_tvm.build(opt, "llvm", params)}
+    return tf.saved_model.load(path).signatures["serving_default"], built, opt
+
+
+def test_scalar_and_padded_features_fuse_into_one_kernel(keras_ctr):
+    """[B] features (expanded to [B, 1] on the device) and the masked one-id-per-row form of a dense identity
+    column are recognized: all five columns in the one kernel."""
+    facts = [str(f) for f in keras_ctr[2].attrs["recom_tvm.facts"]]
+    assert any(f.startswith("fused 5 columns") for f in facts), facts
+    assert not any("not fused" in f for f in facts), facts
 
 
 def _feeds(rng, batch, tags_batch=None):
@@ -50,7 +59,7 @@ def _feeds(rng, batch, tags_batch=None):
 def test_separate_dense_inputs_match_tf(keras_ctr, optimized):
     import tensorflow as tf
 
-    sig, built = keras_ctr
+    sig, built, _ = keras_ctr
     rng = np.random.default_rng(0)
     for batch in (1, 7, 300):
         feeds = _feeds(rng, batch)
@@ -66,7 +75,7 @@ def test_separate_dense_inputs_match_tf(keras_ctr, optimized):
 def test_unequal_batches_raise_like_tf(keras_ctr, optimized):
     import tensorflow as tf
 
-    sig, built = keras_ctr
+    sig, built, _ = keras_ctr
     feeds = _feeds(np.random.default_rng(1), 5, tags_batch=4)
     with pytest.raises(tf.errors.InvalidArgumentError):
         sig(**{k: tf.constant(v) for k, v in feeds.items()})
