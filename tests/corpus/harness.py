@@ -15,6 +15,7 @@ import tempfile
 import numpy as np
 
 from recom_tvm import config
+from recom_tvm.models.tf_graph import FrozenGraphRunner
 
 from .registry import Entry
 
@@ -59,41 +60,6 @@ def artifact(entry: Entry) -> tuple[str, dict]:
 
 
 # ------------------------------------------------------------------------------------------- TF references
-class GraphDefReference:
-    """A frozen GraphDef run by a TF1 Session (table initializers run first), feeds mapped by the signature."""
-
-    def __init__(self, pb: str, signature: dict) -> None:
-        tf = _tf()
-        v1 = tf.compat.v1
-        gd = v1.GraphDef()
-        with open(pb, "rb") as f:
-            gd.ParseFromString(f.read())
-        self.graph = tf.Graph()
-        with self.graph.as_default():
-            v1.import_graph_def(gd, name="")
-        self.sess = v1.Session(graph=self.graph)
-        inits = [op for op in self.graph.get_operations()
-                 if op.type in ("LookupTableImportV2", "InitializeTableV2", "InitializeTableFromTextFileV2",
-                                "LookupTableImport", "InitializeTable", "InitializeTableFromTextFile")]
-        if inits:
-            self.sess.run(inits)
-        self.inputs = signature["inputs"]
-        self.outputs = signature["outputs"]
-
-    def __call__(self, feeds: dict) -> dict:
-        fd = {}
-        for name, desc in self.inputs.items():
-            if isinstance(desc, str):
-                fd[_tensor(desc)] = feeds[name]
-            else:
-                parts = ("values", "row_splits") if "row_splits" in desc else ("indices", "values", "dense_shape")
-                for part, value in zip(parts, feeds[name]):
-                    fd[_tensor(desc[part])] = value
-        names = sorted(self.outputs)
-        vals = self.sess.run([_tensor(self.outputs[k]) for k in names], feed_dict=fd)
-        return dict(zip(names, vals))
-
-
 class SavedModelReference:
     """A SavedModel's restored function (`call`, structured inputs) or its serving signature."""
 
@@ -145,16 +111,12 @@ def _const(tf, value, dtype):
     return tf.constant(value, dtype)
 
 
-def _tensor(name: str) -> str:
-    return name if ":" in name else name + ":0"
-
-
 def reference(entry: Entry):
     """TF's own run of the entry's model: feeds -> {output: array}."""
     if entry.name not in _REFS:
         root, art = artifact(entry)
         if "pb" in art:
-            _REFS[entry.name] = GraphDefReference(os.path.join(root, art["pb"]), art["signature"])
+            _REFS[entry.name] = FrozenGraphRunner(os.path.join(root, art["pb"]), art["signature"])
         else:
             _REFS[entry.name] = SavedModelReference(os.path.join(root, art["saved_model"]), art.get("call"))
     return _REFS[entry.name]
