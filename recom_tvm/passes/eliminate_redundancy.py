@@ -133,6 +133,29 @@ def rule_select_const(ctx: RuleContext, b: relax.Binding):
     return keep
 
 
+def rule_stack_as_concat(ctx: RuleContext, b: relax.Binding):
+    """concat([x_i: [B, 1, D]], axis=1) -> reshape(concat([x_i as [B, D]], axis=-1), [B, F, D]): field embeddings
+    stacked for an interaction layer (DeepFM's FM, xDeepFM's CIN, Keras' Concatenate(axis=1)) become the 2-D
+    concat of columns the fusion reads, the [B, F, D] stack a free reshape of it."""
+    out = b.var.ty
+    axis = int(b.value.attrs.axis)
+    fields = list(b.value.args[0].fields) if isinstance(b.value.args[0], relax.Tuple) else []
+    if out.shape is None or len(out.shape.values) != 3 or axis not in (1, -2) or len(fields) < 2:
+        return None
+    dim = out.shape.values[2]
+    if not isinstance(dim, tirx.IntImm):
+        return None
+    pieces = []
+    for f in fields:
+        shape = f.ty.shape.values if f.ty.shape is not None else None
+        if shape is None or len(shape) != 3 or not prove_equal(shape[1], 1) or not prove_equal(shape[2], dim):
+            return None
+        pieces.append(relax.op.reshape(f, [shape[0], dim]))
+    ctx.facts.append(f"{len(fields)} [B, 1, {dim.value}] embeddings stacked on axis 1 = a [B, {len(fields)} * "
+                     f"{dim.value}] concat reshaped")
+    return relax.op.reshape(relax.op.concat(pieces, axis=1), out.shape)
+
+
 def rule_gather_identity(ctx: RuleContext, b: relax.Binding):
     x, idx, axis = b.value.args[0], b.value.args[1], int(b.value.args[2].value)
     if axis != 0 or idx.ty.shape is None or x.ty.shape is None or len(idx.ty.shape.values) != 1:
@@ -848,6 +871,7 @@ def _mask_drops_negative(ctx: RuleContext, ids, mask) -> bool:
 RULES: list[tuple[str, str, Callable]] = [
     ("where_all_true", "recom.where", rule_where_all_true),
     ("select_const", "relax.where", rule_select_const),
+    ("stack_as_concat", "relax.concat", rule_stack_as_concat),
     ("gather_identity", "recom.gather", rule_gather_identity),
     ("sparse_column", "relax.where", rule_sparse_column),
     ("weighted_column", "relax.where", rule_weighted_column),

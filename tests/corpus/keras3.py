@@ -149,7 +149,9 @@ def _feature_space_feeds(rng, batch, hostile):
             "price": r.floats(rng, (batch, 1), hostile)}
 
 
-@r.entry("keras3", feeds=_feature_space_feeds)
+@r.entry("keras3", feeds=_feature_space_feeds, fused=False,
+         why_not_fused="no embedding lookup: FeatureSpace one-hot / multi-hot encodes every categorical feature "
+                       "(CategoryEncoding -> DenseBincount, computed beside a kernel) and normalizes the floats")
 def keras3_feature_space(out_dir: str) -> dict:
     """keras.utils.FeatureSpace adapted on data, the inference model built as its docs show, `model.export()`."""
     tf = _tf()
@@ -210,14 +212,18 @@ def _sparse_as_dense_feeds(rng, batch, hostile):
     return {"items": dense, "price": feeds["price"]}
 
 
-@r.entry("keras3", feeds=_sparse_as_dense_feeds)
+@r.entry("keras3", feeds=_sparse_as_dense_feeds, fused=False,
+         why_not_fused="one embedding per position ([B, 4, dim], flattened and averaged by the model), not a bag "
+                       "per row: none of the fused kernel's column kinds")
 def keras3_sparse_embedding_export(out_dir: str) -> dict:
     """A Keras 3 Embedding over a sparse input, `model.export()` (whose signature takes the ids dense)."""
     _sparse_model(_keras()).export(os.path.join(out_dir, "sm"), verbose=False)
     return {"saved_model": "sm", "call": "serve"}  # the endpoint keeps the SparseTensor (the signature flattens it)
 
 
-@r.entry("keras3", feeds=_sparse_feeds)
+@r.entry("keras3", feeds=_sparse_feeds, fused=False,
+         why_not_fused="one embedding per position of the sparse input ([B, 4, dim] through SparseSegmentMean of "
+                       "one-id bags), not a bag per row: none of the fused kernel's column kinds")
 def keras3_sparse_embedding_frozen(out_dir: str) -> dict:
     """The same model frozen into a .pb."""
     tf = _tf()
@@ -238,7 +244,9 @@ def _ragged_feeds(rng, batch, hostile):
             "price": r.floats(rng, (batch, 1), hostile)}
 
 
-@r.entry("keras3", feeds=_ragged_feeds)
+@r.entry("keras3", feeds=_ragged_feeds, fused=False,
+         why_not_fused="ragged columns (UnsortedSegmentSum over row_splits) are not rewritten into bags by the "
+                       "redundancy rules yet (README, Not yet); only the Discretization column is fusable")
 def keras3_ragged_frozen(out_dir: str) -> dict:
     """Keras 3 preprocessing over RaggedTensors (tf.function), frozen into a .pb (the issue's Switch)."""
     tf = _tf()
