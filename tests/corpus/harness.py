@@ -22,6 +22,7 @@ from .registry import Entry
 _ARTIFACTS: dict[str, tuple[str, dict]] = {}
 _REFS: dict[str, object] = {}
 _BUILT: dict[tuple[str, bool], tuple] = {}
+_IMPORTED: dict[str, tuple] = {}
 
 
 def _tf():
@@ -124,13 +125,18 @@ def reference(entry: Entry):
 
 # ------------------------------------------------------------------------------------------------ recom_tvm
 def imported(entry: Entry):
-    """(mod, params, spec) of the entry's model through recom_tvm's importer (host fallback off)."""
+    """(mod, params, spec) of the entry's model through recom_tvm's importer (host fallback off), imported once
+    per session (a SavedModel's import loads and freezes it in TensorFlow: seconds)."""
     import recom_tvm
 
-    root, art = artifact(entry)
-    if "pb" in art:
-        return recom_tvm.from_tensorflow(os.path.join(root, art["pb"]), signature=art["signature"])
-    return recom_tvm.from_tensorflow(os.path.join(root, art["saved_model"]))
+    if entry.name not in _IMPORTED:
+        root, art = artifact(entry)
+        if "pb" in art:
+            _IMPORTED[entry.name] = recom_tvm.from_tensorflow(os.path.join(root, art["pb"]),
+                                                              signature=art["signature"])
+        else:
+            _IMPORTED[entry.name] = recom_tvm.from_tensorflow(os.path.join(root, art["saved_model"]))
+    return _IMPORTED[entry.name]
 
 
 def built(entry: Entry, optimized: bool):

@@ -6,7 +6,7 @@ import numpy as np
 from tvm import relax, tirx
 
 from ...shapes import symengine_bridge
-from ...shapes.symbolic import as_expr, is_const_int, prove_equal, simplify, is_prim
+from ...shapes.symbolic import analyzer, as_expr, is_const_int, prove_equal, simplify, is_prim
 from ..context import shape_expr
 from ..values import Device, Known
 from . import NotFoldable, device, known
@@ -421,6 +421,11 @@ def _slice(ctx, node, ins):
     for d, (b, sz) in enumerate(zip(begin, size)):
         dim = x.shape[d]
         sz = simplify(as_expr(dim) - as_expr(b)) if is_const_int(sz) and int(sz) == -1 else sz
+        # TF: 0 <= begin and begin + size <= dim, else InvalidArgumentError (a begin fed as a small int vector is
+        # a symbol: checked on the host before launch)
+        for cond in (as_expr(b) >= 0, as_expr(sz) >= 0, as_expr(b) + as_expr(sz) <= as_expr(dim)):
+            if not analyzer().can_prove(cond):
+                ctx.assume(cond, f"{ctx.label()}: begin {b} and size {sz} do not fit dimension {d} of size {dim}")
         sizes.append(sz)
         if not (prove_equal(b, 0) and prove_equal(sz, dim)):
             axes.append(d)

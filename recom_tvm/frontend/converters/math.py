@@ -335,12 +335,10 @@ def _cumsum(ctx, node, ins):
     # (TVM 0.27 registers no legalization for relax.op.cumsum): a reduction per output element, summing in
     # TF's order; quadratic in the axis length, which is short where serving graphs use it (positions in a
     # behaviour sequence), and scheduled on GPUs like any reduction
-    n = x.shape[axis]
-
     def compute(data):
         from tvm import te
 
-        j = te.reduce_axis((0, n), "j")
+        j = te.reduce_axis((0, data.shape[axis]), "j")
 
         def body(*idx):
             i = idx[axis]
