@@ -192,3 +192,21 @@ def test_slice_with_run_time_begin(source):
     feeds = [[rng.normal(size=(n, 8)).astype(np.float32), np.array([k], dtype)] for n, k in cases]
     _run(fn, [tf.TensorSpec([None, 8], tf.float32), tf.TensorSpec([1], tf.as_dtype(dtype))], feeds,
          f"slice with a {source} begin")
+
+
+def test_nan_and_signed_zero_like_tf():
+    """TF's Relu / Relu6 / Maximum / Minimum / Max / Min keep NaN (Eigen's PropagateNaN); TVM's max / min drop
+    it. (Which zero max(-0.0, 0.0) returns differs between TF's own scalar and vectorized kernels: not compared.)"""
+    import tensorflow as tf
+
+    def fn(x):
+        return tf.concat([tf.nn.relu(x), tf.nn.relu6(x * 4.0), tf.maximum(x, 0.0), tf.minimum(x, 0.0),
+                          tf.maximum(0.0, x), tf.minimum(0.0, x), tf.reduce_max(x, 1, keepdims=True),
+                          tf.reduce_min(x, 1, keepdims=True)], axis=1)
+
+    x = np.array([[np.nan, 1.0, -0.0, 2.0], [0.0, -np.inf, np.inf, -3.0], [-0.0, -0.0, 0.0, 7.0]], np.float32)
+    cf = tf.function(fn).get_concrete_function(tf.TensorSpec([None, 4], tf.float32))
+    mod, params, spec = recom_tvm.from_tensorflow(cf)
+    got = list(recom_tvm.build(mod, "llvm", params).run({spec.features[0]["name"]: x}).values())[0]
+    exp = cf(tf.constant(x)).numpy()
+    np.testing.assert_array_equal(got, exp)

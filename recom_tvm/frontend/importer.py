@@ -297,7 +297,7 @@ class _Importer:
 
             self.ctx.node = node
             try:
-                check_speculatable(self.ctx, node)
+                check_speculatable(self.ctx, node, [self.values.get(k) for k in node.inputs])
             except ConversionError as err:  # reported with the graph's other failures
                 self.failures.append(err)
                 self.poisoned.add(node.name)

@@ -120,10 +120,12 @@ class Liveness:
         return st
 
     def _canonical(self, tensor: tuple[str, int]) -> tuple[str, int]:
-        """A predicate tensor through Identity nodes (TF1's cond switches on `pred_id = Identity(pred)`)."""
+        """The tensor a predicate's value comes from, through Identity nodes (TF1's cond switches on
+        `pred_id = Identity(pred)`) and Switch outputs (a nested cond's predicate enters the outer one through a
+        Switch): every switch on one predicate gets one key."""
         for _ in range(64):
             node = self.graph.nodes[tensor[0]]
-            if node.op not in ("Identity", "Snapshot") or not node.inputs or node.name in self.may_die:
+            if node.op not in ("Identity", "Snapshot") + SWITCH_OPS or not node.inputs:
                 break
             tensor = node.inputs[0]
         return tensor

@@ -653,7 +653,11 @@ def _reduce(ctx, node, ins):
         as_int = relax.op.astype(x.expr, "int32")
         red = (relax.op.min if node.op == "All" else relax.op.max)(as_int, axes, keep)
         return ctx.emit(relax.op.astype(red, "bool"))
-    return ctx.emit(_REDUCE[node.op](x.expr, axes, keep))
+    red = ctx.emit(_REDUCE[node.op](x.expr, axes, keep))
+    if node.op in ("Max", "Min") and x.dtype.startswith("float"):  # TF's Max / Min of a NaN is NaN
+        nan = relax.op.max(relax.op.astype(relax.op.isnan(x.expr), "int32"), axes, keep)
+        red = ctx.emit(relax.op.where(relax.op.astype(nan, "bool"), relax.const(np.nan, x.dtype), red.expr))
+    return red
 
 
 @known("Sum", "Prod", "Max", "Min")

@@ -32,9 +32,13 @@ SPECULATABLE = {
 }
 
 
-def check_speculatable(ctx, node) -> None:
+def check_speculatable(ctx, node, ins) -> None:
     """A node in a branch of a conditional whose predicate is only known at run time is computed whichever
-    branch is taken: refuse ops that have effects or can fail."""
+    branch is taken: refuse ops that have effects or can fail (ops on values known at import are folded)."""
+    from . import KNOWN
+
+    if node.op in KNOWN and ins and all(isinstance(v, Known) for v in ins):
+        return
     if node.op not in SPECULATABLE:
         ctx.fail(f"it sits in a branch of a conditional (tf.cond / Switch) whose predicate is only known at run "
                  f"time, so both branches would be computed, and {node.op} can fail or has effects there; "

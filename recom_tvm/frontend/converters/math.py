@@ -103,10 +103,39 @@ def _identity_n_known(ctx, node, ins):
     return list(ins)
 
 
+# ------------------------------------------------------------------------------------- NaN-exact forms
+# TF's max / min / relu keep NaN (Eigen's PropagateNaN); TVM's max / min drop it. Written as selects for floats.
+# (Which zero max(-0.0, 0.0) gives differs between TF's own scalar and vectorized kernels.)
+def _is_float(x) -> bool:
+    return str(x.ty.dtype).startswith(("float", "bfloat"))
+
+
+def _tf_max(a, b):
+    if not (_is_float(a) and _is_float(b)):
+        return relax.op.maximum(a, b)
+    return relax.op.where(relax.op.isnan(b), b, relax.op.where(relax.op.less(a, b), b, a))
+
+
+def _tf_min(a, b):
+    if not (_is_float(a) and _is_float(b)):
+        return relax.op.minimum(a, b)
+    return relax.op.where(relax.op.isnan(b), b, relax.op.where(relax.op.less(b, a), b, a))
+
+
+def _tf_relu(x, cap):
+    if not _is_float(x):
+        return relax.op.nn.relu(x) if cap is None else relax.op.clip(x, 0, int(cap))
+    dt = str(x.ty.dtype)
+    y = relax.op.where(relax.op.less(x, relax.const(0.0, dt)), relax.const(0.0, dt), x)
+    if cap is not None:
+        y = relax.op.where(relax.op.greater(y, relax.const(cap, dt)), relax.const(cap, dt), y)
+    return y
+
+
 # --------------------------------------------------------------------------------------------- binary
 _BINARY = {
     "Add": relax.op.add, "AddV2": relax.op.add, "Sub": relax.op.subtract, "Mul": relax.op.multiply,
-    "RealDiv": relax.op.divide, "Maximum": relax.op.maximum, "Minimum": relax.op.minimum,
+    "RealDiv": relax.op.divide, "Maximum": lambda a, b: _tf_max(a, b), "Minimum": lambda a, b: _tf_min(a, b),
     "FloorDiv": relax.op.floor_divide, "FloorMod": relax.op.floor_mod, "Pow": relax.op.power,
     "Less": relax.op.less, "LessEqual": relax.op.less_equal, "Greater": relax.op.greater,
     "GreaterEqual": relax.op.greater_equal, "Equal": relax.op.equal, "NotEqual": relax.op.not_equal,
@@ -226,7 +255,7 @@ def _binary_known(ctx, node, ins):
 # ---------------------------------------------------------------------------------------------- unary
 _UNARY = {
     "Neg": relax.op.negative, "Abs": relax.op.abs, "Exp": relax.op.exp, "Log": relax.op.log,
-    "Sqrt": relax.op.sqrt, "Rsqrt": relax.op.rsqrt, "Square": relax.op.square, "Relu": relax.op.nn.relu,
+    "Sqrt": relax.op.sqrt, "Rsqrt": relax.op.rsqrt, "Square": relax.op.square, "Relu": lambda x: _tf_relu(x, None),
     "Sigmoid": relax.op.sigmoid, "Tanh": relax.op.tanh, "Erf": relax.op.erf, "Floor": relax.op.floor,
     "Ceil": relax.op.ceil, "Sign": relax.op.sign, "LogicalNot": relax.op.logical_not,
     "Reciprocal": lambda x: relax.op.divide(relax.const(1.0, x.ty.dtype), x),
@@ -234,7 +263,7 @@ _UNARY = {
     "Log1p": lambda x: relax.op.log(relax.op.add(x, relax.const(1.0, x.ty.dtype))),
     "Softplus": lambda x: relax.op.log(relax.op.add(relax.op.exp(x), relax.const(1.0, x.ty.dtype))),
     "Softsign": lambda x: relax.op.divide(x, relax.op.add(relax.op.abs(x), relax.const(1.0, x.ty.dtype))),
-    "Relu6": lambda x: relax.op.clip(x, 0.0, 6.0),
+    "Relu6": lambda x: _tf_relu(x, 6.0),
     "Elu": lambda x: relax.op.where(relax.op.greater(x, relax.const(0.0, x.ty.dtype)), x,
                                     relax.op.subtract(relax.op.exp(x), relax.const(1.0, x.ty.dtype))),
 }
