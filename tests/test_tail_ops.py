@@ -210,3 +210,29 @@ def test_nan_and_signed_zero_like_tf():
     got = list(recom_tvm.build(mod, "llvm", params).run({spec.features[0]["name"]: x}).values())[0]
     exp = cf(tf.constant(x)).numpy()
     np.testing.assert_array_equal(got, exp)
+
+
+def test_checked_value_is_not_overwritten_by_a_later_op():
+    """A run-time check (recom_tvm.check_assert, as DenseBincount's) returned its argument, whose storage the VM's
+    static memory plan handed to the next op of that size once the check had read it: the checked value then
+    held that op's output (count and multi-hot encodings of one input came out equal)."""
+    import tvm
+    from tvm import relax
+
+    import recom_tvm.runtime.builtins  # noqa: F401  (registers the callbacks)
+
+    bb = relax.BlockBuilder()
+    b = tvm.tirx.Var("B", "int64")
+    x = relax.Var("x", relax.TensorType([b, 4], "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            first = bb.emit(relax.op.multiply(relax.op.add(x, relax.const(1.0)), relax.const(2.0)))
+            ok = bb.emit(relax.op.astype(relax.const(1, "int32"), "bool"))
+            checked = bb.emit(relax.op.call_pure_packed("recom_tvm.check_assert", first, ok,
+                                                        tvm.ir.StringImm("m"), ty_args=[first.ty]))
+            second = bb.emit(relax.op.multiply(relax.op.add(x, relax.const(10.0)), relax.const(3.0)))
+            out = bb.emit_output(relax.op.concat([checked, second], axis=1))
+        bb.emit_func_output(out)
+    vm = relax.VirtualMachine(tvm.compile(bb.get(), "llvm"), tvm.cpu())
+    got = vm["main"](tvm.runtime.tensor(np.zeros((2, 4), np.float32))).numpy()
+    np.testing.assert_array_equal(got, np.concatenate([np.full((2, 4), 2.0), np.full((2, 4), 30.0)], 1))

@@ -200,7 +200,8 @@ class Graph:
                     ready.append(u)
         if len(order) != len(self.nodes):
             cyc = sorted(n for n, d in indeg.items() if d > 0)[:5]
-            raise ModelFormatError(f"the graph has a cycle (control flow is not supported); nodes involved: {cyc}")
+            raise ModelFormatError(f"the graph has a cycle (a while loop: not supported; conditionals are); "
+                                   f"nodes involved: {cyc}")
         return order
 
     def consumers(self) -> dict[str, list[str]]:

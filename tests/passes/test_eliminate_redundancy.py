@@ -178,3 +178,106 @@ def test_dense_padded_input_needs_no_compaction():
             return out
 
     tvm.ir.assert_structural_equal(strip(run(with_spec(Before))), Expected)
+
+
+# ------------------------------------------------------------------------------ Keras 3 forms (corpus graphs)
+@I.ir_module
+class KerasEmbedding:
+    """Keras 3's Embedding over a [B, 1] id input: negative ids count from the end (fix_negative_indices)."""
+
+    @R.function
+    def main(x: R.Tensor(("B", 1), "int64"), t: R.Tensor((30, 4), "float32")):
+        B = T.int64()
+        with R.dataflow():
+            wrapped = R.where(R.less(x, R.const(0, "int64")), R.add(x, R.const(30, "int64")), x)
+            e = Rc.gather(t, wrapped, 0, True, LABEL)
+            out = R.reshape(e, R.shape([B, 4]))
+            R.output(out)
+        return out
+
+
+def test_wrapped_ids_of_a_feed_are_checked_on_the_host():
+    @I.ir_module
+    class Expected:
+        @R.function
+        def main(x: R.Tensor(("B", 1), "int64"), t: R.Tensor((30, 4), "float32")):
+            B = T.int64()
+            with R.dataflow():
+                wrapped = R.where(R.less(x, R.const(0, "int64")), R.add(x, R.const(30, "int64")), x)
+                e = Rc.gather(t, wrapped, 0, False, LABEL)
+                out = R.reshape(e, R.shape([B, 4]))
+                R.output(out)
+            return out
+
+    after = run(with_spec(KerasEmbedding))
+    tvm.ir.assert_structural_equal(strip(after), Expected)
+    # TF's gather rejects the wrapped id, i.e. raw ids outside [-30, 30): checked on the raw feed before launch
+    assert spec_of(after).id_checks == [{"tensor": "x:0", "limit": 30, "label": LABEL, "low": -30}]
+
+
+def test_wrap_by_another_amount_keeps_the_device_check():
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(x: R.Tensor(("B", 1), "int64"), t: R.Tensor((30, 4), "float32")):
+            B = T.int64()
+            with R.dataflow():
+                wrapped = R.where(R.less(x, R.const(0, "int64")), R.add(x, R.const(31, "int64")), x)
+                e = Rc.gather(t, wrapped, 0, True, LABEL)
+                out = R.reshape(e, R.shape([B, 4]))
+                R.output(out)
+            return out
+
+    after = run(with_spec(Before))
+    tvm.ir.assert_structural_equal(strip(after), Before)
+    assert spec_of(after).id_checks == []
+
+
+def test_select_on_a_decided_condition_keeps_one_operand():
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(h: R.Tensor(("B", 1), "int64"), a: R.Tensor(("B", 1), "int64")):
+            B = T.int64()
+            with R.dataflow():
+                never = R.full(R.shape([B, 1]), R.const(False, "bool"), "bool")
+                out = R.where(never, a, h)
+                R.output(out)
+            return out
+
+    @I.ir_module
+    class Expected:
+        @R.function
+        def main(h: R.Tensor(("B", 1), "int64"), a: R.Tensor(("B", 1), "int64")):
+            return h
+
+    tvm.ir.assert_structural_equal(strip(run(with_spec(Before))), Expected)
+
+
+def test_stacked_field_embeddings_become_a_reshaped_concat():
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(a: R.Tensor(("B", 1, 4), "float32"), b: R.Tensor(("B", 1, 4), "float32")):
+            B = T.int64()
+            with R.dataflow():
+                out = R.concat((a, b), axis=1)
+                R.output(out)
+            return out
+
+    @I.ir_module
+    class Expected:
+        @R.function
+        def main(a: R.Tensor(("B", 1, 4), "float32"), b: R.Tensor(("B", 1, 4), "float32")):
+            B = T.int64()
+            with R.dataflow():
+                ra = R.reshape(a, R.shape([B, 4]))
+                rb = R.reshape(b, R.shape([B, 4]))
+                c = R.concat((ra, rb), axis=1)
+                out = R.reshape(c, R.shape([B, 2, 4]))
+                R.output(out)
+            return out
+
+    after = run(with_spec(Before))
+    tvm.ir.assert_structural_equal(strip(after), Expected)
+    assert any("stacked on axis 1" in f for f in after.attrs[FACTS_ATTR])

@@ -51,9 +51,12 @@ def placed(*ops: str):
 
 def supported_ops() -> dict[str, list[str]]:
     _load()
+    from ..functions import CALL_OPS, IF_OPS
+
     return {"compiled": sorted(DEVICE), "import-time only": sorted(set(KNOWN) - set(DEVICE)),
             "host stage": sorted(HOST),
-            "placed by their converter": sorted(PLACED) + ["HashTableV2 (with its initializer)"]}
+            "placed by their converter": sorted(PLACED) + ["HashTableV2 (with its initializer)"],
+            "inlined when the graph is read": sorted(IF_OPS + CALL_OPS)}
 
 
 def _load() -> None:
