@@ -314,6 +314,25 @@ class _Importer:
                                   + "; TensorFlow fails to fetch it otherwise")
         return self.values[key]
 
+    def _inputs(self, node: Node) -> list:
+        """The values of the node's data inputs; a Merge's dead inputs are None (ctx.live_inputs has the live
+        ones with their guards)."""
+        live = None
+        if node.op in MERGE_OPS and self.live.active:
+            self.ctx.live_inputs = [(i, self.live.status(s, k)) for i, (s, k) in enumerate(node.inputs)
+                                    if self.live.status(s, k) is not DEAD]
+            live = {i for i, _ in self.ctx.live_inputs}
+        ins = []
+        for i, (src, idx) in enumerate(node.inputs):
+            if live is not None and i not in live:
+                ins.append(None)
+                continue
+            if (src, idx) not in self.values:
+                raise ConversionError(node.op, node.name, self.columns(node.name),
+                                      f"input {src}:{idx} was not produced")
+            ins.append(self.values[(src, idx)])
+        return ins
+
     def _convert(self, node: Node, on_host: bool) -> None:
         ctx = self.ctx
         ctx.node = node
@@ -323,17 +342,7 @@ class _Importer:
             if not _has_converter(node.op):
                 self.failures.append(UnsupportedOpError(node.op, node.name, self.columns(node.name)))
             return
-        ins = []
-        if node.op in MERGE_OPS and self.live.active:  # dead inputs are None; the live ones with their guards
-            ctx.live_inputs = [(i, self.live.status(s, k)) for i, (s, k) in enumerate(node.inputs)
-                               if self.live.status(s, k) is not DEAD]
-            live = {i for i, _ in ctx.live_inputs}
-            ins = [self.values.get(key) if i in live else None for i, key in enumerate(node.inputs)]
-        for src, idx in node.inputs if not ins else ():
-            if (src, idx) not in self.values:
-                raise ConversionError(node.op, node.name, self.columns(node.name),
-                                      f"input {src}:{idx} was not produced")
-            ins.append(self.values[(src, idx)])
+        ins = self._inputs(node)
         try:
             outs = self._dispatch(node, ins, on_host)
         except (UnsupportedOpError, ConversionError) as err:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 
 from . import registry as r
 
@@ -157,5 +156,3 @@ def tf2_cond_frozen_unlowered(out_dir: str) -> dict:
         "inputs": {"dense": flat[0], "user": dict(zip(("indices", "values", "dense_shape"), flat[1:4]))},
         "outputs": {k: frozen.outputs[i].name for i, k in enumerate(names) if i < len(outs)}}}
 
-
-_ = np

@@ -6,7 +6,6 @@ exported the way its docs build the inference model; an Embedding over a sparse 
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -82,7 +81,7 @@ def _preprocessing_feeds(rng, batch, hostile):
         "level": np.where(rng.random((batch, 1)) < 0.8, rng.choice(LEVELS, (batch, 1)),
                           r.ints(rng, (batch, 1), -5, 50, hostile)).astype(np.int64),
         "tags": r.ints(rng, (batch, 4), -1, 12, hostile),
-        "day": rng.integers(0, DAYS, (batch, 1)).astype(np.int64),  # one_hot: Keras checks nothing, TF neither
+        "day": r.ints(rng, (batch, 1), 0, DAYS, hostile),  # one_hot: ids out of range give zeros (tf.one_hot)
         "price": r.floats(rng, (batch, 1), hostile),
         "age": r.floats(rng, (batch, 2), hostile, scale=20.0),
     }
@@ -269,5 +268,3 @@ def keras3_ragged_frozen(out_dir: str) -> dict:
 
     return freeze(serve.get_concrete_function(), out_dir, tables=True)
 
-
-_ = json
