@@ -157,6 +157,10 @@ def _concat(ctx, node, ins):
     devs = [ctx.device(p) for p in parts]
     rank = len(devs[0].shape)
     axis = _norm_axis(ctx, axis, rank)
+    # empty pieces add nothing (tf.sparse.expand_dims concatenates a [n, 0] slice); left in, their zero-extent
+    # kernels break CUDA scheduling
+    nonempty = [d for d in devs if not (len(d.shape) == rank and prove_equal(d.shape[axis], 0))]
+    devs = nonempty or devs[:1]
     devs = ctx.unify(devs, [i for i in range(rank) if i != axis])
     if len(devs) == 1:
         return devs[0]
