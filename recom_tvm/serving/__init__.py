@@ -6,7 +6,7 @@
 
 Files, one job each: wire.py (feeds <-> Triton tensors), batching.py (merging the requests of a dynamic batch),
 executor.py (runs a batch, an answer or an error per request), triton_backend.py + triton_model.py (the Python
-backend's model.py), repository.py (config.pbtxt and the repository), pytriton.py (the PyTriton binding),
+backend's model.py), repository.py (config.pbtxt and the repository), pytriton_binding.py (the PyTriton binding),
 server.py (tritonserver from the nvidia-pytriton wheel), client.py (client, replay and load tools).
 Nothing is imported eagerly: the repository bundles this package's runtime-only modules.
 """
@@ -18,7 +18,7 @@ import importlib
 _LAZY = {
     "export_triton": ("recom_tvm.serving.repository", "export_triton"),
     "config_pbtxt": ("recom_tvm.serving.repository", "config_pbtxt"),
-    "pytriton": ("recom_tvm.serving.pytriton", "pytriton"),
+    "pytriton": ("recom_tvm.serving.pytriton_binding", "pytriton"),
     "TritonServer": ("recom_tvm.serving.server", "TritonServer"),
     "RecomClient": ("recom_tvm.serving.client", "RecomClient"),
     "Executor": ("recom_tvm.serving.executor", "Executor"),

@@ -51,7 +51,8 @@ class RecomClient:
             self.client = self.tc.InferenceServerClient(url)
             config = self.client.get_model_config(model, as_json=True)["config"]
         params = {k: v.get("string_value", v.get("stringValue")) for k, v in config.get("parameters", {}).items()}
-        self.features = json.loads(params["recom_tvm_features"])
+        self.features = (json.loads(params["recom_tvm_features"]) if "recom_tvm_features" in params
+                         else wire.features_from_names([i["name"] for i in config["input"]]))
         self.types = {i["name"]: i.get("data_type", i.get("dataType")).replace("TYPE_", "") for i in config["input"]}
         self.types = {k: "BYTES" if v == "STRING" else v for k, v in self.types.items()}
         self.outputs = [o["name"] for o in config["output"]]

@@ -36,8 +36,6 @@ def export_triton(model, repository: str, name: str = "recom_tvm", *, version: i
     work) or in all (llvm; default 1: TVM's CPU kernels already use every core). gpus: the GPUs to place them on
     (default: every GPU Triton sees). execution_env: an EXECUTION_ENV_PATH (a conda-pack archive) for the Python
     backend, when the server's own Python lacks numpy or the TVM runtime."""
-    if max_batch_requests < 1 or any(p < 1 or p > max_batch_requests for p in preferred_batch_sizes):
-        raise ValueError(f"preferred batch sizes {preferred_batch_sizes} must lie in [1, {max_batch_requests}]")
     model_dir = os.path.join(repository, name)
     version_dir = os.path.join(model_dir, str(version))
     os.makedirs(version_dir, exist_ok=True)
@@ -68,9 +66,11 @@ def config_pbtxt(spec, target_kind: str, name: str, *, max_batch_requests: int =
                  instances: int | None = None, gpus: list[int] | None = None, merge_requests: bool = True,
                  max_merged_rows: int = 16384, execution_env: str | None = None) -> str:
     """The model's config.pbtxt (Triton's protobuf text format)."""
+    if max_batch_requests < 1 or any(p < 1 or p > max_batch_requests for p in preferred_batch_sizes):
+        raise ValueError(f"preferred batch sizes {preferred_batch_sizes} must lie in [1, {max_batch_requests}]")
     lines = [f"name: {_q(name)}", 'backend: "python"', f"max_batch_size: {max_batch_requests}", "input ["]
     ins = wire.inputs(spec)
-    lines += [",\n".join(_tensor(t) for t in ins), "]", "output ["]
+    lines += [",\n".join(_tensor(t, is_input=True) for t in ins), "]", "output ["]
     lines += [",\n".join(_tensor(t) for t in wire.outputs(spec)), "]"]
     sizes = ", ".join(str(s) for s in sorted(set(preferred_batch_sizes)))
     lines += ["dynamic_batching {", f"  preferred_batch_size: [ {sizes} ]",
@@ -94,9 +94,12 @@ def config_pbtxt(spec, target_kind: str, name: str, *, max_batch_requests: int =
     return "\n".join(lines) + "\n"
 
 
-def _tensor(t: wire.WireTensor) -> str:
+def _tensor(t: wire.WireTensor, is_input: bool = False) -> str:
     dims = ", ".join(str(d) for d in t.dims)
-    return f"  {{ name: {_q(t.name)}, data_type: {t.config_type}, dims: [ {dims} ] }}"
+    # allow_ragged_batch: without it the dynamic batcher groups only requests of equal shapes (equal nnz, equal
+    # B); the Python backend gets each request's tensors apart, so differently shaped requests can share a batch
+    ragged = ", allow_ragged_batch: true" if is_input and -1 in t.dims else ""
+    return f"  {{ name: {_q(t.name)}, data_type: {t.config_type}, dims: [ {dims} ]{ragged} }}"
 
 
 def _q(text: str) -> str:

@@ -84,6 +84,21 @@ def features_json(spec) -> list[dict]:
     return [{"name": f["name"], "kind": f["kind"]} for f in spec.features]
 
 
+def features_from_names(names: list[str]) -> list[dict]:
+    """The features behind a model's input names, by the naming rule above (for servers whose config carries no
+    "recom_tvm_features" parameter, e.g. the PyTriton binding)."""
+    out, seen = [], set()
+    for name in names:
+        base, _, part = name.rpartition(".")
+        kind = next((k for k, parts in PARTS.items() if k != "dense" and part in parts
+                     and all(f"{base}.{p}" in names for p in parts)), None) if base else None
+        feature = base if kind else name
+        if feature not in seen:
+            seen.add(feature)
+            out.append({"name": feature, "kind": kind or "dense"})
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ client side
 def to_wire(features: list[dict], feeds: Mapping) -> dict[str, np.ndarray]:
     """Feeds keyed by feature (what CompiledModel.run takes) -> {tensor name: array with the request dim}.
