@@ -27,8 +27,6 @@ import threading
 import time
 import urllib.request
 
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 

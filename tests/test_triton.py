@@ -17,13 +17,13 @@ import urllib.request
 
 import numpy as np
 import pytest
+from test_runtime_only import BLOCK_IMPORTS
 
 from recom_tvm.models import zoo
 from recom_tvm.serving import wire
 from recom_tvm.serving.client import save_requests
 from recom_tvm.serving.repository import export_triton
 from recom_tvm.serving.server import TritonServer, free_port
-from test_runtime_only import BLOCK_IMPORTS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = {"demo": zoo.demo, "examples": zoo.example_mix, "vocab": zoo.vocab_mix, "crossed": zoo.crossed_mix}

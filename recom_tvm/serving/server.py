@@ -20,8 +20,9 @@ import tempfile
 import time
 import urllib.request
 
-_PROBE = ("import json, os, sys, sysconfig, pytriton; print(json.dumps({'pytriton': os.path.dirname(pytriton.__file__), "
-          "'libdir': sysconfig.get_config_var('LIBDIR'), 'version': '%d.%d' % sys.version_info[:2]}))")
+_PROBE = ("import json, os, sys, sysconfig, pytriton; print(json.dumps({"
+          "'pytriton': os.path.dirname(pytriton.__file__), 'libdir': sysconfig.get_config_var('LIBDIR'), "
+          "'version': '%d.%d' % sys.version_info[:2]}))")
 
 
 def free_port() -> int:
