@@ -83,7 +83,10 @@ def _convert(name: str, value, dtype: str, shape: list | None) -> np.ndarray:
             raise FeedError(f"feed {name!r} must hold strings, got an element of type {type(bad).__name__}") \
                 from None
     else:
-        arr = np.asarray(value)
+        try:
+            arr = np.asarray(value)
+        except ValueError as err:  # ragged nesting, e.g. a SparseTensor's (indices, values, shape) for a dense input
+            raise FeedError(f"feed {name!r} must be one {dtype} array: {err}") from None
         if arr.dtype == object or arr.dtype.kind in "USV":
             raise FeedError(f"feed {name!r} must be {dtype}, got {arr.dtype} data")
         want = np.dtype(dtype)
