@@ -297,8 +297,33 @@ def _only_binds_symbols(ctx: RuleContext, b: relax.Binding, depth: int = 0) -> b
         b.var.__hash__() not in ctx.view.outputs
 
 
+_ELEMENTWISE = {"relax.less", "relax.less_equal", "relax.greater", "relax.greater_equal", "relax.equal",
+                "relax.not_equal", "relax.astype", "relax.logical_and", "relax.logical_or", "relax.logical_not",
+                "relax.add", "relax.subtract", "relax.multiply", "relax.isnan"}
+_REDUCTIONS = {"relax.min", "relax.max", "relax.sum", "relax.prod"}
+
+
+def _order_free(ctx: RuleContext, b: relax.Binding, depth: int = 0) -> bool:
+    """Does reordering the entries of this 1-D binding's input leave every result reading it unchanged? True for
+    elementwise ops (with scalars) that end in reductions over the whole tensor: an assert's `all(ids < n)`."""
+    name = op_name(b.value)
+    shape = b.var.ty.shape if isinstance(b.var.ty, relax.TensorType) else None
+    if depth > 8 or shape is None:
+        return False
+    if name in _REDUCTIONS:
+        return len(shape.values) == 0  # reduced over every axis
+    if name not in _ELEMENTWISE or len(shape.values) != 1:
+        return False
+    if any(isinstance(a, relax.Expr) and isinstance(a.ty, relax.TensorType) and a.ty.shape is not None
+           and len(a.ty.shape.values) not in (0, 1) for a in b.value.args):
+        return False
+    users = ctx.view.users_of(b.var)
+    return bool(users) and all(_order_free(ctx, u, depth + 1) for u in users)
+
+
 def _used_only_within(ctx: RuleContext, var, allowed: set, sink) -> bool:
-    """Every transitive user of var, up to `sink`, lies in `allowed` (binding var keys), or only binds symbols."""
+    """Every transitive user of var, up to `sink`, lies in `allowed` (binding var keys), only binds symbols, or
+    does not depend on the order of its entries (see _order_free)."""
     stack, seen = [var], set()
     while stack:
         v = stack.pop()
@@ -308,7 +333,7 @@ def _used_only_within(ctx: RuleContext, var, allowed: set, sink) -> bool:
                 continue
             seen.add(k)
             if k not in allowed:
-                if _only_binds_symbols(ctx, b):
+                if _only_binds_symbols(ctx, b) or _order_free(ctx, b):
                     continue
                 return False
             if not b.var.same_as(sink):

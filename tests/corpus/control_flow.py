@@ -87,15 +87,13 @@ def _session_model(out_dir: str, control_flow_v2: bool) -> dict:
         "outputs": {"score": score.name, "embedding": emb.name}}}
 
 
-@r.entry("control_flow", feeds=_feeds, fused=False,
-         why_not_fused="one embedding column and no concat of columns: nothing to fuse across")
+@r.entry("control_flow", feeds=_feeds)
 def tf1_cond_switch_merge(out_dir: str) -> dict:
     """TF1 control flow (Switch / Merge) in a Session graph, frozen."""
     return _session_model(out_dir, control_flow_v2=False)
 
 
-@r.entry("control_flow", feeds=_feeds, fused=False,
-         why_not_fused="one embedding column and no concat of columns: nothing to fuse across")
+@r.entry("control_flow", feeds=_feeds)
 def tf1_cond_functional_if(out_dir: str) -> dict:
     """Control flow v2 (TF2's default, also in Session graphs): If / StatelessIf with branch functions."""
     return _session_model(out_dir, control_flow_v2=True)
@@ -125,8 +123,7 @@ def _tf2_module(tf):
     return mod
 
 
-@r.entry("control_flow", feeds=_feeds, fused=False,
-         why_not_fused="one embedding column and no concat of columns: nothing to fuse across")
+@r.entry("control_flow", feeds=_feeds)
 def tf2_cond_saved_model(out_dir: str) -> dict:
     """tf.cond and asserts in a tf.function, saved as a SavedModel (StatelessIf / If in its functions)."""
     tf = _tf()
@@ -135,8 +132,7 @@ def tf2_cond_saved_model(out_dir: str) -> dict:
     return {"saved_model": "sm", "call": "serve"}
 
 
-@r.entry("control_flow", feeds=_feeds, fused=False,
-         why_not_fused="one embedding column and no concat of columns: nothing to fuse across")
+@r.entry("control_flow", feeds=_feeds)
 def tf2_cond_frozen_unlowered(out_dir: str) -> dict:
     """The TF2 function frozen with `lower_control_flow=False`: functional If / StatelessIf in the .pb."""
     tf = _tf()
