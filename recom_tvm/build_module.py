@@ -10,6 +10,7 @@ import tvm
 
 from . import config
 from .ops import LegalizeRecomOps
+from .ops.split_blocks import SplitDataflowAtSizes
 from .runtime.compiled_model import CompiledModel
 from .module_spec import spec_of
 from .runtime.spec import InputSpec
@@ -63,7 +64,7 @@ def build(mod: tvm.IRModule, target="llvm", params: Mapping[str, np.ndarray] | N
         kernel_schedules = schedules_from_database(mod, tgt, database)
     t0 = time.perf_counter()
     with tgt:
-        lowered = LegalizeRecomOps(kernel_schedules)(mod)
+        lowered = SplitDataflowAtSizes()(LegalizeRecomOps(kernel_schedules)(mod))
         executable = tvm.compile(lowered, target=tgt)
     config.log(f"built for {kind} in {time.perf_counter() - t0:.2f}s")
     model = CompiledModel(executable, spec, dict(params or {}), kind, device)

@@ -61,3 +61,27 @@ def test_cuda_export_of_a_model_without_device_kernels(tmp_path):
     assert not has_fatbin(lib)
     assert recom_tvm.load(lib).spec.outputs[0]["name"] == "out"
     _ = np
+
+
+def test_run_time_sizes_build_for_cuda(tmp_path):
+    """A Keras 3 ragged model keeps data-dependent sizes (its longest row): TVM's FuseOps moved kernels sized by
+    such a symbol above the match_cast learning it ('... has not been computed' at VMShapeLower) until the blocks
+    were split there (ops/split_blocks.py)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(4)
+    hashing, emb = keras.layers.Hashing(num_bins=50), keras.layers.Embedding(50, 4)
+
+    @tf.function(input_signature=[tf.RaggedTensorSpec([None, None], tf.string)])
+    def serve(text):
+        return {"score": tf.reduce_mean(emb(hashing(text)), axis=1)}
+
+    mod = tf.Module()
+    mod.layers, mod.serve = [hashing, emb], serve
+    path = str(tmp_path / "sm")
+    tf.saved_model.save(mod, path, signatures={"serving_default": serve.get_concrete_function()})
+    rmod, params, _ = recom_tvm.from_tensorflow(path)
+    lib = str(tmp_path / "ragged.so")
+    recom_tvm.build(rmod, "cuda", params).export_library(lib)
+    assert has_fatbin(lib)
