@@ -30,9 +30,11 @@ from .values import Host, Known
 
 _STRING_OPS = {"StringToHashBucketFast", "StringToHashBucket", "StringToHashBucketStrong", "AsString",
                "StringJoin", "StringSplit", "StringSplitV2", "Substr", "StringLower", "StringUpper",
-               "RegexReplace", "StaticRegexReplace", "StringStrip", "StringLength", "StringToNumber",
-               "DecodeRaw", "ParseExample", "ParseExampleV2", "ParseSingleExample",
-               "SparseCross"}  # host-stage ops: what feeds them runs on the host too
+               "RegexReplace", "StaticRegexReplace", "RegexFullMatch", "StaticRegexFullMatch", "StringStrip",
+               "StringLength", "StringToNumber", "ReduceJoin", "StringNGrams", "DecodeRaw", "ParseExample",
+               "ParseExampleV2", "ParseSingleExample", "SparseCross", "SparseCrossV2", "SparseCrossHashed",
+               "UnicodeDecode", "UnicodeDecodeWithOffsets", "UnicodeEncode", "UnicodeTranscode",
+               "StringFormat"}  # host-stage ops: what feeds them runs on the host too
 _DTYPE_ATTRS = ("T", "Tparams", "dtype", "DstT", "SrcT")
 # elementwise ops kept on the host when all their inputs are host-stage results (see _host_closed)
 _HOST_CLOSED = {"NotEqual", "Equal", "AddV2", "SelectV2"}

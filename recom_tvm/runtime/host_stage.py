@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError
 from .fingerprint import DecimalStrings, hash_bucket_fast, hash_bucket_fast_many
+from .string_ops import IMPLS as STRING_IMPLS
 
 
 def _as_string(node, x):
@@ -129,6 +130,7 @@ HOST_IMPLS: dict[str, Callable] = {
     # vocabulary columns with OOV buckets: SelectV2(lookup != -1, lookup, hash + size), kept on the host
     "AddV2": lambda node, a, b: np.add(a, b),
     "SelectV2": lambda node, c, a, b: np.where(c, a, b),
+    **STRING_IMPLS,  # tf.strings (string_ops.py)
 }
 
 

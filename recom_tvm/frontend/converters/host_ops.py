@@ -7,6 +7,7 @@ The rules here give each output's dtype and symbolic shape; the numpy implementa
 from __future__ import annotations
 
 from ...runtime.host_stage import HOST_IMPLS
+from ...runtime.string_ops import IMPLS as STRING_IMPLS
 from ...shapes.symbolic import is_const_int, prove_equal
 from . import host
 from .array import resolve_reshape
@@ -118,5 +119,5 @@ def _host_reshape(ctx, node, ins):
 missing = set(HOST_IMPLS) ^ {"StringToHashBucketFast", "AsString", "Identity", "Cast", "Equal", "NotEqual",
                               "Where", "GatherNd", "GatherV2", "Reshape", "LookupTableFind", "AddV2",
                               "SelectV2", "ValidateSparseIndices", "SparseCross", "ParseExampleV2",
-                              "ExpandDims"}
+                              "ExpandDims", *STRING_IMPLS}
 assert not missing, f"host rules and implementations disagree: {missing}"

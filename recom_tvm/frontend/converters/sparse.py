@@ -162,6 +162,8 @@ def _sparse_to_dense(ctx, node, ins):
     vals = ctx.device(values)
     if len(vals.shape) == 0:  # one value for every index
         vals = ctx.emit(relax.op.broadcast_to(vals.expr, shape_expr([idx.shape[0]])))
+    else:  # separate feeds (no signature grouping them) have their own sizes: TF requires them equal
+        vals = ctx.match_shape(vals, [idx.shape[0]])
     if len(dims) == 1:
         idx_expr = idx.expr if len(idx.shape) == 2 else relax.op.reshape(idx.expr, shape_expr([idx.shape[0], 1]))
     else:
