@@ -41,8 +41,9 @@ _HOST_CLOSED = {"NotEqual", "Equal", "AddV2", "SelectV2"}
 _SHAPE_FEED_MAX = 8  # static int vectors up to this size (dense_shape & co.) are fed as symbolic shapes
 
 
-def from_tensorflow(source: Any, signature: str | dict | None = None,
-                    outputs: list[str] | None = None) -> tuple[tvm.IRModule, dict[str, np.ndarray], InputSpec]:
+def from_tensorflow(source: Any, signature: str | dict | None = None, outputs: list[str] | None = None, *,
+                    assets: dict[str, str] | None = None, assets_dir: str | None = None,
+                    ) -> tuple[tvm.IRModule, dict[str, np.ndarray], InputSpec]:
     """Import a TF model into Relax.
 
     Args:
@@ -50,14 +51,19 @@ def from_tensorflow(source: Any, signature: str | dict | None = None,
             `tf.function` ConcreteFunction.
         signature: SavedModel signature name (default "serving_default"), or for a .pb a dict (or JSON file)
             `{"inputs": {feature: placeholder | {"indices", "values", "dense_shape"}}, "outputs": {...}}`.
-        outputs: tensor names to return instead of the signature's outputs.
+        outputs: tensor names to return instead of the signature's outputs. Without a signature's outputs
+            either, the graph's sinks (nodes nothing reads, except initializers and other effect-only ops).
+        assets: for a frozen GraphDef, `{path in the graph: local file}` for vocabulary files the graph names
+            by a path that is not on this machine or lies outside the model's folder (the only files read
+            outside it, besides `assets_dir`); keys may also be file names.
+        assets_dir: for a frozen GraphDef, a folder holding vocabulary files under their file names.
 
     Returns:
         (mod, params, spec): `mod["main"]` takes the module inputs listed in `spec` then the params;
         params maps parameter names to numpy arrays (the embedding tables and weights).
     """
     t0 = time.perf_counter()
-    loaded = load(source, signature, outputs)
+    loaded = load(source, signature, outputs, assets, assets_dir)
     config.log(f"loaded {loaded.source}: {len(loaded.graph.nodes)} nodes in {time.perf_counter() - t0:.2f}s")
     mod, params, spec = _Importer(loaded).run()
     mod = attach_spec(mod, spec)
@@ -79,7 +85,7 @@ class _Importer:
         self.loaded = loaded
         self.graph: Graph = loaded.graph
         self.columns = ColumnResolver(self.graph, loaded.features)
-        self.tables = resolve_tables(self.graph, loaded.model_dir, loaded.tables)
+        self.tables = resolve_tables(self.graph, loaded.model_dir, loaded.tables, loaded.assets, loaded.assets_dir)
         self.ctx = ImportContext(self.columns)
         self.ctx.graph = self.graph
         self.values: dict[tuple[str, int], Any] = {}
@@ -294,11 +300,14 @@ class _Importer:
                     arr = np.array([b.decode("latin-1") if isinstance(b, bytes) else str(b)
                                     for b in arr.reshape(-1)], dtype=object).reshape(arr.shape)
                 inputs.append({"const": arr.tolist(), "dtype": v.dtype})
+            elif isinstance(v, Known):  # sizes used as data: computed on the host from the feeds' shapes
+                inputs.append({"tensor": ctx.host_known(v)})
             else:
-                ctx.fail("a host-stage op reads a value that is only known on the device or symbolically")
+                ctx.fail("a host-stage op reads a value computed on the device")
         outputs = [f"{node.name}:{i}" for i in range(len(out_types))]
         attrs = {k: (v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in node.attrs.items()
-                 if isinstance(v, (int, float, bool, str, bytes))}
+                 if isinstance(v, (int, float, bool, str, bytes)) or (isinstance(v, list) and all(
+                     isinstance(e, (int, float, bool)) for e in v))}
         ctx.add_host_op({"name": node.name, "op": node.op, "inputs": inputs, "attrs": attrs,
                               "outputs": outputs})
         outs = [Host(t, dt, shape) for t, (dt, shape) in zip(outputs, out_types)]

@@ -34,6 +34,8 @@ class LoadedGraph:
     outputs: list[tuple[str, str]]  # (output name, tensor name)
     source: str
     model_dir: str | None = None  # where vocabulary files may be read from
+    assets: dict[str, str] = dataclasses.field(default_factory=dict)  # graph path -> local file (see tables.py)
+    assets_dir: str | None = None  # a folder holding vocabulary files by name
     tables: dict = dataclasses.field(default_factory=dict)  # TF2 resource placeholder -> (keys, values)
 
 
@@ -45,8 +47,31 @@ def _node_of(tensor: str) -> str:
     return parse_tensor_name(tensor)[0]
 
 
-def load(source: Any, signature: str | dict | None = None, outputs: list[str] | None = None) -> LoadedGraph:
+def load(source: Any, signature: str | dict | None = None, outputs: list[str] | None = None,
+         assets: dict | None = None, assets_dir: str | os.PathLike | None = None) -> LoadedGraph:
     """Dispatch on the kind of `source`; see `recom_tvm.from_tensorflow`."""
+    loaded = _load(source, signature, outputs)
+    if assets or assets_dir is not None:
+        if not _is_graphdef_source(source):
+            raise ModelFormatError("assets= / assets_dir= map the vocabulary files of a frozen GraphDef; a "
+                                   "SavedModel or ConcreteFunction carries its own assets")
+        if assets_dir is not None and not os.path.isdir(assets_dir):
+            raise ModelFormatError(f"assets_dir {os.fspath(assets_dir)!r} is not a directory")
+        for graph_path, local in (assets or {}).items():
+            if not os.path.isfile(local):
+                raise ModelFormatError(f"assets: {graph_path!r} is mapped to {os.fspath(local)!r}, which is not a file")
+        loaded.assets = {str(k): os.path.abspath(v) for k, v in (assets or {}).items()}
+        loaded.assets_dir = os.path.abspath(assets_dir) if assets_dir is not None else None
+    return loaded
+
+
+def _is_graphdef_source(source) -> bool:
+    if isinstance(source, (bytes, bytearray)) or type(source).__name__ == "GraphDef":
+        return True
+    return isinstance(source, (str, os.PathLike)) and os.path.isfile(os.fspath(source))
+
+
+def _load(source: Any, signature, outputs) -> LoadedGraph:
     if isinstance(source, (bytes, bytearray)):
         return _from_graphdef_bytes(bytes(source), signature, outputs, "<bytes>")
     if isinstance(source, (str, os.PathLike)):

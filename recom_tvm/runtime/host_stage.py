@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError
 from .fingerprint import DecimalStrings, hash_bucket_fast, hash_bucket_fast_many
+from .array_ops import IMPLS as ARRAY_IMPLS
 from .string_ops import IMPLS as STRING_IMPLS
 
 
@@ -131,6 +132,7 @@ HOST_IMPLS: dict[str, Callable] = {
     "AddV2": lambda node, a, b: np.add(a, b),
     "SelectV2": lambda node, c, a, b: np.where(c, a, b),
     **STRING_IMPLS,  # tf.strings (string_ops.py)
+    **ARRAY_IMPLS,  # numeric ops feeding a host op, sizes as data (array_ops.py)
 }
 
 

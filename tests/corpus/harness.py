@@ -60,14 +60,22 @@ def artifact(entry: Entry) -> tuple[str, dict]:
 
 # ------------------------------------------------------------------------------------------- TF references
 class GraphDefReference:
-    """A frozen GraphDef run by a TF1 Session (table initializers run first), feeds mapped by the signature."""
+    """A frozen GraphDef run by a TF1 Session (table initializers run first), feeds mapped by the signature;
+    `assets` ({path in the graph: local file}) redirect the vocabulary files the initializers read."""
 
-    def __init__(self, pb: str, signature: dict) -> None:
+    def __init__(self, pb: str, signature: dict, assets: dict | None = None) -> None:
         tf = _tf()
         v1 = tf.compat.v1
         gd = v1.GraphDef()
         with open(pb, "rb") as f:
             gd.ParseFromString(f.read())
+        for node in gd.node:
+            if node.op == "Const" and node.attr["value"].tensor.string_val:
+                vals = node.attr["value"].tensor.string_val
+                for i, v in enumerate(vals):
+                    local = (assets or {}).get(v.decode("utf-8", "replace"))
+                    if local is not None:
+                        vals[i] = local.encode()
         self.graph = tf.Graph()
         with self.graph.as_default():
             v1.import_graph_def(gd, name="")
@@ -138,21 +146,42 @@ def reference(entry: Entry):
     if entry.name not in _REFS:
         root, art = artifact(entry)
         if "pb" in art:
-            _REFS[entry.name] = GraphDefReference(os.path.join(root, art["pb"]), art["signature"])
+            _REFS[entry.name] = GraphDefReference(os.path.join(root, art["pb"]), art["signature"],
+                                                  assets(entry))
         else:
             _REFS[entry.name] = SavedModelReference(os.path.join(root, art["saved_model"]), art.get("call"))
     return _REFS[entry.name]
 
 
 # ------------------------------------------------------------------------------------------------ recom_tvm
-def imported(entry: Entry):
-    """(mod, params, spec) of the entry's model through recom_tvm's importer (host fallback off)."""
+def assets(entry: Entry) -> dict:
+    """{path baked into the graph: local file} of the entry's vocabulary files (see registry)."""
+    root, art = artifact(entry)
+    return {k: os.path.join(root, v) for k, v in art.get("assets", {}).items()}
+
+
+def imported(entry: Entry, how: str = "signature"):
+    """(mod, params, spec) of the entry's model through recom_tvm's importer (host fallback off).
+
+    how (frozen graphs): "signature" (inputs and outputs given), or as users often import a .pb:
+    "inputs_only" (the signature's inputs; outputs: the graph's sinks), "no_signature" (features found from
+    the placeholders, outputs the sinks), "outputs_only" (outputs=[...] only)."""
     import recom_tvm
 
     root, art = artifact(entry)
-    if "pb" in art:
-        return recom_tvm.from_tensorflow(os.path.join(root, art["pb"]), signature=art["signature"])
-    return recom_tvm.from_tensorflow(os.path.join(root, art["saved_model"]))
+    if "pb" not in art:
+        return recom_tvm.from_tensorflow(os.path.join(root, art["saved_model"]))
+    pb, sig = os.path.join(root, art["pb"]), art["signature"]
+    kw = {"assets": assets(entry)} if art.get("assets") else {}
+    if how == "signature":
+        return recom_tvm.from_tensorflow(pb, signature=sig, **kw)
+    if how == "inputs_only":
+        return recom_tvm.from_tensorflow(pb, signature={"inputs": sig["inputs"]}, **kw)
+    if how == "no_signature":
+        return recom_tvm.from_tensorflow(pb, **kw)
+    if how == "outputs_only":
+        return recom_tvm.from_tensorflow(pb, outputs=[sig["outputs"][k] for k in sorted(sig["outputs"])], **kw)
+    raise ValueError(how)
 
 
 def built(entry: Entry, optimized: bool):

@@ -41,6 +41,8 @@ def _sparse_cross(ctx, node, ins):
             inputs.append({"const": arr.tolist(), "dtype": v.dtype})
         elif isinstance(v, Known) and (tensor := _feed_tensor(ctx, node, i)) is not None:  # a dense_shape
             inputs.append({"tensor": tensor})
+        elif isinstance(v, Known):  # sizes computed in the graph (a bucketized column's [B, 1])
+            inputs.append({"tensor": ctx.host_known(v)})
         else:
             ctx.fail(f"input {i} is computed on the device; SparseCross runs in the host stage on feeds")
     shapes = ins[2 * n:3 * n]

@@ -6,9 +6,13 @@ The rules here give each output's dtype and symbolic shape; the numpy implementa
 
 from __future__ import annotations
 
+from tvm import tirx
+
+from ...runtime.array_ops import IMPLS as ARRAY_IMPLS
 from ...runtime.host_stage import HOST_IMPLS
 from ...runtime.string_ops import IMPLS as STRING_IMPLS
-from ...shapes.symbolic import is_const_int, prove_equal
+from ...shapes.symbolic import as_expr, is_const_int, prove_equal, simplify
+from ..values import Known
 from . import host
 from .array import resolve_reshape
 
@@ -116,8 +120,87 @@ def _host_reshape(ctx, node, ins):
     return [(ins[0].dtype, target)]
 
 
+# ---------------------------------------------------------- numeric ops feeding a host op (runtime/array_ops.py)
+@host("Bucketize")
+def _host_bucketize(ctx, node, ins):
+    b = list(node.attr("boundaries", []))
+    if any(y < x for x, y in zip(b, b[1:])):
+        ctx.fail("boundaries must be sorted")
+    return [("int32", list(ins[0].shape))]
+
+
+@host("Mul", "Sub")
+def _host_arith(ctx, node, ins):
+    return [(ins[0].dtype, _broadcast(ctx, [list(v.shape) for v in ins]))]
+
+
+@host("Range")
+def _host_range(ctx, node, ins):
+    dtype = node.attr("Tidx", "int32")
+    if all(isinstance(v, Known) for v in ins):
+        start, limit, delta = (ctx.known_ints(v, "a Range bound")[0] for v in ins)
+        if not is_const_int(delta) or int(delta) == 0:
+            ctx.fail("Range with a non-constant or zero delta")
+        d = int(delta)
+        n = simplify(tirx.Max(as_expr(0), tirx.floordiv(as_expr(limit) - as_expr(start) + (d - 1 if d > 0 else d + 1),
+                                                        as_expr(d))))
+        return [(dtype, [n])]
+    return [(dtype, [ctx.symbols.fresh(node.name.rsplit("/", 1)[-1] + "_len", f"data-dependent size at {node.name}")])]
+
+
+@host("Tile")
+def _host_tile(ctx, node, ins):
+    mult = ctx.known_ints(ins[1], "the multiples")
+    if len(mult) != len(ins[0].shape):
+        ctx.fail("multiples of another rank than the input")
+    return [(ins[0].dtype, [simplify(as_expr(d) * as_expr(m)) for d, m in zip(ins[0].shape, mult)])]
+
+
+@host("Pack")
+def _host_pack(ctx, node, ins):
+    shape = _broadcast(ctx, [list(v.shape) for v in ins]) if ins[0].shape else []
+    if any(len(v.shape) != len(shape) for v in ins):
+        ctx.fail("Pack of tensors of different ranks")
+    axis = int(node.attr("axis", 0))
+    axis = axis if axis >= 0 else len(shape) + 1 + axis
+    return [(ins[0].dtype, shape[:axis] + [len(ins)] + shape[axis:])]
+
+
+@host("Transpose")
+def _host_transpose(ctx, node, ins):
+    perm = ctx.const_ints(ins[1], "the permutation")
+    return [(ins[0].dtype, [ins[0].shape[p] for p in perm])]
+
+
+@host("ConcatV2")
+def _host_concat(ctx, node, ins):
+    *xs, axis = ins
+    (ax,) = ctx.const_ints(axis, "the axis")
+    rank = len(xs[0].shape)
+    ax %= rank
+    shape = list(xs[0].shape)
+    for v in xs[1:]:
+        if len(v.shape) != rank or not all(prove_equal(a, b) for i, (a, b) in enumerate(zip(v.shape, shape))
+                                           if i != ax):
+            ctx.fail("ConcatV2 of mismatched shapes")
+    shape[ax] = simplify(sum((as_expr(v.shape[ax]) for v in xs[1:]), as_expr(xs[0].shape[ax])))
+    return [(xs[0].dtype, shape)]
+
+
+@host("Squeeze")
+def _host_squeeze(ctx, node, ins):
+    dims = [int(d) % len(ins[0].shape) for d in (node.attr("squeeze_dims") or [])]
+    shape = list(ins[0].shape)
+    if not dims:
+        dims = [i for i, d in enumerate(shape) if is_const_int(d) and int(d) == 1]
+    for i in dims:
+        if not (is_const_int(shape[i]) and int(shape[i]) == 1):
+            ctx.fail(f"Squeeze of dim {i} of size {shape[i]}")
+    return [(ins[0].dtype, [d for i, d in enumerate(shape) if i not in dims])]
+
+
 missing = set(HOST_IMPLS) ^ {"StringToHashBucketFast", "AsString", "Identity", "Cast", "Equal", "NotEqual",
                               "Where", "GatherNd", "GatherV2", "Reshape", "LookupTableFind", "AddV2",
                               "SelectV2", "ValidateSparseIndices", "SparseCross", "ParseExampleV2",
-                              "ExpandDims", *STRING_IMPLS}
+                              "ExpandDims", *STRING_IMPLS, *ARRAY_IMPLS}
 assert not missing, f"host rules and implementations disagree: {missing}"
