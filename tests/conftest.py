@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# our tests must really convert every op: host co-run (TF fallback) only where a test turns it on
+os.environ.setdefault("RECOM_TVM_HOST_FALLBACK", "0")
 os.environ.setdefault("RECOM_TVM_CACHE", os.path.join(os.path.dirname(os.path.dirname(__file__)), ".cache"))
 
 import numpy as np  # noqa: E402

@@ -215,10 +215,10 @@ class CompiledModel:
         include_params=False writes only the parameters' shapes (all must then be given with set_params after
         `load`): for shipping a model whose weights are produced where it runs."""
         self.executable.export_library(path)
-        if self.target_kind == "cuda":
+        if self.target_kind == "cuda" and "cuda" in _module_kinds(self.executable):
             from ..cuda_support import has_fatbin
 
-            if not has_fatbin(path):
+            if not has_fatbin(path):  # the check only holds for modules with device code (a model may have none)
                 raise RuntimeError(f"{path} holds no CUDA binary (only source): the CUDA codegen could not compile")
         arrays, virtual = {}, {}
 
@@ -285,6 +285,17 @@ def host_arguments(spec: InputSpec, feeds: Mapping) -> dict:
     return env
 
 
+def _module_kinds(executable) -> set[str]:
+    """The kinds of every module in an executable's import tree ("cuda" where it holds device code)."""
+    root = getattr(executable, "mod", executable)
+    kinds, stack = set(), [root]
+    while stack:
+        m = stack.pop()
+        kinds.add(getattr(m, "kind", ""))
+        stack.extend(getattr(m, "imports", ()) or ())
+    return kinds
+
+
 def _on_device(value) -> bool:
     """A tensor to use in place (DLPack, not numpy: numpy arrays are copied, and need not be aligned)."""
     return value is not None and hasattr(value, "__dlpack__") and not isinstance(value, np.ndarray)
@@ -313,6 +324,10 @@ def load(path: str, device=None) -> CompiledModel:
         schedules = meta.get("kernel_schedules")
     except (ValueError, KeyError, TypeError) as err:
         raise ModelFormatError(f"{path}.spec.json is corrupt: {err}") from err
+    if spec.corun:
+        from .corun import require_tensorflow
+
+        require_tensorflow(spec.corun)
     if kind == "cuda":
         _load_cuda_runtime()
     try:

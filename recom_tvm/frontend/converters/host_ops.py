@@ -202,5 +202,5 @@ def _host_squeeze(ctx, node, ins):
 missing = set(HOST_IMPLS) ^ {"StringToHashBucketFast", "AsString", "Identity", "Cast", "Equal", "NotEqual",
                               "Where", "GatherNd", "GatherV2", "Reshape", "LookupTableFind", "AddV2",
                               "SelectV2", "ValidateSparseIndices", "SparseCross", "ParseExampleV2",
-                              "ExpandDims", *STRING_IMPLS, *ARRAY_IMPLS}
+                              "ExpandDims", "TFSubgraph", *STRING_IMPLS, *ARRAY_IMPLS}
 assert not missing, f"host rules and implementations disagree: {missing}"
