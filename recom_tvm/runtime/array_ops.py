@@ -11,12 +11,16 @@ import numpy as np
 
 from ..errors import InvalidArgumentError
 from .assertions import evaluate
+from .feeds import flush_denormals
 
 
 def bucketize(node, x):
-    """TF's Bucketize: upper_bound in the float boundaries, comparing as C++ does (ints converted to float)."""
-    b = np.asarray(node["attrs"]["boundaries"], dtype=np.float32)
+    """TF's Bucketize: upper_bound in the float boundaries, comparing as C++ does (ints converted to float),
+    denormals flushed to zero as TF-CPU's kernels run."""
+    b = flush_denormals(np.asarray(node["attrs"]["boundaries"], dtype=np.float32))
     x = np.asarray(x)
+    if x.dtype.kind == "f":
+        x = flush_denormals(x)
     cmp = x if x.dtype == np.float64 else x.astype(np.float32)
     return np.searchsorted(b.astype(cmp.dtype), cmp, side="right").astype(np.int32)
 

@@ -93,7 +93,9 @@ CODES = (3, 17, 42, 99, 1000, -5)
 def _vocab_file_feeds(rng, batch, hostile):
     lens = r.row_lengths(rng, batch, 3, hostile)
     lens2 = r.row_lengths(rng, batch, 2, hostile)
+    lens3 = r.row_lengths(rng, batch, 2, hostile)
     return {"word": r.sparse(lens, r.strings(rng, int(lens.sum()), WORDS, hostile)),
+            "tag": r.sparse(lens3, r.strings(rng, int(lens3.sum()), WORDS[:4], hostile)),
             "code": r.sparse(lens2, np.array([CODES[i] if i < len(CODES) else i * 7 for i in
                                               rng.integers(0, len(CODES) + 3, int(lens2.sum()))], np.int64)
                              if not hostile else r.ints(rng, int(lens2.sum()), -10, 1100, hostile))}
@@ -123,12 +125,14 @@ def tf1_vocab_file(out_dir: str) -> dict:
                                                                                num_oov_buckets=3), 4),
                 fc.embedding_column(fc.categorical_column_with_vocabulary_file(
                     "code", codes_path, len(CODES), dtype=tf.int64, default_value=0), 3, combiner="sqrtn"),
-                fc.indicator_column(fc.categorical_column_with_vocabulary_file("word", words_path, len(WORDS)))]
-        emb = fc.input_layer({"word": word, "code": code}, cols)
+                fc.indicator_column(fc.categorical_column_with_vocabulary_file("word", words_path, len(WORDS))),
+                fc.embedding_column(fc.categorical_column_with_hash_bucket("tag", 20), 2)]
+        tag, t_in = _sparse_inputs(v1, tf, "tag", tf.string)
+        emb = fc.input_layer({"word": word, "code": code, "tag": tag}, cols)
         score = dense(dense(emb, 8, tf.nn.relu, "hidden"), 1, tf.sigmoid, "score")
         with v1.Session(graph=g) as sess:
             sess.run([v1.global_variables_initializer(), v1.tables_initializer()])
-            art = _freeze(sess, g, {"score": score, "embedding": emb}, {"word": w_in, "code": c_in}, out_dir,
+            art = _freeze(sess, g, {"score": score, "embedding": emb}, {"word": w_in, "code": c_in, "tag": t_in}, out_dir,
                           "model/model.pb")
     art["assets"] = {words_path: "vocab/words.txt", codes_path: "vocab/codes.txt"}
     return art
