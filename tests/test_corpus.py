@@ -48,8 +48,7 @@ def test_corpus_fuses_into_one_kernel(name):
         assert entry.why_not_fused, f"{name} is marked not fused without saying why"
 
 
-@pytest.mark.parametrize("how", ["inputs_only", "no_signature", "outputs_only"])
-@pytest.mark.parametrize("name", [n for n in NAMES if ENTRIES[n].user_imports])
+@pytest.mark.parametrize("name,how", [(n, how) for n in NAMES for how in ENTRIES[n].user_imports])
 def test_corpus_user_imports(name, how):
     """A frozen graph imported the ways users often do (issue 13: the signature's outputs left out picked up the
     table initializers, 'unsupported op LookupTableImportV2'): the graph's sinks are its outputs, features come

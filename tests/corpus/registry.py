@@ -41,9 +41,10 @@ class Entry:
     why_not_fused: str = ""
     batches: tuple[int, ...] = (1, 7, 512)
     notes: str = ""
-    # also import a frozen graph the ways users do without a full signature (inputs only; no signature, the
-    # features found from the placeholders; outputs=[...] only) and compare those with TF
-    user_imports: bool = False
+    # also import a frozen graph the ways users do without a full signature and compare those with TF:
+    # "inputs_only" (outputs: the graph's sinks), "no_signature" (features found from the placeholders),
+    # "outputs_only" (outputs=[...] only); see harness.imported
+    user_imports: tuple[str, ...] = ()
 
     @property
     def module(self) -> str:

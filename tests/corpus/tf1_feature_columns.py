@@ -10,6 +10,7 @@ import numpy as np
 from . import registry as r
 
 COUNTRIES = ("us", "fr", "de", "cn", "jp", "br")
+USER_IMPORTS = ("inputs_only", "no_signature", "outputs_only")
 LEVELS = (1, 2, 3, 5, 8)
 
 
@@ -58,7 +59,7 @@ def _vocab_list_feeds(rng, batch, hostile):
     return {"country": country, "level": level, "age": r.floats(rng, (batch, 1), hostile)}
 
 
-@r.entry("tf1_feature_columns", feeds=_vocab_list_feeds, user_imports=True)
+@r.entry("tf1_feature_columns", feeds=_vocab_list_feeds, user_imports=USER_IMPORTS)
 def tf1_vocab_list_indicator(out_dir: str) -> dict:
     """String and int vocabulary lists (embedding and indicator), a numeric column, a small MLP."""
     tf = _tf()
@@ -101,7 +102,7 @@ def _vocab_file_feeds(rng, batch, hostile):
                              if not hostile else r.ints(rng, int(lens2.sum()), -10, 1100, hostile))}
 
 
-@r.entry("tf1_feature_columns", feeds=_vocab_file_feeds, user_imports=True)
+@r.entry("tf1_feature_columns", feeds=_vocab_file_feeds, user_imports=USER_IMPORTS)
 def tf1_vocab_file(out_dir: str) -> dict:
     """Vocabulary FILE columns (string keys with OOV buckets, int keys with a default, an indicator), the graph
     holding the files' absolute paths, which lie outside the .pb's folder (and do not exist where it is used:
@@ -193,6 +194,95 @@ def tf1_estimator_mix(out_dir: str) -> dict:
                                              shared_embedding_collection_name="shared_city_item")]
         emb = fc.input_layer(feats, cols)
         score = dense(dense(emb, 8, tf.nn.relu, "hidden"), 1, tf.sigmoid, "score")
+        with v1.Session(graph=g) as sess:
+            sess.run([v1.global_variables_initializer(), v1.tables_initializer()])
+            return _freeze(sess, g, {"score": score, "embedding": emb}, inputs, out_dir)
+
+
+# --------------------------------------------------------------- a wide model with delimited string features
+N_STR, N_INT, N_NUM, N_BUCKET = 12, 8, 6, 6  # + 8 columns over split strings: 40
+TAGS = tuple(f"t{i}" for i in range(40))
+GENRES = ("rock", "jazz", "pop", "folk", "rap", "soul")
+
+
+def _delimited(rng, batch: int, vocab, sep: str, hostile: bool) -> np.ndarray:
+    """One delimited string per row, as production logs hold multi-valued features ("t1|t7|t3")."""
+    out = []
+    for _ in range(batch):
+        n = int(rng.integers(0 if hostile else 1, 5))
+        toks = list(r.strings(rng, n, vocab, hostile))
+        if hostile and rng.random() < 0.3:
+            toks.insert(int(rng.integers(0, n + 1)), "")  # empty token: "a||b", leading / trailing separators
+        out.append(sep.join(toks))
+    if hostile and batch:
+        for k, v in enumerate(("", sep, sep * 3, " ", "ünï" + sep + "中文", "x" * 300)):
+            out[int(rng.integers(0, batch))] = v
+    return np.array(out, dtype=object)
+
+
+def _wide_feeds(rng, batch, hostile):
+    feeds = {}
+    for i in range(N_STR):
+        lens = r.row_lengths(rng, batch, 1 + i % 4, hostile)
+        feeds[f"s{i}"] = r.sparse(lens, r.strings(rng, int(lens.sum()), [f"v{k}" for k in range(20)], hostile))
+    for i in range(N_INT):
+        lens = r.row_lengths(rng, batch, 1 + i % 3, hostile)
+        feeds[f"i{i}"] = r.sparse(lens, r.ints(rng, int(lens.sum()), 0, 100, hostile and i % 2 == 0))
+    for i in range(N_NUM + N_BUCKET):
+        feeds[f"f{i}"] = r.floats(rng, (batch, 1), hostile, 10.0)
+    feeds["tags"] = _delimited(rng, batch, TAGS, "|", hostile)
+    feeds["genres"] = _delimited(rng, batch, GENRES, ",", hostile)
+    feeds["title"] = _delimited(rng, batch, TAGS[:10] + GENRES, " ", hostile)
+    feeds["path"] = _delimited(rng, batch, ("home", "cart", "item", "pay"), "/", hostile)
+    return feeds
+
+
+@r.entry("tf1_feature_columns", feeds=_wide_feeds, user_imports=("inputs_only",))
+def tf1_wide_split_strings(out_dir: str) -> dict:
+    """~40 columns as a production TF1 ranking model has them, with delimited string features split in the
+    graph: tf.compat.v1.string_split (StringSplit, delimiter set) and tf.compat.v1.strings.split (StringSplitV2:
+    a separator string, and whitespace without one), each feeding hash-bucket / vocabulary / indicator columns."""
+    tf = _tf()
+    v1 = tf.compat.v1
+    fc = v1.feature_column
+    with tf.Graph().as_default() as g:
+        v1.set_random_seed(4)
+        feats, inputs, cols = {}, {}, []
+        for i in range(N_STR):
+            feats[f"s{i}"], inputs[f"s{i}"] = _sparse_inputs(v1, tf, f"s{i}", tf.string)
+            cols.append(fc.embedding_column(fc.categorical_column_with_hash_bucket(f"s{i}", 100 + 10 * i),
+                                            4 + 4 * (i % 2), combiner=("mean", "sum", "sqrtn")[i % 3]))
+        for i in range(N_INT):
+            feats[f"i{i}"], inputs[f"i{i}"] = _sparse_inputs(v1, tf, f"i{i}", tf.int64)
+            cat = (fc.categorical_column_with_identity(f"i{i}", 100, default_value=0) if i % 2 == 0 else
+                   fc.categorical_column_with_hash_bucket(f"i{i}", 64, dtype=tf.int64))
+            cols.append(fc.embedding_column(cat, 4))
+        for i in range(N_NUM + N_BUCKET):
+            feats[f"f{i}"] = v1.placeholder(tf.float32, [None, 1], name=f"f{i}")
+            inputs[f"f{i}"] = feats[f"f{i}"].name
+            num = fc.numeric_column(f"f{i}")
+            cols.append(num if i < N_NUM else fc.embedding_column(
+                fc.bucketized_column(num, [-10.0, -3.0, -1.0, 0.0, 1.0, 3.0, 10.0]), 3))
+        for name in ("tags", "genres", "title", "path"):
+            feats[name + "_raw"] = v1.placeholder(tf.string, [None], name=name)
+            inputs[name] = feats[name + "_raw"].name
+        # delimited strings split in the graph, the way TF1 input functions did it
+        feats["tags"] = v1.string_split(feats["tags_raw"], "|")                              # StringSplit
+        feats["path"] = v1.string_split(feats["path_raw"], "/", skip_empty=False)            # keeps empty tokens
+        feats["genres"] = v1.strings.split(feats["genres_raw"], sep=",", result_type="SparseTensor")  # V2
+        feats["title"] = v1.strings.split(feats["title_raw"], result_type="SparseTensor")    # V2, whitespace
+        cols += [fc.embedding_column(fc.categorical_column_with_hash_bucket("tags", 500), 8, combiner="sum"),
+                 fc.embedding_column(fc.categorical_column_with_vocabulary_list("genres", GENRES,
+                                                                                num_oov_buckets=1), 4),
+                 fc.indicator_column(fc.categorical_column_with_vocabulary_list("genres", GENRES)),
+                 fc.embedding_column(fc.categorical_column_with_hash_bucket("title", 200), 4, combiner="sqrtn"),
+                 fc.embedding_column(fc.categorical_column_with_vocabulary_list(
+                     "path", ("home", "cart", "item", "pay"), default_value=0), 2),
+                 fc.embedding_column(fc.crossed_column(["s0", "s1"], 300), 4),
+                 fc.embedding_column(fc.crossed_column(["tags", "i1"], 300), 4),
+                 fc.indicator_column(fc.categorical_column_with_identity("i0", 100, default_value=0))]
+        emb = fc.input_layer(feats, cols)
+        score = dense(dense(emb, 16, tf.nn.relu, "hidden"), 1, tf.sigmoid, "score")
         with v1.Session(graph=g) as sess:
             sess.run([v1.global_variables_initializer(), v1.tables_initializer()])
             return _freeze(sess, g, {"score": score, "embedding": emb}, inputs, out_dir)
