@@ -226,3 +226,12 @@ def test_runtime_only_imports():
         mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | {
             a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         assert not {m for m in mods if m.split(".")[0] in ("tensorflow", "tvm", "symengine")}, mods
+
+
+def test_hash_bucket_strong():
+    """StringToHashBucketStrong (keyed SipHash-2-4) over strings of every block count."""
+    x = _arr(STRINGS)
+    for key, buckets in (([17, 42], 7), ([0, 0], 1000), ([-(2**62) - 5, 12345678901234567], 2**40)):
+        _both(lambda: R.StringToHashBucketStrong(input=STRINGS, num_buckets=buckets, key=key),
+              lambda: so.IMPLS["StringToHashBucketStrong"](_node("StringToHashBucketStrong", num_buckets=buckets,
+                                                                 key=key), x), f"strong hash {key}")

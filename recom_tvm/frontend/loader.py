@@ -34,9 +34,9 @@ class LoadedGraph:
     outputs: list[tuple[str, str]]  # (output name, tensor name)
     source: str
     model_dir: str | None = None  # where vocabulary files may be read from
+    tables: dict = dataclasses.field(default_factory=dict)  # TF2 resource placeholder -> (keys, values)
     assets: dict[str, str] = dataclasses.field(default_factory=dict)  # graph path -> local file (see tables.py)
     assets_dir: str | None = None  # a folder holding vocabulary files by name
-    tables: dict = dataclasses.field(default_factory=dict)  # TF2 resource placeholder -> (keys, values)
 
 
 SPARSE_PARTS = ("indices", "values", "dense_shape")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 
 import numpy as np
 
@@ -159,12 +160,18 @@ def _from_text_file(graph, table_node, init, model_dir: str | None, assets: dict
             v = line
         elif i == LINE_NUMBER:
             return n + offset
-        else:
-            parts = line.split(delim.encode())
+        else:  # TF splits on any byte of the delimiter (str_util::Split with a character set)
+            parts = re.split(b"[" + re.escape(delim.encode()) + b"]", line) if len(delim) > 1 else \
+                line.split(delim.encode())
             if i >= len(parts):
                 raise ModelFormatError(f"{what}: line {n + 1} of {path} has no field {i}")
             v = parts[i]
-        return v if dtype == "string" else int(v)
+        if dtype == "string":
+            return v
+        try:
+            return float(v) if dtype.startswith("float") else int(v)
+        except ValueError:
+            raise ModelFormatError(f"{what}: field {i} of line {n + 1} of {path} is not a {dtype}: {v!r}") from None
 
     keys = [field(ln, key_index, n, key_dtype) for n, ln in enumerate(lines)]
     values = [field(ln, value_index, n, value_dtype) for n, ln in enumerate(lines)]

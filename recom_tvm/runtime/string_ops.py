@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError
 from . import regex as re2
+from .siphash import hash_bucket_strong
 from .strings import from_objects, to_bytes
 
 _WS = b" \t\n\v\f\r"
@@ -477,4 +478,5 @@ IMPLS = {
     "RegexFullMatch": regex_full_match,
     "StaticRegexFullMatch": regex_full_match,
     "StringToNumber": string_to_number,
+    "StringToHashBucketStrong": hash_bucket_strong,
 }

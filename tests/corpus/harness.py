@@ -172,7 +172,7 @@ def imported(entry: Entry, how: str = "signature"):
     if "pb" not in art:
         return recom_tvm.from_tensorflow(os.path.join(root, art["saved_model"]))
     pb, sig = os.path.join(root, art["pb"]), art["signature"]
-    kw = {"assets": assets(entry)} if art.get("assets") else {}
+    kw = {"assets": assets(entry)} if art.get("assets") and art.get("import_assets", True) else {}
     if how == "signature":
         return recom_tvm.from_tensorflow(pb, signature=sig, **kw)
     if how == "inputs_only":

@@ -12,7 +12,8 @@ JSON-able dict, paths relative to `out_dir`:
         the structured inputs; default: the `serving_default` signature)
     optional "assets": {path baked into the graph: path relative to out_dir}
         vocabulary files a frozen graph names by a path that does not hold them where the model is used:
-        imported with `from_tensorflow(pb, assets=...)`, and TF's reference reads the mapped files too
+        imported with `from_tensorflow(pb, assets=...)` (unless "import_assets": false: recom_tvm must find
+        them itself, e.g. in the model's assets/ folder), and TF's reference reads the mapped files
 
 Outputs should include the embedding stage (the concat feeding the dense tail) under "embedding" where the model
 has one: the differential tests compare every output, so an error hidden behind the MLP still shows.

@@ -81,6 +81,15 @@ def _full_match(ctx, node, ins):
     return _same(ins, "bool")
 
 
+@host("StringToHashBucketStrong")
+def _hash_strong(ctx, node, ins):
+    if int(node.attr("num_buckets", 0)) <= 0:
+        ctx.fail("num_buckets must be positive")
+    if len(node.attr("key") or []) != 2:
+        ctx.fail("the key must hold two integers")
+    return _same(ins, "int64")
+
+
 @host("StringLength")
 def _length(ctx, node, ins):
     return _same(ins, "int32")
