@@ -36,8 +36,13 @@ _STRING_OPS = {"StringToHashBucketFast", "StringToHashBucket", "StringToHashBuck
                "UnicodeDecode", "UnicodeDecodeWithOffsets", "UnicodeEncode", "UnicodeTranscode",
                "StringFormat"}  # host-stage ops: what feeds them runs on the host too
 _DTYPE_ATTRS = ("T", "Tparams", "dtype", "DstT", "SrcT")
-# elementwise ops kept on the host when all their inputs are host-stage results (see _host_closed)
-_HOST_CLOSED = {"NotEqual", "Equal", "AddV2", "SelectV2"}
+# ops kept on the host when they read host-stage results and constants only (see _host_closed): vocabulary ids
+# with OOV buckets, the row partition of a string split (RaggedTensor.from_value_rowids: bincount + cumsum) and
+# what TF's ragged code computes from it, so the module reads finished tensors instead of syncing on their sizes
+_HOST_CLOSED = {"NotEqual", "Equal", "AddV2", "SelectV2", "Sub", "Mul", "Cast", "StridedSlice", "DenseBincount",
+                "Cumsum", "ConcatV2", "Pack", "Range", "BroadcastTo", "Max", "Min", "Maximum", "Minimum", "Less",
+                "LessEqual", "Greater", "GreaterEqual", "ExpandDims", "Reshape", "Squeeze", "Tile", "Where",
+                "GatherV2", "Transpose"}
 _SHAPE_FEED_MAX = 8  # static int vectors up to this size (dense_shape & co.) are fed as symbolic shapes
 
 
@@ -122,6 +127,7 @@ class _Importer:
         self.ctx = ImportContext(self.columns)
         self.ctx.graph = self.graph
         self.values: dict[tuple[str, int], Any] = {}
+        self.ctx.values = self.values  # converters that recognize a TF idiom read their inputs' producers
         self.structured = any(f.kind == "sparse" or f.name != parse_tensor_name(f.tensors.get("value", ""))[0]
                               for f in loaded.features)
 
@@ -327,19 +333,28 @@ class _Importer:
             return converters.DEVICE[op](self.ctx, node, ins)
         if on_host or any(isinstance(v, Host) and v.dtype == "string" for v in ins):
             return self._host(node, ins)
+        if op == "DenseBincount" and not isinstance(ins[1], Known):
+            from .converters.host_ops import clamped_size
+
+            size = clamped_size(self.ctx, node.inputs[1])  # bincount(minlength=n, maxlength=n): the size is n
+            ins = ins if size is None else [ins[0], size, *ins[2:]]
         if op in _HOST_CLOSED and self._host_closed(ins):
-            return self._host(node, ins)
+            try:
+                return self._host(node, ins)
+            except ConversionError:  # no host rule for these inputs: the op runs in the module as usual
+                if op not in converters.DEVICE:
+                    raise
         if op not in converters.DEVICE:
             raise UnsupportedOpError(op, node.name, self.columns(node.name))
         return converters.DEVICE[op](self.ctx, node, ins)
 
     def _host_closed(self, ins: list) -> bool:
-        """Every input is a host-stage result or a constant scalar, and one is a host-stage result (not a feed):
-        keep the op on the host, so its consumer reads one host tensor (vocabulary ids with OOV buckets)."""
+        """Every input is a host-stage result or a small known value (a constant or sizes), and one is a
+        host-stage result (not a feed): keep the op on the host, so its consumer reads one host tensor."""
         produced = self.ctx.host_outputs
         return any(isinstance(v, Host) and v.tensor in produced for v in ins) and all(
-            (isinstance(v, Host) and v.tensor in produced) or (isinstance(v, Known) and v.concrete
-                                                               and v.numpy().size == 1) for v in ins)
+            (isinstance(v, Host) and v.tensor in produced) or (isinstance(v, Known) and v.value.size <= 8)
+            for v in ins)
 
     def _host(self, node: Node, ins: list):
         ctx = self.ctx

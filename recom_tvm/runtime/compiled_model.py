@@ -145,7 +145,8 @@ class CompiledModel:
                 args.append(tvm_ffi.Shape(vals))
             else:
                 self._bind(inp["shape"], list(arr.shape), label, bound, "shape")
-                args.append(np.ascontiguousarray(arr, dtype=inp["dtype"]))
+                # np.ascontiguousarray makes a rank-0 array (a host-stage scalar) rank 1: keep the shape
+                args.append(np.ascontiguousarray(arr, dtype=inp["dtype"]).reshape(np.shape(arr)))
         return args, bound
 
     @staticmethod

@@ -64,13 +64,24 @@ def _host_compare(ctx, node, ins):
 
 
 def _broadcast(ctx, shapes: list[list]) -> list:
-    """The common shape of host-stage elementwise operands: equal shapes, or scalars."""
-    full = [s for s in shapes if s]
-    out = full[0] if full else []
-    for s in full[1:]:
-        if len(s) != len(out) or not all(prove_equal(x, y) for x, y in zip(s, out)):
-            ctx.fail("host-stage elementwise op needs equal shapes or scalar operands")
-    return list(out)
+    """The common shape of host-stage elementwise operands under numpy's (and TF's) broadcasting: dims aligned
+    from the right, equal or 1."""
+    rank = max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(rank):
+        dims = [s[len(s) - rank + i] for s in shapes if len(s) - rank + i >= 0]
+        big = [d for d in dims if not (is_const_int(d) and int(d) == 1)]
+        for d in big[1:]:
+            if prove_equal(d, big[0]):
+                continue
+            if isinstance(d, tirx.Var) and isinstance(big[0], tirx.Var) and ctx._is_input_symbol(d) and \
+                    ctx._is_input_symbol(big[0]):  # two features' batch sizes: TF requires them equal
+                ctx.assume(as_expr(d) == as_expr(big[0]), f"{ctx.label()}: incompatible shapes: {d.name} != "
+                                                          f"{big[0].name}")
+                continue
+            ctx.fail(f"host-stage elementwise op over shapes {shapes} that need not broadcast")
+        out.append(big[0] if big else 1)
+    return out
 
 
 @host("AddV2")
@@ -197,6 +208,77 @@ def _host_squeeze(ctx, node, ins):
         if not (is_const_int(shape[i]) and int(shape[i]) == 1):
             ctx.fail(f"Squeeze of dim {i} of size {shape[i]}")
     return [(ins[0].dtype, [d for i, d in enumerate(shape) if i not in dims])]
+
+
+@host("StridedSlice")
+def _host_strided_slice(ctx, node, ins):
+    from .array import _slice_bounds, strided_slice_spec
+
+    x = ins[0]
+    begin, end = ctx.const_ints(ins[1], "begin"), ctx.const_ints(ins[2], "end")
+    strides = ctx.const_ints(ins[3], "strides")
+    slices, layout = strided_slice_spec(ctx, node, len(x.shape), begin, end, strides)
+    sizes = [1 if shrink else _slice_bounds(b, e, s, x.shape[d])[2] for d, (b, e, s, shrink) in enumerate(slices)]
+    return [(x.dtype, [1 if item[0] == "new" else sizes[item[1]] for item in layout])]
+
+
+@host("DenseBincount")
+def _host_bincount(ctx, node, ins):
+    x, size, weights = ins
+    if len(x.shape) != 1:
+        ctx.fail("DenseBincount of a rank-2 input")
+    if not isinstance(size, Known):
+        size = clamped_size(ctx, node.inputs[1])
+    if size is None:
+        n = ctx.symbols.fresh(node.name.rsplit("/", 1)[-1] + "_size", f"data-dependent size at {node.name}")
+    else:
+        (n,) = ctx.known_ints(size, "the size")
+    return [(weights.dtype, [n])]
+
+
+def clamped_size(ctx, tensor: tuple[str, int]):
+    """tf.math.bincount(minlength=n, maxlength=n) (RaggedTensor.from_value_rowids) passes
+    size = Minimum(n, Maximum(n, ...)), which is n: the known value of n, or None."""
+    graph = ctx.graph
+    node = graph.nodes[tensor[0]]
+    if node.op != "Minimum":
+        return None
+    (a, b) = node.inputs
+    inner = graph.nodes[b[0]]
+    if inner.op != "Maximum" or a not in inner.inputs:
+        return None
+    v = ctx.values.get(a)
+    return v if isinstance(v, Known) else None
+
+
+@host("Cumsum")
+def _host_cumsum(ctx, node, ins):
+    ctx.const_ints(ins[1], "the axis")
+    return [(ins[0].dtype, list(ins[0].shape))]
+
+
+@host("BroadcastTo")
+def _host_broadcast_to(ctx, node, ins):
+    return [(ins[0].dtype, ctx.known_ints(ins[1], "the shape"))]
+
+
+@host("Max", "Min")
+def _host_reduce(ctx, node, ins):
+    x = ins[0]
+    axes = [a % max(len(x.shape), 1) for a in ctx.const_ints(ins[1], "the axes")]
+    keep = bool(node.attr("keep_dims", False))
+    return [(x.dtype, [1 if i in axes else d for i, d in enumerate(x.shape)] if keep else
+             [d for i, d in enumerate(x.shape) if i not in axes])]
+
+
+@host("Maximum", "Minimum")
+def _host_minmax(ctx, node, ins):
+    return [(ins[0].dtype, _broadcast(ctx, [list(v.shape) for v in ins]))]
+
+
+@host("Less", "LessEqual", "Greater", "GreaterEqual")
+def _host_order(ctx, node, ins):
+    return [("bool", _broadcast(ctx, [list(v.shape) for v in ins]))]
 
 
 missing = set(HOST_IMPLS) ^ {"StringToHashBucketFast", "AsString", "Identity", "Cast", "Equal", "NotEqual",

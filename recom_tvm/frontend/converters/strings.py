@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 
 from ...runtime import regex as re2
-from ...shapes.symbolic import prove_equal
 from ..values import Host, Known
 from . import host, placed
 
@@ -104,13 +103,14 @@ def _to_number(ctx, node, ins):
 
 
 def _broadcast(ctx, shapes: list[list], what: str) -> list:
-    """Equal shapes, or rank-0 operands broadcast (TF's string kernels accept no other broadcasting)."""
+    """Equal shapes (two features' batch sizes asserted equal), or rank-0 operands broadcast: TF's string kernels
+    accept no other broadcasting."""
+    from .host_ops import _broadcast as broadcast
+
     full = [s for s in shapes if s]
-    out = full[0] if full else []
-    for s in full[1:]:
-        if len(s) != len(out) or not all(prove_equal(a, b) for a, b in zip(s, out)):
-            ctx.fail(f"{what}: operands of shapes {shapes} (equal shapes or scalars are supported)")
-    return list(out)
+    if any(len(s) != len(full[0]) for s in full):
+        ctx.fail(f"{what}: operands of shapes {shapes} (equal shapes or scalars are supported)")
+    return broadcast(ctx, full)
 
 
 @host("Substr")
