@@ -74,3 +74,15 @@ def compiled():
         return _COMPILED[key]
 
     return get
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No worker process (TVM popen workers, RPC servers) may outlive the test run."""
+    import psutil
+
+    left = psutil.Process().children(recursive=True)
+    for p in left:
+        p.kill()
+    if left:
+        print(f"\nconftest: killed {len(left)} leftover child process(es): "
+              f"{[' '.join(p.cmdline()[:4]) for p in left if p.is_running()][:5]}")

@@ -64,8 +64,8 @@ def test_corpus_user_imports(name, how):
     if how == "no_signature":
         assert sorted(f["name"] for f in spec.features) == sorted(sig["inputs"]), spec.features
     model = recom_tvm.build(mod, "llvm", params)
-    ref = harness.GraphDefReference(f"{root}/{art['pb']}", {"inputs": sig["inputs"], "outputs": tensors},
-                                    harness.assets(entry))
+    ref = harness.FrozenGraphRunner(f"{root}/{art['pb']}", {"inputs": sig["inputs"], "outputs": tensors},
+                                    assets=harness.assets(entry))
     for hostile in (False, True):
         feeds = entry.feeds(np.random.default_rng(7 + hostile), 7, hostile)
         exp, got = ref(feeds), model.run(feeds)

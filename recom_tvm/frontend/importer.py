@@ -119,6 +119,7 @@ class _Importer:
         self.corun_failures = corun_failures or []
         self.failures: list[RecomError] = []  # nodes without a translation, in graph order
         self.poisoned: set[str] = set()  # their nodes and everything reading them (not converted)
+        self.feed_symbols: dict[str, list] = {}  # input size symbol -> [feed tensor, axis, "shape" | "value"]
         converters._load()
         self.loaded = loaded
         self.graph: Graph = loaded.graph
@@ -207,11 +208,16 @@ class _Importer:
                         syms.append(ctx.symbols.fresh(f"{label}_dim{i}" if part == "dense_shape" else
                                                       f"{label}_{i}", f"value {i} of feed {tensor}"))
                 self.values[(name, 0)] = ctx.shape_feed_input(tensor, dtype, syms)
+                for i, sym in enumerate(syms):
+                    self.feed_symbols.setdefault(sym.name, [tensor, i, "value"])
                 continue
             # Feeds live on the host; they become module inputs when a compiled op first reads them.
             ctx.feed_tensors.add(tensor)
-            self.values[(name, 0)] = ctx.host_values[tensor] = Host(tensor, dtype,
-                                                                   self._dims(shape, label, part, batch))
+            dims = self._dims(shape, label, part, batch)
+            for i, d in enumerate(dims):
+                if not isinstance(d, int):
+                    self.feed_symbols.setdefault(d.name, [tensor, i, "shape"])
+            self.values[(name, 0)] = ctx.host_values[tensor] = Host(tensor, dtype, dims)
 
     def _dims(self, shape: list[int], label: str, part: str | None, batch) -> list:
         sym = self.ctx.symbols
@@ -271,6 +277,7 @@ class _Importer:
         spec = InputSpec.build(self.loaded, self.graph, inputs, self.ctx.host_plan, out_types,
                                self.ctx.symbols.origin)
         spec.assertions = list(self.ctx.assertions)
+        spec.feed_symbols = self.feed_symbols
         if self.corun_failures:
             spec.corun = [{"op": f.op, "node": f.node, "column": f.column} for f in self.corun_failures]
         return mod, dict(self.ctx.params), spec

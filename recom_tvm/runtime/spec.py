@@ -30,6 +30,8 @@ class InputSpec:
     param_recipes: dict = dataclasses.field(default_factory=dict)  # params built from others (flat tables)
     # nodes without a converter run on the host by TensorFlow (config.host_fallback): {"op", "node", "column"}
     corun: list[dict] = dataclasses.field(default_factory=list)
+    # where each feed's size symbols are read: {symbol: [feed tensor, axis, "shape" (of the array) | "value"]}
+    feed_symbols: dict = dataclasses.field(default_factory=dict)
 
     # ---------------------------------------------------------------------------------------- construction
     @classmethod

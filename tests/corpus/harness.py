@@ -15,6 +15,7 @@ import tempfile
 import numpy as np
 
 from recom_tvm import config
+from recom_tvm.models.tf_graph import FrozenGraphRunner
 
 from .registry import Entry
 
@@ -59,48 +60,6 @@ def artifact(entry: Entry) -> tuple[str, dict]:
 
 
 # ------------------------------------------------------------------------------------------- TF references
-class GraphDefReference:
-    """A frozen GraphDef run by a TF1 Session (table initializers run first), feeds mapped by the signature;
-    `assets` ({path in the graph: local file}) redirect the vocabulary files the initializers read."""
-
-    def __init__(self, pb: str, signature: dict, assets: dict | None = None) -> None:
-        tf = _tf()
-        v1 = tf.compat.v1
-        gd = v1.GraphDef()
-        with open(pb, "rb") as f:
-            gd.ParseFromString(f.read())
-        for node in gd.node:
-            if node.op == "Const" and node.attr["value"].tensor.string_val:
-                vals = node.attr["value"].tensor.string_val
-                for i, v in enumerate(vals):
-                    local = (assets or {}).get(v.decode("utf-8", "replace"))
-                    if local is not None:
-                        vals[i] = local.encode()
-        self.graph = tf.Graph()
-        with self.graph.as_default():
-            v1.import_graph_def(gd, name="")
-        self.sess = v1.Session(graph=self.graph)
-        inits = [op for op in self.graph.get_operations()
-                 if op.type in ("LookupTableImportV2", "InitializeTableV2", "InitializeTableFromTextFileV2",
-                                "LookupTableImport", "InitializeTable", "InitializeTableFromTextFile")]
-        if inits:
-            self.sess.run(inits)
-        self.inputs = signature["inputs"]
-        self.outputs = signature["outputs"]
-
-    def __call__(self, feeds: dict) -> dict:
-        fd = {}
-        for name, desc in self.inputs.items():
-            if isinstance(desc, str):
-                fd[_tensor(desc)] = feeds[name]
-            else:
-                for part, value in zip(("indices", "values", "dense_shape"), feeds[name]):
-                    fd[_tensor(desc[part])] = value
-        names = sorted(self.outputs)
-        vals = self.sess.run([_tensor(self.outputs[k]) for k in names], feed_dict=fd)
-        return dict(zip(names, vals))
-
-
 class SavedModelReference:
     """A SavedModel's restored function (`call`, structured inputs) or its serving signature."""
 
@@ -137,17 +96,13 @@ def _to_tf(tf, spec, value):
     return tf.constant(value, spec.dtype)
 
 
-def _tensor(name: str) -> str:
-    return name if ":" in name else name + ":0"
-
-
 def reference(entry: Entry):
     """TF's own run of the entry's model: feeds -> {output: array}."""
     if entry.name not in _REFS:
         root, art = artifact(entry)
         if "pb" in art:
-            _REFS[entry.name] = GraphDefReference(os.path.join(root, art["pb"]), art["signature"],
-                                                  assets(entry))
+            _REFS[entry.name] = FrozenGraphRunner(os.path.join(root, art["pb"]), art["signature"],
+                                                  assets=assets(entry))
         else:
             _REFS[entry.name] = SavedModelReference(os.path.join(root, art["saved_model"]), art.get("call"))
     return _REFS[entry.name]
