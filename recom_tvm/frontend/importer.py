@@ -37,12 +37,11 @@ _STRING_OPS = {"StringToHashBucketFast", "StringToHashBucket", "StringToHashBuck
                "StringFormat"}  # host-stage ops: what feeds them runs on the host too
 _DTYPE_ATTRS = ("T", "Tparams", "dtype", "DstT", "SrcT")
 # ops kept on the host when they read host-stage results and constants only (see _host_closed): vocabulary ids
-# with OOV buckets, the row partition of a string split (RaggedTensor.from_value_rowids: bincount + cumsum) and
-# what TF's ragged code computes from it, so the module reads finished tensors instead of syncing on their sizes
+# with OOV buckets, and the row partition of a string split (RaggedTensor.from_value_rowids: bincount + cumsum),
+# which the module then reads as it reads a ragged feed's row_splits. Not the id filters and gathers of a column's
+# core (Where, GatherV2, ...): the redundancy passes rewrite those in the module.
 _HOST_CLOSED = {"NotEqual", "Equal", "AddV2", "SelectV2", "Sub", "Mul", "Cast", "StridedSlice", "DenseBincount",
-                "Cumsum", "ConcatV2", "Pack", "Range", "BroadcastTo", "Max", "Min", "Maximum", "Minimum", "Less",
-                "LessEqual", "Greater", "GreaterEqual", "ExpandDims", "Reshape", "Squeeze", "Tile", "Where",
-                "GatherV2", "Transpose"}
+                "Cumsum", "ConcatV2", "Max", "Min", "Maximum", "Minimum", "Reshape"}
 _SHAPE_FEED_MAX = 8  # static int vectors up to this size (dense_shape & co.) are fed as symbolic shapes
 
 

@@ -131,6 +131,13 @@ def _reduce(fn, largest: bool):
     return run
 
 
+def _min_max(a, b, largest: bool) -> np.ndarray:
+    """TF's Maximum / Minimum: NaN if either is NaN, the first operand when they compare equal (signed zeros)."""
+    a, b = np.asarray(a), np.asarray(b)
+    pick = np.where(np.less(a, b) if largest else np.less(b, a), b, a)
+    return np.where(np.isnan(b), b, pick) if pick.dtype.kind == "f" else pick
+
+
 def symbolic_value(node, *tensors):
     """Sizes as data: attrs["values"] are expression ASTs (recom_tvm.runtime.assertions) over symbols, each
     symbol read from an input tensor's shape (["dim", k, i]) or value (["value", k, i])."""
@@ -160,8 +167,8 @@ IMPLS = {
     "BroadcastTo": lambda node, x, shape: np.broadcast_to(x, [int(d) for d in np.asarray(shape).reshape(-1)]).copy(),
     "Max": _reduce(np.max, True),
     "Min": _reduce(np.min, False),
-    "Maximum": lambda node, a, b: np.maximum(a, b),
-    "Minimum": lambda node, a, b: np.minimum(a, b),
+    "Maximum": lambda node, a, b: _min_max(a, b, True),
+    "Minimum": lambda node, a, b: _min_max(a, b, False),
     "Less": lambda node, a, b: np.less(a, b),
     "LessEqual": lambda node, a, b: np.less_equal(a, b),
     "Greater": lambda node, a, b: np.greater(a, b),

@@ -115,7 +115,17 @@ def _binary(ctx, node, ins):
     if node.op == "RealDiv" and dtype and not dtype.startswith("float"):
         ctx.fail(f"RealDiv on {dtype}")
     a, b = _operands(ctx, node, ins, dtype)
+    if node.op in ("Maximum", "Minimum") and str(dtype).startswith("float"):
+        return _float_min_max(ctx, node.op, a, b)
     return ctx.emit(_BINARY[node.op](a, b))
+
+
+def _float_min_max(ctx, op: str, a, b):
+    """TF's float Maximum / Minimum: NaN if either operand is NaN, the first operand when they compare equal
+    (max(0.0, -0.0) = 0.0, max(-0.0, 0.0) = -0.0); TVM's max / min drop a NaN (tf.clip_by_value(nan) is nan)."""
+    other_wins = relax.op.less(a, b) if op == "Maximum" else relax.op.less(b, a)
+    pick = ctx.emit(relax.op.where(other_wins, b, a))
+    return ctx.emit(relax.op.where(relax.op.not_equal(b, b), b, pick.expr))
 
 
 @device("DivNoNan")
