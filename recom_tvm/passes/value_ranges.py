@@ -74,12 +74,12 @@ class ValueRanges:
 
         for node in spec.host_plan:  # in plan order: inputs before their consumers
             out, op, ins = node["outputs"][0], node["op"], node["inputs"]
-            if op == "StringToHashBucketFast":
+            if op in ("StringToHashBucketFast", "StringToHashBucketStrong"):
                 hashed[out] = (0, int(node["attrs"]["num_buckets"]) - 1)
             elif op == "LookupTableFind" and node["attrs"]["value_dtype"].startswith("int"):
                 vals = list(node["attrs"]["values"]) + [node["attrs"]["default"]]
                 hashed[out] = (int(min(vals)), int(max(vals)))
-            elif op == "SparseCross" and int(node["attrs"]["num_buckets"]) > 0:
+            elif op in ("SparseCross", "SparseCrossHashed") and int(node["attrs"]["num_buckets"]) > 0:
                 hashed[node["outputs"][1]] = (0, int(node["attrs"]["num_buckets"]) - 1)
             elif op == "AddV2" and all(rng(i) for i in ins):
                 (a0, a1), (b0, b1) = rng(ins[0]), rng(ins[1])

@@ -138,6 +138,13 @@ def _min_max(a, b, largest: bool) -> np.ndarray:
     return np.where(np.isnan(b), b, pick) if pick.dtype.kind == "f" else pick
 
 
+def sparse_reorder(node, indices, values):
+    """SparseReorder: entries in row-major order of their indices (stable)."""
+    indices = np.asarray(indices)
+    order = np.lexsort(indices.T[::-1]) if indices.size else np.zeros(0, np.int64)
+    return indices[order], np.asarray(values)[order]
+
+
 def symbolic_value(node, *tensors):
     """Sizes as data: attrs["values"] are expression ASTs (recom_tvm.runtime.assertions) over symbols, each
     symbol read from an input tensor's shape (["dim", k, i]) or value (["value", k, i])."""
@@ -162,6 +169,7 @@ IMPLS = {
     "Squeeze": squeeze,
     "SymbolicValue": symbolic_value,
     "StridedSlice": strided_slice,
+    "SparseReorder": sparse_reorder,
     "DenseBincount": dense_bincount,
     "Cumsum": cumsum,
     "BroadcastTo": lambda node, x, shape: np.broadcast_to(x, [int(d) for d in np.asarray(shape).reshape(-1)]).copy(),

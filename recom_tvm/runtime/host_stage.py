@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import InvalidArgumentError
 from .fingerprint import DecimalStrings, hash_bucket_fast, hash_bucket_fast_many
 from .array_ops import IMPLS as ARRAY_IMPLS
+from .cross import IMPLS as CROSS_IMPLS
 from .string_ops import IMPLS as STRING_IMPLS
 from .strings import from_objects
 
@@ -153,6 +154,7 @@ HOST_IMPLS: dict[str, Callable] = {
     "SelectV2": lambda node, c, a, b: np.where(c, a, b),
     **STRING_IMPLS,  # tf.strings (string_ops.py)
     **ARRAY_IMPLS,  # numeric ops feeding a host op, sizes as data (array_ops.py)
+    **CROSS_IMPLS,  # string crosses, SparseCrossHashed (cross.py)
 }
 
 

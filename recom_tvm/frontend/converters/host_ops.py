@@ -9,6 +9,7 @@ from __future__ import annotations
 from tvm import tirx
 
 from ...runtime.array_ops import IMPLS as ARRAY_IMPLS
+from ...runtime.cross import IMPLS as CROSS_IMPLS
 from ...runtime.host_stage import HOST_IMPLS
 from ...runtime.string_ops import IMPLS as STRING_IMPLS
 from ...shapes.symbolic import as_expr, is_const_int, prove_equal, simplify
@@ -284,5 +285,6 @@ def _host_order(ctx, node, ins):
 missing = set(HOST_IMPLS) ^ {"StringToHashBucketFast", "AsString", "Identity", "Cast", "Equal", "NotEqual",
                               "Where", "GatherNd", "GatherV2", "Reshape", "LookupTableFind", "AddV2",
                               "SelectV2", "ValidateSparseIndices", "SparseCross", "ParseExampleV2",
-                              "ExpandDims", "TFSubgraph", *STRING_IMPLS, *ARRAY_IMPLS}
+                              "ExpandDims", "TFSubgraph", *STRING_IMPLS, *ARRAY_IMPLS,
+                              *CROSS_IMPLS}
 assert not missing, f"host rules and implementations disagree: {missing}"
