@@ -132,7 +132,7 @@ def _reduce(fn, largest: bool):
 
 
 def _min_max(a, b, largest: bool) -> np.ndarray:
-    """TF's Maximum / Minimum: NaN if either is NaN, the first operand when they compare equal (signed zeros)."""
+    """TF's Maximum / Minimum: NaN if either is NaN; on ties the first operand (as TF's scalar kernel)."""
     a, b = np.asarray(a), np.asarray(b)
     pick = np.where(np.less(a, b) if largest else np.less(b, a), b, a)
     return np.where(np.isnan(b), b, pick) if pick.dtype.kind == "f" else pick

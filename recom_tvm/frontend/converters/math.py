@@ -121,11 +121,11 @@ def _binary(ctx, node, ins):
 
 
 def _float_min_max(ctx, op: str, a, b):
-    """TF's float Maximum / Minimum: NaN if either operand is NaN, the first operand when they compare equal
-    (max(0.0, -0.0) = 0.0, max(-0.0, 0.0) = -0.0); TVM's max / min drop a NaN (tf.clip_by_value(nan) is nan)."""
+    """TF's float Maximum / Minimum: NaN if either operand is NaN; TVM's max / min drop a NaN (tf.clip_by_value(nan)
+    is nan). On ties the first operand (TF's scalar kernel; its vectorized one may return the other zero)."""
     other_wins = relax.op.less(a, b) if op == "Maximum" else relax.op.less(b, a)
     pick = ctx.emit(relax.op.where(other_wins, b, a))
-    return ctx.emit(relax.op.where(relax.op.not_equal(b, b), b, pick.expr))
+    return ctx.emit(relax.op.where(relax.op.isnan(b), b, pick.expr))  # (b != b folds to false in TIR)
 
 
 @device("DivNoNan")
