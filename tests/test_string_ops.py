@@ -235,3 +235,57 @@ def test_hash_bucket_strong():
         _both(lambda: R.StringToHashBucketStrong(input=STRINGS, num_buckets=buckets, key=key),
               lambda: so.IMPLS["StringToHashBucketStrong"](_node("StringToHashBucketStrong", num_buckets=buckets,
                                                                  key=key), x), f"strong hash {key}")
+
+
+def _sparse_input(rng, n_rows: int, kind: str):
+    lens = rng.integers(0, 4, n_rows)
+    rows = np.repeat(np.arange(n_rows), lens)
+    cols = np.concatenate([np.arange(k) for k in lens]) if n_rows else np.zeros(0, int)
+    idx = np.stack([rows, cols], 1).astype(np.int64).reshape(-1, 2)
+    n = int(lens.sum())
+    if kind == "string":
+        vals = _arr([STRINGS[i] for i in rng.integers(0, len(STRINGS), n)])
+    else:
+        vals = rng.integers(-(1 << 40), 1 << 40, n).astype(np.int64)
+    return idx, vals, np.array([n_rows, max(1, int(lens.max()) if n_rows else 1)], np.int64)
+
+
+def _tf_sparse(sp):
+    idx, vals, shape = sp
+    return tf.constant(idx), tf.constant(vals.tolist() if vals.dtype == object else vals), tf.constant(shape)
+
+
+@pytest.mark.parametrize("kinds", [("string", "int"), ("string", "string", "int"), ("int",)])
+def test_sparse_crosses(kinds):
+    """String crosses (SparseCross without hashing, SparseCrossV2) and SparseCrossHashed (fast and strong, TF's
+    keyed-column hashes) against TF, with a dense input too."""
+    from recom_tvm.runtime.cross import IMPLS
+
+    rng = np.random.default_rng(4)
+    sparse = [_sparse_input(rng, 9, k) for k in kinds]
+    dense = _arr([STRINGS[i] for i in rng.integers(0, len(STRINGS), 18)]).reshape(9, 2)
+    tfs = [_tf_sparse(s) for s in sparse]
+    args = [s[0] for s in sparse] + [s[1] for s in sparse] + [s[2] for s in sparse] + [dense]
+    n = len(sparse)
+    node = {"op": "SparseCrossV2", "name": "x", "attrs": {"N": n, "sep": "#"}}
+    _both(lambda: R.SparseCrossV2(indices=[t[0] for t in tfs], values=[t[1] for t in tfs], shapes=[t[2] for t in tfs],
+                                  dense_inputs=[tf.constant(dense.tolist())], sep="#"),
+          lambda: IMPLS["SparseCrossV2"](node, *args), "SparseCrossV2")
+    strs = [i for i, k in enumerate(kinds) if k == "string"]  # SparseCross (v1) strings: string inputs only
+    if strs:
+        v1_args = ([sparse[i][0] for i in strs] + [sparse[i][1] for i in strs] + [sparse[i][2] for i in strs] +
+                   [dense])
+        node = {"op": "SparseCrossV2", "name": "x", "attrs": {"N": len(strs), "sep": "_X_"}}
+        _both(lambda: R.SparseCross(indices=[tfs[i][0] for i in strs], values=[tfs[i][1] for i in strs],
+                                    shapes=[tfs[i][2] for i in strs], dense_inputs=[tf.constant(dense.tolist())],
+                                    hashed_output=False, num_buckets=0, hash_key=0, out_type=tf.string,
+                                    internal_type=tf.string),
+              lambda: IMPLS["SparseCrossV2"](node, *v1_args), "SparseCross (strings)")
+    for strong in (False, True):
+        salt = [7, -3]
+        node = {"op": "SparseCrossHashed", "name": "x", "attrs": {"N": n, "num_buckets": 1000, "strong_hash": strong,
+                                                                  "salt": salt}}
+        _both(lambda: R.SparseCrossHashed(indices=[t[0] for t in tfs], values=[t[1] for t in tfs],
+                                          shapes=[t[2] for t in tfs], dense_inputs=[tf.constant(dense.tolist())],
+                                          num_buckets=1000, strong_hash=strong, salt=salt),
+              lambda: IMPLS["SparseCrossHashed"](node, *args), f"SparseCrossHashed strong={strong}")
