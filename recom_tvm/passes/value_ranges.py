@@ -79,6 +79,11 @@ class ValueRanges:
             elif op == "LookupTableFind" and node["attrs"]["value_dtype"].startswith("int"):
                 vals = list(node["attrs"]["values"]) + [node["attrs"]["default"]]
                 hashed[out] = (int(min(vals)), int(max(vals)))
+            elif op == "Bucketize":  # run on the host when a crossed column reads it too
+                hashed[out] = (0, len(node["attrs"]["boundaries"]))
+            elif op in ("Cast", "Identity", "Reshape", "ExpandDims") and rng(ins[0]) and (
+                    op != "Cast" or str(node["attrs"].get("DstT", "")).startswith("int")):
+                hashed[out] = rng(ins[0])
             elif op in ("SparseCross", "SparseCrossHashed") and int(node["attrs"]["num_buckets"]) > 0:
                 hashed[node["outputs"][1]] = (0, int(node["attrs"]["num_buckets"]) - 1)
             elif op == "AddV2" and all(rng(i) for i in ins):

@@ -237,7 +237,7 @@ def _wide_feeds(rng, batch, hostile):
     return feeds
 
 
-@r.entry("tf1_feature_columns", feeds=_wide_feeds, user_imports=("inputs_only",))
+@r.entry("tf1_feature_columns", feeds=_wide_feeds)
 def tf1_wide_split_strings(out_dir: str) -> dict:
     """~40 columns as a production TF1 ranking model has them, with delimited string features split in the
     graph: tf.compat.v1.string_split (StringSplit, delimiter set) and tf.compat.v1.strings.split (StringSplitV2:
