@@ -57,9 +57,9 @@ class _Translator:
 
     def run(self) -> str:
         out = []
-        if self.p.startswith("(?m)") or (self.p.startswith("(?") and re.match(r"\(\?[ims]*m[ims]*\)", self.p)):
-            m = re.match(r"\(\?([ims]+)\)", self.p)
-            self.multiline = "m" in m.group(1)
+        m = re.match(r"\(\?([is]*m[ims]*)\)", self.p)  # a leading (?m): Python takes global flags there only
+        if m:
+            self.multiline = True
             self.dotall = "s" in m.group(1)
             flags = m.group(1).replace("m", "")
             out.append("(?m" + flags + ")")
@@ -153,7 +153,7 @@ class _Translator:
             if c == "|" and depth == 0 and bare:
                 self.fail("a flag group followed by an alternation in the same group")
             piece = self.atom()
-            if c == "(":
+            if c == "(" and not piece.endswith(")"):  # an opened group (a flag group comes back closed)
                 depth += 1
             elif piece == ")":
                 depth -= 1
