@@ -147,8 +147,8 @@ def _tf1_feeds(rng, batch, hostile):
 def tf1_lookup_tables(out_dir: str) -> dict:
     """TF1-era lookups (tf.contrib.lookup, now tensorflow.python.ops.lookup_ops): index_table_from_tensor
     (string with OOV buckets, int64 keys), index_table_from_file (whole lines; a key / value column pair),
-    IdTableWithHashBuckets with strong (keyed SipHash) hashing, and an index-to-string table whose string values
-    are hashed; vocabulary files in the model's assets/ folder (found there, not by their baked absolute paths);
+    IdTableWithHashBuckets with strong (keyed SipHash) hashing, an index-to-string table whose string values
+    are hashed, line numbers with an offset (value_index_offset); vocabulary files in the model's assets/ folder (found there, not by their baked absolute paths);
     embeddings by safe_embedding_lookup_sparse and gathers, frozen with convert_variables_to_constants."""
     from tensorflow.python.ops import lookup_ops
 
@@ -177,6 +177,9 @@ def tf1_lookup_tables(out_dir: str) -> dict:
                                                                             tf.string, tf.int64), -1),
             num_oov_buckets=3, hasher_spec=lookup_ops.StrongHashSpec([17, 42]))
         t_name = lookup_ops.index_to_string_table_from_file(words, default_value="<unk>")
+        t_offset = lookup_ops.StaticHashTable(lookup_ops.TextFileInitializer(  # line numbers from 2 (offset attr)
+            words, tf.string, lookup_ops.TextFileIndex.WHOLE_LINE, tf.int64, lookup_ops.TextFileIndex.LINE_NUMBER,
+            value_index_offset=2), 0)
 
         parts_made = []
 
@@ -193,7 +196,8 @@ def tf1_lookup_tables(out_dir: str) -> dict:
                  tf.gather(table(len(WORDS), 4), t_word.lookup(word)),
                  tf.gather(table(9, 2), t_color.lookup(color)),
                  tf.gather(table(7, 3), t_strong.lookup(word)),
-                 tf.gather(table(50, 4), tf.strings.to_hash_bucket_fast(t_name.lookup(rank), 50))]
+                 tf.gather(table(50, 4), tf.strings.to_hash_bucket_fast(t_name.lookup(rank), 50)),
+                 tf.gather(table(len(WORDS) + 2, 2), t_offset.lookup(word))]
         emb = tf.concat(parts, axis=1)
         score = dense(emb, 1, tf.sigmoid, "score")
         with v1.Session(graph=g) as sess:
