@@ -231,3 +231,39 @@ def test_to_dense_of_computed_indices_validates(tmp_path, order):
     except recom_tvm.RecomError as err:
         got = err
     assert_matches_tf(got, exp, f"order {order}")
+
+
+# -------------------------------------------------------------------------------- value ranges of host results
+def test_host_value_ranges_of_oov_vocabularies_and_buckets():
+    """A vocabulary with OOV buckets computes SelectV2(ids != -1, ids, hash + size) on the host: the -1 default
+    never reaches the output (its id filter is proven); Bucketize run on the host (a crossed column reads it)
+    ranges over [0, len(boundaries)]."""
+    from types import SimpleNamespace
+
+    from tvm import relax
+
+    from recom_tvm.passes.value_ranges import ValueRanges
+
+    plan = [
+        {"name": "find", "op": "LookupTableFind", "inputs": [{"tensor": "x:0"}],
+         "attrs": {"keys": ["a", "b"], "values": [0, 1], "value_dtype": "int64", "default": -1},
+         "outputs": ["find:0"]},
+        {"name": "ne", "op": "NotEqual", "inputs": [{"tensor": "find:0"}, {"const": -1, "dtype": "int64"}],
+         "attrs": {}, "outputs": ["ne:0"]},
+        {"name": "hash", "op": "StringToHashBucketFast", "inputs": [{"tensor": "x:0"}], "attrs": {"num_buckets": 3},
+         "outputs": ["hash:0"]},
+        {"name": "add", "op": "AddV2", "inputs": [{"tensor": "hash:0"}, {"const": 2, "dtype": "int64"}], "attrs": {},
+         "outputs": ["add:0"]},
+        {"name": "sel", "op": "SelectV2", "inputs": [{"tensor": "ne:0"}, {"tensor": "find:0"}, {"tensor": "add:0"}],
+         "attrs": {}, "outputs": ["sel:0"]},
+        {"name": "bkt", "op": "Bucketize", "inputs": [{"tensor": "age:0"}], "attrs": {"boundaries": [0.0, 1.0, 2.0]},
+         "outputs": ["bkt:0"]},
+        {"name": "cast", "op": "Cast", "inputs": [{"tensor": "bkt:0"}], "attrs": {"DstT": "int64"},
+         "outputs": ["cast:0"]}]
+    inputs = [{"name": n, "source": "host", "ref": f"{n}:0", "kind": "tensor"} for n in ("find", "sel", "cast")]
+    spec = SimpleNamespace(host_plan=plan, module_inputs=inputs)
+    bb = relax.BlockBuilder()
+    with bb.function("main", []):
+        bb.emit_func_output(relax.const(0, "int32"))
+    ranges = ValueRanges(bb.finalize()["main"], spec).input_ranges
+    assert ranges == {"find": (-1, 1), "sel": (0, 4), "cast": (0, 3)}, ranges
