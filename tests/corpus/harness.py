@@ -22,7 +22,7 @@ from .registry import Entry
 _ARTIFACTS: dict[str, tuple[str, dict]] = {}
 _REFS: dict[str, object] = {}
 _BUILT: dict[tuple[str, bool], tuple] = {}
-_IMPORTED: dict[str, tuple] = {}
+_IMPORTED: dict[tuple[str, str], tuple] = {}
 
 
 def _tf():
@@ -117,26 +117,50 @@ def reference(entry: Entry):
     if entry.name not in _REFS:
         root, art = artifact(entry)
         if "pb" in art:
-            _REFS[entry.name] = FrozenGraphRunner(os.path.join(root, art["pb"]), art["signature"])
+            _REFS[entry.name] = FrozenGraphRunner(os.path.join(root, art["pb"]), art["signature"],
+                                                  assets=assets(entry))
         else:
             _REFS[entry.name] = SavedModelReference(os.path.join(root, art["saved_model"]), art.get("call"))
     return _REFS[entry.name]
 
 
 # ------------------------------------------------------------------------------------------------ recom_tvm
-def imported(entry: Entry):
+def assets(entry: Entry) -> dict:
+    """{path baked into the graph: local file} of the entry's vocabulary files (see registry)."""
+    root, art = artifact(entry)
+    return {k: os.path.join(root, v) for k, v in art.get("assets", {}).items()}
+
+
+def imported(entry: Entry, how: str = "signature"):
     """(mod, params, spec) of the entry's model through recom_tvm's importer (host fallback off), imported once
-    per session (a SavedModel's import loads and freezes it in TensorFlow: seconds)."""
+    per session and way (a SavedModel's import loads and freezes it in TensorFlow: seconds).
+
+    how (frozen graphs): "signature" (inputs and outputs given), or as users often import a .pb:
+    "inputs_only" (the signature's inputs; outputs: the graph's sinks), "no_signature" (features found from
+    the placeholders, outputs the sinks), "outputs_only" (outputs=[...] only)."""
+    key = (entry.name, how)
+    if key not in _IMPORTED:
+        _IMPORTED[key] = _import(entry, how)
+    return _IMPORTED[key]
+
+
+def _import(entry: Entry, how: str):
     import recom_tvm
 
-    if entry.name not in _IMPORTED:
-        root, art = artifact(entry)
-        if "pb" in art:
-            _IMPORTED[entry.name] = recom_tvm.from_tensorflow(os.path.join(root, art["pb"]),
-                                                              signature=art["signature"])
-        else:
-            _IMPORTED[entry.name] = recom_tvm.from_tensorflow(os.path.join(root, art["saved_model"]))
-    return _IMPORTED[entry.name]
+    root, art = artifact(entry)
+    if "pb" not in art:
+        return recom_tvm.from_tensorflow(os.path.join(root, art["saved_model"]))
+    pb, sig = os.path.join(root, art["pb"]), art["signature"]
+    kw = {"assets": assets(entry)} if art.get("assets") and art.get("import_assets", True) else {}
+    if how == "signature":
+        return recom_tvm.from_tensorflow(pb, signature=sig, **kw)
+    if how == "inputs_only":
+        return recom_tvm.from_tensorflow(pb, signature={"inputs": sig["inputs"]}, **kw)
+    if how == "no_signature":
+        return recom_tvm.from_tensorflow(pb, **kw)
+    if how == "outputs_only":
+        return recom_tvm.from_tensorflow(pb, outputs=[sig["outputs"][k] for k in sorted(sig["outputs"])], **kw)
+    raise ValueError(how)
 
 
 def built(entry: Entry, optimized: bool):
