@@ -116,10 +116,12 @@ class _Classifier:
             return self.one(e)
         if name == "relax.where":
             return self.zero_filled(e)
-        # a numeric column: the input itself
+        # a numeric column: the input itself, or a feed / host tensor reshaped to it with its elements in order
+        # (host_tensor looks through those only: an op computing the input from a host tensor, e.g. a one-hot of
+        # host-stage ids, is not that tensor)
         if str(x.ty.dtype) != "float32":
             raise _NoMatch(f"a {x.ty.dtype} input")
-        return _Column("numeric", width, {"x": self.host_tensor(self.view.root_var(x) if not name else e.args[0])})
+        return _Column("numeric", width, {"x": self.host_tensor(x)})
 
     def bag(self, call) -> _Column:
         table, ids, rows, mask, num_bags, mode, check, label, weights = call.args
