@@ -194,6 +194,24 @@ def test_slice_with_run_time_begin(source):
          f"slice with a {source} begin")
 
 
+def test_device_of_temporary_known_values_is_not_reused():
+    from tvm import relax
+
+    from recom_tvm.frontend.context import ImportContext
+    from recom_tvm.frontend.values import Known
+
+    """ctx.device caches by identity: a temporary Known freed after its call must not hand its Device to a later
+    value that gets the same id (a Slice with a run-time begin read a [2] vector where a [1] was asked for)."""
+    ctx = ImportContext(lambda name: [])
+    x = relax.Var("x", relax.TensorType([4], "int64"))
+    with ctx.bb.function("main", [x]):
+        with ctx.bb.dataflow():
+            shapes = [tuple(ctx.device(Known(np.arange(n, dtype="int64"), "int64")).shape) for n in (2, 1, 3, 1, 2)]
+            out = ctx.bb.emit_output(x)
+        ctx.bb.emit_func_output(out)
+    assert shapes == [(2,), (1,), (3,), (1,), (2,)]
+
+
 def test_nan_and_signed_zero_like_tf():
     """TF's Relu / Relu6 / Maximum / Minimum / Max / Min keep NaN (Eigen's PropagateNaN); TVM's max / min drop
     it. (Which zero max(-0.0, 0.0) returns differs between TF's own scalar and vectorized kernels: not compared.)"""
