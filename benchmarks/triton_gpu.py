@@ -1,18 +1,21 @@
 """Triton on the GPU machine: prepared here (TF, the compiler, nvcc), run there with the TVM runtime only, the
-machine's own Python 3.12 + numpy, and a tritonserver repacked from the nvidia-pytriton wheel (triton_pack.py).
+machine's own Python 3.12, and a tritonserver repacked from the nvidia-pytriton wheel (triton_pack.py).
 
-    # build host: CUDA (sm_90) libraries, the repository (KIND_GPU instances), request pools (16 per batch size,
-    # 4 at 512), TF's answers, the repacked server and run.sh -> DIR (git-ignored; about 35 MiB)
+    # build host -> DIR (git-ignored, ~40 MiB): CUDA (sm_90) libraries of the demo and mixed-24 models in a
+    # repository with 2 KIND_GPU instances each, request pools (16 per batch size, 4 at 512) with TF's answers,
+    # the repacked server, the stub's site-packages (numpy 1.26 + Ubuntu's libpython3.12 as a fallback) and run.sh.
+    # Packing takes ~10 min on 2 busy cores: --server-tarball / --stub-site reuse tarballs written before by
+    # triton_pack.py. The .deb: see triton_pack.py (apt-get download libpython3.12t64 from Ubuntu noble-updates).
     python benchmarks/triton_serving.py prepare-gpu --dir .device/triton --libpython libpython3.12t64_*.deb
-    # GPU machine, from the repository root, next to the lead's .device/activate.sh + TVM runtime bundle:
+    # GPU machine, from the repository root, with the lead's .device/activate.sh + TVM runtime bundle beside DIR:
     bash .device/triton/run.sh                 # = source .device/activate.sh; python3 ... run-gpu --dir ...
 
-run-gpu: unpacks the server to /tmp, starts it on loopback in its own process group (ended at exit), waits for
-readiness, checks every pooled request's answer through Triton HTTP and through CompiledModel.run on CUDA against
-TensorFlow's (0 mismatches required, exit 1 otherwise) and a bad request (answered with our error, the server then
-still answers), then times direct `run` vs Triton HTTP at 1 and 8 clients (closed loop, bounded by seconds and a
-request count) and writes $OUT/triton_serving_gpu.json. The client is triton_http.py (stdlib + numpy): the GPU
-machine has no tritonclient.
+run-gpu: unpacks the server and the stub's site to /tmp, starts the server on loopback in its own process group
+(ended at exit), waits for readiness, checks every pooled request's answer through Triton HTTP and through
+CompiledModel.run on CUDA against TensorFlow's (0 mismatches required, exit 1 otherwise) and a bad request
+(answered with an error, the server then still answers), then times direct `run` vs Triton HTTP at 1 and 8
+clients (closed loop, bounded by seconds and a request count) and writes $OUT/triton_serving_gpu.json. The
+client is triton_http.py (stdlib + numpy): the GPU machine has no tritonclient.
 """
 
 from __future__ import annotations
