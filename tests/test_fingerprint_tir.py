@@ -145,3 +145,59 @@ def test_cuda_kernel_builds_one_thread_per_string(tmp_path):
     lib = str(tmp_path / "fingerprint_cuda.so")
     ex.export_library(lib)
     assert fatbin_images(lib) == [("elf", 90)]
+    from recom_tvm.build_module import make_target
+    from recom_tvm.ops.fingerprint_tir import fingerprint_cat64_func
+
+    tgt = make_target("cuda")  # the CUDA build was prepared by build_fingerprint above
+    with tgt:
+        cat = tvm.compile(tvm.IRModule({"main": fingerprint_cat64_func("cuda").with_attr("global_symbol", "main")}),
+                          target=tgt)
+    cat.export_library(str(tmp_path / "cat64_cuda.so"))
+    assert fatbin_images(str(tmp_path / "cat64_cuda.so")) == [("elf", 90)]
+
+
+def test_fingerprint_cat64_matches_the_host_cross():
+    """FingerprintCat64 in TIR equals the host's (recom_tvm.runtime.cross, checked against TF's SparseCross)."""
+    from recom_tvm.ops.fingerprint_tir import fingerprint_cat64_func
+    from recom_tvm.runtime.cross import fingerprint_cat64
+
+    func = fingerprint_cat64_func("llvm").with_attr("global_symbol", "main")
+    mod = tvm.compile(tvm.IRModule({"main": func}), target="llvm")
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 2**64, size=1000, dtype=np.uint64)
+    b = np.concatenate([fingerprint64(strings_of_every_class()[:500]),
+                        rng.integers(-2**63, 2**63, size=500, dtype=np.int64).view(np.uint64)])
+    out = tvm.runtime.tensor(np.zeros(1000, np.uint64))
+    mod["main"](tvm.runtime.tensor(a), tvm.runtime.tensor(b), out)
+    np.testing.assert_array_equal(out.numpy(), fingerprint_cat64(a, b))
+
+
+def test_llvm_uint64_arithmetic_wraps():
+    """ad() / mu() on llvm (32-bit halves: TVM's LLVM codegen marks uint64 add / mul `nuw`, so a plain wrapping
+    operator is poison there) equal arithmetic mod 2^64 at the extremes and on random words."""
+    from tvm.script import tirx as T
+
+    from recom_tvm.ops import fingerprint_tir as F
+
+    with F._wrapping(True):
+        @T.prim_func(s_tir=True)
+        def arith(a: T.Buffer((64,), "uint64"), b: T.Buffer((64,), "uint64"), out: T.Buffer((2, 64), "uint64")):
+            for i in range(64):
+                with T.sblock("w"):
+                    vi = T.axis.spatial(64, i)
+                    out[0, vi] = F.ad(a[vi], b[vi], F.K2)
+                    out[1, vi] = F.mu(F.mu(a[vi], b[vi]), F.K1)
+
+    mod = tvm.compile(tvm.IRModule({"main": arith}), target="llvm")
+    rng = np.random.default_rng(7)
+    edges_a = np.array([0, 2**64 - 1, 2**63, 2**32 - 1], np.uint64)
+    edges_b = np.array([2**64 - 1, 2**64 - 1, 2**63, 2**32 + 1], np.uint64)
+    a = np.concatenate([edges_a, rng.integers(0, 2**64 - 1, 60, dtype=np.uint64, endpoint=True)])
+    b = np.concatenate([edges_b, rng.integers(0, 2**64 - 1, 60, dtype=np.uint64, endpoint=True)])
+    out = tvm.runtime.tensor(np.zeros((2, 64), np.uint64))
+    mod["main"](tvm.runtime.tensor(a), tvm.runtime.tensor(b), out)
+    k1, k2 = 0xB492B66FBE98F273, 0x9AE16A3B2F90404F
+    exp_add = [(int(x) + int(y) + k2) % 2**64 for x, y in zip(a, b)]
+    exp_mul = [(int(x) * int(y) % 2**64) * k1 % 2**64 for x, y in zip(a, b)]
+    assert out.numpy()[0].tolist() == exp_add
+    assert out.numpy()[1].tolist() == exp_mul

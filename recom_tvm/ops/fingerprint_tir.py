@@ -13,6 +13,8 @@ folds the bytes back into one unaligned load). Length classes follow farmhashna:
 
 from __future__ import annotations
 
+import contextlib
+
 import tvm
 from tvm import tirx
 from tvm.script import tirx as T
@@ -41,10 +43,9 @@ _Z0 = (((_Y0 * 0x9AE16A3B2F90404F + 113) & _MASK) ^ (((_Y0 * 0x9AE16A3B2F90404F 
 _Z0 = (_Z0 * 0x9AE16A3B2F90404F) & _MASK
 
 # Every intermediate lives in a slot of one thread-local uint64 buffer (registers after codegen), written by
-# statements. Not Let expressions: TVM 0.27's LLVM codegen miscompiles a uint64 Let multiplied by a constant
-# (rot(a, 25) * mul came out as 0xffff...ffff).
-(A, B, C, D, E, F, G, HH, YY, ZZ, MUL, X, Y, Z, V0, V1, W0, W1, TA, TB, TC, L, H) = range(23)
-N_SLOTS = 23
+# statements: no expression is duplicated however deep the hash nests.
+(A, B, C, D, E, F, G, HH, YY, ZZ, MUL, X, Y, Z, V0, V1, W0, W1, TA, TB, TC, L, LV, H) = range(24)
+N_SLOTS = 24
 
 
 def rot(v: tirx.PrimExpr, s: int) -> tirx.PrimExpr:
@@ -72,24 +73,43 @@ def fetch32(data, p: tirx.PrimExpr) -> tirx.PrimExpr:
     return word
 
 
+# uint64 sums and products through ad() / mu(): plain operators on CUDA, 32-bit halves on llvm (see _wadd)
+_WRAP = [False]
+
+
+def ad(*terms: tirx.PrimExpr) -> tirx.PrimExpr:
+    """The sum of terms mod 2^64."""
+    out = terms[0]
+    for t in terms[1:]:
+        out = _bind(out, t, _wadd) if _WRAP[0] else out + t
+    return out
+
+
+def mu(a: tirx.PrimExpr, b: tirx.PrimExpr) -> tirx.PrimExpr:
+    """a * b mod 2^64."""
+    return _bind(a, b, _wmul) if _WRAP[0] else a * b
+
+
 @T.macro
 def hash_len16(r, dst, u, v, mul):
-    """r[dst] = farmhash's HashLen16(u, v, mul); u, v, mul must not read r[L] (scratch) and are read before
-    r[dst] is written."""
-    r[L] = (u ^ v) * mul
+    """r[dst] = farmhash's HashLen16(u, v, mul); u, v, mul must not read r[L] / r[LV] (scratch) and are read
+    before r[dst] is written. v goes through a slot: an argument expression used twice would define its Let
+    variables twice."""
+    r[LV] = v
+    r[L] = mu(u ^ r[LV], mul)
     r[L] = shift_mix(r[L])
-    r[L] = (v ^ r[L]) * mul
+    r[L] = mu(r[LV] ^ r[L], mul)
     r[L] = shift_mix(r[L])
-    r[dst] = r[L] * mul
+    r[dst] = mu(r[L], mul)
 
 
 @T.macro
 def fingerprint_cat64(r, dst, fp1, fp2):
     """r[dst] = tsl::FingerprintCat64(fp1, fp2) (crossed columns: h = FingerprintCat64(h, feature_hash))."""
-    r[L] = fp2 * K_MUL
-    r[L] = (fp1 ^ K_MUL) ^ (shift_mix(r[L]) * K_MUL)
-    r[L] = r[L] * K_MUL
-    r[L] = shift_mix(r[L]) * K_MUL
+    r[L] = mu(fp2, K_MUL)
+    r[L] = (fp1 ^ K_MUL) ^ mu(shift_mix(r[L]), K_MUL)
+    r[L] = mu(r[L], K_MUL)
+    r[L] = mu(shift_mix(r[L]), K_MUL)
     r[dst] = shift_mix(r[L])
 
 
@@ -97,79 +117,86 @@ def fingerprint_cat64(r, dst, fp1, fp2):
 def _len0to16(r, data, s, n, nu):
     # branches, not selects: a select would load the bytes of every class (past the end of a short string)
     if n >= 8:
-        r[MUL] = K2 + nu * _u64(2)
-        r[A] = fetch64(data, s) + K2
+        r[MUL] = ad(K2, nu << _u64(1))
+        r[A] = ad(fetch64(data, s), K2)
         r[B] = fetch64(data, s + n - 8)
-        hash_len16(r, H, rot(r[B], 37) * r[MUL] + r[A], (rot(r[A], 25) + r[B]) * r[MUL], r[MUL])
+        hash_len16(r, H, ad(mu(rot(r[B], 37), r[MUL]), r[A]), mu(ad(rot(r[A], 25), r[B]), r[MUL]), r[MUL])
     elif n >= 4:
         r[A] = fetch32(data, s)
         r[B] = fetch32(data, s + n - 4)
-        hash_len16(r, H, nu + (r[A] << _u64(3)), r[B], K2 + nu * _u64(2))
+        r[MUL] = ad(K2, nu << _u64(1))
+        hash_len16(r, H, ad(nu, r[A] << _u64(3)), r[B], r[MUL])  # < 2^36: no wrap
     elif n > 0:
-        # y = s[0] + (s[n/2] << 8), z = n + (s[n-1] << 2): both < 2^32, so the C++'s uint32 sums never wrap
-        r[A] = (tirx.Cast(U64, data[s]) + (tirx.Cast(U64, data[s + tirx.shift_right(n, 1)]) << _u64(8))) * K2 ^ \
-            (nu + (tirx.Cast(U64, data[s + n - 1]) << _u64(2))) * K0
-        r[H] = shift_mix(r[A]) * K2
+        # y = s[0] + (s[n/2] << 8), z = n + (s[n-1] << 2): both < 2^32, so these sums never wrap
+        r[A] = mu(tirx.Cast(U64, data[s]) | (tirx.Cast(U64, data[s + tirx.shift_right(n, 1)]) << _u64(8)), K2) ^ \
+            mu(ad(nu, tirx.Cast(U64, data[s + n - 1]) << _u64(2)), K0)
+        r[H] = mu(shift_mix(r[A]), K2)
     else:
         r[H] = K2
 
 
 @T.macro
 def _len17to32(r, data, s, n, nu):
-    r[MUL] = K2 + nu * _u64(2)
-    r[A] = fetch64(data, s) * K1
+    r[MUL] = ad(K2, nu << _u64(1))
+    r[A] = mu(fetch64(data, s), K1)
     r[B] = fetch64(data, s + 8)
-    r[C] = fetch64(data, s + n - 8) * r[MUL]
-    r[D] = fetch64(data, s + n - 16) * K2
-    hash_len16(r, H, rot(r[A] + r[B], 43) + rot(r[C], 30) + r[D], r[A] + rot(r[B] + K2, 18) + r[C], r[MUL])
+    r[C] = mu(fetch64(data, s + n - 8), r[MUL])
+    r[D] = mu(fetch64(data, s + n - 16), K2)
+    r[E] = ad(r[A], r[B])
+    r[F] = ad(r[B], K2)
+    hash_len16(r, H, ad(rot(r[E], 43), rot(r[C], 30), r[D]), ad(r[A], rot(r[F], 18), r[C]), r[MUL])
 
 
 @T.macro
 def _len33to64(r, data, s, n, nu):
-    r[MUL] = K2 + nu * _u64(2)
-    r[A] = fetch64(data, s) * K2
+    r[MUL] = ad(K2, nu << _u64(1))
+    r[A] = mu(fetch64(data, s), K2)
     r[B] = fetch64(data, s + 8)
-    r[C] = fetch64(data, s + n - 8) * r[MUL]
-    r[D] = fetch64(data, s + n - 16) * K2
-    r[YY] = rot(r[A] + r[B], 43) + rot(r[C], 30) + r[D]
-    hash_len16(r, ZZ, r[YY], r[A] + rot(r[B] + K2, 18) + r[C], r[MUL])
-    r[E] = fetch64(data, s + 16) * r[MUL]
+    r[C] = mu(fetch64(data, s + n - 8), r[MUL])
+    r[D] = mu(fetch64(data, s + n - 16), K2)
+    r[E] = ad(r[A], r[B])
+    r[YY] = ad(rot(r[E], 43), rot(r[C], 30), r[D])
+    r[F] = ad(r[B], K2)
+    hash_len16(r, ZZ, r[YY], ad(r[A], rot(r[F], 18), r[C]), r[MUL])
+    r[E] = mu(fetch64(data, s + 16), r[MUL])
     r[F] = fetch64(data, s + 24)
-    r[G] = (r[YY] + fetch64(data, s + n - 32)) * r[MUL]
-    r[HH] = (r[ZZ] + fetch64(data, s + n - 24)) * r[MUL]
-    hash_len16(r, H, rot(r[E] + r[F], 43) + rot(r[G], 30) + r[HH], r[E] + rot(r[F] + r[A], 18) + r[G], r[MUL])
+    r[G] = mu(ad(r[YY], fetch64(data, s + n - 32)), r[MUL])
+    r[HH] = mu(ad(r[ZZ], fetch64(data, s + n - 24)), r[MUL])
+    r[TA] = ad(r[E], r[F])
+    r[TB] = ad(r[F], r[A])
+    hash_len16(r, H, ad(rot(r[TA], 43), rot(r[G], 30), r[HH]), ad(r[E], rot(r[TB], 18), r[G]), r[MUL])
 
 
 @T.macro
 def _weak32(r, data, p, a, b, out0, out1):
     """WeakHashLen32WithSeeds(data[p:p+32], a, b) -> (r[out0], r[out1]); a, b are read before either is written."""
-    r[TA] = a + fetch64(data, p)
-    r[TB] = b + r[TA] + fetch64(data, p + 24)
+    r[TA] = ad(a, fetch64(data, p))
+    r[TB] = ad(b, r[TA], fetch64(data, p + 24))
     r[TB] = rot(r[TB], 21)
     r[TC] = r[TA]
-    r[TA] = r[TA] + fetch64(data, p + 8) + fetch64(data, p + 16)
-    r[TB] = r[TB] + rot(r[TA], 44)
-    r[out0] = r[TA] + fetch64(data, p + 24)
-    r[out1] = r[TB] + r[TC]
+    r[TA] = ad(r[TA], fetch64(data, p + 8), fetch64(data, p + 16))
+    r[TB] = ad(r[TB], rot(r[TA], 44))
+    r[out0] = ad(r[TA], fetch64(data, p + 24))
+    r[out1] = ad(r[TB], r[TC])
 
 
 @T.macro
 def _chunk(r, data, p, mul, last):
     """One 64-byte round of the long hash at data[p]; `last`: the final round (x ^= w1 * 9, y += v0 * 9)."""
-    r[X] = r[X] + r[Y] + r[V0] + fetch64(data, p + 8)
-    r[X] = rot(r[X], 37) * mul
-    r[Y] = r[Y] + r[V1] + fetch64(data, p + 48)
-    r[Y] = rot(r[Y], 42) * mul
+    r[X] = ad(r[X], r[Y], r[V0], fetch64(data, p + 8))
+    r[X] = mu(rot(r[X], 37), mul)
+    r[Y] = ad(r[Y], r[V1], fetch64(data, p + 48))
+    r[Y] = mu(rot(r[Y], 42), mul)
     if last:
-        r[X] = r[X] ^ (r[W1] * _u64(9))
-        r[Y] = r[Y] + r[V0] * _u64(9) + fetch64(data, p + 40)
+        r[X] = r[X] ^ mu(r[W1], _u64(9))
+        r[Y] = ad(r[Y], mu(r[V0], _u64(9)), fetch64(data, p + 40))
     else:
         r[X] = r[X] ^ r[W1]
-        r[Y] = r[Y] + r[V0] + fetch64(data, p + 40)
-    r[Z] = r[Z] + r[W0]
-    r[Z] = rot(r[Z], 33) * mul
-    _weak32(r, data, p, r[V1] * mul, r[X] + r[W0], V0, V1)
-    _weak32(r, data, p + 32, r[Z] + r[W1], r[Y] + fetch64(data, p + 16), W0, W1)
+        r[Y] = ad(r[Y], r[V0], fetch64(data, p + 40))
+    r[Z] = ad(r[Z], r[W0])
+    r[Z] = mu(rot(r[Z], 33), mul)
+    _weak32(r, data, p, mu(r[V1], mul), ad(r[X], r[W0]), V0, V1)
+    _weak32(r, data, p + 32, ad(r[Z], r[W1]), ad(r[Y], fetch64(data, p + 16)), W0, W1)
     r[TA] = r[Z]  # swap(z, x)
     r[Z] = r[X]
     r[X] = r[TA]
@@ -178,7 +205,7 @@ def _chunk(r, data, p, mul, last):
 @T.macro
 def _long(r, data, s, n):
     """farmhashna::Hash64 for n > 64 -> r[H]."""
-    r[X] = _u64(SEED) * K2 + fetch64(data, s)
+    r[X] = ad(_u64((SEED * 0x9AE16A3B2F90404F) & _MASK), fetch64(data, s))
     r[Y] = _u64(_Y0)
     r[Z] = _u64(_Z0)
     r[V0] = _u64(0)
@@ -187,14 +214,14 @@ def _long(r, data, s, n):
     r[W1] = _u64(0)
     for c in T.serial(T.shift_right(n - 1, 6)):  # every full 64-byte chunk but the last: 1 to 64 bytes left
         _chunk(r, data, s + c * 64, K1, False)
-    r[MUL] = K1 + ((r[Z] & _u64(0xFF)) << _u64(1))
-    r[W0] = r[W0] + tirx.Cast(U64, T.bitwise_and(n - 1, T.int64(63)))
-    r[V0] = r[V0] + r[W0]
-    r[W0] = r[W0] + r[V0]
+    r[MUL] = ad(K1, (r[Z] & _u64(0xFF)) << _u64(1))
+    r[W0] = ad(r[W0], tirx.Cast(U64, T.bitwise_and(n - 1, T.int64(63))))
+    r[V0] = ad(r[V0], r[W0])
+    r[W0] = ad(r[W0], r[V0])
     _chunk(r, data, s + n - 64, r[MUL], True)  # the last 64 bytes (overlapping the loop's last chunk)
     hash_len16(r, A, r[V0], r[W0], r[MUL])
     hash_len16(r, B, r[V1], r[W1], r[MUL])
-    hash_len16(r, H, r[A] + shift_mix(r[Y]) * K0 + r[Z], r[B] + r[X], r[MUL])
+    hash_len16(r, H, ad(r[A], mu(shift_mix(r[Y]), K0), r[Z]), ad(r[B], r[X]), r[MUL])
 
 
 @T.macro
@@ -208,6 +235,45 @@ def fingerprint64(r, data, s, n):
         _len33to64(r, data, s, n, tirx.Cast(U64, n))
     else:
         _long(r, data, s, n)
+
+
+# Why llvm needs _wadd / _wmul: TVM 0.27's LLVM codegen emits `add nuw` / `mul nuw` for unsigned 64-bit
+# arithmetic, so a wrap is poison and LLVM may fold the hash to anything (seen: ((a >> 25) | (a << 39)) * (k2 + 20)
+# compiled to the constant 0xffff...ffff). The hash needs arithmetic mod 2^64; in 32-bit halves every step provably
+# fits (the nuw flags are then true). CUDA's C source has wrapping unsigned arithmetic: plain operators there.
+_M32 = _u64(0xFFFFFFFF)
+_S32 = _u64(32)
+
+
+@contextlib.contextmanager
+def _wrapping(on: bool):
+    """ad() / mu() emit the 32-bit-halves form while the kernel's TVMScript is parsed (macros expand then)."""
+    prev, _WRAP[0] = _WRAP[0], on
+    try:
+        yield
+    finally:
+        _WRAP[0] = prev
+
+
+def _wadd(a: tirx.PrimExpr, b: tirx.PrimExpr) -> tirx.PrimExpr:
+    """a + b mod 2^64 from 32-bit halves: no intermediate exceeds 2^64."""
+    lo = (a & _M32) + (b & _M32)
+    hi = (a >> _S32) + (b >> _S32) + (lo >> _S32)
+    return ((hi & _M32) << _S32) | (lo & _M32)
+
+
+def _wmul(a: tirx.PrimExpr, b: tirx.PrimExpr) -> tirx.PrimExpr:
+    """a * b mod 2^64 from 32-bit halves: a0 * b0 < 2^64, the cross terms are taken mod 2^32 before shifting."""
+    a0, a1, b0, b1 = a & _M32, a >> _S32, b & _M32, b >> _S32
+    p00 = a0 * b0
+    hi = (p00 >> _S32) + ((a0 * b1) & _M32) + ((a1 * b0) & _M32)
+    return ((hi & _M32) << _S32) | (p00 & _M32)
+
+
+def _bind(a: tirx.PrimExpr, b: tirx.PrimExpr, fn) -> tirx.PrimExpr:
+    """fn(a, b) with non-trivial operands bound once (Let), so the decomposition duplicates no subtree."""
+    va, vb = tirx.Var("wa", U64), tirx.Var("wb", U64)
+    return tirx.Let(va, a, tirx.Let(vb, b, fn(va, vb)))
 
 
 def fingerprint_func(target_kind: str = "llvm", num_buckets: int | None = None, threads: int = 128,
@@ -257,6 +323,11 @@ def fingerprint_func(target_kind: str = "llvm", num_buckets: int | None = None, 
                     T.writes(out[0:n])
                     one(data, offsets, out, nb, i)
 
+    with _wrapping(not gpu):
+        return _fingerprint_kernel(gpu, body, out_dtype, nb_const, buckets_param)
+
+
+def _fingerprint_kernel(gpu, body, out_dtype, nb_const, buckets_param):
     if buckets_param:
         @T.prim_func(private=True, s_tir=True)
         def kernel_p(var_data: T.handle, var_offsets: T.handle, var_out: T.handle, num_buckets: T.int64):
@@ -279,6 +350,45 @@ def fingerprint_func(target_kind: str = "llvm", num_buckets: int | None = None, 
         body(data, offsets, out, nb_const)
 
     return kernel
+
+
+def fingerprint_cat64_func(target_kind: str = "llvm", threads: int = 128) -> tirx.PrimFunc:
+    """A PrimFunc out[i] = FingerprintCat64(a[i], b[i]) over uint64 [n] (one step of a hashed cross; the cross
+    kernel itself is future work)."""
+    if target_kind not in ("cuda", "llvm"):
+        raise ValueError(f"fingerprint_cat64_func: target kind {target_kind!r} is not 'cuda' or 'llvm'")
+    gpu = target_kind == "cuda"
+
+    with _wrapping(not gpu):
+        @T.prim_func(private=True, s_tir=True)
+        def cat64(var_a: T.handle, var_b: T.handle, var_out: T.handle):
+            T.func_attr({"tirx.is_scheduled": gpu, "tirx.noalias": True})
+            n = T.int64()
+            a = T.match_buffer(var_a, (n,), U64)
+            b = T.match_buffer(var_b, (n,), U64)
+            out = T.match_buffer(var_out, (n,), U64)
+            if gpu:
+                if n > T.int64(0):
+                    for bx in T.thread_binding(T.ceildiv(n, T.int64(threads)), thread="blockIdx.x"):
+                        for tx in T.thread_binding(T.int64(threads), thread="threadIdx.x"):
+                            with T.sblock("cat64"):
+                                T.reads(a[0:n], b[0:n])
+                                T.writes(out[0:n])
+                                r = T.alloc_buffer((N_SLOTS,), U64, scope="local")
+                                if bx * T.int64(threads) + tx < n:
+                                    i = bx * T.int64(threads) + tx
+                                    fingerprint_cat64(r, H, a[i], b[i])
+                                    out[i] = r[H]
+            else:
+                for i in T.parallel(n):
+                    with T.sblock("cat64"):
+                        T.reads(a[0:n], b[0:n])
+                        T.writes(out[0:n])
+                        r = T.alloc_buffer((N_SLOTS,), U64, scope="local")
+                        fingerprint_cat64(r, H, a[i], b[i])
+                        out[i] = r[H]
+
+    return cat64
 
 
 def build_fingerprint(target="llvm", num_buckets: int | None = None, threads: int = 128,
