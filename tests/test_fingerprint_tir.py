@@ -174,19 +174,21 @@ def test_fingerprint_cat64_matches_the_host_cross():
 
 def test_llvm_uint64_arithmetic_wraps():
     """ad() / mu() on llvm (32-bit halves: TVM's LLVM codegen marks uint64 add / mul `nuw`, so a plain wrapping
-    operator is poison there) equal arithmetic mod 2^64 at the extremes and on random words."""
+    operator is poison there) equal arithmetic mod 2^64 at the extremes and on random words; out[2] is the pattern
+    that plain operators compile to 0xffff...ffff (rot(a + k2, 25) * (k2 + 20), from HashLen0to16)."""
     from tvm.script import tirx as T
 
     from recom_tvm.ops import fingerprint_tir as F
 
     with F._wrapping(True):
         @T.prim_func(s_tir=True)
-        def arith(a: T.Buffer((64,), "uint64"), b: T.Buffer((64,), "uint64"), out: T.Buffer((2, 64), "uint64")):
+        def arith(a: T.Buffer((64,), "uint64"), b: T.Buffer((64,), "uint64"), out: T.Buffer((3, 64), "uint64")):
             for i in range(64):
                 with T.sblock("w"):
                     vi = T.axis.spatial(64, i)
                     out[0, vi] = F.ad(a[vi], b[vi], F.K2)
                     out[1, vi] = F.mu(F.mu(a[vi], b[vi]), F.K1)
+                    out[2, vi] = F.mu(F.rot(F.ad(a[vi], F.K2), 25), F.ad(F.K2, F._u64(20)))
 
     mod = tvm.compile(tvm.IRModule({"main": arith}), target="llvm")
     rng = np.random.default_rng(7)
@@ -194,10 +196,12 @@ def test_llvm_uint64_arithmetic_wraps():
     edges_b = np.array([2**64 - 1, 2**64 - 1, 2**63, 2**32 + 1], np.uint64)
     a = np.concatenate([edges_a, rng.integers(0, 2**64 - 1, 60, dtype=np.uint64, endpoint=True)])
     b = np.concatenate([edges_b, rng.integers(0, 2**64 - 1, 60, dtype=np.uint64, endpoint=True)])
-    out = tvm.runtime.tensor(np.zeros((2, 64), np.uint64))
+    out = tvm.runtime.tensor(np.zeros((3, 64), np.uint64))
     mod["main"](tvm.runtime.tensor(a), tvm.runtime.tensor(b), out)
     k1, k2 = 0xB492B66FBE98F273, 0x9AE16A3B2F90404F
     exp_add = [(int(x) + int(y) + k2) % 2**64 for x, y in zip(a, b)]
     exp_mul = [(int(x) * int(y) % 2**64) * k1 % 2**64 for x, y in zip(a, b)]
     assert out.numpy()[0].tolist() == exp_add
     assert out.numpy()[1].tolist() == exp_mul
+    rot = [((x + k2) % 2**64 >> 25 | (x + k2) % 2**64 << 39) % 2**64 for x in map(int, a)]
+    assert out.numpy()[2].tolist() == [r * (k2 + 20) % 2**64 for r in rot]

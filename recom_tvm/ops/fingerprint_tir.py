@@ -48,13 +48,25 @@ _Z0 = (_Z0 * 0x9AE16A3B2F90404F) & _MASK
 N_SLOTS = 24
 
 
+_LEAVES = (type(tirx.Var("v", U64)), type(tirx.decl_buffer((1,), U64)[0]), type(tirx.const(1, U64)))
+
+
+def _once(v: tirx.PrimExpr, fn) -> tirx.PrimExpr:
+    """fn(v) where fn uses v twice: a compound v is bound to a Let variable first (a subtree with Let nodes must
+    not appear twice: its variables would be defined twice)."""
+    if isinstance(v, _LEAVES):
+        return fn(v)
+    t = tirx.Var("t", U64)
+    return tirx.Let(t, v, fn(t))
+
+
 def rot(v: tirx.PrimExpr, s: int) -> tirx.PrimExpr:
-    """Rotate right by a constant 0 < s < 64 (v appears twice: pass a slot load or a small sum)."""
-    return (v >> _u64(s)) | (v << _u64(64 - s))
+    """Rotate right by a constant 0 < s < 64."""
+    return _once(v, lambda v: (v >> _u64(s)) | (v << _u64(64 - s)))
 
 
 def shift_mix(v: tirx.PrimExpr) -> tirx.PrimExpr:
-    return v ^ (v >> _u64(47))
+    return _once(v, lambda v: v ^ (v >> _u64(47)))
 
 
 def fetch64(data, p: tirx.PrimExpr) -> tirx.PrimExpr:
