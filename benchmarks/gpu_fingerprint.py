@@ -1,10 +1,12 @@
 """String hashing on the GPU (recom_tvm.ops.fingerprint_tir): correctness against TF and the host hash, throughput.
 
-    # host (TF + compiler + nvcc): CUDA kernels, a pool of 65,536 strings of every length class, TF's hashes
-    python benchmarks/gpu_fingerprint.py prepare --dir .device/gpu_fingerprint
-    # GPU machine (runtime only + numpy):
-    source .device/gpu_fingerprint/activate.sh
-    python3 benchmarks/gpu_fingerprint.py run --dir .device/gpu_fingerprint --out $OUT
+    # host (TF + compiler + nvcc): CUDA kernels, a pool of 65,536 strings of every length class, TF's hashes,
+    # and the runtime bundle (~10 MiB in all)
+    python benchmarks/gpu_fingerprint.py prepare --dir .device/gpu_fingerprint && \
+        ../shared/device/stage_runtime.sh .device/gpu_fingerprint
+    # GPU machine (runtime only + numpy), carrying .device/gpu_fingerprint:
+    source .device/gpu_fingerprint/activate.sh && \
+        python3 benchmarks/gpu_fingerprint.py run --dir .device/gpu_fingerprint --out $OUT
 
 On the GPU machine, 1,000,000 strings are drawn from the pool (a fixed LCG, so no RNG version matters) and laid
 out end to end at unaligned offsets; the kernel's Fingerprint64 and hash buckets are compared with TF's (computed on
