@@ -80,6 +80,7 @@ class CompiledModel:
             else:
                 raise KeyError(f"{name!r} is not a parameter of this model; it has {self.param_names()[:8]}...")
         self._params_dev = None
+        self._vm = None  # a VM's captured CUDA graphs read the old parameters' addresses: start a new one
 
     def param_shapes(self) -> dict[str, tuple]:
         """{parameter: shape} of the parameters the module reads (to allocate them on the device)."""
