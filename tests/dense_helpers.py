@@ -1,5 +1,5 @@
-"""Dense-tail test helpers: a Relax MLP like a TF model's tail, its layers as the build pipeline makes them, and the
-serial emulation of CUDA schedules on the CPU."""
+"""Dense-tail test helpers: a Relax MLP like a TF model's tail (recom_tvm.models.mlp), its layers as the build
+pipeline makes them, and the serial emulation of CUDA schedules on the CPU."""
 
 from __future__ import annotations
 
@@ -9,31 +9,12 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from recom_tvm.models.mlp import relax_mlp
 from recom_tvm.schedules.dense_tail import match_dense
 
 
-def mlp_module(k: int, layers: tuple[int, ...], seed: int = 0, batch: int | None = None) -> tvm.IRModule:
-    """main(x [B, k], w0, w1, ...): matmul + bias + relu per layer, sigmoid last (weights as parameters after
-    num_input = 1, biases as constants: what the importer makes of a TF tail)."""
-    bb = relax.BlockBuilder()
-    b = tvm.tirx.Var("B", "int64") if batch is None else batch
-    x = relax.Var("x", relax.TensorType([b, k], "float32"))
-    ws, width = [], k
-    for i, n in enumerate(layers):
-        ws.append(relax.Var(f"w{i}", relax.TensorType([width, n], "float32")))
-        width = n
-    rng = np.random.default_rng(seed)
-    with bb.function("main", [x, *ws], attrs={"num_input": 1}):
-        with bb.dataflow():
-            h = x
-            for i, w in enumerate(ws):
-                n = int(w.ty.shape.values[1])
-                h = bb.emit(relax.op.matmul(h, w))
-                h = bb.emit(relax.op.add(h, relax.const(rng.standard_normal(n).astype("float32"))))
-                h = bb.emit(relax.op.nn.relu(h) if i + 1 < len(ws) else relax.op.sigmoid(h))
-            out = bb.emit_output(h)
-        bb.emit_func_output(out)
-    return bb.get()
+def mlp_module(k: int, layers: tuple[int, ...], seed: int = 0) -> tvm.IRModule:
+    return relax_mlp(k, layers, seed)
 
 
 def fused_layers(mod: tvm.IRModule) -> dict[str, tvm.tirx.PrimFunc]:

@@ -87,6 +87,7 @@ def test_cpu_schedules_compute_the_same():
     rng = random.Random(3)
     for name, func in {**_llvm_layers(MLP), **{f"fused_{k}": v for k, v in fused_layers(MLP).items()}}.items():
         variants = [CPU_DEFAULT, ((None, DenseConfig("cpu", rows=1, cols=8, k_block=64, unroll=1)),),
+                    ((None, DenseConfig("cpu", rows=6, cols=8, k_block=64, unroll=2, k_outer=1, pack=1)),),
                     _random_buckets(rng, "cpu", match_dense(func))]
         for buckets in variants:
             lib = build_layer(schedule_buckets(func, buckets, CPU), CPU)

@@ -55,7 +55,7 @@ def add_graph_variant(mod: tvm.IRModule, max_batch: int, entry: str = "main") ->
     batch = batch_symbol(main)
     if batch is None:
         return mod
-    graph = relax.utils.copy_with_new_vars(main).without_attr("global_symbol")
+    graph = _fresh_calls(relax.utils.copy_with_new_vars(main)).without_attr("global_symbol")
     graph = graph.with_attr("tir_var_upper_bound", {batch.name: int(max_batch)})
     graph = graph.with_attr("relax.rewrite_cuda_graph.capture_symbolic_vars", [batch.name])
     bb = relax.BlockBuilder(mod)
@@ -66,6 +66,22 @@ def add_graph_variant(mod: tvm.IRModule, max_batch: int, entry: str = "main") ->
     bb.update_func(mod.get_global_var(entry), relax.Function(main.params, body, main.ret_ty, main.is_pure,
                                                               main.attrs, main.span))
     return bb.get()
+
+
+@relax.expr_functor.mutator
+class _FreshCalls(relax.PyExprMutator):
+    """New Call nodes throughout: copy_with_new_vars shares the calls that reference no variable (constant-shaped
+    allocations) with the original, and StaticPlanBlockMemory keys its plan by call node across functions."""
+
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        new = super().visit_call_(call)
+        if new.same_as(call):
+            new = relax.Call(call.op, call.args, call.attrs, call.ty_args, call.span)
+        return new
+
+
+def _fresh_calls(func: relax.Function) -> relax.Function:
+    return _FreshCalls().visit_expr(func)
 
 
 def graph_variant_pass(max_batch: int) -> tvm.transform.Pass:

@@ -5,8 +5,9 @@
 ROUND_DIR is what recom_tvm.schedules.offline.export_round wrote: one library per task holding its candidate
 kernels, the tasks' static arrays and a manifest. Each fused-kernel task's measurement request is regenerated from
 its seed and checked against the manifest's fingerprint; tables are filled with random values (through PyTorch on
-the GPU when it is installed, else from numpy). Dense-layer tasks run on random normal inputs of their shapes. Every candidate's output is checked against the round's reference candidate
-(the default schedule if the round holds it, else the first), so a miscompiled variant is reported, not ranked.
+the GPU when it is installed, else from numpy). Dense-layer tasks run on random normal inputs of their shapes.
+Every candidate's output is checked against the round's reference candidate (the default schedule if the round
+holds it, else the first), so a miscompiled variant is reported, not ranked.
 """
 
 from __future__ import annotations

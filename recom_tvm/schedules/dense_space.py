@@ -36,7 +36,7 @@ KNOBS = {
     "cuda": {"rule": ("gemv", "matmul"), "rows": (1, 2, 4, 8, 16, 32), "threads_n": (4, 8, 16, 32),
              "vec": (1, 2, 4), "threads_k": (4, 8, 16, 32, 64), "unroll": (1, 2, 4, 8)},
     "cpu": {"rule": ("cpu",), "rows": (1, 2, 4, 6, 8), "cols": (8, 16, 32, 64),
-            "k_block": (64, 128, 256, 512, 1024), "unroll": (1, 2, 4, 8, 16)},
+            "k_block": (64, 128, 256, 512, 1024), "unroll": (1, 2, 4, 8, 16), "k_outer": (0, 1), "pack": (0, 1)},
 }
 
 
@@ -234,8 +234,8 @@ class ValidDenseKnobs(PyPostproc):
 
 
 FEATURES = ("rule_gemv", "rule_matmul", "rule_cpu", "log2_rows", "log2_threads_n", "vec", "log2_threads_k",
-            "log2_unroll", "log2_cols", "log2_k_block", "log2_batch", "log2_k", "log2_n", "log2_blocks",
-            "threads_per_block", "accumulators", "smem_kib", "weight_rereads", "waves_132")
+            "log2_unroll", "log2_cols", "log2_k_block", "k_outer", "pack", "log2_batch", "log2_k", "log2_n",
+            "log2_blocks", "threads_per_block", "accumulators", "smem_kib", "weight_rereads", "waves_132")
 
 
 def features(cfg: DenseConfig, info: dict) -> np.ndarray:
@@ -255,7 +255,7 @@ def features(cfg: DenseConfig, info: dict) -> np.ndarray:
         rows, blocks, threads, acc, smem = 32, math.ceil(batch / 32) * math.ceil(n / 64), 128, 16, 0.0
     return np.array([c.rule == "gemv", c.rule == "matmul", c.rule == "cpu", math.log2(rows),
                      math.log2(c.threads_n), c.vec, math.log2(c.threads_k), math.log2(c.unroll), math.log2(c.cols),
-                     math.log2(c.k_block), math.log2(max(batch, 1)), math.log2(k), math.log2(n),
+                     math.log2(c.k_block), c.k_outer, c.pack, math.log2(max(batch, 1)), math.log2(k), math.log2(n),
                      math.log2(max(blocks, 1)), threads, acc, smem, math.ceil(batch / rows),
                      blocks / 132.0], dtype=np.float32)
 

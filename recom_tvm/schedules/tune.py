@@ -144,7 +144,8 @@ class Progress(PyMeasureCallback):
         for cand, b, r in zip(measure_candidates, builder_results, runner_results):
             sec = median_seconds(r) if b.error_msg is None else None
             err = b.error_msg or r.error_msg
-            self.log.add(name, candidate_config(cand.sch.mod), sec, None if err is None else str(err).splitlines()[-1][:200],
+            self.log.add(name, candidate_config(cand.sch.mod), sec,
+                         None if err is None else str(err).splitlines()[-1][:200],
                          "search")
             self.count[name] = self.count.get(name, 0) + 1
             if sec is not None:
