@@ -1,6 +1,7 @@
 """The dense tail on the build host's CPU (llvm): before / after its schedules, against TF-CPU, same run.
 
-    python benchmarks/dense_tail_host.py [--models mixed100,e_small] [--batches 1,32,256,2048] [--json OUT]
+    python benchmarks/dense_tail_host.py [--models mixed100,e_small] [--batches 1,32,256,2048] [--threads N]
+                                         [--json OUT]
 
 Per model, interleaved in one run (median of --repeat, inputs drawn fresh per iteration from a pool):
   MLP alone     the model's top MLP (K = concat width -> top_mlp -> 1, bias + relu, sigmoid last) as a module of
@@ -9,7 +10,9 @@ Per model, interleaved in one run (median of --repeat, inputs drawn fresh per it
                 matmuls in a TF1 graph session)
   whole model   recom_tvm.optimize + build, before (dense_tail off, generic CPU) and after (the defaults): run()
                 from TF-style feeds and the compiled module alone (execute on prepared arguments), vs TF-CPU on the
-                frozen graph (feeding excluded)
+                frozen graph in a TF1 session (suite_host.TFGraph; feeding excluded)
+--threads: TVM's thread pool and TF's intra- / inter-op pools (default: every core). On a host shared with other
+work, one thread each compares the code rather than how each runtime's threads survive preemption.
 Where the unscheduled build would take more than --max-seconds per call (model E's 8,120 x 1,024 layer at large
 batches), "before" is not run: its row says so, with the MLP-alone time it extrapolates from.
 """
@@ -33,14 +36,23 @@ MODELS = {"mixed100": ("mixed", (100, 0)), "e_small": ("model_e", (4096,)), "dem
 
 
 def _median_ms(fn, inputs: list, repeat: int) -> float:
-    fn(inputs[0])
-    ts = []
-    for i in range(repeat):
-        x = inputs[i % len(inputs)]
-        t0 = time.perf_counter()
-        fn(x)
-        ts.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(ts))
+    return _interleaved({"x": (fn, inputs, repeat)})["x"]
+
+
+def _interleaved(systems: dict) -> dict:
+    """{name: (fn, inputs, repeat)} -> {name: median ms}: one call of each system in turn, round after round, so
+    that a change in the host's load falls on every system alike (each is warmed up first)."""
+    ts = {k: [] for k in systems}
+    for fn, inputs, _ in systems.values():
+        fn(inputs[0])
+    for i in range(max(r for _, _, r in systems.values())):
+        for k, (fn, inputs, repeat) in systems.items():
+            if i < repeat:
+                x = inputs[i % len(inputs)]
+                t0 = time.perf_counter()
+                fn(x)
+                ts[k].append(time.perf_counter() - t0)
+    return {k: 1e3 * float(np.median(v)) for k, v in ts.items()}
 
 
 def _settings(dense: str, mcpu: str):
@@ -57,7 +69,13 @@ def mlp_shapes(spec) -> tuple[int, tuple[int, ...]]:
     return k0, tuple(spec.top_mlp) + (1,)
 
 
-def mlp_alone(spec, batches, repeat: int, max_seconds: float) -> dict:
+def _tf_config(threads: int):
+    import tensorflow as tf
+
+    return tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=threads)
+
+
+def mlp_alone(spec, batches, repeat: int, max_seconds: float, threads: int = 0) -> dict:
     """The top MLP alone: TVM default / ours / TF-CPU per batch (ms)."""
     import tensorflow as tf
     import tvm
@@ -87,21 +105,23 @@ def mlp_alone(spec, batches, repeat: int, max_seconds: float) -> dict:
         for i, w in enumerate(ws):
             h = tf.matmul(h, tf.constant(w)) + tf.constant(rng.standard_normal(w.shape[1]).astype("float32"))
             h = tf.nn.relu(h) if i + 1 < len(ws) else tf.sigmoid(h)
-    sess = tf.compat.v1.Session(graph=g)
+    sess = tf.compat.v1.Session(graph=g, config=_tf_config(threads))
     dev_ws = [tvm.runtime.tensor(w) for w in ws]
     out = {"k": k0, "layers": list(layers), "batches": {}}
     for batch in batches:
         xs = [rng.standard_normal((batch, k0)).astype("float32") for _ in range(3)]
-        row = {"tf_cpu": _median_ms(lambda x: sess.run(h, {x_ph: x}), xs, repeat)}
+        args = [tvm.runtime.tensor(x) for x in xs]
+        systems = {"tf_cpu": (lambda x: sess.run(h, {x_ph: x}), xs, repeat)}
+        row = {}
         for name, (vm, _) in vms.items():
             est = out["batches"].get(str(batches[0]), {}).get(name)
             if name == "tvm_default" and est and batches[0] and est * batch / batches[0] > 1e3 * max_seconds:
                 row[name] = None
                 row[f"{name}_estimate_ms"] = round(est * batch / batches[0], 1)
                 continue
-            args = [tvm.runtime.tensor(x) for x in xs]
             n = repeat if name != "tvm_default" else max(2, min(repeat, 3))
-            row[name] = _median_ms(lambda a, vm=vm: vm["main"](a, *dev_ws), args, n)
+            systems[name] = (lambda a, vm=vm: vm["main"](a, *dev_ws), args, n)
+        row.update(_interleaved(systems))
         out["batches"][str(batch)] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
         print(f"  MLP {k0}->{layers} B={batch}: " + ", ".join(
             f"{k} {v:.3f} ms" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
@@ -109,9 +129,10 @@ def mlp_alone(spec, batches, repeat: int, max_seconds: float) -> dict:
     return out
 
 
-def whole_model(spec, batches, repeat: int, mlp: dict, max_seconds: float) -> dict:
+def whole_model(spec, batches, repeat: int, mlp: dict, threads: int = 0) -> dict:
     import recom_tvm
     from recom_tvm.models import tf_export
+    from suite_host import TFGraph
 
     paths = tf_export.export(spec)
     mod, params, _ = recom_tvm.from_tensorflow(paths["pb"], signature=paths["signature"])
@@ -123,13 +144,13 @@ def whole_model(spec, batches, repeat: int, mlp: dict, max_seconds: float) -> di
         models[name] = recom_tvm.build(opt, "llvm", params)
         build_s[name] = round(time.perf_counter() - t0, 2)
     _settings("auto", "auto")
-    ref = tf_export.TFReference(spec, paths)
+    graph = TFGraph(paths["pb"], paths["signature"], threads=threads)
     out = {"build_s": build_s, "batches": {}}
     for batch in batches:
         feeds = [spec.sample(batch, rng=1000 * batch + i) for i in range(3)]
-        tf_feeds = [tf_export.to_tf_feeds(spec, f) for f in feeds]
-        exp = ref(feeds[0])
-        row = {"tf_cpu": _median_ms(ref.run_tf, tf_feeds, repeat)}
+        tf_feeds = [graph.feed_dict(f) for f in feeds]
+        exp = graph.run(tf_feeds[0])
+        row, systems = {}, {"tf_cpu": (graph.run, tf_feeds, repeat)}
         for name, model in models.items():
             before_mlp = mlp["batches"][str(batch)].get(name)
             if name == "tvm_default" and before_mlp is None:
@@ -138,10 +159,10 @@ def whole_model(spec, batches, repeat: int, mlp: dict, max_seconds: float) -> di
             got = model.run(feeds[0])["score"]
             row[f"{name}_max_abs_err_vs_tf"] = float(np.abs(got - exp).max())
             n = repeat if name == "ours" else max(2, min(repeat, 3))
-            prepared = [model.prepare(f) for f in feeds]
-            row[f"{name}_module"] = _median_ms(model.execute, prepared, n)
-            row[f"{name}_run"] = _median_ms(model.run, feeds, n)
-        row["prepare"] = _median_ms(models["ours"].prepare, feeds, repeat)
+            systems[f"{name}_module"] = (model.execute, [model.prepare(f) for f in feeds], n)
+            systems[f"{name}_run"] = (model.run, feeds, n)
+        systems["prepare"] = (models["ours"].prepare, feeds, repeat)
+        row.update(_interleaved(systems))
         out["batches"][str(batch)] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
         print(f"  model B={batch}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                                                  for k, v in row.items()), flush=True)
@@ -154,9 +175,13 @@ def main() -> int:
     p.add_argument("--batches", default="1,32,256,2048")
     p.add_argument("--repeat", type=int, default=7)
     p.add_argument("--max-seconds", type=float, default=20.0, help="skip 'before' calls predicted longer")
+    p.add_argument("--mlp-only", action="store_true", help="the MLP alone, not the whole model")
+    p.add_argument("--threads", type=int, default=0, help="threads of TVM's and TF's pools (0: every core)")
     p.add_argument("--json", default=None)
     a = p.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if a.threads:
+        os.environ["TVM_NUM_THREADS"] = str(a.threads)  # read when TVM's thread pool starts
     from recom_tvm.backend.cpu import llvm_mcpu
     from recom_tvm.models import zoo
 
@@ -164,14 +189,15 @@ def main() -> int:
     load = os.getloadavg()[0]
     res = {"date": time.strftime("%Y-%m-%d"), "machine": _cpu_name(), "cores": os.cpu_count(),
            "python": platform.python_version(), "llvm_mcpu": llvm_mcpu() or "generic", "repeat": a.repeat,
-           "load_average_start": round(load, 2), "models": {}}
+           "threads": a.threads or os.cpu_count(), "load_average_start": round(load, 2), "models": {}}
     for name in a.models.split(","):
         factory, args = MODELS[name]
         spec = getattr(zoo, factory)(*args)
         print(f"== {name}: {len(spec.columns)} columns", flush=True)
-        mlp = mlp_alone(spec, batches, a.repeat, a.max_seconds)
-        res["models"][name] = {"columns": len(spec.columns), "mlp_alone": mlp,
-                               "whole_model": whole_model(spec, batches, a.repeat, mlp, a.max_seconds)}
+        mlp = mlp_alone(spec, batches, a.repeat, a.max_seconds, a.threads)
+        res["models"][name] = {"columns": len(spec.columns), "mlp_alone": mlp}
+        if not a.mlp_only:
+            res["models"][name]["whole_model"] = whole_model(spec, batches, a.repeat, mlp, a.threads)
         if a.json:
             with open(a.json, "w") as f:
                 json.dump(res, f, indent=1)

@@ -35,7 +35,7 @@ TASK_ATTR = "recom_tvm.dense_task"  # JSON: key, batch, target, K, N (what insta
 KNOBS = {
     "cuda": {"rule": ("gemv", "matmul"), "rows": (1, 2, 4, 8, 16, 32), "threads_n": (4, 8, 16, 32),
              "vec": (1, 2, 4), "threads_k": (4, 8, 16, 32, 64), "unroll": (1, 2, 4, 8)},
-    "cpu": {"rule": ("cpu",), "rows": (1, 2, 4, 6, 8), "cols": (8, 16, 32, 64),
+    "cpu": {"rule": ("cpu",), "rows": (1, 2, 4, 6, 8), "cols": (8, 16, 32, 64, 128, 256),
             "k_block": (64, 128, 256, 512, 1024), "unroll": (1, 2, 4, 8, 16), "k_outer": (0, 1), "pack": (0, 1)},
 }
 
@@ -104,9 +104,11 @@ def dense_layers(mod: tvm.IRModule, target: tvm.target.Target, batch: int | None
     tag = target_tag(target)
     for name in sorted(symbolic):
         key = layer_key(symbolic[name], tag)
-        if key not in seen and name in fixed:
-            seen.add(key)
-            out.append((key, fixed[name]))
+        a, b = match_dense(symbolic[name]), match_dense(fixed[name]) if name in fixed else None
+        if key in seen or b is None or (a.k, a.n, a.transposed) != (b.k, b.n, b.transposed):
+            continue  # (the same layer twice, or the bound module named its layers differently: not tuned)
+        seen.add(key)
+        out.append((key, fixed[name]))
     return out
 
 

@@ -9,11 +9,12 @@ K in one block, which at small batches leaves most of the GPU idle (model E's fi
 Here each layer gets one schedule per batch bucket (`DenseConfig`), and `dispatch` joins them into one PrimFunc
 that branches on B on the host side of the kernel (one launch per call, like the fused embedding kernel):
 
-- "gemv" (CUDA, small batches): a block owns `rows` batch rows x `threads_n * vec` columns; its threads split K
-  (`threads_k` ways, adjacent threads on adjacent rows of w: coalesced) and keep rows x vec partial sums in
-  registers; the partial sums meet in shared memory, where each thread sums threads_k of them for its outputs and
-  applies the epilogue. More blocks along B (rows) and N keep the GPU busy at B = 1..64; w is read once per row
-  block.
+- "gemv" (CUDA, small batches): a block owns `rows` batch rows x `threads_n * vec` columns; `threads_n` threads
+  read adjacent columns of w (coalesced) and `threads_k` threads split K (interleaved rows), each keeping
+  rows x vec partial sums in registers; the partial sums meet in shared memory, where each thread sums threads_k
+  of them for its outputs and applies the epilogue. Blocks along B (rows) and N keep the GPU busy at
+  B = 1..64 (split-K inside the block, no second kernel and no global workspace, so CUDA graphs capture it); w is
+  read once per row block.
 - "matmul" (CUDA, large batches): dlight's Matmul rule (shared-memory tiles), TVM's own default.
 - "cpu" (llvm): register tiles of `rows` x `cols` outputs (cols a multiple of the vector width) over K blocks of
   `k_block`, vectorized along N, parallel over column tiles (tiles divide N and K: no predicate in the vector
@@ -100,11 +101,12 @@ CUDA_DEFAULT = (
     (64, DenseConfig("gemv", rows=8, threads_n=8, vec=2, threads_k=32, unroll=4)),
     (None, DenseConfig("matmul")),
 )
-# llvm (measured on the 2-core build host, model E's 8,152 x 1,024 layer, CPU time): one row streams w once
-# (B = 1: 5 ms); from two rows on, each thread first packs its column strip (a page per K row of w otherwise:
-# 8x fewer cycles at B = 256, 119 vs 954 ms) and reuses it for every 4-row tile.
+# llvm (measured on the 2-core build host, model E's 8,152 x 1,024 layer, CPU time): one row streams w once,
+# 256 columns per thread (1 KB of each row of w: 4.0 ms at B = 1, 5.6 ms with 32); from two rows on, each thread
+# first packs its column strip (a page per K row of w otherwise: 8x fewer cycles at B = 256, 119 vs 954 ms) and
+# reuses it for every 4-row tile.
 CPU_DEFAULT = (
-    (1, DenseConfig("cpu", rows=1, cols=32, k_block=256, unroll=4)),
+    (1, DenseConfig("cpu", rows=1, cols=256, k_block=256, unroll=2)),
     (None, DenseConfig("cpu", rows=4, cols=16, k_block=256, unroll=4, pack=1)),
 )
 
@@ -227,7 +229,7 @@ def fit(cfg: DenseConfig, layer: DenseLayer) -> DenseConfig:
         tk = min(cfg.threads_k * (cfg.threads_n // tn), _pow2_at_least(layer.k), MAX_THREADS // tn)
         return dataclasses.replace(cfg, threads_n=tn, vec=vec, threads_k=max(tk, 1))
     if cfg.rule == "cpu":  # tiles that divide N and K: no predicate inside the vectorized loop
-        cols = next(c for c in (64, 32, 16, 8, 4, 2, 1) if c <= cfg.cols and layer.n % c == 0)
+        cols = next(c for c in (512, 256, 128, 64, 32, 16, 8, 4, 2, 1) if c <= cfg.cols and layer.n % c == 0)
         k_block = _divisor_at_most(layer.k, cfg.k_block)
         if k_block * 4 < min(cfg.k_block, layer.k):  # K has no divisor near the block: one block over all of K
             k_block = layer.k
@@ -254,8 +256,8 @@ def check_config(cfg: DenseConfig, layer: DenseLayer | None = None) -> str | Non
             return f"{smem} bytes of partial sums in shared memory (at most {MAX_SHARED_BYTES})"
         if cfg.rows * cfg.vec > 128:
             return f"{cfg.rows * cfg.vec} accumulators per thread (at most 128)"
-    if cfg.rule == "cpu" and cfg.rows * cfg.cols > 256:
-        return f"{cfg.rows * cfg.cols} accumulators per tile (at most 256)"
+    if cfg.rule == "cpu" and cfg.rows * cfg.cols > 1024:
+        return f"{cfg.rows * cfg.cols} accumulators per tile (at most 1024)"
     return None
 
 
