@@ -35,7 +35,7 @@ TASK_ATTR = "recom_tvm.dense_task"  # JSON: key, batch, target, K, N (what insta
 KNOBS = {
     "cuda": {"rule": ("gemv", "matmul"), "rows": (1, 2, 4, 8, 16, 32), "threads_n": (4, 8, 16, 32),
              "vec": (1, 2, 4), "threads_k": (4, 8, 16, 32, 64), "unroll": (1, 2, 4, 8)},
-    "cpu": {"rule": ("cpu",), "rows": (1, 2, 4, 6, 8), "cols": (8, 16, 32, 64, 128, 256),
+    "cpu": {"rule": ("cpu",), "rows": (1, 2, 4, 6, 8), "cols": (8, 16, 32, 64, 128, 256, 512, 1024),
             "k_block": (64, 128, 256, 512, 1024), "unroll": (1, 2, 4, 8, 16), "k_outer": (0, 1), "pack": (0, 1)},
 }
 

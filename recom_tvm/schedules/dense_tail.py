@@ -101,12 +101,12 @@ CUDA_DEFAULT = (
     (64, DenseConfig("gemv", rows=8, threads_n=8, vec=2, threads_k=32, unroll=4)),
     (None, DenseConfig("matmul")),
 )
-# llvm (measured on the 2-core build host, model E's 8,152 x 1,024 layer, CPU time): one row streams w once,
-# 256 columns per thread (1 KB of each row of w: 4.0 ms at B = 1, 5.6 ms with 32); from two rows on, each thread
-# first packs its column strip (a page per K row of w otherwise: 8x fewer cycles at B = 256, 119 vs 954 ms) and
-# reuses it for every 4-row tile.
+# llvm (measured on the 2-core build host, model E's 8,152 x 1,024 layer, CPU time of one thread): one row streams
+# w in strips of 512 columns (2 KB of each row: 3.2 ms at B = 1, 3.4 with 256, 2.3 with whole rows but then one
+# column tile, one thread; 5.6 with 32); from two rows on, each thread first packs its column strip (a page per K
+# row of w otherwise: 8x fewer cycles at B = 256, 119 vs 954 ms) and reuses it for every 4-row tile.
 CPU_DEFAULT = (
-    (1, DenseConfig("cpu", rows=1, cols=256, k_block=256, unroll=2)),
+    (1, DenseConfig("cpu", rows=1, cols=512, k_block=256, unroll=1)),
     (None, DenseConfig("cpu", rows=4, cols=16, k_block=256, unroll=4, pack=1)),
 )
 
@@ -229,7 +229,8 @@ def fit(cfg: DenseConfig, layer: DenseLayer) -> DenseConfig:
         tk = min(cfg.threads_k * (cfg.threads_n // tn), _pow2_at_least(layer.k), MAX_THREADS // tn)
         return dataclasses.replace(cfg, threads_n=tn, vec=vec, threads_k=max(tk, 1))
     if cfg.rule == "cpu":  # tiles that divide N and K: no predicate inside the vectorized loop
-        cols = next(c for c in (512, 256, 128, 64, 32, 16, 8, 4, 2, 1) if c <= cfg.cols and layer.n % c == 0)
+        cols = next(c for c in (2048, 1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1)
+                    if c <= cfg.cols and layer.n % c == 0)
         k_block = _divisor_at_most(layer.k, cfg.k_block)
         if k_block * 4 < min(cfg.k_block, layer.k):  # K has no divisor near the block: one block over all of K
             k_block = layer.k
@@ -256,8 +257,8 @@ def check_config(cfg: DenseConfig, layer: DenseLayer | None = None) -> str | Non
             return f"{smem} bytes of partial sums in shared memory (at most {MAX_SHARED_BYTES})"
         if cfg.rows * cfg.vec > 128:
             return f"{cfg.rows * cfg.vec} accumulators per thread (at most 128)"
-    if cfg.rule == "cpu" and cfg.rows * cfg.cols > 1024:
-        return f"{cfg.rows * cfg.cols} accumulators per tile (at most 1024)"
+    if cfg.rule == "cpu" and cfg.rows * cfg.cols > 2048:
+        return f"{cfg.rows * cfg.cols} accumulators per tile (at most 2048)"
     return None
 
 
