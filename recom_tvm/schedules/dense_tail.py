@@ -355,16 +355,23 @@ def _cpu(sch: Schedule, mm, epi, cfg: DenseConfig) -> None:
     sch.decompose_reduction(mm, ko)
     sch.vectorize(sch.get_loops(epi)[-1])  # the epilogue over the tile's columns
     if cfg.pack:  # the strip of w this column tile reads, copied once per call into a contiguous buffer
-        w_index = next(n for n, r in enumerate(sch.get(mm).reads) if not _reads_batch(r))
+        w_index = _weight_read(sch, mm)
         strip = sch.cache_read(mm, w_index, "global")
         sch.compute_at(strip, jo, preserve_unit_loops=True)
         sch.vectorize(sch.get_loops(strip)[-1])
 
 
-def _reads_batch(region) -> bool:
-    """Whether a read region depends on the batch (x does, w does not)."""
-    shape = region.source.shape if hasattr(region.source, "shape") else region.source.ty.shape
-    return any(not isinstance(d, tirx.IntImm) for d in shape) or len(shape) != 2
+def _weight_read(sch: Schedule, mm) -> int:
+    """The index of w among the update's reads: the one indexed by (k, j) or (j, k). Not "the read without the
+    batch": at a static batch (a tuning task) x and the accumulator the reduction was decomposed into have
+    constant shapes too."""
+    block = sch.get(mm)
+    _, vj, vk = (v.var for v in block.iter_vars)
+    for n, r in enumerate(block.reads):
+        pv = _point_vars(r)
+        if _same(pv, [vk, vj]) or _same(pv, [vj, vk]):
+            return n
+    raise ValueError(f"dense tail: no weight among the reads of {block.name_hint}")
 
 
 def _dlight_matmul(func: tirx.PrimFunc, target: tvm.target.Target) -> tirx.PrimFunc:
