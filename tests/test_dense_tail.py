@@ -110,19 +110,70 @@ def test_cuda_schedules_compute_the_same_emulated():
         _assert_same(func, build_layer(emulate(schedule_buckets(func, buckets, cuda)), CPU), f"{name} buckets")
 
 
+EDGE_BATCHES = (1, 2, 4, 5, 7, 32, 33, 64, 65, 512)  # both sides of every default bucket edge (llvm: 1; CUDA: 4, 64)
+
+
+def _numpy_mlp(x: np.ndarray, ws: list[np.ndarray], layers: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """recom_tvm.models.mlp.relax_mlp in float64 (its biases drawn in the same order)."""
+    rng = np.random.default_rng(seed)
+    h = x.astype(np.float64)
+    for i, (w, n) in enumerate(zip(ws, layers)):
+        h = h @ w.astype(np.float64) + rng.standard_normal(n).astype(np.float32)
+        h = np.maximum(h, 0) if i + 1 < len(layers) else 1 / (1 + np.exp(-h))
+    return h
+
+
+def test_llvm_mlp_matches_numpy_at_every_bucket_edge():
+    """The MLP as build compiles it for llvm (the default buckets), against numpy at batches on both sides of
+    every bucket edge, CPU and CUDA defaults alike, and at a large batch (512 rows: many row tiles)."""
+    layers = (64, 16, 1)
+    exe = compile_module(MLP, CPU)
+    vm = tvm.runtime.vm.VirtualMachine(exe, tvm.cpu())
+    rng = np.random.default_rng(11)
+    ws = [(rng.standard_normal(s) / np.sqrt(s[0])).astype("float32") for s in ((300, 64), (64, 16), (16, 1))]
+    for b in EDGE_BATCHES:
+        x = rng.standard_normal((b, 300)).astype("float32")
+        got = vm["main"](tvm.runtime.tensor(x), *[tvm.runtime.tensor(w) for w in ws]).numpy()
+        np.testing.assert_allclose(got, _numpy_mlp(x, ws, layers), rtol=1e-5, atol=1e-6, err_msg=f"B={b}")
+
+
+def test_cuda_default_buckets_at_their_edges_emulated():
+    """CUDA_DEFAULT's gemv buckets (B <= 4, B <= 64) dispatched by batch inside one function, run serially at
+    each edge and beyond (the matmul bucket above 64 is dlight's: checked on the GPU), against the unscheduled
+    layer and numpy."""
+    cuda = make_target("cuda")
+    func = fused_layers(MLP)["fused_matmul_add_relu"]  # the first layer: K = 300 (no split divides it), N = 64
+    gemv_only = tuple((lim, cfg) for lim, cfg in CUDA_DEFAULT if cfg.rule == "gemv")
+    buckets = gemv_only[:-1] + ((None, gemv_only[-1][1]),)  # the last gemv bucket open above
+    assert [p.name for p in func.params] == ["x", "w0", "param_0", "compute_intermediate"]  # x, w, bias, out
+    lib = build_layer(emulate(schedule_buckets(func, buckets, cuda)), CPU)
+    ref = _reference(func)
+    for b in (1, 4, 5, 7, 32, 33, 64, 65):
+        got = run_layer(lib, func, b, seed=b)
+        np.testing.assert_allclose(got, run_layer(ref, func, b, seed=b), rtol=2e-5, atol=2e-5, err_msg=f"B={b}")
+        rng = np.random.default_rng(b)  # run_layer's inputs, drawn in the same order
+        x, w, bias = (rng.standard_normal(s).astype("float32") for s in ((b, 300), (300, 64), (64,)))
+        want = np.maximum(x.astype(np.float64) @ w + bias, 0)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=f"B={b} vs numpy")
+
+
 @needs_nvcc
 def test_cuda_default_schedules_compile_with_one_kernel_per_bucket():
     from recom_tvm.cuda_support import prepare_cuda_build
 
     prepare_cuda_build()
     cuda = make_target("cuda")
-    func = fused_layers(MLP)["fused_matmul_add_relu"]
-    with cuda:
-        lib = tvm.compile(tvm.IRModule({"main": schedule_buckets(func, CUDA_DEFAULT, cuda).with_attr(
-            "global_symbol", "main")}), target=cuda)
+    layers = fused_layers(MLP)  # K 300 -> 64 -> 16 -> 1: N = 1 last, K a multiple of no split first
+    funcs = {name: schedule_buckets(f, CUDA_DEFAULT, cuda).with_attr("global_symbol", name)
+             for name, f in layers.items()}
+    with cuda:  # one nvcc run for all of them
+        lib = tvm.compile(tvm.IRModule(funcs), target=cuda)
     src = lib.mod.imports[0].inspect_source() if hasattr(lib, "mod") else lib.imports[0].inspect_source()
     kernels = re.findall(r"__global__[^;{]*\{", src)  # definitions (each is declared first, too)
-    assert len(kernels) == len(CUDA_DEFAULT)  # the host side picks one per call
+    for name in layers:  # every bucket of every layer is a kernel of its own: the host side picks one per call
+        assert len([k for k in kernels if re.search(rf"\b{name}(_kernel)?(_\d+)?\b", k)]) == len(CUDA_DEFAULT), \
+            (name, kernels)
+    assert len(kernels) == len(CUDA_DEFAULT) * len(layers)
     assert "__shared__" in src  # the gemv buckets' partial sums
 
 
@@ -269,3 +320,30 @@ def test_dense_offline_round_trip(tmp_path):
     from recom_tvm.schedules.dense_apply import best_dense_configs
 
     assert len(best_dense_configs(recom_tvm.schedules.tune.open_database(work))) == 1
+
+
+def test_tuning_a_model_covers_its_fused_kernel_and_its_dense_tail(compiled, tmp_path, monkeypatch):
+    """One recom_tvm.tune call on a whole optimized model measures the fused embedding kernel and the dense layers
+    (each default first, then searched), and the build that reads the database computes what TF computes. The
+    demo's layers are below the size tuned by default: the threshold is lowered to its largest layer only."""
+    c = compiled(zoo.demo(), optimized=True)
+    sizes = {t.key: t.layer.k * t.layer.n for t in dense_space.extract_dense_tasks(c.mod, "llvm", (16,), 0)}
+    assert len(sizes) == 4
+    monkeypatch.setattr(dense_space, "MIN_TUNED_WEIGHTS", max(sizes.values()))
+    work = str(tmp_path / "tune")
+    db = recom_tvm.tune(c.mod, "llvm", work, trials=1, batches=(16,), trials_per_iter=1, quiet=True)
+    trials = [json.loads(x) for x in open(os.path.join(work, "trials.jsonl"))]
+    by_task = {}
+    for t in trials:
+        by_task.setdefault(t["task"], []).append(t)
+    assert len(by_task) == 2, sorted(by_task)  # the fused kernel and the largest dense layer
+    assert sum(t.startswith("dense") or "matmul" in t for t in by_task) == 1, sorted(by_task)
+    assert all(ts[0]["source"] == "default" and len(ts) == 2 and all(x["ms"] > 0 for x in ts)
+               for ts in by_task.values()), trials
+    from recom_tvm.schedules.dense_apply import best_dense_configs
+
+    assert len(best_dense_configs(db)) == 1
+    tuned = recom_tvm.build(c.mod, "llvm", c.params, database=db)
+    for batch in (3, 16):
+        feeds = zoo.demo().sample(batch, rng=100 + batch)
+        np.testing.assert_allclose(tuned.run(feeds)["score"], c.ref(feeds), rtol=1e-5, atol=2e-5)
