@@ -40,7 +40,7 @@ _SHAPE_FEED_MAX = 8  # static int vectors up to this size (dense_shape & co.) ar
 
 
 def from_tensorflow(source: Any, signature: str | dict | None = None,
-                    outputs: list[str] | None = None) -> tuple[tvm.IRModule, dict[str, np.ndarray], InputSpec]:
+                    outputs: list[str] | dict[str, str] | None = None) -> tuple[tvm.IRModule, dict[str, np.ndarray], InputSpec]:
     """Import a TF model into Relax.
 
     Args:
@@ -48,7 +48,8 @@ def from_tensorflow(source: Any, signature: str | dict | None = None,
             `tf.function` ConcreteFunction.
         signature: SavedModel signature name (default "serving_default"), or for a .pb a dict (or JSON file)
             `{"inputs": {feature: placeholder | {"indices", "values", "dense_shape"}}, "outputs": {...}}`.
-        outputs: tensor names to return instead of the signature's outputs.
+        outputs: tensor names to return instead of the signature's outputs (a list: each output is named by its
+            node; a dict: output name -> tensor name, e.g. `{"score": ..., "embedding": ...}`).
 
     Returns:
         (mod, params, spec): `mod["main"]` takes the module inputs listed in `spec` then the params;

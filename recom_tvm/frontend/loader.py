@@ -45,7 +45,8 @@ def _node_of(tensor: str) -> str:
     return parse_tensor_name(tensor)[0]
 
 
-def load(source: Any, signature: str | dict | None = None, outputs: list[str] | None = None) -> LoadedGraph:
+def load(source: Any, signature: str | dict | None = None,
+         outputs: list[str] | dict[str, str] | None = None) -> LoadedGraph:
     """Dispatch on the kind of `source`; see `recom_tvm.from_tensorflow`."""
     if isinstance(source, (bytes, bytearray)):
         return _from_graphdef_bytes(bytes(source), signature, outputs, "<bytes>")
@@ -123,9 +124,16 @@ def _from_graphdef_bytes(data: bytes, signature, outputs, source: str) -> Loaded
     return LoadedGraph(graph, feats, outs, source)
 
 
+def _named_outputs(outputs) -> list[tuple[str, str]]:
+    """`outputs` as (output name, tensor): a dict names them; a list is named by each tensor's node."""
+    if isinstance(outputs, dict):
+        return [(str(k), _full(v)) for k, v in outputs.items()]
+    return [(_node_of(o), _full(o)) for o in outputs]
+
+
 def _outputs(outputs, spec, graph) -> list[tuple[str, str]]:
     if outputs is not None:
-        outs = [(_node_of(o), _full(o)) for o in outputs]
+        outs = _named_outputs(outputs)
     elif spec is not None and "outputs" in spec:
         outs = [(k, _full(v)) for k, v in spec["outputs"].items()]
     else:
@@ -395,7 +403,7 @@ def _from_tf1_saved_model(path: str, signature: str, outputs) -> LoadedGraph:
                                        f"{info.WhichOneof('encoding')}")
         outs = [(k, sig.outputs[k].name) for k in sorted(sig.outputs)]
         if outputs is not None:
-            outs = [(_node_of(o), _full(o)) for o in outputs]
+            outs = _named_outputs(outputs)
         keep = sorted({_node_of(t) for _, t in outs})
         init = [op.name for op in g.get_operations() if op.type == "NoOp" and "init_all_tables" in op.name]
         gd = v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), keep + init)
