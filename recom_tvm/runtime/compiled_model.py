@@ -18,7 +18,7 @@ from ..errors import FeedError, InvalidArgumentError, ModelFormatError
 from . import builtins  # noqa: F401  (registers the packed functions compiled modules call)
 from .assertions import check_all
 from .binding import Binder
-from .feeds import check_ids, normalize_feeds, sort_rows
+from .feeds import cast_exact, check_ids, normalize_feeds, sort_rows
 from .host_stage import run_host_stage
 from .packer import PACKED, PACKED_SIZES, apply_recipes, is_virtual_zeros, pack
 from .spec import InputSpec
@@ -145,7 +145,10 @@ class CompiledModel:
                 args.append(tvm_ffi.Shape(vals))
             else:
                 self._bind(inp["shape"], list(arr.shape), label, bound, "shape")
-                args.append(np.ascontiguousarray(arr, dtype=inp["dtype"]))
+                # feeds were converted to their placeholders' dtypes; a host-stage output of another dtype
+                # than the module declares is converted only when exact (never wrapped)
+                args.append(np.ascontiguousarray(cast_exact(self.spec.feed_of(label), np.asarray(arr),
+                                                            inp["dtype"])))
         return args, bound
 
     @staticmethod
