@@ -171,7 +171,8 @@ class Compiled:
                 self.mod, self.params, self.ispec = recom_tvm.from_tensorflow(self.paths[source], outputs=outputs)
         self.variants = {"imported": (self.mod, self.ispec, recom_tvm.build(self.mod, "llvm", self.params))}
         opt = recom_tvm.optimize(self.mod)
-        self.variants["optimized"] = (opt, self.ispec, recom_tvm.build(opt, "llvm", self.params))
+        built = recom_tvm.build(opt, "llvm", self.params)
+        self.variants["optimized"] = (opt, built.spec, built)
         self.primary = "imported"
         self.model = self.variants["imported"][2]
 
@@ -226,13 +227,17 @@ def compiled():
 
 class FunctionModel:
     """A tf.function's ConcreteFunction (returning a dict: let it return its embedding stage too) imported and
-    built imported and optimized; `check` compares every variant's outputs (or error class) with TF's."""
+    built three ways: imported, "passes" (optimized without FuseColumns: the rewritten columns as separate
+    kernels) and optimized (the fused kernel); `check` compares every variant's outputs (or error class) with
+    TF's."""
 
     def __init__(self, cf) -> None:
         self.cf = cf
         self.mod, self.params, self.ispec = recom_tvm.from_tensorflow(cf)
         self.names = [f["name"] for f in self.ispec.features]
         self.variants = {"imported": recom_tvm.build(self.mod, "llvm", self.params)}
+        self.passes = recom_tvm.optimize(self.mod, disable=["fuse_columns"])
+        self.variants["passes"] = recom_tvm.build(self.passes, "llvm", self.params)
         self.opt = recom_tvm.optimize(self.mod)
         self.variants["optimized"] = recom_tvm.build(self.opt, "llvm", self.params)
 

@@ -23,7 +23,7 @@ from tvm import relax, tirx
 from ..ops import defs
 from ..ops.fused_kernel import FILTER_NEG_ID, FILTER_NONPOS_WEIGHT, KIND, META, MODE, PRE, class_sort_key
 from ..shapes.index_expr import IndexExprs
-from ..shapes.symbolic import analyzer, as_expr, const_array, is_tensor_const
+from ..shapes.symbolic import analyzer, as_expr, const_array, is_tensor_const, prove_equal
 from ._util import attach_spec, conjuncts as _conjuncts, copy_attrs, positive_test as _positive_test, spec_of
 from ._util import strip_simplified as _strip
 from .dataflow import DataflowView, op_name
@@ -93,22 +93,44 @@ class _Classifier:
         return "none", 0, 0, e
 
     # --------------------------------------------------------------------------------------------- columns
-    def column(self, x, width: int) -> _Column:
+    def column(self, x, width: int, batch) -> _Column:
+        """The concat input x ([batch, width]) as a column the kernel computes, or _NoMatch (then it is
+        computed beside the kernel and written into its slice). Reshapes keep the row-major data, so they are
+        looked through; anything else (a normalizer's scale, shift, relu, ...) is not the kernel's to drop."""
         e = self.view.resolve(x)
         while op_name(e) == "relax.reshape":
             e = self.view.resolve(e.args[0])
         name = op_name(e)
         if name == "recom.embedding_bag":
-            return self.bag(e)
-        if name == "recom.gather":
-            return self.one(e)
-        # a numeric column: the input itself
-        return _Column("numeric", width, {"x": self.host_tensor(self.view.root_var(x) if not name else e.args[0])})
+            col = self.bag(e)
+        elif name == "recom.gather":
+            col = self.one(e)
+        elif name is None and self.view.is_param(e):
+            col = self.numeric(e, width, batch)
+        else:
+            raise _NoMatch(f"{name or type(e).__name__} is not a column the kernel computes")
+        if col.dim != width:  # e.g. two gathered rows per example read as one row of twice the width
+            raise _NoMatch(f"the column's rows have {col.dim} values, its slice of the concat {width}")
+        return col
+
+    def numeric(self, p, width: int, batch) -> _Column:
+        """A numeric column: a float32 host tensor holding exactly [batch, width] values, copied as they are."""
+        ty = p.ty
+        if str(ty.dtype) != "float32" or ty.shape is None:
+            raise _NoMatch(f"{p.name}: not a float32 tensor")
+        size = tirx.const(1, "int64")
+        for d in ty.shape.values:
+            size = size * d
+        if not prove_equal(size, as_expr(batch) * width):
+            raise _NoMatch(f"{p.name} {list(ty.shape.values)} does not hold [{batch}, {width}] values")
+        return _Column("numeric", width, {"x": self.host_tensor(p)})
 
     def bag(self, call) -> _Column:
         table, ids, rows, mask, num_bags, mode, check, label, weights = call.args
         if int(check.value):
             raise _NoMatch("device range check")
+        if str(table.ty.dtype) != "float32":
+            raise _NoMatch(f"a {table.ty.dtype} table")
         weighted = defs.bag_weighted(call)
         j = IndexExprs.index("j")
         pre, a, b, raw = self.preprocessing(self.ie.at(ids, [j]))
@@ -174,8 +196,17 @@ class _Classifier:
         table, ids, axis, check, label = call.args
         if int(check.value) or int(axis.value) != 0:
             raise _NoMatch("checked or non-row gather")
+        if str(table.ty.dtype) != "float32":
+            raise _NoMatch(f"a {table.ty.dtype} table")
+        dims = ids.ty.shape.values if ids.ty.shape is not None else None
         j = IndexExprs.index("b")
-        e = _strip(self.ie.at(ids, [j]))
+        if dims is not None and len(dims) == 1:
+            at = [j]
+        elif dims is not None and len(dims) == 2 and isinstance(dims[1], tirx.IntImm) and dims[1].value == 1:
+            at = [j, tirx.const(0, "int64")]  # ids [B, 1] (a Keras Embedding over one id per example)
+        else:
+            raise _NoMatch(f"ids of shape {dims}: not one id per row")
+        e = _strip(self.ie.at(ids, at))
         hit = self.ie.leaf(e)
         if hit is not None:
             leaf, ind = hit
@@ -332,7 +363,7 @@ class FuseColumns:
             axis = int(b.value.attrs.axis)
             if len(fields) < self.min_columns or ty.shape is None or len(ty.shape.values) != 2 or axis not in (1, -1):
                 continue
-            if not isinstance(ty.shape.values[1], tirx.IntImm):
+            if not isinstance(ty.shape.values[1], tirx.IntImm) or str(ty.dtype) != "float32":
                 continue
             widths = [int(f.ty.shape.values[1]) for f in fields]
             offsets = [int(x) for x in np.cumsum([0] + widths[:-1])]
@@ -340,7 +371,7 @@ class FuseColumns:
             columns, fused_off, rest = [], [], []
             for f, w, off in zip(fields, widths, offsets):
                 try:
-                    col = classifier.column(f, w)
+                    col = classifier.column(f, w, ty.shape.values[0])
                     _lanes(col)
                 except _NoMatch as why:
                     rest.append((f, off))  # computed as before, written into its slice of the fused output
