@@ -676,18 +676,21 @@ def _replace_load(e, target, var):
     return e
 
 
-def _mask_keeps_ids_from(ctx: RuleContext, ids, mask, limit: int) -> bool:
-    """Does the mask keep every entry whose id is >= limit? (Then checking all ids on the host is exact: the
-    only entries the mask drops have ids < limit, which TF never reports.)"""
+def _mask_keeps_ids_in(ctx: RuleContext, ids, mask, lo: int, hi: int) -> bool:
+    """Does the mask keep every entry whose id lies in [lo, hi)? (Then checking all ids on the host is exact
+    for that range: the mask drops only ids TF never reports.)"""
     if _is_true_mask(ctx.view, mask) or len(mask.ty.shape.values) == 0:
         return True
     j = IndexExprs.index("j")
     id_e = _strip_cast(ctx.ie.at(ids, [j]))
     m_e = ctx.ie.at(mask, [j])
     v = tirx.Var("large_id", str(id_e.ty.dtype))
-    analyzer().bind(v, tvm.ir.Range.from_min_extent(tirx.const(limit, str(id_e.ty.dtype)),
-                                                    tirx.const(1 << 40, str(id_e.ty.dtype))))
+    analyzer().bind(v, tvm.ir.Range.from_min_extent(tirx.const(lo, str(id_e.ty.dtype)),
+                                                    tirx.const(hi - lo, str(id_e.ty.dtype))))
     return analyzer().can_prove(_replace_load(m_e, id_e, v))
+
+
+_ID_SPAN = 1 << 40  # ids beyond +-2^40 behave as those inside for every mask the rules meet
 
 
 def _weight_gate(ctx: RuleContext, call, limit: int) -> str | None:
@@ -753,7 +756,13 @@ def rule_range_check(ctx: RuleContext, b: relax.Binding):
         if tensor is None:
             return None
         entry = {"tensor": tensor, "limit": limit, "label": label}
-        if not _mask_keeps_ids_from(ctx, ids, mask, limit):
+        if not kept_nonneg:
+            # negative ids reach the gather (a Keras Embedding or tf.gather of feed ids): TF-CPU raises for them
+            # as for ids >= limit. The host checks them exactly only if the mask keeps every negative id.
+            if not _mask_keeps_ids_in(ctx, ids, mask, -_ID_SPAN, 0):
+                return None
+            entry["negative"] = True
+        if not _mask_keeps_ids_in(ctx, ids, mask, limit, _ID_SPAN):
             gate = _weight_gate(ctx, call, limit) if is_bag else None
             if gate is None:
                 return None
@@ -761,6 +770,7 @@ def rule_range_check(ctx: RuleContext, b: relax.Binding):
         if entry not in ctx.spec.id_checks:
             ctx.spec.id_checks.append(entry)
         ctx.facts.append(f"column {column}: ids are the input {tensor!r}: range check moved to the host"
+                         + (" (negative ids too)" if entry.get("negative") else "")
                          + (f" (ids whose weight in {entry['where_positive']!r} is > 0)" if "where_positive" in entry
                             else ""))
     args = list(call.args)

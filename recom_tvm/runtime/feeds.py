@@ -292,15 +292,23 @@ def sort_rows(feature: dict, env: dict[str, np.ndarray], also=(), describe=str) 
 
 
 def check_ids(check: dict, ids: np.ndarray, weights: np.ndarray | None = None) -> None:
-    """TF-CPU's GatherV2 error for ids >= the table's rows (negative ids were filtered out by the column; a
-    weighted column also drops ids whose weight is <= 0: `weights` given, only the others are checked)."""
+    """TF-CPU's GatherV2 error for ids outside [0, limit) (EliminateRedundancy moved the check here).
+
+    check: {"tensor", "limit", "label"[, "negative": True][, "where_positive": weights tensor]}. Ids >= limit
+    always raise; negative ids raise only with "negative" (else the column drops them before its gather, as
+    TF's id filter does); with "where_positive" (`weights` given) only ids whose weight is > 0 count (a weighted
+    column drops the others). The first offending position is reported, as TF does."""
     ids = np.asarray(ids).reshape(-1)
-    if ids.size and int(ids.max()) >= check["limit"]:
-        bad = ids >= check["limit"]
-        if weights is not None:
-            bad &= np.asarray(weights).reshape(-1) > 0
-            if not bad.any():
-                return
-        pos = int(np.argmax(bad))
-        raise InvalidArgumentError(f"{check['label']}: indices[{pos}] = {int(ids[pos])} is not in "
-                                   f"[0, {check['limit']})")
+    if not ids.size:
+        return
+    limit = check["limit"]
+    negative = check.get("negative", False)
+    if int(ids.max()) < limit and not (negative and int(ids.min()) < 0):
+        return
+    bad = (ids >= limit) | (ids < 0) if negative else ids >= limit
+    if weights is not None:
+        bad &= np.asarray(weights).reshape(-1) > 0
+    if not bad.any():
+        return
+    pos = int(np.argmax(bad))
+    raise InvalidArgumentError(f"{check['label']}: indices[{pos}] = {int(ids[pos])} is not in [0, {limit})")
