@@ -129,3 +129,33 @@ def test_positional_signature_names(tmp_path):
         assert sorted(f["name"] for f in spec.features) == names
         got = list(recom_tvm.build(mod_r, "llvm", params).run(dict(zip(names, (x, y)))).values())[0]
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_saved_model_signature_picks_the_function_it_wraps(tmp_path):
+    """Issue 14 (4): two signatures with the same inputs (scores and embeddings): each imports the function it
+    wraps (the nested one, keeping the feature names), not the first restored function with matching inputs."""
+    import tensorflow as tf
+
+    model, sig = tf_export.build_keras(MIXED)
+    dense_features = next(layer for layer in model.layers if "dense_features" in layer.name)
+    mod = tf.Module()
+    mod.model = model
+    mod.embeddings = tf.function(lambda f: {"embedding": dense_features({k: v for k, v in f.items()
+                                                                         if k != "dense"})},
+                                 input_signature=[sig])
+    mod.scores = tf.function(lambda f: {"score": model(f)}, input_signature=[sig])
+    path = str(tmp_path / "two_signatures")
+    tf.saved_model.save(mod, path, signatures={"serving_default": mod.scores.get_concrete_function(),
+                                               "embeddings": mod.embeddings.get_concrete_function()})
+    loaded = tf.saved_model.load(path)
+    feeds = MIXED.sample(6, rng=2, hostile=True)
+    tf_feeds = tf_export.to_tf_feeds(MIXED, feeds)
+    for signature, output, fn in (("serving_default", "score", loaded.scores),
+                                  ("embeddings", "embedding", loaded.embeddings)):
+        mod_r, params, spec = recom_tvm.from_tensorflow(path, signature=signature)
+        assert [o["name"] for o in spec.outputs] == [output], spec.outputs
+        assert spec.feature("b")["kind"] == "sparse"  # the nested function: features keep their names
+        exp = fn(tf_feeds)[output]
+        for opt in (False, True):
+            got = recom_tvm.build(recom_tvm.optimize(mod_r) if opt else mod_r, "llvm", params).run(feeds)[output]
+            assert_matches_tf(got, exp.numpy(), f"{signature} optimized={opt}")

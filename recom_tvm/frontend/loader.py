@@ -347,13 +347,18 @@ def _from_saved_model(path: str, signature: str | None, outputs) -> LoadedGraph:
 
 
 def _find_nested_function(tf, loaded, sig_fn):
-    """The restored ConcreteFunction whose flattened inputs match the signature's, or None."""
+    """The restored ConcreteFunction the signature wraps (the signature calls it; its body is the callee's),
+    with nested inputs; None when there is none or it cannot be told apart from another (then the signature
+    itself is imported: flat input names, the same results)."""
     def flat_specs(cf):
         return sorted(str((s.dtype, s.shape.as_list() if s.shape.rank is not None else None))
                       for s in tf.nest.flatten(cf.structured_input_signature, expand_composites=True)
                       if hasattr(s, "dtype"))  # tf_keras adds python values (training=False)
 
+    callees = _called_function_bodies(sig_fn)
+    sig_captures = {id(t) for t in sig_fn.captured_inputs}
     want = flat_specs(sig_fn)
+    found, seen = [], set()
     for attr in dir(loaded):
         if attr.startswith("_") or attr == "signatures":
             continue
@@ -362,6 +367,9 @@ def _find_nested_function(tf, loaded, sig_fn):
         except Exception:  # noqa: BLE001 - restored objects may raise on access
             continue
         for cf in getattr(obj, "concrete_functions", []) or []:
+            if id(cf) in seen:
+                continue
+            seen.add(id(cf))
             leaves = tf.nest.flatten(cf.structured_input_signature, expand_composites=True)
             if not all(hasattr(x, "dtype") for x in leaves):
                 continue  # a tf_keras call with python arguments (training=...): keep the signature's names
@@ -369,10 +377,31 @@ def _find_nested_function(tf, loaded, sig_fn):
             if all(n.replace("/", "").isdigit() for n, _ in named) and not any(
                     isinstance(x, (tf.SparseTensorSpec, tf.RaggedTensorSpec)) for _, x in named):
                 continue  # positional dense inputs: the signature's names (args_0, args_0_1, ...) are the feeds
-            if flat_specs(cf) == want and _leaves(tf, cf.structured_input_signature, True) != _leaves(
-                    tf, sig_fn.structured_input_signature, True):
-                return cf
-    return None
+            if flat_specs(cf) != want or named == _leaves(tf, sig_fn.structured_input_signature, True):
+                continue
+            if _function_body(cf.function_def) not in callees:
+                continue  # same inputs, another computation (a second signature's function)
+            found.append(cf)
+    if len(found) > 1:  # the same body twice (e.g. two copies of a model): the one with the same variables
+        found = [cf for cf in found if {id(t) for t in cf.captured_inputs} <= sig_captures]
+    return found[0] if len(found) == 1 else None
+
+
+def _function_body(fdef) -> tuple:
+    """A FunctionDef's nodes as (name, op) pairs: equal for a function and its renamed restored copies."""
+    return tuple(sorted((n.name, n.op) for n in fdef.node_def))
+
+
+def _called_function_bodies(fn) -> set:
+    """The bodies of the functions `fn`'s graph calls (a signature wrapper calls the function it serves)."""
+    lib = {f.signature.name: f for f in fn.graph.as_graph_def().library.function}
+    out = set()
+    for op in fn.graph.get_operations():
+        if op.type in ("StatefulPartitionedCall", "PartitionedCall"):
+            name = op.get_attr("f").name
+            if name in lib:
+                out.add(_function_body(lib[name]))
+    return out
 
 
 def _from_tf1_saved_model(path: str, signature: str, outputs) -> LoadedGraph:
