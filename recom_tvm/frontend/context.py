@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
 from typing import NoReturn
 
@@ -55,7 +54,7 @@ class ImportContext:
         self._host_inputs: dict[str, Device] = {}
         self.feed_tensors: set[str] = set()
         self.host_values: dict[str, Host] = {}  # host tensors (feeds, host-stage outputs) by name
-        self._params_by_content: dict[tuple, Device] = {}
+        self._params_of: dict[int, tuple[Known, Device]] = {}  # id(value) -> (value, its parameter)
         self.assertions: list[dict] = []  # host-checked preconditions (recom_tvm.runtime.assertions)
         self.assertion_symbols: set[str] = set()
 
@@ -181,7 +180,7 @@ class ImportContext:
         if isinstance(v, Host):
             return self._host_input(v)
         if table and v.concrete and v.dtype != "string":
-            return self._param(v.numpy())
+            return self._param(v)
         key = id(v)
         if key not in self._materialized:
             self._materialized[key] = self._materialize_known(v)
@@ -193,7 +192,7 @@ class ImportContext:
         if v.concrete:
             arr = v.numpy()
             if arr.size >= PARAM_MIN_ELEMENTS:
-                return self._param(arr)
+                return self._param(v)
             return self.emit(relax.const(arr, v.dtype))
         # Symbolic known values (e.g. a shape used as data): a tiny kernel writes the expressions.
         flat = [as_expr(x) for x in v.value.reshape(-1)]
@@ -205,15 +204,15 @@ class ImportContext:
             dev = self.emit(relax.op.reshape(dev.expr, list(v.value.shape)))
         return dev
 
-    def _param(self, arr: np.ndarray) -> Device:
-        # identical tables (two Const nodes, same content) share one parameter; virtual (value-less) ones never
-        if arr.ndim and all(st == 0 for st in arr.strides):
-            return self._new_param(arr)
-        key = (arr.dtype.str, arr.shape, hashlib.sha1(np.ascontiguousarray(arr).tobytes()).hexdigest())
-        if key in self._params_by_content:
-            return self._params_by_content[key]
-        dev = self._new_param(arr)
-        self._params_by_content[key] = dev
+    def _param(self, v: Known) -> Device:
+        """The parameter holding constant `v`: one per TF constant (reads of one Const, as in shared embeddings,
+        share it). Two Consts of equal content stay two parameters: `set_params` may give them different
+        weights (equal initial values say nothing about the trained ones)."""
+        hit = self._params_of.get(id(v))
+        if hit is not None and hit[0] is v:
+            return hit[1]
+        dev = self._new_param(v.numpy())
+        self._params_of[id(v)] = (v, dev)
         return dev
 
     def _new_param(self, arr: np.ndarray) -> Device:

@@ -68,6 +68,16 @@ class CompiledModel:
         Names are the module's parameters, or the imported tables the passes merged into one (the fused
         kernel's flat tables): setting those rebuilds the merged parameter from them."""
         sources = {t for r in self.spec.param_recipes.values() for t in r.get("concat_flat", [])}
+        declared = {i["ref"]: i for i in self.spec.module_inputs if i["source"] == "param"}
+        for name, value in params.items():  # check all before changing any
+            if name in sources:
+                # a merged table's layout (rows, row length: the kernel's meta) is fixed when the model is built
+                _check_param(name, value, tuple(self._params_host[name].shape), "float32", "table")
+            elif name in declared:
+                _check_param(name, value, tuple(int(d) for d in declared[name]["shape"]), declared[name]["dtype"],
+                             "parameter")
+            else:
+                raise KeyError(f"{name!r} is not a parameter of this model; it has {self.param_names()[:8]}...")
         for name, value in params.items():
             if name in sources:
                 self._params_host[name] = np.asarray(value)
@@ -75,10 +85,8 @@ class CompiledModel:
                     if name in recipe.get("concat_flat", []):
                         self._params_host.pop(derived, None)
                         self._overrides.pop(derived, None)
-            elif name in self.param_names():
-                self._overrides[name] = value
             else:
-                raise KeyError(f"{name!r} is not a parameter of this model; it has {self.param_names()[:8]}...")
+                self._overrides[name] = value
         self._params_dev = None
 
     def param_shapes(self) -> dict[str, tuple]:
@@ -286,6 +294,17 @@ def host_arguments(spec: InputSpec, feeds: Mapping) -> dict:
     env = host_env(spec, feeds)
     pack_fused(spec, env)
     return env
+
+
+def _check_param(name: str, value, shape: tuple, dtype: str, what: str) -> None:
+    """set_params: a value of the parameter's shape, and (numpy) of its kind of numbers, else ValueError."""
+    got = tuple(int(d) for d in value.shape) if hasattr(value, "shape") else np.shape(value)
+    if got != shape:
+        raise ValueError(f"set_params: {what} {name!r} has shape {list(shape)} in this model, got {list(got)}")
+    if not _on_device(value):
+        have = np.asarray(value).dtype
+        if have.kind not in "fiu" or (have.kind == "f") != (np.dtype(dtype).kind == "f"):
+            raise ValueError(f"set_params: {what} {name!r} is {dtype} in this model, got {have}")
 
 
 def _on_device(value) -> bool:
