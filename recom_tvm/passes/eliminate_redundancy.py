@@ -349,10 +349,11 @@ def rule_sparse_column(ctx: RuleContext, b: relax.Binding):
         if _sfer_output(ctx, uniq.args[0], 1) is None or not _sfer_output(ctx, uniq.args[0], 1).same_as(sfer_var):
             return None
         table, check, label = gather.args[0], bool(int(gather.args[3].value)), gather.args[4].value
-    else:
+    else:  # SparseSegment* straight over the table: its indices are the ids, which TF-CPU range-checks
         if _sfer_output(ctx, seg_idx, 1) is None:
             return None
-        table, check, label = data, False, ""
+        table, check = data, True
+        label = f"SparseSegment{mode.value.capitalize() if mode.value != 'sqrtn' else 'SqrtN'} over {data}"
     if table.ty.shape is None or len(table.ty.shape.values) != 2:
         return None
     # the num_segments, when given, must be the batch (SparseFillEmptyRows fills every row)
