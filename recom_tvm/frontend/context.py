@@ -57,6 +57,7 @@ class ImportContext:
         self._params_of: dict[int, tuple[Known, Device]] = {}  # id(value) -> (value, its parameter)
         self.assertions: list[dict] = []  # host-checked preconditions (recom_tvm.runtime.assertions)
         self.assertion_symbols: set[str] = set()
+        self._var_names: set[str] = set()  # names of the function's parameters (inputs and params): unique
 
     # ------------------------------------------------------------------------------------------- errors
     def add_host_op(self, node: dict) -> None:
@@ -215,12 +216,18 @@ class ImportContext:
         self._params_of[id(v)] = (v, dev)
         return dev
 
-    def _new_param(self, arr: np.ndarray) -> Device:
-        base = _var_name(self.node.name) if self.node else "param"
+    def unique_name(self, base: str) -> str:
+        """A parameter name not taken yet: the passes and the spec key module inputs by name, and tensor names
+        that differ only in punctuation ("a.b", "a_b") sanitise alike."""
         name, i = base, 1
-        while name in self.params:
+        while name in self._var_names or name in self.params:
             i += 1
             name = f"{base}_{i}"
+        self._var_names.add(name)
+        return name
+
+    def _new_param(self, arr: np.ndarray) -> Device:
+        name = self.unique_name(_var_name(self.node.name) if self.node else "param")
         self.params[name] = arr
         var = relax.Var(name, relax.TensorType(list(arr.shape), str(arr.dtype)))
         self.inputs.append(ModuleInput(var, "param", name, "tensor", str(arr.dtype)))
@@ -231,7 +238,8 @@ class ImportContext:
             self.fail(f"the string tensor {v.tensor!r} reaches a compiled op; only numbers cross from the "
                       "host stage to the compiled module")
         if v.tensor not in self._host_inputs:
-            var = relax.Var(_var_name(v.tensor), relax.TensorType([as_expr(s) for s in v.shape], v.dtype))
+            var = relax.Var(self.unique_name(_var_name(v.tensor)),
+                            relax.TensorType([as_expr(s) for s in v.shape], v.dtype))
             source = "feed" if v.tensor in self.feed_tensors else "host"
             self.inputs.append(ModuleInput(var, source, v.tensor, "tensor", v.dtype))
             self._host_inputs[v.tensor] = Device(var, v.dtype, list(var.ty.shape.values))
@@ -249,7 +257,8 @@ class ImportContext:
                 break
             dims = [d for d in host.shape if isinstance(d, tirx.Var)]
             if any(d.name in missing for d in dims):
-                var = relax.Var(_var_name(host.tensor) + "_shape", relax.ShapeType([as_expr(d) for d in host.shape]))
+                var = relax.Var(self.unique_name(_var_name(host.tensor) + "_shape"),
+                                relax.ShapeType([as_expr(d) for d in host.shape]))
                 inp = ModuleInput(var, "feed" if name in self.feed_tensors else "host", host.tensor, "shape_of",
                                   host.dtype)
                 extra.append(inp)
@@ -264,7 +273,7 @@ class ImportContext:
 
     def shape_feed_input(self, tensor: str, dtype: str, symbols: list[tirx.Var], source: str = "feed") -> Known:
         """A small int vector (a dense_shape) passed as a Shape: its values bind `symbols`."""
-        var = relax.Var(_var_name(tensor), relax.ShapeType(symbols))
+        var = relax.Var(self.unique_name(_var_name(tensor)), relax.ShapeType(symbols))
         self.inputs.append(ModuleInput(var, source, tensor, "shape", dtype))
         return Known(np.array(symbols, dtype=object), dtype)
 

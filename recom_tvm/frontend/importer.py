@@ -145,7 +145,7 @@ class _Importer:
                 continue
             # each feature has its own batch symbol: TF does not require equal batches until an op (a concat)
             # does; there the importer asserts the equality on the host, with that op's error
-            batch = ctx.symbols.get(re.sub(r"\W", "_", f"B_{feat.name}"), f"batch size of feature {feat.name}") \
+            batch = ctx.symbols.get(f"B_{self._ident(feat.name)}", f"batch size of feature {feat.name}") \
                 if feat is not None and self.structured else None
             if shape is None:
                 raise ConversionError(node.op, name, None, "unknown rank; give the input a shape")
@@ -167,6 +167,20 @@ class _Importer:
             self.values[(name, 0)] = ctx.host_values[tensor] = Host(tensor, dtype,
                                                                    self._dims(shape, label, part, batch))
 
+    def _ident(self, label: str) -> str:
+        """A feature (or placeholder) name as an identifier for its size symbols, unique per name: "a.b" and
+        "a_b" must not share nnz / batch symbols (the runtime binds symbols by name)."""
+        idents = self.__dict__.setdefault("_idents", {})
+        got = idents.get(label)
+        if got is None:
+            base = re.sub(r"\W", "_", label)
+            got, i, taken = base, 1, set(idents.values())
+            while got in taken:
+                i += 1
+                got = f"{base}_{i}"
+            idents[label] = got
+        return got
+
     def _dims(self, shape: list[int], label: str, part: str | None, batch) -> list:
         sym = self.ctx.symbols
         dims = []
@@ -174,9 +188,9 @@ class _Importer:
             if d >= 0:
                 dims.append(d)
             elif part == "row_splits" and i == 0:
-                dims.append(sym.get(re.sub(r"\W", "_", f"splits_{label}"), f"batch + 1 of ragged feature {label}"))
+                dims.append(sym.get(f"splits_{self._ident(label)}", f"batch + 1 of ragged feature {label}"))
             elif part in ("indices", "values") and i == 0:
-                dims.append(sym.get(re.sub(r"\W", "_", f"nnz_{label}"), f"number of ids of feature {label}"))
+                dims.append(sym.get(f"nnz_{self._ident(label)}", f"number of ids of feature {label}"))
             elif part == "value" and i == 0 and batch is not None:
                 dims.append(batch)
             else:
