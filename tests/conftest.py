@@ -176,6 +176,11 @@ class Compiled:
         self.primary = "imported"
         self.model = self.variants["imported"][2]
 
+    def close(self) -> None:
+        """Free TF's session (models kept for the whole test session are never closed)."""
+        self.tf_graph.sess.close()
+        self.variants.clear()
+
     def view(self, variant: str) -> "Compiled":
         """This model with `variant` as the primary one (shares the builds)."""
         out = copy.copy(self)
