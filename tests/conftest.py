@@ -236,13 +236,14 @@ class FunctionModel:
     kernels) and optimized (the fused kernel); `check` compares every variant's outputs (or error class) with
     TF's."""
 
-    def __init__(self, cf) -> None:
+    def __init__(self, cf, passes: bool = True) -> None:
         self.cf = cf
         self.mod, self.params, self.ispec = recom_tvm.from_tensorflow(cf)
         self.names = [f["name"] for f in self.ispec.features]
         self.variants = {"imported": recom_tvm.build(self.mod, "llvm", self.params)}
-        self.passes = recom_tvm.optimize(self.mod, disable=["fuse_columns"])
-        self.variants["passes"] = recom_tvm.build(self.passes, "llvm", self.params)
+        if passes:  # (graphs without embedding columns: the same as "optimized")
+            self.passes = recom_tvm.optimize(self.mod, disable=["fuse_columns"])
+            self.variants["passes"] = recom_tvm.build(self.passes, "llvm", self.params)
         self.opt = recom_tvm.optimize(self.mod)
         self.variants["optimized"] = recom_tvm.build(self.opt, "llvm", self.params)
 
