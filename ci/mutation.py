@@ -11,12 +11,13 @@ generated from the source by small AST rewrites inside chosen functions, then a 
   guard        `if <cond>: return None` -> never taken                                a dropped rule guard
   combiner     the fused kernel's combiner codes swapped (mean <-> sqrtn, sum <-> mean)
 
-Each mutant is a copy of recom_tvm with one file rewritten, imported by a pytest run over TESTS (`-x`: the first
-failure kills it; a timeout counts as killed too, and is listed). Results go to docs/mutation_results.json; the
+Each mutant is a copy of recom_tvm with one file rewritten (ast.unparse: the unmutated file unparses to the same
+AST, checked), imported by a pytest run over TESTS (`-x`: the first failure kills it; a timeout counts as killed
+too, and is listed). The unmutated package passes TESTS (the suite). Results go to docs/mutation_results.json; the
 findings (kill rate, survivors, what closed them) are written up in docs/MUTATION.md.
 
     .venv/bin/python ci/mutation.py --list                      # how many mutants each target yields
-    nice .venv/bin/python ci/mutation.py --per-file 10 --seed 0 # run a sample: docs/mutation_results.json
+    nice .venv/bin/python ci/mutation.py --per-file 8 --seed 0  # run a sample: docs/mutation_results.json
     .venv/bin/python ci/mutation.py --only packer:7             # one mutant (after a survivor got a test)
 """
 
@@ -50,18 +51,19 @@ TARGETS = {
                     "rule_sparse_column", "rule_one_per_row", "rule_weighted_column", "rule_densify",
                     "_rows_sorted", "_filter", "_sort_on_host"]),
 }
-# the tests each target's mutants run, the quick ones first (-x stops at the first failure); the baseline (the
-# target file unparsed, unmutated) runs SMOKE: the unparse must not change what the file does
+# the tests each target's mutants run, the quick ones first (-x stops at the first failure)
 _DIFFERENTIAL = ["tests/test_plain_gathers.py", "tests/test_feed_errors.py", "tests/test_weighted.py",
-                 "tests/test_numeric_transforms.py", "tests/test_user_fed_indices.py", "tests/test_column_types.py",
-                 "tests/test_hypothesis_mixes.py"]
+                 "tests/test_numeric_transforms.py", "tests/test_user_fed_indices.py",
+                 "tests/test_column_types.py::test_combiners",
+                 "tests/test_column_types.py::test_identity_without_default_out_of_range_raises_like_tf",
+                 "tests/test_column_types.py::test_unsorted_sparse_rows_match_tf",
+                 "tests/test_column_types.py::test_demo_model_saved_model_and_pb_agree_with_tf"]
 TESTS = {
     "packer": _DIFFERENTIAL,
     "fused_kernel": _DIFFERENTIAL,
     "feeds": _DIFFERENTIAL,
     "redundancy": ["tests/passes"] + _DIFFERENTIAL,
 }
-SMOKE = ["tests/passes", "tests/test_plain_gathers.py", "tests/test_feed_errors.py"]
 COMBINER_MUTANTS = [  # (file, old, new, what): the fused kernel reads combiner codes from fused_layout
     ("recom_tvm/runtime/fused_layout.py", 'MODE = {"sum": 0, "mean": 1, "sqrtn": 2}',
      'MODE = {"sum": 0, "mean": 2, "sqrtn": 1}', "combiner codes: mean <-> sqrtn"),
@@ -191,7 +193,7 @@ def generate(target: str) -> list[Mutant]:
 
 
 def unparsed(target: str) -> Mutant:
-    """The target file as the mutants are written (ast.unparse), without a mutation: the baseline."""
+    """The target file as the mutants are written (ast.unparse), without a mutation."""
     path, _ = TARGETS[target]
     with open(os.path.join(ROOT, path)) as f:
         text = f.read()
@@ -250,7 +252,7 @@ def _stratified(ms: list[Mutant], n: int, rng: random.Random) -> list[Mutant]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--targets", nargs="*", default=list(TARGETS))
-    ap.add_argument("--per-file", type=int, default=10, help="mutants sampled per target (0: all)")
+    ap.add_argument("--per-file", type=int, default=8, help="mutants sampled per target (0: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", nargs="*", help="run these mutants (target:index)")
     ap.add_argument("--list", action="store_true", help="count the mutants and exit")
@@ -274,11 +276,12 @@ def main(argv=None) -> int:
         for t, ms in pool.items():
             chosen += ms if not args.per_file or len(ms) <= args.per_file else _stratified(ms, args.per_file, rng)
     results = []
-    for t in sorted({m.target for m in chosen}):  # the unmutated (but unparsed) file must pass the same tests
-        outcome, dt, note = run_mutant(unparsed(t), SMOKE, args.timeout, args.examples)
-        print(f"[baseline {t}] {outcome} in {dt:.0f}s {note}", flush=True)
-        if outcome != "survived":
-            print("the tests fail without a mutation: fix that first", file=sys.stderr)
+    for t in sorted({m.target for m in chosen}):  # the unparsed file is the same program: equal ASTs
+        path, _ = TARGETS[t]
+        with open(os.path.join(ROOT, path)) as f:
+            tree = ast.parse(f.read())
+        if ast.dump(ast.parse(unparsed(t).source)) != ast.dump(tree):
+            print(f"{path}: ast.unparse changes the program", file=sys.stderr)
             return 2
     for n, m in enumerate(chosen, 1):
         outcome, dt, note = run_mutant(m, TESTS[m.target], args.timeout, args.examples)
