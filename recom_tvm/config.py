@@ -14,6 +14,7 @@
 | max_batch | RECOM_TVM_MAX_BATCH | 1048576 | requests with a larger batch are refused (RequestTooLargeError) |
 | max_request_elements | RECOM_TVM_MAX_REQUEST_ELEMENTS | 134217728 | same, for the total elements of all feeds |
 | pool_max_shapes | RECOM_TVM_POOL_MAX_SHAPES | 64 | distinct request shapes before the VM's cached buffers are released |
+| host_fallback | RECOM_TVM_HOST_FALLBACK | 1 | ops without a converter run on the host through TensorFlow (RECom's CPU co-run); 0: the import fails naming them |
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ cuda_home: str = os.environ.get("CUDA_PATH", os.environ.get("CUDA_HOME", "/usr/l
 verbose: bool = _env_bool("RECOM_TVM_VERBOSE", False)
 runtime_only: bool = _env_bool("RECOM_TVM_RUNTIME_ONLY", False)
 allow_unsafe_paths: bool = _env_bool("RECOM_TVM_ALLOW_UNSAFE_PATHS", False)
+# A graph with ops we cannot translate still serves: the subgraph they need runs in TensorFlow on the host, feeding
+# the compiled module (slow, and the serving host then needs TensorFlow; the import and `load` say so).
+host_fallback: bool = _env_bool("RECOM_TVM_HOST_FALLBACK", True)
 # Serving limits: a request's batch fixes the output and workspace sizes, its elements the host and device copies.
 max_batch: int = int(os.environ.get("RECOM_TVM_MAX_BATCH", 1 << 20))
 max_request_elements: int = int(os.environ.get("RECOM_TVM_MAX_REQUEST_ELEMENTS", 1 << 27))

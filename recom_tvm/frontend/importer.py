@@ -30,17 +30,25 @@ from .values import Host, Known
 
 _STRING_OPS = {"StringToHashBucketFast", "StringToHashBucket", "StringToHashBucketStrong", "AsString",
                "StringJoin", "StringSplit", "StringSplitV2", "Substr", "StringLower", "StringUpper",
-               "RegexReplace", "StaticRegexReplace", "StringStrip", "StringLength", "StringToNumber",
-               "DecodeRaw", "ParseExample", "ParseExampleV2", "ParseSingleExample",
-               "SparseCross"}  # host-stage ops: what feeds them runs on the host too
+               "RegexReplace", "StaticRegexReplace", "RegexFullMatch", "StaticRegexFullMatch", "StringStrip",
+               "StringLength", "StringToNumber", "ReduceJoin", "StringNGrams", "DecodeRaw", "ParseExample",
+               "ParseExampleV2", "ParseSingleExample", "SparseCross", "SparseCrossV2", "SparseCrossHashed",
+               "UnicodeDecode", "UnicodeDecodeWithOffsets", "UnicodeEncode", "UnicodeTranscode",
+               "StringFormat"}  # host-stage ops: what feeds them runs on the host too
 _DTYPE_ATTRS = ("T", "Tparams", "dtype", "DstT", "SrcT")
-# elementwise ops kept on the host when all their inputs are host-stage results (see _host_closed)
-_HOST_CLOSED = {"NotEqual", "Equal", "AddV2", "SelectV2"}
+# ops kept on the host when they read host-stage results and constants only (see _host_closed): vocabulary ids
+# with OOV buckets, and the row partition of a string split (RaggedTensor.from_value_rowids: bincount + cumsum),
+# which the module then reads as it reads a ragged feed's row_splits. Not the id filters and gathers of a column's
+# core (Where, GatherV2, ...): the redundancy passes rewrite those in the module.
+_HOST_CLOSED = {"NotEqual", "Equal", "AddV2", "SelectV2", "Sub", "Mul", "Cast", "StridedSlice", "DenseBincount",
+                "Cumsum", "ConcatV2", "Max", "Min", "Maximum", "Minimum", "Reshape"}
 _SHAPE_FEED_MAX = 8  # static int vectors up to this size (dense_shape & co.) are fed as symbolic shapes
 
 
 def from_tensorflow(source: Any, signature: str | dict | None = None,
-                    outputs: list[str] | dict[str, str] | None = None) -> tuple[tvm.IRModule, dict[str, np.ndarray], InputSpec]:
+                    outputs: list[str] | dict[str, str] | None = None, *,
+                    assets: dict[str, str] | None = None, assets_dir: str | None = None,
+                    ) -> tuple[tvm.IRModule, dict[str, np.ndarray], InputSpec]:
     """Import a TF model into Relax.
 
     Args:
@@ -49,16 +57,32 @@ def from_tensorflow(source: Any, signature: str | dict | None = None,
         signature: SavedModel signature name (default "serving_default"), or for a .pb a dict (or JSON file)
             `{"inputs": {feature: placeholder | {"indices", "values", "dense_shape"}}, "outputs": {...}}`.
         outputs: tensor names to return instead of the signature's outputs (a list: each output is named by its
-            node; a dict: output name -> tensor name, e.g. `{"score": ..., "embedding": ...}`).
+            node; a dict: output name -> tensor name, e.g. `{"score": ..., "embedding": ...}`). Without a
+            signature's outputs either, the graph's sinks (nodes nothing reads, except initializers and other
+            effect-only ops).
+        assets: for a frozen GraphDef, `{path in the graph: local file}` for vocabulary files the graph names
+            by a path that is not on this machine or lies outside the model's folder (the only files read
+            outside it, besides `assets_dir`); keys may also be file names.
+        assets_dir: for a frozen GraphDef, a folder holding vocabulary files under their file names.
 
     Returns:
         (mod, params, spec): `mod["main"]` takes the module inputs listed in `spec` then the params;
         params maps parameter names to numpy arrays (the embedding tables and weights).
     """
     t0 = time.perf_counter()
-    loaded = load(source, signature, outputs)
+    loaded = load(source, signature, outputs, assets, assets_dir)
     config.log(f"loaded {loaded.source}: {len(loaded.graph.nodes)} nodes in {time.perf_counter() - t0:.2f}s")
-    mod, params, spec = _Importer(loaded).run()
+    try:
+        mod, params, spec = _Importer(loaded).run()
+    except UnconvertibleNodes as err:
+        if not config.host_fallback:
+            raise err.error(fallback_hint=True) from None
+        from .corun import corun_nodes
+
+        corun = corun_nodes(loaded.graph, [f.node for f in err.failures], loaded)
+        config.log(f"host co-run through TensorFlow: {len(err.failures)} node(s) without a converter "
+                   f"({sorted({f.op for f in err.failures})}), {len(corun)} node(s) in the co-run subgraph")
+        mod, params, spec = _Importer(loaded, corun=corun, corun_failures=err.failures).run()
     mod = attach_spec(mod, spec)
     config.log(f"imported into Relax in {time.perf_counter() - t0:.2f}s "
                f"({len(spec.module_inputs)} inputs, {len(params)} params)")
@@ -72,16 +96,41 @@ def _node_dtype(node: Node) -> str | None:
     return None
 
 
+class UnconvertibleNodes(Exception):
+    """Raised by the walk once it is done when some nodes had no translation (collected, not stopped at)."""
+
+    def __init__(self, failures: list[RecomError]) -> None:
+        super().__init__(f"{len(failures)} node(s) cannot be translated")
+        self.failures = failures
+
+    def error(self, fallback_hint: bool) -> RecomError:
+        if not any(isinstance(f, UnsupportedOpError) for f in self.failures) and len(self.failures) == 1:
+            return self.failures[0]  # one supported op with inputs we cannot translate: its own error
+        return UnsupportedOpError.many(self.failures, fallback_hint=fallback_hint)
+
+
+def _has_converter(op: str) -> bool:
+    return op in converters.DEVICE or op in converters.KNOWN or op in converters.HOST or \
+        op in converters.PLACED or op in TABLE_OPS or op in ("Const", "Shape", "Size", "Rank", "ShapeN")
+
+
 class _Importer:
-    def __init__(self, loaded: LoadedGraph) -> None:
+    def __init__(self, loaded: LoadedGraph, corun: set[str] | None = None,
+                 corun_failures: list | None = None) -> None:
+        self.corun = corun or set()  # nodes run on the host by TensorFlow (config.host_fallback)
+        self.corun_failures = corun_failures or []
+        self.failures: list[RecomError] = []  # nodes without a translation, in graph order
+        self.poisoned: set[str] = set()  # their nodes and everything reading them (not converted)
+        self.feed_symbols: dict[str, list] = {}  # input size symbol -> [feed tensor, axis, "shape" | "value"]
         converters._load()
         self.loaded = loaded
         self.graph: Graph = loaded.graph
         self.columns = ColumnResolver(self.graph, loaded.features)
-        self.tables = resolve_tables(self.graph, loaded.model_dir, loaded.tables)
+        self.tables = resolve_tables(self.graph, loaded.model_dir, loaded.tables, loaded.assets, loaded.assets_dir)
         self.ctx = ImportContext(self.columns)
         self.ctx.graph = self.graph
         self.values: dict[tuple[str, int], Any] = {}
+        self.ctx.values = self.values  # converters that recognize a TF idiom read their inputs' producers
         self.structured = any(f.kind == "sparse" or f.name != parse_tensor_name(f.tensors.get("value", ""))[0]
                               for f in loaded.features)
 
@@ -161,11 +210,16 @@ class _Importer:
                         syms.append(ctx.symbols.fresh(f"{label}_dim{i}" if part == "dense_shape" else
                                                       f"{label}_{i}", f"value {i} of feed {tensor}"))
                 self.values[(name, 0)] = ctx.shape_feed_input(tensor, dtype, syms)
+                for i, sym in enumerate(syms):
+                    self.feed_symbols.setdefault(sym.name, [tensor, i, "value"])
                 continue
             # Feeds live on the host; they become module inputs when a compiled op first reads them.
             ctx.feed_tensors.add(tensor)
-            self.values[(name, 0)] = ctx.host_values[tensor] = Host(tensor, dtype,
-                                                                   self._dims(shape, label, part, batch))
+            dims = self._dims(shape, label, part, batch)
+            for i, d in enumerate(dims):
+                if not isinstance(d, int):
+                    self.feed_symbols.setdefault(d.name, [tensor, i, "shape"])
+            self.values[(name, 0)] = ctx.host_values[tensor] = Host(tensor, dtype, dims)
 
     def _ident(self, label: str) -> str:
         """A feature (or placeholder) name as an identifier for its size symbols, unique per name: "a.b" and
@@ -205,18 +259,27 @@ class _Importer:
         with bb.function("main"):
             with bb.dataflow():
                 self._bind_placeholders(set(needed))
+                if self.corun:
+                    from .corun import emit_corun
+
+                    emit_corun(self, needed)
                 for i, name in enumerate(needed):
                     node = self.graph.nodes[name]
-                    if (name, 0) in self.values:  # a bound input
+                    if (name, 0) in self.values or name in self.corun:  # a bound input, or run by TF
                         continue
                     self._convert(node, name in host_nodes)
                     if config.verbose and i and i % 5000 == 0:
                         config.log(f"  converted {i}/{len(needed)} nodes")
-                outs = self._guard([self.ctx.device(self.values[parse_tensor_name(t)])
-                                    for _, t in self.loaded.outputs])
-                result = outs[0].expr if len(outs) == 1 else relax.Tuple([o.expr for o in outs])
-                gv = bb.emit_output(result)
-            bb.emit_func_output(gv, params=[inp.var for inp in self.ctx.inputs])
+                if self.failures:  # close the function cleanly, then report every failure at once
+                    gv = bb.emit_output(relax.const(0, "int32"))
+                else:
+                    outs = self._guard([self.ctx.device(self.values[parse_tensor_name(t)])
+                                        for _, t in self.loaded.outputs])
+                    result = outs[0].expr if len(outs) == 1 else relax.Tuple([o.expr for o in outs])
+                    gv = bb.emit_output(result)
+            bb.emit_func_output(gv, params=[] if self.failures else [inp.var for inp in self.ctx.inputs])
+        if self.failures:
+            raise UnconvertibleNodes(self.failures)
         mod = bb.finalize()
         mod["main"] = self.ctx.define_missing_symbols(mod["main"])
         # module inputs first, then the params (tables and weights)
@@ -230,11 +293,20 @@ class _Importer:
         spec = InputSpec.build(self.loaded, self.graph, inputs, self.ctx.host_plan, out_types,
                                self.ctx.symbols.origin)
         spec.assertions = list(self.ctx.assertions)
+        spec.feed_symbols = self.feed_symbols
+        if self.corun_failures:
+            spec.corun = [{"op": f.op, "node": f.node, "column": f.column} for f in self.corun_failures]
         return mod, dict(self.ctx.params), spec
 
     def _convert(self, node: Node, on_host: bool) -> None:
         ctx = self.ctx
         ctx.node = node
+        if any(src in self.poisoned for src, _ in node.inputs):
+            # downstream of a node without a translation: not converted, but reported too if its op has none
+            self.poisoned.add(node.name)
+            if not _has_converter(node.op):
+                self.failures.append(UnsupportedOpError(node.op, node.name, self.columns(node.name)))
+            return
         ins = []
         for src, idx in node.inputs:
             if (src, idx) not in self.values:
@@ -243,11 +315,19 @@ class _Importer:
             ins.append(self.values[(src, idx)])
         try:
             outs = self._dispatch(node, ins, on_host)
+        except (UnsupportedOpError, ConversionError) as err:
+            if err.node != node.name:  # raised about another node (e.g. an Assert's condition): not ours
+                raise
+            self.failures.append(err)  # keep walking: every failure of the graph is reported at once
+            self.poisoned.add(node.name)
+            return
         except RecomError:
             raise
         except Exception as err:  # keep the node / column context on unexpected failures
-            raise ConversionError(node.op, node.name, self.columns(node.name), f"{type(err).__name__}: {err}") \
-                from err
+            self.failures.append(ConversionError(node.op, node.name, self.columns(node.name),
+                                                 f"{type(err).__name__}: {err}"))
+            self.poisoned.add(node.name)
+            return
         if not isinstance(outs, (list, tuple)):
             outs = [outs]
         for i, v in enumerate(outs):
@@ -276,19 +356,28 @@ class _Importer:
             return converters.DEVICE[op](self.ctx, node, ins)
         if on_host or any(isinstance(v, Host) and v.dtype == "string" for v in ins):
             return self._host(node, ins)
+        if op == "DenseBincount" and not isinstance(ins[1], Known):
+            from .converters.host_ops import clamped_size
+
+            size = clamped_size(self.ctx, node.inputs[1])  # bincount(minlength=n, maxlength=n): the size is n
+            ins = ins if size is None else [ins[0], size, *ins[2:]]
         if op in _HOST_CLOSED and self._host_closed(ins):
-            return self._host(node, ins)
+            try:
+                return self._host(node, ins)
+            except ConversionError:  # no host rule for these inputs: the op runs in the module as usual
+                if op not in converters.DEVICE:
+                    raise
         if op not in converters.DEVICE:
             raise UnsupportedOpError(op, node.name, self.columns(node.name))
         return converters.DEVICE[op](self.ctx, node, ins)
 
     def _host_closed(self, ins: list) -> bool:
-        """Every input is a host-stage result or a constant scalar, and one is a host-stage result (not a feed):
-        keep the op on the host, so its consumer reads one host tensor (vocabulary ids with OOV buckets)."""
+        """Every input is a host-stage result or a small known value (a constant or sizes), and one is a
+        host-stage result (not a feed): keep the op on the host, so its consumer reads one host tensor."""
         produced = self.ctx.host_outputs
         return any(isinstance(v, Host) and v.tensor in produced for v in ins) and all(
-            (isinstance(v, Host) and v.tensor in produced) or (isinstance(v, Known) and v.concrete
-                                                               and v.numpy().size == 1) for v in ins)
+            (isinstance(v, Host) and v.tensor in produced) or (isinstance(v, Known) and v.value.size <= 8)
+            for v in ins)
 
     def _host(self, node: Node, ins: list):
         ctx = self.ctx
@@ -307,11 +396,14 @@ class _Importer:
                     arr = np.array([b.decode("latin-1") if isinstance(b, bytes) else str(b)
                                     for b in arr.reshape(-1)], dtype=object).reshape(arr.shape)
                 inputs.append({"const": arr.tolist(), "dtype": v.dtype})
+            elif isinstance(v, Known):  # sizes used as data: computed on the host from the feeds' shapes
+                inputs.append({"tensor": ctx.host_known(v)})
             else:
-                ctx.fail("a host-stage op reads a value that is only known on the device or symbolically")
+                ctx.fail("a host-stage op reads a value computed on the device")
         outputs = [f"{node.name}:{i}" for i in range(len(out_types))]
         attrs = {k: (v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in node.attrs.items()
-                 if isinstance(v, (int, float, bool, str, bytes))}
+                 if isinstance(v, (int, float, bool, str, bytes)) or (isinstance(v, list) and all(
+                     isinstance(e, (int, float, bool)) for e in v))}
         ctx.add_host_op({"name": node.name, "op": node.op, "inputs": inputs, "attrs": attrs,
                               "outputs": outputs})
         outs = [Host(t, dt, shape) for t, (dt, shape) in zip(outputs, out_types)]

@@ -64,13 +64,25 @@ class _Classifier:
         self.inputs = {i["name"]: i for i in spec.module_inputs}
 
     def host_tensor(self, leaf) -> str:
-        """The host tensor (feed or host-stage output) a leaf Relax param carries."""
-        leaf = self.view.root_var(leaf)
+        """The host tensor (feed or host-stage output) a leaf Relax param carries, also through reshapes that
+        keep its elements in order (a scalar feature [B] expanded to [B, 1]): the kernel reads it flat."""
+        leaf = self._leaf(leaf)
         inp = self.inputs.get(getattr(leaf, "name", None))
         if not self.view.is_param(leaf) or inp is None or inp["source"] not in ("feed", "host") \
                 or inp["kind"] != "tensor":
             raise _NoMatch(f"{leaf} is not a host tensor")
         return inp["ref"]
+
+    def _leaf(self, leaf):
+        """leaf through root vars and the reshapes / expand_dims that keep its elements in order."""
+        leaf = self.view.root_var(leaf)
+        for _ in range(8):
+            e = self.view.resolve(leaf)
+            if op_name(e) not in ("relax.expand_dims", "relax.reshape") or e.args[0].ty.shape is None or \
+                    leaf.ty.shape is None or not prove_equal(_numel(e.args[0].ty), _numel(leaf.ty)):
+                break
+            leaf = self.view.root_var(e.args[0])
+        return leaf
 
     def load(self, e):
         hit = self.ie.leaf(_strip(e))
@@ -105,25 +117,26 @@ class _Classifier:
             col = self.bag(e)
         elif name == "recom.gather":
             col = self.one(e)
-        elif name is None and self.view.is_param(e):
-            col = self.numeric(e, width, batch)
+        elif name == "relax.where":
+            col = self.zero_filled(e)
+        elif name in (None, "relax.expand_dims"):
+            col = self.numeric(x, width, batch)
         else:
-            raise _NoMatch(f"{name or type(e).__name__} is not a column the kernel computes")
+            raise _NoMatch(f"{name} is not a column the kernel computes")
         if col.dim != width:  # e.g. two gathered rows per example read as one row of twice the width
             raise _NoMatch(f"the column's rows have {col.dim} values, its slice of the concat {width}")
         return col
 
-    def numeric(self, p, width: int, batch) -> _Column:
-        """A numeric column: a float32 host tensor holding exactly [batch, width] values, copied as they are."""
-        ty = p.ty
+    def numeric(self, x, width: int, batch) -> _Column:
+        """A numeric column: a float32 host tensor holding exactly [batch, width] values (through reshapes and
+        expand_dims that keep its elements in order), copied as it is."""
+        leaf = self._leaf(x)
+        ty = leaf.ty
         if str(ty.dtype) != "float32" or ty.shape is None:
-            raise _NoMatch(f"{p.name}: not a float32 tensor")
-        size = tirx.const(1, "int64")
-        for d in ty.shape.values:
-            size = size * d
-        if not prove_equal(size, as_expr(batch) * width):
-            raise _NoMatch(f"{p.name} {list(ty.shape.values)} does not hold [{batch}, {width}] values")
-        return _Column("numeric", width, {"x": self.host_tensor(p)})
+            raise _NoMatch(f"{leaf}: not a float32 tensor")
+        if not prove_equal(_numel(ty), as_expr(batch) * width):
+            raise _NoMatch(f"{leaf} {list(ty.shape.values)} does not hold [{batch}, {width}] values")
+        return _Column("numeric", width, {"x": self.host_tensor(leaf)})
 
     def bag(self, call) -> _Column:
         table, ids, rows, mask, num_bags, mode, check, label, weights = call.args
@@ -167,6 +180,34 @@ class _Classifier:
         out.kind = "dense"
         out.tensors = {"x": self.host_tensor(src)}
         out.filter = self.filter(m, raw, pre_expr=_strip(self.ie.at(ids, [j])), allow_missing=True)
+        return out
+
+    def zero_filled(self, e) -> _Column:
+        """where(mask[:, None], gather(table, where(mask, ids, 0)), 0): EliminateRedundancy's form of a column
+        with at most one id per row over a dense [B] (or [B, 1]) input -> the dense kind, one slot per row."""
+        cond, value, zero = e.args
+        if not (is_tensor_const(zero) and const_array(zero).size == 1 and not const_array(zero).any()):
+            raise _NoMatch("where without a zero fill")
+        g = self.view.resolve(value)
+        if op_name(g) != "recom.gather":
+            raise _NoMatch("where over something else than a gather")
+        table, ids, axis, check, label = g.args
+        if int(check.value) or int(axis.value) != 0:
+            raise _NoMatch("checked or non-row gather")
+        b = IndexExprs.index("b")
+        sel = _strip(self.ie.at(ids, [b]))
+        if not (isinstance(sel, tirx.Select) and _is(sel.false_value, 0)):
+            raise _NoMatch(f"zero-filled ids {sel}")
+        m, pre_expr = _strip(sel.condition), _strip(sel.true_value)
+        if not tvm_equal(_strip(self.ie.at(cond, [b, 0])), m):
+            raise _NoMatch("fill mask differs from the ids' mask")
+        pre, a, bb, raw = self.preprocessing(pre_expr)
+        src, ind = self.load(raw)
+        if not (len(ind) in (1, 2) and _is(ind[0], b) and (len(ind) == 1 or _is(ind[1], 0))):
+            raise _NoMatch("one-slot-per-row indexing")
+        out = _Column("dense", int(table.ty.shape.values[1]), {"x": self.host_tensor(src)}, table, "sum", pre, a,
+                      bb, label=label.value)
+        out.filter = self.filter(m, raw, pre_expr, allow_missing=True)
         return out
 
     def filter(self, m, raw, pre_expr, allow_missing: bool, weight=None) -> int:
@@ -225,6 +266,13 @@ class _Classifier:
             raise _NoMatch("one-per-row indexing")
         return _Column("one", int(table.ty.shape.values[1]), {"ids": self.host_tensor(src)}, table, "sum", pre, a,
                        b, label=label.value)
+
+
+def _numel(ty):
+    n = tirx.const(1, "int64")
+    for d in ty.shape.values:
+        n = n * d
+    return n
 
 
 def tvm_equal(a, b) -> bool:

@@ -16,9 +16,9 @@ import tvm_ffi
 from .. import config
 from ..errors import FeedError, InvalidArgumentError, ModelFormatError
 from . import builtins  # noqa: F401  (registers the packed functions compiled modules call)
-from .assertions import check_all
+from .assertions import assertion_symbols, check_all
 from .binding import Binder
-from .feeds import cast_exact, check_ids, normalize_feeds, sort_rows
+from .feeds import cast_exact, check_ids, flush_denormals, normalize_feeds, sort_rows
 from .host_stage import run_host_stage
 from .packer import PACKED, PACKED_SIZES, apply_recipes, is_virtual_zeros, pack
 from .spec import InputSpec
@@ -135,28 +135,47 @@ class CompiledModel:
         env = host_env(self.spec, feeds)
         args, bound = self.arguments(env)
         if self.spec.assertions:
-            check_all(self.spec.assertions, {k: v for k, (v, _) in bound.items()})
+            values = {k: v for k, (v, _) in bound.items()}
+            for sym in assertion_symbols(self.spec) - values.keys():
+                # a size only the assertions read (the feed reaches the module through the host stage)
+                tensor, axis, kind = self.spec.feed_symbols[sym]
+                arr = env[tensor]
+                values[sym] = int(np.asarray(arr).reshape(-1)[axis]) if kind == "value" else int(arr.shape[axis])
+            check_all(self.spec.assertions, values)
         return args
 
     def arguments(self, env: dict) -> tuple[list, dict]:
         """The module's arguments from the host stage's tensors (packing the fused kernel's input), and the
         symbols bound on the way: ({symbol: (value, source)})."""
-        args, bound = [], pack_fused(self.spec, env)
+        bound: dict = {}
+        # the module's own inputs first: one of them may be what tells the fused kernel's batch size (a column
+        # left beside the kernel reads the only feed carrying it)
+        for inp in self.spec.module_inputs:
+            if inp["source"] in ("param", "packed"):
+                continue
+            arr = env[inp["ref"]]
+            if inp["kind"] in ("shape", "shape_of"):
+                vals = list(arr.shape) if inp["kind"] == "shape_of" else [int(v) for v in np.asarray(arr).reshape(-1)]
+                self._bind(inp["shape"], vals, inp["ref"], bound, "value")
+            else:
+                self._bind(inp["shape"], list(arr.shape), inp["ref"], bound, "shape")
+        for sym, (v, src) in pack_fused(self.spec, env, bound).items():
+            self._bind([sym], [v], src, bound, "shape")
+        args = []
         for inp in self.spec.module_inputs:
             if inp["source"] == "param":
                 continue
             arr = env[inp["ref"]]
-            label = inp["ref"]
             if inp["kind"] in ("shape", "shape_of"):
-                vals = list(arr.shape) if inp["kind"] == "shape_of" else [int(v) for v in np.asarray(arr).reshape(-1)]
-                self._bind(inp["shape"], vals, label, bound, "value")
-                args.append(tvm_ffi.Shape(vals))
+                args.append(tvm_ffi.Shape(list(arr.shape) if inp["kind"] == "shape_of" else
+                                          [int(v) for v in np.asarray(arr).reshape(-1)]))
             else:
-                self._bind(inp["shape"], list(arr.shape), label, bound, "shape")
                 # feeds were converted to their placeholders' dtypes; a host-stage output of another dtype
-                # than the module declares is converted only when exact (never wrapped)
-                args.append(np.ascontiguousarray(cast_exact(self.spec.feed_of(label), np.asarray(arr),
-                                                            inp["dtype"])))
+                # than the module declares is converted only when exact (never wrapped); np.ascontiguousarray
+                # makes a rank-0 array (a host-stage scalar) rank 1: keep the shape
+                arr = np.asarray(arr)
+                args.append(np.ascontiguousarray(cast_exact(self.spec.feed_of(inp["ref"]), arr, inp["dtype"]))
+                            .reshape(arr.shape))
         return args, bound
 
     @staticmethod
@@ -226,10 +245,10 @@ class CompiledModel:
         include_params=False writes only the parameters' shapes (all must then be given with set_params after
         `load`): for shipping a model whose weights are produced where it runs."""
         self.executable.export_library(path)
-        if self.target_kind == "cuda":
+        if self.target_kind == "cuda" and "cuda" in _module_kinds(self.executable):
             from ..cuda_support import has_fatbin
 
-            if not has_fatbin(path):
+            if not has_fatbin(path):  # the check only holds for modules with device code (a model may have none)
                 raise RuntimeError(f"{path} holds no CUDA binary (only source): the CUDA codegen could not compile")
         arrays, virtual = {}, {}
 
@@ -266,14 +285,19 @@ def host_env(spec: InputSpec, feeds: Mapping) -> dict:
         sort_rows(spec.feature(name), env, spec.sort_with.get(name, ()), spec.feed_of)
     if spec.host_plan:
         env = run_host_stage(spec.host_plan, env)
+        for node in spec.host_plan:  # floats made on the host (StringToNumber) enter the kernels as feeds do
+            for t in node["outputs"]:
+                arr = env.get(t)
+                if isinstance(arr, np.ndarray) and arr.dtype.kind == "f":
+                    env[t] = flush_denormals(arr)
     for check in spec.id_checks:
         check_ids(check, env[check["tensor"]], env[check["where_positive"]] if "where_positive" in check else None)
     return env
 
 
-def pack_fused(spec: InputSpec, env: dict) -> dict:
+def pack_fused(spec: InputSpec, env: dict, known: dict | None = None) -> dict:
     """Pack the fused kernel's input into env (PACKED, PACKED_SIZES) when the module has one; -> the symbols
-    bound on the way ({symbol: (value, source)})."""
+    bound on the way ({symbol: (value, source)}). `known`: symbols already bound by the module's other inputs."""
     if not spec.fused:
         return {}
     binder = spec.__dict__.get("_binder")
@@ -281,9 +305,10 @@ def pack_fused(spec: InputSpec, env: dict) -> dict:
         binder = spec.__dict__["_binder"] = Binder(spec.fused["symbol_sources"])
     bound = binder.bind(env)
     sym = spec.fused["batch_symbol"]
-    if sym not in bound:
+    hit = bound.get(sym) or (known or {}).get(sym)
+    if hit is None:
         raise FeedError(f"cannot tell the batch size {sym} from the feeds")
-    batch = bound[sym][0]
+    batch = hit[0]
     env[PACKED] = pack(spec.fused, env, batch)
     env[PACKED_SIZES] = np.array([batch], dtype=np.int64)
     return bound
@@ -305,6 +330,17 @@ def _check_param(name: str, value, shape: tuple, dtype: str, what: str) -> None:
         have = np.asarray(value).dtype
         if have.kind not in "fiu" or (have.kind == "f") != (np.dtype(dtype).kind == "f"):
             raise ValueError(f"set_params: {what} {name!r} is {dtype} in this model, got {have}")
+
+
+def _module_kinds(executable) -> set[str]:
+    """The kinds of every module in an executable's import tree ("cuda" where it holds device code)."""
+    root = getattr(executable, "mod", executable)
+    kinds, stack = set(), [root]
+    while stack:
+        m = stack.pop()
+        kinds.add(getattr(m, "kind", ""))
+        stack.extend(getattr(m, "imports", ()) or ())
+    return kinds
 
 
 def _on_device(value) -> bool:
@@ -335,6 +371,10 @@ def load(path: str, device=None) -> CompiledModel:
         schedules = meta.get("kernel_schedules")
     except (ValueError, KeyError, TypeError) as err:
         raise ModelFormatError(f"{path}.spec.json is corrupt: {err}") from err
+    if spec.corun:
+        from .corun import require_tensorflow
+
+        require_tensorflow(spec.corun)
     if kind == "cuda":
         _load_cuda_runtime()
     try:
