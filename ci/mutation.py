@@ -61,7 +61,7 @@ TESTS = {
     "fused_kernel": ["tests/test_fused_classes.py", _GATHERS, "tests/test_weighted.py", "tests/test_column_types.py::test_combiners",
                      "tests/test_numeric_transforms.py",
                      "tests/test_column_types.py::test_identity_without_default_out_of_range_raises_like_tf"],
-    "feeds": ["tests/test_feed_errors.py", _GATHERS, "tests/test_user_fed_indices.py",
+    "feeds": ["tests/test_feed_errors.py", "tests/test_string_feed_forms.py", _GATHERS, "tests/test_user_fed_indices.py",
               "tests/test_column_types.py::test_unsorted_sparse_rows_match_tf"],
     "redundancy": ["tests/passes/test_eliminate_redundancy.py", _GATHERS, "tests/test_user_fed_indices.py",
                    "tests/test_weighted.py", "tests/test_column_types.py::test_combiners"],
