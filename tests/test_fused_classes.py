@@ -41,3 +41,4 @@ def test_vector_stores_only_where_every_row_is_aligned():
     assert _vec_stores(_meta(("csr", 8), ("one", 6)), 14, 2)  # 8, 6, offset 8, width 14: all even
     assert not _vec_stores(_meta(("csr", 8), ("one", 6)), 14, 4)
     assert not _vec_stores(_meta(("csr", 8), ("numeric", 4)), 12, 4)
+    assert not _vec_stores(_meta(("csr", 5)), 8, 4)  # a 5-wide row stored as two float4s: 3 values past it
