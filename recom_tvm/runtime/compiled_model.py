@@ -87,6 +87,9 @@ class CompiledModel:
                         self._overrides.pop(derived, None)
             else:
                 self._overrides[name] = value
+        if self._vm is not None:  # a VM's captured CUDA graphs read the old parameters' addresses: start a new
+            self.device.sync()   # one, once its work (on the old parameters and its memory) is done
+            self._vm = None
         self._params_dev = None
 
     def param_shapes(self) -> dict[str, tuple]:
