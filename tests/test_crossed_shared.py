@@ -83,3 +83,50 @@ def test_shared_embedding_columns_tf1(compiled):
         from recom_tvm.models import tf_export
 
         tf_export.export(spec)
+
+
+@pytest.fixture(scope="module")
+def cross_only():
+    """A crossed embedding whose features feed nothing else: only SparseCross sees their batch sizes."""
+    import tensorflow as tf
+
+    from conftest import FunctionModel
+
+    table = tf.constant(np.random.default_rng(4).normal(size=(40, 4)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.SparseTensorSpec([None, None], tf.string),
+                                  tf.SparseTensorSpec([None, None], tf.int64), tf.TensorSpec([None, 1], tf.int64)])
+    def serve(a, b, d):
+        crossed = tf.sparse.cross_hashed([a, b, d], num_buckets=40)
+        e = tf.nn.embedding_lookup_sparse(table, crossed, None, combiner="sum")
+        return {"embedding": e, "score": tf.reduce_sum(e, axis=1, keepdims=True)}
+
+    return FunctionModel(serve.get_concrete_function())
+
+
+def _cross_feeds(rng, batches):
+    def sparse(batch, strings):
+        cnt = rng.integers(1, 3, batch)
+        rows = np.repeat(np.arange(batch), cnt)
+        cols = np.concatenate([np.arange(k) for k in cnt]) if batch else np.zeros(0, np.int64)
+        vals = rng.integers(0, 30, len(rows))
+        vals = np.array([f"s{v}" for v in vals], dtype=object) if strings else vals.astype(np.int64)
+        return (np.stack([rows, cols], 1).astype(np.int64).reshape(-1, 2), vals,
+                np.array([batch, max(int(cnt.max()) if batch else 1, 1)], np.int64))
+
+    a, b, d = sparse(batches[0], True), sparse(batches[1], False), rng.integers(0, 9, (batches[2], 1))
+    return a, b, d.astype(np.int64)
+
+
+@pytest.mark.parametrize("batches", [(4, 4, 4), (4, 6, 4), (4, 2, 4), (4, 4, 7), (5, 3, 3)])
+def test_sparse_cross_checks_every_input_batch(cross_only, batches):
+    """Issue 14 (3): TF's SparseCross raises "Expected batch size" for any input whose batch differs from the
+    first's; the rows beyond the first input's batch were dropped silently."""
+    import tensorflow as tf
+
+    a, b, d = _cross_feeds(np.random.default_rng(sum(batches)), batches)
+    tf_args = (tf.SparseTensor(a[0], tf.constant(a[1].astype(str)), a[2]), tf.SparseTensor(*b), d)
+    results = cross_only.check(dict(zip(cross_only.names, (a, b, d))), tf_args, f"batches {batches}")
+    if len(set(batches)) > 1:
+        for name, got in results.items():
+            assert "Expected batch size" in str(got), (name, got)

@@ -8,6 +8,8 @@ import pytest
 import recom_tvm
 from recom_tvm.models import zoo
 
+from conftest import assert_matches_tf, outcome
+
 DEMO = zoo.demo()
 
 
@@ -136,3 +138,64 @@ def test_sparse_tensor_like_objects_and_placeholder_names(demo):
     for part, value in zip(("indices", "values", "dense_shape"), feeds["tags"]):
         by_placeholder[tensors[part].split(":")[0]] = value
     np.testing.assert_array_equal(demo.model.run(by_placeholder)["score"], ref)
+
+
+def test_feed_dtypes_never_wrap(demo):
+    """Issue 14 (5): a feed of another integer dtype passes only when every value converts exactly; uint64
+    2**64 - 1 is not the id -1 (a "missing" id). TF's typed signature refuses the dtype: a FeedError here."""
+    import tensorflow as tf
+
+    from recom_tvm.models import tf_export
+
+    feeds = _feeds()
+    idx, vals, shape = feeds["category"]
+    ref = demo.model.run(feeds)["score"]
+    feeds["category"] = (idx, vals.astype(np.uint64), shape)  # exact: the same answer
+    np.testing.assert_array_equal(demo.model.run(feeds)["score"], ref)
+    wrapped = vals.astype(np.uint64)
+    wrapped[0] = np.uint64(2**64 - 1)
+    feeds["category"] = (idx, wrapped, shape)
+    got = outcome(lambda: demo.model.run(feeds))
+    tf_feeds = tf_export.to_tf_feeds(DEMO, _feeds())
+    st = tf_feeds["category"]
+    tf_feeds["category"] = tf.SparseTensor(st.indices, tf.constant(wrapped), st.dense_shape)
+    assert_matches_tf(got, outcome(lambda: demo.ref.run_tf(tf_feeds)), "uint64 ids")
+    assert "category.values" in str(got) and "do not fit" in str(got), got
+
+
+@pytest.mark.parametrize("value,dtype", [(np.array([2**32 - 1], np.uint32), "int32"),
+                                         (np.array([2**40], np.int64), "int32"),
+                                         (np.array([-1], np.int64), "uint64"),
+                                         (np.array([0.1]), "float32")])
+def test_inexact_dtype_conversions_are_refused(value, dtype):
+    """Issue 14 (5): the dtype rules of recom_tvm.runtime.feeds, one by one (a wrap or a rounding is refused)."""
+    from recom_tvm.runtime.feeds import _convert
+
+    with pytest.raises(recom_tvm.FeedError, match="do not fit"):
+        _convert("x", value, dtype, [-1])
+    assert _convert("x", value[:0], dtype, [-1]).dtype == np.dtype(dtype)  # empty: nothing to lose
+
+
+def test_float_array_for_a_string_feed(demo):
+    """Issue 14 (5): np.dtype("float64") == None holds, so a float64 array once passed the string feed's dtype
+    check and was hashed as if it were strings."""
+    feeds = _feeds()
+    idx, vals, shape = feeds["country"]
+    feeds["country"] = (idx, np.arange(len(vals), dtype=np.float64), shape)
+    with pytest.raises(recom_tvm.FeedError, match="country.values.*must hold strings"):
+        demo.model.run(feeds)
+
+
+def test_module_inputs_are_not_cast_with_a_wrap(compiled):
+    """Issue 14 (5): the module's inputs are the host stage's arrays; one of another dtype than the module
+    declares is converted only when exact (a host stage that produced uint64 ids would otherwise wrap them).
+    (The imported module: the optimized one takes its ids packed, by recom_tvm.runtime.packer.)"""
+    from recom_tvm.runtime.compiled_model import host_env
+
+    model = compiled(DEMO).model
+    env = host_env(model.spec, _feeds())
+    inp = next(i for i in model.spec.module_inputs if i["source"] != "param" and i["kind"] == "tensor"
+               and i["dtype"] == "int64" and i["ref"] in env and np.size(env[i["ref"]]))
+    env[inp["ref"]] = np.full(np.shape(env[inp["ref"]]), 2**64 - 1, np.uint64)
+    with pytest.raises(recom_tvm.FeedError, match="do not fit"):
+        model.arguments(env)

@@ -49,11 +49,10 @@ def test_concrete_function():
     model, sig = tf_export.build_keras(MIXED)
     cf = tf.function(lambda f: {"score": model(f)}).get_concrete_function(sig)
     mod, params, spec = recom_tvm.from_tensorflow(cf)
-    compiled_model = recom_tvm.build(mod, "llvm", params)
     feeds = MIXED.sample(9, rng=4, hostile=True)
-    got = compiled_model.run(feeds)["score"]
     exp = cf(tf_export.to_tf_feeds(MIXED, feeds))["score"].numpy()
-    assert_matches_tf(got, exp)
+    for m in (mod, recom_tvm.optimize(mod)):
+        assert_matches_tf(recom_tvm.build(m, "llvm", params).run(feeds)["score"], exp)
 
 
 def test_frozen_pb_imports_without_tensorflow(tmp_path):
@@ -129,3 +128,83 @@ def test_positional_signature_names(tmp_path):
         assert sorted(f["name"] for f in spec.features) == names
         got = list(recom_tvm.build(mod_r, "llvm", params).run(dict(zip(names, (x, y)))).values())[0]
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_saved_model_signature_picks_the_function_it_wraps(tmp_path):
+    """Issue 14 (4): two signatures with the same inputs (scores and embeddings): each imports the function it
+    wraps (the nested one, keeping the feature names), not the first restored function with matching inputs."""
+    import tensorflow as tf
+
+    model, sig = tf_export.build_keras(MIXED)
+    dense_features = next(layer for layer in model.layers if "dense_features" in layer.name)
+    mod = tf.Module()
+    mod.model = model
+    mod.embeddings = tf.function(lambda f: {"embedding": dense_features({k: v for k, v in f.items()
+                                                                         if k != "dense"})},
+                                 input_signature=[sig])
+    mod.scores = tf.function(lambda f: {"score": model(f)}, input_signature=[sig])
+    path = str(tmp_path / "two_signatures")
+    tf.saved_model.save(mod, path, signatures={"serving_default": mod.scores.get_concrete_function(),
+                                               "embeddings": mod.embeddings.get_concrete_function()})
+    loaded = tf.saved_model.load(path)
+    feeds = MIXED.sample(6, rng=2, hostile=True)
+    tf_feeds = tf_export.to_tf_feeds(MIXED, feeds)
+    for signature, output, fn in (("serving_default", "score", loaded.scores),
+                                  ("embeddings", "embedding", loaded.embeddings)):
+        mod_r, params, spec = recom_tvm.from_tensorflow(path, signature=signature)
+        assert [o["name"] for o in spec.outputs] == [output], spec.outputs
+        assert spec.feature("b")["kind"] == "sparse"  # the nested function: features keep their names
+        exp = fn(tf_feeds)[output]
+        for opt in (False, True):
+            got = recom_tvm.build(recom_tvm.optimize(mod_r) if opt else mod_r, "llvm", params).run(feeds)[output]
+            assert_matches_tf(got, exp.numpy(), f"{signature} optimized={opt}")
+
+
+def _dotted_feeds(rng, batch):
+    def sparse(n_max):
+        cnt = rng.integers(0, n_max + 1, batch)
+        rows = np.repeat(np.arange(batch), cnt)
+        cols = np.concatenate([np.arange(k) for k in cnt]) if cnt.sum() else np.zeros(0, np.int64)
+        return (np.stack([rows, cols], 1).astype(np.int64).reshape(-1, 2), rng.integers(0, 10, len(rows)),
+                np.array([batch, max(int(cnt.max()), 1)], np.int64))
+
+    return {"a.b": sparse(1), "a_b": sparse(4)}  # different id counts: different nnz symbols
+
+
+def test_feature_names_that_sanitise_alike_keep_their_own_sizes(tmp_path):
+    """Issue 14 (7): features "a.b" and "a_b" (a TF1 graph: placeholders a.b/indices and a_b/indices) once shared
+    the size symbols nnz_a_b and the module inputs' names: an error where TF answers, or one feed read for the
+    other. Imported from a tf.function and from a frozen TF1 graph."""
+    import tensorflow as tf
+    import tf_keras
+
+    fc = tf.feature_column
+    cols = [fc.embedding_column(fc.categorical_column_with_identity(k, 10), d) for k, d in (("a.b", 3), ("a_b", 2))]
+    df = tf_keras.layers.DenseFeatures(cols)
+    sig = {k: tf.SparseTensorSpec([None, None], tf.int64) for k in ("a.b", "a_b")}
+    cf = tf.function(lambda f: {"embedding": df(f)}).get_concrete_function(sig)
+    v1 = tf.compat.v1
+    with tf.Graph().as_default() as g:
+        v1.set_random_seed(1)
+        ph = {k: v1.sparse_placeholder(tf.int64, [None, None], name=k) for k in ("a.b", "a_b")}
+        out = v1.feature_column.input_layer(ph, [v1.feature_column.embedding_column(
+            v1.feature_column.categorical_column_with_identity(k, 10), d) for k, d in (("a.b", 3), ("a_b", 2))])
+        with v1.Session(graph=g) as sess:
+            sess.run(v1.global_variables_initializer())
+            frozen = v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), [out.op.name])
+            rng = np.random.default_rng(0)
+            feeds = [_dotted_feeds(rng, b) for b in (1, 6)]
+            tf1_exp = [sess.run(out, {ph[k]: tf.compat.v1.SparseTensorValue(*v) for k, v in f.items()}) for f in feeds]
+    signature = {"inputs": {k: {"indices": p.indices.name, "values": p.values.name, "dense_shape": p.dense_shape.name}
+                            for k, p in ph.items()}, "outputs": {"embedding": out.name}}
+    sources = {"tf.function": (recom_tvm.from_tensorflow(cf),
+                               [cf({k: tf.SparseTensor(*v) for k, v in f.items()})["embedding"].numpy()
+                                for f in feeds]),
+               "TF1 .pb": (recom_tvm.from_tensorflow(frozen.SerializeToString(), signature=signature), tf1_exp)}
+    for source, ((mod, params, spec), expected) in sources.items():
+        names = [i["name"] for i in spec.module_inputs]
+        assert len(names) == len(set(names)), names
+        for opt in (False, True):
+            model = recom_tvm.build(recom_tvm.optimize(mod) if opt else mod, "llvm", params)
+            for f, exp in zip(feeds, expected):
+                assert_matches_tf(model.run(f)["embedding"], exp, f"{source} optimized={opt}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
 from typing import NoReturn
 
@@ -56,9 +55,10 @@ class ImportContext:
         self._host_inputs: dict[str, Device] = {}
         self.feed_tensors: set[str] = set()
         self.host_values: dict[str, Host] = {}  # host tensors (feeds, host-stage outputs) by name
-        self._params_by_content: dict[tuple, Device] = {}
+        self._params_of: dict[int, tuple[Known, Device]] = {}  # id(value) -> (value, its parameter)
         self.assertions: list[dict] = []  # host-checked preconditions (recom_tvm.runtime.assertions)
         self.assertion_symbols: set[str] = set()
+        self._var_names: set[str] = set()  # names of the function's parameters (inputs and params): unique
         self._host_known: dict = {}
 
     # ------------------------------------------------------------------------------------------- errors
@@ -183,7 +183,7 @@ class ImportContext:
         if isinstance(v, Host):
             return self._host_input(v)
         if table and v.concrete and v.dtype != "string":
-            return self._param(v.numpy())
+            return self._param(v)
         # keyed by identity; the entry keeps v alive, so a later Known cannot reuse its id and get its Device (a
         # converter's temporary Known, freed after the call, did: a stale [2] vector where a [1] was asked for)
         if id(v) not in self._materialized:
@@ -196,7 +196,7 @@ class ImportContext:
         if v.concrete:
             arr = v.numpy()
             if arr.size >= PARAM_MIN_ELEMENTS:
-                return self._param(arr)
+                return self._param(v)
             return self.emit(relax.const(arr, v.dtype))
         # Symbolic known values (e.g. a shape used as data): a tiny kernel writes the expressions.
         flat = [as_expr(x) for x in v.value.reshape(-1)]
@@ -208,23 +208,29 @@ class ImportContext:
             dev = self.emit(relax.op.reshape(dev.expr, list(v.value.shape)))
         return dev
 
-    def _param(self, arr: np.ndarray) -> Device:
-        # identical tables (two Const nodes, same content) share one parameter; virtual (value-less) ones never
-        if arr.ndim and all(st == 0 for st in arr.strides):
-            return self._new_param(arr)
-        key = (arr.dtype.str, arr.shape, hashlib.sha1(np.ascontiguousarray(arr).tobytes()).hexdigest())
-        if key in self._params_by_content:
-            return self._params_by_content[key]
-        dev = self._new_param(arr)
-        self._params_by_content[key] = dev
+    def _param(self, v: Known) -> Device:
+        """The parameter holding constant `v`: one per TF constant (reads of one Const, as in shared embeddings,
+        share it). Two Consts of equal content stay two parameters: `set_params` may give them different
+        weights (equal initial values say nothing about the trained ones)."""
+        hit = self._params_of.get(id(v))
+        if hit is not None and hit[0] is v:
+            return hit[1]
+        dev = self._new_param(v.numpy())
+        self._params_of[id(v)] = (v, dev)
         return dev
 
-    def _new_param(self, arr: np.ndarray) -> Device:
-        base = _var_name(self.node.name) if self.node else "param"
+    def unique_name(self, base: str) -> str:
+        """A parameter name not taken yet: the passes and the spec key module inputs by name, and tensor names
+        that differ only in punctuation ("a.b", "a_b") sanitise alike."""
         name, i = base, 1
-        while name in self.params:
+        while name in self._var_names or name in self.params:
             i += 1
             name = f"{base}_{i}"
+        self._var_names.add(name)
+        return name
+
+    def _new_param(self, arr: np.ndarray) -> Device:
+        name = self.unique_name(_var_name(self.node.name) if self.node else "param")
         self.params[name] = arr
         var = relax.Var(name, relax.TensorType(list(arr.shape), str(arr.dtype)))
         self.inputs.append(ModuleInput(var, "param", name, "tensor", str(arr.dtype)))
@@ -235,7 +241,8 @@ class ImportContext:
             self.fail(f"the string tensor {v.tensor!r} reaches a compiled op; only numbers cross from the "
                       "host stage to the compiled module")
         if v.tensor not in self._host_inputs:
-            var = relax.Var(_var_name(v.tensor), relax.TensorType([as_expr(s) for s in v.shape], v.dtype))
+            var = relax.Var(self.unique_name(_var_name(v.tensor)),
+                            relax.TensorType([as_expr(s) for s in v.shape], v.dtype))
             source = "feed" if v.tensor in self.feed_tensors else "host"
             self.inputs.append(ModuleInput(var, source, v.tensor, "tensor", v.dtype))
             self._host_inputs[v.tensor] = Device(var, v.dtype, list(var.ty.shape.values))
@@ -253,7 +260,8 @@ class ImportContext:
                 break
             dims = [d for d in host.shape if isinstance(d, tirx.Var)]
             if any(d.name in missing for d in dims):
-                var = relax.Var(_var_name(host.tensor) + "_shape", relax.ShapeType([as_expr(d) for d in host.shape]))
+                var = relax.Var(self.unique_name(_var_name(host.tensor) + "_shape"),
+                                relax.ShapeType([as_expr(d) for d in host.shape]))
                 inp = ModuleInput(var, "feed" if name in self.feed_tensors else "host", host.tensor, "shape_of",
                                   host.dtype)
                 extra.append(inp)
@@ -304,7 +312,7 @@ class ImportContext:
 
     def shape_feed_input(self, tensor: str, dtype: str, symbols: list[tirx.Var], source: str = "feed") -> Known:
         """A small int vector (a dense_shape) passed as a Shape: its values bind `symbols`."""
-        var = relax.Var(_var_name(tensor), relax.ShapeType(symbols))
+        var = relax.Var(self.unique_name(_var_name(tensor)), relax.ShapeType(symbols))
         self.inputs.append(ModuleInput(var, source, tensor, "shape", dtype))
         return Known(np.array(symbols, dtype=object), dtype)
 

@@ -46,7 +46,8 @@ _HOST_CLOSED = {"NotEqual", "Equal", "AddV2", "SelectV2", "Sub", "Mul", "Cast", 
 _SHAPE_FEED_MAX = 8  # static int vectors up to this size (dense_shape & co.) are fed as symbolic shapes
 
 
-def from_tensorflow(source: Any, signature: str | dict | None = None, outputs: list[str] | None = None, *,
+def from_tensorflow(source: Any, signature: str | dict | None = None,
+                    outputs: list[str] | dict[str, str] | None = None, *,
                     assets: dict[str, str] | None = None, assets_dir: str | None = None,
                     ) -> tuple[tvm.IRModule, dict[str, np.ndarray], InputSpec]:
     """Import a TF model into Relax.
@@ -56,8 +57,10 @@ def from_tensorflow(source: Any, signature: str | dict | None = None, outputs: l
             `tf.function` ConcreteFunction.
         signature: SavedModel signature name (default "serving_default"), or for a .pb a dict (or JSON file)
             `{"inputs": {feature: placeholder | {"indices", "values", "dense_shape"}}, "outputs": {...}}`.
-        outputs: tensor names to return instead of the signature's outputs. Without a signature's outputs
-            either, the graph's sinks (nodes nothing reads, except initializers and other effect-only ops).
+        outputs: tensor names to return instead of the signature's outputs (a list: each output is named by its
+            node; a dict: output name -> tensor name, e.g. `{"score": ..., "embedding": ...}`). Without a
+            signature's outputs either, the graph's sinks (nodes nothing reads, except initializers and other
+            effect-only ops).
         assets: for a frozen GraphDef, `{path in the graph: local file}` for vocabulary files the graph names
             by a path that is not on this machine or lies outside the model's folder (the only files read
             outside it, besides `assets_dir`); keys may also be file names.
@@ -202,7 +205,7 @@ class _Importer:
                 continue
             # each feature has its own batch symbol: TF does not require equal batches until an op (a concat)
             # does; there the importer asserts the equality on the host, with that op's error
-            batch = ctx.symbols.get(re.sub(r"\W", "_", f"B_{feat.name}"), f"batch size of feature {feat.name}") \
+            batch = ctx.symbols.get(f"B_{self._ident(feat.name)}", f"batch size of feature {feat.name}") \
                 if feat is not None and self.structured else None
             if shape is None:
                 raise ConversionError(node.op, name, None, "unknown rank; give the input a shape")
@@ -229,6 +232,20 @@ class _Importer:
                     self.feed_symbols.setdefault(d.name, [tensor, i, "shape"])
             self.values[(name, 0)] = ctx.host_values[tensor] = Host(tensor, dtype, dims)
 
+    def _ident(self, label: str) -> str:
+        """A feature (or placeholder) name as an identifier for its size symbols, unique per name: "a.b" and
+        "a_b" must not share nnz / batch symbols (the runtime binds symbols by name)."""
+        idents = self.__dict__.setdefault("_idents", {})
+        got = idents.get(label)
+        if got is None:
+            base = re.sub(r"\W", "_", label)
+            got, i, taken = base, 1, set(idents.values())
+            while got in taken:
+                i += 1
+                got = f"{base}_{i}"
+            idents[label] = got
+        return got
+
     def _dims(self, shape: list[int], label: str, part: str | None, batch) -> list:
         sym = self.ctx.symbols
         dims = []
@@ -236,9 +253,9 @@ class _Importer:
             if d >= 0:
                 dims.append(d)
             elif part == "row_splits" and i == 0:
-                dims.append(sym.get(re.sub(r"\W", "_", f"splits_{label}"), f"batch + 1 of ragged feature {label}"))
+                dims.append(sym.get(f"splits_{self._ident(label)}", f"batch + 1 of ragged feature {label}"))
             elif part in ("indices", "values") and i == 0:
-                dims.append(sym.get(re.sub(r"\W", "_", f"nnz_{label}"), f"number of ids of feature {label}"))
+                dims.append(sym.get(f"nnz_{self._ident(label)}", f"number of ids of feature {label}"))
             elif part == "value" and i == 0 and batch is not None:
                 dims.append(batch)
             else:

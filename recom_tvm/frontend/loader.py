@@ -47,7 +47,7 @@ def _node_of(tensor: str) -> str:
     return parse_tensor_name(tensor)[0]
 
 
-def load(source: Any, signature: str | dict | None = None, outputs: list[str] | None = None,
+def load(source: Any, signature: str | dict | None = None, outputs: list[str] | dict[str, str] | None = None,
          assets: dict | None = None, assets_dir: str | os.PathLike | None = None) -> LoadedGraph:
     """Dispatch on the kind of `source`; see `recom_tvm.from_tensorflow`."""
     loaded = _load(source, signature, outputs)
@@ -191,9 +191,16 @@ def _from_graphdef_bytes(data: bytes, signature, outputs, source: str) -> Loaded
     return LoadedGraph(graph, feats, outs, source)
 
 
+def _named_outputs(outputs) -> list[tuple[str, str]]:
+    """`outputs` as (output name, tensor): a dict names them; a list is named by each tensor's node."""
+    if isinstance(outputs, dict):
+        return [(str(k), _full(v)) for k, v in outputs.items()]
+    return [(_node_of(o), _full(o)) for o in outputs]
+
+
 def _outputs(outputs, spec, graph) -> list[tuple[str, str]]:
     if outputs is not None:
-        outs = [(_node_of(o), _full(o)) for o in outputs]
+        outs = _named_outputs(outputs)
     elif spec is not None and "outputs" in spec:
         outs = [(k, _full(v)) for k, v in spec["outputs"].items()]
     else:
@@ -407,13 +414,18 @@ def _from_saved_model(path: str, signature: str | None, outputs) -> LoadedGraph:
 
 
 def _find_nested_function(tf, loaded, sig_fn):
-    """The restored ConcreteFunction whose flattened inputs match the signature's, or None."""
+    """The restored ConcreteFunction the signature wraps (the signature calls it; its body is the callee's),
+    with nested inputs; None when there is none or it cannot be told apart from another (then the signature
+    itself is imported: flat input names, the same results)."""
     def flat_specs(cf):
         return sorted(str((s.dtype, s.shape.as_list() if s.shape.rank is not None else None))
                       for s in tf.nest.flatten(cf.structured_input_signature, expand_composites=True)
                       if hasattr(s, "dtype"))  # tf_keras adds python values (training=False)
 
+    callees = _called_function_bodies(sig_fn)
+    sig_captures = {id(t) for t in sig_fn.captured_inputs}
     want = flat_specs(sig_fn)
+    found, seen = [], set()
     for attr in dir(loaded):
         if attr.startswith("_") or attr == "signatures":
             continue
@@ -422,6 +434,9 @@ def _find_nested_function(tf, loaded, sig_fn):
         except Exception:  # noqa: BLE001 - restored objects may raise on access
             continue
         for cf in getattr(obj, "concrete_functions", []) or []:
+            if id(cf) in seen:
+                continue
+            seen.add(id(cf))
             leaves = tf.nest.flatten(cf.structured_input_signature, expand_composites=True)
             if not all(hasattr(x, "dtype") for x in leaves):
                 continue  # a tf_keras call with python arguments (training=...): keep the signature's names
@@ -429,10 +444,31 @@ def _find_nested_function(tf, loaded, sig_fn):
             if all(n.replace("/", "").isdigit() for n, _ in named) and not any(
                     isinstance(x, (tf.SparseTensorSpec, tf.RaggedTensorSpec)) for _, x in named):
                 continue  # positional dense inputs: the signature's names (args_0, args_0_1, ...) are the feeds
-            if flat_specs(cf) == want and _leaves(tf, cf.structured_input_signature, True) != _leaves(
-                    tf, sig_fn.structured_input_signature, True):
-                return cf
-    return None
+            if flat_specs(cf) != want or named == _leaves(tf, sig_fn.structured_input_signature, True):
+                continue
+            if _function_body(cf.function_def) not in callees:
+                continue  # same inputs, another computation (a second signature's function)
+            found.append(cf)
+    if len(found) > 1:  # the same body twice (e.g. two copies of a model): the one with the same variables
+        found = [cf for cf in found if {id(t) for t in cf.captured_inputs} <= sig_captures]
+    return found[0] if len(found) == 1 else None
+
+
+def _function_body(fdef) -> tuple:
+    """A FunctionDef's nodes as (name, op) pairs: equal for a function and its renamed restored copies."""
+    return tuple(sorted((n.name, n.op) for n in fdef.node_def))
+
+
+def _called_function_bodies(fn) -> set:
+    """The bodies of the functions `fn`'s graph calls (a signature wrapper calls the function it serves)."""
+    lib = {f.signature.name: f for f in fn.graph.as_graph_def().library.function}
+    out = set()
+    for op in fn.graph.get_operations():
+        if op.type in ("StatefulPartitionedCall", "PartitionedCall"):
+            name = op.get_attr("f").name
+            if name in lib:
+                out.add(_function_body(lib[name]))
+    return out
 
 
 def _from_tf1_saved_model(path: str, signature: str, outputs) -> LoadedGraph:
@@ -463,7 +499,7 @@ def _from_tf1_saved_model(path: str, signature: str, outputs) -> LoadedGraph:
                                        f"{info.WhichOneof('encoding')}")
         outs = [(k, sig.outputs[k].name) for k in sorted(sig.outputs)]
         if outputs is not None:
-            outs = [(_node_of(o), _full(o)) for o in outputs]
+            outs = _named_outputs(outputs)
         keep = sorted({_node_of(t) for _, t in outs})
         init = [op.name for op in g.get_operations() if op.type == "NoOp" and "init_all_tables" in op.name]
         gd = v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), keep + init)

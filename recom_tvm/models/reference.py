@@ -11,7 +11,7 @@ import numpy as np
 
 from ..runtime.fingerprint import DecimalStrings, hash_bucket_fast
 from ..runtime.packer import is_virtual_zeros
-from .spec import ColumnSpec, ModelSpec
+from .spec import NORMALIZERS, ColumnSpec, ModelSpec
 
 
 def feature_column_name(c: ColumnSpec) -> str:
@@ -134,7 +134,9 @@ def embedding_stage(spec: ModelSpec, tables: dict[str, np.ndarray], feeds: dict)
     parts = []
     for c in column_order(spec):
         if c.kind == "numeric":
-            parts.append(np.asarray(feeds[c.name], np.float64).reshape(len(feeds[c.name]), -1))
+            x = np.asarray(feeds[c.name], np.float32)
+            x = NORMALIZERS[c.normalizer](x) if c.normalizer else x
+            parts.append(np.asarray(x, np.float64).reshape(len(feeds[c.name]), -1))
             continue
         if c.kind == "crossed":
             by_name = {x.name: x for x in spec.columns}

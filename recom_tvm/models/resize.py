@@ -21,21 +21,31 @@ from .. import tfproto as proto
 from ..frontend.graph import Graph
 
 
-_DF_CONCAT = re.compile(r"(^|/)dense_features(_\d+)?/concat$")
-_DF_SINGLE = re.compile(r"(^|/)dense_features(_\d+)?/concat/concat$")
+# DenseFeatures (tf_keras) or input_layer (TF1 feature columns): a ConcatV2 of the columns, or for one column
+# an Identity named .../concat/concat
+_DF_CONCAT = re.compile(r"(^|/)(dense_features(_\d+)?|input_layer)/concat$")
+_DF_SINGLE = re.compile(r"(^|/)(dense_features(_\d+)?|input_layer)/concat/concat$")
 
 
 def embedding_output(pb: str) -> str:
     """The tensor holding DenseFeatures' output (the embedding stage) in a generated model's frozen graph."""
     with open(pb, "rb") as f:
         g = Graph.from_bytes(f.read())
+    try:
+        return embedding_tensor(g)
+    except ValueError as err:
+        raise ValueError(f"{pb}: {err}") from None
+
+
+def embedding_tensor(g: Graph) -> str:
+    """The tensor holding DenseFeatures' (or TF1 input_layer's) output in a generated model's graph."""
     # Keras numbers layers per process: dense_features, dense_features_1, ...
     concat = [n for n in g.order if _DF_CONCAT.search(n) and g.nodes[n].op == "ConcatV2"]
     if concat:
         return concat[0] + ":0"
     single = [n for n in g.order if _DF_SINGLE.search(n)]
     if not single:
-        raise ValueError(f"{pb}: no DenseFeatures output found")
+        raise ValueError("no DenseFeatures output found")
     return single[0] + ":0"
 
 

@@ -16,6 +16,16 @@ KINDS = ("numeric", "bucketized", "hash_string", "hash_int", "identity", "vocab_
          "crossed")
 STRING_KINDS = ("hash_string", "vocab_string", "vocab_file")
 COMBINERS = ("mean", "sum", "sqrtn")
+# numeric_column(normalizer_fn=...) transforms, in numpy (recom_tvm.models.tf_export has them in TF): one-op ones,
+# and one of two ops
+NORMALIZERS = {
+    "div100": lambda v: v / np.float32(100.0),
+    "shift3": lambda v: v + np.float32(3.0),
+    "relu": lambda v: np.where(v < 0, np.float32(0), v),
+    "log": lambda v: np.log(v),
+    "clip": lambda v: np.clip(v, np.float32(-0.5), np.float32(0.5)),
+    "affine": lambda v: v * np.float32(2.0) + np.float32(1.0),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +46,7 @@ class ColumnSpec:
     columns of the model), hashed into `buckets`; it has no feed of its own.
     shared: columns with the same non-empty `shared` key embed through one table (TF1 shared_embedding_columns;
     same kind, buckets, dim and combiner).
+    normalizer: a numeric column's normalizer_fn, by name (NORMALIZERS).
     """
 
     name: str
@@ -53,6 +64,7 @@ class ColumnSpec:
     indicator: bool = False
     shared: str = ""
     cross: tuple[str, ...] = ()
+    normalizer: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -61,6 +73,9 @@ class ColumnSpec:
             raise ValueError(f"column {self.name!r}: combiner must be one of {COMBINERS}")
         if self.input not in ("sparse", "dense"):
             raise ValueError(f"column {self.name!r}: input must be 'sparse' or 'dense'")
+        if self.normalizer and (self.kind != "numeric" or self.normalizer not in NORMALIZERS):
+            raise ValueError(f"column {self.name!r}: normalizer must be one of {sorted(NORMALIZERS)} on a numeric "
+                             "column")
         if self.kind == "bucketized" and not self.boundaries:
             raise ValueError(f"column {self.name!r}: bucketized needs boundaries")
         if self.oov_buckets and (not self.kind.startswith("vocab") or self.default_value is not None):
@@ -178,7 +193,8 @@ class ModelSpec:
         return feeds
 
 
-_LATER_FIELDS = {"weighted": False, "oov_buckets": 0, "indicator": False, "shared": "", "cross": ()}
+_LATER_FIELDS = {"weighted": False, "oov_buckets": 0, "indicator": False, "shared": "", "cross": (),
+                 "normalizer": ""}
 
 
 def _sample_weights(ids_feed: tuple, rng, hostile: bool) -> tuple:

@@ -63,6 +63,13 @@ def input_signature(spec: ModelSpec) -> dict:
     return sig
 
 
+def normalizer_fn(name: str):
+    """A numeric column's normalizer_fn in TF (spec.NORMALIZERS has the numpy forms)."""
+    tf = _tf()
+    return {"div100": lambda v: v / 100.0, "shift3": lambda v: v + 3.0, "relu": tf.nn.relu, "log": tf.math.log,
+            "clip": lambda v: tf.clip_by_value(v, -0.5, 0.5), "affine": lambda v: v * 2.0 + 1.0}[name]
+
+
 def _vocab_file(c: ColumnSpec, vocab_dir: str) -> str:
     """Write the column's vocabulary file (one entry per line) and return its path."""
     os.makedirs(vocab_dir, exist_ok=True)
@@ -86,7 +93,8 @@ def feature_columns(spec: ModelSpec, fc=None, vocab_dir: str | None = None) -> l
     cols = []
     for c in spec.columns:
         if c.kind == "numeric":
-            cols.append(fc.numeric_column(c.name, shape=(c.dim,)))
+            cols.append(fc.numeric_column(c.name, shape=(c.dim,),
+                                          normalizer_fn=normalizer_fn(c.normalizer) if c.normalizer else None))
             continue
         if c.kind == "bucketized":
             cat = fc.bucketized_column(fc.numeric_column(c.name), list(c.boundaries))

@@ -587,3 +587,77 @@ def masked_range_check(id_dtype: str):
                         status[0] = status[0] + T.int64(1)
 
     return kernel
+
+
+# status codes of segment_check (recom_tvm.runtime.builtins turns them into TF's messages)
+SEGMENT_OK, SEGMENT_BAD_INDEX, SEGMENT_NOT_SORTED, SEGMENT_NEGATIVE, SEGMENT_TOO_LARGE = range(5)
+
+
+@functools.cache
+def segment_check(idx_dtype: str, seg_dtype: str):
+    """TF-CPU's checks of a segment reduction's inputs, first failure in entry order:
+    status = [code, position, value] (code SEGMENT_*: index outside [0, rows), segment ids not increasing,
+    a negative segment id, one >= num_segments when that is given (num >= 0))."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(var_ind: T.handle, var_seg: T.handle, rows: T.int64, num: T.int64, var_status: T.handle):
+        k = T.int64()
+        ind = T.match_buffer(var_ind, (k,), idx_dtype)
+        seg = T.match_buffer(var_seg, (k,), seg_dtype)
+        status = T.match_buffer(var_status, (3,), I64)
+        for u in T.serial(1):
+            with T.sblock("segment_check"):
+                vu = T.axis.spatial(1, u)
+                T.reads(ind[0:k], seg[0:k])
+                T.writes(status[0:3])
+                status[0] = T.int64(SEGMENT_OK)
+                status[1] = T.int64(-1)
+                status[2] = T.int64(0)
+                for i in T.serial(k):
+                    if status[0] == T.int64(SEGMENT_OK):
+                        if T.Cast(I64, ind[i]) < T.int64(0) or T.Cast(I64, ind[i]) >= rows:
+                            status[0] = T.int64(SEGMENT_BAD_INDEX)
+                            status[1] = i
+                            status[2] = T.Cast(I64, ind[i])
+                        elif T.Cast(I64, seg[i]) < T.int64(0):
+                            status[0] = T.int64(SEGMENT_NEGATIVE)
+                            status[1] = i
+                            status[2] = T.Cast(I64, seg[i])
+                        elif num >= T.int64(0) and T.Cast(I64, seg[i]) >= num:
+                            status[0] = T.int64(SEGMENT_TOO_LARGE)
+                            status[1] = i
+                            status[2] = T.Cast(I64, seg[i])
+                        elif i > T.int64(0) and T.Cast(I64, seg[i]) < T.Cast(I64, seg[T.max(i - 1, T.int64(0))]):
+                            status[0] = T.int64(SEGMENT_NOT_SORTED)
+                            status[1] = i
+                            status[2] = T.Cast(I64, seg[i])
+
+    return kernel
+
+
+@functools.cache
+def gather_nd_check(idx_dtype: str, depth: int):
+    """TF-CPU's GatherNd check: status = [1 if a row of indices lies outside the params' shape, the first such
+    row, 0]; limits[d] = the params' dim d."""
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(var_idx: T.handle, var_limits: T.handle, var_status: T.handle):
+        n = T.int64()
+        idx = T.match_buffer(var_idx, (n, depth), idx_dtype)
+        limits = T.match_buffer(var_limits, (depth,), I64)
+        status = T.match_buffer(var_status, (3,), I64)
+        for u in T.serial(1):
+            with T.sblock("gather_nd_check"):
+                vu = T.axis.spatial(1, u)
+                T.reads(idx[0:n, 0:depth], limits[0:depth])
+                T.writes(status[0:3])
+                status[0] = T.int64(0)
+                status[1] = T.int64(-1)
+                status[2] = T.int64(0)
+                for i, d in T.grid(n, depth):
+                    if status[0] == T.int64(0) and (T.Cast(I64, idx[i, d]) < T.int64(0)
+                                                    or T.Cast(I64, idx[i, d]) >= limits[d]):
+                        status[0] = T.int64(1)
+                        status[1] = i
+
+    return kernel

@@ -12,12 +12,14 @@ from collections.abc import Callable
 import tvm
 from tvm import relax, te, tirx
 
-from ..shapes.symbolic import as_expr, declare_size
+from ..shapes.symbolic import as_expr, declare_size, prove_equal
 from . import kernels
 from .registry import PREFIX, is_recom_op
 
 I64 = "int64"
 CHECK_GATHER_FUNC = "recom_tvm.check_gather"
+CHECK_SEGMENTS_FUNC = "recom_tvm.check_segments"
+CHECK_GATHER_ND_FUNC = "recom_tvm.check_gather_nd"
 
 
 def _dt(expr) -> str:
@@ -152,7 +154,17 @@ def _lower_segment_reduce(lw: _Lowerer, call):
     inner = dims[1:]
     data2 = data if len(dims) == 2 else lw.emit(relax.op.reshape(data, [dims[0], _prod(inner)]))
     width = _dims(data2)[1]
-    if isinstance(num_segments, tirx.IntImm) and num_segments.value < 0:
+    derived = isinstance(num_segments, tirx.IntImm) and num_segments.value < 0
+    # TF-CPU checks the inputs (they may be fed by the user): indices inside data's rows, segment ids >= 0,
+    # increasing and < num_segments; its InvalidArgumentError before anything reads them
+    num = tirx.const(-1, I64) if derived else as_expr(num_segments)
+    status = lw.call(kernels.segment_check, (_dt(ind), _dt(seg)),
+                     [ind, seg, relax.prim_value(as_expr(dims[0])), relax.prim_value(num)],
+                     relax.TensorType([3], I64))
+    seg = lw.emit(relax.op.call_pure_packed(
+        CHECK_SEGMENTS_FUNC, seg, status, tvm.ir.StringImm(f"segment reduction ({mode.value})"),
+        relax.prim_value(as_expr(dims[0])), relax.prim_value(num), ty_args=[seg.ty]))
+    if derived:
         cnt = lw.call(kernels.last_segment_plus_one, (_dt(seg),), [seg], relax.TensorType([1], I64))
         s = lw.sync_count(cnt, "num_segments")
     else:
@@ -162,6 +174,23 @@ def _lower_segment_reduce(lw: _Lowerer, call):
     if len(dims) == 2:
         return out
     return relax.op.reshape(out, [s] + inner)
+
+
+def _lower_gather_nd(lw: _Lowerer, call, label: str):
+    """relax.gather_nd with TF-CPU's index check (TVM's reads out of bounds): indices whose last dim is static."""
+    data, indices = call.args
+    idims, ddims = _dims(indices), _dims(data)
+    depth = idims[-1] if idims else None
+    if not isinstance(depth, tirx.IntImm) or int(call.attrs.batch_dims) != 0 or int(depth) > len(ddims):
+        return call
+    depth = int(depth)
+    flat = lw.emit(relax.op.reshape(indices, [_prod(idims[:-1]), depth]))
+    limits = lw.shape_tensor(ddims[:depth])
+    status = lw.call(kernels.gather_nd_check, (_dt(indices), depth), [flat, limits], relax.TensorType([3], I64))
+    checked = lw.emit(relax.op.call_pure_packed(
+        CHECK_GATHER_ND_FUNC, indices, status, flat, tvm.ir.StringImm(label),
+        relax.ShapeExpr([as_expr(d) for d in ddims]), ty_args=[indices.ty]))
+    return relax.op.gather_nd(data, checked, 0)
 
 
 def _lower_bucketize(lw: _Lowerer, call):
@@ -281,9 +310,14 @@ class _Mutator(relax.PyExprMutator):
     def __init__(self, mod: tvm.IRModule, kernel_buckets=None) -> None:
         super().__init__(mod)
         self.lowerer = _Lowerer(self.builder_, kernel_buckets)
+        self.values: dict = {}  # the function being lowered: var -> bound value (before lowering)
 
     def visit_call_(self, call: relax.Call) -> relax.Expr:
+        original = call
         call = super().visit_call_(call)
+        if isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.gather_nd" and \
+                not _where_coordinates_of(self.values, original.args[1], original.args[0]):
+            return _lower_gather_nd(self.lowerer, call, f"GatherNd of {original.args[0]}")
         if isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.nn.relu" and \
                 str(call.args[0].ty.dtype).startswith("float"):
             return self.builder_.call_te(_relu_keeping_nan, call.args[0], primfunc_name_hint="relu")
@@ -293,6 +327,25 @@ class _Mutator(relax.PyExprMutator):
                 raise NotImplementedError(f"no lowering for {call.op.name}")
             return lower(self.lowerer, call)
         return call
+
+
+def _where_coordinates_of(values: dict, indices, data) -> bool:
+    """Are the indices Where(m)'s coordinates with m of data's shape (in range by construction: no check)?"""
+    for _ in range(16):
+        v = values.get(indices.__hash__()) if isinstance(indices, relax.Var) else None
+        if v is None:
+            return False
+        if isinstance(v, relax.Var):
+            indices = v
+            continue
+        if isinstance(v, relax.Call) and is_recom_op(v) and v.op.name == PREFIX + "where":
+            m = v.args[0]
+            if m.ty.shape is None or data.ty.shape is None:
+                return False
+            md, dd = list(m.ty.shape.values), list(data.ty.shape.values)
+            return len(md) <= len(dd) and all(prove_equal(a, b) for a, b in zip(md, dd))
+        return False
+    return False
 
 
 def _relu_keeping_nan(x: te.Tensor) -> te.Tensor:
@@ -316,5 +369,6 @@ class LegalizeRecomOps:
         mutator = _Mutator(mod, self.kernel_buckets)
         for gvar, func in mod.functions_items():
             if isinstance(func, relax.Function):
+                mutator.values = {b.var.__hash__(): b.value for block in func.body.blocks for b in block.bindings}
                 mutator.builder_.update_func(gvar, mutator.visit_expr(func))
         return mutator.builder_.get()

@@ -429,10 +429,11 @@ def rule_sparse_column(ctx: RuleContext, b: relax.Binding):
         if _sfer_output(ctx, uniq.args[0], 1) is None or not _sfer_output(ctx, uniq.args[0], 1).same_as(sfer_var):
             return None
         table, check, label = gather.args[0], bool(int(gather.args[3].value)), gather.args[4].value
-    else:
+    else:  # SparseSegment* straight over the table: its indices are the ids, which TF-CPU range-checks
         if _sfer_output(ctx, seg_idx, 1) is None:
             return None
-        table, check, label = data, False, ""
+        table, check = data, True
+        label = f"SparseSegment{mode.value.capitalize() if mode.value != 'sqrtn' else 'SqrtN'} over {data}"
     if table.ty.shape is None or len(table.ty.shape.values) != 2:
         return None
     # the num_segments, when given, must be the batch (SparseFillEmptyRows fills every row)
@@ -756,18 +757,21 @@ def _replace_load(e, target, var):
     return e
 
 
-def _mask_keeps_ids_from(ctx: RuleContext, ids, mask, limit: int) -> bool:
-    """Does the mask keep every entry whose id is >= limit? (Then checking all ids on the host is exact: the
-    only entries the mask drops have ids < limit, which TF never reports.)"""
+def _mask_keeps_ids_in(ctx: RuleContext, ids, mask, lo: int, hi: int) -> bool:
+    """Does the mask keep every entry whose id lies in [lo, hi)? (Then checking all ids on the host is exact
+    for that range: the mask drops only ids TF never reports.)"""
     if _is_true_mask(ctx.view, mask) or len(mask.ty.shape.values) == 0:
         return True
     j = IndexExprs.index("j")
     id_e = _strip_cast(ctx.ie.at(ids, [j]))
     m_e = ctx.ie.at(mask, [j])
     v = tirx.Var("large_id", str(id_e.ty.dtype))
-    analyzer().bind(v, tvm.ir.Range.from_min_extent(tirx.const(limit, str(id_e.ty.dtype)),
-                                                    tirx.const(1 << 40, str(id_e.ty.dtype))))
+    analyzer().bind(v, tvm.ir.Range.from_min_extent(tirx.const(lo, str(id_e.ty.dtype)),
+                                                    tirx.const(hi - lo, str(id_e.ty.dtype))))
     return analyzer().can_prove(_replace_load(m_e, id_e, v))
+
+
+_ID_SPAN = 1 << 40  # ids beyond +-2^40 behave as those inside for every mask the rules meet
 
 
 def _weight_gate(ctx: RuleContext, call, limit: int) -> str | None:
@@ -838,7 +842,13 @@ def rule_range_check(ctx: RuleContext, b: relax.Binding):
         entry = {"tensor": tensor, "limit": limit, "label": label}
         if low is not None:  # Keras' Embedding maps [-rows, 0) to id + rows first: the raw ids in [low, limit)
             entry["low"] = low
-        if not _mask_keeps_ids_from(ctx, ids, mask, limit):
+        elif not kept_nonneg:
+            # negative ids reach the gather (a Keras Embedding or tf.gather of feed ids): TF-CPU raises for them
+            # as for ids >= limit. The host checks them exactly only if the mask keeps every negative id.
+            if not _mask_keeps_ids_in(ctx, ids, mask, -_ID_SPAN, 0):
+                return None
+            entry["negative"] = True
+        if not _mask_keeps_ids_in(ctx, ids, mask, limit, _ID_SPAN):
             gate = _weight_gate(ctx, call, limit) if is_bag else None
             if gate is None:
                 return None
@@ -846,6 +856,7 @@ def rule_range_check(ctx: RuleContext, b: relax.Binding):
         if entry not in ctx.spec.id_checks:
             ctx.spec.id_checks.append(entry)
         ctx.facts.append(f"column {column}: ids are the input {tensor!r}: range check moved to the host"
+                         + (" (negative ids too)" if entry.get("negative") else "")
                          + (f" (ids whose weight in {entry['where_positive']!r} is > 0)" if "where_positive" in entry
                             else ""))
     args = list(call.args)

@@ -66,6 +66,15 @@ class _Classifier:
     def host_tensor(self, leaf) -> str:
         """The host tensor (feed or host-stage output) a leaf Relax param carries, also through reshapes that
         keep its elements in order (a scalar feature [B] expanded to [B, 1]): the kernel reads it flat."""
+        leaf = self._leaf(leaf)
+        inp = self.inputs.get(getattr(leaf, "name", None))
+        if not self.view.is_param(leaf) or inp is None or inp["source"] not in ("feed", "host") \
+                or inp["kind"] != "tensor":
+            raise _NoMatch(f"{leaf} is not a host tensor")
+        return inp["ref"]
+
+    def _leaf(self, leaf):
+        """leaf through root vars and the reshapes / expand_dims that keep its elements in order."""
         leaf = self.view.root_var(leaf)
         for _ in range(8):
             e = self.view.resolve(leaf)
@@ -73,11 +82,7 @@ class _Classifier:
                     leaf.ty.shape is None or not prove_equal(_numel(e.args[0].ty), _numel(leaf.ty)):
                 break
             leaf = self.view.root_var(e.args[0])
-        inp = self.inputs.get(getattr(leaf, "name", None))
-        if not self.view.is_param(leaf) or inp is None or inp["source"] not in ("feed", "host") \
-                or inp["kind"] != "tensor":
-            raise _NoMatch(f"{leaf} is not a host tensor")
-        return inp["ref"]
+        return leaf
 
     def load(self, e):
         hit = self.ie.leaf(_strip(e))
@@ -105,28 +110,45 @@ class _Classifier:
         return "none", 0, 0, e
 
     # --------------------------------------------------------------------------------------------- columns
-    def column(self, x, width: int) -> _Column:
+    def column(self, x, width: int, batch) -> _Column:
+        """The concat input x ([batch, width]) as a column the kernel computes, or _NoMatch (then it is
+        computed beside the kernel and written into its slice). Reshapes keep the row-major data, so they are
+        looked through; anything else (a normalizer's scale, shift, relu, ...) is not the kernel's to drop."""
         e = self.view.resolve(x)
         while op_name(e) == "relax.reshape":
             e = self.view.resolve(e.args[0])
         name = op_name(e)
         if name == "recom.embedding_bag":
-            return self.bag(e)
-        if name == "recom.gather":
-            return self.one(e)
-        if name == "relax.where":
-            return self.zero_filled(e)
-        # a numeric column: the input itself, or a feed / host tensor reshaped to it with its elements in order
-        # (host_tensor looks through those only: an op computing the input from a host tensor, e.g. a one-hot of
-        # host-stage ids, is not that tensor)
-        if str(x.ty.dtype) != "float32":
-            raise _NoMatch(f"a {x.ty.dtype} input")
-        return _Column("numeric", width, {"x": self.host_tensor(x)})
+            col = self.bag(e)
+        elif name == "recom.gather":
+            col = self.one(e)
+        elif name == "relax.where":
+            col = self.zero_filled(e)
+        elif name in (None, "relax.expand_dims"):
+            col = self.numeric(x, width, batch)
+        else:
+            raise _NoMatch(f"{name} is not a column the kernel computes")
+        if col.dim != width:  # e.g. two gathered rows per example read as one row of twice the width
+            raise _NoMatch(f"the column's rows have {col.dim} values, its slice of the concat {width}")
+        return col
+
+    def numeric(self, x, width: int, batch) -> _Column:
+        """A numeric column: a float32 host tensor holding exactly [batch, width] values (through reshapes and
+        expand_dims that keep its elements in order), copied as it is."""
+        leaf = self._leaf(x)
+        ty = leaf.ty
+        if str(ty.dtype) != "float32" or ty.shape is None:
+            raise _NoMatch(f"{leaf}: not a float32 tensor")
+        if not prove_equal(_numel(ty), as_expr(batch) * width):
+            raise _NoMatch(f"{leaf} {list(ty.shape.values)} does not hold [{batch}, {width}] values")
+        return _Column("numeric", width, {"x": self.host_tensor(leaf)})
 
     def bag(self, call) -> _Column:
         table, ids, rows, mask, num_bags, mode, check, label, weights = call.args
         if int(check.value):
             raise _NoMatch("device range check")
+        if str(table.ty.dtype) != "float32":
+            raise _NoMatch(f"a {table.ty.dtype} table")
         weighted = defs.bag_weighted(call)
         j = IndexExprs.index("j")
         pre, a, b, raw = self.preprocessing(self.ie.at(ids, [j]))
@@ -220,6 +242,9 @@ class _Classifier:
         table, ids, axis, check, label = call.args
         if int(check.value) or int(axis.value) != 0:
             raise _NoMatch("checked or non-row gather")
+        if str(table.ty.dtype) != "float32":
+            raise _NoMatch(f"a {table.ty.dtype} table")
+        dims = ids.ty.shape.values if ids.ty.shape is not None else None
         j = IndexExprs.index("b")
         rest = list(ids.ty.shape.values[1:]) if ids.ty.shape is not None else []
         if not all(isinstance(d, tirx.IntImm) and d.value == 1 for d in rest):
@@ -398,7 +423,7 @@ class FuseColumns:
             columns, fused_off, rest = [], [], []
             for f, w, off in zip(fields, widths, offsets):
                 try:
-                    col = classifier.column(f, w)
+                    col = classifier.column(f, w, ty.shape.values[0])
                     _lanes(col)
                 except _NoMatch as why:
                     rest.append((f, off))  # computed as before, written into its slice of the fused output

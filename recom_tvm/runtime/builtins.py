@@ -33,3 +33,32 @@ def _fresh(value):
     VM's static memory plan hands to a later op once the call has read it (the caller would then see that op's
     output)."""
     return value.copyto(value.device)
+
+
+_SEGMENT_ERRORS = {  # kernels.segment_check's codes -> TF-CPU's messages
+    1: "indices[{pos}] == {value} out of range [0, {rows})",
+    2: "segment ids are not increasing (segment_ids[{pos}] = {value})",
+    3: "segment id {value} (segment_ids[{pos}]) out of range",
+    4: "segment ids must be < num_segments ({num}), got segment_ids[{pos}] = {value}",
+}
+
+
+@tvm_ffi.register_global_func("recom_tvm.check_segments", override=True)
+def _check_segments(segment_ids, status, label: str, rows: int, num: int):
+    """Raise TF's error for a segment reduction's bad indices / segment ids; else pass the segment ids."""
+    code, pos, value = (int(v) for v in status.numpy())
+    if code:
+        raise ValueError(f"{ERROR_MARK}{label}: " + _SEGMENT_ERRORS[code].format(pos=pos, value=value, rows=rows,
+                                                                                  num=num))
+    return _fresh(segment_ids)
+
+
+@tvm_ffi.register_global_func("recom_tvm.check_gather_nd", override=True)
+def _check_gather_nd(indices, status, flat, label: str, shape):
+    """Raise TF-CPU's GatherNd error for a row of indices outside the params' shape; else pass the indices."""
+    bad, pos, _ = (int(v) for v in status.numpy())
+    if bad:
+        row = flat.numpy()[pos].tolist()
+        raise ValueError(f"{ERROR_MARK}{label}: indices[{pos}] = {row} does not index into param shape "
+                         f"{[int(d) for d in shape]}")
+    return _fresh(indices)

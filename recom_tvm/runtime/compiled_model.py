@@ -18,7 +18,7 @@ from ..errors import FeedError, InvalidArgumentError, ModelFormatError
 from . import builtins  # noqa: F401  (registers the packed functions compiled modules call)
 from .assertions import assertion_symbols, check_all
 from .binding import Binder
-from .feeds import check_ids, flush_denormals, normalize_feeds, sort_rows
+from .feeds import cast_exact, check_ids, flush_denormals, normalize_feeds, sort_rows
 from .host_stage import run_host_stage
 from .packer import PACKED, PACKED_SIZES, apply_recipes, is_virtual_zeros, pack
 from .spec import InputSpec
@@ -68,6 +68,16 @@ class CompiledModel:
         Names are the module's parameters, or the imported tables the passes merged into one (the fused
         kernel's flat tables): setting those rebuilds the merged parameter from them."""
         sources = {t for r in self.spec.param_recipes.values() for t in r.get("concat_flat", [])}
+        declared = {i["ref"]: i for i in self.spec.module_inputs if i["source"] == "param"}
+        for name, value in params.items():  # check all before changing any
+            if name in sources:
+                # a merged table's layout (rows, row length: the kernel's meta) is fixed when the model is built
+                _check_param(name, value, tuple(self._params_host[name].shape), "float32", "table")
+            elif name in declared:
+                _check_param(name, value, tuple(int(d) for d in declared[name]["shape"]), declared[name]["dtype"],
+                             "parameter")
+            else:
+                raise KeyError(f"{name!r} is not a parameter of this model; it has {self.param_names()[:8]}...")
         for name, value in params.items():
             if name in sources:
                 self._params_host[name] = np.asarray(value)
@@ -75,10 +85,8 @@ class CompiledModel:
                     if name in recipe.get("concat_flat", []):
                         self._params_host.pop(derived, None)
                         self._overrides.pop(derived, None)
-            elif name in self.param_names():
-                self._overrides[name] = value
             else:
-                raise KeyError(f"{name!r} is not a parameter of this model; it has {self.param_names()[:8]}...")
+                self._overrides[name] = value
         if self._vm is not None:  # a VM's captured CUDA graphs read the old parameters' addresses: start a new
             self.device.sync()   # one, once its work (on the old parameters and its memory) is done
             self._vm = None
@@ -165,8 +173,12 @@ class CompiledModel:
                 args.append(tvm_ffi.Shape(list(arr.shape) if inp["kind"] == "shape_of" else
                                           [int(v) for v in np.asarray(arr).reshape(-1)]))
             else:
-                # np.ascontiguousarray makes a rank-0 array (a host-stage scalar) rank 1: keep the shape
-                args.append(np.ascontiguousarray(arr, dtype=inp["dtype"]).reshape(np.shape(arr)))
+                # feeds were converted to their placeholders' dtypes; a host-stage output of another dtype
+                # than the module declares is converted only when exact (never wrapped); np.ascontiguousarray
+                # makes a rank-0 array (a host-stage scalar) rank 1: keep the shape
+                arr = np.asarray(arr)
+                args.append(np.ascontiguousarray(cast_exact(self.spec.feed_of(inp["ref"]), arr, inp["dtype"]))
+                            .reshape(arr.shape))
         return args, bound
 
     @staticmethod
@@ -310,6 +322,17 @@ def host_arguments(spec: InputSpec, feeds: Mapping) -> dict:
     env = host_env(spec, feeds)
     pack_fused(spec, env)
     return env
+
+
+def _check_param(name: str, value, shape: tuple, dtype: str, what: str) -> None:
+    """set_params: a value of the parameter's shape, and (numpy) of its kind of numbers, else ValueError."""
+    got = tuple(int(d) for d in value.shape) if hasattr(value, "shape") else np.shape(value)
+    if got != shape:
+        raise ValueError(f"set_params: {what} {name!r} has shape {list(shape)} in this model, got {list(got)}")
+    if not _on_device(value):
+        have = np.asarray(value).dtype
+        if have.kind not in "fiu" or (have.kind == "f") != (np.dtype(dtype).kind == "f"):
+            raise ValueError(f"set_params: {what} {name!r} is {dtype} in this model, got {have}")
 
 
 def _module_kinds(executable) -> set[str]:

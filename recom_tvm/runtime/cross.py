@@ -9,6 +9,8 @@ Semantics (tensorflow/core/kernels/sparse_cross_op.cc, HashCrosser):
   (unsigned; mod 2^63 - 1 when num_buckets is 0);
 - a sparse input contributes, for row b, the consecutive entries whose row index is b, walking its entries in
   stored order: on unsorted input the walk stops at the first entry whose row goes backwards (TF drops the rest).
+- the batch is the first sparse input's dense_shape[0] (else the first dense input's rows); any input of another
+  batch is TF's InvalidArgumentError "Expected batch size".
 Output: (indices [n, 2], values [n], dense_shape [batch, max crosses per row]).
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
 from .fingerprint import fingerprint64
 
 _U64 = np.uint64
@@ -53,12 +56,21 @@ def _row_counts(indices: np.ndarray, batch: int) -> np.ndarray:
 
 
 def sparse_cross_hashed(sparse: list[tuple], dense: list[np.ndarray], num_buckets: int,
-                        hash_key: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """sparse: [(indices, values, dense_shape)], dense: [[B, k] arrays], in the op's input order."""
+                        hash_key: int, label: str = "SparseCross") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """sparse: [(indices, values, dense_shape)], dense: [[B, k] arrays], in the op's input order; label names
+    the op in errors."""
     if sparse:
         batch = int(np.asarray(sparse[0][2]).reshape(-1)[0])
     else:
         batch = int(np.asarray(dense[0]).shape[0]) if dense else 0
+    for i, (_, _, shape) in enumerate(sparse):
+        got = int(np.asarray(shape).reshape(-1)[0])
+        if got != batch:
+            raise InvalidArgumentError(f"{label}: Expected batch size {batch} got {got} at position {i}")
+    for i, d in enumerate(dense):
+        got = int(np.asarray(d).shape[0]) if np.ndim(d) else 1
+        if got != batch:
+            raise InvalidArgumentError(f"{label}: Expected batch size {batch} got {got} at dense tensor {i}")
     counts, starts, feats = [], [], []
     for idx, vals, _ in sparse:
         c = _row_counts(idx, batch)

@@ -63,18 +63,54 @@ def _check_ragged(name: str, values: np.ndarray, splits: np.ndarray) -> None:
 
 _NUMPY_DTYPE: dict[str, np.dtype] = {}
 
+# Feed dtype rules (what a native host stage must reproduce; tests/test_feed_errors.py covers each):
+# - a "string" placeholder takes str / bytes arrays (numpy "U" / "S") or sequences / object arrays whose elements
+#   are all str or bytes; anything else (numbers of any dtype, None, mixed) is a FeedError.
+# - a numeric placeholder takes a numeric array; strings, objects and bools (either side) are a FeedError, and so
+#   is a change of kind between integers and floats. The placeholder's own dtype passes unchanged. Another dtype
+#   of the same kind passes only if every value converts exactly (`cast_exact`): integers inside the target's
+#   range (so uint64 2**64 - 1 is not -1, a "missing" id, and int64 2**40 is not 0 in an int32), floats that
+#   round-trip (NaN and +-inf included). TF's typed serving refuses any other dtype; accepting exact
+#   conversions only is a convenience that cannot change an answer.
+# - an empty array of numpy's default float64 (np.asarray([])) becomes the placeholder's dtype (strings too).
+
+
+def cast_exact(label: str, arr: np.ndarray, dtype) -> np.ndarray:
+    """`arr` as `dtype` when the conversion is exact (see the rules above), else FeedError naming `label`."""
+    want = np.dtype(dtype)
+    if arr.dtype == want:
+        return arr
+    if arr.dtype == object or arr.dtype.kind in "USVb" or want.kind in "USVOb" \
+            or (want.kind in "iu") != (arr.dtype.kind in "iu"):
+        raise FeedError(f"feed {label!r} must be {want}, got {arr.dtype}")
+    if want.kind in "iu":
+        if not np.can_cast(arr.dtype, want, "safe") and arr.size:
+            info = np.iinfo(want)
+            lo, hi = arr.min(), arr.max()  # compared as Python ints: no wrap-around on either side
+            if int(lo) < info.min or int(hi) > info.max:
+                raise FeedError(f"feed {label!r} must be {want}; its {arr.dtype} values do not fit "
+                                f"(range [{int(lo)}, {int(hi)}])")
+        return arr.astype(want)
+    cast = arr.astype(want)
+    if not np.array_equal(cast.astype(arr.dtype), arr, equal_nan=True):
+        raise FeedError(f"feed {label!r} must be {want}; its {arr.dtype} values do not fit")
+    return cast
+
 
 def _convert(name: str, value, dtype: str, shape: list | None) -> np.ndarray:
-    """One placeholder's feed as an array of the placeholder's dtype and rank (TF's feed rules)."""
-    want = _NUMPY_DTYPE.get(dtype)
+    """One placeholder's feed as an array of the placeholder's dtype and rank (the rules above)."""
+    want = None if dtype == "string" else _NUMPY_DTYPE.get(dtype)
     if want is None and dtype != "string":
         want = _NUMPY_DTYPE[dtype] = np.dtype(dtype)
-    if type(value) is np.ndarray and value.dtype == want and value.flags.c_contiguous and shape is not None \
-            and value.ndim == len(shape) and all(w < 0 or w == g for w, g in zip(shape, value.shape)):
+    if want is not None and type(value) is np.ndarray and value.dtype == want and value.flags.c_contiguous \
+            and shape is not None and value.ndim == len(shape) \
+            and all(w < 0 or w == g for w, g in zip(shape, value.shape)):
         return value  # the common case, already right: no copies, no per-element checks
     if dtype == "string" and isinstance(value, np.ndarray) and value.dtype.kind in "SU":
         arr = value if value.dtype.kind == "S" else encode_utf8(value)  # vectorized: no per-element Python
     elif dtype == "string":
+        if isinstance(value, np.ndarray) and value.dtype != object and value.size:
+            raise FeedError(f"feed {name!r} must hold strings, got {value.dtype} data")
         try:
             arr = from_objects(np.asarray(value, dtype=object))
         except AttributeError:
@@ -89,17 +125,9 @@ def _convert(name: str, value, dtype: str, shape: list | None) -> np.ndarray:
             raise FeedError(f"feed {name!r} must be one {dtype} array: {err}") from None
         if arr.dtype == object or arr.dtype.kind in "USV":
             raise FeedError(f"feed {name!r} must be {dtype}, got {arr.dtype} data")
-        want = np.dtype(dtype)
-        if arr.dtype != want:
-            if arr.size == 0 and arr.dtype == np.float64:  # np.asarray([]) is float64
-                arr = arr.astype(want)
-            elif want.kind == "b" or arr.dtype.kind == "b" or (want.kind in "iu") != (arr.dtype.kind in "iu"):
-                raise FeedError(f"feed {name!r} must be {dtype}, got {arr.dtype}")
-            else:
-                cast = arr.astype(want)
-                if not np.array_equal(cast.astype(arr.dtype), arr, equal_nan=arr.dtype.kind == "f"):
-                    raise FeedError(f"feed {name!r} must be {dtype}; its {arr.dtype} values do not fit")
-                arr = cast
+        if arr.dtype != want and arr.size == 0 and arr.dtype == np.float64:  # np.asarray([]) is float64
+            arr = arr.astype(want)
+        arr = cast_exact(name, arr, want)
     if shape is not None:
         if arr.ndim != len(shape):
             raise FeedError(f"feed {name!r} must have rank {len(shape)} (shape {_fmt(shape)}), got shape "
@@ -285,21 +313,29 @@ def sort_rows(feature: dict, env: dict[str, np.ndarray], also=(), describe=str) 
 
 
 def check_ids(check: dict, ids: np.ndarray, weights: np.ndarray | None = None) -> None:
-    """TF-CPU's GatherV2 error for ids >= the table's rows (negative ids were filtered out by the column, or with
-    `low`, wrapped by + rows when >= low; a weighted column also drops ids whose weight is <= 0: `weights` given,
-    only the others are checked)."""
+    """TF-CPU's GatherV2 error for ids outside [0, limit) (EliminateRedundancy moved the check here).
+
+    check: {"tensor", "limit", "label"[, "negative": True][, "low": L][, "where_positive": weights tensor]}. Ids
+    >= limit always raise; negative ids raise only with "negative" (else the column drops them before its gather,
+    as TF's id filter does); with "low" the raw ids are wrapped by + limit when negative (Keras' Embedding), so
+    only raw ids < low raise (reported as TF sees them, wrapped); with "where_positive" (`weights` given) only ids
+    whose weight is > 0 count (a weighted column drops the others). The first offending position is reported."""
     ids = np.asarray(ids).reshape(-1)
+    if not ids.size:
+        return
+    limit = check["limit"]
     low = check.get("low")
-    if low is not None and ids.size and int(ids.min()) < low:  # raw ids wrapped by + limit when negative
+    if low is not None and int(ids.min()) < low:
         pos = int(np.argmax(ids < low))
-        raise InvalidArgumentError(f"{check['label']}: indices[{pos}] = {int(ids[pos]) + check['limit']} is not "
-                                   f"in [0, {check['limit']})")
-    if ids.size and int(ids.max()) >= check["limit"]:
-        bad = ids >= check["limit"]
-        if weights is not None:
-            bad &= np.asarray(weights).reshape(-1) > 0
-            if not bad.any():
-                return
-        pos = int(np.argmax(bad))
-        raise InvalidArgumentError(f"{check['label']}: indices[{pos}] = {int(ids[pos])} is not in "
-                                   f"[0, {check['limit']})")
+        raise InvalidArgumentError(f"{check['label']}: indices[{pos}] = {int(ids[pos]) + limit} is not in "
+                                   f"[0, {limit})")
+    negative = check.get("negative", False)
+    if int(ids.max()) < limit and not (negative and int(ids.min()) < 0):
+        return
+    bad = (ids >= limit) | (ids < 0) if negative else ids >= limit
+    if weights is not None:
+        bad &= np.asarray(weights).reshape(-1) > 0
+    if not bad.any():
+        return
+    pos = int(np.argmax(bad))
+    raise InvalidArgumentError(f"{check['label']}: indices[{pos}] = {int(ids[pos])} is not in [0, {limit})")

@@ -109,7 +109,7 @@ def _sparse_cross(node, *args):
     n = int(node["attrs"]["N"])
     sparse = list(zip(args[:n], args[n:2 * n], args[2 * n:3 * n]))
     return sparse_cross_hashed(sparse, list(args[3 * n:]), int(node["attrs"]["num_buckets"]),
-                               int(node["attrs"]["hash_key"]))
+                               int(node["attrs"]["hash_key"]), f"SparseCross node {node['name']!r}")
 
 
 def _parse_example(node, serialized):

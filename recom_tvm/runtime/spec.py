@@ -23,7 +23,8 @@ class InputSpec:
     # Written by the passes (see recom_tvm.passes); the runtime applies them before launch:
     sort_rows: list[str] = dataclasses.field(default_factory=list)  # sparse features to stably sort by row
     sort_with: dict = dataclasses.field(default_factory=dict)  # feature -> other tensors permuted with its values
-    # TF's out-of-range id error, checked on the host: {"tensor", "limit", "label"[, "where_positive": weights]}
+    # TF's out-of-range id error, checked on the host (feeds.check_ids): {"tensor", "limit", "label"
+    # [, "negative": True: ids < 0 are errors too][, "where_positive": weights: only ids with weight > 0 count]}
     id_checks: list[dict] = dataclasses.field(default_factory=list)
     assertions: list[dict] = dataclasses.field(default_factory=list)  # symbolic preconditions (see assertions.py)
     fused: dict = dataclasses.field(default_factory=dict)  # the fused kernel's packing plan (see packer.py)
