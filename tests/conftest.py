@@ -277,8 +277,13 @@ def pytest_sessionfinish(session, exitstatus):
     import psutil
 
     left = psutil.Process().children(recursive=True)
+    names = []
     for p in left:
-        p.kill()
+        try:
+            names.append(" ".join(p.cmdline()[:4]))  # before the kill: a killed child is a zombie until reaped
+            p.kill()
+        except psutil.Error:  # exited (or a zombie) meanwhile
+            pass
+    psutil.wait_procs(left, timeout=5)
     if left:
-        print(f"\nconftest: killed {len(left)} leftover child process(es): "
-              f"{[' '.join(p.cmdline()[:4]) for p in left if p.is_running()][:5]}")
+        print(f"\nconftest: killed {len(left)} leftover child process(es): {names[:5]}")

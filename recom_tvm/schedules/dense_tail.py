@@ -422,5 +422,33 @@ def schedule_buckets(func: tirx.PrimFunc, buckets, target: tvm.target.Target) ->
     if limits[-1] is not None or any(b is None for b in limits[:-1]) or limits[:-1] != sorted(set(limits[:-1])):
         raise ValueError(f"bucket limits must ascend and end with None: {limits}")
     variants = [(lim, schedule(func, cfg, target)) for lim, cfg in buckets]
+    if target.kind.name == "cuda":  # CPUs allocate run-time sizes on the heap
+        for _, f in variants:
+            _check_static_allocations(f)
     out = dispatch(func, variants)
     return out.with_attr(DENSE_ATTR, json.dumps([[b, c.to_json()] for b, c in buckets]))
+
+
+def _check_static_allocations(func: tirx.PrimFunc) -> None:
+    """Raise if a scheduled layer still allocates a buffer of run-time size inside its kernel (an epilogue that
+    could not be inlined, e.g. DCN's x * (W x + b) + x reading x again: [B, N] intermediates), which CUDA cannot
+    hold (TVM: 'Can only handle constant size stack allocation'); the layer then keeps TVM's default schedule."""
+    bad = []
+
+    def visit(node):  # statements only (no generic TIR visitor in TVM 0.27's Python API)
+        if node is None:
+            return
+        bufs = list(node.alloc_buffers) if isinstance(node, SBlock) else []
+        if isinstance(node, tirx.stmt.AllocBuffer):
+            bufs.append(node.buffer)
+        bad.extend(list(b.shape) for b in bufs if not all(isinstance(d, tirx.IntImm) for d in b.shape))
+        for field in ("body", "then_case", "else_case", "block", "init"):
+            child = getattr(node, field, None)
+            if isinstance(child, tirx.Stmt):
+                visit(child)
+        for child in getattr(node, "seq", None) or []:
+            visit(child)
+
+    visit(func.body)
+    if bad:
+        raise ValueError(f"intermediate buffers of run-time size {bad[0]} left in the kernel")
