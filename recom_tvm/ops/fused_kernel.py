@@ -359,21 +359,22 @@ def _make(meta, width: int, gpu: bool, buckets, shapes):
     def u_passes(cfg, b_sz, u):
         return _UnitMap(cfg, classes, b_sz).passes(u)
 
-    # what a column's thread reads of its static facts: the block's staged copy, or global memory
-    def mget(meta_b, sm, packed, c, g, k, staged):
-        return sm[g * META_STAGED + k] if staged else meta_b[c, k]
+    # what a column's thread reads of its static facts: its local copy `ml` of the row the block staged in shared
+    # memory (a local: ThreadSync cannot see shared loads inside conditions), or global memory
+    def mget(meta_b, ml, packed, c, g, k, staged):
+        return ml[k] if staged else meta_b[c, k]
 
-    def data_base(meta_b, sm, packed, c, g, staged):
-        return sm[g * META_STAGED + _DATA] if staged else packed[c]
+    def data_base(meta_b, ml, packed, c, g, staged):
+        return ml[_DATA] if staged else packed[c]
 
-    def aux(meta_b, sm, packed, c, g, staged):
-        return sm[g * META_STAGED + _AUX] if staged else packed[C + c]
+    def aux(meta_b, ml, packed, c, g, staged):
+        return ml[_AUX] if staged else packed[C + c]
 
-    def csr_total(meta_b, sm, packed, c, g, base, b_sz, staged):
-        return sm[g * META_STAGED + _TOTAL] if staged else packed[base + b_sz]
+    def csr_total(meta_b, ml, packed, c, g, base, b_sz, staged):
+        return ml[_TOTAL] if staged else packed[base + b_sz]
 
-    def row_unit(meta_b, sm, packed, c, g, rid, staged):  # the 16-byte unit where row rid[0] starts
-        return mget(meta_b, sm, packed, c, g, 4, staged) + rid[0] * mget(meta_b, sm, packed, c, g, 2, staged)
+    def row_unit(meta_b, ml, packed, c, g, rid, staged):  # the 16-byte unit where row rid[0] starts
+        return mget(meta_b, ml, packed, c, g, 4, staged) + rid[0] * mget(meta_b, ml, packed, c, g, 2, staged)
 
     def row_value(views, locs, dt, unit, lane, vec, dim, s):
         return _row_value(views, locs, dt, unit, lane, vec, dim, s)
@@ -420,7 +421,7 @@ def _make(meta, width: int, gpu: bool, buckets, shapes):
                                             1) * T.Broadcast(wv[0], w)
 
     @T.macro
-    def bag(packed, meta_b, bounds, tables, th, tb, tw, tq, out, sb, sm, sid, c, g, lane, b, slot, b_sz, vec,
+    def bag(packed, meta_b, bounds, tables, th, tb, tw, tq, out, sb, ml, sid, c, g, lane, b, slot, b_sz, vec,
             unroll, staged, once, w, subs, vec_store, use_smem):
         # one bag b of column c: this thread's lane (vec elements of the row, in subs vectors of w) of it
         lo = T.alloc_buffer((1,), I64, scope="local")
@@ -437,10 +438,10 @@ def _make(meta, width: int, gpu: bool, buckets, shapes):
         b8 = T.alloc_buffer((1,), "uint16x8" if 2 in dtypes and vec == 8 else F32, scope="local")
         q8 = T.alloc_buffer((1,), "uint32x2" if 3 in dtypes and vec == 8 else F32, scope="local")
         qp = T.alloc_buffer((1,), "float32x2" if 3 in dtypes else F32, scope="local")
-        kind = mget(meta_b, sm, packed, c, g, 0, staged)
-        dim = mget(meta_b, sm, packed, c, g, 1, staged)
-        base = data_base(meta_b, sm, packed, c, g, staged)
-        col = mget(meta_b, sm, packed, c, g, 3, staged) + lane * vec
+        kind = mget(meta_b, ml, packed, c, g, 0, staged)
+        dim = mget(meta_b, ml, packed, c, g, 1, staged)
+        base = data_base(meta_b, ml, packed, c, g, staged)
+        col = mget(meta_b, ml, packed, c, g, 3, staged) + lane * vec
         if kind == T.int64(4):  # numeric: copy up to vec floats
             for k in T.unroll(T.int64(vec)):
                 if lane * vec + k < dim:
@@ -451,8 +452,8 @@ def _make(meta, width: int, gpu: bool, buckets, shapes):
                 lo[0] = packed[base + b]
                 hi[0] = packed[base + b + 1]
             elif kind == T.int64(1):
-                lo[0] = b * aux(meta_b, sm, packed, c, g, staged)
-                hi[0] = lo[0] + aux(meta_b, sm, packed, c, g, staged)
+                lo[0] = b * aux(meta_b, ml, packed, c, g, staged)
+                hi[0] = lo[0] + aux(meta_b, ml, packed, c, g, staged)
             else:
                 lo[0] = b
                 hi[0] = b + 1
@@ -472,67 +473,67 @@ def _make(meta, width: int, gpu: bool, buckets, shapes):
                                 rid[0] = T.Cast(I64, sid[slot])
                             else:
                                 xv[0] = T.reinterpret(F32, T.Cast("int32", packed[id_base + lo[0] + j]))
-                                search(bounds, sb, xv, rid, top, bv, mget(meta_b, sm, packed, c, g, 8, staged),
-                                       mget(meta_b, sm, packed, c, g, 9, staged), g, use_smem)
+                                search(bounds, sb, xv, rid, top, bv, mget(meta_b, ml, packed, c, g, 8, staged),
+                                       mget(meta_b, ml, packed, c, g, 9, staged), g, use_smem)
                         else:
                             rid[0] = packed[id_base + lo[0] + j]
                         # a dense padded input marks missing entries with -1 (before preprocessing)
                         present[0] = not (kind == T.int64(1) and rid[0] == T.int64(-1))
-                        if mget(meta_b, sm, packed, c, g, 7, staged) == T.int64(1):
+                        if mget(meta_b, ml, packed, c, g, 7, staged) == T.int64(1):
                             # identity with default: out of range -> default
                             rid[0] = T.if_then_else(rid[0] < T.int64(0) or
-                                                    rid[0] >= mget(meta_b, sm, packed, c, g, 8, staged),
-                                                    mget(meta_b, sm, packed, c, g, 9, staged), rid[0])
+                                                    rid[0] >= mget(meta_b, ml, packed, c, g, 8, staged),
+                                                    mget(meta_b, ml, packed, c, g, 9, staged), rid[0])
                         # per-id weight (weighted columns: after the ids, offsets[B] of them)
                         wv[0] = T.if_then_else(
-                            mget(meta_b, sm, packed, c, g, 11, staged) == T.int64(1),
+                            mget(meta_b, ml, packed, c, g, 11, staged) == T.int64(1),
                             T.reinterpret(F32, T.Cast("int32", packed[
-                                id_base + csr_total(meta_b, sm, packed, c, g, base, b_sz, staged) + lo[0] + j])),
+                                id_base + csr_total(meta_b, ml, packed, c, g, base, b_sz, staged) + lo[0] + j])),
                             T.float32(1))
-                        if present[0] and not (T.bitwise_and(mget(meta_b, sm, packed, c, g, 10, staged),
+                        if present[0] and not (T.bitwise_and(mget(meta_b, ml, packed, c, g, 10, staged),
                                                              T.int64(FILTER_NEG_ID)) != 0 and rid[0] < T.int64(0)) \
-                                and not (T.bitwise_and(mget(meta_b, sm, packed, c, g, 10, staged),
+                                and not (T.bitwise_and(mget(meta_b, ml, packed, c, g, 10, staged),
                                                        T.int64(FILTER_NONPOS_WEIGHT)) != 0
                                          and wv[0] <= T.float32(0)):
-                            den[0] = den[0] + T.if_then_else(mget(meta_b, sm, packed, c, g, 6, staged) == T.int64(2),
+                            den[0] = den[0] + T.if_then_else(mget(meta_b, ml, packed, c, g, 6, staged) == T.int64(2),
                                                              wv[0] * wv[0], wv[0])
                             # ids were range-checked (or proven); the clamp only keeps reads in bounds
-                            rid[0] = T.max(T.min(rid[0], mget(meta_b, sm, packed, c, g, 5, staged) - T.int64(1)),
+                            rid[0] = T.max(T.min(rid[0], mget(meta_b, ml, packed, c, g, 5, staged) - T.int64(1)),
                                            T.int64(0))
                             # rows start 16-byte aligned and lanes are vec-aligned: vector loads of the row
                             if len(dtypes) == 1:
                                 accumulate(tables, th, tb, tw, tq, acc, h8, b8, q8, qp, dtypes[0],
-                                           row_unit(meta_b, sm, packed, c, g, rid, staged), lane, wv, dim,
+                                           row_unit(meta_b, ml, packed, c, g, rid, staged), lane, wv, dim,
                                            vec, w)
                             else:
-                                tdt = mget(meta_b, sm, packed, c, g, 12, staged)
+                                tdt = mget(meta_b, ml, packed, c, g, 12, staged)
                                 if 0 in dtypes:
                                     if tdt == T.int64(0):
                                         accumulate(tables, th, tb, tw, tq, acc, h8, b8, q8, qp, 0,
-                                                   row_unit(meta_b, sm, packed, c, g, rid, staged), lane, wv,
+                                                   row_unit(meta_b, ml, packed, c, g, rid, staged), lane, wv,
                                                    dim, vec, w)
                                 if 1 in dtypes:
                                     if tdt == T.int64(1):
                                         accumulate(tables, th, tb, tw, tq, acc, h8, b8, q8, qp, 1,
-                                                   row_unit(meta_b, sm, packed, c, g, rid, staged), lane, wv,
+                                                   row_unit(meta_b, ml, packed, c, g, rid, staged), lane, wv,
                                                    dim, vec, w)
                                 if 2 in dtypes:
                                     if tdt == T.int64(2):
                                         accumulate(tables, th, tb, tw, tq, acc, h8, b8, q8, qp, 2,
-                                                   row_unit(meta_b, sm, packed, c, g, rid, staged), lane, wv,
+                                                   row_unit(meta_b, ml, packed, c, g, rid, staged), lane, wv,
                                                    dim, vec, w)
                                 if 3 in dtypes:
                                     if tdt == T.int64(3):
                                         accumulate(tables, th, tb, tw, tq, acc, h8, b8, q8, qp, 3,
-                                                   row_unit(meta_b, sm, packed, c, g, rid, staged), lane, wv,
+                                                   row_unit(meta_b, ml, packed, c, g, rid, staged), lane, wv,
                                                    dim, vec, w)
             # TF: sum (an empty bag sums to 0); mean = / count (or / sum(w)); sqrtn = / sqrt(count)
             # (or / sqrt(sum(w^2))); 0 where that divisor is 0 (empty bags; DivNoNan). A select, not a branch:
             # nvcc keeps the vector store then.
             scale = T.if_then_else(
-                mget(meta_b, sm, packed, c, g, 6, staged) == T.int64(0), T.float32(1),
+                mget(meta_b, ml, packed, c, g, 6, staged) == T.int64(0), T.float32(1),
                 T.if_then_else(den[0] == T.float32(0), T.float32(0),
-                               T.if_then_else(mget(meta_b, sm, packed, c, g, 6, staged) == T.int64(1),
+                               T.if_then_else(mget(meta_b, ml, packed, c, g, 6, staged) == T.int64(1),
                                               T.float32(1) / den[0],
                                               T.float32(1) / T.sqrt(den[0]))))
             for s in T.unroll(subs):
@@ -541,7 +542,7 @@ def _make(meta, width: int, gpu: bool, buckets, shapes):
                         if lane * vec < dim:
                             out[b, col] = acc[s] * scale
                     elif vec_store:  # output offsets are multiples of w here
-                        out[b, T.ramp(T.floordiv(mget(meta_b, sm, packed, c, g, 3, staged), w) * w + lane * vec +
+                        out[b, T.ramp(T.floordiv(mget(meta_b, ml, packed, c, g, 3, staged), w) * w + lane * vec +
                                       s * w, 1, w)] = acc[s] * T.Broadcast(scale, w)
                     else:
                         for k in T.unroll(T.int64(w)):
@@ -612,6 +613,7 @@ def _make(meta, width: int, gpu: bool, buckets, shapes):
                             srid = T.alloc_buffer((1,), I64, scope="local")
                             stop = T.alloc_buffer((1,), I64, scope="local")
                             sbv = T.alloc_buffer((1,), F32, scope="local")
+                            sml = T.alloc_buffer((META_STAGED if cfg.stage_meta else 1,), I64, scope="local")
                             c0 = u_column(cfg, b_sz, u)
                             bpu = u_per_unit(cfg, b_sz, u)
                             g_n = u_group(cfg, b_sz, u)
@@ -621,12 +623,15 @@ def _make(meta, width: int, gpu: bool, buckets, shapes):
                                 gq = T.floordiv(i * cfg.threads + T.Cast(I64, t), bpu)
                                 bq = b0 + T.floormod(i * cfg.threads + T.Cast(I64, t), bpu)
                                 if gq < g_n and c0 + gq < c_end and bq < b_sz:
-                                    if mget(meta_b, sm, packed, c0 + gq, gq, 0, cfg.stage_meta) == T.int64(3):
+                                    if cfg.stage_meta:
+                                        for k in T.unroll(META_STAGED):
+                                            sml[k] = sm[gq * META_STAGED + k]
+                                    if mget(meta_b, sml, packed, c0 + gq, gq, 0, cfg.stage_meta) == T.int64(3):
                                         sxv[0] = T.reinterpret(F32, T.Cast("int32", packed[
-                                            data_base(meta_b, sm, packed, c0 + gq, gq, cfg.stage_meta) + bq]))
+                                            data_base(meta_b, sml, packed, c0 + gq, gq, cfg.stage_meta) + bq]))
                                         search(bounds, sb, sxv, srid, stop, sbv,
-                                               mget(meta_b, sm, packed, c0 + gq, gq, 8, cfg.stage_meta),
-                                               mget(meta_b, sm, packed, c0 + gq, gq, 9, cfg.stage_meta), gq,
+                                               mget(meta_b, sml, packed, c0 + gq, gq, 8, cfg.stage_meta),
+                                               mget(meta_b, sml, packed, c0 + gq, gq, 9, cfg.stage_meta), gq,
                                                use_smem)
                                         sid[i * cfg.threads + T.Cast(I64, t)] = T.Cast("int32", srid[0])
                     if gpu:
@@ -638,6 +643,7 @@ def _make(meta, width: int, gpu: bool, buckets, shapes):
                                 sid[0:sid.shape[0]])
                         T.writes(out[0:b_sz, 0:width])
                         cbuf = T.alloc_buffer((1,), I64, scope="local")
+                        ml = T.alloc_buffer((META_STAGED if cfg.stage_meta else 1,), I64, scope="local")
                         if cfg.group == 1:
                             cbuf[0] = u_column(cfg, b_sz, u)
                             c = cbuf[0]
@@ -646,10 +652,13 @@ def _make(meta, width: int, gpu: bool, buckets, shapes):
                             bag_in_pass = T.floordiv(T.Cast(I64, t), lanes)
                             lane = T.floormod(T.Cast(I64, t), lanes)
                             first = u_tile(cfg, b_sz, u) * bpp * u_passes(cfg, b_sz, u)
+                            if cfg.stage_meta:
+                                for k in T.unroll(META_STAGED):
+                                    ml[k] = sm[k]
                             for rr in T.unroll(T.int64(cfg.rows)):
                                 if bag_in_pass < bpp and rr < u_passes(cfg, b_sz, u) and \
                                         first + rr * bpp + bag_in_pass < b_sz:
-                                    bag(packed, meta_b, bounds, tables, th, tb, tw, tq, out, sb, sm, sid, c, T.int64(0),
+                                    bag(packed, meta_b, bounds, tables, th, tb, tw, tq, out, sb, ml, sid, c, T.int64(0),
                                         lane,
                                         first + rr * bpp + bag_in_pass, rr * bpp + bag_in_pass, b_sz, cfg.vec,
                                         cfg.unroll, cfg.stage_meta, cfg.search_once, min(cfg.vec, 4),
@@ -666,10 +675,13 @@ def _make(meta, width: int, gpu: bool, buckets, shapes):
                             c = cbuf[0]
                             c_end = u_end(cfg, b_sz, u)
                             bag_in_pass = T.floordiv(T.Cast(I64, t), lanes * grp)
+                            if cfg.stage_meta:
+                                for k in T.unroll(META_STAGED):
+                                    ml[k] = sm[gt * META_STAGED + k]
                             for rr in T.unroll(T.int64(cfg.rows)):
                                 if bag_in_pass < bpp and rr < passes and first + rr * bpp + bag_in_pass < b_sz and \
                                         c < c_end:
-                                    bag(packed, meta_b, bounds, tables, th, tb, tw, tq, out, sb, sm, sid, c, gt, lane,
+                                    bag(packed, meta_b, bounds, tables, th, tb, tw, tq, out, sb, ml, sid, c, gt, lane,
                                         first + rr * bpp + bag_in_pass, gt * bpp * passes + rr * bpp + bag_in_pass,
                                         b_sz, cfg.vec,
                                         cfg.unroll, cfg.stage_meta, cfg.search_once, min(cfg.vec, 4),

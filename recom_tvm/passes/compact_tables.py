@@ -4,7 +4,8 @@ Runs on an optimized module (after FuseColumns), from `recom_tvm.build(..., tabl
 table parameter (each table's rows in their dtype, 16-byte aligned), rewrites the kernel's static meta (row
 stride, table base, dtype code per column) and the parameter's size, and records the dtypes in the parameter's
 recipe: the runtime encodes the imported float32 tables at build, at `set_params` and at load. Columns the kernel
-does not compute (written beside it into the concat) and the dense tail's weights stay float32.
+does not compute (written beside it into the concat) and the dense tail's weights stay float32; so does every table
+of a module without a fused kernel (not optimized, or a single column): a warning says so.
 """
 
 from __future__ import annotations
@@ -71,8 +72,12 @@ class CompactTables:
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         spec = spec_of(mod)
         if spec is None or not spec.fused or TABLES not in spec.param_recipes:
-            raise ValueError("table_dtype applies to the fused embedding kernel's tables, and this module has none: "
-                             "build an optimized module (recom_tvm.optimize fuses the columns)")
+            import warnings
+
+            warnings.warn("table_dtype applies to the fused embedding kernel's tables, and this module has none "
+                          "(not optimized, or fewer than two columns to fuse): every table stays float32",
+                          stacklevel=4)
+            return mod
         dtypes = resolve_dtypes(spec, self.table_dtype)
         recipe = dict(spec.param_recipes[TABLES])
         if not any(d != "float32" for d in dtypes.values()) and not compact.is_compact(recipe):

@@ -133,6 +133,27 @@ def quantize_rowwise(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return np.clip(q, 0, 255).astype(np.uint8), scale.astype(np.float32), lo.astype(np.float32)
 
 
+def encode_torch(torch, table, dtype: str):
+    """encode() on a torch float32 [rows, dim] tensor, on its device (GPU benchmarks): uint8 [rows, row_bytes].
+    Same rounding as encode (torch: round half to even, bfloat16 round to nearest even)."""
+    rows, dim = table.shape
+    out = torch.zeros(rows, 16 * row_units(dtype, dim), dtype=torch.uint8, device=table.device)
+    if dtype == "float32":
+        out[:, :4 * dim] = table.contiguous().view(torch.uint8).reshape(rows, 4 * dim)
+    elif dtype in ("float16", "bfloat16"):
+        half = table.to(torch.float16 if dtype == "float16" else torch.bfloat16).contiguous()
+        out[:, :2 * dim] = half.view(torch.uint8).reshape(rows, 2 * dim)
+    else:
+        lo = table.min(dim=1).values
+        rng = table.max(dim=1).values - lo
+        q = torch.round((table - lo[:, None]) * (255.0 / (rng + 1e-8))[:, None]).clamp(0, 255).to(torch.uint8)
+        out[:, :dim] = q
+        qp = torch.stack([rng / 255.0, lo], dim=1).contiguous()
+        at = 4 * qparams_word(dim)
+        out[:, at:at + 8] = qp.view(torch.uint8).reshape(rows, 8)
+    return out
+
+
 # ------------------------------------------------------------------------------------- the flat parameter
 def table_dtypes(recipe: dict) -> dict[str, str]:
     """{table: dtype} of a "concat_flat" recipe (float32 for recipes written before compact tables)."""
