@@ -103,11 +103,11 @@ def test_flat_layout_round_trip():
         np.testing.assert_array_equal(compact.read_table(recipe, flat, t), compact.decode(
             compact.encode(tables[t], recipe["dtypes"][t]), recipe["dtypes"][t], tables[t].shape[1]))
     new = rng.standard_normal((3, 3)).astype(np.float32)
-    flat2 = compact.write_table(recipe, flat, "b", new)
+    flat2 = compact.write_table(recipe, flat.copy(), "b", new)
     np.testing.assert_array_equal(compact.read_table(recipe, flat2, "b"), new)
     np.testing.assert_array_equal(compact.read_table(recipe, flat2, "a"), compact.read_table(recipe, flat, "a"))
     with pytest.raises(ValueError, match=r"expected a \[3, 3\] table"):
-        compact.write_table(recipe, flat, "b", new[:2])
+        compact.write_table(recipe, flat.copy(), "b", new[:2])
 
 
 # ------------------------------------------------------------------------------------ the kernel, per dtype
@@ -238,9 +238,16 @@ def test_set_params_export_and_runtime_only_load(compiled, tmp_path):
         assert z[TABLES].size < 0.6 * fp32_floats
     loaded = recom_tvm.load(lib)
     np.testing.assert_array_equal(loaded.run(feeds)["score"], want)
+    assert loaded.table_layout(TABLES) == model.table_layout(TABLES)  # from the recipe: no float32 sources here
     loaded.set_params({t_user: c.params[t_user]})  # one table back: re-encoded into the loaded flat table
     back = recom_tvm.build(c.mod, "llvm", dict(c.params, **{t_tags: new[t_tags]}), table_dtype="int8")
     np.testing.assert_array_equal(loaded.run(feeds)["score"], back.run(feeds)["score"])
+
+    model.export_library(str(tmp_path / "bare.so"), include_params=False)  # no weights: every table set at load
+    bare = recom_tvm.load(str(tmp_path / "bare.so"))
+    bare.set_params({n: c.params[n] for n in bare.param_names() if n != TABLES})
+    bare.set_params({t: (dict(c.params, **{t_tags: new[t_tags]}))[t] for t in set(cols.values())})
+    np.testing.assert_array_equal(bare.run(feeds)["score"], back.run(feeds)["score"])
 
     np.save(tmp_path / "want.npy", back.run(feeds)["score"])
     np.save(tmp_path / "user.npy", c.params[t_user])

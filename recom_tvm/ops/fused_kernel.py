@@ -12,18 +12,23 @@ Data layout (ARCHITECTURE.md, "The fused kernel"):
   Nothing in it depends on the kernel's schedule: every tuned variant reads the same buffer.
 - `meta` int64 [C, len(META)]: static per-column facts (kind, dim, output offset, table base, ...). FuseColumns
   orders the columns into *classes* (runs of equal (multi-id?, dim)); the schedule is planned per class.
-- `bounds` float32: all bucketize boundaries; `tables` float32: all tables, flat, rows padded to 4 floats (row r of
-  column c starts at float 4 * (table_base + r * stride4)).
+- `bounds` float32: all bucketize boundaries; `tables` 32-bit words: all tables, flat, every row 16-byte aligned
+  (row r of column c starts at word 4 * (table_base + r * stride4)), stored as its column's `tdtype` says:
+  float32, float16, bfloat16, or int8 codes followed by the row's float32 scale and bias (recom_tvm.runtime.
+  compact). The kernel reads the same words through float16 / uint16 / uint8 / uint32 views and accumulates in
+  float32; only the dtypes a model has are compiled in.
 - `out` float32 [B, W]: the concat output.
 
-Work unit = (column, tile of bags): one thread block. A column of dim d uses ceil(d / vec) lanes per bag (one
+Work unit = (column, tile of bags): one thread block (or `group` adjacent columns of a class and a tile). A column of dim d uses ceil(d / vec) lanes per bag (one
 vec-wide load per lane and id), so a block of `threads` threads holds threads // lanes bags per pass and `rows`
 passes for one-id columns: no column is one block's critical path, and short columns don't waste a block. The
 block -> (column, tile) map is closed-form per class (compile-time class table, B from the output's shape): no
 lookup table, and the packed input stays schedule-independent. `KernelConfig` holds the schedule's knobs (the
 MetaSchedule design space in recom_tvm.schedules.fused_space); `fused_embedding` takes one config per batch bucket
-and dispatches on B on the host side of the kernel (one PrimFunc, one launch per call). On llvm the same body runs
-with the unit loop parallel and the thread loop serial.
+and dispatches on B on the host side of the kernel (one PrimFunc, one launch per call). A block may first stage
+what its threads share (the columns' meta rows, boundaries, each bag's bucket) in shared memory, behind a barrier.
+On llvm the same body runs with the unit loop parallel, the thread loops serial, and the staging in per-unit
+scratch (so every knob is tested on the host).
 """
 
 from __future__ import annotations

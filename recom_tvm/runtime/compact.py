@@ -195,16 +195,15 @@ def build_flat(recipe: dict, params: dict) -> np.ndarray:
 
 
 def write_table(recipe: dict, flat: np.ndarray, name: str, table: np.ndarray) -> np.ndarray:
-    """`flat` (not modified) with table `name` replaced by `table` (float32 values, encoded here)."""
+    """Encode `table` (float32 values) into its place in `flat`, in place (a writable float32 array); -> flat."""
     entries = {t: (o, r, s) for t, o, r, s in layout(recipe, {})}
     offset, rows, stride = entries[name]
     dim = (recipe.get("shapes") or {})[name][1]
     table = np.asarray(table, dtype=np.float32)
     if table.shape != (rows, dim):
         raise ValueError(f"{name}: expected a [{rows}, {dim}] table, got {list(table.shape)}")
-    out = np.array(flat, dtype=np.float32, copy=True)  # a fresh array: the device copy is rebuilt from it
-    out[offset:offset + rows * stride] = encode(table, table_dtypes(recipe)[name], name).reshape(-1)
-    return out
+    flat[offset:offset + rows * stride] = encode(table, table_dtypes(recipe)[name], name).reshape(-1)
+    return flat
 
 
 def read_table(recipe: dict, flat: np.ndarray, name: str) -> np.ndarray:

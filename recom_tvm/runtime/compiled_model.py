@@ -77,7 +77,10 @@ class CompiledModel:
                         continue
                     if compact.is_compact(recipe) and not all(t in self._params_host for t in recipe["concat_flat"]):
                         # a loaded model carries the encoded tables only: re-encode this one in place
-                        self._params_host[derived] = compact.write_table(recipe, self._host_param(derived), name, value)
+                        flat = self._host_param(derived)
+                        if is_virtual_zeros(flat) or not flat.flags.writeable:
+                            flat = np.array(flat, dtype=np.float32)  # once; later tables are written in place
+                        self._params_host[derived] = compact.write_table(recipe, flat, name, value)
                     else:
                         self._params_host[name] = value
                         self._params_host.pop(derived, None)
