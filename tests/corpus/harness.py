@@ -15,6 +15,7 @@ import tempfile
 import numpy as np
 
 from recom_tvm import config
+from recom_tvm.models.tf_graph import FrozenGraphRunner
 
 from .registry import Entry
 
@@ -59,40 +60,6 @@ def artifact(entry: Entry) -> tuple[str, dict]:
 
 
 # ------------------------------------------------------------------------------------------- TF references
-class GraphDefReference:
-    """A frozen GraphDef run by a TF1 Session (table initializers run first), feeds mapped by the signature."""
-
-    def __init__(self, pb: str, signature: dict) -> None:
-        tf = _tf()
-        v1 = tf.compat.v1
-        gd = v1.GraphDef()
-        with open(pb, "rb") as f:
-            gd.ParseFromString(f.read())
-        self.graph = tf.Graph()
-        with self.graph.as_default():
-            v1.import_graph_def(gd, name="")
-        self.sess = v1.Session(graph=self.graph)
-        inits = [op for op in self.graph.get_operations()
-                 if op.type in ("LookupTableImportV2", "InitializeTableV2", "InitializeTableFromTextFileV2",
-                                "LookupTableImport", "InitializeTable", "InitializeTableFromTextFile")]
-        if inits:
-            self.sess.run(inits)
-        self.inputs = signature["inputs"]
-        self.outputs = signature["outputs"]
-
-    def __call__(self, feeds: dict) -> dict:
-        fd = {}
-        for name, desc in self.inputs.items():
-            if isinstance(desc, str):
-                fd[_tensor(desc)] = feeds[name]
-            else:
-                for part, value in zip(("indices", "values", "dense_shape"), feeds[name]):
-                    fd[_tensor(desc[part])] = value
-        names = sorted(self.outputs)
-        vals = self.sess.run([_tensor(self.outputs[k]) for k in names], feed_dict=fd)
-        return dict(zip(names, vals))
-
-
 class SavedModelReference:
     """A SavedModel's restored function (`call`, structured inputs) or its serving signature."""
 
@@ -129,30 +96,47 @@ def _to_tf(tf, spec, value):
     return tf.constant(value, spec.dtype)
 
 
-def _tensor(name: str) -> str:
-    return name if ":" in name else name + ":0"
-
-
 def reference(entry: Entry):
     """TF's own run of the entry's model: feeds -> {output: array}."""
     if entry.name not in _REFS:
         root, art = artifact(entry)
         if "pb" in art:
-            _REFS[entry.name] = GraphDefReference(os.path.join(root, art["pb"]), art["signature"])
+            _REFS[entry.name] = FrozenGraphRunner(os.path.join(root, art["pb"]), art["signature"],
+                                                  assets=assets(entry))
         else:
             _REFS[entry.name] = SavedModelReference(os.path.join(root, art["saved_model"]), art.get("call"))
     return _REFS[entry.name]
 
 
 # ------------------------------------------------------------------------------------------------ recom_tvm
-def imported(entry: Entry):
-    """(mod, params, spec) of the entry's model through recom_tvm's importer (host fallback off)."""
+def assets(entry: Entry) -> dict:
+    """{path baked into the graph: local file} of the entry's vocabulary files (see registry)."""
+    root, art = artifact(entry)
+    return {k: os.path.join(root, v) for k, v in art.get("assets", {}).items()}
+
+
+def imported(entry: Entry, how: str = "signature"):
+    """(mod, params, spec) of the entry's model through recom_tvm's importer (host fallback off).
+
+    how (frozen graphs): "signature" (inputs and outputs given), or as users often import a .pb:
+    "inputs_only" (the signature's inputs; outputs: the graph's sinks), "no_signature" (features found from
+    the placeholders, outputs the sinks), "outputs_only" (outputs=[...] only)."""
     import recom_tvm
 
     root, art = artifact(entry)
-    if "pb" in art:
-        return recom_tvm.from_tensorflow(os.path.join(root, art["pb"]), signature=art["signature"])
-    return recom_tvm.from_tensorflow(os.path.join(root, art["saved_model"]))
+    if "pb" not in art:
+        return recom_tvm.from_tensorflow(os.path.join(root, art["saved_model"]))
+    pb, sig = os.path.join(root, art["pb"]), art["signature"]
+    kw = {"assets": assets(entry)} if art.get("assets") and art.get("import_assets", True) else {}
+    if how == "signature":
+        return recom_tvm.from_tensorflow(pb, signature=sig, **kw)
+    if how == "inputs_only":
+        return recom_tvm.from_tensorflow(pb, signature={"inputs": sig["inputs"]}, **kw)
+    if how == "no_signature":
+        return recom_tvm.from_tensorflow(pb, **kw)
+    if how == "outputs_only":
+        return recom_tvm.from_tensorflow(pb, outputs=[sig["outputs"][k] for k in sorted(sig["outputs"])], **kw)
+    raise ValueError(how)
 
 
 def built(entry: Entry, optimized: bool):
