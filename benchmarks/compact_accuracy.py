@@ -11,7 +11,8 @@ against TensorFlow running the same frozen graph on the same requests (fresh ran
 small tables (`zoo.model_e(large_rows)`, default 4096 rows) so that TF can export them here; their full-size
 table bytes (2^23-row large tables) are computed from the same layout. "mixes" is weighted_mix, vocab_mix,
 crossed_mix and example_mix (weighted, vocabulary, crossed columns, tf.Example input; errors the max / mean over the
-four); zoo.per_column_type's one-column models have no fused kernel (nothing to compact: every table stays
+four); "f_small" is zoo.model_f_small (F's kinds and MLP, 120 columns: F's own TF export takes hours on a
+small host); zoo.per_column_type's one-column models have no fused kernel (nothing to compact: every table stays
 float32, with a warning), and mixed24 holds their column kinds and input formats in one fused kernel. Writes results/compact_accuracy_<date>.json and, with --markdown, the
 table between the `compact:begin` / `compact:end` markers of BENCHMARKS.md.
 """
@@ -48,8 +49,10 @@ def _specs(names: list[str], large_rows: int) -> dict[str, list]:
             out[n] = [zoo.model_e(large_rows)]
         elif n == "f":
             out[n] = [zoo.model_f(large_rows)]
+        elif n == "f_small":
+            out[n] = [zoo.model_f_small(large_rows)]
         else:
-            raise SystemExit(f"unknown model {n!r}: demo, mixed24, mixes, e, f")
+            raise SystemExit(f"unknown model {n!r}: demo, mixed24, mixes, e, f, f_small")
     return out
 
 

@@ -63,7 +63,7 @@ def test_cuda_export_of_a_model_without_device_kernels(tmp_path):
     _ = np
 
 
-def _kernel_ptx(mod, cfg, tmp_path, name: str) -> str:
+def _kernel_ptx(mod, cfg, tmp_path, name: str, packed_dtype: str = "int64") -> str:
     """PTX of the fused kernel of `mod` alone with schedule `cfg` (CUDA source from TVM, then nvcc -ptx)."""
     import subprocess
 
@@ -76,7 +76,8 @@ def _kernel_ptx(mod, cfg, tmp_path, name: str) -> str:
 
     prepare_cuda_build()
     call = find_fused_call(mod)
-    func = fused_embedding(call.meta, call.width, True, ((None, cfg),)).with_attr("global_symbol", "k")
+    func = fused_embedding(call.meta, call.width, True, ((None, cfg),), packed_dtype=packed_dtype).with_attr(
+        "global_symbol", "k")
     with make_target("cuda"):
         built = tvm.compile(tvm.IRModule({"k": func}), target=make_target("cuda"))
     src = tmp_path / f"{name}.cu"
@@ -109,3 +110,17 @@ def test_compact_tables_build_for_cuda_with_vector_loads(compiled, tmp_path):
     assert "ld.global.nc.u32" in ptx["int8", 4] and "ld.global.nc.v2.f32" in ptx["int8", 4]
     for name, text in ptx.items():
         assert "ld.local" not in text and "st.local" not in text, name
+
+
+def test_int32_packed_input_builds_for_cuda(compiled, tmp_path):
+    """The kernel over an int32 packed input (fused_embedding(..., packed_dtype="int32")) builds for sm_90 and
+    reads the packed words with 32-bit loads (fewer 64-bit global loads than the int64 kernel, more 32-bit)."""
+    import re
+
+    from recom_tvm.ops.fused_kernel import KernelConfig
+
+    c = compiled(zoo.demo(), optimized=True)
+    ptx = {d: _kernel_ptx(c.mod, KernelConfig(), tmp_path, f"packed_{d}", packed_dtype=d) for d in ("int64", "int32")}
+    loads64 = {d: len(re.findall(r"ld\.global(?:\.nc)?\.[usb]64", t)) for d, t in ptx.items()}
+    loads32 = {d: len(re.findall(r"ld\.global(?:\.nc)?\.[us]32", t)) for d, t in ptx.items()}
+    assert loads64["int32"] < loads64["int64"] and loads32["int32"] > loads32["int64"], (loads64, loads32)

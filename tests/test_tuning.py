@@ -132,6 +132,38 @@ def test_every_schedule_computes_the_same(mixed):
             np.testing.assert_array_equal(model.run(f)["score"], w, err_msg=f"{dtype} {buckets}")
 
 
+def test_int32_packed_input_computes_the_same(mixed):
+    """The kernel reading an int32 packed input (fused_embedding(..., packed_dtype="int32"): offsets and ids in
+    31 bits, float features as their 32-bit patterns) writes what it writes from the int64 one, bit for bit,
+    under the default schedule and points of the space with every staging knob."""
+    from recom_tvm.ops.fused_kernel import fused_embedding
+    from recom_tvm.runtime.synthetic import synthetic_packed
+    from recom_tvm.schedules.tasks import find_fused_call
+
+    call = find_fused_call(mixed.mod)
+    tables = np.random.default_rng(0).standard_normal(call.table_floats).astype(np.float32)
+    cfgs = [DEFAULT, KernelConfig(stage_meta=True, search_once=True, group=2)] + cycled_configs(1, seed=11)
+    libs = {(i, dt): tvm.compile(tvm.IRModule({"k": fused_embedding(call.meta, call.width, False, ((None, c),),
+                                                                    packed_dtype=dt).with_attr("global_symbol", "k")}),
+                                 target="llvm")
+            for i, c in enumerate(cfgs) for dt in ("int64", "int32")}
+    for batch in (5, 130):
+        p64 = synthetic_packed(call.meta, call.bounds, batch, seed=batch)
+        p32 = p64.astype(np.int32)  # float patterns wrap to the same 32 bits
+        assert np.array_equal(p32[p64 < 2**31], p64[p64 < 2**31])
+        for i, cfg in enumerate(cfgs):
+            outs = []
+            for dt, p in (("int64", p64), ("int32", p32)):
+                out = tvm.runtime.empty((batch, call.width), "float32")
+                libs[i, dt]["k"](tvm.runtime.tensor(p), tvm.runtime.tensor(call.meta),
+                                 tvm.runtime.tensor(call.bounds), tvm.runtime.tensor(tables), out)
+                outs.append(out.numpy())
+            assert np.abs(outs[0]).sum() > 0
+            np.testing.assert_array_equal(outs[1], outs[0], err_msg=f"{cfg} B={batch}")
+    with pytest.raises(ValueError, match="packed_dtype"):
+        fused_embedding(call.meta, call.width, False, packed_dtype="int16")
+
+
 def test_cycled_configs_cover_every_knob_value():
     cfgs = cycled_configs(12, seed=7)
     for k, values in KNOBS.items():

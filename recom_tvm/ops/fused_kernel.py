@@ -256,20 +256,26 @@ def _vec_stores(meta, width: int, vec: int) -> bool:
         and np.all(m[:, META.index("kind")] != KIND["numeric"]))
 
 
-def fused_embedding(meta, width: int, gpu: bool, buckets=((None, DEFAULT),), shapes=None):
+def fused_embedding(meta, width: int, gpu: bool, buckets=((None, DEFAULT),), shapes=None,
+                    packed_dtype: str = "int64"):
     """The kernel for these columns (static `meta`, concat `width`), one schedule per batch bucket.
 
     buckets: ((max batch or None for the last, KernelConfig), ...), at most MAX_BUCKETS, ascending.
     shapes: (packed length, boundaries, table words, batch) to fix the buffer sizes (tuning tasks); default
         symbolic (one kernel for every request).
+    packed_dtype: "int64", or "int32" for a packed input whose offsets and ids fit in 31 bits (half the bytes the
+        kernel reads of it; values widened to int64 as they are read, so the body is the same). The host packer
+        (runtime) writes int64 today: int32 is the kernel's side of issue 16's item, for the packer to opt into.
     """
+    if packed_dtype not in ("int64", "int32"):
+        raise ValueError(f"packed_dtype must be int64 or int32, got {packed_dtype!r}")
     meta = meta_rows(meta)
     key = (meta.tobytes(), meta.shape[0], width, gpu,
-           tuple((b, tuple(sorted(c.to_json().items()))) for b, c in buckets), shapes)
+           tuple((b, tuple(sorted(c.to_json().items()))) for b, c in buckets), shapes, packed_dtype)
     if key not in _CACHE:  # TVMScript parsing takes ~0.1 s; tuning asks for the same variants again
         if len(_CACHE) > 256:
             _CACHE.clear()
-        _CACHE[key] = _make(meta, width, gpu, tuple(buckets), shapes)
+        _CACHE[key] = _make(meta, width, gpu, tuple(buckets), shapes, packed_dtype)
     return _CACHE[key]
 
 
@@ -311,7 +317,7 @@ def _row_value(views, locs, dt: int, unit, lane, vec: int, dim, s: int):
     return q * scale + bias if w == 1 else q * T.Broadcast(scale, w) + T.Broadcast(bias, w)
 
 
-def _make(meta, width: int, gpu: bool, buckets, shapes):
+def _make(meta, width: int, gpu: bool, buckets, shapes, packed_dtype: str = "int64"):
     if not buckets or len(buckets) > MAX_BUCKETS:
         raise ValueError(f"1 to {MAX_BUCKETS} batch buckets, got {len(buckets)}")
     classes = column_classes(meta)
@@ -369,14 +375,18 @@ def _make(meta, width: int, gpu: bool, buckets, shapes):
     def mget(meta_b, ml, packed, c, g, k, staged):
         return ml[k] if staged else meta_b[c, k]
 
+    # one int64 word of the packed input (an int32 input is widened as it is read: the body stays int64)
+    def pk(packed, i):
+        return packed[i] if packed_dtype == I64 else T.Cast(I64, packed[i])
+
     def data_base(meta_b, ml, packed, c, g, staged):
-        return ml[_DATA] if staged else packed[c]
+        return ml[_DATA] if staged else pk(packed, c)
 
     def aux(meta_b, ml, packed, c, g, staged):
-        return ml[_AUX] if staged else packed[C + c]
+        return ml[_AUX] if staged else pk(packed, C + c)
 
     def csr_total(meta_b, ml, packed, c, g, base, b_sz, staged):
-        return ml[_TOTAL] if staged else packed[base + b_sz]
+        return ml[_TOTAL] if staged else pk(packed, base + b_sz)
 
     def row_unit(meta_b, ml, packed, c, g, rid, staged):  # the 16-byte unit where row rid[0] starts
         return mget(meta_b, ml, packed, c, g, 4, staged) + rid[0] * mget(meta_b, ml, packed, c, g, 2, staged)
@@ -454,8 +464,8 @@ def _make(meta, width: int, gpu: bool, buckets, shapes):
         else:
             # the entries of bag b: [lo, hi) in this column's id array
             if kind == T.int64(0):
-                lo[0] = packed[base + b]
-                hi[0] = packed[base + b + 1]
+                lo[0] = pk(packed, base + b)
+                hi[0] = pk(packed, base + b + 1)
             elif kind == T.int64(1):
                 lo[0] = b * aux(meta_b, ml, packed, c, g, staged)
                 hi[0] = lo[0] + aux(meta_b, ml, packed, c, g, staged)
@@ -481,7 +491,7 @@ def _make(meta, width: int, gpu: bool, buckets, shapes):
                                 search(bounds, sb, xv, rid, top, bv, mget(meta_b, ml, packed, c, g, 8, staged),
                                        mget(meta_b, ml, packed, c, g, 9, staged), g, use_smem)
                         else:
-                            rid[0] = packed[id_base + lo[0] + j]
+                            rid[0] = pk(packed, id_base + lo[0] + j)
                         # a dense padded input marks missing entries with -1 (before preprocessing)
                         present[0] = not (kind == T.int64(1) and rid[0] == T.int64(-1))
                         if mget(meta_b, ml, packed, c, g, 7, staged) == T.int64(1):
@@ -589,12 +599,12 @@ def _make(meta, width: int, gpu: bool, buckets, shapes):
                                             if ks < nm:
                                                 sm[i * cfg.threads + T.Cast(I64, t)] = meta_b[c0 + gs, ks]
                                             elif ks == _DATA:
-                                                sm[i * cfg.threads + T.Cast(I64, t)] = packed[c0 + gs]
+                                                sm[i * cfg.threads + T.Cast(I64, t)] = pk(packed, c0 + gs)
                                             elif ks == _AUX:
-                                                sm[i * cfg.threads + T.Cast(I64, t)] = packed[C + c0 + gs]
+                                                sm[i * cfg.threads + T.Cast(I64, t)] = pk(packed, C + c0 + gs)
                                             elif meta_b[c0 + gs, 0] == T.int64(0):  # a CSR column's id count
                                                 sm[i * cfg.threads + T.Cast(I64, t)] = \
-                                                    packed[packed[c0 + gs] + b_sz]
+                                                    pk(packed, pk(packed, c0 + gs) + b_sz)
                             if use_smem:
                                 for i in T.serial((cfg.group * max_nb + cfg.threads - 1) // cfg.threads):
                                     if i * cfg.threads + T.Cast(I64, t) < cfg.group * max_nb:
@@ -696,7 +706,7 @@ def _make(meta, width: int, gpu: bool, buckets, shapes):
     def kernel(var_packed: T.handle, var_meta: T.handle, var_bounds: T.handle, var_tables: T.handle,
                var_out: T.handle):
         T.func_attr({"tirx.is_scheduled": gpu, "tirx.noalias": True})
-        packed = T.match_buffer(var_packed, (dims[0],), I64)
+        packed = T.match_buffer(var_packed, (dims[0],), packed_dtype)
         meta_b = T.match_buffer(var_meta, (C, nm), I64)
         bounds = T.match_buffer(var_bounds, (dims[1],), F32)
         tables = T.match_buffer(var_tables, (dims[2],), F32)
