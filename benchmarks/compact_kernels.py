@@ -358,7 +358,7 @@ def report(res: dict) -> str:
     lines = [f"{res['device']}, {res['date']}; copy bandwidth {res['bandwidth']['d2d_copy_GBps']:.0f} GB/s "
              "(read + write). Kernel alone, median; floor = the task's bytes / that bandwidth.", "",
              "| model | B | table dtype | default | tuned | best (schedule) | floor | best / floor | "
-             "best / float32 best | torch grouped (same dtype) | torch / best |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "best / float32 best | torch grouped (same dtype) | torch / best |", "|---" * 11 + "|"]
     torch_ms = {(r["model"], r["batch"], r["dtype"]): r["torch_ms"] for r in res.get("torch", []) if "torch_ms" in r}
     rows = [r for r in res["rows"] if r["ok"] and r["ms"]]
     best32 = {}

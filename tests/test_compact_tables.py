@@ -31,7 +31,7 @@ MIXED = zoo.mixed(24, seed=3)  # every column kind and input format, dims 1..16
 DEMO = zoo.demo()
 TABLES = "recom_tvm_fused_tables"
 # Stated tolerance against TensorFlow's score (max abs error, sigmoid outputs) on the zoo models; the measured
-# errors (benchmarks/BENCHMARKS.md, "Compact tables") sit about 5x below these.
+# errors (benchmarks/BENCHMARKS.md, "Compact tables": zoo models, 2026-12-05) sit 3.5-5x below these.
 SCORE_ATOL = {"float32": 2e-5, "float16": 5e-4, "bfloat16": 5e-3, "int8": 5e-3}
 
 
