@@ -19,7 +19,8 @@ Data layout (ARCHITECTURE.md, "The fused kernel"):
   float32; only the dtypes a model has are compiled in.
 - `out` float32 [B, W]: the concat output.
 
-Work unit = (column, tile of bags): one thread block (or `group` adjacent columns of a class and a tile). A column of dim d uses ceil(d / vec) lanes per bag (one
+Work unit = (column, tile of bags): one thread block (or `group` adjacent columns of a class and a tile). A column
+of dim d uses ceil(d / vec) lanes per bag (one
 vec-wide load per lane and id), so a block of `threads` threads holds threads // lanes bags per pass and `rows`
 passes for one-id columns: no column is one block's critical path, and short columns don't waste a block. The
 block -> (column, tile) map is closed-form per class (compile-time class table, B from the output's shape): no
