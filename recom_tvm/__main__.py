@@ -134,8 +134,8 @@ def _imported(model: str, signature: str | None):
 
 
 def tune_cmd(args) -> int:
-    """Tune the model's fused embedding kernel (MetaSchedule + XGBoost), locally, through an RPC tracker, or in
-    offline rounds for GPU nodes this host cannot reach."""
+    """Tune the model's fused embedding kernel and dense layers (MetaSchedule + XGBoost), locally, through an RPC
+    tracker, or in offline rounds for GPU nodes this host cannot reach."""
     try:
         return _tune(args)
     except (ValueError, RuntimeError, FileNotFoundError) as err:
@@ -155,7 +155,7 @@ def _tune(args) -> int:
     batches = tuple(int(b) for b in args.batches.split(","))
     dist = Distribution(zipf=args.zipf)
     mod = _optimized_model(args.model, args.signature)
-    kw = dict(batches=batches, seed=args.seed, dist=dist)
+    kw = dict(batches=batches, seed=args.seed, dist=dist, dense=not args.no_dense)
     if args.offline_export:
         path = offline.export_round(mod, args.target, args.work_dir, args.offline_export, per_task=args.trials, **kw)
         say(f"round written: {path}; measure it on the GPU node with\n"
@@ -165,10 +165,11 @@ def _tune(args) -> int:
         return 0
     if args.offline_import:
         best = offline.import_round(mod, args.target, args.work_dir, args.offline_import, **kw)
-        from .schedules.tasks import extract_tasks
+        from .build_module import make_target
         from .schedules.tune import format_row
 
-        for row in summarize(args.work_dir, extract_tasks(mod, args.target, **kw))["tasks"]:
+        tasks = offline.all_tasks(mod, make_target(args.target), batches, None, args.seed, dist, kw["dense"])
+        for row in summarize(args.work_dir, tasks)["tasks"]:
             say(format_row(row))
         return 0 if best else 1
     if args.runner == "rpc":
@@ -237,7 +238,8 @@ def main(argv=None) -> int:
     i.add_argument("--signature", default=None)
     i.add_argument("--show", action="store_true", help="print the Relax module")
     i.set_defaults(fn=import_model)
-    t = sub.add_parser("tune", help="tune the fused embedding kernel of a model (MetaSchedule, XGBoost)")
+    t = sub.add_parser("tune", help="tune the fused embedding kernel and the MLP's layers of a model (MetaSchedule, "
+                                    "XGBoost)")
     t.add_argument("model", help="frozen .pb, SavedModel dir, or zoo:NAME[:N] (a built-in model)")
     t.add_argument("--signature", default=None)
     t.add_argument("--target", default="cuda", choices=["cuda", "llvm"])
@@ -253,6 +255,7 @@ def main(argv=None) -> int:
     t.add_argument("--offline-import", metavar="RESULTS", default=None,
                    help="commit a measured round (DIR/results.json) to the database")
     t.add_argument("--zipf", type=float, default=0.0, help="synthetic ids: Zipf exponent (0: uniform)")
+    t.add_argument("--no-dense", action="store_true", help="tune the fused kernel only, not the MLP's layers")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("-v", "--verbose", action="store_true")
     t.set_defaults(fn=tune_cmd)

@@ -9,6 +9,7 @@ import numpy as np
 import tvm
 
 from . import config
+from .backend.pipeline import compile_module
 from .ops import LegalizeRecomOps
 from .runtime.compiled_model import CompiledModel
 from .module_spec import spec_of
@@ -23,7 +24,9 @@ def make_target(target) -> tvm.target.Target:
             return tvm.target.Target(target, host={"kind": "llvm"})
         return tvm.target.Target(target)
     if target == "llvm":
-        return tvm.target.Target({"kind": "llvm"})
+        from .backend.cpu import llvm_target
+
+        return llvm_target()
     if target == "cuda":
         return tvm.target.Target({"kind": "cuda", "arch": config.cuda_arch, "max_threads_per_block": 1024,
                                   "max_shared_memory_per_block": 49152, "thread_warp_size": 32},
@@ -73,7 +76,7 @@ def build(mod: tvm.IRModule, target="llvm", params: Mapping[str, np.ndarray] | N
     t0 = time.perf_counter()
     with tgt:
         lowered = LegalizeRecomOps(kernel_schedules)(mod)
-        executable = tvm.compile(lowered, target=tgt)
+    executable = compile_module(lowered, tgt, database)  # the dense tail's schedules, CUDA graphs
     config.log(f"built for {kind} in {time.perf_counter() - t0:.2f}s")
     from .workspace import workspace_entries
 

@@ -89,6 +89,9 @@ class CompiledModel:
                 self._overrides[name] = value
             else:
                 raise KeyError(f"{name!r} is not a parameter of this model; it has {self.param_names()[:8]}...")
+        if self._vm is not None:  # a VM's captured CUDA graphs read the old parameters' addresses: start a new
+            self.device.sync()   # one, once its work (on the old parameters and its memory) is done
+            self._vm = None
         self._params_dev = None
 
     def param_shapes(self) -> dict[str, tuple]:

@@ -3,10 +3,12 @@
     python -m recom_tvm.runtime.measure ROUND_DIR [--out ROUND_DIR/results.json] [--number 20 --repeat 5]
 
 ROUND_DIR is what recom_tvm.schedules.offline.export_round wrote: one library per task holding its candidate
-kernels, the tasks' static arrays and a manifest. Each task's measurement request is regenerated from its seed and
-checked against the manifest's fingerprint; tables are filled with random values (through PyTorch on the GPU when
-it is installed, else from numpy; compact tables with valid rows of their dtype). Every candidate's output is checked against the round's reference candidate
-(the default schedule if the round holds it, else the first), so a miscompiled variant is reported, not ranked.
+kernels, the tasks' static arrays and a manifest. Each fused-kernel task's measurement request is regenerated from
+its seed and checked against the manifest's fingerprint; tables are filled with random values (through PyTorch on
+the GPU when it is installed, else from numpy; compact tables with valid rows of their dtype). Dense-layer tasks
+run on random normal inputs of their shapes. Every candidate's output is checked against the round's reference
+candidate (the default schedule if the round holds it, else the first), so a miscompiled variant is reported, not
+ranked.
 """
 
 from __future__ import annotations
@@ -119,6 +121,17 @@ def load_task(round_dir: str, manifest: dict, name: str, dev, log=print) -> tupl
     return args, tables, out_buf, lib, keep
 
 
+def load_dense_task(round_dir: str, task: dict, dev, seed: int = 11) -> tuple:
+    """A dense-layer task of a round on `dev`: (input tensors, output buffer, the candidates' library, None)."""
+    import tvm
+
+    rng = np.random.default_rng(seed)
+    *inputs, (out_shape, out_dtype) = task["args"]
+    args = [tvm.runtime.tensor(rng.standard_normal(shape).astype(dtype), dev) for shape, dtype in inputs]
+    out_buf = tvm.runtime.empty(tuple(out_shape), out_dtype, dev)
+    return args, out_buf, tvm.runtime.load_module(os.path.join(round_dir, task["lib"])), None
+
+
 def measure(round_dir: str, number: int = 20, repeat: int = 5, min_repeat_ms: int = 0, log=print) -> dict:
     """Run and time every candidate of a round; -> the results (what import_round reads)."""
     with open(os.path.join(round_dir, "manifest.json")) as f:
@@ -127,13 +140,18 @@ def measure(round_dir: str, number: int = 20, repeat: int = 5, min_repeat_ms: in
     out = {"round": manifest["round"], "target": manifest["target"], "device": _device_name(dev),
            "date": time.strftime("%Y-%m-%d"), "candidates": []}
     for name, task in manifest["tasks"].items():
-        args, tables, out_buf, lib, keep = load_task(round_dir, manifest, name, dev, log)
-        batch = task["shapes"][3]
+        if task.get("kind") == "dense":  # a dense layer: random inputs, summation order differs by schedule
+            args, out_buf, lib, keep = load_dense_task(round_dir, task, dev)
+            tables, rtol = None, 1e-4
+        else:
+            args, tables, out_buf, lib, keep = load_task(round_dir, manifest, name, dev, log)
+            rtol = 1e-5
+        args = args + ([tables] if tables is not None else [])
         cands = [c for c in manifest["candidates"] if c["task"] == name]
         ref_func = next((c["func"] for c in cands if c.get("default")), cands[0]["func"])
-        poison = np.full((batch, task["width"]), np.nan, np.float32)  # every element must be written
+        poison = np.full(tuple(out_buf.shape), np.nan, np.float32)  # every element must be written
         out_buf.copyfrom(poison)
-        lib[ref_func](*args, tables, out_buf)
+        lib[ref_func](*args, out_buf)
         dev.sync()
         ref = out_buf.numpy()
         t0 = time.perf_counter()
@@ -141,15 +159,15 @@ def measure(round_dir: str, number: int = 20, repeat: int = 5, min_repeat_ms: in
             rec = {"task": name, "func": c["func"], "config": c["config"]}
             try:
                 out_buf.copyfrom(poison)
-                lib[c["func"]](*args, tables, out_buf)
+                lib[c["func"]](*args, out_buf)
                 dev.sync()
                 got = out_buf.numpy()
                 diff = float(np.nanmax(np.abs(got - ref))) if got.size else 0.0
                 rec["max_diff"] = diff
-                rec["ok"] = bool(np.array_equal(np.isnan(got), np.isnan(ref)) and diff <= 1e-5 * max(
+                rec["ok"] = bool(np.array_equal(np.isnan(got), np.isnan(ref)) and diff <= rtol * max(
                     1.0, float(np.nanmax(np.abs(ref))) if ref.size else 1.0))
                 timer = lib.time_evaluator(c["func"], dev, number=number, repeat=repeat, min_repeat_ms=min_repeat_ms)
-                runs = [1e3 * float(x) for x in timer(*args, tables, out_buf).results]
+                runs = [1e3 * float(x) for x in timer(*args, out_buf).results]
                 rec["runs_ms"], rec["ms"] = runs, float(np.median(runs))
             except Exception as err:  # noqa: BLE001 - a failing candidate is a result, not the end of the round
                 rec.update(ok=False, ms=None, error=str(err).strip().splitlines()[-1][:300])

@@ -1,4 +1,5 @@
-"""Building tuning candidates: a scheduled task module -> the kernel template instantiated with its knobs.
+"""Building tuning candidates: a scheduled task module -> the kernel template instantiated with its knobs (the fused
+kernel's KernelConfig, or a dense layer's DenseConfig).
 
 MetaSchedule's stock builder imports TVM's tensor intrinsics in every worker (~24 s) and lowers the module as it
 is; ours instantiates the template with the candidate's KernelConfig first, and never imports them.
@@ -45,8 +46,18 @@ def compile_kernels(funcs: dict[str, tvm.tirx.PrimFunc], target: tvm.target.Targ
 
 
 def build_candidate(mod: tvm.IRModule, target: tvm.target.Target, _params=None) -> tvm.runtime.Module:
-    """f_build for MetaSchedule's LocalBuilder (runs in its worker processes)."""
-    return compile_kernels({"main": instantiate(mod, target)}, target)
+    """f_build for MetaSchedule's LocalBuilder (runs in its worker processes): a fused-kernel or dense-tail
+    candidate."""
+    return compile_kernels({"main": instantiate_any(mod, target)}, target)
+
+
+def instantiate_any(mod: tvm.IRModule, target: tvm.target.Target, name: str = "main") -> tvm.tirx.PrimFunc:
+    """The kernel a candidate of either kind of task stands for."""
+    from . import dense_space
+
+    if dense_space.is_dense_task(mod):
+        return dense_space.instantiate(mod, target, name)
+    return instantiate(mod, target, name)
 
 
 def local_builder(max_workers: int | None = None, timeout_sec: float = 120.0):

@@ -9,8 +9,9 @@
 A round asks MetaSchedule's evolutionary search for each task's next candidates, with the XGBoost cost model
 retrained on everything the database holds (the first round also measures the default schedule), and compiles
 each task's candidates into one library. Importing commits the timings to the database (the next round's cost
-model learns from them) and to work_dir/trials.jsonl. The GPU node regenerates each task's measurement request from
-its seed (checked by fingerprint) and checks every candidate's output against the default schedule's.
+model learns from them) and to work_dir/trials.jsonl. The GPU node regenerates each fused-kernel task's measurement
+request from its seed (checked by fingerprint), runs dense-layer tasks on random inputs of their shapes, and checks
+every candidate's output against the default schedule's. Tasks of both kinds share the round (one cost model each).
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from tvm.s_tir import meta_schedule as ms
 
 from ..ops.fused_kernel import DEFAULT
 from ..runtime.synthetic import Distribution
-from .builder import compile_kernels, instantiate
-from .fused_space import config_of
-from .tasks import DEFAULT_BATCHES, extract_tasks, target_tag
-from .tune import TrialLog, cost_model, make_context, open_database, say, scheduled
+from .builder import compile_kernels, instantiate_any
+from .dense_space import extract_dense_tasks
+from .tasks import DEFAULT_BATCHES, extract_tasks, find_fused_call, target_tag
+from .tune import (TrialLog, candidate_config, context_for, cost_model_for, is_dense, open_database, say,
+                   scheduled)
 
 MANIFEST = "manifest.json"
 
@@ -40,9 +42,9 @@ def task_records(db, task) -> list:
     return list(db.get_top_k(db.commit_workload(task.mod), 1 << 30))
 
 
-def trained_cost_model(db, tasks, contexts, target) -> ms.cost_model.XGBModel:
-    """An XGBoost cost model trained on the database's records of these tasks."""
-    cm = cost_model()
+def trained_cost_model(db, tasks, contexts, target, kind: str = "fused") -> ms.cost_model.XGBModel:
+    """An XGBoost cost model trained on the database's records of these tasks (all of one kind)."""
+    cm = cost_model_for(kind)
     for t, ctx in zip(tasks, contexts):
         recs = task_records(db, t)
         if not recs:
@@ -59,7 +61,7 @@ def trained_cost_model(db, tasks, contexts, target) -> ms.cost_model.XGBModel:
 
 def export_round(mod: tvm.IRModule, target, work_dir: str, out_dir: str, per_task: int = 32,
                  batches=DEFAULT_BATCHES, feeds=None, seed: int = 0, dist: Distribution = Distribution(),
-                 carry_packed: bool = False) -> str:
+                 carry_packed: bool = False, dense: bool = True) -> str:
     """Write the next round's candidates of every task to out_dir (libraries + manifest); -> manifest path.
 
     per_task: searched candidates per task (the first round measures the default schedule besides).
@@ -68,7 +70,7 @@ def export_round(mod: tvm.IRModule, target, work_dir: str, out_dir: str, per_tas
     from ..build_module import make_target
 
     target = make_target(target)
-    tasks = extract_tasks(mod, target, batches, feeds=feeds, seed=seed, dist=dist)
+    tasks = all_tasks(mod, target, batches, feeds, seed, dist, dense)
     db = open_database(work_dir)
     log = TrialLog(work_dir)
     done = {}
@@ -77,25 +79,29 @@ def export_round(mod: tvm.IRModule, target, work_dir: str, out_dir: str, per_tas
     rnd = 1 + max((int(r["source"].split()[-1]) for r in log.read() if r["source"].startswith("offline round")),
                   default=0)
     os.makedirs(out_dir, exist_ok=True)
-    contexts = [make_context(t, target, seed + 101 * rnd + i) for i, t in enumerate(tasks)]
-    cm = trained_cost_model(db, tasks, contexts, target)
+    contexts = [context_for(t, target, seed + 101 * rnd + i) for i, t in enumerate(tasks)]
+    models = {}  # one cost model per kind of task, trained on its records
+    for kind in ("fused", "dense"):
+        sel = [i for i, t in enumerate(tasks) if ("dense" if is_dense(t) else "fused") == kind]
+        models[kind] = trained_cost_model(db, [tasks[i] for i in sel], [contexts[i] for i in sel], target, kind)
     manifest = {"round": rnd, "target": target_tag(target), "device_type": "cuda" if target.kind.name == "cuda"
                 else "cpu", "created": time.strftime("%Y-%m-%d %H:%M:%S"), "tasks": {}, "candidates": []}
     for t, ctx in zip(tasks, contexts):
         seen = set(done.get(t.name, ()))
         picks = []
         if not seen:  # first round: the default schedule is the baseline
-            picks.append(scheduled(t, DEFAULT, target.kind.name))
-            seen.add(json.dumps(DEFAULT.to_json(), sort_keys=True))
+            picks.append(scheduled(t, None, target.kind.name))
+            seen.add(json.dumps(candidate_config(picks[0].mod).to_json(), sort_keys=True))
         want = len(picks) + per_task  # the searched candidates, beside the default
         ctx.pre_tuning(max_trials=per_task * 8, num_trials_per_iter=per_task,
-                       design_spaces=ctx.generate_design_space(), database=db, cost_model=cm)
+                       design_spaces=ctx.generate_design_space(), database=db,
+                       cost_model=models["dense" if is_dense(t) else "fused"])
         for _ in range(8):  # the search may propose what earlier rounds measured: ask again
             cands = ctx.generate_measure_candidates()
             if not cands:
                 break
             for c in cands:
-                k = json.dumps(config_of(c.sch.mod).to_json(), sort_keys=True)
+                k = json.dumps(candidate_config(c.sch.mod).to_json(), sort_keys=True)
                 if k not in seen and len(picks) < want:
                     seen.add(k)
                     picks.append(c.sch)
@@ -118,7 +124,7 @@ def export_round(mod: tvm.IRModule, target, work_dir: str, out_dir: str, per_tas
 def write_task(out_dir: str, target, t, picks: list, first_is_default: bool, carry_packed: bool,
                manifest: dict) -> None:
     """Compile one task's candidate schedules into one library and describe them in the manifest."""
-    funcs = {f"cand_{i}": instantiate(s.mod, target, f"cand_{i}") for i, s in enumerate(picks)}
+    funcs = {f"cand_{i}": instantiate_any(s.mod, target, f"cand_{i}") for i, s in enumerate(picks)}
     lib = compile_kernels(funcs, target)
     path = os.path.join(out_dir, f"{t.name}.so")
     lib.export_library(path)
@@ -127,12 +133,18 @@ def write_task(out_dir: str, target, t, picks: list, first_is_default: bool, car
 
         if not has_fatbin(path):
             raise RuntimeError(f"{path} holds no CUDA binary: the CUDA codegen could not compile")
-    np.savez(os.path.join(out_dir, f"{t.name}.npz"), meta=t.call.meta, bounds=t.call.bounds,
-             **({"packed": t.packed} if carry_packed or "synthetic" not in t.source else {}))
-    manifest["tasks"][t.name] = {"lib": os.path.basename(path), "arrays": f"{t.name}.npz", "batch": t.batch,
-                                 "width": t.call.width, "shapes": list(t.shapes), "source": t.source}
+    if is_dense(t):  # measured on random inputs of these shapes
+        manifest["tasks"][t.name] = {"kind": "dense", "lib": os.path.basename(path), "batch": t.batch,
+                                     "args": t.arg_shapes(), "key": t.key}
+    else:
+        np.savez(os.path.join(out_dir, f"{t.name}.npz"), meta=t.call.meta, bounds=t.call.bounds,
+                 **({"packed": t.packed} if carry_packed or "synthetic" not in t.source else {}))
+        manifest["tasks"][t.name] = {"kind": "fused", "lib": os.path.basename(path), "arrays": f"{t.name}.npz",
+                                     "batch": t.batch, "width": t.call.width, "shapes": list(t.shapes),
+                                     "source": t.source}
     for i, s in enumerate(picks):
-        manifest["candidates"].append({"task": t.name, "func": f"cand_{i}", "config": config_of(s.mod).to_json(),
+        manifest["candidates"].append({"task": t.name, "func": f"cand_{i}",
+                                       "config": candidate_config(s.mod).to_json(),
                                        "default": i == 0 and first_is_default,
                                        "trace": plain(s.trace.as_json(remove_postproc=True))})
 
@@ -157,7 +169,7 @@ def export_configs(mod: tvm.IRModule, target, out_dir: str, configs: dict, batch
 
 
 def import_round(mod: tvm.IRModule, target, work_dir: str, results_path: str, batches=DEFAULT_BATCHES, feeds=None,
-                 seed: int = 0, dist: Distribution = Distribution()) -> dict:
+                 seed: int = 0, dist: Distribution = Distribution(), dense: bool = True) -> dict:
     """Commit a measured round (results.json beside its manifest) to the database; -> {task: best ms}."""
     from ..build_module import make_target
 
@@ -168,7 +180,7 @@ def import_round(mod: tvm.IRModule, target, work_dir: str, results_path: str, ba
         manifest = json.load(f)
     if manifest["target"] != target_tag(target):
         raise ValueError(f"round was built for {manifest['target']}, not {target_tag(target)}")
-    tasks = {t.name: t for t in extract_tasks(mod, target, batches, feeds=feeds, seed=seed, dist=dist)}
+    tasks = {t.name: t for t in all_tasks(mod, target, batches, feeds, seed, dist, dense)}
     db = open_database(work_dir)
     log = TrialLog(work_dir)
     by_id = {(r["task"], r["func"]): r for r in results["candidates"]}
@@ -212,4 +224,11 @@ def plain(obj):
 def config_of_trace(task, trace_json):
     sch = tvm.s_tir.Schedule(task.mod)
     tvm.s_tir.Trace.apply_json_to_schedule(trace_json, sch)
-    return config_of(sch.mod)
+    return candidate_config(sch.mod)
+
+
+def all_tasks(mod: tvm.IRModule, target, batches, feeds, seed: int, dist: Distribution, dense: bool) -> list:
+    """The fused kernel's tasks (if the module has one) and, with dense, its dense layers' tasks."""
+    tasks = extract_tasks(mod, target, batches, feeds=feeds, seed=seed, dist=dist) \
+        if find_fused_call(mod) is not None or not dense else []
+    return tasks + (extract_dense_tasks(mod, target, batches) if dense else [])

@@ -3,7 +3,8 @@
 A candidate must run on a real request (random int64 data would send the kernel's loops anywhere), so both use
 MetaSchedule's runners with our own argument allocation: the task's packed request and static layout, read from
 the tuning work_dir by the argument shapes the runner reports; tables are sized and filled with random values
-(large tables on a remote node are left uninitialised: the kernel's time does not depend on their values).
+(large tables on a remote node are left uninitialised: the kernel's time does not depend on their values). Dense-tail
+candidates run on random normal inputs of their static shapes.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class TaskArguments:
             return {k: z[k] for k in z.files}
 
     def allocate(self, device, args_info, alloc_repeat: int, tensor, empty) -> list:
+        if not _is_fused(args_info):  # a dense layer: any finite values run the same loops
+            return [random_arguments(args_info, device, tensor, seed=i) for i in range(alloc_repeat)]
         a = self.arrays(args_info)
         n_tables = int(a["tables"][0])
         out_shape = tuple(int(d) for d in args_info[4][2])
@@ -70,6 +73,22 @@ class TaskArguments:
             _, device, args_info, alloc_repeat = args
         return self.allocate(device, args_info, alloc_repeat, tvm.runtime.tensor,
                              lambda shape, dtype, dev: tvm.runtime.empty(shape, dtype, dev))
+
+
+def _is_fused(args_info) -> bool:
+    """The fused kernel's arguments: (packed int64, meta int64, bounds, tables, out)."""
+    return len(args_info) == 5 and str(args_info[0][1]) == "int64" and str(args_info[1][1]) == "int64"
+
+
+def random_arguments(args_info, device, tensor, seed: int = 0) -> list:
+    """Standard-normal float arguments (zeros for integers) of the given shapes, on `device`."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for a in args_info:
+        shape, dtype = tuple(int(d) for d in a[2]), str(a[1])
+        arr = rng.standard_normal(shape).astype(dtype) if dtype.startswith("float") else np.zeros(shape, dtype)
+        out.append(tensor(arr, device))
+    return out
 
 
 def evaluator(number: int = 10, repeat: int = 5, min_repeat_ms: int = 20):

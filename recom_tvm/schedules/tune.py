@@ -1,13 +1,15 @@
-"""`recom_tvm.tune`: MetaSchedule over the fused embedding kernel's design space, one task per batch bucket.
+"""`recom_tvm.tune`: MetaSchedule over the fused embedding kernel's design space and the dense tail's (every MLP
+layer), one task per kernel and representative batch.
 
     db = recom_tvm.tune(mod, target="cuda", work_dir="tuning", trials=128)           # local GPU
     db = recom_tvm.tune(mod, "cuda", "tuning", 128, runner=recom_tvm.schedules.rpc_runner(
              "tuning", tracker="tracker-host:9190", key="h100"))                       # GPU nodes
     model = recom_tvm.build(mod, "cuda", params, database=db)                           # best per bucket
 
-XGBoost cost model (on `KnobFeatures`), evolutionary search, a JSON database in work_dir (with every measured
-trial in order in work_dir/trials.jsonl). The default schedule of every task is measured first, so the summary
-says what tuning bought. GPU nodes the tuning host cannot reach: `recom_tvm.schedules.offline`.
+XGBoost cost models (on `KnobFeatures` for the fused kernel, `DenseFeatures` for the dense layers: one search per
+kind), evolutionary search, one JSON database in work_dir (with every measured trial in order in
+work_dir/trials.jsonl). The default schedule of every task is measured first, so the summary says what tuning bought.
+GPU nodes the tuning host cannot reach: `recom_tvm.schedules.offline`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from ..ops.fused_kernel import DEFAULT
 from ..runtime.synthetic import Distribution
 from .builder import local_builder
 from .fused_space import KnobFeatures, KnobMutator, ValidKnobs, config_of, design_space, sample_knobs
-from .tasks import DEFAULT_BATCHES, FusedTask, extract_tasks
+from .dense_space import extract_dense_tasks
+from .tasks import DEFAULT_BATCHES, FusedTask, extract_tasks, find_fused_call
 
 TRIALS_LOG = "trials.jsonl"
 
@@ -54,11 +57,51 @@ def cost_model(warmup: int = 16) -> ms.cost_model.XGBModel:
     return ms.cost_model.XGBModel(extractor=KnobFeatures(), num_warmup_samples=warmup, adaptive_training=False)
 
 
-def scheduled(task: FusedTask, cfg=DEFAULT, target_kind: str = "cuda") -> tvm.s_tir.Schedule:
-    """The task's schedule for one config (the trace fixes every knob)."""
+def scheduled(task, cfg=None, target_kind: str = "cuda") -> tvm.s_tir.Schedule:
+    """The task's schedule for one config (the trace fixes every knob); default: the task's default config."""
+    if is_dense(task):
+        from . import dense_space
+
+        return dense_space.scheduled(task, cfg or dense_space.default_for(target_kind, task.batch), target_kind)
     sch = tvm.s_tir.Schedule(task.mod)
-    sample_knobs(sch, target_kind, decisions=cfg)
+    sample_knobs(sch, target_kind, decisions=cfg or DEFAULT)
     return sch
+
+
+def is_dense(task) -> bool:
+    return getattr(task, "kind", "fused") == "dense"
+
+
+def default_of(task, target_kind: str):
+    """The config an untuned build runs for the task."""
+    if is_dense(task):
+        from .dense_space import default_for
+
+        return default_for(target_kind, task.batch)
+    return DEFAULT
+
+
+def candidate_config(mod: tvm.IRModule):
+    """The config (KernelConfig or DenseConfig) a candidate's annotations spell."""
+    from . import dense_space
+
+    return dense_space.config_of(mod) if dense_space.is_dense_task(mod) else config_of(mod)
+
+
+def context_for(task, target: tvm.target.Target, seed: int = 0) -> ms.TuneContext:
+    if is_dense(task):
+        from . import dense_space
+
+        return dense_space.make_context(task, target, seed)
+    return make_context(task, target, seed)
+
+
+def cost_model_for(kind: str, warmup: int = 16):
+    if kind == "dense":
+        from . import dense_space
+
+        return dense_space.cost_model(warmup)
+    return cost_model(warmup)
 
 
 class TrialLog:
@@ -101,7 +144,8 @@ class Progress(PyMeasureCallback):
         for cand, b, r in zip(measure_candidates, builder_results, runner_results):
             sec = median_seconds(r) if b.error_msg is None else None
             err = b.error_msg or r.error_msg
-            self.log.add(name, config_of(cand.sch.mod), sec, None if err is None else str(err).splitlines()[-1][:200],
+            self.log.add(name, candidate_config(cand.sch.mod), sec,
+                         None if err is None else str(err).splitlines()[-1][:200],
                          "search")
             self.count[name] = self.count.get(name, 0) + 1
             if sec is not None:
@@ -112,7 +156,7 @@ class Progress(PyMeasureCallback):
                 f"{name}: {self.count.get(name, 0)} trials, none ran yet")
 
 
-def measure_configs(tasks: list[FusedTask], configs, target, builder, runner, database, log: TrialLog,
+def measure_configs(tasks: list, configs, target, builder, runner, database, log: TrialLog,
                     source: str) -> list[float | None]:
     """Build and run one config per task through the given builder / runner; commit the records."""
     kind = target.kind.name
@@ -149,8 +193,9 @@ def open_database(work_dir: str) -> ms.database.JSONDatabase:
 
 def tune(mod: tvm.IRModule, target="cuda", work_dir: str = "recom_tvm_tuning", trials: int = 64, runner="local",
          batches=DEFAULT_BATCHES, feeds=None, dist: Distribution = Distribution(), trials_per_iter: int = 16,
-         seed: int = 0, builder=None, quiet: bool = False) -> ms.database.JSONDatabase:
-    """Tune the optimized module's fused embedding kernel; returns the database `recom_tvm.build` takes.
+         seed: int = 0, builder=None, quiet: bool = False, dense: bool = True) -> ms.database.JSONDatabase:
+    """Tune the optimized module's fused embedding kernel and (dense=True) every layer of its dense tail; returns
+    the database `recom_tvm.build` takes.
 
     trials: candidates measured per batch size (task); runner: "local" (this machine's device), or a MetaSchedule
     runner (`rpc_runner` for GPU nodes behind an RPC tracker); batches: the representative batch sizes, one
@@ -162,7 +207,11 @@ def tune(mod: tvm.IRModule, target="cuda", work_dir: str = "recom_tvm_tuning", t
 
     target = make_target(target)
     t0 = time.perf_counter()
-    tasks = extract_tasks(mod, target, batches, feeds=feeds, seed=seed, dist=dist)
+    tasks = extract_tasks(mod, target, batches, feeds=feeds, seed=seed, dist=dist) \
+        if find_fused_call(mod) is not None or not dense else []
+    dense_tasks = extract_dense_tasks(mod, target, batches) if dense else []
+    if not tasks and not dense_tasks:
+        raise ValueError("the module has neither a fused embedding kernel nor a dense layer to tune")
     save_task_inputs(work_dir, tasks)
     db = open_database(work_dir)
     log = TrialLog(work_dir)
@@ -173,19 +222,27 @@ def tune(mod: tvm.IRModule, target="cuda", work_dir: str = "recom_tvm_tuning", t
         raise RuntimeError("the local runner with target cuda needs a GPU on this machine; for GPU nodes behind an "
                            "RPC tracker use rpc_runner(...) (recom-tvm tune --runner rpc), for nodes this host cannot "
                            "reach offline rounds (recom_tvm.schedules.offline, recom-tvm tune --offline-export)")
-    say(f"{len(tasks)} task(s) at batch {', '.join(str(t.batch) for t in tasks)} for {target_tag_of(target)}; "
+    every = tasks + dense_tasks
+    say(f"{len(tasks)} fused-kernel and {len(dense_tasks)} dense-layer task(s) at batch "
+        f"{', '.join(str(b) for b in sorted({t.batch for t in every}))} for {target_tag_of(target)}; "
         f"{trials} trials each; work_dir {work_dir}")
-    defaults = measure_configs(tasks, [DEFAULT] * len(tasks), target, builder, runner, db, log, "default")
-    for t, d in zip(tasks, defaults):
+    kind = target.kind.name
+    defaults = measure_configs(every, [default_of(t, kind) for t in every], target, builder, runner, db, log,
+                               "default")
+    for t, d in zip(every, defaults):
         say(f"{t.name}: default schedule " + (f"{1e3 * d:.4f} ms" if d is not None else "FAILED"))
-    contexts = [make_context(t, target, seed + i) for i, t in enumerate(tasks)]
-    callbacks = [ms.measure_callback.AddToDatabase(), ms.measure_callback.RemoveBuildArtifact(),
-                 ms.measure_callback.UpdateCostModel(), Progress(tasks, log, quiet)]
-    ms.tune_tasks(tasks=contexts, task_weights=[1.0] * len(tasks), work_dir=work_dir,
-                  max_trials_global=trials * len(tasks), max_trials_per_task=trials,
-                  num_trials_per_iter=min(trials_per_iter, trials), builder=builder, runner=runner, database=db,
-                  cost_model=cost_model(), measure_callbacks=callbacks, task_scheduler="round-robin")
-    summary = summarize(work_dir, tasks)
+    for group, model_kind in ((tasks, "fused"), (dense_tasks, "dense")):  # one search (and cost model) per kind
+        if not group:
+            continue
+        contexts = [context_for(t, target, seed + i) for i, t in enumerate(group)]
+        callbacks = [ms.measure_callback.AddToDatabase(), ms.measure_callback.RemoveBuildArtifact(),
+                     ms.measure_callback.UpdateCostModel(), Progress(group, log, quiet)]
+        ms.tune_tasks(tasks=contexts, task_weights=[1.0] * len(group), work_dir=work_dir,
+                      max_trials_global=trials * len(group), max_trials_per_task=trials,
+                      num_trials_per_iter=min(trials_per_iter, trials), builder=builder, runner=runner, database=db,
+                      cost_model=cost_model_for(model_kind), measure_callbacks=callbacks,
+                      task_scheduler="round-robin")
+    summary = summarize(work_dir, every)
     say(f"done in {time.perf_counter() - t0:.0f}s")
     for row in summary["tasks"]:
         say(format_row(row))
@@ -198,7 +255,7 @@ def target_tag_of(target) -> str:
     return target_tag(target)
 
 
-def summarize(work_dir: str, tasks: list[FusedTask]) -> dict:
+def summarize(work_dir: str, tasks: list) -> dict:
     """Per task: default and best time, the best config, trials measured and the trial that found the best.
     Written to work_dir/summary.json."""
     rows = []

@@ -1,0 +1,111 @@
+"""The compilation pipeline `recom_tvm.build` runs: TVM's default one, plus
+
+- the dense tail's schedules (recom_tvm.schedules.dense_tail): every dense layer gets one schedule per batch bucket
+  (tuned records from a database where it has them, else the defaults), before dlight schedules what is left;
+- on CUDA, a CUDA-graph variant of `main` for batches up to config.cuda_graph_max_batch
+  (recom_tvm.backend.cuda_graph) and TVM's RewriteCUDAGraph.
+
+config.dense_tail = "off" and config.cuda_graph = False give TVM's pipeline unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import tvm
+from tvm import relax
+
+from .. import config
+from .cuda_graph import graph_variant_pass
+
+USE_CUDA_GRAPH = "relax.backend.use_cuda_graph"
+
+
+def dense_tail_pass(target: tvm.target.Target, resolve: Callable | None = None) -> tvm.transform.Pass:
+    """Schedule every dense layer of the module; `resolve(func, layer)` -> its buckets or None (the defaults)."""
+    from ..schedules.dense_tail import default_buckets, match_dense, schedule_buckets
+
+    kind = target.kind.name
+
+    @tvm.transform.module_pass(opt_level=0, name="recom_tvm.ScheduleDenseTail")
+    def _pass(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        updates = {}
+        for gv, func in mod.functions_items():
+            layer = match_dense(func)
+            if layer is None:
+                continue
+            buckets = (resolve(func, layer) if resolve else None) or default_buckets(kind)
+            try:
+                updates[gv] = schedule_buckets(func, buckets, target)
+            except Exception as err:  # noqa: BLE001 - a layer we cannot schedule keeps TVM's default
+                config.log(f"dense layer {gv.name_hint} (K={layer.k}, N={layer.n}) keeps TVM's default "
+                           f"schedule: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
+        if not updates:
+            return mod
+        mod = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
+        for gv, func in updates.items():
+            mod[gv] = func
+        return mod
+
+    return _pass
+
+
+def relax_pipeline(target: tvm.target.Target, dense: bool = True, resolve: Callable | None = None,
+                   graph_max_batch: int | None = None) -> tvm.transform.Pass:
+    """TVM's default pipeline for the target with the dense tail's schedules and, on CUDA, the graph variant."""
+    kind = target.kind.name
+    if kind == "cuda":
+        from tvm.relax.backend.cuda import pipeline as backend
+
+        legalize = list(backend.legalize_passes(target))
+        last = legalize[-1].info.name if legalize else ""
+        if dense:  # before dlight's ApplyDefaultSchedule (the last legalize pass), which schedules the rest
+            legalize = legalize[:-1] + [dense_tail_pass(target, resolve)] + legalize[-1:] \
+                if "ApplyDefaultSchedule" in last or "dlight" in last.lower() else \
+                legalize + [dense_tail_pass(target, resolve)]
+        lower = list(backend.dataflow_lower_passes(target))
+        if graph_max_batch:
+            lower.append(graph_variant_pass(graph_max_batch))
+        passes = list(backend.library_dispatch_passes(target)) + legalize + lower + list(
+            backend.finalize_passes(target))
+    else:
+        # tvm.compile's pipeline for CPUs (no operator fusion: each op its own function), the matmuls scheduled
+        passes = [relax.backend.DispatchSampling(), relax.backend.DispatchSortScan(), relax.transform.LegalizeOps()]
+        if dense:
+            passes.append(dense_tail_pass(target, resolve))
+        passes += [relax.transform.RewriteDataflowReshape(), relax.transform.ToNonDataflow(),
+                   relax.transform.RemovePurityChecking(), relax.transform.CallTIRRewrite()]
+        if graph_max_batch:  # no graphs on CPUs: the same dispatch and static planning, for tests
+            passes.append(graph_variant_pass(graph_max_batch))
+        passes += [relax.transform.StaticPlanBlockMemory(), relax.transform.RewriteCUDAGraph(),
+                   relax.transform.LowerAllocTensor(), relax.transform.KillAfterLastUse(),
+                   relax.transform.LowerRuntimeBuiltin(), relax.transform.ComputePrimValue(),
+                   relax.transform.VMShapeLower(), relax.transform.AttachGlobalSymbol()]
+
+    @tvm.transform.module_pass(opt_level=0, name="recom_tvm.Pipeline")
+    def _pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+        with target:
+            return tvm.transform.Sequential(passes)(mod)
+
+    return _pipeline
+
+
+def use_cuda_graph(target: tvm.target.Target) -> bool:
+    return target.kind.name == "cuda" and bool(config.cuda_graph) and config.cuda_graph_max_batch > 0
+
+
+def compile_module(mod: tvm.IRModule, target: tvm.target.Target, database=None):
+    """tvm.compile with recom_tvm's pipeline (what build calls after lowering recom's ops); -> the executable.
+
+    database: a tuning database (or work_dir) whose dense-tail records pick the layers' schedules."""
+    dense = config.dense_tail != "off"
+    resolve = None
+    if dense and database is not None:
+        from ..schedules.dense_apply import resolver
+
+        resolve = resolver(database, target)
+    graph = use_cuda_graph(target)
+    pipeline = relax_pipeline(target, dense, resolve, config.cuda_graph_max_batch if graph else None)
+    # inside `with target`: TVM's nvcc callback reads -arch from the current target
+    with target, tvm.transform.PassContext(config={USE_CUDA_GRAPH: graph}):
+        return tvm.compile(mod, target=target, relax_pipeline=pipeline)

@@ -1,0 +1,426 @@
+"""Schedules of the dense tail: the MLP's layers, one schedule per batch bucket, dispatched by batch in one kernel.
+
+After TVM's FuseOps a dense layer is one PrimFunc: a matmul `x [B, K] @ w [K, N]` (or `w [N, K]`) and an
+elementwise epilogue over [B, N] (bias, activation). Its batch B is the model's symbolic batch, so one schedule must
+serve every request: TVM's default (dlight's Matmul rule on CUDA) tiles B by 32 and N by 64 and loops over all of
+K in one block, which at small batches leaves most of the GPU idle (model E's first layer, K = 8,120, N = 1,024:
+16 blocks at B = 32), and llvm builds get no schedule at all (scalar loops, K innermost over a strided weight).
+
+Here each layer gets one schedule per batch bucket (`DenseConfig`), and `dispatch` joins them into one PrimFunc
+that branches on B on the host side of the kernel (one launch per call, like the fused embedding kernel):
+
+- "gemv" (CUDA, small batches): a block owns `rows` batch rows x `threads_n * vec` columns; `threads_n` threads
+  read adjacent columns of w (coalesced) and `threads_k` threads split K (interleaved rows), each keeping
+  rows x vec partial sums in registers; the partial sums meet in shared memory, where each thread sums threads_k
+  of them for its outputs and applies the epilogue. Blocks along B (rows) and N keep the GPU busy at
+  B = 1..64 (split-K inside the block, no second kernel and no global workspace, so CUDA graphs capture it); w is
+  read once per row block.
+- "matmul" (CUDA, large batches): dlight's Matmul rule (shared-memory tiles), TVM's own default.
+- "cpu" (llvm): register tiles of `rows` x `cols` outputs (cols a multiple of the vector width) over K blocks of
+  `k_block`, vectorized along N, parallel over column tiles (tiles divide N and K: no predicate in the vector
+  loop).
+
+The batch is padded to a multiple of `rows` inside the kernel (reads of padded rows return 0, their outputs are
+not written), so registers and shared memory have constant sizes for any B. Every transformation is a TVM
+schedule primitive: the schedules compute the same function as the unscheduled layer (tests check it on llvm; the
+GPU check runs the CUDA ones). `DenseConfig` fields are the knobs of the tuning space (recom_tvm.schedules.
+dense_space).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+
+import tvm
+import tvm_ffi
+from tvm import tirx
+from tvm.ir.expr import TensorLoad  # what tirx.BufferLoad builds
+from tvm.s_tir import Schedule
+from tvm.s_tir.stmt import SBlock, SBlockRealize
+
+RULES = ("gemv", "matmul", "cpu")
+MAX_SHARED_BYTES = 48 * 1024
+MAX_THREADS = 1024
+MAX_BUCKETS = 4
+DENSE_ATTR = "recom_tvm.dense"  # on a scheduled layer: its buckets, as JSON
+
+
+@dataclasses.dataclass(frozen=True)
+class DenseConfig:
+    """One schedule of a dense layer. Fields beside `rule` are the rule's knobs (others are ignored).
+
+    gemv: rows (batch rows per block, in registers), threads_n (threads along N), vec (columns per thread),
+        threads_k (threads splitting K), unroll (K steps unrolled).
+    cpu: rows (rows per register tile), cols (columns per tile, vectorized), k_block (K per cache block), unroll,
+        k_outer (1: K blocks outside the row tiles, each block of w reused from L1 by every row tile, the sums in
+        memory; 0: each row tile's sums in registers over all of K), pack (1: each thread first copies its
+        column strip of w to a contiguous buffer, read by every row tile: consecutive K rows of a strip are N
+        floats apart in w, a new page per row for wide layers; worth it when several row tiles reuse the strip).
+    matmul: no knobs (dlight's Matmul rule).
+    """
+
+    rule: str = "gemv"
+    rows: int = 8
+    threads_n: int = 16
+    vec: int = 1
+    threads_k: int = 16
+    unroll: int = 4
+    cols: int = 16
+    k_block: int = 256
+    k_outer: int = 0
+    pack: int = 0
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "DenseConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown dense config fields {sorted(unknown)}")
+        return cls(**d)
+
+    def knobs(self) -> dict:
+        """The fields this config's rule reads (what a record or a log should show)."""
+        names = {"gemv": ("rows", "threads_n", "vec", "threads_k", "unroll"), "matmul": (),
+                 "cpu": ("rows", "cols", "k_block", "unroll", "k_outer", "pack")}[self.rule]
+        return {"rule": self.rule, **{n: getattr(self, n) for n in names}}
+
+
+# Defaults per target: ((max batch of the bucket or None for the rest, config), ...), chosen for the layers of
+# RECom's models (K up to 8,120, N 1 to 2,048) from the H200's shape (132 SMs, 50 MB L2); `fit` shrinks them to a
+# layer's N and K. At model E's first layer (K = 8,120, N = 1,024): B <= 4 runs 128 blocks of 256 threads, each
+# thread 4 rows x 1 column over 254 K steps; B <= 64 runs 64 x ceil(B / 8) blocks, each thread 8 rows x 2 columns
+# (w read once per 8 rows, from L2 after the first block); larger batches are compute-bound: dlight's tiles.
+# Not yet measured on a GPU: the tuning space (dense_space) holds these and their neighbours.
+CUDA_DEFAULT = (
+    (4, DenseConfig("gemv", rows=4, threads_n=8, vec=1, threads_k=32, unroll=4)),
+    (64, DenseConfig("gemv", rows=8, threads_n=8, vec=2, threads_k=32, unroll=4)),
+    (None, DenseConfig("matmul")),
+)
+# llvm (measured on the 2-core build host, model E's 8,152 x 1,024 layer, CPU time of one thread): one row streams
+# w in strips of 512 columns (2 KB of each row: 3.2 ms at B = 1, 3.4 with 256, 2.3 with whole rows but then one
+# column tile, one thread; 5.6 with 32); from two rows on, each thread first packs its column strip (a page per K
+# row of w otherwise: 8x fewer cycles at B = 256, 119 vs 954 ms) and reuses it for every 4-row tile.
+CPU_DEFAULT = (
+    (1, DenseConfig("cpu", rows=1, cols=512, k_block=256, unroll=1)),
+    (None, DenseConfig("cpu", rows=4, cols=16, k_block=256, unroll=4, pack=1)),
+)
+
+
+def default_buckets(target_kind: str) -> tuple:
+    return CUDA_DEFAULT if target_kind == "cuda" else CPU_DEFAULT
+
+
+# ------------------------------------------------------------------------------------------------------ matching
+@dataclasses.dataclass(frozen=True)
+class DenseLayer:
+    """What `match_dense` found: the batch (a symbolic var or a constant), K, N, and whether w is [N, K]."""
+
+    batch: tirx.PrimExpr
+    k: int
+    n: int
+    transposed: bool
+    dtype: str
+
+    @property
+    def static_batch(self) -> int | None:
+        return int(self.batch) if isinstance(self.batch, tirx.IntImm) else None
+
+
+def _same(xs, ys) -> bool:
+    return xs is not None and len(xs) == len(ys) and all(x.same_as(y) for x, y in zip(xs, ys))
+
+
+def _point_vars(region) -> list | None:
+    """The block vars a point access reads (one var per dimension), or None if it is not such an access."""
+    out = []
+    for r in region.region:
+        if not (isinstance(r.extent, tirx.IntImm) and int(r.extent) == 1 and isinstance(r.min, tirx.Var)):
+            return None
+        out.append(r.min)
+    return out
+
+
+def match_dense(func) -> DenseLayer | None:
+    """A dense layer (matmul + elementwise epilogue, as FuseOps makes it), or None for anything else."""
+    if not isinstance(func, tirx.PrimFunc) or func.attrs is None:
+        return None
+    attrs = func.attrs
+    if any(k in attrs for k in ("tirx.is_scheduled", "recom_tvm.fused", DENSE_ATTR)):
+        return None
+    try:
+        sch = Schedule(func)
+        blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    except Exception:  # noqa: BLE001 - not a schedulable function
+        return None
+    stmts = [sch.get(b) for b in blocks]
+    if any(_has_nested_blocks(sch, b) for b in blocks):
+        return None
+    red = [i for i, s in enumerate(stmts) if any(v.iter_type == tirx.IterVar.CommReduce for v in s.iter_vars)]
+    if len(red) != 1 or red[0] != 0:
+        return None  # one reduction, first: no prologue (a producer would need its own schedule)
+    mm = stmts[0]
+    kinds = [v.iter_type for v in mm.iter_vars]
+    if kinds != [tirx.IterVar.DataPar, tirx.IterVar.DataPar, tirx.IterVar.CommReduce] or len(mm.reads) != 2 \
+            or len(mm.writes) != 1:
+        return None
+    vi, vj, vk = (v.var for v in mm.iter_vars)
+    if not _same(_point_vars(mm.writes[0]), [vi, vj]) or not _is_mul_add(mm):
+        return None
+    x_read, w_read = mm.reads
+    xv, wv = _point_vars(x_read), _point_vars(w_read)
+    if not _same(xv, [vi, vk]):
+        xv, wv = wv, xv
+    if not _same(xv, [vi, vk]) or not (_same(wv, [vk, vj]) or _same(wv, [vj, vk])):
+        return None
+    ext = [v.dom.extent for v in mm.iter_vars]
+    if not (isinstance(ext[1], tirx.IntImm) and isinstance(ext[2], tirx.IntImm)):
+        return None
+    dtype = str(mm.writes[0].source.dtype)
+    if not dtype.startswith("float"):
+        return None
+    for s in stmts[1:]:  # the epilogue: elementwise over [B, N]
+        if any(v.iter_type != tirx.IterVar.DataPar for v in s.iter_vars) or len(s.iter_vars) != 2:
+            return None
+    return DenseLayer(ext[0], int(ext[2]), int(ext[1]), _same(wv, [vj, vk]), dtype)
+
+
+def _has_nested_blocks(sch: Schedule, block) -> bool:
+    return bool(sch.get_child_blocks(block))
+
+
+def _is_mul_add(block) -> bool:
+    """C[i, j] = C[i, j] + a * b, initialised to 0."""
+    body, init = block.body, block.init
+    if not isinstance(body, tirx.BufferStore) or not isinstance(body.value, tirx.Add):
+        return False
+    if not isinstance(init, tirx.BufferStore) or not (isinstance(init.value, tirx.FloatImm) and
+                                                      float(init.value.value) == 0.0):
+        return False
+    a, b = body.value.a, body.value.b
+    if isinstance(b, TensorLoad) and b.source.same_as(body.buffer):
+        a, b = b, a
+    return isinstance(a, TensorLoad) and a.source.same_as(body.buffer) and isinstance(b, tirx.Mul)
+
+
+def layer_key(func: tirx.PrimFunc, target_tag: str) -> str:
+    """Identifies a layer across builds and batch sizes: its function with the batch left symbolic (structural
+    hash: shapes, epilogue, constants) and the target."""
+    h = hashlib.sha1()
+    h.update(str(tvm_ffi.structural_hash(func.without_attr("global_symbol"), map_free_vars=True)).encode())
+    h.update(target_tag.encode())
+    return h.hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------------------ configs
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(n, 1))))
+
+
+def fit(cfg: DenseConfig, layer: DenseLayer) -> DenseConfig:
+    """The config shrunk to the layer: no more columns per block than N has, no more K threads than K."""
+    if cfg.rule == "gemv":
+        tn = min(cfg.threads_n, _pow2_at_least(layer.n))
+        vec = min(cfg.vec, max(1, _pow2_at_least(layer.n) // tn))
+        tk = min(cfg.threads_k * (cfg.threads_n // tn), _pow2_at_least(layer.k), MAX_THREADS // tn)
+        return dataclasses.replace(cfg, threads_n=tn, vec=vec, threads_k=max(tk, 1))
+    if cfg.rule == "cpu":  # tiles that divide N and K: no predicate inside the vectorized loop
+        cols = next(c for c in (2048, 1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1)
+                    if c <= cfg.cols and layer.n % c == 0)
+        k_block = _divisor_at_most(layer.k, cfg.k_block)
+        if k_block * 4 < min(cfg.k_block, layer.k):  # K has no divisor near the block: one block over all of K
+            k_block = layer.k
+        return dataclasses.replace(cfg, cols=cols, k_block=k_block, unroll=_divisor_at_most(k_block, cfg.unroll))
+    return cfg
+
+
+def _divisor_at_most(n: int, most: int) -> int:
+    return next(d for d in range(min(n, most), 0, -1) if n % d == 0)
+
+
+def check_config(cfg: DenseConfig, layer: DenseLayer | None = None) -> str | None:
+    """Why the config cannot be built (None if it can)."""
+    if cfg.rule not in RULES:
+        return f"unknown rule {cfg.rule!r}"
+    for name in ("rows", "threads_n", "vec", "threads_k", "unroll", "cols", "k_block"):
+        if getattr(cfg, name) < 1:
+            return f"{name} must be >= 1"
+    if cfg.rule == "gemv":
+        if cfg.threads_n * cfg.threads_k > MAX_THREADS:
+            return f"{cfg.threads_n * cfg.threads_k} threads per block (at most {MAX_THREADS})"
+        smem = cfg.threads_k * cfg.rows * cfg.threads_n * cfg.vec * 4
+        if smem > MAX_SHARED_BYTES:
+            return f"{smem} bytes of partial sums in shared memory (at most {MAX_SHARED_BYTES})"
+        if cfg.rows * cfg.vec > 128:
+            return f"{cfg.rows * cfg.vec} accumulators per thread (at most 128)"
+    if cfg.rule == "cpu" and cfg.rows * cfg.cols > 2048:
+        return f"{cfg.rows * cfg.cols} accumulators per tile (at most 2048)"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------- schedules
+def schedule(func: tirx.PrimFunc, cfg: DenseConfig, target: tvm.target.Target) -> tirx.PrimFunc:
+    """The layer under one schedule, for any batch (the result carries tirx.is_scheduled)."""
+    layer = match_dense(func)
+    if layer is None:
+        raise ValueError("not a dense layer (matmul + elementwise epilogue)")
+    cfg = fit(cfg, layer)
+    err = check_config(cfg, layer)
+    if err:
+        raise ValueError(f"dense config {cfg.knobs()}: {err}")
+    if cfg.rule == "matmul":
+        out = _dlight_matmul(func, target)
+    else:
+        sch = Schedule(func)
+        mm, epi = _prepare(sch, cfg.rows)
+        (_gemv if cfg.rule == "gemv" else _cpu)(sch, mm, epi, cfg)
+        out = sch.mod["main"]
+    return out.with_attr("tirx.is_scheduled", True)
+
+
+def _prepare(sch: Schedule, rows: int):
+    """Pad the batch to a multiple of `rows` (padded rows read 0), inline the padding and every epilogue block
+    but the last into their consumers; -> (matmul block, epilogue block writing the output)."""
+    root = sch.get_sblock("root")
+    mm = sch.get_child_blocks(root)[0]
+    if rows > 1:
+        sch.pad_einsum(mm, [rows, 1, 1])
+    blocks = sch.get_child_blocks(root)
+    names = [sch.get(b).name_hint for b in blocks]
+    mm = blocks[next(i for i, b in enumerate(blocks) if sch.get(b).init is not None)]
+    mm_pos = names.index(sch.get(mm).name_hint)
+    for b in blocks[:mm_pos]:  # the padded copy of x: read in place, guarded
+        sch.compute_inline(b)
+    after = blocks[mm_pos + 1:]
+    if not after:  # the matmul writes the output: accumulate in a local copy, then write
+        return mm, sch.cache_write(mm, 0, "global")
+    for b in after[:-1]:
+        sch.compute_inline(b)
+    return mm, after[-1]
+
+
+def _gemv(sch: Schedule, mm, epi, cfg: DenseConfig) -> None:
+    rows, tn, vec, tk = cfg.rows, cfg.threads_n, cfg.vec, cfg.threads_k
+    i, j, k = sch.get_loops(mm)
+    by, ii = sch.split(i, [None, rows])
+    bx, ts, v = sch.split(j, [None, tn, vec])
+    ko, ku, tr = sch.split(k, [None, cfg.unroll, tk])  # adjacent threads on adjacent K: conflict-free smem
+    sch.reorder(by, bx, ts, tr, ko, ku, ii, v)
+    rf = sch.rfactor(tr, 0)  # partial sums per K thread
+    by, bx, ts, tr, ko, ku, ii, v = sch.get_loops(rf)
+    sch.bind(by, "blockIdx.y")
+    sch.bind(bx, "blockIdx.x")
+    sch.bind(ts, "threadIdx.x")
+    sch.bind(tr, "threadIdx.y")
+    part = sch.cache_write(rf, 0, "local")  # accumulate in registers ...
+    sch.reverse_compute_at(part, tr)
+    sch.set_scope(part, 0, "shared")  # ... then one write of them to shared memory
+    sch.decompose_reduction(rf, ko)
+    for loop in (ku, ii, v):
+        sch.unroll(loop)
+    # the final sum over the K threads: each thread sums threads_k partial sums for its outputs, then the epilogue
+    sch.reverse_compute_at(mm, bx, preserve_unit_loops=True)  # loops over (K thread, row, column)
+    r, mi, mj = sch.get_loops(mm)[-3:]
+    sch.reorder(mi, mj, r)
+    o, t_y, t_x = sch.split(sch.fuse(mi, mj), [None, tk, tn])
+    sch.reorder(t_y, t_x, o)
+    sch.bind(t_y, "threadIdx.y")
+    sch.bind(t_x, "threadIdx.x")
+    sch.set_scope(mm, 0, "local")
+    sch.reverse_compute_at(epi, o)
+
+
+def _cpu(sch: Schedule, mm, epi, cfg: DenseConfig) -> None:
+    i, j, k = sch.get_loops(mm)
+    io, ii = sch.split(i, [None, cfg.rows])
+    jo, ji = sch.split(j, [None, cfg.cols])
+    ko, kb, ku = sch.split(k, [None, cfg.k_block // cfg.unroll, cfg.unroll])
+    if cfg.k_outer:  # each K block of the column strip stays in L1 across all row tiles; sums live in memory
+        sch.reorder(jo, ko, io, kb, ku, ii, ji)
+        sch.parallel(jo)
+        sch.set_scope(mm, 0, "global")
+        sch.reverse_compute_at(epi, jo, preserve_unit_loops=True)
+    else:  # each row tile's sums stay in registers over all of K
+        sch.reorder(jo, io, ko, kb, ku, ii, ji)
+        sch.parallel(jo)
+        sch.set_scope(mm, 0, "local")
+        sch.reverse_compute_at(epi, io, preserve_unit_loops=True)  # loops over (row, column) of the tile
+    sch.unroll(ku)
+    sch.unroll(ii)
+    sch.vectorize(ji)  # before decompose_reduction: the update alone is not a block vectorize accepts
+    sch.decompose_reduction(mm, ko)
+    sch.vectorize(sch.get_loops(epi)[-1])  # the epilogue over the tile's columns
+    if cfg.pack:  # the strip of w this column tile reads, copied once per call into a contiguous buffer
+        w_index = _weight_read(sch, mm)
+        strip = sch.cache_read(mm, w_index, "global")
+        sch.compute_at(strip, jo, preserve_unit_loops=True)
+        sch.vectorize(sch.get_loops(strip)[-1])
+
+
+def _weight_read(sch: Schedule, mm) -> int:
+    """The index of w among the update's reads: the one indexed by (k, j) or (j, k). Not "the read without the
+    batch": at a static batch (a tuning task) x and the accumulator the reduction was decomposed into have
+    constant shapes too."""
+    block = sch.get(mm)
+    _, vj, vk = (v.var for v in block.iter_vars)
+    for n, r in enumerate(block.reads):
+        pv = _point_vars(r)
+        if _same(pv, [vk, vj]) or _same(pv, [vj, vk]):
+            return n
+    raise ValueError(f"dense tail: no weight among the reads of {block.name_hint}")
+
+
+def _dlight_matmul(func: tirx.PrimFunc, target: tvm.target.Target) -> tirx.PrimFunc:
+    from tvm.s_tir import dlight as dl
+
+    for rule in (dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Fallback()):
+        sch = rule.apply(func, target, False)
+        if isinstance(sch, list):
+            sch = sch[0] if sch else None
+        if sch is not None:
+            return sch.mod["main"]
+    raise ValueError("no dlight rule applies to this dense layer")
+
+
+# ----------------------------------------------------------------------------------------------------- dispatch
+def dispatch(func: tirx.PrimFunc, variants: list[tuple[int | None, tirx.PrimFunc]]) -> tirx.PrimFunc:
+    """One PrimFunc running variants[i] for batches up to its limit (the last: every larger batch).
+
+    The variants are schedules of `func` (same parameters and buffers); their bodies become the branches of an
+    if-chain on the batch, decided on the host side of the kernel."""
+    layer = match_dense(func)
+    if len(variants) == 1 or layer.static_batch is not None:
+        if layer.static_batch is not None:  # a fixed batch: the bucket holding it
+            b = layer.static_batch
+            body = next(f for lim, f in variants if lim is None or b <= lim)
+            return body
+        return variants[0][1]
+    for _, f in variants:
+        if len(f.params) != len(func.params) or any(not a.same_as(b) for a, b in zip(f.params, func.params)):
+            raise ValueError("dispatch: variants must be schedules of the same function")
+    body = variants[-1][1].body
+    for lim, f in reversed(variants[:-1]):
+        # thread-invariant: the branch is taken on the host, each launches its own kernel (and ThreadSync may put
+        # barriers inside the branches)
+        cond = tirx.op.tvm_thread_invariant(layer.batch <= tirx.const(lim, "int64"))
+        body = tirx.IfThenElse(cond, f.body, body)
+    root = SBlock([], [], [], "root", body)
+    return func.with_body(SBlockRealize([], True, root)).with_attr("tirx.is_scheduled", True)
+
+
+def schedule_buckets(func: tirx.PrimFunc, buckets, target: tvm.target.Target) -> tirx.PrimFunc:
+    """The layer with one schedule per batch bucket ((max batch or None, DenseConfig), ... ascending)."""
+    import json
+
+    if not buckets or len(buckets) > MAX_BUCKETS:
+        raise ValueError(f"1 to {MAX_BUCKETS} batch buckets, got {len(buckets)}")
+    limits = [b for b, _ in buckets]
+    if limits[-1] is not None or any(b is None for b in limits[:-1]) or limits[:-1] != sorted(set(limits[:-1])):
+        raise ValueError(f"bucket limits must ascend and end with None: {limits}")
+    variants = [(lim, schedule(func, cfg, target)) for lim, cfg in buckets]
+    out = dispatch(func, variants)
+    return out.with_attr(DENSE_ATTR, json.dumps([[b, c.to_json()] for b, c in buckets]))

@@ -1,0 +1,57 @@
+"""Dense-tail test helpers: a Relax MLP like a TF model's tail (recom_tvm.models.mlp), its layers as the build
+pipeline makes them, and the serial emulation of CUDA schedules on the CPU."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from recom_tvm.models.mlp import relax_mlp
+from recom_tvm.schedules.dense_tail import match_dense
+
+
+def mlp_module(k: int, layers: tuple[int, ...], seed: int = 0) -> tvm.IRModule:
+    return relax_mlp(k, layers, seed)
+
+
+def fused_layers(mod: tvm.IRModule) -> dict[str, tvm.tirx.PrimFunc]:
+    """{name: layer} after TVM's legalization and fusion (what the CUDA pipeline schedules)."""
+    mod = tvm.transform.Sequential([relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),
+                                    relax.transform.FoldConstant(), relax.transform.FuseOps(),
+                                    relax.transform.FuseTIR()])(mod)
+    return {gv.name_hint: f for gv, f in mod.functions_items() if match_dense(f) is not None}
+
+
+def emulate(func: tvm.tirx.PrimFunc) -> tvm.IRModule:
+    """A CUDA-scheduled function as a serial CPU program: thread-bound loops become serial loops and shared memory
+    global. The gemv schedule's phases (partial sums, then their reduction and the epilogue) are separate loop nests
+    over the threads, so running each thread in turn computes what the GPU computes: the schedule's
+    transformations (splits, rfactor, padding, buckets, epilogue placement) are checked, TVM's CUDA lowering is not."""
+    text = func.with_attr("global_symbol", "main").script()
+    text = re.sub(r'T\.thread_binding\(([^,]+), thread="[^"]+"\)', r"T.serial(\1)", text)
+    text = text.replace('scope="shared"', 'scope="global"')
+    mod = tvm.script.from_source(text)
+    return mod if isinstance(mod, tvm.IRModule) else tvm.IRModule({"main": mod})
+
+
+def run_layer(lib, func: tvm.tirx.PrimFunc, batch: int, seed: int) -> np.ndarray:
+    """Run a layer's library on random inputs (its parameters' shapes at this batch); the output, poisoned with NaN
+    first, is returned."""
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for p in func.params:
+        shape = [int(d) if isinstance(d, tvm.tirx.IntImm) else batch for d in p.ty.shape]
+        arrays.append(rng.standard_normal(shape).astype(str(p.ty.dtype)))
+    arrays[-1][...] = np.nan
+    args = [tvm.runtime.tensor(a) for a in arrays]
+    lib["main"](*args)
+    return args[-1].numpy()
+
+
+def build_layer(func: tvm.tirx.PrimFunc | tvm.IRModule, target) -> tvm.runtime.Module:
+    mod = func if isinstance(func, tvm.IRModule) else tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+    with target:
+        return tvm.tirx.build(mod, target)

@@ -1,0 +1,349 @@
+"""The dense tail: every schedule of a layer computes what the unscheduled layer computes (llvm runs them; the CUDA
+schedules run serially emulated on the CPU and compile with nvcc), batch buckets dispatch at their edges, build
+schedules the MLP, CUDA graphs are built in (and the library loads runtime-only), tuning of the dense layers
+(local and offline rounds) reaches build."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tvm
+from tvm import relax
+
+import recom_tvm
+from recom_tvm.backend.cuda_graph import GRAPH_FUNC, add_graph_variant, capture_builtins
+from recom_tvm.backend.pipeline import compile_module, dense_tail_pass, relax_pipeline
+from recom_tvm.build_module import make_target
+from recom_tvm.cuda_support import nvcc_path
+from recom_tvm.models import zoo
+from recom_tvm.ops import LegalizeRecomOps
+from recom_tvm.schedules import dense_space
+from recom_tvm.schedules.dense_tail import (CPU_DEFAULT, CUDA_DEFAULT, DENSE_ATTR, DenseConfig, check_config, fit,
+                                            match_dense, schedule, schedule_buckets)
+
+from dense_helpers import build_layer, emulate, fused_layers, mlp_module, run_layer
+from test_runtime_only import BLOCK_IMPORTS
+
+BATCHES = (1, 3, 8, 33, 70)  # inside and across every default bucket edge, and rows that pad
+MLP = mlp_module(300, (64, 16, 1))  # K not a multiple of the splits, N = 1 last
+CPU = tvm.target.Target({"kind": "llvm"})
+needs_nvcc = pytest.mark.skipif(nvcc_path() is None, reason="nvcc (CUDA toolkit) is not installed on this host")
+
+
+def _llvm_layers(mod):
+    """{name: layer} as the llvm pipeline makes them (no fusion: the matmul alone)."""
+    low = relax.transform.LegalizeOps()(mod)
+    return {gv.name_hint: f for gv, f in low.functions_items() if match_dense(f) is not None}
+
+
+def _reference(func):
+    return build_layer(func, CPU)
+
+
+def _assert_same(func, candidate_lib, what):
+    ref = _reference(func)
+    for b in BATCHES:
+        want = run_layer(ref, func, b, seed=b)
+        got = run_layer(candidate_lib, func, b, seed=b)
+        assert np.isfinite(got).all(), f"{what}: B={b}: output not written everywhere"
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5, err_msg=f"{what}: B={b}")
+
+
+def _valid_random(rng, kind, layer, rule=None):
+    while True:
+        c = dense_space.random_config(rng, kind)
+        if (rule is None or c.rule == rule) and check_config(fit(c, layer), layer) is None:
+            return c
+
+
+def _random_buckets(rng, kind, layer):
+    cfgs = [_valid_random(rng, kind, layer) for _ in range(rng.randint(1, 3))]
+    limits = sorted(rng.sample([2, 5, 16, 40], len(cfgs) - 1))
+    return tuple(zip(limits + [None], cfgs))
+
+
+def test_matching_finds_the_layers_and_nothing_else(compiled):
+    fused = fused_layers(MLP)
+    assert sorted((m.k, m.n) for m in map(match_dense, fused.values())) == [(16, 1), (64, 16), (300, 64)]
+    assert sorted((m.k, m.n) for m in map(match_dense, _llvm_layers(MLP).values())) == [(16, 1), (64, 16),
+                                                                                        (300, 64)]
+    layer = match_dense(next(iter(fused.values())))
+    assert isinstance(layer.batch, tvm.tirx.Var) and not layer.transposed
+    c = compiled(zoo.demo(), optimized=True)
+    with CPU:
+        low = relax.transform.LegalizeOps()(LegalizeRecomOps(None)(c.mod))
+    names = {gv.name_hint for gv, f in low.functions_items() if match_dense(f) is not None}
+    assert names and all(n.startswith("matmul") for n in names)  # not the fused kernel, not relu / sigmoid
+
+
+def test_cpu_schedules_compute_the_same():
+    rng = random.Random(3)
+    for name, func in {**_llvm_layers(MLP), **{f"fused_{k}": v for k, v in fused_layers(MLP).items()}}.items():
+        variants = [CPU_DEFAULT, ((None, DenseConfig("cpu", rows=1, cols=8, k_block=64, unroll=1)),),
+                    ((None, DenseConfig("cpu", rows=6, cols=8, k_block=64, unroll=2, k_outer=1, pack=1)),),
+                    _random_buckets(rng, "cpu", match_dense(func))]
+        for buckets in variants:
+            lib = build_layer(schedule_buckets(func, buckets, CPU), CPU)
+            _assert_same(func, lib, f"{name} {buckets}")
+
+
+def test_cuda_schedules_compute_the_same_emulated():
+    """The gemv schedules (defaults and random points of the space, alone and dispatched by batch) run serially on
+    the CPU and match the unscheduled layer; dlight's matmul rule is TVM's (its shared-memory tiles do not emulate
+    serially): GPU runs check it (benchmarks/gpu_request_path.py)."""
+    rng = random.Random(5)
+    cuda = make_target("cuda")
+    for name, func in fused_layers(MLP).items():
+        layer = match_dense(func)
+        gemv = [c for _, c in CUDA_DEFAULT if c.rule == "gemv"]
+        gemv += [_valid_random(rng, "cuda", layer, "gemv") for _ in range(2)]
+        for cfg in gemv[:3]:
+            _assert_same(func, build_layer(emulate(schedule(func, cfg, cuda)), CPU), f"{name} {cfg.knobs()}")
+        buckets = ((2, gemv[1]), (40, gemv[3]), (None, gemv[0]))
+        _assert_same(func, build_layer(emulate(schedule_buckets(func, buckets, cuda)), CPU), f"{name} buckets")
+
+
+EDGE_BATCHES = (1, 2, 4, 5, 7, 32, 33, 64, 65, 512)  # both sides of every default bucket edge (llvm: 1; CUDA: 4, 64)
+
+
+def _numpy_mlp(x: np.ndarray, ws: list[np.ndarray], layers: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """recom_tvm.models.mlp.relax_mlp in float64 (its biases drawn in the same order)."""
+    rng = np.random.default_rng(seed)
+    h = x.astype(np.float64)
+    for i, (w, n) in enumerate(zip(ws, layers)):
+        h = h @ w.astype(np.float64) + rng.standard_normal(n).astype(np.float32)
+        h = np.maximum(h, 0) if i + 1 < len(layers) else 1 / (1 + np.exp(-h))
+    return h
+
+
+def test_llvm_mlp_matches_numpy_at_every_bucket_edge():
+    """The MLP as build compiles it for llvm (the default buckets), against numpy at batches on both sides of
+    every bucket edge, CPU and CUDA defaults alike, and at a large batch (512 rows: many row tiles)."""
+    layers = (64, 16, 1)
+    exe = compile_module(MLP, CPU)
+    vm = tvm.runtime.vm.VirtualMachine(exe, tvm.cpu())
+    rng = np.random.default_rng(11)
+    ws = [(rng.standard_normal(s) / np.sqrt(s[0])).astype("float32") for s in ((300, 64), (64, 16), (16, 1))]
+    for b in EDGE_BATCHES:
+        x = rng.standard_normal((b, 300)).astype("float32")
+        got = vm["main"](tvm.runtime.tensor(x), *[tvm.runtime.tensor(w) for w in ws]).numpy()
+        np.testing.assert_allclose(got, _numpy_mlp(x, ws, layers), rtol=1e-5, atol=1e-6, err_msg=f"B={b}")
+
+
+def test_cuda_default_buckets_at_their_edges_emulated():
+    """CUDA_DEFAULT's gemv buckets (B <= 4, B <= 64) dispatched by batch inside one function, run serially at
+    each edge and beyond (the matmul bucket above 64 is dlight's: checked on the GPU), against the unscheduled
+    layer and numpy."""
+    cuda = make_target("cuda")
+    func = fused_layers(MLP)["fused_matmul_add_relu"]  # the first layer: K = 300 (no split divides it), N = 64
+    gemv_only = tuple((lim, cfg) for lim, cfg in CUDA_DEFAULT if cfg.rule == "gemv")
+    buckets = gemv_only[:-1] + ((None, gemv_only[-1][1]),)  # the last gemv bucket open above
+    assert [p.name for p in func.params] == ["x", "w0", "param_0", "compute_intermediate"]  # x, w, bias, out
+    lib = build_layer(emulate(schedule_buckets(func, buckets, cuda)), CPU)
+    ref = _reference(func)
+    for b in (1, 4, 5, 7, 32, 33, 64, 65):
+        got = run_layer(lib, func, b, seed=b)
+        np.testing.assert_allclose(got, run_layer(ref, func, b, seed=b), rtol=2e-5, atol=2e-5, err_msg=f"B={b}")
+        rng = np.random.default_rng(b)  # run_layer's inputs, drawn in the same order
+        x, w, bias = (rng.standard_normal(s).astype("float32") for s in ((b, 300), (300, 64), (64,)))
+        want = np.maximum(x.astype(np.float64) @ w + bias, 0)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=f"B={b} vs numpy")
+
+
+@needs_nvcc
+def test_cuda_default_schedules_compile_with_one_kernel_per_bucket():
+    from recom_tvm.cuda_support import prepare_cuda_build
+
+    prepare_cuda_build()
+    cuda = make_target("cuda")
+    layers = fused_layers(MLP)  # K 300 -> 64 -> 16 -> 1: N = 1 last, K a multiple of no split first
+    funcs = {name: schedule_buckets(f, CUDA_DEFAULT, cuda).with_attr("global_symbol", name)
+             for name, f in layers.items()}
+    with cuda:  # one nvcc run for all of them
+        lib = tvm.compile(tvm.IRModule(funcs), target=cuda)
+    src = lib.mod.imports[0].inspect_source() if hasattr(lib, "mod") else lib.imports[0].inspect_source()
+    kernels = re.findall(r"__global__[^;{]*\{", src)  # definitions (each is declared first, too)
+    for name in layers:  # every bucket of every layer is a kernel of its own: the host side picks one per call
+        assert len([k for k in kernels if re.search(rf"\b{name}(_kernel)?(_\d+)?\b", k)]) == len(CUDA_DEFAULT), \
+            (name, kernels)
+    assert len(kernels) == len(CUDA_DEFAULT) * len(layers)
+    assert "__shared__" in src  # the gemv buckets' partial sums
+
+
+def test_invalid_configs_are_rejected():
+    layer = match_dense(fused_layers(MLP)["fused_matmul_add_relu"])
+    assert "shared memory" in check_config(DenseConfig("gemv", rows=32, threads_n=32, vec=4, threads_k=8), layer)
+    assert "threads" in check_config(DenseConfig("gemv", threads_n=32, threads_k=64), layer)
+    assert check_config(DenseConfig("nope"), layer).startswith("unknown rule")
+    with pytest.raises(ValueError, match="shared memory"):
+        schedule(fused_layers(MLP)["fused_matmul_add_relu"], DenseConfig("gemv", rows=32, threads_n=32, vec=4,
+                                                                          threads_k=8), make_target("cuda"))
+    with pytest.raises(ValueError, match="ascend"):
+        schedule_buckets(fused_layers(MLP)["fused_matmul_add_relu"], ((8, CPU_DEFAULT[0][1]),), CPU)
+
+
+def test_build_schedules_the_mlp_and_matches_tf(compiled, monkeypatch):
+    c = compiled(zoo.demo(), optimized=True)
+    target = make_target("llvm")
+    with target:
+        low = relax.transform.LegalizeOps()(LegalizeRecomOps(None)(c.mod))
+        done = dense_tail_pass(target)(low)
+    scheduled = [f for _, f in done.functions_items() if isinstance(f, tvm.tirx.PrimFunc) and f.attrs is not None
+                 and DENSE_ATTR in f.attrs]
+    assert len(scheduled) == 4  # the bottom layer and the three top ones
+    monkeypatch.setattr(recom_tvm.config, "dense_tail", "off")
+    plain = recom_tvm.build(c.mod, "llvm", c.params)
+    for batch in (1, 5, 40):
+        feeds = zoo.demo().sample(batch, rng=batch)
+        got = c.model.run(feeds)["score"]
+        np.testing.assert_allclose(got, plain.run(feeds)["score"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got, c.ref(feeds), rtol=1e-5, atol=2e-5)
+
+
+def test_graph_variant_dispatches_by_batch():
+    """main -> `if B <= cap: main_cuda_graph(...) else: <main>`; the variant's storage is planned at the cap. On
+    llvm (no graphs) both paths run and agree on each side of the cap."""
+    target = CPU
+    with target:
+        low = relax.transform.ToNonDataflow()(relax.transform.LegalizeOps()(MLP))
+        mod = add_graph_variant(low, 8)
+    graph = mod[GRAPH_FUNC]
+    assert int(graph.attrs["tir_var_upper_bound"]["B"]) == 8
+    assert list(graph.attrs["relax.rewrite_cuda_graph.capture_symbolic_vars"]) == ["B"]
+    assert isinstance(mod["main"].body.body if hasattr(mod["main"].body, "body") else mod["main"].body, relax.If)
+    with target:
+        both = tvm.compile(MLP, target=target, relax_pipeline=relax_pipeline(target, graph_max_batch=8))
+        plain = tvm.compile(MLP, target=target, relax_pipeline=relax_pipeline(target))
+    assert GRAPH_FUNC in both.as_text()
+    rng = np.random.default_rng(0)
+    ws = [rng.standard_normal(s).astype("float32") for s in ((300, 64), (64, 16), (16, 1))]
+    vms = [tvm.runtime.vm.VirtualMachine(e, tvm.cpu()) for e in (both, plain)]
+    for b in (1, 8, 9, 20, 3):
+        x = rng.standard_normal((b, 300)).astype("float32")
+        a, p = (vm["main"](tvm.runtime.tensor(x), *[tvm.runtime.tensor(w) for w in ws]).numpy() for vm in vms)
+        np.testing.assert_array_equal(a, p)
+
+
+RUNTIME_ONLY_CUDA = BLOCK_IMPORTS + """
+import ctypes, json
+ctypes.CDLL(sys.argv[2], mode=ctypes.RTLD_GLOBAL)  # the build host's driver stub: no GPU here
+import tvm_ffi
+from recom_tvm.runtime import load
+model = load(sys.argv[1])
+assert tvm_ffi.get_global_func("vm.builtin.cuda_graph.run_or_capture", allow_missing=True) is not None
+assert tvm_ffi.get_global_func("vm.builtin.cuda_graph.get_cached_alloc", allow_missing=True) is not None
+text = model.executable.as_text() if hasattr(model.executable, "as_text") else ""
+loaded = [m for m in sys.modules if any(m == b or m.startswith(b + ".") for b in blocked)]
+assert not loaded, loaded
+print("OK", json.dumps({"graph_func": "main_cuda_graph" in text}))
+"""
+
+
+@needs_nvcc
+def test_cuda_build_replays_graphs_and_loads_runtime_only(compiled, tmp_path, monkeypatch):
+    from recom_tvm.cuda_support import has_fatbin, stub_path
+
+    c = compiled(zoo.demo(), optimized=True)
+    model = recom_tvm.build(c.mod, "cuda", c.params)
+    assert capture_builtins(model.executable) == ["vm.builtin.cuda_graph.get_cached_alloc",
+                                                  "vm.builtin.cuda_graph.run_or_capture"]
+    text = model.executable.as_text()
+    assert f"@{GRAPH_FUNC}:" in text and "main_cuda_graph_cuda_graph_capture" in text
+    lib = str(tmp_path / "demo_cuda.so")
+    model.export_library(lib)
+    assert has_fatbin(lib)
+    env = dict(os.environ, TVM_USE_RUNTIME_LIB="1", RECOM_TVM_RUNTIME_ONLY="1")
+    res = subprocess.run([sys.executable, "-c", RUNTIME_ONLY_CUDA, lib, stub_path()], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert res.returncode == 0 and "OK" in res.stdout, res.stdout[-2000:] + res.stderr[-3000:]
+    monkeypatch.setattr(recom_tvm.config, "cuda_graph", False)
+    assert capture_builtins(recom_tvm.build(c.mod, "cuda", c.params).executable) == []
+
+
+def test_dense_tuning_reaches_build(tmp_path):
+    """recom_tvm.tune on a module with only a dense tail: its one large-enough layer is tuned (default first), the
+    database's best config is what the build pipeline applies, and the tuned build computes the same."""
+    work = str(tmp_path / "tune")
+    recom_tvm.tune(MLP, "llvm", work, trials=2, batches=(16,), trials_per_iter=2, quiet=True)
+    trials = [json.loads(x) for x in open(os.path.join(work, "trials.jsonl"))]
+    assert len({t["task"] for t in trials}) == 1 and trials[0]["source"] == "default"  # 300 x 64 only
+    assert len(trials) == 3 and all(t["ms"] > 0 for t in trials), trials
+    from recom_tvm.schedules.dense_apply import best_dense_configs, resolver
+
+    best = best_dense_configs(recom_tvm.schedules.tune.open_database(work))
+    ((key, per_batch),) = best.items()
+    want = min((t for t in trials), key=lambda t: t["ms"])["config"]
+    assert per_batch[16][0].to_json() == want
+    target = make_target("llvm")
+    layer_func = _llvm_layers(MLP)["matmul"]  # the layer as the llvm build pipeline sees it
+    assert resolver(work, target)(layer_func, match_dense(layer_func)) == ((None, per_batch[16][0]),)
+    tuned = compile_module(MLP, target, database=work)
+    plain = compile_module(MLP, target)
+    rng = np.random.default_rng(1)
+    ws = [tvm.runtime.tensor(rng.standard_normal(s).astype("float32")) for s in ((300, 64), (64, 16), (16, 1))]
+    x = tvm.runtime.tensor(rng.standard_normal((7, 300)).astype("float32"))
+    outs = [tvm.runtime.vm.VirtualMachine(e, tvm.cpu())["main"](x, *ws).numpy() for e in (tuned, plain)]
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-6)
+
+
+RUNTIME_ONLY_MEASURE = BLOCK_IMPORTS + """
+import recom_tvm.runtime.measure as m
+sys.exit(m.main(sys.argv[1:]))
+"""
+
+
+def test_dense_offline_round_trip(tmp_path):
+    """export (the layer's default + searched candidates) -> measure with the runtime only -> import."""
+    from recom_tvm.schedules import offline
+
+    work, out = str(tmp_path / "work"), str(tmp_path / "round1")
+    offline.export_round(MLP, "llvm", work, out, per_task=2, batches=(16,))
+    manifest = json.load(open(os.path.join(out, "manifest.json")))
+    ((name, task),) = manifest["tasks"].items()
+    assert task["kind"] == "dense" and task["args"][0] == [[16, 300], "float32"]
+    assert len(manifest["candidates"]) == 3 and manifest["candidates"][0]["default"]
+    env = {**os.environ, "TVM_USE_RUNTIME_LIB": "1", "RECOM_TVM_RUNTIME_ONLY": "1"}
+    res = subprocess.run([sys.executable, "-c", RUNTIME_ONLY_MEASURE, out, "--number", "2", "--repeat", "2"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    results = json.load(open(os.path.join(out, "results.json")))
+    assert all(r["ok"] and r["ms"] > 0 for r in results["candidates"]), results
+    best = offline.import_round(MLP, "llvm", work, os.path.join(out, "results.json"), batches=(16,))
+    assert set(best) == {name}
+    from recom_tvm.schedules.dense_apply import best_dense_configs
+
+    assert len(best_dense_configs(recom_tvm.schedules.tune.open_database(work))) == 1
+
+
+def test_tuning_a_model_covers_its_fused_kernel_and_its_dense_tail(compiled, tmp_path, monkeypatch):
+    """One recom_tvm.tune call on a whole optimized model measures the fused embedding kernel and the dense layers
+    (each default first, then searched), and the build that reads the database computes what TF computes. The
+    demo's layers are below the size tuned by default: the threshold is lowered to its largest layer only."""
+    c = compiled(zoo.demo(), optimized=True)
+    sizes = {t.key: t.layer.k * t.layer.n for t in dense_space.extract_dense_tasks(c.mod, "llvm", (16,), 0)}
+    assert len(sizes) == 4
+    monkeypatch.setattr(dense_space, "MIN_TUNED_WEIGHTS", max(sizes.values()))
+    work = str(tmp_path / "tune")
+    db = recom_tvm.tune(c.mod, "llvm", work, trials=1, batches=(16,), trials_per_iter=1, quiet=True)
+    trials = [json.loads(x) for x in open(os.path.join(work, "trials.jsonl"))]
+    by_task = {}
+    for t in trials:
+        by_task.setdefault(t["task"], []).append(t)
+    assert len(by_task) == 2, sorted(by_task)  # the fused kernel and the largest dense layer
+    assert sum(t.startswith("dense") or "matmul" in t for t in by_task) == 1, sorted(by_task)
+    assert all(ts[0]["source"] == "default" and len(ts) == 2 and all(x["ms"] > 0 for x in ts)
+               for ts in by_task.values()), trials
+    from recom_tvm.schedules.dense_apply import best_dense_configs
+
+    assert len(best_dense_configs(db)) == 1
+    tuned = recom_tvm.build(c.mod, "llvm", c.params, database=db)
+    for batch in (3, 16):
+        feeds = zoo.demo().sample(batch, rng=100 + batch)
+        np.testing.assert_allclose(tuned.run(feeds)["score"], c.ref(feeds), rtol=1e-5, atol=2e-5)
