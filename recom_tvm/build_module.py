@@ -11,6 +11,7 @@ import tvm
 from . import config
 from .backend.pipeline import compile_module
 from .ops import LegalizeRecomOps
+from .ops.split_blocks import SplitDataflowAtSizes
 from .runtime.compiled_model import CompiledModel
 from .module_spec import spec_of
 from .runtime.spec import InputSpec
@@ -75,7 +76,7 @@ def build(mod: tvm.IRModule, target="llvm", params: Mapping[str, np.ndarray] | N
         kernel_schedules = _database_schedules(mod, fp32_mod, tgt, database)
     t0 = time.perf_counter()
     with tgt:
-        lowered = LegalizeRecomOps(kernel_schedules)(mod)
+        lowered = SplitDataflowAtSizes()(LegalizeRecomOps(kernel_schedules)(mod))
     executable = compile_module(lowered, tgt, database)  # the dense tail's schedules, CUDA graphs
     config.log(f"built for {kind} in {time.perf_counter() - t0:.2f}s")
     from .workspace import workspace_entries

@@ -47,8 +47,13 @@ _SCHEMA: dict[str, list[tuple]] = {
         ("device", 4, "string", False), ("attr", 5, "map:AttrValue", True),
     ],
     "VersionDef": [("producer", 1, "int32", False), ("min_consumer", 2, "int32", False)],
-    "OpDef": [("name", 1, "string", False)],
-    "FunctionDef": [("signature", 1, "OpDef", False), ("node_def", 3, "NodeDef", True)],
+    "OpDef.ArgDef": [("name", 1, "string", False), ("type", 3, "int32", False), ("type_attr", 4, "string", False),
+                     ("number_attr", 5, "string", False), ("type_list_attr", 6, "string", False)],
+    "OpDef": [("name", 1, "string", False), ("input_arg", 2, "OpDef.ArgDef", True),
+              ("output_arg", 3, "OpDef.ArgDef", True), ("is_stateful", 17, "bool", False)],
+    # function.proto: branch functions of If / StatelessIf and called functions (inlined at import)
+    "FunctionDef": [("signature", 1, "OpDef", False), ("node_def", 3, "NodeDef", True),
+                    ("ret", 4, "map:string", True), ("control_ret", 6, "map:string", True)],
     "FunctionDefLibrary": [("function", 1, "FunctionDef", True)],
     "GraphDef": [("node", 1, "NodeDef", True), ("library", 2, "FunctionDefLibrary", False),
                  ("versions", 4, "VersionDef", False)],
@@ -114,11 +119,14 @@ def _build_pool() -> descriptor_pool.DescriptorPool:
             if len(spec) > 4:
                 field.oneof_index = spec[4]
             if ftype.startswith("map:"):  # map<string, V> is a repeated nested *Entry message
-                entry = msg.nested_type.add(name=name.capitalize() + "Entry")
+                entry = msg.nested_type.add(name="".join(w.capitalize() for w in name.split("_")) + "Entry")
                 entry.options.map_entry = True
                 entry.field.add(name="key", number=1, label=_OPT, type=_F.TYPE_STRING)
-                entry.field.add(name="value", number=2, label=_OPT, type=_F.TYPE_MESSAGE,
-                                type_name=f".{_PACKAGE}.{ftype[4:]}")
+                if ftype[4:] in _T:
+                    entry.field.add(name="value", number=2, label=_OPT, type=_T[ftype[4:]])
+                else:
+                    entry.field.add(name="value", number=2, label=_OPT, type=_F.TYPE_MESSAGE,
+                                    type_name=f".{_PACKAGE}.{ftype[4:]}")
                 field.type, field.type_name = _F.TYPE_MESSAGE, f".{_PACKAGE}.{path}.{entry.name}"
             elif ftype in _T:
                 field.type = _T[ftype]

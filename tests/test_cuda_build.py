@@ -124,3 +124,27 @@ def test_int32_packed_input_builds_for_cuda(compiled, tmp_path):
     loads64 = {d: len(re.findall(r"ld\.global(?:\.nc)?\.[usb]64", t)) for d, t in ptx.items()}
     loads32 = {d: len(re.findall(r"ld\.global(?:\.nc)?\.[us]32", t)) for d, t in ptx.items()}
     assert loads64["int32"] < loads64["int64"] and loads32["int32"] > loads32["int64"], (loads64, loads32)
+
+
+def test_run_time_sizes_build_for_cuda(tmp_path):
+    """A Keras 3 ragged model keeps data-dependent sizes (its longest row): TVM's FuseOps moved kernels sized by
+    such a symbol above the match_cast learning it ('... has not been computed' at VMShapeLower) until the blocks
+    were split there (ops/split_blocks.py)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(4)
+    hashing, emb = keras.layers.Hashing(num_bins=50), keras.layers.Embedding(50, 4)
+
+    @tf.function(input_signature=[tf.RaggedTensorSpec([None, None], tf.string)])
+    def serve(text):
+        return {"score": tf.reduce_mean(emb(hashing(text)), axis=1)}
+
+    mod = tf.Module()
+    mod.layers, mod.serve = [hashing, emb], serve
+    path = str(tmp_path / "sm")
+    tf.saved_model.save(mod, path, signatures={"serving_default": serve.get_concrete_function()})
+    rmod, params, _ = recom_tvm.from_tensorflow(path)
+    lib = str(tmp_path / "ragged.so")
+    recom_tvm.build(rmod, "cuda", params).export_library(lib)
+    assert has_fatbin(lib)

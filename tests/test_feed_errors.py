@@ -52,6 +52,15 @@ def test_wrong_dtype(demo):
         demo.model.run(feeds)
 
 
+def test_sparse_components_for_a_dense_feature(demo):
+    """A SparseTensor's (indices, values, dense_shape) given for a dense input: a FeedError, not numpy's
+    ValueError (seen with a Keras model exported with a dense signature for a sparse keras.Input)."""
+    feeds = _feeds()
+    feeds["age"] = (np.zeros((2, 2), np.int64), np.ones(2, np.float32), np.array([3, 1], np.int64))
+    with pytest.raises(recom_tvm.FeedError, match="'age' must be one float32 array"):
+        demo.model.run(feeds)
+
+
 def test_lossless_casts_are_accepted(demo):
     feeds = _feeds()
     idx, vals, shape = feeds["category"]

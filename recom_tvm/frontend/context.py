@@ -50,8 +50,9 @@ class ImportContext:
         self.host_plan: list[dict] = []
         self.host_outputs: set[str] = set()  # every tensor a host-stage op produces (see add_host_op)
         self.node: Node | None = None
+        self.on_host = False  # the node being converted feeds the host stage (PLACED converters read it)
         self._column_of = column_of
-        self._materialized: dict[int, Device] = {}
+        self._materialized: dict[int, tuple[Known, Device]] = {}
         self._host_inputs: dict[str, Device] = {}
         self.feed_tensors: set[str] = set()
         self.host_values: dict[str, Host] = {}  # host tensors (feeds, host-stage outputs) by name
@@ -183,10 +184,11 @@ class ImportContext:
             return self._host_input(v)
         if table and v.concrete and v.dtype != "string":
             return self._param(v.numpy())
-        key = id(v)
-        if key not in self._materialized:
-            self._materialized[key] = self._materialize_known(v)
-        return self._materialized[key]
+        # keyed by identity; the entry keeps v alive, so a later Known cannot reuse its id and get its Device (a
+        # converter's temporary Known, freed after the call, did: a stale [2] vector where a [1] was asked for)
+        if id(v) not in self._materialized:
+            self._materialized[id(v)] = (v, self._materialize_known(v))
+        return self._materialized[id(v)][1]
 
     def _materialize_known(self, v: Known) -> Device:
         if v.dtype == "string":
@@ -270,8 +272,8 @@ class ImportContext:
         from ..shapes.assertions import to_ast
 
         key = ("known", id(v))
-        if key in self._host_known:
-            return self._host_known[key]
+        if key in self._host_known:  # (the entry keeps v alive: its id is not reused, see device())
+            return self._host_known[key][1]
         where: dict[str, tuple[str, str, int]] = {}
         for inp in self.inputs:
             if inp.kind == "shape":
@@ -297,7 +299,7 @@ class ImportContext:
                           "attrs": {"values": asts, "symbols": symbols, "dtype": v.dtype,
                                     "shape": list(v.value.shape)}, "outputs": [out]})
         self.host_values[out] = Host(out, v.dtype, list(v.value.shape))
-        self._host_known[key] = out
+        self._host_known[key] = (v, out)
         return out
 
     def shape_feed_input(self, tensor: str, dtype: str, symbols: list[tirx.Var], source: str = "feed") -> Known:
@@ -305,6 +307,14 @@ class ImportContext:
         var = relax.Var(_var_name(tensor), relax.ShapeType(symbols))
         self.inputs.append(ModuleInput(var, source, tensor, "shape", dtype))
         return Known(np.array(symbols, dtype=object), dtype)
+
+    def check(self, value: Device, cond: Device, message: str) -> Device:
+        """`value`, once the bool tensor `cond` is all true; else TF's InvalidArgumentError with `message` naming
+        this node (a run-time check: one device->host sync)."""
+        text = f"{self.label()}: {message}"
+        return self.emit(relax.op.call_pure_packed("recom_tvm.check_assert", value.expr, cond.expr,
+                                                   tvm.ir.StringImm(text), ty_args=[value.expr.ty]),
+                         shape=list(value.shape))
 
     def scalar(self, v: Value, dtype: str) -> relax.Expr:
         """A rank-0 device tensor of `dtype` (for fill values, defaults)."""

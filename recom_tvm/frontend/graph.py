@@ -146,6 +146,9 @@ class Graph:
     """Nodes of a GraphDef by name, in a topological order of data and control edges."""
 
     def __init__(self, graph_def) -> None:
+        from .functions import inline_functions
+
+        inline_functions(graph_def)  # If / StatelessIf -> Switch / Merge, calls -> their bodies
         self.graph_def = graph_def  # the NodeDefs themselves, for subgraphs handed back to TF (host co-run)
         self.nodes: dict[str, Node] = {}
         for nd in graph_def.node:
@@ -197,7 +200,8 @@ class Graph:
                     ready.append(u)
         if len(order) != len(self.nodes):
             cyc = sorted(n for n, d in indeg.items() if d > 0)[:5]
-            raise ModelFormatError(f"the graph has a cycle (control flow is not supported); nodes involved: {cyc}")
+            raise ModelFormatError(f"the graph has a cycle (a while loop: not supported; conditionals are); "
+                                   f"nodes involved: {cyc}")
         return order
 
     def consumers(self) -> dict[str, list[str]]:

@@ -24,6 +24,7 @@ from . import converters
 from .columns import ColumnResolver
 from .context import ImportContext
 from .graph import Graph, Node, parse_tensor_name
+from .liveness import DEAD, MERGE_OPS, SWITCH_OPS, Liveness
 from .loader import Feature, LoadedGraph, load
 from .tables import TABLE_OPS, Table, resolve_tables
 from .values import Host, Known
@@ -126,6 +127,7 @@ class _Importer:
         self.tables = resolve_tables(self.graph, loaded.model_dir, loaded.tables, loaded.assets, loaded.assets_dir)
         self.ctx = ImportContext(self.columns)
         self.ctx.graph = self.graph
+        self.live = self.ctx.liveness = Liveness(self.graph)
         self.values: dict[tuple[str, int], Any] = {}
         self.ctx.values = self.values  # converters that recognize a TF idiom read their inputs' producers
         self.structured = any(f.kind == "sparse" or f.name != parse_tensor_name(f.tensors.get("value", ""))[0]
@@ -139,17 +141,26 @@ class _Importer:
         self.asserts = self.graph.guarding_asserts(roots)
         conds = [src for _, (src, _) in self.asserts]
         keep = self.graph.ancestors(roots + conds) | set(roots) | set(conds)
-        return [n for n in self.graph.order if n in keep]
+        # with conditionals (Switch / Merge): the predicates too, and the status of what may be dead
+        keep, self.status_only = self.live.plan(keep, [a for a, _ in self.asserts])
+        return [n for n in self.graph.order if n in keep or n in self.status_only]
 
     def _guard(self, outs: list) -> list:
         """Wrap each output in TF's Asserts: a packed call that raises TF's error when a condition is false."""
         for name, (src, idx) in self.asserts:
+            status = self.live.node_status.get(name)
+            if status is DEAD:  # in a branch that is never taken
+                continue
             cond = self.values.get((src, idx))
             if cond is None:
                 raise ConversionError("Assert", name, self.columns(name), f"condition {src}:{idx} not computed")
             if isinstance(cond, Known) and cond.concrete and bool(np.asarray(cond.numpy()).all()):
                 continue
             dev = self.ctx.device(cond)
+            if status:  # in a branch taken on some predicates only: it fails when taken and false
+                from .converters.control_flow import unless_guarded
+
+                dev = unless_guarded(self.ctx, dev, status)
             msg = " ".join(self.graph.const_strings(name)) or f"Assert node {name!r}"
             outs = [self.ctx.emit(relax.op.call_pure_packed("recom_tvm.check_assert", o.expr, dev.expr,
                                                             tvm.ir.StringImm(f"{msg} (Assert node {name!r})"),
@@ -250,14 +261,15 @@ class _Importer:
                     node = self.graph.nodes[name]
                     if (name, 0) in self.values or name in self.corun:  # a bound input, or run by TF
                         continue
+                    if self.live.active and not self._alive(node):
+                        continue
                     self._convert(node, name in host_nodes)
                     if config.verbose and i and i % 5000 == 0:
                         config.log(f"  converted {i}/{len(needed)} nodes")
                 if self.failures:  # close the function cleanly, then report every failure at once
                     gv = bb.emit_output(relax.const(0, "int32"))
                 else:
-                    outs = self._guard([self.ctx.device(self.values[parse_tensor_name(t)])
-                                        for _, t in self.loaded.outputs])
+                    outs = self._guard([self.ctx.device(self._output(t)) for _, t in self.loaded.outputs])
                     result = outs[0].expr if len(outs) == 1 else relax.Tuple([o.expr for o in outs])
                     gv = bb.emit_output(result)
             bb.emit_func_output(gv, params=[] if self.failures else [inp.var for inp in self.ctx.inputs])
@@ -281,6 +293,59 @@ class _Importer:
             spec.corun = [{"op": f.op, "node": f.node, "column": f.column} for f in self.corun_failures]
         return mod, dict(self.ctx.params), spec
 
+    def _alive(self, node: Node) -> bool:
+        """Track the node's status (see liveness.py); False when it is not to be converted: dead, or needed for
+        its status only."""
+        st = self.live.visit(node)
+        if node.op in SWITCH_OPS and st is not DEAD and len(node.inputs) > 1:
+            pred = self.values.get(node.inputs[1])
+            known = None
+            if isinstance(pred, Known) and pred.concrete and pred.numpy().size == 1:
+                known = bool(np.asarray(pred.numpy()).reshape(()))
+            self.live.switched(node, pred, known)
+        if node.name in self.status_only or st is DEAD:
+            return False
+        if st and not any(src in self.poisoned for src, _ in node.inputs):
+            from .converters.control_flow import check_speculatable
+
+            self.ctx.node = node
+            try:
+                check_speculatable(self.ctx, node, [self.values.get(k) for k in node.inputs])
+            except ConversionError as err:  # reported with the graph's other failures
+                self.failures.append(err)
+                self.poisoned.add(node.name)
+                return False
+        return True
+
+    def _output(self, tensor: str):
+        key = parse_tensor_name(tensor)
+        st = self.live.status(*key)
+        if st is DEAD or st:
+            raise ConversionError(self.graph.nodes[key[0]].op, key[0], self.columns(key[0]),
+                                  "this output is computed only in a branch of a conditional (Switch) that is "
+                                  + ("never taken" if st is DEAD else "taken on some inputs only")
+                                  + "; TensorFlow fails to fetch it otherwise")
+        return self.values[key]
+
+    def _inputs(self, node: Node) -> list:
+        """The values of the node's data inputs; a Merge's dead inputs are None (ctx.live_inputs has the live
+        ones with their guards)."""
+        live = None
+        if node.op in MERGE_OPS and self.live.active:
+            self.ctx.live_inputs = [(i, self.live.status(s, k)) for i, (s, k) in enumerate(node.inputs)
+                                    if self.live.status(s, k) is not DEAD]
+            live = {i for i, _ in self.ctx.live_inputs}
+        ins = []
+        for i, (src, idx) in enumerate(node.inputs):
+            if live is not None and i not in live:
+                ins.append(None)
+                continue
+            if (src, idx) not in self.values:
+                raise ConversionError(node.op, node.name, self.columns(node.name),
+                                      f"input {src}:{idx} was not produced")
+            ins.append(self.values[(src, idx)])
+        return ins
+
     def _convert(self, node: Node, on_host: bool) -> None:
         ctx = self.ctx
         ctx.node = node
@@ -290,12 +355,7 @@ class _Importer:
             if not _has_converter(node.op):
                 self.failures.append(UnsupportedOpError(node.op, node.name, self.columns(node.name)))
             return
-        ins = []
-        for src, idx in node.inputs:
-            if (src, idx) not in self.values:
-                raise ConversionError(node.op, node.name, self.columns(node.name),
-                                      f"input {src}:{idx} was not produced")
-            ins.append(self.values[(src, idx)])
+        ins = self._inputs(node)
         try:
             outs = self._dispatch(node, ins, on_host)
         except (UnsupportedOpError, ConversionError) as err:
@@ -334,6 +394,7 @@ class _Importer:
         if ins and isinstance(ins[0], Table) and op in ("Identity", "IdentityN"):  # a table handle passed along
             return ins[0]
         if op in converters.PLACED:
+            self.ctx.on_host = on_host  # (a lookup whose result feeds the host stage runs there)
             return converters.PLACED[op](self.ctx, node, ins)
         if op in ("Shape", "Size", "Rank", "ShapeN"):
             return converters.DEVICE[op](self.ctx, node, ins)

@@ -109,9 +109,12 @@ def _features_from_spec(spec: dict | None, graph: Graph) -> list[Feature]:
             feats.append(Feature(name, "dense", {"value": _full(desc)}))
         elif isinstance(desc, dict) and set(desc) == set(SPARSE_PARTS):
             feats.append(Feature(name, "sparse", {k: _full(desc[k]) for k in SPARSE_PARTS}))
+        elif isinstance(desc, dict) and set(desc) == set(RAGGED_PARTS):
+            feats.append(Feature(name, "ragged", {k: _full(desc[k]) for k in RAGGED_PARTS}))
         else:
             raise ModelFormatError(f"signature input {name!r}: expected a tensor name or a dict with keys "
-                                   f"{SPARSE_PARTS}, got {desc!r}")
+                                   f"{SPARSE_PARTS} (a SparseTensor) or {RAGGED_PARTS} (a RaggedTensor), "
+                                   f"got {desc!r}")
     for f in feats:
         for t in f.tensors.values():
             node = _node_of(t)

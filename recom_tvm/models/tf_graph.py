@@ -1,6 +1,7 @@
 """A frozen GraphDef run by TensorFlow in a v1 Session (graph mode, Grappler on): the reference our outputs are
 compared with, and the TF-CPU baseline of the benchmarks. Fed with recom_tvm-style feeds through the placeholders a
-signature dict names (`{"inputs": {feature: tensor | {"indices", "values", "dense_shape"}}, "outputs": {...}}`)."""
+signature dict names (`{"inputs": {feature: tensor | {"indices", "values", "dense_shape"} | {"values", "row_splits"}},
+"outputs": {...}}`)."""
 
 from __future__ import annotations
 
@@ -52,8 +53,9 @@ class FrozenGraphRunner:
     def feed_dict(self, feeds: dict) -> dict:
         fd = {}
         for name, t in self.inputs.items():
-            if isinstance(t, dict):
-                for part, value in zip(("indices", "values", "dense_shape"), feeds[name]):
+            if isinstance(t, dict):  # a SparseTensor's or a RaggedTensor's components
+                parts = ("values", "row_splits") if "row_splits" in t else ("indices", "values", "dense_shape")
+                for part, value in zip(parts, feeds[name]):
                     fd[_tensor(t[part])] = _utf8(np.asarray(value))
             else:
                 fd[_tensor(t)] = _utf8(np.asarray(feeds[name]))

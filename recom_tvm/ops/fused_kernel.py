@@ -500,6 +500,10 @@ def _make(meta, width: int, gpu: bool, buckets, shapes, packed_dtype: str = "int
                             rid[0] = T.if_then_else(rid[0] < T.int64(0) or
                                                     rid[0] >= mget(meta_b, ml, packed, c, g, 8, staged),
                                                     mget(meta_b, ml, packed, c, g, 9, staged), rid[0])
+                        elif mget(meta_b, ml, packed, c, g, 7, staged) == T.int64(2):
+                            # Keras' Embedding: a negative id counts from the end
+                            rid[0] = T.if_then_else(rid[0] < T.int64(0),
+                                                    rid[0] + mget(meta_b, ml, packed, c, g, 8, staged), rid[0])
                         # per-id weight (weighted columns: after the ids, offsets[B] of them)
                         wv[0] = T.if_then_else(
                             mget(meta_b, ml, packed, c, g, 11, staged) == T.int64(1),

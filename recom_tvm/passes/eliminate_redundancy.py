@@ -106,6 +106,56 @@ def rule_where_all_true(ctx: RuleContext, b: relax.Binding):
     return relax.op.reshape(relax.op.arange(0, as_expr(n), 1, "int64"), [as_expr(n), 1])
 
 
+def _const_mask(view: DataflowView, m) -> bool | None:
+    """True / False if the bool tensor m is that everywhere (a constant or a full), else None."""
+    e = view.resolve(m)
+    if op_name(e) == "relax.full":
+        e = e.args[1]
+    if is_tensor_const(e):
+        arr = const_array(e)
+        if arr.dtype == bool and arr.size and (arr.all() or not arr.any()):
+            return bool(arr.reshape(-1)[0])
+    return None
+
+
+def rule_select_const(ctx: RuleContext, b: relax.Binding):
+    """where(all-true, a, b) = a and where(all-false, a, b) = b when that operand already has the result's shape
+    (a comparison the value ranges decided, e.g. Keras' `id < 0` over hashed ids)."""
+    cond, x, y = b.value.args
+    pick = _const_mask(ctx.view, cond)
+    if pick is None:
+        return None
+    keep = x if pick else y
+    out, ty = b.var.ty, keep.ty
+    if out.shape is None or ty.shape is None or str(ty.dtype) != str(out.dtype) or len(ty.shape.values) != \
+            len(out.shape.values) or not all(prove_equal(p, q) for p, q in zip(ty.shape.values, out.shape.values)):
+        return None
+    return keep
+
+
+def rule_stack_as_concat(ctx: RuleContext, b: relax.Binding):
+    """concat([x_i: [B, 1, D]], axis=1) -> reshape(concat([x_i as [B, D]], axis=-1), [B, F, D]): field embeddings
+    stacked for an interaction layer (DeepFM's FM, xDeepFM's CIN, Keras' Concatenate(axis=1)) become the 2-D
+    concat of columns the fusion reads, the [B, F, D] stack a free reshape of it."""
+    out = b.var.ty
+    axis = int(b.value.attrs.axis)
+    fields = list(b.value.args[0].fields) if isinstance(b.value.args[0], relax.Tuple) else []
+    if out.shape is None or len(out.shape.values) != 3 or axis not in (1, -2) or len(fields) < 2:
+        return None
+    dim = out.shape.values[2]
+    if not isinstance(dim, tirx.IntImm):
+        return None
+    pieces = []
+    for f in fields:
+        shape = f.ty.shape.values if f.ty.shape is not None else None
+        if shape is None or len(shape) != 3 or not prove_equal(shape[1], 1) or not prove_equal(shape[2], dim):
+            return None
+        pieces.append(relax.op.reshape(f, [shape[0], dim]))
+    ctx.facts.append(f"{len(fields)} [B, 1, {dim.value}] embeddings stacked on axis 1 = a [B, {len(fields)} * "
+                     f"{dim.value}] concat reshaped")
+    return relax.op.reshape(relax.op.concat(pieces, axis=1), out.shape)
+
+
 def rule_gather_identity(ctx: RuleContext, b: relax.Binding):
     x, idx, axis = b.value.args[0], b.value.args[1], int(b.value.args[2].value)
     if axis != 0 or idx.ty.shape is None or x.ty.shape is None or len(idx.ty.shape.values) != 1:
@@ -252,8 +302,33 @@ def _only_binds_symbols(ctx: RuleContext, b: relax.Binding, depth: int = 0) -> b
         b.var.__hash__() not in ctx.view.outputs
 
 
+_ELEMENTWISE = {"relax.less", "relax.less_equal", "relax.greater", "relax.greater_equal", "relax.equal",
+                "relax.not_equal", "relax.astype", "relax.logical_and", "relax.logical_or", "relax.logical_not",
+                "relax.add", "relax.subtract", "relax.multiply", "relax.isnan"}
+_REDUCTIONS = {"relax.min", "relax.max", "relax.sum", "relax.prod"}
+
+
+def _order_free(ctx: RuleContext, b: relax.Binding, depth: int = 0) -> bool:
+    """Does reordering the entries of this 1-D binding's input leave every result reading it unchanged? True for
+    elementwise ops (with scalars) that end in reductions over the whole tensor: an assert's `all(ids < n)`."""
+    name = op_name(b.value)
+    shape = b.var.ty.shape if isinstance(b.var.ty, relax.TensorType) else None
+    if depth > 8 or shape is None:
+        return False
+    if name in _REDUCTIONS:
+        return len(shape.values) == 0  # reduced over every axis
+    if name not in _ELEMENTWISE or len(shape.values) != 1:
+        return False
+    if any(isinstance(a, relax.Expr) and isinstance(a.ty, relax.TensorType) and a.ty.shape is not None
+           and len(a.ty.shape.values) not in (0, 1) for a in b.value.args):
+        return False
+    users = ctx.view.users_of(b.var)
+    return bool(users) and all(_order_free(ctx, u, depth + 1) for u in users)
+
+
 def _used_only_within(ctx: RuleContext, var, allowed: set, sink) -> bool:
-    """Every transitive user of var, up to `sink`, lies in `allowed` (binding var keys), or only binds symbols."""
+    """Every transitive user of var, up to `sink`, lies in `allowed` (binding var keys), only binds symbols, or
+    does not depend on the order of its entries (see _order_free)."""
     stack, seen = [var], set()
     while stack:
         v = stack.pop()
@@ -263,7 +338,7 @@ def _used_only_within(ctx: RuleContext, var, allowed: set, sink) -> bool:
                 continue
             seen.add(k)
             if k not in allowed:
-                if _only_binds_symbols(ctx, b):
+                if _only_binds_symbols(ctx, b) or _order_free(ctx, b):
                     continue
                 return False
             if not b.var.same_as(sink):
@@ -754,10 +829,15 @@ def rule_range_check(ctx: RuleContext, b: relax.Binding):
     if hi is not None and hi < limit and kept_nonneg:
         ctx.facts.append(f"column {column}: ids in [{lo}, {hi}], table has {limit} rows: range check proven")
     else:
-        tensor = _host_tensor_of(ctx, ids)
+        tensor, low = _host_tensor_of(ctx, ids), None
         if tensor is None:
-            return None
+            wrapped = _wrapped_host_tensor(ctx, ids, limit) if not is_bag else None
+            if wrapped is None:
+                return None
+            tensor, low = wrapped
         entry = {"tensor": tensor, "limit": limit, "label": label}
+        if low is not None:  # Keras' Embedding maps [-rows, 0) to id + rows first: the raw ids in [low, limit)
+            entry["low"] = low
         if not _mask_keeps_ids_from(ctx, ids, mask, limit):
             gate = _weight_gate(ctx, call, limit) if is_bag else None
             if gate is None:
@@ -771,6 +851,39 @@ def rule_range_check(ctx: RuleContext, b: relax.Binding):
     args = list(call.args)
     args[6 if is_bag else 3] = relax.prim_value(0)
     return relax.Call(call.op, args)
+
+
+def wrapped_ids(ie: IndexExprs, ids) -> tuple[tirx.PrimExpr, int, list] | None:
+    """(raw id expression, rows, index vars) if every id is `raw < 0 ? raw + rows : raw` (Keras 3's Embedding /
+    ops.take: fix_negative_indices), raw a load of a leaf; ids of any rank."""
+    idx = [IndexExprs.index(f"w{k}") for k in range(len(ids.ty.shape.values))]
+    e = _strip_cast(ie.at(ids, idx))
+    if not isinstance(e, tirx.Select):
+        return None
+    raw = _strip_cast(e.false_value)
+    if ie.leaf(raw) is None:
+        return None
+    cond, delta = e.condition, analyzer().simplify(e.true_value - e.false_value)
+    neg = (isinstance(cond, tirx.LT) and tvm_ffi.structural_equal(_strip_cast(cond.a), raw)
+           and isinstance(cond.b, tirx.IntImm) and cond.b.value == 0)
+    if not neg or not isinstance(delta, tirx.IntImm) or delta.value <= 0:
+        return None
+    return raw, int(delta.value), idx
+
+
+def _wrapped_host_tensor(ctx: RuleContext, ids, limit: int) -> tuple[str, int] | None:
+    """(host tensor, lowest valid raw id) for ids that wrap negative raw ids of a host tensor by the table's rows
+    (TF's gather then rejects raw ids outside [-rows, rows))."""
+    hit = wrapped_ids(ctx.ie, ids)
+    if hit is None or hit[1] != limit:
+        return None
+    leaf, ind = ctx.ie.leaf(hit[0])
+    tensor = _host_tensor_of(ctx, leaf)
+    dims = ids.ty.shape.values
+    if tensor is None or len(ind) != len(hit[2]) or not all(
+            _is_var(i, v) or (isinstance(d, tirx.IntImm) and d.value == 1) for i, v, d in zip(ind, hit[2], dims)):
+        return None
+    return tensor, -limit
 
 
 def _mask_drops_negative(ctx: RuleContext, ids, mask) -> bool:
@@ -787,6 +900,8 @@ def _mask_drops_negative(ctx: RuleContext, ids, mask) -> bool:
 
 RULES: list[tuple[str, str, Callable]] = [
     ("where_all_true", "recom.where", rule_where_all_true),
+    ("select_const", "relax.where", rule_select_const),
+    ("stack_as_concat", "relax.concat", rule_stack_as_concat),
     ("gather_identity", "recom.gather", rule_gather_identity),
     ("sparse_column", "relax.where", rule_sparse_column),
     ("weighted_column", "relax.where", rule_weighted_column),

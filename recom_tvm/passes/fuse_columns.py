@@ -86,9 +86,14 @@ class _Classifier:
         return hit
 
     def preprocessing(self, e) -> tuple[str, int, int, tirx.PrimExpr]:
-        """e = pre(raw): ('none' | 'identity_default', a, b, raw expression)."""
+        """e = pre(raw): ('none' | 'identity_default' | 'wrap_negative', a, b, raw expression)."""
         e = _strip(e)
         if isinstance(e, tirx.Select):
+            cond, raw = e.condition, _strip(e.false_value)
+            delta = analyzer().simplify(e.true_value - e.false_value)
+            if isinstance(cond, tirx.LT) and tvm_equal(_strip(cond.a), raw) and _is(cond.b, 0) and \
+                    isinstance(delta, tirx.IntImm) and delta.value > 0:  # Keras: id < 0 -> id + rows
+                return "wrap_negative", int(delta.value), 0, raw
             cond, dflt, raw = e.condition, _strip(e.true_value), _strip(e.false_value)
             if isinstance(cond, tirx.Or) and isinstance(dflt, tirx.IntImm):
                 bounds = [_bound(t, raw) for t in (cond.a, cond.b)]
@@ -111,8 +116,12 @@ class _Classifier:
             return self.one(e)
         if name == "relax.where":
             return self.zero_filled(e)
-        # a numeric column: the input itself
-        return _Column("numeric", width, {"x": self.host_tensor(self.view.root_var(x) if not name else e.args[0])})
+        # a numeric column: the input itself, or a feed / host tensor reshaped to it with its elements in order
+        # (host_tensor looks through those only: an op computing the input from a host tensor, e.g. a one-hot of
+        # host-stage ids, is not that tensor)
+        if str(x.ty.dtype) != "float32":
+            raise _NoMatch(f"a {x.ty.dtype} input")
+        return _Column("numeric", width, {"x": self.host_tensor(x)})
 
     def bag(self, call) -> _Column:
         table, ids, rows, mask, num_bags, mode, check, label, weights = call.args
@@ -212,7 +221,10 @@ class _Classifier:
         if int(check.value) or int(axis.value) != 0:
             raise _NoMatch("checked or non-row gather")
         j = IndexExprs.index("b")
-        e = _strip(self.ie.at(ids, [j]))
+        rest = list(ids.ty.shape.values[1:]) if ids.ty.shape is not None else []
+        if not all(isinstance(d, tirx.IntImm) and d.value == 1 for d in rest):
+            raise _NoMatch("more than one id per row")
+        e = _strip(self.ie.at(ids, [j] + [0] * len(rest)))  # ids [B] or [B, 1] (Keras' Input((1,)))
         hit = self.ie.leaf(e)
         if hit is not None:
             leaf, ind = hit
@@ -376,6 +388,8 @@ class FuseColumns:
             ty = b.var.ty
             axis = int(b.value.attrs.axis)
             if len(fields) < self.min_columns or ty.shape is None or len(ty.shape.values) != 2 or axis not in (1, -1):
+                continue
+            if str(ty.dtype) != "float32":  # e.g. the int64 concat of tf.sparse.expand_dims' indices
                 continue
             if not isinstance(ty.shape.values[1], tirx.IntImm):
                 continue

@@ -17,7 +17,7 @@ def _check_gather(indices, status, label: str, limit: int):
     bad, pos, value = (int(v) for v in status.numpy())
     if bad:
         raise ValueError(f"{ERROR_MARK}{label}: indices[{pos}] = {value} is not in [0, {limit})")
-    return indices
+    return _fresh(indices)
 
 
 @tvm_ffi.register_global_func("recom_tvm.check_assert", override=True)
@@ -25,4 +25,11 @@ def _check_assert(value, cond, message: str):
     """TF's Assert: raise its InvalidArgumentError if the condition tensor is not all true; else pass `value`."""
     if not bool(cond.numpy().all()):
         raise ValueError(f"{ERROR_MARK}assertion failed: {message}")
-    return value
+    return _fresh(value)
+
+
+def _fresh(value):
+    """A copy on the same device: the result of a packed call must not alias its argument, whose storage the
+    VM's static memory plan hands to a later op once the call has read it (the caller would then see that op's
+    output)."""
+    return value.copyto(value.device)

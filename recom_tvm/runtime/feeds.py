@@ -83,7 +83,10 @@ def _convert(name: str, value, dtype: str, shape: list | None) -> np.ndarray:
             raise FeedError(f"feed {name!r} must hold strings, got an element of type {type(bad).__name__}") \
                 from None
     else:
-        arr = np.asarray(value)
+        try:
+            arr = np.asarray(value)
+        except ValueError as err:  # ragged nesting, e.g. a SparseTensor's (indices, values, shape) for a dense input
+            raise FeedError(f"feed {name!r} must be one {dtype} array: {err}") from None
         if arr.dtype == object or arr.dtype.kind in "USV":
             raise FeedError(f"feed {name!r} must be {dtype}, got {arr.dtype} data")
         want = np.dtype(dtype)
@@ -282,9 +285,15 @@ def sort_rows(feature: dict, env: dict[str, np.ndarray], also=(), describe=str) 
 
 
 def check_ids(check: dict, ids: np.ndarray, weights: np.ndarray | None = None) -> None:
-    """TF-CPU's GatherV2 error for ids >= the table's rows (negative ids were filtered out by the column; a
-    weighted column also drops ids whose weight is <= 0: `weights` given, only the others are checked)."""
+    """TF-CPU's GatherV2 error for ids >= the table's rows (negative ids were filtered out by the column, or with
+    `low`, wrapped by + rows when >= low; a weighted column also drops ids whose weight is <= 0: `weights` given,
+    only the others are checked)."""
     ids = np.asarray(ids).reshape(-1)
+    low = check.get("low")
+    if low is not None and ids.size and int(ids.min()) < low:  # raw ids wrapped by + limit when negative
+        pos = int(np.argmax(ids < low))
+        raise InvalidArgumentError(f"{check['label']}: indices[{pos}] = {int(ids[pos]) + check['limit']} is not "
+                                   f"in [0, {check['limit']})")
     if ids.size and int(ids.max()) >= check["limit"]:
         bad = ids >= check["limit"]
         if weights is not None:

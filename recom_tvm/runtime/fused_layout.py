@@ -4,8 +4,9 @@ and the runtime (which packs requests for it, or synthesizes them for tuning). C
 from __future__ import annotations
 
 # stride4: 16-byte units per (padded) table row (ceil(dim / 4) for float32 rows); table_base in 16-byte units;
-# pre_a / pre_b: identity range and default, or the bucketize boundaries' offset and count; tdtype: how the
-# table's rows are stored (recom_tvm.runtime.compact.CODES: 0 float32, 1 float16, 2 bfloat16, 3 int8)
+# pre_a / pre_b: identity range and default, the rows added to a negative id (wrap_negative), or the bucketize
+# boundaries' offset and count; tdtype: how the table's rows are stored (recom_tvm.runtime.compact.CODES:
+# 0 float32, 1 float16, 2 bfloat16, 3 int8)
 META = ("kind", "dim", "stride4", "out_off", "table_base", "rows", "mode", "pre", "pre_a", "pre_b", "filter",
         "weighted", "tdtype")
 # meta rows written before compact tables had no tdtype (all float32): readers accept them (meta_rows)
@@ -18,7 +19,7 @@ KIND = {"csr": 0, "dense": 1, "one": 2, "bucket": 3, "numeric": 4}
 KIND_NAME = {v: k for k, v in KIND.items()}
 MULTI_ID_KINDS = (KIND["csr"], KIND["dense"])
 MODE = {"sum": 0, "mean": 1, "sqrtn": 2}
-PRE = {"none": 0, "identity_default": 1}
+PRE = {"none": 0, "identity_default": 1, "wrap_negative": 2}  # wrap_negative: id < 0 -> id + pre_a (Keras)
 
 
 def meta_rows(meta):

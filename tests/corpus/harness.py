@@ -22,6 +22,7 @@ from .registry import Entry
 _ARTIFACTS: dict[str, tuple[str, dict]] = {}
 _REFS: dict[str, object] = {}
 _BUILT: dict[tuple[str, bool], tuple] = {}
+_IMPORTED: dict[tuple[str, str], tuple] = {}
 
 
 def _tf():
@@ -86,14 +87,29 @@ class SavedModelReference:
         return {k: np.asarray(v) for k, v in out.items()}
 
 
+class BadCorpusFeed(Exception):
+    """An entry's feed generator made a value the model's input cannot hold (a bug of the entry, not a result)."""
+
+
 def _to_tf(tf, spec, value):
     if isinstance(spec, tf.SparseTensorSpec):
         i, v, s = value
-        return tf.SparseTensor(tf.constant(i, tf.int64), tf.constant(v, spec.dtype), tf.constant(s, tf.int64))
+        return tf.SparseTensor(tf.constant(i, tf.int64), _const(tf, v, spec.dtype), tf.constant(s, tf.int64))
     if isinstance(spec, tf.RaggedTensorSpec):
         v, splits = value
-        return tf.RaggedTensor.from_row_splits(tf.constant(v, spec.dtype), tf.constant(splits, spec.row_splits_dtype))
-    return tf.constant(value, spec.dtype)
+        return tf.RaggedTensor.from_row_splits(_const(tf, v, spec.dtype), tf.constant(splits, spec.row_splits_dtype))
+    return _const(tf, value, spec.dtype)
+
+
+def _const(tf, value, dtype):
+    """tf.constant, refusing feeds that do not fit the model's dtype (tf.constant would wrap them silently and
+    the comparison would test the feed generator, not recom_tvm)."""
+    arr = np.asarray(value)
+    if dtype != tf.string and arr.dtype.kind in "iub" and np.dtype(dtype.as_numpy_dtype) != arr.dtype:
+        if not np.array_equal(arr.astype(dtype.as_numpy_dtype).astype(arr.dtype), arr):
+            raise BadCorpusFeed(f"corpus feed of {arr.dtype} values that do not fit the model's {dtype.name}: fix the "
+                             "entry's feed generator")
+    return tf.constant(value, dtype)
 
 
 def reference(entry: Entry):
@@ -116,11 +132,19 @@ def assets(entry: Entry) -> dict:
 
 
 def imported(entry: Entry, how: str = "signature"):
-    """(mod, params, spec) of the entry's model through recom_tvm's importer (host fallback off).
+    """(mod, params, spec) of the entry's model through recom_tvm's importer (host fallback off), imported once
+    per session and way (a SavedModel's import loads and freezes it in TensorFlow: seconds).
 
     how (frozen graphs): "signature" (inputs and outputs given), or as users often import a .pb:
     "inputs_only" (the signature's inputs; outputs: the graph's sinks), "no_signature" (features found from
     the placeholders, outputs the sinks), "outputs_only" (outputs=[...] only)."""
+    key = (entry.name, how)
+    if key not in _IMPORTED:
+        _IMPORTED[key] = _import(entry, how)
+    return _IMPORTED[key]
+
+
+def _import(entry: Entry, how: str):
     import recom_tvm
 
     root, art = artifact(entry)
@@ -156,6 +180,8 @@ def run_both(entry: Entry, model, feeds: dict):
     """(ours, TF's): output dicts, or the exception each raised."""
     try:
         exp = reference(entry)(feeds)
+    except BadCorpusFeed:
+        raise
     except Exception as err:  # noqa: BLE001
         exp = err
     try:

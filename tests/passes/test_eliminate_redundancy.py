@@ -178,3 +178,149 @@ def test_dense_padded_input_needs_no_compaction():
             return out
 
     tvm.ir.assert_structural_equal(strip(run(with_spec(Before))), Expected)
+
+
+# ------------------------------------------------------------------------------ Keras 3 forms (corpus graphs)
+@I.ir_module
+class KerasEmbedding:
+    """Keras 3's Embedding over a [B, 1] id input: negative ids count from the end (fix_negative_indices)."""
+
+    @R.function
+    def main(x: R.Tensor(("B", 1), "int64"), t: R.Tensor((30, 4), "float32")):
+        B = T.int64()
+        with R.dataflow():
+            wrapped = R.where(R.less(x, R.const(0, "int64")), R.add(x, R.const(30, "int64")), x)
+            e = Rc.gather(t, wrapped, 0, True, LABEL)
+            out = R.reshape(e, R.shape([B, 4]))
+            R.output(out)
+        return out
+
+
+def test_wrapped_ids_of_a_feed_are_checked_on_the_host():
+    @I.ir_module
+    class Expected:
+        @R.function
+        def main(x: R.Tensor(("B", 1), "int64"), t: R.Tensor((30, 4), "float32")):
+            B = T.int64()
+            with R.dataflow():
+                wrapped = R.where(R.less(x, R.const(0, "int64")), R.add(x, R.const(30, "int64")), x)
+                e = Rc.gather(t, wrapped, 0, False, LABEL)
+                out = R.reshape(e, R.shape([B, 4]))
+                R.output(out)
+            return out
+
+    after = run(with_spec(KerasEmbedding))
+    tvm.ir.assert_structural_equal(strip(after), Expected)
+    # TF's gather rejects the wrapped id, i.e. raw ids outside [-30, 30): checked on the raw feed before launch
+    assert spec_of(after).id_checks == [{"tensor": "x:0", "limit": 30, "label": LABEL, "low": -30}]
+
+
+def test_wrap_by_another_amount_keeps_the_device_check():
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(x: R.Tensor(("B", 1), "int64"), t: R.Tensor((30, 4), "float32")):
+            B = T.int64()
+            with R.dataflow():
+                wrapped = R.where(R.less(x, R.const(0, "int64")), R.add(x, R.const(31, "int64")), x)
+                e = Rc.gather(t, wrapped, 0, True, LABEL)
+                out = R.reshape(e, R.shape([B, 4]))
+                R.output(out)
+            return out
+
+    after = run(with_spec(Before))
+    tvm.ir.assert_structural_equal(strip(after), Before)
+    assert spec_of(after).id_checks == []
+
+
+def test_select_on_a_decided_condition_keeps_one_operand():
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(h: R.Tensor(("B", 1), "int64"), a: R.Tensor(("B", 1), "int64")):
+            B = T.int64()
+            with R.dataflow():
+                never = R.full(R.shape([B, 1]), R.const(False, "bool"), "bool")
+                out = R.where(never, a, h)
+                R.output(out)
+            return out
+
+    @I.ir_module
+    class Expected:
+        @R.function
+        def main(h: R.Tensor(("B", 1), "int64"), a: R.Tensor(("B", 1), "int64")):
+            return h
+
+    tvm.ir.assert_structural_equal(strip(run(with_spec(Before))), Expected)
+
+
+def test_stacked_field_embeddings_become_a_reshaped_concat():
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(a: R.Tensor(("B", 1, 4), "float32"), b: R.Tensor(("B", 1, 4), "float32")):
+            B = T.int64()
+            with R.dataflow():
+                out = R.concat((a, b), axis=1)
+                R.output(out)
+            return out
+
+    @I.ir_module
+    class Expected:
+        @R.function
+        def main(a: R.Tensor(("B", 1, 4), "float32"), b: R.Tensor(("B", 1, 4), "float32")):
+            B = T.int64()
+            with R.dataflow():
+                ra = R.reshape(a, R.shape([B, 4]))
+                rb = R.reshape(b, R.shape([B, 4]))
+                c = R.concat((ra, rb), axis=1)
+                out = R.reshape(c, R.shape([B, 2, 4]))
+                R.output(out)
+            return out
+
+    after = run(with_spec(Before))
+    tvm.ir.assert_structural_equal(strip(after), Expected)
+    assert any("stacked on axis 1" in f for f in after.attrs[FACTS_ATTR])
+
+
+@I.ir_module
+class AssertedColumn:
+    """ImportedColumn whose ids feed is also read by an assert (all(ids < 100), as tf.debugging.assert_less)."""
+
+    @R.function
+    def main(idx: R.Tensor(("n", 2), "int64"), ids: R.Tensor(("n",), "int64"), t: R.Tensor((100, 8), "float32"),
+             s: R.Shape(["B", "L"])):
+        n = T.int64()
+        B = T.int64()
+        L = T.int64()
+        m = T.int64()
+        u = T.int64()
+        S = T.int64()
+        with R.dataflow():
+            ok = R.astype(R.min(R.astype(R.less(ids, R.const(100, "int64")), "int32"), axis=[0]), "bool")
+            sf = Rc.sparse_fill_empty_rows(idx, ids, R.const(0, "int64"), R.shape([B, L]))
+            oi = R.match_cast(sf[0], R.Tensor((m, 2), "int64"))
+            ov = R.match_cast(sf[1], R.Tensor((m,), "int64"))
+            empty = sf[2]
+            seg = R.reshape(R.strided_slice(oi, (1,), (0,), (1,), (1,), assume_inbound=True), R.shape([m]))
+            un = Rc.unique(ov, "int32")
+            y = R.match_cast(un[0], R.Tensor((u,), "int64"))
+            rows = Rc.gather(t, y, 0, True, LABEL)
+            emb0 = Rc.sparse_segment_reduce(rows, un[1], seg, -1, "mean")
+            emb = R.match_cast(emb0, R.Tensor((S, 8), "float32"))
+            z = R.zeros_like(emb)
+            cond = R.reshape(R.broadcast_to(R.reshape(empty, R.shape([B, 1])), R.shape([B, 8])), R.shape([B, 8]))
+            cond2 = R.match_cast(cond, R.Tensor((S, 8), "bool"))
+            out = R.where(cond2, z, emb)
+            R.output(out, ok)
+        return (out, ok)
+
+
+def test_an_order_free_reader_of_the_ids_does_not_stop_sorting_on_the_host():
+    """Sorting a feature's entries by row on the host is safe when its other readers do not depend on the order
+    (an assert's all() over the ids): the column still becomes one bag."""
+    mod = with_spec(AssertedColumn, inputs={"ids": ("feed", "v:0")}, features=SPARSE)
+    after = run(mod, rules=["sparse_column"])
+    counts = {k for k in str(after["main"]).split() if "embedding_bag" in k}
+    assert counts, after["main"]
+    assert spec_of(after).sort_rows == ["f"]

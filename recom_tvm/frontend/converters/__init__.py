@@ -51,14 +51,17 @@ def placed(*ops: str):
 
 def supported_ops() -> dict[str, list[str]]:
     _load()
+    from ..functions import CALL_OPS, IF_OPS
+
     return {"compiled": sorted(DEVICE), "import-time only": sorted(set(KNOWN) - set(DEVICE)),
             "host stage": sorted(HOST),
-            "placed by their converter": sorted(PLACED) + ["HashTableV2 (with its initializer)"]}
+            "placed by their converter": sorted(PLACED) + ["HashTableV2 (with its initializer)"],
+            "inlined when the graph is read": sorted(IF_OPS + CALL_OPS)}
 
 
 def _load() -> None:
-    from . import (array, cross, example, host_ops, lookup, math, nn, sparse, sparse_api,  # noqa: F401
-                   strings)  # (registration)
+    from . import (array, control_flow, cross, example, host_ops, lookup, math, nn,  # noqa: F401
+                   sparse, sparse_api, strings)  # (registration)
 
 
 # PlaceholderWithDefault that is not a serving input: its default value flows through.

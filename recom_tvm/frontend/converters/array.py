@@ -6,7 +6,7 @@ import numpy as np
 from tvm import relax, tirx
 
 from ...shapes import symengine_bridge
-from ...shapes.symbolic import as_expr, is_const_int, prove_equal, simplify, is_prim
+from ...shapes.symbolic import analyzer, as_expr, is_const_int, prove_equal, simplify, is_prim
 from ..context import shape_expr
 from ..values import Device, Known
 from . import NotFoldable, device, known
@@ -157,6 +157,10 @@ def _concat(ctx, node, ins):
     devs = [ctx.device(p) for p in parts]
     rank = len(devs[0].shape)
     axis = _norm_axis(ctx, axis, rank)
+    # empty pieces add nothing (tf.sparse.expand_dims concatenates a [n, 0] slice); left in, their zero-extent
+    # kernels break CUDA scheduling
+    nonempty = [d for d in devs if not (len(d.shape) == rank and prove_equal(d.shape[axis], 0))]
+    devs = nonempty or devs[:1]
     devs = ctx.unify(devs, [i for i in range(rank) if i != axis])
     if len(devs) == 1:
         return devs[0]
@@ -414,11 +418,18 @@ def _strided_slice_known(ctx, node, ins):
 @device("Slice")
 def _slice(ctx, node, ins):
     x = ctx.device(ins[0])
+    if not isinstance(ins[1], Known) or not isinstance(ins[2], Known):
+        return _dynamic_slice(ctx, x, ins[1], ins[2])
     begin, size = ctx.known_ints(ins[1], "begin"), ctx.known_ints(ins[2], "size")
     axes, bs, es, sizes = [], [], [], []
     for d, (b, sz) in enumerate(zip(begin, size)):
         dim = x.shape[d]
         sz = simplify(as_expr(dim) - as_expr(b)) if is_const_int(sz) and int(sz) == -1 else sz
+        # TF: 0 <= begin and begin + size <= dim, else InvalidArgumentError (a begin fed as a small int vector is
+        # a symbol: checked on the host before launch)
+        for cond in (as_expr(b) >= 0, as_expr(sz) >= 0, as_expr(b) + as_expr(sz) <= as_expr(dim)):
+            if not analyzer().can_prove(cond):
+                ctx.assume(cond, f"{ctx.label()}: begin {b} and size {sz} do not fit dimension {d} of size {dim}")
         sizes.append(sz)
         if not (prove_equal(b, 0) and prove_equal(sz, dim)):
             axes.append(d)
@@ -428,6 +439,147 @@ def _slice(ctx, node, ins):
         return x
     y = ctx.emit(relax.op.strided_slice(x.expr, axes, bs, es, assume_inbound=True))
     return ctx.match_shape(y, sizes)
+
+
+def _dynamic_slice(ctx, x: Device, begin_v, size_v) -> Device:
+    """Slice whose begin (or size) is computed at run time: per dim, a checked gather of begin + arange(size),
+    so a begin out of range raises TF's InvalidArgumentError. A size of -1 there (up to the end) is a
+    data-dependent size: one device->host sync."""
+    from ...ops import defs
+
+    rank = len(x.shape)
+    b = ctx.device(begin_v)
+    b = ctx.emit(relax.op.astype(b.expr, "int64")) if b.dtype != "int64" else b
+    b = ctx.match_shape(b, [rank])
+    sizes = ctx.known_ints(size_v, "size") if isinstance(size_v, Known) else ints_or_sync(ctx, size_v, "Slice's size")
+    if len(sizes) != rank:
+        ctx.fail(f"size has {len(sizes)} entries for a rank-{rank} input")
+    to_end = [d for d in range(rank) if is_const_int(sizes[d]) and int(sizes[d]) == -1]
+    if to_end:  # dim - begin, learned on the host
+        dims = ctx.device(Known(np.array([x.shape[d] for d in to_end], dtype=object), "int64"))
+        begins = ctx.emit(relax.op.take(b.expr, relax.const(np.array(to_end, dtype="int64")), axis=0))
+        rest = Device(ctx.emit(relax.op.subtract(dims.expr, begins.expr)).expr, "int64", [len(to_end)])
+        for d, sz in zip(to_end, ints_or_sync(ctx, rest, "Slice's size")):
+            sizes[d] = sz
+    y = x
+    for d in range(rank):
+        bd = ctx.emit(relax.op.reshape(relax.op.strided_slice(b.expr, [0], [d], [d + 1]), []))
+        idx = ctx.emit(relax.op.add(relax.op.arange(0, as_expr(sizes[d]), 1, "int64"), bd.expr))
+        y = ctx.emit(defs.gather(y.expr, idx.expr, d, check=True, label=ctx.label()),
+                     shape=[sizes[i] if i == d else y.shape[i] for i in range(rank)])
+    return y
+
+
+@known("Select", "SelectV2")
+def _select_known(ctx, node, ins):
+    """A select between known values on a known condition (tf.sparse.expand_dims' axis normalization)."""
+    cond, a, b = ins
+    if not cond.concrete or cond.dtype != "bool":
+        raise NotFoldable
+    c = cond.numpy()
+    if node.op == "Select" and c.ndim == 1 and a.value.ndim > 1:
+        c = c.reshape([-1] + [1] * (a.value.ndim - 1))
+    obj = a.value.dtype == object or b.value.dtype == object
+    out = np.where(c, a.value.astype(object) if obj else a.value, b.value.astype(object) if obj else b.value)
+    if obj and a.dtype != "string":
+        out = np.array([simplify(v) if is_prim(v) else v for v in out.reshape(-1)], dtype=object).reshape(out.shape)
+    return Known(out, a.dtype)
+
+
+# ------------------------------------------------------------------------------------------------- Split
+def _split(ctx, x: Device, axis: int, sizes: list) -> list:
+    axis = _norm_axis(ctx, axis, len(x.shape))
+    outs, start = [], 0
+    for sz in sizes:
+        end = simplify(as_expr(start) + as_expr(sz))
+        part = ctx.emit(relax.op.strided_slice(x.expr, [axis], [as_expr(start)], [as_expr(end)],
+                                               assume_inbound=True))
+        outs.append(ctx.match_shape(part, [sz if i == axis else s for i, s in enumerate(x.shape)]))
+        start = end
+    return outs
+
+
+@device("Split")
+def _split_even(ctx, node, ins):
+    """Split(axis, value) into num_split equal parts (attention heads, CIN's feature maps)."""
+    (axis,) = ctx.const_ints(ins[0], "the split axis")
+    x = ctx.device(ins[1])
+    n = int(node.attr("num_split"))
+    axis = _norm_axis(ctx, axis, len(x.shape))
+    dim = x.shape[axis]
+    if is_const_int(dim) and int(dim) % n:
+        ctx.fail(f"dimension {axis} of size {dim} is not divisible by num_split {n}")
+    if not is_const_int(dim):
+        ctx.assume(tirx.floormod(as_expr(dim), n) == 0,
+                   f"{ctx.label()}: dimension {axis} must be divisible by num_split {n}")
+    return _split(ctx, x, axis, [simplify(tirx.floordiv(as_expr(dim), n))] * n)
+
+
+@device("SplitV")
+def _split_v(ctx, node, ins):
+    """SplitV(value, size_splits, axis): one size may be -1 (the rest)."""
+    x = ctx.device(ins[0])
+    sizes = ctx.known_ints(ins[1], "size_splits")
+    (axis,) = ctx.const_ints(ins[2], "the split axis")
+    axis = _norm_axis(ctx, axis, len(x.shape))
+    dim = x.shape[axis]
+    rest = [i for i, s in enumerate(sizes) if is_const_int(s) and int(s) == -1]
+    if len(rest) > 1:
+        ctx.fail("more than one -1 in size_splits")
+    if rest:
+        sizes[rest[0]] = simplify(as_expr(dim) - as_expr(sum_expr(sizes, rest[0])))
+    total = sum_expr(sizes)
+    if not prove_equal(total, dim):
+        if is_const_int(total) and is_const_int(dim):
+            ctx.fail(f"size_splits {sizes} do not add up to the dimension's size {dim}")
+        ctx.assume(as_expr(total) == as_expr(dim), f"{ctx.label()}: size_splits must add up to dimension {axis}")
+    return _split(ctx, x, axis, sizes)
+
+
+def sum_expr(vals, skip: int | None = None):
+    out = 0
+    for i, v in enumerate(vals):
+        if i != skip:
+            out = out + v
+    return simplify(out) if is_prim(out) else out
+
+
+# ------------------------------------------------------------------------------------------------ Bincount
+@device("DenseBincount", "Bincount")
+def _bincount(ctx, node, ins):
+    """Counts (or weight sums) of each value in [0, size) per row of a 1-D / 2-D input; values >= size are
+    ignored and a negative one is TF's InvalidArgumentError (Keras' CategoryEncoding multi_hot / count)."""
+    if node.op == "Bincount":
+        arr, size_v, weights = ins
+        binary = False
+        dtype = node.attr("T")
+    else:
+        arr, size_v, weights = ins
+        binary = bool(node.attr("binary_output", False))
+        dtype = node.attr("T")
+    (size,) = ctx.const_ints(size_v, "the size")
+    x = ctx.device(arr)
+    if len(x.shape) not in (1, 2):
+        ctx.fail(f"input of rank {len(x.shape)} (1 or 2 is supported)")
+    w = None
+    if not (isinstance(weights, Known) and weights.concrete and weights.numpy().size == 0):
+        w = ctx.device(weights)
+        w = ctx.match_shape(w, x.shape)
+    zero = relax.const(0, x.dtype)
+    nonneg = ctx.emit(relax.op.greater_equal(x.expr, zero))
+    keep = ctx.emit(relax.op.logical_and(nonneg.expr, relax.op.less(x.expr, relax.const(size, x.dtype))))
+    idx = ctx.emit(relax.op.astype(relax.op.where(keep.expr, x.expr, relax.const(size, x.dtype)), "int64"))
+    ones = relax.op.ones(shape_expr(x.shape), dtype) if (w is None or binary) else w.expr
+    axis = len(x.shape) - 1
+    base = relax.op.zeros(shape_expr(list(x.shape[:-1]) + [size + 1]), dtype)
+    counts = ctx.emit(relax.op.scatter_elements(base, idx.expr, ones, axis, "add"),
+                      shape=list(x.shape[:-1]) + [size + 1])
+    out = ctx.emit(relax.op.strided_slice(counts.expr, [axis], [0], [size]), shape=list(x.shape[:-1]) + [size])
+    if binary:
+        out = ctx.emit(relax.op.astype(relax.op.greater(out.expr, relax.const(0, dtype)), dtype))
+    # (the min over no elements is the largest int32: true)
+    all_nonneg = ctx.emit(relax.op.astype(relax.op.min(relax.op.astype(nonneg.expr, "int32")), "bool"))
+    return ctx.check(out, all_nonneg, "Input arr must be non-negative!")
 
 
 @known("Slice")
@@ -505,7 +657,11 @@ def _reduce(ctx, node, ins):
         as_int = relax.op.astype(x.expr, "int32")
         red = (relax.op.min if node.op == "All" else relax.op.max)(as_int, axes, keep)
         return ctx.emit(relax.op.astype(red, "bool"))
-    return ctx.emit(_REDUCE[node.op](x.expr, axes, keep))
+    red = ctx.emit(_REDUCE[node.op](x.expr, axes, keep))
+    if node.op in ("Max", "Min") and x.dtype.startswith("float"):  # TF's Max / Min of a NaN is NaN
+        nan = relax.op.max(relax.op.astype(relax.op.isnan(x.expr), "int32"), axes, keep)
+        red = ctx.emit(relax.op.where(relax.op.astype(nan, "bool"), relax.const(np.nan, x.dtype), red.expr))
+    return red
 
 
 @known("Sum", "Prod", "Max", "Min")

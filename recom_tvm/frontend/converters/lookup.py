@@ -42,7 +42,9 @@ def _find(ctx, node, ins):
     vdtype = "string" if string_values else str(table.values.dtype)
     if isinstance(x, Known) and x.concrete:
         return Known(_np_lookup(table, x.numpy(), default), vdtype if not string_values else "string")
-    if table.key_dtype == "string" or string_values:  # strings live in the host stage
+    # strings live in the host stage; integer keys whose ids feed the host stage (a HashedCrossing of an
+    # IntegerLookup's output) are looked up there too
+    if table.key_dtype == "string" or string_values or (ctx.on_host and isinstance(x, Host)):
         if not isinstance(x, Host):
             ctx.fail("the keys of a table with string keys or values must be a host value (a feed or a host-stage "
                      "result)")

@@ -40,9 +40,15 @@ def broadcast_pair(ctx, a: Device, b: Device) -> tuple[Device, Device]:
     """Equal-rank operands whose dims are neither provably equal nor 1 must match (TF requires it)."""
     if len(a.shape) != len(b.shape):
         return a, b
+    target, need = broadcast_target(a.shape, b.shape)
+    return (a, ctx.match_shape_cast(b, target)) if need else (a, b)
+
+
+def broadcast_target(a_shape, b_shape) -> tuple[list, bool]:
+    """(the shape b must have, whether b needs a match_cast to it) for b broadcast against a of equal rank."""
     target = []
     need = False
-    for x, y in zip(a.shape, b.shape):
+    for x, y in zip(a_shape, b_shape):
         if prove_equal(y, 1) or prove_equal(x, 1):
             target.append(y)
         elif prove_equal(x, y):
@@ -53,7 +59,7 @@ def broadcast_pair(ctx, a: Device, b: Device) -> tuple[Device, Device]:
         else:
             target.append(x)
             need = True
-    return (a, ctx.match_shape_cast(b, target)) if need else (a, b)
+    return target, need
 
 
 def _operands(ctx, node, ins, dtype=None):
@@ -97,10 +103,39 @@ def _identity_n_known(ctx, node, ins):
     return list(ins)
 
 
+# ------------------------------------------------------------------------------------- NaN-exact forms
+# TF's max / min / relu keep NaN (Eigen's PropagateNaN); TVM's max / min drop it. Written as selects for floats.
+# (Which zero max(-0.0, 0.0) gives differs between TF's own scalar and vectorized kernels.)
+def _is_float(x) -> bool:
+    return str(x.ty.dtype).startswith(("float", "bfloat"))
+
+
+def _tf_max(a, b):
+    if not (_is_float(a) and _is_float(b)):
+        return relax.op.maximum(a, b)
+    return relax.op.where(relax.op.isnan(b), b, relax.op.where(relax.op.less(a, b), b, a))
+
+
+def _tf_min(a, b):
+    if not (_is_float(a) and _is_float(b)):
+        return relax.op.minimum(a, b)
+    return relax.op.where(relax.op.isnan(b), b, relax.op.where(relax.op.less(b, a), b, a))
+
+
+def _tf_relu(x, cap):
+    if not _is_float(x):
+        return relax.op.nn.relu(x) if cap is None else relax.op.clip(x, 0, int(cap))
+    dt = str(x.ty.dtype)
+    y = relax.op.where(relax.op.less(x, relax.const(0.0, dt)), relax.const(0.0, dt), x)
+    if cap is not None:
+        y = relax.op.where(relax.op.greater(y, relax.const(cap, dt)), relax.const(cap, dt), y)
+    return y
+
+
 # --------------------------------------------------------------------------------------------- binary
 _BINARY = {
     "Add": relax.op.add, "AddV2": relax.op.add, "Sub": relax.op.subtract, "Mul": relax.op.multiply,
-    "RealDiv": relax.op.divide, "Maximum": relax.op.maximum, "Minimum": relax.op.minimum,
+    "RealDiv": relax.op.divide, "Maximum": lambda a, b: _tf_max(a, b), "Minimum": lambda a, b: _tf_min(a, b),
     "FloorDiv": relax.op.floor_divide, "FloorMod": relax.op.floor_mod, "Pow": relax.op.power,
     "Less": relax.op.less, "LessEqual": relax.op.less_equal, "Greater": relax.op.greater,
     "GreaterEqual": relax.op.greater_equal, "Equal": relax.op.equal, "NotEqual": relax.op.not_equal,
@@ -109,11 +144,39 @@ _BINARY = {
 _COMPARE = {"Less", "LessEqual", "Greater", "GreaterEqual", "Equal", "NotEqual"}
 
 
+def _fixed_clamp(ctx, node, ins):
+    """min(c, max(d, y)) with d >= c is c, and max(c, min(d, y)) with d <= c is c, whatever y: tf.math.bincount's
+    size with minlength == maxlength (Keras' CategoryEncoding) is a constant although it reads the data."""
+    inner = "Maximum" if node.op == "Minimum" else "Minimum"
+    for k in (0, 1):
+        c, y = ins[k], ins[1 - k]
+        if not (isinstance(c, Known) and c.concrete and c.numpy().size == 1) or \
+                not all(is_const_int(d) for d in y.shape):
+            continue
+        src = ctx.graph.nodes[node.inputs[1 - k][0]]
+        if src.op != inner:
+            continue
+        cv = c.numpy().reshape(()).item()
+        for s, _ in src.inputs:
+            const = ctx.graph.nodes[s]
+            d = const.attr("value") if const.op == "Const" else None
+            if d is None or np.asarray(d).size != 1:
+                continue
+            d = np.asarray(d).reshape(()).item()
+            if (node.op == "Minimum" and d >= cv) or (node.op == "Maximum" and d <= cv):
+                return Known(np.full([int(x) for x in y.shape], cv, dtype=c.dtype), c.dtype)
+    return None
+
+
 @device(*_BINARY)
 def _binary(ctx, node, ins):
     dtype = "bool" if node.op in ("LogicalAnd", "LogicalOr") else node.attr("T")
     if node.op == "RealDiv" and dtype and not dtype.startswith("float"):
         ctx.fail(f"RealDiv on {dtype}")
+    if node.op in ("Minimum", "Maximum"):
+        fixed = _fixed_clamp(ctx, node, ins)
+        if fixed is not None:
+            return fixed
     a, b = _operands(ctx, node, ins, dtype)
     if node.op in ("Maximum", "Minimum") and str(dtype).startswith("float"):
         return _float_min_max(ctx, node.op, a, b)
@@ -202,7 +265,7 @@ def _binary_known(ctx, node, ins):
 # ---------------------------------------------------------------------------------------------- unary
 _UNARY = {
     "Neg": relax.op.negative, "Abs": relax.op.abs, "Exp": relax.op.exp, "Log": relax.op.log,
-    "Sqrt": relax.op.sqrt, "Rsqrt": relax.op.rsqrt, "Square": relax.op.square, "Relu": relax.op.nn.relu,
+    "Sqrt": relax.op.sqrt, "Rsqrt": relax.op.rsqrt, "Square": relax.op.square, "Relu": lambda x: _tf_relu(x, None),
     "Sigmoid": relax.op.sigmoid, "Tanh": relax.op.tanh, "Erf": relax.op.erf, "Floor": relax.op.floor,
     "Ceil": relax.op.ceil, "Sign": relax.op.sign, "LogicalNot": relax.op.logical_not,
     "Reciprocal": lambda x: relax.op.divide(relax.const(1.0, x.ty.dtype), x),
@@ -210,7 +273,7 @@ _UNARY = {
     "Log1p": lambda x: relax.op.log(relax.op.add(x, relax.const(1.0, x.ty.dtype))),
     "Softplus": lambda x: relax.op.log(relax.op.add(relax.op.exp(x), relax.const(1.0, x.ty.dtype))),
     "Softsign": lambda x: relax.op.divide(x, relax.op.add(relax.op.abs(x), relax.const(1.0, x.ty.dtype))),
-    "Relu6": lambda x: relax.op.clip(x, 0.0, 6.0),
+    "Relu6": lambda x: _tf_relu(x, 6.0),
     "Elu": lambda x: relax.op.where(relax.op.greater(x, relax.const(0.0, x.ty.dtype)), x,
                                     relax.op.subtract(relax.op.exp(x), relax.const(1.0, x.ty.dtype))),
 }
@@ -272,6 +335,8 @@ def _cast_known(ctx, node, ins):
 def _select(ctx, node, ins):
     cond, a, b = (ctx.device(v) for v in ins)
     a, b = broadcast_pair(ctx, a, b)
+    if node.op == "SelectV2" and len(cond.shape) == len(a.shape):  # dims of separate features' batches
+        a, cond = broadcast_pair(ctx, a, cond)
     if node.op == "Select" and len(cond.shape) == 1 and len(a.shape) > 1:
         # TF1 Select: a vector condition picks whole rows.
         cond = ctx.emit(relax.op.reshape(cond.expr, [cond.shape[0]] + [1] * (len(a.shape) - 1)))
@@ -293,3 +358,34 @@ def _zeros_like_known(ctx, node, ins):
     v = ins[0]
     fill = 0 if node.op == "ZerosLike" else 1
     return Known(np.full(v.value.shape, fill, dtype=v.dtype if v.dtype != "string" else object), v.dtype)
+
+
+# --------------------------------------------------------------------------------------------- Cumsum
+@device("Cumsum")
+def _cumsum(ctx, node, ins):
+    """Running sums along an axis; exclusive (shifted by one, starting at 0) and reverse as TF."""
+    x = ctx.device(ins[0])
+    (axis,) = ctx.const_ints(ins[1], "the axis")
+    rank = len(x.shape)
+    if not -rank <= axis < rank:
+        ctx.fail(f"axis {axis} out of range for rank {rank}")
+    axis %= rank
+    exclusive, reverse = bool(node.attr("exclusive", False)), bool(node.attr("reverse", False))
+    # (TVM 0.27 registers no legalization for relax.op.cumsum): a reduction per output element, summing in
+    # TF's order; quadratic in the axis length, which is short where serving graphs use it (positions in a
+    # behaviour sequence), and scheduled on GPUs like any reduction
+    def compute(data):
+        from tvm import te
+
+        j = te.reduce_axis((0, data.shape[axis]), "j")
+
+        def body(*idx):
+            i = idx[axis]
+            keep = (j > i if exclusive else j >= i) if reverse else (j < i if exclusive else j <= i)
+            src = list(idx)
+            src[axis] = j
+            return te.sum(tirx.if_then_else(keep, data(*src), tirx.const(0, data.dtype)), axis=j)
+
+        return te.compute(data.shape, body, name="cumsum")
+
+    return ctx.emit(ctx.bb.call_te(compute, x.expr, primfunc_name_hint="cumsum"), shape=list(x.shape))

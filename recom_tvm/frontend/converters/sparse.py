@@ -95,9 +95,13 @@ _SEGMENT_OPS = {
 
 @device(*_SEGMENT_OPS)
 def _sparse_segment(ctx, node, ins):
-    if node.attr("sparse_gradient", False):
-        ctx.fail("sparse_gradient=True")
-    data, indices, seg = ctx.device(ins[0]), ctx.device(ins[1]), ctx.device(ins[2])
+    # (sparse_gradient=True, as Keras 3's Embedding over a SparseTensor sets it, changes only the gradient)
+    data, indices, seg = ctx.device(ins[0], table=isinstance(ins[0], Known)), ctx.device(ins[1]), ctx.device(ins[2])
+    if isinstance(ins[0], Known):
+        # the ids index the embedding table itself (TF's embedding_lookup_sparse without Unique + gather, as
+        # Keras 3 writes it): an id out of range is TF's InvalidArgumentError, checked like a gather's index
+        rows = ctx.emit(relax.op.arange(0, as_expr(data.shape[0]), 1, indices.dtype))
+        indices = ctx.emit(defs.gather(rows.expr, indices.expr, 0, True, ctx.label()), shape=list(indices.shape))
     seg = ctx.match_shape(seg, [indices.shape[0]])
     num, shape = -1, None
     if node.op.endswith("WithNumSegments"):
