@@ -8,7 +8,11 @@
 Models: the demo and one per column type / input format, each as imported (passes off: TF's graph op by op) and
 optimized (redundancy eliminated, columns fused into one kernel); batches 1, 7, 512, ordinary and hostile
 inputs, plus an out-of-range id for an identity column without default (TF raises; so must we, on the GPU too).
-Five of them also with random points of the fused kernel's schedule space (`--schedules`, SCHEDULE_MODELS).
+Five of them also with points of the fused kernel's schedule space in which every value of every knob appears
+(`--schedules`, SCHEDULE_MODELS), and with compact tables (COMPACT_MODELS: every table dtype with the default
+schedule, and each with schedule variants): a compact build is checked against the same compact model built for
+llvm here (the numpy-exact reference of the quantized model: float summation order only) and against TF within
+SCORE_ATOL of its dtype (tests/test_compact_tables.py states the same tolerances).
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ BATCHES = (1, 7, 512)
 # models also built with random points of the fused kernel's schedule space (batch buckets split at 4 and 100, so
 # B = 1, 7, 512 each run a different schedule): every knob value on the GPU, against TF
 SCHEDULE_MODELS = ("demo", "mixed24", "weighted_mix", "vocab_mix", "example_mix")
+# models also built with compact tables (recom_tvm.build(..., table_dtype=...)), each dtype alone and mixed
+COMPACT_MODELS = ("demo", "mixed24", "weighted_mix")
+COMPACT = ("float16", "bfloat16", "int8", "mixdt")  # mixdt: int8 with two columns float16 (_compact_choice)
+SCORE_ATOL = {"float32": 1e-4, "float16": 5e-4, "bfloat16": 5e-3, "int8": 5e-3, "mixdt": 5e-3}
 
 
 def schedule_variants(n: int, seed: int = 0) -> list[tuple]:
@@ -47,7 +55,7 @@ def schedule_variants(n: int, seed: int = 0) -> list[tuple]:
             pools[k] = list(KNOBS[k])
             rng.shuffle(pools[k])
         v = pools[k].pop()
-        return bool(v) if k in ("heavy_first", "interleave", "smem_bounds") else v
+        return bool(v) if isinstance(getattr(KernelConfig(), k), bool) else v
 
     out = []
     for _ in range(n):
@@ -56,7 +64,18 @@ def schedule_variants(n: int, seed: int = 0) -> list[tuple]:
     return out
 
 
-def prepare(out_dir: str, arch: str, only: list[str] | None = None, schedules: int = 0) -> None:
+def _compact_choice(opt, d: str):
+    """table_dtype of compact variant d; "mixdt": int8 with the model's first two fused columns float16."""
+    if d != "mixdt":
+        return d
+    from recom_tvm.module_spec import spec_of
+
+    cols = [c["name"] for c in spec_of(opt).fused["columns"] if c["kind"] != "numeric"]
+    return {"default": "int8", **{c: "float16" for c in cols[:2]}}
+
+
+def prepare(out_dir: str, arch: str, only: list[str] | None = None, schedules: int = 0, compact: int = 0,
+            target: str = "cuda") -> None:
     import recom_tvm
     from recom_tvm.models import feeds_io, tf_export, zoo
 
@@ -72,18 +91,29 @@ def prepare(out_dir: str, arch: str, only: list[str] | None = None, schedules: i
         paths = tf_export.export(spec)
         ref = tf_export.TFReference(spec, paths)
         mod, params, _ = recom_tvm.from_tensorflow(paths["pb"], signature=paths["signature"])
-        recom_tvm.build(mod, "cuda", params).export_library(os.path.join(out_dir, f"{name}.so"))
+        recom_tvm.build(mod, target, params).export_library(os.path.join(out_dir, f"{name}.so"))
         opt = recom_tvm.optimize(mod)
-        recom_tvm.build(opt, "cuda", params).export_library(os.path.join(out_dir, f"{name}.opt.so"))
+        recom_tvm.build(opt, target, params).export_library(os.path.join(out_dir, f"{name}.opt.so"))
         if name in SCHEDULE_MODELS:
             for k, buckets in enumerate(schedule_variants(schedules, seed=len(name))):
-                recom_tvm.build(opt, "cuda", params, kernel_schedules=buckets).export_library(
+                recom_tvm.build(opt, target, params, kernel_schedules=buckets).export_library(
                     os.path.join(out_dir, f"{name}.s{k}.so"))
+        compact_refs = {}  # dtype -> the same compact model on llvm (what the GPU's output must equal)
+        if name in COMPACT_MODELS and compact:
+            for d in COMPACT:
+                choice = _compact_choice(opt, d)
+                compact_refs[d] = recom_tvm.build(opt, "llvm", params, table_dtype=choice)
+                recom_tvm.build(opt, target, params, table_dtype=choice).export_library(
+                    os.path.join(out_dir, f"{name}.{d}.so"))
+                for k, buckets in enumerate(schedule_variants(compact, seed=len(name) + len(d))):
+                    recom_tvm.build(opt, target, params, table_dtype=choice, kernel_schedules=buckets
+                                    ).export_library(os.path.join(out_dir, f"{name}.{d}.s{k}.so"))
         for batch in BATCHES:
             for hostile in (False, True):
                 feeds = spec.sample(batch, rng=batch * 7 + hostile, hostile=hostile)
+                extra = {f"expected_{d}": m.run(feeds)["score"] for d, m in compact_refs.items()}
                 feeds_io.save(os.path.join(out_dir, f"{name}__{batch}_{int(hostile)}.npz"), feeds,
-                              expected=ref(feeds))
+                              expected=ref(feeds), **extra)
         if name == "identity":
             feeds = spec.sample(7, rng=3)
             idx, vals, shape = feeds["x"]
@@ -97,7 +127,8 @@ def prepare(out_dir: str, arch: str, only: list[str] | None = None, schedules: i
                 if isinstance(err, AssertionError):
                     raise
             feeds_io.save(os.path.join(out_dir, f"{name}__oor_error.npz"), feeds, expect_error=np.array(1))
-        print(f"{name}: built for {arch} and sampled in {time.perf_counter() - t0:.1f}s", flush=True)
+        built = arch if target == "cuda" else target
+        print(f"{name}: built for {built} and sampled in {time.perf_counter() - t0:.1f}s", flush=True)
 
 
 def run(in_dir: str, out_dir: str | None) -> int:
@@ -125,8 +156,14 @@ def run(in_dir: str, out_dir: str | None) -> int:
                 got = model.run(feeds)["score"]
                 exp = extra["expected"]
                 err = float(np.abs(got - exp).max()) if got.size else 0.0
-                ok = bool(got.shape == exp.shape and err < 1e-4 and np.isfinite(got).all())
+                dtype = next((p for p in name.split(".")[1:] if p in COMPACT), "float32")
+                ok = bool(got.shape == exp.shape and err <= SCORE_ATOL[dtype] and np.isfinite(got).all())
                 msg = ""
+                if dtype != "float32":  # and the same compact model on llvm, up to float summation order
+                    q = extra[f"expected_{dtype}"]
+                    qerr = float(np.abs(got - q).max()) if got.size else 0.0
+                    ok = ok and qerr < 1e-4
+                    msg = f"{dtype}: vs llvm {qerr:.1e}"
             failures += not ok
             rows.append({"model": name, "case": label, "max_abs_err": err, "ok": ok, "note": msg})
         print(f"{name}: {sum(r['ok'] for r in rows if r['model'] == name)}/"
@@ -148,12 +185,15 @@ def main() -> int:
     p.add_argument("--dir", default=".device/gpu_check")
     p.add_argument("--out", default=os.environ.get("OUT"))
     p.add_argument("--arch", default="sm_90")
+    p.add_argument("--target", default="cuda", help="prepare: llvm builds the same set for a dry run on this host")
     p.add_argument("--only", nargs="*", default=None, help="prepare these models only (default: all)")
     p.add_argument("--schedules", type=int, default=4,
-                   help=f"random schedule variants of {', '.join(SCHEDULE_MODELS)} (0: none)")
+                   help=f"schedule variants of {', '.join(SCHEDULE_MODELS)} (0: none)")
+    p.add_argument("--compact", type=int, default=1,
+                   help=f"schedule variants per table dtype of {', '.join(COMPACT_MODELS)} (0: no compact builds)")
     a = p.parse_args()
     if a.mode == "prepare":
-        prepare(a.dir, a.arch, a.only, a.schedules)
+        prepare(a.dir, a.arch, a.only, a.schedules, a.compact, a.target)
         return 0
     return run(a.dir, a.out)
 

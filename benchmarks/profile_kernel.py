@@ -4,7 +4,8 @@
         python3 benchmarks/profile_kernel.py ROUND_DIR/e fused_..._B2048 cand_0 cand_6
 
 The task's request is regenerated as runtime.measure does; each candidate runs twice (the second is the one to
-read: warm instruction cache and TLB, like serving).
+read: warm instruction cache and TLB, like serving). The task may be given by its batch suffix (B2048), and in
+rounds of benchmarks/compact_kernels.py candidates by label (default, tuned, stage_meta, all, ...).
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ def main(argv=None) -> int:
     round_dir, task_name, *funcs = argv or sys.argv[1:]
     with open(os.path.join(round_dir, "manifest.json")) as f:
         manifest = json.load(f)
+    if task_name not in manifest["tasks"]:  # a suffix such as B2048
+        task_name = next(t for t in manifest["tasks"] if t.endswith(task_name))
+    labels_path = os.path.join(round_dir, "labels.json")  # compact_kernels.py rounds name their candidates
+    if os.path.exists(labels_path):
+        with open(labels_path) as f:
+            labels = json.load(f)["labels"][str(manifest["tasks"][task_name]["batch"])]
+        funcs = [f if f.startswith("cand_") else f"cand_{labels.index(f)}" for f in funcs if f.startswith("cand_")
+                 or f in labels]
     dev = _device(manifest["device_type"])
     args, tables, out, lib, keep = load_task(round_dir, manifest, task_name, dev)
     for fn in funcs:

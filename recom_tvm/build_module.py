@@ -36,7 +36,8 @@ def make_target(target) -> tvm.target.Target:
 
 
 def build(mod: tvm.IRModule, target="llvm", params: Mapping[str, np.ndarray] | None = None,
-          spec: InputSpec | None = None, device=None, database=None, kernel_schedules=None) -> CompiledModel:
+          spec: InputSpec | None = None, device=None, database=None, kernel_schedules=None,
+          table_dtype=None) -> CompiledModel:
     """Compile an imported (and optionally optimized) module.
 
     Args:
@@ -49,7 +50,17 @@ def build(mod: tvm.IRModule, target="llvm", params: Mapping[str, np.ndarray] | N
             measured schedule of each batch bucket, dispatched by batch at run time.
         kernel_schedules: instead of a database, the fused kernel's schedules themselves:
             ((max batch or None, recom_tvm.schedules.KernelConfig), ...) ascending.
+        table_dtype: how the fused kernel stores its tables: "float32" (default), "float16", "bfloat16" or "int8"
+            (row-wise scale and bias), or {"default": dtype, <table or column name>: dtype, ...}. Quantized from
+            the float32 tables here and again by `set_params`; accumulation and output stay float32; columns
+            outside the fused kernel and the dense tail keep float32 (recom_tvm.passes.compact_tables).
     """
+    fp32_mod = mod
+    if table_dtype is not None:
+        from .passes.compact_tables import CompactTables
+
+        mod = CompactTables(table_dtype)(mod)
+        spec = spec_of(mod)
     spec = spec or spec_of(mod)
     if spec is None:
         raise ValueError("the module carries no serving spec; pass spec= (from recom_tvm.from_tensorflow)")
@@ -62,18 +73,36 @@ def build(mod: tvm.IRModule, target="llvm", params: Mapping[str, np.ndarray] | N
     if database is not None:
         if kernel_schedules is not None:
             raise ValueError("pass database= or kernel_schedules=, not both")
-        from .schedules.apply import schedules_from_database
-
-        kernel_schedules = schedules_from_database(mod, tgt, database)
+        kernel_schedules = _database_schedules(mod, fp32_mod, tgt, database)
     t0 = time.perf_counter()
     with tgt:
         lowered = SplitDataflowAtSizes()(LegalizeRecomOps(kernel_schedules)(mod))
     executable = compile_module(lowered, tgt, database)  # the dense tail's schedules, CUDA graphs
     config.log(f"built for {kind} in {time.perf_counter() - t0:.2f}s")
+    from .workspace import workspace_entries
+
+    spec.workspace = workspace_entries(mod)  # for CompiledModel.memory_usage
     model = CompiledModel(executable, spec, dict(params or {}), kind, device)
+    if mod is not fp32_mod and params:
+        model.param_shapes()  # encode the compact tables now: a table that cannot be (fp16 overflow) fails here
     if spec.fused:
         from .ops.fused_kernel import default_config
 
         model.kernel_schedules = [[b, c.to_json()] for b, c in (
             kernel_schedules or ((None, default_config(spec.fused["meta"])),))]
     return model
+
+
+def _database_schedules(mod, fp32_mod, tgt, database):
+    """The database's schedules for this kernel; for compact tables without records of their own, those of the
+    same model's float32 kernel (every schedule of one is valid for the other)."""
+    import warnings
+
+    from .schedules.apply import schedules_from_database
+
+    if mod is fp32_mod:
+        return schedules_from_database(mod, tgt, database)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        own = schedules_from_database(mod, tgt, database)
+    return own if own is not None else schedules_from_database(fp32_mod, tgt, database)

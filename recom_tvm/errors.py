@@ -65,3 +65,8 @@ class InvalidArgumentError(RecomError, ValueError):
 class RequestTooLargeError(FeedError):
     """A request above the serving limits (config.max_batch, config.max_request_elements): refused before any
     allocation, instead of running the host or the device out of memory."""
+
+
+class DeviceMemoryError(RecomError, MemoryError):
+    """The model's parameters (or one request) need more device memory than is free: raised before allocating,
+    naming both sizes (CompiledModel.memory_usage reports what a model needs)."""

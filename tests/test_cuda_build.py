@@ -63,6 +63,69 @@ def test_cuda_export_of_a_model_without_device_kernels(tmp_path):
     _ = np
 
 
+def _kernel_ptx(mod, cfg, tmp_path, name: str, packed_dtype: str = "int64") -> str:
+    """PTX of the fused kernel of `mod` alone with schedule `cfg` (CUDA source from TVM, then nvcc -ptx)."""
+    import subprocess
+
+    import tvm
+
+    from recom_tvm.build_module import make_target
+    from recom_tvm.cuda_support import prepare_cuda_build
+    from recom_tvm.ops.fused_kernel import fused_embedding
+    from recom_tvm.schedules.tasks import find_fused_call
+
+    prepare_cuda_build()
+    call = find_fused_call(mod)
+    func = fused_embedding(call.meta, call.width, True, ((None, cfg),), packed_dtype=packed_dtype).with_attr(
+        "global_symbol", "k")
+    with make_target("cuda"):
+        built = tvm.compile(tvm.IRModule({"k": func}), target=make_target("cuda"))
+    src = tmp_path / f"{name}.cu"
+    src.write_text(getattr(built, "mod", built).imports[0].inspect_source())
+    subprocess.run([nvcc_path(), "-arch=sm_90", "-ptx", "-O3", "-o", str(tmp_path / f"{name}.ptx"), str(src)],
+                   check=True, capture_output=True)
+    return (tmp_path / f"{name}.ptx").read_text()
+
+
+def test_compact_tables_build_for_cuda_with_vector_loads(compiled, tmp_path):
+    """Mixed table dtypes build into one sm_90 binary; the kernel reads each dtype's rows with the vector loads
+    it was laid out for: 16 bytes of fp16 / bf16 at vec = 8, 8 bytes at vec = 4, int8 codes as one 32-bit word
+    and the row's scale and bias as one 8-byte load (PTX)."""
+    from recom_tvm.ops.fused_kernel import KernelConfig
+    from recom_tvm.passes.compact_tables import CompactTables
+
+    c = compiled(zoo.demo(), optimized=True)
+    choice = {"default": "int8", "item_ids_embedding": "float16", "user_id_embedding": "bfloat16"}
+    model = recom_tvm.build(c.mod, "cuda", c.params, table_dtype=choice)
+    lib = str(tmp_path / "demo_compact.so")
+    model.export_library(lib)
+    assert fatbin_images(lib) == [("elf", 90)]
+    assert set(recom_tvm.load(lib).table_dtypes("recom_tvm_fused_tables").values()) == {"int8", "float16",
+                                                                                      "bfloat16"}
+    ptx = {(d, v): _kernel_ptx(CompactTables(d)(c.mod), KernelConfig(vec=v), tmp_path, f"{d}_{v}")
+           for d, v in (("float16", 8), ("bfloat16", 8), ("float16", 4), ("int8", 4))}
+    assert "ld.global.nc.v4.u32" in ptx["float16", 8] and "ld.global.nc.v4.u32" in ptx["bfloat16", 8]  # 16 bytes
+    assert "ld.global.nc.v4.f32" not in ptx["float16", 8]  # no float32 table path compiled in
+    assert "ld.global.nc.v4.u16" in ptx["float16", 4]  # 4 halves: 8 bytes
+    assert "ld.global.nc.u32" in ptx["int8", 4] and "ld.global.nc.v2.f32" in ptx["int8", 4]
+    for name, text in ptx.items():
+        assert "ld.local" not in text and "st.local" not in text, name
+
+
+def test_int32_packed_input_builds_for_cuda(compiled, tmp_path):
+    """The kernel over an int32 packed input (fused_embedding(..., packed_dtype="int32")) builds for sm_90 and
+    reads the packed words with 32-bit loads (fewer 64-bit global loads than the int64 kernel, more 32-bit)."""
+    import re
+
+    from recom_tvm.ops.fused_kernel import KernelConfig
+
+    c = compiled(zoo.demo(), optimized=True)
+    ptx = {d: _kernel_ptx(c.mod, KernelConfig(), tmp_path, f"packed_{d}", packed_dtype=d) for d in ("int64", "int32")}
+    loads64 = {d: len(re.findall(r"ld\.global(?:\.nc)?\.[usb]64", t)) for d, t in ptx.items()}
+    loads32 = {d: len(re.findall(r"ld\.global(?:\.nc)?\.[us]32", t)) for d, t in ptx.items()}
+    assert loads64["int32"] < loads64["int64"] and loads32["int32"] > loads32["int64"], (loads64, loads32)
+
+
 def test_run_time_sizes_build_for_cuda(tmp_path):
     """A Keras 3 ragged model keeps data-dependent sizes (its longest row): TVM's FuseOps moved kernels sized by
     such a symbol above the match_cast learning it ('... has not been computed' at VMShapeLower) until the blocks

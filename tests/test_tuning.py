@@ -44,15 +44,25 @@ def mixed(compiled):
     return compiled(MIXED, optimized=True)
 
 
-def _random_config(rng: random.Random) -> KernelConfig:
-    return KernelConfig(**{k: (bool(v) if isinstance(getattr(DEFAULT, k), bool) else v)
-                           for k, v in ((k, rng.choice(vals)) for k, vals in KNOBS.items())})
+def cycled_configs(n: int, seed: int) -> list[KernelConfig]:
+    """n points of the space in which every value of every knob appears (values cycled in shuffled order)."""
+    rng = random.Random(seed)
+    pools: dict[str, list] = {k: [] for k in KNOBS}
+
+    def draw(k):
+        if not pools[k]:
+            pools[k] = list(KNOBS[k])
+            rng.shuffle(pools[k])
+        v = pools[k].pop()
+        return bool(v) if isinstance(getattr(DEFAULT, k), bool) else v
+
+    return [KernelConfig(**{k: draw(k) for k in KNOBS}) for _ in range(n)]
 
 
 def test_design_space_samples_every_knob_and_holds_the_default(demo):
     (task,) = extract_tasks(demo.mod, "cuda", batches=(64,))
     seen = {k: set() for k in KNOBS}
-    for seed in range(1, 41):
+    for seed in range(1, 401, 10):  # consecutive small seeds correlate in TVM's LCG: knob 9 came out the same
         sch = tvm.s_tir.Schedule(task.mod, seed=seed)
         sample_knobs(sch, "cuda")
         cfg = config_of(sch.mod)
@@ -85,6 +95,12 @@ def test_invalid_configs_are_rejected():
     assert check_config(KernelConfig(threads=512), classes, 1, gpu=True) is None
     assert "lanes" in check_config(KernelConfig(threads=256), classes, 1, gpu=True)
     assert "shared memory" in check_config(KernelConfig(smem_bounds=True), column_classes(meta[:1]), 20000, True)
+    # staged per block: the bucket ids of 1024 x 8 bags (32 KB) and 4 columns' boundaries (4 x 8 KB) do not fit
+    staged = KernelConfig(threads=1024, rows=8, search_once=True, smem_bounds=True, group=4)
+    assert "shared memory staged per block" in check_config(staged, classes, 2048, gpu=True)
+    assert check_config(staged, classes, 2048, gpu=False) is None  # llvm stages into per-unit scratch
+    assert "group" in check_config(KernelConfig(group=3), classes, 1, gpu=True)
+    assert "vec 16" in check_config(KernelConfig(vec=16), classes, 1, gpu=True)
     with pytest.raises(ValueError, match="kernel config"):
         recom_tvm.ops.fused_kernel.fused_embedding(meta, 2056, True, ((None, KernelConfig(threads=64)),))
 
@@ -99,18 +115,59 @@ def test_features_describe_the_task(demo):
 
 
 def test_every_schedule_computes_the_same(mixed):
-    """Random points of the space (one to three batch buckets each) give the default's outputs bit for bit, and
-    TF's; the VectorizeLoop miscompile of TVM 0.27 (tvm-0.27.md) would show here."""
-    rng = random.Random(7)
+    """Points of the space in which every value of every knob appears (three batch buckets per build, one build
+    per table dtype) give that dtype's default-schedule outputs bit for bit (and float32's, TF's). The
+    VectorizeLoop miscompile of TVM 0.27 (tvm-0.27.md) would show here."""
     feeds = [MIXED.sample(b, rng=b, hostile=b % 2 == 1) for b in (1, 5, 40, 130)]
-    want = [mixed.model.run(f)["score"] for f in feeds]
-    assert_matches_tf(want[-1], mixed.ref(feeds[-1]), "default schedule")
-    for _ in range(4):
-        cfgs = [_random_config(rng) for _ in range(rng.randint(1, 3))]
-        buckets = tuple((None if j == len(cfgs) - 1 else (4, 40)[j], c) for j, c in enumerate(cfgs))
-        model = recom_tvm.build(mixed.mod, "llvm", mixed.params, kernel_schedules=buckets)
-        for f, w in zip(feeds, want):
-            np.testing.assert_array_equal(model.run(f)["score"], w, err_msg=str(buckets))
+    want = {"float32": [mixed.model.run(f)["score"] for f in feeds]}
+    assert_matches_tf(want["float32"][-1], mixed.ref(feeds[-1]), "default schedule")
+    cfgs = cycled_configs(12, seed=7)
+    for k, dtype in enumerate(("float32", "float16", "bfloat16", "int8")):
+        if dtype not in want:
+            default = recom_tvm.build(mixed.mod, "llvm", mixed.params, table_dtype=dtype)
+            want[dtype] = [default.run(f)["score"] for f in feeds]
+        buckets = ((4, cfgs[3 * k]), (40, cfgs[3 * k + 1]), (None, cfgs[3 * k + 2]))
+        model = recom_tvm.build(mixed.mod, "llvm", mixed.params, kernel_schedules=buckets, table_dtype=dtype)
+        for f, w in zip(feeds, want[dtype]):
+            np.testing.assert_array_equal(model.run(f)["score"], w, err_msg=f"{dtype} {buckets}")
+
+
+def test_int32_packed_input_computes_the_same(mixed):
+    """The kernel reading an int32 packed input (fused_embedding(..., packed_dtype="int32"): offsets and ids in
+    31 bits, float features as their 32-bit patterns) writes what it writes from the int64 one, bit for bit,
+    under the default schedule and points of the space with every staging knob."""
+    from recom_tvm.ops.fused_kernel import fused_embedding
+    from recom_tvm.runtime.synthetic import synthetic_packed
+    from recom_tvm.schedules.tasks import find_fused_call
+
+    call = find_fused_call(mixed.mod)
+    tables = np.random.default_rng(0).standard_normal(call.table_floats).astype(np.float32)
+    cfgs = [DEFAULT, KernelConfig(stage_meta=True, search_once=True, group=2)] + cycled_configs(1, seed=11)
+    libs = {(i, dt): tvm.compile(tvm.IRModule({"k": fused_embedding(call.meta, call.width, False, ((None, c),),
+                                                                    packed_dtype=dt).with_attr("global_symbol", "k")}),
+                                 target="llvm")
+            for i, c in enumerate(cfgs) for dt in ("int64", "int32")}
+    for batch in (5, 130):
+        p64 = synthetic_packed(call.meta, call.bounds, batch, seed=batch)
+        p32 = p64.astype(np.int32)  # float patterns wrap to the same 32 bits
+        assert np.array_equal(p32[p64 < 2**31], p64[p64 < 2**31])
+        for i, cfg in enumerate(cfgs):
+            outs = []
+            for dt, p in (("int64", p64), ("int32", p32)):
+                out = tvm.runtime.empty((batch, call.width), "float32")
+                libs[i, dt]["k"](tvm.runtime.tensor(p), tvm.runtime.tensor(call.meta),
+                                 tvm.runtime.tensor(call.bounds), tvm.runtime.tensor(tables), out)
+                outs.append(out.numpy())
+            assert np.abs(outs[0]).sum() > 0
+            np.testing.assert_array_equal(outs[1], outs[0], err_msg=f"{cfg} B={batch}")
+    with pytest.raises(ValueError, match="packed_dtype"):
+        fused_embedding(call.meta, call.width, False, packed_dtype="int16")
+
+
+def test_cycled_configs_cover_every_knob_value():
+    cfgs = cycled_configs(12, seed=7)
+    for k, values in KNOBS.items():
+        assert {int(getattr(c, k)) for c in cfgs} == set(values), k
 
 
 def test_batch_buckets_dispatch_at_their_edges(demo):

@@ -131,3 +131,20 @@ model.set_params({merged: flat, **{n: params[n] for n in model.param_names() if 
 feeds = spec.sample(16, rng=1)
 assert np.allclose(model.run(feeds)["score"], tf_export.TFReference(spec, paths)(feeds), atol=2e-5)
 print("weights supplied at load: matches TensorFlow")
+
+######################################################################
+# Compact tables
+# --------------
+# ``table_dtype="float16" | "bfloat16" | "int8"`` (or per table / column) stores the fused kernel's tables as
+# fp16 / bf16 rows or int8 rows with a row-wise scale and bias: half the table memory (int8: less from dim 24
+# up); the kernel accumulates in float32 and the outputs stay float32. ``memory_usage`` says what the model needs
+# on the device; the export carries the compact table, and ``set_params`` given float32 tables encodes them again.
+
+half = recom_tvm.build(opt, target="llvm", params=params, table_dtype="float16")
+for m in (model, half):
+    use = m.memory_usage(feeds)
+    print(f"{m.table_dtypes(merged)[layout[0][0]]:8s} tables {use['tables']:7,d} B, weights {use['weights']:6,d} B, "
+          f"workspace at B = {use['batch']}: {use['workspace']:7,d} B")
+err = float(np.abs(half.run(feeds)["score"] - tf_export.TFReference(spec, paths)(feeds)).max())
+print(f"float16 tables: max |ours - TF| = {err:.1e}")
+assert err < 5e-4

@@ -34,6 +34,13 @@ def model_f(large_rows: int = 1 << 23) -> ModelSpec:
                         seed=6)
 
 
+def model_f_small(large_rows: int = 4096) -> ModelSpec:
+    """F's column kinds, dims, combiners and MLP at a tenth of its bucketized / int / string columns (all 7 multi-hot
+    and 3 large ones kept): 120 columns, whose TF export takes minutes where F's takes hours."""
+    return _recom_model(f"model_f_small_{large_rows}", (100, 9, 10, 7, 3), (2048, 1024, 1024, 512), large_rows,
+                        seed=6)
+
+
 def mixed(n: int, seed: int = 0, dense_inputs: bool = True) -> ModelSpec:
     """n columns of mixed kinds, combiners, dims and input formats, 1-10 ids per multi-hot row."""
     rng = np.random.default_rng(seed)

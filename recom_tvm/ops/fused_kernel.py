@@ -12,18 +12,24 @@ Data layout (ARCHITECTURE.md, "The fused kernel"):
   Nothing in it depends on the kernel's schedule: every tuned variant reads the same buffer.
 - `meta` int64 [C, len(META)]: static per-column facts (kind, dim, output offset, table base, ...). FuseColumns
   orders the columns into *classes* (runs of equal (multi-id?, dim)); the schedule is planned per class.
-- `bounds` float32: all bucketize boundaries; `tables` float32: all tables, flat, rows padded to 4 floats (row r of
-  column c starts at float 4 * (table_base + r * stride4)).
+- `bounds` float32: all bucketize boundaries; `tables` 32-bit words: all tables, flat, every row 16-byte aligned
+  (row r of column c starts at word 4 * (table_base + r * stride4)), stored as its column's `tdtype` says:
+  float32, float16, bfloat16, or int8 codes followed by the row's float32 scale and bias (recom_tvm.runtime.
+  compact). The kernel reads the same words through float16 / uint16 / uint8 / uint32 views and accumulates in
+  float32; only the dtypes a model has are compiled in.
 - `out` float32 [B, W]: the concat output.
 
-Work unit = (column, tile of bags): one thread block. A column of dim d uses ceil(d / vec) lanes per bag (one
+Work unit = (column, tile of bags): one thread block (or `group` adjacent columns of a class and a tile). A column
+of dim d uses ceil(d / vec) lanes per bag (one
 vec-wide load per lane and id), so a block of `threads` threads holds threads // lanes bags per pass and `rows`
 passes for one-id columns: no column is one block's critical path, and short columns don't waste a block. The
 block -> (column, tile) map is closed-form per class (compile-time class table, B from the output's shape): no
 lookup table, and the packed input stays schedule-independent. `KernelConfig` holds the schedule's knobs (the
 MetaSchedule design space in recom_tvm.schedules.fused_space); `fused_embedding` takes one config per batch bucket
-and dispatches on B on the host side of the kernel (one PrimFunc, one launch per call). On llvm the same body runs
-with the unit loop parallel and the thread loop serial.
+and dispatches on B on the host side of the kernel (one PrimFunc, one launch per call). A block may first stage
+what its threads share (the columns' meta rows, boundaries, each bag's bucket) in shared memory, behind a barrier.
+On llvm the same body runs with the unit loop parallel, the thread loops serial, and the staging in per-unit
+scratch (so every knob is tested on the host).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from tvm import tirx
 from tvm.script import tirx as T
 
 from ..runtime.fused_layout import (FILTER_NEG_ID, FILTER_NONPOS_WEIGHT, KIND, META, MODE,  # noqa: F401
-                                    MULTI_ID_KINDS, PRE)
+                                    MULTI_ID_KINDS, PRE, meta_rows)
 
 I64 = "int64"
 F32 = "float32"
@@ -49,13 +55,21 @@ class KernelConfig:
     """The fused kernel's schedule. Every field is a knob of the tuning space (recom_tvm.schedules.fused_space).
 
     threads: threads per block (one work unit).
-    vec: floats per lane (4: float4 loads and stores); lanes per bag = ceil(dim / vec).
+    vec: table elements per lane (4: float4 loads and stores of float32 rows; 8 halves = one 16-byte load of
+        fp16 / bf16 rows); lanes per bag = ceil(dim / vec).
     rows: bags per thread for one-id columns (more work per block, fewer blocks).
     unroll: ids of a multi-id bag loaded per step (independent loads in flight).
     heavy_first: blocks of multi-id columns first (the long ones start early: longest-processing-time order).
     interleave: within a class, consecutive blocks take the same tile of consecutive columns (neighbouring output
         slices written together) instead of consecutive tiles of one column.
     smem_bounds: bucketize against the column's boundaries staged in shared memory (CUDA only).
+    stage_meta: the block's columns' meta rows (and their packed offsets) loaded once per block into shared memory
+        and read from there, instead of by every thread from global memory.
+    search_once: bucketize each bag once per block (one thread per bag, before the bags are summed; the result in
+        shared memory) instead of in every lane of the bag.
+    group: adjacent columns of one class per block (at most; fewer where a row needs more lanes): neighbouring
+        threads write neighbouring columns' slices of one output row, so a warp's stores cover whole 128-byte
+        lines instead of one 32-byte segment per bag.
     """
 
     threads: int = 256
@@ -65,6 +79,9 @@ class KernelConfig:
     heavy_first: bool = True
     interleave: bool = False
     smem_bounds: bool = False
+    stage_meta: bool = False
+    search_once: bool = False
+    group: int = 1
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -79,6 +96,8 @@ class KernelConfig:
 
 
 DEFAULT = KernelConfig()
+META_STAGED = 16  # int64 per staged column: its meta row, then data base, aux, a CSR column's id count
+_DATA, _AUX, _TOTAL = len(META), len(META) + 1, len(META) + 2
 
 
 def default_config(meta) -> KernelConfig:
@@ -103,7 +122,7 @@ class ColumnClass:
 def column_classes(meta) -> tuple[ColumnClass, ...]:
     """Maximal runs of equal (multi-id, dim) in meta order (FuseColumns sorts the columns so that runs are
     classes)."""
-    m = np.asarray(meta, dtype=np.int64).reshape(-1, len(META))
+    m = meta_rows(meta)
     out: list[ColumnClass] = []
     ki, di = META.index("kind"), META.index("dim")
     for c, row in enumerate(m.tolist()):
@@ -121,52 +140,67 @@ def class_sort_key(kind: int, dim: int) -> tuple:
     return (0 if kind in MULTI_ID_KINDS else 1, dim)
 
 
+def shared_bytes(cfg: KernelConfig, max_bounds: int, has_bucket: bool = True) -> int:
+    """Shared memory one block of `cfg` stages (CUDA)."""
+    total = 4 * cfg.group * max_bounds if cfg.smem_bounds else 0
+    total += 8 * META_STAGED * cfg.group if cfg.stage_meta else 0
+    total += 4 * cfg.threads * cfg.rows if cfg.search_once and has_bucket else 0
+    return total
+
+
 def check_config(cfg: KernelConfig, classes, max_bounds: int, gpu: bool) -> str | None:
     """Why `cfg` cannot run these columns, or None."""
     if cfg.threads <= 0 or cfg.threads & (cfg.threads - 1) or cfg.threads > 1024:
         return f"threads {cfg.threads}: a power of two <= 1024"
-    if cfg.vec not in (1, 2, 4):
-        return f"vec {cfg.vec}: 1, 2 or 4"
+    if cfg.vec not in (1, 2, 4, 8):
+        return f"vec {cfg.vec}: 1, 2, 4 or 8"
+    if cfg.group not in (1, 2, 4, 8):
+        return f"group {cfg.group}: 1, 2, 4 or 8"
     if cfg.rows < 1 or cfg.unroll < 1:
         return "rows and unroll must be >= 1"
     widest = max((k.dim for k in classes), default=1)
     if -(-widest // cfg.vec) > cfg.threads:
         return f"dim {widest} needs {-(-widest // cfg.vec)} lanes of {cfg.vec}, more than {cfg.threads} threads"
-    if cfg.smem_bounds and gpu and 4 * max_bounds > MAX_SHARED_BYTES:
-        return f"{max_bounds} bucket boundaries do not fit in shared memory"
+    if gpu and shared_bytes(cfg, max_bounds) > MAX_SHARED_BYTES:
+        if cfg.smem_bounds and 4 * max_bounds > MAX_SHARED_BYTES:
+            return f"{max_bounds} bucket boundaries do not fit in shared memory"
+        return f"{shared_bytes(cfg, max_bounds)} bytes of shared memory staged per block, more than {MAX_SHARED_BYTES}"
     return None
 
 
-def _plan(cfg: KernelConfig, classes) -> list[tuple[int, int, int, int, int]]:
-    """Per class in block order: (first, count, lanes, bags per pass, bags per block)."""
+def _plan(cfg: KernelConfig, classes) -> list[tuple[int, int, int, int, int, int]]:
+    """Per class in block order: (first, count, lanes, columns per block, bags per pass, bags per block)."""
     order = sorted(classes, key=lambda k: 0 if k.multi == cfg.heavy_first else 1)  # stable
     out = []
     for k in order:
         lanes = -(-max(k.dim, 1) // cfg.vec)
-        bpp = cfg.threads // lanes
-        out.append((k.first, k.count, lanes, bpp, bpp * (1 if k.multi else cfg.rows)))
+        grp = max(1, min(cfg.group, cfg.threads // lanes, k.count))
+        bpp = cfg.threads // (lanes * grp)
+        out.append((k.first, k.count, lanes, grp, bpp, bpp * (1 if k.multi else cfg.rows)))
     return out
 
 
 def num_units(cfg: KernelConfig, classes, batch):
     """Blocks one call launches for `batch` bags (an int, or an int64 PrimExpr)."""
     total = 0
-    for _, count, _, _, bpu in _plan(cfg, classes):
-        total = total + count * ((batch + (bpu - 1)) // bpu)
+    for _, count, _, grp, _, bpu in _plan(cfg, classes):
+        total = total + (-(-count // grp)) * ((batch + (bpu - 1)) // bpu)
     return total
 
 
 class _UnitMap:
-    """Block index u -> (column, tile, lanes, bags per pass, rows) as select chains over the class table."""
+    """Block index u -> (first column, tile, lanes, columns, bags per pass, passes, ...) as select chains over the
+    class table."""
 
     def __init__(self, cfg: KernelConfig, classes, b_sz) -> None:
         self.cfg = cfg
         self.rows: list[tuple] = []
         start = tirx.const(0, I64)
-        for first, count, lanes, bpp, bpu in _plan(cfg, classes):
+        for first, count, lanes, grp, bpp, bpu in _plan(cfg, classes):
             tiles = tirx.floordiv(b_sz + (bpu - 1), bpu)
-            end = start + count * tiles
-            self.rows.append((start, end, first, count, tiles, lanes, bpp, bpu))
+            groups = -(-count // grp)
+            end = start + groups * tiles
+            self.rows.append((start, end, first, count, groups, tiles, lanes, grp, bpp, bpu))
             start = end
 
     def _chain(self, u, value) -> tirx.PrimExpr:
@@ -176,28 +210,40 @@ class _UnitMap:
         return out
 
     def column(self, u):
+        """The first column of the unit's group."""
         if self.cfg.interleave:
-            return self._chain(u, lambda s, e, f, n, tl, la, bpp, bpu: f + tirx.floormod(u - s, n))
-        return self._chain(u, lambda s, e, f, n, tl, la, bpp, bpu: f + tirx.floordiv(u - s, tl))
+            return self._chain(u, lambda s, e, f, n, gs, tl, la, g, bpp, bpu:
+                               f + tirx.floormod(u - s, gs) * g)
+        return self._chain(u, lambda s, e, f, n, gs, tl, la, g, bpp, bpu: f + tirx.floordiv(u - s, tl) * g)
+
+    def end(self, u):
+        """One past the unit's class's last column."""
+        return self._chain(u, lambda s, e, f, n, gs, tl, la, g, bpp, bpu: tirx.const(f + n, I64))
 
     def tile(self, u):
         if self.cfg.interleave:
-            return self._chain(u, lambda s, e, f, n, tl, la, bpp, bpu: tirx.floordiv(u - s, n))
-        return self._chain(u, lambda s, e, f, n, tl, la, bpp, bpu: tirx.floormod(u - s, tl))
+            return self._chain(u, lambda s, e, f, n, gs, tl, la, g, bpp, bpu: tirx.floordiv(u - s, gs))
+        return self._chain(u, lambda s, e, f, n, gs, tl, la, g, bpp, bpu: tirx.floormod(u - s, tl))
 
     def lanes(self, u):
-        return self._chain(u, lambda s, e, f, n, tl, la, bpp, bpu: tirx.const(la, I64))
+        return self._chain(u, lambda s, e, f, n, gs, tl, la, g, bpp, bpu: tirx.const(la, I64))
+
+    def group(self, u):
+        return self._chain(u, lambda s, e, f, n, gs, tl, la, g, bpp, bpu: tirx.const(g, I64))
 
     def per_pass(self, u):
-        return self._chain(u, lambda s, e, f, n, tl, la, bpp, bpu: tirx.const(bpp, I64))
+        return self._chain(u, lambda s, e, f, n, gs, tl, la, g, bpp, bpu: tirx.const(bpp, I64))
+
+    def per_unit(self, u):
+        return self._chain(u, lambda s, e, f, n, gs, tl, la, g, bpp, bpu: tirx.const(bpu, I64))
 
     def passes(self, u):
-        return self._chain(u, lambda s, e, f, n, tl, la, bpp, bpu: tirx.const(bpu // bpp, I64))
+        return self._chain(u, lambda s, e, f, n, gs, tl, la, g, bpp, bpu: tirx.const(bpu // bpp, I64))
 
 
 def max_bounds(meta) -> int:
     """The most boundaries any bucketized column has (the shared-memory staging buffer's size)."""
-    m = np.asarray(meta, dtype=np.int64).reshape(-1, len(META))
+    m = meta_rows(meta)
     sel = m[:, META.index("kind")] == KIND["bucket"]
     return int(m[sel, META.index("pre_b")].max()) if sel.any() else 0
 
@@ -205,33 +251,74 @@ def max_bounds(meta) -> int:
 def _vec_stores(meta, width: int, vec: int) -> bool:
     """Every column's dim and output offset (and the width) are multiples of vec, and none is numeric: results go
     out as vec-wide stores; otherwise lane k of each vector is stored alone (lanes past the dim skipped)."""
-    m = np.asarray(meta, dtype=np.int64).reshape(-1, len(META))
+    m = meta_rows(meta)
     return vec > 1 and width % vec == 0 and bool(
         np.all(m[:, META.index("dim")] % vec == 0) and np.all(m[:, META.index("out_off")] % vec == 0)
         and np.all(m[:, META.index("kind")] != KIND["numeric"]))
 
 
-def fused_embedding(meta, width: int, gpu: bool, buckets=((None, DEFAULT),), shapes=None):
+def fused_embedding(meta, width: int, gpu: bool, buckets=((None, DEFAULT),), shapes=None,
+                    packed_dtype: str = "int64"):
     """The kernel for these columns (static `meta`, concat `width`), one schedule per batch bucket.
 
     buckets: ((max batch or None for the last, KernelConfig), ...), at most MAX_BUCKETS, ascending.
-    shapes: (packed length, boundaries, table floats, batch) to fix the buffer sizes (tuning tasks); default
+    shapes: (packed length, boundaries, table words, batch) to fix the buffer sizes (tuning tasks); default
         symbolic (one kernel for every request).
+    packed_dtype: "int64", or "int32" for a packed input whose offsets and ids fit in 31 bits (half the bytes the
+        kernel reads of it; values widened to int64 as they are read, so the body is the same). The host packer
+        (runtime) writes int64 today: int32 is the kernel's side of issue 16's item, for the packer to opt into.
     """
-    meta = np.asarray(meta, dtype=np.int64).reshape(-1, len(META))
+    if packed_dtype not in ("int64", "int32"):
+        raise ValueError(f"packed_dtype must be int64 or int32, got {packed_dtype!r}")
+    meta = meta_rows(meta)
     key = (meta.tobytes(), meta.shape[0], width, gpu,
-           tuple((b, tuple(sorted(c.to_json().items()))) for b, c in buckets), shapes)
+           tuple((b, tuple(sorted(c.to_json().items()))) for b, c in buckets), shapes, packed_dtype)
     if key not in _CACHE:  # TVMScript parsing takes ~0.1 s; tuning asks for the same variants again
         if len(_CACHE) > 256:
             _CACHE.clear()
-        _CACHE[key] = _make(meta, width, gpu, tuple(buckets), shapes)
+        _CACHE[key] = _make(meta, width, gpu, tuple(buckets), shapes, packed_dtype)
     return _CACHE[key]
 
 
 _CACHE: dict = {}
 
 
-def _make(meta, width: int, gpu: bool, buckets, shapes):
+def _row_value(views, locs, dt: int, unit, lane, vec: int, dim, s: int):
+    """float32 values of elements [lane * vec + s * w, + w) (w = min(vec, 4)) of the row starting at 16-byte unit
+    `unit` of a table of dtype code dt; vec = 8 reads the locals the kernel loaded first (h8 / b8 / q8), int8
+    the row's scale and bias (qp)."""
+    tables, th, tb, tq, tw = views
+    h8, b8, q8, qp = locs
+    w = min(vec, 4)
+    fv = F32 if w == 1 else f"float32x{w}"
+
+    def rng(base, lanes):
+        return base if lanes == 1 else T.ramp(base, 1, lanes)
+
+    if dt == 0:  # float32
+        return tables[rng(unit * 4 + lane * vec + s * w, w)]
+    if dt in (1, 2):  # float16 / bfloat16
+        if vec == 8:
+            raw = T.Shuffle([(h8 if dt == 1 else b8)[0]], [s * 4 + k for k in range(4)])
+        else:
+            raw = (th if dt == 1 else tb)[rng(unit * 8 + lane * vec, w)]
+        if dt == 1:
+            return T.Cast(fv, raw)
+        u = "uint32" if w == 1 else f"uint32x{w}"  # bfloat16 is the top half of a float32
+        return T.reinterpret(fv, T.shift_left(T.Cast(u, raw), T.uint32(16) if w == 1 else
+                                              T.Broadcast(T.uint32(16), w)))
+    # int8: q * scale + bias
+    scale, bias = T.Shuffle([qp[0]], [0]), T.Shuffle([qp[0]], [1])
+    if vec == 8:  # 8 codes in two words: the bytes of word s
+        q = T.Cast(fv, T.bitwise_and(T.shift_right(T.Broadcast(T.Shuffle([q8[0]], [s]), 4),
+                                                   T.Ramp(T.uint32(0), T.uint32(8), 4)),
+                                     T.Broadcast(T.uint32(255), 4)))
+    else:
+        q = T.Cast(fv, tq[rng(unit * 16 + lane * vec, w)])
+    return q * scale + bias if w == 1 else q * T.Broadcast(scale, w) + T.Broadcast(bias, w)
+
+
+def _make(meta, width: int, gpu: bool, buckets, shapes, packed_dtype: str = "int64"):
     if not buckets or len(buckets) > MAX_BUCKETS:
         raise ValueError(f"1 to {MAX_BUCKETS} batch buckets, got {len(buckets)}")
     classes = column_classes(meta)
@@ -241,6 +328,9 @@ def _make(meta, width: int, gpu: bool, buckets, shapes):
         if why:
             raise ValueError(f"kernel config {cfg}: {why}")
     nm, C = len(META), meta.shape[0]
+    tables_read = meta[:, META.index("kind")] != KIND["numeric"]  # the table dtypes the kernel must decode
+    dtypes = sorted({int(x) for x in meta[tables_read, META.index("tdtype")]}) or [0]
+    has_bucket = bool((meta[:, META.index("kind")] == KIND["bucket"]).any())
     if shapes is None:
         dims = [tirx.Var(n, I64) for n in ("p_len", "nb", "ne", "b_sz")]
     else:
@@ -250,7 +340,7 @@ def _make(meta, width: int, gpu: bool, buckets, shapes):
     n_cfg = len(cfgs)
     cfgs = cfgs + [cfgs[-1]] * (MAX_BUCKETS - n_cfg)  # unused slots: parsed, never emitted (static branches)
     limits = [int(x) if x is not None else 0 for x in limits] + [0] * (MAX_BUCKETS - n_cfg)
-    stores = [_vec_stores(meta, width, c.vec) for c in cfgs]
+    stores = [_vec_stores(meta, width, min(c.vec, 4)) for c in cfgs]
     smem = [bool(c.smem_bounds and gpu) for c in cfgs]
 
     def units(cfg, b_sz):
@@ -260,21 +350,96 @@ def _make(meta, width: int, gpu: bool, buckets, shapes):
     def u_column(cfg, b_sz, u):
         return _UnitMap(cfg, classes, b_sz).column(u)
 
+    def u_end(cfg, b_sz, u):
+        return _UnitMap(cfg, classes, b_sz).end(u)
+
     def u_tile(cfg, b_sz, u):
         return _UnitMap(cfg, classes, b_sz).tile(u)
 
     def u_lanes(cfg, b_sz, u):
         return _UnitMap(cfg, classes, b_sz).lanes(u)
 
+    def u_group(cfg, b_sz, u):
+        return _UnitMap(cfg, classes, b_sz).group(u)
+
     def u_per_pass(cfg, b_sz, u):
         return _UnitMap(cfg, classes, b_sz).per_pass(u)
+
+    def u_per_unit(cfg, b_sz, u):
+        return _UnitMap(cfg, classes, b_sz).per_unit(u)
 
     def u_passes(cfg, b_sz, u):
         return _UnitMap(cfg, classes, b_sz).passes(u)
 
+    # what a column's thread reads of its static facts: its local copy `ml` of the row the block staged in shared
+    # memory (a local: ThreadSync cannot see shared loads inside conditions), or global memory
+    def mget(meta_b, ml, packed, c, g, k, staged):
+        return ml[k] if staged else meta_b[c, k]
+
+    # one int64 word of the packed input (an int32 input is widened as it is read: the body stays int64)
+    def pk(packed, i):
+        return packed[i] if packed_dtype == I64 else T.Cast(I64, packed[i])
+
+    def data_base(meta_b, ml, packed, c, g, staged):
+        return ml[_DATA] if staged else pk(packed, c)
+
+    def aux(meta_b, ml, packed, c, g, staged):
+        return ml[_AUX] if staged else pk(packed, C + c)
+
+    def csr_total(meta_b, ml, packed, c, g, base, b_sz, staged):
+        return ml[_TOTAL] if staged else pk(packed, base + b_sz)
+
+    def row_unit(meta_b, ml, packed, c, g, rid, staged):  # the 16-byte unit where row rid[0] starts
+        return mget(meta_b, ml, packed, c, g, 4, staged) + rid[0] * mget(meta_b, ml, packed, c, g, 2, staged)
+
+    def row_value(views, locs, dt, unit, lane, vec, dim, s):
+        return _row_value(views, locs, dt, unit, lane, vec, dim, s)
+
     @T.macro
-    def bag(packed, meta_b, bounds, tables, out, sb, c, lane, b, b_sz, vec, unroll, vec_store, use_smem):
-        # one bag b of column c: this thread's lane (vec floats of the row) of it
+    def search(bounds, sb, xv, rid, top, bv, lo_b, count, g, use_smem):
+        # bucketize xv[0] (upper_bound; NaN -> last) into rid[0]
+        rid[0] = T.int64(0)
+        top[0] = count
+        while rid[0] < top[0]:
+            # through a local: ThreadSync cannot see a shared load inside a condition
+            if use_smem:
+                bv[0] = sb[g * max_nb + T.floordiv(rid[0] + top[0], 2)]
+            else:
+                bv[0] = bounds[lo_b + T.floordiv(rid[0] + top[0], 2)]
+            if xv[0] < bv[0]:
+                top[0] = T.floordiv(rid[0] + top[0], 2)
+            else:
+                rid[0] = T.floordiv(rid[0] + top[0], 2) + T.int64(1)
+
+    @T.macro
+    def accumulate(tables, th, tb, tw, tq, acc, h8, b8, q8, qp, dt, unit, lane, wv, dim, vec, w):
+        # one id's row (this lane's elements) times its weight, into acc (w = min(vec, 4) elements per sub-vector)
+        if dt == 1 and vec == 8:  # one 16-byte load of 8 halves
+            h8[0] = th[T.ramp(unit * 8 + lane * vec, 1, 8)]
+        if dt == 2 and vec == 8:
+            b8[0] = tb[T.ramp(unit * 8 + lane * vec, 1, 8)]
+        if dt == 3:  # the row's scale and bias, after its codes (8-byte aligned)
+            qp[0] = tables[T.ramp(unit * 4 + T.floordiv(dim + 7, 8) * 2, 1, 2)]
+        if dt == 3 and vec == 8:  # 8 codes: one 8-byte load
+            q8[0] = tw[T.ramp(unit * 4 + lane * 2, 1, 2)]
+        if w == 1:
+            acc[0] = acc[0] + row_value((tables, th, tb, tq, tw), (h8, b8, q8, qp), dt, unit, lane, vec, dim,
+                                        0) * wv[0]
+        else:
+            acc[0] = acc[0] + row_value((tables, th, tb, tq, tw), (h8, b8, q8, qp), dt, unit, lane, vec, dim,
+                                        0) * T.Broadcast(wv[0], w)
+        if vec == 8:
+            if dt != 0:
+                acc[1] = acc[1] + row_value((tables, th, tb, tq, tw), (h8, b8, q8, qp), dt, unit, lane, vec, dim,
+                                            1) * T.Broadcast(wv[0], w)
+            elif lane * vec + 4 < dim:  # a float32 row is padded to 4 floats only
+                acc[1] = acc[1] + row_value((tables, th, tb, tq, tw), (h8, b8, q8, qp), dt, unit, lane, vec, dim,
+                                            1) * T.Broadcast(wv[0], w)
+
+    @T.macro
+    def bag(packed, meta_b, bounds, tables, th, tb, tw, tq, out, sb, ml, sid, c, g, lane, b, slot, b_sz, vec,
+            unroll, staged, once, w, subs, vec_store, use_smem):
+        # one bag b of column c: this thread's lane (vec elements of the row, in subs vectors of w) of it
         lo = T.alloc_buffer((1,), I64, scope="local")
         hi = T.alloc_buffer((1,), I64, scope="local")
         den = T.alloc_buffer((1,), F32, scope="local")
@@ -284,11 +449,15 @@ def _make(meta, width: int, gpu: bool, buckets, shapes):
         xv = T.alloc_buffer((1,), F32, scope="local")
         bv = T.alloc_buffer((1,), F32, scope="local")
         present = T.alloc_buffer((1,), "bool", scope="local")
-        acc = T.alloc_buffer((1,), F32 if vec == 1 else f"float32x{vec}", scope="local")
-        kind = meta_b[c, 0]
-        dim = meta_b[c, 1]
-        base = packed[c]
-        col = meta_b[c, 3] + lane * vec
+        acc = T.alloc_buffer((subs,), F32 if w == 1 else f"float32x{w}", scope="local")
+        h8 = T.alloc_buffer((1,), "float16x8" if 1 in dtypes and vec == 8 else F32, scope="local")
+        b8 = T.alloc_buffer((1,), "uint16x8" if 2 in dtypes and vec == 8 else F32, scope="local")
+        q8 = T.alloc_buffer((1,), "uint32x2" if 3 in dtypes and vec == 8 else F32, scope="local")
+        qp = T.alloc_buffer((1,), "float32x2" if 3 in dtypes else F32, scope="local")
+        kind = mget(meta_b, ml, packed, c, g, 0, staged)
+        dim = mget(meta_b, ml, packed, c, g, 1, staged)
+        base = data_base(meta_b, ml, packed, c, g, staged)
+        col = mget(meta_b, ml, packed, c, g, 3, staged) + lane * vec
         if kind == T.int64(4):  # numeric: copy up to vec floats
             for k in T.unroll(T.int64(vec)):
                 if lane * vec + k < dim:
@@ -296,151 +465,284 @@ def _make(meta, width: int, gpu: bool, buckets, shapes):
         else:
             # the entries of bag b: [lo, hi) in this column's id array
             if kind == T.int64(0):
-                lo[0] = packed[base + b]
-                hi[0] = packed[base + b + 1]
+                lo[0] = pk(packed, base + b)
+                hi[0] = pk(packed, base + b + 1)
             elif kind == T.int64(1):
-                lo[0] = b * packed[C + c]
-                hi[0] = lo[0] + packed[C + c]
+                lo[0] = b * aux(meta_b, ml, packed, c, g, staged)
+                hi[0] = lo[0] + aux(meta_b, ml, packed, c, g, staged)
             else:
                 lo[0] = b
                 hi[0] = b + 1
             id_base = base + T.if_then_else(kind == T.int64(0), b_sz + 1, T.int64(0))
             den[0] = T.float32(0)  # count, or sum(w) / sum(w^2) of a weighted column
-            if vec == 1:
-                acc[0] = T.float32(0)
-            else:
-                acc[0] = T.Broadcast(T.float32(0), vec)
+            for s in T.unroll(subs):
+                if w == 1:
+                    acc[s] = T.float32(0)
+                else:
+                    acc[s] = T.Broadcast(T.float32(0), w)
             for jj in T.serial(T.floordiv(hi[0] - lo[0] + (unroll - 1), unroll)):
                 for k in T.unroll(T.int64(unroll)):
                     if jj * unroll + k < hi[0] - lo[0]:
                         j = jj * unroll + k
-                        if kind == T.int64(3):  # bucketize the raw value (upper_bound; NaN -> last)
-                            xv[0] = T.reinterpret(F32, T.Cast("int32", packed[id_base + lo[0] + j]))
-                            rid[0] = T.int64(0)
-                            top[0] = meta_b[c, 9]
-                            while rid[0] < top[0]:
-                                # through a local: ThreadSync cannot see a shared load inside a condition
-                                if use_smem:
-                                    bv[0] = sb[T.floordiv(rid[0] + top[0], 2)]
-                                else:
-                                    bv[0] = bounds[meta_b[c, 8] + T.floordiv(rid[0] + top[0], 2)]
-                                if xv[0] < bv[0]:
-                                    top[0] = T.floordiv(rid[0] + top[0], 2)
-                                else:
-                                    rid[0] = T.floordiv(rid[0] + top[0], 2) + T.int64(1)
+                        if kind == T.int64(3):  # bucketize the raw value
+                            if once:  # searched once for the block, before the bags
+                                rid[0] = T.Cast(I64, sid[slot])
+                            else:
+                                xv[0] = T.reinterpret(F32, T.Cast("int32", packed[id_base + lo[0] + j]))
+                                search(bounds, sb, xv, rid, top, bv, mget(meta_b, ml, packed, c, g, 8, staged),
+                                       mget(meta_b, ml, packed, c, g, 9, staged), g, use_smem)
                         else:
-                            rid[0] = packed[id_base + lo[0] + j]
+                            rid[0] = pk(packed, id_base + lo[0] + j)
                         # a dense padded input marks missing entries with -1 (before preprocessing)
                         present[0] = not (kind == T.int64(1) and rid[0] == T.int64(-1))
-                        if meta_b[c, 7] == T.int64(1):  # identity with default: out of range -> default
-                            rid[0] = T.if_then_else(rid[0] < T.int64(0) or rid[0] >= meta_b[c, 8], meta_b[c, 9],
-                                                    rid[0])
-                        elif meta_b[c, 7] == T.int64(2):  # Keras' Embedding: a negative id counts from the end
-                            rid[0] = T.if_then_else(rid[0] < T.int64(0), rid[0] + meta_b[c, 8], rid[0])
+                        if mget(meta_b, ml, packed, c, g, 7, staged) == T.int64(1):
+                            # identity with default: out of range -> default
+                            rid[0] = T.if_then_else(rid[0] < T.int64(0) or
+                                                    rid[0] >= mget(meta_b, ml, packed, c, g, 8, staged),
+                                                    mget(meta_b, ml, packed, c, g, 9, staged), rid[0])
+                        elif mget(meta_b, ml, packed, c, g, 7, staged) == T.int64(2):
+                            # Keras' Embedding: a negative id counts from the end
+                            rid[0] = T.if_then_else(rid[0] < T.int64(0),
+                                                    rid[0] + mget(meta_b, ml, packed, c, g, 8, staged), rid[0])
                         # per-id weight (weighted columns: after the ids, offsets[B] of them)
                         wv[0] = T.if_then_else(
-                            meta_b[c, 11] == T.int64(1),
-                            T.reinterpret(F32, T.Cast("int32", packed[id_base + packed[base + b_sz] + lo[0] + j])),
+                            mget(meta_b, ml, packed, c, g, 11, staged) == T.int64(1),
+                            T.reinterpret(F32, T.Cast("int32", packed[
+                                id_base + csr_total(meta_b, ml, packed, c, g, base, b_sz, staged) + lo[0] + j])),
                             T.float32(1))
-                        if present[0] and not (T.bitwise_and(meta_b[c, 10], T.int64(FILTER_NEG_ID)) != 0 and
-                                               rid[0] < T.int64(0)) \
-                                and not (T.bitwise_and(meta_b[c, 10], T.int64(FILTER_NONPOS_WEIGHT)) != 0
+                        if present[0] and not (T.bitwise_and(mget(meta_b, ml, packed, c, g, 10, staged),
+                                                             T.int64(FILTER_NEG_ID)) != 0 and rid[0] < T.int64(0)) \
+                                and not (T.bitwise_and(mget(meta_b, ml, packed, c, g, 10, staged),
+                                                       T.int64(FILTER_NONPOS_WEIGHT)) != 0
                                          and wv[0] <= T.float32(0)):
-                            den[0] = den[0] + T.if_then_else(meta_b[c, 6] == T.int64(2), wv[0] * wv[0], wv[0])
+                            den[0] = den[0] + T.if_then_else(mget(meta_b, ml, packed, c, g, 6, staged) == T.int64(2),
+                                                             wv[0] * wv[0], wv[0])
                             # ids were range-checked (or proven); the clamp only keeps reads in bounds
-                            rid[0] = T.max(T.min(rid[0], meta_b[c, 5] - T.int64(1)), T.int64(0))
-                            # rows start 16-byte aligned and lanes are vec-aligned: TVM proves the alignment and
-                            # loads vec floats at once
-                            if vec == 1:
-                                acc[0] = acc[0] + tables[(meta_b[c, 4] + rid[0] * meta_b[c, 2]) * 4 + lane] * wv[0]
+                            rid[0] = T.max(T.min(rid[0], mget(meta_b, ml, packed, c, g, 5, staged) - T.int64(1)),
+                                           T.int64(0))
+                            # rows start 16-byte aligned and lanes are vec-aligned: vector loads of the row
+                            if len(dtypes) == 1:
+                                accumulate(tables, th, tb, tw, tq, acc, h8, b8, q8, qp, dtypes[0],
+                                           row_unit(meta_b, ml, packed, c, g, rid, staged), lane, wv, dim,
+                                           vec, w)
                             else:
-                                acc[0] = acc[0] + tables[T.ramp((meta_b[c, 4] + rid[0] * meta_b[c, 2]) * 4 +
-                                                                lane * vec, 1, vec)] * T.Broadcast(wv[0], vec)
+                                tdt = mget(meta_b, ml, packed, c, g, 12, staged)
+                                if 0 in dtypes:
+                                    if tdt == T.int64(0):
+                                        accumulate(tables, th, tb, tw, tq, acc, h8, b8, q8, qp, 0,
+                                                   row_unit(meta_b, ml, packed, c, g, rid, staged), lane, wv,
+                                                   dim, vec, w)
+                                if 1 in dtypes:
+                                    if tdt == T.int64(1):
+                                        accumulate(tables, th, tb, tw, tq, acc, h8, b8, q8, qp, 1,
+                                                   row_unit(meta_b, ml, packed, c, g, rid, staged), lane, wv,
+                                                   dim, vec, w)
+                                if 2 in dtypes:
+                                    if tdt == T.int64(2):
+                                        accumulate(tables, th, tb, tw, tq, acc, h8, b8, q8, qp, 2,
+                                                   row_unit(meta_b, ml, packed, c, g, rid, staged), lane, wv,
+                                                   dim, vec, w)
+                                if 3 in dtypes:
+                                    if tdt == T.int64(3):
+                                        accumulate(tables, th, tb, tw, tq, acc, h8, b8, q8, qp, 3,
+                                                   row_unit(meta_b, ml, packed, c, g, rid, staged), lane, wv,
+                                                   dim, vec, w)
             # TF: sum (an empty bag sums to 0); mean = / count (or / sum(w)); sqrtn = / sqrt(count)
             # (or / sqrt(sum(w^2))); 0 where that divisor is 0 (empty bags; DivNoNan). A select, not a branch:
             # nvcc keeps the vector store then.
             scale = T.if_then_else(
-                meta_b[c, 6] == T.int64(0), T.float32(1),
+                mget(meta_b, ml, packed, c, g, 6, staged) == T.int64(0), T.float32(1),
                 T.if_then_else(den[0] == T.float32(0), T.float32(0),
-                               T.if_then_else(meta_b[c, 6] == T.int64(1), T.float32(1) / den[0],
+                               T.if_then_else(mget(meta_b, ml, packed, c, g, 6, staged) == T.int64(1),
+                                              T.float32(1) / den[0],
                                               T.float32(1) / T.sqrt(den[0]))))
-            if vec == 1:
-                if lane < dim:
-                    out[b, col] = acc[0] * scale
-            elif vec_store:  # output offsets are multiples of vec here
-                out[b, T.ramp(T.floordiv(meta_b[c, 3], vec) * vec + lane * vec, 1, vec)] = \
-                    acc[0] * T.Broadcast(scale, vec)
-            else:
-                for k in T.unroll(T.int64(vec)):
-                    if lane * vec + k < dim:
-                        out[b, col + k] = T.Shuffle([acc[0]], [k]) * scale
+            for s in T.unroll(subs):
+                if s == 0 or lane * vec + s * w < dim:
+                    if w == 1:
+                        if lane * vec < dim:
+                            out[b, col] = acc[s] * scale
+                    elif vec_store:  # output offsets are multiples of w here
+                        out[b, T.ramp(T.floordiv(mget(meta_b, ml, packed, c, g, 3, staged), w) * w + lane * vec +
+                                      s * w, 1, w)] = acc[s] * T.Broadcast(scale, w)
+                    else:
+                        for k in T.unroll(T.int64(w)):
+                            if lane * vec + s * w + k < dim:
+                                out[b, col + s * w + k] = T.Shuffle([acc[s]], [k]) * scale
 
     @T.macro
-    def unit_body(packed, meta_b, bounds, tables, out, b_sz, cfg, vec_store, use_smem):
+    def unit_body(packed, meta_b, bounds, tables, th, tb, tw, tq, out, b_sz, cfg, vec_store, use_smem):
         for u in (T.thread_binding(units(cfg, b_sz), thread="blockIdx.x") if gpu else
                   T.parallel(units(cfg, b_sz))):
             with T.sblock("unit"):
                 T.reads(packed[0:packed.shape[0]], meta_b[0:C, 0:nm], bounds[0:bounds.shape[0]],
                         tables[0:tables.shape[0]])
                 T.writes(out[0:b_sz, 0:width])
-                # one block's copy of its column's boundaries (a placeholder of one float unless staged)
-                sb = T.alloc_buffer((max_nb if use_smem else 1,), F32, scope="shared" if gpu else "global")
-                if use_smem:
-                    # the unit's column is one for the whole block: stage its boundaries once
-                    for t in T.thread_binding(cfg.threads, thread="threadIdx.x"):
-                        with T.sblock("stage_bounds"):
-                            for i in T.serial((max_nb + cfg.threads - 1) // cfg.threads):
-                                if meta_b[u_column(cfg, b_sz, u), 0] == T.int64(3) and \
-                                        i * cfg.threads + T.Cast(I64, t) < meta_b[u_column(cfg, b_sz, u), 9]:
-                                    sb[i * cfg.threads + T.Cast(I64, t)] = \
-                                        bounds[meta_b[u_column(cfg, b_sz, u), 8] + i * cfg.threads +
-                                               T.Cast(I64, t)]
-                    # explicit: ThreadSync cannot insert a barrier under the host-side bucket dispatch
-                    T.tvm_storage_sync("shared")
+                # the block's copies of its columns' boundaries, meta rows and buckets (placeholders of one
+                # element unless staged; on llvm one unit's scratch)
+                sb = T.alloc_buffer((cfg.group * max_nb if use_smem else 1,), F32,
+                                    scope="shared" if gpu else "global")
+                sm = T.alloc_buffer((cfg.group * META_STAGED if cfg.stage_meta else 1,), I64,
+                                    scope="shared" if gpu else "global")
+                sid = T.alloc_buffer((cfg.threads * cfg.rows if cfg.search_once and has_bucket else 1,), "int32",
+                                     scope="shared" if gpu else "global")
+                if use_smem or cfg.stage_meta:
+                    # the unit's columns are the same for the whole block: stage their facts once
+                    for t in (T.thread_binding(cfg.threads, thread="threadIdx.x") if gpu else
+                              T.serial(cfg.threads)):
+                        with T.sblock("stage"):
+                            T.reads(packed[0:packed.shape[0]], meta_b[0:C, 0:nm], bounds[0:bounds.shape[0]])
+                            T.writes(sm[0:sm.shape[0]], sb[0:sb.shape[0]])
+                            c0 = u_column(cfg, b_sz, u)
+                            g_n = u_group(cfg, b_sz, u)
+                            c_end = u_end(cfg, b_sz, u)
+                            if cfg.stage_meta:
+                                for i in T.serial((cfg.group * META_STAGED + cfg.threads - 1) // cfg.threads):
+                                    if i * cfg.threads + T.Cast(I64, t) < cfg.group * META_STAGED:
+                                        gs = T.floordiv(i * cfg.threads + T.Cast(I64, t), META_STAGED)
+                                        ks = T.floormod(i * cfg.threads + T.Cast(I64, t), META_STAGED)
+                                        if gs < g_n and c0 + gs < c_end:
+                                            if ks < nm:
+                                                sm[i * cfg.threads + T.Cast(I64, t)] = meta_b[c0 + gs, ks]
+                                            elif ks == _DATA:
+                                                sm[i * cfg.threads + T.Cast(I64, t)] = pk(packed, c0 + gs)
+                                            elif ks == _AUX:
+                                                sm[i * cfg.threads + T.Cast(I64, t)] = pk(packed, C + c0 + gs)
+                                            elif meta_b[c0 + gs, 0] == T.int64(0):  # a CSR column's id count
+                                                sm[i * cfg.threads + T.Cast(I64, t)] = \
+                                                    pk(packed, pk(packed, c0 + gs) + b_sz)
+                            if use_smem:
+                                for i in T.serial((cfg.group * max_nb + cfg.threads - 1) // cfg.threads):
+                                    if i * cfg.threads + T.Cast(I64, t) < cfg.group * max_nb:
+                                        gb = T.floordiv(i * cfg.threads + T.Cast(I64, t), max_nb)
+                                        jb = T.floormod(i * cfg.threads + T.Cast(I64, t), max_nb)
+                                        if gb < g_n and c0 + gb < c_end:
+                                            if meta_b[c0 + gb, 0] == T.int64(3) and jb < meta_b[c0 + gb, 9]:
+                                                sb[i * cfg.threads + T.Cast(I64, t)] = \
+                                                    bounds[meta_b[c0 + gb, 8] + jb]
+                    if gpu:  # explicit: ThreadSync cannot insert a barrier under the host-side bucket dispatch
+                        T.tvm_storage_sync("shared")
+                if cfg.search_once and has_bucket:
+                    # every bag of the block's bucketized columns searched once, by one thread
+                    for t in (T.thread_binding(cfg.threads, thread="threadIdx.x") if gpu else
+                              T.serial(cfg.threads)):
+                        with T.sblock("search"):
+                            T.reads(packed[0:packed.shape[0]], meta_b[0:C, 0:nm], bounds[0:bounds.shape[0]],
+                                    sm[0:sm.shape[0]], sb[0:sb.shape[0]])
+                            T.writes(sid[0:sid.shape[0]])
+                            sxv = T.alloc_buffer((1,), F32, scope="local")
+                            srid = T.alloc_buffer((1,), I64, scope="local")
+                            stop = T.alloc_buffer((1,), I64, scope="local")
+                            sbv = T.alloc_buffer((1,), F32, scope="local")
+                            sml = T.alloc_buffer((META_STAGED if cfg.stage_meta else 1,), I64, scope="local")
+                            c0 = u_column(cfg, b_sz, u)
+                            bpu = u_per_unit(cfg, b_sz, u)
+                            g_n = u_group(cfg, b_sz, u)
+                            c_end = u_end(cfg, b_sz, u)
+                            b0 = u_tile(cfg, b_sz, u) * bpu
+                            for i in T.serial(cfg.rows):
+                                gq = T.floordiv(i * cfg.threads + T.Cast(I64, t), bpu)
+                                bq = b0 + T.floormod(i * cfg.threads + T.Cast(I64, t), bpu)
+                                if gq < g_n and c0 + gq < c_end and bq < b_sz:
+                                    if cfg.stage_meta:
+                                        for k in T.unroll(META_STAGED):
+                                            sml[k] = sm[gq * META_STAGED + k]
+                                    if mget(meta_b, sml, packed, c0 + gq, gq, 0, cfg.stage_meta) == T.int64(3):
+                                        sxv[0] = T.reinterpret(F32, T.Cast("int32", packed[
+                                            data_base(meta_b, sml, packed, c0 + gq, gq, cfg.stage_meta) + bq]))
+                                        search(bounds, sb, sxv, srid, stop, sbv,
+                                               mget(meta_b, sml, packed, c0 + gq, gq, 8, cfg.stage_meta),
+                                               mget(meta_b, sml, packed, c0 + gq, gq, 9, cfg.stage_meta), gq,
+                                               use_smem)
+                                        sid[i * cfg.threads + T.Cast(I64, t)] = T.Cast("int32", srid[0])
+                    if gpu:
+                        T.tvm_storage_sync("shared")
                 for t in (T.thread_binding(cfg.threads, thread="threadIdx.x") if gpu else T.serial(cfg.threads)):
                     with T.sblock("fused_embedding"):
                         T.reads(packed[0:packed.shape[0]], meta_b[0:C, 0:nm], bounds[0:bounds.shape[0]],
-                                tables[0:tables.shape[0]], sb[0:sb.shape[0]])
+                                tables[0:tables.shape[0]], sb[0:sb.shape[0]], sm[0:sm.shape[0]],
+                                sid[0:sid.shape[0]])
                         T.writes(out[0:b_sz, 0:width])
                         cbuf = T.alloc_buffer((1,), I64, scope="local")
-                        cbuf[0] = u_column(cfg, b_sz, u)
-                        c = cbuf[0]
-                        lanes = u_lanes(cfg, b_sz, u)
-                        bpp = u_per_pass(cfg, b_sz, u)
-                        bag_in_pass = T.floordiv(T.Cast(I64, t), lanes)
-                        lane = T.floormod(T.Cast(I64, t), lanes)
-                        first = u_tile(cfg, b_sz, u) * bpp * u_passes(cfg, b_sz, u)
-                        for rr in T.unroll(T.int64(cfg.rows)):
-                            if bag_in_pass < bpp and rr < u_passes(cfg, b_sz, u) and \
-                                    first + rr * bpp + bag_in_pass < b_sz:
-                                bag(packed, meta_b, bounds, tables, out, sb, c, lane, first + rr * bpp + bag_in_pass,
-                                    b_sz, cfg.vec, cfg.unroll, vec_store, use_smem)
+                        ml = T.alloc_buffer((META_STAGED if cfg.stage_meta else 1,), I64, scope="local")
+                        if cfg.group == 1:
+                            cbuf[0] = u_column(cfg, b_sz, u)
+                            c = cbuf[0]
+                            lanes = u_lanes(cfg, b_sz, u)
+                            bpp = u_per_pass(cfg, b_sz, u)
+                            bag_in_pass = T.floordiv(T.Cast(I64, t), lanes)
+                            lane = T.floormod(T.Cast(I64, t), lanes)
+                            first = u_tile(cfg, b_sz, u) * bpp * u_passes(cfg, b_sz, u)
+                            if cfg.stage_meta:
+                                for k in T.unroll(META_STAGED):
+                                    ml[k] = sm[k]
+                            for rr in T.unroll(T.int64(cfg.rows)):
+                                if bag_in_pass < bpp and rr < u_passes(cfg, b_sz, u) and \
+                                        first + rr * bpp + bag_in_pass < b_sz:
+                                    bag(packed, meta_b, bounds, tables, th, tb, tw, tq, out, sb, ml, sid, c, T.int64(0),
+                                        lane,
+                                        first + rr * bpp + bag_in_pass, rr * bpp + bag_in_pass, b_sz, cfg.vec,
+                                        cfg.unroll, cfg.stage_meta, cfg.search_once, min(cfg.vec, 4),
+                                        cfg.vec // min(cfg.vec, 4), vec_store, use_smem)
+                        else:
+                            lanes = u_lanes(cfg, b_sz, u)
+                            bpp = u_per_pass(cfg, b_sz, u)
+                            passes = u_passes(cfg, b_sz, u)
+                            lane = T.floormod(T.Cast(I64, t), lanes)
+                            first = u_tile(cfg, b_sz, u) * bpp * passes
+                            grp = u_group(cfg, b_sz, u)
+                            gt = T.floormod(T.floordiv(T.Cast(I64, t), lanes), grp)
+                            cbuf[0] = u_column(cfg, b_sz, u) + gt
+                            c = cbuf[0]
+                            c_end = u_end(cfg, b_sz, u)
+                            bag_in_pass = T.floordiv(T.Cast(I64, t), lanes * grp)
+                            if cfg.stage_meta:
+                                for k in T.unroll(META_STAGED):
+                                    ml[k] = sm[gt * META_STAGED + k]
+                            for rr in T.unroll(T.int64(cfg.rows)):
+                                if bag_in_pass < bpp and rr < passes and first + rr * bpp + bag_in_pass < b_sz and \
+                                        c < c_end:
+                                    bag(packed, meta_b, bounds, tables, th, tb, tw, tq, out, sb, ml, sid, c, gt, lane,
+                                        first + rr * bpp + bag_in_pass, gt * bpp * passes + rr * bpp + bag_in_pass,
+                                        b_sz, cfg.vec,
+                                        cfg.unroll, cfg.stage_meta, cfg.search_once, min(cfg.vec, 4),
+                                        cfg.vec // min(cfg.vec, 4), vec_store, use_smem)
 
     @T.prim_func(private=True, s_tir=True)
     def kernel(var_packed: T.handle, var_meta: T.handle, var_bounds: T.handle, var_tables: T.handle,
                var_out: T.handle):
         T.func_attr({"tirx.is_scheduled": gpu, "tirx.noalias": True})
-        packed = T.match_buffer(var_packed, (dims[0],), I64)
+        packed = T.match_buffer(var_packed, (dims[0],), packed_dtype)
         meta_b = T.match_buffer(var_meta, (C, nm), I64)
         bounds = T.match_buffer(var_bounds, (dims[1],), F32)
         tables = T.match_buffer(var_tables, (dims[2],), F32)
         out = T.match_buffer(var_out, (dims[3], width), F32)
+        # compact tables: the same words read as halves / bfloat16 / bytes / words (recom_tvm.runtime.compact)
+        th = T.decl_buffer((dims[2] * 2,), "float16", data=tables.data)
+        tb = T.decl_buffer((dims[2] * 2,), "uint16", data=tables.data)
+        tq = T.decl_buffer((dims[2] * 4,), "uint8", data=tables.data)
+        tw = T.decl_buffer((dims[2],), "uint32", data=tables.data)
         if out.shape[0] > T.int64(0):  # CUDA rejects an empty grid
             if n_cfg == 1:
-                unit_body(packed, meta_b, bounds, tables, out, out.shape[0], cfgs[0], stores[0], smem[0])
+                unit_body(packed, meta_b, bounds, tables, th, tb, tw, tq, out, out.shape[0], cfgs[0], stores[0],
+                          smem[0])
             elif out.shape[0] <= limits[0]:
-                unit_body(packed, meta_b, bounds, tables, out, out.shape[0], cfgs[0], stores[0], smem[0])
+                unit_body(packed, meta_b, bounds, tables, th, tb, tw, tq, out, out.shape[0], cfgs[0], stores[0],
+                          smem[0])
             elif n_cfg == 2:
-                unit_body(packed, meta_b, bounds, tables, out, out.shape[0], cfgs[1], stores[1], smem[1])
+                unit_body(packed, meta_b, bounds, tables, th, tb, tw, tq, out, out.shape[0], cfgs[1], stores[1],
+                          smem[1])
             elif out.shape[0] <= limits[1]:
-                unit_body(packed, meta_b, bounds, tables, out, out.shape[0], cfgs[1], stores[1], smem[1])
+                unit_body(packed, meta_b, bounds, tables, th, tb, tw, tq, out, out.shape[0], cfgs[1], stores[1],
+                          smem[1])
             elif n_cfg == 3:
-                unit_body(packed, meta_b, bounds, tables, out, out.shape[0], cfgs[2], stores[2], smem[2])
+                unit_body(packed, meta_b, bounds, tables, th, tb, tw, tq, out, out.shape[0], cfgs[2], stores[2],
+                          smem[2])
             elif out.shape[0] <= limits[2]:
-                unit_body(packed, meta_b, bounds, tables, out, out.shape[0], cfgs[2], stores[2], smem[2])
+                unit_body(packed, meta_b, bounds, tables, th, tb, tw, tq, out, out.shape[0], cfgs[2], stores[2],
+                          smem[2])
             else:
-                unit_body(packed, meta_b, bounds, tables, out, out.shape[0], cfgs[3], stores[3], smem[3])
+                unit_body(packed, meta_b, bounds, tables, th, tb, tw, tq, out, out.shape[0], cfgs[3], stores[3],
+                          smem[3])
 
     return kernel.with_attr("recom_tvm.fused", json.dumps(
         {"buckets": [[b, c.to_json()] for b, c in buckets], "classes": [dataclasses.astuple(k) for k in classes]}))
-

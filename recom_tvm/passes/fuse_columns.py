@@ -348,7 +348,7 @@ def _lanes(col: _Column) -> int:
 
 def _layout(columns: list[_Column], offsets: list[int]) -> tuple[np.ndarray, np.ndarray, list, dict]:
     """Static per-column meta, all boundaries, and the flat-tables recipe (16-byte aligned tables)."""
-    meta, bounds, tables, base_of = [], [], [], {}
+    meta, bounds, tables, base_of, shapes = [], [], [], {}, {}
     total = 0
     for col, out_off in zip(columns, offsets):
         lanes = _lanes(col)
@@ -359,6 +359,7 @@ def _layout(columns: list[_Column], offsets: list[int]) -> tuple[np.ndarray, np.
                 base_of[key] = total  # in float4 units
                 tables.append(key)
                 r, d = (int(v) for v in col.table.ty.shape.values)
+                shapes[key] = [r, d]
                 total += r * -(-d // 4)  # rows padded to 4 floats: every row starts 16-byte aligned
             table_base = base_of[key]
             rows = int(col.table.ty.shape.values[0])
@@ -368,10 +369,10 @@ def _layout(columns: list[_Column], offsets: list[int]) -> tuple[np.ndarray, np.
             bounds.append(col.boundaries)
         row = dict(kind=KIND[col.kind], dim=col.dim, stride4=lanes, out_off=out_off, table_base=table_base,
                    rows=rows, mode=MODE[col.mode], pre=PRE[col.pre], pre_a=pre_a, pre_b=pre_b,
-                   filter=int(col.filter), weighted=int(col.weighted))
+                   filter=int(col.filter), weighted=int(col.weighted), tdtype=0)  # float32 (CompactTables)
         meta.append([row[k] for k in META])
     flat_bounds = np.concatenate(bounds).astype(np.float32) if bounds else np.zeros(1, np.float32)
-    recipe = {"concat_flat": tables, "pad_rows_to": 4}
+    recipe = {"concat_flat": tables, "pad_rows_to": 4, "shapes": shapes}
     return np.array(meta, dtype=np.int64), flat_bounds, tables, recipe
 
 

@@ -20,6 +20,7 @@ from .assertions import assertion_symbols, check_all
 from .binding import Binder
 from .feeds import cast_exact, check_ids, flush_denormals, normalize_feeds, sort_rows
 from .host_stage import run_host_stage
+from . import compact
 from .packer import PACKED, PACKED_SIZES, apply_recipes, is_virtual_zeros, pack
 from .spec import InputSpec
 
@@ -57,6 +58,16 @@ class CompiledModel:
         if missing:
             raise ValueError(f"params missing for {missing[:5]}")
 
+    def _source_table_shape(self, name: str) -> tuple:
+        """[rows, dim] of an imported table merged into a flat parameter (a loaded compact model keeps only the
+        encoded flat table: the recipe records the shapes)."""
+        if name in self._params_host:
+            return tuple(self._params_host[name].shape)
+        for recipe in self.spec.param_recipes.values():
+            if name in (recipe.get("shapes") or {}):
+                return tuple(int(d) for d in recipe["shapes"][name])
+        raise KeyError(f"{name!r}: no shape recorded for this merged table")
+
     def param_names(self) -> list[str]:
         """The parameters the module reads, in call order."""
         return [i["ref"] for i in self.spec.module_inputs if i["source"] == "param"]
@@ -72,7 +83,7 @@ class CompiledModel:
         for name, value in params.items():  # check all before changing any
             if name in sources:
                 # a merged table's layout (rows, row length: the kernel's meta) is fixed when the model is built
-                _check_param(name, value, tuple(self._params_host[name].shape), "float32", "table")
+                _check_param(name, value, self._source_table_shape(name), "float32", "table")
             elif name in declared:
                 _check_param(name, value, tuple(int(d) for d in declared[name]["shape"]), declared[name]["dtype"],
                              "parameter")
@@ -80,11 +91,20 @@ class CompiledModel:
                 raise KeyError(f"{name!r} is not a parameter of this model; it has {self.param_names()[:8]}...")
         for name, value in params.items():
             if name in sources:
-                self._params_host[name] = np.asarray(value)
+                value = _host_array(value)  # a device tensor of an imported table: encoded on the host
                 for derived, recipe in self.spec.param_recipes.items():
-                    if name in recipe.get("concat_flat", []):
+                    if name not in recipe.get("concat_flat", []):
+                        continue
+                    if compact.is_compact(recipe) and not all(t in self._params_host for t in recipe["concat_flat"]):
+                        # a loaded model carries the encoded tables only: re-encode this one in place
+                        flat = self._host_param(derived)
+                        if is_virtual_zeros(flat) or not flat.flags.writeable:
+                            flat = np.array(flat, dtype=np.float32)  # once; later tables are written in place
+                        self._params_host[derived] = compact.write_table(recipe, flat, name, value)
+                    else:
+                        self._params_host[name] = value
                         self._params_host.pop(derived, None)
-                        self._overrides.pop(derived, None)
+                    self._overrides.pop(derived, None)
             else:
                 self._overrides[name] = value
         if self._vm is not None:  # a VM's captured CUDA graphs read the old parameters' addresses: start a new
@@ -102,7 +122,28 @@ class CompiledModel:
         from .packer import flat_table_layout
 
         recipe = self.spec.param_recipes[name]
-        return flat_table_layout(recipe, {t: self._params_host[t].shape for t in recipe["concat_flat"]})
+        return flat_table_layout(recipe, {t: self._params_host[t].shape for t in recipe["concat_flat"]
+                                          if t in self._params_host})
+
+    def table_dtypes(self, name: str) -> dict[str, str]:
+        """{table: dtype} of the tables merged into parameter `name` ("float32", or the compact formats of
+        recom_tvm.runtime.compact: build(..., table_dtype=...))."""
+        return compact.table_dtypes(self.spec.param_recipes[name])
+
+    def memory_usage(self, feeds: Mapping | None = None) -> dict:
+        """Device memory this model needs, in bytes: "tables" (the fused kernel's, with "tables_by_dtype"),
+        "weights" (every other parameter) and, given a request's `feeds`, "workspace": every tensor that request
+        allocates (an upper bound: the VM's pool reuses freed buffers), with its "batch"; "total" adds them."""
+        from . import memory
+
+        return memory.usage(self, feeds)
+
+    def check_device_memory(self) -> None:
+        """Raise DeviceMemoryError, naming both sizes, if the parameters still to upload do not fit in the
+        device's free memory (checked before the first run uploads them, and at `load`)."""
+        from . import memory
+
+        memory.check_model(self, lambda name: _on_device(self._overrides.get(name)))
 
     def _host_param(self, name: str) -> np.ndarray:
         if name not in self._params_host and name in self.spec.param_recipes:
@@ -121,6 +162,7 @@ class CompiledModel:
         if self._vm is None:
             self._vm = tvm.runtime.vm.VirtualMachine(self.executable, dev)
         if self._params_dev is None:
+            self.check_device_memory()  # a clear error instead of the device's out-of-memory trace
             self._params_dev = [self._device_param(name, dev) for name in self.param_names()]
 
     def _device_param(self, name: str, dev):
@@ -266,7 +308,8 @@ class CompiledModel:
             sources = self.spec.param_recipes.get(name, {}).get("concat_flat")
             if arr is not None and not _on_device(arr):
                 put(name, np.asarray(arr))
-            elif sources is not None and all(t in self._params_host for t in sources):
+            elif sources is not None and all(t in self._params_host for t in sources) and \
+                    not compact.is_compact(self.spec.param_recipes[name]):
                 # the merged table is rebuilt at load from its sources: they stay settable by name there
                 for t in sources:
                     put(t, self._params_host[t])
@@ -346,6 +389,13 @@ def _module_kinds(executable) -> set[str]:
     return kinds
 
 
+def _host_array(value) -> np.ndarray:
+    """A numpy array of `value`; device tensors (DLPack) are copied to the host."""
+    if _on_device(value):
+        return tvm.runtime.from_dlpack(value).numpy()
+    return np.asarray(value)
+
+
 def _on_device(value) -> bool:
     """A tensor to use in place (DLPack, not numpy: numpy arrays are copied, and need not be aligned)."""
     return value is not None and hasattr(value, "__dlpack__") and not isinstance(value, np.ndarray)
@@ -355,6 +405,11 @@ def _translate(err: Exception) -> Exception:
     from .builtins import ERROR_MARK
 
     msg = str(err)
+    if "out of memory" in msg.lower():
+        from ..errors import DeviceMemoryError
+
+        return DeviceMemoryError(f"the device ran out of memory running this request: {msg.strip().splitlines()[-1]}"
+                                 " (CompiledModel.memory_usage(feeds) gives what a request needs)")
     if ERROR_MARK in msg:
         return InvalidArgumentError(msg.split(ERROR_MARK, 1)[1].splitlines()[0])
     return InvalidArgumentError(f"the compiled model rejected the inputs: {msg.strip().splitlines()[-1]}")
@@ -393,6 +448,7 @@ def load(path: str, device=None) -> CompiledModel:
         params[name] = np.broadcast_to(np.zeros((), dtype=dtype), shape)
     model = CompiledModel(lib, spec, params, kind, device)
     model.kernel_schedules = schedules
+    model.check_device_memory()
     return model
 
 

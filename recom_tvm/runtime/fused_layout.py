@@ -1,12 +1,16 @@
 """The fused embedding kernel's static per-column layout (`meta` rows), shared by the compiler (which writes it)
-and the runtime (which packs requests for it, or synthesizes them for tuning). numpy-free constants only."""
+and the runtime (which packs requests for it, or synthesizes them for tuning). Constants, and one reader."""
 
 from __future__ import annotations
 
-# stride4 = ceil(dim / 4): float4s per (padded) table row; table_base in float4s; pre_a / pre_b: identity range and
-# default, the rows added to a negative id (wrap_negative), or the bucketize boundaries' offset and count
+# stride4: 16-byte units per (padded) table row (ceil(dim / 4) for float32 rows); table_base in 16-byte units;
+# pre_a / pre_b: identity range and default, the rows added to a negative id (wrap_negative), or the bucketize
+# boundaries' offset and count; tdtype: how the table's rows are stored (recom_tvm.runtime.compact.CODES:
+# 0 float32, 1 float16, 2 bfloat16, 3 int8)
 META = ("kind", "dim", "stride4", "out_off", "table_base", "rows", "mode", "pre", "pre_a", "pre_b", "filter",
-        "weighted")
+        "weighted", "tdtype")
+# meta rows written before compact tables had no tdtype (all float32): readers accept them (meta_rows)
+META_V1 = len(META) - 1
 # filter bits: drop entries with a negative id (TF's id >= 0 filter); drop entries with weight <= 0 (TF prunes them
 # for weighted mean / sqrtn)
 FILTER_NEG_ID = 1
@@ -16,3 +20,17 @@ KIND_NAME = {v: k for k, v in KIND.items()}
 MULTI_ID_KINDS = (KIND["csr"], KIND["dense"])
 MODE = {"sum": 0, "mean": 1, "sqrtn": 2}
 PRE = {"none": 0, "identity_default": 1, "wrap_negative": 2}  # wrap_negative: id < 0 -> id + pre_a (Keras)
+
+
+def meta_rows(meta):
+    """`meta` as an int64 [C, len(META)] array; rows of the 12-field layout (before tdtype) get tdtype 0."""
+    import numpy as np
+
+    m = np.asarray(meta, dtype=np.int64)
+    if m.ndim != 2:
+        m = m.reshape(-1, len(META))
+    if m.shape[1] == META_V1:
+        m = np.concatenate([m, np.zeros((m.shape[0], 1), np.int64)], axis=1)
+    if m.shape[1] != len(META):
+        raise ValueError(f"fused kernel meta rows have {m.shape[1]} fields, expected {len(META)}")
+    return m

@@ -5,9 +5,10 @@
 ROUND_DIR is what recom_tvm.schedules.offline.export_round wrote: one library per task holding its candidate
 kernels, the tasks' static arrays and a manifest. Each fused-kernel task's measurement request is regenerated from
 its seed and checked against the manifest's fingerprint; tables are filled with random values (through PyTorch on
-the GPU when it is installed, else from numpy). Dense-layer tasks run on random normal inputs of their shapes.
-Every candidate's output is checked against the round's reference candidate (the default schedule if the round
-holds it, else the first), so a miscompiled variant is reported, not ranked.
+the GPU when it is installed, else from numpy; compact tables with valid rows of their dtype). Dense-layer tasks
+run on random normal inputs of their shapes. Every candidate's output is checked against the round's reference
+candidate (the default schedule if the round holds it, else the first), so a miscompiled variant is reported, not
+ranked.
 """
 
 from __future__ import annotations
@@ -50,6 +51,41 @@ def _tables(n: int, dev, kind: str, seed: int):
     return tvm.runtime.tensor(np.random.default_rng(seed).standard_normal(n).astype(np.float32), dev), None
 
 
+def _compact_tables(meta, n: int, dev, kind: str, seed: int):
+    """n words holding every table of `meta` as valid rows of its dtype (random float32 values encoded: fp16 /
+    bf16 / int8 rows, recom_tvm.runtime.compact), through PyTorch on a GPU when present, else numpy."""
+    import tvm
+
+    from . import compact
+    from .fused_layout import META, meta_rows
+
+    m = meta_rows(meta)
+    f = {k: META.index(k) for k in META}
+    tables = {}  # table_base -> (rows, dim, dtype): columns sharing a table share its base
+    for row in m.tolist():
+        if row[f["kind"]] != 4 and row[f["rows"]] > 0:
+            tables[row[f["table_base"]]] = (row[f["rows"]], row[f["dim"]], compact.NAMES[row[f["tdtype"]]])
+    try:
+        import torch
+
+        if kind != "cuda":
+            raise ImportError
+        g = torch.Generator(device="cuda").manual_seed(seed)
+        flat = torch.zeros(4 * n, dtype=torch.uint8, device="cuda")
+        for base, (rows, dim, dt) in tables.items():
+            t = torch.randn(rows, dim, generator=g, device="cuda")
+            enc = compact.encode_torch(torch, t, dt)
+            flat[16 * base:16 * base + enc.numel()].copy_(enc.reshape(-1))
+        return tvm.runtime.from_dlpack(flat.view(torch.float32)), flat
+    except ImportError:
+        rng = np.random.default_rng(seed)
+        flat = np.zeros(n, np.float32)
+        for base, (rows, dim, dt) in tables.items():
+            enc = compact.encode(rng.standard_normal((rows, dim)).astype(np.float32), dt).reshape(-1)
+            flat[4 * base:4 * base + enc.size] = enc
+        return tvm.runtime.tensor(flat, dev), None
+
+
 def load_task(round_dir: str, manifest: dict, name: str, dev, log=print) -> tuple:
     """One task of a round on `dev`: (packed / meta / bounds arguments, tables, output buffer, the candidates'
     library, what keeps the tables alive). The request is regenerated from its seed and checked."""
@@ -74,7 +110,12 @@ def load_task(round_dir: str, manifest: dict, name: str, dev, log=print) -> tupl
     _, _, n_tables, batch = task["shapes"]
     args = [tvm.runtime.tensor(packed, dev), tvm.runtime.tensor(arrays["meta"], dev),
             tvm.runtime.tensor(arrays["bounds"], dev)]
-    tables, keep = _tables(int(n_tables), dev, manifest["device_type"], 7)
+    from .fused_layout import META, meta_rows
+
+    if meta_rows(arrays["meta"])[:, META.index("tdtype")].any():  # compact tables: valid rows of each dtype
+        tables, keep = _compact_tables(arrays["meta"], int(n_tables), dev, manifest["device_type"], 7)
+    else:
+        tables, keep = _tables(int(n_tables), dev, manifest["device_type"], 7)
     out_buf = tvm.runtime.empty((batch, task["width"]), "float32", dev)
     lib = tvm.runtime.load_module(os.path.join(round_dir, task["lib"]))
     return args, tables, out_buf, lib, keep

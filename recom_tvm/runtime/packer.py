@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import compact
+
 PACKED = "recom_tvm:packed"
 PACKED_SIZES = "recom_tvm:packed_sizes"
 
@@ -69,11 +71,14 @@ def is_virtual_zeros(arr) -> bool:
 
 
 def flat_table_layout(recipe: dict, shapes: dict) -> list[tuple[str, int, int, int]]:
-    """(param, offset in floats, rows, padded row length) of each table in a "concat_flat" recipe."""
+    """(param, offset in floats, rows, padded row length) of each table in a "concat_flat" recipe (for compact
+    tables: in 32-bit words of the encoded rows, see recom_tvm.runtime.compact)."""
+    if compact.is_compact(recipe):
+        return compact.layout(recipe, shapes)
     pad = int(recipe.get("pad_rows_to", 1))
     out, offset = [], 0
     for t in recipe["concat_flat"]:
-        rows, dim = shapes[t]
+        rows, dim = shapes[t] if t in shapes else recipe["shapes"][t]
         stride = -(-dim // pad) * pad
         out.append((t, offset, rows, stride))
         offset += rows * stride
@@ -84,7 +89,13 @@ def apply_recipes(recipes: dict, params: dict) -> dict:
     """Build the params the passes asked for (the fused kernel's flat tables) from the imported ones."""
     out = dict(params)
     for name, recipe in recipes.items():
-        if "concat_flat" in recipe:
+        if "concat_flat" in recipe and compact.is_compact(recipe):  # fp16 / bf16 / int8 rows, encoded here
+            if all(is_virtual_zeros(params[t]) for t in recipe["concat_flat"]):  # every encoding of 0 is 0 bits
+                size = compact.flat_size(compact.layout(recipe, {t: params[t].shape for t in recipe["concat_flat"]}))
+                out[name] = np.broadcast_to(np.zeros((), np.float32), (size,))
+            else:
+                out[name] = compact.build_flat(recipe, params)
+        elif "concat_flat" in recipe:
             pad = int(recipe.get("pad_rows_to", 1))
             parts = []
             if any(is_virtual_zeros(params[t]) for t in recipe["concat_flat"]):

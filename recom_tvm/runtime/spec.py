@@ -33,6 +33,8 @@ class InputSpec:
     corun: list[dict] = dataclasses.field(default_factory=list)
     # where each feed's size symbols are read: {symbol: [feed tensor, axis, "shape" (of the array) | "value"]}
     feed_symbols: dict = dataclasses.field(default_factory=dict)
+    # the module's tensors per request, for the memory report: {"shape": [size AST (assertions.py)], "dtype"}
+    workspace: list[dict] = dataclasses.field(default_factory=list)
 
     # ---------------------------------------------------------------------------------------- construction
     @classmethod

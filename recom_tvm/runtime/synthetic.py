@@ -15,7 +15,7 @@ import zlib
 
 import numpy as np
 
-from .fused_layout import KIND, KIND_NAME, META
+from .fused_layout import KIND, KIND_NAME, META, meta_rows
 from .packer import pack
 
 
@@ -48,7 +48,7 @@ def draw_ids(rng: np.random.Generator, rows: int, n: int, zipf: float) -> np.nda
 
 def synthetic_env(meta, bounds, batch: int, seed: int = 0, dist: Distribution = Distribution()):
     """(fused description, env) for `recom_tvm.runtime.packer.pack`: one request of `batch` rows."""
-    m = np.asarray(meta, dtype=np.int64).reshape(-1, len(META))
+    m = meta_rows(meta)
     bounds = np.asarray(bounds, dtype=np.float32)
     f = {k: META.index(k) for k in META}
     rng = np.random.default_rng(seed)

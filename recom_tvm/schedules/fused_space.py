@@ -30,14 +30,18 @@ ANN = "recom_tvm.knob."
 TASK_ATTR = "recom_tvm.task"  # JSON: key, batch, meta, width, bounds count (what instantiation needs)
 
 # knob -> candidate values (KernelConfig fields; booleans as 0 / 1). The default config is one point of the space.
+# New values and knobs go at the end: a trace records decisions as indices into these tuples.
 KNOBS: dict[str, tuple[int, ...]] = {
     "threads": (32, 64, 128, 256, 512),
-    "vec": (4, 2, 1),
+    "vec": (4, 2, 1, 8),
     "rows": (1, 2, 4, 8),
     "unroll": (1, 2, 4),
     "heavy_first": (1, 0),
     "interleave": (0, 1),
     "smem_bounds": (0, 1),
+    "stage_meta": (0, 1),
+    "search_once": (0, 1),
+    "group": (1, 2, 4),
 }
 GPU_ONLY = ("smem_bounds",)  # no meaning on llvm: fixed to the default there, so no two candidates coincide
 
@@ -139,7 +143,8 @@ class ValidKnobs(PyPostproc):
 
 
 FEATURES = ("log2_threads", "vec", "rows", "unroll", "heavy_first", "interleave", "smem_bounds", "log2_batch",
-            "log2_blocks", "blocks_per_sm_wave", "thread_use", "log2_bags_per_block", "lanes_per_bag")
+            "log2_blocks", "blocks_per_sm_wave", "thread_use", "log2_bags_per_block", "lanes_per_bag", "stage_meta",
+            "search_once", "group")
 
 
 def features(cfg: KernelConfig, info: dict, classes=None) -> np.ndarray:
@@ -151,14 +156,15 @@ def features(cfg: KernelConfig, info: dict, classes=None) -> np.ndarray:
     use, bags, lanes = 0.0, 0.0, 0.0
     for k in classes:
         la = -(-max(k.dim, 1) // cfg.vec)
-        bpp = cfg.threads // la
-        use += k.count * (bpp * la) / cfg.threads
+        grp = max(1, min(cfg.group, cfg.threads // la, k.count))
+        bpp = cfg.threads // (la * grp)
+        use += k.count * (bpp * la * grp) / cfg.threads
         bags += k.count * bpp * (1 if k.multi else cfg.rows)
         lanes += k.count * la
     return np.array([math.log2(cfg.threads), cfg.vec, cfg.rows, cfg.unroll, int(cfg.heavy_first), int(cfg.interleave),
                      int(cfg.smem_bounds), math.log2(max(batch, 1)), math.log2(max(blocks, 1)),
                      blocks / (132.0 * max(1, 2048 // cfg.threads)), use / cols, math.log2(max(bags / cols, 1.0)),
-                     lanes / cols], dtype=np.float32)
+                     lanes / cols, int(cfg.stage_meta), int(cfg.search_once), cfg.group], dtype=np.float32)
 
 
 @derived_object

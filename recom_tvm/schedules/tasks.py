@@ -19,6 +19,7 @@ from tvm import relax
 
 from ..ops.fused_kernel import KernelConfig, max_bounds, fused_embedding
 from ..ops.registry import PREFIX
+from ..runtime.fused_layout import META, META_V1, meta_rows
 from ..runtime.synthetic import Distribution, fingerprint, synthetic_packed
 from ..shapes.symbolic import const_array
 from .fused_space import TASK_ATTR
@@ -65,7 +66,9 @@ def target_tag(target: tvm.target.Target) -> str:
 def kernel_key(call: FusedCall, target: tvm.target.Target) -> str:
     """Identifies one fused kernel (its layout, width and target) across builds and batch sizes."""
     h = hashlib.sha1()
-    h.update(call.meta.tobytes())
+    meta = meta_rows(call.meta)
+    # all-float32 tables: the meta as it was before the tdtype field, so earlier tuning databases still apply
+    h.update(np.ascontiguousarray(meta[:, :META_V1] if not meta[:, META.index("tdtype")].any() else meta).tobytes())
     h.update(np.float32(call.bounds).tobytes())
     h.update(f"{call.width}|{call.table_floats}|{target_tag(target)}".encode())
     return h.hexdigest()[:16]
