@@ -66,7 +66,10 @@ def build(mod: tvm.IRModule, target="llvm", params: Mapping[str, np.ndarray] | N
         lowered = LegalizeRecomOps(kernel_schedules)(mod)
         executable = tvm.compile(lowered, target=tgt)
     config.log(f"built for {kind} in {time.perf_counter() - t0:.2f}s")
-    model = CompiledModel(executable, spec, dict(params or {}), kind, device)
+    from .native_build import try_library_path
+
+    # the native host stage (C, compiled here once per source version; export_library ships it with the model)
+    model = CompiledModel(executable, spec, dict(params or {}), kind, device, host_library=try_library_path())
     if spec.fused:
         from .ops.fused_kernel import default_config
 

@@ -1,0 +1,482 @@
+/* The executor: one request from its feed tensors to the module's arguments in one staging buffer.
+ *
+ * Stages (each check mirrors one in recom_tvm/runtime: feeds.py, host_stage.py, binding.py, packer.py):
+ *   feed checks -> row sorting -> host-plan ops (resumable: an op the core does not take returns RH_NEED_OP and
+ *   the caller runs its numpy implementation) -> id checks -> symbol binding and assertions -> the staging layout.
+ * rh_write then writes the packed buffer and the other arguments into the caller's (pinned) staging buffer. */
+#include <stdlib.h>
+
+#include "rh.h"
+
+enum { ST_FEEDS = 0, ST_OPS = 1, ST_DONE = 2 };
+#define ARG_ALIGN 256
+
+rh_ctx *rh_ctx_new(const rh_program *p) {
+  rh_ctx *c = (rh_ctx *)calloc(1, sizeof(rh_ctx));
+  if (!c) return NULL;
+  c->prog = p;
+  int ns = p->nslots ? p->nslots : 1, nsym = p->nsym ? p->nsym : 1, nc = p->ncols ? p->ncols : 1;
+  int na = p->nargs ? p->nargs : 1;
+  c->t = (rh_tensor *)calloc((size_t)ns, sizeof(rh_tensor));
+  c->sym = (int64_t *)calloc((size_t)nsym, sizeof(int64_t));
+  c->sym_src = (int32_t *)calloc((size_t)nsym, sizeof(int32_t));
+  c->col_size = (int64_t *)calloc((size_t)nc, sizeof(int64_t));
+  c->col_aux = (int64_t *)calloc((size_t)nc, sizeof(int64_t));
+  c->arg_off = (int64_t *)calloc((size_t)na, sizeof(int64_t));
+  c->arg_shape = (int64_t *)calloc((size_t)na * RH_MAXDIM, sizeof(int64_t));
+  c->arg_ndim = (int32_t *)calloc((size_t)na, sizeof(int32_t));
+  if (!c->t || !c->sym || !c->sym_src || !c->col_size || !c->col_aux || !c->arg_off || !c->arg_shape ||
+      !c->arg_ndim) {
+    rh_ctx_free(c);
+    return NULL;
+  }
+  rh_ctx_reset(c);
+  return c;
+}
+
+void rh_ctx_free(rh_ctx *c) {
+  if (!c) return;
+  rh_arena_free(&c->arena);
+  free(c->t);
+  free(c->sym);
+  free(c->sym_src);
+  free(c->col_size);
+  free(c->col_aux);
+  free(c->arg_off);
+  free(c->arg_shape);
+  free(c->arg_ndim);
+  free(c);
+}
+
+void rh_ctx_reset(rh_ctx *c) {
+  const rh_program *p = c->prog;
+  rh_arena_reset(&c->arena);
+  for (int i = 0; i < p->nslots; i++) {
+    if (p->consts && p->consts[i].set) c->t[i] = p->consts[i];
+    else memset(&c->t[i], 0, sizeof(rh_tensor));
+    c->t[i].pyobj = -1;
+  }
+  for (int i = 0; i < p->nsym; i++) {
+    c->sym[i] = -1;
+    c->sym_src[i] = -1;
+  }
+  c->next_op = 0;
+  c->stage = ST_FEEDS;
+  c->msg[0] = 0;
+  c->staging_bytes = 0;
+}
+
+/* ---------------------------------------------------------------------------------------------- feeds */
+static int check_static(rh_ctx *c, int slot) {
+  const rh_program *p = c->prog;
+  const rh_tensor *t = &c->t[slot];
+  if (!t->set) return rh_refuse(c, "feed tensor %d missing", slot);
+  int rank = p->slot_rank[slot];
+  if (rank < 0) return RH_OK;
+  if (t->ndim != rank) return rh_refuse(c, "feed tensor %d: rank %d, expected %d", slot, t->ndim, rank);
+  for (int d = 0; d < rank; d++) {
+    int64_t want = p->slot_dims[(size_t)slot * RH_MAXDIM + d];
+    if (want >= 0 && want != t->shape[d]) return rh_refuse(c, "feed tensor %d: dim %d", slot, d);
+  }
+  return RH_OK;
+}
+
+static int is_index(const rh_tensor *t) { return rh_is_int(t->dtype); }
+
+static int check_feeds(rh_ctx *c) {
+  const rh_program *p = c->prog;
+  int64_t total = 0;
+  for (int f = 0; f < p->nfeat; f++)
+    for (int k = 0; k < p->feat_nparts[f]; k++) {
+      int slot = p->feat_part_slot[3 * f + k];
+      int rc = check_static(c, slot);
+      if (rc) return rc;
+      total += c->t[slot].size;
+    }
+  if (total > c->max_elements) return rh_refuse(c, "request of %lld elements", (long long)total);
+  for (int f = 0; f < p->nfeat; f++) {
+    const int32_t *ps = &p->feat_part_slot[3 * f];
+    int64_t batch;
+    if (p->feat_kind[f] == 1) {  /* sparse: TF's SparseTensor validity */
+      const rh_tensor *idx = &c->t[ps[0]], *val = &c->t[ps[1]], *ds = &c->t[ps[2]];
+      if (!is_index(idx) || !is_index(ds) || idx->ndim != 2 || ds->ndim < 1 || val->ndim < 1)
+        return rh_refuse(c, "sparse feature %d: malformed", f);
+      if (idx->shape[1] != ds->shape[0] || val->shape[0] != idx->shape[0])
+        return rh_refuse(c, "sparse feature %d: inconsistent parts", f);
+      int64_t rank = idx->shape[1], nnz = idx->shape[0];
+      for (int64_t j = 0; j < ds->size; j++)
+        if (rh_get_i64(ds, j) < 0) return rh_refuse(c, "sparse feature %d: negative dense_shape", f);
+      if (idx->dtype == RH_I64 && ds->size == rank) {
+        const int64_t *ix = (const int64_t *)idx->data;
+        int64_t lim[RH_MAXDIM];
+        if (rank > RH_MAXDIM) return rh_refuse(c, "sparse feature %d: rank", f);
+        for (int64_t j = 0; j < rank; j++) lim[j] = rh_get_i64(ds, j);
+        for (int64_t i = 0; i < nnz; i++)
+          for (int64_t j = 0; j < rank; j++) {
+            uint64_t v = (uint64_t)ix[i * rank + j];
+            if (v >= (uint64_t)lim[j]) return rh_refuse(c, "sparse feature %d: index out of bounds", f);
+          }
+      } else {
+        for (int64_t i = 0; i < nnz; i++)
+          for (int64_t j = 0; j < rank; j++) {
+            int64_t v = rh_get_i64(idx, i * rank + j);
+            if (v < 0 || v >= rh_get_i64(ds, j)) return rh_refuse(c, "sparse feature %d: index out of bounds", f);
+          }
+      }
+      batch = ds->size ? rh_get_i64(ds, 0) : 0;
+    } else if (p->feat_kind[f] == 2) {  /* ragged: values, row_splits */
+      const rh_tensor *val = &c->t[ps[0]], *sp = &c->t[ps[1]];
+      if (!is_index(sp) || sp->ndim != 1 || sp->size == 0) return rh_refuse(c, "ragged feature %d: splits", f);
+      int64_t prev = rh_get_i64(sp, 0);
+      if (prev != 0) return rh_refuse(c, "ragged feature %d: splits must start at 0", f);
+      for (int64_t i = 1; i < sp->size; i++) {
+        int64_t v = rh_get_i64(sp, i);
+        if (v < prev) return rh_refuse(c, "ragged feature %d: decreasing splits", f);
+        prev = v;
+      }
+      if (val->ndim < 1 || prev != val->shape[0]) return rh_refuse(c, "ragged feature %d: splits end", f);
+      batch = sp->size - 1;
+    } else {
+      const rh_tensor *x = &c->t[ps[0]];
+      batch = x->ndim ? x->shape[0] : 0;
+    }
+    if (batch > c->max_batch) return rh_refuse(c, "feature %d: batch %lld above the limit", f, (long long)batch);
+  }
+  return RH_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------- sorting */
+static int permute(rh_ctx *c, rh_tensor *t, const int64_t *perm, int64_t n) {
+  if (t->raw) {
+    int rc = rh_finish_raw(c, t);
+    if (rc) return rc;
+  }
+  rh_tensor in = *t;
+  int64_t inner = n ? in.size / n : 0;
+  int rc;
+  if (in.dtype == RH_STR) {
+    rc = rh_new_strings(c, t, in.ndim, in.shape);
+    if (rc) return rc;
+    for (int64_t i = 0; i < n; i++) {
+      memcpy(t->sp + i * inner, in.sp + perm[i] * inner, (size_t)inner * sizeof(void *));
+      memcpy(t->sl + i * inner, in.sl + perm[i] * inner, (size_t)inner * sizeof(int64_t));
+    }
+    return RH_OK;
+  }
+  int dtype = in.dtype;
+  rc = rh_new_numeric(c, t, dtype, in.ndim, in.shape);
+  if (rc) return rc;
+  size_t bs = (size_t)inner * rh_itemsize(dtype);
+  for (int64_t i = 0; i < n; i++) memcpy((uint8_t *)t->data + i * bs, (const uint8_t *)in.data + perm[i] * bs, bs);
+  return RH_OK;
+}
+
+static int sort_rows(rh_ctx *c, const int32_t *rec) {
+  rh_tensor *idx = &c->t[rec[0]];
+  int nalso = rec[2];
+  if (!idx->set || idx->ndim != 2 || !is_index(idx)) return rh_refuse(c, "sort: indices");
+  int64_t n = idx->shape[0], k = idx->shape[1];
+  for (int a = 0; a < nalso; a++) {
+    const rh_tensor *t = &c->t[rec[3 + a]];
+    if (!t->set || t->ndim < 1 || t->shape[0] != n) return rh_refuse(c, "sort: paired tensor of another length");
+  }
+  if (n < 2) return RH_OK;
+  int64_t maxrow = 0, prev = INT64_MIN;
+  int sorted = 1;
+  for (int64_t i = 0; i < n; i++) {
+    int64_t r = rh_get_i64(idx, i * k);
+    if (r < prev) sorted = 0;
+    prev = r;
+    if (r < 0) return rh_refuse(c, "sort: negative row");
+    if (r > maxrow) maxrow = r;
+  }
+  if (sorted) return RH_OK;
+  /* stable counting sort by row (rows are within dense_shape: checked with the feeds) */
+  int64_t *start = (int64_t *)rh_alloc(&c->arena, (size_t)(maxrow + 2) * 8);
+  int64_t *perm = (int64_t *)rh_alloc(&c->arena, (size_t)n * 8);
+  if (!start || !perm) return RH_NOMEM;
+  memset(start, 0, (size_t)(maxrow + 2) * 8);
+  for (int64_t i = 0; i < n; i++) start[rh_get_i64(idx, i * k) + 1]++;
+  for (int64_t r = 0; r <= maxrow; r++) start[r + 1] += start[r];
+  for (int64_t i = 0; i < n; i++) perm[start[rh_get_i64(idx, i * k)]++] = i;
+  int rc = permute(c, idx, perm, n);
+  if (!rc) rc = permute(c, &c->t[rec[1]], perm, n);
+  for (int a = 0; !rc && a < nalso; a++) rc = permute(c, &c->t[rec[3 + a]], perm, n);
+  return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------- after the ops */
+static int id_checks(rh_ctx *c) {
+  const rh_program *p = c->prog;
+  for (int i = 0; i < p->nidcheck; i++) {
+    const int64_t *r = &p->idcheck[3 * i];
+    const rh_tensor *ids = &c->t[r[0]];
+    if (!ids->set || !(rh_is_int(ids->dtype) || ids->dtype == RH_DEC)) return rh_refuse(c, "id check: ids");
+    int64_t limit = r[1];
+    const rh_tensor *w = r[2] >= 0 ? &c->t[r[2]] : NULL;
+    for (int64_t k = 0; k < ids->size; k++) {
+      if (rh_get_i64(ids, k) < limit) continue;
+      if (w) {
+        if (!w->set || w->size != ids->size || w->dtype == RH_STR || w->raw) return rh_refuse(c, "id check: weights");
+        if (!(rh_get_f64(w, k) > 0)) continue;
+      }
+      return rh_refuse(c, "id %lld out of range", (long long)k);
+    }
+  }
+  return RH_OK;
+}
+
+static int bind(rh_ctx *c) {
+  const rh_program *p = c->prog;
+  for (int s = 0; s < p->nsrc; s++) {
+    const rh_tensor *t = &c->t[p->src_slot[s]];
+    int rank = p->src_rank[s];
+    if (!t->set) return rh_refuse(c, "binding: source %d not computed", s);
+    if (p->src_isvalue[s]) {
+      if (!(rh_is_int(t->dtype)) || t->size != rank) return rh_refuse(c, "binding: source %d values", s);
+    } else if (t->ndim != rank) {
+      return rh_refuse(c, "binding: source %d rank", s);
+    }
+    for (int d = 0; d < rank; d++) {
+      int64_t v = p->src_isvalue[s] ? rh_get_i64(t, d) : t->shape[d];
+      int kind = p->src_dimkind[s][d];
+      int64_t want = p->src_dims[s][d];
+      if (kind == 1) {
+        if (v != want) return rh_refuse(c, "binding: source %d dim %d is %lld", s, d, (long long)v);
+      } else if (kind == 0) {
+        if (c->sym_src[want] < 0) {
+          c->sym[want] = v;
+          c->sym_src[want] = s;
+        } else if (c->sym[want] != v) {
+          return rh_refuse(c, "binding: inconsistent sizes (symbol %lld)", (long long)want);
+        }
+      }
+    }
+  }
+  for (int i = 0; i < p->npairs; i++) {
+    int a = p->pairs[2 * i], b = p->pairs[2 * i + 1];
+    if (c->sym_src[a] < 0 || c->sym_src[b] < 0 || c->sym[a] != c->sym[b])
+      return rh_refuse(c, "assertion %d failed", i);
+  }
+  return RH_OK;
+}
+
+static int numeric_or_dec(const rh_tensor *t) {
+  return t->set && !t->raw && t->dtype != RH_STR && t->dtype != RH_F16 && t->dtype != RH_NONE;
+}
+
+static int layout(rh_ctx *c) {
+  const rh_program *p = c->prog;
+  int64_t batch = 0;
+  if (p->batch_sym >= 0) {
+    if (c->sym_src[p->batch_sym] < 0) return rh_refuse(c, "cannot tell the batch size");
+    batch = c->sym[p->batch_sym];
+    if (batch < 0) return rh_refuse(c, "negative batch");
+  }
+  c->batch = batch;
+  int64_t total = 2 * (int64_t)p->ncols;
+  for (int k = 0; k < p->ncols; k++) {
+    const int32_t *col = &p->col[4 * k];
+    const rh_tensor *a = &c->t[col[1]];
+    if (!numeric_or_dec(a)) return rh_refuse(c, "column %d: input", k);
+    int64_t size;
+    c->col_aux[k] = 0;
+    switch (col[0]) {
+      case COL_CSR: {
+        const rh_tensor *ids = &c->t[col[2]];
+        if (a->ndim != 2 || a->shape[1] < 1 || !is_index(a) || !numeric_or_dec(ids) || rh_is_float(ids->dtype))
+          return rh_refuse(c, "column %d: csr inputs", k);
+        size = batch + 1 + ids->size * (col[3] >= 0 ? 2 : 1);
+        if (col[3] >= 0) {
+          const rh_tensor *w = &c->t[col[3]];
+          if (!numeric_or_dec(w) || w->size != ids->size) return rh_refuse(c, "column %d: weights", k);
+        }
+        for (int64_t i = 0; i < a->shape[0]; i++)
+          if (rh_get_i64(a, i * a->shape[1]) < 0) return rh_refuse(c, "column %d: negative row", k);
+        break;
+      }
+      case COL_DENSE:
+        if (a->ndim < 2 || rh_is_float(a->dtype)) return rh_refuse(c, "column %d: dense input", k);
+        c->col_aux[k] = a->shape[1];
+        size = a->size;
+        break;
+      case COL_ONE:
+        if (rh_is_float(a->dtype)) return rh_refuse(c, "column %d: ids", k);
+        size = a->size;
+        break;
+      default:
+        size = a->size;
+        break;
+    }
+    c->col_size[k] = size;
+    total += size;
+  }
+  c->packed_len = total;
+  int64_t off = 0;
+  for (int i = 0; i < p->nargs; i++) {
+    const int32_t *ar = &p->arg[3 * i];
+    int64_t bytes = 0;
+    c->arg_off[i] = -1;
+    int64_t *shape = &c->arg_shape[(size_t)i * RH_MAXDIM];
+    switch (ar[0]) {
+      case ARG_PACKED:
+        c->arg_ndim[i] = 1;
+        shape[0] = total;
+        bytes = total * 8;
+        break;
+      case ARG_PACKED_SIZES:
+        c->arg_ndim[i] = 1;
+        shape[0] = batch;
+        break;
+      case ARG_TENSOR: {
+        const rh_tensor *t = &c->t[ar[1]];
+        if (!numeric_or_dec(t) || (rh_is_float(t->dtype) && !rh_is_float(ar[2])) || !rh_itemsize(ar[2]))
+          return rh_refuse(c, "argument %d", i);
+        c->arg_ndim[i] = t->ndim;
+        memcpy(shape, t->shape, sizeof(int64_t) * RH_MAXDIM);
+        bytes = t->size * (int64_t)rh_itemsize(ar[2]);
+        break;
+      }
+      case ARG_SHAPE: {
+        const rh_tensor *t = &c->t[ar[1]];
+        if (!t->set || !rh_is_int(t->dtype) || t->size > RH_MAXDIM) return rh_refuse(c, "argument %d", i);
+        c->arg_ndim[i] = (int32_t)t->size;
+        for (int64_t j = 0; j < t->size; j++) shape[j] = rh_get_i64(t, j);
+        break;
+      }
+      case ARG_SHAPE_OF: {
+        const rh_tensor *t = &c->t[ar[1]];
+        if (!t->set) return rh_refuse(c, "argument %d", i);
+        c->arg_ndim[i] = t->ndim;
+        memcpy(shape, t->shape, sizeof(int64_t) * RH_MAXDIM);
+        break;
+      }
+      default:
+        return rh_refuse(c, "argument kind");
+    }
+    if (ar[0] == ARG_PACKED || ar[0] == ARG_TENSOR) {
+      c->arg_off[i] = off;
+      off += (bytes + ARG_ALIGN - 1) / ARG_ALIGN * ARG_ALIGN;
+    }
+  }
+  c->staging_bytes = off;
+  return RH_OK;
+}
+
+int rh_run(rh_ctx *c) {
+  const rh_program *p = c->prog;
+  int rc;
+  if (c->stage == ST_FEEDS) {
+    rc = check_feeds(c);
+    for (int i = 0; !rc && i < p->nsort; i++) rc = sort_rows(c, p->sort[i]);
+    if (rc) return rc;
+    c->stage = ST_OPS;
+  }
+  if (c->stage == ST_OPS) {
+    while (c->next_op < p->nops) {
+      const rh_op *op = &p->ops[c->next_op];
+      rc = op->code == OP_FALLBACK ? RH_NEED_OP : rh_exec_op(c, op);
+      if (rc == RH_NEED_OP) return RH_NEED_OP;  /* the caller runs node op->node, then resumes after it */
+      if (rc) return rc;
+      c->next_op++;
+    }
+    rc = id_checks(c);
+    if (!rc) rc = bind(c);
+    if (!rc) rc = layout(c);
+    if (rc) return rc;
+    c->stage = ST_DONE;
+  }
+  return RH_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------- writing */
+static inline int64_t f32_bits(float f) {
+  int32_t b;
+  memcpy(&b, &f, 4);
+  return (int64_t)b;  /* numpy: packed[...] = x.view(np.int32) sign-extends */
+}
+
+static void write_floats(const rh_tensor *x, int64_t *dst) {
+  if (x->dtype == RH_F32) {
+    const int32_t *b = (const int32_t *)x->data;
+    for (int64_t i = 0; i < x->size; i++) dst[i] = b[i];
+  } else {
+    for (int64_t i = 0; i < x->size; i++) dst[i] = f32_bits((float)rh_get_f64(x, i));
+  }
+}
+
+static void write_ints(const rh_tensor *x, int64_t *dst) {
+  if (x->dtype == RH_I64 || x->dtype == RH_DEC) memcpy(dst, x->data, (size_t)x->size * 8);
+  else for (int64_t i = 0; i < x->size; i++) dst[i] = rh_get_i64(x, i);
+}
+
+static void write_packed(rh_ctx *c, int64_t *packed) {
+  const rh_program *p = c->prog;
+  int64_t nc = p->ncols, batch = c->batch, pos = 2 * nc;
+  for (int k = 0; k < nc; k++) {
+    packed[k] = pos;
+    packed[nc + k] = c->col_aux[k];
+    pos += c->col_size[k];
+  }
+  for (int k = 0; k < nc; k++) {
+    const int32_t *col = &p->col[4 * k];
+    int64_t *d = packed + packed[k];
+    const rh_tensor *a = &c->t[col[1]];
+    switch (col[0]) {
+      case COL_CSR: {
+        const rh_tensor *ids = &c->t[col[2]];
+        int64_t n = a->shape[0], stride = a->shape[1];
+        memset(d, 0, (size_t)(batch + 1) * 8);
+        for (int64_t i = 0; i < n; i++) {
+          int64_t r = rh_get_i64(a, i * stride);
+          if (r < batch) d[r + 1]++;
+        }
+        for (int64_t b = 0; b < batch; b++) d[b + 1] += d[b];
+        write_ints(ids, d + batch + 1);
+        if (col[3] >= 0) write_floats(&c->t[col[3]], d + batch + 1 + ids->size);
+        break;
+      }
+      case COL_DENSE:
+      case COL_ONE:
+        write_ints(a, d);
+        break;
+      default:
+        write_floats(a, d);
+        break;
+    }
+  }
+}
+
+static void write_tensor(const rh_tensor *t, int dtype, uint8_t *dst) {
+  if (t->dtype == dtype || (t->dtype == RH_DEC && dtype == RH_I64)) {
+    memcpy(dst, t->data, (size_t)t->size * rh_itemsize(dtype));
+    return;
+  }
+  for (int64_t i = 0; i < t->size; i++) {
+    switch (dtype) {
+      case RH_F32: ((float *)dst)[i] = (float)rh_get_f64(t, i); break;
+      case RH_F64: ((double *)dst)[i] = rh_get_f64(t, i); break;
+      case RH_BOOL: ((uint8_t *)dst)[i] = rh_is_float(t->dtype) ? rh_get_f64(t, i) != 0 : rh_get_i64(t, i) != 0; break;
+      case RH_I8: ((int8_t *)dst)[i] = (int8_t)rh_get_i64(t, i); break;
+      case RH_I16: ((int16_t *)dst)[i] = (int16_t)rh_get_i64(t, i); break;
+      case RH_I32: ((int32_t *)dst)[i] = (int32_t)rh_get_i64(t, i); break;
+      case RH_U8: ((uint8_t *)dst)[i] = (uint8_t)rh_get_i64(t, i); break;
+      case RH_U16: ((uint16_t *)dst)[i] = (uint16_t)rh_get_i64(t, i); break;
+      case RH_U32: ((uint32_t *)dst)[i] = (uint32_t)rh_get_i64(t, i); break;
+      case RH_U64: ((uint64_t *)dst)[i] = (uint64_t)rh_get_i64(t, i); break;
+      default: ((int64_t *)dst)[i] = rh_get_i64(t, i); break;
+    }
+  }
+}
+
+int rh_write(rh_ctx *c, uint8_t *dst, int64_t capacity) {
+  const rh_program *p = c->prog;
+  if (c->stage != ST_DONE) return rh_refuse(c, "write before the run finished");
+  if (capacity < c->staging_bytes) return rh_refuse(c, "staging buffer too small");
+  for (int i = 0; i < p->nargs; i++) {
+    const int32_t *ar = &p->arg[3 * i];
+    if (ar[0] == ARG_PACKED) write_packed(c, (int64_t *)(dst + c->arg_off[i]));
+    else if (ar[0] == ARG_TENSOR) write_tensor(&c->t[ar[1]], ar[2], dst + c->arg_off[i]);
+  }
+  return RH_OK;
+}
