@@ -40,6 +40,7 @@ typedef struct {
   int32_t raw, raw_width;       /* RAW_*: data holds the fixed-width elements, converted by rh_finish_raw */
   int32_t pyobj;                /* >= 0: the data is this Python object's (index in the context's list), as given */
   int32_t set;
+  int32_t rows_ok, rows_sorted; /* sparse indices: within their dense_shape (rows >= 0); rows non-decreasing */
 } rh_tensor;
 
 /* ---------------------------------------------------------------------------------------------- arena */
@@ -57,10 +58,23 @@ int rh_is_float(int dtype);
 /* element i of a numeric tensor as int64 / double (the C conversions numpy's astype uses for in-range values) */
 int64_t rh_get_i64(const rh_tensor *t, int64_t i);
 double rh_get_f64(const rh_tensor *t, int64_t i);
+static inline int64_t rh_geti(const rh_tensor *t, int64_t i) {  /* rh_get_i64, int64 inline (the common case) */
+  return t->dtype == RH_I64 || t->dtype == RH_DEC ? ((const int64_t *)t->data)[i] : rh_get_i64(t, i);
+}
 void rh_set_shape(rh_tensor *t, int ndim, const int64_t *shape);
 
 /* ---------------------------------------------------------------------------------------------- hashing */
 uint64_t rh_fingerprint64(const uint8_t *s, size_t len);
+/* x mod d without a division (Lemire, Kaser, Kurz: "Faster remainder by direct computation", 128-bit M, exact for
+ * every 64-bit x and d): m = rh_fastmod_m(d) once, then rh_fastmod(x, m, d) */
+typedef unsigned __int128 rh_u128;
+static inline rh_u128 rh_fastmod_m(uint64_t d) { return ~(rh_u128)0 / d + 1; }
+static inline uint64_t rh_fastmod(uint64_t x, rh_u128 m, uint64_t d) {
+  rh_u128 low = m * x;
+  rh_u128 bottom = ((low & UINT64_MAX) * d) >> 64;
+  rh_u128 top = (low >> 64) * d;
+  return (uint64_t)((bottom + top) >> 64);
+}
 uint64_t rh_fingerprint_cat64(uint64_t a, uint64_t b);
 int rh_decimal(int64_t v, char *out);      /* TF's AsString of an int64: writes the digits, returns the length */
 

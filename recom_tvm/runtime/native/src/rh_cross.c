@@ -27,7 +27,7 @@ static int feature_hashes(rh_ctx *c, rh_tensor *v, cross_col *col) {
       col->feat[i] = rh_fingerprint64((const uint8_t *)buf, (size_t)l);
     }
   } else if (rh_is_int(v->dtype) || v->dtype == RH_BOOL) {
-    for (int64_t i = 0; i < v->size; i++) col->feat[i] = (uint64_t)rh_get_i64(v, i);
+    for (int64_t i = 0; i < v->size; i++) col->feat[i] = (uint64_t)rh_geti(v, i);
   } else {
     return RH_NEED_OP;
   }
@@ -43,7 +43,7 @@ int rh_op_sparse_cross(rh_ctx *c, const rh_op *op) {
   if (n > 0) {
     const rh_tensor *s = &c->t[op->in[2 * n]];
     if (s->size < 1 || !(rh_is_int(s->dtype))) return rh_refuse(c, "SparseCross: bad dense_shape");
-    batch = rh_get_i64(s, 0);
+    batch = rh_geti(s, 0);
   } else if (nd > 0) {
     const rh_tensor *d = &c->t[op->in[0]];
     if (d->ndim < 1) return rh_refuse(c, "SparseCross: dense input without a batch dim");
@@ -69,7 +69,7 @@ int rh_op_sparse_cross(rh_ctx *c, const rh_op *op) {
       if (idx->size && !(idx->ndim == 2 && idx->shape[1] == 2)) return RH_NEED_OP;
       int64_t nrows = idx->size / 2, prev = -1;
       for (int64_t k = 0; k < nrows; k++) {
-        int64_t r = rh_get_i64(idx, 2 * k);
+        int64_t r = rh_geti(idx, 2 * k);
         if (r < 0 || r >= batch || r < prev) break;
         col->count[r]++;
         prev = r;
@@ -105,6 +105,7 @@ int rh_op_sparse_cross(rh_ctx *c, const rh_op *op) {
   ((int64_t *)os->data)[0] = batch;
   ((int64_t *)os->data)[1] = batch && total ? widest : 0;
   const uint64_t mod = nb > 0 ? nb : 0x7FFFFFFFFFFFFFFFULL;
+  const rh_u128 mm = rh_fastmod_m(mod);
   int64_t *pi = (int64_t *)oi->data, *pv = (int64_t *)ov->data;
   int64_t digit[64];
   if (ncol > 64) return RH_NEED_OP;
@@ -116,7 +117,7 @@ int rh_op_sparse_cross(rh_ctx *c, const rh_op *op) {
       for (int i = 0; i < ncol; i++) h = rh_fingerprint_cat64(h, cols[i].feat[cols[i].start[b] + digit[i]]);
       *pi++ = b;
       *pi++ = k;
-      *pv++ = (int64_t)(h % mod);
+      *pv++ = (int64_t)rh_fastmod(h, mm, mod);
       for (int i = ncol - 1; i >= 0; i--) {  /* the last column is the fastest digit */
         if (++digit[i] < cols[i].count[b]) break;
         digit[i] = 0;

@@ -105,32 +105,49 @@ static int check_feeds(rh_ctx *c) {
         return rh_refuse(c, "sparse feature %d: inconsistent parts", f);
       int64_t rank = idx->shape[1], nnz = idx->shape[0];
       for (int64_t j = 0; j < ds->size; j++)
-        if (rh_get_i64(ds, j) < 0) return rh_refuse(c, "sparse feature %d: negative dense_shape", f);
-      if (idx->dtype == RH_I64 && ds->size == rank) {
+        if (rh_geti(ds, j) < 0) return rh_refuse(c, "sparse feature %d: negative dense_shape", f);
+      if (idx->dtype == RH_I64 && ds->size == rank && rank >= 1) {
         const int64_t *ix = (const int64_t *)idx->data;
-        int64_t lim[RH_MAXDIM];
+        int64_t lim[RH_MAXDIM], prev = 0;
+        int sorted = 1;
         if (rank > RH_MAXDIM) return rh_refuse(c, "sparse feature %d: rank", f);
-        for (int64_t j = 0; j < rank; j++) lim[j] = rh_get_i64(ds, j);
-        for (int64_t i = 0; i < nnz; i++)
-          for (int64_t j = 0; j < rank; j++) {
-            uint64_t v = (uint64_t)ix[i * rank + j];
-            if (v >= (uint64_t)lim[j]) return rh_refuse(c, "sparse feature %d: index out of bounds", f);
+        for (int64_t j = 0; j < rank; j++) lim[j] = rh_geti(ds, j);
+        if (rank == 2) {
+          const uint64_t l0 = (uint64_t)lim[0], l1 = (uint64_t)lim[1];
+          int bad = 0;
+          for (int64_t i = 0; i < nnz; i++) {
+            int64_t r = ix[2 * i];
+            bad |= ((uint64_t)r >= l0) | ((uint64_t)ix[2 * i + 1] >= l1);
+            sorted &= r >= prev;
+            prev = r;
           }
+          if (bad) return rh_refuse(c, "sparse feature %d: index out of bounds", f);
+        } else {
+          for (int64_t i = 0; i < nnz; i++) {
+            for (int64_t j = 0; j < rank; j++)
+              if ((uint64_t)ix[i * rank + j] >= (uint64_t)lim[j])
+                return rh_refuse(c, "sparse feature %d: index out of bounds", f);
+            sorted &= ix[i * rank] >= prev;
+            prev = ix[i * rank];
+          }
+        }
+        c->t[ps[0]].rows_ok = 1;
+        c->t[ps[0]].rows_sorted = sorted;
       } else {
         for (int64_t i = 0; i < nnz; i++)
           for (int64_t j = 0; j < rank; j++) {
-            int64_t v = rh_get_i64(idx, i * rank + j);
-            if (v < 0 || v >= rh_get_i64(ds, j)) return rh_refuse(c, "sparse feature %d: index out of bounds", f);
+            int64_t v = rh_geti(idx, i * rank + j);
+            if (v < 0 || v >= rh_geti(ds, j)) return rh_refuse(c, "sparse feature %d: index out of bounds", f);
           }
       }
-      batch = ds->size ? rh_get_i64(ds, 0) : 0;
+      batch = ds->size ? rh_geti(ds, 0) : 0;
     } else if (p->feat_kind[f] == 2) {  /* ragged: values, row_splits */
       const rh_tensor *val = &c->t[ps[0]], *sp = &c->t[ps[1]];
       if (!is_index(sp) || sp->ndim != 1 || sp->size == 0) return rh_refuse(c, "ragged feature %d: splits", f);
-      int64_t prev = rh_get_i64(sp, 0);
+      int64_t prev = rh_geti(sp, 0);
       if (prev != 0) return rh_refuse(c, "ragged feature %d: splits must start at 0", f);
       for (int64_t i = 1; i < sp->size; i++) {
-        int64_t v = rh_get_i64(sp, i);
+        int64_t v = rh_geti(sp, i);
         if (v < prev) return rh_refuse(c, "ragged feature %d: decreasing splits", f);
         prev = v;
       }
@@ -180,11 +197,11 @@ static int sort_rows(rh_ctx *c, const int32_t *rec) {
     const rh_tensor *t = &c->t[rec[3 + a]];
     if (!t->set || t->ndim < 1 || t->shape[0] != n) return rh_refuse(c, "sort: paired tensor of another length");
   }
-  if (n < 2) return RH_OK;
+  if (n < 2 || (idx->rows_ok && idx->rows_sorted)) return RH_OK;
   int64_t maxrow = 0, prev = INT64_MIN;
   int sorted = 1;
   for (int64_t i = 0; i < n; i++) {
-    int64_t r = rh_get_i64(idx, i * k);
+    int64_t r = rh_geti(idx, i * k);
     if (r < prev) sorted = 0;
     prev = r;
     if (r < 0) return rh_refuse(c, "sort: negative row");
@@ -196,10 +213,13 @@ static int sort_rows(rh_ctx *c, const int32_t *rec) {
   int64_t *perm = (int64_t *)rh_alloc(&c->arena, (size_t)n * 8);
   if (!start || !perm) return RH_NOMEM;
   memset(start, 0, (size_t)(maxrow + 2) * 8);
-  for (int64_t i = 0; i < n; i++) start[rh_get_i64(idx, i * k) + 1]++;
+  for (int64_t i = 0; i < n; i++) start[rh_geti(idx, i * k) + 1]++;
   for (int64_t r = 0; r <= maxrow; r++) start[r + 1] += start[r];
-  for (int64_t i = 0; i < n; i++) perm[start[rh_get_i64(idx, i * k)]++] = i;
+  for (int64_t i = 0; i < n; i++) perm[start[rh_geti(idx, i * k)]++] = i;
+  int rows_ok = idx->rows_ok;
   int rc = permute(c, idx, perm, n);
+  idx->rows_ok = rows_ok;
+  idx->rows_sorted = 1;
   if (!rc) rc = permute(c, &c->t[rec[1]], perm, n);
   for (int a = 0; !rc && a < nalso; a++) rc = permute(c, &c->t[rec[3 + a]], perm, n);
   return rc;
@@ -215,7 +235,7 @@ static int id_checks(rh_ctx *c) {
     int64_t limit = r[1];
     const rh_tensor *w = r[2] >= 0 ? &c->t[r[2]] : NULL;
     for (int64_t k = 0; k < ids->size; k++) {
-      if (rh_get_i64(ids, k) < limit) continue;
+      if (rh_geti(ids, k) < limit) continue;
       if (w) {
         if (!w->set || w->size != ids->size || w->dtype == RH_STR || w->raw) return rh_refuse(c, "id check: weights");
         if (!(rh_get_f64(w, k) > 0)) continue;
@@ -238,7 +258,7 @@ static int bind(rh_ctx *c) {
       return rh_refuse(c, "binding: source %d rank", s);
     }
     for (int d = 0; d < rank; d++) {
-      int64_t v = p->src_isvalue[s] ? rh_get_i64(t, d) : t->shape[d];
+      int64_t v = p->src_isvalue[s] ? rh_geti(t, d) : t->shape[d];
       int kind = p->src_dimkind[s][d];
       int64_t want = p->src_dims[s][d];
       if (kind == 1) {
@@ -291,8 +311,9 @@ static int layout(rh_ctx *c) {
           const rh_tensor *w = &c->t[col[3]];
           if (!numeric_or_dec(w) || w->size != ids->size) return rh_refuse(c, "column %d: weights", k);
         }
-        for (int64_t i = 0; i < a->shape[0]; i++)
-          if (rh_get_i64(a, i * a->shape[1]) < 0) return rh_refuse(c, "column %d: negative row", k);
+        if (!a->rows_ok)
+          for (int64_t i = 0; i < a->shape[0]; i++)
+            if (rh_geti(a, i * a->shape[1]) < 0) return rh_refuse(c, "column %d: negative row", k);
         break;
       }
       case COL_DENSE:
@@ -341,7 +362,7 @@ static int layout(rh_ctx *c) {
         const rh_tensor *t = &c->t[ar[1]];
         if (!t->set || !rh_is_int(t->dtype) || t->size > RH_MAXDIM) return rh_refuse(c, "argument %d", i);
         c->arg_ndim[i] = (int32_t)t->size;
-        for (int64_t j = 0; j < t->size; j++) shape[j] = rh_get_i64(t, j);
+        for (int64_t j = 0; j < t->size; j++) shape[j] = rh_geti(t, j);
         break;
       }
       case ARG_SHAPE_OF: {
@@ -407,7 +428,7 @@ static void write_floats(const rh_tensor *x, int64_t *dst) {
 
 static void write_ints(const rh_tensor *x, int64_t *dst) {
   if (x->dtype == RH_I64 || x->dtype == RH_DEC) memcpy(dst, x->data, (size_t)x->size * 8);
-  else for (int64_t i = 0; i < x->size; i++) dst[i] = rh_get_i64(x, i);
+  else for (int64_t i = 0; i < x->size; i++) dst[i] = rh_geti(x, i);
 }
 
 static void write_packed(rh_ctx *c, int64_t *packed) {
@@ -426,12 +447,24 @@ static void write_packed(rh_ctx *c, int64_t *packed) {
       case COL_CSR: {
         const rh_tensor *ids = &c->t[col[2]];
         int64_t n = a->shape[0], stride = a->shape[1];
-        memset(d, 0, (size_t)(batch + 1) * 8);
-        for (int64_t i = 0; i < n; i++) {
-          int64_t r = rh_get_i64(a, i * stride);
-          if (r < batch) d[r + 1]++;
+        d[0] = 0;
+        if (a->rows_ok && a->rows_sorted && a->dtype == RH_I64) {
+          /* sorted rows >= 0: offsets straight from them (rows at or past batch, from a dense_shape larger than
+           * the batch, are not counted, as with bincount(rows)[:batch]) */
+          const int64_t *ix = (const int64_t *)a->data;
+          int64_t i = 0;
+          for (int64_t b = 0; b < batch; b++) {
+            while (i < n && ix[i * stride] <= b) i++;
+            d[b + 1] = i;
+          }
+        } else {
+          memset(d, 0, (size_t)(batch + 1) * 8);
+          for (int64_t i = 0; i < n; i++) {
+            int64_t r = rh_geti(a, i * stride);
+            if (r < batch) d[r + 1]++;
+          }
+          for (int64_t b = 0; b < batch; b++) d[b + 1] += d[b];
         }
-        for (int64_t b = 0; b < batch; b++) d[b + 1] += d[b];
         write_ints(ids, d + batch + 1);
         if (col[3] >= 0) write_floats(&c->t[col[3]], d + batch + 1 + ids->size);
         break;
@@ -456,15 +489,15 @@ static void write_tensor(const rh_tensor *t, int dtype, uint8_t *dst) {
     switch (dtype) {
       case RH_F32: ((float *)dst)[i] = (float)rh_get_f64(t, i); break;
       case RH_F64: ((double *)dst)[i] = rh_get_f64(t, i); break;
-      case RH_BOOL: ((uint8_t *)dst)[i] = rh_is_float(t->dtype) ? rh_get_f64(t, i) != 0 : rh_get_i64(t, i) != 0; break;
-      case RH_I8: ((int8_t *)dst)[i] = (int8_t)rh_get_i64(t, i); break;
-      case RH_I16: ((int16_t *)dst)[i] = (int16_t)rh_get_i64(t, i); break;
-      case RH_I32: ((int32_t *)dst)[i] = (int32_t)rh_get_i64(t, i); break;
-      case RH_U8: ((uint8_t *)dst)[i] = (uint8_t)rh_get_i64(t, i); break;
-      case RH_U16: ((uint16_t *)dst)[i] = (uint16_t)rh_get_i64(t, i); break;
-      case RH_U32: ((uint32_t *)dst)[i] = (uint32_t)rh_get_i64(t, i); break;
-      case RH_U64: ((uint64_t *)dst)[i] = (uint64_t)rh_get_i64(t, i); break;
-      default: ((int64_t *)dst)[i] = rh_get_i64(t, i); break;
+      case RH_BOOL: ((uint8_t *)dst)[i] = rh_is_float(t->dtype) ? rh_get_f64(t, i) != 0 : rh_geti(t, i) != 0; break;
+      case RH_I8: ((int8_t *)dst)[i] = (int8_t)rh_geti(t, i); break;
+      case RH_I16: ((int16_t *)dst)[i] = (int16_t)rh_geti(t, i); break;
+      case RH_I32: ((int32_t *)dst)[i] = (int32_t)rh_geti(t, i); break;
+      case RH_U8: ((uint8_t *)dst)[i] = (uint8_t)rh_geti(t, i); break;
+      case RH_U16: ((uint16_t *)dst)[i] = (uint16_t)rh_geti(t, i); break;
+      case RH_U32: ((uint32_t *)dst)[i] = (uint32_t)rh_geti(t, i); break;
+      case RH_U64: ((uint64_t *)dst)[i] = (uint64_t)rh_geti(t, i); break;
+      default: ((int64_t *)dst)[i] = rh_geti(t, i); break;
     }
   }
 }

@@ -116,12 +116,28 @@ uint64_t rh_fingerprint_cat64(uint64_t a, uint64_t b) {
 }
 
 int rh_decimal(int64_t v, char *out) {
+  static const char pairs[201] =
+      "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+      "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+      "8081828384858687888990919293949596979899";
   char tmp[24];
   uint64_t m = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-  int n = 0;
-  do { tmp[n++] = (char)('0' + m % 10); m /= 10; } while (m);
+  int n = 24;
+  while (m >= 100) {
+    uint64_t q = m / 100;
+    int r = (int)(m - q * 100);
+    tmp[--n] = pairs[2 * r + 1];
+    tmp[--n] = pairs[2 * r];
+    m = q;
+  }
+  if (m >= 10) {
+    tmp[--n] = pairs[2 * m + 1];
+    tmp[--n] = pairs[2 * m];
+  } else {
+    tmp[--n] = (char)('0' + m);
+  }
   int k = 0;
   if (v < 0) out[k++] = '-';
-  while (n) out[k++] = tmp[--n];
-  return k;
+  memcpy(out + k, tmp + n, (size_t)(24 - n));
+  return k + 24 - n;
 }

@@ -46,6 +46,7 @@ static int int_like(int d) { return d == RH_BOOL || (rh_is_int(d) && d != RH_U64
 static int op_hash(rh_ctx *c, const rh_op *op) {
   rh_tensor *x = T(0), *y = OUT(0);
   uint64_t nb = (uint64_t)op->attr[0];
+  if (nb == 0) return RH_NEED_OP;  /* the importer refuses it; TF would divide by zero */
   if (x->raw) {
     int rc = rh_finish_raw(c, x);
     if (rc) return rc;
@@ -55,14 +56,15 @@ static int op_hash(rh_ctx *c, const rh_op *op) {
   int rc = rh_new_numeric(c, y, RH_I64, in.ndim, in.shape);
   if (rc) return rc;
   int64_t *o = (int64_t *)y->data;
+  rh_u128 m = rh_fastmod_m(nb);
   if (in.dtype == RH_STR) {
-    for (int64_t i = 0; i < in.size; i++) o[i] = (int64_t)(rh_fingerprint64(in.sp[i], (size_t)in.sl[i]) % nb);
+    for (int64_t i = 0; i < in.size; i++) o[i] = (int64_t)rh_fastmod(rh_fingerprint64(in.sp[i], (size_t)in.sl[i]), m, nb);
   } else {
     const int64_t *v = (const int64_t *)in.data;
     char buf[24];
     for (int64_t i = 0; i < in.size; i++) {
       int l = rh_decimal(v[i], buf);
-      o[i] = (int64_t)(rh_fingerprint64((const uint8_t *)buf, (size_t)l) % nb);
+      o[i] = (int64_t)rh_fastmod(rh_fingerprint64((const uint8_t *)buf, (size_t)l), m, nb);
     }
   }
   return RH_OK;
@@ -91,7 +93,7 @@ static int op_asstring(rh_ctx *c, const rh_op *op) {
   }
   int rc = rh_new_numeric(c, y, RH_I64, in.ndim, in.shape);
   if (rc) return rc;
-  for (int64_t i = 0; i < in.size; i++) ((int64_t *)y->data)[i] = rh_get_i64(&in, i);
+  for (int64_t i = 0; i < in.size; i++) ((int64_t *)y->data)[i] = rh_geti(&in, i);
   y->dtype = RH_DEC;
   return RH_OK;
 }
@@ -111,18 +113,18 @@ static int op_cast(rh_ctx *c, const rh_op *op) {
   for (int64_t i = 0; i < in.size; i++) {
     switch (dst) {
       case RH_BOOL:
-        ((uint8_t *)y->data)[i] = rh_is_float(src) ? rh_get_f64(&in, i) != 0.0 : rh_get_i64(&in, i) != 0;
+        ((uint8_t *)y->data)[i] = rh_is_float(src) ? rh_get_f64(&in, i) != 0.0 : rh_geti(&in, i) != 0;
         break;
       case RH_F32: ((float *)y->data)[i] = (float)rh_get_f64(&in, i); break;
       case RH_F64: ((double *)y->data)[i] = rh_get_f64(&in, i); break;
-      case RH_I8: ((int8_t *)y->data)[i] = (int8_t)rh_get_i64(&in, i); break;
-      case RH_I16: ((int16_t *)y->data)[i] = (int16_t)rh_get_i64(&in, i); break;
-      case RH_I32: ((int32_t *)y->data)[i] = (int32_t)rh_get_i64(&in, i); break;
-      case RH_I64: ((int64_t *)y->data)[i] = rh_get_i64(&in, i); break;
-      case RH_U8: ((uint8_t *)y->data)[i] = (uint8_t)rh_get_i64(&in, i); break;
-      case RH_U16: ((uint16_t *)y->data)[i] = (uint16_t)rh_get_i64(&in, i); break;
-      case RH_U32: ((uint32_t *)y->data)[i] = (uint32_t)rh_get_i64(&in, i); break;
-      case RH_U64: ((uint64_t *)y->data)[i] = (uint64_t)rh_get_i64(&in, i); break;
+      case RH_I8: ((int8_t *)y->data)[i] = (int8_t)rh_geti(&in, i); break;
+      case RH_I16: ((int16_t *)y->data)[i] = (int16_t)rh_geti(&in, i); break;
+      case RH_I32: ((int32_t *)y->data)[i] = (int32_t)rh_geti(&in, i); break;
+      case RH_I64: ((int64_t *)y->data)[i] = rh_geti(&in, i); break;
+      case RH_U8: ((uint8_t *)y->data)[i] = (uint8_t)rh_geti(&in, i); break;
+      case RH_U16: ((uint16_t *)y->data)[i] = (uint16_t)rh_geti(&in, i); break;
+      case RH_U32: ((uint32_t *)y->data)[i] = (uint32_t)rh_geti(&in, i); break;
+      case RH_U64: ((uint64_t *)y->data)[i] = (uint64_t)rh_geti(&in, i); break;
       default: return RH_NEED_OP;
     }
   }
@@ -160,7 +162,7 @@ static int op_compare(rh_ctx *c, const rh_op *op, int equal) {
   uint8_t *o = (uint8_t *)y->data;
   for (int64_t i = 0; i < y->size; i++) {
     int eq = floats ? rh_get_f64(&xa, i * ia) == rh_get_f64(&xb, i * ib)
-                    : rh_get_i64(&xa, i * ia) == rh_get_i64(&xb, i * ib);
+                    : rh_geti(&xa, i * ia) == rh_geti(&xb, i * ib);
     o[i] = (uint8_t)(eq == equal);
   }
   return RH_OK;
@@ -172,10 +174,24 @@ static int op_where(rh_ctx *c, const rh_op *op) {
   int64_t n = 0;
   size_t isz = rh_itemsize(in.dtype);
   const uint8_t *d = (const uint8_t *)in.data;
+  if ((in.dtype == RH_BOOL || isz == 1) && in.ndim == 2) {  /* the dense-feed pattern: Where(NotEqual(x, "")) */
+    for (int64_t i = 0; i < in.size; i++) n += d[i] != 0;
+    int64_t shape[2] = {n, 2};
+    int rc = rh_new_numeric(c, y, RH_I64, 2, shape);
+    if (rc) return rc;
+    int64_t *o = (int64_t *)y->data, cols = in.shape[1];
+    for (int64_t r = 0, i = 0; r < in.shape[0]; r++)
+      for (int64_t k = 0; k < cols; k++, i++)
+        if (d[i]) {
+          *o++ = r;
+          *o++ = k;
+        }
+    return RH_OK;
+  }
   for (int64_t i = 0; i < in.size; i++) {
     int nz;
     if (in.dtype == RH_BOOL || isz == 1) nz = d[i] != 0;
-    else nz = rh_is_float(in.dtype) ? rh_get_f64(&in, i) != 0.0 : rh_get_i64(&in, i) != 0;
+    else nz = rh_is_float(in.dtype) ? rh_get_f64(&in, i) != 0.0 : rh_geti(&in, i) != 0;
     n += nz;
   }
   int64_t shape[2] = {n, in.ndim};
@@ -185,7 +201,7 @@ static int op_where(rh_ctx *c, const rh_op *op) {
   for (int64_t i = 0; i < in.size; i++) {
     int nz;
     if (in.dtype == RH_BOOL || isz == 1) nz = d[i] != 0;
-    else nz = rh_is_float(in.dtype) ? rh_get_f64(&in, i) != 0.0 : rh_get_i64(&in, i) != 0;
+    else nz = rh_is_float(in.dtype) ? rh_get_f64(&in, i) != 0.0 : rh_geti(&in, i) != 0;
     if (nz) {
       for (int k = 0; k < in.ndim; k++) *o++ = idx[k];
     }
@@ -204,6 +220,13 @@ static int gather_blocks(rh_ctx *c, const rh_tensor *p, rh_tensor *y, int ndim, 
   if (p->dtype == RH_STR) {
     rc = rh_new_strings(c, y, ndim, shape);
     if (rc) return rc;
+    if (inner == 1) {
+      for (int64_t k = 0; k < nblocks; k++) {
+        y->sp[k] = p->sp[src_block[k]];
+        y->sl[k] = p->sl[src_block[k]];
+      }
+      return RH_OK;
+    }
     for (int64_t k = 0; k < nblocks; k++) {
       memcpy(y->sp + k * inner, p->sp + src_block[k] * inner, (size_t)inner * sizeof(void *));
       memcpy(y->sl + k * inner, p->sl + src_block[k] * inner, (size_t)inner * sizeof(int64_t));
@@ -213,6 +236,10 @@ static int gather_blocks(rh_ctx *c, const rh_tensor *p, rh_tensor *y, int ndim, 
   rc = rh_new_numeric(c, y, p->dtype, ndim, shape);
   if (rc) return rc;
   size_t bs = (size_t)inner * rh_itemsize(p->dtype);
+  if (bs == 8) {
+    for (int64_t k = 0; k < nblocks; k++) ((uint64_t *)y->data)[k] = ((const uint64_t *)p->data)[src_block[k]];
+    return RH_OK;
+  }
   for (int64_t k = 0; k < nblocks; k++)
     memcpy((uint8_t *)y->data + k * bs, (const uint8_t *)p->data + src_block[k] * bs, bs);
   return RH_OK;
@@ -244,7 +271,7 @@ static int op_gather_nd(rh_ctx *c, const rh_op *op) {
   for (int64_t k = 0; k < n; k++) {
     int64_t flat = 0;
     for (int64_t j = 0; j < depth; j++) {
-      int64_t v = rh_get_i64(&idx, k * depth + j);
+      int64_t v = rh_geti(&idx, k * depth + j);
       if (v < 0 || v >= p.shape[j]) return rh_refuse(c, "GatherNd index out of bounds");
       flat = flat * p.shape[j] + v;
     }
@@ -261,7 +288,7 @@ static int op_gather(rh_ctx *c, const rh_op *op) {
   }
   rh_tensor p = *pp, idx = *ii;
   if (!index_tensor(&idx) || ax->size != 1 || !int_like(ax->dtype) || p.dtype == RH_F16) return RH_NEED_OP;
-  int64_t axis = rh_get_i64(ax, 0);
+  int64_t axis = rh_geti(ax, 0);
   if (axis < 0) axis += p.ndim;
   if (axis < 0 || axis >= p.ndim) return RH_NEED_OP;
   int64_t outer = 1, inner = 1, dim = p.shape[axis];
@@ -274,14 +301,14 @@ static int op_gather(rh_ctx *c, const rh_op *op) {
   for (int d = 0; d < idx.ndim; d++) shape[ndim++] = idx.shape[d];
   for (int d = (int)axis + 1; d < p.ndim; d++) shape[ndim++] = p.shape[d];
   for (int64_t k = 0; k < idx.size; k++) {
-    int64_t v = rh_get_i64(&idx, k);
+    int64_t v = rh_geti(&idx, k);
     if (v < 0 || v >= dim) return rh_refuse(c, "GatherV2 index out of range");
   }
   int64_t nb = outer * idx.size;
   int64_t *src = (int64_t *)rh_alloc(&c->arena, (size_t)(nb ? nb : 1) * sizeof(int64_t));
   if (!src) return RH_NOMEM;
   for (int64_t o = 0; o < outer; o++)
-    for (int64_t k = 0; k < idx.size; k++) src[o * idx.size + k] = o * dim + rh_get_i64(&idx, k);
+    for (int64_t k = 0; k < idx.size; k++) src[o * idx.size + k] = o * dim + rh_geti(&idx, k);
   return gather_blocks(c, &p, y, ndim, shape, src, nb, inner);
 }
 
@@ -291,7 +318,7 @@ static int op_reshape(rh_ctx *c, const rh_op *op) {
   int64_t shape[RH_MAXDIM], known = 1;
   int neg = -1;
   for (int64_t i = 0; i < s->size; i++) {
-    shape[i] = rh_get_i64(s, i);
+    shape[i] = rh_geti(s, i);
     if (shape[i] == -1) {
       if (neg >= 0) return rh_refuse(c, "Reshape with two -1 dims");
       neg = (int)i;
@@ -318,7 +345,7 @@ static int op_reshape(rh_ctx *c, const rh_op *op) {
 static int op_expand_dims(rh_ctx *c, const rh_op *op) {
   rh_tensor *x = T(0), *a = T(1), *y = OUT(0);
   if (!int_like(a->dtype) || a->size != 1 || x->ndim + 1 > RH_MAXDIM) return RH_NEED_OP;
-  int64_t axis = rh_get_i64(a, 0);
+  int64_t axis = rh_geti(a, 0);
   if (axis < -(x->ndim + 1) || axis > x->ndim) return rh_refuse(c, "ExpandDims axis out of range");
   if (axis < 0) axis += x->ndim + 1;
   int64_t shape[RH_MAXDIM];
@@ -368,7 +395,7 @@ static int op_validate_sparse(rh_ctx *c, const rh_op *op) {
     for (int64_t i = 1; i < n; i++) {
       int order = 0;  /* -1 out of order, 0 repeated, 1 increasing */
       for (int64_t j = 0; j < k; j++) {
-        int64_t a = rh_get_i64(x, (i - 1) * k + j), b = rh_get_i64(x, i * k + j);
+        int64_t a = rh_geti(x, (i - 1) * k + j), b = rh_geti(x, i * k + j);
         if (a != b) { order = b > a ? 1 : -1; break; }
       }
       if (order <= 0) return rh_refuse(c, "SparseToDense indices repeated or out of order");

@@ -485,6 +485,9 @@ static int ingest(ctx_state *cs, prog_state *ps, int slot, PyObject *obj, int wa
       PyErr_NoMemory();
       return -1;
     }
+    uint8_t *pack = NULL;  /* short strings are copied together while their object is in cache: the hashing
+                              later reads them contiguously instead of one cache miss per object */
+    int64_t room = 0;
     for (int64_t i = 0; i < t->size; i++) {
       PyObject *s = items[i];
       Py_ssize_t l;
@@ -508,8 +511,24 @@ static int ingest(ctx_state *cs, prog_state *ps, int slot, PyObject *obj, int wa
         PyBuffer_Release(&v);
         return 1;
       }
-      t->sp[i] = (const uint8_t *)p;
       t->sl[i] = l;
+      if (l <= 64) {
+        if (room < l) {
+          room = (t->size - i) * 16 + 64;
+          pack = (uint8_t *)rh_alloc(&cs->c->arena, (size_t)room);
+          if (!pack) {
+            PyBuffer_Release(&v);
+            PyErr_NoMemory();
+            return -1;
+          }
+        }
+        memcpy(pack, p, (size_t)l);
+        t->sp[i] = pack;
+        pack += l;
+        room -= l;
+      } else {
+        t->sp[i] = (const uint8_t *)p;
+      }
     }
   } else if (raw) {
     t->raw = raw;
