@@ -16,6 +16,7 @@
 | pool_max_shapes | RECOM_TVM_POOL_MAX_SHAPES | 64 | distinct request shapes before the VM's cached buffers are released |
 | host_stage | RECOM_TVM_HOST_STAGE | native | "native": the compiled host stage (runtime/native); "numpy": the reference |
 | native_fallback_ops | RECOM_TVM_NATIVE_FALLBACK_OPS | "" | host-plan op types to run in numpy even where native code exists |
+| native_threads | RECOM_TVM_NATIVE_THREADS | min(cores, 8) | threads one request's native host stage uses (1: the caller alone) |
 | max_vms | RECOM_TVM_MAX_VMS | 8 | VMs (with their staging buffers) one model keeps for concurrent requests |
 """
 
@@ -46,6 +47,7 @@ pool_max_shapes: int = int(os.environ.get("RECOM_TVM_POOL_MAX_SHAPES", 64))
 # and the same errors (tests run both).
 host_stage: str = os.environ.get("RECOM_TVM_HOST_STAGE", "native").strip().lower()
 native_fallback_ops: str = os.environ.get("RECOM_TVM_NATIVE_FALLBACK_OPS", "")
+native_threads: int = int(os.environ.get("RECOM_TVM_NATIVE_THREADS", min(os.cpu_count() or 1, 8)))
 # A TVM VM is not reentrant: concurrent requests take one VM each from a pool of at most this many per model.
 max_vms: int = int(os.environ.get("RECOM_TVM_MAX_VMS", 8))
 

@@ -68,7 +68,8 @@ def library_path() -> str:
             os.makedirs(out_dir, exist_ok=True)
             fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
             os.close(fd)
-            cmd = [cc, *FLAGS, f"-I{include}", "-x", "c", *[s for s in sources() if s.endswith(".c")], "-o", tmp]
+            cmd = [cc, *FLAGS, f"-I{include}", "-x", "c", *[s for s in sources() if s.endswith(".c")], "-o", tmp,
+                   "-lpthread"]
             res = subprocess.run(cmd, capture_output=True, text=True)
             if res.returncode != 0:
                 os.unlink(tmp)

@@ -30,6 +30,7 @@ from ..strings import from_buffer
 from .program import DTYPE, NUMPY, PARTS, Program, compile_program
 
 _LIBS: dict[str, object] = {}
+_THREADS: dict[int, int] = {}  # threads per request set in each loaded library
 _LOCK = threading.Lock()
 
 
@@ -63,12 +64,20 @@ class NativeHost:
     def context(self):
         return self.lib.context_new(self.handle)
 
+    def timings(self, ctx) -> dict[str, float]:
+        """ms spent in the last request's steps on this context."""
+        names = ("ingest", "feed checks", "sort", "host ops", "checks+bind+layout", "write")
+        return {k: v / 1e6 for k, v in zip(names, self.lib.timings(ctx))}
+
     # ------------------------------------------------------------------------------------------- requests
     def request(self, ctx, feeds, destination) -> tuple[list, int] | None:
         """Run one request. destination(nbytes) -> (address, capacity) of the staging buffer to write into.
         -> ([(byte offset, shape)] per module argument (offset -1: a shape argument, its values in `shape`),
         bytes written), or None when the core refused the request (run the reference then)."""
         lib = self.lib
+        if _THREADS.get(id(lib)) != config.native_threads:
+            lib.set_threads(config.native_threads)
+            _THREADS[id(lib)] = config.native_threads
         st = lib.run(ctx, feeds, config.max_batch, config.max_request_elements)
         while st[0] != "ok":
             tag = st[0]

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #define RH_MAXDIM 8
+#define RH_MAXTHREADS 64
 
 enum rh_dtype {
   RH_NONE = 0, RH_BOOL, RH_I8, RH_I16, RH_I32, RH_I64, RH_U8, RH_U16, RH_U32, RH_U64, RH_F16, RH_F32, RH_F64,
@@ -48,6 +49,13 @@ typedef struct rh_chunk { struct rh_chunk *next; size_t size, used; } rh_chunk;
 typedef struct { rh_chunk *head; size_t total; } rh_arena;
 
 void *rh_alloc(rh_arena *a, size_t bytes);  /* 64-byte aligned, NULL when out of memory */
+#define RH_ARENA(c) (&(c)->arena[rh_worker()])  /* the arena of the thread running this part of the request */
+
+/* ---------------------------------------------------------------------------------------------- threads */
+typedef void (*rh_task_fn)(void *arg, int64_t task, int worker);
+void rh_parallel(rh_task_fn fn, void *arg, int64_t ntasks);  /* fn(arg, 0..ntasks-1) on the pool, then return */
+void rh_set_threads(int n);                                  /* threads per request, the caller included */
+int rh_worker(void);                                         /* 0 on callers, 1.. on the pool's workers */
 void rh_arena_reset(rh_arena *a);          /* keeps the largest chunk for the next request */
 void rh_arena_free(rh_arena *a);
 
@@ -123,6 +131,7 @@ typedef struct rh_program {
   int64_t *slot_dims;                                 /* RH_MAXDIM per slot, -1 unknown */
   int32_t nsort; int32_t **sort;                      /* [idx, values, nalso, also...] */
   int32_t nops; rh_op *ops;
+  int32_t nlevels; int32_t *level_ops, *level_off;      /* ops grouped by dependency level (run in parallel) */
   int32_t nidcheck; int64_t *idcheck;                 /* [slot, limit, weight slot or -1] */
   int32_t nsrc; int32_t *src_slot, *src_isvalue, *src_rank; int64_t **src_dims; int32_t **src_dimkind;
   int32_t nsym;
@@ -143,9 +152,13 @@ enum { COL_CSR = 0, COL_DENSE = 1, COL_ONE = 2, COL_BUCKET = 3, COL_NUMERIC = 4 
 typedef struct rh_ctx {
   const rh_program *prog;
   rh_tensor *t;                 /* nslots */
-  rh_arena arena;
-  int32_t next_op;              /* where run resumes */
-  int32_t stage;
+  rh_arena arena[RH_MAXTHREADS];/* one per thread id (rh_worker) */
+  int32_t next_op;              /* the op the caller runs in numpy (RH_NEED_OP) */
+  int32_t stage, level;
+  uint8_t *op_done;             /* nops */
+  int32_t *status;              /* per task of a parallel stage */
+  int64_t ns[6];                /* time per step: ingest, feed checks, sorting, ops, checks + layout, write */
+  _Atomic int msg_taken;
   int64_t *sym;                 /* nsym values, -1 unbound */
   int32_t *sym_src;             /* source index that bound it */
   /* layout of the staging buffer */
@@ -159,12 +172,15 @@ typedef struct rh_ctx {
 } rh_ctx;
 
 int rh_refuse(rh_ctx *c, const char *fmt, ...);
+int64_t rh_now_ns(void);
+int rh_program_levels(rh_program *p, rh_arena *a);  /* level_ops / level_off from the ops' inputs and outputs */
 
 /* executor (rh_exec.c) */
 rh_ctx *rh_ctx_new(const rh_program *p);
 void rh_ctx_free(rh_ctx *c);
 void rh_ctx_reset(rh_ctx *c);
 int rh_run(rh_ctx *c);          /* from the feeds to the staging layout; RH_NEED_OP: c->next_op is a fallback */
+void rh_op_done(rh_ctx *c);     /* the caller ran c->next_op (in numpy): resume after it */
 int rh_write(rh_ctx *c, uint8_t *dst, int64_t capacity);  /* the module's arguments into the staging buffer */
 
 /* strings (rh_strings.c) */

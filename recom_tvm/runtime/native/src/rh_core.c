@@ -1,7 +1,10 @@
 /* Arena, dtypes and string helpers of the native host stage. */
+#define _POSIX_C_SOURCE 200809L
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "rh.h"
 
@@ -108,11 +111,19 @@ void rh_set_shape(rh_tensor *t, int ndim, const int64_t *shape) {
 }
 
 int rh_refuse(rh_ctx *c, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(c->msg, sizeof c->msg, fmt, ap);
-  va_end(ap);
+  if (atomic_exchange(&c->msg_taken, 1) == 0) {  /* the first reason wins (tasks may refuse at once) */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->msg, sizeof c->msg, fmt, ap);
+    va_end(ap);
+  }
   return RH_REFUSE;
+}
+
+int64_t rh_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 int rh_new_numeric(rh_ctx *c, rh_tensor *t, int dtype, int ndim, const int64_t *shape) {
@@ -120,7 +131,7 @@ int rh_new_numeric(rh_ctx *c, rh_tensor *t, int dtype, int ndim, const int64_t *
   t->pyobj = -1;
   t->dtype = dtype;
   rh_set_shape(t, ndim, shape);
-  t->data = rh_alloc(&c->arena, (size_t)t->size * rh_itemsize(dtype));
+  t->data = rh_alloc(RH_ARENA(c), (size_t)t->size * rh_itemsize(dtype));
   t->set = 1;
   return t->data ? RH_OK : RH_NOMEM;
 }
@@ -130,8 +141,8 @@ int rh_new_strings(rh_ctx *c, rh_tensor *t, int ndim, const int64_t *shape) {
   t->pyobj = -1;
   t->dtype = RH_STR;
   rh_set_shape(t, ndim, shape);
-  t->sp = (const uint8_t **)rh_alloc(&c->arena, (size_t)t->size * sizeof(void *));
-  t->sl = (int64_t *)rh_alloc(&c->arena, (size_t)t->size * sizeof(int64_t));
+  t->sp = (const uint8_t **)rh_alloc(RH_ARENA(c), (size_t)t->size * sizeof(void *));
+  t->sl = (int64_t *)rh_alloc(RH_ARENA(c), (size_t)t->size * sizeof(int64_t));
   t->set = 1;
   return t->sp && t->sl ? RH_OK : RH_NOMEM;
 }
@@ -146,8 +157,8 @@ int rh_str_eq(const uint8_t *a, int64_t la, const uint8_t *b, int64_t lb) {
 int rh_finish_raw(rh_ctx *c, rh_tensor *t) {
   int64_t n = t->size, w = t->raw_width;
   const uint8_t *base = (const uint8_t *)t->data;
-  const uint8_t **sp = (const uint8_t **)rh_alloc(&c->arena, (size_t)n * sizeof(void *));
-  int64_t *sl = (int64_t *)rh_alloc(&c->arena, (size_t)n * sizeof(int64_t));
+  const uint8_t **sp = (const uint8_t **)rh_alloc(RH_ARENA(c), (size_t)n * sizeof(void *));
+  int64_t *sl = (int64_t *)rh_alloc(RH_ARENA(c), (size_t)n * sizeof(int64_t));
   if (!sp || !sl) return RH_NOMEM;
   if (t->raw == RAW_FIXED) {
     for (int64_t i = 0; i < n; i++) {
@@ -166,7 +177,7 @@ int rh_finish_raw(rh_ctx *c, rh_tensor *t) {
       if (u > 0x10FFFF) return rh_refuse(c, "code point above U+10FFFF in a unicode feed");
       bytes += u < 0x80 ? 1 : u < 0x800 ? 2 : u < 0x10000 ? 3 : 4;
     }
-    uint8_t *out = (uint8_t *)rh_alloc(&c->arena, (size_t)bytes + 1);
+    uint8_t *out = (uint8_t *)rh_alloc(RH_ARENA(c), (size_t)bytes + 1);
     if (!out) return RH_NOMEM;
     uint8_t *o = out;
     for (int64_t i = 0; i < n; i++) {
@@ -205,7 +216,7 @@ int rh_finish_raw(rh_ctx *c, rh_tensor *t) {
 int rh_materialize_decimal(rh_ctx *c, const rh_tensor *in, rh_tensor *out) {
   int rc = rh_new_strings(c, out, in->ndim, in->shape);
   if (rc) return rc;
-  char *buf = (char *)rh_alloc(&c->arena, (size_t)in->size * 20 + 1);
+  char *buf = (char *)rh_alloc(RH_ARENA(c), (size_t)in->size * 20 + 1);
   if (!buf) return RH_NOMEM;
   const int64_t *v = (const int64_t *)in->data;
   char *o = buf;

@@ -16,7 +16,7 @@ static int feature_hashes(rh_ctx *c, rh_tensor *v, cross_col *col) {
     if (rc) return rc;
   }
   col->nvalues = v->size;
-  col->feat = (uint64_t *)rh_alloc(&c->arena, (size_t)(v->size ? v->size : 1) * 8);
+  col->feat = (uint64_t *)rh_alloc(RH_ARENA(c), (size_t)(v->size ? v->size : 1) * 8);
   if (!col->feat) return RH_NOMEM;
   if (v->dtype == RH_STR) {
     for (int64_t i = 0; i < v->size; i++) col->feat[i] = rh_fingerprint64(v->sp[i], (size_t)v->sl[i]);
@@ -52,12 +52,12 @@ int rh_op_sparse_cross(rh_ctx *c, const rh_op *op) {
     batch = 0;
   }
   if (batch < 0 || batch > c->max_batch) return rh_refuse(c, "SparseCross: batch %lld", (long long)batch);
-  cross_col *cols = (cross_col *)rh_alloc(&c->arena, sizeof(cross_col) * (size_t)(ncol ? ncol : 1));
+  cross_col *cols = (cross_col *)rh_alloc(RH_ARENA(c), sizeof(cross_col) * (size_t)(ncol ? ncol : 1));
   if (!cols) return RH_NOMEM;
   for (int i = 0; i < ncol; i++) {
     cross_col *col = &cols[i];
-    col->count = (int64_t *)rh_alloc(&c->arena, (size_t)(batch + 1) * 8);
-    col->start = (int64_t *)rh_alloc(&c->arena, (size_t)(batch + 1) * 8);
+    col->count = (int64_t *)rh_alloc(RH_ARENA(c), (size_t)(batch + 1) * 8);
+    col->start = (int64_t *)rh_alloc(RH_ARENA(c), (size_t)(batch + 1) * 8);
     if (!col->count || !col->start) return RH_NOMEM;
     memset(col->count, 0, (size_t)(batch + 1) * 8);
     rh_tensor *vals = &c->t[op->in[i < n ? n + i : 3 * n + (i - n)]];
@@ -86,7 +86,7 @@ int rh_op_sparse_cross(rh_ctx *c, const rh_op *op) {
     }
   }
   int64_t total = 0, widest = 0;
-  int64_t *per_row = (int64_t *)rh_alloc(&c->arena, (size_t)(batch + 1) * 8);
+  int64_t *per_row = (int64_t *)rh_alloc(RH_ARENA(c), (size_t)(batch + 1) * 8);
   if (!per_row) return RH_NOMEM;
   for (int64_t b = 0; b < batch; b++) {
     int64_t p = ncol ? 1 : 0;

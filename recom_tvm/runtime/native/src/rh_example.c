@@ -268,7 +268,7 @@ int rh_op_parse_example(rh_ctx *c, const rh_op *op) {
   }
   if (ser->dtype != RH_STR) return RH_NEED_OP;
   int64_t batch = ser->size, nk = cfg->nsparse + cfg->ndense;
-  found *rows = (found *)rh_alloc(&c->arena, sizeof(found) * (size_t)(batch * nk + 1));
+  found *rows = (found *)rh_alloc(RH_ARENA(c), sizeof(found) * (size_t)(batch * nk + 1));
   if (!rows) return RH_NOMEM;
   memset(rows, 0, sizeof(found) * (size_t)(batch * nk + 1));
   for (int64_t b = 0; b < batch; b++)

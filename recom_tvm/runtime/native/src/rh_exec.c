@@ -4,6 +4,7 @@
  *   feed checks -> row sorting -> host-plan ops (resumable: an op the core does not take returns RH_NEED_OP and
  *   the caller runs its numpy implementation) -> id checks -> symbol binding and assertions -> the staging layout.
  * rh_write then writes the packed buffer and the other arguments into the caller's (pinned) staging buffer. */
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "rh.h"
@@ -16,7 +17,13 @@ rh_ctx *rh_ctx_new(const rh_program *p) {
   if (!c) return NULL;
   c->prog = p;
   int ns = p->nslots ? p->nslots : 1, nsym = p->nsym ? p->nsym : 1, nc = p->ncols ? p->ncols : 1;
-  int na = p->nargs ? p->nargs : 1;
+  int na = p->nargs ? p->nargs : 1, no = p->nops ? p->nops : 1;
+  int ntask = ns;  /* the widest parallel stage: features, sorts, ops, id checks or columns + arguments */
+  if (p->nfeat > ntask) ntask = p->nfeat;
+  if (p->nops > ntask) ntask = p->nops;
+  if (p->nidcheck > ntask) ntask = p->nidcheck;
+  if (p->ncols + p->nargs > ntask) ntask = p->ncols + p->nargs;
+  if (p->nsort > ntask) ntask = p->nsort;
   c->t = (rh_tensor *)calloc((size_t)ns, sizeof(rh_tensor));
   c->sym = (int64_t *)calloc((size_t)nsym, sizeof(int64_t));
   c->sym_src = (int32_t *)calloc((size_t)nsym, sizeof(int32_t));
@@ -25,8 +32,10 @@ rh_ctx *rh_ctx_new(const rh_program *p) {
   c->arg_off = (int64_t *)calloc((size_t)na, sizeof(int64_t));
   c->arg_shape = (int64_t *)calloc((size_t)na * RH_MAXDIM, sizeof(int64_t));
   c->arg_ndim = (int32_t *)calloc((size_t)na, sizeof(int32_t));
+  c->op_done = (uint8_t *)calloc((size_t)no, 1);
+  c->status = (int32_t *)calloc((size_t)ntask + 1, sizeof(int32_t));
   if (!c->t || !c->sym || !c->sym_src || !c->col_size || !c->col_aux || !c->arg_off || !c->arg_shape ||
-      !c->arg_ndim) {
+      !c->arg_ndim || !c->op_done || !c->status) {
     rh_ctx_free(c);
     return NULL;
   }
@@ -36,7 +45,7 @@ rh_ctx *rh_ctx_new(const rh_program *p) {
 
 void rh_ctx_free(rh_ctx *c) {
   if (!c) return;
-  rh_arena_free(&c->arena);
+  for (int i = 0; i < RH_MAXTHREADS; i++) rh_arena_free(&c->arena[i]);
   free(c->t);
   free(c->sym);
   free(c->sym_src);
@@ -45,12 +54,14 @@ void rh_ctx_free(rh_ctx *c) {
   free(c->arg_off);
   free(c->arg_shape);
   free(c->arg_ndim);
+  free(c->op_done);
+  free(c->status);
   free(c);
 }
 
 void rh_ctx_reset(rh_ctx *c) {
   const rh_program *p = c->prog;
-  rh_arena_reset(&c->arena);
+  for (int i = 0; i < RH_MAXTHREADS; i++) rh_arena_reset(&c->arena[i]);
   for (int i = 0; i < p->nslots; i++) {
     if (p->consts && p->consts[i].set) c->t[i] = p->consts[i];
     else memset(&c->t[i], 0, sizeof(rh_tensor));
@@ -60,10 +71,24 @@ void rh_ctx_reset(rh_ctx *c) {
     c->sym[i] = -1;
     c->sym_src[i] = -1;
   }
-  c->next_op = 0;
+  if (p->nops) memset(c->op_done, 0, (size_t)p->nops);
+  memset(c->ns, 0, sizeof c->ns);
+  c->next_op = -1;
+  c->level = 0;
   c->stage = ST_FEEDS;
   c->msg[0] = 0;
+  atomic_store(&c->msg_taken, 0);
   c->staging_bytes = 0;
+}
+
+/* the first non-zero status of n tasks (RH_NOMEM before RH_REFUSE: a refusal's reason may not be the first) */
+static int first_status(const rh_ctx *c, int64_t n) {
+  int rc = RH_OK;
+  for (int64_t i = 0; i < n; i++) {
+    if (c->status[i] == RH_NOMEM) return RH_NOMEM;
+    if (c->status[i] && !rc) rc = c->status[i];
+  }
+  return rc;
 }
 
 /* ---------------------------------------------------------------------------------------------- feeds */
@@ -94,8 +119,21 @@ static int check_feeds(rh_ctx *c) {
       total += c->t[slot].size;
     }
   if (total > c->max_elements) return rh_refuse(c, "request of %lld elements", (long long)total);
-  for (int f = 0; f < p->nfeat; f++) {
+  return RH_OK;
+}
+
+/* one feature: TF's SparseTensor / RaggedTensor validity, the batch limit; string feeds read (numpy 'S' / 'U') */
+static int check_feature(rh_ctx *c, int f) {
+  const rh_program *p = c->prog;
+  {
     const int32_t *ps = &p->feat_part_slot[3 * f];
+    for (int k = 0; k < p->feat_nparts[f]; k++) {
+      rh_tensor *t = &c->t[ps[k]];
+      if (t->raw) {
+        int rc = rh_finish_raw(c, t);
+        if (rc) return rc;
+      }
+    }
     int64_t batch;
     if (p->feat_kind[f] == 1) {  /* sparse: TF's SparseTensor validity */
       const rh_tensor *idx = &c->t[ps[0]], *val = &c->t[ps[1]], *ds = &c->t[ps[2]];
@@ -162,6 +200,12 @@ static int check_feeds(rh_ctx *c) {
   return RH_OK;
 }
 
+static void feature_task(void *arg, int64_t f, int worker) {
+  (void)worker;
+  rh_ctx *c = (rh_ctx *)arg;
+  c->status[f] = check_feature(c, (int)f);
+}
+
 /* ---------------------------------------------------------------------------------------------- sorting */
 static int permute(rh_ctx *c, rh_tensor *t, const int64_t *perm, int64_t n) {
   if (t->raw) {
@@ -209,8 +253,8 @@ static int sort_rows(rh_ctx *c, const int32_t *rec) {
   }
   if (sorted) return RH_OK;
   /* stable counting sort by row (rows are within dense_shape: checked with the feeds) */
-  int64_t *start = (int64_t *)rh_alloc(&c->arena, (size_t)(maxrow + 2) * 8);
-  int64_t *perm = (int64_t *)rh_alloc(&c->arena, (size_t)n * 8);
+  int64_t *start = (int64_t *)rh_alloc(RH_ARENA(c), (size_t)(maxrow + 2) * 8);
+  int64_t *perm = (int64_t *)rh_alloc(RH_ARENA(c), (size_t)n * 8);
   if (!start || !perm) return RH_NOMEM;
   memset(start, 0, (size_t)(maxrow + 2) * 8);
   for (int64_t i = 0; i < n; i++) start[rh_geti(idx, i * k) + 1]++;
@@ -225,10 +269,99 @@ static int sort_rows(rh_ctx *c, const int32_t *rec) {
   return rc;
 }
 
-/* ---------------------------------------------------------------------------------------------- after the ops */
-static int id_checks(rh_ctx *c) {
+static void sort_task(void *arg, int64_t i, int worker) {
+  (void)worker;
+  rh_ctx *c = (rh_ctx *)arg;
+  c->status[i] = sort_rows(c, c->prog->sort[i]);
+}
+
+/* ---------------------------------------------------------------------------------------------- ops */
+static void op_task(void *arg, int64_t i, int worker) {
+  (void)worker;
+  rh_ctx *c = (rh_ctx *)arg;
   const rh_program *p = c->prog;
-  for (int i = 0; i < p->nidcheck; i++) {
+  int k = p->level_ops[p->level_off[c->level] + i];
+  if (c->op_done[k]) {
+    c->status[i] = RH_OK;
+    return;
+  }
+  const rh_op *op = &p->ops[k];
+  c->status[i] = op->code == OP_FALLBACK ? RH_NEED_OP : rh_exec_op(c, op);
+}
+
+/* the ops level by level (the ops of a level are independent: they run in parallel) */
+static int run_ops(rh_ctx *c) {
+  const rh_program *p = c->prog;
+  for (; c->level < p->nlevels; c->level++) {
+    int64_t first = p->level_off[c->level], n = p->level_off[c->level + 1] - first;
+    rh_parallel(op_task, c, n);
+    int rc = RH_OK;
+    for (int64_t i = 0; i < n; i++) {
+      int s = c->status[i];
+      if (s == RH_NOMEM) return RH_NOMEM;
+      if (s == RH_REFUSE && rc != RH_REFUSE) rc = RH_REFUSE;
+    }
+    if (rc) return rc;
+    for (int64_t i = 0; i < n; i++) {
+      int k = p->level_ops[first + i];
+      if (c->status[i] == RH_NEED_OP) {
+        c->next_op = k;  /* the caller runs it in numpy, marks it done (rh_op_done) and resumes */
+        return RH_NEED_OP;
+      }
+      c->op_done[k] = 1;
+    }
+  }
+  return RH_OK;
+}
+
+int rh_program_levels(rh_program *p, rh_arena *a) {
+  int32_t *producer_level = (int32_t *)rh_alloc(a, sizeof(int32_t) * (size_t)(p->nslots + 1));
+  int32_t *level = (int32_t *)rh_alloc(a, sizeof(int32_t) * (size_t)(p->nops + 1));
+  p->level_ops = (int32_t *)rh_alloc(a, sizeof(int32_t) * (size_t)(p->nops + 1));
+  if (!producer_level || !level || !p->level_ops) return RH_NOMEM;
+  for (int s = 0; s < p->nslots; s++) producer_level[s] = -1;
+  int nlevels = 0;
+  for (int k = 0; k < p->nops; k++) {  /* ops are in a topological order */
+    int lv = 0;
+    for (int i = 0; i < p->ops[k].nin; i++) {
+      int s = p->ops[k].in[i];
+      if (s >= 0 && s < p->nslots && producer_level[s] + 1 > lv) lv = producer_level[s] + 1;
+    }
+    level[k] = lv;
+    for (int i = 0; i < p->ops[k].nout; i++) {
+      int s = p->ops[k].out[i];
+      if (s >= 0 && s < p->nslots) producer_level[s] = lv;
+    }
+    if (lv + 1 > nlevels) nlevels = lv + 1;
+  }
+  p->nlevels = nlevels;
+  p->level_off = (int32_t *)rh_alloc(a, sizeof(int32_t) * (size_t)(nlevels + 2));
+  if (!p->level_off) return RH_NOMEM;
+  memset(p->level_off, 0, sizeof(int32_t) * (size_t)(nlevels + 2));
+  for (int k = 0; k < p->nops; k++) p->level_off[level[k] + 1]++;
+  for (int l = 0; l < nlevels; l++) p->level_off[l + 1] += p->level_off[l];
+  int32_t *fill = producer_level;  /* reused: next position per level */
+  for (int l = 0; l < nlevels; l++) fill[l] = p->level_off[l];
+  for (int k = 0; k < p->nops; k++) p->level_ops[fill[level[k]]++] = k;  /* ascending within a level */
+  return RH_OK;
+}
+
+void rh_op_done(rh_ctx *c) {
+  if (c->next_op >= 0) c->op_done[c->next_op] = 1;
+  c->next_op = -1;
+}
+
+/* ---------------------------------------------------------------------------------------------- after the ops */
+static void idcheck_task(void *arg, int64_t i, int worker);
+
+static int id_checks(rh_ctx *c) {
+  rh_parallel(idcheck_task, c, c->prog->nidcheck);
+  return first_status(c, c->prog->nidcheck);
+}
+
+static int id_check(rh_ctx *c, int i) {
+  const rh_program *p = c->prog;
+  {
     const int64_t *r = &p->idcheck[3 * i];
     const rh_tensor *ids = &c->t[r[0]];
     if (!ids->set || !(rh_is_int(ids->dtype) || ids->dtype == RH_DEC)) return rh_refuse(c, "id check: ids");
@@ -244,6 +377,12 @@ static int id_checks(rh_ctx *c) {
     }
   }
   return RH_OK;
+}
+
+static void idcheck_task(void *arg, int64_t i, int worker) {
+  (void)worker;
+  rh_ctx *c = (rh_ctx *)arg;
+  c->status[i] = id_check(c, (int)i);
 }
 
 static int bind(rh_ctx *c) {
@@ -387,23 +526,34 @@ static int layout(rh_ctx *c) {
 int rh_run(rh_ctx *c) {
   const rh_program *p = c->prog;
   int rc;
+  int64_t t0 = rh_now_ns(), t1;
   if (c->stage == ST_FEEDS) {
     rc = check_feeds(c);
-    for (int i = 0; !rc && i < p->nsort; i++) rc = sort_rows(c, p->sort[i]);
     if (rc) return rc;
+    rh_parallel(feature_task, c, p->nfeat);
+    rc = first_status(c, p->nfeat);
+    if (rc) return rc;
+    t1 = rh_now_ns();
+    c->ns[1] += t1 - t0;
+    t0 = t1;
+    rh_parallel(sort_task, c, p->nsort);
+    rc = first_status(c, p->nsort);
+    if (rc) return rc;
+    t1 = rh_now_ns();
+    c->ns[2] += t1 - t0;
+    t0 = t1;
     c->stage = ST_OPS;
   }
   if (c->stage == ST_OPS) {
-    while (c->next_op < p->nops) {
-      const rh_op *op = &p->ops[c->next_op];
-      rc = op->code == OP_FALLBACK ? RH_NEED_OP : rh_exec_op(c, op);
-      if (rc == RH_NEED_OP) return RH_NEED_OP;  /* the caller runs node op->node, then resumes after it */
-      if (rc) return rc;
-      c->next_op++;
-    }
+    rc = run_ops(c);
+    t1 = rh_now_ns();
+    c->ns[3] += t1 - t0;
+    t0 = t1;
+    if (rc) return rc;
     rc = id_checks(c);
     if (!rc) rc = bind(c);
     if (!rc) rc = layout(c);
+    c->ns[4] += rh_now_ns() - t0;
     if (rc) return rc;
     c->stage = ST_DONE;
   }
@@ -431,15 +581,21 @@ static void write_ints(const rh_tensor *x, int64_t *dst) {
   else for (int64_t i = 0; i < x->size; i++) dst[i] = rh_geti(x, i);
 }
 
-static void write_packed(rh_ctx *c, int64_t *packed) {
-  const rh_program *p = c->prog;
-  int64_t nc = p->ncols, batch = c->batch, pos = 2 * nc;
+/* the packed buffer's header: where each column's data starts, its per-request size (recom_tvm.ops.fused_kernel) */
+static void write_header(rh_ctx *c, int64_t *packed) {
+  int64_t nc = c->prog->ncols, pos = 2 * nc;
   for (int k = 0; k < nc; k++) {
     packed[k] = pos;
     packed[nc + k] = c->col_aux[k];
     pos += c->col_size[k];
   }
-  for (int k = 0; k < nc; k++) {
+}
+
+/* column k's data: the one place that writes each column kind's layout */
+static void write_column(rh_ctx *c, int64_t *packed, int k) {
+  const rh_program *p = c->prog;
+  int64_t batch = c->batch;
+  {
     const int32_t *col = &p->col[4 * k];
     int64_t *d = packed + packed[k];
     const rh_tensor *a = &c->t[col[1]];
@@ -502,14 +658,31 @@ static void write_tensor(const rh_tensor *t, int dtype, uint8_t *dst) {
   }
 }
 
+typedef struct { rh_ctx *c; uint8_t *dst; int64_t *packed; } write_job;
+
+static void write_task(void *arg, int64_t i, int worker) {
+  (void)worker;
+  write_job *w = (write_job *)arg;
+  const rh_program *p = w->c->prog;
+  int64_t ncol = w->packed ? p->ncols : 0;
+  if (i < ncol) {
+    write_column(w->c, w->packed, (int)i);
+    return;
+  }
+  const int32_t *ar = &p->arg[3 * (i - ncol)];
+  if (ar[0] == ARG_TENSOR) write_tensor(&w->c->t[ar[1]], ar[2], w->dst + w->c->arg_off[i - ncol]);
+}
+
 int rh_write(rh_ctx *c, uint8_t *dst, int64_t capacity) {
   const rh_program *p = c->prog;
   if (c->stage != ST_DONE) return rh_refuse(c, "write before the run finished");
   if (capacity < c->staging_bytes) return rh_refuse(c, "staging buffer too small");
-  for (int i = 0; i < p->nargs; i++) {
-    const int32_t *ar = &p->arg[3 * i];
-    if (ar[0] == ARG_PACKED) write_packed(c, (int64_t *)(dst + c->arg_off[i]));
-    else if (ar[0] == ARG_TENSOR) write_tensor(&c->t[ar[1]], ar[2], dst + c->arg_off[i]);
-  }
+  int64_t t0 = rh_now_ns();
+  write_job w = {c, dst, NULL};
+  for (int i = 0; i < p->nargs; i++)
+    if (p->arg[3 * i] == ARG_PACKED) w.packed = (int64_t *)(dst + c->arg_off[i]);
+  if (w.packed) write_header(c, w.packed);
+  rh_parallel(write_task, &w, (w.packed ? p->ncols : 0) + p->nargs);
+  c->ns[5] += rh_now_ns() - t0;
   return RH_OK;
 }

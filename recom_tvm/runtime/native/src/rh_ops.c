@@ -266,7 +266,7 @@ static int op_gather_nd(rh_ctx *c, const rh_op *op) {
     if (ndim >= RH_MAXDIM) return RH_NEED_OP;
     shape[ndim++] = p.shape[d];
   }
-  int64_t *src = (int64_t *)rh_alloc(&c->arena, (size_t)(n ? n : 1) * sizeof(int64_t));
+  int64_t *src = (int64_t *)rh_alloc(RH_ARENA(c), (size_t)(n ? n : 1) * sizeof(int64_t));
   if (!src) return RH_NOMEM;
   for (int64_t k = 0; k < n; k++) {
     int64_t flat = 0;
@@ -305,7 +305,7 @@ static int op_gather(rh_ctx *c, const rh_op *op) {
     if (v < 0 || v >= dim) return rh_refuse(c, "GatherV2 index out of range");
   }
   int64_t nb = outer * idx.size;
-  int64_t *src = (int64_t *)rh_alloc(&c->arena, (size_t)(nb ? nb : 1) * sizeof(int64_t));
+  int64_t *src = (int64_t *)rh_alloc(RH_ARENA(c), (size_t)(nb ? nb : 1) * sizeof(int64_t));
   if (!src) return RH_NOMEM;
   for (int64_t o = 0; o < outer; o++)
     for (int64_t k = 0; k < idx.size; k++) src[o * idx.size + k] = o * dim + rh_geti(&idx, k);

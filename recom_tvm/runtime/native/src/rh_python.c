@@ -351,6 +351,15 @@ static PyObject *program_new(PyObject *self, PyObject *args) {
     if (bad) goto fail;
   }
   if (PyErr_Occurred()) goto fail;
+  for (int i = 0; i < p->nops; i++)
+    for (int k = 0; k < p->ops[i].nin + p->ops[i].nout; k++) {
+      int s = k < p->ops[i].nin ? p->ops[i].in[k] : p->ops[i].out[k - p->ops[i].nin];
+      if (s < 0 || s >= p->nslots) goto fail;
+    }
+  if (rh_program_levels(p, &ps->arena)) {
+    PyErr_NoMemory();
+    goto fail;
+  }
   return cap;
 fail:
   if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "malformed native host program");
@@ -478,16 +487,13 @@ static int ingest(ctx_state *cs, prog_state *ps, int slot, PyObject *obj, int wa
   t->pyobj = -1;
   if (dtype == RH_STR && raw == RAW_NONE) {  /* object array: each element must be exactly str or bytes */
     PyObject **items = (PyObject **)v.buf;
-    t->sp = (const uint8_t **)rh_alloc(&cs->c->arena, (size_t)t->size * sizeof(void *));
-    t->sl = (int64_t *)rh_alloc(&cs->c->arena, (size_t)t->size * 8);
+    t->sp = (const uint8_t **)rh_alloc(&cs->c->arena[0], (size_t)t->size * sizeof(void *));
+    t->sl = (int64_t *)rh_alloc(&cs->c->arena[0], (size_t)t->size * 8);
     if (!t->sp || !t->sl) {
       PyBuffer_Release(&v);
       PyErr_NoMemory();
       return -1;
     }
-    uint8_t *pack = NULL;  /* short strings are copied together while their object is in cache: the hashing
-                              later reads them contiguously instead of one cache miss per object */
-    int64_t room = 0;
     for (int64_t i = 0; i < t->size; i++) {
       PyObject *s = items[i];
       Py_ssize_t l;
@@ -511,24 +517,8 @@ static int ingest(ctx_state *cs, prog_state *ps, int slot, PyObject *obj, int wa
         PyBuffer_Release(&v);
         return 1;
       }
+      t->sp[i] = (const uint8_t *)p;  /* the object's own UTF-8: no copy under the GIL */
       t->sl[i] = l;
-      if (l <= 64) {
-        if (room < l) {
-          room = (t->size - i) * 16 + 64;
-          pack = (uint8_t *)rh_alloc(&cs->c->arena, (size_t)room);
-          if (!pack) {
-            PyBuffer_Release(&v);
-            PyErr_NoMemory();
-            return -1;
-          }
-        }
-        memcpy(pack, p, (size_t)l);
-        t->sp[i] = pack;
-        pack += l;
-        room -= l;
-      } else {
-        t->sp[i] = (const uint8_t *)p;
-      }
     }
   } else if (raw) {
     t->raw = raw;
@@ -584,6 +574,7 @@ static PyObject *run(PyObject *self, PyObject *args) {
   rh_ctx_reset(cs->c);
   cs->c->max_batch = max_batch;
   cs->c->max_elements = max_elements;
+  int64_t t_ingest = rh_now_ns();
   if (!PyDict_Check(feeds) || PyDict_Size(feeds) != p->nfeat)
     return Py_BuildValue("(ss)", "refuse", "feeds other than one per feature, by feature name");
   PyObject *pending = NULL;
@@ -630,6 +621,7 @@ static PyObject *run(PyObject *self, PyObject *args) {
       }
     }
   }
+  cs->c->ns[0] += rh_now_ns() - t_ingest;
   if (pending) {
     PyObject *r = Py_BuildValue("(sO)", "convert", pending);
     Py_DECREF(pending);
@@ -652,6 +644,8 @@ static PyObject *set_tensor(PyObject *self, PyObject *args) {
   }
   int rc = ingest(cs, get_prog(cs->prog), slot, obj, want);
   if (rc < 0) return NULL;
+  rh_tensor *t = &cs->c->t[slot];
+  if (rc == 0 && t->raw && rh_finish_raw(cs->c, t)) return PyErr_NoMemory();  /* ops read it in parallel */
   return PyBool_FromLong(rc == 0);
 }
 
@@ -675,7 +669,7 @@ static PyObject *resume(PyObject *self, PyObject *args) {
   if (!PyArg_ParseTuple(args, "Op", &cap, &skip)) return NULL;
   ctx_state *cs = get_ctx(cap);
   if (!cs) return NULL;
-  if (skip) cs->c->next_op++;
+  if (skip) rh_op_done(cs->c);
   return resume_run(cs);
 }
 
@@ -915,6 +909,27 @@ static PyObject *dlpack(PyObject *self, PyObject *args) {
   return cap;
 }
 
+/* timings(ctx) -> ns spent in the last request's steps: ingest, feed checks, sorting, ops, checks + layout, write */
+static PyObject *timings(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *cap;
+  if (!PyArg_ParseTuple(args, "O", &cap)) return NULL;
+  ctx_state *cs = get_ctx(cap);
+  if (!cs) return NULL;
+  const int64_t *ns = cs->c->ns;
+  return Py_BuildValue("(LLLLLL)", (long long)ns[0], (long long)ns[1], (long long)ns[2], (long long)ns[3],
+                       (long long)ns[4], (long long)ns[5]);
+}
+
+/* set_threads(n): threads per request (the caller included) */
+static PyObject *set_threads(PyObject *self, PyObject *args) {
+  (void)self;
+  int n;
+  if (!PyArg_ParseTuple(args, "i", &n)) return NULL;
+  rh_set_threads(n);
+  Py_RETURN_NONE;
+}
+
 static PyMethodDef METHODS[] = {
     {"program_new", program_new, METH_VARARGS, "compile a request program"},
     {"context_new", context_new, METH_VARARGS, "a per-thread request context"},
@@ -929,6 +944,8 @@ static PyMethodDef METHODS[] = {
     {"finish", finish, METH_VARARGS, "release the request's buffers"},
     {"fingerprint64", fingerprint64, METH_VARARGS, "TF's Fingerprint64 of strings laid end to end"},
     {"dlpack", dlpack, METH_VARARGS, "a DLPack capsule for memory at an address (staging buffer views)"},
+    {"timings", timings, METH_VARARGS, "ns per step of the last request"},
+    {"set_threads", set_threads, METH_VARARGS, "threads per request"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "recom_tvm_host", NULL, -1, METHODS,
