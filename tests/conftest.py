@@ -34,7 +34,8 @@ class Compiled:
         self.model = recom_tvm.build(self.mod, "llvm", self.params)
 
     def run_both(self, feeds):
-        """(ours, TF's) outputs, or the exceptions each raised."""
+        """(ours, TF's) outputs, or the exceptions each raised. Also checks that the native host stage and the
+        numpy reference give the same module arguments (bit for bit) or the same error on these feeds."""
         try:
             exp = self.ref(feeds)
         except Exception as err:  # noqa: BLE001
@@ -43,7 +44,37 @@ class Compiled:
             got = self.model.run(feeds)["score"]
         except Exception as err:  # noqa: BLE001
             got = err
+        assert_host_paths_agree(self.model, feeds)
         return got, exp
+
+
+def _outcome(fn, feeds):
+    try:
+        return fn(feeds), None
+    except Exception as err:  # noqa: BLE001
+        return None, err
+
+
+def assert_host_paths_agree(model, feeds) -> None:
+    """The native host stage takes the request whenever the numpy reference accepts it, and gives the same packed
+    buffer and arguments; where the reference raises, model.prepare raises the same error."""
+    native = model.native_host()
+    assert native is not None, f"the native host stage is off: {model.native_error}"
+    refusals = native.refusals
+    got, got_err = _outcome(model.prepare, feeds)
+    exp, exp_err = _outcome(model.prepare_reference, feeds)
+    if exp_err is not None:
+        assert type(got_err) is type(exp_err) and str(got_err) == str(exp_err), (got_err, exp_err)
+        return
+    assert got_err is None, f"native raised {got_err!r}, the reference accepted the feeds"
+    assert native.refusals == refusals, f"the native host stage refused valid feeds: {native.last_refusal}"
+    assert len(got) == len(exp)
+    for i, (a, b) in enumerate(zip(got, exp)):
+        if isinstance(b, np.ndarray):
+            assert a.dtype == b.dtype and a.shape == b.shape, (i, a.dtype, a.shape, b.dtype, b.shape)
+            assert a.tobytes() == b.tobytes(), f"argument {i} differs from the reference"
+        else:
+            assert tuple(a) == tuple(b), (i, a, b)
 
 
 def assert_matches_tf(got, exp, what: str = "") -> None:

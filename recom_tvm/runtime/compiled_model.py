@@ -21,6 +21,7 @@ from .assertions import check_all
 from .binding import Binder
 from .feeds import check_ids, normalize_feeds, sort_rows
 from .host_stage import run_host_stage
+from .keyed_jagged import KeyedJagged
 from .packer import PACKED, PACKED_SIZES, apply_recipes, is_virtual_zeros, pack
 from .request_slots import Slot, SlotPool
 from .spec import InputSpec
@@ -151,40 +152,53 @@ class CompiledModel:
         return tvm.runtime.tensor(np.ascontiguousarray(arr), dev)
 
     # ------------------------------------------------------------------------------------------------ run
-    def prepare(self, feeds: Mapping) -> list:
+    def prepare(self, feeds) -> list:
         """Validate feeds, run the host stage, and return the module's input arguments (host arrays / shapes).
 
         Native host stage by default (config.host_stage); the numpy reference where it refuses the request, which
         then raises TF's error. The arrays returned are the caller's (not a reused buffer)."""
         native = self.native_host()
         if native is not None:
-            ctx = getattr(self._prepare_ctx, "ctx", None)
-            if ctx is None or self._prepare_ctx.native is not native:
-                ctx = self._prepare_ctx.ctx = native.context()
-                self._prepare_ctx.native = native
-            held = []
-
-            def destination(nbytes: int) -> tuple[int, int]:
-                buf = np.empty(max(nbytes, 1), np.uint8)
-                held.append(buf)
-                return buf.ctypes.data, buf.size
-
-            res = native.request(ctx, _as_dict(feeds), destination)
-            if res is not None:
-                descs, _ = res
-                buf = held[0]
-                out = []
-                for inp, (off, shape) in zip(native.program.module_args, descs):
-                    if off < 0:
-                        out.append(tvm_ffi.Shape(list(shape)))
-                    else:
-                        n = int(np.prod(shape)) if shape else 1
-                        out.append(np.frombuffer(buf, inp["dtype"], count=n, offset=off).reshape(shape))
-                return out
+            args = self.prepare_native(feeds, native)
+            if args is not None:
+                return args
         return self.prepare_reference(feeds)
 
-    def prepare_reference(self, feeds: Mapping) -> list:
+    def prepare_native(self, feeds, native=None) -> list | None:
+        """prepare() on the native host stage (`native`: a NativeHost, default this model's), or None where it
+        refuses the request (the reference then decides: it raises, or computes the rare inputs it does not take)."""
+        native = native or self.native_host()
+        if native is None:
+            return None
+        local = self._prepare_ctx
+        ctx = getattr(local, "ctx", None)
+        if ctx is None or local.native is not native:
+            ctx = local.ctx = native.context()
+            local.native = native
+        held = []
+
+        def destination(nbytes: int) -> tuple[int, int]:
+            buf = np.empty(max(nbytes, 1), np.uint8)
+            held.append(buf)
+            return buf.ctypes.data, buf.size
+
+        res = native.request_kjt(ctx, feeds, destination) if isinstance(feeds, KeyedJagged) else \
+            native.request(ctx, _as_dict(feeds), destination)
+        if res is None:
+            return None
+        out = []
+        for inp, (off, shape) in zip(native.program.module_args, res[0]):
+            if off < 0:
+                out.append(tvm_ffi.Shape(list(shape)))
+            else:
+                n = int(np.prod(shape)) if shape else 1
+                out.append(np.frombuffer(held[0], inp["dtype"], count=n, offset=off).reshape(shape))
+        return out
+
+    def prepare_reference(self, feeds) -> list:
         """prepare() with the numpy reference host stage."""
+        if isinstance(feeds, KeyedJagged):
+            feeds = feeds.to_feeds(self.spec)
         env = host_env(self.spec, feeds)
         args, bound = self.arguments(env)
         if self.spec.assertions:
@@ -227,8 +241,9 @@ class CompiledModel:
             elif kind != "expr" and kind != v:
                 raise FeedError(f"{label}: expected {what} {dims}, got {vals}")
 
-    def run(self, feeds: Mapping) -> dict[str, np.ndarray]:
-        """Run one request: feeds keyed by feature (or placeholder) name -> {output name: numpy array}.
+    def run(self, feeds) -> dict[str, np.ndarray]:
+        """Run one request: feeds keyed by feature (or placeholder) name, or a KeyedJagged request
+        (runtime/keyed_jagged.py) -> {output name: numpy array}.
 
         The request path: the native host stage writes every argument into this request's staging buffer (pinned
         on CUDA), one host->device copy, the module on one VM of the pool, outputs copied back. Threads run
@@ -239,7 +254,9 @@ class CompiledModel:
             args = None
             native = self.native_host()
             if native is not None:
-                res = native.request(slot.context(native), _as_dict(feeds), slot.reserve)
+                ctx = slot.context(native)
+                res = native.request_kjt(ctx, feeds, slot.reserve) if isinstance(feeds, KeyedJagged) else \
+                    native.request(ctx, _as_dict(feeds), slot.reserve)
                 if res is not None:
                     args = slot.arguments(res[0], native.program.module_args, res[1])
             if args is None:

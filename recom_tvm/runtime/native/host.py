@@ -60,6 +60,7 @@ class NativeHost:
         self.last_refusal = ""
         self.op_fallbacks = 0     # host-plan ops run in numpy
         self._parts = [(f, PARTS[f["kind"]]) for f in spec.features]
+        self._key_orders: dict[tuple, np.ndarray] = {}  # keyed-jagged key order -> feature index per key
 
     def context(self):
         return self.lib.context_new(self.handle)
@@ -79,6 +80,29 @@ class NativeHost:
             lib.set_threads(config.native_threads)
             _THREADS[id(lib)] = config.native_threads
         st = lib.run(ctx, feeds, config.max_batch, config.max_request_elements)
+        return self._drive(ctx, st, destination)
+
+    def request_kjt(self, ctx, kjt, destination) -> tuple[list, int] | None:
+        """request() for a KeyedJagged request (runtime/keyed_jagged.py), read in place."""
+        lib = self.lib
+        if _THREADS.get(id(lib)) != config.native_threads:
+            lib.set_threads(config.native_threads)
+            _THREADS[id(lib)] = config.native_threads
+        order = self._key_orders.get(kjt.keys)
+        if order is None:
+            index = {f["name"]: i for i, f in enumerate(self.spec.features)}
+            order = np.array([index.get(k, -1) for k in kjt.keys], np.int64)
+            if len(self._key_orders) < 64:
+                self._key_orders[kjt.keys] = order
+        values = {DTYPE[d]: v for d, v in kjt.values.items() if d in DTYPE and d != "string"}
+        if len(values) != len(kjt.values):
+            return self._refused(ctx, "keyed-jagged values of a dtype the native path does not read")
+        st = lib.run_kjt(ctx, order, kjt.lengths, int(kjt.batch), values, kjt.strings, config.max_batch,
+                         config.max_request_elements)
+        return self._drive(ctx, st, destination)
+
+    def _drive(self, ctx, st, destination) -> tuple[list, int] | None:
+        lib = self.lib
         while st[0] != "ok":
             tag = st[0]
             if tag == "convert":

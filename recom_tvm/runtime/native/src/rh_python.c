@@ -630,6 +630,223 @@ static PyObject *run(PyObject *self, PyObject *args) {
   return resume_run(cs);
 }
 
+/* ------------------------------------------------------------------------------------------- keyed-jagged */
+/* A request in TorchRec's keyed-jagged layout: lengths [nkeys * batch] (key-major), one values buffer per dtype
+ * (strings: bytes + offsets [n + 1]), each key's values after the previous keys' of the same dtype. Every feature
+ * becomes the tensors its placeholders take: sparse -> indices (row, position), values, dense_shape [B, longest];
+ * ragged -> values, row_splits; dense [B, ...] -> its values (every row holding exactly prod(shape[1:])). */
+typedef struct {
+  rh_ctx *c;
+  const int64_t *feat_of_key, *len64;
+  const int32_t *len32;
+  int64_t batch;
+  int64_t *start;           /* per key: its first value in its dtype's buffer */
+  const void *vbuf[RH_NDTYPES];
+  const uint8_t *sbytes;
+  const int64_t *soff;
+} kjt_job;
+
+static inline int64_t kjt_len(const kjt_job *j, int64_t i) { return j->len64 ? j->len64[i] : j->len32[i]; }
+
+static int kjt_feature(kjt_job *j, int64_t key) {
+  rh_ctx *c = j->c;
+  const rh_program *p = c->prog;
+  int f = (int)j->feat_of_key[key], kind = p->feat_kind[f];
+  const int32_t *ps = &p->feat_part_slot[3 * f];
+  int vslot = ps[kind == 1 ? 1 : 0], dtype = p->slot_dtype[vslot];
+  int64_t B = j->batch, n = 0, widest = 0, start = j->start[key];
+  for (int64_t b = 0; b < B; b++) {
+    int64_t l = kjt_len(j, key * B + b);
+    n += l;
+    if (l > widest) widest = l;
+  }
+  rh_tensor *v = &c->t[vslot];
+  memset(v, 0, sizeof *v);
+  v->pyobj = -1;
+  v->set = 1;
+  v->dtype = dtype;
+  int64_t vshape[RH_MAXDIM];
+  int vnd = 1;
+  vshape[0] = n;
+  if (kind == 0) {  /* dense: [B] + the placeholder's static dims */
+    int rank = p->slot_rank[vslot];
+    if (rank < 1) return rh_refuse(c, "keyed-jagged: dense feature %d without a static shape", f);
+    int64_t per = 1;
+    vshape[0] = B;
+    for (int d = 1; d < rank; d++) {
+      vshape[d] = p->slot_dims[(size_t)vslot * RH_MAXDIM + d];
+      if (vshape[d] < 0 && rank == 2) vshape[d] = B ? kjt_len(j, key * B) : 0;  /* [B, T]: the rows' length */
+      if (vshape[d] < 0) return rh_refuse(c, "keyed-jagged: dense feature %d with an unknown dim", f);
+      per *= vshape[d];
+    }
+    vnd = rank;
+    for (int64_t b = 0; b < B; b++)
+      if (kjt_len(j, key * B + b) != per) return rh_refuse(c, "keyed-jagged: dense feature %d, row %lld", f, (long long)b);
+  }
+  rh_set_shape(v, vnd, vshape);
+  if (dtype == RH_STR) {
+    v->sp = (const uint8_t **)rh_alloc(RH_ARENA(c), (size_t)(n + 1) * sizeof(void *));
+    v->sl = (int64_t *)rh_alloc(RH_ARENA(c), (size_t)(n + 1) * 8);
+    if (!v->sp || !v->sl) return RH_NOMEM;
+    for (int64_t i = 0; i < n; i++) {
+      int64_t a = j->soff[start + i], e = j->soff[start + i + 1];
+      v->sp[i] = j->sbytes + a;
+      v->sl[i] = e - a;
+    }
+  } else {
+    v->data = (uint8_t *)j->vbuf[dtype] + start * (int64_t)rh_itemsize(dtype);
+  }
+  if (kind == 1) {
+    rh_tensor *ix = &c->t[ps[0]], *ds = &c->t[ps[2]];
+    int64_t ishape[2] = {n, 2}, dshape[1] = {2};
+    int rc = rh_new_numeric(c, ix, RH_I64, 2, ishape);
+    if (!rc) rc = rh_new_numeric(c, ds, RH_I64, 1, dshape);
+    if (rc) return rc;
+    int64_t *o = (int64_t *)ix->data;
+    for (int64_t b = 0; b < B; b++) {
+      int64_t l = kjt_len(j, key * B + b);
+      for (int64_t k = 0; k < l; k++) {
+        *o++ = b;
+        *o++ = k;
+      }
+    }
+    ((int64_t *)ds->data)[0] = B;
+    ((int64_t *)ds->data)[1] = widest;
+    ix->rows_ok = ix->rows_sorted = 1;
+  } else if (kind == 2) {
+    rh_tensor *sp = &c->t[ps[1]];
+    int64_t sshape[1] = {B + 1};
+    int rc = rh_new_numeric(c, sp, RH_I64, 1, sshape);
+    if (rc) return rc;
+    int64_t *o = (int64_t *)sp->data, acc = 0;
+    o[0] = 0;
+    for (int64_t b = 0; b < B; b++) o[b + 1] = (acc += kjt_len(j, key * B + b));
+  }
+  return RH_OK;
+}
+
+static void kjt_task(void *arg, int64_t key, int worker) {
+  (void)worker;
+  kjt_job *j = (kjt_job *)arg;
+  j->c->status[key] = kjt_feature(j, key);
+}
+
+static int buffer_of(ctx_state *cs, PyObject *o, int want, Py_buffer *v) {
+  if (PyObject_GetBuffer(o, v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
+  int raw;
+  int dt = format_dtype(v->format, v->itemsize, &raw);
+  if (dt != want || raw) {
+    PyBuffer_Release(v);
+    PyErr_Format(PyExc_TypeError, "keyed-jagged buffer of the wrong dtype (%s)", v->format ? v->format : "B");
+    return -1;
+  }
+  if (keep_buffer(cs, v) < 0) {
+    PyBuffer_Release(v);
+    PyErr_NoMemory();
+    return -1;
+  }
+  return 0;
+}
+
+/* run_kjt(ctx, feat_of_key int64[nkeys], lengths int32|int64, batch, values {dtype code: array},
+ *         strings (bytes uint8, offsets int64) or None, max_batch, max_elements) -> like run */
+static PyObject *run_kjt(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *cap, *fok, *lens, *vals, *strs;
+  long long batch, max_batch, max_elements;
+  if (!PyArg_ParseTuple(args, "OOOLOOLL", &cap, &fok, &lens, &batch, &vals, &strs, &max_batch, &max_elements))
+    return NULL;
+  ctx_state *cs = get_ctx(cap);
+  if (!cs) return NULL;
+  rh_ctx *c = cs->c;
+  const rh_program *p = c->prog;
+  release_request(cs);
+  rh_ctx_reset(c);
+  c->max_batch = max_batch;
+  c->max_elements = max_elements;
+  int64_t t0 = rh_now_ns();
+  kjt_job j;
+  memset(&j, 0, sizeof j);
+  j.c = c;
+  j.batch = batch;
+  Py_buffer fv, lv;
+  if (buffer_of(cs, fok, RH_I64, &fv) < 0) return NULL;
+  int64_t nkeys = fv.len / 8;
+  j.feat_of_key = (const int64_t *)fv.buf;
+  if (nkeys != p->nfeat || batch < 0) return Py_BuildValue("(ss)", "refuse", "keyed-jagged: keys");
+  if (PyObject_GetBuffer(lens, &lv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
+  if (keep_buffer(cs, &lv) < 0) {
+    PyBuffer_Release(&lv);
+    return PyErr_NoMemory();
+  }
+  int raw, ldt = format_dtype(lv.format, lv.itemsize, &raw);
+  if (ldt == RH_I64) j.len64 = (const int64_t *)lv.buf;
+  else if (ldt == RH_I32) j.len32 = (const int32_t *)lv.buf;
+  else return Py_BuildValue("(ss)", "refuse", "keyed-jagged: lengths must be int32 or int64");
+  if ((int64_t)(lv.len / lv.itemsize) != nkeys * batch) return Py_BuildValue("(ss)", "refuse", "keyed-jagged: lengths");
+  int64_t vcount[RH_NDTYPES] = {0};
+  PyObject *key, *value;
+  Py_ssize_t pos = 0;
+  while (PyDict_Next(vals, &pos, &key, &value)) {
+    int dt = (int)PyLong_AsLong(key);
+    if (dt <= RH_NONE || dt >= RH_STR) return Py_BuildValue("(ss)", "refuse", "keyed-jagged: values dtype");
+    Py_buffer vb;
+    if (buffer_of(cs, value, dt, &vb) < 0) return NULL;
+    j.vbuf[dt] = vb.buf;
+    vcount[dt] = vb.len / vb.itemsize;
+  }
+  if (strs != Py_None) {
+    Py_buffer bb, ob;
+    PyObject *b = PyTuple_GetItem(strs, 0), *o = PyTuple_GetItem(strs, 1);
+    if (!b || !o || PyObject_GetBuffer(b, &bb, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    if (keep_buffer(cs, &bb) < 0) {
+      PyBuffer_Release(&bb);
+      return PyErr_NoMemory();
+    }
+    if (buffer_of(cs, o, RH_I64, &ob) < 0) return NULL;
+    j.sbytes = (const uint8_t *)bb.buf;
+    j.soff = (const int64_t *)ob.buf;
+    vcount[RH_STR] = ob.len / 8 - 1;
+    for (int64_t i = 0; i <= vcount[RH_STR]; i++)  /* offsets: from 0, non-decreasing, within the bytes */
+      if (j.soff[i] < (i ? j.soff[i - 1] : 0) || j.soff[i] > bb.len)
+        return Py_BuildValue("(ss)", "refuse", "keyed-jagged: string offsets");
+  }
+  j.start = (int64_t *)rh_alloc(&c->arena[0], (size_t)(nkeys + 1) * 8);
+  if (!j.start) return PyErr_NoMemory();
+  int64_t used[RH_NDTYPES] = {0};
+  uint8_t *seen = (uint8_t *)rh_alloc(&c->arena[0], (size_t)p->nfeat + 1);
+  if (!seen) return PyErr_NoMemory();
+  memset(seen, 0, (size_t)p->nfeat + 1);
+  for (int64_t k = 0; k < nkeys; k++) {  /* where each key's values start; every length >= 0, within the buffers */
+    int64_t f = j.feat_of_key[k];
+    if (f < 0 || f >= p->nfeat || seen[f]) return Py_BuildValue("(ss)", "refuse", "keyed-jagged: keys");
+    seen[f] = 1;
+    int vslot = p->feat_part_slot[3 * f + (p->feat_kind[f] == 1 ? 1 : 0)], dt = p->slot_dtype[vslot];
+    if (dt <= RH_NONE || dt >= RH_NDTYPES) return Py_BuildValue("(ss)", "refuse", "keyed-jagged: dtype");
+    if (dt != RH_STR && !j.vbuf[dt] && batch) return Py_BuildValue("(ss)", "refuse", "keyed-jagged: no values buffer");
+    j.start[k] = used[dt];
+    for (int64_t b = 0; b < batch; b++) {
+      int64_t l = kjt_len(&j, k * batch + b);
+      if (l < 0) return Py_BuildValue("(ss)", "refuse", "keyed-jagged: negative length");
+      used[dt] += l;
+    }
+  }
+  for (int dt = 1; dt < RH_NDTYPES; dt++)
+    if (used[dt] != vcount[dt] && (used[dt] || vcount[dt]))
+      return Py_BuildValue("(ss)", "refuse", "keyed-jagged: lengths do not add up to the values");
+  int rc;
+  Py_BEGIN_ALLOW_THREADS
+  rh_parallel(kjt_task, &j, nkeys);
+  rc = RH_OK;
+  for (int64_t k = 0; k < nkeys && !rc; k++) rc = c->status[k];
+  if (!rc) {
+    c->ns[0] += rh_now_ns() - t0;
+    rc = rh_run(c);
+  }
+  Py_END_ALLOW_THREADS
+  return status(cs, rc);
+}
+
 /* set(ctx, slot, array, want dtype) -> True when read (False: not a form the core reads) */
 static PyObject *set_tensor(PyObject *self, PyObject *args) {
   (void)self;
@@ -817,11 +1034,14 @@ static PyObject *finish(PyObject *self, PyObject *args) {
   Py_RETURN_NONE;
 }
 
-/* fingerprint64(bytes, lengths int64 buffer) -> bytes of uint64: the hash of each string laid end to end */
+/* fingerprint64(bytes, lengths int64 buffer[, num_buckets]) -> bytes of uint64: the hash of each string laid end
+ * to end (mod num_buckets when given: the division-free modulo StringToHashBucketFast uses) */
 static PyObject *fingerprint64(PyObject *self, PyObject *args) {
   (void)self;
   Py_buffer data, lens;
-  if (!PyArg_ParseTuple(args, "y*y*", &data, &lens)) return NULL;
+  unsigned long long nb = 0;
+  if (!PyArg_ParseTuple(args, "y*y*|K", &data, &lens, &nb)) return NULL;
+  rh_u128 m = nb ? rh_fastmod_m(nb) : 0;
   Py_ssize_t n = lens.len / 8;
   PyObject *out = PyBytes_FromStringAndSize(NULL, n * 8);
   if (out) {
@@ -837,6 +1057,7 @@ static PyObject *fingerprint64(PyObject *self, PyObject *args) {
         break;
       }
       o[i] = rh_fingerprint64(s + pos, (size_t)l[i]);
+      if (nb) o[i] = rh_fastmod(o[i], m, nb);
       pos += l[i];
     }
   }
@@ -934,6 +1155,7 @@ static PyMethodDef METHODS[] = {
     {"program_new", program_new, METH_VARARGS, "compile a request program"},
     {"context_new", context_new, METH_VARARGS, "a per-thread request context"},
     {"run", run, METH_VARARGS, "run a request from its feeds dict"},
+    {"run_kjt", run_kjt, METH_VARARGS, "run a request in the keyed-jagged layout"},
     {"set", set_tensor, METH_VARARGS, "set a tensor slot from an array"},
     {"set_decimal", set_decimal, METH_VARARGS, "set a slot to AsString of integers"},
     {"resume", resume, METH_VARARGS, "continue a request"},

@@ -1,0 +1,130 @@
+"""The request path on the build host: the native host stage vs the numpy reference vs TF-CPU's whole inference,
+and llvm run() vs TF-CPU, on the mixed 100-column model (recom_tvm.models.zoo.mixed(100)), in one run.
+
+    python benchmarks/native_host.py [--batches 32,2048] [--run-batches 1,32,...,2048] [--json out.json]
+
+- prepare(): the native host stage (config.native_threads threads, and 1), split into its steps (ingest with the
+  GIL, feed checks, sorting, host ops, id checks + binding + layout, packing), against the numpy reference (its
+  own split: host_stage.step_times) and TF-CPU's whole inference (graph mode, frozen graph, all cores);
+- run() on llvm against TF-CPU at the suite's batches, split into prepare and the compiled module (execute);
+- the same request from serialized tf.Examples and keyed-jagged, where the model takes them (not mixed-100: its
+  signature takes feeds; the keyed-jagged request is timed).
+Inputs are drawn fresh (a pool of distinct requests, cycled); the figure is the median, min in parentheses.
+CPU time (process_time) is reported next to wall time: the build host is shared, and wall time includes waiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+RUN_BATCHES = (1, 32, 64, 128, 256, 512, 1024, 2048)
+
+
+def _times(fn, inputs, repeat: int) -> dict:
+    fn(inputs[0])
+    wall, cpu = [], []
+    for i in range(repeat):
+        x = inputs[i % len(inputs)]
+        c0, w0 = time.process_time(), time.perf_counter()
+        fn(x)
+        wall.append(1e3 * (time.perf_counter() - w0))
+        cpu.append(1e3 * (time.process_time() - c0))
+    return {"median_ms": float(np.median(wall)), "min_ms": float(np.min(wall)),
+            "cpu_median_ms": float(np.median(cpu)), "cpu_min_ms": float(np.min(cpu))}
+
+
+def native_steps(model, inputs, repeat: int) -> dict:
+    """The native prepare()'s steps, ms, median over the requests."""
+    native = model.native_host()
+    acc: dict[str, list] = {}
+    for i in range(repeat):
+        model.prepare(inputs[i % len(inputs)])
+        for k, v in native.timings(model._prepare_ctx.ctx).items():
+            acc.setdefault(k, []).append(v)
+    return {k: float(np.median(v)) for k, v in acc.items()}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--columns", type=int, default=100)
+    p.add_argument("--batches", default="32,2048")
+    p.add_argument("--run-batches", default=",".join(map(str, RUN_BATCHES)))
+    p.add_argument("--repeat", type=int, default=30)
+    p.add_argument("--pool", type=int, default=6)
+    p.add_argument("--json", default=None)
+    a = p.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import recom_tvm
+    from recom_tvm import config
+    from recom_tvm.models import tf_export, zoo
+    from recom_tvm.runtime import KeyedJagged
+    from suite_host import TFGraph
+    from suite_models import host_info
+
+    spec = zoo.mixed(a.columns)
+    paths = tf_export.export(spec)
+    mod, params, _ = recom_tvm.from_tensorflow(paths["pb"], signature=paths["signature"])
+    model = recom_tvm.build(recom_tvm.optimize(mod), "llvm", params)
+    assert model.native_host() is not None, model.native_error
+    tf_graph = TFGraph(paths["pb"], paths["signature"])
+    from host_stage import step_times
+
+    threads = config.native_threads
+    result = {"date": time.strftime("%Y-%m-%d"), "host": host_info(), "model": spec.name,
+              "native_threads": threads, "prepare": {}, "run": {}}
+    batches = sorted(set(int(b) for b in a.batches.split(",")) | set(int(b) for b in a.run_batches.split(",")))
+    for batch in batches:
+        feeds = [spec.sample(batch, rng=9000 + 31 * batch + i) for i in range(a.pool)]
+        fds = [tf_graph.feed_dict(f) for f in feeds]
+        reps = a.repeat if batch <= 256 else max(8, a.repeat // 3)
+        tf_t = _times(tf_graph.run, fds, reps)
+        row = {"tf_cpu": tf_t}
+        if batch in [int(b) for b in a.batches.split(",")]:
+            config.native_threads = threads
+            row["native"] = _times(model.prepare, feeds, reps)
+            row["native_steps"] = native_steps(model, feeds, reps)
+            config.native_threads = 1
+            row["native_1_thread"] = _times(model.prepare, feeds, reps)
+            config.native_threads = threads
+            kjts = [KeyedJagged.from_feeds(model.spec, f) for f in feeds]
+            row["native_keyed_jagged"] = _times(model.prepare, kjts, reps)
+            row["reference"] = _times(model.prepare_reference, feeds, max(4, reps // 3))
+            config.host_stage = "numpy"
+            row["reference_steps"] = step_times(model, feeds[:4], reduce=np.median, with_prepare=False)
+            config.host_stage = "native"
+            row["tf_over_native"] = tf_t["median_ms"] / row["native"]["median_ms"]
+            result["prepare"][batch] = row
+            s = row["native_steps"]
+            print(f"B={batch:5d} TF-CPU {tf_t['median_ms']:.2f} ms | prepare native {row['native']['median_ms']:.3f} "
+                  f"(1 thread {row['native_1_thread']['median_ms']:.3f}, keyed-jagged "
+                  f"{row['native_keyed_jagged']['median_ms']:.3f}) | numpy {row['reference']['median_ms']:.2f} | "
+                  f"TF / native {row['tf_over_native']:.1f}x | steps " +
+                  ", ".join(f"{k} {v:.3f}" for k, v in s.items()), flush=True)
+        if batch in [int(b) for b in a.run_batches.split(",")]:
+            prepared = [model.prepare(f) for f in feeds]
+            run_t = _times(model.run, feeds, reps)
+            exe_t = _times(model.execute, prepared, reps)
+            prep_t = _times(model.prepare, feeds, reps)
+            result["run"][batch] = {"tf_cpu": tf_t, "run": run_t, "execute": exe_t, "prepare": prep_t,
+                                    "tf_over_run": tf_t["median_ms"] / run_t["median_ms"]}
+            print(f"B={batch:5d} run() {run_t['median_ms']:.2f} ms (prepare {prep_t['median_ms']:.2f}, module "
+                  f"{exe_t['median_ms']:.2f}) vs TF-CPU {tf_t['median_ms']:.2f} ms: "
+                  f"{tf_t['median_ms'] / run_t['median_ms']:.2f}x", flush=True)
+    if a.json:
+        os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
+        with open(a.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
