@@ -14,50 +14,12 @@ import time
 
 import numpy as np
 
-
-class TFGraph:
-    """A frozen GraphDef in a TF session: run(feeds) with recom_tvm-style feeds."""
-
-    def __init__(self, pb: str, signature: str, threads: int = 0) -> None:
-        import tensorflow as tf
-
-        v1 = tf.compat.v1
-        with open(signature) as f:
-            self.sig = json.load(f)
-        gd = v1.GraphDef()
-        with open(pb, "rb") as f:
-            gd.ParseFromString(f.read())
-        self.graph = tf.Graph()
-        with self.graph.as_default():
-            v1.import_graph_def(gd, name="")
-        cfg = v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=threads)
-        self.sess = v1.Session(graph=self.graph, config=cfg)
-        self.out = self.sig["outputs"]["score"]
-
-    def feed_dict(self, feeds: dict) -> dict:
-        fd = {}
-        for name, t in self.sig["inputs"].items():
-            v = feeds[name]
-            if isinstance(t, dict):
-                idx, vals, shape = v
-                vals = np.asarray(vals)
-                if vals.dtype == object:
-                    vals = np.array([x.encode() if isinstance(x, str) else x for x in vals], dtype=object)
-                fd[t["indices"]], fd[t["values"]], fd[t["dense_shape"]] = np.asarray(idx), vals, np.asarray(shape)
-            else:
-                v = np.asarray(v)
-                if v.dtype == object:
-                    v = np.vectorize(lambda x: x.encode() if isinstance(x, str) else x, otypes=[object])(v)
-                fd[t] = v
-        return fd
-
-    def run(self, fd: dict) -> np.ndarray:
-        return self.sess.run(self.out, feed_dict=fd)
+from recom_tvm.models.tf_graph import FrozenGraphRunner
 
 
 def tf_cpu_latency(m, paths: dict, iters_small: int = 7, iters_large: int = 4) -> dict:
     """{batch: median ms} of TF-CPU on fresh inputs (feeding time excluded: feed dicts are built beforehand)."""
-    g = TFGraph(paths["pb"], paths["signature"])
+    g = FrozenGraphRunner(paths["pb"], paths["signature"])
     spec = m.spec()
     out = {}
     for batch in m.batches:
@@ -71,7 +33,7 @@ def tf_cpu_latency(m, paths: dict, iters_small: int = 7, iters_large: int = 4) -
             ts.append(1e3 * (time.perf_counter() - t0))
         out[batch] = {"median_ms": float(np.median(ts)), "runs_ms": ts}
         print(f"  TF-CPU {m.name} B={batch}: {out[batch]['median_ms']:.2f} ms", flush=True)
-    g.sess.close()
+    g.close()
     return out
 
 

@@ -18,6 +18,7 @@
 | native_fallback_ops | RECOM_TVM_NATIVE_FALLBACK_OPS | "" | host-plan op types to run in numpy even where native code exists |
 | native_threads | RECOM_TVM_NATIVE_THREADS | min(cores, 8) | threads one request's native host stage uses (1: the caller alone) |
 | max_vms | RECOM_TVM_MAX_VMS | 8 | VMs (with their staging buffers) one model keeps for concurrent requests |
+| host_fallback | RECOM_TVM_HOST_FALLBACK | 1 | ops without a converter run on the host through TensorFlow (RECom's CPU co-run); 0: the import fails naming them |
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ cuda_home: str = os.environ.get("CUDA_PATH", os.environ.get("CUDA_HOME", "/usr/l
 verbose: bool = _env_bool("RECOM_TVM_VERBOSE", False)
 runtime_only: bool = _env_bool("RECOM_TVM_RUNTIME_ONLY", False)
 allow_unsafe_paths: bool = _env_bool("RECOM_TVM_ALLOW_UNSAFE_PATHS", False)
+# A graph with ops we cannot translate still serves: the subgraph they need runs in TensorFlow on the host, feeding
+# the compiled module (slow, and the serving host then needs TensorFlow; the import and `load` say so).
+host_fallback: bool = _env_bool("RECOM_TVM_HOST_FALLBACK", True)
 # Serving limits: a request's batch fixes the output and workspace sizes, its elements the host and device copies.
 max_batch: int = int(os.environ.get("RECOM_TVM_MAX_BATCH", 1 << 20))
 max_request_elements: int = int(os.environ.get("RECOM_TVM_MAX_REQUEST_ELEMENTS", 1 << 27))

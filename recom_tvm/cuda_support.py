@@ -81,6 +81,9 @@ def prepare_cuda_build() -> None:
         raise RuntimeError("target='cuda' needs nvcc (the CUDA toolkit) on the build host; "
                            f"looked in {config.cuda_home}/bin and on PATH (set CUDA_PATH)")
     os.environ.setdefault("TVM_CUDA_COMPILE_MODE", "nvcc")
+    # TVM compiles CUDA with --use_fast_math by default (approximate division, sqrt and exp): TF's outputs are the
+    # contract, so IEEE arithmetic (TF-CPU's flush-to-zero of denormals is applied to the feeds on the host)
+    os.environ.setdefault("TVM_CUDA_NVCC_NO_FAST_MATH", "1")
     os.environ.setdefault("CUDA_PATH", config.cuda_home)
     if not _driver_present():
         ctypes.CDLL(stub_path(), mode=ctypes.RTLD_GLOBAL)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# our tests must really convert every op: host co-run (TF fallback) only where a test turns it on
+os.environ.setdefault("RECOM_TVM_HOST_FALLBACK", "0")
 os.environ.setdefault("RECOM_TVM_CACHE", os.path.join(os.path.dirname(os.path.dirname(__file__)), ".cache"))
 
 import numpy as np  # noqa: E402
@@ -103,3 +105,15 @@ def compiled():
         return _COMPILED[key]
 
     return get
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No worker process (TVM popen workers, RPC servers) may outlive the test run."""
+    import psutil
+
+    left = psutil.Process().children(recursive=True)
+    for p in left:
+        p.kill()
+    if left:
+        print(f"\nconftest: killed {len(left)} leftover child process(es): "
+              f"{[' '.join(p.cmdline()[:4]) for p in left if p.is_running()][:5]}")

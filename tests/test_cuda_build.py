@@ -42,3 +42,22 @@ def test_fused_model_builds_for_each_arch(compiled, tmp_path, monkeypatch, arch)
     recom_tvm.build(c.mod, "cuda", c.params).export_library(lib)
     images = fatbin_images(lib)
     assert images and all(img == ("elf", int(arch[3:])) for img in images), images
+
+
+def test_cuda_export_of_a_model_without_device_kernels(tmp_path):
+    """A model that folds to no device kernel (a numeric column passed through) exports for CUDA: there is no
+    fatbin to check (the export used to refuse it as 'source only')."""
+    import numpy as np
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])
+    def serve(x):
+        return {"out": tf.identity(x)}
+
+    mod, params, _ = recom_tvm.from_tensorflow(serve.get_concrete_function())
+    model = recom_tvm.build(mod, "cuda", params)
+    lib = str(tmp_path / "nokernel.so")
+    model.export_library(lib)
+    assert not has_fatbin(lib)
+    assert recom_tvm.load(lib).spec.outputs[0]["name"] == "out"
+    _ = np

@@ -102,3 +102,47 @@ def test_docs_list_every_accepted_op():
     doc = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "docs", "IMPORTER.md")).read()
     missing = [op for names in recom_tvm.supported_ops().values() for op in names if f"`{op}`" not in doc]
     assert not missing, f"docs/IMPORTER.md lacks {missing}"
+
+
+def _two_exotic_ops():
+    """A graph with two ops recom_tvm will never translate (UnicodeScript, BesselI0e), in two columns."""
+    import tensorflow as tf
+
+    table = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)
+
+    def fn(cp, x):
+        script = tf.strings.unicode_script(cp)
+        emb = tf.reduce_sum(tf.gather(tf.constant(table), tf.clip_by_value(script, 0, 299)), axis=1)
+        return tf.concat([emb, tf.math.special.bessel_i0e(x)], axis=1)
+
+    return tf.function(fn).get_concrete_function(tf.TensorSpec([None, 3], tf.int32),
+                                                 tf.TensorSpec([None, 2], tf.float32))
+
+
+def test_every_unsupported_op_is_reported_at_once():
+    with pytest.raises(recom_tvm.UnsupportedOpError) as info:
+        recom_tvm.from_tensorflow(_two_exotic_ops())
+    msg = str(info.value)
+    assert "BesselI0e" in msg and "UnicodeScript" in msg, msg
+    assert {f.op for f in info.value.failures} == {"BesselI0e", "UnicodeScript"}
+    assert "host_fallback" in msg  # says how to run them anyway
+
+
+def test_unsupported_op_report_does_not_depend_on_the_hash_seed(tmp_path):
+    """Which op is reported (and in what order) must not change with PYTHONHASHSEED (sets were iterated)."""
+    import subprocess
+    import sys
+
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    pb = tmp_path / "m.pb"
+    pb.write_bytes(convert_variables_to_constants_v2(_two_exotic_ops()).graph.as_graph_def().SerializeToString())
+    script = ("import recom_tvm\ntry:\n    recom_tvm.from_tensorflow(%r)\nexcept recom_tvm.UnsupportedOpError as e:\n"
+              "    print(e)\n" % str(pb))
+    msgs = set()
+    for seed in ("0", "1", "12345"):
+        env = dict(os.environ, PYTHONHASHSEED=seed, RECOM_TVM_HOST_FALLBACK="0")
+        res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+        assert "UnicodeScript" in res.stdout, res.stdout + res.stderr[-2000:]
+        msgs.add(res.stdout)
+    assert len(msgs) == 1, msgs

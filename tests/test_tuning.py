@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import random
 import socket
 import subprocess
@@ -167,9 +168,10 @@ def rpc_cluster(tmp_path):
     """A TVM RPC tracker and two runtime-only RPC servers on loopback (key recom-test)."""
     port = _free_port()
     env = dict(os.environ)
+    # each in its own process group: the servers fork popen workers, which must go down with them
     procs = [subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port",
                                str(port), "--port-end", str(port + 1)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.STDOUT, env=env)]
+                              stderr=subprocess.STDOUT, env=env, start_new_session=True)]
     logs = []
     try:
         _wait_for_port(port)
@@ -180,7 +182,8 @@ def rpc_cluster(tmp_path):
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "tvm.exec.rpc_server", "--tracker", f"127.0.0.1:{port}", "--key",
                  "recom-test", "--host", "127.0.0.1", "--port", str(sport), "--port-end", str(sport + 20)],
-                stdout=log, stderr=subprocess.STDOUT, env={**env, "TVM_USE_RUNTIME_LIB": "1"}))
+                stdout=log, stderr=subprocess.STDOUT, env={**env, "TVM_USE_RUNTIME_LIB": "1"},
+                start_new_session=True))
         tracker = tvm.rpc.connect_tracker("127.0.0.1", port)
         for _ in range(600):
             if "recom-test" in tracker.text_summary() and tracker.summary()["queue_info"].get(
@@ -192,9 +195,19 @@ def rpc_cluster(tmp_path):
         yield f"127.0.0.1:{port}", logs
     finally:
         for p in procs[::-1]:
-            p.terminate()
+            os.killpg(p.pid, signal.SIGTERM)
         for p in procs:
             p.wait(timeout=20)
+        for p in procs:  # no worker of theirs is left behind
+            for _ in range(100):
+                try:
+                    os.killpg(p.pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)
+            else:
+                os.killpg(p.pid, signal.SIGKILL)
+                raise AssertionError(f"process group {p.pid} ({p.args[2]}) outlived SIGTERM")
 
 
 def _wait_for_port(port: int) -> None:

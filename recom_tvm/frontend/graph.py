@@ -146,6 +146,7 @@ class Graph:
     """Nodes of a GraphDef by name, in a topological order of data and control edges."""
 
     def __init__(self, graph_def) -> None:
+        self.graph_def = graph_def  # the NodeDefs themselves, for subgraphs handed back to TF (host co-run)
         self.nodes: dict[str, Node] = {}
         for nd in graph_def.node:
             inputs, controls = [], []
@@ -179,7 +180,9 @@ class Graph:
         indeg = {n: 0 for n in self.nodes}
         users: dict[str, list[str]] = {n: [] for n in self.nodes}
         for node in self.nodes.values():
-            srcs = {s for s, _ in node.inputs} | {c for c in node.control_inputs if c in self.nodes}
+            # in input order (a set here made the order, and so which error is reported first, depend on
+            # PYTHONHASHSEED)
+            srcs = dict.fromkeys([s for s, _ in node.inputs] + [c for c in node.control_inputs if c in self.nodes])
             for s in srcs:
                 indeg[node.name] += 1
                 users[s].append(node.name)

@@ -57,7 +57,17 @@ def from_tensorflow(source: Any, signature: str | dict | None = None,
     t0 = time.perf_counter()
     loaded = load(source, signature, outputs)
     config.log(f"loaded {loaded.source}: {len(loaded.graph.nodes)} nodes in {time.perf_counter() - t0:.2f}s")
-    mod, params, spec = _Importer(loaded).run()
+    try:
+        mod, params, spec = _Importer(loaded).run()
+    except UnconvertibleNodes as err:
+        if not config.host_fallback:
+            raise err.error(fallback_hint=True) from None
+        from .corun import corun_nodes
+
+        corun = corun_nodes(loaded.graph, [f.node for f in err.failures], loaded)
+        config.log(f"host co-run through TensorFlow: {len(err.failures)} node(s) without a converter "
+                   f"({sorted({f.op for f in err.failures})}), {len(corun)} node(s) in the co-run subgraph")
+        mod, params, spec = _Importer(loaded, corun=corun, corun_failures=err.failures).run()
     mod = attach_spec(mod, spec)
     config.log(f"imported into Relax in {time.perf_counter() - t0:.2f}s "
                f"({len(spec.module_inputs)} inputs, {len(params)} params)")
@@ -71,8 +81,32 @@ def _node_dtype(node: Node) -> str | None:
     return None
 
 
+class UnconvertibleNodes(Exception):
+    """Raised by the walk once it is done when some nodes had no translation (collected, not stopped at)."""
+
+    def __init__(self, failures: list[RecomError]) -> None:
+        super().__init__(f"{len(failures)} node(s) cannot be translated")
+        self.failures = failures
+
+    def error(self, fallback_hint: bool) -> RecomError:
+        if not any(isinstance(f, UnsupportedOpError) for f in self.failures) and len(self.failures) == 1:
+            return self.failures[0]  # one supported op with inputs we cannot translate: its own error
+        return UnsupportedOpError.many(self.failures, fallback_hint=fallback_hint)
+
+
+def _has_converter(op: str) -> bool:
+    return op in converters.DEVICE or op in converters.KNOWN or op in converters.HOST or \
+        op in converters.PLACED or op in TABLE_OPS or op in ("Const", "Shape", "Size", "Rank", "ShapeN")
+
+
 class _Importer:
-    def __init__(self, loaded: LoadedGraph) -> None:
+    def __init__(self, loaded: LoadedGraph, corun: set[str] | None = None,
+                 corun_failures: list | None = None) -> None:
+        self.corun = corun or set()  # nodes run on the host by TensorFlow (config.host_fallback)
+        self.corun_failures = corun_failures or []
+        self.failures: list[RecomError] = []  # nodes without a translation, in graph order
+        self.poisoned: set[str] = set()  # their nodes and everything reading them (not converted)
+        self.feed_symbols: dict[str, list] = {}  # input size symbol -> [feed tensor, axis, "shape" | "value"]
         converters._load()
         self.loaded = loaded
         self.graph: Graph = loaded.graph
@@ -160,11 +194,16 @@ class _Importer:
                         syms.append(ctx.symbols.fresh(f"{label}_dim{i}" if part == "dense_shape" else
                                                       f"{label}_{i}", f"value {i} of feed {tensor}"))
                 self.values[(name, 0)] = ctx.shape_feed_input(tensor, dtype, syms)
+                for i, sym in enumerate(syms):
+                    self.feed_symbols.setdefault(sym.name, [tensor, i, "value"])
                 continue
             # Feeds live on the host; they become module inputs when a compiled op first reads them.
             ctx.feed_tensors.add(tensor)
-            self.values[(name, 0)] = ctx.host_values[tensor] = Host(tensor, dtype,
-                                                                   self._dims(shape, label, part, batch))
+            dims = self._dims(shape, label, part, batch)
+            for i, d in enumerate(dims):
+                if not isinstance(d, int):
+                    self.feed_symbols.setdefault(d.name, [tensor, i, "shape"])
+            self.values[(name, 0)] = ctx.host_values[tensor] = Host(tensor, dtype, dims)
 
     def _dims(self, shape: list[int], label: str, part: str | None, batch) -> list:
         sym = self.ctx.symbols
@@ -190,18 +229,27 @@ class _Importer:
         with bb.function("main"):
             with bb.dataflow():
                 self._bind_placeholders(set(needed))
+                if self.corun:
+                    from .corun import emit_corun
+
+                    emit_corun(self, needed)
                 for i, name in enumerate(needed):
                     node = self.graph.nodes[name]
-                    if (name, 0) in self.values:  # a bound input
+                    if (name, 0) in self.values or name in self.corun:  # a bound input, or run by TF
                         continue
                     self._convert(node, name in host_nodes)
                     if config.verbose and i and i % 5000 == 0:
                         config.log(f"  converted {i}/{len(needed)} nodes")
-                outs = self._guard([self.ctx.device(self.values[parse_tensor_name(t)])
-                                    for _, t in self.loaded.outputs])
-                result = outs[0].expr if len(outs) == 1 else relax.Tuple([o.expr for o in outs])
-                gv = bb.emit_output(result)
-            bb.emit_func_output(gv, params=[inp.var for inp in self.ctx.inputs])
+                if self.failures:  # close the function cleanly, then report every failure at once
+                    gv = bb.emit_output(relax.const(0, "int32"))
+                else:
+                    outs = self._guard([self.ctx.device(self.values[parse_tensor_name(t)])
+                                        for _, t in self.loaded.outputs])
+                    result = outs[0].expr if len(outs) == 1 else relax.Tuple([o.expr for o in outs])
+                    gv = bb.emit_output(result)
+            bb.emit_func_output(gv, params=[] if self.failures else [inp.var for inp in self.ctx.inputs])
+        if self.failures:
+            raise UnconvertibleNodes(self.failures)
         mod = bb.finalize()
         mod["main"] = self.ctx.define_missing_symbols(mod["main"])
         # module inputs first, then the params (tables and weights)
@@ -215,11 +263,20 @@ class _Importer:
         spec = InputSpec.build(self.loaded, self.graph, inputs, self.ctx.host_plan, out_types,
                                self.ctx.symbols.origin)
         spec.assertions = list(self.ctx.assertions)
+        spec.feed_symbols = self.feed_symbols
+        if self.corun_failures:
+            spec.corun = [{"op": f.op, "node": f.node, "column": f.column} for f in self.corun_failures]
         return mod, dict(self.ctx.params), spec
 
     def _convert(self, node: Node, on_host: bool) -> None:
         ctx = self.ctx
         ctx.node = node
+        if any(src in self.poisoned for src, _ in node.inputs):
+            # downstream of a node without a translation: not converted, but reported too if its op has none
+            self.poisoned.add(node.name)
+            if not _has_converter(node.op):
+                self.failures.append(UnsupportedOpError(node.op, node.name, self.columns(node.name)))
+            return
         ins = []
         for src, idx in node.inputs:
             if (src, idx) not in self.values:
@@ -228,11 +285,19 @@ class _Importer:
             ins.append(self.values[(src, idx)])
         try:
             outs = self._dispatch(node, ins, on_host)
+        except (UnsupportedOpError, ConversionError) as err:
+            if err.node != node.name:  # raised about another node (e.g. an Assert's condition): not ours
+                raise
+            self.failures.append(err)  # keep walking: every failure of the graph is reported at once
+            self.poisoned.add(node.name)
+            return
         except RecomError:
             raise
         except Exception as err:  # keep the node / column context on unexpected failures
-            raise ConversionError(node.op, node.name, self.columns(node.name), f"{type(err).__name__}: {err}") \
-                from err
+            self.failures.append(ConversionError(node.op, node.name, self.columns(node.name),
+                                                 f"{type(err).__name__}: {err}"))
+            self.poisoned.add(node.name)
+            return
         if not isinstance(outs, (list, tuple)):
             outs = [outs]
         for i, v in enumerate(outs):

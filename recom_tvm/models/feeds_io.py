@@ -1,4 +1,6 @@
-"""Saving feeds (and expected outputs) without pickle: strings as UTF-8 bytes + offsets in an .npz."""
+"""Saving feeds (and expected outputs) without pickle: strings as UTF-8 bytes + offsets in an .npz.
+
+Feeds: dense arrays, SparseTensors `(indices, values, dense_shape)`, RaggedTensors `(values, row_splits)`."""
 
 from __future__ import annotations
 
@@ -17,22 +19,27 @@ def _unpack_strings(data: np.ndarray, offsets: np.ndarray, shape) -> np.ndarray:
     return out.reshape(shape)
 
 
+_SEP = "\x1f"  # feature names may hold "/" (nested signature inputs)
+_PARTS = {3: ("indices", "values", "dense_shape"), 2: ("values", "row_splits")}
+
+
 def save(path: str, feeds: dict, **extra: np.ndarray) -> None:
-    """feeds: {name: array | (indices, values, dense_shape)}; extra arrays stored as-is (e.g. expected=...)."""
+    """feeds: {name: array | (indices, values, dense_shape) | (values, row_splits)}; extra arrays stored as-is
+    (e.g. expected=...)."""
     arrays = {}
     for name, v in feeds.items():
-        parts = {"indices": v[0], "values": v[1], "dense_shape": v[2]} if isinstance(v, tuple) else {"value": v}
+        parts = dict(zip(_PARTS[len(v)], v)) if isinstance(v, tuple) else {"value": v}
         for part, arr in parts.items():
             arr = np.asarray(arr)
-            key = f"feed/{name}/{part}"
+            key = f"feed{_SEP}{name}{_SEP}{part}"
             if arr.dtype == object:
                 data, offsets = _pack_strings(arr)
-                arrays[key + "/str_data"], arrays[key + "/str_offsets"] = data, offsets
-                arrays[key + "/str_shape"] = np.array(arr.shape, dtype=np.int64)
+                arrays[key + _SEP + "str_data"], arrays[key + _SEP + "str_offsets"] = data, offsets
+                arrays[key + _SEP + "str_shape"] = np.array(arr.shape, dtype=np.int64)
             else:
                 arrays[key] = arr
     for k, v in extra.items():
-        arrays[f"extra/{k}"] = np.asarray(v)
+        arrays[f"extra{_SEP}{k}"] = np.asarray(v)
     np.savez(path, **arrays)
 
 
@@ -44,16 +51,16 @@ def load(path: str) -> tuple[dict, dict]:
     parts: dict = {}
     extra = {}
     for key, arr in files.items():
-        if key.startswith("extra/"):
+        if key.startswith("extra" + _SEP):
             extra[key[6:]] = arr
             continue
-        _, name, part, *rest = key.split("/")
+        _, name, part, *rest = key.split(_SEP)
         if rest and rest[0] != "str_data":
             continue
         if rest:
-            base = f"feed/{name}/{part}"
-            arr = _unpack_strings(arr, files[base + "/str_offsets"], tuple(files[base + "/str_shape"]))
+            base = f"feed{_SEP}{name}{_SEP}{part}"
+            arr = _unpack_strings(arr, files[base + _SEP + "str_offsets"], tuple(files[base + _SEP + "str_shape"]))
         parts.setdefault(name, {})[part] = arr
     for name, p in parts.items():
-        feeds[name] = p["value"] if "value" in p else (p["indices"], p["values"], p["dense_shape"])
+        feeds[name] = p["value"] if "value" in p else tuple(p[k] for k in _PARTS[3 if "indices" in p else 2])
     return feeds, extra

@@ -25,7 +25,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def _tf():
     import tensorflow as tf
 
+    quiet_tensorflow(tf)
     return tf
+
+
+def quiet_tensorflow(tf) -> None:
+    """The generator writes feature columns on purpose (they are what production models hold): TF's deprecation
+    notices about them (two lines per column) are noise on a user's first screen."""
+    from tensorflow.python.util import deprecation
+
+    deprecation._PRINT_DEPRECATION_WARNINGS = False
+    tf.get_logger().setLevel("ERROR")
 
 
 def _tf_dtype(tf, c: ColumnSpec):

@@ -23,7 +23,7 @@ from tvm import relax, tirx
 from ..ops import defs
 from ..ops.fused_kernel import FILTER_NEG_ID, FILTER_NONPOS_WEIGHT, KIND, META, MODE, PRE, class_sort_key
 from ..shapes.index_expr import IndexExprs
-from ..shapes.symbolic import analyzer, as_expr, const_array, is_tensor_const
+from ..shapes.symbolic import analyzer, as_expr, const_array, is_tensor_const, prove_equal
 from ._util import attach_spec, conjuncts as _conjuncts, copy_attrs, positive_test as _positive_test, spec_of
 from ._util import strip_simplified as _strip
 from .dataflow import DataflowView, op_name
@@ -64,8 +64,15 @@ class _Classifier:
         self.inputs = {i["name"]: i for i in spec.module_inputs}
 
     def host_tensor(self, leaf) -> str:
-        """The host tensor (feed or host-stage output) a leaf Relax param carries."""
+        """The host tensor (feed or host-stage output) a leaf Relax param carries, also through reshapes that
+        keep its elements in order (a scalar feature [B] expanded to [B, 1]): the kernel reads it flat."""
         leaf = self.view.root_var(leaf)
+        for _ in range(8):
+            e = self.view.resolve(leaf)
+            if op_name(e) not in ("relax.expand_dims", "relax.reshape") or e.args[0].ty.shape is None or \
+                    leaf.ty.shape is None or not prove_equal(_numel(e.args[0].ty), _numel(leaf.ty)):
+                break
+            leaf = self.view.root_var(e.args[0])
         inp = self.inputs.get(getattr(leaf, "name", None))
         if not self.view.is_param(leaf) or inp is None or inp["source"] not in ("feed", "host") \
                 or inp["kind"] != "tensor":
@@ -102,6 +109,8 @@ class _Classifier:
             return self.bag(e)
         if name == "recom.gather":
             return self.one(e)
+        if name == "relax.where":
+            return self.zero_filled(e)
         # a numeric column: the input itself
         return _Column("numeric", width, {"x": self.host_tensor(self.view.root_var(x) if not name else e.args[0])})
 
@@ -145,6 +154,34 @@ class _Classifier:
         out.kind = "dense"
         out.tensors = {"x": self.host_tensor(src)}
         out.filter = self.filter(m, raw, pre_expr=_strip(self.ie.at(ids, [j])), allow_missing=True)
+        return out
+
+    def zero_filled(self, e) -> _Column:
+        """where(mask[:, None], gather(table, where(mask, ids, 0)), 0): EliminateRedundancy's form of a column
+        with at most one id per row over a dense [B] (or [B, 1]) input -> the dense kind, one slot per row."""
+        cond, value, zero = e.args
+        if not (is_tensor_const(zero) and const_array(zero).size == 1 and not const_array(zero).any()):
+            raise _NoMatch("where without a zero fill")
+        g = self.view.resolve(value)
+        if op_name(g) != "recom.gather":
+            raise _NoMatch("where over something else than a gather")
+        table, ids, axis, check, label = g.args
+        if int(check.value) or int(axis.value) != 0:
+            raise _NoMatch("checked or non-row gather")
+        b = IndexExprs.index("b")
+        sel = _strip(self.ie.at(ids, [b]))
+        if not (isinstance(sel, tirx.Select) and _is(sel.false_value, 0)):
+            raise _NoMatch(f"zero-filled ids {sel}")
+        m, pre_expr = _strip(sel.condition), _strip(sel.true_value)
+        if not tvm_equal(_strip(self.ie.at(cond, [b, 0])), m):
+            raise _NoMatch("fill mask differs from the ids' mask")
+        pre, a, bb, raw = self.preprocessing(pre_expr)
+        src, ind = self.load(raw)
+        if not (len(ind) in (1, 2) and _is(ind[0], b) and (len(ind) == 1 or _is(ind[1], 0))):
+            raise _NoMatch("one-slot-per-row indexing")
+        out = _Column("dense", int(table.ty.shape.values[1]), {"x": self.host_tensor(src)}, table, "sum", pre, a,
+                      bb, label=label.value)
+        out.filter = self.filter(m, raw, pre_expr, allow_missing=True)
         return out
 
     def filter(self, m, raw, pre_expr, allow_missing: bool, weight=None) -> int:
@@ -194,6 +231,13 @@ class _Classifier:
             raise _NoMatch("one-per-row indexing")
         return _Column("one", int(table.ty.shape.values[1]), {"ids": self.host_tensor(src)}, table, "sum", pre, a,
                        b, label=label.value)
+
+
+def _numel(ty):
+    n = tirx.const(1, "int64")
+    for d in ty.shape.values:
+        n = n * d
+    return n
 
 
 def tvm_equal(a, b) -> bool:

@@ -33,6 +33,7 @@ class ColumnInfo:
     inputs: list[str]  # serving features the column reads
     concat_slot: tuple[int, int] | None  # (first column, width) in the concat output, if it feeds one
     var: relax.Var = dataclasses.field(repr=False, default=None)
+    corun: bool = False  # its ids come (partly) from the host co-run subgraph run by TensorFlow
 
 
 def _table_of(view: DataflowView, call) -> relax.Var | None:
@@ -177,7 +178,7 @@ def identify_columns(mod: tvm.IRModule, func: str = "main") -> list[ColumnInfo]:
                     "recom.gather": lambda c: "one id per row"}[name](b.value)
         rows, dim = (int(v) for v in table.ty.shape.values)
         out.append(ColumnInfo(m.group(1) if m else table.name, _kind(ops, host_ops), name, table.name, rows, dim,
-                              combiner, sorted(feats), _slot(view, b.var), b.var))
+                              combiner, sorted(feats), _slot(view, b.var), b.var, "TFSubgraph" in host_ops))
     return out
 
 
@@ -187,6 +188,11 @@ def summary(mod: tvm.IRModule) -> str:
              f"{'column':32s} {'kind':22s} {'rows':>9s} {'dim':>4s} {'combiner':15s} {'slot':>10s}  inputs"]
     for c in cols:
         slot = f"{c.concat_slot[0]}:{c.concat_slot[0] + c.concat_slot[1]}" if c.concat_slot else "-"
-        lines.append(f"{c.name[:32]:32s} {c.kind:22s} {c.rows:9d} {c.dim:4d} {c.combiner:15s} {slot:>10s}  "
+        kind = c.kind + (" (co-run)" if c.corun else "")
+        lines.append(f"{c.name[:32]:32s} {kind:22s} {c.rows:9d} {c.dim:4d} {c.combiner:15s} {slot:>10s}  "
                      f"{', '.join(c.inputs)}")
+    spec = spec_of(mod)
+    for c in spec.corun if spec is not None else []:
+        lines.append(f"host co-run (TensorFlow): {c['op']} node {c['node']!r}"
+                     + (f" (column {c['column']!r})" if c.get("column") else ""))
     return "\n".join(lines)

@@ -32,6 +32,25 @@ def evaluate(ast, env: dict[str, int]):
     return _OPS[kind](*args)
 
 
+def assertion_symbols(spec) -> set[str]:
+    """The symbols a spec's assertions read (computed once per spec)."""
+    cached = spec.__dict__.get("_assertion_symbols")
+    if cached is None or cached[0] is not spec.assertions:
+        names: set[str] = set()
+
+        def walk(ast):
+            if ast[0] == "var":
+                names.add(ast[1])
+            elif ast[0] != "int":
+                for a in ast[1:]:
+                    walk(a)
+
+        for a in spec.assertions:
+            walk(a["expr"])
+        cached = spec.__dict__["_assertion_symbols"] = (spec.assertions, names)
+    return cached[1]
+
+
 def check_all(assertions: list[dict], env: dict[str, int]) -> None:
     """Raise InvalidArgumentError with the message of the first assertion that fails under `env`."""
     pairs = _equal_pairs(assertions)

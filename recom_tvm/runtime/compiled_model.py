@@ -17,7 +17,7 @@ import tvm_ffi
 from .. import config
 from ..errors import FeedError, InvalidArgumentError, ModelFormatError
 from . import builtins  # noqa: F401  (registers the packed functions compiled modules call)
-from .assertions import check_all
+from .assertions import assertion_symbols, check_all
 from .binding import Binder
 from .feeds import check_ids, normalize_feeds, sort_rows
 from .host_stage import run_host_stage
@@ -202,24 +202,41 @@ class CompiledModel:
         env = host_env(self.spec, feeds)
         args, bound = self.arguments(env)
         if self.spec.assertions:
-            check_all(self.spec.assertions, {k: v for k, (v, _) in bound.items()})
+            values = {k: v for k, (v, _) in bound.items()}
+            for sym in assertion_symbols(self.spec) - values.keys():
+                # a size only the assertions read (the feed reaches the module through the host stage)
+                tensor, axis, kind = self.spec.feed_symbols[sym]
+                arr = env[tensor]
+                values[sym] = int(np.asarray(arr).reshape(-1)[axis]) if kind == "value" else int(arr.shape[axis])
+            check_all(self.spec.assertions, values)
         return args
 
     def arguments(self, env: dict) -> tuple[list, dict]:
         """The module's arguments from the host stage's tensors (packing the fused kernel's input), and the
         symbols bound on the way: ({symbol: (value, source)})."""
-        args, bound = [], pack_fused(self.spec, env)
+        bound: dict = {}
+        # the module's own inputs first: one of them may be what tells the fused kernel's batch size (a column
+        # left beside the kernel reads the only feed carrying it)
+        for inp in self.spec.module_inputs:
+            if inp["source"] in ("param", "packed"):
+                continue
+            arr = env[inp["ref"]]
+            if inp["kind"] in ("shape", "shape_of"):
+                vals = list(arr.shape) if inp["kind"] == "shape_of" else [int(v) for v in np.asarray(arr).reshape(-1)]
+                self._bind(inp["shape"], vals, inp["ref"], bound, "value")
+            else:
+                self._bind(inp["shape"], list(arr.shape), inp["ref"], bound, "shape")
+        for sym, (v, src) in pack_fused(self.spec, env, bound).items():
+            self._bind([sym], [v], src, bound, "shape")
+        args = []
         for inp in self.spec.module_inputs:
             if inp["source"] == "param":
                 continue
             arr = env[inp["ref"]]
-            label = inp["ref"]
             if inp["kind"] in ("shape", "shape_of"):
-                vals = list(arr.shape) if inp["kind"] == "shape_of" else [int(v) for v in np.asarray(arr).reshape(-1)]
-                self._bind(inp["shape"], vals, label, bound, "value")
-                args.append(tvm_ffi.Shape(vals))
+                args.append(tvm_ffi.Shape(list(arr.shape) if inp["kind"] == "shape_of" else
+                                          [int(v) for v in np.asarray(arr).reshape(-1)]))
             else:
-                self._bind(inp["shape"], list(arr.shape), label, bound, "shape")
                 args.append(np.ascontiguousarray(arr, dtype=inp["dtype"]))
         return args, bound
 
@@ -322,10 +339,10 @@ class CompiledModel:
             shutil.copyfile(self.host_library, host)  # the native host stage travels with the model
         elif not self.host_library and os.path.exists(host):
             os.unlink(host)  # a stale one from an earlier export
-        if self.target_kind == "cuda":
+        if self.target_kind == "cuda" and "cuda" in _module_kinds(self.executable):
             from ..cuda_support import has_fatbin
 
-            if not has_fatbin(path):
+            if not has_fatbin(path):  # the check only holds for modules with device code (a model may have none)
                 raise RuntimeError(f"{path} holds no CUDA binary (only source): the CUDA codegen could not compile")
         arrays, virtual = {}, {}
 
@@ -367,9 +384,9 @@ def host_env(spec: InputSpec, feeds: Mapping) -> dict:
     return env
 
 
-def pack_fused(spec: InputSpec, env: dict) -> dict:
+def pack_fused(spec: InputSpec, env: dict, known: dict | None = None) -> dict:
     """Pack the fused kernel's input into env (PACKED, PACKED_SIZES) when the module has one; -> the symbols
-    bound on the way ({symbol: (value, source)})."""
+    bound on the way ({symbol: (value, source)}). `known`: symbols already bound by the module's other inputs."""
     if not spec.fused:
         return {}
     binder = spec.__dict__.get("_binder")
@@ -377,9 +394,10 @@ def pack_fused(spec: InputSpec, env: dict) -> dict:
         binder = spec.__dict__["_binder"] = Binder(spec.fused["symbol_sources"])
     bound = binder.bind(env)
     sym = spec.fused["batch_symbol"]
-    if sym not in bound:
+    hit = bound.get(sym) or (known or {}).get(sym)
+    if hit is None:
         raise FeedError(f"cannot tell the batch size {sym} from the feeds")
-    batch = bound[sym][0]
+    batch = hit[0]
     env[PACKED] = pack(spec.fused, env, batch)
     env[PACKED_SIZES] = np.array([batch], dtype=np.int64)
     return bound
@@ -397,6 +415,17 @@ def _as_dict(feeds):
     if type(feeds) is dict or not isinstance(feeds, Mapping):
         return feeds
     return dict(feeds)
+
+
+def _module_kinds(executable) -> set[str]:
+    """The kinds of every module in an executable's import tree ("cuda" where it holds device code)."""
+    root = getattr(executable, "mod", executable)
+    kinds, stack = set(), [root]
+    while stack:
+        m = stack.pop()
+        kinds.add(getattr(m, "kind", ""))
+        stack.extend(getattr(m, "imports", ()) or ())
+    return kinds
 
 
 def _on_device(value) -> bool:
@@ -427,6 +456,10 @@ def load(path: str, device=None) -> CompiledModel:
         schedules = meta.get("kernel_schedules")
     except (ValueError, KeyError, TypeError) as err:
         raise ModelFormatError(f"{path}.spec.json is corrupt: {err}") from err
+    if spec.corun:
+        from .corun import require_tensorflow
+
+        require_tensorflow(spec.corun)
     if kind == "cuda":
         _load_cuda_runtime()
     try:

@@ -107,6 +107,21 @@ def _convert(name: str, value, dtype: str, shape: list | None) -> np.ndarray:
     return np.ascontiguousarray(arr) if arr.dtype != object else arr
 
 
+def flush_denormals(arr: np.ndarray) -> np.ndarray:
+    """Denormal floats as signed zeros: TF-CPU runs its kernels with denormals flushed to zero (FTZ/DAZ), so a
+    denormal feed compares, buckets and divides as +-0 there (e.g. Bucketize(-1e-45) against a boundary 0.0).
+    The caller's array is never written: a copy is made when there is something to flush."""
+    if not arr.size:
+        return arr
+    sub = np.abs(arr) < np.finfo(arr.dtype).tiny
+    sub &= arr != 0
+    if not sub.any():
+        return arr
+    out = arr.copy()
+    out[sub] = np.copysign(np.zeros((), arr.dtype), arr[sub])
+    return out
+
+
 def _fmt(shape: list) -> str:
     return "[" + ", ".join("?" if d < 0 else str(d) for d in shape) + "]"
 
@@ -183,6 +198,9 @@ def normalize_feeds(spec: InputSpec, feeds: Mapping) -> dict[str, np.ndarray]:
         ph = placeholders[t]
         out[t] = _convert(label, val, ph["dtype"], ph["shape"])
     _check_elements((label, out[t].size) for t, (label, _) in by_tensor.items())
+    for t, arr in out.items():
+        if arr.dtype.kind == "f":
+            out[t] = flush_denormals(arr)
     for f in spec.features:
         tt = f["tensors"]
         if f["kind"] == "sparse":

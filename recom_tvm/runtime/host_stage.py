@@ -105,6 +105,12 @@ def _parse_example(node, serialized):
     return parse_examples(serialized, [tuple(x) for x in a["sparse"]], dense)
 
 
+def _tf_subgraph(node, *inputs):
+    from .corun import run_tf_subgraph
+
+    return run_tf_subgraph(node, *inputs)
+
+
 def _reshape(node, x, shape):
     return x.reshape([int(s) for s in np.asarray(shape).reshape(-1)])
 
@@ -126,6 +132,7 @@ HOST_IMPLS: dict[str, Callable] = {
     "ValidateSparseIndices": _validate_sparse_indices,
     "SparseCross": _sparse_cross,
     "ParseExampleV2": _parse_example,
+    "TFSubgraph": _tf_subgraph,  # host co-run: ops without a converter, run by TensorFlow
     # vocabulary columns with OOV buckets: SelectV2(lookup != -1, lookup, hash + size), kept on the host
     "AddV2": lambda node, a, b: np.add(a, b),
     "SelectV2": lambda node, c, a, b: np.where(c, a, b),

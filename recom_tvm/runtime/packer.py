@@ -24,8 +24,8 @@ def pack(fused: dict, env: dict, batch: int) -> np.ndarray:
             sizes[c] = batch + 1 + x[1].size * (2 if x[2] is not None else 1)
         elif kind in ("dense", "one"):
             x = np.asarray(env[t["x"] if kind == "dense" else t["ids"]])
-            if kind == "dense":
-                aux[c] = x.shape[1]
+            if kind == "dense":  # [B, T] padded ids (a scalar feature [B]: one slot per row)
+                aux[c] = x.shape[1] if x.ndim == 2 else 1
             sizes[c] = x.size
         else:  # bucket, numeric: the raw floats, bit for bit
             x = np.ascontiguousarray(env[t["x"]], dtype=np.float32)

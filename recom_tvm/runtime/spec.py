@@ -28,6 +28,10 @@ class InputSpec:
     assertions: list[dict] = dataclasses.field(default_factory=list)  # symbolic preconditions (see assertions.py)
     fused: dict = dataclasses.field(default_factory=dict)  # the fused kernel's packing plan (see packer.py)
     param_recipes: dict = dataclasses.field(default_factory=dict)  # params built from others (flat tables)
+    # nodes without a converter run on the host by TensorFlow (config.host_fallback): {"op", "node", "column"}
+    corun: list[dict] = dataclasses.field(default_factory=list)
+    # where each feed's size symbols are read: {symbol: [feed tensor, axis, "shape" (of the array) | "value"]}
+    feed_symbols: dict = dataclasses.field(default_factory=dict)
 
     # ---------------------------------------------------------------------------------------- construction
     @classmethod
@@ -81,6 +85,9 @@ class InputSpec:
             lines.append(f"  {f['kind']:6s} {f['name']}: {parts}")
         for o in self.outputs:
             lines.append(f"  output {o['name']}: {o['dtype']}[{', '.join(o['shape'])}]")
+        for c in self.corun:
+            lines.append(f"  host co-run (TensorFlow): {c['op']} node {c['node']!r}"
+                         + (f" (column {c['column']!r})" if c.get("column") else ""))
         return "\n".join(lines)
 
     def __repr__(self) -> str:  # the summary is more useful than the raw lists

@@ -7,6 +7,7 @@ import tvm
 from tvm import relax
 
 from ...ops import defs
+from ...runtime.feeds import flush_denormals
 from ...shapes.symbolic import as_expr, is_const_int, prove_equal, simplify
 from ..context import shape_expr
 from ..values import Known
@@ -121,10 +122,16 @@ def _segment_sum(ctx, node, ins):
     return ctx.emit(defs.sparse_segment_reduce(data.expr, rows.expr, seg.expr, -1, mode), shape=shape)
 
 
+def _boundaries(node) -> np.ndarray:
+    """The boundaries as TF-CPU compares them: float32, denormals flushed to zero (TF's kernels run FTZ/DAZ;
+    feeds are flushed on the host, see runtime.feeds.flush_denormals)."""
+    return flush_denormals(np.asarray(node.attr("boundaries", []), dtype="float32"))
+
+
 @device("Bucketize")
 def _bucketize(ctx, node, ins):
     x = ctx.device(ins[0])
-    boundaries = np.asarray(node.attr("boundaries", []), dtype="float32")
+    boundaries = _boundaries(node)
     if boundaries.size and np.any(np.diff(boundaries) < 0):
         ctx.fail("boundaries must be sorted")
     return ctx.emit(defs.bucketize(x.expr, relax.const(boundaries, "float32")))
@@ -134,8 +141,8 @@ def _bucketize(ctx, node, ins):
 def _bucketize_known(ctx, node, ins):
     if ins[0].value.dtype == object:
         raise NotFoldable
-    b = np.asarray(node.attr("boundaries", []), dtype="float32")
-    x = ins[0].value
+    b = _boundaries(node)
+    x = flush_denormals(np.asarray(ins[0].value))
     cmp = x.astype("float64") if x.dtype == np.float64 else x.astype("float32")
     return Known(np.searchsorted(b.astype(cmp.dtype), cmp, side="right").astype("int32"), "int32")
 

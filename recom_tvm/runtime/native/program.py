@@ -171,12 +171,17 @@ def compile_program(spec: InputSpec, ndarray_type, fallback: frozenset = frozens
             else:
                 kinds.append(2)
                 vals.append(0)
-        sources.append((slots[ref], 1 if kind == "shape" else 0, _i64(kinds), _i64(vals)))
+        sources.append((slots[ref], 1 if kind == "shape" else 0, _i64(kinds), _i64(vals), 0))
 
+    # the module's own inputs first (one may be what tells the fused kernel's batch), then the packed columns'
+    # sources: the order CompiledModel.arguments binds them in
+    module_args = [i for i in spec.module_inputs if i["source"] != "param"]
+    for inp in module_args:
+        if inp["source"] != "packed":
+            source(inp["ref"], inp["kind"], inp["shape"])
     if spec.fused:
         for s in spec.fused["symbol_sources"]:
             source(s["ref"], s["kind"], s["shape"])
-    module_args = [i for i in spec.module_inputs if i["source"] != "param"]
     args = []
     for inp in module_args:
         if inp["source"] == "packed":
@@ -184,7 +189,6 @@ def compile_program(spec: InputSpec, ndarray_type, fallback: frozenset = frozens
             if inp["ref"] not in (PACKED, PACKED_SIZES):
                 raise Unsupported(f"packed input {inp['ref']!r}")
             continue
-        source(inp["ref"], inp["kind"], inp["shape"])
         if inp["kind"] == "tensor":
             args += [ARG["tensor"], slots[inp["ref"]], _dtype(inp["dtype"])]
         elif inp["kind"] in ("shape", "shape_of"):
@@ -196,6 +200,26 @@ def compile_program(spec: InputSpec, ndarray_type, fallback: frozenset = frozens
         batch_sym = symbols.setdefault(spec.fused["batch_symbol"], len(symbols))
 
     # ---------------------------------------------------------------- assertions
+    # sizes only the assertions read, from a feed's shape or values (spec.feed_symbols), where nothing else binds
+    # them: sources of one dim, read last and only into unbound symbols
+    wanted = set()
+    for a in spec.assertions:
+        stack = [a["expr"]]
+        while stack:
+            e = stack.pop()
+            if e[0] == "var":
+                wanted.add(e[1])
+            elif e[0] != "int":
+                stack.extend(e[1:])
+    for sym in sorted(wanted - set(symbols)):
+        hit = (getattr(spec, "feed_symbols", None) or {}).get(sym)
+        if hit is None:
+            continue
+        tensor, axis, kind = hit
+        if tensor not in slots:
+            raise Unsupported(f"feed symbol {sym!r} reads {tensor!r}, neither fed nor computed")
+        sources.append((slots[tensor], 2 if kind == "value" else 3, _i64([0]),
+                        _i64([symbols.setdefault(sym, len(symbols))]), int(axis)))
     pairs, general = [], False
     for a in spec.assertions:
         e = a["expr"]

@@ -122,6 +122,34 @@ static int check_feeds(rh_ctx *c) {
   return RH_OK;
 }
 
+/* TF-CPU runs with denormals flushed to zero: a denormal feed value is a signed zero (feeds.flush_denormals).
+ * The caller's array is not written: a copy where there is something to flush. */
+static int flush_denormals(rh_ctx *c, rh_tensor *t) {
+  int64_t n = t->size, first = -1;
+  if (t->dtype == RH_F32) {
+    const uint32_t *v = (const uint32_t *)t->data;
+    for (int64_t i = 0; i < n && first < 0; i++)
+      if (!(v[i] & 0x7F800000u) && (v[i] & 0x7FFFFFu)) first = i;
+    if (first < 0) return RH_OK;
+    uint32_t *o = (uint32_t *)rh_alloc(RH_ARENA(c), (size_t)n * 4);
+    if (!o) return RH_NOMEM;
+    for (int64_t i = 0; i < n; i++) o[i] = (!(v[i] & 0x7F800000u) && (v[i] & 0x7FFFFFu)) ? v[i] & 0x80000000u : v[i];
+    t->data = o;
+  } else {
+    const uint64_t *v = (const uint64_t *)t->data;
+    const uint64_t exp = 0x7FF0000000000000ull, man = 0x000FFFFFFFFFFFFFull;
+    for (int64_t i = 0; i < n && first < 0; i++)
+      if (!(v[i] & exp) && (v[i] & man)) first = i;
+    if (first < 0) return RH_OK;
+    uint64_t *o = (uint64_t *)rh_alloc(RH_ARENA(c), (size_t)n * 8);
+    if (!o) return RH_NOMEM;
+    for (int64_t i = 0; i < n; i++) o[i] = (!(v[i] & exp) && (v[i] & man)) ? v[i] & (1ull << 63) : v[i];
+    t->data = o;
+  }
+  t->pyobj = -1;
+  return RH_OK;
+}
+
 /* one feature: TF's SparseTensor / RaggedTensor validity, the batch limit; string feeds read (numpy 'S' / 'U') */
 static int check_feature(rh_ctx *c, int f) {
   const rh_program *p = c->prog;
@@ -129,10 +157,9 @@ static int check_feature(rh_ctx *c, int f) {
     const int32_t *ps = &p->feat_part_slot[3 * f];
     for (int k = 0; k < p->feat_nparts[f]; k++) {
       rh_tensor *t = &c->t[ps[k]];
-      if (t->raw) {
-        int rc = rh_finish_raw(c, t);
-        if (rc) return rc;
-      }
+      if (t->dtype == RH_F16) return rh_refuse(c, "float16 feed");  /* the reference flushes its denormals */
+      int rc = t->raw ? rh_finish_raw(c, t) : rh_is_float(t->dtype) ? flush_denormals(c, t) : RH_OK;
+      if (rc) return rc;
     }
     int64_t batch;
     if (p->feat_kind[f] == 1) {  /* sparse: TF's SparseTensor validity */
@@ -391,6 +418,19 @@ static int bind(rh_ctx *c) {
     const rh_tensor *t = &c->t[p->src_slot[s]];
     int rank = p->src_rank[s];
     if (!t->set) return rh_refuse(c, "binding: source %d not computed", s);
+    if (p->src_isvalue[s] >= 2) {  /* one size only the assertions read */
+      int64_t sym = p->src_dims[s][0], axis = p->src_axis[s];
+      if (c->sym_src[sym] >= 0) continue;
+      if (p->src_isvalue[s] == 2) {
+        if (!rh_is_int(t->dtype) || axis < 0 || axis >= t->size) return rh_refuse(c, "binding: feed symbol");
+        c->sym[sym] = rh_geti(t, axis);
+      } else {
+        if (axis < 0 || axis >= t->ndim) return rh_refuse(c, "binding: feed symbol");
+        c->sym[sym] = t->shape[axis];
+      }
+      c->sym_src[sym] = s;
+      continue;
+    }
     if (p->src_isvalue[s]) {
       if (!(rh_is_int(t->dtype)) || t->size != rank) return rh_refuse(c, "binding: source %d values", s);
     } else if (t->ndim != rank) {
@@ -455,9 +495,9 @@ static int layout(rh_ctx *c) {
             if (rh_geti(a, i * a->shape[1]) < 0) return rh_refuse(c, "column %d: negative row", k);
         break;
       }
-      case COL_DENSE:
-        if (a->ndim < 2 || rh_is_float(a->dtype)) return rh_refuse(c, "column %d: dense input", k);
-        c->col_aux[k] = a->shape[1];
+      case COL_DENSE:  /* [B, T] padded ids (a scalar feature [B]: one slot per row) */
+        if (a->ndim < 1 || rh_is_float(a->dtype)) return rh_refuse(c, "column %d: dense input", k);
+        c->col_aux[k] = a->ndim >= 2 ? a->shape[1] : 1;
         size = a->size;
         break;
       case COL_ONE:

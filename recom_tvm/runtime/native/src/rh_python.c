@@ -217,7 +217,7 @@ static PyObject *program_new(PyObject *self, PyObject *args) {
   p->idcheck = i64_array(ps, GET(11), &n);
   if (!p->idcheck) goto fail;
   p->nidcheck = (int32_t)(n / 3);
-  /* binder sources: (slot, isvalue, kinds, dims) */
+  /* binder sources: (slot, isvalue, kinds, dims, axis) */
   PyObject *srcs = GET(12);
   p->nsrc = (int32_t)PySequence_Size(srcs);
   p->src_slot = (int32_t *)palloc(ps, 4 * (size_t)p->nsrc);
@@ -225,11 +225,13 @@ static PyObject *program_new(PyObject *self, PyObject *args) {
   p->src_rank = (int32_t *)palloc(ps, 4 * (size_t)p->nsrc);
   p->src_dims = (int64_t **)palloc(ps, sizeof(void *) * (size_t)p->nsrc);
   p->src_dimkind = (int32_t **)palloc(ps, sizeof(void *) * (size_t)p->nsrc);
+  p->src_axis = (int32_t *)palloc(ps, 4 * (size_t)p->nsrc);
   for (int i = 0; i < p->nsrc; i++) {
     PyObject *o = PySequence_GetItem(srcs, i);
     if (!o) goto fail;
     p->src_slot[i] = (int32_t)item_i64(o, 0);
     p->src_isvalue[i] = (int32_t)item_i64(o, 1);
+    p->src_axis[i] = (int32_t)item_i64(o, 4);
     PyObject *k = PySequence_GetItem(o, 2), *d = PySequence_GetItem(o, 3);
     Py_DECREF(o);
     if (!k || !d) {

@@ -1,0 +1,152 @@
+"""CUDA correctness of the corpus (tests/corpus/: graphs built the ways users build them), imported and optimized
+(one fused embedding kernel), every output compared with TensorFlow's (the embedding stage included).
+
+    # host (TensorFlow + compiler): CUDA libraries, feeds at B = 1, 7, 512 (ordinary + hostile), TF's outputs
+    python benchmarks/gpu_corpus.py prepare --dir .device/gpu_corpus
+    # GPU machine (runtime only; ../shared/device/stage_runtime.sh):
+    python benchmarks/gpu_corpus.py run --dir .device/gpu_corpus --out $OUT
+    # the run side checked on a CPU: prepare --target llvm --dir /tmp/c, then run --dir /tmp/c
+
+Where TF raises, the case records the error class recom_tvm must raise (InvalidArgumentError for TF's run-time
+errors, FeedError for feeds TF refuses before running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from device_info import gpu_name  # noqa: E402
+
+PREFIX = "corpus-"
+
+
+def expected_error_class(err: Exception) -> str:
+    """The recom_tvm error TF's exception corresponds to."""
+    import tensorflow as tf
+
+    return "InvalidArgumentError" if isinstance(err, tf.errors.OpError) else "FeedError"
+
+
+def prepare(out_dir: str, arch: str, only: list[str] | None = None, target: str = "cuda") -> None:
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    os.environ["RECOM_TVM_HOST_FALLBACK"] = "0"
+    import recom_tvm
+    from corpus import ENTRIES, harness
+    from recom_tvm.models import feeds_io
+
+    recom_tvm.config.cuda_arch = arch
+    recom_tvm.config.host_fallback = False
+    os.makedirs(out_dir, exist_ok=True)
+    for name in sorted(ENTRIES):
+        if only and name not in only:
+            continue
+        entry = ENTRIES[name]
+        t0 = time.perf_counter()
+        mod, params, _ = harness.imported(entry)
+        recom_tvm.build(mod, target, params).export_library(os.path.join(out_dir, f"{PREFIX}{name}.so"))
+        recom_tvm.build(recom_tvm.optimize(mod), target, params).export_library(
+            os.path.join(out_dir, f"{PREFIX}{name}.opt.so"))
+        ref = harness.reference(entry)
+        for i, batch in enumerate(entry.batches):
+            for hostile in (False, True):
+                feeds = entry.feeds(np.random.default_rng(1000 * i + hostile), batch, hostile)
+                path = os.path.join(out_dir, f"{PREFIX}{name}__{batch}_{int(hostile)}.npz")
+                try:
+                    exp = ref(feeds)
+                except Exception as err:  # noqa: BLE001 - TF's error: ours must be of the matching class
+                    feeds_io.save(path, feeds, expect_error=np.array(expected_error_class(err)))
+                    continue
+                feeds_io.save(path, feeds, **{f"expected:{k}": v for k, v in exp.items()})
+        print(f"{name}: built for {target if target != 'cuda' else arch} and sampled in {time.perf_counter() - t0:.1f}s", flush=True)
+
+
+def compare(model, feeds: dict, extra: dict, tol: float = 1e-4) -> tuple[bool, float | None, str]:
+    """(ok, max abs error, note) of one case: every expected output, or the expected error class."""
+    from recom_tvm import RecomError
+
+    if "expect_error" in extra:
+        want = str(extra["expect_error"])
+        try:
+            model.run(feeds)
+            return False, None, f"no error raised (TF raised; expected {want})"
+        except RecomError as e:
+            return type(e).__name__ == want or want in [c.__name__ for c in type(e).__mro__], None, \
+                f"{type(e).__name__}: {str(e)[:100]}"
+    got = model.run(feeds)
+    worst, notes = 0.0, []
+    for key, exp in extra.items():
+        if not key.startswith("expected:"):
+            continue
+        out = key.split(":", 1)[1]
+        g = got.get(out)
+        if g is None or g.shape != exp.shape:
+            notes.append(f"{out}: shape {None if g is None else g.shape} vs TF {exp.shape}")
+            continue
+        finite = np.isfinite(exp)
+        if not np.array_equal(np.isfinite(g), finite) or not np.array_equal(np.isnan(g), np.isnan(exp)):
+            notes.append(f"{out}: non-finite values differ from TF's")
+        if finite.any():
+            worst = max(worst, float(np.abs(g[finite] - exp[finite]).max()))
+    return not notes and worst < tol, worst, "; ".join(notes)
+
+
+def run(in_dir: str, out_dir: str | None) -> int:
+    from recom_tvm.models import feeds_io
+    from recom_tvm.runtime import load
+
+    device_name = gpu_name()
+    rows = []
+    for lib in sorted(glob.glob(os.path.join(in_dir, f"{PREFIX}*.so"))):
+        name = os.path.basename(lib)[:-3]
+        base = name.split(".")[0]
+        model = load(lib)
+        for case in sorted(glob.glob(os.path.join(in_dir, f"{base}__*.npz"))):
+            feeds, extra = feeds_io.load(case)
+            try:
+                ok, err, note = compare(model, feeds, extra)
+            except Exception as e:  # noqa: BLE001 - a crash is a failed case, reported
+                ok, err, note = False, None, f"{type(e).__name__}: {str(e)[:100]}"
+            rows.append({"model": name, "case": os.path.basename(case)[len(base) + 2:-4], "max_abs_err": err,
+                         "ok": ok, "note": note})
+        n = [r for r in rows if r["model"] == name]
+        print(f"{name}: {sum(r['ok'] for r in n)}/{len(n)} cases ok", flush=True)
+    failures = sum(not r["ok"] for r in rows)
+    for r in rows:
+        if not r["ok"]:
+            print(f"FAILED {r['model']} {r['case']}: {r['note']}")
+    print(f"\ndevice: {device_name}; {len(rows) - failures}/{len(rows)} corpus cases match TensorFlow")
+    if out_dir:
+        with open(os.path.join(out_dir, "gpu_corpus.json"), "w") as f:
+            json.dump({"device": device_name, "date": time.strftime("%Y-%m-%d"), "rows": rows}, f, indent=1)
+    return 1 if failures else 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mode", choices=["prepare", "run"])
+    p.add_argument("--dir", default=".device/gpu_corpus")
+    p.add_argument("--out", default=os.environ.get("OUT"))
+    p.add_argument("--arch", default="sm_90")
+    p.add_argument("--only", nargs="*", default=None)
+    p.add_argument("--target", default="cuda", choices=["cuda", "llvm"],
+                   help="llvm: the same cases on this host's CPU (checks the run side without a GPU)")
+    a = p.parse_args()
+    if a.mode == "prepare":
+        prepare(a.dir, a.arch, a.only, a.target)
+        return 0
+    return run(a.dir, a.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Build (once, cached), run in TensorFlow, import, optimize, build and compare one corpus entry.
+
+Artifacts live under `$RECOM_TVM_CACHE/corpus/<entry>-<key>/` (key: the entry's module source and TF's version),
+written to a temporary directory first and renamed into place, so concurrent test workers never see half a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from recom_tvm import config
+from recom_tvm.models.tf_graph import FrozenGraphRunner
+
+from .registry import Entry
+
+_ARTIFACTS: dict[str, tuple[str, dict]] = {}
+_REFS: dict[str, object] = {}
+_BUILT: dict[tuple[str, bool], tuple] = {}
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def artifact(entry: Entry) -> tuple[str, dict]:
+    """(directory, artifact dict) of the entry's model, built on first use and cached on disk."""
+    if entry.name in _ARTIFACTS:
+        return _ARTIFACTS[entry.name]
+    tf = _tf()
+    key = hashlib.sha1((entry.source_key() + entry.name + tf.__version__).encode()).hexdigest()[:12]
+    root = os.path.join(config.cache_dir, "corpus")
+    final = os.path.join(root, f"{entry.name}-{key}")
+    if not os.path.exists(os.path.join(final, "artifact.json")):
+        os.makedirs(root, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".{entry.name}-", dir=root)
+        try:
+            art = entry.build(tmp)
+            with open(os.path.join(tmp, "artifact.json"), "w") as f:
+                json.dump(art, f, indent=1)
+            # a model may bake its own directory into the graph (vocabulary files): build where it will live
+            if os.path.exists(final):
+                shutil.rmtree(tmp)
+            else:
+                os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    with open(os.path.join(final, "artifact.json")) as f:
+        art = json.load(f)
+    _ARTIFACTS[entry.name] = (final, art)
+    return final, art
+
+
+# ------------------------------------------------------------------------------------------- TF references
+class SavedModelReference:
+    """A SavedModel's restored function (`call`, structured inputs) or its serving signature."""
+
+    def __init__(self, path: str, call: str | None) -> None:
+        tf = _tf()
+        self.tf = tf
+        self.loaded = tf.saved_model.load(path)
+        self.fn = getattr(self.loaded, call) if call else self.loaded.signatures["serving_default"]
+
+    def __call__(self, feeds: dict) -> dict:
+        tf = self.tf
+        fn = self.fn
+        cf = fn.concrete_functions[0] if hasattr(fn, "concrete_functions") and fn.concrete_functions else fn
+        args, kwargs = cf.structured_input_signature
+        if len(args) == 1 and isinstance(args[0], dict):
+            out = fn({k: _to_tf(tf, s, feeds[k]) for k, s in args[0].items()})
+        elif args:
+            names = [str(p) for p in cf.function_type.parameters][:len(args)]
+            out = fn(*[_to_tf(tf, s, feeds[n]) for n, s in zip(names, args)])
+        else:
+            out = fn(**{k: _to_tf(tf, s, feeds[k]) for k, s in kwargs.items()})
+        if not isinstance(out, dict):
+            out = {"output_0": out}
+        return {k: np.asarray(v) for k, v in out.items()}
+
+
+def _to_tf(tf, spec, value):
+    if isinstance(spec, tf.SparseTensorSpec):
+        i, v, s = value
+        return tf.SparseTensor(tf.constant(i, tf.int64), tf.constant(v, spec.dtype), tf.constant(s, tf.int64))
+    if isinstance(spec, tf.RaggedTensorSpec):
+        v, splits = value
+        return tf.RaggedTensor.from_row_splits(tf.constant(v, spec.dtype), tf.constant(splits, spec.row_splits_dtype))
+    return tf.constant(value, spec.dtype)
+
+
+def reference(entry: Entry):
+    """TF's own run of the entry's model: feeds -> {output: array}."""
+    if entry.name not in _REFS:
+        root, art = artifact(entry)
+        if "pb" in art:
+            _REFS[entry.name] = FrozenGraphRunner(os.path.join(root, art["pb"]), art["signature"])
+        else:
+            _REFS[entry.name] = SavedModelReference(os.path.join(root, art["saved_model"]), art.get("call"))
+    return _REFS[entry.name]
+
+
+# ------------------------------------------------------------------------------------------------ recom_tvm
+def imported(entry: Entry):
+    """(mod, params, spec) of the entry's model through recom_tvm's importer (host fallback off)."""
+    import recom_tvm
+
+    root, art = artifact(entry)
+    if "pb" in art:
+        return recom_tvm.from_tensorflow(os.path.join(root, art["pb"]), signature=art["signature"])
+    return recom_tvm.from_tensorflow(os.path.join(root, art["saved_model"]))
+
+
+def built(entry: Entry, optimized: bool):
+    """(CompiledModel for llvm, the Relax module it was built from), built once per session."""
+    import recom_tvm
+
+    key = (entry.name, optimized)
+    if key not in _BUILT:
+        mod, params, _ = imported(entry)
+        if optimized:
+            mod = recom_tvm.optimize(mod)
+        _BUILT[key] = (recom_tvm.build(mod, "llvm", params), mod)
+    return _BUILT[key]
+
+
+def run_both(entry: Entry, model, feeds: dict):
+    """(ours, TF's): output dicts, or the exception each raised."""
+    try:
+        exp = reference(entry)(feeds)
+    except Exception as err:  # noqa: BLE001
+        exp = err
+    try:
+        got = model.run(feeds)
+    except Exception as err:  # noqa: BLE001
+        got = err
+    return got, exp
