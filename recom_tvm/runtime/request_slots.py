@@ -40,7 +40,7 @@ class Slot:
 
     def reserve(self, nbytes: int) -> tuple[int, int]:
         """(address, capacity) of a staging buffer of at least nbytes (for NativeHost.request)."""
-        if nbytes > self.capacity:
+        if self.host is None or nbytes > self.capacity:
             cap = max(nbytes, 2 * self.capacity, 1 << 16)
             cap = (cap + 4095) // 4096 * 4096
             host_dev = tvm_ffi.device("cuda_host", 0) if self.gpu else self.device
