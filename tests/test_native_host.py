@@ -304,3 +304,21 @@ def test_export_carries_the_native_library(compiled, tmp_path):
     feeds = DEMO.sample(17, rng=9)
     np.testing.assert_array_equal(loaded.run(feeds)["score"], c.model.run(feeds)["score"])
     assert native.refusals == 0
+
+
+def test_cuda_model_host_side(compiled, tmp_path):
+    """A CUDA build carries the same native host stage (its host side runs here without a GPU: the arguments are
+    the reference's); running it, with the pinned staging buffer, is benchmarks/serving.py on the GPU machine."""
+    from recom_tvm.cuda_support import nvcc_path
+
+    if nvcc_path() is None:
+        pytest.skip("nvcc (CUDA toolkit) is not installed on this host")
+    c = compiled(DEMO, optimized=True)
+    model = recom_tvm.build(c.mod, "cuda", c.params)
+    assert model.native_host() is not None, model.native_error
+    for batch in (1, 33):
+        assert_host_paths_agree(model, DEMO.sample(batch, rng=batch, hostile=True))
+    lib = str(tmp_path / "demo_cuda.so")
+    model.export_library(lib)
+    with open(lib + ".host.so", "rb") as a, open(model.host_library, "rb") as b:
+        assert a.read() == b.read()
