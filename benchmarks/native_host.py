@@ -67,15 +67,15 @@ def main() -> int:
     from recom_tvm import config
     from recom_tvm.models import tf_export, zoo
     from recom_tvm.runtime import KeyedJagged
-    from suite_host import TFGraph
-    from suite_models import host_info
+    from recom_tvm.models.tf_graph import FrozenGraphRunner
+    from suite_host import host_info
 
     spec = zoo.mixed(a.columns)
     paths = tf_export.export(spec)
     mod, params, _ = recom_tvm.from_tensorflow(paths["pb"], signature=paths["signature"])
     model = recom_tvm.build(recom_tvm.optimize(mod), "llvm", params)
     assert model.native_host() is not None, model.native_error
-    tf_graph = TFGraph(paths["pb"], paths["signature"])
+    tf_graph = FrozenGraphRunner(paths["pb"], paths["signature"])
     from host_stage import step_times
 
     threads = config.native_threads

@@ -51,6 +51,12 @@ void rh_arena_reset(rh_arena *a) {
     a->total = total;
     return;
   }
+  if (h->size > ((size_t)64 << 20) && h->used < h->size / 8) {  /* after one huge request: give it back */
+    free(h);
+    a->head = NULL;
+    a->total = 0;
+    return;
+  }
   h->used = 0;
 }
 

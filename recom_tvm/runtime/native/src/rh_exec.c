@@ -329,13 +329,15 @@ static int run_ops(rh_ctx *c) {
       if (s == RH_REFUSE && rc != RH_REFUSE) rc = RH_REFUSE;
     }
     if (rc) return rc;
+    int need = -1;
     for (int64_t i = 0; i < n; i++) {
       int k = p->level_ops[first + i];
-      if (c->status[i] == RH_NEED_OP) {
-        c->next_op = k;  /* the caller runs it in numpy, marks it done (rh_op_done) and resumes */
-        return RH_NEED_OP;
-      }
-      c->op_done[k] = 1;
+      if (c->status[i] != RH_NEED_OP) c->op_done[k] = 1;
+      else if (need < 0) need = k;
+    }
+    if (need >= 0) {
+      c->next_op = need;  /* the caller runs it in numpy, marks it done (rh_op_done) and resumes this level */
+      return RH_NEED_OP;
     }
   }
   return RH_OK;
