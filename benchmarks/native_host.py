@@ -7,8 +7,8 @@ and llvm run() vs TF-CPU, on the mixed 100-column model (recom_tvm.models.zoo.mi
   GIL, feed checks, sorting, host ops, id checks + binding + layout, packing), against the numpy reference (its
   own split: host_stage.step_times) and TF-CPU's whole inference (graph mode, frozen graph, all cores);
 - run() on llvm against TF-CPU at the suite's batches, split into prepare and the compiled module (execute);
-- the same request from serialized tf.Examples and keyed-jagged, where the model takes them (not mixed-100: its
-  signature takes feeds; the keyed-jagged request is timed).
+- the same request as keyed-jagged, and with the hashing ops on the per-op numpy fallback (what an op without
+  native code costs); serialized tf.Examples on the Estimator-style example_mix model.
 Inputs are drawn fresh (a pool of distinct requests, cycled); the figure is the median, min in parentheses.
 CPU time (process_time) is reported next to wall time: the build host is shared, and wall time includes waiting.
 """
@@ -95,6 +95,12 @@ def main() -> int:
             config.native_threads = 1
             row["native_1_thread"] = _times(model.prepare, feeds, reps)
             config.native_threads = threads
+            # the per-op numpy fallback, measured: hashing (and AsString) run in numpy, the rest natively
+            config.native_fallback_ops = "StringToHashBucketFast,AsString"
+            model._native, model._prepare_ctx = None, type(model._prepare_ctx)()
+            row["native_hashing_in_numpy"] = _times(model.prepare, feeds, reps)
+            config.native_fallback_ops = ""
+            model._native, model._prepare_ctx = None, type(model._prepare_ctx)()
             kjts = [KeyedJagged.from_feeds(model.spec, f) for f in feeds]
             row["native_keyed_jagged"] = _times(model.prepare, kjts, reps)
             row["reference"] = _times(model.prepare_reference, feeds, max(4, reps // 3))
@@ -106,7 +112,8 @@ def main() -> int:
             s = row["native_steps"]
             print(f"B={batch:5d} TF-CPU {tf_t['median_ms']:.2f} ms | prepare native {row['native']['median_ms']:.3f} "
                   f"(1 thread {row['native_1_thread']['median_ms']:.3f}, keyed-jagged "
-                  f"{row['native_keyed_jagged']['median_ms']:.3f}) | numpy {row['reference']['median_ms']:.2f} | "
+                  f"{row['native_keyed_jagged']['median_ms']:.3f}, hashing in numpy "
+                  f"{row['native_hashing_in_numpy']['median_ms']:.3f}) | numpy {row['reference']['median_ms']:.2f} | "
                   f"TF / native {row['tf_over_native']:.1f}x | steps " +
                   ", ".join(f"{k} {v:.3f}" for k, v in s.items()), flush=True)
         if batch in [int(b) for b in a.run_batches.split(",")]:
@@ -119,6 +126,23 @@ def main() -> int:
             print(f"B={batch:5d} run() {run_t['median_ms']:.2f} ms (prepare {prep_t['median_ms']:.2f}, module "
                   f"{exe_t['median_ms']:.2f}) vs TF-CPU {tf_t['median_ms']:.2f} ms: "
                   f"{tf_t['median_ms'] / run_t['median_ms']:.2f}x", flush=True)
+    # serialized tf.Examples (the Estimator-style signature): ParseExampleV2 natively vs in Python (protobuf)
+    ex_spec = zoo.example_mix()
+    ex_paths = tf_export.export(ex_spec)
+    mod, params, _ = recom_tvm.from_tensorflow(ex_paths["pb"], signature=ex_paths["signature"])
+    ex_model = recom_tvm.build(recom_tvm.optimize(mod), "llvm", params)
+    ex_tf = FrozenGraphRunner(ex_paths["pb"], ex_paths["signature"])
+    result["examples"] = {}
+    for batch in [int(b) for b in a.batches.split(",")]:
+        feeds = [ex_spec.sample(batch, rng=7000 + i) for i in range(a.pool)]
+        reps = a.repeat if batch <= 256 else max(8, a.repeat // 3)
+        row = {"tf_cpu": _times(ex_tf.run, [ex_tf.feed_dict(f) for f in feeds], reps),
+               "native": _times(ex_model.prepare, feeds, reps),
+               "reference": _times(ex_model.prepare_reference, feeds, max(4, reps // 3))}
+        result["examples"][batch] = row
+        print(f"B={batch:5d} tf.Examples ({ex_spec.name}): prepare native {row['native']['median_ms']:.3f} ms, numpy "
+              f"{row['reference']['median_ms']:.2f} ms, TF-CPU whole inference {row['tf_cpu']['median_ms']:.2f} ms",
+              flush=True)
     if a.json:
         os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
         with open(a.json, "w") as f:

@@ -9,6 +9,13 @@
 
 #include "rh.h"
 
+/* Bind the pthread symbols glibc 2.34 re-versioned to their original versions, so that a library built on a
+ * recent build host loads on a serving host with an older glibc (the symbols exist under both versions). */
+#if defined(__GLIBC__) && defined(__x86_64__)
+__asm__(".symver pthread_create,pthread_create@GLIBC_2.2.5");
+__asm__(".symver pthread_once,pthread_once@GLIBC_2.2.5");
+#endif
+
 typedef struct job {
   rh_task_fn fn;
   void *arg;
