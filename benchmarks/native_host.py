@@ -2,6 +2,7 @@
 and llvm run() vs TF-CPU, on the mixed 100-column model (recom_tvm.models.zoo.mixed(100)), in one run.
 
     python benchmarks/native_host.py [--batches 32,2048] [--run-batches 1,32,...,2048] [--json out.json]
+    python benchmarks/native_host.py --report out.json      # the markdown tables of BENCHMARKS.md
 
 - prepare(): the native host stage (config.native_threads threads, and 1), split into its steps (ingest with the
   GIL, feed checks, sorting, host ops, id checks + binding + layout, packing), against the numpy reference (its
@@ -53,6 +54,43 @@ def native_steps(model, inputs, repeat: int) -> dict:
     return {k: float(np.median(v)) for k, v in acc.items()}
 
 
+def report(path: str) -> None:
+    """The BENCHMARKS.md tables of a JSON this script wrote. Figures: median (min) in ms."""
+    d = json.load(open(path))
+    h = d["host"]
+    print(f"Machine: {h['cpu']}, {h['cores']} cores, TF {h['tensorflow']}, Python {h['python']}; {d['date']}; "
+          f"native_threads {d['native_threads']}; model {d['model']}.\n")
+    print("| B | TF-CPU whole inference | prepare(), native | native, 1 thread | native, keyed-jagged | native, hashing on the per-op numpy fallback | prepare(), numpy reference | TF-CPU / native (target >= 20) |")
+    print("|---|---|---|---|---|---|---|---|")
+    f = lambda r: f"{r['median_ms']:.3f} ({r['min_ms']:.3f})" if r['median_ms'] < 10 else f"{r['median_ms']:.1f} ({r['min_ms']:.1f})"
+    for b, r in sorted(d["prepare"].items(), key=lambda x: int(x[0])):
+        print(f"| {b} | {f(r['tf_cpu'])} | **{f(r['native'])}** | {f(r['native_1_thread'])} | {f(r['native_keyed_jagged'])} | {f(r['native_hashing_in_numpy'])} | {f(r['reference'])} | {r['tf_cpu']['median_ms']/r['native']['median_ms']:.1f}x (best {r['tf_cpu']['min_ms']/r['native']['min_ms']:.1f}x) |")
+    print()
+    print("Native prepare() split, ms (median): " )
+    print("| B | " + " | ".join(next(iter(d["prepare"].values()))["native_steps"].keys()) + " |")
+    print("|---|" + "---|" * len(next(iter(d["prepare"].values()))["native_steps"]))
+    for b, r in sorted(d["prepare"].items(), key=lambda x: int(x[0])):
+        print(f"| {b} | " + " | ".join(f"{v:.3f}" for v in r["native_steps"].values()) + " |")
+    print()
+    print("numpy reference split, ms (median):")
+    ks = list(next(iter(d["prepare"].values()))["reference_steps"].keys())
+    print("| B | " + " | ".join(ks) + " |")
+    print("|---|" + "---|" * len(ks))
+    for b, r in sorted(d["prepare"].items(), key=lambda x: int(x[0])):
+        print(f"| {b} | " + " | ".join(f"{r['reference_steps'][k]:.2f}" for k in ks) + " |")
+    print()
+    print("| B | TF-CPU | run(), llvm | of which prepare() | of which the module (execute) | TF-CPU / run() |")
+    print("|---|---|---|---|---|---|")
+    for b, r in sorted(d["run"].items(), key=lambda x: int(x[0])):
+        print(f"| {b} | {f(r['tf_cpu'])} | **{f(r['run'])}** | {f(r['prepare'])} | {f(r['execute'])} | {r['tf_cpu']['median_ms']/r['run']['median_ms']:.2f}x |")
+    if d.get("examples"):
+        print()
+        print("| B | tf.Examples (example_mix): TF-CPU whole inference | prepare(), native | prepare(), numpy |")
+        print("|---|---|---|---|")
+        for b, r in sorted(d["examples"].items(), key=lambda x: int(x[0])):
+            print(f"| {b} | {f(r['tf_cpu'])} | **{f(r['native'])}** | {f(r['reference'])} |")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--columns", type=int, default=100)
@@ -61,7 +99,11 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=30)
     p.add_argument("--pool", type=int, default=6)
     p.add_argument("--json", default=None)
+    p.add_argument("--report", default=None, help="print the markdown tables of this JSON and exit")
     a = p.parse_args()
+    if a.report:
+        report(a.report)
+        return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import recom_tvm
     from recom_tvm import config

@@ -322,3 +322,16 @@ def test_cuda_model_host_side(compiled, tmp_path):
     model.export_library(lib)
     with open(lib + ".host.so", "rb") as a, open(model.host_library, "rb") as b:
         assert a.read() == b.read()
+
+
+def test_integer_hashing_at_the_extremes(compiled):
+    """AsString + StringToHashBucketFast of int64 extremes (the decimal text TF hashes), against TF."""
+    spec = zoo.per_column_type()["hash_int"]
+    c = compiled(spec, optimized=True)
+    feeds = spec.sample(4, rng=0)
+    vals = np.array([np.iinfo(np.int64).min, np.iinfo(np.int64).max, -1, 0, 10**18, -10**18, 99, -100],
+                    np.int64)
+    idx = np.array([[r, k] for r in range(4) for k in range(2)], np.int64)
+    feeds["x"] = (idx, vals, np.array([4, 2], np.int64))
+    got, exp = c.run_both(feeds)
+    assert_matches_tf(got, exp, "int64 extremes")
