@@ -1,4 +1,4 @@
-"""Command line: `python -m recom_tvm demo | ops | import MODEL | tune MODEL`."""
+"""Command line: `python -m recom_tvm demo | ops | import MODEL | tune MODEL | export MODEL --triton REPO`."""
 
 from __future__ import annotations
 
@@ -111,7 +111,15 @@ def import_model(args) -> int:
 
 def _optimized_model(model: str, signature: str | None):
     """An optimized module from a model path, or `zoo:NAME[:N]` (a built-in model, exported with TF)."""
-    from . import from_tensorflow, optimize
+    from . import optimize
+
+    mod, _params, _spec = _imported(model, signature)
+    return optimize(mod)
+
+
+def _imported(model: str, signature: str | None):
+    """from_tensorflow of a model path, or of `zoo:NAME[:N]` (a built-in model, exported with TF first)."""
+    from . import from_tensorflow
 
     if model.startswith("zoo:"):
         from .models import tf_export, zoo
@@ -122,8 +130,7 @@ def _optimized_model(model: str, signature: str | None):
             raise SystemExit(f"no built-in model {name!r} (demo, mixed:N, model_e:ROWS, model_f:ROWS, ...)")
         paths = tf_export.export(factory(*[int(x) for x in rest]))
         model, signature = paths["pb"], paths["signature"]
-    mod, _params, _spec = from_tensorflow(model, signature=signature)
-    return optimize(mod)
+    return from_tensorflow(model, signature=signature)
 
 
 def tune_cmd(args) -> int:
@@ -176,6 +183,44 @@ def _tune(args) -> int:
     return 0
 
 
+def export_cmd(args) -> int:
+    """Compile a model (or take an exported library) and write a Triton model repository and / or a library."""
+    import os
+
+    from .serving.repository import export_triton
+
+    if not args.triton and not args.library:
+        raise SystemExit("recom-tvm export: give --triton REPO and / or --library PATH.so")
+    if args.model.endswith(".so") and os.path.exists(args.model + ".spec.json"):
+        model = args.model  # already exported: no compiler needed
+    else:
+        from . import build, optimize
+
+        mod, params, _ = _imported(args.model, args.signature)
+        model = build(optimize(mod), target=args.target, params=params)
+        if args.library:
+            model.export_library(args.library)
+            print(f"library: {args.library} (+ .spec.json, .params.npz)")
+    if args.triton:
+        name = args.name or _default_name(args.model)
+        path = export_triton(model, args.triton, name, max_batch_requests=args.max_batch_requests,
+                             preferred_batch_sizes=tuple(int(x) for x in args.preferred_batch_sizes.split(",")),
+                             max_queue_delay_us=args.queue_delay_us, instances=args.instances,
+                             gpus=[int(g) for g in args.gpus.split(",")] if args.gpus else None,
+                             merge_requests=not args.no_merge)
+        print(f"Triton model repository: {args.triton} (model {name!r} in {path}); serve it with\n"
+              f"    tritonserver --model-repository {args.triton}")
+    return 0
+
+
+def _default_name(model: str) -> str:
+    import os
+    import re
+
+    base = model[4:].split(":")[0] if model.startswith("zoo:") else os.path.basename(model.rstrip("/"))
+    return re.sub(r"\W", "_", base.rsplit(".", 1)[0] if base.endswith((".so", ".pb")) else base) or "recom_tvm"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="recom-tvm", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -211,6 +256,22 @@ def main(argv=None) -> int:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("-v", "--verbose", action="store_true")
     t.set_defaults(fn=tune_cmd)
+    e = sub.add_parser("export", help="compile a model and write a Triton model repository (and / or a library)")
+    e.add_argument("model", help="frozen .pb, SavedModel dir, zoo:NAME[:N], or a library from export_library (.so)")
+    e.add_argument("--triton", metavar="REPO", default=None, help="write a Triton model repository here")
+    e.add_argument("--library", metavar="PATH.so", default=None, help="also write the exported library here")
+    e.add_argument("--name", default=None, help="model name in the repository (default: from MODEL)")
+    e.add_argument("--signature", default=None)
+    e.add_argument("--target", default="llvm", choices=["llvm", "cuda"])
+    e.add_argument("--instances", type=int, default=None,
+                   help="model instances per GPU (cuda, default 2) or in all (llvm, default 1)")
+    e.add_argument("--gpus", default=None, help="comma-separated GPU ids for the instances (default: all)")
+    e.add_argument("--max-batch-requests", type=int, default=16, help="requests the dynamic batcher groups")
+    e.add_argument("--preferred-batch-sizes", default="4,8", help="in requests")
+    e.add_argument("--queue-delay-us", type=int, default=1000, help="longest wait for a preferred batch")
+    e.add_argument("--no-merge", action="store_true",
+                   help="run the requests of a dynamic batch one by one (models whose rows interact)")
+    e.set_defaults(fn=export_cmd)
     args = p.parse_args(argv)
     return args.fn(args)
 

@@ -1,0 +1,164 @@
+"""Merging the requests Triton's dynamic batcher hands over together into one run, and splitting the answers.
+
+Why not Triton's own concatenation: Triton batches by concatenating every input along dim 0. That is right for
+a dense feature ([B, ...]) and for serialized tf.Examples ([B]), but wrong for a SparseTensor: concatenating two
+requests' `indices` keeps their row numbers (both start at row 0), and `dense_shape` ([2] per request) would
+become [4]. So the batching unit is the request: every Triton request carries one whole recom_tvm request with a
+leading request dimension of 1 (wire.py), the dynamic batcher groups requests, and this module merges a group
+the way TF would see the rows arrive together: dense features concatenated, sparse `indices` shifted by the rows
+before them, `dense_shape[0]` summed, ragged `row_splits` shifted. The outputs are split back by row ranges.
+
+When it is right, and what is checked:
+- The model is row-wise: each output's dim 0 is the batch (a "batch size of feature" symbol of the spec); the
+  rows of one request do not change the answers of another. That is the assumption Triton's and TF Serving's
+  batching make; a model that mixes rows (batch statistics, a softmax over the batch) must be exported with
+  merging off (`export_triton(..., merge_requests=False)`).
+- Only requests with the same padding merge: equal dtypes, equal trailing dims of dense features and equal
+  dense_shape[1:] of sparse features, so a merged request holds exactly the rows and padding that came in.
+  (A tf.Example model's VarLen features are padded by the parser to the longest list of the merged batch, as
+  under TF Serving's batching: neutral for embedding columns.)
+- A request is merged only if it is well-formed where merging relies on it: all features agree on the batch,
+  sparse indices lie inside their dense_shape, row_splits are valid. Otherwise it runs alone and gets the
+  runtime's (TF's) error. Shifting rows of an invalid request could otherwise land its ids in a neighbour's rows.
+- If the merged run fails (one request has an out-of-range id, say), every request of the group runs alone, so
+  each gets its own answer or error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from .wire import PARTS
+
+
+class Merger:
+    """Merges feeds of several requests of one model. `reason` is None when merging is possible, else why not."""
+
+    def __init__(self, spec) -> None:
+        self.features = [{"name": f["name"], "kind": f["kind"]} for f in spec.features]
+        self.reason = _not_row_wise(spec)
+
+    # ------------------------------------------------------------------------------------------- inspect
+    def inspect(self, feeds: Mapping) -> tuple[int, tuple] | None:
+        """(rows, merge key) of a request, or None if it must run alone."""
+        if self.reason is not None:
+            return None
+        rows, key = None, []
+        try:
+            for f in self.features:
+                value = feeds[f["name"]]
+                if f["kind"] == "dense":
+                    arr = np.asarray(value)
+                    if arr.ndim == 0:
+                        return None
+                    r, k = arr.shape[0], (arr.dtype.str, arr.shape[1:])
+                elif f["kind"] == "sparse":
+                    r, k = _inspect_sparse(*value)
+                else:
+                    r, k = _inspect_ragged(*value)
+                if r is None or (rows is not None and r != rows):
+                    return None  # inconsistent batches: the runtime raises TF's error for this request alone
+                rows = r
+                key.append(k)
+        except (KeyError, TypeError, ValueError):
+            return None
+        return (rows or 0), tuple(key)
+
+    # ------------------------------------------------------------------------------------- merge / split
+    def merge(self, feeds_list: list[Mapping], rows: list[int]) -> dict:
+        """One request holding the rows of every request of `feeds_list`, in order."""
+        offsets = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(np.int64)
+        total = int(sum(rows))
+        merged = {}
+        for f in self.features:
+            name = f["name"]
+            values = [feeds[name] for feeds in feeds_list]
+            if f["kind"] == "dense":
+                merged[name] = np.concatenate([np.asarray(v) for v in values], axis=0)
+            elif f["kind"] == "sparse":
+                indices = []
+                for (idx, _, _), off in zip(values, offsets.tolist()):
+                    idx = np.array(idx, dtype=np.int64, copy=True)
+                    idx[:, 0] += off
+                    indices.append(idx)
+                shape = np.array(np.asarray(values[0][2]), dtype=np.int64, copy=True)
+                shape[0] = total
+                merged[name] = (np.concatenate(indices, axis=0), _concat([v[1] for v in values]), shape)
+            else:
+                starts = np.cumsum([0] + [np.asarray(v[0]).shape[0] for v in values])
+                splits = [np.asarray(values[0][1])[:1]] + [np.asarray(v[1])[1:] + s for v, s in zip(values, starts)]
+                merged[name] = (_concat([v[0] for v in values]), np.concatenate(splits).astype(
+                    np.asarray(values[0][1]).dtype))
+        return merged
+
+    @staticmethod
+    def split(outputs: Mapping[str, np.ndarray], rows: list[int]) -> list[dict]:
+        """The merged run's outputs -> each request's rows."""
+        total = int(sum(rows))
+        for name, arr in outputs.items():
+            if np.ndim(arr) == 0 or np.shape(arr)[0] != total:
+                raise ValueError(f"output {name!r} has shape {list(np.shape(arr))}, not {total} rows: not row-wise")
+        bounds = np.cumsum([0] + list(rows)).tolist()
+        return [{name: arr[a:b] for name, arr in outputs.items()} for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def plan(keys: list[tuple | None], rows: list[int | None], max_rows: int) -> list[list[int]]:
+    """Groups of request positions to run together: equal keys, at most `max_rows` rows per group (a larger
+    request alone), first-come order inside a group; None keys alone."""
+    groups: list[list[int]] = []
+    open_group: dict = {}  # key -> (group, rows so far)
+    for i, (key, n) in enumerate(zip(keys, rows)):
+        if key is None:
+            groups.append([i])
+            continue
+        current = open_group.get(key)
+        if current is None or current[1] + n > max_rows:
+            current = open_group[key] = ([], 0)
+            groups.append(current[0])
+        current[0].append(i)
+        open_group[key] = (current[0], current[1] + n)
+    return groups
+
+
+def _concat(arrays: list) -> np.ndarray:
+    arrays = [np.asarray(a) for a in arrays]
+    return np.concatenate(arrays, axis=0) if arrays else np.zeros(0)
+
+
+def _inspect_sparse(indices, values, dense_shape) -> tuple:
+    idx, vals, shape = np.asarray(indices), np.asarray(values), np.asarray(dense_shape)
+    if (shape.ndim != 1 or shape.size < 1 or shape.dtype.kind not in "iu" or idx.dtype.kind not in "iu"
+            or idx.ndim != 2 or idx.shape[1] != shape.size or vals.ndim != 1 or vals.shape[0] != idx.shape[0]
+            or (shape < 0).any()):
+        return None, None
+    if idx.size and ((idx < 0).any() or (idx >= shape[None, :]).any()):
+        return None, None
+    return int(shape[0]), (idx.dtype.str, vals.dtype.str, tuple(shape[1:].tolist()))
+
+
+def _inspect_ragged(values, row_splits) -> tuple:
+    vals, splits = np.asarray(values), np.asarray(row_splits)
+    if (splits.ndim != 1 or splits.size < 1 or splits.dtype.kind not in "iu" or vals.ndim < 1 or splits[0] != 0
+            or (np.diff(splits) < 0).any() or splits[-1] != vals.shape[0]):
+        return None, None
+    return splits.size - 1, (vals.dtype.str, splits.dtype.str, vals.shape[1:])
+
+
+def _not_row_wise(spec) -> str | None:
+    """Why the model's requests cannot be merged (None: they can)."""
+    if not spec.features:
+        return "the model has no features"
+    for f in spec.features:
+        if f["kind"] not in PARTS:
+            return f"feature {f['name']!r} of kind {f['kind']!r}"
+        if f["kind"] == "dense":
+            shape = spec.placeholders[f["tensors"]["value"]]["shape"]
+            if not shape or shape[0] >= 0:
+                return f"dense feature {f['name']!r} has no batch dimension (shape {shape})"
+    batch = {s for s, origin in spec.symbols.items() if str(origin).startswith("batch size of feature")}
+    for o in spec.outputs:
+        if not o["shape"] or o["shape"][0] not in batch:
+            return f"output {o['name']!r} (shape {o['shape']}) is not row-wise: its dim 0 is not the batch"
+    return None

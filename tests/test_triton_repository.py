@@ -1,0 +1,153 @@
+"""The Triton repository without a server: config.pbtxt from the serving spec, the request format, and merging the
+requests of a dynamic batch (answers equal to one run per request; a bad request never spoils its neighbours).
+The real server runs in test_triton.py."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import pytest
+
+import recom_tvm
+from recom_tvm.models import zoo
+from recom_tvm.serving import batching, wire
+from recom_tvm.serving.executor import Executor
+from recom_tvm.serving.repository import config_pbtxt, export_triton
+
+
+def _inputs(text: str) -> dict[str, tuple[str, str]]:
+    return {m[0]: (m[1], m[2]) for m in re.findall(r'name: "([^"]+)", data_type: (\w+), dims: \[ ([^\]]*) \]', text)}
+
+
+def test_config_from_the_serving_spec(compiled, tmp_path):
+    c = compiled(zoo.demo(), optimized=True)
+    model_dir = export_triton(c.model, str(tmp_path / "repo"), "demo")
+    text = open(os.path.join(model_dir, "config.pbtxt")).read()
+    ins = _inputs(text.split("output [")[0])
+    # every feed: sparse features as their components, strings as BYTES, dense padded ids with a free width
+    assert ins["tags.indices"] == ("TYPE_INT64", "-1, 2") and ins["tags.values"] == ("TYPE_STRING", "-1")
+    assert ins["tags.dense_shape"] == ("TYPE_INT64", "2") and ins["user_id.values"] == ("TYPE_INT64", "-1")
+    assert ins["item_ids"] == ("TYPE_INT64", "-1, -1") and ins["dense"] == ("TYPE_FP32", "-1, 4")
+    assert len(ins) == len(wire.inputs(c.model.spec)) == 16
+    assert _inputs(text.split("output [")[1]) == {"score": ("TYPE_FP32", "-1, 1")}
+    assert "max_batch_size: 16" in text and "preferred_batch_size: [ 4, 8 ]" in text
+    assert "max_queue_delay_microseconds: 1000" in text and "kind: KIND_CPU, count: 1" in text
+    files = set(os.listdir(os.path.join(model_dir, "1")))
+    assert {"model.py", "recom_model.so", "recom_model.so.spec.json", "recom_model.so.params.npz", "python"} <= files
+    bundled = os.path.join(model_dir, "1", "python", "recom_tvm")
+    assert os.path.exists(os.path.join(bundled, "runtime", "compiled_model.py"))
+    assert not os.path.exists(os.path.join(bundled, "frontend"))  # the runtime only
+
+
+def test_config_for_cuda_and_for_tf_examples(compiled):
+    demo = compiled(zoo.demo(), optimized=True).model.spec
+    text = config_pbtxt(demo, "cuda", "demo", instances=3, gpus=[0, 1], preferred_batch_sizes=(2, 8),
+                        max_batch_requests=8, merge_requests=False)
+    assert "kind: KIND_GPU, count: 3, gpus: [ 0, 1 ]" in text and "preferred_batch_size: [ 2, 8 ]" in text
+    assert 'key: "recom_tvm_merge_requests" value: { string_value: "false" }' in text
+    assert "kind: KIND_GPU, count: 2 }" in config_pbtxt(demo, "cuda", "demo")  # default: 2 per GPU
+    ex = compiled(zoo.example_mix(), optimized=True).model.spec
+    assert _inputs(config_pbtxt(ex, "llvm", "ex").split("output [")[0]) == {"examples": ("TYPE_STRING", "-1")}
+    with pytest.raises(ValueError, match="preferred batch sizes"):
+        config_pbtxt(demo, "llvm", "demo", preferred_batch_sizes=(32,))
+
+
+def test_wire_round_trip_and_names():
+    spec = zoo.demo()
+    feeds = spec.sample(4, rng=3)
+    features = [{"name": c.name, "kind": "dense" if c.kind in ("numeric", "bucketized") or c.input == "dense"
+                 else "sparse"} for c in spec.columns] + [{"name": "dense", "kind": "dense"}]
+    arrays = wire.to_wire(features, feeds)
+    assert arrays["tags.values"].dtype == object and arrays["tags.values"].shape[0] == 1
+    back = wire.from_wire(features, arrays)
+    for name, value in feeds.items():
+        for a, b in zip(value if isinstance(value, tuple) else (value,),
+                        back[name] if isinstance(back[name], tuple) else (back[name],)):
+            assert np.array_equal(np.asarray(a).astype(b.dtype) if b.dtype != object else
+                                  np.array([x.encode() for x in np.asarray(a).ravel()], dtype=object), b.ravel()
+                                  if b.dtype == object else b)
+    assert sorted(map(str, wire.features_from_names(list(arrays)))) == sorted(map(str, features))
+    with pytest.raises(ValueError, match="leading request dimension"):
+        wire.from_wire(features, {k: v[0] for k, v in arrays.items()})
+
+
+def _requests(spec, batches, hostile=False):
+    return [spec.sample(b, rng=100 + i, hostile=hostile) for i, b in enumerate(batches)]
+
+
+def _same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-6, atol=1e-6)
+
+
+def test_merged_batch_equals_one_run_per_request(compiled):
+    c = compiled(zoo.demo(), optimized=True)
+    spec = zoo.demo()
+    reqs = _requests(spec, [8, 8, 8, 3, 8, 0]) + _requests(spec, [8, 8], hostile=True)
+    ex = Executor(c.model)
+    got = ex.run(reqs)
+    for feeds, out in zip(reqs, got):
+        _same(out, c.model.run(feeds))
+        np.testing.assert_allclose(out["score"], c.ref(feeds), rtol=1e-5, atol=2e-5)
+    assert ex.counters.merged_runs >= 1 and ex.counters.merged_requests >= 3 and ex.counters.errors == 0
+
+
+def test_a_bad_request_in_a_batch_gets_its_own_error(compiled):
+    c = compiled(zoo.demo(), optimized=True)
+    spec = zoo.demo()
+    good = _requests(spec, [6, 6, 6, 6])
+    out_of_range = dict(good[0])
+    idx, vals, shape = out_of_range["category"]
+    out_of_range["category"] = (idx, np.where(np.arange(vals.size) == 0, 50, vals), shape)  # table has 50 rows
+    shifted = dict(good[1])  # a row index past dense_shape: merging must not move it into a neighbour's rows
+    idx, vals, shape = shifted["tags"]
+    shifted["tags"] = (np.where(np.arange(idx.size).reshape(idx.shape) == 0, 7, idx), vals, shape)
+    ragged_batch = dict(good[2], age=np.zeros((5, 1), np.float32))  # inconsistent batch sizes
+    assert batching.Merger(c.model.spec).inspect(shifted) is None
+    assert batching.Merger(c.model.spec).inspect(ragged_batch) is None
+    batch = [good[0], out_of_range, good[1], shifted, good[2], ragged_batch, good[3]]
+    ex = Executor(c.model)
+    got = ex.run(batch)
+    for i in (0, 2, 4, 6):
+        _same(got[i], c.model.run(batch[i]))
+    assert isinstance(got[1], recom_tvm.InvalidArgumentError) and "is not in [0, 50)" in str(got[1])
+    assert isinstance(got[3], recom_tvm.InvalidArgumentError) and "out of bounds" in str(got[3])
+    assert isinstance(got[5], recom_tvm.InvalidArgumentError) and "dimension 0 must be equal" in str(got[5])
+    assert ex.counters.fallbacks >= 1 and ex.counters.errors == 3
+    for feeds in (out_of_range, shifted, ragged_batch):  # TF rejects each too
+        with pytest.raises(Exception):  # noqa: B017 - TF's own error types
+            c.ref(feeds)
+
+
+def test_merging_only_for_row_wise_models_and_equal_padding(compiled):
+    c = compiled(zoo.demo(), optimized=True)
+    m = batching.Merger(c.model.spec)
+    assert m.reason is None
+    a, b = _requests(zoo.demo(), [4, 4])
+    b = dict(b, item_ids=np.pad(b["item_ids"], ((0, 0), (0, 1)), constant_values=-1))
+    assert m.inspect(a)[1] != m.inspect(b)[1]  # different padded width: never merged together
+    assert batching.plan([m.inspect(a)[1], m.inspect(b)[1], m.inspect(a)[1]], [4, 4, 4], 100) == [[0, 2], [1]]
+    assert batching.plan([("k",)] * 3, [4, 4, 4], 8) == [[0, 1], [2]]  # at most max_rows rows per run
+
+    class NotRowWise:
+        features = c.model.spec.features
+        placeholders = c.model.spec.placeholders
+        symbols = c.model.spec.symbols
+        outputs = [{"name": "total", "shape": ["1"]}]
+
+    assert "not row-wise" in batching.Merger(NotRowWise).reason
+    assert Executor(type("M", (), {"spec": NotRowWise})()).merge is False
+
+
+def test_export_command(compiled, tmp_path):
+    from recom_tvm.__main__ import main
+
+    c = compiled(zoo.demo(), optimized=True)
+    lib = str(tmp_path / "demo.so")
+    c.model.export_library(lib)
+    assert main(["export", lib, "--triton", str(tmp_path / "repo"), "--instances", "2", "--no-merge"]) == 0
+    text = open(tmp_path / "repo" / "demo" / "config.pbtxt").read()
+    assert "kind: KIND_CPU, count: 2" in text and '"recom_tvm_merge_requests" value: { string_value: "false"' in text
