@@ -66,6 +66,18 @@ def report(path: str) -> None:
     for b, r in sorted(d["prepare"].items(), key=lambda x: int(x[0])):
         print(f"| {b} | {f(r['tf_cpu'])} | **{f(r['native'])}** | {f(r['native_1_thread'])} | {f(r['native_keyed_jagged'])} | {f(r['native_hashing_in_numpy'])} | {f(r['reference'])} | {r['tf_cpu']['median_ms']/r['native']['median_ms']:.1f}x (best {r['tf_cpu']['min_ms']/r['native']['min_ms']:.1f}x) |")
     print()
+    print("CPU time (process_time: every thread of the process; TF-CPU's intra-op threads included), ms, median (min):")
+    print()
+    print("| B | TF-CPU whole inference | prepare(), native | native, 1 thread | native, keyed-jagged | prepare(), numpy "
+          "reference | TF-CPU / native |")
+    print("|---|---|---|---|---|---|---|")
+    g = lambda r: f"{r['cpu_median_ms']:.3f} ({r['cpu_min_ms']:.3f})" if r['cpu_median_ms'] < 10 else \
+        f"{r['cpu_median_ms']:.1f} ({r['cpu_min_ms']:.1f})"
+    for b, r in sorted(d["prepare"].items(), key=lambda x: int(x[0])):
+        print(f"| {b} | {g(r['tf_cpu'])} | **{g(r['native'])}** | {g(r['native_1_thread'])} | "
+              f"{g(r['native_keyed_jagged'])} | {g(r['reference'])} | "
+              f"{r['tf_cpu']['cpu_median_ms'] / r['native']['cpu_median_ms']:.1f}x |")
+    print()
     print("Native prepare() split, ms (median): " )
     print("| B | " + " | ".join(next(iter(d["prepare"].values()))["native_steps"].keys()) + " |")
     print("|---|" + "---|" * len(next(iter(d["prepare"].values()))["native_steps"]))
