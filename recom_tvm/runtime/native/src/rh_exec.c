@@ -466,6 +466,12 @@ static int numeric_or_dec(const rh_tensor *t) {
   return t->set && !t->raw && t->dtype != RH_STR && t->dtype != RH_F16 && t->dtype != RH_NONE;
 }
 
+/* ids the packed int64 buffer holds exactly (uint64 could wrap, floats truncate, bools are not ids: the reference
+ * decides those, by whatever conversion rule feeds.py has) */
+static int exact_ids(const rh_tensor *t) {
+  return t->set && !t->raw && ((rh_is_int(t->dtype) && t->dtype != RH_U64) || t->dtype == RH_DEC);
+}
+
 static int layout(rh_ctx *c) {
   const rh_program *p = c->prog;
   int64_t batch = 0;
@@ -485,12 +491,13 @@ static int layout(rh_ctx *c) {
     switch (col[0]) {
       case COL_CSR: {
         const rh_tensor *ids = &c->t[col[2]];
-        if (a->ndim != 2 || a->shape[1] < 1 || !is_index(a) || !numeric_or_dec(ids) || rh_is_float(ids->dtype))
+        if (a->ndim != 2 || a->shape[1] < 1 || !is_index(a) || !exact_ids(ids))
           return rh_refuse(c, "column %d: csr inputs", k);
         size = batch + 1 + ids->size * (col[3] >= 0 ? 2 : 1);
         if (col[3] >= 0) {
           const rh_tensor *w = &c->t[col[3]];
-          if (!numeric_or_dec(w) || w->size != ids->size) return rh_refuse(c, "column %d: weights", k);
+          if (!w->set || w->raw || w->dtype != RH_F32 || w->size != ids->size)
+            return rh_refuse(c, "column %d: weights", k);
         }
         if (!a->rows_ok)
           for (int64_t i = 0; i < a->shape[0]; i++)
@@ -498,15 +505,16 @@ static int layout(rh_ctx *c) {
         break;
       }
       case COL_DENSE:  /* [B, T] padded ids (a scalar feature [B]: one slot per row) */
-        if (a->ndim < 1 || rh_is_float(a->dtype)) return rh_refuse(c, "column %d: dense input", k);
+        if (a->ndim < 1 || !exact_ids(a)) return rh_refuse(c, "column %d: dense input", k);
         c->col_aux[k] = a->ndim >= 2 ? a->shape[1] : 1;
         size = a->size;
         break;
       case COL_ONE:
-        if (rh_is_float(a->dtype)) return rh_refuse(c, "column %d: ids", k);
+        if (!exact_ids(a)) return rh_refuse(c, "column %d: ids", k);
         size = a->size;
         break;
-      default:
+      default:  /* bucket, numeric: float32 bit patterns */
+        if (a->dtype != RH_F32) return rh_refuse(c, "column %d: not float32", k);
         size = a->size;
         break;
     }
@@ -530,10 +538,10 @@ static int layout(rh_ctx *c) {
         c->arg_ndim[i] = 1;
         shape[0] = batch;
         break;
-      case ARG_TENSOR: {
+      case ARG_TENSOR: {  /* in the module's dtype already: another one is the reference's conversion to make */
         const rh_tensor *t = &c->t[ar[1]];
-        if (!numeric_or_dec(t) || (rh_is_float(t->dtype) && !rh_is_float(ar[2])) || !rh_itemsize(ar[2]))
-          return rh_refuse(c, "argument %d", i);
+        if (!numeric_or_dec(t) || !(t->dtype == ar[2] || (t->dtype == RH_DEC && ar[2] == RH_I64)))
+          return rh_refuse(c, "argument %d: dtype", i);
         c->arg_ndim[i] = t->ndim;
         memcpy(shape, t->shape, sizeof(int64_t) * RH_MAXDIM);
         bytes = t->size * (int64_t)rh_itemsize(ar[2]);
@@ -603,19 +611,10 @@ int rh_run(rh_ctx *c) {
 }
 
 /* ---------------------------------------------------------------------------------------------- writing */
-static inline int64_t f32_bits(float f) {
-  int32_t b;
-  memcpy(&b, &f, 4);
-  return (int64_t)b;  /* numpy: packed[...] = x.view(np.int32) sign-extends */
-}
-
+/* float32 bit patterns, sign-extended into int64 (numpy: packed[...] = x.view(np.int32)) */
 static void write_floats(const rh_tensor *x, int64_t *dst) {
-  if (x->dtype == RH_F32) {
-    const int32_t *b = (const int32_t *)x->data;
-    for (int64_t i = 0; i < x->size; i++) dst[i] = b[i];
-  } else {
-    for (int64_t i = 0; i < x->size; i++) dst[i] = f32_bits((float)rh_get_f64(x, i));
-  }
+  const int32_t *b = (const int32_t *)x->data;
+  for (int64_t i = 0; i < x->size; i++) dst[i] = b[i];
 }
 
 static void write_ints(const rh_tensor *x, int64_t *dst) {
@@ -678,26 +677,8 @@ static void write_column(rh_ctx *c, int64_t *packed, int k) {
   }
 }
 
-static void write_tensor(const rh_tensor *t, int dtype, uint8_t *dst) {
-  if (t->dtype == dtype || (t->dtype == RH_DEC && dtype == RH_I64)) {
-    memcpy(dst, t->data, (size_t)t->size * rh_itemsize(dtype));
-    return;
-  }
-  for (int64_t i = 0; i < t->size; i++) {
-    switch (dtype) {
-      case RH_F32: ((float *)dst)[i] = (float)rh_get_f64(t, i); break;
-      case RH_F64: ((double *)dst)[i] = rh_get_f64(t, i); break;
-      case RH_BOOL: ((uint8_t *)dst)[i] = rh_is_float(t->dtype) ? rh_get_f64(t, i) != 0 : rh_geti(t, i) != 0; break;
-      case RH_I8: ((int8_t *)dst)[i] = (int8_t)rh_geti(t, i); break;
-      case RH_I16: ((int16_t *)dst)[i] = (int16_t)rh_geti(t, i); break;
-      case RH_I32: ((int32_t *)dst)[i] = (int32_t)rh_geti(t, i); break;
-      case RH_U8: ((uint8_t *)dst)[i] = (uint8_t)rh_geti(t, i); break;
-      case RH_U16: ((uint16_t *)dst)[i] = (uint16_t)rh_geti(t, i); break;
-      case RH_U32: ((uint32_t *)dst)[i] = (uint32_t)rh_geti(t, i); break;
-      case RH_U64: ((uint64_t *)dst)[i] = (uint64_t)rh_geti(t, i); break;
-      default: ((int64_t *)dst)[i] = rh_geti(t, i); break;
-    }
-  }
+static void write_tensor(const rh_tensor *t, int dtype, uint8_t *dst) {  /* layout() checked the dtype */
+  memcpy(dst, t->data, (size_t)t->size * rh_itemsize(dtype));
 }
 
 typedef struct { rh_ctx *c; uint8_t *dst; int64_t *packed; } write_job;
