@@ -58,6 +58,7 @@ class ImportContext:
         self._params_by_content: dict[tuple, Device] = {}
         self.assertions: list[dict] = []  # host-checked preconditions (recom_tvm.runtime.assertions)
         self.assertion_symbols: set[str] = set()
+        self._host_known: dict = {}
 
     # ------------------------------------------------------------------------------------------- errors
     def add_host_op(self, node: dict) -> None:
@@ -262,6 +263,42 @@ class ImportContext:
         self.inputs[:0] = extra
         return relax.Function([i.var for i in extra] + list(func.params), func.body, func.ret_ty, func.is_pure,
                               func.attrs, func.span)
+
+    def host_known(self, v: Known) -> str:
+        """A symbolic known value (sizes used as data) computed in the host stage, from the dims and values of
+        the host tensors that define its symbols (a `SymbolicValue` plan node); its tensor name."""
+        from ..shapes.assertions import to_ast
+
+        key = ("known", id(v))
+        if key in self._host_known:
+            return self._host_known[key]
+        where: dict[str, tuple[str, str, int]] = {}
+        for inp in self.inputs:
+            if inp.kind == "shape":
+                for i, d in enumerate(inp.var.ty.values):
+                    if isinstance(d, tirx.Var):
+                        where.setdefault(d.name, (inp.ref, "value", i))
+        for host in self.host_values.values():
+            for i, d in enumerate(host.shape):
+                if isinstance(d, tirx.Var):
+                    where.setdefault(d.name, (host.tensor, "dim", i))
+        asts = [to_ast(x) if is_prim(x) else ["int", int(x)] for x in v.value.reshape(-1)]
+        names: set[str] = set()
+        for x in v.value.reshape(-1):
+            if is_prim(x):
+                _names(x, names)
+        missing = sorted(names - set(where))
+        if missing:
+            self.fail(f"the sizes {missing} are not known in the host stage")
+        tensors = sorted({where[n][0] for n in names})
+        symbols = {n: [where[n][1], tensors.index(where[n][0]), where[n][2]] for n in sorted(names)}
+        out = f"{self.node.name}/recom_sizes_{len(self._host_known)}:0"
+        self.add_host_op({"name": out[:-2], "op": "SymbolicValue", "inputs": [{"tensor": t} for t in tensors],
+                          "attrs": {"values": asts, "symbols": symbols, "dtype": v.dtype,
+                                    "shape": list(v.value.shape)}, "outputs": [out]})
+        self.host_values[out] = Host(out, v.dtype, list(v.value.shape))
+        self._host_known[key] = out
+        return out
 
     def shape_feed_input(self, tensor: str, dtype: str, symbols: list[tirx.Var], source: str = "feed") -> Known:
         """A small int vector (a dense_shape) passed as a Shape: its values bind `symbols`."""

@@ -30,17 +30,24 @@ from .values import Host, Known
 
 _STRING_OPS = {"StringToHashBucketFast", "StringToHashBucket", "StringToHashBucketStrong", "AsString",
                "StringJoin", "StringSplit", "StringSplitV2", "Substr", "StringLower", "StringUpper",
-               "RegexReplace", "StaticRegexReplace", "StringStrip", "StringLength", "StringToNumber",
-               "DecodeRaw", "ParseExample", "ParseExampleV2", "ParseSingleExample",
-               "SparseCross"}  # host-stage ops: what feeds them runs on the host too
+               "RegexReplace", "StaticRegexReplace", "RegexFullMatch", "StaticRegexFullMatch", "StringStrip",
+               "StringLength", "StringToNumber", "ReduceJoin", "StringNGrams", "DecodeRaw", "ParseExample",
+               "ParseExampleV2", "ParseSingleExample", "SparseCross", "SparseCrossV2", "SparseCrossHashed",
+               "UnicodeDecode", "UnicodeDecodeWithOffsets", "UnicodeEncode", "UnicodeTranscode",
+               "StringFormat"}  # host-stage ops: what feeds them runs on the host too
 _DTYPE_ATTRS = ("T", "Tparams", "dtype", "DstT", "SrcT")
-# elementwise ops kept on the host when all their inputs are host-stage results (see _host_closed)
-_HOST_CLOSED = {"NotEqual", "Equal", "AddV2", "SelectV2"}
+# ops kept on the host when they read host-stage results and constants only (see _host_closed): vocabulary ids
+# with OOV buckets, and the row partition of a string split (RaggedTensor.from_value_rowids: bincount + cumsum),
+# which the module then reads as it reads a ragged feed's row_splits. Not the id filters and gathers of a column's
+# core (Where, GatherV2, ...): the redundancy passes rewrite those in the module.
+_HOST_CLOSED = {"NotEqual", "Equal", "AddV2", "SelectV2", "Sub", "Mul", "Cast", "StridedSlice", "DenseBincount",
+                "Cumsum", "ConcatV2", "Max", "Min", "Maximum", "Minimum", "Reshape"}
 _SHAPE_FEED_MAX = 8  # static int vectors up to this size (dense_shape & co.) are fed as symbolic shapes
 
 
-def from_tensorflow(source: Any, signature: str | dict | None = None,
-                    outputs: list[str] | None = None) -> tuple[tvm.IRModule, dict[str, np.ndarray], InputSpec]:
+def from_tensorflow(source: Any, signature: str | dict | None = None, outputs: list[str] | None = None, *,
+                    assets: dict[str, str] | None = None, assets_dir: str | None = None,
+                    ) -> tuple[tvm.IRModule, dict[str, np.ndarray], InputSpec]:
     """Import a TF model into Relax.
 
     Args:
@@ -48,14 +55,19 @@ def from_tensorflow(source: Any, signature: str | dict | None = None,
             `tf.function` ConcreteFunction.
         signature: SavedModel signature name (default "serving_default"), or for a .pb a dict (or JSON file)
             `{"inputs": {feature: placeholder | {"indices", "values", "dense_shape"}}, "outputs": {...}}`.
-        outputs: tensor names to return instead of the signature's outputs.
+        outputs: tensor names to return instead of the signature's outputs. Without a signature's outputs
+            either, the graph's sinks (nodes nothing reads, except initializers and other effect-only ops).
+        assets: for a frozen GraphDef, `{path in the graph: local file}` for vocabulary files the graph names
+            by a path that is not on this machine or lies outside the model's folder (the only files read
+            outside it, besides `assets_dir`); keys may also be file names.
+        assets_dir: for a frozen GraphDef, a folder holding vocabulary files under their file names.
 
     Returns:
         (mod, params, spec): `mod["main"]` takes the module inputs listed in `spec` then the params;
         params maps parameter names to numpy arrays (the embedding tables and weights).
     """
     t0 = time.perf_counter()
-    loaded = load(source, signature, outputs)
+    loaded = load(source, signature, outputs, assets, assets_dir)
     config.log(f"loaded {loaded.source}: {len(loaded.graph.nodes)} nodes in {time.perf_counter() - t0:.2f}s")
     try:
         mod, params, spec = _Importer(loaded).run()
@@ -111,10 +123,11 @@ class _Importer:
         self.loaded = loaded
         self.graph: Graph = loaded.graph
         self.columns = ColumnResolver(self.graph, loaded.features)
-        self.tables = resolve_tables(self.graph, loaded.model_dir, loaded.tables)
+        self.tables = resolve_tables(self.graph, loaded.model_dir, loaded.tables, loaded.assets, loaded.assets_dir)
         self.ctx = ImportContext(self.columns)
         self.ctx.graph = self.graph
         self.values: dict[tuple[str, int], Any] = {}
+        self.ctx.values = self.values  # converters that recognize a TF idiom read their inputs' producers
         self.structured = any(f.kind == "sparse" or f.name != parse_tensor_name(f.tensors.get("value", ""))[0]
                               for f in loaded.features)
 
@@ -326,19 +339,28 @@ class _Importer:
             return converters.DEVICE[op](self.ctx, node, ins)
         if on_host or any(isinstance(v, Host) and v.dtype == "string" for v in ins):
             return self._host(node, ins)
+        if op == "DenseBincount" and not isinstance(ins[1], Known):
+            from .converters.host_ops import clamped_size
+
+            size = clamped_size(self.ctx, node.inputs[1])  # bincount(minlength=n, maxlength=n): the size is n
+            ins = ins if size is None else [ins[0], size, *ins[2:]]
         if op in _HOST_CLOSED and self._host_closed(ins):
-            return self._host(node, ins)
+            try:
+                return self._host(node, ins)
+            except ConversionError:  # no host rule for these inputs: the op runs in the module as usual
+                if op not in converters.DEVICE:
+                    raise
         if op not in converters.DEVICE:
             raise UnsupportedOpError(op, node.name, self.columns(node.name))
         return converters.DEVICE[op](self.ctx, node, ins)
 
     def _host_closed(self, ins: list) -> bool:
-        """Every input is a host-stage result or a constant scalar, and one is a host-stage result (not a feed):
-        keep the op on the host, so its consumer reads one host tensor (vocabulary ids with OOV buckets)."""
+        """Every input is a host-stage result or a small known value (a constant or sizes), and one is a
+        host-stage result (not a feed): keep the op on the host, so its consumer reads one host tensor."""
         produced = self.ctx.host_outputs
         return any(isinstance(v, Host) and v.tensor in produced for v in ins) and all(
-            (isinstance(v, Host) and v.tensor in produced) or (isinstance(v, Known) and v.concrete
-                                                               and v.numpy().size == 1) for v in ins)
+            (isinstance(v, Host) and v.tensor in produced) or (isinstance(v, Known) and v.value.size <= 8)
+            for v in ins)
 
     def _host(self, node: Node, ins: list):
         ctx = self.ctx
@@ -357,11 +379,14 @@ class _Importer:
                     arr = np.array([b.decode("latin-1") if isinstance(b, bytes) else str(b)
                                     for b in arr.reshape(-1)], dtype=object).reshape(arr.shape)
                 inputs.append({"const": arr.tolist(), "dtype": v.dtype})
+            elif isinstance(v, Known):  # sizes used as data: computed on the host from the feeds' shapes
+                inputs.append({"tensor": ctx.host_known(v)})
             else:
-                ctx.fail("a host-stage op reads a value that is only known on the device or symbolically")
+                ctx.fail("a host-stage op reads a value computed on the device")
         outputs = [f"{node.name}:{i}" for i in range(len(out_types))]
         attrs = {k: (v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in node.attrs.items()
-                 if isinstance(v, (int, float, bool, str, bytes))}
+                 if isinstance(v, (int, float, bool, str, bytes)) or (isinstance(v, list) and all(
+                     isinstance(e, (int, float, bool)) for e in v))}
         ctx.add_host_op({"name": node.name, "op": node.op, "inputs": inputs, "attrs": attrs,
                               "outputs": outputs})
         outs = [Host(t, dt, shape) for t, (dt, shape) in zip(outputs, out_types)]

@@ -35,6 +35,8 @@ class LoadedGraph:
     source: str
     model_dir: str | None = None  # where vocabulary files may be read from
     tables: dict = dataclasses.field(default_factory=dict)  # TF2 resource placeholder -> (keys, values)
+    assets: dict[str, str] = dataclasses.field(default_factory=dict)  # graph path -> local file (see tables.py)
+    assets_dir: str | None = None  # a folder holding vocabulary files by name
 
 
 SPARSE_PARTS = ("indices", "values", "dense_shape")
@@ -45,8 +47,31 @@ def _node_of(tensor: str) -> str:
     return parse_tensor_name(tensor)[0]
 
 
-def load(source: Any, signature: str | dict | None = None, outputs: list[str] | None = None) -> LoadedGraph:
+def load(source: Any, signature: str | dict | None = None, outputs: list[str] | None = None,
+         assets: dict | None = None, assets_dir: str | os.PathLike | None = None) -> LoadedGraph:
     """Dispatch on the kind of `source`; see `recom_tvm.from_tensorflow`."""
+    loaded = _load(source, signature, outputs)
+    if assets or assets_dir is not None:
+        if not _is_graphdef_source(source):
+            raise ModelFormatError("assets= / assets_dir= map the vocabulary files of a frozen GraphDef; a "
+                                   "SavedModel or ConcreteFunction carries its own assets")
+        if assets_dir is not None and not os.path.isdir(assets_dir):
+            raise ModelFormatError(f"assets_dir {os.fspath(assets_dir)!r} is not a directory")
+        for graph_path, local in (assets or {}).items():
+            if not os.path.isfile(local):
+                raise ModelFormatError(f"assets: {graph_path!r} is mapped to {os.fspath(local)!r}, which is not a file")
+        loaded.assets = {str(k): os.path.abspath(v) for k, v in (assets or {}).items()}
+        loaded.assets_dir = os.path.abspath(assets_dir) if assets_dir is not None else None
+    return loaded
+
+
+def _is_graphdef_source(source) -> bool:
+    if isinstance(source, (bytes, bytearray)) or type(source).__name__ == "GraphDef":
+        return True
+    return isinstance(source, (str, os.PathLike)) and os.path.isfile(os.fspath(source))
+
+
+def _load(source: Any, signature, outputs) -> LoadedGraph:
     if isinstance(source, (bytes, bytearray)):
         return _from_graphdef_bytes(bytes(source), signature, outputs, "<bytes>")
     if isinstance(source, (str, os.PathLike)):
@@ -75,10 +100,9 @@ def load(source: Any, signature: str | dict | None = None, outputs: list[str] | 
 
 # ---------------------------------------------------------------------------------------------------------- GraphDef
 def _features_from_spec(spec: dict | None, graph: Graph) -> list[Feature]:
-    """Features from an explicit signature dict, or one dense feature per Placeholder."""
+    """Features from an explicit signature dict, or from the graph's Placeholders (see _placeholder_features)."""
     if spec is None:
-        return [Feature(n.name, "dense", {"value": n.name + ":0"}) for n in (graph.nodes[k] for k in graph.order)
-                if n.op == "Placeholder"]
+        return _placeholder_features(graph)
     feats = []
     for name, desc in spec.get("inputs", spec).items():
         if isinstance(desc, str):
@@ -99,14 +123,55 @@ def _features_from_spec(spec: dict | None, graph: Graph) -> list[Feature]:
     return feats
 
 
+# tf.compat.v1.sparse_placeholder(name=X) writes these three Placeholders
+_SPARSE_PLACEHOLDER_PARTS = {"indices": "indices", "values": "values", "shape": "dense_shape"}
+
+
+def _placeholder_features(graph: Graph) -> list[Feature]:
+    """Features of a GraphDef given without a signature: a sparse feature X for each `X/indices`, `X/values`,
+    `X/shape` Placeholder triple (what `tf.compat.v1.sparse_placeholder(name=X)` writes; the shape is a
+    PlaceholderWithDefault when the static shape is partly unknown), else one dense feature per Placeholder, named
+    by its node. Sorted by name, so the order never depends on the graph's node order."""
+    placeholders = {n: graph.nodes[n] for n in graph.order
+                    if graph.nodes[n].op in ("Placeholder", "PlaceholderWithDefault")}
+    groups: dict[str, dict[str, str]] = {}
+    for name in placeholders:
+        prefix, _, part = name.rpartition("/")
+        if prefix and part in _SPARSE_PLACEHOLDER_PARTS:
+            groups.setdefault(prefix, {})[_SPARSE_PLACEHOLDER_PARTS[part]] = name + ":0"
+    feats, used = [], set()
+    for prefix, parts in groups.items():
+        shapes = {k: placeholders[t[:-2]].attr("shape") for k, t in parts.items()}
+        if set(parts) == set(SPARSE_PARTS) and prefix not in placeholders and shapes["indices"] is not None \
+                and len(shapes["indices"]) == 2 and placeholders[parts["indices"][:-2]].attr("dtype") == "int64":
+            feats.append(Feature(prefix, "sparse", {k: parts[k] for k in SPARSE_PARTS}))
+            used |= {t[:-2] for t in parts.values()}
+    feats += [Feature(n, "dense", {"value": n + ":0"}) for n, node in placeholders.items()
+              if n not in used and node.op == "Placeholder"]
+    return sorted(feats, key=lambda f: f.name)
+
+
 def _full(t: str) -> str:
     return t if ":" in t else t + ":0"
 
 
+# Nodes that are never a model's output although nothing reads them: initializers and other ops run for their
+# effect (a TF1 freeze keeps the table initializers, which only `init_all_tables` reads by a control edge),
+# inputs, and resource handles
+_NOT_OUTPUTS = frozenset({
+    "NoOp", "Const", "Placeholder", "PlaceholderWithDefault", "Assert", "Print", "PrintV2", "SaveV2", "RestoreV2",
+    "Save", "SaveSlices", "Restore", "RestoreSlice", "MergeV2Checkpoints", "LookupTableImportV2", "LookupTableImport",
+    "InitializeTableV2", "InitializeTable", "InitializeTableFromTextFileV2", "InitializeTableFromTextFile",
+    "LookupTableInsertV2", "LookupTableInsert", "LookupTableRemoveV2", "HashTableV2", "HashTable",
+    "MutableHashTableV2", "MutableHashTableOfTensorsV2", "MutableDenseHashTableV2", "VarHandleOp",
+    "VariableV2", "Variable", "AssignVariableOp", "Assign", "AssignAdd", "AssignSub", "VarIsInitializedOp",
+    "IsVariableInitialized", "DestroyResourceOp"})
+
+
 def _default_outputs(graph: Graph) -> list[tuple[str, str]]:
+    """The graph's sinks (nodes no other node reads), except initializers and other ops run for their effect."""
     consumed = {src for n in graph.nodes.values() for src, _ in n.inputs}
-    skip = {"NoOp", "Const", "Placeholder", "Assert", "SaveV2", "RestoreV2"}
-    outs = [n for n in graph.order if n not in consumed and graph.nodes[n].op not in skip]
+    outs = [n for n in graph.order if n not in consumed and graph.nodes[n].op not in _NOT_OUTPUTS]
     if not outs:
         raise ModelFormatError("the graph has no output node; pass outputs=[...]")
     return [(n, n + ":0") for n in sorted(outs)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 
 import numpy as np
 
@@ -48,7 +49,8 @@ class Table:
             raise ModelFormatError(f"table {self.name!r} has duplicate keys")
 
 
-def resolve_tables(graph, model_dir: str | None, exported: dict | None = None) -> dict[str, Table]:
+def resolve_tables(graph, model_dir: str | None, exported: dict | None = None, assets: dict | None = None,
+                   assets_dir: str | None = None) -> dict[str, Table]:
     """{table node: Table} for every table node of `graph` (TF1 tables and TF2 resource placeholders)."""
     tables: dict[str, Table] = {}
     for name, (keys, values) in (exported or {}).items():
@@ -67,7 +69,7 @@ def resolve_tables(graph, model_dir: str | None, exported: dict | None = None) -
             keys, values = (_const(graph, init, src) for src, _ in init.inputs[1:3])
             tables[node.name] = Table(node.name, keys, values)
         else:
-            tables[node.name] = _from_text_file(graph, node, init, model_dir)
+            tables[node.name] = _from_text_file(graph, node, init, model_dir, assets or {}, assets_dir)
     return tables
 
 
@@ -94,33 +96,48 @@ def _const(graph, init, src: str, depth: int = 0) -> np.ndarray:
     return out.reshape(-1) if depth == 0 else out
 
 
-def resolve_vocab_path(filename: str, model_dir: str | None, what: str) -> str:
-    """The vocabulary file inside the model's directory (assets/<basename> first), or refuse."""
+def resolve_vocab_path(filename: str, model_dir: str | None, what: str, assets: dict | None = None,
+                       assets_dir: str | None = None) -> str:
+    """Where to read a vocabulary file the graph names: the user's mapping (`assets`: graph path or file name
+    -> local file), `assets_dir/<file name>`, the model's directory (`assets/<file name>` first), or refuse."""
+    base = os.path.basename(filename)
+    for key in (filename, base):
+        if assets and key in assets:
+            return assets[key]
     candidates = []
+    if assets_dir:
+        root = os.path.realpath(assets_dir)
+        real = os.path.realpath(os.path.join(root, base))
+        candidates.append(real)
+        if os.path.isfile(real) and os.path.commonpath([real, root]) == root:
+            return real
     if model_dir:
         root = os.path.realpath(model_dir)
-        candidates = [os.path.join(root, "assets", os.path.basename(filename)), os.path.join(root,
-                                                                                            filename)]
-        for c in candidates:
+        for c in (os.path.join(root, "assets", base), os.path.join(root, filename)):
             real = os.path.realpath(c)
+            candidates.append(c)
             if os.path.isfile(real) and os.path.commonpath([real, root]) == root:
                 return real
+    how = ("map it with from_tensorflow(..., assets={%r: <local file>}) or assets_dir=<folder holding %r>"
+           % (filename, base))
     if os.path.isfile(filename):
         if config.allow_unsafe_paths:
             return filename
         raise ModelFormatError(f"{what}: vocabulary file {filename!r} lies outside the model's directory "
-                               f"({model_dir!r}); refusing to read it (set recom_tvm.config.allow_unsafe_paths / "
-                               "RECOM_TVM_ALLOW_UNSAFE_PATHS=1 to allow)")
-    raise ModelFormatError(f"{what}: vocabulary file {filename!r} not found (looked in {candidates or [filename]})")
+                               f"({model_dir!r}); refusing to read it: {how} (or set recom_tvm.config."
+                               "allow_unsafe_paths / RECOM_TVM_ALLOW_UNSAFE_PATHS=1 to read any path)")
+    raise ModelFormatError(f"{what}: vocabulary file {filename!r} not found (looked in {candidates or [filename]}); "
+                           f"{how}")
 
 
-def _from_text_file(graph, table_node, init, model_dir: str | None) -> Table:
+def _from_text_file(graph, table_node, init, model_dir: str | None, assets: dict, assets_dir: str | None) -> Table:
     what = f"{init.op} node {init.name!r}"
     fname = _const(graph, init, init.inputs[1][0])
     if fname.size != 1:
         raise ModelFormatError(f"{what}: the file name is not a scalar")
     raw = fname[0]
-    path = resolve_vocab_path(raw.decode() if isinstance(raw, bytes) else str(raw), model_dir, what)
+    path = resolve_vocab_path(raw.decode() if isinstance(raw, bytes) else str(raw), model_dir, what, assets,
+                              assets_dir)
     key_index, value_index = int(init.attr("key_index")), int(init.attr("value_index"))
     size = int(init.attr("vocab_size", -1))
     delim = init.attr("delimiter", "\t")
@@ -143,12 +160,18 @@ def _from_text_file(graph, table_node, init, model_dir: str | None) -> Table:
             v = line
         elif i == LINE_NUMBER:
             return n + offset
-        else:
-            parts = line.split(delim.encode())
+        else:  # TF splits on any byte of the delimiter (str_util::Split with a character set)
+            parts = re.split(b"[" + re.escape(delim.encode()) + b"]", line) if len(delim) > 1 else \
+                line.split(delim.encode())
             if i >= len(parts):
                 raise ModelFormatError(f"{what}: line {n + 1} of {path} has no field {i}")
             v = parts[i]
-        return v if dtype == "string" else int(v)
+        if dtype == "string":
+            return v
+        try:
+            return float(v) if dtype.startswith("float") else int(v)
+        except ValueError:
+            raise ModelFormatError(f"{what}: field {i} of line {n + 1} of {path} is not a {dtype}: {v!r}") from None
 
     keys = [field(ln, key_index, n, key_dtype) for n, ln in enumerate(lines)]
     values = [field(ln, value_index, n, value_dtype) for n, ln in enumerate(lines)]

@@ -19,7 +19,10 @@ def _utf8(v: np.ndarray) -> np.ndarray:
 
 
 class FrozenGraphRunner:
-    def __init__(self, pb: str, signature: dict | str, threads: int = 0) -> None:
+    """`assets` ({path in the graph: local file}, as `from_tensorflow(..., assets=)` takes it) redirects the
+    vocabulary files the graph's table initializers read."""
+
+    def __init__(self, pb: str, signature: dict | str, threads: int = 0, assets: dict | None = None) -> None:
         import tensorflow as tf
 
         v1 = tf.compat.v1
@@ -30,6 +33,13 @@ class FrozenGraphRunner:
         gd = v1.GraphDef()
         with open(pb, "rb") as f:
             gd.ParseFromString(f.read())
+        for node in gd.node if assets else ():
+            if node.op == "Const" and node.attr["value"].tensor.string_val:
+                vals = node.attr["value"].tensor.string_val
+                for i, v in enumerate(vals):
+                    local = assets.get(v.decode("utf-8", "replace"))
+                    if local is not None:
+                        vals[i] = local.encode()
         self.graph = tf.Graph()
         with self.graph.as_default():
             v1.import_graph_def(gd, name="")

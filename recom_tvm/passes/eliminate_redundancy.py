@@ -215,8 +215,8 @@ def _rows_sorted(ctx: RuleContext, rows_of, n) -> tuple[bool, str | None, str]:
             node = _host_node(ctx.spec, inp["ref"])
             if node is not None and node["op"] == "Where":
                 return True, None, "rows from the host stage's Where (row-major)"
-            if node is not None and node["op"] == "SparseCross" and inp["ref"] == node["outputs"][0]:
-                return True, None, "rows from the host stage's SparseCross (row-major)"
+            if node is not None and node["op"] in ROW_MAJOR_HOST_OPS and inp["ref"] == node["outputs"][0]:
+                return True, None, f"rows from the host stage's {node['op']} (row-major)"
             if node is not None and node["op"] == "ParseExampleV2" and \
                     inp["ref"] in node["outputs"][:len(node["attrs"]["sparse"])]:
                 return True, None, "rows from the host stage's ParseExampleV2 (row-major)"
@@ -224,6 +224,11 @@ def _rows_sorted(ctx: RuleContext, rows_of, n) -> tuple[bool, str | None, str]:
             f = ctx.feature_of_indices[inp["ref"]]
             return True, f["name"], f"rows from feature {f['name']!r}, sorted on the host"
     return False, None, "rows of unknown order"
+
+
+# host-stage ops whose first output is a SparseTensor's indices in row-major order by construction
+ROW_MAJOR_HOST_OPS = frozenset({"SparseCross", "SparseCrossV2", "SparseCrossHashed", "StringSplit",
+                                "StringSplitV2", "SparseReorder"})
 
 
 def _row_of_each_entry(indices, n):

@@ -65,6 +65,7 @@ class ValueRanges:
 
     def _from_host_plan(self, spec) -> None:
         hashed: dict[str, Range] = {}
+        not_equal: dict[str, tuple[str, int]] = {}  # host tensor -> (x, c) of x != c (a vocabulary's OOV test)
 
         def rng(inp):
             if "tensor" in inp:
@@ -74,18 +75,31 @@ class ValueRanges:
 
         for node in spec.host_plan:  # in plan order: inputs before their consumers
             out, op, ins = node["outputs"][0], node["op"], node["inputs"]
-            if op == "StringToHashBucketFast":
+            if op in ("StringToHashBucketFast", "StringToHashBucketStrong"):
                 hashed[out] = (0, int(node["attrs"]["num_buckets"]) - 1)
             elif op == "LookupTableFind" and node["attrs"]["value_dtype"].startswith("int"):
                 vals = list(node["attrs"]["values"]) + [node["attrs"]["default"]]
                 hashed[out] = (int(min(vals)), int(max(vals)))
-            elif op == "SparseCross" and int(node["attrs"]["num_buckets"]) > 0:
+            elif op == "Bucketize":  # run on the host when a crossed column reads it too
+                hashed[out] = (0, len(node["attrs"]["boundaries"]))
+            elif op in ("Cast", "Identity", "Reshape", "ExpandDims") and rng(ins[0]) and (
+                    op != "Cast" or str(node["attrs"].get("DstT", "")).startswith("int")):
+                hashed[out] = rng(ins[0])
+            elif op in ("SparseCross", "SparseCrossHashed") and int(node["attrs"]["num_buckets"]) > 0:
                 hashed[node["outputs"][1]] = (0, int(node["attrs"]["num_buckets"]) - 1)
             elif op == "AddV2" and all(rng(i) for i in ins):
                 (a0, a1), (b0, b1) = rng(ins[0]), rng(ins[1])
                 hashed[out] = (a0 + b0, a1 + b1)
+            elif op == "NotEqual" and "tensor" in ins[0] and "const" in ins[1] and np.size(ins[1]["const"]) == 1 \
+                    and str(ins[1].get("dtype", "")).startswith("int"):
+                not_equal[out] = (ins[0]["tensor"], int(np.asarray(ins[1]["const"]).reshape(())))
             elif op == "SelectV2" and rng(ins[1]) and rng(ins[2]):
-                hashed[out] = _union(rng(ins[1]), rng(ins[2]))
+                kept = rng(ins[1])
+                cond = not_equal.get(ins[0].get("tensor"))
+                if cond is not None and ins[1].get("tensor") == cond[0]:  # x != c ? x : y never takes c from x
+                    lo, hi = kept
+                    kept = (lo + 1, hi) if lo == cond[1] else (lo, hi - 1) if hi == cond[1] else kept
+                hashed[out] = _union(kept, rng(ins[2])) if kept[0] <= kept[1] else rng(ins[2])
         for inp in spec.module_inputs:
             if inp["source"] == "host" and inp["ref"] in hashed:
                 self.input_ranges[inp["name"]] = hashed[inp["ref"]]

@@ -19,7 +19,7 @@ from ..errors import FeedError, InvalidArgumentError, ModelFormatError
 from . import builtins  # noqa: F401  (registers the packed functions compiled modules call)
 from .assertions import assertion_symbols, check_all
 from .binding import Binder
-from .feeds import check_ids, normalize_feeds, sort_rows
+from .feeds import check_ids, flush_denormals, normalize_feeds, sort_rows
 from .host_stage import run_host_stage
 from .keyed_jagged import KeyedJagged
 from .packer import PACKED, PACKED_SIZES, apply_recipes, is_virtual_zeros, pack
@@ -237,7 +237,8 @@ class CompiledModel:
                 args.append(tvm_ffi.Shape(list(arr.shape) if inp["kind"] == "shape_of" else
                                           [int(v) for v in np.asarray(arr).reshape(-1)]))
             else:
-                args.append(np.ascontiguousarray(arr, dtype=inp["dtype"]))
+                # np.ascontiguousarray makes a rank-0 array (a host-stage scalar) rank 1: keep the shape
+                args.append(np.ascontiguousarray(arr, dtype=inp["dtype"]).reshape(np.shape(arr)))
         return args, bound
 
     @staticmethod
@@ -379,6 +380,11 @@ def host_env(spec: InputSpec, feeds: Mapping) -> dict:
         sort_rows(spec.feature(name), env, spec.sort_with.get(name, ()), spec.feed_of)
     if spec.host_plan:
         env = run_host_stage(spec.host_plan, env)
+        for node in spec.host_plan:  # floats made on the host (StringToNumber) enter the kernels as feeds do
+            for t in node["outputs"]:
+                arr = env.get(t)
+                if isinstance(arr, np.ndarray) and arr.dtype.kind == "f":
+                    env[t] = flush_denormals(arr)
     for check in spec.id_checks:
         check_ids(check, env[check["tensor"]], env[check["where_positive"]] if "where_positive" in check else None)
     return env

@@ -89,3 +89,115 @@ def sparse_cross_hashed(sparse: list[tuple], dense: list[np.ndarray], num_bucket
     indices = np.stack([row, k], axis=1).reshape(-1, 2)
     shape = np.array([batch, int(per_row.max()) if batch and total else 0], np.int64)
     return indices, ids, shape
+
+
+# ------------------------------------------------------------- string crosses and SparseCrossHashed (V2 ops)
+def _layout(sparse: list[tuple], dense: list[np.ndarray]):
+    """Per column (sparse inputs, then dense): feature count and start per row, for TF's odometer walk; and
+    (batch, per-row cross counts, row of each cross, index in its row, digit of each column per cross)."""
+    if sparse:
+        batch = int(np.asarray(sparse[0][2]).reshape(-1)[0])
+    else:
+        batch = int(np.asarray(dense[0]).shape[0]) if dense else 0
+    counts, starts = [], []
+    for idx, _, _ in sparse:
+        c = _row_counts(idx, batch)
+        counts.append(c)
+        starts.append(np.concatenate([[0], np.cumsum(c)[:-1]]).astype(np.int64) if batch else c)
+    for d in dense:
+        d = np.asarray(d)
+        k = d.shape[1] if d.ndim == 2 else 1
+        counts.append(np.full(batch, k, np.int64))
+        starts.append(np.arange(batch, dtype=np.int64) * k)
+    per_row = np.prod(np.stack(counts), axis=0) if counts else np.zeros(batch, np.int64)
+    total = int(per_row.sum())
+    row = np.repeat(np.arange(batch, dtype=np.int64), per_row)
+    row_start = np.concatenate([[0], np.cumsum(per_row)[:-1]]).astype(np.int64) if batch else per_row
+    k = np.arange(total, dtype=np.int64) - row_start[row]
+    digits, stride = [None] * len(counts), np.ones(total, np.int64)
+    for i in range(len(counts) - 1, -1, -1):  # the last column is the fastest digit
+        cnt = counts[i][row]
+        digits[i] = (k // stride) % np.maximum(cnt, 1)
+        stride = stride * cnt
+    positions = [st[row] + dg for st, dg in zip(starts, digits)]  # the feature each cross takes per column
+    return batch, per_row, row, k, positions
+
+
+def _output(batch: int, per_row: np.ndarray, row: np.ndarray, k: np.ndarray, values) -> tuple:
+    indices = np.stack([row, k], axis=1).reshape(-1, 2)
+    shape = np.array([batch, int(per_row.max()) if batch and row.size else 0], np.int64)
+    return indices, values, shape
+
+
+def _flat(values) -> list:
+    return np.asarray(values).reshape(-1).tolist()
+
+
+def sparse_cross_strings(sparse: list[tuple], dense: list[np.ndarray], sep: bytes) -> tuple:
+    """SparseCross without hashed_output (separator "_X_") and SparseCrossV2 (tf.sparse.cross): each cross is
+    its features joined by `sep`, integers written in decimal."""
+    from .strings import from_objects
+
+    batch, per_row, row, k, positions = _layout(sparse, dense)
+    cols = [_flat(v) for _, v, _ in sparse] + [_flat(d) for d in dense]
+    texts = [[v if isinstance(v, bytes) else v.encode() if isinstance(v, str) else str(int(v)).encode()
+              for v in col] for col in cols]
+    out = np.empty(row.size, dtype=object)
+    out[:] = [sep.join(texts[c][int(positions[c][n])] for c in range(len(texts))) for n in range(row.size)]
+    return _output(batch, per_row, row, k, from_objects(out))
+
+
+def _keyed_hashes(values, strong: bool, salt: tuple[int, int], dense: bool) -> np.ndarray:
+    """A feature's hash in SparseCrossHashed (TF's KeyedSparseTensorColumn / KeyedDenseTensorColumn): strings by
+    SipHash(salt) when strong, else Fingerprint64; a sparse int64 by the same over its first 4 bytes (TF hashes
+    sizeof(DataType) bytes), a dense int64 unhashed."""
+    from .fingerprint import fingerprint64_matrix
+    from .siphash import siphash24
+
+    values = np.asarray(values)
+    if values.dtype.kind in "SUO":
+        flat = _flat(values)
+        if strong:
+            return siphash24([v if isinstance(v, bytes) else v.encode() for v in flat], salt[0], salt[1])
+        return np.asarray(fingerprint64(values.reshape(-1)), dtype=_U64)
+    ints = values.astype("<i8").reshape(-1)
+    if dense:
+        return ints.view(_U64)
+    low4 = ints.view(np.uint8).reshape(-1, 8)[:, :4]
+    if strong:
+        return siphash24([bytes(r) for r in low4], salt[0], salt[1])
+    return np.asarray(fingerprint64_matrix(np.ascontiguousarray(low4), np.full(ints.size, 4, np.int64)), _U64)
+
+
+def sparse_cross_hashed_v2(sparse: list[tuple], dense: list[np.ndarray], num_buckets: int, strong: bool,
+                           salt: tuple[int, int]) -> tuple:
+    """SparseCrossHashed: h = hash(first column's feature), then FingerprintCat64 with each next one's."""
+    batch, per_row, row, k, positions = _layout(sparse, dense)
+    feats = [_keyed_hashes(v, strong, salt, False) for _, v, _ in sparse] + [
+        _keyed_hashes(d, strong, salt, True) for d in dense]
+    h = feats[0][positions[0]] if feats else np.zeros(0, _U64)
+    for ft, pos in zip(feats[1:], positions[1:]):
+        h = fingerprint_cat64(h, ft[pos])
+    mod = _U64(num_buckets) if num_buckets > 0 else _INT64_MAX
+    return _output(batch, per_row, row, k, (h % mod).astype(np.int64))
+
+
+def _split_inputs(node, args) -> tuple[list, list]:
+    """(sparse inputs as (indices, values, shape), dense inputs) of a cross: 3N sparse parts, then the dense."""
+    n = int(node["attrs"]["N"])
+    return list(zip(args[:n], args[n:2 * n], args[2 * n:3 * n])), list(args[3 * n:])
+
+
+def _cross_v2(node, *args):
+    sparse, dense = _split_inputs(node, args)
+    return sparse_cross_strings(sparse, dense, node["attrs"]["sep"].encode("latin-1"))
+
+
+def _cross_hashed(node, *args):
+    sparse, dense = _split_inputs(node, args)
+    a = node["attrs"]
+    salt = tuple(int(v) & 0xFFFFFFFFFFFFFFFF for v in a["salt"])
+    return sparse_cross_hashed_v2(sparse, dense, int(a["num_buckets"]), bool(a["strong_hash"]), salt)
+
+
+IMPLS = {"SparseCrossV2": _cross_v2, "SparseCrossHashed": _cross_hashed}

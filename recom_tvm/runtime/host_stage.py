@@ -12,6 +12,10 @@ import numpy as np
 
 from ..errors import InvalidArgumentError
 from .fingerprint import DecimalStrings, hash_bucket_fast, hash_bucket_fast_many
+from .array_ops import IMPLS as ARRAY_IMPLS
+from .cross import IMPLS as CROSS_IMPLS
+from .string_ops import IMPLS as STRING_IMPLS
+from .strings import from_objects
 
 
 def _as_string(node, x):
@@ -44,27 +48,39 @@ _SORTED: dict[int, tuple] = {}  # id(plan node) -> (node, sorted keys, values in
 
 
 def _lookup(node, x):
-    """LookupTableFindV2 on string keys (the keys and values are the node's attributes): a binary search in the
-    sorted keys; misses get the default."""
+    """LookupTableFindV2 in the host stage (the keys and values are the node's attributes; strings as latin-1
+    text): a binary search in the sorted keys; misses get the default. String keys (the common case), or
+    integer keys with string values (an index-to-string table)."""
     hit = _SORTED.get(id(node))
     if hit is None or hit[0] is not node:
         a = node["attrs"]
-        keys = [k.encode("latin-1") for k in a["keys"]]
-        kind = object if any(k.endswith(b"\0") for k in keys) else "S"
-        keys = np.array(keys, dtype=kind) if keys else np.zeros(0, "S1")
+        if a.get("key_dtype", "string") == "string":
+            keys = [k.encode("latin-1") for k in a["keys"]]
+            kind = object if any(k.endswith(b"\0") for k in keys) else "S"
+            keys = np.array(keys, dtype=kind) if keys else np.zeros(0, "S1")
+        else:
+            keys = np.asarray(a["keys"], dtype=a["key_dtype"])
         order = np.argsort(keys, kind="stable")
-        values = np.asarray(a["values"], dtype=a["value_dtype"])[order]
-        hit = _SORTED[id(node)] = (node, keys[order], values)
-    _, keys, values = hit
-    default = node["attrs"]["default"]
+        if a["value_dtype"] == "string":
+            values = _const({"const": a["values"], "dtype": "string"}).astype(object)
+            default = a["default"].encode("latin-1")
+        else:
+            values, default = np.asarray(a["values"], dtype=a["value_dtype"]), a["default"]
+        hit = _SORTED[id(node)] = (node, keys[order], values[order], default)
+    _, keys, values, default = hit
     x = np.asarray(x)
     if x.dtype == object or keys.dtype == object:
         x, keys = x.astype(object), keys.astype(object)
     flat = x.reshape(-1)
     if keys.size == 0 or flat.size == 0:
-        return np.full(x.shape, default, dtype=values.dtype)
+        out = np.empty(x.shape, dtype=values.dtype)
+        out[...] = default
+        return out
     pos = np.minimum(np.searchsorted(keys, flat), keys.size - 1)
     found = keys[pos] == flat
+    if values.dtype == object:
+        out = np.where(found, values[pos], np.array(default, dtype=object)).reshape(x.shape)
+        return from_objects(out)
     return np.where(found, values[pos], np.asarray(default, values.dtype)).reshape(x.shape)
 
 
@@ -136,6 +152,9 @@ HOST_IMPLS: dict[str, Callable] = {
     # vocabulary columns with OOV buckets: SelectV2(lookup != -1, lookup, hash + size), kept on the host
     "AddV2": lambda node, a, b: np.add(a, b),
     "SelectV2": lambda node, c, a, b: np.where(c, a, b),
+    **STRING_IMPLS,  # tf.strings (string_ops.py)
+    **ARRAY_IMPLS,  # numeric ops feeding a host op, sizes as data (array_ops.py)
+    **CROSS_IMPLS,  # string crosses, SparseCrossHashed (cross.py)
 }
 
 

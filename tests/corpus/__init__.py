@@ -3,7 +3,7 @@ route), with the harness that runs each in TensorFlow and through recom_tvm (imp
 
 from __future__ import annotations
 
-from . import tf1_feature_columns  # noqa: F401  (registration)
+from . import tf1_feature_columns, tf2_feature_columns, tf_lookup, tf_sparse, tf_strings  # noqa: F401  (registration)
 from .registry import ENTRIES, ROUTES, Entry
 
 __all__ = ["ENTRIES", "ROUTES", "Entry"]

@@ -101,21 +101,42 @@ def reference(entry: Entry):
     if entry.name not in _REFS:
         root, art = artifact(entry)
         if "pb" in art:
-            _REFS[entry.name] = FrozenGraphRunner(os.path.join(root, art["pb"]), art["signature"])
+            _REFS[entry.name] = FrozenGraphRunner(os.path.join(root, art["pb"]), art["signature"],
+                                                  assets=assets(entry))
         else:
             _REFS[entry.name] = SavedModelReference(os.path.join(root, art["saved_model"]), art.get("call"))
     return _REFS[entry.name]
 
 
 # ------------------------------------------------------------------------------------------------ recom_tvm
-def imported(entry: Entry):
-    """(mod, params, spec) of the entry's model through recom_tvm's importer (host fallback off)."""
+def assets(entry: Entry) -> dict:
+    """{path baked into the graph: local file} of the entry's vocabulary files (see registry)."""
+    root, art = artifact(entry)
+    return {k: os.path.join(root, v) for k, v in art.get("assets", {}).items()}
+
+
+def imported(entry: Entry, how: str = "signature"):
+    """(mod, params, spec) of the entry's model through recom_tvm's importer (host fallback off).
+
+    how (frozen graphs): "signature" (inputs and outputs given), or as users often import a .pb:
+    "inputs_only" (the signature's inputs; outputs: the graph's sinks), "no_signature" (features found from
+    the placeholders, outputs the sinks), "outputs_only" (outputs=[...] only)."""
     import recom_tvm
 
     root, art = artifact(entry)
-    if "pb" in art:
-        return recom_tvm.from_tensorflow(os.path.join(root, art["pb"]), signature=art["signature"])
-    return recom_tvm.from_tensorflow(os.path.join(root, art["saved_model"]))
+    if "pb" not in art:
+        return recom_tvm.from_tensorflow(os.path.join(root, art["saved_model"]))
+    pb, sig = os.path.join(root, art["pb"]), art["signature"]
+    kw = {"assets": assets(entry)} if art.get("assets") and art.get("import_assets", True) else {}
+    if how == "signature":
+        return recom_tvm.from_tensorflow(pb, signature=sig, **kw)
+    if how == "inputs_only":
+        return recom_tvm.from_tensorflow(pb, signature={"inputs": sig["inputs"]}, **kw)
+    if how == "no_signature":
+        return recom_tvm.from_tensorflow(pb, **kw)
+    if how == "outputs_only":
+        return recom_tvm.from_tensorflow(pb, outputs=[sig["outputs"][k] for k in sorted(sig["outputs"])], **kw)
+    raise ValueError(how)
 
 
 def built(entry: Entry, optimized: bool):

@@ -10,6 +10,10 @@ JSON-able dict, paths relative to `out_dir`:
     {"saved_model": "sm", "call": "serve"}
         a SavedModel, imported with `from_tensorflow(dir)`; TF runs the restored function `call` (which keeps
         the structured inputs; default: the `serving_default` signature)
+    optional "assets": {path baked into the graph: path relative to out_dir}
+        vocabulary files a frozen graph names by a path that does not hold them where the model is used:
+        imported with `from_tensorflow(pb, assets=...)` (unless "import_assets": false: recom_tvm must find
+        them itself, e.g. in the model's assets/ folder), and TF's reference reads the mapped files
 
 Outputs should include the embedding stage (the concat feeding the dense tail) under "embedding" where the model
 has one: the differential tests compare every output, so an error hidden behind the MLP still shows.
@@ -38,6 +42,10 @@ class Entry:
     why_not_fused: str = ""
     batches: tuple[int, ...] = (1, 7, 512)
     notes: str = ""
+    # also import a frozen graph the ways users do without a full signature and compare those with TF:
+    # "inputs_only" (outputs: the graph's sinks), "no_signature" (features found from the placeholders),
+    # "outputs_only" (outputs=[...] only); see harness.imported
+    user_imports: tuple[str, ...] = ()
 
     @property
     def module(self) -> str:

@@ -57,7 +57,8 @@ def supported_ops() -> dict[str, list[str]]:
 
 
 def _load() -> None:
-    from . import array, cross, example, host_ops, lookup, math, nn, sparse  # noqa: F401  (registration)
+    from . import (array, cross, example, host_ops, lookup, math, nn, sparse, sparse_api,  # noqa: F401
+                   strings)  # (registration)
 
 
 # PlaceholderWithDefault that is not a serving input: its default value flows through.

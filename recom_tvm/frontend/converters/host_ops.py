@@ -6,8 +6,14 @@ The rules here give each output's dtype and symbolic shape; the numpy implementa
 
 from __future__ import annotations
 
+from tvm import tirx
+
+from ...runtime.array_ops import IMPLS as ARRAY_IMPLS
+from ...runtime.cross import IMPLS as CROSS_IMPLS
 from ...runtime.host_stage import HOST_IMPLS
-from ...shapes.symbolic import is_const_int, prove_equal
+from ...runtime.string_ops import IMPLS as STRING_IMPLS
+from ...shapes.symbolic import as_expr, is_const_int, prove_equal, simplify
+from ..values import Known
 from . import host
 from .array import resolve_reshape
 
@@ -59,13 +65,24 @@ def _host_compare(ctx, node, ins):
 
 
 def _broadcast(ctx, shapes: list[list]) -> list:
-    """The common shape of host-stage elementwise operands: equal shapes, or scalars."""
-    full = [s for s in shapes if s]
-    out = full[0] if full else []
-    for s in full[1:]:
-        if len(s) != len(out) or not all(prove_equal(x, y) for x, y in zip(s, out)):
-            ctx.fail("host-stage elementwise op needs equal shapes or scalar operands")
-    return list(out)
+    """The common shape of host-stage elementwise operands under numpy's (and TF's) broadcasting: dims aligned
+    from the right, equal or 1."""
+    rank = max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(rank):
+        dims = [s[len(s) - rank + i] for s in shapes if len(s) - rank + i >= 0]
+        big = [d for d in dims if not (is_const_int(d) and int(d) == 1)]
+        for d in big[1:]:
+            if prove_equal(d, big[0]):
+                continue
+            if isinstance(d, tirx.Var) and isinstance(big[0], tirx.Var) and ctx._is_input_symbol(d) and \
+                    ctx._is_input_symbol(big[0]):  # two features' batch sizes: TF requires them equal
+                ctx.assume(as_expr(d) == as_expr(big[0]), f"{ctx.label()}: incompatible shapes: {d.name} != "
+                                                          f"{big[0].name}")
+                continue
+            ctx.fail(f"host-stage elementwise op over shapes {shapes} that need not broadcast")
+        out.append(big[0] if big else 1)
+    return out
 
 
 @host("AddV2")
@@ -115,8 +132,159 @@ def _host_reshape(ctx, node, ins):
     return [(ins[0].dtype, target)]
 
 
+# ---------------------------------------------------------- numeric ops feeding a host op (runtime/array_ops.py)
+@host("Bucketize")
+def _host_bucketize(ctx, node, ins):
+    b = list(node.attr("boundaries", []))
+    if any(y < x for x, y in zip(b, b[1:])):
+        ctx.fail("boundaries must be sorted")
+    return [("int32", list(ins[0].shape))]
+
+
+@host("Mul", "Sub")
+def _host_arith(ctx, node, ins):
+    return [(ins[0].dtype, _broadcast(ctx, [list(v.shape) for v in ins]))]
+
+
+@host("Range")
+def _host_range(ctx, node, ins):
+    dtype = node.attr("Tidx", "int32")
+    if all(isinstance(v, Known) for v in ins):
+        start, limit, delta = (ctx.known_ints(v, "a Range bound")[0] for v in ins)
+        if not is_const_int(delta) or int(delta) == 0:
+            ctx.fail("Range with a non-constant or zero delta")
+        d = int(delta)
+        n = simplify(tirx.Max(as_expr(0), tirx.floordiv(as_expr(limit) - as_expr(start) + (d - 1 if d > 0 else d + 1),
+                                                        as_expr(d))))
+        return [(dtype, [n])]
+    return [(dtype, [ctx.symbols.fresh(node.name.rsplit("/", 1)[-1] + "_len", f"data-dependent size at {node.name}")])]
+
+
+@host("Tile")
+def _host_tile(ctx, node, ins):
+    mult = ctx.known_ints(ins[1], "the multiples")
+    if len(mult) != len(ins[0].shape):
+        ctx.fail("multiples of another rank than the input")
+    return [(ins[0].dtype, [simplify(as_expr(d) * as_expr(m)) for d, m in zip(ins[0].shape, mult)])]
+
+
+@host("Pack")
+def _host_pack(ctx, node, ins):
+    shape = _broadcast(ctx, [list(v.shape) for v in ins]) if ins[0].shape else []
+    if any(len(v.shape) != len(shape) for v in ins):
+        ctx.fail("Pack of tensors of different ranks")
+    axis = int(node.attr("axis", 0))
+    axis = axis if axis >= 0 else len(shape) + 1 + axis
+    return [(ins[0].dtype, shape[:axis] + [len(ins)] + shape[axis:])]
+
+
+@host("Transpose")
+def _host_transpose(ctx, node, ins):
+    perm = ctx.const_ints(ins[1], "the permutation")
+    return [(ins[0].dtype, [ins[0].shape[p] for p in perm])]
+
+
+@host("ConcatV2")
+def _host_concat(ctx, node, ins):
+    *xs, axis = ins
+    (ax,) = ctx.const_ints(axis, "the axis")
+    rank = len(xs[0].shape)
+    ax %= rank
+    shape = list(xs[0].shape)
+    for v in xs[1:]:
+        if len(v.shape) != rank or not all(prove_equal(a, b) for i, (a, b) in enumerate(zip(v.shape, shape))
+                                           if i != ax):
+            ctx.fail("ConcatV2 of mismatched shapes")
+    shape[ax] = simplify(sum((as_expr(v.shape[ax]) for v in xs[1:]), as_expr(xs[0].shape[ax])))
+    return [(xs[0].dtype, shape)]
+
+
+@host("Squeeze")
+def _host_squeeze(ctx, node, ins):
+    dims = [int(d) % len(ins[0].shape) for d in (node.attr("squeeze_dims") or [])]
+    shape = list(ins[0].shape)
+    if not dims:
+        dims = [i for i, d in enumerate(shape) if is_const_int(d) and int(d) == 1]
+    for i in dims:
+        if not (is_const_int(shape[i]) and int(shape[i]) == 1):
+            ctx.fail(f"Squeeze of dim {i} of size {shape[i]}")
+    return [(ins[0].dtype, [d for i, d in enumerate(shape) if i not in dims])]
+
+
+@host("StridedSlice")
+def _host_strided_slice(ctx, node, ins):
+    from .array import _slice_bounds, strided_slice_spec
+
+    x = ins[0]
+    begin, end = ctx.const_ints(ins[1], "begin"), ctx.const_ints(ins[2], "end")
+    strides = ctx.const_ints(ins[3], "strides")
+    slices, layout = strided_slice_spec(ctx, node, len(x.shape), begin, end, strides)
+    sizes = [1 if shrink else _slice_bounds(b, e, s, x.shape[d])[2] for d, (b, e, s, shrink) in enumerate(slices)]
+    return [(x.dtype, [1 if item[0] == "new" else sizes[item[1]] for item in layout])]
+
+
+@host("DenseBincount")
+def _host_bincount(ctx, node, ins):
+    x, size, weights = ins
+    if len(x.shape) != 1:
+        ctx.fail("DenseBincount of a rank-2 input")
+    if not isinstance(size, Known):
+        size = clamped_size(ctx, node.inputs[1])
+    if size is None:
+        n = ctx.symbols.fresh(node.name.rsplit("/", 1)[-1] + "_size", f"data-dependent size at {node.name}")
+    else:
+        (n,) = ctx.known_ints(size, "the size")
+    return [(weights.dtype, [n])]
+
+
+def clamped_size(ctx, tensor: tuple[str, int]):
+    """tf.math.bincount(minlength=n, maxlength=n) (RaggedTensor.from_value_rowids) passes
+    size = Minimum(n, Maximum(n, ...)), which is n: the known value of n, or None."""
+    graph = ctx.graph
+    node = graph.nodes[tensor[0]]
+    if node.op != "Minimum":
+        return None
+    (a, b) = node.inputs
+    inner = graph.nodes[b[0]]
+    if inner.op != "Maximum" or a not in inner.inputs:
+        return None
+    v = ctx.values.get(a)
+    return v if isinstance(v, Known) else None
+
+
+@host("Cumsum")
+def _host_cumsum(ctx, node, ins):
+    ctx.const_ints(ins[1], "the axis")
+    return [(ins[0].dtype, list(ins[0].shape))]
+
+
+@host("BroadcastTo")
+def _host_broadcast_to(ctx, node, ins):
+    return [(ins[0].dtype, ctx.known_ints(ins[1], "the shape"))]
+
+
+@host("Max", "Min")
+def _host_reduce(ctx, node, ins):
+    x = ins[0]
+    axes = [a % max(len(x.shape), 1) for a in ctx.const_ints(ins[1], "the axes")]
+    keep = bool(node.attr("keep_dims", False))
+    return [(x.dtype, [1 if i in axes else d for i, d in enumerate(x.shape)] if keep else
+             [d for i, d in enumerate(x.shape) if i not in axes])]
+
+
+@host("Maximum", "Minimum")
+def _host_minmax(ctx, node, ins):
+    return [(ins[0].dtype, _broadcast(ctx, [list(v.shape) for v in ins]))]
+
+
+@host("Less", "LessEqual", "Greater", "GreaterEqual")
+def _host_order(ctx, node, ins):
+    return [("bool", _broadcast(ctx, [list(v.shape) for v in ins]))]
+
+
 missing = set(HOST_IMPLS) ^ {"StringToHashBucketFast", "AsString", "Identity", "Cast", "Equal", "NotEqual",
                               "Where", "GatherNd", "GatherV2", "Reshape", "LookupTableFind", "AddV2",
                               "SelectV2", "ValidateSparseIndices", "SparseCross", "ParseExampleV2",
-                              "ExpandDims", "TFSubgraph"}
+                              "ExpandDims", "TFSubgraph", *STRING_IMPLS, *ARRAY_IMPLS,
+                              *CROSS_IMPLS}
 assert not missing, f"host rules and implementations disagree: {missing}"

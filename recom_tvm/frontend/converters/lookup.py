@@ -38,20 +38,28 @@ def _find(ctx, node, ins):
     if not (isinstance(dflt, Known) and dflt.concrete and dflt.numpy().size == 1):
         ctx.fail("the default value must be a constant scalar")
     default = dflt.numpy().reshape(()).item()
-    if table.values.dtype == object:
-        ctx.fail("tables with string values (integer values are supported)")
+    string_values = table.values.dtype == object
+    vdtype = "string" if string_values else str(table.values.dtype)
     if isinstance(x, Known) and x.concrete:
-        return Known(_np_lookup(table, x.numpy(), default), str(table.values.dtype))
-    if table.key_dtype == "string":
+        return Known(_np_lookup(table, x.numpy(), default), vdtype if not string_values else "string")
+    if table.key_dtype == "string" or string_values:  # strings live in the host stage
         if not isinstance(x, Host):
-            ctx.fail("string keys that are not a host value")
+            ctx.fail("the keys of a table with string keys or values must be a host value (a feed or a host-stage "
+                     "result)")
+        if x.dtype != table.key_dtype:
+            ctx.fail(f"{x.dtype} keys for a table of {table.key_dtype} keys")
+
+        def text(v):
+            return v.decode("latin-1") if isinstance(v, bytes) else v
+
         out = f"{node.name}:0"
         ctx.add_host_op({
             "name": node.name, "op": "LookupTableFind", "inputs": [{"tensor": x.tensor}],
-            "attrs": {"keys": [k.decode("latin-1") for k in table.keys.tolist()],
-                      "values": table.values.tolist(), "value_dtype": str(table.values.dtype), "default": default},
+            "attrs": {"keys": [text(k) for k in table.keys.tolist()], "key_dtype": table.key_dtype,
+                      "values": [text(v) for v in table.values.tolist()], "value_dtype": vdtype,
+                      "default": text(default)},
             "outputs": [out]})
-        h = Host(out, str(table.values.dtype), list(x.shape))
+        h = Host(out, vdtype, list(x.shape))
         ctx.host_values[out] = h
         return h
     if x.dtype != table.key_dtype:

@@ -115,7 +115,17 @@ def _binary(ctx, node, ins):
     if node.op == "RealDiv" and dtype and not dtype.startswith("float"):
         ctx.fail(f"RealDiv on {dtype}")
     a, b = _operands(ctx, node, ins, dtype)
+    if node.op in ("Maximum", "Minimum") and str(dtype).startswith("float"):
+        return _float_min_max(ctx, node.op, a, b)
     return ctx.emit(_BINARY[node.op](a, b))
+
+
+def _float_min_max(ctx, op: str, a, b):
+    """TF's float Maximum / Minimum: NaN if either operand is NaN; TVM's max / min drop a NaN (tf.clip_by_value(nan)
+    is nan). On ties the first operand (TF's scalar kernel; its vectorized one may return the other zero)."""
+    other_wins = relax.op.less(a, b) if op == "Maximum" else relax.op.less(b, a)
+    pick = ctx.emit(relax.op.where(other_wins, b, a))
+    return ctx.emit(relax.op.where(relax.op.isnan(b), b, pick.expr))  # (b != b folds to false in TIR)
 
 
 @device("DivNoNan")

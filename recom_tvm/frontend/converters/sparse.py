@@ -48,7 +48,6 @@ def _fresh(ctx, node, what: str):
 
 @device("SparseReshape")
 def _sparse_reshape(ctx, node, ins):
-    indices = ctx.device(ins[0])
     in_shape = ctx.known_ints(ins[1], "the input dense shape")
     target = ctx.known_ints(ins[2], "the new shape")
     unknown = [i for i, t in enumerate(target) if is_const_int(t) and int(t) == -1]
@@ -63,12 +62,13 @@ def _sparse_reshape(ctx, node, ins):
         if is_const_int(total) and is_const_int(_prod(target)):
             ctx.fail(f"cannot reshape a SparseTensor of dense shape {in_shape} to {target}")
         ctx.fail(f"cannot prove that dense shape {in_shape} and new shape {target} hold as many elements")
-    indices = ctx.match_shape(indices, [indices.shape[0], len(in_shape)])
+    out_shape = Known(np.array(target, dtype=object), "int64")
     if len(in_shape) == len(target) and all(prove_equal(a, b) for a, b in zip(in_shape, target)):
-        new_indices = indices
-    else:
-        new_indices = ctx.emit(defs.sparse_reshape(indices.expr, shape_expr(in_shape), shape_expr(target)))
-    return [new_indices, Known(np.array(target, dtype=object), "int64")]
+        return [ins[0], out_shape]  # unchanged: a host tensor stays one (SparseToDense checks it on the host)
+    indices = ctx.device(ins[0])
+    indices = ctx.match_shape(indices, [indices.shape[0], len(in_shape)])
+    new_indices = ctx.emit(defs.sparse_reshape(indices.expr, shape_expr(in_shape), shape_expr(target)))
+    return [new_indices, out_shape]
 
 
 @device("SparseFillEmptyRows")
@@ -157,9 +157,9 @@ def _sparse_to_dense(ctx, node, ins):
     indices, shape, values, default = ins
     dims = ctx.known_ints(shape, "the output shape")
     dtype = node.attr("T")
-    if node.attr("validate_indices", True):
-        if not isinstance(indices, Host):
-            ctx.fail("validate_indices over indices computed in the graph (only feeds are checked)")
+    if node.attr("validate_indices", True) and not isinstance(indices, Host):
+        indices = _validated_on_device(ctx, node, ctx.device(indices), dims)
+    elif node.attr("validate_indices", True):
         out = f"{node.name}/validated:0"
         ctx.add_host_op({"name": node.name + "/validated", "op": "ValidateSparseIndices",
                               "inputs": [{"tensor": indices.tensor}], "attrs": {"node": node.name},
@@ -169,12 +169,49 @@ def _sparse_to_dense(ctx, node, ins):
     vals = ctx.device(values)
     if len(vals.shape) == 0:  # one value for every index
         vals = ctx.emit(relax.op.broadcast_to(vals.expr, shape_expr([idx.shape[0]])))
+    else:  # separate feeds (no signature grouping them) have their own sizes: TF requires them equal
+        vals = ctx.match_shape(vals, [idx.shape[0]])
     if len(dims) == 1:
         idx_expr = idx.expr if len(idx.shape) == 2 else relax.op.reshape(idx.expr, shape_expr([idx.shape[0], 1]))
     else:
         idx_expr = idx.expr
     base = ctx.emit(relax.op.full(shape_expr(dims), ctx.scalar(default, dtype), dtype))
     return ctx.emit(relax.op.scatter_nd(base.expr, idx_expr, vals.expr), shape=list(dims))
+
+
+def _validated_on_device(ctx, node, idx, dims):
+    """SparseToDense's validate_indices over indices computed in the module: every index inside the dense shape,
+    strictly increasing in row-major order, else TF's InvalidArgumentError (checked where the indices are)."""
+    import tvm
+
+    if len(idx.shape) != 2 or len(dims) != 2:
+        ctx.fail("validate_indices over computed indices of rank other than 2")
+    n = idx.shape[0]
+    cols = [ctx.emit(relax.op.reshape(relax.op.strided_slice(idx.expr, [1], [c], [c + 1]), shape_expr([n])),
+                     shape=[n]) for c in (0, 1)]
+    zero = relax.const(0, idx.dtype)
+    ok = None
+    for c, limit in zip(cols, dims):
+        lim = ctx.device(Known(np.array(limit, dtype=object), idx.dtype))
+        inside = relax.op.logical_and(relax.op.greater_equal(c.expr, zero), relax.op.less(c.expr, lim.expr))
+        ok = inside if ok is None else relax.op.logical_and(ok, inside)
+    def all_true(x):  # no relax all(): count the false entries (none in an empty tensor)
+        bad = relax.op.sum(relax.op.astype(relax.op.logical_not(x), "int64"))
+        return ctx.emit(relax.op.equal(bad, relax.const(0, "int64")))
+
+    in_range = all_true(ok)
+    m = simplify(tvm.tirx.max(as_expr(n) - 1, as_expr(0)))
+    heads = [ctx.match_shape_cast(ctx.emit(relax.op.strided_slice(c.expr, [0], [0], [as_expr(m)],
+                                                                   assume_inbound=True)), [m]) for c in cols]
+    tails = [ctx.match_shape_cast(ctx.emit(relax.op.strided_slice(c.expr, [0], [1], [as_expr(n)],
+                                                                   assume_inbound=True)), [m]) for c in cols]
+    later = relax.op.logical_or(relax.op.greater(tails[0].expr, heads[0].expr), relax.op.logical_and(
+        relax.op.equal(tails[0].expr, heads[0].expr), relax.op.greater(tails[1].expr, heads[1].expr)))
+    ordered = all_true(later)
+    cond = ctx.emit(relax.op.logical_and(in_range.expr, ordered.expr))
+    msg = tvm.ir.StringImm(f"{ctx.label()}: indices out of bounds, repeated or out of order (validate_indices)")
+    return ctx.emit(relax.op.call_pure_packed("recom_tvm.check_assert", idx.expr, cond.expr, msg,
+                                              ty_args=[idx.expr.ty]), shape=list(idx.shape))
 
 
 @device("OneHot")

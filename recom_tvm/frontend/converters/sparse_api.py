@@ -1,0 +1,83 @@
+"""tf.sparse ops users write in serving functions, beyond what feature columns emit: SparseReorder (host stage,
+over feeds), SparseTensorDenseMatMul (tf.sparse.sparse_dense_matmul: a wide model's linear part) and
+SparseReduceSum (tf.sparse.reduce_sum) in the module. SparseFillEmptyRows, SparseToDense, SparseReshape and the
+sparse segment reductions are in sparse.py; crosses in cross.py."""
+
+from __future__ import annotations
+
+from tvm import relax
+
+from ...ops import defs
+from ...shapes.symbolic import as_expr
+from ..context import shape_expr
+from ..values import Host
+from . import device, placed
+
+
+@placed("SparseReorder")
+def _sparse_reorder(ctx, node, ins):
+    """Entries sorted into row-major order (stable), on the host: the indices come from a feed or a host op."""
+    indices, values, _shape = ins
+    if not (isinstance(indices, Host) and isinstance(values, Host)):
+        ctx.fail("SparseReorder of a SparseTensor computed in the module (supported: feeds and host-stage results)")
+    outs = [f"{node.name}:0", f"{node.name}:1"]
+    ctx.add_host_op({"name": node.name, "op": "SparseReorder", "inputs": [{"tensor": indices.tensor},
+                                                                         {"tensor": values.tensor}],
+                     "attrs": {}, "outputs": outs})
+    idx = ctx.host_values[outs[0]] = Host(outs[0], indices.dtype, list(indices.shape))
+    vals = ctx.host_values[outs[1]] = Host(outs[1], values.dtype, list(values.shape))
+    return [idx, vals]
+
+
+def _checked(ctx, ids, limit, what: str):
+    """ids, with TF's out-of-range error (a checked gather of 0..limit-1, as unsorted_segment_sum does)."""
+    n = ids.shape[0]
+    rows = ctx.emit(relax.op.arange(0, as_expr(limit), 1, ids.dtype))
+    return ctx.emit(defs.gather(rows.expr, ids.expr, 0, True, f"{ctx.label()} ({what})"), shape=[n])
+
+
+@device("SparseTensorDenseMatMul")
+def _sparse_dense_matmul(ctx, node, ins):
+    """out[M, N] = A @ B with A sparse [M, K] (adjoint_a: A^T), B dense (adjoint_b: B^T): each entry adds
+    value * B[col] to its row; rows and columns out of range raise as TF's kernel does."""
+    indices, values, shape, b = ctx.device(ins[0]), ctx.device(ins[1]), ins[2], ctx.device(ins[3])
+    dims = ctx.known_ints(shape, "the sparse operand's dense shape")
+    if len(dims) != 2 or len(b.shape) != 2:
+        ctx.fail("operands of rank other than 2")
+    adj_a, adj_b = bool(node.attr("adjoint_a", False)), bool(node.attr("adjoint_b", False))
+    m, k = (dims[1], dims[0]) if adj_a else (dims[0], dims[1])
+    if adj_b:
+        b = ctx.emit(relax.op.permute_dims(b.expr, [1, 0]))
+    nnz = indices.shape[0]
+    values = ctx.match_shape(values, [nnz])
+    row_col = [ctx.emit(relax.op.reshape(relax.op.strided_slice(indices.expr, [1], [c], [c + 1]),
+                                         shape_expr([nnz])), shape=[nnz]) for c in (0, 1)]
+    rows, cols = row_col[::-1] if adj_a else row_col
+    b = ctx.match_shape(b, [k, b.shape[1]])
+    rows, cols = _checked(ctx, rows, m, "row"), _checked(ctx, cols, k, "column")
+    picked = ctx.emit(relax.op.take(b.expr, cols.expr, axis=0))
+    scaled = ctx.emit(relax.op.multiply(picked.expr, relax.op.expand_dims(values.expr, [1])))
+    base = ctx.emit(relax.op.zeros(shape_expr([m, b.shape[1]]), b.dtype))
+    out = relax.op.scatter_nd(base.expr, relax.op.reshape(rows.expr, shape_expr([nnz, 1])), scaled.expr, "add")
+    return ctx.emit(out, shape=[m, b.shape[1]])
+
+
+@device("SparseReduceSum")
+def _sparse_reduce_sum(ctx, node, ins):
+    """tf.sparse.reduce_sum: the entries scattered (added) into the dense shape, then summed over the axes."""
+    indices, values = ctx.device(ins[0]), ctx.device(ins[1])
+    dims = ctx.known_ints(ins[2], "the dense shape")
+    axes = [a % len(dims) for a in ctx.const_ints(ins[3], "the reduction axes")]
+    keep = bool(node.attr("keep_dims", False))
+    nnz = indices.shape[0]
+    values = ctx.match_shape(values, [nnz])
+    indices = ctx.match_shape(indices, [nnz, len(dims)])
+    for d, limit in enumerate(dims):  # TF: an index outside the dense shape is an error
+        col = ctx.emit(relax.op.reshape(relax.op.strided_slice(indices.expr, [1], [d], [d + 1]), shape_expr([nnz])),
+                       shape=[nnz])
+        _checked(ctx, col, limit, f"index {d}")
+    base = ctx.emit(relax.op.zeros(shape_expr(dims), values.dtype))
+    dense = ctx.emit(relax.op.scatter_nd(base.expr, indices.expr, values.expr, "add"), shape=list(dims))
+    out_shape = [1 if i in axes else d for i, d in enumerate(dims)] if keep else [
+        d for i, d in enumerate(dims) if i not in axes]
+    return ctx.emit(relax.op.sum(dense.expr, axes, keep), shape=out_shape)
