@@ -266,10 +266,11 @@ def _native_op(node: dict, tables: list, excfgs: list) -> tuple[int, list]:
     if op == "Cast":
         dst = a.get("DstT")
         return (OP[op], [DTYPE[dst]]) if dst in DTYPE and dst != "string" else (OP_FALLBACK, [])
-    if op == "LookupTableFind":
-        vdt = str(np.dtype(a["value_dtype"]))
-        if vdt not in ("int64", "int32", "float32", "float64"):
+    if op == "LookupTableFind":  # string keys to numbers natively; other tables (index-to-string, ...) in numpy
+        if a.get("key_dtype", "string") != "string" or a["value_dtype"] not in ("int64", "int32", "float32",
+                                                                               "float64"):
             return OP_FALLBACK, []
+        vdt = a["value_dtype"]
         keys = [k.encode("latin-1") for k in a["keys"]]
         values = np.ascontiguousarray(np.asarray(a["values"], dtype=vdt).reshape(-1))
         default = np.asarray(a["default"], dtype=vdt).reshape(())

@@ -375,6 +375,23 @@ int rh_program_levels(rh_program *p, rh_arena *a) {
   return RH_OK;
 }
 
+/* floats the host plan made enter the kernels as feeds do: denormals flushed (CompiledModel.host_env), after
+ * the whole plan ran (the plan's own ops saw them as computed) */
+static void flush_task(void *arg, int64_t i, int worker) {
+  (void)worker;
+  rh_ctx *c = (rh_ctx *)arg;
+  const rh_op *op = &c->prog->ops[i];
+  c->status[i] = RH_OK;
+  for (int k = 0; k < op->nout; k++) {
+    rh_tensor *t = &c->t[op->out[k]];
+    if (t->set && t->dtype == RH_F16) c->status[i] = rh_refuse(c, "float16 host tensor");  /* the reference's */
+    if (t->set && !t->raw && rh_is_float(t->dtype)) {
+      int rc = flush_denormals(c, t);
+      if (rc) c->status[i] = rc;
+    }
+  }
+}
+
 void rh_op_done(rh_ctx *c) {
   if (c->next_op >= 0) c->op_done[c->next_op] = 1;
   c->next_op = -1;
@@ -596,6 +613,10 @@ int rh_run(rh_ctx *c) {
   }
   if (c->stage == ST_OPS) {
     rc = run_ops(c);
+    if (!rc) {
+      rh_parallel(flush_task, c, p->nops);
+      rc = first_status(c, p->nops);
+    }
     t1 = rh_now_ns();
     c->ns[3] += t1 - t0;
     t0 = t1;
