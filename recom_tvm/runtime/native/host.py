@@ -176,7 +176,10 @@ class NativeHost:
             if isinstance(val, DecimalStrings):
                 ok = self.lib.set_decimal(ctx, s, np.ascontiguousarray(val.ints, dtype=np.int64), DTYPE["int64"])
             else:
-                ok = self.lib.set(ctx, s, np.ascontiguousarray(val), -1)
+                arr = np.asarray(val)
+                if not arr.flags.c_contiguous:  # (np.ascontiguousarray alone would make a scalar rank 1)
+                    arr = np.ascontiguousarray(arr).reshape(arr.shape)
+                ok = self.lib.set(ctx, s, arr, -1)
             if not ok:
                 return False
         return True
