@@ -59,13 +59,17 @@ def _every_run_checks_both_host_paths():
     from recom_tvm.runtime.compiled_model import CompiledModel
 
     plain = CompiledModel.run
+    checked: dict = {}  # (model, feeds) checked already -> the feeds, held so that their id is not reused
 
     def run(self, feeds):
         try:
             return plain(self, feeds)
         finally:
-            if config.host_stage == "native" and self.host_library:
+            key = (id(self), id(feeds))
+            if config.host_stage == "native" and self.host_library and key not in checked:
                 assert_host_paths_agree(self, feeds, documented_refusals_ok=True)
+                if len(checked) < 4096:  # a request served many times (the threads tests) is checked once
+                    checked[key] = (self, feeds)
 
     CompiledModel.run = CompiledModel.__call__ = run
     yield
