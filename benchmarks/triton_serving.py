@@ -3,10 +3,12 @@ at 1 and 8 concurrent clients (closed loop: each client sends its next request w
 
     # this host (llvm): builds the demo model, exports a repository, starts tritonserver from .venv-triton
     python benchmarks/triton_serving.py local [--seconds 6] [--batches 1,64] [--json results/x.json]
-    # GPU: build here (CUDA, sm_90), run on the GPU machine with .venv-triton's packages (nvidia-pytriton,
-    # tritonclient, apache-tvm) installed there
-    python benchmarks/triton_serving.py prepare --dir .device/triton --target cuda
-    python3 benchmarks/triton_serving.py run --dir .device/triton --json $OUT/triton_serving_gpu.json
+    # a machine with .venv-triton's packages (nvidia-pytriton, tritonclient, apache-tvm) installed
+    python benchmarks/triton_serving.py prepare --dir DIR --target cuda
+    python3 benchmarks/triton_serving.py run --dir DIR --json $OUT/triton_serving_gpu.json
+    # the GPU machine (runtime-only TVM, no nvidia-pytriton / tritonclient there): triton_gpu.py
+    python benchmarks/triton_serving.py prepare-gpu --dir .device/triton      # build host
+    bash .device/triton/run.sh                                                # GPU machine
 
 Triton's perf_analyzer is not on this package index for this platform (only a placeholder 0.1.0 wheel), so the
 load comes from recom_tvm.serving.client's bounded `bench` (threads, one tritonclient per thread, in the server's
@@ -159,27 +161,62 @@ def table(result: dict) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["local", "prepare", "run"])
+    p.add_argument("mode", choices=["local", "prepare", "run", "prepare-gpu", "run-gpu"])
     p.add_argument("--dir", default=None)
-    p.add_argument("--target", default="llvm", choices=["llvm", "cuda"])
-    p.add_argument("--batches", default="1,64")
-    p.add_argument("--seconds", type=float, default=6.0)
+    p.add_argument("--target", default=None, choices=["llvm", "cuda"],
+                   help="prepare: default llvm; prepare-gpu: default cuda (llvm: to try run-gpu on this host)")
+    p.add_argument("--batches", default=None, help="default 1,64 (prepare-gpu: 1,64,512)")
+    p.add_argument("--seconds", type=float, default=None, help="per point: default 6 (run-gpu: 3)")
     p.add_argument("--json", default=None)
+    p.add_argument("--arch", default="sm_90", help="prepare-gpu: the CUDA arch")
+    p.add_argument("--libpython", default=None,
+                   help="prepare-gpu: a libpython3.12.so.1.0 (or Ubuntu's libpython3.12t64 .deb) to carry, for a "
+                        "serving Python without one (see triton_pack.py)")
+    p.add_argument("--server-tarball", default=None,
+                   help="prepare-gpu: reuse a tarball written by triton_pack.py (else packed now: minutes)")
+    p.add_argument("--stub-site", default=None,
+                   help="prepare-gpu: reuse a tarball written by triton_pack.py --stub-site (else made now)")
+    p.add_argument("--models", default=None, help="prepare-gpu / run-gpu: a comma list (default: demo,mixed24)")
+    p.add_argument("--max-requests", type=int, default=20000, help="run-gpu: per point")
     args = p.parse_args(argv)
-    batches = [int(b) for b in args.batches.split(",")]
+    if args.mode in ("prepare-gpu", "run-gpu"):
+        return _gpu(args)
+    batches = [int(b) for b in (args.batches or "1,64").split(",")]
     directory = args.dir or tempfile.mkdtemp(prefix="triton_bench_")
     if args.mode in ("local", "prepare"):
-        prepare(directory, "llvm" if args.mode == "local" else args.target, batches)
+        prepare(directory, "llvm" if args.mode == "local" else args.target or "llvm", batches)
         if args.mode == "prepare":
             print(f"prepared {directory}")
             return 0
-    result = run(directory, args.seconds, _triton_python())
+    result = run(directory, args.seconds or 6.0, _triton_python())
     print(table(result))
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
     return 0
+
+
+def _gpu(args) -> int:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import triton_gpu
+
+    models = args.models.split(",") if args.models else None
+    directory = args.dir or ".device/triton"
+    if args.mode == "prepare-gpu":
+        batches = tuple(int(b) for b in (args.batches or "1,64,512").split(","))
+        triton_gpu.prepare(directory, args.arch, batches, libpython=args.libpython, models=models,
+                           target=args.target or "cuda", server_tarball=args.server_tarball,
+                           stub_tarball=args.stub_site)
+        return 0
+    result = triton_gpu.run(directory, seconds=args.seconds or 3.0,
+                            max_requests=args.max_requests, models=models)
+    print(triton_gpu.table(result))
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return 0 if result["mismatches"] == 0 and result["bad_requests_ok"] else 1
 
 
 if __name__ == "__main__":

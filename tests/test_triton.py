@@ -178,6 +178,31 @@ def test_bad_requests_get_errors_and_the_server_keeps_serving(served, models, tr
     _check(ex, fine, got[1], "tf.Example request after a bad one")
 
 
+def test_stdlib_http_client_agrees_with_tritonclient(served, models, triton_python):
+    """benchmarks/triton_http.py (stdlib + numpy: the GPU machine's client) sends the same bytes' worth as
+    tritonclient: equal answers, BYTES inputs included, and the server's message for a bad request."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from triton_http import replay
+
+    server, _, tmp = served
+    for name in ("demo", "examples"):
+        c = models[name]
+        requests = [_wire(c, c.spec.sample(b, rng=70 + b)) for b in (1, 9, 64)]
+        requests.append({k: v for k, v in requests[0].items() if k != next(iter(requests[0]))})  # a tensor missing
+        ours = replay(server.http_url, name, requests, concurrency=2)
+        theirs = _replay(triton_python, server.http_url, name, "http", requests, tmp)
+        for i, (a, b) in enumerate(zip(ours, theirs)):
+            if isinstance(b, str):
+                assert isinstance(a, str) and a in b, f"{name} request {i}: {a!r} vs tritonclient's {b!r}"
+                continue
+            assert not isinstance(a, str), f"{name} request {i}: {a}"
+            assert a.keys() == b.keys()
+            for k in b:
+                assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape
+                np.testing.assert_array_equal(a[k], b[k], err_msg=f"{name} request {i} output {k}")
+        assert isinstance(ours[-1], str) and repr(next(iter(requests[0]))) in ours[-1], ours[-1]
+
+
 def test_concurrent_clients_with_dynamic_batching(served, models, triton_python):
     server, _, tmp = served
     c = models["demo"]

@@ -87,7 +87,7 @@ class RecomClient:
 
 
 # ---------------------------------------------------------------------------------- request files (npz, no pickle)
-def save_requests(path: str, requests: list[Mapping[str, np.ndarray]]) -> None:
+def save_requests(path: str, requests: list[Mapping[str, np.ndarray]], compress: bool = False) -> None:
     """Wire requests ({tensor: array with request dim}) -> one .npz; BYTES as bytes + offsets (exact, no pickle)."""
     data = {}
     for i, arrays in enumerate(requests):
@@ -101,7 +101,7 @@ def save_requests(path: str, requests: list[Mapping[str, np.ndarray]]) -> None:
             else:
                 data[f"{i}|{name}"] = arr
     data["count"] = np.array(len(requests))
-    np.savez(path, **data)
+    (np.savez_compressed if compress else np.savez)(path, **data)
 
 
 def load_requests(path: str) -> list[dict[str, np.ndarray]]:

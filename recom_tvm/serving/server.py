@@ -5,6 +5,9 @@ embeds libpython; it must be the library of the Python whose standard library it
 stdlib on Debian's libpython3.11 fails with "'_thread.RLock' object has no attribute '_recursion_count'"), so the
 serving Python's LIBDIR goes first on LD_LIBRARY_PATH, and its bin directory first on PATH (the stub finds its
 environment, numpy and the TVM runtime, from there). In a Triton container none of this is needed.
+
+`dist=` starts a server unpacked from benchmarks/triton_pack.py's tarball instead (bin/, lib/, backends/python/,
+python_backend_stubs/X.Y/): for a machine where nvidia-pytriton is not installed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import urllib.request
 _PROBE = ("import json, os, sys, sysconfig, pytriton; print(json.dumps({"
           "'pytriton': os.path.dirname(pytriton.__file__), 'libdir': sysconfig.get_config_var('LIBDIR'), "
           "'version': '%d.%d' % sys.version_info[:2]}))")
+_PROBE_DIST = ("import json, sys, sysconfig; print(json.dumps({'libdir': sysconfig.get_config_var('LIBDIR'), "
+               "'version': '%d.%d' % sys.version_info[:2]}))")
 
 
 def free_port() -> int:
@@ -45,8 +50,9 @@ class TritonServer:
 
     def __init__(self, repository: str, python: str | None = None, http_port: int | None = None,
                  grpc_port: int | None = None, metrics_port: int | None = None, env: dict | None = None,
-                 startup_timeout: float = 120.0, log_verbose: int = 0) -> None:
+                 startup_timeout: float = 120.0, log_verbose: int = 0, dist: str | None = None) -> None:
         self.repository = os.path.abspath(repository)
+        self.dist = os.path.abspath(dist) if dist else None
         self.python = python or server_python()
         self.http_port = http_port or free_port()
         self.grpc_port = grpc_port or free_port()
@@ -63,28 +69,37 @@ class TritonServer:
     metrics_url = property(lambda self: f"http://127.0.0.1:{self.metrics_port}/metrics")
 
     def start(self) -> TritonServer:
-        probe = subprocess.run([self.python, "-c", _PROBE], capture_output=True, text=True, timeout=120)
+        probe = subprocess.run([self.python, "-c", _PROBE_DIST if self.dist else _PROBE], capture_output=True,
+                               text=True, timeout=120)
         if probe.returncode != 0:
-            raise RuntimeError(f"{self.python} cannot import pytriton (pip install nvidia-pytriton; "
-                               f"ci/install.sh makes .venv-triton): {probe.stderr.strip()[-500:]}")
+            need = "run" if self.dist else "import pytriton (pip install nvidia-pytriton; ci/install.sh makes .venv-triton)"
+            raise RuntimeError(f"{self.python} cannot {need}: {probe.stderr.strip()[-500:]}")
         info = json.loads(probe.stdout.strip().splitlines()[-1])
-        dist = os.path.join(info["pytriton"], "tritonserver")
+        if self.dist:
+            dist, libs_dir = self.dist, os.path.join(self.dist, "lib")
+        else:
+            dist = os.path.join(info["pytriton"], "tritonserver")
+            libs_dir = os.path.join(os.path.dirname(info["pytriton"]), "nvidia_pytriton.libs")
+        stub = os.path.join(dist, "python_backend_stubs", info["version"], "triton_python_backend_stub")
+        if not os.path.exists(stub):
+            raise RuntimeError(f"{dist} has no Python backend stub for Python {info['version']} ({self.python})")
         self._workdir = tempfile.mkdtemp(prefix="recom_tvm_triton_")
         backends = os.path.join(self._workdir, "backends")
         shutil.copytree(os.path.join(dist, "backends"), backends)
-        shutil.copy(os.path.join(dist, "python_backend_stubs", info["version"], "triton_python_backend_stub"),
-                    os.path.join(backends, "python", "triton_python_backend_stub"))
+        shutil.copy(stub, os.path.join(backends, "python", "triton_python_backend_stub"))
         env = dict(os.environ, **self.extra_env)
-        libs = [info["libdir"], os.path.join(os.path.dirname(info["pytriton"]), "nvidia_pytriton.libs")]
+        libs = [info["libdir"], libs_dir]
         env["LD_LIBRARY_PATH"] = ":".join(libs + [p for p in [env.get("LD_LIBRARY_PATH")] if p])
         env["PATH"] = os.path.dirname(self.python) + os.pathsep + env.get("PATH", "")
         cmd = [os.path.join(dist, "bin", "tritonserver"), "--model-repository", self.repository,
-               "--backend-directory", backends, "--cache-directory", os.path.join(dist, "caches"),
+               "--backend-directory", backends,
                "--http-address", "127.0.0.1", "--http-port", str(self.http_port),
                "--grpc-address", "127.0.0.1", "--grpc-port", str(self.grpc_port),
                "--metrics-address", "127.0.0.1", "--metrics-port", str(self.metrics_port),
                "--allow-metrics", "true", "--allow-gpu-metrics", "false", "--exit-on-error", "true",
                "--strict-readiness", "true", "--log-verbose", str(self.log_verbose)]
+        if os.path.isdir(os.path.join(dist, "caches")):
+            cmd += ["--cache-directory", os.path.join(dist, "caches")]
         self._log = open(os.path.join(self._workdir, "server.log"), "w+")
         # its own process group: stop() ends the server and the backend stubs it started, nothing else
         self.process = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
