@@ -7,8 +7,9 @@
     python benchmarks/serving.py run --dir .device/serving --out $OUT
 
 1. Concurrency: 8 threads x 1,000 requests (different inputs, batch 1..48, some hostile) must give exactly the
-   single-threaded answers; throughput with 1 and 8 threads (CompiledModel serializes the device part under a
-   lock; the host stage runs concurrently, as far as numpy releases the GIL).
+   single-threaded answers; throughput with 1 and 8 threads (each request takes a VM and a staging buffer from
+   the model's pool; the native host stage releases the GIL; on CUDA the staging buffer is pinned and the request
+   path reports it).
 2. Memory: `--runs` requests drawn fresh (batch 1..512, 1-10 ids per multi-hot row): host RSS and device memory
    sampled every 1,000 requests; the growth after the first 1,000 (warm-up: the allocator's pools fill) is the
    figure to watch, and must stay flat.
@@ -108,8 +109,24 @@ def memory(model, spec, runs: int, every: int = 1000) -> dict:
             "req_per_s": runs / (time.perf_counter() - t0)}
 
 
+def request_path(model) -> dict:
+    """What run() used: the native host stage (or why not), its threads, the staging buffer's memory."""
+    from recom_tvm import config
+
+    native = model.native_host()
+    model.run(_spec().sample(4, rng=0))
+    slot = model._pool.acquire(model._new_slot)  # the one that request used
+    staging = None if slot.host is None else str(slot.host.device)
+    model._pool.release(slot)
+    return {"host_stage": "native" if native is not None else f"numpy ({model.native_error or config.host_stage})",
+            "native_threads": config.native_threads, "max_vms": config.max_vms, "staging_device": staging,
+            "one_copy_to_device": bool(slot.gpu), "native_refusals": native.refusals if native else None}
+
+
 def report(model, spec, runs: int, device: str, out_json: str | None) -> int:
     print(f"device: {device}")
+    path = request_path(model)
+    print("request path: " + ", ".join(f"{k} {v}" for k, v in path.items()))
     c = concurrency(model, spec)
     print(f"concurrency: {c['threads']} threads x {c['requests_per_thread']} requests: {c['mismatches']} mismatches, "
           f"{len(c['errors'])} errors; {c['req_per_s_threads']:.0f} req/s with {c['threads']} threads, "
@@ -119,8 +136,8 @@ def report(model, spec, runs: int, device: str, out_json: str | None) -> int:
     print(f"memory growth after the first 1000 requests: host {m['rss_growth_mb']:+.1f} MB"
           + (f", device {m['device_growth_mb']:+.1f} MB" if m["device_growth_mb"] is not None else "")
           + f"; {m['pool_releases']} pool releases, {m['req_per_s']:.0f} req/s")
-    result = {"device": device, "date": time.strftime("%Y-%m-%d"), "model": spec.name, "concurrency": c,
-              "memory": m}
+    result = {"device": device, "date": time.strftime("%Y-%m-%d"), "model": spec.name, "request_path": path,
+              "concurrency": c, "memory": m}
     if out_json:
         os.makedirs(os.path.dirname(os.path.abspath(out_json)), exist_ok=True)
         with open(out_json, "w") as f:

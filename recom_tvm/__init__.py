@@ -27,6 +27,7 @@ _LAZY = {
     "CompiledModel": ("recom_tvm.runtime.compiled_model", "CompiledModel"),
     "load": ("recom_tvm.runtime.compiled_model", "load"),
     "InputSpec": ("recom_tvm.runtime.spec", "InputSpec"),
+    "KeyedJagged": ("recom_tvm.runtime.keyed_jagged", "KeyedJagged"),
     "supported_ops": ("recom_tvm.frontend.converters", "supported_ops"),
 }
 

@@ -79,10 +79,12 @@ def build(mod: tvm.IRModule, target="llvm", params: Mapping[str, np.ndarray] | N
         lowered = SplitDataflowAtSizes()(LegalizeRecomOps(kernel_schedules)(mod))
     executable = compile_module(lowered, tgt, database)  # the dense tail's schedules, CUDA graphs
     config.log(f"built for {kind} in {time.perf_counter() - t0:.2f}s")
+    from .native_build import try_library_path
     from .workspace import workspace_entries
 
     spec.workspace = workspace_entries(mod)  # for CompiledModel.memory_usage
-    model = CompiledModel(executable, spec, dict(params or {}), kind, device)
+    # the native host stage (C, compiled here once per source version; export_library ships it with the model)
+    model = CompiledModel(executable, spec, dict(params or {}), kind, device, host_library=try_library_path())
     if mod is not fp32_mod and params:
         model.param_shapes()  # encode the compact tables now: a table that cannot be (fp16 overflow) fails here
     if spec.fused:

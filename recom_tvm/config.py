@@ -14,6 +14,10 @@
 | max_batch | RECOM_TVM_MAX_BATCH | 1048576 | requests with a larger batch are refused (RequestTooLargeError) |
 | max_request_elements | RECOM_TVM_MAX_REQUEST_ELEMENTS | 134217728 | same, for the total elements of all feeds |
 | pool_max_shapes | RECOM_TVM_POOL_MAX_SHAPES | 64 | distinct request shapes before the VM's cached buffers are released |
+| host_stage | RECOM_TVM_HOST_STAGE | native | "native": the compiled host stage (runtime/native); "numpy": the reference |
+| native_fallback_ops | RECOM_TVM_NATIVE_FALLBACK_OPS | "" | host-plan op types to run in numpy even where native code exists |
+| native_threads | RECOM_TVM_NATIVE_THREADS | min(cores, 8) | threads one request's native host stage uses (1: the caller alone) |
+| max_vms | RECOM_TVM_MAX_VMS | 8 | VMs (with their staging buffers) one model keeps for concurrent requests |
 | host_fallback | RECOM_TVM_HOST_FALLBACK | 1 | ops without a converter run on the host through TensorFlow (RECom's CPU co-run); 0: the import fails naming them |
 | dense_tail | RECOM_TVM_DENSE_TAIL | auto | auto: the MLP's layers get recom_tvm's schedules per batch bucket (tuned ones from build's database); off: TVM's defaults |
 | cuda_graph | RECOM_TVM_CUDA_GRAPH | 1 | CUDA builds replay the kernels after the request's inputs as one CUDA graph per batch size; 0: launch each kernel |
@@ -47,6 +51,13 @@ max_batch: int = int(os.environ.get("RECOM_TVM_MAX_BATCH", 1 << 20))
 max_request_elements: int = int(os.environ.get("RECOM_TVM_MAX_REQUEST_ELEMENTS", 1 << 27))
 # The VM's pooled allocator keeps one buffer set per size class forever; this many distinct shapes, then release.
 pool_max_shapes: int = int(os.environ.get("RECOM_TVM_POOL_MAX_SHAPES", 64))
+# The request path: the native host stage (C, GIL released) or the numpy reference; both give the same arguments
+# and the same errors (tests run both).
+host_stage: str = os.environ.get("RECOM_TVM_HOST_STAGE", "native").strip().lower()
+native_fallback_ops: str = os.environ.get("RECOM_TVM_NATIVE_FALLBACK_OPS", "")
+native_threads: int = int(os.environ.get("RECOM_TVM_NATIVE_THREADS", min(os.cpu_count() or 1, 8)))
+# A TVM VM is not reentrant: concurrent requests take one VM each from a pool of at most this many per model.
+max_vms: int = int(os.environ.get("RECOM_TVM_MAX_VMS", 8))
 # Code generation: the dense tail's schedules, CUDA graphs, the CPU llvm builds for.
 dense_tail: str = os.environ.get("RECOM_TVM_DENSE_TAIL", "auto").strip().lower()
 cuda_graph: bool = _env_bool("RECOM_TVM_CUDA_GRAPH", True)

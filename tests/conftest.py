@@ -61,6 +61,69 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(err).__name__
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _every_run_checks_both_host_paths():
+    """Every CompiledModel.run of the suite (differential tests that call run() directly included) also checks
+    that the native host stage and the numpy reference agree on its feeds (assert_host_paths_agree), wherever
+    the native path is on (config.host_stage, a model built with its host library)."""
+    from recom_tvm import config
+    from recom_tvm.runtime.compiled_model import CompiledModel
+
+    plain = CompiledModel.run
+    checked: dict = {}  # (model, feeds) checked already -> the feeds, held so that their id is not reused
+
+    def run(self, feeds):
+        try:
+            return plain(self, feeds)
+        finally:
+            key = (id(self), id(feeds))
+            if config.host_stage == "native" and self.host_library and key not in checked:
+                assert_host_paths_agree(self, feeds, documented_refusals_ok=True)
+                if len(checked) < 4096:  # a request served many times (the threads tests) is checked once
+                    checked[key] = (self, feeds)
+
+    CompiledModel.run = CompiledModel.__call__ = run
+    yield
+    CompiledModel.run = CompiledModel.__call__ = plain
+
+
+def _outcome(fn, feeds):
+    try:
+        return fn(feeds), None
+    except Exception as err:  # noqa: BLE001
+        return None, err
+
+
+# refusals of valid feeds that are by design (NATIVE_HOST.md): the reference serves these forms
+DOCUMENTED_REFUSALS = ("feeds other than one per feature, by feature name",)
+
+
+def assert_host_paths_agree(model, feeds, documented_refusals_ok: bool = False) -> None:
+    """The native host stage takes the request whenever the numpy reference accepts it, and gives the same packed
+    buffer and arguments; where the reference raises, model.prepare raises the same error.
+    documented_refusals_ok: a feed form the core hands to the reference by design (DOCUMENTED_REFUSALS) passes."""
+    native = model.native_host()
+    assert native is not None, f"the native host stage is off: {model.native_error}"
+    refusals = native.refusals
+    got, got_err = _outcome(model.prepare, feeds)
+    exp, exp_err = _outcome(model.prepare_reference, feeds)
+    if exp_err is not None:
+        assert type(got_err) is type(exp_err) and str(got_err) == str(exp_err), (got_err, exp_err)
+        return
+    assert got_err is None, f"native raised {got_err!r}, the reference accepted the feeds"
+    if native.refusals != refusals and documented_refusals_ok and \
+            str(native.last_refusal).startswith(DOCUMENTED_REFUSALS):
+        return
+    assert native.refusals == refusals, f"the native host stage refused valid feeds: {native.last_refusal}"
+    assert len(got) == len(exp)
+    for i, (a, b) in enumerate(zip(got, exp)):
+        if isinstance(b, np.ndarray):
+            assert a.dtype == b.dtype and a.shape == b.shape, (i, a.dtype, a.shape, b.dtype, b.shape)
+            assert a.tobytes() == b.tobytes(), f"argument {i} differs from the reference"
+        else:
+            assert tuple(a) == tuple(b), (i, a, b)
+
+
 def assert_matches_tf(got, exp, what: str = "") -> None:
     """Both raise (ours the error class `expected_error` maps TF's to) or both answer with the same values."""
     if isinstance(exp, BaseException):

@@ -4,6 +4,7 @@ Never imports the frontend, passes, shapes, schedules, TensorFlow or SymEngine.
 """
 
 from .compiled_model import CompiledModel, load
+from .keyed_jagged import KeyedJagged
 from .spec import InputSpec
 
-__all__ = ["CompiledModel", "InputSpec", "load"]
+__all__ = ["CompiledModel", "InputSpec", "KeyedJagged", "load"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import threading
 from collections.abc import Mapping
 
@@ -21,7 +22,9 @@ from .binding import Binder
 from .feeds import cast_exact, check_ids, flush_denormals, normalize_feeds, sort_rows
 from .host_stage import run_host_stage
 from . import compact
+from .keyed_jagged import KeyedJagged
 from .packer import PACKED, PACKED_SIZES, apply_recipes, is_virtual_zeros, pack
+from .request_slots import Slot, SlotPool
 from .spec import InputSpec
 
 _IDENT = re.compile(r"^[A-Za-z_]\w*$")
@@ -38,7 +41,7 @@ class CompiledModel:
     """A built model. `run(feeds)` takes what the TF serving signature takes and returns {output: array}."""
 
     def __init__(self, executable, spec: InputSpec, params: Mapping[str, np.ndarray], target_kind: str,
-                 device=None) -> None:
+                 device=None, host_library: str | None = None) -> None:
         self.executable = executable
         self.spec = spec
         self.target_kind = target_kind
@@ -47,9 +50,14 @@ class CompiledModel:
         # them (the fused kernel's flat tables) are built when the model first runs or is exported.
         self._params_host = dict(params)
         self._overrides: dict = {}
-        self._vm = None
         self._params_dev: list | None = None
         self._lock = threading.Lock()
+        self._pool = SlotPool()  # one VM, native context and staging buffer per in-flight request
+        # the native host stage (runtime/native): the compiled library's path (build / load set it)
+        self.host_library = host_library
+        self._native = None  # NativeHost, or False where it cannot run this model (native_error says why)
+        self.native_error: str | None = None
+        self._prepare_ctx = threading.local()
         self.pool_releases = 0  # times the VM's cached buffers were released (see _bound_pool)
         # the fused kernel's schedules, [[max batch or None, KernelConfig fields], ...] (set by build / load)
         self.kernel_schedules: list | None = None
@@ -107,9 +115,11 @@ class CompiledModel:
                     self._overrides.pop(derived, None)
             else:
                 self._overrides[name] = value
-        if self._vm is not None:  # a VM's captured CUDA graphs read the old parameters' addresses: start a new
-            self.device.sync()   # one, once its work (on the old parameters and its memory) is done
-            self._vm = None
+        # the VMs' captured CUDA graphs read the old parameters' addresses: new slots (VMs), once the work queued on
+        # the old parameters is done (a request in flight meanwhile gives its slot back to the old pool)
+        if self._pool.created:
+            self.device.sync()
+            self._pool = SlotPool()
         self._params_dev = None
 
     def param_shapes(self) -> dict[str, tuple]:
@@ -155,15 +165,37 @@ class CompiledModel:
     def device(self):
         return _device_for(self.target_kind, self._device)
 
-    def _ensure_vm(self) -> None:
-        if self._vm is not None and self._params_dev is not None:
-            return
-        dev = self.device
-        if self._vm is None:
-            self._vm = tvm.runtime.vm.VirtualMachine(self.executable, dev)
-        if self._params_dev is None:
-            self.check_device_memory()  # a clear error instead of the device's out-of-memory trace
-            self._params_dev = [self._device_param(name, dev) for name in self.param_names()]
+    def _device_params(self) -> list:
+        params = self._params_dev
+        if params is None:
+            with self._lock:
+                if self._params_dev is None:
+                    dev = self.device
+                    self.check_device_memory()  # a clear error instead of the device's out-of-memory trace
+                    self._params_dev = [self._device_param(name, dev) for name in self.param_names()]
+                params = self._params_dev
+        return params
+
+    def _new_slot(self) -> Slot:
+        return Slot(self.executable, self.device, self.native_host())
+
+    def native_host(self):
+        """The native host stage of this model (a NativeHost), or None: config.host_stage is "numpy", the model
+        carries no native library, or the library cannot run it (native_error says why)."""
+        if config.host_stage != "native" or not self.host_library:
+            return None
+        if self._native is None:
+            with self._lock:
+                if self._native is None:
+                    try:
+                        from .native import NativeHost, load_library
+
+                        self._native = NativeHost(load_library(self.host_library), self.spec)
+                    except Exception as err:  # noqa: BLE001 - the numpy reference serves then
+                        self._native = False
+                        self.native_error = f"{type(err).__name__}: {err}"
+                        config.log(f"native host stage off for this model: {self.native_error}")
+        return self._native or None
 
     def _device_param(self, name: str, dev):
         value = self._overrides.get(name)
@@ -175,8 +207,53 @@ class CompiledModel:
         return tvm.runtime.tensor(np.ascontiguousarray(arr), dev)
 
     # ------------------------------------------------------------------------------------------------ run
-    def prepare(self, feeds: Mapping) -> list:
-        """Validate feeds, run the host stage, and return the module's input arguments (host arrays / shapes)."""
+    def prepare(self, feeds) -> list:
+        """Validate feeds, run the host stage, and return the module's input arguments (host arrays / shapes).
+
+        Native host stage by default (config.host_stage); the numpy reference where it refuses the request, which
+        then raises TF's error. The arrays returned are the caller's (not a reused buffer)."""
+        native = self.native_host()
+        if native is not None:
+            args = self.prepare_native(feeds, native)
+            if args is not None:
+                return args
+        return self.prepare_reference(feeds)
+
+    def prepare_native(self, feeds, native=None) -> list | None:
+        """prepare() on the native host stage (`native`: a NativeHost, default this model's), or None where it
+        refuses the request (the reference then decides: it raises, or computes the rare inputs it does not take)."""
+        native = native or self.native_host()
+        if native is None:
+            return None
+        local = self._prepare_ctx
+        ctx = getattr(local, "ctx", None)
+        if ctx is None or local.native is not native:
+            ctx = local.ctx = native.context()
+            local.native = native
+        held = []
+
+        def destination(nbytes: int) -> tuple[int, int]:
+            buf = np.empty(max(nbytes, 1), np.uint8)
+            held.append(buf)
+            return buf.ctypes.data, buf.size
+
+        res = native.request_kjt(ctx, feeds, destination) if isinstance(feeds, KeyedJagged) else \
+            native.request(ctx, _as_dict(feeds), destination)
+        if res is None:
+            return None
+        out = []
+        for inp, (off, shape) in zip(native.program.module_args, res[0]):
+            if off < 0:
+                out.append(tvm_ffi.Shape(list(shape)))
+            else:
+                n = int(np.prod(shape)) if shape else 1
+                out.append(np.frombuffer(held[0], inp["dtype"], count=n, offset=off).reshape(shape))
+        return out
+
+    def prepare_reference(self, feeds) -> list:
+        """prepare() with the numpy reference host stage."""
+        if isinstance(feeds, KeyedJagged):
+            feeds = feeds.to_feeds(self.spec)
         env = host_env(self.spec, feeds)
         args, bound = self.arguments(env)
         if self.spec.assertions:
@@ -241,25 +318,50 @@ class CompiledModel:
             elif kind != "expr" and kind != v:
                 raise FeedError(f"{label}: expected {what} {dims}, got {vals}")
 
-    def run(self, feeds: Mapping) -> dict[str, np.ndarray]:
-        """Run one request: feeds keyed by feature (or placeholder) name -> {output name: numpy array}."""
-        return self.execute(self.prepare(feeds))
+    def run(self, feeds) -> dict[str, np.ndarray]:
+        """Run one request: feeds keyed by feature (or placeholder) name, or a KeyedJagged request
+        (runtime/keyed_jagged.py) -> {output name: numpy array}.
+
+        The request path: the native host stage writes every argument into this request's staging buffer (pinned
+        on CUDA), one host->device copy, the module on one VM of the pool, outputs copied back. Threads run
+        requests concurrently (config.max_vms VMs); the host stage releases the GIL."""
+        params = self._device_params()
+        slot = self._pool.acquire(self._new_slot)
+        try:
+            args = None
+            native = self.native_host()
+            if native is not None:
+                ctx = slot.context(native)
+                res = native.request_kjt(ctx, feeds, slot.reserve) if isinstance(feeds, KeyedJagged) else \
+                    native.request(ctx, _as_dict(feeds), slot.reserve)
+                if res is not None:
+                    args = slot.arguments(res[0], native.program.module_args, res[1])
+            if args is None:
+                args = self.upload(self.prepare_reference(feeds))
+            return self._call(slot, args, params, True)
+        finally:
+            self._pool.release(slot)
 
     def execute(self, args: list, copy_out: bool = True) -> dict:
         """Run the module on `prepare`'s arguments: host->device copies, the kernels, device->host copies.
 
         Arguments may already be device tensors (`upload`); copy_out=False returns the outputs as device
         tensors without waiting for them (for timing the device part alone)."""
-        with self._lock:
-            self._ensure_vm()
-            self._bound_pool(args)
-            dev_args = self.upload(args)
-            try:
-                out = self._vm["main"](*dev_args, *self._params_dev)
-            except Exception as err:  # noqa: BLE001 - translate the VM's errors into TF's kinds
-                raise _translate(err) from err
-            outs = [out] if len(self.spec.outputs) == 1 else list(out)
-            return {o["name"]: v.numpy() if copy_out else v for o, v in zip(self.spec.outputs, outs)}
+        params = self._device_params()
+        slot = self._pool.acquire(self._new_slot)
+        try:
+            return self._call(slot, self.upload(args), params, copy_out)
+        finally:
+            self._pool.release(slot)
+
+    def _call(self, slot: Slot, args: list, params: list, copy_out: bool) -> dict:
+        self._bound_pool(args)
+        try:
+            out = slot.main(*args, *params)
+        except Exception as err:  # noqa: BLE001 - translate the VM's errors into TF's kinds
+            raise _translate(err) from err
+        outs = [out] if len(self.spec.outputs) == 1 else list(out)
+        return {o["name"]: v.numpy() if copy_out else v for o, v in zip(self.spec.outputs, outs)}
 
     def _bound_pool(self, args: list) -> None:
         """Keep the VM's memory pool bounded: it caches freed buffers per size class and never gives them back,
@@ -269,11 +371,12 @@ class CompiledModel:
         seen = self.__dict__.setdefault("_shapes_seen", set())
         if key in seen:
             return
-        if len(seen) >= config.pool_max_shapes:
-            tvm_ffi.get_global_func("vm.builtin.memory_manager.clear")()
-            seen.clear()
-            self.pool_releases += 1
-        seen.add(key)
+        with self._lock:  # the allocator frees only cached (unused) buffers: safe beside running requests
+            if len(seen) >= config.pool_max_shapes:
+                tvm_ffi.get_global_func("vm.builtin.memory_manager.clear")()
+                seen.clear()
+                self.pool_releases += 1
+            seen.add(key)
 
     def upload(self, args: list) -> list:
         """`prepare`'s host arrays -> device tensors (shapes and device tensors pass through)."""
@@ -285,11 +388,17 @@ class CompiledModel:
 
     # --------------------------------------------------------------------------------------------- export
     def export_library(self, path: str, include_params: bool = True) -> None:
-        """Write `path` (the shared library), `path.spec.json` and `path.params.npz`.
+        """Write `path` (the shared library), `path.spec.json`, `path.params.npz` and, when the model has the
+        native host stage, `path.host.so` (its compiled library: the serving host needs no compiler).
 
         include_params=False writes only the parameters' shapes (all must then be given with set_params after
         `load`): for shipping a model whose weights are produced where it runs."""
         self.executable.export_library(path)
+        host = path + ".host.so"
+        if self.host_library and os.path.abspath(self.host_library) != os.path.abspath(host):
+            shutil.copyfile(self.host_library, host)  # the native host stage travels with the model
+        elif not self.host_library and os.path.exists(host):
+            os.unlink(host)  # a stale one from an earlier export
         if self.target_kind == "cuda" and "cuda" in _module_kinds(self.executable):
             from ..cuda_support import has_fatbin
 
@@ -378,6 +487,13 @@ def _check_param(name: str, value, shape: tuple, dtype: str, what: str) -> None:
             raise ValueError(f"set_params: {what} {name!r} is {dtype} in this model, got {have}")
 
 
+def _as_dict(feeds):
+    """The feeds as a dict (what the native host stage reads); anything not a Mapping is the reference's error."""
+    if type(feeds) is dict or not isinstance(feeds, Mapping):
+        return feeds
+    return dict(feeds)
+
+
 def _module_kinds(executable) -> set[str]:
     """The kinds of every module in an executable's import tree ("cuda" where it holds device code)."""
     root = getattr(executable, "mod", executable)
@@ -446,7 +562,8 @@ def load(path: str, device=None) -> CompiledModel:
         raise ModelFormatError(f"{path}.params.npz is corrupt: {err}") from err
     for name, (shape, dtype) in virtual.items():
         params[name] = np.broadcast_to(np.zeros((), dtype=dtype), shape)
-    model = CompiledModel(lib, spec, params, kind, device)
+    host = path + ".host.so"
+    model = CompiledModel(lib, spec, params, kind, device, host_library=host if os.path.exists(host) else None)
     model.kernel_schedules = schedules
     model.check_device_memory()
     return model

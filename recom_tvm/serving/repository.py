@@ -2,7 +2,7 @@
 
     REPO/NAME/config.pbtxt          inputs / outputs from the serving spec, dynamic batching, instance groups
     REPO/NAME/1/model.py            Python backend (triton_model.py): loads the library with the runtime only
-    REPO/NAME/1/recom_model.so[.spec.json, .params.npz]  export_library's files (not model.so: the
+    REPO/NAME/1/recom_model.so[.spec.json, .params.npz, .host.so]  export_library's files (not model.so: the
                                     backend imports "model" from this directory, an .so first)
     REPO/NAME/1/python/recom_tvm/   the runtime-only part of recom_tvm (numpy + TVM runtime), bundled
 
@@ -20,8 +20,9 @@ import shutil
 from ..runtime.spec import InputSpec
 from . import wire
 
-BUNDLE = ["__init__.py", "config.py", "errors.py", "tfproto.py", "runtime/*.py", "serving/__init__.py",
-          "serving/wire.py", "serving/batching.py", "serving/executor.py", "serving/triton_backend.py"]
+BUNDLE = ["__init__.py", "config.py", "errors.py", "tfproto.py", "runtime/*.py", "runtime/native/*.py",
+          "serving/__init__.py", "serving/wire.py", "serving/batching.py", "serving/executor.py",
+          "serving/triton_backend.py"]
 
 
 def export_triton(model, repository: str, name: str = "recom_tvm", *, version: int = 1,
@@ -41,8 +42,9 @@ def export_triton(model, repository: str, name: str = "recom_tvm", *, version: i
     os.makedirs(version_dir, exist_ok=True)
     library = os.path.join(version_dir, "recom_model.so")
     if isinstance(model, (str, os.PathLike)):
-        for suffix in ("", ".spec.json", ".params.npz"):
-            shutil.copyfile(os.fspath(model) + suffix, library + suffix)
+        for suffix in ("", ".spec.json", ".params.npz", ".host.so"):  # .host.so: the native host stage, if any
+            if suffix != ".host.so" or os.path.exists(os.fspath(model) + suffix):
+                shutil.copyfile(os.fspath(model) + suffix, library + suffix)
     else:
         model.export_library(library)
     with open(library + ".spec.json") as f:

@@ -188,4 +188,7 @@ def run_both(entry: Entry, model, feeds: dict):
         got = model.run(feeds)
     except Exception as err:  # noqa: BLE001
         got = err
+    from conftest import assert_host_paths_agree
+
+    assert_host_paths_agree(model, feeds)  # the native host stage gives the reference's arguments / errors
     return got, exp

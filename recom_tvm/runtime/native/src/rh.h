@@ -1,0 +1,204 @@
+/* recom_tvm's native host stage: shared types of the core (no Python in the core files).
+ *
+ * A *program* (built once per model from its InputSpec by recom_tvm/runtime/native/program.py) lists what a
+ * request goes through: feed checks, row sorting, the host plan's ops, id checks, symbol binding, the packed
+ * layout and the module's arguments. A *context* (one per serving thread) holds one request's tensors in an arena
+ * that is reused from request to request. Every check that fails makes the run stop with RH_REFUSE: the caller
+ * then runs the numpy reference on the same request, which raises TF's error (or, for inputs the native path
+ * does not take, computes the answer).
+ */
+#ifndef RECOM_HOST_RH_H
+#define RECOM_HOST_RH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define RH_MAXDIM 8
+#define RH_MAXTHREADS 64
+
+enum rh_dtype {
+  RH_NONE = 0, RH_BOOL, RH_I8, RH_I16, RH_I32, RH_I64, RH_U8, RH_U16, RH_U32, RH_U64, RH_F16, RH_F32, RH_F64,
+  RH_STR,      /* strings: per element a pointer and a length (bytes, no terminator) */
+  RH_DEC,      /* TF's AsString of integers, kept as int64 until something needs the text */
+  RH_NDTYPES
+};
+
+/* Status codes of the executor. */
+enum { RH_OK = 0, RH_REFUSE = 1, RH_NEED_OP = 2, RH_NOMEM = 3 };
+
+/* how a string feed still has to be read (done outside the GIL) */
+enum { RAW_NONE = 0, RAW_FIXED = 1 /* numpy 'S': fixed width, trailing NULs dropped */,
+       RAW_UCS4 = 2 /* numpy 'U': code points, to UTF-8 */ };
+
+typedef struct {
+  int32_t dtype, ndim;
+  int64_t shape[RH_MAXDIM];
+  int64_t size;                 /* number of elements */
+  void *data;                   /* numeric elements (row-major, contiguous); RH_DEC: int64 */
+  const uint8_t **sp;           /* RH_STR: element pointers */
+  int64_t *sl;                  /* RH_STR: element lengths */
+  int32_t raw, raw_width;       /* RAW_*: data holds the fixed-width elements, converted by rh_finish_raw */
+  int32_t pyobj;                /* >= 0: the data is this Python object's (index in the context's list), as given */
+  int32_t set;
+  int32_t rows_ok, rows_sorted; /* sparse indices: within their dense_shape (rows >= 0); rows non-decreasing */
+} rh_tensor;
+
+/* ---------------------------------------------------------------------------------------------- arena */
+typedef struct rh_chunk { struct rh_chunk *next; size_t size, used; } rh_chunk;
+typedef struct { rh_chunk *head; size_t total; } rh_arena;
+
+void *rh_alloc(rh_arena *a, size_t bytes);  /* 64-byte aligned, NULL when out of memory */
+#define RH_ARENA(c) (&(c)->arena[rh_worker()])  /* the arena of the thread running this part of the request */
+
+/* ---------------------------------------------------------------------------------------------- threads */
+typedef void (*rh_task_fn)(void *arg, int64_t task, int worker);
+void rh_parallel(rh_task_fn fn, void *arg, int64_t ntasks);  /* fn(arg, 0..ntasks-1) on the pool, then return */
+void rh_set_threads(int n);                                  /* threads per request, the caller included */
+int rh_worker(void);                                         /* 0 on callers, 1.. on the pool's workers */
+void rh_arena_reset(rh_arena *a);          /* keeps the largest chunk for the next request */
+void rh_arena_free(rh_arena *a);
+
+/* ---------------------------------------------------------------------------------------------- dtypes */
+size_t rh_itemsize(int dtype);
+int rh_is_int(int dtype);
+int rh_is_float(int dtype);
+/* element i of a numeric tensor as int64 / double (the C conversions numpy's astype uses for in-range values) */
+int64_t rh_get_i64(const rh_tensor *t, int64_t i);
+double rh_get_f64(const rh_tensor *t, int64_t i);
+static inline int64_t rh_geti(const rh_tensor *t, int64_t i) {  /* rh_get_i64, int64 inline (the common case) */
+  return t->dtype == RH_I64 || t->dtype == RH_DEC ? ((const int64_t *)t->data)[i] : rh_get_i64(t, i);
+}
+void rh_set_shape(rh_tensor *t, int ndim, const int64_t *shape);
+
+/* ---------------------------------------------------------------------------------------------- hashing */
+uint64_t rh_fingerprint64(const uint8_t *s, size_t len);
+/* x mod d without a division (Lemire, Kaser, Kurz: "Faster remainder by direct computation", 128-bit M, exact for
+ * every 64-bit x and d): m = rh_fastmod_m(d) once, then rh_fastmod(x, m, d) */
+typedef unsigned __int128 rh_u128;
+static inline rh_u128 rh_fastmod_m(uint64_t d) { return ~(rh_u128)0 / d + 1; }
+static inline uint64_t rh_fastmod(uint64_t x, rh_u128 m, uint64_t d) {
+  rh_u128 low = m * x;
+  rh_u128 bottom = ((low & UINT64_MAX) * d) >> 64;
+  rh_u128 top = (low >> 64) * d;
+  return (uint64_t)((bottom + top) >> 64);
+}
+uint64_t rh_fingerprint_cat64(uint64_t a, uint64_t b);
+int rh_decimal(int64_t v, char *out);      /* TF's AsString of an int64: writes the digits, returns the length */
+
+/* ---------------------------------------------------------------------------------------------- program */
+/* host-plan op codes (program.py writes the same numbers) */
+enum {
+  OP_FALLBACK = 0, OP_HASH = 1, OP_ASSTRING = 2, OP_IDENTITY = 3, OP_CAST = 4, OP_EQUAL = 5, OP_NOTEQUAL = 6,
+  OP_WHERE = 7, OP_GATHERND = 8, OP_GATHERV2 = 9, OP_RESHAPE = 10, OP_EXPANDDIMS = 11, OP_LOOKUP = 12,
+  OP_VALIDATE_SPARSE = 13, OP_SPARSECROSS = 14, OP_PARSE_EXAMPLE = 15, OP_ADD = 16, OP_SELECT = 17
+};
+
+typedef struct {
+  int32_t code, node;           /* op code, index of the node in the host plan (for the fallback) */
+  int32_t nin, nout, nattr;
+  int32_t *in, *out;
+  int64_t *attr;
+} rh_op;
+
+/* a string-key table (LookupTableFind): open addressing on Fingerprint64 */
+typedef struct {
+  int64_t nkeys, cap;
+  const uint8_t **kp; int64_t *kl;
+  int64_t *slot_of;            /* cap entries, -1 empty, else key index */
+  int32_t vdtype;              /* dtype of values / default */
+  void *values;                /* nkeys values */
+  int64_t default_i; double default_f;
+  uint8_t *blob;
+} rh_table;
+
+/* ParseExampleV2's configuration */
+typedef struct {
+  int32_t nsparse, ndense;
+  const uint8_t **key; int64_t *keylen;   /* nsparse + ndense keys */
+  int32_t *dtype;                          /* per key: RH_STR, RH_F32 or RH_I64 */
+  int32_t *dense_rank; int64_t *dense_shape; /* per dense key: rank, then RH_MAXDIM dims */
+  int64_t *dense_size;                     /* elements per example */
+  rh_tensor *dense_default;                /* per dense key: .set == 0 when required */
+  uint8_t *blob;
+} rh_examples_cfg;
+
+typedef struct rh_program {
+  int32_t nslots;
+  int32_t nfeat;
+  int32_t *feat_kind, *feat_nparts, *feat_part_slot; /* part slots: 3 per feature */
+  int32_t *slot_dtype, *slot_rank;                    /* declared placeholder dtype / rank (-1: any) */
+  int64_t *slot_dims;                                 /* RH_MAXDIM per slot, -1 unknown */
+  int32_t nsort; int32_t **sort;                      /* [idx, values, nalso, also...] */
+  int32_t nops; rh_op *ops;
+  int32_t nlevels; int32_t *level_ops, *level_off;      /* ops grouped by dependency level (run in parallel) */
+  int32_t nidcheck; int64_t *idcheck;                 /* [slot, limit, weight slot or -1] */
+  /* binder sources: isvalue 0 the tensor's shape, 1 its values, 2 its value at src_axis, 3 its dim src_axis (2, 3:
+   * sizes only the assertions read, bound only where nothing else bound them) */
+  int32_t nsrc; int32_t *src_slot, *src_isvalue, *src_rank, *src_axis; int64_t **src_dims; int32_t **src_dimkind;
+  int32_t nsym;
+  int32_t npairs; int32_t *pairs;                     /* symbol a == symbol b */
+  int32_t batch_sym;                                  /* -1: no fused kernel */
+  int32_t ncols; int32_t *col;                        /* [kind, slot a, slot b, slot c] per column */
+  int32_t nargs; int32_t *arg;                        /* [kind, slot, dtype] per module input */
+  int32_t ntables; rh_table *tables;
+  int32_t nexcfg; rh_examples_cfg *excfg;
+  rh_tensor *consts;                                  /* per slot: a constant, or .set == 0 */
+} rh_program;
+
+/* module argument kinds */
+enum { ARG_PACKED = 0, ARG_PACKED_SIZES = 1, ARG_TENSOR = 2, ARG_SHAPE = 3, ARG_SHAPE_OF = 4 };
+/* packed column kinds, as recom_tvm.runtime.fused_layout.KIND */
+enum { COL_CSR = 0, COL_DENSE = 1, COL_ONE = 2, COL_BUCKET = 3, COL_NUMERIC = 4 };
+
+typedef struct rh_ctx {
+  const rh_program *prog;
+  rh_tensor *t;                 /* nslots */
+  rh_arena arena[RH_MAXTHREADS];/* one per thread id (rh_worker) */
+  int32_t next_op;              /* the op the caller runs in numpy (RH_NEED_OP) */
+  int32_t stage, level;
+  uint8_t *op_done;             /* nops */
+  int32_t *status;              /* per task of a parallel stage */
+  int64_t ns[6];                /* time per step: ingest, feed checks, sorting, ops, checks + layout, write */
+  _Atomic int msg_taken;
+  int64_t *sym;                 /* nsym values, -1 unbound */
+  int32_t *sym_src;             /* source index that bound it */
+  /* layout of the staging buffer */
+  int64_t packed_len, batch;
+  int64_t *col_size, *col_aux;  /* ncols */
+  int64_t *arg_off, *arg_shape; /* nargs, nargs * RH_MAXDIM */
+  int32_t *arg_ndim;
+  int64_t staging_bytes;
+  int64_t max_batch, max_elements; /* the serving limits (config.max_batch, config.max_request_elements) */
+  char msg[512];                /* why the run was refused (diagnostics) */
+} rh_ctx;
+
+int rh_refuse(rh_ctx *c, const char *fmt, ...);
+int64_t rh_now_ns(void);
+int rh_program_levels(rh_program *p, rh_arena *a);  /* level_ops / level_off from the ops' inputs and outputs */
+
+/* executor (rh_exec.c) */
+rh_ctx *rh_ctx_new(const rh_program *p);
+void rh_ctx_free(rh_ctx *c);
+void rh_ctx_reset(rh_ctx *c);
+int rh_run(rh_ctx *c);          /* from the feeds to the staging layout; RH_NEED_OP: c->next_op is a fallback */
+void rh_op_done(rh_ctx *c);     /* the caller ran c->next_op (in numpy): resume after it */
+int rh_write(rh_ctx *c, uint8_t *dst, int64_t capacity);  /* the module's arguments into the staging buffer */
+
+/* strings (rh_strings.c) */
+int rh_finish_raw(rh_ctx *c, rh_tensor *t);                 /* RAW_FIXED / RAW_UCS4 -> RH_STR */
+int rh_materialize_decimal(rh_ctx *c, const rh_tensor *in, rh_tensor *out);
+int rh_str_eq(const uint8_t *a, int64_t la, const uint8_t *b, int64_t lb);
+
+/* ops (rh_ops.c, rh_cross.c, rh_example.c): 0 ok, else RH_REFUSE / RH_NOMEM / RH_NEED_OP */
+int rh_exec_op(rh_ctx *c, const rh_op *op);
+int rh_op_sparse_cross(rh_ctx *c, const rh_op *op);
+int rh_op_parse_example(rh_ctx *c, const rh_op *op);
+int rh_table_build(rh_table *t, rh_arena *a);  /* index the keys (arena: the program's) */
+int64_t rh_table_find(const rh_table *t, const uint8_t *s, int64_t len);
+
+/* allocation helpers */
+int rh_new_numeric(rh_ctx *c, rh_tensor *t, int dtype, int ndim, const int64_t *shape);
+int rh_new_strings(rh_ctx *c, rh_tensor *t, int ndim, const int64_t *shape);
+
+#endif

@@ -1,0 +1,735 @@
+/* The executor: one request from its feed tensors to the module's arguments in one staging buffer.
+ *
+ * Stages (each check mirrors one in recom_tvm/runtime: feeds.py, host_stage.py, binding.py, packer.py):
+ *   feed checks -> row sorting -> host-plan ops (resumable: an op the core does not take returns RH_NEED_OP and
+ *   the caller runs its numpy implementation) -> id checks -> symbol binding and assertions -> the staging layout.
+ * rh_write then writes the packed buffer and the other arguments into the caller's (pinned) staging buffer. */
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "rh.h"
+
+enum { ST_FEEDS = 0, ST_OPS = 1, ST_DONE = 2 };
+#define ARG_ALIGN 256
+
+rh_ctx *rh_ctx_new(const rh_program *p) {
+  rh_ctx *c = (rh_ctx *)calloc(1, sizeof(rh_ctx));
+  if (!c) return NULL;
+  c->prog = p;
+  int ns = p->nslots ? p->nslots : 1, nsym = p->nsym ? p->nsym : 1, nc = p->ncols ? p->ncols : 1;
+  int na = p->nargs ? p->nargs : 1, no = p->nops ? p->nops : 1;
+  int ntask = ns;  /* the widest parallel stage: features, sorts, ops, id checks or columns + arguments */
+  if (p->nfeat > ntask) ntask = p->nfeat;
+  if (p->nops > ntask) ntask = p->nops;
+  if (p->nidcheck > ntask) ntask = p->nidcheck;
+  if (p->ncols + p->nargs > ntask) ntask = p->ncols + p->nargs;
+  if (p->nsort > ntask) ntask = p->nsort;
+  c->t = (rh_tensor *)calloc((size_t)ns, sizeof(rh_tensor));
+  c->sym = (int64_t *)calloc((size_t)nsym, sizeof(int64_t));
+  c->sym_src = (int32_t *)calloc((size_t)nsym, sizeof(int32_t));
+  c->col_size = (int64_t *)calloc((size_t)nc, sizeof(int64_t));
+  c->col_aux = (int64_t *)calloc((size_t)nc, sizeof(int64_t));
+  c->arg_off = (int64_t *)calloc((size_t)na, sizeof(int64_t));
+  c->arg_shape = (int64_t *)calloc((size_t)na * RH_MAXDIM, sizeof(int64_t));
+  c->arg_ndim = (int32_t *)calloc((size_t)na, sizeof(int32_t));
+  c->op_done = (uint8_t *)calloc((size_t)no, 1);
+  c->status = (int32_t *)calloc((size_t)ntask + 1, sizeof(int32_t));
+  if (!c->t || !c->sym || !c->sym_src || !c->col_size || !c->col_aux || !c->arg_off || !c->arg_shape ||
+      !c->arg_ndim || !c->op_done || !c->status) {
+    rh_ctx_free(c);
+    return NULL;
+  }
+  rh_ctx_reset(c);
+  return c;
+}
+
+void rh_ctx_free(rh_ctx *c) {
+  if (!c) return;
+  for (int i = 0; i < RH_MAXTHREADS; i++) rh_arena_free(&c->arena[i]);
+  free(c->t);
+  free(c->sym);
+  free(c->sym_src);
+  free(c->col_size);
+  free(c->col_aux);
+  free(c->arg_off);
+  free(c->arg_shape);
+  free(c->arg_ndim);
+  free(c->op_done);
+  free(c->status);
+  free(c);
+}
+
+void rh_ctx_reset(rh_ctx *c) {
+  const rh_program *p = c->prog;
+  for (int i = 0; i < RH_MAXTHREADS; i++) rh_arena_reset(&c->arena[i]);
+  for (int i = 0; i < p->nslots; i++) {
+    if (p->consts && p->consts[i].set) c->t[i] = p->consts[i];
+    else memset(&c->t[i], 0, sizeof(rh_tensor));
+    c->t[i].pyobj = -1;
+  }
+  for (int i = 0; i < p->nsym; i++) {
+    c->sym[i] = -1;
+    c->sym_src[i] = -1;
+  }
+  if (p->nops) memset(c->op_done, 0, (size_t)p->nops);
+  memset(c->ns, 0, sizeof c->ns);
+  c->next_op = -1;
+  c->level = 0;
+  c->stage = ST_FEEDS;
+  c->msg[0] = 0;
+  atomic_store(&c->msg_taken, 0);
+  c->staging_bytes = 0;
+}
+
+/* the first non-zero status of n tasks (RH_NOMEM before RH_REFUSE: a refusal's reason may not be the first) */
+static int first_status(const rh_ctx *c, int64_t n) {
+  int rc = RH_OK;
+  for (int64_t i = 0; i < n; i++) {
+    if (c->status[i] == RH_NOMEM) return RH_NOMEM;
+    if (c->status[i] && !rc) rc = c->status[i];
+  }
+  return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------- feeds */
+static int check_static(rh_ctx *c, int slot) {
+  const rh_program *p = c->prog;
+  const rh_tensor *t = &c->t[slot];
+  if (!t->set) return rh_refuse(c, "feed tensor %d missing", slot);
+  int rank = p->slot_rank[slot];
+  if (rank < 0) return RH_OK;
+  if (t->ndim != rank) return rh_refuse(c, "feed tensor %d: rank %d, expected %d", slot, t->ndim, rank);
+  for (int d = 0; d < rank; d++) {
+    int64_t want = p->slot_dims[(size_t)slot * RH_MAXDIM + d];
+    if (want >= 0 && want != t->shape[d]) return rh_refuse(c, "feed tensor %d: dim %d", slot, d);
+  }
+  return RH_OK;
+}
+
+static int is_index(const rh_tensor *t) { return rh_is_int(t->dtype); }
+
+static int check_feeds(rh_ctx *c) {
+  const rh_program *p = c->prog;
+  int64_t total = 0;
+  for (int f = 0; f < p->nfeat; f++)
+    for (int k = 0; k < p->feat_nparts[f]; k++) {
+      int slot = p->feat_part_slot[3 * f + k];
+      int rc = check_static(c, slot);
+      if (rc) return rc;
+      total += c->t[slot].size;
+    }
+  if (total > c->max_elements) return rh_refuse(c, "request of %lld elements", (long long)total);
+  return RH_OK;
+}
+
+/* TF-CPU runs with denormals flushed to zero: a denormal feed value is a signed zero (feeds.flush_denormals).
+ * The caller's array is not written: a copy where there is something to flush. */
+static int flush_denormals(rh_ctx *c, rh_tensor *t) {
+  int64_t n = t->size, first = -1;
+  if (t->dtype == RH_F32) {
+    const uint32_t *v = (const uint32_t *)t->data;
+    for (int64_t i = 0; i < n && first < 0; i++)
+      if (!(v[i] & 0x7F800000u) && (v[i] & 0x7FFFFFu)) first = i;
+    if (first < 0) return RH_OK;
+    uint32_t *o = (uint32_t *)rh_alloc(RH_ARENA(c), (size_t)n * 4);
+    if (!o) return RH_NOMEM;
+    for (int64_t i = 0; i < n; i++) o[i] = (!(v[i] & 0x7F800000u) && (v[i] & 0x7FFFFFu)) ? v[i] & 0x80000000u : v[i];
+    t->data = o;
+  } else {
+    const uint64_t *v = (const uint64_t *)t->data;
+    const uint64_t exp = 0x7FF0000000000000ull, man = 0x000FFFFFFFFFFFFFull;
+    for (int64_t i = 0; i < n && first < 0; i++)
+      if (!(v[i] & exp) && (v[i] & man)) first = i;
+    if (first < 0) return RH_OK;
+    uint64_t *o = (uint64_t *)rh_alloc(RH_ARENA(c), (size_t)n * 8);
+    if (!o) return RH_NOMEM;
+    for (int64_t i = 0; i < n; i++) o[i] = (!(v[i] & exp) && (v[i] & man)) ? v[i] & (1ull << 63) : v[i];
+    t->data = o;
+  }
+  t->pyobj = -1;
+  return RH_OK;
+}
+
+/* one feature: TF's SparseTensor / RaggedTensor validity, the batch limit; string feeds read (numpy 'S' / 'U') */
+static int check_feature(rh_ctx *c, int f) {
+  const rh_program *p = c->prog;
+  {
+    const int32_t *ps = &p->feat_part_slot[3 * f];
+    for (int k = 0; k < p->feat_nparts[f]; k++) {
+      rh_tensor *t = &c->t[ps[k]];
+      if (t->dtype == RH_F16) return rh_refuse(c, "float16 feed");  /* the reference flushes its denormals */
+      int rc = t->raw ? rh_finish_raw(c, t) : rh_is_float(t->dtype) ? flush_denormals(c, t) : RH_OK;
+      if (rc) return rc;
+    }
+    int64_t batch;
+    if (p->feat_kind[f] == 1) {  /* sparse: TF's SparseTensor validity */
+      const rh_tensor *idx = &c->t[ps[0]], *val = &c->t[ps[1]], *ds = &c->t[ps[2]];
+      if (!is_index(idx) || !is_index(ds) || idx->ndim != 2 || ds->ndim < 1 || val->ndim < 1)
+        return rh_refuse(c, "sparse feature %d: malformed", f);
+      if (idx->shape[1] != ds->shape[0] || val->shape[0] != idx->shape[0])
+        return rh_refuse(c, "sparse feature %d: inconsistent parts", f);
+      int64_t rank = idx->shape[1], nnz = idx->shape[0];
+      for (int64_t j = 0; j < ds->size; j++)
+        if (rh_geti(ds, j) < 0) return rh_refuse(c, "sparse feature %d: negative dense_shape", f);
+      if (idx->dtype == RH_I64 && ds->size == rank && rank >= 1) {
+        const int64_t *ix = (const int64_t *)idx->data;
+        int64_t lim[RH_MAXDIM], prev = 0;
+        int sorted = 1;
+        if (rank > RH_MAXDIM) return rh_refuse(c, "sparse feature %d: rank", f);
+        for (int64_t j = 0; j < rank; j++) lim[j] = rh_geti(ds, j);
+        if (rank == 2) {
+          const uint64_t l0 = (uint64_t)lim[0], l1 = (uint64_t)lim[1];
+          int bad = 0;
+          for (int64_t i = 0; i < nnz; i++) {
+            int64_t r = ix[2 * i];
+            bad |= ((uint64_t)r >= l0) | ((uint64_t)ix[2 * i + 1] >= l1);
+            sorted &= r >= prev;
+            prev = r;
+          }
+          if (bad) return rh_refuse(c, "sparse feature %d: index out of bounds", f);
+        } else {
+          for (int64_t i = 0; i < nnz; i++) {
+            for (int64_t j = 0; j < rank; j++)
+              if ((uint64_t)ix[i * rank + j] >= (uint64_t)lim[j])
+                return rh_refuse(c, "sparse feature %d: index out of bounds", f);
+            sorted &= ix[i * rank] >= prev;
+            prev = ix[i * rank];
+          }
+        }
+        c->t[ps[0]].rows_ok = 1;
+        c->t[ps[0]].rows_sorted = sorted;
+      } else {
+        for (int64_t i = 0; i < nnz; i++)
+          for (int64_t j = 0; j < rank; j++) {
+            int64_t v = rh_geti(idx, i * rank + j);
+            if (v < 0 || v >= rh_geti(ds, j)) return rh_refuse(c, "sparse feature %d: index out of bounds", f);
+          }
+      }
+      batch = ds->size ? rh_geti(ds, 0) : 0;
+    } else if (p->feat_kind[f] == 2) {  /* ragged: values, row_splits */
+      const rh_tensor *val = &c->t[ps[0]], *sp = &c->t[ps[1]];
+      if (!is_index(sp) || sp->ndim != 1 || sp->size == 0) return rh_refuse(c, "ragged feature %d: splits", f);
+      int64_t prev = rh_geti(sp, 0);
+      if (prev != 0) return rh_refuse(c, "ragged feature %d: splits must start at 0", f);
+      for (int64_t i = 1; i < sp->size; i++) {
+        int64_t v = rh_geti(sp, i);
+        if (v < prev) return rh_refuse(c, "ragged feature %d: decreasing splits", f);
+        prev = v;
+      }
+      if (val->ndim < 1 || prev != val->shape[0]) return rh_refuse(c, "ragged feature %d: splits end", f);
+      batch = sp->size - 1;
+    } else {
+      const rh_tensor *x = &c->t[ps[0]];
+      batch = x->ndim ? x->shape[0] : 0;
+    }
+    if (batch > c->max_batch) return rh_refuse(c, "feature %d: batch %lld above the limit", f, (long long)batch);
+  }
+  return RH_OK;
+}
+
+static void feature_task(void *arg, int64_t f, int worker) {
+  (void)worker;
+  rh_ctx *c = (rh_ctx *)arg;
+  c->status[f] = check_feature(c, (int)f);
+}
+
+/* ---------------------------------------------------------------------------------------------- sorting */
+static int permute(rh_ctx *c, rh_tensor *t, const int64_t *perm, int64_t n) {
+  if (t->raw) {
+    int rc = rh_finish_raw(c, t);
+    if (rc) return rc;
+  }
+  rh_tensor in = *t;
+  int64_t inner = n ? in.size / n : 0;
+  int rc;
+  if (in.dtype == RH_STR) {
+    rc = rh_new_strings(c, t, in.ndim, in.shape);
+    if (rc) return rc;
+    for (int64_t i = 0; i < n; i++) {
+      memcpy(t->sp + i * inner, in.sp + perm[i] * inner, (size_t)inner * sizeof(void *));
+      memcpy(t->sl + i * inner, in.sl + perm[i] * inner, (size_t)inner * sizeof(int64_t));
+    }
+    return RH_OK;
+  }
+  int dtype = in.dtype;
+  rc = rh_new_numeric(c, t, dtype, in.ndim, in.shape);
+  if (rc) return rc;
+  size_t bs = (size_t)inner * rh_itemsize(dtype);
+  for (int64_t i = 0; i < n; i++) memcpy((uint8_t *)t->data + i * bs, (const uint8_t *)in.data + perm[i] * bs, bs);
+  return RH_OK;
+}
+
+static int sort_rows(rh_ctx *c, const int32_t *rec) {
+  rh_tensor *idx = &c->t[rec[0]];
+  int nalso = rec[2];
+  if (!idx->set || idx->ndim != 2 || !is_index(idx)) return rh_refuse(c, "sort: indices");
+  int64_t n = idx->shape[0], k = idx->shape[1];
+  for (int a = 0; a < nalso; a++) {
+    const rh_tensor *t = &c->t[rec[3 + a]];
+    if (!t->set || t->ndim < 1 || t->shape[0] != n) return rh_refuse(c, "sort: paired tensor of another length");
+  }
+  if (n < 2 || (idx->rows_ok && idx->rows_sorted)) return RH_OK;
+  int64_t maxrow = 0, prev = INT64_MIN;
+  int sorted = 1;
+  for (int64_t i = 0; i < n; i++) {
+    int64_t r = rh_geti(idx, i * k);
+    if (r < prev) sorted = 0;
+    prev = r;
+    if (r < 0) return rh_refuse(c, "sort: negative row");
+    if (r > maxrow) maxrow = r;
+  }
+  if (sorted) return RH_OK;
+  /* stable counting sort by row (rows are within dense_shape: checked with the feeds) */
+  int64_t *start = (int64_t *)rh_alloc(RH_ARENA(c), (size_t)(maxrow + 2) * 8);
+  int64_t *perm = (int64_t *)rh_alloc(RH_ARENA(c), (size_t)n * 8);
+  if (!start || !perm) return RH_NOMEM;
+  memset(start, 0, (size_t)(maxrow + 2) * 8);
+  for (int64_t i = 0; i < n; i++) start[rh_geti(idx, i * k) + 1]++;
+  for (int64_t r = 0; r <= maxrow; r++) start[r + 1] += start[r];
+  for (int64_t i = 0; i < n; i++) perm[start[rh_geti(idx, i * k)]++] = i;
+  int rows_ok = idx->rows_ok;
+  int rc = permute(c, idx, perm, n);
+  idx->rows_ok = rows_ok;
+  idx->rows_sorted = 1;
+  if (!rc) rc = permute(c, &c->t[rec[1]], perm, n);
+  for (int a = 0; !rc && a < nalso; a++) rc = permute(c, &c->t[rec[3 + a]], perm, n);
+  return rc;
+}
+
+static void sort_task(void *arg, int64_t i, int worker) {
+  (void)worker;
+  rh_ctx *c = (rh_ctx *)arg;
+  c->status[i] = sort_rows(c, c->prog->sort[i]);
+}
+
+/* ---------------------------------------------------------------------------------------------- ops */
+static void op_task(void *arg, int64_t i, int worker) {
+  (void)worker;
+  rh_ctx *c = (rh_ctx *)arg;
+  const rh_program *p = c->prog;
+  int k = p->level_ops[p->level_off[c->level] + i];
+  if (c->op_done[k]) {
+    c->status[i] = RH_OK;
+    return;
+  }
+  const rh_op *op = &p->ops[k];
+  c->status[i] = op->code == OP_FALLBACK ? RH_NEED_OP : rh_exec_op(c, op);
+}
+
+/* the ops level by level (the ops of a level are independent: they run in parallel) */
+static int run_ops(rh_ctx *c) {
+  const rh_program *p = c->prog;
+  for (; c->level < p->nlevels; c->level++) {
+    int64_t first = p->level_off[c->level], n = p->level_off[c->level + 1] - first;
+    rh_parallel(op_task, c, n);
+    int rc = RH_OK;
+    for (int64_t i = 0; i < n; i++) {
+      int s = c->status[i];
+      if (s == RH_NOMEM) return RH_NOMEM;
+      if (s == RH_REFUSE && rc != RH_REFUSE) rc = RH_REFUSE;
+    }
+    if (rc) return rc;
+    int need = -1;
+    for (int64_t i = 0; i < n; i++) {
+      int k = p->level_ops[first + i];
+      if (c->status[i] != RH_NEED_OP) c->op_done[k] = 1;
+      else if (need < 0) need = k;
+    }
+    if (need >= 0) {
+      c->next_op = need;  /* the caller runs it in numpy, marks it done (rh_op_done) and resumes this level */
+      return RH_NEED_OP;
+    }
+  }
+  return RH_OK;
+}
+
+int rh_program_levels(rh_program *p, rh_arena *a) {
+  int32_t *producer_level = (int32_t *)rh_alloc(a, sizeof(int32_t) * (size_t)(p->nslots + 1));
+  int32_t *level = (int32_t *)rh_alloc(a, sizeof(int32_t) * (size_t)(p->nops + 1));
+  p->level_ops = (int32_t *)rh_alloc(a, sizeof(int32_t) * (size_t)(p->nops + 1));
+  if (!producer_level || !level || !p->level_ops) return RH_NOMEM;
+  for (int s = 0; s < p->nslots; s++) producer_level[s] = -1;
+  int nlevels = 0;
+  for (int k = 0; k < p->nops; k++) {  /* ops are in a topological order */
+    int lv = 0;
+    for (int i = 0; i < p->ops[k].nin; i++) {
+      int s = p->ops[k].in[i];
+      if (s >= 0 && s < p->nslots && producer_level[s] + 1 > lv) lv = producer_level[s] + 1;
+    }
+    level[k] = lv;
+    for (int i = 0; i < p->ops[k].nout; i++) {
+      int s = p->ops[k].out[i];
+      if (s >= 0 && s < p->nslots) producer_level[s] = lv;
+    }
+    if (lv + 1 > nlevels) nlevels = lv + 1;
+  }
+  p->nlevels = nlevels;
+  p->level_off = (int32_t *)rh_alloc(a, sizeof(int32_t) * (size_t)(nlevels + 2));
+  if (!p->level_off) return RH_NOMEM;
+  memset(p->level_off, 0, sizeof(int32_t) * (size_t)(nlevels + 2));
+  for (int k = 0; k < p->nops; k++) p->level_off[level[k] + 1]++;
+  for (int l = 0; l < nlevels; l++) p->level_off[l + 1] += p->level_off[l];
+  int32_t *fill = producer_level;  /* reused: next position per level */
+  for (int l = 0; l < nlevels; l++) fill[l] = p->level_off[l];
+  for (int k = 0; k < p->nops; k++) p->level_ops[fill[level[k]]++] = k;  /* ascending within a level */
+  return RH_OK;
+}
+
+/* floats the host plan made enter the kernels as feeds do: denormals flushed (CompiledModel.host_env), after
+ * the whole plan ran (the plan's own ops saw them as computed) */
+static void flush_task(void *arg, int64_t i, int worker) {
+  (void)worker;
+  rh_ctx *c = (rh_ctx *)arg;
+  const rh_op *op = &c->prog->ops[i];
+  c->status[i] = RH_OK;
+  for (int k = 0; k < op->nout; k++) {
+    rh_tensor *t = &c->t[op->out[k]];
+    if (t->set && t->dtype == RH_F16) c->status[i] = rh_refuse(c, "float16 host tensor");  /* the reference's */
+    if (t->set && !t->raw && rh_is_float(t->dtype)) {
+      int rc = flush_denormals(c, t);
+      if (rc) c->status[i] = rc;
+    }
+  }
+}
+
+void rh_op_done(rh_ctx *c) {
+  if (c->next_op >= 0) c->op_done[c->next_op] = 1;
+  c->next_op = -1;
+}
+
+/* ---------------------------------------------------------------------------------------------- after the ops */
+static void idcheck_task(void *arg, int64_t i, int worker);
+
+static int id_checks(rh_ctx *c) {
+  rh_parallel(idcheck_task, c, c->prog->nidcheck);
+  return first_status(c, c->prog->nidcheck);
+}
+
+static int id_check(rh_ctx *c, int i) {
+  const rh_program *p = c->prog;
+  {
+    const int64_t *r = &p->idcheck[5 * i];
+    const rh_tensor *ids = &c->t[r[0]];
+    if (!ids->set || !(rh_is_int(ids->dtype) || ids->dtype == RH_DEC)) return rh_refuse(c, "id check: ids");
+    int64_t limit = r[1];
+    const rh_tensor *w = r[2] >= 0 ? &c->t[r[2]] : NULL;
+    int64_t hard_low = r[3], soft_low = r[4];
+    for (int64_t k = 0; k < ids->size; k++) {
+      int64_t v = rh_geti(ids, k);
+      if (v < hard_low) return rh_refuse(c, "id %lld below the wrapped range", (long long)k);
+      if (v < limit && v >= soft_low) continue;
+      if (w) {
+        if (!w->set || w->size != ids->size || w->dtype == RH_STR || w->raw) return rh_refuse(c, "id check: weights");
+        if (!(rh_get_f64(w, k) > 0)) continue;
+      }
+      return rh_refuse(c, "id %lld out of range", (long long)k);
+    }
+  }
+  return RH_OK;
+}
+
+static void idcheck_task(void *arg, int64_t i, int worker) {
+  (void)worker;
+  rh_ctx *c = (rh_ctx *)arg;
+  c->status[i] = id_check(c, (int)i);
+}
+
+static int bind(rh_ctx *c) {
+  const rh_program *p = c->prog;
+  for (int s = 0; s < p->nsrc; s++) {
+    const rh_tensor *t = &c->t[p->src_slot[s]];
+    int rank = p->src_rank[s];
+    if (!t->set) return rh_refuse(c, "binding: source %d not computed", s);
+    if (p->src_isvalue[s] >= 2) {  /* one size only the assertions read */
+      int64_t sym = p->src_dims[s][0], axis = p->src_axis[s];
+      if (c->sym_src[sym] >= 0) continue;
+      if (p->src_isvalue[s] == 2) {
+        if (!rh_is_int(t->dtype) || axis < 0 || axis >= t->size) return rh_refuse(c, "binding: feed symbol");
+        c->sym[sym] = rh_geti(t, axis);
+      } else {
+        if (axis < 0 || axis >= t->ndim) return rh_refuse(c, "binding: feed symbol");
+        c->sym[sym] = t->shape[axis];
+      }
+      c->sym_src[sym] = s;
+      continue;
+    }
+    if (p->src_isvalue[s]) {
+      if (!(rh_is_int(t->dtype)) || t->size != rank) return rh_refuse(c, "binding: source %d values", s);
+    } else if (t->ndim != rank) {
+      return rh_refuse(c, "binding: source %d rank", s);
+    }
+    for (int d = 0; d < rank; d++) {
+      int64_t v = p->src_isvalue[s] ? rh_geti(t, d) : t->shape[d];
+      int kind = p->src_dimkind[s][d];
+      int64_t want = p->src_dims[s][d];
+      if (kind == 1) {
+        if (v != want) return rh_refuse(c, "binding: source %d dim %d is %lld", s, d, (long long)v);
+      } else if (kind == 0) {
+        if (c->sym_src[want] < 0) {
+          c->sym[want] = v;
+          c->sym_src[want] = s;
+        } else if (c->sym[want] != v) {
+          return rh_refuse(c, "binding: inconsistent sizes (symbol %lld)", (long long)want);
+        }
+      }
+    }
+  }
+  for (int i = 0; i < p->npairs; i++) {
+    int a = p->pairs[2 * i], b = p->pairs[2 * i + 1];
+    if (c->sym_src[a] < 0 || c->sym_src[b] < 0 || c->sym[a] != c->sym[b])
+      return rh_refuse(c, "assertion %d failed", i);
+  }
+  return RH_OK;
+}
+
+static int numeric_or_dec(const rh_tensor *t) {
+  return t->set && !t->raw && t->dtype != RH_STR && t->dtype != RH_F16 && t->dtype != RH_NONE;
+}
+
+/* ids the packed int64 buffer holds exactly (uint64 could wrap, floats truncate, bools are not ids: the reference
+ * decides those, by whatever conversion rule feeds.py has) */
+static int exact_ids(const rh_tensor *t) {
+  return t->set && !t->raw && ((rh_is_int(t->dtype) && t->dtype != RH_U64) || t->dtype == RH_DEC);
+}
+
+static int layout(rh_ctx *c) {
+  const rh_program *p = c->prog;
+  int64_t batch = 0;
+  if (p->batch_sym >= 0) {
+    if (c->sym_src[p->batch_sym] < 0) return rh_refuse(c, "cannot tell the batch size");
+    batch = c->sym[p->batch_sym];
+    if (batch < 0) return rh_refuse(c, "negative batch");
+  }
+  c->batch = batch;
+  int64_t total = 2 * (int64_t)p->ncols;
+  for (int k = 0; k < p->ncols; k++) {
+    const int32_t *col = &p->col[4 * k];
+    const rh_tensor *a = &c->t[col[1]];
+    if (!numeric_or_dec(a)) return rh_refuse(c, "column %d: input", k);
+    int64_t size;
+    c->col_aux[k] = 0;
+    switch (col[0]) {
+      case COL_CSR: {
+        const rh_tensor *ids = &c->t[col[2]];
+        if (a->ndim != 2 || a->shape[1] < 1 || !is_index(a) || !exact_ids(ids))
+          return rh_refuse(c, "column %d: csr inputs", k);
+        size = batch + 1 + ids->size * (col[3] >= 0 ? 2 : 1);
+        if (col[3] >= 0) {
+          const rh_tensor *w = &c->t[col[3]];
+          if (!w->set || w->raw || w->dtype != RH_F32 || w->size != ids->size)
+            return rh_refuse(c, "column %d: weights", k);
+        }
+        if (!a->rows_ok)
+          for (int64_t i = 0; i < a->shape[0]; i++)
+            if (rh_geti(a, i * a->shape[1]) < 0) return rh_refuse(c, "column %d: negative row", k);
+        break;
+      }
+      case COL_DENSE:  /* [B, T] padded ids (a scalar feature [B]: one slot per row) */
+        if (a->ndim < 1 || !exact_ids(a)) return rh_refuse(c, "column %d: dense input", k);
+        c->col_aux[k] = a->ndim >= 2 ? a->shape[1] : 1;
+        size = a->size;
+        break;
+      case COL_ONE:
+        if (!exact_ids(a)) return rh_refuse(c, "column %d: ids", k);
+        size = a->size;
+        break;
+      default:  /* bucket, numeric: float32 bit patterns */
+        if (a->dtype != RH_F32) return rh_refuse(c, "column %d: not float32", k);
+        size = a->size;
+        break;
+    }
+    c->col_size[k] = size;
+    total += size;
+  }
+  c->packed_len = total;
+  int64_t off = 0;
+  for (int i = 0; i < p->nargs; i++) {
+    const int32_t *ar = &p->arg[3 * i];
+    int64_t bytes = 0;
+    c->arg_off[i] = -1;
+    int64_t *shape = &c->arg_shape[(size_t)i * RH_MAXDIM];
+    switch (ar[0]) {
+      case ARG_PACKED:
+        c->arg_ndim[i] = 1;
+        shape[0] = total;
+        bytes = total * 8;
+        break;
+      case ARG_PACKED_SIZES:
+        c->arg_ndim[i] = 1;
+        shape[0] = batch;
+        break;
+      case ARG_TENSOR: {  /* in the module's dtype already: another one is the reference's conversion to make */
+        const rh_tensor *t = &c->t[ar[1]];
+        if (!numeric_or_dec(t) || !(t->dtype == ar[2] || (t->dtype == RH_DEC && ar[2] == RH_I64)))
+          return rh_refuse(c, "argument %d: dtype", i);
+        c->arg_ndim[i] = t->ndim;
+        memcpy(shape, t->shape, sizeof(int64_t) * RH_MAXDIM);
+        bytes = t->size * (int64_t)rh_itemsize(ar[2]);
+        break;
+      }
+      case ARG_SHAPE: {
+        const rh_tensor *t = &c->t[ar[1]];
+        if (!t->set || !rh_is_int(t->dtype) || t->size > RH_MAXDIM) return rh_refuse(c, "argument %d", i);
+        c->arg_ndim[i] = (int32_t)t->size;
+        for (int64_t j = 0; j < t->size; j++) shape[j] = rh_geti(t, j);
+        break;
+      }
+      case ARG_SHAPE_OF: {
+        const rh_tensor *t = &c->t[ar[1]];
+        if (!t->set) return rh_refuse(c, "argument %d", i);
+        c->arg_ndim[i] = t->ndim;
+        memcpy(shape, t->shape, sizeof(int64_t) * RH_MAXDIM);
+        break;
+      }
+      default:
+        return rh_refuse(c, "argument kind");
+    }
+    if (ar[0] == ARG_PACKED || ar[0] == ARG_TENSOR) {
+      c->arg_off[i] = off;
+      off += (bytes + ARG_ALIGN - 1) / ARG_ALIGN * ARG_ALIGN;
+    }
+  }
+  c->staging_bytes = off;
+  return RH_OK;
+}
+
+int rh_run(rh_ctx *c) {
+  const rh_program *p = c->prog;
+  int rc;
+  int64_t t0 = rh_now_ns(), t1;
+  if (c->stage == ST_FEEDS) {
+    rc = check_feeds(c);
+    if (rc) return rc;
+    rh_parallel(feature_task, c, p->nfeat);
+    rc = first_status(c, p->nfeat);
+    if (rc) return rc;
+    t1 = rh_now_ns();
+    c->ns[1] += t1 - t0;
+    t0 = t1;
+    rh_parallel(sort_task, c, p->nsort);
+    rc = first_status(c, p->nsort);
+    if (rc) return rc;
+    t1 = rh_now_ns();
+    c->ns[2] += t1 - t0;
+    t0 = t1;
+    c->stage = ST_OPS;
+  }
+  if (c->stage == ST_OPS) {
+    rc = run_ops(c);
+    if (!rc) {
+      rh_parallel(flush_task, c, p->nops);
+      rc = first_status(c, p->nops);
+    }
+    t1 = rh_now_ns();
+    c->ns[3] += t1 - t0;
+    t0 = t1;
+    if (rc) return rc;
+    rc = id_checks(c);
+    if (!rc) rc = bind(c);
+    if (!rc) rc = layout(c);
+    c->ns[4] += rh_now_ns() - t0;
+    if (rc) return rc;
+    c->stage = ST_DONE;
+  }
+  return RH_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------- writing */
+/* float32 bit patterns, sign-extended into int64 (numpy: packed[...] = x.view(np.int32)) */
+static void write_floats(const rh_tensor *x, int64_t *dst) {
+  const int32_t *b = (const int32_t *)x->data;
+  for (int64_t i = 0; i < x->size; i++) dst[i] = b[i];
+}
+
+static void write_ints(const rh_tensor *x, int64_t *dst) {
+  if (x->dtype == RH_I64 || x->dtype == RH_DEC) memcpy(dst, x->data, (size_t)x->size * 8);
+  else for (int64_t i = 0; i < x->size; i++) dst[i] = rh_geti(x, i);
+}
+
+/* the packed buffer's header: where each column's data starts, its per-request size (recom_tvm.ops.fused_kernel) */
+static void write_header(rh_ctx *c, int64_t *packed) {
+  int64_t nc = c->prog->ncols, pos = 2 * nc;
+  for (int k = 0; k < nc; k++) {
+    packed[k] = pos;
+    packed[nc + k] = c->col_aux[k];
+    pos += c->col_size[k];
+  }
+}
+
+/* column k's data: the one place that writes each column kind's layout */
+static void write_column(rh_ctx *c, int64_t *packed, int k) {
+  const rh_program *p = c->prog;
+  int64_t batch = c->batch;
+  {
+    const int32_t *col = &p->col[4 * k];
+    int64_t *d = packed + packed[k];
+    const rh_tensor *a = &c->t[col[1]];
+    switch (col[0]) {
+      case COL_CSR: {
+        const rh_tensor *ids = &c->t[col[2]];
+        int64_t n = a->shape[0], stride = a->shape[1];
+        d[0] = 0;
+        if (a->rows_ok && a->rows_sorted && a->dtype == RH_I64) {
+          /* sorted rows >= 0: offsets straight from them (rows at or past batch, from a dense_shape larger than
+           * the batch, are not counted, as with bincount(rows)[:batch]) */
+          const int64_t *ix = (const int64_t *)a->data;
+          int64_t i = 0;
+          for (int64_t b = 0; b < batch; b++) {
+            while (i < n && ix[i * stride] <= b) i++;
+            d[b + 1] = i;
+          }
+        } else {
+          memset(d, 0, (size_t)(batch + 1) * 8);
+          for (int64_t i = 0; i < n; i++) {
+            int64_t r = rh_geti(a, i * stride);
+            if (r < batch) d[r + 1]++;
+          }
+          for (int64_t b = 0; b < batch; b++) d[b + 1] += d[b];
+        }
+        write_ints(ids, d + batch + 1);
+        if (col[3] >= 0) write_floats(&c->t[col[3]], d + batch + 1 + ids->size);
+        break;
+      }
+      case COL_DENSE:
+      case COL_ONE:
+        write_ints(a, d);
+        break;
+      default:
+        write_floats(a, d);
+        break;
+    }
+  }
+}
+
+static void write_tensor(const rh_tensor *t, int dtype, uint8_t *dst) {  /* layout() checked the dtype */
+  memcpy(dst, t->data, (size_t)t->size * rh_itemsize(dtype));
+}
+
+typedef struct { rh_ctx *c; uint8_t *dst; int64_t *packed; } write_job;
+
+static void write_task(void *arg, int64_t i, int worker) {
+  (void)worker;
+  write_job *w = (write_job *)arg;
+  const rh_program *p = w->c->prog;
+  int64_t ncol = w->packed ? p->ncols : 0;
+  if (i < ncol) {
+    write_column(w->c, w->packed, (int)i);
+    return;
+  }
+  const int32_t *ar = &p->arg[3 * (i - ncol)];
+  if (ar[0] == ARG_TENSOR) write_tensor(&w->c->t[ar[1]], ar[2], w->dst + w->c->arg_off[i - ncol]);
+}
+
+int rh_write(rh_ctx *c, uint8_t *dst, int64_t capacity) {
+  const rh_program *p = c->prog;
+  if (c->stage != ST_DONE) return rh_refuse(c, "write before the run finished");
+  if (capacity < c->staging_bytes) return rh_refuse(c, "staging buffer too small");
+  int64_t t0 = rh_now_ns();
+  write_job w = {c, dst, NULL};
+  for (int i = 0; i < p->nargs; i++)
+    if (p->arg[3 * i] == ARG_PACKED) w.packed = (int64_t *)(dst + c->arg_off[i]);
+  if (w.packed) write_header(c, w.packed);
+  rh_parallel(write_task, &w, (w.packed ? p->ncols : 0) + p->nargs);
+  c->ns[5] += rh_now_ns() - t0;
+  return RH_OK;
+}

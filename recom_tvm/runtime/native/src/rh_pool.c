@@ -1,0 +1,124 @@
+/* A small fork-join pool for the native host stage: rh_parallel(fn, arg, n) runs fn(arg, 0..n-1) on the calling
+ * thread and the pool's workers, and returns when all n tasks are done. Several callers (serving threads, each
+ * with its own context) may run jobs at once; workers take tasks from any of them. A worker has a fixed id
+ * (1..workers) and callers are 0, so a context can keep one arena per id without locks. Workers never touch
+ * Python. After fork() the child has no workers (pthread_atfork resets the pool). */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "rh.h"
+
+/* Bind the pthread symbols glibc 2.34 re-versioned to their original versions, so that a library built on a
+ * recent build host loads on a serving host with an older glibc (the symbols exist under both versions). */
+#if defined(__GLIBC__) && defined(__x86_64__)
+__asm__(".symver pthread_create,pthread_create@GLIBC_2.2.5");
+__asm__(".symver pthread_once,pthread_once@GLIBC_2.2.5");
+#endif
+
+typedef struct job {
+  rh_task_fn fn;
+  void *arg;
+  int64_t ntasks;
+  atomic_llong next, done;
+  int users;                  /* workers inside this job (under mu) */
+  struct job *link;
+} job;
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t work_cv = PTHREAD_COND_INITIALIZER, done_cv = PTHREAD_COND_INITIALIZER;
+static job *jobs;             /* jobs with tasks left to claim */
+static int workers;           /* started */
+static int wanted = 1;        /* threads per job, the caller included */
+static _Thread_local int my_id;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+int rh_worker(void) { return my_id; }
+
+static void run_tasks(job *j, int id) {
+  for (;;) {
+    int64_t t = atomic_fetch_add(&j->next, 1);
+    if (t >= j->ntasks) return;
+    j->fn(j->arg, t, id);
+    if (atomic_fetch_add(&j->done, 1) + 1 == j->ntasks) {
+      pthread_mutex_lock(&mu);
+      pthread_cond_broadcast(&done_cv);
+      pthread_mutex_unlock(&mu);
+    }
+  }
+}
+
+static void *worker_main(void *p) {
+  my_id = (int)(intptr_t)p;
+  pthread_mutex_lock(&mu);
+  for (;;) {
+    job *j = jobs;
+    while (j && atomic_load(&j->next) >= j->ntasks) j = j->link;
+    if (!j || my_id >= wanted) {
+      pthread_cond_wait(&work_cv, &mu);
+      continue;
+    }
+    j->users++;
+    pthread_mutex_unlock(&mu);
+    run_tasks(j, my_id);
+    pthread_mutex_lock(&mu);
+    if (--j->users == 0) pthread_cond_broadcast(&done_cv);
+  }
+  return NULL;
+}
+
+static void after_fork_child(void) {
+  pthread_mutex_init(&mu, NULL);
+  pthread_cond_init(&work_cv, NULL);
+  pthread_cond_init(&done_cv, NULL);
+  jobs = NULL;
+  workers = 0;  /* the threads did not survive the fork: start again on demand */
+}
+
+static void init_once(void) { pthread_atfork(NULL, NULL, after_fork_child); }
+
+void rh_set_threads(int n) {
+  pthread_once(&once, init_once);
+  if (n < 1) n = 1;
+  if (n > RH_MAXTHREADS) n = RH_MAXTHREADS;
+  pthread_mutex_lock(&mu);
+  wanted = n;
+  while (workers < n - 1) {
+    pthread_t th;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&th, &attr, worker_main, (void *)(intptr_t)(workers + 1));
+    pthread_attr_destroy(&attr);
+    if (rc) break;
+    workers++;
+  }
+  pthread_mutex_unlock(&mu);
+}
+
+void rh_parallel(rh_task_fn fn, void *arg, int64_t ntasks) {
+  if (ntasks <= 0) return;
+  if (ntasks == 1 || wanted <= 1 || workers == 0 || my_id != 0) {
+    for (int64_t t = 0; t < ntasks; t++) fn(arg, t, my_id);
+    return;
+  }
+  job j;
+  j.fn = fn;
+  j.arg = arg;
+  j.ntasks = ntasks;
+  atomic_init(&j.next, 0);
+  atomic_init(&j.done, 0);
+  j.users = 0;
+  pthread_mutex_lock(&mu);
+  j.link = jobs;
+  jobs = &j;
+  pthread_cond_broadcast(&work_cv);
+  pthread_mutex_unlock(&mu);
+  run_tasks(&j, 0);
+  pthread_mutex_lock(&mu);
+  job **pp = &jobs;  /* no new worker may enter it now */
+  while (*pp && *pp != &j) pp = &(*pp)->link;
+  if (*pp) *pp = j.link;
+  while (atomic_load(&j.done) < ntasks || j.users > 0) pthread_cond_wait(&done_cv, &mu);
+  pthread_mutex_unlock(&mu);
+}

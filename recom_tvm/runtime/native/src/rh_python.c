@@ -1,0 +1,1178 @@
+/* The Python side of the native host stage: the `recom_tvm_host` extension module, on CPython's stable ABI
+ * (Py_LIMITED_API 3.11: one binary for every CPython >= 3.11, so a library built on the build host loads on a
+ * serving host with another Python). No numpy C API: arrays are read through the buffer protocol.
+ *
+ * Per request, with the GIL: one dict lookup per feature and one buffer per feed tensor (object arrays of str:
+ * one UTF-8 pointer per element). Everything else (checks, sorting, hashing, binding, packing) runs with the GIL
+ * released. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdlib.h>
+
+#include "rh.h"
+
+/* ------------------------------------------------------------------------------------------- program */
+typedef struct {
+  rh_program p;
+  rh_arena arena;
+  PyObject *names;   /* tuple: feature names (str), looked up in the feeds dict */
+  PyObject *ndarray; /* numpy.ndarray: feeds of exactly this type are read in place */
+} prog_state;
+
+typedef struct {
+  rh_ctx *c;
+  PyObject *prog;    /* the program capsule */
+  PyObject *keep;    /* objects whose memory the request's tensors point into */
+  Py_buffer *bufs;
+  int nbufs, capbufs;
+} ctx_state;
+
+static void *palloc(prog_state *ps, size_t n) { return rh_alloc(&ps->arena, n ? n : 1); }
+
+/* an int64 numpy array (or anything with an 'l' / 'q' buffer) -> a copy in the program's arena */
+static int64_t *i64_array(prog_state *ps, PyObject *o, Py_ssize_t *n) {
+  Py_buffer v;
+  if (PyObject_GetBuffer(o, &v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
+  const char *f = v.format ? v.format : "B";
+  if (*f == '<' || *f == '=' || *f == '@') f++;
+  if (v.itemsize != 8 || !(*f == 'l' || *f == 'q')) {
+    PyBuffer_Release(&v);
+    PyErr_SetString(PyExc_TypeError, "expected an int64 array");
+    return NULL;
+  }
+  *n = v.len / 8;
+  int64_t *out = (int64_t *)palloc(ps, (size_t)v.len);
+  if (out) memcpy(out, v.buf, (size_t)v.len);
+  PyBuffer_Release(&v);
+  if (!out) PyErr_NoMemory();
+  return out;
+}
+
+static int32_t *i32_from(prog_state *ps, PyObject *o, Py_ssize_t *n) {
+  int64_t *a = i64_array(ps, o, n);
+  if (!a) return NULL;
+  int32_t *out = (int32_t *)palloc(ps, (size_t)*n * 4);
+  for (Py_ssize_t i = 0; i < *n; i++) out[i] = (int32_t)a[i];
+  return out;
+}
+
+static int64_t item_i64(PyObject *seq, Py_ssize_t i) {
+  PyObject *o = PySequence_GetItem(seq, i);
+  if (!o) return -1;
+  int64_t v = PyLong_AsLongLong(o);
+  Py_DECREF(o);
+  return v;
+}
+
+static double item_f64(PyObject *seq, Py_ssize_t i) {
+  PyObject *o = PySequence_GetItem(seq, i);
+  if (!o) return -1;
+  double v = PyFloat_AsDouble(o);
+  Py_DECREF(o);
+  return v;
+}
+
+/* a list of bytes -> pointers and lengths into one copy */
+static int bytes_list(prog_state *ps, PyObject *list, const uint8_t ***kp, int64_t **kl, Py_ssize_t *n) {
+  Py_ssize_t m = PySequence_Size(list);
+  if (m < 0) return -1;
+  *n = m;
+  *kp = (const uint8_t **)palloc(ps, (size_t)m * sizeof(void *));
+  *kl = (int64_t *)palloc(ps, (size_t)m * 8);
+  for (Py_ssize_t i = 0; i < m; i++) {
+    PyObject *b = PySequence_GetItem(list, i);
+    char *s;
+    Py_ssize_t l;
+    if (!b || PyBytes_AsStringAndSize(b, &s, &l) < 0) {
+      Py_XDECREF(b);
+      return -1;
+    }
+    uint8_t *copy = (uint8_t *)palloc(ps, (size_t)l + 1);
+    memcpy(copy, s, (size_t)l);
+    (*kp)[i] = copy;
+    (*kl)[i] = l;
+    Py_DECREF(b);
+  }
+  return 0;
+}
+
+/* a constant or default: numpy array (numeric) or list of bytes (strings) with its dtype code and shape */
+static int const_tensor(prog_state *ps, int dtype, PyObject *shape, PyObject *payload, rh_tensor *t) {
+  memset(t, 0, sizeof *t);
+  t->pyobj = -1;
+  t->dtype = dtype;
+  Py_ssize_t nd = PySequence_Size(shape);
+  if (nd < 0 || nd > RH_MAXDIM) return -1;
+  int64_t dims[RH_MAXDIM];
+  for (Py_ssize_t i = 0; i < nd; i++) dims[i] = item_i64(shape, i);
+  rh_set_shape(t, (int)nd, dims);
+  if (dtype == RH_STR) {
+    Py_ssize_t n;
+    const uint8_t **kp;
+    int64_t *kl;
+    if (bytes_list(ps, payload, &kp, &kl, &n) < 0) return -1;
+    if (n != t->size) {
+      PyErr_SetString(PyExc_ValueError, "string constant: size does not match its shape");
+      return -1;
+    }
+    t->sp = kp;
+    t->sl = kl;
+  } else {
+    Py_buffer v;
+    if (PyObject_GetBuffer(payload, &v, PyBUF_C_CONTIGUOUS) < 0) return -1;
+    if ((size_t)v.len != (size_t)t->size * rh_itemsize(dtype)) {
+      PyBuffer_Release(&v);
+      PyErr_SetString(PyExc_ValueError, "constant: size does not match its shape and dtype");
+      return -1;
+    }
+    t->data = palloc(ps, (size_t)v.len);
+    memcpy(t->data, v.buf, (size_t)v.len);
+    PyBuffer_Release(&v);
+  }
+  t->set = 1;
+  return 0;
+}
+
+static void prog_free(PyObject *cap) {
+  prog_state *ps = (prog_state *)PyCapsule_GetPointer(cap, "recom_tvm_host.program");
+  if (!ps) return;
+  Py_XDECREF(ps->names);
+  Py_XDECREF(ps->ndarray);
+  rh_arena_free(&ps->arena);
+  free(ps);
+}
+
+#define GET(i) PyTuple_GetItem(args, i)
+
+/* program_new(names, ndarray, nslots, slot_rank, slot_dims, slot_dtype, feat_kind, feat_nparts, feat_part_slot,
+ *             sorts, ops, idcheck, sources, nsym, pairs, batch_sym, cols, args, tables,
+ *             excfgs, consts): see recom_tvm/runtime/native/program.py */
+static PyObject *program_new(PyObject *self, PyObject *args) {
+  (void)self;
+  if (!PyTuple_Check(args) || PyTuple_Size(args) != 21) {
+    PyErr_SetString(PyExc_TypeError, "program_new takes 21 arguments");
+    return NULL;
+  }
+  prog_state *ps = (prog_state *)calloc(1, sizeof(prog_state));
+  if (!ps) return PyErr_NoMemory();
+  rh_program *p = &ps->p;
+  PyObject *cap = PyCapsule_New(ps, "recom_tvm_host.program", prog_free);
+  if (!cap) {
+    free(ps);
+    return NULL;
+  }
+  ps->names = GET(0);
+  Py_INCREF(ps->names);
+  ps->ndarray = GET(1);
+  Py_INCREF(ps->ndarray);
+  Py_ssize_t n, m;
+  p->nslots = (int32_t)PyLong_AsLong(GET(2));
+  p->slot_rank = i32_from(ps, GET(3), &n);
+  if (!p->slot_rank) goto fail;
+  p->slot_dims = i64_array(ps, GET(4), &n);
+  if (!p->slot_dims) goto fail;
+  p->slot_dtype = i32_from(ps, GET(5), &n);
+  if (!p->slot_dtype) goto fail;
+  p->feat_kind = i32_from(ps, GET(6), &n);
+  if (!p->feat_kind) goto fail;
+  p->nfeat = (int32_t)n;
+  p->feat_nparts = i32_from(ps, GET(7), &n);
+  p->feat_part_slot = i32_from(ps, GET(8), &n);
+  if (!p->feat_nparts || !p->feat_part_slot) goto fail;
+  /* sorts */
+  PyObject *sorts = GET(9);
+  p->nsort = (int32_t)PySequence_Size(sorts);
+  p->sort = (int32_t **)palloc(ps, sizeof(int32_t *) * (size_t)p->nsort);
+  for (int i = 0; i < p->nsort; i++) {
+    PyObject *o = PySequence_GetItem(sorts, i);
+    p->sort[i] = o ? i32_from(ps, o, &n) : NULL;
+    Py_XDECREF(o);
+    if (!p->sort[i]) goto fail;
+  }
+  /* ops: (code, node, in, out, attr) */
+  PyObject *ops = GET(10);
+  p->nops = (int32_t)PySequence_Size(ops);
+  p->ops = (rh_op *)palloc(ps, sizeof(rh_op) * (size_t)p->nops);
+  for (int i = 0; i < p->nops; i++) {
+    PyObject *o = PySequence_GetItem(ops, i);
+    if (!o) goto fail;
+    rh_op *op = &p->ops[i];
+    op->code = (int32_t)item_i64(o, 0);
+    op->node = (int32_t)item_i64(o, 1);
+    PyObject *a = PySequence_GetItem(o, 2), *b = PySequence_GetItem(o, 3), *at = PySequence_GetItem(o, 4);
+    Py_DECREF(o);
+    if (!a || !b || !at) {
+      Py_XDECREF(a); Py_XDECREF(b); Py_XDECREF(at);
+      goto fail;
+    }
+    op->in = i32_from(ps, a, &n);
+    op->nin = (int32_t)n;
+    op->out = i32_from(ps, b, &n);
+    op->nout = (int32_t)n;
+    op->attr = i64_array(ps, at, &n);
+    op->nattr = (int32_t)n;
+    Py_DECREF(a); Py_DECREF(b); Py_DECREF(at);
+    if (!op->in || !op->out || !op->attr) goto fail;
+  }
+  p->idcheck = i64_array(ps, GET(11), &n);
+  if (!p->idcheck) goto fail;
+  p->nidcheck = (int32_t)(n / 5);
+  /* binder sources: (slot, isvalue, kinds, dims, axis) */
+  PyObject *srcs = GET(12);
+  p->nsrc = (int32_t)PySequence_Size(srcs);
+  p->src_slot = (int32_t *)palloc(ps, 4 * (size_t)p->nsrc);
+  p->src_isvalue = (int32_t *)palloc(ps, 4 * (size_t)p->nsrc);
+  p->src_rank = (int32_t *)palloc(ps, 4 * (size_t)p->nsrc);
+  p->src_dims = (int64_t **)palloc(ps, sizeof(void *) * (size_t)p->nsrc);
+  p->src_dimkind = (int32_t **)palloc(ps, sizeof(void *) * (size_t)p->nsrc);
+  p->src_axis = (int32_t *)palloc(ps, 4 * (size_t)p->nsrc);
+  for (int i = 0; i < p->nsrc; i++) {
+    PyObject *o = PySequence_GetItem(srcs, i);
+    if (!o) goto fail;
+    p->src_slot[i] = (int32_t)item_i64(o, 0);
+    p->src_isvalue[i] = (int32_t)item_i64(o, 1);
+    p->src_axis[i] = (int32_t)item_i64(o, 4);
+    PyObject *k = PySequence_GetItem(o, 2), *d = PySequence_GetItem(o, 3);
+    Py_DECREF(o);
+    if (!k || !d) {
+      Py_XDECREF(k); Py_XDECREF(d);
+      goto fail;
+    }
+    p->src_dimkind[i] = i32_from(ps, k, &n);
+    p->src_rank[i] = (int32_t)n;
+    p->src_dims[i] = i64_array(ps, d, &m);
+    Py_DECREF(k); Py_DECREF(d);
+    if (!p->src_dimkind[i] || !p->src_dims[i] || m != n) goto fail;
+  }
+  p->nsym = (int32_t)PyLong_AsLong(GET(13));
+  p->pairs = i32_from(ps, GET(14), &n);
+  if (!p->pairs) goto fail;
+  p->npairs = (int32_t)(n / 2);
+  p->batch_sym = (int32_t)PyLong_AsLong(GET(15));
+  p->col = i32_from(ps, GET(16), &n);
+  if (!p->col) goto fail;
+  p->ncols = (int32_t)(n / 4);
+  p->arg = i32_from(ps, GET(17), &n);
+  if (!p->arg) goto fail;
+  p->nargs = (int32_t)(n / 3);
+  /* tables: (keys, values, vdtype, default_i, default_f) */
+  PyObject *tables = GET(18);
+  p->ntables = (int32_t)PySequence_Size(tables);
+  p->tables = (rh_table *)palloc(ps, sizeof(rh_table) * (size_t)p->ntables);
+  memset(p->tables, 0, sizeof(rh_table) * (size_t)p->ntables);
+  for (int i = 0; i < p->ntables; i++) {
+    PyObject *o = PySequence_GetItem(tables, i);
+    if (!o) goto fail;
+    rh_table *t = &p->tables[i];
+    PyObject *keys = PySequence_GetItem(o, 0), *vals = PySequence_GetItem(o, 1);
+    t->vdtype = (int32_t)item_i64(o, 2);
+    t->default_i = item_i64(o, 3);
+    t->default_f = item_f64(o, 4);
+    Py_DECREF(o);
+    if (!keys || !vals) {
+      Py_XDECREF(keys); Py_XDECREF(vals);
+      goto fail;
+    }
+    Py_ssize_t nk;
+    int bad = bytes_list(ps, keys, &t->kp, &t->kl, &nk) < 0;
+    t->nkeys = nk;
+    Py_DECREF(keys);
+    if (!bad) {
+      Py_buffer v;
+      if (PyObject_GetBuffer(vals, &v, PyBUF_C_CONTIGUOUS) < 0) {
+        bad = 1;
+      } else {
+        if ((size_t)v.len != (size_t)nk * rh_itemsize(t->vdtype)) {
+          PyErr_SetString(PyExc_ValueError, "table values do not match its keys");
+          bad = 1;
+        } else {
+          t->values = palloc(ps, (size_t)v.len);
+          memcpy(t->values, v.buf, (size_t)v.len);
+        }
+        PyBuffer_Release(&v);
+      }
+    }
+    Py_DECREF(vals);
+    if (bad || PyErr_Occurred() || rh_table_build(t, &ps->arena)) goto fail;
+  }
+  /* tf.Example configurations: (keys, dtypes, nsparse, dense_rank, dense_shape, dense_size, defaults) */
+  PyObject *ex = GET(19);
+  p->nexcfg = (int32_t)PySequence_Size(ex);
+  p->excfg = (rh_examples_cfg *)palloc(ps, sizeof(rh_examples_cfg) * (size_t)p->nexcfg);
+  for (int i = 0; i < p->nexcfg; i++) {
+    PyObject *o = PySequence_GetItem(ex, i);
+    if (!o) goto fail;
+    rh_examples_cfg *cfg = &p->excfg[i];
+    PyObject *keys = PySequence_GetItem(o, 0), *dt = PySequence_GetItem(o, 1), *dr = PySequence_GetItem(o, 3);
+    PyObject *dsh = PySequence_GetItem(o, 4), *dsz = PySequence_GetItem(o, 5), *dfl = PySequence_GetItem(o, 6);
+    cfg->nsparse = (int32_t)item_i64(o, 2);
+    Py_DECREF(o);
+    int bad = !keys || !dt || !dr || !dsh || !dsz || !dfl;
+    Py_ssize_t nk = 0;
+    if (!bad) bad = bytes_list(ps, keys, &cfg->key, &cfg->keylen, &nk) < 0;
+    if (!bad) {
+      cfg->dtype = i32_from(ps, dt, &n);
+      cfg->dense_rank = i32_from(ps, dr, &n);
+      cfg->ndense = (int32_t)n;
+      cfg->dense_shape = i64_array(ps, dsh, &n);
+      cfg->dense_size = i64_array(ps, dsz, &n);
+      bad = !cfg->dtype || !cfg->dense_rank || !cfg->dense_shape || !cfg->dense_size;
+    }
+    if (!bad) {
+      cfg->dense_default = (rh_tensor *)palloc(ps, sizeof(rh_tensor) * (size_t)(cfg->ndense ? cfg->ndense : 1));
+      for (int d = 0; d < cfg->ndense && !bad; d++) {
+        PyObject *df = PySequence_GetItem(dfl, d);
+        if (!df) { bad = 1; break; }
+        memset(&cfg->dense_default[d], 0, sizeof(rh_tensor));
+        if (df != Py_None) {
+          PyObject *dflat = PySequence_GetItem(df, 0), *dshape = PySequence_GetItem(df, 1);
+          bad = !dflat || !dshape ||
+                const_tensor(ps, cfg->dtype[cfg->nsparse + d], dshape, dflat, &cfg->dense_default[d]) < 0;
+          Py_XDECREF(dflat); Py_XDECREF(dshape);
+        }
+        Py_DECREF(df);
+      }
+    }
+    Py_XDECREF(keys); Py_XDECREF(dt); Py_XDECREF(dr); Py_XDECREF(dsh); Py_XDECREF(dsz); Py_XDECREF(dfl);
+    if (bad) goto fail;
+  }
+  /* constants: (slot, dtype, shape, payload) */
+  PyObject *consts = GET(20);
+  p->consts = (rh_tensor *)palloc(ps, sizeof(rh_tensor) * (size_t)(p->nslots ? p->nslots : 1));
+  memset(p->consts, 0, sizeof(rh_tensor) * (size_t)(p->nslots ? p->nslots : 1));
+  Py_ssize_t nc = PySequence_Size(consts);
+  for (Py_ssize_t i = 0; i < nc; i++) {
+    PyObject *o = PySequence_GetItem(consts, i);
+    if (!o) goto fail;
+    int slot = (int)item_i64(o, 0), dtype = (int)item_i64(o, 1);
+    PyObject *shape = PySequence_GetItem(o, 2), *payload = PySequence_GetItem(o, 3);
+    Py_DECREF(o);
+    int bad = !shape || !payload || slot < 0 || slot >= p->nslots ||
+              const_tensor(ps, dtype, shape, payload, &p->consts[slot]) < 0;
+    Py_XDECREF(shape); Py_XDECREF(payload);
+    if (bad) goto fail;
+  }
+  if (PyErr_Occurred()) goto fail;
+  for (int i = 0; i < p->nops; i++)
+    for (int k = 0; k < p->ops[i].nin + p->ops[i].nout; k++) {
+      int s = k < p->ops[i].nin ? p->ops[i].in[k] : p->ops[i].out[k - p->ops[i].nin];
+      if (s < 0 || s >= p->nslots) goto fail;
+    }
+  if (rh_program_levels(p, &ps->arena)) {
+    PyErr_NoMemory();
+    goto fail;
+  }
+  return cap;
+fail:
+  if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "malformed native host program");
+  Py_DECREF(cap);
+  return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------- contexts */
+static void release_request(ctx_state *cs) {
+  for (int i = 0; i < cs->nbufs; i++) PyBuffer_Release(&cs->bufs[i]);
+  cs->nbufs = 0;
+  if (cs->keep && PyList_Size(cs->keep)) PyList_SetSlice(cs->keep, 0, PyList_Size(cs->keep), NULL);
+}
+
+static void ctx_free(PyObject *cap) {
+  ctx_state *cs = (ctx_state *)PyCapsule_GetPointer(cap, "recom_tvm_host.context");
+  if (!cs) return;
+  release_request(cs);
+  rh_ctx_free(cs->c);
+  Py_XDECREF(cs->keep);
+  Py_XDECREF(cs->prog);
+  free(cs->bufs);
+  free(cs);
+}
+
+static prog_state *get_prog(PyObject *o) {
+  return (prog_state *)PyCapsule_GetPointer(o, "recom_tvm_host.program");
+}
+
+static ctx_state *get_ctx(PyObject *o) {
+  return (ctx_state *)PyCapsule_GetPointer(o, "recom_tvm_host.context");
+}
+
+static PyObject *context_new(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *prog;
+  if (!PyArg_ParseTuple(args, "O", &prog)) return NULL;
+  prog_state *ps = get_prog(prog);
+  if (!ps) return NULL;
+  ctx_state *cs = (ctx_state *)calloc(1, sizeof(ctx_state));
+  if (!cs) return PyErr_NoMemory();
+  cs->c = rh_ctx_new(&ps->p);
+  cs->keep = PyList_New(0);
+  if (!cs->c || !cs->keep) {
+    rh_ctx_free(cs->c);
+    Py_XDECREF(cs->keep);
+    free(cs);
+    return PyErr_NoMemory();
+  }
+  cs->prog = prog;
+  Py_INCREF(prog);
+  PyObject *cap = PyCapsule_New(cs, "recom_tvm_host.context", ctx_free);
+  if (!cap) {
+    rh_ctx_free(cs->c);
+    Py_DECREF(cs->keep);
+    Py_DECREF(prog);
+    free(cs);
+  }
+  return cap;
+}
+
+/* the dtype of a buffer format ('l', '<f', '5s', '3w', 'O', ...); RH_NONE if unsupported */
+static int format_dtype(const char *f, Py_ssize_t itemsize, int *raw) {
+  *raw = RAW_NONE;
+  if (!f) return RH_U8;
+  if (*f == '@' || *f == '=' || *f == '<') f++;
+  if (*f == '>' || *f == '!') return RH_NONE;
+  while (*f >= '0' && *f <= '9') f++;
+  if (f[0] && f[1]) return RH_NONE;
+  switch (*f) {
+    case '?': return RH_BOOL;
+    case 'b': return RH_I8;
+    case 'B': return RH_U8;
+    case 'h': case 'i': case 'l': case 'q':
+      return itemsize == 2 ? RH_I16 : itemsize == 4 ? RH_I32 : itemsize == 8 ? RH_I64 : RH_NONE;
+    case 'H': case 'I': case 'L': case 'Q':
+      return itemsize == 2 ? RH_U16 : itemsize == 4 ? RH_U32 : itemsize == 8 ? RH_U64 : RH_NONE;
+    case 'e': return RH_F16;
+    case 'f': return RH_F32;
+    case 'd': return RH_F64;
+    case 's': *raw = RAW_FIXED; return RH_STR;
+    case 'w': *raw = RAW_UCS4; return RH_STR;
+    case 'O': return RH_STR;
+    default: return RH_NONE;
+  }
+}
+
+static int keep_buffer(ctx_state *cs, Py_buffer *v) {
+  if (cs->nbufs == cs->capbufs) {
+    int cap = cs->capbufs ? 2 * cs->capbufs : 64;
+    Py_buffer *nb = (Py_buffer *)realloc(cs->bufs, sizeof(Py_buffer) * (size_t)cap);
+    if (!nb) return -1;
+    cs->bufs = nb;
+    cs->capbufs = cap;
+  }
+  cs->bufs[cs->nbufs++] = *v;
+  return 0;
+}
+
+/* read `obj` into tensor slot `slot`. want: the dtype the slot must have (-1: any). -> 0 read, 1 the value needs
+ * the reference's conversion first (another type, dtype, layout), -1 a Python error */
+static int ingest(ctx_state *cs, prog_state *ps, int slot, PyObject *obj, int want) {
+  rh_tensor *t = &cs->c->t[slot];
+  if (Py_TYPE(obj) != (PyTypeObject *)ps->ndarray) return 1;
+  Py_buffer v;
+  if (PyObject_GetBuffer(obj, &v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+    PyErr_Clear();
+    return 1;
+  }
+  int raw;
+  int dtype = format_dtype(v.format, v.itemsize, &raw);
+  if (dtype == RH_NONE || (want >= 0 && dtype != want) || v.ndim > RH_MAXDIM) {
+    PyBuffer_Release(&v);
+    return 1;
+  }
+  memset(t, 0, sizeof *t);
+  t->dtype = dtype;
+  t->ndim = v.ndim;
+  t->size = 1;
+  for (int d = 0; d < v.ndim; d++) {
+    t->shape[d] = v.shape[d];
+    t->size *= v.shape[d];
+  }
+  t->data = v.buf;
+  t->pyobj = -1;
+  if (dtype == RH_STR && raw == RAW_NONE) {  /* object array: each element must be exactly str or bytes */
+    PyObject **items = (PyObject **)v.buf;
+    t->sp = (const uint8_t **)rh_alloc(&cs->c->arena[0], (size_t)t->size * sizeof(void *));
+    t->sl = (int64_t *)rh_alloc(&cs->c->arena[0], (size_t)t->size * 8);
+    if (!t->sp || !t->sl) {
+      PyBuffer_Release(&v);
+      PyErr_NoMemory();
+      return -1;
+    }
+    for (int64_t i = 0; i < t->size; i++) {
+      PyObject *s = items[i];
+      Py_ssize_t l;
+      const char *p;
+      if (PyUnicode_CheckExact(s)) {
+        p = PyUnicode_AsUTF8AndSize(s, &l);
+        if (!p) {
+          PyErr_Clear();
+          PyBuffer_Release(&v);
+          return 1;
+        }
+      } else if (PyBytes_CheckExact(s)) {
+        char *q;
+        if (PyBytes_AsStringAndSize(s, &q, &l) < 0) {
+          PyErr_Clear();
+          PyBuffer_Release(&v);
+          return 1;
+        }
+        p = q;
+      } else {
+        PyBuffer_Release(&v);
+        return 1;
+      }
+      t->sp[i] = (const uint8_t *)p;  /* the object's own UTF-8: no copy under the GIL */
+      t->sl[i] = l;
+    }
+  } else if (raw) {
+    t->raw = raw;
+    t->raw_width = (int32_t)(raw == RAW_FIXED ? v.itemsize : v.itemsize / 4);
+  }
+  if (keep_buffer(cs, &v) < 0) {
+    PyBuffer_Release(&v);
+    PyErr_NoMemory();
+    return -1;
+  }
+  if (PyList_Append(cs->keep, obj) < 0) return -1;
+  t->pyobj = (int32_t)(PyList_Size(cs->keep) - 1);
+  t->set = 1;
+  return 0;
+}
+
+static const char *SPARSE_PARTS[3] = {"indices", "values", "dense_shape"};
+static const char *RAGGED_PARTS[2] = {"values", "row_splits"};
+
+static PyObject *status(ctx_state *cs, int rc) {
+  rh_ctx *c = cs->c;
+  switch (rc) {
+    case RH_OK: return Py_BuildValue("(sL)", "ok", (long long)c->staging_bytes);
+    case RH_NEED_OP: {
+      const rh_op *op = &c->prog->ops[c->next_op];
+      return Py_BuildValue("(sii)", "op", op->node, c->next_op);
+    }
+    case RH_NOMEM: return PyErr_NoMemory();
+    default: return Py_BuildValue("(ss)", "refuse", c->msg);
+  }
+}
+
+static PyObject *resume_run(ctx_state *cs) {
+  int rc;
+  Py_BEGIN_ALLOW_THREADS
+  rc = rh_run(cs->c);
+  Py_END_ALLOW_THREADS
+  return status(cs, rc);
+}
+
+/* run(ctx, feeds, max_batch, max_elements) -> ("ok", staging bytes) | ("convert", [(feature, part or -1, value)]) | ("op", node, op index)
+ *                  | ("refuse", why) */
+static PyObject *run(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *cap, *feeds;
+  long long max_batch, max_elements;
+  if (!PyArg_ParseTuple(args, "OOLL", &cap, &feeds, &max_batch, &max_elements)) return NULL;
+  ctx_state *cs = get_ctx(cap);
+  if (!cs) return NULL;
+  prog_state *ps = get_prog(cs->prog);
+  const rh_program *p = &ps->p;
+  release_request(cs);
+  rh_ctx_reset(cs->c);
+  cs->c->max_batch = max_batch;
+  cs->c->max_elements = max_elements;
+  int64_t t_ingest = rh_now_ns();
+  if (!PyDict_Check(feeds) || PyDict_Size(feeds) != p->nfeat)
+    return Py_BuildValue("(ss)", "refuse", "feeds other than one per feature, by feature name");
+  PyObject *pending = NULL;
+  for (int f = 0; f < p->nfeat; f++) {
+    PyObject *name = PyTuple_GetItem(ps->names, f);
+    PyObject *value = PyDict_GetItemWithError(feeds, name);
+    if (!value) {
+      Py_XDECREF(pending);
+      if (PyErr_Occurred()) return NULL;
+      return Py_BuildValue("(ss)", "refuse", "a feature is not fed");
+    }
+    int nparts = p->feat_nparts[f], kind = p->feat_kind[f];
+    PyObject *parts[3] = {value, NULL, NULL};
+    int split = 1;
+    if (kind != 0) {
+      if (PyTuple_CheckExact(value) && PyTuple_Size(value) == nparts) {
+        for (int k = 0; k < nparts; k++) parts[k] = PyTuple_GetItem(value, k);
+      } else if (PyDict_CheckExact(value)) {
+        for (int k = 0; k < nparts && split; k++) {
+          parts[k] = PyDict_GetItemString(value, kind == 1 ? SPARSE_PARTS[k] : RAGGED_PARTS[k]);
+          if (!parts[k]) split = 0;
+        }
+      } else {
+        split = 0;
+      }
+    }
+    for (int k = 0; k < nparts; k++) {
+      int slot = p->feat_part_slot[3 * f + k];
+      int rc = split ? ingest(cs, ps, slot, parts[k], p->slot_dtype[slot]) : 1;
+      if (rc < 0) {
+        Py_XDECREF(pending);
+        return NULL;
+      }
+      if (rc == 1) {
+        if (!pending && !(pending = PyList_New(0))) return NULL;
+        PyObject *item = Py_BuildValue("(iiO)", f, split ? k : -1, split ? parts[k] : value);
+        if (!item || PyList_Append(pending, item) < 0) {
+          Py_XDECREF(item);
+          Py_DECREF(pending);
+          return NULL;
+        }
+        Py_DECREF(item);
+        if (!split) break;
+      }
+    }
+  }
+  cs->c->ns[0] += rh_now_ns() - t_ingest;
+  if (pending) {
+    PyObject *r = Py_BuildValue("(sO)", "convert", pending);
+    Py_DECREF(pending);
+    return r;
+  }
+  return resume_run(cs);
+}
+
+/* ------------------------------------------------------------------------------------------- keyed-jagged */
+/* A request in TorchRec's keyed-jagged layout: lengths [nkeys * batch] (key-major), one values buffer per dtype
+ * (strings: bytes + offsets [n + 1]), each key's values after the previous keys' of the same dtype. Every feature
+ * becomes the tensors its placeholders take: sparse -> indices (row, position), values, dense_shape [B, longest];
+ * ragged -> values, row_splits; dense [B, ...] -> its values (every row holding exactly prod(shape[1:])). */
+typedef struct {
+  rh_ctx *c;
+  const int64_t *feat_of_key, *len64;
+  const int32_t *len32;
+  int64_t batch;
+  int64_t *start;           /* per key: its first value in its dtype's buffer */
+  const void *vbuf[RH_NDTYPES];
+  const uint8_t *sbytes;
+  const int64_t *soff;
+} kjt_job;
+
+static inline int64_t kjt_len(const kjt_job *j, int64_t i) { return j->len64 ? j->len64[i] : j->len32[i]; }
+
+static int kjt_feature(kjt_job *j, int64_t key) {
+  rh_ctx *c = j->c;
+  const rh_program *p = c->prog;
+  int f = (int)j->feat_of_key[key], kind = p->feat_kind[f];
+  const int32_t *ps = &p->feat_part_slot[3 * f];
+  int vslot = ps[kind == 1 ? 1 : 0], dtype = p->slot_dtype[vslot];
+  int64_t B = j->batch, n = 0, widest = 0, start = j->start[key];
+  for (int64_t b = 0; b < B; b++) {
+    int64_t l = kjt_len(j, key * B + b);
+    n += l;
+    if (l > widest) widest = l;
+  }
+  rh_tensor *v = &c->t[vslot];
+  memset(v, 0, sizeof *v);
+  v->pyobj = -1;
+  v->set = 1;
+  v->dtype = dtype;
+  int64_t vshape[RH_MAXDIM];
+  int vnd = 1;
+  vshape[0] = n;
+  if (kind == 0) {  /* dense: [B] + the placeholder's static dims */
+    int rank = p->slot_rank[vslot];
+    if (rank < 1) return rh_refuse(c, "keyed-jagged: dense feature %d without a static shape", f);
+    int64_t per = 1;
+    vshape[0] = B;
+    for (int d = 1; d < rank; d++) {
+      vshape[d] = p->slot_dims[(size_t)vslot * RH_MAXDIM + d];
+      if (vshape[d] < 0 && rank == 2) vshape[d] = B ? kjt_len(j, key * B) : 0;  /* [B, T]: the rows' length */
+      if (vshape[d] < 0) return rh_refuse(c, "keyed-jagged: dense feature %d with an unknown dim", f);
+      per *= vshape[d];
+    }
+    vnd = rank;
+    for (int64_t b = 0; b < B; b++)
+      if (kjt_len(j, key * B + b) != per) return rh_refuse(c, "keyed-jagged: dense feature %d, row %lld", f, (long long)b);
+  }
+  rh_set_shape(v, vnd, vshape);
+  if (dtype == RH_STR) {
+    v->sp = (const uint8_t **)rh_alloc(RH_ARENA(c), (size_t)(n + 1) * sizeof(void *));
+    v->sl = (int64_t *)rh_alloc(RH_ARENA(c), (size_t)(n + 1) * 8);
+    if (!v->sp || !v->sl) return RH_NOMEM;
+    for (int64_t i = 0; i < n; i++) {
+      int64_t a = j->soff[start + i], e = j->soff[start + i + 1];
+      v->sp[i] = j->sbytes + a;
+      v->sl[i] = e - a;
+    }
+  } else {
+    v->data = (uint8_t *)j->vbuf[dtype] + start * (int64_t)rh_itemsize(dtype);
+  }
+  if (kind == 1) {
+    rh_tensor *ix = &c->t[ps[0]], *ds = &c->t[ps[2]];
+    int64_t ishape[2] = {n, 2}, dshape[1] = {2};
+    int rc = rh_new_numeric(c, ix, RH_I64, 2, ishape);
+    if (!rc) rc = rh_new_numeric(c, ds, RH_I64, 1, dshape);
+    if (rc) return rc;
+    int64_t *o = (int64_t *)ix->data;
+    for (int64_t b = 0; b < B; b++) {
+      int64_t l = kjt_len(j, key * B + b);
+      for (int64_t k = 0; k < l; k++) {
+        *o++ = b;
+        *o++ = k;
+      }
+    }
+    ((int64_t *)ds->data)[0] = B;
+    ((int64_t *)ds->data)[1] = widest;
+    ix->rows_ok = ix->rows_sorted = 1;
+  } else if (kind == 2) {
+    rh_tensor *sp = &c->t[ps[1]];
+    int64_t sshape[1] = {B + 1};
+    int rc = rh_new_numeric(c, sp, RH_I64, 1, sshape);
+    if (rc) return rc;
+    int64_t *o = (int64_t *)sp->data, acc = 0;
+    o[0] = 0;
+    for (int64_t b = 0; b < B; b++) o[b + 1] = (acc += kjt_len(j, key * B + b));
+  }
+  return RH_OK;
+}
+
+static void kjt_task(void *arg, int64_t key, int worker) {
+  (void)worker;
+  kjt_job *j = (kjt_job *)arg;
+  j->c->status[key] = kjt_feature(j, key);
+}
+
+static int buffer_of(ctx_state *cs, PyObject *o, int want, Py_buffer *v) {
+  if (PyObject_GetBuffer(o, v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
+  int raw;
+  int dt = format_dtype(v->format, v->itemsize, &raw);
+  if (dt != want || raw) {
+    PyBuffer_Release(v);
+    PyErr_Format(PyExc_TypeError, "keyed-jagged buffer of the wrong dtype (%s)", v->format ? v->format : "B");
+    return -1;
+  }
+  if (keep_buffer(cs, v) < 0) {
+    PyBuffer_Release(v);
+    PyErr_NoMemory();
+    return -1;
+  }
+  return 0;
+}
+
+/* run_kjt(ctx, feat_of_key int64[nkeys], lengths int32|int64, batch, values {dtype code: array},
+ *         strings (bytes uint8, offsets int64) or None, max_batch, max_elements) -> like run */
+static PyObject *run_kjt(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *cap, *fok, *lens, *vals, *strs;
+  long long batch, max_batch, max_elements;
+  if (!PyArg_ParseTuple(args, "OOOLOOLL", &cap, &fok, &lens, &batch, &vals, &strs, &max_batch, &max_elements))
+    return NULL;
+  ctx_state *cs = get_ctx(cap);
+  if (!cs) return NULL;
+  rh_ctx *c = cs->c;
+  const rh_program *p = c->prog;
+  release_request(cs);
+  rh_ctx_reset(c);
+  c->max_batch = max_batch;
+  c->max_elements = max_elements;
+  int64_t t0 = rh_now_ns();
+  kjt_job j;
+  memset(&j, 0, sizeof j);
+  j.c = c;
+  j.batch = batch;
+  Py_buffer fv, lv;
+  if (buffer_of(cs, fok, RH_I64, &fv) < 0) return NULL;
+  int64_t nkeys = fv.len / 8;
+  j.feat_of_key = (const int64_t *)fv.buf;
+  if (nkeys != p->nfeat || batch < 0) return Py_BuildValue("(ss)", "refuse", "keyed-jagged: keys");
+  if (PyObject_GetBuffer(lens, &lv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
+  if (keep_buffer(cs, &lv) < 0) {
+    PyBuffer_Release(&lv);
+    return PyErr_NoMemory();
+  }
+  int raw, ldt = format_dtype(lv.format, lv.itemsize, &raw);
+  if (ldt == RH_I64) j.len64 = (const int64_t *)lv.buf;
+  else if (ldt == RH_I32) j.len32 = (const int32_t *)lv.buf;
+  else return Py_BuildValue("(ss)", "refuse", "keyed-jagged: lengths must be int32 or int64");
+  if ((int64_t)(lv.len / lv.itemsize) != nkeys * batch) return Py_BuildValue("(ss)", "refuse", "keyed-jagged: lengths");
+  int64_t vcount[RH_NDTYPES] = {0};
+  PyObject *key, *value;
+  Py_ssize_t pos = 0;
+  while (PyDict_Next(vals, &pos, &key, &value)) {
+    int dt = (int)PyLong_AsLong(key);
+    if (dt <= RH_NONE || dt >= RH_STR) return Py_BuildValue("(ss)", "refuse", "keyed-jagged: values dtype");
+    Py_buffer vb;
+    if (buffer_of(cs, value, dt, &vb) < 0) return NULL;
+    j.vbuf[dt] = vb.buf;
+    vcount[dt] = vb.len / vb.itemsize;
+  }
+  if (strs != Py_None) {
+    Py_buffer bb, ob;
+    PyObject *b = PyTuple_GetItem(strs, 0), *o = PyTuple_GetItem(strs, 1);
+    if (!b || !o || PyObject_GetBuffer(b, &bb, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    if (keep_buffer(cs, &bb) < 0) {
+      PyBuffer_Release(&bb);
+      return PyErr_NoMemory();
+    }
+    if (buffer_of(cs, o, RH_I64, &ob) < 0) return NULL;
+    j.sbytes = (const uint8_t *)bb.buf;
+    j.soff = (const int64_t *)ob.buf;
+    vcount[RH_STR] = ob.len / 8 - 1;
+    for (int64_t i = 0; i <= vcount[RH_STR]; i++)  /* offsets: from 0, non-decreasing, within the bytes */
+      if (j.soff[i] < (i ? j.soff[i - 1] : 0) || j.soff[i] > bb.len)
+        return Py_BuildValue("(ss)", "refuse", "keyed-jagged: string offsets");
+  }
+  j.start = (int64_t *)rh_alloc(&c->arena[0], (size_t)(nkeys + 1) * 8);
+  if (!j.start) return PyErr_NoMemory();
+  int64_t used[RH_NDTYPES] = {0};
+  uint8_t *seen = (uint8_t *)rh_alloc(&c->arena[0], (size_t)p->nfeat + 1);
+  if (!seen) return PyErr_NoMemory();
+  memset(seen, 0, (size_t)p->nfeat + 1);
+  for (int64_t k = 0; k < nkeys; k++) {  /* where each key's values start; every length >= 0, within the buffers */
+    int64_t f = j.feat_of_key[k];
+    if (f < 0 || f >= p->nfeat || seen[f]) return Py_BuildValue("(ss)", "refuse", "keyed-jagged: keys");
+    seen[f] = 1;
+    int vslot = p->feat_part_slot[3 * f + (p->feat_kind[f] == 1 ? 1 : 0)], dt = p->slot_dtype[vslot];
+    if (dt <= RH_NONE || dt >= RH_NDTYPES) return Py_BuildValue("(ss)", "refuse", "keyed-jagged: dtype");
+    if (dt != RH_STR && !j.vbuf[dt] && batch) return Py_BuildValue("(ss)", "refuse", "keyed-jagged: no values buffer");
+    j.start[k] = used[dt];
+    for (int64_t b = 0; b < batch; b++) {
+      int64_t l = kjt_len(&j, k * batch + b);
+      if (l < 0) return Py_BuildValue("(ss)", "refuse", "keyed-jagged: negative length");
+      used[dt] += l;
+    }
+  }
+  for (int dt = 1; dt < RH_NDTYPES; dt++)
+    if (used[dt] != vcount[dt] && (used[dt] || vcount[dt]))
+      return Py_BuildValue("(ss)", "refuse", "keyed-jagged: lengths do not add up to the values");
+  int rc;
+  Py_BEGIN_ALLOW_THREADS
+  rh_parallel(kjt_task, &j, nkeys);
+  rc = RH_OK;
+  for (int64_t k = 0; k < nkeys && !rc; k++) rc = c->status[k];
+  if (!rc) {
+    c->ns[0] += rh_now_ns() - t0;
+    rc = rh_run(c);
+  }
+  Py_END_ALLOW_THREADS
+  return status(cs, rc);
+}
+
+/* set(ctx, slot, array, want dtype) -> True when read (False: not a form the core reads) */
+static PyObject *set_tensor(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *cap, *obj;
+  int slot, want;
+  if (!PyArg_ParseTuple(args, "OiOi", &cap, &slot, &obj, &want)) return NULL;
+  ctx_state *cs = get_ctx(cap);
+  if (!cs) return NULL;
+  if (slot < 0 || slot >= cs->c->prog->nslots) {
+    PyErr_SetString(PyExc_IndexError, "slot");
+    return NULL;
+  }
+  int rc = ingest(cs, get_prog(cs->prog), slot, obj, want);
+  if (rc < 0) return NULL;
+  rh_tensor *t = &cs->c->t[slot];
+  if (rc == 0 && t->raw && rh_finish_raw(cs->c, t)) return PyErr_NoMemory();  /* ops read it in parallel */
+  return PyBool_FromLong(rc == 0);
+}
+
+/* set_decimal(ctx, slot, int64 array): AsString of integers kept as the integers (the reference's DecimalStrings) */
+static PyObject *set_decimal(PyObject *self, PyObject *args) {
+  PyObject *r = set_tensor(self, args);
+  if (!r || r == Py_False) return r;
+  PyObject *cap = PyTuple_GetItem(args, 0);
+  int slot = (int)PyLong_AsLong(PyTuple_GetItem(args, 1));
+  ctx_state *cs = get_ctx(cap);
+  cs->c->t[slot].dtype = RH_DEC;
+  cs->c->t[slot].pyobj = -1;
+  return r;
+}
+
+/* resume(ctx, skip_op) -> like run: after conversions (skip_op False) or after the caller ran a fallback op */
+static PyObject *resume(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *cap;
+  int skip;
+  if (!PyArg_ParseTuple(args, "Op", &cap, &skip)) return NULL;
+  ctx_state *cs = get_ctx(cap);
+  if (!cs) return NULL;
+  if (skip) rh_op_done(cs->c);
+  return resume_run(cs);
+}
+
+/* get(ctx, slot) -> the original object | ("num", dtype, shape, memoryview) | ("str", shape, bytes, lengths view)
+ *                 | ("dec", shape, memoryview) ; memory views are valid until the next request on this context */
+static PyObject *shape_tuple(const rh_tensor *t) {
+  PyObject *s = PyTuple_New(t->ndim);
+  for (int d = 0; s && d < t->ndim; d++) PyTuple_SetItem(s, d, PyLong_FromLongLong(t->shape[d]));
+  return s;
+}
+
+static PyObject *get_tensor(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *cap;
+  int slot;
+  if (!PyArg_ParseTuple(args, "Oi", &cap, &slot)) return NULL;
+  ctx_state *cs = get_ctx(cap);
+  if (!cs) return NULL;
+  if (slot < 0 || slot >= cs->c->prog->nslots) {
+    PyErr_SetString(PyExc_IndexError, "slot");
+    return NULL;
+  }
+  rh_tensor *t = &cs->c->t[slot];
+  if (!t->set) Py_RETURN_NONE;
+  if (t->pyobj >= 0 && ((t->dtype != RH_STR && t->dtype != RH_DEC) || t->raw == RAW_FIXED)) {
+    /* numeric or numpy 'S': what the reference's normalized feeds hold; other strings are handed out as bytes */
+    PyObject *o = PyList_GetItem(cs->keep, t->pyobj);
+    Py_XINCREF(o);
+    return o;
+  }
+  if (t->raw) {
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = rh_finish_raw(cs->c, t);
+    Py_END_ALLOW_THREADS
+    if (rc) return PyErr_NoMemory();
+  }
+  PyObject *shape = shape_tuple(t);
+  if (!shape) return NULL;
+  if (t->dtype == RH_STR) {
+    int64_t total = 0;
+    for (int64_t i = 0; i < t->size; i++) total += t->sl[i];
+    PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (!b) {
+      Py_DECREF(shape);
+      return NULL;
+    }
+    char *o = PyBytes_AsString(b);
+    for (int64_t i = 0; i < t->size; i++) {
+      memcpy(o, t->sp[i], (size_t)t->sl[i]);
+      o += t->sl[i];
+    }
+    PyObject *lv = PyMemoryView_FromMemory((char *)t->sl, (Py_ssize_t)(t->size * 8), PyBUF_READ);
+    PyObject *r = lv ? Py_BuildValue("(sOOO)", "str", shape, b, lv) : NULL;
+    Py_DECREF(shape);
+    Py_DECREF(b);
+    Py_XDECREF(lv);
+    return r;
+  }
+  PyObject *mv = PyMemoryView_FromMemory((char *)t->data, (Py_ssize_t)(t->size * (int64_t)rh_itemsize(t->dtype)),
+                                         PyBUF_READ);
+  PyObject *r = NULL;
+  if (mv) r = t->dtype == RH_DEC ? Py_BuildValue("(sOO)", "dec", shape, mv)
+                                 : Py_BuildValue("(siOO)", "num", t->dtype, shape, mv);
+  Py_DECREF(shape);
+  Py_XDECREF(mv);
+  return r;
+}
+
+/* write(ctx, address, capacity): the module's arguments into the staging buffer at `address` (GIL released) */
+static PyObject *write_args(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *cap;
+  unsigned long long addr;
+  long long capacity;
+  if (!PyArg_ParseTuple(args, "OKL", &cap, &addr, &capacity)) return NULL;
+  ctx_state *cs = get_ctx(cap);
+  if (!cs) return NULL;
+  int rc;
+  Py_BEGIN_ALLOW_THREADS
+  rc = rh_write(cs->c, (uint8_t *)(uintptr_t)addr, capacity);
+  Py_END_ALLOW_THREADS
+  release_request(cs);
+  if (rc) {
+    PyErr_SetString(PyExc_RuntimeError, cs->c->msg);
+    return NULL;
+  }
+  Py_RETURN_NONE;
+}
+
+/* arguments(ctx) -> per module input: (byte offset, shape) for tensors, (-1, values) for shapes */
+static PyObject *arguments(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *cap;
+  if (!PyArg_ParseTuple(args, "O", &cap)) return NULL;
+  ctx_state *cs = get_ctx(cap);
+  if (!cs) return NULL;
+  rh_ctx *c = cs->c;
+  int n = c->prog->nargs;
+  PyObject *out = PyList_New(n);
+  for (int i = 0; out && i < n; i++) {
+    PyObject *s = PyTuple_New(c->arg_ndim[i]);
+    for (int d = 0; s && d < c->arg_ndim[i]; d++)
+      PyTuple_SetItem(s, d, PyLong_FromLongLong(c->arg_shape[(size_t)i * RH_MAXDIM + d]));
+    PyObject *item = s ? Py_BuildValue("(LO)", (long long)c->arg_off[i], s) : NULL;
+    Py_XDECREF(s);
+    if (!item) {
+      Py_DECREF(out);
+      return NULL;
+    }
+    PyList_SetItem(out, i, item);
+  }
+  return out;
+}
+
+/* symbols(ctx) -> the bound value of each symbol (None: unbound) */
+static PyObject *symbols(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *cap;
+  if (!PyArg_ParseTuple(args, "O", &cap)) return NULL;
+  ctx_state *cs = get_ctx(cap);
+  if (!cs) return NULL;
+  int n = cs->c->prog->nsym;
+  PyObject *out = PyList_New(n);
+  for (int i = 0; out && i < n; i++) {
+    PyObject *v;
+    if (cs->c->sym_src[i] < 0) {
+      v = Py_None;
+      Py_INCREF(v);
+    } else {
+      v = PyLong_FromLongLong(cs->c->sym[i]);
+    }
+    PyList_SetItem(out, i, v);
+  }
+  return out;
+}
+
+static PyObject *finish(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *cap;
+  if (!PyArg_ParseTuple(args, "O", &cap)) return NULL;
+  ctx_state *cs = get_ctx(cap);
+  if (!cs) return NULL;
+  release_request(cs);
+  Py_RETURN_NONE;
+}
+
+/* fingerprint64(bytes, lengths int64 buffer[, num_buckets]) -> bytes of uint64: the hash of each string laid end
+ * to end (mod num_buckets when given: the division-free modulo StringToHashBucketFast uses) */
+static PyObject *fingerprint64(PyObject *self, PyObject *args) {
+  (void)self;
+  Py_buffer data, lens;
+  unsigned long long nb = 0;
+  if (!PyArg_ParseTuple(args, "y*y*|K", &data, &lens, &nb)) return NULL;
+  rh_u128 m = nb ? rh_fastmod_m(nb) : 0;
+  Py_ssize_t n = lens.len / 8;
+  PyObject *out = PyBytes_FromStringAndSize(NULL, n * 8);
+  if (out) {
+    uint64_t *o = (uint64_t *)PyBytes_AsString(out);
+    const int64_t *l = (const int64_t *)lens.buf;
+    const uint8_t *s = (const uint8_t *)data.buf;
+    int64_t pos = 0, total = data.len;
+    for (Py_ssize_t i = 0; i < n; i++) {
+      if (l[i] < 0 || pos + l[i] > total) {
+        Py_DECREF(out);
+        out = NULL;
+        PyErr_SetString(PyExc_ValueError, "lengths exceed the data");
+        break;
+      }
+      o[i] = rh_fingerprint64(s + pos, (size_t)l[i]);
+      if (nb) o[i] = rh_fastmod(o[i], m, nb);
+      pos += l[i];
+    }
+  }
+  PyBuffer_Release(&data);
+  PyBuffer_Release(&lens);
+  return out;
+}
+
+/* ------------------------------------------------------------------------------------------- DLPack */
+/* DLPack's C ABI (dlpack.h, v0.8): what TVM's from_dlpack reads. A tensor at an address inside the staging
+ * buffer: TVM-compiled functions want byte_offset 0, so views of one buffer at offsets need their own DLTensor. */
+typedef struct { uint8_t code, bits; uint16_t lanes; } dl_dtype;
+typedef struct { int32_t device_type, device_id; } dl_device;
+typedef struct {
+  void *data;
+  dl_device device;
+  int32_t ndim;
+  dl_dtype dtype;
+  int64_t *shape, *strides;
+  uint64_t byte_offset;
+} dl_tensor;
+typedef struct dl_managed {
+  dl_tensor t;
+  void *ctx;
+  void (*deleter)(struct dl_managed *);
+  int64_t shape[RH_MAXDIM];
+} dl_managed;
+
+static void dl_delete(dl_managed *m) { free(m); }
+
+static void dl_capsule_free(PyObject *cap) {
+  if (PyCapsule_IsValid(cap, "dltensor")) {  /* never consumed */
+    dl_managed *m = (dl_managed *)PyCapsule_GetPointer(cap, "dltensor");
+    if (m && m->deleter) m->deleter(m);
+  }
+}
+
+/* dlpack(address, device_type, device_id, dtype code, shape) -> a "dltensor" capsule (not owning the memory) */
+static PyObject *dlpack(PyObject *self, PyObject *args) {
+  (void)self;
+  unsigned long long addr;
+  int dev_type, dev_id, dtype;
+  PyObject *shape;
+  if (!PyArg_ParseTuple(args, "KiiiO", &addr, &dev_type, &dev_id, &dtype, &shape)) return NULL;
+  Py_ssize_t nd = PySequence_Size(shape);
+  if (nd < 0 || nd > RH_MAXDIM) {
+    PyErr_SetString(PyExc_ValueError, "dlpack: shape");
+    return NULL;
+  }
+  dl_managed *m = (dl_managed *)calloc(1, sizeof(dl_managed));
+  if (!m) return PyErr_NoMemory();
+  for (Py_ssize_t i = 0; i < nd; i++) m->shape[i] = item_i64(shape, i);
+  static const uint8_t codes[RH_NDTYPES] = {0, 6, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 0, 0};
+  if (dtype <= RH_NONE || dtype >= RH_STR) {
+    free(m);
+    PyErr_SetString(PyExc_ValueError, "dlpack: dtype");
+    return NULL;
+  }
+  m->t.data = (void *)(uintptr_t)addr;
+  m->t.device.device_type = dev_type;
+  m->t.device.device_id = dev_id;
+  m->t.ndim = (int32_t)nd;
+  m->t.dtype.code = codes[dtype];
+  m->t.dtype.bits = (uint8_t)(8 * rh_itemsize(dtype));
+  m->t.dtype.lanes = 1;
+  m->t.shape = m->shape;
+  m->deleter = dl_delete;
+  PyObject *cap = PyCapsule_New(m, "dltensor", dl_capsule_free);
+  if (!cap) free(m);
+  return cap;
+}
+
+/* timings(ctx) -> ns spent in the last request's steps: ingest, feed checks, sorting, ops, checks + layout, write */
+static PyObject *timings(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *cap;
+  if (!PyArg_ParseTuple(args, "O", &cap)) return NULL;
+  ctx_state *cs = get_ctx(cap);
+  if (!cs) return NULL;
+  const int64_t *ns = cs->c->ns;
+  return Py_BuildValue("(LLLLLL)", (long long)ns[0], (long long)ns[1], (long long)ns[2], (long long)ns[3],
+                       (long long)ns[4], (long long)ns[5]);
+}
+
+/* set_threads(n): threads per request (the caller included) */
+static PyObject *set_threads(PyObject *self, PyObject *args) {
+  (void)self;
+  int n;
+  if (!PyArg_ParseTuple(args, "i", &n)) return NULL;
+  rh_set_threads(n);
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef METHODS[] = {
+    {"program_new", program_new, METH_VARARGS, "compile a request program"},
+    {"context_new", context_new, METH_VARARGS, "a per-thread request context"},
+    {"run", run, METH_VARARGS, "run a request from its feeds dict"},
+    {"run_kjt", run_kjt, METH_VARARGS, "run a request in the keyed-jagged layout"},
+    {"set", set_tensor, METH_VARARGS, "set a tensor slot from an array"},
+    {"set_decimal", set_decimal, METH_VARARGS, "set a slot to AsString of integers"},
+    {"resume", resume, METH_VARARGS, "continue a request"},
+    {"get", get_tensor, METH_VARARGS, "a tensor slot, for a fallback op"},
+    {"write", write_args, METH_VARARGS, "write the module's arguments into a staging buffer"},
+    {"arguments", arguments, METH_VARARGS, "offsets and shapes of the module's arguments"},
+    {"symbols", symbols, METH_VARARGS, "bound symbol values"},
+    {"finish", finish, METH_VARARGS, "release the request's buffers"},
+    {"fingerprint64", fingerprint64, METH_VARARGS, "TF's Fingerprint64 of strings laid end to end"},
+    {"dlpack", dlpack, METH_VARARGS, "a DLPack capsule for memory at an address (staging buffer views)"},
+    {"timings", timings, METH_VARARGS, "ns per step of the last request"},
+    {"set_threads", set_threads, METH_VARARGS, "threads per request"},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "recom_tvm_host", NULL, -1, METHODS,
+                                    NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit_recom_tvm_host(void) { return PyModule_Create(&MODULE); }

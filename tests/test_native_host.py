@@ -1,0 +1,337 @@
+"""The native host stage (runtime/native) against the numpy reference and TensorFlow.
+
+Every differential test of the suite already runs both host paths on its requests (conftest.run_both). This file
+adds: Fingerprint64 and the bucket modulo against TF on every length class and random unicode; string feeds in
+every form numpy has; bad feeds (same error, same message, on both paths); host-plan ops forced to their numpy
+fallback one by one; tf.Example and keyed-jagged ingress against TF; threads; export and load carrying the library.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import recom_tvm
+from recom_tvm import config
+from recom_tvm.models import zoo
+from recom_tvm.native_build import library_path
+from recom_tvm.runtime import KeyedJagged
+from recom_tvm.runtime.native import NativeHost, load_library
+
+from conftest import assert_host_paths_agree, assert_matches_tf
+
+DEMO = zoo.demo()
+
+
+def _lib():
+    return load_library(library_path())
+
+
+def _buffers(strings: list[bytes]):
+    return b"".join(strings), np.array([len(s) for s in strings], np.int64)
+
+
+def _random_strings(rng, n: int) -> list[bytes]:
+    """Every length class of Fingerprint64 (0, 1-3, 4-7, 8-16, 17-32, 33-64, > 64, multiples of 64 and around)
+    as random bytes, plus random unicode (CJK, emoji, combining marks) encoded as UTF-8."""
+    out = [rng.integers(0, 256, size=length, dtype=np.uint8).tobytes() for length in range(0, 200)]
+    out += [rng.integers(0, 256, size=int(length), dtype=np.uint8).tobytes() for length in (255, 256, 257, 1000)]
+    alphabet = [chr(c) for c in list(range(32, 127)) + list(range(0x4E00, 0x4E40)) + [0x1F600, 0x1F680, 0x0301, 0xE9]]
+    for _ in range(n):
+        k = int(rng.integers(0, 90))
+        out.append("".join(alphabet[i] for i in rng.integers(0, len(alphabet), size=k)).encode("utf-8"))
+    return out
+
+
+def test_fingerprint64_matches_tf_every_length_class():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    strings = _random_strings(rng, 300)
+    data, lens = _buffers(strings)
+    fp = np.frombuffer(_lib().fingerprint64(data, lens), np.uint64)
+    for n in (2**63 - 1, 1000, 7, 1):
+        exp = tf.strings.to_hash_bucket_fast(tf.constant(strings, dtype=tf.string), n).numpy()
+        np.testing.assert_array_equal(fp % np.uint64(n), exp.astype(np.uint64), err_msg=f"mod {n}")
+        got = np.frombuffer(_lib().fingerprint64(data, lens, n), np.uint64)  # the op's division-free modulo
+        np.testing.assert_array_equal(got, exp.astype(np.uint64), err_msg=f"fastmod {n}")
+
+
+def test_bucket_modulo_is_exact_for_every_divisor_size():
+    rng = np.random.default_rng(1)
+    strings = [rng.integers(0, 256, size=int(k), dtype=np.uint8).tobytes() for k in rng.integers(0, 80, 2000)]
+    data, lens = _buffers(strings)
+    fp = np.frombuffer(_lib().fingerprint64(data, lens), np.uint64)
+    for n in [1, 2, 3, 10, 2**31 - 1, 2**32, 2**32 + 1, 2**40 + 7, 2**62 + 3, 2**63 - 1, 2**63, 2**64 - 1,
+              *rng.integers(1, 2**63, 20, dtype=np.int64).tolist()]:
+        got = np.frombuffer(_lib().fingerprint64(data, lens, int(n)), np.uint64)
+        np.testing.assert_array_equal(got, fp % np.uint64(n), err_msg=f"mod {n}")
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["imported", "optimized"])
+def demo(compiled, request):
+    return compiled(DEMO, optimized=request.param)
+
+
+def test_string_feeds_in_every_numpy_form(demo):
+    """object arrays of str / bytes (incl. non-ASCII and trailing NULs), 'S' and 'U' arrays, lists: the same
+    arguments as the reference, and TF's answer."""
+    feeds = DEMO.sample(6, rng=5)
+    idx, vals, shape = feeds["tags"]
+    words = ["caf\u00e9", "\u4e2d\u6587", "\U0001F600x", "", "a\x00b", "plain"] * (len(vals) // 6 + 1)
+    forms = {
+        "str objects": np.array(words[:len(vals)], dtype=object),
+        "bytes objects": np.array([w.encode() for w in words[:len(vals)]], dtype=object),
+        "bytes with a trailing NUL": np.array([w.encode() + b"\0" for w in words[:len(vals)]], dtype=object),
+        "'U' array": np.array(words[:len(vals)]),
+        "'S' array": np.array([w.encode() for w in words[:len(vals)]]),
+        "list": [w for w in words[:len(vals)]],
+    }
+    for what, v in forms.items():
+        f = dict(feeds, tags=(idx, v, shape))
+        got, exp = demo.run_both(f)
+        assert_matches_tf(got, exp, what)
+
+
+BAD_FEEDS = {
+    "missing feed": lambda f: f.pop("tags"),
+    "unknown feed": lambda f: f.__setitem__("nope", np.zeros(3)),
+    "float values for ints": lambda f: f.__setitem__("category", (f["category"][0], f["category"][1] + 0.5,
+                                                                  f["category"][2])),
+    "strings for floats": lambda f: f.__setitem__("age", f["age"].astype(str)),
+    "ints for strings": lambda f: f.__setitem__("country", (f["country"][0], np.arange(len(f["country"][1])),
+                                                            f["country"][2])),
+    "wrong rank": lambda f: f.__setitem__("age", f["age"].reshape(-1)),
+    "wrong static dim": lambda f: f.__setitem__("dense", np.zeros((3, 5), np.float32)),
+    "index outside dense_shape": lambda f: f["tags"][0].__setitem__((0, 0), 3),
+    "negative index": lambda f: f["tags"][0].__setitem__((0, 0), -1),
+    "negative dense_shape": lambda f: f.__setitem__("tags", (f["tags"][0], f["tags"][1], np.array([-3, 6]))),
+    "nnz mismatch": lambda f: f.__setitem__("tags", (f["tags"][0], f["tags"][1][:-1], f["tags"][2])),
+    "batch mismatch": lambda f: f.__setitem__("age", DEMO.sample(5, rng=2)["age"]),
+    "sparse feed not a triple": lambda f: f.__setitem__("tags", np.zeros((3, 2))),
+    "sparse dict lacking a part": lambda f: f.__setitem__("tags", {"indices": f["tags"][0], "values": f["tags"][1]}),
+    "lone surrogate": lambda f: f.__setitem__("country", (f["country"][0],
+                                                          np.array(["\ud800"] * len(f["country"][1]), object),
+                                                          f["country"][2])),
+    "non-string objects": lambda f: f.__setitem__("country", (f["country"][0],
+                                                              np.array([1.5] * len(f["country"][1]), object),
+                                                              f["country"][2])),
+    "identity id out of range": lambda f: f.__setitem__("category", (f["category"][0],
+                                                                     f["category"][1] * 0 + 50, f["category"][2])),
+    "not a dict": lambda f: [f.clear()],
+}
+
+
+def _error(fn, feeds):
+    try:
+        fn(feeds)
+    except Exception as err:  # noqa: BLE001
+        return err
+    return None
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FEEDS))
+def test_bad_feeds_give_the_references_error(demo, monkeypatch, case):
+    feeds = DEMO.sample(3, rng=1)
+    feeds = {k: tuple(np.array(x, copy=True) for x in v) if isinstance(v, tuple) else v for k, v in feeds.items()}
+    if isinstance(BAD_FEEDS[case](feeds), list):
+        feeds = [1, 2]
+    native = demo.model.native_host()
+    refusals = native.refusals
+    exp = _error(demo.model.prepare_reference, feeds)
+    if exp is not None:  # rejected before launch: the native path refuses, the reference names the error
+        assert isinstance(exp, recom_tvm.RecomError) or case == "lone surrogate", exp
+        assert demo.model.prepare_native(feeds) is None, "the native path took a request the reference rejects"
+        assert native.refusals == refusals + 1
+    got = _error(demo.model.run, feeds)
+    monkeypatch.setattr(config, "host_stage", "numpy")
+    ref = _error(demo.model.run, feeds)
+    assert got is not None and type(got) is type(ref) and str(got) == str(ref), (got, ref)
+
+
+def test_lossless_casts_and_odd_forms_stay_native(demo):
+    """int32 indices, a SparseTensor-like object, a tuple of lists: converted by the reference's own conversion,
+    then the rest of the request runs natively."""
+
+    class ST:
+        def __init__(self, triple):
+            self.indices, self.values, self.dense_shape = triple
+
+    feeds = DEMO.sample(4, rng=3)
+    idx, vals, shape = feeds["category"]
+    feeds["category"] = (idx.astype(np.int32), vals.astype(np.int32), shape.astype(np.int32))
+    feeds["tags"] = ST(feeds["tags"])
+    feeds["country"] = (feeds["country"][0].tolist(), feeds["country"][1].tolist(), feeds["country"][2].tolist())
+    native = demo.model.native_host()
+    refusals = native.refusals
+    assert_host_paths_agree(demo.model, feeds)
+    assert native.refusals == refusals
+
+
+FALLBACK_MODELS = {"demo": zoo.demo(), "vocab": zoo.vocab_mix(), "crossed": zoo.crossed_mix(),
+                   "hash_string_dense": zoo.per_column_type()["hash_string_dense"],
+                   "indicator_vocab_string": zoo.per_column_type()["indicator_vocab_string"]}
+
+
+@pytest.mark.parametrize("name", sorted(FALLBACK_MODELS))
+def test_each_host_op_falls_back_to_numpy_cleanly(compiled, monkeypatch, name):
+    """Each host-plan op type in turn runs in numpy (as an op the native core does not have would): the same
+    arguments as the all-native and the reference paths."""
+    spec = FALLBACK_MODELS[name]
+    c = compiled(spec, optimized=True)
+    ops = sorted({n["op"] for n in c.model.spec.host_plan})
+    assert ops
+    feeds = [spec.sample(b, rng=b, hostile=True) for b in (1, 9)]
+    lib = load_library(c.model.host_library)
+    for op in ops + [",".join(ops)]:
+        monkeypatch.setattr(config, "native_fallback_ops", op)
+        native = NativeHost(lib, c.model.spec)
+        assert set(native.program.fallback_ops) == set(op.split(",")) & set(native.program.fallback_ops)
+        for f in feeds:
+            got = c.model.prepare_native(f, native)
+            exp = c.model.prepare_reference(f)
+            assert got is not None, native.last_refusal
+            for a, b in zip(got, exp):
+                assert (a.tobytes() == b.tobytes()) if isinstance(b, np.ndarray) else tuple(a) == tuple(b), op
+        assert native.op_fallbacks >= len(feeds), op
+
+
+def test_tf_examples_parse_natively(compiled):
+    """Serialized tf.Examples straight into the packed buffer: TF's answers, no refusals; malformed examples give
+    the reference's (TF's) errors."""
+    spec = zoo.example_mix()
+    c = compiled(spec, optimized=True)
+    native = c.model.native_host()
+    assert "ParseExampleV2" not in native.program.fallback_ops
+    for batch in (1, 13, 200):
+        feeds = spec.sample(batch, rng=batch)
+        refusals = native.refusals
+        got, exp = c.run_both(feeds)
+        assert_matches_tf(got, exp, f"batch {batch}")
+        assert native.refusals == refusals
+    good = spec.sample(4, rng=7)["examples"]
+    bad = {"truncated": good[1][:-3], "garbage": b"\xff\xff\xff", "empty": b""}
+    for what, ser in bad.items():
+        examples = np.array(list(good[:2]) + [ser] + list(good[3:]), dtype=object)
+        got, exp = c.run_both({"examples": examples})
+        assert_matches_tf(got, exp, what)
+
+
+def test_keyed_jagged_requests(compiled):
+    """A keyed-jagged request gives the answer of the feeds it stands for (TF's), natively; malformed ones give
+    clear errors on both paths."""
+    for spec in (DEMO, zoo.weighted_mix(), zoo.crossed_mix()):
+        c = compiled(spec, optimized=True)
+        native = c.model.native_host()
+        for batch in (0, 1, 9, 64):
+            feeds = spec.sample(batch, rng=batch, hostile=batch % 2 == 1)
+            kjt = KeyedJagged.from_feeds(c.model.spec, feeds)
+            refusals = native.refusals
+            got = c.model.run(kjt)["score"]
+            assert native.refusals == refusals, native.last_refusal
+            np.testing.assert_array_equal(got, c.model.run(kjt.to_feeds(c.model.spec))["score"])
+            _, exp = c.run_both(feeds)
+            assert_matches_tf(got, exp, f"{spec.name} batch {batch}")
+    c = compiled(DEMO, optimized=True)
+    kjt = KeyedJagged.from_feeds(c.model.spec, DEMO.sample(5, rng=1))
+    broken = {
+        "lengths too short": dict(lengths=kjt.lengths[:-1]),
+        "values short": dict(values={**kjt.values, "int64": kjt.values["int64"][:-1]}),
+        "unknown key": dict(keys=("nope",) + kjt.keys[1:]),
+    }
+    first_dense = next(i for i, k in enumerate(kjt.keys) if c.model.spec.feature(k)["kind"] == "dense")
+    longer = kjt.lengths.copy()
+    longer[first_dense * kjt.batch] += 1
+    broken["dense row of the wrong length"] = dict(lengths=longer)
+    for what, change in broken.items():
+        bad = KeyedJagged(**{**kjt.__dict__, **change})
+        with pytest.raises(recom_tvm.FeedError) as exp:
+            c.model.prepare_reference(bad)
+        with pytest.raises(recom_tvm.FeedError) as got:
+            c.model.run(bad)
+        assert str(got.value) == str(exp.value), what
+
+
+def test_threads_on_the_native_path(compiled, monkeypatch):
+    """8 threads, each with its own VM and staging buffer from the pool, native host stage in parallel: the
+    single-threaded answers bit for bit, no refusal."""
+    monkeypatch.setattr(config, "native_threads", 2)
+    c = compiled(DEMO, optimized=True)
+    native = c.model.native_host()
+    requests = [DEMO.sample(1 + 11 * k % 200, rng=50 + k) for k in range(24)]
+    expected = [c.model.run(f)["score"] for f in requests]
+    refusals = native.refusals
+    bad, errors = [], []
+
+    def serve(t: int) -> None:
+        try:
+            for i in range(60):
+                k = (i * 5 + t) % len(requests)
+                if not np.array_equal(c.model.run(requests[k])["score"], expected[k]):
+                    bad.append((t, k))
+        except Exception as err:  # noqa: BLE001
+            errors.append(err)
+
+    threads = [threading.Thread(target=serve, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors and not bad, (errors[:2], bad[:4])
+    assert native.refusals == refusals
+
+
+def test_numpy_host_stage_knob(compiled, monkeypatch):
+    c = compiled(DEMO, optimized=True)
+    monkeypatch.setattr(config, "host_stage", "numpy")
+    assert c.model.native_host() is None
+    feeds = DEMO.sample(5, rng=4)
+    a = c.model.run(feeds)["score"]
+    monkeypatch.setattr(config, "host_stage", "native")
+    np.testing.assert_array_equal(c.model.run(feeds)["score"], a)
+
+
+def test_export_carries_the_native_library(compiled, tmp_path):
+    c = compiled(DEMO, optimized=True)
+    lib = str(tmp_path / "m.so")
+    c.model.export_library(lib)
+    loaded = recom_tvm.load(lib)
+    assert loaded.host_library == lib + ".host.so"
+    native = loaded.native_host()
+    assert native is not None, loaded.native_error
+    feeds = DEMO.sample(17, rng=9)
+    np.testing.assert_array_equal(loaded.run(feeds)["score"], c.model.run(feeds)["score"])
+    assert native.refusals == 0
+
+
+def test_cuda_model_host_side(compiled, tmp_path):
+    """A CUDA build carries the same native host stage (its host side runs here without a GPU: the arguments are
+    the reference's); running it, with the pinned staging buffer, is benchmarks/serving.py on the GPU machine."""
+    from recom_tvm.cuda_support import nvcc_path
+
+    if nvcc_path() is None:
+        pytest.skip("nvcc (CUDA toolkit) is not installed on this host")
+    c = compiled(DEMO, optimized=True)
+    model = recom_tvm.build(c.mod, "cuda", c.params)
+    assert model.native_host() is not None, model.native_error
+    for batch in (1, 33):
+        assert_host_paths_agree(model, DEMO.sample(batch, rng=batch, hostile=True))
+    lib = str(tmp_path / "demo_cuda.so")
+    model.export_library(lib)
+    with open(lib + ".host.so", "rb") as a, open(model.host_library, "rb") as b:
+        assert a.read() == b.read()
+
+
+def test_integer_hashing_at_the_extremes(compiled):
+    """AsString + StringToHashBucketFast of int64 extremes (the decimal text TF hashes), against TF."""
+    spec = zoo.per_column_type()["hash_int"]
+    c = compiled(spec, optimized=True)
+    feeds = spec.sample(4, rng=0)
+    vals = np.array([np.iinfo(np.int64).min, np.iinfo(np.int64).max, -1, 0, 10**18, -10**18, 99, -100],
+                    np.int64)
+    idx = np.array([[r, k] for r in range(4) for k in range(2)], np.int64)
+    feeds["x"] = (idx, vals, np.array([4, 2], np.int64))
+    got, exp = c.run_both(feeds)
+    assert_matches_tf(got, exp, "int64 extremes")
