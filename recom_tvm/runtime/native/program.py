@@ -10,8 +10,6 @@ of the native code (rh_exec.c, write_packed), as packer.py is here.
 
 from __future__ import annotations
 
-_I64_MIN = -(1 << 63)
-
 import dataclasses
 import re
 
@@ -20,6 +18,8 @@ import numpy as np
 from ..host_stage import _const
 from ..packer import PACKED, PACKED_SIZES
 from ..spec import InputSpec
+
+_I64_MIN = -(1 << 63)
 
 # dtype codes (rh.h enum rh_dtype)
 DTYPE = {"bool": 1, "int8": 2, "int16": 3, "int32": 4, "int64": 5, "uint8": 6, "uint16": 7, "uint32": 8, "uint64": 9,

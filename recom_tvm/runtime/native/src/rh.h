@@ -132,7 +132,7 @@ typedef struct rh_program {
   int32_t nsort; int32_t **sort;                      /* [idx, values, nalso, also...] */
   int32_t nops; rh_op *ops;
   int32_t nlevels; int32_t *level_ops, *level_off;      /* ops grouped by dependency level (run in parallel) */
-  int32_t nidcheck; int64_t *idcheck;                 /* [slot, limit, weight slot or -1] */
+  int32_t nidcheck; int64_t *idcheck;                 /* [slot, limit, weight slot or -1, hard low, soft low] */
   /* binder sources: isvalue 0 the tensor's shape, 1 its values, 2 its value at src_axis, 3 its dim src_axis (2, 3:
    * sizes only the assertions read, bound only where nothing else bound them) */
   int32_t nsrc; int32_t *src_slot, *src_isvalue, *src_rank, *src_axis; int64_t **src_dims; int32_t **src_dimkind;
