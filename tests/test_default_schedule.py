@@ -43,3 +43,24 @@ def test_the_pipeline_uses_the_guarded_rules(monkeypatch):
     monkeypatch.setattr(default_schedule, "gpu_default_schedule", recording)
     pipeline.relax_pipeline(tvm.target.Target({"kind": "cuda", "arch": "sm_90"}))
     assert len(made) == 1 and made[0].info.name == "ApplyDefaultSchedule"
+
+
+def test_a_failing_graph_build_falls_back_to_launches(monkeypatch):
+    """TVM's CUDA graph rewrite fails on some modules ('Var gv2 is not defined'): the build without graphs
+    serves them instead of the whole build failing."""
+    from recom_tvm import config
+    from recom_tvm.backend import pipeline
+
+    calls = []
+
+    def compile_(mod, target, dense, resolve, graph):
+        calls.append(graph)
+        if graph:
+            raise tvm.error.InternalError("Check failed: (it != this->var_arg_map_.end()) is false: Var gv2")
+        return "executable"
+
+    monkeypatch.setattr(pipeline, "_compile", compile_)
+    monkeypatch.setattr(config, "cuda_graph", True)
+    target = tvm.target.Target({"kind": "cuda", "arch": "sm_90"})
+    assert pipeline.compile_module(tvm.IRModule(), target) == "executable"
+    assert calls == [True, False]
