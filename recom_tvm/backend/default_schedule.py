@@ -29,7 +29,21 @@ class Guarded(dl.ScheduleRule):
             return None
 
 
+class MatmulWithoutBool(Guarded):
+    """dlight's Matmul, except on a function reading a bool buffer: its vectorized epilogue then writes a bool
+    broadcast as `float2 v = make_ushort2(...)`, which nvcc rejects (TVM 0.27; a tf.cond predicate selecting
+    between two matmul results in a frozen TF1 graph). The next rules schedule such a function."""
+
+    def __init__(self) -> None:
+        super().__init__(dl.gpu.Matmul())
+
+    def apply(self, func, target, tunable):
+        if '"bool"' in func.script():  # (TVM 0.27's PrimFunc has no buffer_map in Python: its text does)
+            return None
+        return super().apply(func, target, tunable)
+
+
 def gpu_default_schedule() -> tvm.transform.Pass:
     """TVM's CUDA pipeline's ApplyDefaultSchedule (same rules, same order), each rule guarded."""
-    rules = (dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback())
-    return dl.ApplyDefaultSchedule(*[Guarded(r) for r in rules])
+    rules = (MatmulWithoutBool(), dl.gpu.GEMV(), dl.gpu.Reduction(), dl.gpu.GeneralReduction(), dl.gpu.Fallback())
+    return dl.ApplyDefaultSchedule(*[r if isinstance(r, Guarded) else Guarded(r) for r in rules])

@@ -433,6 +433,15 @@ def _check_static_allocations(func: tirx.PrimFunc) -> None:
     """Raise if a scheduled layer still allocates a buffer of run-time size inside its kernel (an epilogue that
     could not be inlined, e.g. DCN's x * (W x + b) + x reading x again: [B, N] intermediates), which CUDA cannot
     hold (TVM: 'Can only handle constant size stack allocation'); the layer then keeps TVM's default schedule."""
+    import tvm.s_tir.transform as st
+
+    # what the kernel will allocate: buffers placed at their use and compacted to the region used (an alloc of the
+    # whole [B, N] before compaction is fine when only a constant tile of it is touched per thread)
+    mod = tvm.IRModule({"main": func})
+    for p in (st.LowerInitBlock(), st.ConvertBlocksToOpaque(), st.PlanAndUpdateBufferAllocationLocation(),
+              st.CompactBufferAllocation()):
+        mod = p(mod)
+    func = mod["main"]
     bad = []
 
     def visit(node):  # statements only (no generic TIR visitor in TVM 0.27's Python API)
