@@ -15,12 +15,15 @@ def gpu_name() -> str:
         return "unknown GPU"
 
 
-def machine() -> str:
-    """"CPU model, N cores, OS arch" of this host."""
-    cpu = "unknown CPU"
+def cpu_name() -> str | None:
+    """The CPU's model name from /proc/cpuinfo, or None where there is none."""
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}"
+        return None
+
+
+def machine() -> str:
+    """"CPU model, N cores, OS arch" of this host."""
+    return f"{cpu_name() or 'unknown CPU'}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}"
