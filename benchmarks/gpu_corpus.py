@@ -53,9 +53,15 @@ def prepare(out_dir: str, arch: str, only: list[str] | None = None, target: str 
         entry = ENTRIES[name]
         t0 = time.perf_counter()
         mod, params, _ = harness.imported(entry)
-        recom_tvm.build(mod, target, params).export_library(os.path.join(out_dir, f"{PREFIX}{name}.so"))
-        recom_tvm.build(recom_tvm.optimize(mod), target, params).export_library(
-            os.path.join(out_dir, f"{PREFIX}{name}.opt.so"))
+        for suffix, variant in (("", mod), (".opt", None)):
+            lib = os.path.join(out_dir, f"{PREFIX}{name}{suffix}.so")
+            try:
+                built = recom_tvm.build(variant if variant is not None else recom_tvm.optimize(mod), target, params)
+                built.export_library(lib)
+            except Exception as err:  # noqa: BLE001 - a graph that does not build for the target is a failed case
+                with open(lib + ".build_error", "w") as f:
+                    f.write(f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:300]}")
+                print(f"{name}{suffix}: BUILD FAILED for {target}: {type(err).__name__}", flush=True)
         ref = harness.reference(entry)
         for i, batch in enumerate(entry.batches):
             for hostile in (False, True):
@@ -106,6 +112,11 @@ def run(in_dir: str, out_dir: str | None) -> int:
 
     device_name = gpu_name()
     rows = []
+    for err_file in sorted(glob.glob(os.path.join(in_dir, f"{PREFIX}*.so.build_error"))):
+        with open(err_file) as f:
+            rows.append({"model": os.path.basename(err_file)[:-len(".so.build_error")], "case": "build",
+                         "max_abs_err": None, "ok": False, "note": "build failed on the host: " + f.read()})
+        print(f"{rows[-1]['model']}: {rows[-1]['note'][:150]}", flush=True)
     for lib in sorted(glob.glob(os.path.join(in_dir, f"{PREFIX}*.so"))):
         name = os.path.basename(lib)[:-3]
         base = name.split(".")[0]

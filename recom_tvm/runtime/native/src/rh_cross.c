@@ -52,6 +52,16 @@ int rh_op_sparse_cross(rh_ctx *c, const rh_op *op) {
     batch = 0;
   }
   if (batch < 0 || batch > c->max_batch) return rh_refuse(c, "SparseCross: batch %lld", (long long)batch);
+  /* every input must have that batch (TF's "Expected batch size"): the reference raises it */
+  for (int i = 0; i < n; i++) {
+    const rh_tensor *s = &c->t[op->in[2 * n + i]];
+    if (s->size < 1 || !rh_is_int(s->dtype) || rh_geti(s, 0) != batch)
+      return rh_refuse(c, "SparseCross: input %d's batch", i);
+  }
+  for (int i = 0; i < nd; i++) {
+    const rh_tensor *d = &c->t[op->in[3 * n + i]];
+    if ((d->ndim < 1 ? 1 : d->shape[0]) != batch) return rh_refuse(c, "SparseCross: dense input %d's batch", i);
+  }
   cross_col *cols = (cross_col *)rh_alloc(RH_ARENA(c), sizeof(cross_col) * (size_t)(ncol ? ncol : 1));
   if (!cols) return RH_NOMEM;
   for (int i = 0; i < ncol; i++) {

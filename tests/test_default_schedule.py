@@ -1,0 +1,66 @@
+"""recom_tvm's CUDA pipeline keeps dlight's default rules, but a rule that raises on a function passes it on."""
+
+import tvm
+from tvm.s_tir import dlight as dl
+from tvm.script import tirx as T
+
+from recom_tvm.backend.default_schedule import Guarded, gpu_default_schedule
+
+
+@T.prim_func(private=True, s_tir=True)
+def add_one(a: T.Buffer((T.int64(64),), "float32"), b: T.Buffer((T.int64(64),), "float32")):
+    for i in range(T.int64(64)):
+        with T.sblock("b"):
+            vi = T.axis.spatial(T.int64(64), i)
+            b[vi] = a[vi] + T.float32(1)
+
+
+class _Broken(dl.ScheduleRule):
+    def apply(self, func, target, tunable):
+        raise tvm.error.InternalError("Check failed: block_realize == old_block_realize_")
+
+
+def test_a_failing_rule_passes_the_function_to_the_next():
+    target = tvm.target.Target({"kind": "cuda", "arch": "sm_90"})
+    mod = tvm.IRModule({"add_one": add_one.with_attr("global_symbol", "add_one")})
+    with target:
+        out = dl.ApplyDefaultSchedule(Guarded(_Broken()), Guarded(dl.gpu.Fallback()))(mod)
+    func = out["add_one"]
+    assert func.attrs["tirx.is_scheduled"]
+    assert "threadIdx.x" in func.script()  # Fallback bound it to threads
+    assert Guarded(_Broken()).apply(add_one, target, False) is None
+
+
+def test_the_pipeline_uses_the_guarded_rules(monkeypatch):
+    from recom_tvm.backend import default_schedule, pipeline
+
+    made = []
+
+    def recording():
+        made.append(gpu_default_schedule())
+        return made[-1]
+
+    monkeypatch.setattr(default_schedule, "gpu_default_schedule", recording)
+    pipeline.relax_pipeline(tvm.target.Target({"kind": "cuda", "arch": "sm_90"}))
+    assert len(made) == 1 and made[0].info.name == "ApplyDefaultSchedule"
+
+
+def test_a_failing_graph_build_falls_back_to_launches(monkeypatch):
+    """TVM's CUDA graph rewrite fails on some modules ('Var gv2 is not defined'): the build without graphs
+    serves them instead of the whole build failing."""
+    from recom_tvm import config
+    from recom_tvm.backend import pipeline
+
+    calls = []
+
+    def compile_(mod, target, dense, resolve, graph):
+        calls.append(graph)
+        if graph:
+            raise tvm.error.InternalError("Check failed: (it != this->var_arg_map_.end()) is false: Var gv2")
+        return "executable"
+
+    monkeypatch.setattr(pipeline, "_compile", compile_)
+    monkeypatch.setattr(config, "cuda_graph", True)
+    target = tvm.target.Target({"kind": "cuda", "arch": "sm_90"})
+    assert pipeline.compile_module(tvm.IRModule(), target) == "executable"
+    assert calls == [True, False]
