@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from recom_tvm.serving.client import ClosedLoop, run_threads
+from recom_tvm.serving.client import ClosedLoop, each_request
 
 DATATYPES = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "INT64": np.int64, "INT32": np.int32,
              "INT16": np.int16, "INT8": np.int8, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
@@ -130,24 +130,14 @@ def _error_text(body: bytes) -> str:
 def replay(url: str, model: str, requests: list[dict], concurrency: int = 1) -> list:
     """Every request once -> per request {output: array} or the server's error message (str)."""
     results: list = [None] * len(requests)
-    todo, lock = iter(range(len(requests))), threading.Lock()
 
-    def worker() -> None:
-        client = TritonHTTP(url, model)
+    def handle(client: TritonHTTP, i: int) -> None:
         try:
-            while True:
-                with lock:
-                    i = next(todo, None)
-                if i is None:
-                    return
-                try:
-                    results[i] = client.infer(requests[i])
-                except TritonError as err:
-                    results[i] = str(err)
-        finally:
-            client.close()
+            results[i] = client.infer(requests[i])
+        except TritonError as err:
+            results[i] = str(err)
 
-    run_threads(worker, concurrency)
+    each_request(len(requests), concurrency, lambda: TritonHTTP(url, model), handle)
     return results
 
 

@@ -126,28 +126,37 @@ def replay(url: str, model: str, protocol: str, requests: list, concurrency: int
     """Send every request once (by `concurrency` threads, each with its own client) -> per request
     ({output: array} | error message, latency seconds)."""
     results: list = [None] * len(requests)
-    todo = iter(range(len(requests)))
-    lock = threading.Lock()
+
+    def handle(client: RecomClient, i: int) -> None:
+        t0 = time.perf_counter()
+        try:
+            out = client.infer_wire(requests[i])
+        except Exception as err:  # noqa: BLE001 - InferenceServerException: the server's message
+            out = err.message() if hasattr(err, "message") and callable(err.message) else str(err)
+        results[i] = (out, time.perf_counter() - t0)
+
+    each_request(len(requests), concurrency, lambda: RecomClient(url, model, protocol), handle)
+    return results
+
+
+def each_request(n: int, concurrency: int, open_client, handle) -> None:
+    """handle(client, i) once for every i in range(n), by `concurrency` threads, each with its own
+    open_client() (closed at the end)."""
+    todo, lock = iter(range(n)), threading.Lock()
 
     def worker() -> None:
-        client = RecomClient(url, model, protocol)
+        client = open_client()
         try:
             while True:
                 with lock:
                     i = next(todo, None)
                 if i is None:
                     return
-                t0 = time.perf_counter()
-                try:
-                    out = client.infer_wire(requests[i])
-                except Exception as err:  # noqa: BLE001 - InferenceServerException: the server's message
-                    out = err.message() if hasattr(err, "message") and callable(err.message) else str(err)
-                results[i] = (out, time.perf_counter() - t0)
+                handle(client, i)
         finally:
             client.close()
 
     run_threads(worker, concurrency)
-    return results
 
 
 def bench(url: str, model: str, protocol: str, requests: list, concurrency: int, seconds: float,
