@@ -209,11 +209,9 @@ def main() -> int:
 
 
 def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+    from device_info import cpu_name
+
+    return cpu_name() or platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

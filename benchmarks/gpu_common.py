@@ -1,12 +1,42 @@
-"""Helpers shared by the GPU benchmarks: weights generated on the device, timing, CUDA graphs, kernel lists,
-bandwidths, the embedding stage's byte count. The GPU machine has PyTorch; `torch` is passed in."""
+"""Helpers shared by the GPU benchmarks: the command line and results files, weights generated on the device, timing,
+CUDA graphs, kernel lists, bandwidths, the embedding stage's byte count. The GPU machine has numpy, the TVM runtime
+and PyTorch only: this module imports the standard library and numpy (`torch` is passed in)."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import time
 import zlib
 
 import numpy as np
+
+
+def cli(doc: str, default_dir: str) -> argparse.ArgumentParser:
+    """The GPU scripts' shared arguments: `prepare` (build host) or `run` (GPU machine), --dir, --out, --arch."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mode", choices=["prepare", "run"])
+    p.add_argument("--dir", default=default_dir)
+    p.add_argument("--out", default=os.environ.get("OUT"))
+    p.add_argument("--arch", default="sm_90")
+    return p
+
+
+def write_json(out_dir: str, name: str, data) -> None:
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, name), "w") as f:
+        json.dump(data, f, indent=1)
+
+
+def report_cases(rows: list[dict], device_name: str, what: str, out_dir: str | None, name: str) -> int:
+    """The end of a correctness run over cases ({..., "ok"}): a summary line, {device, date, rows} as JSON in
+    out_dir (if any) -> the exit status (1 if a case failed)."""
+    failures = sum(not r["ok"] for r in rows)
+    print(f"\ndevice: {device_name}; {len(rows) - failures}/{len(rows)} {what} match TensorFlow")
+    if out_dir:
+        write_json(out_dir, name, {"device": device_name, "date": time.strftime("%Y-%m-%d"), "rows": rows})
+    return 1 if failures else 0
 
 
 def seed_of(spec_seed: int, name: str) -> int:

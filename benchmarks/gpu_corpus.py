@@ -13,9 +13,7 @@ errors, FeedError for feeds TF refuses before running).
 
 from __future__ import annotations
 
-import argparse
 import glob
-import json
 import os
 import sys
 import time
@@ -27,6 +25,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from device_info import gpu_name  # noqa: E402
+from gpu_common import cli, report_cases  # noqa: E402
 
 PREFIX = "corpus-"
 
@@ -132,23 +131,14 @@ def run(in_dir: str, out_dir: str | None) -> int:
                          "ok": ok, "note": note})
         n = [r for r in rows if r["model"] == name]
         print(f"{name}: {sum(r['ok'] for r in n)}/{len(n)} cases ok", flush=True)
-    failures = sum(not r["ok"] for r in rows)
     for r in rows:
         if not r["ok"]:
             print(f"FAILED {r['model']} {r['case']}: {r['note']}")
-    print(f"\ndevice: {device_name}; {len(rows) - failures}/{len(rows)} corpus cases match TensorFlow")
-    if out_dir:
-        with open(os.path.join(out_dir, "gpu_corpus.json"), "w") as f:
-            json.dump({"device": device_name, "date": time.strftime("%Y-%m-%d"), "rows": rows}, f, indent=1)
-    return 1 if failures else 0
+    return report_cases(rows, device_name, "corpus cases", out_dir, "gpu_corpus.json")
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["prepare", "run"])
-    p.add_argument("--dir", default=".device/gpu_corpus")
-    p.add_argument("--out", default=os.environ.get("OUT"))
-    p.add_argument("--arch", default="sm_90")
+    p = cli(__doc__, ".device/gpu_corpus")
     p.add_argument("--only", nargs="*", default=None)
     p.add_argument("--target", default="cuda", choices=["cuda", "llvm"],
                    help="llvm: the same cases on this host's CPU (checks the run side without a GPU)")

@@ -17,9 +17,7 @@ SCORE_ATOL of its dtype (tests/test_compact_tables.py states the same tolerances
 
 from __future__ import annotations
 
-import argparse
 import glob
-import json
 import os
 import sys
 import time
@@ -30,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from device_info import gpu_name  # noqa: E402
+from gpu_common import cli, report_cases  # noqa: E402
 
 BATCHES = (1, 7, 512)
 # models also built with random points of the fused kernel's schedule space (batch buckets split at 4 and 100, so
@@ -137,7 +136,7 @@ def run(in_dir: str, out_dir: str | None) -> int:
     from recom_tvm.runtime import load
 
     device_name = gpu_name()
-    rows, failures = [], 0
+    rows = []
     for lib in sorted(glob.glob(os.path.join(in_dir, "*.so"))):
         name = os.path.basename(lib)[:-3]
         base = name.split(".")[0]  # name.opt / name.s<k>: the model's optimized / scheduled variants
@@ -164,7 +163,6 @@ def run(in_dir: str, out_dir: str | None) -> int:
                     qerr = float(np.abs(got - q).max()) if got.size else 0.0
                     ok = ok and qerr < 1e-4
                     msg = f"{dtype}: vs llvm {qerr:.1e}"
-            failures += not ok
             rows.append({"model": name, "case": label, "max_abs_err": err, "ok": ok, "note": msg})
         print(f"{name}: {sum(r['ok'] for r in rows if r['model'] == name)}/"
               f"{sum(r['model'] == name for r in rows)} cases ok ({time.perf_counter() - t0:.1f}s)", flush=True)
@@ -172,19 +170,11 @@ def run(in_dir: str, out_dir: str | None) -> int:
     for r in rows:
         e = "-" if r["max_abs_err"] is None else f"{r['max_abs_err']:.2e}"
         print(f"{r['model']:24s} {r['case']:12s} {e:>10s} {'yes' if r['ok'] else 'NO'} {r['note'][:60]}")
-    print(f"\ndevice: {device_name}; {len(rows) - failures}/{len(rows)} cases match TensorFlow")
-    if out_dir:
-        with open(os.path.join(out_dir, "gpu_correctness.json"), "w") as f:
-            json.dump({"device": device_name, "date": time.strftime("%Y-%m-%d"), "rows": rows}, f, indent=1)
-    return 1 if failures else 0
+    return report_cases(rows, device_name, "cases", out_dir, "gpu_correctness.json")
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["prepare", "run"])
-    p.add_argument("--dir", default=".device/gpu_check")
-    p.add_argument("--out", default=os.environ.get("OUT"))
-    p.add_argument("--arch", default="sm_90")
+    p = cli(__doc__, ".device/gpu_check")
     p.add_argument("--target", default="cuda", help="prepare: llvm builds the same set for a dry run on this host")
     p.add_argument("--only", nargs="*", default=None, help="prepare these models only (default: all)")
     p.add_argument("--schedules", type=int, default=4,

@@ -23,7 +23,6 @@ device-to-device copy bandwidth measured in the run. Kernel launches per inferen
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
@@ -38,6 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gpu_common import (DeviceTable as _DeviceTable, bandwidths as _bandwidths, capture as _capture,  # noqa: E402
                         embedding_bytes as _embedding_bytes, generate as _generate, kernels as _kernels,
                         timeit as _timeit)
+from gpu_common import cli, write_json  # noqa: E402
 
 BATCHES = (32, 256, 2048)
 MODELS = {"e": "model_e", "f": "model_f"}
@@ -237,26 +237,20 @@ def run(in_dir: str, out_dir: str | None, batches: tuple[int, ...], iters: int) 
             print(f"  {us:8.1f} us  {name}")
         results["models"][m] = mres
         if out_dir:  # after each model: a run cut short keeps what it measured
-            with open(os.path.join(out_dir, "gpu_models.json"), "w") as f:
-                json.dump(results, f, indent=1)
+            write_json(out_dir, "gpu_models.json", results)
         del models, grouped, loop, tables, dev_tables, contiguous, weights
         if cuda:
             torch.cuda.empty_cache()
     if out_dir:
-        with open(os.path.join(out_dir, "gpu_models.json"), "w") as f:
-            json.dump(results, f, indent=1)
+        write_json(out_dir, "gpu_models.json", results)
     print(f"\n{'all outputs match the numpy reference' if not failures else f'{failures} MISMATCHES'}")
     return 1 if failures else 0
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["prepare", "run"])
-    p.add_argument("--dir", default=".device/gpu_models")
-    p.add_argument("--out", default=os.environ.get("OUT"))
+    p = cli(__doc__, ".device/gpu_models")
     p.add_argument("--models", default="e,f")
     p.add_argument("--rows", type=int, default=1 << 23, help="rows of the large tables (2^23 in RECom)")
-    p.add_argument("--arch", default="sm_90")
     p.add_argument("--target", default="cuda", help="llvm: a dry run of `run` on this host")
     p.add_argument("--batches", default=",".join(map(str, BATCHES)))
     p.add_argument("--iters", type=int, default=20)

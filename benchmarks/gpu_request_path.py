@@ -31,7 +31,6 @@ It prints a table last and writes gpu_request_path_<card>_<date>.json under --ou
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -42,6 +41,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+
+from gpu_common import cli, write_json  # noqa: E402
 
 MODELS = {"demo": ("demo", ()), "mixed100": ("mixed", (100, 0)), "e": ("model_e", (1 << 23,)),
           "e_small": ("model_e", (4096,))}
@@ -310,10 +311,8 @@ def run(in_dir: str, out_dir: str | None, iters: int, only: list[str] | None, ti
         res["models"][name] = run_model(d, iters, torch, dev, time_batches)
         failures += res["models"][name]["failures"]
         if out_dir:
-            os.makedirs(out_dir, exist_ok=True)
             card = res["device"].split()[-1].lower() if torch and res["device"] else "cpu"
-            with open(os.path.join(out_dir, f"gpu_request_path_{card}_{res['date']}.json"), "w") as f:
-                json.dump(res, f, indent=1)
+            write_json(out_dir, f"gpu_request_path_{card}_{res['date']}.json", res)
     names = list(VARIANTS)
     print(f"\n{'model':9s} {'B':>5s} " + " ".join(f"{v:>13s}" for v in names) + f" {'torch graph':>11s}"
           "  launch calls at B=1 (" + " / ".join(names) + ")")
@@ -329,11 +328,7 @@ def run(in_dir: str, out_dir: str | None, iters: int, only: list[str] | None, ti
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["prepare", "run"])
-    p.add_argument("--dir", default=".device/request_path")
-    p.add_argument("--out", default=os.environ.get("OUT"))
-    p.add_argument("--arch", default="sm_90")
+    p = cli(__doc__, ".device/request_path")
     p.add_argument("--models", default="mixed100,e")
     p.add_argument("--target", default="cuda", choices=["cuda", "llvm"],
                    help="prepare: llvm builds libraries for this host's CPU (the dry run of `run`)")

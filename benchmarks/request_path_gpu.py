@@ -29,7 +29,6 @@ Correctness: each batch's carried request and 16 carried requests of B = 32 serv
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -44,6 +43,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from gpu_common import cli, write_json  # noqa: E402
 
 BATCHES = (1, 32, 256, 2048)
 THREAD_BATCH, THREAD_REQUESTS = 32, 16
@@ -278,22 +279,16 @@ def run(in_dir: str, out_dir: str | None, iters: int, per_thread: int) -> int:
               f"{eight['mismatches']}, errors {one['errors'] or 0} / {eight['errors'] or 0}", flush=True)
         results["models"][m] = mres
         if out_dir:  # after each model: a run cut short keeps what it measured
-            os.makedirs(out_dir, exist_ok=True)
-            with open(os.path.join(out_dir, "request_path_gpu.json"), "w") as f:
-                json.dump(results, f, indent=1)
+            write_json(out_dir, "request_path_gpu.json", results)
         del model
     print(f"\n{'every answer matches the host' if not failures else f'{failures} FAILURES'}")
     return 1 if failures else 0
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["prepare", "run"])
-    p.add_argument("--dir", default=".device/request_path")
-    p.add_argument("--out", default=os.environ.get("OUT"))
+    p = cli(__doc__, ".device/request_path")
     p.add_argument("--models", default="e,mixed100")
     p.add_argument("--target", default="cuda")
-    p.add_argument("--arch", default="sm_90")
     p.add_argument("--batches", default=",".join(map(str, BATCHES)))
     p.add_argument("--iters", type=int, default=60)
     p.add_argument("--per-thread", type=int, default=200)

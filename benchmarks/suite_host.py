@@ -40,12 +40,9 @@ def tf_cpu_latency(m, paths: dict, iters_small: int = 7, iters_large: int = 4) -
 def host_info() -> dict:
     import platform
 
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from device_info import cpu_name
+
+    cpu = cpu_name() or "unknown"
     import tensorflow as tf
 
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "tensorflow": tf.__version__}

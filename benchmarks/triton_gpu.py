@@ -28,7 +28,6 @@ import shutil
 import sys
 import tarfile
 import tempfile
-import threading
 import time
 
 import numpy as np
@@ -252,30 +251,13 @@ def bad_request(url: str, name: str, request: dict) -> dict:
 
 def direct(model, feeds: list, threads: int, seconds: float, max_requests: int) -> tuple[list, int, float]:
     """CompiledModel.run from `threads` threads, closed loop, bounded like triton_http.bench."""
+    from recom_tvm.serving.client import ClosedLoop, run_threads
+
     model.run(feeds[0])
-    latencies, lock, sent = [], threading.Lock(), [0]
-    stop_at = time.perf_counter() + seconds
-
-    def worker() -> None:
-        while time.perf_counter() < stop_at:
-            with lock:
-                if sent[0] >= max_requests:
-                    return
-                i = sent[0]
-                sent[0] += 1
-            t0 = time.perf_counter()
-            model.run(feeds[i % len(feeds)])
-            dt = time.perf_counter() - t0
-            with lock:
-                latencies.append(dt)
-
+    load = ClosedLoop(seconds, max_requests)
     t0 = time.perf_counter()
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    return latencies, 0, time.perf_counter() - t0
+    run_threads(lambda: load.drive(lambda i: model.run(feeds[i % len(feeds)])), threads)
+    return load.latencies, 0, time.perf_counter() - t0
 
 
 def run(directory: str, seconds: float = 3.0, max_requests: int = 20000, models: list[str] | None = None,
@@ -334,9 +316,9 @@ def run(directory: str, seconds: float = 3.0, max_requests: int = 20000, models:
                         print(json.dumps(row), flush=True)
     mismatches = sum(c.get("mismatches", 0) for c in checks.values())
     bad_ok = all(c["rejected"] and c["served_after"] for k, c in checks.items() if k.endswith("bad_request"))
-    from device_info import gpu_name
+    from device_info import gpu_name, machine
 
-    return {"date": datetime.date.today().isoformat(), "device": gpu_name(), "machine": _machine(),
+    return {"date": datetime.date.today().isoformat(), "device": gpu_name(), "machine": machine(),
             "server": "tritonserver 2.51 (nvidia-pytriton 0.7.0's, repacked), Python backend on Python "
                       f"{version}, {meta['instances']} {'KIND_GPU' if meta['target'] == 'cuda' else 'KIND_CPU'} instances per model, dynamic batching (preferred "
                       "4 / 8 requests, 1 ms queue delay), requests merged by model.py",
@@ -353,18 +335,6 @@ def _stats(url: str, name: str) -> dict:
     with urllib.request.urlopen(f"http://{url}/v2/models/{name}/stats", timeout=10) as r:
         stats = json.load(r)["model_stats"][0]
     return {k: int(stats[k]) for k in ("inference_count", "execution_count")}
-
-
-def _machine() -> str:
-    import platform
-
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}"
 
 
 def table(result: dict) -> str:

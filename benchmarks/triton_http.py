@@ -1,5 +1,5 @@
-"""A small Triton HTTP client on the standard library and numpy only (for machines without tritonclient and its
-dependency tree, e.g. the GPU machine): KServe v2 `POST /v2/models/NAME/infer` with Triton's binary tensor data
+"""A small Triton HTTP client on the standard library, numpy and recom_tvm.serving.client's load loop (for machines
+without tritonclient and its dependency tree, e.g. the GPU machine): KServe v2 `POST /v2/models/NAME/infer` with Triton's binary tensor data
 extension, one keep-alive connection per client, threads for concurrency.
 
 Request body: a JSON header (inputs with `binary_data_size`, outputs asking for `binary_data`), then each input's
@@ -21,6 +21,8 @@ import threading
 import time
 
 import numpy as np
+
+from recom_tvm.serving.client import ClosedLoop, each_request
 
 DATATYPES = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "INT64": np.int64, "INT32": np.int32,
              "INT16": np.int16, "INT8": np.int8, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
@@ -128,24 +130,14 @@ def _error_text(body: bytes) -> str:
 def replay(url: str, model: str, requests: list[dict], concurrency: int = 1) -> list:
     """Every request once -> per request {output: array} or the server's error message (str)."""
     results: list = [None] * len(requests)
-    todo, lock = iter(range(len(requests))), threading.Lock()
 
-    def worker() -> None:
-        client = TritonHTTP(url, model)
+    def handle(client: TritonHTTP, i: int) -> None:
         try:
-            while True:
-                with lock:
-                    i = next(todo, None)
-                if i is None:
-                    return
-                try:
-                    results[i] = client.infer(requests[i])
-                except TritonError as err:
-                    results[i] = str(err)
-        finally:
-            client.close()
+            results[i] = client.infer(requests[i])
+        except TritonError as err:
+            results[i] = str(err)
 
-    _threads(worker, concurrency)
+    each_request(len(requests), concurrency, lambda: TritonHTTP(url, model), handle)
     return results
 
 
@@ -153,9 +145,8 @@ def bench(url: str, model: str, requests: list[dict], concurrency: int, seconds:
           max_requests: int) -> tuple[list[float], int, float]:
     """Closed loop: `concurrency` clients each send their next request when the last is answered, until `seconds`
     pass or `max_requests` were sent -> (latencies in s, errors, wall seconds)."""
-    latencies: list[float] = []
-    errors, sent, lock = [0], [0], threading.Lock()
-    ready, go, stop_at, failures = threading.Barrier(concurrency + 1), threading.Event(), [0.0], []
+    load = ClosedLoop(seconds, max_requests)
+    ready, go, failures = threading.Barrier(concurrency + 1), threading.Event(), []
 
     def worker() -> None:
         client = TritonHTTP(url, model)
@@ -168,21 +159,8 @@ def bench(url: str, model: str, requests: list[dict], concurrency: int, seconds:
                 return
             ready.wait()
             go.wait()
-            while time.perf_counter() < stop_at[0]:
-                with lock:
-                    if sent[0] >= max_requests:
-                        return
-                    i = sent[0]
-                    sent[0] += 1
-                t0 = time.perf_counter()
-                try:
-                    client.infer(requests[i % len(requests)])
-                except (TritonError, OSError, http.client.HTTPException):
-                    with lock:
-                        errors[0] += 1
-                dt = time.perf_counter() - t0
-                with lock:
-                    latencies.append(dt)
+            load.drive(lambda i: client.infer(requests[i % len(requests)]),
+                       errors=(TritonError, OSError, http.client.HTTPException))
         finally:
             client.close()
 
@@ -196,26 +174,8 @@ def bench(url: str, model: str, requests: list[dict], concurrency: int, seconds:
             t.join(5)
         raise RuntimeError(f"a client failed its first request: {failures[:1]}") from None
     t0 = time.perf_counter()
-    stop_at[0] = t0 + seconds
+    load.stop_at = t0 + seconds
     go.set()
     for t in threads:
         t.join()
-    return latencies, errors[0], time.perf_counter() - t0
-
-
-def _threads(worker, n: int) -> None:
-    failures: list = []
-
-    def guarded() -> None:
-        try:
-            worker()
-        except BaseException as err:  # noqa: BLE001 - re-raised after join
-            failures.append(err)
-
-    threads = [threading.Thread(target=guarded) for _ in range(max(1, n))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if failures:
-        raise failures[0]
+    return load.latencies, load.errors, time.perf_counter() - t0

@@ -21,18 +21,17 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path[:0] = [ROOT, os.path.dirname(os.path.abspath(__file__))]
 
-from recom_tvm.serving.client import save_requests, summarize  # noqa: E402
+from device_info import machine  # noqa: E402
+from recom_tvm.serving.client import ClosedLoop, run_threads, save_requests, summarize  # noqa: E402
 
 
 def _triton_python() -> str:
@@ -69,26 +68,10 @@ def direct(model, requests: list, threads: int, seconds: float) -> dict:
     features = wire.features_json(model.spec)
     feeds = [wire.from_wire(features, r) for r in requests]
     model.run(feeds[0])
-    latencies, lock, counter = [], threading.Lock(), [0]
-    stop_at = time.perf_counter() + seconds
-
-    def worker() -> None:
-        while time.perf_counter() < stop_at:
-            with lock:
-                i = counter[0]
-                counter[0] += 1
-            t0 = time.perf_counter()
-            model.run(feeds[i % len(feeds)])
-            with lock:
-                latencies.append(time.perf_counter() - t0)
-
+    load = ClosedLoop(seconds)
     t0 = time.perf_counter()
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    return summarize(latencies, time.perf_counter() - t0)
+    run_threads(lambda: load.drive(lambda i: model.run(feeds[i % len(feeds)])), threads)
+    return summarize(load.latencies, time.perf_counter() - t0)
 
 
 def through_triton(server, python: str, request_file: str, protocol: str, clients: int, seconds: float) -> dict:
@@ -133,21 +116,11 @@ def run(directory: str, seconds: float, python: str) -> dict:
                     rows.append({"batch": b, "clients": clients, "path": f"Triton {protocol}",
                                  **through_triton(server, python, request_file, protocol, clients, seconds)})
                     print(json.dumps(rows[-1]), flush=True)
-    return {"date": datetime.date.today().isoformat(), "machine": _machine(), "target": meta["target"],
+    return {"date": datetime.date.today().isoformat(), "machine": machine(), "target": meta["target"],
             "model": "demo (7 columns, fused), rows per request = batch", "seconds_per_point": seconds,
             "server": "tritonserver 2.51 from nvidia-pytriton 0.7.0, Python backend, 1 instance, dynamic batching "
                       "(preferred 4 / 8 requests, 1 ms queue delay), requests merged by model.py",
             "load": "recom_tvm.serving.client bench (closed loop, one tritonclient per thread)", "rows": rows}
-
-
-def _machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}"
 
 
 def table(result: dict) -> str:
@@ -198,7 +171,6 @@ def main(argv=None) -> int:
 
 
 def _gpu(args) -> int:
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import triton_gpu
 
     models = args.models.split(",") if args.models else None

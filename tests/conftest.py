@@ -15,6 +15,9 @@ from __future__ import annotations
 import copy
 import json
 import os
+import subprocess
+import sys
+import threading
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # our tests must really convert every op: host co-run (TF fallback) only where a test turns it on
@@ -25,7 +28,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import recom_tvm  # noqa: E402
-from recom_tvm.models import tf_export  # noqa: E402
+from recom_tvm.models import tf_export, zoo  # noqa: E402
 
 # Float tolerance: only summation order differs from TF (segment sums, matmuls).
 ATOL = 2e-5
@@ -281,6 +284,31 @@ class Compiled:
 _COMPILED: dict = {}
 
 
+def run_runtime_only(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python *args` (e.g. "-c", script) as a serving host runs it: TVM's runtime library only, recom_tvm told
+    that no compiler is there; output captured as text."""
+    env = dict(os.environ, TVM_USE_RUNTIME_LIB="1", RECOM_TVM_RUNTIME_ONLY="1")
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def in_threads(serve, n: int = 8) -> list[BaseException]:
+    """serve(t) for t in range(n) on n threads at once -> the exceptions they raised."""
+    errors: list[BaseException] = []
+
+    def guarded(t: int) -> None:
+        try:
+            serve(t)
+        except Exception as err:  # noqa: BLE001 - returned to the test
+            errors.append(err)
+
+    threads = [threading.Thread(target=guarded, args=(t,)) for t in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return errors
+
+
 @pytest.fixture(scope="session")
 def compiled():
     """compiled(spec, source="pb"|"saved_model"|"tf1", optimized=False) -> Compiled, built once per session;
@@ -293,6 +321,12 @@ def compiled():
         return _COMPILED[key].view("optimized" if optimized else "imported")
 
     return get
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["imported", "optimized"])
+def demo(compiled, request):
+    """The demo as imported (TF's graph op by op) and optimized (one fused kernel, packed inputs)."""
+    return compiled(zoo.demo(), optimized=request.param)
 
 
 class FunctionModel:

@@ -6,9 +6,6 @@ summation order) and within a stated tolerance of TensorFlow, per-table override
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import ml_dtypes
@@ -24,6 +21,7 @@ from recom_tvm.passes.compact_tables import fused_meta
 from recom_tvm.runtime import compact
 from recom_tvm.runtime.fused_layout import META
 
+from conftest import run_runtime_only
 from test_runtime_only import BLOCK_IMPORTS
 
 DTYPES = ("float16", "bfloat16", "int8")
@@ -265,8 +263,7 @@ def test_set_params_export_and_runtime_only_load(compiled, tmp_path):
         assert not loaded, loaded
         print("OK runtime-only")
     """)
-    env = dict(os.environ, TVM_USE_RUNTIME_LIB="1", RECOM_TVM_RUNTIME_ONLY="1")
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    res = run_runtime_only("-c", script)
     assert res.returncode == 0 and "OK runtime-only" in res.stdout, res.stdout[-2000:] + res.stderr[-3000:]
 
 

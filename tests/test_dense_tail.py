@@ -9,8 +9,6 @@ import json
 import os
 import random
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -28,6 +26,7 @@ from recom_tvm.schedules import dense_space
 from recom_tvm.schedules.dense_tail import (CPU_DEFAULT, CUDA_DEFAULT, DENSE_ATTR, DenseConfig, check_config, fit,
                                             match_dense, schedule, schedule_buckets)
 
+from conftest import run_runtime_only
 from dense_helpers import build_layer, emulate, fused_layers, mlp_module, run_layer
 from test_runtime_only import BLOCK_IMPORTS
 
@@ -259,9 +258,7 @@ def test_cuda_build_replays_graphs_and_loads_runtime_only(compiled, tmp_path, mo
     lib = str(tmp_path / "demo_cuda.so")
     model.export_library(lib)
     assert has_fatbin(lib)
-    env = dict(os.environ, TVM_USE_RUNTIME_LIB="1", RECOM_TVM_RUNTIME_ONLY="1")
-    res = subprocess.run([sys.executable, "-c", RUNTIME_ONLY_CUDA, lib, stub_path()], capture_output=True, text=True,
-                         env=env, timeout=300)
+    res = run_runtime_only("-c", RUNTIME_ONLY_CUDA, lib, stub_path())
     assert res.returncode == 0 and "OK" in res.stdout, res.stdout[-2000:] + res.stderr[-3000:]
     monkeypatch.setattr(recom_tvm.config, "cuda_graph", False)
     assert capture_builtins(recom_tvm.build(c.mod, "cuda", c.params).executable) == []
@@ -309,9 +306,7 @@ def test_dense_offline_round_trip(tmp_path):
     ((name, task),) = manifest["tasks"].items()
     assert task["kind"] == "dense" and task["args"][0] == [[16, 300], "float32"]
     assert len(manifest["candidates"]) == 3 and manifest["candidates"][0]["default"]
-    env = {**os.environ, "TVM_USE_RUNTIME_LIB": "1", "RECOM_TVM_RUNTIME_ONLY": "1"}
-    res = subprocess.run([sys.executable, "-c", RUNTIME_ONLY_MEASURE, out, "--number", "2", "--repeat", "2"],
-                         env=env, capture_output=True, text=True, timeout=600)
+    res = run_runtime_only("-c", RUNTIME_ONLY_MEASURE, out, "--number", "2", "--repeat", "2", timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     results = json.load(open(os.path.join(out, "results.json")))
     assert all(r["ok"] and r["ms"] > 0 for r in results["candidates"]), results

@@ -13,12 +13,6 @@ from conftest import assert_matches_tf, outcome
 DEMO = zoo.demo()
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["imported", "optimized"])
-def demo(compiled, request):
-    """The demo as imported (TF's graph op by op) and optimized (one fused kernel, packed inputs)."""
-    return compiled(DEMO, optimized=request.param)
-
-
 def _feeds(batch=3):
     return DEMO.sample(batch, rng=1)
 

@@ -3,9 +3,6 @@ compiled module; reported at import, in the spec and by identify_columns; `load`
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -14,7 +11,7 @@ import pytest
 import recom_tvm
 from recom_tvm import config
 
-from conftest import assert_matches_tf
+from conftest import assert_matches_tf, run_runtime_only
 from test_runtime_only import BLOCK_IMPORTS
 
 TABLE = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)
@@ -94,7 +91,6 @@ def test_exported_corun_model_needs_tensorflow_at_load(exotic, tmp_path):
         except Exception as e:
             print(type(e).__name__, e)
     """)
-    env = dict(os.environ, TVM_USE_RUNTIME_LIB="1", RECOM_TVM_RUNTIME_ONLY="1")
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    res = run_runtime_only("-c", script)
     assert "ModelFormatError" in res.stdout and "TensorFlow" in res.stdout and "UnicodeScript" in res.stdout, \
         res.stdout + res.stderr[-2000:]

@@ -8,7 +8,6 @@ fallback one by one; tf.Example and keyed-jagged ingress against TF; threads; ex
 
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from recom_tvm.native_build import library_path
 from recom_tvm.runtime import KeyedJagged
 from recom_tvm.runtime.native import NativeHost, load_library
 
-from conftest import assert_host_paths_agree, assert_matches_tf
+from conftest import assert_host_paths_agree, assert_matches_tf, in_threads
 
 DEMO = zoo.demo()
 
@@ -68,11 +67,6 @@ def test_bucket_modulo_is_exact_for_every_divisor_size():
               *rng.integers(1, 2**63, 20, dtype=np.int64).tolist()]:
         got = np.frombuffer(_lib().fingerprint64(data, lens, int(n)), np.uint64)
         np.testing.assert_array_equal(got, fp % np.uint64(n), err_msg=f"mod {n}")
-
-
-@pytest.fixture(scope="module", params=[False, True], ids=["imported", "optimized"])
-def demo(compiled, request):
-    return compiled(DEMO, optimized=request.param)
 
 
 def test_string_feeds_in_every_numpy_form(demo):
@@ -263,22 +257,15 @@ def test_threads_on_the_native_path(compiled, monkeypatch):
     requests = [DEMO.sample(1 + 11 * k % 200, rng=50 + k) for k in range(24)]
     expected = [c.model.run(f)["score"] for f in requests]
     refusals = native.refusals
-    bad, errors = [], []
+    bad = []
 
     def serve(t: int) -> None:
-        try:
-            for i in range(60):
-                k = (i * 5 + t) % len(requests)
-                if not np.array_equal(c.model.run(requests[k])["score"], expected[k]):
-                    bad.append((t, k))
-        except Exception as err:  # noqa: BLE001
-            errors.append(err)
+        for i in range(60):
+            k = (i * 5 + t) % len(requests)
+            if not np.array_equal(c.model.run(requests[k])["score"], expected[k]):
+                bad.append((t, k))
 
-    threads = [threading.Thread(target=serve, args=(t,)) for t in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    errors = in_threads(serve)
     assert not errors and not bad, (errors[:2], bad[:4])
     assert native.refusals == refusals
 

@@ -4,8 +4,6 @@ or recom_tvm's compiler parts (frontend, passes, shapes, schedules, ops)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -13,6 +11,8 @@ import pytest
 
 import recom_tvm
 from recom_tvm.models import zoo
+
+from conftest import run_runtime_only
 
 BLOCKED = ["tensorflow", "tf_keras", "keras", "symengine", "xgboost", "recom_tvm.frontend", "recom_tvm.passes",
            "recom_tvm.shapes", "recom_tvm.schedules", "recom_tvm.ops", "recom_tvm.build_module", "tvm.relax"]
@@ -52,8 +52,7 @@ def test_exported_llvm_model_runs_runtime_only(compiled, tmp_path):
         assert not loaded, loaded
         print("OK runtime-only")
     """)
-    env = dict(os.environ, TVM_USE_RUNTIME_LIB="1", RECOM_TVM_RUNTIME_ONLY="1")
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    res = run_runtime_only("-c", script)
     assert res.returncode == 0 and "OK runtime-only" in res.stdout, res.stdout[-2000:] + res.stderr[-3000:]
 
 

@@ -3,7 +3,6 @@ single-threaded answers and TensorFlow."""
 
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 import pytest
@@ -11,14 +10,9 @@ import pytest
 import recom_tvm
 from recom_tvm.models import zoo
 
-from conftest import assert_matches_tf
+from conftest import assert_matches_tf, in_threads
 
 DEMO = zoo.demo()
-
-
-@pytest.fixture(scope="module", params=[False, True], ids=["imported", "optimized"])
-def demo(compiled, request):
-    return compiled(DEMO, optimized=request.param)
 
 
 def test_threads_give_the_single_threaded_answers(compiled):
@@ -26,24 +20,16 @@ def test_threads_give_the_single_threaded_answers(compiled):
     c = compiled(DEMO, optimized=True)
     requests = [DEMO.sample(1 + (k * 7) % 48, rng=1000 + k, hostile=k % 3 == 0) for k in range(64)]
     expected = [c.model.run(f)["score"] for f in requests]
-    errors: list = []
     mismatches = []
 
     def serve(t: int) -> None:
-        try:
-            for i in range(1000):
-                k = (i * (2 * t + 1) + t) % len(requests)
-                got = c.model.run(requests[k])["score"]
-                if not np.array_equal(got, expected[k]):
-                    mismatches.append((t, i, k))
-        except Exception as err:  # noqa: BLE001 - reported below
-            errors.append(err)
+        for i in range(1000):
+            k = (i * (2 * t + 1) + t) % len(requests)
+            got = c.model.run(requests[k])["score"]
+            if not np.array_equal(got, expected[k]):
+                mismatches.append((t, i, k))
 
-    threads = [threading.Thread(target=serve, args=(t,)) for t in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    errors = in_threads(serve)
     assert not errors, errors[:3]
     assert not mismatches, mismatches[:5]
 

@@ -10,11 +10,6 @@ from recom_tvm.models import zoo
 DEMO = zoo.demo()
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["imported", "optimized"])
-def demo(compiled, request):
-    return compiled(DEMO, optimized=request.param)
-
-
 def _feeds(batch=3):
     return DEMO.sample(batch, rng=1)
 

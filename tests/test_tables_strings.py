@@ -190,6 +190,21 @@ def _sparse_model(tmp_path, fn):
     return cf, recom_tvm.build(mod_, "llvm", params), ispec
 
 
+def _check_sparse_model(tmp_path, fn, values: np.ndarray, what: str) -> None:
+    """fn on a [3, 2] SparseTensor of `values` at (0, 0), (0, 1), (2, 0): the same answer or error as TF."""
+    cf, model, spec = _sparse_model(tmp_path, fn)
+    feed = (np.array([[0, 0], [0, 1], [2, 0]], np.int64), values, np.array([3, 2], np.int64))
+    try:
+        exp = cf(tf.SparseTensor(*feed)).numpy()
+    except tf.errors.InvalidArgumentError as err:
+        exp = err
+    try:
+        got = list(model.run({spec.features[0]["name"]: feed}).values())[0]
+    except recom_tvm.RecomError as err:
+        got = err
+    assert_matches_tf(got, exp, what)
+
+
 @pytest.mark.parametrize("ids", [[1, 3, 9], [1, 3, 10], [-1, 0, 2]])
 def test_sparse_dense_matmul_range_errors(tmp_path, ids):
     """sparse_dense_matmul over ids used as columns: a column outside the dense operand raises like TF."""
@@ -200,17 +215,7 @@ def test_sparse_dense_matmul_range_errors(tmp_path, ids):
         return tf.sparse.sparse_dense_matmul(tf.SparseTensor(
             tf.stack([sp.indices[:, 0], sp.values], 1), onehot.values, tf.stack([sp.dense_shape[0], 10])), w)
 
-    cf, model, spec = _sparse_model(tmp_path, fn)
-    feed = (np.array([[0, 0], [0, 1], [2, 0]], np.int64), np.array(ids, np.int64), np.array([3, 2], np.int64))
-    try:
-        exp = cf(tf.SparseTensor(*feed)).numpy()
-    except tf.errors.InvalidArgumentError as err:
-        exp = err
-    try:
-        got = list(model.run({spec.features[0]["name"]: feed}).values())[0]
-    except recom_tvm.RecomError as err:
-        got = err
-    assert_matches_tf(got, exp, f"ids {ids}")
+    _check_sparse_model(tmp_path, fn, np.array(ids, np.int64), f"ids {ids}")
 
 
 @pytest.mark.parametrize("order", [[0, 1, 2], [1, 0, 2], [0, 0, 2]])
@@ -220,17 +225,7 @@ def test_to_dense_of_computed_indices_validates(tmp_path, order):
         idx = tf.gather(sp.indices, tf.constant(order))
         return tf.sparse.to_dense(tf.SparseTensor(idx, tf.gather(sp.values, tf.constant(order)), sp.dense_shape))
 
-    cf, model, spec = _sparse_model(tmp_path, fn)
-    feed = (np.array([[0, 0], [0, 1], [2, 0]], np.int64), np.array([4, 5, 6], np.int64), np.array([3, 2], np.int64))
-    try:
-        exp = cf(tf.SparseTensor(*feed)).numpy()
-    except tf.errors.InvalidArgumentError as err:
-        exp = err
-    try:
-        got = list(model.run({spec.features[0]["name"]: feed}).values())[0]
-    except recom_tvm.RecomError as err:
-        got = err
-    assert_matches_tf(got, exp, f"order {order}")
+    _check_sparse_model(tmp_path, fn, np.array([4, 5, 6], np.int64), f"order {order}")
 
 
 # -------------------------------------------------------------------------------- value ranges of host results

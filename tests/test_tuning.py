@@ -27,7 +27,7 @@ from recom_tvm.schedules.fused_space import FEATURES, KnobMutator, config_of, fe
 from recom_tvm.schedules.tasks import buckets_for, extract_tasks
 from recom_tvm.schedules.tune import open_database, scheduled
 
-from conftest import assert_matches_tf
+from conftest import assert_matches_tf, run_runtime_only
 from test_runtime_only import BLOCK_IMPORTS
 
 DEMO = zoo.demo()
@@ -312,14 +312,12 @@ def test_offline_rounds_round_trip(demo, tmp_path):
     model = f"{demo.paths['pb']}"
     args = ["tune", model, "--signature", demo.paths["signature"], "--target", "llvm", "--work-dir", work,
             "--batches", "16,256", "--trials", "4"]
-    env = {**os.environ, "TVM_USE_RUNTIME_LIB": "1", "RECOM_TVM_RUNTIME_ONLY": "1"}
     for rnd in (1, 2):
         out = str(tmp_path / f"round{rnd}")
         assert main(args + ["--offline-export", out]) == 0
         manifest = json.load(open(os.path.join(out, "manifest.json")))
         assert manifest["round"] == rnd and len(manifest["candidates"]) == 2 * 4 + (2 if rnd == 1 else 0)
-        res = subprocess.run([sys.executable, "-c", RUNTIME_ONLY_MEASURE, out, "--number", "2", "--repeat", "2"],
-                             env=env, capture_output=True, text=True, timeout=600)
+        res = run_runtime_only("-c", RUNTIME_ONLY_MEASURE, out, "--number", "2", "--repeat", "2", timeout=600)
         assert res.returncode == 0, res.stdout + res.stderr
         results = json.load(open(os.path.join(out, "results.json")))
         assert all(r["ok"] and r["ms"] > 0 for r in results["candidates"]), results

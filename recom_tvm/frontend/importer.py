@@ -27,7 +27,7 @@ from .graph import Graph, Node, parse_tensor_name
 from .liveness import DEAD, MERGE_OPS, SWITCH_OPS, Liveness
 from .loader import Feature, LoadedGraph, load
 from .tables import TABLE_OPS, Table, resolve_tables
-from .values import Host, Known
+from .values import Host, Known, host_attrs, host_input
 
 _STRING_OPS = {"StringToHashBucketFast", "StringToHashBucket", "StringToHashBucketStrong", "AsString",
                "StringJoin", "StringSplit", "StringSplitV2", "Substr", "StringLower", "StringUpper",
@@ -449,22 +449,14 @@ class _Importer:
         out_types = converters.HOST[node.op](ctx, node, ins)
         inputs = []
         for v in ins:
-            if isinstance(v, Host):
-                inputs.append({"tensor": v.tensor})
-            elif isinstance(v, Known) and v.concrete:
-                arr = v.numpy()
-                if v.dtype == "string":
-                    arr = np.array([b.decode("latin-1") if isinstance(b, bytes) else str(b)
-                                    for b in arr.reshape(-1)], dtype=object).reshape(arr.shape)
-                inputs.append({"const": arr.tolist(), "dtype": v.dtype})
+            if (inp := host_input(v)) is not None:
+                inputs.append(inp)
             elif isinstance(v, Known):  # sizes used as data: computed on the host from the feeds' shapes
                 inputs.append({"tensor": ctx.host_known(v)})
             else:
                 ctx.fail("a host-stage op reads a value computed on the device")
         outputs = [f"{node.name}:{i}" for i in range(len(out_types))]
-        attrs = {k: (v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in node.attrs.items()
-                 if isinstance(v, (int, float, bool, str, bytes)) or (isinstance(v, list) and all(
-                     isinstance(e, (int, float, bool)) for e in v))}
+        attrs = host_attrs(node.attrs)
         ctx.add_host_op({"name": node.name, "op": node.op, "inputs": inputs, "attrs": attrs,
                               "outputs": outputs})
         outs = [Host(t, dt, shape) for t, (dt, shape) in zip(outputs, out_types)]

@@ -57,6 +57,27 @@ class Host:
 Value = Known | Device | Host
 
 
+def host_input(v: Value) -> dict | None:
+    """A host-plan op's input in the plan's JSON form: {"tensor"} for a host tensor, {"const", "dtype"} for a
+    concrete constant (strings as latin-1 text: JSON holds no bytes); None for anything else (the caller decides)."""
+    if isinstance(v, Host):
+        return {"tensor": v.tensor}
+    if isinstance(v, Known) and v.concrete:
+        arr = v.numpy()
+        if v.dtype == "string":
+            arr = np.array([b.decode("latin-1") if isinstance(b, bytes) else str(b) for b in arr.reshape(-1)],
+                           dtype=object).reshape(arr.shape)
+        return {"const": arr.tolist(), "dtype": v.dtype}
+    return None
+
+
+def host_attrs(attrs: dict) -> dict:
+    """A node's attributes the host plan carries: scalars, strings (bytes as latin-1 text) and lists of numbers."""
+    return {k: (v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in attrs.items()
+            if isinstance(v, (int, float, bool, str, bytes)) or (isinstance(v, list) and all(
+                isinstance(e, (int, float, bool)) for e in v))}
+
+
 class Symbols:
     """Named symbolic dims (int64 tirx vars) with where they come from, for the input spec and the passes."""
 

@@ -71,36 +71,13 @@ def sparse_cross_hashed(sparse: list[tuple], dense: list[np.ndarray], num_bucket
         got = int(np.asarray(d).shape[0]) if np.ndim(d) else 1
         if got != batch:
             raise InvalidArgumentError(f"{label}: Expected batch size {batch} got {got} at dense tensor {i}")
-    counts, starts, feats = [], [], []
-    for idx, vals, _ in sparse:
-        c = _row_counts(idx, batch)
-        counts.append(c)
-        starts.append(np.concatenate([[0], np.cumsum(c)[:-1]]).astype(np.int64) if batch else c)
-        feats.append(_feature_hashes(vals))
-    for d in dense:
-        d = np.asarray(d)
-        k = d.shape[1] if d.ndim == 2 else 1
-        counts.append(np.full(batch, k, np.int64))
-        starts.append(np.arange(batch, dtype=np.int64) * k)
-        feats.append(_feature_hashes(d))
-    per_row = np.prod(np.stack(counts), axis=0) if counts else np.zeros(batch, np.int64)
-    total = int(per_row.sum())
-    row = np.repeat(np.arange(batch, dtype=np.int64), per_row)
-    row_start = np.concatenate([[0], np.cumsum(per_row)[:-1]]).astype(np.int64) if batch else per_row
-    k = np.arange(total, dtype=np.int64) - row_start[row]
-    digits, stride = [None] * len(counts), np.ones(total, np.int64)
-    for i in range(len(counts) - 1, -1, -1):  # the last column is the fastest digit
-        cnt = counts[i][row]
-        digits[i] = (k // stride) % np.maximum(cnt, 1)
-        stride = stride * cnt
-    h = np.full(total, _U64(int(hash_key) & 0xFFFFFFFFFFFFFFFF), _U64)
-    for st, ft, dg in zip(starts, feats, digits):
-        h = fingerprint_cat64(h, ft[st[row] + dg])
+    batch, per_row, row, k, positions = _layout(sparse, dense)
+    feats = [_feature_hashes(vals) for _, vals, _ in sparse] + [_feature_hashes(np.asarray(d)) for d in dense]
+    h = np.full(row.size, _U64(int(hash_key) & 0xFFFFFFFFFFFFFFFF), _U64)
+    for ft, pos in zip(feats, positions):
+        h = fingerprint_cat64(h, ft[pos])
     mod = _U64(num_buckets) if num_buckets > 0 else _INT64_MAX
-    ids = (h % mod).astype(np.int64)
-    indices = np.stack([row, k], axis=1).reshape(-1, 2)
-    shape = np.array([batch, int(per_row.max()) if batch and total else 0], np.int64)
-    return indices, ids, shape
+    return _output(batch, per_row, row, k, (h % mod).astype(np.int64))
 
 
 # ------------------------------------------------------------- string crosses and SparseCrossHashed (V2 ops)

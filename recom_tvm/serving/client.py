@@ -126,64 +126,88 @@ def replay(url: str, model: str, protocol: str, requests: list, concurrency: int
     """Send every request once (by `concurrency` threads, each with its own client) -> per request
     ({output: array} | error message, latency seconds)."""
     results: list = [None] * len(requests)
-    todo = iter(range(len(requests)))
-    lock = threading.Lock()
+
+    def handle(client: RecomClient, i: int) -> None:
+        t0 = time.perf_counter()
+        try:
+            out = client.infer_wire(requests[i])
+        except Exception as err:  # noqa: BLE001 - InferenceServerException: the server's message
+            out = err.message() if hasattr(err, "message") and callable(err.message) else str(err)
+        results[i] = (out, time.perf_counter() - t0)
+
+    each_request(len(requests), concurrency, lambda: RecomClient(url, model, protocol), handle)
+    return results
+
+
+def each_request(n: int, concurrency: int, open_client, handle) -> None:
+    """handle(client, i) once for every i in range(n), by `concurrency` threads, each with its own
+    open_client() (closed at the end)."""
+    todo, lock = iter(range(n)), threading.Lock()
 
     def worker() -> None:
-        client = RecomClient(url, model, protocol)
+        client = open_client()
         try:
             while True:
                 with lock:
                     i = next(todo, None)
                 if i is None:
                     return
-                t0 = time.perf_counter()
-                try:
-                    out = client.infer_wire(requests[i])
-                except Exception as err:  # noqa: BLE001 - InferenceServerException: the server's message
-                    out = err.message() if hasattr(err, "message") and callable(err.message) else str(err)
-                results[i] = (out, time.perf_counter() - t0)
+                handle(client, i)
         finally:
             client.close()
 
-    _run_threads(worker, concurrency)
-    return results
+    run_threads(worker, concurrency)
 
 
 def bench(url: str, model: str, protocol: str, requests: list, concurrency: int, seconds: float,
           max_requests: int) -> dict:
     """Closed-loop load: `concurrency` clients each send the next request as soon as the last is answered, for
     `seconds` or `max_requests` in all -> {requests, errors, rps, p50_ms, p99_ms}."""
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    sent = [0]
-    stop_at = time.perf_counter() + seconds
+    load = ClosedLoop(seconds, max_requests)
 
     def worker() -> None:
         client = RecomClient(url, model, protocol)
         try:
             client.infer_wire(requests[0])  # warm the connection
-            while time.perf_counter() < stop_at:
-                with lock:
-                    if sent[0] >= max_requests:
-                        return
-                    i = sent[0]
-                    sent[0] += 1
-                t0 = time.perf_counter()
-                try:
-                    client.infer_wire(requests[i % len(requests)])
-                except Exception:  # noqa: BLE001
-                    with lock:
-                        errors[0] += 1
-                with lock:
-                    latencies.append(time.perf_counter() - t0)
+            load.drive(lambda i: client.infer_wire(requests[i % len(requests)]), errors=Exception)
         finally:
             client.close()
 
     t0 = time.perf_counter()
-    _run_threads(worker, concurrency)
-    return summarize(latencies, time.perf_counter() - t0, errors[0])
+    run_threads(worker, concurrency)
+    return summarize(load.latencies, time.perf_counter() - t0, load.errors)
+
+
+class ClosedLoop:
+    """The shared state of a closed-loop load: each thread calling `drive` sends request 0, 1, 2, ... (numbered
+    across threads) one after the other until `stop_at` (perf_counter seconds) passes or `max_requests` were sent,
+    and records every request's latency; exceptions of the types `errors` are counted, others propagate."""
+
+    def __init__(self, seconds: float, max_requests: int | None = None) -> None:
+        self.latencies: list[float] = []
+        self.errors = 0
+        self.sent = 0
+        self.max_requests = max_requests
+        self.lock = threading.Lock()
+        self.stop_at = time.perf_counter() + seconds
+
+    def drive(self, send, errors: type[BaseException] | tuple = ()) -> None:
+        """Call `send(i)` with the next request number until the load is over (one thread's loop)."""
+        while time.perf_counter() < self.stop_at:
+            with self.lock:
+                if self.max_requests is not None and self.sent >= self.max_requests:
+                    return
+                i = self.sent
+                self.sent += 1
+            t0 = time.perf_counter()
+            try:
+                send(i)
+            except errors:
+                with self.lock:
+                    self.errors += 1
+            dt = time.perf_counter() - t0
+            with self.lock:
+                self.latencies.append(dt)
 
 
 def summarize(latencies: list[float], wall: float, errors: int = 0) -> dict:
@@ -194,7 +218,8 @@ def summarize(latencies: list[float], wall: float, errors: int = 0) -> dict:
             "p99_ms": round(float(np.percentile(lat, 99)), 3) if lat.size else None}
 
 
-def _run_threads(worker, n: int) -> None:
+def run_threads(worker, n: int) -> None:
+    """Run `worker` on `max(1, n)` threads, wait for all, re-raise the first exception one of them raised."""
     failures: list = []
 
     def guarded() -> None:

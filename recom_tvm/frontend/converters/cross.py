@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...shapes.symbolic import is_prim
-from ..values import Host, Known
+from ..values import Host, Known, host_input
 from . import placed
 
 
@@ -70,14 +70,8 @@ def _cross(ctx, node, ins, op: str, attrs: dict, dtype: str):
     n = attrs["N"]
     inputs = []
     for i, v in enumerate(ins):
-        if isinstance(v, Host):
-            inputs.append({"tensor": v.tensor})
-        elif isinstance(v, Known) and v.concrete:
-            arr = v.numpy()
-            if v.dtype == "string":
-                arr = np.array([b.decode("latin-1") if isinstance(b, bytes) else str(b) for b in arr.reshape(-1)],
-                               dtype=object).reshape(arr.shape)
-            inputs.append({"const": arr.tolist(), "dtype": v.dtype})
+        if (inp := host_input(v)) is not None:
+            inputs.append(inp)
         elif isinstance(v, Known) and (tensor := _feed_tensor(ctx, node, i)) is not None:  # a dense_shape
             inputs.append({"tensor": tensor})
         elif isinstance(v, Known):  # sizes computed in the graph (a bucketized column's [B, 1])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...runtime import regex as re2
-from ..values import Host, Known
+from ..values import Host, Known, host_attrs, host_input
 from . import host, placed
 
 
@@ -35,10 +35,15 @@ def _check_rewrite(ctx, pattern: str, rewrite: str) -> None:
                  "text after the bad escape)")
 
 
+def _str_attr(node, name: str) -> str:
+    """A string attribute as text (bytes undecodable as UTF-8 kept byte for byte as surrogates)."""
+    value = node.attr(name, b"")
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
 @host("StringLower", "StringUpper")
 def _case(ctx, node, ins):
-    enc = node.attr("encoding", b"")
-    enc = enc.decode() if isinstance(enc, bytes) else enc
+    enc = _str_attr(node, "encoding")
     if enc not in ("", "utf-8"):
         ctx.fail(f"encoding {enc!r} ('' for ASCII, 'utf-8' are TF's)")
     return _same(ins, "string")
@@ -51,9 +56,7 @@ def _strip(ctx, node, ins):
 
 @host("StaticRegexReplace")
 def _static_regex_replace(ctx, node, ins):
-    pattern, rewrite = (node.attr(k, b"") for k in ("pattern", "rewrite"))
-    pattern = pattern.decode("utf-8", "surrogateescape") if isinstance(pattern, bytes) else pattern
-    rewrite = rewrite.decode("utf-8", "surrogateescape") if isinstance(rewrite, bytes) else rewrite
+    pattern, rewrite = _str_attr(node, "pattern"), _str_attr(node, "rewrite")
     _check_regex(ctx, pattern)
     _check_rewrite(ctx, pattern, rewrite)
     return _same(ins, "string")
@@ -69,8 +72,7 @@ def _regex_replace(ctx, node, ins):
 
 @host("StaticRegexFullMatch")
 def _static_full_match(ctx, node, ins):
-    pattern = node.attr("pattern", b"")
-    _check_regex(ctx, pattern.decode("utf-8", "surrogateescape") if isinstance(pattern, bytes) else pattern)
+    _check_regex(ctx, _str_attr(node, "pattern"))
     return _same(ins, "bool")
 
 
@@ -175,20 +177,11 @@ def _host_op(ctx, node, ins, n_out: int) -> list[str]:
     """Add `node` to the host plan reading `ins` (host tensors or constants); its output tensor names."""
     inputs = []
     for v in ins:
-        if isinstance(v, Host):
-            inputs.append({"tensor": v.tensor})
-        elif isinstance(v, Known) and v.concrete:
-            arr = v.numpy()
-            if v.dtype == "string":
-                arr = np.array([b.decode("latin-1") if isinstance(b, bytes) else str(b) for b in arr.reshape(-1)],
-                               dtype=object).reshape(arr.shape)
-            inputs.append({"const": arr.tolist(), "dtype": v.dtype})
-        else:
+        if (inp := host_input(v)) is None:
             ctx.fail("a host-stage op reads a value computed on the device")
+        inputs.append(inp)
     outs = [f"{node.name}:{i}" for i in range(n_out)]
-    attrs = {k: (v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in node.attrs.items()
-             if isinstance(v, (int, float, bool, str, bytes)) or (isinstance(v, list) and all(
-                 isinstance(e, (int, float, bool)) for e in v))}
-    ctx.add_host_op({"name": node.name, "op": node.op, "inputs": inputs, "attrs": attrs, "outputs": outs})
+    ctx.add_host_op({"name": node.name, "op": node.op, "inputs": inputs, "attrs": host_attrs(node.attrs),
+                     "outputs": outs})
     return outs
 
