@@ -117,7 +117,7 @@ def run(in_dir: str, out_dir: str | None) -> int:
             rows.append({"model": os.path.basename(err_file)[:-len(".so.build_error")], "case": "build",
                          "max_abs_err": None, "ok": False, "note": "build failed on the host: " + f.read()})
         print(f"{rows[-1]['model']}: {rows[-1]['note'][:150]}", flush=True)
-    for lib in sorted(glob.glob(os.path.join(in_dir, f"{PREFIX}*.so"))):
+    for lib in sorted(p for p in glob.glob(os.path.join(in_dir, f"{PREFIX}*.so")) if not p.endswith(".host.so")):
         name = os.path.basename(lib)[:-3]
         base = name.split(".")[0]
         model = load(lib)
