@@ -186,6 +186,8 @@ def match_dense(func) -> DenseLayer | None:
     for s in stmts[1:]:  # the epilogue: elementwise over [B, N]
         if any(v.iter_type != tirx.IterVar.DataPar for v in s.iter_vars) or len(s.iter_vars) != 2:
             return None
+        if any(str(r.source.dtype) == "bool" for r in s.reads):
+            return None  # a bool in a vectorized epilogue becomes `float2 v = make_ushort2(..)` (TVM 0.27 CUDA codegen)
     return DenseLayer(ext[0], int(ext[2]), int(ext[1]), _same(wv, [vj, vk]), dtype)
 
 
