@@ -20,7 +20,7 @@
 | max_vms | RECOM_TVM_MAX_VMS | 8 | VMs (with their staging buffers) one model keeps for concurrent requests |
 | host_fallback | RECOM_TVM_HOST_FALLBACK | 1 | ops without a converter run on the host through TensorFlow (RECom's CPU co-run); 0: the import fails naming them |
 | dense_tail | RECOM_TVM_DENSE_TAIL | auto | auto: the MLP's layers get recom_tvm's schedules per batch bucket (tuned ones from build's database); off: TVM's defaults |
-| cuda_graph | RECOM_TVM_CUDA_GRAPH | 1 | CUDA builds replay the kernels after the request's inputs as one CUDA graph per batch size; 0: launch each kernel |
+| cuda_graph | RECOM_TVM_CUDA_GRAPH | 0 | (off: on the H200 capture failed with cudaErrorStreamCaptureImplicit on 17 of 30 corpus graphs) 1: CUDA builds replay the kernels after the request's inputs as one CUDA graph per batch size; 0: launch each kernel |
 | cuda_graph_max_batch | RECOM_TVM_CUDA_GRAPH_MAX_BATCH | 2048 | the largest batch run through CUDA graphs (each VM holds the graph variant's memory at this batch) |
 | llvm_mcpu | RECOM_TVM_LLVM_MCPU | auto | CPU for target="llvm": auto = x86-64-v3 (AVX2, FMA) where the build host has it, else LLVM's generic CPU; a library built for x86-64-v3 needs such a CPU where it runs (set "generic" to build for any x86-64) |
 """
@@ -60,7 +60,7 @@ native_threads: int = int(os.environ.get("RECOM_TVM_NATIVE_THREADS", min(os.cpu_
 max_vms: int = int(os.environ.get("RECOM_TVM_MAX_VMS", 8))
 # Code generation: the dense tail's schedules, CUDA graphs, the CPU llvm builds for.
 dense_tail: str = os.environ.get("RECOM_TVM_DENSE_TAIL", "auto").strip().lower()
-cuda_graph: bool = _env_bool("RECOM_TVM_CUDA_GRAPH", True)
+cuda_graph: bool = _env_bool("RECOM_TVM_CUDA_GRAPH", False)
 cuda_graph_max_batch: int = int(os.environ.get("RECOM_TVM_CUDA_GRAPH_MAX_BATCH", 2048))
 llvm_mcpu: str = os.environ.get("RECOM_TVM_LLVM_MCPU", "auto").strip()
 

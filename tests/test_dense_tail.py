@@ -249,6 +249,7 @@ print("OK", json.dumps({"graph_func": "main_cuda_graph" in text}))
 def test_cuda_build_replays_graphs_and_loads_runtime_only(compiled, tmp_path, monkeypatch):
     from recom_tvm.cuda_support import has_fatbin, stub_path
 
+    monkeypatch.setattr(recom_tvm.config, "cuda_graph", True)  # opt-in (off by default: see config.py)
     c = compiled(zoo.demo(), optimized=True)
     model = recom_tvm.build(c.mod, "cuda", c.params)
     assert capture_builtins(model.executable) == ["vm.builtin.cuda_graph.get_cached_alloc",

@@ -43,7 +43,8 @@ class Slot:
         if self.host is None or nbytes > self.capacity:
             cap = max(nbytes, 2 * self.capacity, 1 << 16)
             cap = (cap + 4095) // 4096 * 4096
-            host_dev = tvm_ffi.device("cuda_host", 0) if self.gpu else self.device
+            # pinned host memory: DLPack's kDLCUDAHost (3); tvm_ffi.device parses no name for it ("cuda_host" raises)
+            host_dev = tvm_ffi.device(3, 0) if self.gpu else self.device
             self.host = tvm.runtime.empty((cap,), "uint8", host_dev)
             self.dev = tvm.runtime.empty((cap,), "uint8", self.device) if self.gpu else None
             self.capacity = cap
