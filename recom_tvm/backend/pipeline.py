@@ -3,7 +3,8 @@
 - the dense tail's schedules (recom_tvm.schedules.dense_tail): every dense layer gets one schedule per batch bucket
   (tuned records from a database where it has them, else the defaults), before dlight schedules what is left;
 - on CUDA, a CUDA-graph variant of `main` for batches up to config.cuda_graph_max_batch
-  (recom_tvm.backend.cuda_graph) and TVM's RewriteCUDAGraph.
+  (recom_tvm.backend.cuda_graph) and TVM's RewriteCUDAGraph, host calls kept out of the graphs
+  (recom_tvm.backend.host_calls).
 
 config.dense_tail = "off" and config.cuda_graph = False give TVM's pipeline unchanged.
 """
@@ -17,6 +18,7 @@ from tvm import relax
 
 from .. import config
 from .cuda_graph import graph_variant_pass
+from .host_calls import FenceHostCalls
 
 USE_CUDA_GRAPH = "relax.backend.use_cuda_graph"
 
@@ -68,10 +70,11 @@ def relax_pipeline(target: tvm.target.Target, dense: bool = True, resolve: Calla
                 if "ApplyDefaultSchedule" in last or "dlight" in last.lower() else \
                 legalize + [dense_tail_pass(target, resolve)]
         lower = list(backend.dataflow_lower_passes(target))
+        finalize = list(backend.finalize_passes(target))
         if graph_max_batch:
             lower.append(graph_variant_pass(graph_max_batch))
-        passes = list(backend.library_dispatch_passes(target)) + legalize + lower + list(
-            backend.finalize_passes(target))
+            finalize = _fence_before_graph_rewrite(finalize)
+        passes = list(backend.library_dispatch_passes(target)) + legalize + lower + finalize
     else:
         # tvm.compile's pipeline for CPUs (no operator fusion: each op its own function), the matmuls scheduled
         passes = [relax.backend.DispatchSampling(), relax.backend.DispatchSortScan(), relax.transform.LegalizeOps()]
@@ -79,12 +82,14 @@ def relax_pipeline(target: tvm.target.Target, dense: bool = True, resolve: Calla
             passes.append(dense_tail_pass(target, resolve))
         passes += [relax.transform.RewriteDataflowReshape(), relax.transform.ToNonDataflow(),
                    relax.transform.RemovePurityChecking(), relax.transform.CallTIRRewrite()]
+        finalize = [relax.transform.StaticPlanBlockMemory(), relax.transform.RewriteCUDAGraph(),
+                    relax.transform.LowerAllocTensor(), relax.transform.KillAfterLastUse(),
+                    relax.transform.LowerRuntimeBuiltin(), relax.transform.ComputePrimValue(),
+                    relax.transform.VMShapeLower(), relax.transform.AttachGlobalSymbol()]
         if graph_max_batch:  # no graphs on CPUs: the same dispatch and static planning, for tests
             passes.append(graph_variant_pass(graph_max_batch))
-        passes += [relax.transform.StaticPlanBlockMemory(), relax.transform.RewriteCUDAGraph(),
-                   relax.transform.LowerAllocTensor(), relax.transform.KillAfterLastUse(),
-                   relax.transform.LowerRuntimeBuiltin(), relax.transform.ComputePrimValue(),
-                   relax.transform.VMShapeLower(), relax.transform.AttachGlobalSymbol()]
+            finalize = _fence_before_graph_rewrite(finalize)
+        passes += finalize
 
     @tvm.transform.module_pass(opt_level=0, name="recom_tvm.Pipeline")
     def _pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
@@ -92,6 +97,15 @@ def relax_pipeline(target: tvm.target.Target, dense: bool = True, resolve: Calla
             return tvm.transform.Sequential(passes)(mod)
 
     return _pipeline
+
+
+def _fence_before_graph_rewrite(passes: list) -> list:
+    """`passes` with FenceHostCalls right before RewriteCUDAGraph (host calls must never be captured)."""
+    names = [p.info.name for p in passes]
+    if "RewriteCUDAGraph" not in names:
+        raise RuntimeError(f"TVM's finalize passes hold no RewriteCUDAGraph: {names}")
+    i = names.index("RewriteCUDAGraph")
+    return passes[:i] + [FenceHostCalls] + passes[i:]
 
 
 def use_cuda_graph(target: tvm.target.Target) -> bool:
