@@ -9,6 +9,7 @@ old_block_realize_"); the next rule (GeneralReduction, then Fallback) schedules 
 from __future__ import annotations
 
 import tvm
+import tvm_ffi
 from tvm.s_tir import dlight as dl
 
 from .. import config
@@ -39,7 +40,7 @@ class MatmulWithoutBool(Guarded):
         super().__init__(dl.gpu.Matmul())
 
     def apply(self, func, target, tunable):
-        if '"bool"' in func.script():  # (TVM 0.27's PrimFunc has no buffer_map in Python: its text does)
+        if _reads_bool(func):
             return None
         return super().apply(func, target, tunable)
 
@@ -74,6 +75,15 @@ class SequentialColumnReduction(dl.gpu.Reduction):
         else:  # accumulate in a register, one store
             sch.reverse_compute_at(sch.cache_write(block, 0, "local"), tx, preserve_unit_loops=True)
         sch.decompose_reduction(block, r)
+
+
+def _reads_bool(func) -> bool:
+    """True if the function loads from a bool buffer (a walk over its loads: printing it as text, as this once
+    did, cost seconds per large function)."""
+    found = []
+    tvm_ffi.structural_walk(func.body, [(tvm.ir.expr.TensorLoad, lambda n: found.append(n)
+                                         if str(n.source.dtype) == "bool" else None)], order="post")
+    return bool(found)
 
 
 def gpu_default_schedule() -> tvm.transform.Pass:
