@@ -127,8 +127,8 @@ def compile_module(mod: tvm.IRModule, target: tvm.target.Target, database=None):
         try:
             return _compile(mod, target, dense, resolve, True)
         except Exception as err:  # noqa: BLE001 - TVM's graph rewrite fails on some modules: launch kernels then
-            # (seen on 11 of the corpus' 60 CUDA builds: "Var gv2 is not defined" with graphs, fine without; the
-            # build without graphs is correct, only launches each kernel)
+            # (3 of the corpus' 60 CUDA builds: "Var gv2 is not defined", RewriteCUDAGraph's planner does not see a
+            # match_cast as a use of a lifted tensor; the build without graphs is correct, only launches each kernel)
             config.log(f"CUDA graphs off for this model: the graph build failed ({type(err).__name__}: "
                         f"{str(err).strip().splitlines()[-1][:160]})")
     return _compile(mod, target, dense, resolve, False)
