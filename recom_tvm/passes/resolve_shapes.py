@@ -88,20 +88,30 @@ class _DropTrivialMatchCasts(relax.PyExprMutator):
 
 
 def _asserted_equal_inputs(spec, func) -> dict:
-    """Input symbols the host asserts equal (e.g. two features' batch sizes meeting in a concat): b -> a."""
+    """Input symbols the host asserts equal (e.g. two features' batch sizes meeting in a concat): b -> a, every
+    dropped symbol mapped to its class's one kept symbol.
+
+    A union-find, so the result does not depend on the assertions' order: with a map built greedily, `u == t`
+    then `t == q` left u -> t and t -> q, and bind_symbolic_vars (simultaneous, not transitive) put `t` back
+    where `u` was: two batch symbols in one concat (a write_slice whose in-place output is [t, w] and its
+    input [q, w], rejected by TVM's call_tir_inplace check at build time)."""
     if spec is None:
         return {}
     syms = param_symbols(func)
-    subst = {}
+    parent: dict[str, str] = {}
+
+    def root(n: str) -> str:
+        while parent.get(n, n) != n:
+            n = parent[n]
+        return n
+
     for a in spec.assertions:
         e = a["expr"]
         if e[0] == "eq" and e[1][0] == "var" and e[2][0] == "var":
-            keep, drop = e[2][1], e[1][1]  # the concat's reference symbol stays
-            while keep in subst:
-                keep = subst[keep]
-            if keep != drop and keep in syms and drop in syms and drop not in subst:
-                subst[drop] = keep
-    return {name: syms[keep] for name, keep in subst.items()}
+            drop, keep = e[1][1], e[2][1]  # the concat's reference symbol stays
+            if drop in syms and keep in syms and root(drop) != root(keep):
+                parent[root(drop)] = root(keep)
+    return {name: syms[root(name)] for name in parent if root(name) != name}
 
 
 def _rename(assertions: list[dict], names: dict[str, str]) -> list[dict]:

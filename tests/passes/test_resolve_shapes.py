@@ -87,3 +87,34 @@ def test_input_symbols_asserted_equal_are_merged():
     spec = spec_of(after)
     assert spec.assertions == []  # now checked by every input agreeing on `a`
     assert [i["shape"] for i in spec.module_inputs] == [["a", "4"], ["a", "4"]]
+
+
+def _eq(a: str, b: str) -> dict:
+    return {"expr": ["eq", ["var", a], ["var", b]], "message": f"concat: {a} != {b}"}
+
+
+def test_asserted_equal_chains_merge_into_one_symbol_in_any_order():
+    """u == t then t == q (the order tf2_string_preprocessing's assertions came in, after some other graphs
+    were imported in the same process): every batch symbol becomes q, not u -> t with t left behind."""
+    @I.ir_module
+    class Before:
+        @R.function
+        def main(x: R.Tensor(("u", 4), "float32"), y: R.Tensor(("t", 4), "float32"),
+                 z: R.Tensor(("q", 4), "float32")):
+            return (x, y, z)
+
+    @I.ir_module
+    class Expected:
+        @R.function
+        def main(x: R.Tensor(("q", 4), "float32"), y: R.Tensor(("q", 4), "float32"),
+                 z: R.Tensor(("q", 4), "float32")):
+            return (x, y, z)
+
+    orders = [[_eq("u", "t"), _eq("t", "q")], [_eq("t", "q"), _eq("u", "t")],
+              [_eq("u", "q"), _eq("t", "q"), _eq("u", "t")], [_eq("u", "t"), _eq("u", "q"), _eq("t", "q")]]
+    for assertions in orders:
+        after = ResolveShapes()(with_spec(Before, assertions=assertions))
+        tvm.ir.assert_structural_equal(strip(after), Expected)
+        spec = spec_of(after)
+        assert spec.assertions == [], assertions
+        assert [i["shape"] for i in spec.module_inputs] == [["q", "4"]] * 3, assertions
