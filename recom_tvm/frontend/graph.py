@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import heapq
 from collections.abc import Iterable
 
 import numpy as np
@@ -189,15 +190,19 @@ class Graph:
             for s in srcs:
                 indeg[node.name] += 1
                 users[s].append(node.name)
+        # ready nodes by name, not GraphDef position: TF's freezing (convert_variables_to_constants_v2) lists the
+        # same nodes in a different order from one load to the next, and everything the importer emits (the
+        # parameters, the host assertions, hence which batch symbol ResolveShapes keeps) follows this order
         ready = [n for n, d in indeg.items() if d == 0]
+        heapq.heapify(ready)
         order = []
         while ready:
-            n = ready.pop()
+            n = heapq.heappop(ready)
             order.append(n)
             for u in users[n]:
                 indeg[u] -= 1
                 if indeg[u] == 0:
-                    ready.append(u)
+                    heapq.heappush(ready, u)
         if len(order) != len(self.nodes):
             cyc = sorted(n for n, d in indeg.items() if d > 0)[:5]
             raise ModelFormatError(f"the graph has a cycle (a while loop: not supported; conditionals are); "
