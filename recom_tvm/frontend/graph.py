@@ -161,7 +161,7 @@ class Graph:
                     inputs.append(parse_tensor_name(inp))
             if nd.name in self.nodes:
                 raise ModelFormatError(f"duplicate node name {nd.name!r} in GraphDef")
-            attrs = {k: decode_attr(v) for k, v in nd.attr.items()}
+            attrs = {k: decode_attr(v) for k, v in sorted(nd.attr.items())}  # a proto map: no fixed order
             self.nodes[nd.name] = Node(nd.name, nd.op, inputs, controls, attrs, nd.device)
         for node in self.nodes.values():
             for src, _ in node.inputs:

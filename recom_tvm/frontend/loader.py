@@ -11,6 +11,8 @@ import json
 import os
 from typing import Any
 
+import numpy as np
+
 from ..errors import ModelFormatError
 from .graph import Graph, parse_tensor_name
 
@@ -258,7 +260,9 @@ def export_captured_tables(tf, fn, graph) -> dict:
                                                           Tvalues=tf.as_dtype(vt))
         except Exception as err:  # noqa: BLE001 - e.g. a table kind without export
             raise ModelFormatError(f"cannot read the contents of table {name!r}: {err}") from err
-        tables[name] = (keys.numpy(), values.numpy())
+        keys, values = keys.numpy(), values.numpy()
+        order = np.argsort(keys, kind="stable")  # TF exports in hash order, which differs from load to load
+        tables[name] = (keys[order], values[order])
     return tables
 
 
