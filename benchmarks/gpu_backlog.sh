@@ -93,5 +93,5 @@ case ${1:-} in
     [ -f .device/tvm_runtime_py312.tar.xz ] || bash ../shared/device/stage_runtime.sh .device
     for c in ${@:-$CALLS}; do prepare_one "$c"; done ;;
   run) run_one "${2:?which call: $CALLS}" ;;
-  *) sed -n 2,25p "$0"; exit 2 ;;
+  *) sed -n 2,24p "$0"; exit 2 ;;
 esac
