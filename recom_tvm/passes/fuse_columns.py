@@ -10,7 +10,8 @@ Runs after EliminateRedundancy, on its canonical column forms, recognized throug
 with identity-with-default preprocessing and TF's `id >= 0` filter folded into the kernel. The host packs the
 columns' inputs into one buffer per request (recom_tvm.runtime.packer): offsets, ids and raw values, one
 host->device copy; int32 where every table and id range of the kernel is below 2^31 rows (config.packed_dtype,
-runtime.fused_layout.choose_packed_dtype), else int64. If any input of a concat is not recognized the concat is left alone (and a fact says why).
+runtime.fused_layout.choose_packed_dtype), else int64. If any input of a concat is not recognized the concat is
+left alone (and a fact says why).
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ from .fused_layout import INT32_MAX, INT32_MIN
 
 PACKED = "recom_tvm:packed"
 PACKED_SIZES = "recom_tvm:packed_sizes"
+# the longest int32 packed input (its words hold positions in it); the native host stage refuses past INT32_MAX
+PACKED_INT32_LIMIT = INT32_MAX
 
 
 def packed_dtype(fused: dict) -> str:
@@ -22,9 +24,10 @@ def packed_dtype(fused: dict) -> str:
     return fused.get("packed_dtype", "int64")
 
 
-def check_packed_length(fused: dict, length: int, sizes, limit: int = INT32_MAX) -> None:
-    """An int32 packed input holds positions in itself: a request whose packed length is above `limit` is refused
-    (RequestTooLargeError naming the largest column and its feed), never wrapped."""
+def check_packed_length(fused: dict, length: int, sizes, limit: int | None = None) -> None:
+    """An int32 packed input holds positions in itself: a request whose packed length is above `limit` (default
+    PACKED_INT32_LIMIT) is refused (RequestTooLargeError naming the largest column and its feed), never wrapped."""
+    limit = PACKED_INT32_LIMIT if limit is None else limit
     if length <= limit:
         return
     cols = fused["columns"]
