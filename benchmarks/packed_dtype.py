@@ -61,8 +61,9 @@ def report(path: str) -> None:
     print(f"Machine: {h['cpu']}, {h['cores']} cores, Python {h['python']}; {d['date']}; llvm; native_threads "
           f"{d['native_threads']}. Median (min) ms.\n")
     print("| model | B | packed bytes int64 -> int32 | all arguments' bytes | prepare() native, int64 | int32 | "
-          "prepare() numpy, int64 | int32 | module (execute), int64 | int32 | outputs |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "native write step, int64 -> int32 | prepare() numpy, int64 | int32 | module (execute), int64 | int32 | "
+          "outputs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     f = lambda r: f"{r['median_ms']:.3f} ({r['min_ms']:.3f})" if r["median_ms"] < 10 else \
         f"{r['median_ms']:.1f} ({r['min_ms']:.1f})"
     for m, rows in d["models"].items():
@@ -70,6 +71,7 @@ def report(path: str) -> None:
             a, c = r["int64"], r["int32"]
             print(f"| {m} | {b} | {a['packed_bytes']:,} -> **{c['packed_bytes']:,}** | {a['arg_bytes']:,} -> "
                   f"{c['arg_bytes']:,} | {f(a['prepare_native'])} | **{f(c['prepare_native'])}** | "
+                  f"{a['native_steps']['write']:.3f} -> {c['native_steps']['write']:.3f} | "
                   f"{f(a['prepare_numpy'])} | {f(c['prepare_numpy'])} | {f(a['execute'])} | {f(c['execute'])} | "
                   f"{'bit-identical' if r['identical'] else 'DIFFER'} |")
 
@@ -90,7 +92,7 @@ def main() -> int:
     import recom_tvm
     from recom_tvm import config
     from recom_tvm.models import tf_export
-    from native_host import _times
+    from native_host import _times, native_steps
     from suite_host import host_info
 
     result = {"date": time.strftime("%Y-%m-%d"), "host": host_info(), "native_threads": config.native_threads,
@@ -113,6 +115,7 @@ def main() -> int:
                 row[dt] = {"packed_bytes": packed_bytes, "arg_bytes": arg_bytes,
                            "prepare_native": _times(model.prepare, feeds, reps),
                            "prepare_numpy": _times(model.prepare_reference, feeds, max(5, reps // 3)),
+                           "native_steps": native_steps(model, feeds, reps),
                            "execute": _times(model.execute, prepared, reps),
                            "run": _times(model.run, feeds, reps)}
             row["identical"] = all(x[k].tobytes() == y[k].tobytes()
@@ -120,7 +123,8 @@ def main() -> int:
             rows[batch] = row
             s, t = row["int64"], row["int32"]
             print(f"{name} B={batch}: packed {s['packed_bytes']:,} -> {t['packed_bytes']:,} bytes | prepare native "
-                  f"{s['prepare_native']['median_ms']:.3f} -> {t['prepare_native']['median_ms']:.3f} ms | numpy "
+                  f"{s['prepare_native']['median_ms']:.3f} -> {t['prepare_native']['median_ms']:.3f} ms (write "
+                  f"{s['native_steps']['write']:.3f} -> {t['native_steps']['write']:.3f}) | numpy "
                   f"{s['prepare_numpy']['median_ms']:.2f} -> {t['prepare_numpy']['median_ms']:.2f} ms | module "
                   f"{s['execute']['median_ms']:.3f} -> {t['execute']['median_ms']:.3f} ms | outputs "
                   f"{'identical' if row['identical'] else 'DIFFER'}", flush=True)

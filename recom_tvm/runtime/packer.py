@@ -49,6 +49,9 @@ def _put_ids(dst: np.ndarray, ids: np.ndarray) -> None:
         dst[...] = ids
         return
     wide = ids if ids.dtype == np.int64 else ids.astype(np.int64)
+    if wide.size and INT32_MIN <= wide.min() and wide.max() <= INT32_MAX:  # the common case: a plain copy
+        dst[...] = wide  # (min + max + copy: half of np.clip's time)
+        return
     np.clip(wide, INT32_MIN, INT32_MAX, out=dst, casting="unsafe")
 
 

@@ -546,7 +546,8 @@ static int layout(rh_ctx *c) {
   for (int i = 0; i < p->nargs; i++)
     if (p->arg[3 * i] == ARG_PACKED && p->arg[3 * i + 2] == RH_I32) packed32 = 1;
   /* an int32 packed input holds positions in itself: the reference raises RequestTooLargeError (packer.py) */
-  if (packed32 && total > INT32_MAX) return rh_refuse(c, "packed length %lld above the int32 layout", (long long)total);
+  if (packed32 && total > INT32_MAX)
+    return rh_refuse(c, "packed length %lld above the int32 layout", (long long)total);
   c->packed32 = packed32;
   int64_t off = 0;
   for (int i = 0; i < p->nargs; i++) {
