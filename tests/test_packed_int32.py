@@ -167,3 +167,58 @@ def test_tuning_follows_the_packed_dtype(demo_both):
 
     for func in (task.mod["main"], instantiate(task.mod, target)):
         assert str(ArgInfo.from_prim_func(func)[0].as_json()[1]) == "int32"
+
+
+def test_int64_records_reach_an_int32_build_only_with_a_warning(demo_both, tmp_path):
+    """A database tuned on the int64 layout (e.g. benchmarks/tuning/ of E and F, made before int32 packing): the
+    int32 build uses its knobs (every config computes the same on either layout) and says so; records of the
+    int32 kernel itself win without a warning."""
+    import warnings
+
+    import tvm
+
+    from recom_tvm.schedules import KernelConfig
+    from recom_tvm.schedules.apply import schedules_from_database
+    from recom_tvm.schedules.tasks import extract_tasks
+    from recom_tvm.schedules.tune import open_database, scheduled
+
+    c, opt64, _ = demo_both
+    target = recom_tvm.build_module.make_target("llvm")
+    db = open_database(str(tmp_path))
+    pick64, pick32 = KernelConfig(threads=64, rows=4), KernelConfig(threads=128, unroll=2)
+
+    def commit(mod, cfg):
+        (t,) = extract_tasks(mod, target, batches=(16,))
+        sch = scheduled(t, cfg, "llvm")
+        db.commit_tuning_record(tvm.s_tir.meta_schedule.database.TuningRecord(
+            sch.trace, db.commit_workload(t.mod), [1e-3], target,
+            tvm.s_tir.meta_schedule.arg_info.ArgInfo.from_prim_func(t.mod["main"])))
+
+    commit(opt64, pick64)
+    assert schedules_from_database(opt64, target, db) == ((None, pick64),)
+    with pytest.warns(UserWarning, match="int64 packed input only"):
+        assert schedules_from_database(c.mod, target, db) == ((None, pick64),)
+    commit(c.mod, pick32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert schedules_from_database(c.mod, target, db) == ((None, pick32),)
+        assert schedules_from_database(opt64, target, db) == ((None, pick64),)
+
+
+def test_a_native_library_without_int32_packing_is_not_used_for_an_int32_model(demo_both):
+    """A host library built before int32 packing would write int64 words into an int32 model's buffer: refused
+    (the model then serves on the numpy reference)."""
+    from recom_tvm.runtime.native import NativeHost
+
+    c, _, m64 = demo_both
+    lib = c.model.native_host().lib
+
+    class OldLibrary:  # the same functions, without the PACKED_INT32 marker
+        def __getattr__(self, name):
+            if name == "PACKED_INT32":
+                raise AttributeError(name)
+            return getattr(lib, name)
+
+    with pytest.raises(ValueError, match="predates int32 packing"):
+        NativeHost(OldLibrary(), c.model.spec)
+    assert NativeHost(OldLibrary(), m64.spec).program.module_args  # int64 models still use it
