@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 
 from . import config
-from .errors import (ConversionError, DeviceMemoryError, FeedError, InvalidArgumentError, ModelFormatError,
+from .errors import (ConversionError, DeviceError, DeviceMemoryError, FeedError, InvalidArgumentError, ModelFormatError,
                      RecomError, RequestTooLargeError, UnsupportedOpError)
 
 __version__ = "0.1.0"
@@ -31,7 +31,7 @@ _LAZY = {
     "supported_ops": ("recom_tvm.frontend.converters", "supported_ops"),
 }
 
-__all__ = ["config", "ConversionError", "DeviceMemoryError", "FeedError", "InvalidArgumentError", "ModelFormatError", "RecomError",
+__all__ = ["config", "ConversionError", "DeviceError", "DeviceMemoryError", "FeedError", "InvalidArgumentError", "ModelFormatError", "RecomError",
            "RequestTooLargeError", "UnsupportedOpError", *_LAZY]
 
 

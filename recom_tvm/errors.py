@@ -70,3 +70,8 @@ class RequestTooLargeError(FeedError):
 class DeviceMemoryError(RecomError, MemoryError):
     """The model's parameters (or one request) need more device memory than is free: raised before allocating,
     naming both sizes (CompiledModel.memory_usage reports what a model needs)."""
+
+
+class DeviceError(RecomError, RuntimeError):
+    """The device failed while running a request (a CUDA runtime or driver error): not a property of the inputs.
+    The message carries the runtime's own (e.g. "CUDA Runtime Error: cudaErrorStreamCaptureImplicit (906)")."""

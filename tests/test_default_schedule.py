@@ -64,3 +64,108 @@ def test_a_failing_graph_build_falls_back_to_launches(monkeypatch):
     target = tvm.target.Target({"kind": "cuda", "arch": "sm_90"})
     assert pipeline.compile_module(tvm.IRModule(), target) == "executable"
     assert calls == [True, False]
+
+
+def _scheduled(relax_mod):
+    """The module's PrimFuncs after legalize + fuse + the CUDA default rules."""
+    from tvm import relax
+
+    target = tvm.target.Target({"kind": "cuda", "arch": "sm_90"})
+    mod = relax.transform.LegalizeOps()(relax_mod)
+    mod = relax.transform.AnnotateTIROpPattern()(mod)
+    mod = relax.transform.FuseTIR()(relax.transform.FuseOps()(mod))
+    with target:
+        mod = gpu_default_schedule()(mod)
+    return {gv.name_hint: f for gv, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc)}
+
+
+def _loops(func):
+    import tvm_ffi
+
+    found = []
+    tvm_ffi.structural_walk(func.body, [(tvm.tirx.For, found.append)], order="post")
+    return found
+
+
+def _pooled_module(op):
+    from tvm.script import relax as R
+
+    @tvm.script.ir_module
+    class Mod:
+        @R.function
+        def main(x: R.Tensor(("b", "t", 5), "float32"), m: R.Tensor(("b", "t", 1), "float32")):
+            with R.dataflow():
+                y = R.multiply(x, m)
+                s = op(y, axis=[1])
+                R.output(s)
+            return s
+
+    return Mod
+
+
+def test_a_column_reduction_sums_in_index_order_per_thread():
+    """reduce_sum / reduce_mean over a sequence axis (not the innermost): one thread per output element walks the
+    axis in order, as TF-CPU does, so a partial sum that overflows in some order (-3.4e38, 3.4e38, -3.4e38)
+    gives TF's finite result, not the -inf of dlight's 16-thread tree (seen on the H200)."""
+    from tvm.script import relax as R
+
+    for op in (R.sum, R.mean):
+        funcs = _scheduled(_pooled_module(op))
+        (func,) = [f for name, f in funcs.items() if "sum" in name or "mean" in name]
+        text = func.script()
+        assert "shared" not in text and "rf" not in text, text  # no cross-thread tree
+        loops = _loops(func)
+        threads = [lp for lp in loops if lp.kind == tvm.tirx.ForKind.THREAD_BINDING]
+        serial = [lp for lp in loops if lp.kind == tvm.tirx.ForKind.SERIAL and not isinstance(lp.extent, tvm.tirx.IntImm)]
+        assert {str(lp.thread_binding.thread_tag) for lp in threads} == {"blockIdx.x", "threadIdx.x"}
+        assert [str(lp.extent) for lp in serial] == ["t"]  # the whole sequence axis, inside one thread
+
+
+def test_an_inner_reduction_keeps_dlights_schedule():
+    from tvm.script import relax as R
+
+    @tvm.script.ir_module
+    class Mod:
+        @R.function
+        def main(x: R.Tensor(("b", 64), "float32")):
+            with R.dataflow():
+                s = R.sum(x, axis=[1])
+                R.output(s)
+            return s
+
+    (func,) = _scheduled(Mod).values()
+    assert "_rf" in func.script()  # dlight's Reduction: rfactor across the threads of a block
+
+
+def test_matmul_rule_leaves_a_bool_epilogue_to_the_next_rules():
+    """dlight's Matmul vectorizes an epilogue reading a bool into `float2 v = make_ushort2(..)` (TVM 0.27's CUDA
+    codegen; nvcc rejects it): such a function goes to the next rules, any other matmul keeps dlight's."""
+    from tvm.script import tirx as T
+
+    from recom_tvm.backend.default_schedule import MatmulWithoutBool
+
+    def layer(epilogue_dtype):
+        @T.prim_func(private=True, s_tir=True)
+        def select(var_x: T.handle, w: T.Buffer((T.int64(256), T.int64(256)), "float32"),
+                   pred: T.Buffer((), epilogue_dtype), var_out: T.handle):
+            T.func_attr({"tirx.noalias": True})
+            n = T.int64()
+            x = T.match_buffer(var_x, (n, T.int64(256)))
+            out = T.match_buffer(var_out, (n, T.int64(256)))
+            mm = T.sblock_alloc_buffer((n, T.int64(256)))
+            for i, j, k in T.grid(n, T.int64(256), T.int64(256)):
+                with T.sblock("matmul"):
+                    vi, vj, vk = T.axis.remap("SSR", [i, j, k])
+                    with T.init():
+                        mm[vi, vj] = T.float32(0.0)
+                    mm[vi, vj] = mm[vi, vj] + x[vi, vk] * w[vk, vj]
+            for i, j in T.grid(n, T.int64(256)):
+                with T.sblock("where"):
+                    vi, vj = T.axis.remap("SS", [i, j])
+                    out[vi, vj] = T.Select(T.Cast("bool", pred[()]), mm[vi, vj], T.float32(0.0))
+
+        return select
+
+    target = tvm.target.Target({"kind": "cuda", "arch": "sm_90"})
+    assert MatmulWithoutBool().apply(layer("bool"), target, False) is None
+    assert MatmulWithoutBool().apply(layer("int8"), target, False) is not None

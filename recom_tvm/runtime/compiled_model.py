@@ -517,6 +517,17 @@ def _on_device(value) -> bool:
     return value is not None and hasattr(value, "__dlpack__") and not isinstance(value, np.ndarray)
 
 
+# what TVM's CUDA runtime and driver wrappers write into their errors (cuda_common.h: "CUDA: ", "CUDA Runtime
+# Error: ", "CUDAError: ...", cuModule* failures): a device fault, never an input the model rejects
+_DEVICE_FAILURE_MARKS = ("CUDA Runtime Error", "CUDAError", "CUDA: ", "cudaError", "CUDA_ERROR_", "cuModule")
+
+
+def _device_failure_line(msg: str) -> str:
+    lines = [ln.strip() for ln in msg.strip().splitlines() if ln.strip()]
+    hits = [ln for ln in lines if any(mark in ln for mark in _DEVICE_FAILURE_MARKS)]
+    return (hits or lines or [""])[-1]
+
+
 def _translate(err: Exception) -> Exception:
     from .builtins import ERROR_MARK
 
@@ -528,6 +539,10 @@ def _translate(err: Exception) -> Exception:
                                  " (CompiledModel.memory_usage(feeds) gives what a request needs)")
     if ERROR_MARK in msg:
         return InvalidArgumentError(msg.split(ERROR_MARK, 1)[1].splitlines()[0])
+    if any(mark in msg for mark in _DEVICE_FAILURE_MARKS):
+        from ..errors import DeviceError
+
+        return DeviceError(f"the device failed running this request: {_device_failure_line(msg)}")
     return InvalidArgumentError(f"the compiled model rejected the inputs: {msg.strip().splitlines()[-1]}")
 
 
