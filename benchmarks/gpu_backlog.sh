@@ -17,8 +17,8 @@
 # request       15      E and mixed-100 from TF-style feeds step by step (host stage, H2D, kernels, D2H),
 #                       1 vs 8 threads, answers vs the build host's
 # device_e2e    15      the device side of E / mixed-100 vs PyTorch grouped embedding_bag + MLP in a CUDA graph
-# compact       16      compact tables (fp16 / bf16 / int8) vs TF on the GPU, E's kernel per dtype and knob
-#                       (time vs floor), ncu counters of E at B = 2,048
+# compact       16      compact tables (fp16 / bf16 / int8) and int32 packing (huge ids, demo.i64) vs TF on the
+#                       GPU, E's kernel per dtype and knob (time vs floor), ncu counters of E at B = 2,048
 # suite         15.7    the benchmark suite (E, mixed 100 / 1,000, the 30 / 300 / 2,000-column sweep; F once its
 #                       TF export exists here: add it to SUITE_MODELS) with the current request path; if prepare
 #                       reports more than 60 MiB, prepare and run it in parts (SUITE_MODELS=e, then the others)
@@ -38,8 +38,8 @@ prepare_one() {
     request) python benchmarks/request_path_gpu.py prepare --dir "$d/rp" ;;
     device_e2e) python benchmarks/gpu_request_path.py prepare --dir "$d/rp" --models mixed100,e ;;
     compact) python benchmarks/compact_kernels.py export --dir "$d/kernels" --models e --batches 512,2048
-             python benchmarks/gpu_correctness.py prepare --dir "$d/check" --only demo mixed24 weighted_mix \
-               --schedules 0 --compact 1 ;;
+             python benchmarks/gpu_correctness.py prepare --dir "$d/check" --only demo mixed24 weighted_mix identity \
+               --schedules 2 --compact 1 ;;
     suite) python benchmarks/suite.py host --dir "$d/suite" --models "$SUITE_MODELS" ;;
     *) echo "unknown call $1 (one of: $CALLS)" >&2; exit 2 ;;
   esac
