@@ -82,8 +82,8 @@ def export(out_dir: str, models: list[str], rows: int, arch: str, batches, targe
     from recom_tvm.build_module import make_target
     from recom_tvm.passes.compact_tables import CompactTables
     from recom_tvm.schedules import offline
-    from recom_tvm.schedules.apply import best_configs
-    from recom_tvm.schedules.tasks import find_fused_call, kernel_key
+    from recom_tvm.schedules.apply import tuned_configs
+    from recom_tvm.schedules.tasks import find_fused_call
     from recom_tvm.schedules.tune import open_database
 
     recom_tvm.config.cuda_arch = arch
@@ -91,7 +91,7 @@ def export(out_dir: str, models: list[str], rows: int, arch: str, batches, targe
     for m in models:
         opt, _, _ = optimized(m, rows, "e2e")  # the model the tuning records were made for
         db = os.path.join(HERE, "tuning", f"model_{m}")
-        best = best_configs(open_database(db), kernel_key(find_fused_call(opt), target)) if os.path.isdir(db) else {}
+        best = tuned_configs(open_database(db), find_fused_call(opt), target) if os.path.isdir(db) else {}
         # the nearest tuned batch's schedule for each measured batch
         tuned = {b: min(best.items(), key=lambda kv: abs(np.log(kv[0] / b)))[1][0] for b in batches} if best else {}
         for d in dtypes:

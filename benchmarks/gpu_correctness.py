@@ -8,6 +8,8 @@
 Models: the demo and one per column type / input format, each as imported (passes off: TF's graph op by op) and
 optimized (redundancy eliminated, columns fused into one kernel); batches 1, 7, 512, ordinary and hostile
 inputs, plus an out-of-range id for an identity column without default (TF raises; so must we, on the GPU too).
+The demo also with its packed input forced to int64 (`demo.i64`: the default is int32, ids narrowed saturating) and
+with ids far outside its tables (`huge_ids`: 2^32 + 5, -2^32 + 7, 2^40, ... that a wrapping cast would make valid).
 Five of them also with points of the fused kernel's schedule space in which every value of every knob appears
 (`--schedules`, SCHEDULE_MODELS), and with compact tables (COMPACT_MODELS: every table dtype with the default
 schedule, and each with schedule variants): a compact build is checked against the same compact model built for
@@ -37,6 +39,8 @@ SCHEDULE_MODELS = ("demo", "mixed24", "weighted_mix", "vocab_mix", "example_mix"
 # models also built with compact tables (recom_tvm.build(..., table_dtype=...)), each dtype alone and mixed
 COMPACT_MODELS = ("demo", "mixed24", "weighted_mix")
 COMPACT = ("float16", "bfloat16", "int8", "mixdt")  # mixdt: int8 with two columns float16 (_compact_choice)
+# ids far outside every table (the demo's item_ids: identity with default, dense input with -1 = missing)
+HUGE_IDS = (2**32 + 5, 2**32 - 1, -2**32 + 7, 2**31, 2**31 - 1, -2**31 - 1, 2**40 + 3, 2**63 - 1, -2**63, 300, -1)
 SCORE_ATOL = {"float32": 1e-4, "float16": 5e-4, "bfloat16": 5e-3, "int8": 5e-3, "mixdt": 5e-3}
 
 
@@ -93,6 +97,13 @@ def prepare(out_dir: str, arch: str, only: list[str] | None = None, schedules: i
         recom_tvm.build(mod, target, params).export_library(os.path.join(out_dir, f"{name}.so"))
         opt = recom_tvm.optimize(mod)
         recom_tvm.build(opt, target, params).export_library(os.path.join(out_dir, f"{name}.opt.so"))
+        if name == "demo":  # the packed input as int64 too (int32 by default where the tables allow)
+            old, recom_tvm.config.packed_dtype = recom_tvm.config.packed_dtype, "int64"
+            try:
+                recom_tvm.build(recom_tvm.optimize(mod), target, params).export_library(
+                    os.path.join(out_dir, f"{name}.i64.so"))
+            finally:
+                recom_tvm.config.packed_dtype = old
         if name in SCHEDULE_MODELS:
             for k, buckets in enumerate(schedule_variants(schedules, seed=len(name))):
                 recom_tvm.build(opt, target, params, kernel_schedules=buckets).export_library(
@@ -113,6 +124,11 @@ def prepare(out_dir: str, arch: str, only: list[str] | None = None, schedules: i
                 extra = {f"expected_{d}": m.run(feeds)["score"] for d, m in compact_refs.items()}
                 feeds_io.save(os.path.join(out_dir, f"{name}__{batch}_{int(hostile)}.npz"), feeds,
                               expected=ref(feeds), **extra)
+        if name == "demo":  # identity-with-default ids a wrapping int32 cast would turn into valid rows
+            feeds = spec.sample(16, rng=5)
+            feeds["item_ids"] = np.resize(np.array(HUGE_IDS, np.int64), feeds["item_ids"].shape)
+            extra = {f"expected_{d}": m.run(feeds)["score"] for d, m in compact_refs.items()}
+            feeds_io.save(os.path.join(out_dir, f"{name}__huge_ids.npz"), feeds, expected=ref(feeds), **extra)
         if name == "identity":
             feeds = spec.sample(7, rng=3)
             idx, vals, shape = feeds["x"]

@@ -22,6 +22,7 @@
 | dense_tail | RECOM_TVM_DENSE_TAIL | auto | auto: the MLP's layers get recom_tvm's schedules per batch bucket (tuned ones from build's database); off: TVM's defaults |
 | cuda_graph | RECOM_TVM_CUDA_GRAPH | 0 | (off: on the H200 capture failed with cudaErrorStreamCaptureImplicit on 17 of 30 corpus graphs) 1: CUDA builds replay the kernels after the request's inputs as one CUDA graph per batch size; 0: launch each kernel |
 | cuda_graph_max_batch | RECOM_TVM_CUDA_GRAPH_MAX_BATCH | 2048 | the largest batch run through CUDA graphs (each VM holds the graph variant's memory at this batch) |
+| packed_dtype | RECOM_TVM_PACKED_DTYPE | auto | the fused kernel's packed request (ids, offsets, float bit patterns): auto = int32 where every table and id range of the kernel is below 2^31 rows (half the bytes packed and copied; ids narrowed saturating, a request whose packed length reaches 2^31 is refused), else int64; "int32" / "int64" force it (read by recom_tvm.optimize: FuseColumns; recorded in the model) |
 | llvm_mcpu | RECOM_TVM_LLVM_MCPU | auto | CPU for target="llvm": auto = x86-64-v3 (AVX2, FMA) where the build host has it, else LLVM's generic CPU; a library built for x86-64-v3 needs such a CPU where it runs (set "generic" to build for any x86-64) |
 """
 
@@ -62,6 +63,8 @@ max_vms: int = int(os.environ.get("RECOM_TVM_MAX_VMS", 8))
 dense_tail: str = os.environ.get("RECOM_TVM_DENSE_TAIL", "auto").strip().lower()
 cuda_graph: bool = _env_bool("RECOM_TVM_CUDA_GRAPH", False)
 cuda_graph_max_batch: int = int(os.environ.get("RECOM_TVM_CUDA_GRAPH_MAX_BATCH", 2048))
+# The fused kernel's packed input: "auto" (int32 where exact, else int64), "int32" or "int64"; read by FuseColumns.
+packed_dtype: str = os.environ.get("RECOM_TVM_PACKED_DTYPE", "auto").strip().lower()
 llvm_mcpu: str = os.environ.get("RECOM_TVM_LLVM_MCPU", "auto").strip()
 
 

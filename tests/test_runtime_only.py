@@ -31,9 +31,12 @@ sys.meta_path.insert(0, Block())
 
 
 def test_exported_llvm_model_runs_runtime_only(compiled, tmp_path):
+    """The demo as imported and optimized (the fused kernel: its spec records the int32 packed input, which the
+    runtime-only load packs)."""
     c = compiled(zoo.demo())
-    lib = str(tmp_path / "demo.so")
+    lib, opt_lib = str(tmp_path / "demo.so"), str(tmp_path / "demo.opt.so")
     c.model.export_library(lib)
+    c.variants["optimized"][2].export_library(opt_lib)
     for suffix in ("", ".spec.json", ".params.npz"):
         assert os.path.exists(lib + suffix)
     feeds_seed, batch = 11, 33
@@ -43,11 +46,17 @@ def test_exported_llvm_model_runs_runtime_only(compiled, tmp_path):
         import numpy as np
         from recom_tvm.runtime import load
         from recom_tvm.models import zoo
-        model = load({lib!r})
-        got = model.run(zoo.demo().sample({batch}, rng={feeds_seed}, hostile=True))["score"]
-        native = model.native_host()  # the native host stage shipped beside the library, no compiler here
-        assert native is not None and native.refusals == 0, model.native_error
-        np.testing.assert_allclose(got, np.load({str(tmp_path / 'exp.npy')!r}), rtol=1e-5, atol=2e-5)
+        for path in ({lib!r}, {opt_lib!r}):
+            model = load(path)
+            feeds = zoo.demo().sample({batch}, rng={feeds_seed}, hostile=True)
+            got = model.run(feeds)["score"]
+            native = model.native_host()  # the native host stage shipped beside the library, no compiler here
+            assert native is not None and native.refusals == 0, model.native_error
+            np.testing.assert_allclose(got, np.load({str(tmp_path / 'exp.npy')!r}), rtol=1e-5, atol=2e-5)
+            if path.endswith(".opt.so"):
+                assert model.spec.fused["packed_dtype"] == "int32", model.spec.fused.get("packed_dtype")
+                args, ref = model.prepare(feeds), model.prepare_reference(feeds)
+                assert args[1].dtype == np.int32 and args[1].tobytes() == ref[1].tobytes()
         loaded = [m for m in sys.modules if any(m == b or m.startswith(b + ".") for b in blocked)]
         assert not loaded, loaded
         print("OK runtime-only")

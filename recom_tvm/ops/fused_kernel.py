@@ -1,7 +1,9 @@
 """The fused multi-column embedding kernel: every column of a concat, one launch, written into its slice.
 
 Data layout (ARCHITECTURE.md, "The fused kernel"):
-- `packed` int64 [P], built on the host per request, one host->device copy:
+- `packed` int64 or int32 [P] (the model's packed dtype: int32 where every table and id range is below 2^31
+  rows, ids narrowed saturating; recom_tvm.runtime.fused_layout.choose_packed_dtype), built on the host per
+  request, one host->device copy:
     [0, C)            data_base: where column c's data starts in `packed`
     [C, 2C)           aux: per-column per-request size (T for dense padded columns)
     then per column:  CSR:     offsets [B+1] (relative), ids [n] (+ weights as float32 bit patterns [n])
@@ -265,8 +267,8 @@ def fused_embedding(meta, width: int, gpu: bool, buckets=((None, DEFAULT),), sha
     shapes: (packed length, boundaries, table words, batch) to fix the buffer sizes (tuning tasks); default
         symbolic (one kernel for every request).
     packed_dtype: "int64", or "int32" for a packed input whose offsets and ids fit in 31 bits (half the bytes the
-        kernel reads of it; values widened to int64 as they are read, so the body is the same). The host packer
-        (runtime) writes int64 today: int32 is the kernel's side of issue 16's item, for the packer to opt into.
+        kernel reads of it; values widened to int64 as they are read, so the body is the same). The model's
+        dtype is its packed parameter's (FuseColumns chooses it; the host packers write it).
     """
     if packed_dtype not in ("int64", "int32"):
         raise ValueError(f"packed_dtype must be int64 or int32, got {packed_dtype!r}")

@@ -285,7 +285,8 @@ def _lower_fused_embedding(lw: _Lowerer, call):
     m = _const_meta(meta)
     (batch,) = sizes.values
     buckets = lw.kernel_buckets or ((None, fused_kernel.default_config(m)),)
-    gvar = lw.bb.add_func(fused_kernel.fused_embedding(m, int(width.value), gpu, buckets),
+    gvar = lw.bb.add_func(fused_kernel.fused_embedding(m, int(width.value), gpu, buckets,
+                                                       packed_dtype=str(packed.ty.dtype)),
                           f"recom_fused_embedding_{len(m)}")
     return relax.call_tir(gvar, [packed, meta, bounds, tables], relax.TensorType([batch, width], "float32"))
 

@@ -8,8 +8,10 @@ Runs after EliminateRedundancy, on its canonical column forms, recognized throug
 - gather of Bucketize(x [B, 1])                                                            -> "bucket"
 - a float input [B, w] itself (numeric column)                                             -> "numeric"
 with identity-with-default preprocessing and TF's `id >= 0` filter folded into the kernel. The host packs the
-columns' inputs into one int64 buffer per request (recom_tvm.runtime.packer): offsets, ids and raw values, one
-host->device copy. If any input of a concat is not recognized the concat is left alone (and a fact says why).
+columns' inputs into one buffer per request (recom_tvm.runtime.packer): offsets, ids and raw values, one
+host->device copy; int32 where every table and id range of the kernel is below 2^31 rows (config.packed_dtype,
+runtime.fused_layout.choose_packed_dtype), else int64. If any input of a concat is not recognized the concat is
+left alone (and a fact says why).
 """
 
 from __future__ import annotations
@@ -396,8 +398,9 @@ class _Replace(relax.PyExprMutator):
 class FuseColumns:
     """Fuse the concat with the most columns (DenseFeatures' output) into one kernel."""
 
-    def __init__(self, min_columns: int = 2) -> None:
+    def __init__(self, min_columns: int = 2, packed_dtype: str | None = None) -> None:
         self.min_columns = min_columns
+        self.packed_dtype = packed_dtype  # None: config.packed_dtype (read when the pass runs)
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
         spec = spec_of(mod)
@@ -449,8 +452,12 @@ class FuseColumns:
         func = mod["main"]
         batch = binding.var.ty.shape.values[0]
         width = int(binding.var.ty.shape.values[1])
+        from .. import config
+        from ..runtime.fused_layout import choose_packed_dtype
+
+        dtype = choose_packed_dtype(meta, self.packed_dtype or config.packed_dtype, [c.label for c in columns])
         p_len = tirx.Var("packed_len", "int64")
-        packed = relax.Var("recom_tvm_packed", relax.TensorType([p_len], "int64"))
+        packed = relax.Var("recom_tvm_packed", relax.TensorType([p_len], dtype))
         sizes = relax.Var("recom_tvm_packed_sizes", relax.ShapeType([as_expr(batch)]))
         table_rows = sum(int(v.ty.shape.values[0]) * -(-int(v.ty.shape.values[1]) // 4) * 4
                          for v in (next(c.table for c in columns if c.table is not None and c.table.name == t)
@@ -504,14 +511,14 @@ class FuseColumns:
         spec.fused = {
             "columns": described,
             "meta": meta.tolist(), "meta_fields": list(META), "width": width,
-            "batch_symbol": str(batch),
+            "batch_symbol": str(batch), "packed_dtype": dtype,
             "symbol_sources": [by_name[p.name] for p in dropped
                                if p.name in by_name and by_name[p.name]["source"] != "param"],
         }
         new_inputs = [
             {"name": sizes.name, "source": "packed", "ref": PACKED_SIZES, "kind": "shape", "dtype": "int64",
              "shape": [str(batch)]},
-            {"name": packed.name, "source": "packed", "ref": PACKED, "kind": "tensor", "dtype": "int64",
+            {"name": packed.name, "source": "packed", "ref": PACKED, "kind": "tensor", "dtype": dtype,
              "shape": [p_len.name]},
         ]
         params_in = [i for i in kept_inputs if i["source"] == "param"]

@@ -34,3 +34,47 @@ def meta_rows(meta):
     if m.shape[1] != len(META):
         raise ValueError(f"fused kernel meta rows have {m.shape[1]} fields, expected {len(META)}")
     return m
+
+
+# ------------------------------------------------------------------------------------ the packed input's dtype
+# int32 packing halves the bytes a request copies; it is exact when every value the kernel compares an id with fits
+# in 31 bits (ids are narrowed saturating, so each comparison keeps its truth value) and the request's packed length
+# does (offsets and column bases are positions in it).
+PACKED_DTYPES = ("int64", "int32")
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def int32_blockers(meta) -> list[tuple[int, str, int]]:
+    """(column, field, value) of each meta value an id is compared with that int32 ids cannot represent: a
+    table's `rows` (the clamp, `id >= rows`) and `pre_a` (the identity-with-default range, the rows Keras adds to
+    a negative id). Bucketized and numeric columns pack floats: nothing of theirs counts."""
+    m = meta_rows(meta)
+    out = []
+    for c, row in enumerate(m.tolist()):
+        if row[META.index("kind")] in (KIND["bucket"], KIND["numeric"]):
+            continue
+        for field in ("rows", "pre_a"):
+            v = row[META.index(field)]
+            if not INT32_MIN <= v <= INT32_MAX:
+                out.append((c, field, v))
+    return out
+
+
+def choose_packed_dtype(meta, requested: str = "auto", names=None) -> str:
+    """The fused kernel's packed dtype for these columns: "int32" where exact (int32_blockers is empty), else
+    "int64"; requested "int64" / "int32" forces it (int32 where it is not exact raises ValueError naming the
+    column). names: the columns' names, for that message."""
+    requested = (requested or "auto").strip().lower()
+    if requested not in PACKED_DTYPES + ("auto",):
+        raise ValueError(f"packed_dtype must be 'auto', 'int32' or 'int64', got {requested!r}")
+    if requested == "int64":
+        return "int64"
+    blockers = int32_blockers(meta)
+    if not blockers:
+        return "int32"
+    if requested == "int32":
+        c, field, v = blockers[0]
+        name = names[c] if names is not None and c < len(names) else f"#{c}"
+        raise ValueError(f"packed_dtype='int32' cannot hold the ids of fused column {name!r}: its {field} is {v}, "
+                         f"not below 2^31 (use 'auto' or 'int64')")
+    return "int64"

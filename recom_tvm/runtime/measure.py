@@ -98,7 +98,8 @@ def load_task(round_dir: str, manifest: dict, name: str, dev, log=print) -> tupl
     if "synthetic" in src:
         s = src["synthetic"]
         packed = synthetic_packed(arrays["meta"], arrays["bounds"], task["batch"], seed=s["seed"],
-                                  dist=Distribution.from_json(s["dist"]))
+                                  dist=Distribution.from_json(s["dist"]),
+                                  packed_dtype=task.get("packed_dtype", "int64"))
     else:
         packed = arrays["packed"]
     if fingerprint(packed) != src["fingerprint"] and "packed" in arrays:

@@ -1,22 +1,65 @@
-"""Packing a request for the fused embedding kernel: every column's inputs in one int64 buffer (one copy).
+"""Packing a request for the fused embedding kernel: every column's inputs in one buffer (one copy), int64 or
+int32 as the model says (spec.fused["packed_dtype"], chosen by FuseColumns).
 
-Layout: see recom_tvm.ops.fused_kernel. Vectorized per column; the per-column metadata is static (the spec).
+Layout: see recom_tvm.ops.fused_kernel. Vectorized per column; the per-column metadata is static (the spec). The
+native host stage writes the same bytes (runtime/native/src/rh_exec.c, write_column).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..errors import RequestTooLargeError
 from . import compact
+from .fused_layout import INT32_MAX, INT32_MIN
 
 PACKED = "recom_tvm:packed"
 PACKED_SIZES = "recom_tvm:packed_sizes"
+# the longest int32 packed input (its words hold positions in it); the native host stage refuses past INT32_MAX
+PACKED_INT32_LIMIT = INT32_MAX
+
+
+def packed_dtype(fused: dict) -> str:
+    """The model's packed dtype (models built before int32 packing recorded none: int64)."""
+    return fused.get("packed_dtype", "int64")
+
+
+def check_packed_length(fused: dict, length: int, sizes, limit: int | None = None) -> None:
+    """An int32 packed input holds positions in itself: a request whose packed length is above `limit` (default
+    PACKED_INT32_LIMIT) is refused (RequestTooLargeError naming the largest column and its feed), never wrapped."""
+    limit = PACKED_INT32_LIMIT if limit is None else limit
+    if length <= limit:
+        return
+    cols = fused["columns"]
+    c = int(np.argmax(sizes))
+    col = cols[c]
+    feed = next(iter(col["tensors"].values()), "?")
+    raise RequestTooLargeError(
+        f"the request's packed input for the fused kernel would hold {length} int32 words, above the int32 layout's "
+        f"limit of {limit} (the largest column, {col.get('name') or col.get('label') or c!r}, fed from {feed!r}, "
+        f"takes {int(sizes[c])}): send smaller requests, or build the model with "
+        f"recom_tvm.config.packed_dtype = 'int64' (RECOM_TVM_PACKED_DTYPE=int64)")
+
+
+def _put_ids(dst: np.ndarray, ids: np.ndarray) -> None:
+    """ids into the packed buffer: as the int64 layout holds them (numpy's integer conversion), narrowed
+    saturating to int32 (every comparison the kernel makes of an id with a value below 2^31 keeps its truth value;
+    a wrapping cast could turn an out-of-range id into a valid row)."""
+    if dst.dtype == np.int64 or (ids.dtype.kind == "i" and ids.dtype.itemsize <= 4) or ids.dtype.kind == "b":
+        dst[...] = ids
+        return
+    wide = ids if ids.dtype == np.int64 else ids.astype(np.int64)
+    if wide.size and INT32_MIN <= wide.min() and wide.max() <= INT32_MAX:  # the common case: a plain copy
+        dst[...] = wide  # (min + max + copy: half of np.clip's time)
+        return
+    np.clip(wide, INT32_MIN, INT32_MAX, out=dst, casting="unsafe")
 
 
 def pack(fused: dict, env: dict, batch: int) -> np.ndarray:
-    """-> the packed buffer. Sizes first, then every piece written in place."""
+    """-> the packed buffer (the model's packed dtype). Sizes first, then every piece written in place."""
     cols = fused["columns"]
     ncols = len(cols)
+    dtype = np.dtype(packed_dtype(fused))
     sources, sizes, aux = [], np.zeros(ncols, np.int64), np.zeros(ncols, np.int64)
     for c, col in enumerate(cols):
         kind, t = col["kind"], col["tensors"]
@@ -34,8 +77,11 @@ def pack(fused: dict, env: dict, batch: int) -> np.ndarray:
             sizes[c] = x.size
         sources.append(x)
     head = 2 * ncols
+    total = head + int(sizes.sum())
+    if dtype == np.int32:
+        check_packed_length(fused, total, sizes)
     data_base = head + np.concatenate([[0], np.cumsum(sizes)[:-1]]) if ncols else np.zeros(0, np.int64)
-    packed = np.empty(head + int(sizes.sum()), np.int64)
+    packed = np.empty(total, dtype)
     packed[:ncols] = data_base
     packed[ncols:head] = aux
     floats: list[np.ndarray] = []  # a run of consecutive float columns, written with one copy
@@ -57,11 +103,11 @@ def pack(fused: dict, env: dict, batch: int) -> np.ndarray:
             offsets[0] = 0
             np.cumsum(np.bincount(rows, minlength=batch)[:batch] if rows.size else np.zeros(batch, np.int64),
                       out=offsets[1:])
-            packed[pos + batch + 1:pos + batch + 1 + ids.size] = ids
+            _put_ids(packed[pos + batch + 1:pos + batch + 1 + ids.size], ids)
             if weights is not None:  # float32 bit patterns, after the ids
                 packed[pos + batch + 1 + ids.size:pos + sizes[c]] = weights.view(np.int32)
         else:  # dense, one
-            packed[pos:pos + sizes[c]] = x.reshape(-1)
+            _put_ids(packed[pos:pos + sizes[c]], x.reshape(-1))
     return packed
 
 

@@ -89,10 +89,11 @@ def synthetic_env(meta, bounds, batch: int, seed: int = 0, dist: Distribution = 
     return {"columns": cols}, env
 
 
-def synthetic_packed(meta, bounds, batch: int, seed: int = 0, dist: Distribution = Distribution()) -> np.ndarray:
-    """The packed input of one synthetic request (see synthetic_env)."""
+def synthetic_packed(meta, bounds, batch: int, seed: int = 0, dist: Distribution = Distribution(),
+                     packed_dtype: str = "int64") -> np.ndarray:
+    """The packed input of one synthetic request (see synthetic_env), in the kernel's packed dtype."""
     fused, env = synthetic_env(meta, bounds, batch, seed, dist)
-    return pack(fused, env, batch)
+    return pack(dict(fused, packed_dtype=packed_dtype), env, batch)
 
 
 def fingerprint(a: np.ndarray) -> str:

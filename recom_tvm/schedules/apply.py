@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import warnings
@@ -44,6 +45,21 @@ def best_configs(database, key: str) -> dict[int, tuple[KernelConfig, float]]:
     return best
 
 
+def tuned_configs(database, call, target: tvm.target.Target) -> dict[int, tuple[KernelConfig, float]]:
+    """best_configs of this fused kernel. A kernel reading an int32 packed input has its own records (its key
+    names the dtype); where it has none but the same kernel over the int64 layout has, those knobs are used
+    (every config computes the same on either layout) with a warning: their timings were measured on int64."""
+    best = best_configs(database, kernel_key(call, target))
+    if best or call.packed_dtype == "int64":
+        return best
+    best = best_configs(database, kernel_key(dataclasses.replace(call, packed_dtype="int64"), target))
+    if best:
+        warnings.warn("the tuning database has records of this model's fused kernel for the int64 packed input "
+                      f"only; using them for its {call.packed_dtype} build (re-tune for records of this layout, or "
+                      "build with recom_tvm.config.packed_dtype = 'int64' to match them)", stacklevel=3)
+    return best
+
+
 def schedules_from_database(mod: tvm.IRModule, target: tvm.target.Target, database):
     """The fused kernel's ((max batch or None, KernelConfig), ...) from the database's best records, or None
     (default schedule, with a warning) when the database holds none for this model and target."""
@@ -51,7 +67,7 @@ def schedules_from_database(mod: tvm.IRModule, target: tvm.target.Target, databa
     if call is None:
         return None
     db = _as_database(database)
-    best = best_configs(db, kernel_key(call, target))
+    best = tuned_configs(db, call, target)
     if not best:
         warnings.warn("the tuning database has no records of this model's fused kernel for this target: "
                       "building with the default schedule", stacklevel=3)

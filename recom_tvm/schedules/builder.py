@@ -22,7 +22,8 @@ def instantiate(mod: tvm.IRModule, target: tvm.target.Target, name: str = "main"
     shapes = _static_shapes(func)
     gpu = target.kind.name == "cuda"
     kernel = fused_embedding(np.asarray(info["meta"], dtype=np.int64), int(info["width"]), gpu,
-                             ((None, config_of(mod)),), shapes=shapes)
+                             ((None, config_of(mod)),), shapes=shapes,
+                             packed_dtype=info.get("packed_dtype", "int64"))
     return kernel.with_attr("global_symbol", name)
 
 

@@ -141,6 +141,7 @@ def write_task(out_dir: str, target, t, picks: list, first_is_default: bool, car
                  **({"packed": t.packed} if carry_packed or "synthetic" not in t.source else {}))
         manifest["tasks"][t.name] = {"kind": "fused", "lib": os.path.basename(path), "arrays": f"{t.name}.npz",
                                      "batch": t.batch, "width": t.call.width, "shapes": list(t.shapes),
+                                     "packed_dtype": t.call.packed_dtype,
                                      "source": t.source}
     for i, s in enumerate(picks):
         manifest["candidates"].append({"task": t.name, "func": f"cand_{i}",

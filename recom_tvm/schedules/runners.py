@@ -39,7 +39,7 @@ class TaskArguments:
         from .tasks import signature_of
 
         packed, _, _, _, out = (a[2] for a in args_info)
-        sig = signature_of(int(packed[0]), int(out[0]), int(out[1]))
+        sig = signature_of(int(packed[0]), int(out[0]), int(out[1]), str(args_info[0][1]))
         path = os.path.join(self.inputs_dir, sig + ".npz")
         if not os.path.exists(path):
             raise FileNotFoundError(f"no measurement inputs for a fused kernel with arguments {sig} in "
@@ -76,8 +76,8 @@ class TaskArguments:
 
 
 def _is_fused(args_info) -> bool:
-    """The fused kernel's arguments: (packed int64, meta int64, bounds, tables, out)."""
-    return len(args_info) == 5 and str(args_info[0][1]) == "int64" and str(args_info[1][1]) == "int64"
+    """The fused kernel's arguments: (packed int64 or int32, meta int64, bounds, tables, out)."""
+    return len(args_info) == 5 and str(args_info[0][1]) in ("int64", "int32") and str(args_info[1][1]) == "int64"
 
 
 def random_arguments(args_info, device, tensor, seed: int = 0) -> list:

@@ -39,6 +39,7 @@ class FusedCall:
     bounds: np.ndarray
     width: int
     table_floats: int
+    packed_dtype: str = "int64"  # the packed input's dtype (FuseColumns' choice)
 
 
 def find_fused_call(mod: tvm.IRModule) -> FusedCall | None:
@@ -52,9 +53,10 @@ def find_fused_call(mod: tvm.IRModule) -> FusedCall | None:
     relax.analysis.post_order_visit(mod["main"].body, visit)
     if not found:
         return None
-    _, meta, bounds, tables, _, width = found[0].args
+    packed, meta, bounds, tables, _, width = found[0].args
     (n,) = (int(v) for v in tables.ty.shape.values)
-    return FusedCall(const_array(meta).astype(np.int64), const_array(bounds).astype(np.float32), int(width.value), n)
+    return FusedCall(const_array(meta).astype(np.int64), const_array(bounds).astype(np.float32), int(width.value), n,
+                     str(packed.ty.dtype))
 
 
 def target_tag(target: tvm.target.Target) -> str:
@@ -64,13 +66,15 @@ def target_tag(target: tvm.target.Target) -> str:
 
 
 def kernel_key(call: FusedCall, target: tvm.target.Target) -> str:
-    """Identifies one fused kernel (its layout, width and target) across builds and batch sizes."""
+    """Identifies one fused kernel (its layout, width, packed dtype and target) across builds and batch sizes."""
     h = hashlib.sha1()
     meta = meta_rows(call.meta)
     # all-float32 tables: the meta as it was before the tdtype field, so earlier tuning databases still apply
     h.update(np.ascontiguousarray(meta[:, :META_V1] if not meta[:, META.index("tdtype")].any() else meta).tobytes())
     h.update(np.float32(call.bounds).tobytes())
     h.update(f"{call.width}|{call.table_floats}|{target_tag(target)}".encode())
+    if call.packed_dtype != "int64":  # another workload (and other timings): int64 records stay int64's
+        h.update(f"|packed:{call.packed_dtype}".encode())
     return h.hexdigest()[:16]
 
 
@@ -96,11 +100,11 @@ class FusedTask:
 
     def signature(self) -> str:
         """What a runner sees of the task (its argument shapes), to find the task's inputs."""
-        return signature_of(self.packed.size, self.batch, self.call.width)
+        return signature_of(self.packed.size, self.batch, self.call.width, str(self.packed.dtype))
 
 
-def signature_of(packed_len: int, batch: int, width: int) -> str:
-    return f"P{packed_len}_B{batch}_W{width}"
+def signature_of(packed_len: int, batch: int, width: int, packed_dtype: str = "int64") -> str:
+    return f"P{packed_len}_B{batch}_W{width}" + ("" if packed_dtype == "int64" else f"_{packed_dtype}")
 
 
 def make_task(call: FusedCall, target: tvm.target.Target, batch: int, packed: np.ndarray, source: dict,
@@ -108,9 +112,13 @@ def make_task(call: FusedCall, target: tvm.target.Target, batch: int, packed: np
     gpu = target.kind.name == "cuda"
     key = key or kernel_key(call, target)
     shapes = (int(packed.size), int(call.bounds.size), call.table_floats, int(batch))
-    func = fused_embedding(call.meta, call.width, gpu, ((None, TEMPLATE),), shapes=shapes)
+    if str(packed.dtype) != call.packed_dtype:
+        raise ValueError(f"the request is packed as {packed.dtype}, the kernel reads {call.packed_dtype}")
+    func = fused_embedding(call.meta, call.width, gpu, ((None, TEMPLATE),), shapes=shapes,
+                           packed_dtype=call.packed_dtype)
     info = {"key": key, "batch": int(batch), "width": call.width, "meta": call.meta.tolist(),
-            "max_bounds": max(max_bounds(call.meta), 1), "target": target_tag(target)}
+            "max_bounds": max(max_bounds(call.meta), 1), "target": target_tag(target),
+            "packed_dtype": call.packed_dtype}
     func = func.with_attr(TASK_ATTR, json.dumps(info)).with_attr("global_symbol", "main")
     source = dict(source, fingerprint=fingerprint(packed))
     return FusedTask(f"fused_{key[:8]}_B{batch}", int(batch), key, tvm.IRModule({"main": func}), call, packed,
@@ -136,7 +144,8 @@ def extract_tasks(mod: tvm.IRModule, target, batches=DEFAULT_BATCHES, feeds=None
         if batch < 1:
             raise ValueError(f"tuning batch sizes must be >= 1, got {batch}")
         if feeds is None:
-            packed = synthetic_packed(call.meta, call.bounds, batch, seed=seed + batch, dist=dist)
+            packed = synthetic_packed(call.meta, call.bounds, batch, seed=seed + batch, dist=dist,
+                                      packed_dtype=call.packed_dtype)
             source = {"synthetic": {"seed": seed + batch, "dist": dist.to_json()}}
         else:
             f = feeds(batch) if callable(feeds) else feeds[batch]

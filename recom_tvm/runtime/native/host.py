@@ -55,6 +55,9 @@ class NativeHost:
         self.spec = spec
         fallback = frozenset(o.strip() for o in config.native_fallback_ops.split(",") if o.strip())
         self.program: Program = compile_program(spec, np.ndarray, fallback)
+        if any(i["source"] == "packed" and i["dtype"] == "int32" for i in self.program.module_args) and \
+                not getattr(lib, "PACKED_INT32", 0):
+            raise ValueError("the model packs int32 and its native host library predates int32 packing")
         self.handle = lib.program_new(*self.program.args)
         self.refusals = 0         # requests the core handed to the numpy reference
         self.last_refusal = ""

@@ -4,8 +4,9 @@ Every tensor of a request (feed placeholders, host-plan outputs, constants) gets
 order: the features' slots with their dtypes and static shapes, the rows to sort, the host plan's ops (each with
 its native op code, or OP_FALLBACK: its numpy implementation in host_stage.HOST_IMPLS runs instead, per op), the id
 checks, the binder's sources (symbolic sizes), the assertions that are `symbol == symbol`, the fused kernel's
-columns and the module's arguments. The layout of each column kind in the packed buffer is written in one place
-of the native code (rh_exec.c, write_packed), as packer.py is here.
+columns and the module's arguments. The layout of each column kind in the packed buffer (int64 or int32, the
+packed argument's dtype) is written in one place of the native code (rh_exec.c, write_column), as packer.py is
+here.
 """
 
 from __future__ import annotations
@@ -190,7 +191,8 @@ def compile_program(spec: InputSpec, ndarray_type, fallback: frozenset = frozens
     args = []
     for inp in module_args:
         if inp["source"] == "packed":
-            args += [ARG["packed"] if inp["ref"] == PACKED else ARG["packed_sizes"], -1, DTYPE["int64"]]
+            args += [ARG["packed"] if inp["ref"] == PACKED else ARG["packed_sizes"], -1,
+                     DTYPE[inp["dtype"] if inp["ref"] == PACKED else "int64"]]
             if inp["ref"] not in (PACKED, PACKED_SIZES):
                 raise Unsupported(f"packed input {inp['ref']!r}")
             continue

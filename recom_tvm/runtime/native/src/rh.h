@@ -165,6 +165,7 @@ typedef struct rh_ctx {
   int32_t *sym_src;             /* source index that bound it */
   /* layout of the staging buffer */
   int64_t packed_len, batch;
+  int packed32;                 /* the packed input is int32 (else int64) */
   int64_t *col_size, *col_aux;  /* ncols */
   int64_t *arg_off, *arg_shape; /* nargs, nargs * RH_MAXDIM */
   int32_t *arg_ndim;

@@ -542,6 +542,13 @@ static int layout(rh_ctx *c) {
     total += size;
   }
   c->packed_len = total;
+  int packed32 = 0;
+  for (int i = 0; i < p->nargs; i++)
+    if (p->arg[3 * i] == ARG_PACKED && p->arg[3 * i + 2] == RH_I32) packed32 = 1;
+  /* an int32 packed input holds positions in itself: the reference raises RequestTooLargeError (packer.py) */
+  if (packed32 && total > INT32_MAX)
+    return rh_refuse(c, "packed length %lld above the int32 layout", (long long)total);
+  c->packed32 = packed32;
   int64_t off = 0;
   for (int i = 0; i < p->nargs; i++) {
     const int32_t *ar = &p->arg[3 * i];
@@ -552,7 +559,7 @@ static int layout(rh_ctx *c) {
       case ARG_PACKED:
         c->arg_ndim[i] = 1;
         shape[0] = total;
-        bytes = total * 8;
+        bytes = total * (packed32 ? 4 : 8);
         break;
       case ARG_PACKED_SIZES:
         c->arg_ndim[i] = 1;
@@ -635,77 +642,101 @@ int rh_run(rh_ctx *c) {
 }
 
 /* ---------------------------------------------------------------------------------------------- writing */
-/* float32 bit patterns, sign-extended into int64 (numpy: packed[...] = x.view(np.int32)) */
-static void write_floats(const rh_tensor *x, int64_t *dst) {
-  const int32_t *b = (const int32_t *)x->data;
-  for (int64_t i = 0; i < x->size; i++) dst[i] = b[i];
-}
+/* The packed buffer in the model's dtype: int64, or int32 (FuseColumns chose it; every table and id range of the
+ * kernel is below 2^31 rows, and layout() refused a packed length above INT32_MAX). The same writers for both
+ * (PACKED_WRITERS), as packer.py: float32 bit patterns as int32 (sign-extended into int64), ids as the int64
+ * layout holds them, narrowed *saturating* to int32 (every comparison the kernel makes of an id with a value
+ * below 2^31 keeps its truth value; a wrapping cast could turn an out-of-range id into a valid row). */
+static inline int32_t sat32(int64_t v) { return v < INT32_MIN ? INT32_MIN : v > INT32_MAX ? INT32_MAX : (int32_t)v; }
+static inline int64_t put64(int64_t v) { return v; }
 
-static void write_ints(const rh_tensor *x, int64_t *dst) {
-  if (x->dtype == RH_I64 || x->dtype == RH_DEC) memcpy(dst, x->data, (size_t)x->size * 8);
-  else for (int64_t i = 0; i < x->size; i++) dst[i] = rh_geti(x, i);
-}
-
-/* the packed buffer's header: where each column's data starts, its per-request size (recom_tvm.ops.fused_kernel) */
-static void write_header(rh_ctx *c, int64_t *packed) {
-  int64_t nc = c->prog->ncols, pos = 2 * nc;
-  for (int k = 0; k < nc; k++) {
-    packed[k] = pos;
-    packed[nc + k] = c->col_aux[k];
-    pos += c->col_size[k];
+#define PACKED_WRITERS(T, SFX, NARROW)                                                                          \
+  static void write_floats_##SFX(const rh_tensor *x, T *dst) {                                                  \
+    const int32_t *b = (const int32_t *)x->data;                                                                \
+    if (sizeof(T) == 4) memcpy(dst, b, (size_t)x->size * 4);                                                    \
+    else for (int64_t i = 0; i < x->size; i++) dst[i] = b[i];                                                   \
+  }                                                                                                             \
+  static void write_ints_##SFX(const rh_tensor *x, T *dst) {                                                    \
+    if (x->dtype == RH_I64 || x->dtype == RH_DEC) {                                                             \
+      const int64_t *v = (const int64_t *)x->data;                                                              \
+      if (sizeof(T) == 8) memcpy(dst, v, (size_t)x->size * 8);                                                  \
+      else for (int64_t i = 0; i < x->size; i++) dst[i] = (T)NARROW(v[i]);                                      \
+    } else if (x->dtype == RH_I32 && sizeof(T) == 4) {                                                          \
+      memcpy(dst, x->data, (size_t)x->size * 4);                                                                \
+    } else {                                                                                                    \
+      for (int64_t i = 0; i < x->size; i++) dst[i] = (T)NARROW(rh_geti(x, i));                                 \
+    }                                                                                                           \
+  }                                                                                                             \
+  /* the header: where each column's data starts, its per-request size (recom_tvm.ops.fused_kernel) */          \
+  static void write_header_##SFX(rh_ctx *c, T *packed) {                                                        \
+    int64_t nc = c->prog->ncols, pos = 2 * nc;                                                                  \
+    for (int k = 0; k < nc; k++) {                                                                              \
+      packed[k] = (T)pos;                                                                                       \
+      packed[nc + k] = (T)c->col_aux[k];                                                                        \
+      pos += c->col_size[k];                                                                                    \
+    }                                                                                                           \
+  }                                                                                                             \
+  /* column k's data: the one place that writes each column kind's layout */                                   \
+  static void write_column_##SFX(rh_ctx *c, T *packed, int k) {                                                 \
+    const rh_program *p = c->prog;                                                                              \
+    int64_t batch = c->batch;                                                                                   \
+    const int32_t *col = &p->col[4 * k];                                                                        \
+    T *d = packed + (int64_t)packed[k];                                                                         \
+    const rh_tensor *a = &c->t[col[1]];                                                                         \
+    switch (col[0]) {                                                                                           \
+      case COL_CSR: {                                                                                           \
+        const rh_tensor *ids = &c->t[col[2]];                                                                   \
+        int64_t n = a->shape[0], stride = a->shape[1];                                                          \
+        d[0] = 0;                                                                                               \
+        if (a->rows_ok && a->rows_sorted && a->dtype == RH_I64) {                                               \
+          /* sorted rows >= 0: offsets straight from them (rows at or past batch, from a dense_shape larger     \
+           * than the batch, are not counted, as with bincount(rows)[:batch]) */                                \
+          const int64_t *ix = (const int64_t *)a->data;                                                         \
+          int64_t i = 0;                                                                                        \
+          for (int64_t b = 0; b < batch; b++) {                                                                 \
+            while (i < n && ix[i * stride] <= b) i++;                                                           \
+            d[b + 1] = (T)i;                                                                                    \
+          }                                                                                                     \
+        } else {                                                                                                \
+          memset(d, 0, (size_t)(batch + 1) * sizeof(T));                                                        \
+          for (int64_t i = 0; i < n; i++) {                                                                     \
+            int64_t r = rh_geti(a, i * stride);                                                                 \
+            if (r < batch) d[r + 1]++;                                                                          \
+          }                                                                                                     \
+          for (int64_t b = 0; b < batch; b++) d[b + 1] += d[b];                                                 \
+        }                                                                                                       \
+        write_ints_##SFX(ids, d + batch + 1);                                                                   \
+        if (col[3] >= 0) write_floats_##SFX(&c->t[col[3]], d + batch + 1 + ids->size);                          \
+        break;                                                                                                  \
+      }                                                                                                         \
+      case COL_DENSE:                                                                                           \
+      case COL_ONE:                                                                                             \
+        write_ints_##SFX(a, d);                                                                                 \
+        break;                                                                                                  \
+      default:                                                                                                  \
+        write_floats_##SFX(a, d);                                                                               \
+        break;                                                                                                  \
+    }                                                                                                           \
   }
+
+PACKED_WRITERS(int64_t, i64, put64)
+PACKED_WRITERS(int32_t, i32, sat32)
+
+static void write_header(rh_ctx *c, void *packed) {
+  if (c->packed32) write_header_i32(c, (int32_t *)packed);
+  else write_header_i64(c, (int64_t *)packed);
 }
 
-/* column k's data: the one place that writes each column kind's layout */
-static void write_column(rh_ctx *c, int64_t *packed, int k) {
-  const rh_program *p = c->prog;
-  int64_t batch = c->batch;
-  {
-    const int32_t *col = &p->col[4 * k];
-    int64_t *d = packed + packed[k];
-    const rh_tensor *a = &c->t[col[1]];
-    switch (col[0]) {
-      case COL_CSR: {
-        const rh_tensor *ids = &c->t[col[2]];
-        int64_t n = a->shape[0], stride = a->shape[1];
-        d[0] = 0;
-        if (a->rows_ok && a->rows_sorted && a->dtype == RH_I64) {
-          /* sorted rows >= 0: offsets straight from them (rows at or past batch, from a dense_shape larger than
-           * the batch, are not counted, as with bincount(rows)[:batch]) */
-          const int64_t *ix = (const int64_t *)a->data;
-          int64_t i = 0;
-          for (int64_t b = 0; b < batch; b++) {
-            while (i < n && ix[i * stride] <= b) i++;
-            d[b + 1] = i;
-          }
-        } else {
-          memset(d, 0, (size_t)(batch + 1) * 8);
-          for (int64_t i = 0; i < n; i++) {
-            int64_t r = rh_geti(a, i * stride);
-            if (r < batch) d[r + 1]++;
-          }
-          for (int64_t b = 0; b < batch; b++) d[b + 1] += d[b];
-        }
-        write_ints(ids, d + batch + 1);
-        if (col[3] >= 0) write_floats(&c->t[col[3]], d + batch + 1 + ids->size);
-        break;
-      }
-      case COL_DENSE:
-      case COL_ONE:
-        write_ints(a, d);
-        break;
-      default:
-        write_floats(a, d);
-        break;
-    }
-  }
+static void write_column(rh_ctx *c, void *packed, int k) {
+  if (c->packed32) write_column_i32(c, (int32_t *)packed, k);
+  else write_column_i64(c, (int64_t *)packed, k);
 }
 
 static void write_tensor(const rh_tensor *t, int dtype, uint8_t *dst) {  /* layout() checked the dtype */
   memcpy(dst, t->data, (size_t)t->size * rh_itemsize(dtype));
 }
 
-typedef struct { rh_ctx *c; uint8_t *dst; int64_t *packed; } write_job;
+typedef struct { rh_ctx *c; uint8_t *dst; void *packed; } write_job;
 
 static void write_task(void *arg, int64_t i, int worker) {
   (void)worker;
@@ -727,7 +758,7 @@ int rh_write(rh_ctx *c, uint8_t *dst, int64_t capacity) {
   int64_t t0 = rh_now_ns();
   write_job w = {c, dst, NULL};
   for (int i = 0; i < p->nargs; i++)
-    if (p->arg[3 * i] == ARG_PACKED) w.packed = (int64_t *)(dst + c->arg_off[i]);
+    if (p->arg[3 * i] == ARG_PACKED) w.packed = dst + c->arg_off[i];
   if (w.packed) write_header(c, w.packed);
   rh_parallel(write_task, &w, (w.packed ? p->ncols : 0) + p->nargs);
   c->ns[5] += rh_now_ns() - t0;

@@ -255,6 +255,11 @@ static PyObject *program_new(PyObject *self, PyObject *args) {
   p->arg = i32_from(ps, GET(17), &n);
   if (!p->arg) goto fail;
   p->nargs = (int32_t)(n / 3);
+  for (int i = 0; i < p->nargs; i++)  /* the packed input: int64, or int32 (ids narrowed saturating) */
+    if (p->arg[3 * i] == ARG_PACKED && p->arg[3 * i + 2] != RH_I64 && p->arg[3 * i + 2] != RH_I32) {
+      PyErr_SetString(PyExc_ValueError, "the packed input must be int64 or int32");
+      goto fail;
+    }
   /* tables: (keys, values, vdtype, default_i, default_f) */
   PyObject *tables = GET(18);
   p->ntables = (int32_t)PySequence_Size(tables);
@@ -1175,4 +1180,12 @@ static PyMethodDef METHODS[] = {
 static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "recom_tvm_host", NULL, -1, METHODS,
                                     NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit_recom_tvm_host(void) { return PyModule_Create(&MODULE); }
+PyMODINIT_FUNC PyInit_recom_tvm_host(void) {
+  PyObject *m = PyModule_Create(&MODULE);
+  /* this library writes int32 packed inputs (a model recording packed_dtype int32 needs it) */
+  if (m && PyModule_AddIntConstant(m, "PACKED_INT32", 1) < 0) {
+    Py_DECREF(m);
+    return NULL;
+  }
+  return m;
+}

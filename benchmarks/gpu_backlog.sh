@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Every GPU run the open issues still need, as one host preparation and one device call each.
+#
+#   bash benchmarks/gpu_backlog.sh prepare [CALL...]   # build host (TVM compiler + TF): .device/backlog/CALL
+#   bash benchmarks/gpu_backlog.sh run CALL            # GPU machine (TVM runtime bundle, numpy, PyTorch only)
+#
+# A device call carries `.device/activate.sh`, `.device/tvm_runtime_py312.tar.xz` (staged by prepare) and
+# `.device/backlog/CALL` (each folder stays under 60 MiB: the carry limit is 64 MiB with the runtime), runs under
+# 10 minutes, prints a short table and leaves every log and JSON in $OUT/CALL.tgz. Folders must be prepared from
+# the code the run is to check: prepare again after any change to the compiler, the packer or the runtime.
+#
+# CALL          issue   what it checks
+# corpus        13      the 30 user-written graphs, imported + optimized, B = 1 / 7 / 512 ordinary + hostile,
+#                       default build (CUDA graphs off): every output incl. the embedding stage vs TF
+# graphs        15.5    the corpus built with CUDA graphs, every case twice (the second pass replays the captured
+#                       graphs, checks included), and 8 threads serving the demo with graphs (concurrent captures)
+# request       15      E and mixed-100 from TF-style feeds step by step (host stage, H2D, kernels, D2H),
+#                       1 vs 8 threads, answers vs the build host's
+# device_e2e    15      the device side of E / mixed-100 vs PyTorch grouped embedding_bag + MLP in a CUDA graph
+# compact       16      compact tables (fp16 / bf16 / int8) and int32 packing (huge ids, demo.i64) vs TF on the
+#                       GPU, E's kernel per dtype and knob (time vs floor), ncu counters of E at B = 2,048
+# suite         15.7    the benchmark suite (E, mixed 100 / 1,000, the 30 / 300 / 2,000-column sweep; F once its
+#                       TF export exists here: add it to SUITE_MODELS) with the current request path; if prepare
+#                       reports more than 60 MiB, prepare and run it in parts (SUITE_MODELS=e, then the others)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=.device/backlog
+CALLS="corpus graphs request device_e2e compact suite"
+SUITE_MODELS=${SUITE_MODELS:-e,mixed100,mixed1000,sweep30,sweep300,sweep2000}
+
+prepare_one() {
+  local d=$B/$1
+  rm -rf "$d" && mkdir -p "$d"
+  case $1 in
+    corpus) python benchmarks/gpu_corpus.py prepare --dir "$d/corpus" ;;
+    graphs) python benchmarks/gpu_corpus.py prepare --cuda-graph --dir "$d/corpus"
+            RECOM_TVM_CUDA_GRAPH=1 python benchmarks/serving.py prepare --dir "$d/serving" ;;
+    request) python benchmarks/request_path_gpu.py prepare --dir "$d/rp" ;;
+    device_e2e) python benchmarks/gpu_request_path.py prepare --dir "$d/rp" --models mixed100,e ;;
+    compact) python benchmarks/compact_kernels.py export --dir "$d/kernels" --models e --batches 512,2048
+             python benchmarks/gpu_correctness.py prepare --dir "$d/check" --only demo mixed24 weighted_mix identity \
+               --schedules 2 --compact 1 ;;
+    suite) python benchmarks/suite.py host --dir "$d/suite" --models "$SUITE_MODELS" ;;
+    *) echo "unknown call $1 (one of: $CALLS)" >&2; exit 2 ;;
+  esac
+  echo "$1: $(du -sm "$d" | cut -f1) MiB in $d (carry it with .device/activate.sh and the runtime tarball)"
+}
+
+run_one() {
+  local d=$B/$1 o=/tmp/backlog_$1
+  rm -rf "$o" && mkdir -p "$o"
+  source .device/activate.sh
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$o/device.txt"
+  set +e
+  case $1 in
+    corpus) timeout 540 python3 benchmarks/gpu_corpus.py run --dir "$d/corpus" --out "$o" > "$o/corpus.log" 2>&1
+            echo "corpus rc=$?"; grep -v '^\s*$' "$o/corpus.log" | tail -30 ;;
+    graphs) timeout 420 python3 benchmarks/gpu_corpus.py run --passes 2 --dir "$d/corpus" --out "$o" > "$o/corpus.log" 2>&1
+            echo "corpus (graphs) rc=$?"; grep -v '^\s*$' "$o/corpus.log" | tail -25
+            timeout 100 python3 benchmarks/serving.py run --dir "$d/serving" --out "$o" --runs 2000 > "$o/serving.log" 2>&1
+            echo "serving (graphs, 8 threads) rc=$?"; tail -15 "$o/serving.log" ;;
+    request) timeout 540 python3 benchmarks/request_path_gpu.py run --dir "$d/rp" --out "$o" > "$o/request.log" 2>&1
+             echo "request path rc=$?"; grep -v '^\s*$' "$o/request.log" | tail -40 ;;
+    device_e2e) timeout 540 python3 benchmarks/gpu_request_path.py run --dir "$d/rp" --out "$o" > "$o/e2e.log" 2>&1
+                echo "device e2e rc=$?"; grep -v '^\s*$' "$o/e2e.log" | tail -40 ;;
+    compact)
+      timeout 90 python3 benchmarks/gpu_correctness.py run --dir "$d/check" --out "$o" > "$o/check.log" 2>&1
+      echo "gpu_correctness (compact) rc=$?"; tail -n 4 "$o/check.log"
+      timeout 240 python3 benchmarks/compact_kernels.py measure --dir "$d/kernels" --out "$o" --number 20 --repeat 5 \
+        > "$o/kernels.log" 2>&1
+      echo "compact_kernels rc=$?"; tail -n 25 "$o/kernels.log"
+      local m=dram__bytes_read.sum,dram__bytes_write.sum,lts__t_bytes.sum,gpu__time_duration.sum
+      m=$m,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sector_hit_rate.pct
+      m=$m,sm__warps_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,smsp__inst_executed.sum
+      local ncu; ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
+      for t in float32 float16 int8; do
+        if [ -z "$ncu" ]; then echo "ncu: not found"; break; fi
+        timeout 40 "$ncu" --clock-control none --kernel-name regex:cand --metrics "$m" --csv \
+          python3 benchmarks/profile_kernel.py "$d/kernels/e_$t" B2048 default tuned all > "$o/ncu_e_$t.csv" 2> "$o/ncu_e_$t.err"
+        echo "ncu $t rc=$? $(grep -c '"cand' "$o/ncu_e_$t.csv") rows"
+      done ;;
+    suite) timeout 560 python3 benchmarks/suite.py gpu --dir "$d/suite" --out "$o" > "$o/suite.log" 2>&1
+           echo "suite rc=$?"; grep -v '^\s*$' "$o/suite.log" | tail -40 ;;
+    *) echo "unknown call $1 (one of: $CALLS)" >&2; exit 2 ;;
+  esac
+  set -e
+  tar -C "$o" -czf "${OUT:-.}/$1.tgz" .
+}
+
+case ${1:-} in
+  prepare)
+    shift
+    [ -f .device/tvm_runtime_py312.tar.xz ] || bash ../shared/device/stage_runtime.sh .device
+    for c in ${@:-$CALLS}; do prepare_one "$c"; done ;;
+  run) run_one "${2:?which call: $CALLS}" ;;
+  *) sed -n 2,24p "$0"; exit 2 ;;
+esac
