@@ -43,12 +43,16 @@ prepare_one() {
     suite) python benchmarks/suite.py host --dir "$d/suite" --models "$SUITE_MODELS" ;;
     *) echo "unknown call $1 (one of: $CALLS)" >&2; exit 2 ;;
   esac
+  # the code the folder was built from: a folder without this file is incomplete, one of another commit is stale
+  echo "$(git rev-parse HEAD)$(git diff --quiet HEAD -- recom_tvm benchmarks || echo ' (uncommitted changes)')" > "$d/PREPARED_FROM"
   echo "$1: $(du -sm "$d" | cut -f1) MiB in $d (carry it with .device/activate.sh and the runtime tarball)"
 }
 
 run_one() {
   local d=$B/$1 o=/tmp/backlog_$1
   rm -rf "$o" && mkdir -p "$o"
+  [ -f "$d/PREPARED_FROM" ] || { echo "$d is missing or incomplete: run 'prepare $1' on the build host" >&2; exit 2; }
+  echo "prepared from $(cat "$d/PREPARED_FROM")"
   source .device/activate.sh
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$o/device.txt"
   set +e
