@@ -30,6 +30,7 @@ SUITE_MODELS=${SUITE_MODELS:-e,mixed100,mixed1000,sweep30,sweep300,sweep2000}
 
 prepare_one() {
   local d=$B/$1
+  case " $CALLS " in *" $1 "*) ;; *) echo "unknown call $1 (one of: $CALLS)" >&2; exit 2 ;; esac
   rm -rf "$d" && mkdir -p "$d"
   case $1 in
     corpus) python benchmarks/gpu_corpus.py prepare --dir "$d/corpus" ;;
