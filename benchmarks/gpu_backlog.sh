@@ -8,6 +8,9 @@
 # `.device/backlog/CALL` (each folder stays under 60 MiB: the carry limit is 64 MiB with the runtime), runs under
 # 10 minutes, prints a short table and leaves every log and JSON in $OUT/CALL.tgz. Folders must be prepared from
 # the code the run is to check: prepare again after any change to the compiler, the packer or the runtime.
+# Dry run of a device call on the build host: a folder prepared with the script's `--target llvm`, then
+#   GPU_BACKLOG_DIR=/tmp/dry GPU_BACKLOG_ACTIVATE=/dev/null PATH=<dir with a fake nvidia-smi>:.venv/bin:$PATH \
+#     bash benchmarks/gpu_backlog.sh run CALL      (checked for `corpus` on 2026-12-05)
 #
 # CALL          issue   what it checks
 # corpus        13      the 30 user-written graphs, imported + optimized, B = 1 / 7 / 512 ordinary + hostile,
@@ -24,7 +27,7 @@
 #                       reports more than 60 MiB, prepare and run it in parts (SUITE_MODELS=e, then the others)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-B=.device/backlog
+B=${GPU_BACKLOG_DIR:-.device/backlog}  # (another folder: a dry run of the device side on this host, built with --target llvm)
 CALLS="corpus graphs request device_e2e compact suite"
 SUITE_MODELS=${SUITE_MODELS:-e,mixed100,mixed1000,sweep30,sweep300,sweep2000}
 
@@ -54,7 +57,7 @@ run_one() {
   rm -rf "$o" && mkdir -p "$o"
   [ -f "$d/PREPARED_FROM" ] || { echo "$d is missing or incomplete: run 'prepare $1' on the build host" >&2; exit 2; }
   echo "prepared from $(cat "$d/PREPARED_FROM")"
-  source .device/activate.sh
+  source "${GPU_BACKLOG_ACTIVATE:-.device/activate.sh}"  # (a dry run on the build host: an empty file)
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$o/device.txt"
   set +e
   case $1 in
@@ -98,5 +101,5 @@ case ${1:-} in
     [ -f .device/tvm_runtime_py312.tar.xz ] || bash ../shared/device/stage_runtime.sh .device
     for c in ${@:-$CALLS}; do prepare_one "$c"; done ;;
   run) run_one "${2:?which call: $CALLS}" ;;
-  *) sed -n 2,24p "$0"; exit 2 ;;
+  *) sed -n 2,27p "$0"; exit 2 ;;
 esac
