@@ -61,14 +61,14 @@ def relax_pipeline(target: tvm.target.Target, dense: bool = True, resolve: Calla
 
         legalize = list(backend.legalize_passes(target))
         last = legalize[-1].info.name if legalize else ""
-        if "ApplyDefaultSchedule" in last or "dlight" in last.lower():
+        ends_with_dlight = "ApplyDefaultSchedule" in last or "dlight" in last.lower()
+        if ends_with_dlight:
             from .default_schedule import gpu_default_schedule
 
             legalize[-1] = gpu_default_schedule()  # the same rules, one failing on a function passes it on
         if dense:  # before dlight's ApplyDefaultSchedule (the last legalize pass), which schedules the rest
-            legalize = legalize[:-1] + [dense_tail_pass(target, resolve)] + legalize[-1:] \
-                if "ApplyDefaultSchedule" in last or "dlight" in last.lower() else \
-                legalize + [dense_tail_pass(target, resolve)]
+            legalize = legalize[:-1] + [dense_tail_pass(target, resolve)] + legalize[-1:] if ends_with_dlight \
+                else legalize + [dense_tail_pass(target, resolve)]
         lower = list(backend.dataflow_lower_passes(target))
         finalize = list(backend.finalize_passes(target))
         if graph_max_batch:

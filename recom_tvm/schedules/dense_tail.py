@@ -443,23 +443,10 @@ def _check_static_allocations(func: tirx.PrimFunc) -> None:
     for p in (st.LowerInitBlock(), st.ConvertBlocksToOpaque(), st.PlanAndUpdateBufferAllocationLocation(),
               st.CompactBufferAllocation()):
         mod = p(mod)
-    func = mod["main"]
-    bad = []
-
-    def visit(node):  # statements only (no generic TIR visitor in TVM 0.27's Python API)
-        if node is None:
-            return
-        bufs = list(node.alloc_buffers) if isinstance(node, SBlock) else []
-        if isinstance(node, tirx.stmt.AllocBuffer):
-            bufs.append(node.buffer)
-        bad.extend(list(b.shape) for b in bufs if not all(isinstance(d, tirx.IntImm) for d in b.shape))
-        for field in ("body", "then_case", "else_case", "block", "init"):
-            child = getattr(node, field, None)
-            if isinstance(child, tirx.Stmt):
-                visit(child)
-        for child in getattr(node, "seq", None) or []:
-            visit(child)
-
-    visit(func.body)
+    bufs = []
+    tvm_ffi.structural_walk(mod["main"].body, [(SBlock, lambda n: bufs.extend(n.alloc_buffers)),
+                                               (tirx.stmt.AllocBuffer, lambda n: bufs.append(n.buffer))],
+                            order="post")
+    bad = [list(b.shape) for b in bufs if not all(isinstance(d, tirx.IntImm) for d in b.shape)]
     if bad:
         raise ValueError(f"intermediate buffers of run-time size {bad[0]} left in the kernel")
