@@ -55,3 +55,30 @@ def build_layer(func: tvm.tirx.PrimFunc | tvm.IRModule, target) -> tvm.runtime.M
     mod = func if isinstance(func, tvm.IRModule) else tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
     with target:
         return tvm.tirx.build(mod, target)
+
+
+def select_layer(k: int, n: int, pred_dtype: str = "bool") -> tvm.tirx.PrimFunc:
+    """A layer whose epilogue selects by a scalar predicate, as a frozen TF1 tf.cond between matmul results:
+    x [B, k] @ w [k, n], then Select(pred, mm, 0) (pred read as a `pred_dtype` buffer, cast to bool)."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(private=True, s_tir=True)
+    def select(var_x: T.handle, w: T.Buffer((T.int64(k), T.int64(n)), "float32"),
+               pred: T.Buffer((), pred_dtype), var_out: T.handle):
+        T.func_attr({"tirx.noalias": True})
+        b = T.int64()
+        x = T.match_buffer(var_x, (b, T.int64(k)))
+        out = T.match_buffer(var_out, (b, T.int64(n)))
+        mm = T.sblock_alloc_buffer((b, T.int64(n)))
+        for i, j, r in T.grid(b, T.int64(n), T.int64(k)):
+            with T.sblock("matmul"):
+                vi, vj, vr = T.axis.remap("SSR", [i, j, r])
+                with T.init():
+                    mm[vi, vj] = T.float32(0.0)
+                mm[vi, vj] = mm[vi, vj] + x[vi, vr] * w[vr, vj]
+        for i, j in T.grid(b, T.int64(n)):
+            with T.sblock("where"):
+                vi, vj = T.axis.remap("SS", [i, j])
+                out[vi, vj] = T.Select(T.Cast("bool", pred[()]), mm[vi, vj], T.float32(0.0))
+
+    return select

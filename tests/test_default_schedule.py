@@ -140,32 +140,10 @@ def test_an_inner_reduction_keeps_dlights_schedule():
 def test_matmul_rule_leaves_a_bool_epilogue_to_the_next_rules():
     """dlight's Matmul vectorizes an epilogue reading a bool into `float2 v = make_ushort2(..)` (TVM 0.27's CUDA
     codegen; nvcc rejects it): such a function goes to the next rules, any other matmul keeps dlight's."""
-    from tvm.script import tirx as T
+    from dense_helpers import select_layer
 
     from recom_tvm.backend.default_schedule import MatmulWithoutBool
 
-    def layer(epilogue_dtype):
-        @T.prim_func(private=True, s_tir=True)
-        def select(var_x: T.handle, w: T.Buffer((T.int64(256), T.int64(256)), "float32"),
-                   pred: T.Buffer((), epilogue_dtype), var_out: T.handle):
-            T.func_attr({"tirx.noalias": True})
-            n = T.int64()
-            x = T.match_buffer(var_x, (n, T.int64(256)))
-            out = T.match_buffer(var_out, (n, T.int64(256)))
-            mm = T.sblock_alloc_buffer((n, T.int64(256)))
-            for i, j, k in T.grid(n, T.int64(256), T.int64(256)):
-                with T.sblock("matmul"):
-                    vi, vj, vk = T.axis.remap("SSR", [i, j, k])
-                    with T.init():
-                        mm[vi, vj] = T.float32(0.0)
-                    mm[vi, vj] = mm[vi, vj] + x[vi, vk] * w[vk, vj]
-            for i, j in T.grid(n, T.int64(256)):
-                with T.sblock("where"):
-                    vi, vj = T.axis.remap("SS", [i, j])
-                    out[vi, vj] = T.Select(T.Cast("bool", pred[()]), mm[vi, vj], T.float32(0.0))
-
-        return select
-
     target = tvm.target.Target({"kind": "cuda", "arch": "sm_90"})
-    assert MatmulWithoutBool().apply(layer("bool"), target, False) is None
-    assert MatmulWithoutBool().apply(layer("int8"), target, False) is not None
+    assert MatmulWithoutBool().apply(select_layer(256, 256, "bool"), target, False) is None
+    assert MatmulWithoutBool().apply(select_layer(256, 256, "int8"), target, False) is not None

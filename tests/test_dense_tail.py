@@ -393,27 +393,6 @@ def test_a_layer_whose_epilogue_reads_a_bool_keeps_tvm_default():
     """A frozen TF1 tf.cond selecting between matmul results by a bool predicate: a vectorized epilogue reading a
     bool becomes `float2 v = make_ushort2(...)` in TVM 0.27's CUDA code, which nvcc rejects; the layer is left to
     the default rules (the imported tf1_cond_* corpus graphs failed to build for CUDA)."""
-    from tvm.script import tirx as T
+    from dense_helpers import select_layer
 
-    from recom_tvm.schedules.dense_tail import match_dense
-
-    @T.prim_func(private=True, s_tir=True)
-    def select(var_x: T.handle, w: T.Buffer((T.int64(16), T.int64(8)), "float32"),
-               pred: T.Buffer((), "bool"), var_out: T.handle):
-        T.func_attr({"tirx.noalias": True})
-        n = T.int64()
-        x = T.match_buffer(var_x, (n, T.int64(16)))
-        out = T.match_buffer(var_out, (n, T.int64(8)))
-        mm = T.sblock_alloc_buffer((n, T.int64(8)))
-        for i, j, k in T.grid(n, T.int64(8), T.int64(16)):
-            with T.sblock("matmul"):
-                vi, vj, vk = T.axis.remap("SSR", [i, j, k])
-                with T.init():
-                    mm[vi, vj] = T.float32(0.0)
-                mm[vi, vj] = mm[vi, vj] + x[vi, vk] * w[vk, vj]
-        for i, j in T.grid(n, T.int64(8)):
-            with T.sblock("where"):
-                vi, vj = T.axis.remap("SS", [i, j])
-                out[vi, vj] = T.Select(pred[()], mm[vi, vj], T.float32(0.0))
-
-    assert match_dense(select) is None
+    assert match_dense(select_layer(16, 8)) is None
