@@ -210,8 +210,32 @@ def _serve_module(model, sig, spec: ModelSpec | None = None, columns: list | Non
     return mod
 
 
+# Bumped whenever what export() writes changes for the same spec, so that caches of the old form are not reused.
+# 2: the SavedModel holds the serving function only, without tf_keras's traces of every layer (see save_serving).
+EXPORT_FORMAT = 2
+
+
 def artifact_dir(spec: ModelSpec) -> str:
-    return os.path.join(config.cache_dir, "models", f"{spec.name}-{spec.key()}")
+    key = spec.key() if EXPORT_FORMAT == 1 else f"{spec.key()}-x{EXPORT_FORMAT}"
+    return os.path.join(config.cache_dir, "models", f"{spec.name}-{key}")
+
+
+def save_serving(mod, path: str, concrete) -> None:
+    """tf.saved_model.save of the serving module with tf_keras's own layer traces off.
+
+    A tf_keras model reached by tf.saved_model.save re-traces, for its own loader (tf_keras.models.load_model),
+    the call functions of the model and of every layer (call, __call__, call_and_return_conditional_losses,
+    ...; DenseFeatures over all columns several times) and keeps those graphs in memory while writing: linear in
+    the columns, but ~10x the serving function's own trace (model F, 1,200 columns: ~13 GB and most of the
+    export's time). Nothing here loads the export with tf_keras (TFReference, from_tensorflow and the tests load
+    it with tf.saved_model.load and call `serve` or the serving signature), so the traces are skipped, as
+    tf_keras's `model.save(..., save_traces=False)` does; the variables, tables, assets and the serving function
+    are saved as before."""
+    tf = _tf()
+    from tf_keras.src.saving.legacy.saved_model import utils as keras_saved_model_utils
+
+    with keras_saved_model_utils.keras_option_scope(save_traces=False, in_tf_saved_model_scope=False):
+        tf.saved_model.save(mod, path, signatures={"serving_default": concrete})
 
 
 def export(spec: ModelSpec, tf1: bool = False) -> dict[str, str]:
@@ -249,7 +273,7 @@ def _export_tf2(spec: ModelSpec, root: str) -> None:
     model, sig = build_keras(spec, vocab_dir=vocab_dir)
     mod = _serve_module(model, sig, spec, feature_columns(spec, vocab_dir=vocab_dir))
     concrete = mod.serve.get_concrete_function()
-    tf.saved_model.save(mod, os.path.join(tmp, "saved_model"), signatures={"serving_default": concrete})
+    save_serving(mod, os.path.join(tmp, "saved_model"), concrete)
     # frozen with its lookup tables as constants (TF2 freezing alone leaves them as resource inputs)
     graph_def, frozen = freeze_with_tables(concrete)
     with open(os.path.join(tmp, "model.pb"), "wb") as f:
