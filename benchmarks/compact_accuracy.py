@@ -1,7 +1,7 @@
 """What compact tables cost in accuracy, and what they save in memory: every table dtype against TensorFlow.
 
     python benchmarks/compact_accuracy.py [--models demo,mixed24,mixes,e,f] [--batch 256] [--requests 3]
-                                          [--out benchmarks/results] [--markdown benchmarks/BENCHMARKS.md]
+                                          [--out benchmarks/results] [--tag c] [--markdown benchmarks/BENCHMARKS.md]
 
 Per model and table dtype (float32, float16, bfloat16, int8; `recom_tvm.build(..., table_dtype=...)`, llvm on
 this host): the max and mean absolute error of the scores and of the embedding stage (DenseFeatures' output)
@@ -11,8 +11,8 @@ against TensorFlow running the same frozen graph on the same requests (fresh ran
 small tables (`zoo.model_e(large_rows)`, default 4096 rows) so that TF can export them here; their full-size
 table bytes (2^23-row large tables) are computed from the same layout. "mixes" is weighted_mix, vocab_mix,
 crossed_mix and example_mix (weighted, vocabulary, crossed columns, tf.Example input; errors the max / mean over the
-four); "f_small" is zoo.model_f_small (F's kinds and MLP, 120 columns: F's own TF export takes hours on a
-small host); zoo.per_column_type's one-column models have no fused kernel (nothing to compact: every table stays
+four); "f_small" is zoo.model_f_small (F's kinds and MLP, 129 columns, a quick stand-in for F);
+zoo.per_column_type's one-column models have no fused kernel (nothing to compact: every table stays
 float32, with a warning), and mixed24 holds their column kinds and input formats in one fused kernel. Writes
 results/compact_accuracy_<date>.json and, with --markdown, the
 table between the `compact:begin` / `compact:end` markers of BENCHMARKS.md.
@@ -195,6 +195,8 @@ def main() -> int:
     p.add_argument("--requests", type=int, default=3)
     p.add_argument("--large-rows", type=int, default=4096, help="rows of E / F's large tables (TF exports them)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    p.add_argument("--tag", default="", help="suffix of the results file (compact_accuracy_<date><tag>.json), so "
+                   "that a second run the same day keeps the first one's file")
     p.add_argument("--markdown", default=None, help="BENCHMARKS.md to update between the compact markers")
     a = p.parse_args()
     import tensorflow as tf
@@ -206,7 +208,7 @@ def main() -> int:
               f"{os.cpu_count()} cores", "tf": tf.__version__, "batch": a.batch, "requests": a.requests,
               "large_rows": a.large_rows, "rows": rows}
     os.makedirs(a.out, exist_ok=True)
-    path = os.path.join(a.out, f"compact_accuracy_{result['date']}.json")
+    path = os.path.join(a.out, f"compact_accuracy_{result['date']}{a.tag}.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=1)
     text = markdown(result)

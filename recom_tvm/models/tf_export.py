@@ -1,7 +1,8 @@
 """ModelSpec -> TensorFlow models (tf_keras DenseFeatures), exported and cached; and TF as the reference.
 
 Artifacts per spec, under `config.cache_dir/models/<name>-<hash>/`:
-  saved_model/       TF2 SavedModel, signature "serving_default" (feature dict -> {"score"})
+  saved_model/       TF2 SavedModel, signature "serving_default" (feature dict -> {"score"}); the serving
+                     function only, without tf_keras's layer traces (save_serving)
   model.pb           the same, frozen (variables -> constants), importable without TensorFlow
   signature.json     feature -> placeholder names of model.pb, and its outputs
   tf1/               (on request) an Estimator-style TF1 SavedModel built in graph mode
