@@ -24,7 +24,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-FAMILIES = {"e": ((880, 50, 50, 15, 5), (1024, 1024, 128), 5), "f": ((1000, 90, 100, 7, 3), (2048, 1024, 1024, 512), 6)}
+# zoo.model_e / model_f: (bucketized, int, string, multi-hot, large) column counts, top MLP, seed
+FAMILIES = {"e": ((880, 50, 50, 15, 5), (1024, 1024, 128), 5),
+            "f": ((1000, 90, 100, 7, 3), (2048, 1024, 1024, 512), 6)}
 
 
 def _mem() -> tuple[float, float]:
@@ -56,7 +58,6 @@ def spec_at(family: str, scale: float, large_rows: int):
 
 def profile_one(family: str, scale: float, large_rows: int, keras_traces: bool = False) -> dict:
     """Export one spec phase by phase (the steps of tf_export._export_tf2) in this process."""
-    from recom_tvm import config
     from recom_tvm.frontend.loader import freeze_with_tables
     from recom_tvm.models import tf_export
 
@@ -96,9 +97,10 @@ def profile_one(family: str, scale: float, large_rows: int, keras_traces: bool =
         for fn in files:
             sizes[os.path.relpath(os.path.join(dirpath, fn), root)] = os.path.getsize(os.path.join(dirpath, fn))
     big = {k: round(v / 2**20, 1) for k, v in sizes.items() if v > 2**20}
-    return {"family": family, "scale": scale, "keras_traces": keras_traces, "columns": len(spec.columns), "concat_width": spec.concat_width,
-            "large_rows": large_rows, "phases": phases, "total_s": round(sum(p["s"] for p in phases), 1),
-            "peak_gib": max(p["peak_gib"] for p in phases), "files_mib": big, "cache": config.cache_dir}
+    return {"family": family, "scale": scale, "keras_traces": keras_traces, "columns": len(spec.columns),
+            "concat_width": spec.concat_width, "large_rows": large_rows, "phases": phases,
+            "total_s": round(sum(p["s"] for p in phases), 1), "peak_gib": max(p["peak_gib"] for p in phases),
+            "files_mib": big}
 
 
 def main() -> None:
@@ -120,8 +122,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="export_profile_") as tmp:
             env = dict(os.environ, RECOM_TVM_CACHE=tmp)
             print(f"{args.family} scale {s}:", flush=True)
-            p = subprocess.run([sys.executable, __file__, "--family", args.family, "--one", str(s),
-                                "--large-rows", str(args.large_rows)] + ["--keras-traces"] * args.keras_traces, env=env, stdout=subprocess.PIPE, text=True)
+            cmd = [sys.executable, __file__, "--family", args.family, "--one", str(s), "--large-rows",
+                   str(args.large_rows)] + ["--keras-traces"] * args.keras_traces
+            p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
             lines = p.stdout.strip().splitlines()
             print("\n".join(lines[:-1]), flush=True)
             if p.returncode:
@@ -135,7 +138,7 @@ def main() -> None:
     path = os.path.join(args.out, f"export_profile_{result['date']}{args.tag}.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=1)
-    print(f"\n| columns | concat | " + " | ".join(p["phase"] for p in rows[0]["phases"]) + " | total | peak RSS |")
+    print("\n| columns | concat | " + " | ".join(p["phase"] for p in rows[0]["phases"]) + " | total | peak RSS |")
     for r in rows:
         print(f"| {r['columns']} | {r['concat_width']} | " + " | ".join(f"{p['s']} s" for p in r["phases"])
               + f" | {r['total_s']} s | {r['peak_gib']:.2f} GiB |")
