@@ -25,7 +25,8 @@ def packed_dtype(fused: dict) -> str:
     return fused.get("packed_dtype", "int64")
 
 
-def check_packed_length(fused: dict, length: int, sizes, limit: int | None = None) -> None:
+def check_packed_length(fused: dict, length: int, sizes, limit: int | None = None,
+                        unit: str = "int32 words") -> None:
     """An int32 packed input holds positions in itself: a request whose packed length is above `limit` (default
     PACKED_INT32_LIMIT) is refused (RequestTooLargeError naming the largest column and its feed), never wrapped."""
     limit = PACKED_INT32_LIMIT if limit is None else limit
@@ -36,7 +37,7 @@ def check_packed_length(fused: dict, length: int, sizes, limit: int | None = Non
     col = cols[c]
     feed = next(iter(col["tensors"].values()), "?")
     raise RequestTooLargeError(
-        f"the request's packed input for the fused kernel would hold {length} int32 words, above the int32 layout's "
+        f"the request's packed input for the fused kernel would hold {length} {unit}, above the int32 layout's "
         f"limit of {limit} (the largest column, {col.get('name') or col.get('label') or c!r}, fed from {feed!r}, "
         f"takes {int(sizes[c])}): send smaller requests, or build the model with "
         f"recom_tvm.config.packed_dtype = 'int64' (RECOM_TVM_PACKED_DTYPE=int64)")
@@ -93,7 +94,7 @@ def pack(fused: dict, env: dict, batch: int) -> np.ndarray:
     if dtype == np.int32:
         check_packed_length(fused, total, sizes)
         if nbytes > PACKED_INT32_LIMIT:  # byte offsets are int32 words too
-            check_packed_length(fused, nbytes, _string_bytes(fused, strings))
+            check_packed_length(fused, nbytes, _string_bytes(fused, strings), unit="bytes of strings")
     data_base = head + region + np.concatenate([[0], np.cumsum(sizes)[:-1]]) if ncols else np.zeros(0, np.int64)
     packed = np.empty(total, dtype)
     packed[:ncols] = data_base
