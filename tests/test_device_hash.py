@@ -302,3 +302,18 @@ def test_cuda_build_launches_the_hash_before_the_graph(compiled):
     graph = graph[:graph.index("@main_cuda_graph_cuda_graph_capture")] if \
         "@main_cuda_graph_cuda_graph_capture:" in graph else graph
     assert graph.index("recom_hash_strings") < graph.index("run_or_capture"), graph[:3000]
+
+
+def test_corpus_graph_with_hash_columns():
+    """A user-written graph (tests/corpus: DenseFeatures over hash-bucket columns of string feeds) built with the
+    device hash: TF's outputs at every batch of the entry, ordinary and hostile."""
+    from corpus import ENTRIES, harness
+    from test_corpus import _compare
+
+    entry = ENTRIES["tf2_dense_features_frozen"]
+    mod, params, _ = harness.imported(entry)
+    model = _build(recom_tvm.optimize(mod), params, "on")
+    assert model.spec.fused["device_hash"]
+    for i, batch in enumerate(entry.batches):
+        for hostile in (False, True):
+            _compare(entry, model, batch, hostile, seed=1000 * i + hostile)
