@@ -61,10 +61,13 @@ def _strings(seed: int, n: int = 4000) -> list[bytes]:
     return out
 
 
-def _unicode_feeds(spec, batch: int, seed: int, pool: list[bytes]) -> dict:
-    """spec's sample with its string feeds' values drawn from `pool` (a dense feed's "" stays missing)."""
+def _unicode_feeds(spec, batch: int, seed: int, pool: list[bytes] | None) -> dict:
+    """spec's sample with its string feeds' values drawn from `pool` (a dense feed's "" stays missing); pool None:
+    the sample as it is (the zoo's short vocabulary strings)."""
     rng = random.Random(seed)
     feeds = spec.sample(batch, rng=seed)
+    if pool is None:
+        return feeds
     for c in spec.columns:
         if not getattr(c, "strings", False) or c.name not in feeds:
             continue
@@ -81,12 +84,13 @@ def _unicode_feeds(spec, batch: int, seed: int, pool: list[bytes]) -> dict:
     return feeds
 
 
-def _models(corpus: tuple[str, ...]):
-    """(name, imported mod, params, feeds(batch, seed), TF reference(feeds) -> {output: array})."""
+def _models(corpus: tuple[str, ...], strings: str = "unicode"):
+    """(name, imported mod, params, feeds(batch, seed), TF reference(feeds) -> {output: array}); strings: the zoo
+    models' string values, "unicode" (every length class, _strings) or "sample" (their own vocabulary)."""
     import recom_tvm
     from recom_tvm.models import tf_export
 
-    pool = _strings(7)
+    pool = _strings(7) if strings == "unicode" else None
     for name in ZOO:
         spec = _zoo_spec(name)
         paths = tf_export.export(spec)
@@ -105,7 +109,8 @@ def _models(corpus: tuple[str, ...]):
                 (lambda b, s, entry=entry: entry.feeds(np.random.default_rng(s), b, False)), harness.reference(entry)
 
 
-def prepare(out_dir: str, arch: str, corpus: tuple[str, ...], target: str = "cuda") -> None:
+def prepare(out_dir: str, arch: str, corpus: tuple[str, ...], target: str = "cuda", strings: str = "unicode",
+            suffix: str = "") -> None:
     import tvm
 
     import recom_tvm
@@ -115,7 +120,8 @@ def prepare(out_dir: str, arch: str, corpus: tuple[str, ...], target: str = "cud
 
     config.cuda_arch = arch
     os.makedirs(out_dir, exist_ok=True)
-    for name, mod, params, feeds_of, ref in _models(corpus):
+    for name, mod, params, feeds_of, ref in _models(corpus, strings):
+        name += suffix
         t0 = time.perf_counter()
         opt = recom_tvm.optimize(mod)
         built = {}
@@ -236,13 +242,15 @@ def run(in_dir: str, out_dir: str | None, target: str = "cuda") -> int:
 
 
 def host(models: tuple[str, ...], out_dir: str | None) -> int:
-    """This host, llvm: prepare() / run() with the device hash (knob on: the TIR hash on the CPU) vs the host hash."""
+    """This host, llvm: prepare() / run() with the device hash (knob on: the TIR hash on the CPU) vs the host hash,
+    on the models' own vocabulary strings (name.sample) and on random unicode of every length class."""
     import tempfile
 
     global ZOO
     ZOO = models
     with tempfile.TemporaryDirectory() as d:
-        prepare(d, "sm_90", (), target="llvm")
+        prepare(d, "sm_90", (), target="llvm", strings="sample", suffix=".sample")
+        prepare(d, "sm_90", (), target="llvm", strings="unicode", suffix=".unicode")
         return run(d, out_dir, target="llvm")
 
 
