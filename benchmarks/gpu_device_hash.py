@@ -267,8 +267,9 @@ if __name__ == "__main__":
         sys.exit(host(tuple(a.models.split(",")), a.out))
     p = cli(__doc__, ".device/backlog/hash/dh")
     p.add_argument("--corpus", default=",".join(CORPUS), help="corpus entries with string hash columns ('' none)")
+    p.add_argument("--target", default="cuda", help="llvm: a dry run of the device side on the build host")
     a = p.parse_args(argv)
     if a.mode == "prepare":
-        prepare(a.dir, a.arch, tuple(x for x in a.corpus.split(",") if x))
+        prepare(a.dir, a.arch, tuple(x for x in a.corpus.split(",") if x), target=a.target)
         sys.exit(0)
-    sys.exit(run(a.dir, a.out))
+    sys.exit(run(a.dir, a.out, target=a.target))
