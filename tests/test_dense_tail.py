@@ -21,6 +21,7 @@ from recom_tvm.backend.pipeline import compile_module, dense_tail_pass, relax_pi
 from recom_tvm.build_module import make_target
 from recom_tvm.cuda_support import nvcc_path
 from recom_tvm.models import zoo
+from recom_tvm.runtime.capture_gate import uses_cuda_graphs
 from recom_tvm.ops import LegalizeRecomOps
 from recom_tvm.schedules import dense_space
 from recom_tvm.schedules.dense_tail import (CPU_DEFAULT, CUDA_DEFAULT, DENSE_ATTR, DenseConfig, check_config, fit,
@@ -239,6 +240,8 @@ model = load(sys.argv[1])
 assert tvm_ffi.get_global_func("vm.builtin.cuda_graph.run_or_capture", allow_missing=True) is not None
 assert tvm_ffi.get_global_func("vm.builtin.cuda_graph.get_cached_alloc", allow_missing=True) is not None
 text = model.executable.as_text() if hasattr(model.executable, "as_text") else ""
+gate = model._capture_gate()  # a loaded graph build serialises captures (runtime/capture_gate.py)
+assert gate is not None and model._gate_key is not None, (gate, model._gate_key)
 loaded = [m for m in sys.modules if any(m == b or m.startswith(b + ".") for b in blocked)]
 assert not loaded, loaded
 print("OK", json.dumps({"graph_func": "main_cuda_graph" in text}))
@@ -261,8 +264,11 @@ def test_cuda_build_replays_graphs_and_loads_runtime_only(compiled, tmp_path, mo
     assert has_fatbin(lib)
     res = run_runtime_only("-c", RUNTIME_ONLY_CUDA, lib, stub_path())
     assert res.returncode == 0 and "OK" in res.stdout, res.stdout[-2000:] + res.stderr[-3000:]
+    assert uses_cuda_graphs(model.executable) and model._capture_gate() is not None
     monkeypatch.setattr(recom_tvm.config, "cuda_graph", False)
-    assert capture_builtins(recom_tvm.build(c.mod, "cuda", c.params).executable) == []
+    plain = recom_tvm.build(c.mod, "cuda", c.params)
+    assert capture_builtins(plain.executable) == [] and not uses_cuda_graphs(plain.executable)
+    assert plain._capture_gate() is None  # no graphs: requests take no lock
 
 
 def test_dense_tuning_reaches_build(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from ..errors import FeedError, InvalidArgumentError, ModelFormatError
 from . import builtins  # noqa: F401  (registers the packed functions compiled modules call)
 from .assertions import assertion_symbols, check_all
 from .binding import Binder
+from .capture_gate import CaptureGate, capture_key_index, uses_cuda_graphs
 from .feeds import cast_exact, check_ids, flush_denormals, normalize_feeds, sort_rows
 from .host_stage import run_host_stage
 from . import compact
@@ -325,20 +327,28 @@ class CompiledModel:
         The request path: the native host stage writes every argument into this request's staging buffer (pinned
         on CUDA), one host->device copy, the module on one VM of the pool, outputs copied back. Threads run
         requests concurrently (config.max_vms VMs); the host stage releases the GIL."""
-        params = self._device_params()
+        gate = self._capture_gate()
         slot = self._pool.acquire(self._new_slot)
         try:
-            args = None
-            native = self.native_host()
-            if native is not None:
-                ctx = slot.context(native)
-                res = native.request_kjt(ctx, feeds, slot.reserve) if isinstance(feeds, KeyedJagged) else \
-                    native.request(ctx, _as_dict(feeds), slot.reserve)
-                if res is not None:
-                    args = slot.arguments(res[0], native.program.module_args, res[1])
-            if args is None:
-                args = self.upload(self.prepare_reference(feeds))
-            return self._call(slot, args, params, True)
+            with gate.shared() if gate else _NO_GATE:  # device work (params, staging buffers): not during a capture
+                params = self._device_params()
+                descs = args = None
+                native = self.native_host()
+                if native is not None:
+                    ctx = slot.context(native)
+                    res = native.request_kjt(ctx, feeds, slot.reserve) if isinstance(feeds, KeyedJagged) else \
+                        native.request(ctx, _as_dict(feeds), slot.reserve)
+                    if res is not None:
+                        descs = res
+                if descs is None:
+                    host_args = self.prepare_reference(feeds)
+            key = self._capture_key([s for _, s in descs[0]] if descs is not None else host_args)
+            with self._device_section(gate, slot, key):
+                if descs is not None:
+                    args = slot.arguments(descs[0], native.program.module_args, descs[1])
+                else:
+                    args = self.upload(host_args)
+                return self._call(slot, args, params, True)
         finally:
             self._pool.release(slot)
 
@@ -347,12 +357,48 @@ class CompiledModel:
 
         Arguments may already be device tensors (`upload`); copy_out=False returns the outputs as device
         tensors without waiting for them (for timing the device part alone)."""
-        params = self._device_params()
+        gate = self._capture_gate()
         slot = self._pool.acquire(self._new_slot)
         try:
-            return self._call(slot, self.upload(args), params, copy_out)
+            with gate.shared() if gate else _NO_GATE:
+                params = self._device_params()
+            with self._device_section(gate, slot, self._capture_key(args)):
+                return self._call(slot, self.upload(args), params, copy_out)
         finally:
             self._pool.release(slot)
+
+    # CUDA graphs: a request that may capture runs alone (runtime/capture_gate.py)
+    def _capture_gate(self) -> CaptureGate | None:
+        gate = self.__dict__.get("_gate")
+        if gate is None:
+            with self._lock:
+                gate = self.__dict__.get("_gate")
+                if gate is None:
+                    gate = self._gate = CaptureGate() if uses_cuda_graphs(self.executable) else False
+                    self._gate_key = capture_key_index(self.spec)
+        return gate or None
+
+    def _capture_key(self, shapes: list):
+        """The batch of this request (what TVM keys its graphs by), or every argument shape where the batch is
+        not an argument dim."""
+        if not self.__dict__.get("_gate"):
+            return None
+        dims = [tuple(a) if isinstance(a, (tvm_ffi.Shape, list, tuple)) else tuple(getattr(a, "shape", ()))
+                for a in shapes]
+        if self._gate_key is None:
+            return tuple(dims)
+        i, axis = self._gate_key
+        return dims[i][axis]
+
+    @staticmethod
+    def _device_section(gate, slot, key):
+        """Alone on the device for the first request of a capture key on this slot's VM, shared otherwise."""
+        if not gate:
+            return _NO_GATE
+        if key in slot.captured:
+            return gate.shared()
+        slot.captured.add(key)  # the slot is this thread's until released: no race on its set
+        return gate.exclusive()
 
     def _call(self, slot: Slot, args: list, params: list, copy_out: bool) -> dict:
         self._bound_pool(args)
@@ -487,6 +533,9 @@ def _check_param(name: str, value, shape: tuple, dtype: str, what: str) -> None:
         have = np.asarray(value).dtype
         if have.kind not in "fiu" or (have.kind == "f") != (np.dtype(dtype).kind == "f"):
             raise ValueError(f"set_params: {what} {name!r} is {dtype} in this model, got {have}")
+
+
+_NO_GATE = contextlib.nullcontext()
 
 
 def _as_dict(feeds):

@@ -31,6 +31,7 @@ class Slot:
         self.host = None   # staging: host (pinned on CUDA) tvm tensor of uint8
         self.dev = None    # its device twin (CUDA)
         self.capacity = 0
+        self.captured: set = set()  # capture keys (batch sizes) this VM has run: CUDA graphs captured
 
     def context(self, native):
         """This slot's context of the native host stage."""

@@ -1,0 +1,82 @@
+"""runtime/capture_gate.py: a request that may capture a CUDA graph runs alone, the others share the device."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from recom_tvm.runtime.capture_gate import CaptureGate, capture_key_index
+from recom_tvm.runtime.spec import InputSpec
+
+
+def test_exclusive_waits_for_shared_holders_and_excludes_everyone():
+    gate, log, inside = CaptureGate(), [], threading.Event()
+
+    def reader(tag: str, hold: float) -> None:
+        with gate.shared():
+            log.append(("in", tag))
+            inside.set()
+            time.sleep(hold)
+            log.append(("out", tag))
+
+    def writer() -> None:
+        with gate.exclusive():
+            log.append(("in", "W"))
+            time.sleep(0.05)
+            log.append(("out", "W"))
+
+    r1 = threading.Thread(target=reader, args=("r1", 0.2))
+    r1.start()
+    inside.wait()
+    w = threading.Thread(target=writer)
+    w.start()
+    time.sleep(0.05)  # the writer waits for r1 now; a new reader must queue behind it (writers first)
+    r2 = threading.Thread(target=reader, args=("r2", 0.0))
+    r2.start()
+    for t in (r1, w, r2):
+        t.join(5)
+    assert log == [("in", "r1"), ("out", "r1"), ("in", "W"), ("out", "W"), ("in", "r2"), ("out", "r2")], log
+    assert gate.exclusive_entries == 1
+
+
+def test_shared_holders_run_together():
+    gate, barrier = CaptureGate(), threading.Barrier(4, timeout=5)
+
+    def reader() -> None:
+        with gate.shared():
+            barrier.wait()  # all four inside at once, or BrokenBarrierError
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert not barrier.broken and gate.exclusive_entries == 0
+
+
+def test_exclusive_released_after_an_error():
+    gate = CaptureGate()
+    try:
+        with gate.exclusive():
+            raise RuntimeError("capture failed")
+    except RuntimeError:
+        pass
+    done = threading.Event()
+    threading.Thread(target=lambda: (gate.shared().__enter__(), done.set())).start()
+    assert done.wait(2)
+
+
+def _spec(outputs, module_inputs) -> InputSpec:
+    return InputSpec(features={}, placeholders={}, module_inputs=module_inputs, host_plan=[], outputs=outputs,
+                     symbols={})
+
+
+def test_capture_key_is_the_output_batch_among_the_arguments():
+    inputs = [{"kind": "tensor", "shape": ["packed_len"], "source": "packed"},
+              {"kind": "tensor", "shape": ["32", "32"], "source": "param"},
+              {"kind": "tensor", "shape": ["B_dense", "B_b0"], "source": "feed"},
+              {"kind": "shape", "shape": ["B_b0"], "source": "packed"}]
+    out = [{"name": "score", "shape": ["B_b0", "1"]}]
+    assert capture_key_index(_spec(out, inputs)) == (2, 0)  # params skipped; a shape argument preferred
+    assert capture_key_index(_spec([{"name": "s", "shape": ["7", "1"]}], inputs)) is None  # static batch
+    assert capture_key_index(_spec([{"name": "s", "shape": ["N", "1"]}], inputs)) is None  # not an argument dim
