@@ -113,6 +113,9 @@ def test_device_hash_matches_tf(hash_mix):
             assert_matches_tf(got["score"], exp, f"{name} B={batch}: score")
             for k in ref:
                 assert got[k].tobytes() == ref[k].tobytes(), (name, batch, k)
+        if batch:  # a keyed-jagged request (strings as bytes + offsets, read in place by the native stage)
+            kjt = recom_tvm.KeyedJagged.from_feeds(models["on32"].spec, feeds)
+            assert models["on32"].run(kjt)["score"].tobytes() == ref["score"].tobytes()
 
 
 def test_every_length_class_reaches_the_kernel(hash_mix):
