@@ -1,8 +1,10 @@
 """Packing a request for the fused embedding kernel: every column's inputs in one buffer (one copy), int64 or
 int32 as the model says (spec.fused["packed_dtype"], chosen by FuseColumns).
 
-Layout: see recom_tvm.ops.fused_kernel. Vectorized per column; the per-column metadata is static (the spec). The
-native host stage writes the same bytes (runtime/native/src/rh_exec.c, write_column).
+Layout: see recom_tvm.ops.fused_kernel; a model hashing strings on the device (spec.fused["device_hash"]) ships
+those columns' strings in a region after the header instead of their ids (runtime.fused_layout). Vectorized per
+column; the per-column metadata is static (the spec). The native host stage writes the same bytes
+(runtime/native/src/rh_exec.c, write_column).
 """
 
 from __future__ import annotations
