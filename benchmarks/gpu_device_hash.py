@@ -17,7 +17,6 @@ prepare() and run() both ways (median of repeated calls, one thread).
 from __future__ import annotations
 
 import glob
-import json
 import os
 import random
 import sys

@@ -8,7 +8,6 @@ runtime-only load."""
 
 from __future__ import annotations
 
-import os
 import random
 import textwrap
 
@@ -20,7 +19,6 @@ import recom_tvm
 from recom_tvm import config
 from recom_tvm.models.spec import ColumnSpec, ModelSpec
 from recom_tvm.models import zoo
-from recom_tvm.ops import defs
 from recom_tvm.ops.fingerprint_tir import hash_packed_func
 from recom_tvm.passes._util import spec_of
 from recom_tvm.passes.device_hash import DeviceHash, device_hash_on
@@ -30,7 +28,7 @@ from recom_tvm.runtime.fused_layout import HASH_PAD, hash_region_words
 from recom_tvm.shapes.symbolic import const_array
 
 from conftest import assert_matches_tf, run_runtime_only
-from test_fingerprint_tir import BOUNDARIES, strings_of_every_class
+from test_fingerprint_tir import strings_of_every_class
 from test_runtime_only import BLOCK_IMPORTS
 
 # device-hashed: sparse (empty rows), dense (GatherNd of the non-empty entries), weighted, one id per row; on the

@@ -70,7 +70,7 @@ def _uses(spec) -> dict[str, int]:
     for s in spec.fused.get("symbol_sources", ()):
         if s["kind"] != "tensor":  # a source reading the ids' shape reads the strings' instead (the same shape)
             use(s["ref"])
-    for sym, (t, _, kind) in (spec.feed_symbols or {}).items():
+    for t, _, kind in (spec.feed_symbols or {}).values():
         if kind != "shape":
             use(t)
     for col in spec.fused["columns"]:
