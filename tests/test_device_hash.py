@@ -27,7 +27,7 @@ from recom_tvm.runtime.fingerprint import hash_bucket_fast
 from recom_tvm.runtime.fused_layout import HASH_PAD, hash_region_words
 from recom_tvm.shapes.symbolic import const_array
 
-from conftest import assert_matches_tf, run_runtime_only
+from conftest import assert_matches_tf, outcome, run_runtime_only
 from test_fingerprint_tir import strings_of_every_class
 from test_runtime_only import BLOCK_IMPORTS
 
@@ -318,3 +318,22 @@ def test_corpus_graph_with_hash_columns():
     for i, batch in enumerate(entry.batches):
         for hostile in (False, True):
             _compare(entry, model, batch, hostile, seed=1000 * i + hostile)
+
+
+def test_tf_example_string_features(compiled):
+    """Serialized tf.Examples (ParseExampleV2 in the host stage): a string feature's values parsed from the
+    examples are shipped to the device hash as they are (the hashed column `country`; `genre`'s vocabulary OOV
+    hash and the cross stay on the host): TF's embedding stage and score, the host-hash build's bytes."""
+    c = compiled(zoo.example_mix(), optimized=True)
+    on = _build(c.mod, c.params, "on")
+    names = [c.model.spec.fused["columns"][h["column"]]["name"] for h in on.spec.fused["device_hash"]]
+    assert names == ["country_embedding"], names
+    for batch in (1, 7, 300):
+        for hostile in (False, True):
+            feeds = zoo.example_mix().sample(batch, rng=batch + hostile, hostile=hostile)
+            got, exp = outcome(lambda: on.run(feeds)), c.ref(feeds)
+            if isinstance(got, dict):
+                assert_matches_tf(got["embedding"], c.tf_embedding(feeds), f"B={batch}: embedding stage")
+                assert got["score"].tobytes() == c.model.run(feeds)["score"].tobytes()
+                got = got["score"]
+            assert_matches_tf(got, exp, f"B={batch} hostile={hostile}")

@@ -2,7 +2,8 @@
 device, in one kernel launched by `main` just before the fused embedding kernel.
 
 For each fused column whose ids are StringToHashBucketFast(strings), where the strings are a string feed or a
-plain selection of one (STRING_SOURCE_OPS: a dense feed's non-empty entries, reshapes), the host stops hashing:
+plain selection of one (STRING_SOURCE_OPS: a dense feed's non-empty entries, reshapes) or a string feature parsed
+from tf.Examples (STRING_PRODUCING_OPS), the host stops hashing:
 it ships the strings (bytes end to end + offsets) in the packed input's device-hash region
 (recom_tvm.runtime.fused_layout), and `recom.hash_strings` writes the ids where the fused kernel reads them
 (recom_tvm.ops.fingerprint_tir.hash_packed_func: all hashed columns in one launch, one thread per string). The
@@ -32,6 +33,21 @@ from ._util import attach_spec, copy_attrs, spec_of
 # ops whose output is the strings of their first input, selected or reshaped (not new text): a hash of their output
 # hashes feed bytes the host can ship as they are
 STRING_SOURCE_OPS = ("GatherNd", "GatherV2", "Identity", "Reshape", "ExpandDims")
+
+
+def _parsed_string(node: dict, k: int) -> bool:
+    """ParseExampleV2's output k is a string feature's values as the examples hold them (outputs: sparse indices,
+    sparse values, sparse shapes, one per sparse key; then dense values)."""
+    a = node["attrs"]
+    n = len(a["sparse"])
+    if n <= k < 2 * n:
+        return a["sparse"][k - n][1] == "string"
+    return 3 * n <= k < 3 * n + len(a["dense"]) and a["dense"][k - 3 * n][1] == "string"
+
+
+# ops whose outputs include strings taken from a request's bytes as they are (tf.Example features): op -> (node,
+# output index) -> is that output such strings
+STRING_PRODUCING_OPS = {"ParseExampleV2": _parsed_string}
 # the role of a column's ids among its tensors, per fused column kind
 ID_ROLE = {"csr": "ids", "dense": "x", "one": "ids"}
 MODES = ("auto", "on", "off")
@@ -81,10 +97,12 @@ def _uses(spec) -> dict[str, int]:
 
 
 def _string_source(spec, producer: dict, t: str, depth: int = 0) -> bool:
-    """Is t a string feed, or a selection / reshape of one?"""
+    """Is t a string feed, a tf.Example's string feature, or a selection / reshape of one?"""
     if t in spec.placeholders:
         return spec.placeholders[t].get("dtype") == "string"
     node = producer.get(t)
+    if node is not None and node["op"] in STRING_PRODUCING_OPS:
+        return STRING_PRODUCING_OPS[node["op"]](node, node["outputs"].index(t))
     if node is None or node["op"] not in STRING_SOURCE_OPS or depth > 16 or not node["inputs"] \
             or "tensor" not in node["inputs"][0]:
         return False
