@@ -26,7 +26,7 @@
 #                       TF export exists here: add it to SUITE_MODELS) with the current request path; if prepare
 #                       reports more than 60 MiB, prepare and run it in parts (SUITE_MODELS=e, then the others)
 # hash          15.2    string hashing on the device (config.device_hash) vs the host hash: demo, mixed-100,
-#                       weighted_mix and corpus graphs with hash columns at B = 1 / 32 / 2048: same outputs bit for
+#                       weighted_mix, example_mix (tf.Examples), 3 corpus graphs at B = 1 / 32 / 2048: same outputs bit for
 #                       bit, TF's, the hash kernel's ids bit-exact on the runtime's packed input; prepare()/run() times
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gpu_common import cli, write_json  # noqa: E402
 
 BATCHES = (1, 32, 2048)
-ZOO = ("demo", "mixed100", "weighted_mix")
+ZOO = ("demo", "mixed100", "weighted_mix", "example_mix")  # example_mix: serialized tf.Examples
 # corpus graphs with hash-bucket columns of string feeds (prepare --corpus to change)
 CORPUS = ("tf1_wide_split_strings", "tf2_dense_features_frozen", "tf1_estimator_mix")
 
@@ -39,7 +39,8 @@ CORPUS = ("tf1_wide_split_strings", "tf2_dense_features_frozen", "tf1_estimator_
 def _zoo_spec(name: str):
     from recom_tvm.models import zoo
 
-    return {"demo": zoo.demo, "mixed100": lambda: zoo.mixed(100), "weighted_mix": zoo.weighted_mix}[name]()
+    return {"demo": zoo.demo, "mixed100": lambda: zoo.mixed(100), "weighted_mix": zoo.weighted_mix,
+            "example_mix": zoo.example_mix}[name]()
 
 
 def _strings(seed: int, n: int = 4000) -> list[bytes]:
