@@ -25,10 +25,13 @@
 # suite         15.7    the benchmark suite (E, mixed 100 / 1,000, the 30 / 300 / 2,000-column sweep; F once its
 #                       TF export exists here: add it to SUITE_MODELS) with the current request path; if prepare
 #                       reports more than 60 MiB, prepare and run it in parts (SUITE_MODELS=e, then the others)
+# hash          15.2    string hashing on the device (config.device_hash) vs the host hash: demo, mixed-100,
+#                       weighted_mix, example_mix (tf.Examples), 3 corpus graphs at B = 1 / 32 / 2048: same outputs bit for
+#                       bit, TF's, the hash kernel's ids bit-exact on the runtime's packed input; prepare()/run() times
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${GPU_BACKLOG_DIR:-.device/backlog}  # (another folder: a dry run of the device side on this host, built with --target llvm)
-CALLS="corpus graphs request device_e2e compact suite"
+CALLS="corpus graphs request device_e2e compact suite hash"
 SUITE_MODELS=${SUITE_MODELS:-e,mixed100,mixed1000,sweep30,sweep300,sweep2000}
 
 prepare_one() {
@@ -45,6 +48,7 @@ prepare_one() {
              python benchmarks/gpu_correctness.py prepare --dir "$d/check" --only demo mixed24 weighted_mix identity \
                --schedules 2 --compact 1 ;;
     suite) python benchmarks/suite.py host --dir "$d/suite" --models "$SUITE_MODELS" ;;
+    hash) python benchmarks/gpu_device_hash.py prepare --dir "$d/dh" ;;
     *) echo "unknown call $1 (one of: $CALLS)" >&2; exit 2 ;;
   esac
   # the code the folder was built from: a folder without this file is incomplete, one of another commit is stale
@@ -89,6 +93,8 @@ run_one() {
       done ;;
     suite) timeout 560 python3 benchmarks/suite.py gpu --dir "$d/suite" --out "$o" > "$o/suite.log" 2>&1
            echo "suite rc=$?"; grep -v '^\s*$' "$o/suite.log" | tail -40 ;;
+    hash) timeout 540 python3 benchmarks/gpu_device_hash.py run --dir "$d/dh" --out "$o" > "$o/hash.log" 2>&1
+          echo "device hash rc=$?"; grep -v '^\s*$' "$o/hash.log" | tail -30 ;;
     *) echo "unknown call $1 (one of: $CALLS)" >&2; exit 2 ;;
   esac
   set -e
@@ -101,5 +107,5 @@ case ${1:-} in
     [ -f .device/tvm_runtime_py312.tar.xz ] || bash ../shared/device/stage_runtime.sh .device
     for c in ${@:-$CALLS}; do prepare_one "$c"; done ;;
   run) run_one "${2:?which call: $CALLS}" ;;
-  *) sed -n 2,27p "$0"; exit 2 ;;
+  *) sed -n 2,30p "$0"; exit 2 ;;
 esac

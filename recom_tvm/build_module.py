@@ -74,6 +74,12 @@ def build(mod: tvm.IRModule, target="llvm", params: Mapping[str, np.ndarray] | N
         if kernel_schedules is not None:
             raise ValueError("pass database= or kernel_schedules=, not both")
         kernel_schedules = _database_schedules(mod, fp32_mod, tgt, database)
+    compacted = mod is not fp32_mod
+    if spec.fused and "device_hash" not in spec.fused and spec_of(mod) is not None:
+        from .passes.device_hash import DeviceHash  # where the hashed columns' strings are hashed (per target)
+
+        mod = DeviceHash(kind)(mod)
+        spec = spec_of(mod)
     t0 = time.perf_counter()
     with tgt:
         lowered = SplitDataflowAtSizes()(LegalizeRecomOps(kernel_schedules)(mod))
@@ -85,7 +91,7 @@ def build(mod: tvm.IRModule, target="llvm", params: Mapping[str, np.ndarray] | N
     spec.workspace = workspace_entries(mod)  # for CompiledModel.memory_usage
     # the native host stage (C, compiled here once per source version; export_library ships it with the model)
     model = CompiledModel(executable, spec, dict(params or {}), kind, device, host_library=try_library_path())
-    if mod is not fp32_mod and params:
+    if compacted and params:
         model.param_shapes()  # encode the compact tables now: a table that cannot be (fp16 overflow) fails here
     if spec.fused:
         from .ops.fused_kernel import default_config

@@ -20,9 +20,10 @@
 | max_vms | RECOM_TVM_MAX_VMS | 8 | VMs (with their staging buffers) one model keeps for concurrent requests |
 | host_fallback | RECOM_TVM_HOST_FALLBACK | 1 | ops without a converter run on the host through TensorFlow (RECom's CPU co-run); 0: the import fails naming them |
 | dense_tail | RECOM_TVM_DENSE_TAIL | auto | auto: the MLP's layers get recom_tvm's schedules per batch bucket (tuned ones from build's database); off: TVM's defaults |
-| cuda_graph | RECOM_TVM_CUDA_GRAPH | 0 | (off until a GPU run confirms the fix of the H200 capture failures: host checks lifted into graphs, see backend/host_calls.py) 1: CUDA builds replay the kernels after the request's inputs as one CUDA graph per batch size; 0: launch each kernel |
+| cuda_graph | RECOM_TVM_CUDA_GRAPH | 0 | (off until a GPU run confirms the fix of the H200 capture failures: host checks lifted into graphs, see backend/host_calls.py) 1: CUDA builds replay the kernels after the request's inputs as one CUDA graph per batch size (a request that may capture runs alone: runtime/capture_gate.py); 0: launch each kernel |
 | cuda_graph_max_batch | RECOM_TVM_CUDA_GRAPH_MAX_BATCH | 2048 | the largest batch run through CUDA graphs (each VM holds the graph variant's memory at this batch) |
 | packed_dtype | RECOM_TVM_PACKED_DTYPE | auto | the fused kernel's packed request (ids, offsets, float bit patterns): auto = int32 where every table and id range of the kernel is below 2^31 rows (half the bytes packed and copied; ids narrowed saturating, a request whose packed length reaches 2^31 is refused), else int64; "int32" / "int64" force it (read by recom_tvm.optimize: FuseColumns; recorded in the model) |
+| device_hash | RECOM_TVM_DEVICE_HASH | auto | where StringToHashBucketFast of string feeds runs (hash-bucket columns): auto = on the device for CUDA builds (the strings ship in the packed input, one hash kernel before the fused one), on the host for llvm; "on" / "off" force it (read by recom_tvm.build: passes/device_hash.py; recorded in the model) |
 | llvm_mcpu | RECOM_TVM_LLVM_MCPU | auto | CPU for target="llvm": auto = x86-64-v3 (AVX2, FMA) where the build host has it, else LLVM's generic CPU; a library built for x86-64-v3 needs such a CPU where it runs (set "generic" to build for any x86-64) |
 """
 
@@ -65,6 +66,8 @@ cuda_graph: bool = _env_bool("RECOM_TVM_CUDA_GRAPH", False)
 cuda_graph_max_batch: int = int(os.environ.get("RECOM_TVM_CUDA_GRAPH_MAX_BATCH", 2048))
 # The fused kernel's packed input: "auto" (int32 where exact, else int64), "int32" or "int64"; read by FuseColumns.
 packed_dtype: str = os.environ.get("RECOM_TVM_PACKED_DTYPE", "auto").strip().lower()
+# String hashing of hash-bucket columns: "auto" (device for CUDA, host for llvm), "on", "off"; read at build.
+device_hash: str = os.environ.get("RECOM_TVM_DEVICE_HASH", "auto").strip().lower()
 llvm_mcpu: str = os.environ.get("RECOM_TVM_LLVM_MCPU", "auto").strip()
 
 

@@ -258,3 +258,18 @@ FUSED_EMBEDDING = define_op(
 
 def fused_embedding(packed, meta, bounds, tables, sizes: relax.ShapeExpr, width) -> relax.Call:
     return relax.Call(FUSED_EMBEDDING, [packed, meta, bounds, tables, sizes, _p(width)])
+
+# ------------------------------------------------------------------------------------------ HashStrings
+def _infer_hash_strings(call):
+    return call.args[0].ty
+
+
+HASH_STRINGS = define_op(
+    "hash_strings", 4, _infer_hash_strings,
+    "StringToHashBucketFast of the strings shipped in the fused kernel's packed input, each id written where the "
+    "kernel reads it (recom_tvm.ops.fingerprint_tir.hash_packed_func; layout: runtime.fused_layout): (packed, "
+    "num_buckets int64 [S], shape [n strings], region word) -> the packed input with the ids")
+
+
+def hash_strings(packed, num_buckets, strings: relax.ShapeExpr, region: int) -> relax.Call:
+    return relax.Call(HASH_STRINGS, [packed, num_buckets, strings, _p(region)])

@@ -71,6 +71,8 @@ def shift_mix(v: tirx.PrimExpr) -> tirx.PrimExpr:
 
 def fetch64(data, p: tirx.PrimExpr) -> tirx.PrimExpr:
     """8 bytes at data[p] as a little-endian uint64."""
+    if isinstance(data, PackedBytes):
+        return data.fetch64(p)
     word = tirx.Cast(U64, data[p])
     for i in range(1, 8):
         word = word | (tirx.Cast(U64, data[p + i]) << _u64(8 * i))
@@ -79,10 +81,43 @@ def fetch64(data, p: tirx.PrimExpr) -> tirx.PrimExpr:
 
 def fetch32(data, p: tirx.PrimExpr) -> tirx.PrimExpr:
     """4 bytes at data[p] as a little-endian uint32, widened to uint64."""
+    if isinstance(data, PackedBytes):
+        return data.fetch64(p) & _u64(0xFFFFFFFF)
     word = tirx.Cast(U64, data[p])
     for i in range(1, 4):
         word = word | (tirx.Cast(U64, data[p + i]) << _u64(8 * i))
     return word
+
+
+class PackedBytes:
+    """Bytes stored little-endian in the words (int32 or int64) of a buffer from word `base` on: `data[p]` is
+    byte p (as uint64), fetch64 / fetch32 read a word's worth with two or three word loads and a funnel shift
+    (strings start at any byte). The words after the last byte must be readable: the writer pads two words."""
+
+    def __init__(self, buf, base: tirx.PrimExpr) -> None:
+        self.buf, self.base = buf, base
+        self.wide = str(buf.dtype) == I64
+        self.shift = 3 if self.wide else 2
+
+    def word(self, w: tirx.PrimExpr) -> tirx.PrimExpr:
+        """Word w of the bytes as uint64 (an int32 word zero-extended, not sign-extended)."""
+        v = self.buf[self.base + w]
+        return tirx.Cast(U64, v) if self.wide else tirx.Cast(U64, tirx.Cast("uint32", v))
+
+    def __getitem__(self, p: tirx.PrimExpr) -> tirx.PrimExpr:
+        p = tirx.Cast(I64, p)
+        w = tirx.shift_right(p, tirx.const(self.shift, I64))
+        s = tirx.Cast(U64, tirx.bitwise_and(p, tirx.const((1 << self.shift) - 1, I64)) * tirx.const(8, I64))
+        return (self.word(w) >> s) & _u64(0xFF)
+
+    def fetch64(self, p: tirx.PrimExpr) -> tirx.PrimExpr:
+        p = tirx.Cast(I64, p)
+        w = tirx.shift_right(p, tirx.const(self.shift, I64))
+        s = tirx.Cast(U64, tirx.bitwise_and(p, tirx.const((1 << self.shift) - 1, I64)) * tirx.const(8, I64))
+        if self.wide:  # lo >> s | hi << (64 - s), written so that s = 0 shifts by 63 then 1 (never by 64)
+            return (self.word(w) >> s) | ((self.word(w + 1) << _u64(1)) << (_u64(63) - s))
+        lo = self.word(w) | (self.word(w + 1) << _u64(32))
+        return (lo >> s) | ((self.word(w + 2) << _u64(32)) << (_u64(32) - s))
 
 
 # uint64 sums and products through ad() / mu(): plain operators on CUDA, 32-bit halves on llvm (see _wadd)
@@ -360,6 +395,73 @@ def _fingerprint_kernel(gpu, body, out_dtype, nb_const, buckets_param):
         out = T.match_buffer(var_out, (n,), out_dtype)
         offsets = T.match_buffer(var_offsets, (n + 1,), I64)
         body(data, offsets, out, nb_const)
+
+    return kernel
+
+
+def hash_packed_func(target_kind: str, num_segments: int, region: int, packed_dtype: str = I64,
+                     threads: int = 128) -> tirx.PrimFunc:
+    """StringToHashBucketFast of the strings a request ships inside the fused kernel's packed input, each id written
+    where the kernel reads it (in place: the packed buffer is the output). recom_tvm.runtime.fused_layout
+    (HASH_*) describes the region at word `region`: per segment (a hashed column) its first string and where
+    its ids go, the strings' byte offsets, their bytes. Parameters: (packed [P], num_buckets int64 [S], n: the
+    number of strings). One thread per string; it finds its segment by binary search over the first strings."""
+    if target_kind not in ("cuda", "llvm"):
+        raise ValueError(f"hash_packed_func: target kind {target_kind!r} is not 'cuda' or 'llvm'")
+    if packed_dtype not in (I64, "int32"):
+        raise ValueError(f"hash_packed_func: packed dtype {packed_dtype!r}")
+    gpu = target_kind == "cuda"
+    S = int(num_segments)
+    R = int(region)
+    steps = max(1, int(S).bit_length())  # binary search over S + 1 first-string entries
+    wide = packed_dtype == I64
+
+    def as_i64(v):
+        return v if wide else tirx.Cast(I64, v)
+
+    @T.macro
+    def one(packed, nbt, n, i):
+        r = T.alloc_buffer((N_SLOTS,), U64, scope="local")
+        seg = T.alloc_buffer((2,), I64, scope="local")  # [lo, hi): the segment holding string i
+        seg[0] = T.int64(0)
+        seg[1] = T.int64(S)
+        for _ in T.serial(steps):
+            if seg[1] - seg[0] > T.int64(1):
+                if as_i64(packed[R + T.shift_right(seg[0] + seg[1], T.int64(1))]) <= i:
+                    seg[0] = T.shift_right(seg[0] + seg[1], T.int64(1))
+                else:
+                    seg[1] = T.shift_right(seg[0] + seg[1], T.int64(1))
+        fingerprint64(r, PackedBytes(packed, T.int64(R + 2 * S + 2) + n), as_i64(packed[R + 2 * S + 1 + i]),
+                      as_i64(packed[R + 2 * S + 2 + i]) - as_i64(packed[R + 2 * S + 1 + i]))
+        r[H] = T.truncmod(r[H], T.Cast(U64, nbt[seg[0]]))
+        if wide:
+            packed[as_i64(packed[R + S + 1 + seg[0]]) + i - as_i64(packed[R + seg[0]])] = T.Cast(I64, r[H])
+        else:  # saturating, as the host narrows ids (a bucket of 2^31 or more needs an int64 layout anyway)
+            packed[as_i64(packed[R + S + 1 + seg[0]]) + i - as_i64(packed[R + seg[0]])] = T.Cast(
+                "int32", T.min(r[H], T.uint64(0x7FFFFFFF)))
+
+    with _wrapping(not gpu):
+        @T.prim_func(private=True, s_tir=True)
+        def kernel(var_packed: T.handle, var_nbt: T.handle, n: T.int64):
+            T.func_attr({"tirx.is_scheduled": gpu, "tirx.noalias": True})
+            plen = T.int64()
+            packed = T.match_buffer(var_packed, (plen,), packed_dtype)
+            nbt = T.match_buffer(var_nbt, (S,), I64)
+            if gpu:
+                if n > T.int64(0):
+                    for bx in T.thread_binding(T.ceildiv(n, T.int64(threads)), thread="blockIdx.x"):
+                        for tx in T.thread_binding(T.int64(threads), thread="threadIdx.x"):
+                            with T.sblock("hash_strings"):
+                                T.reads(packed[0:plen], nbt[0:S])
+                                T.writes(packed[0:plen])
+                                if bx * T.int64(threads) + tx < n:
+                                    one(packed, nbt, n, bx * T.int64(threads) + tx)
+            else:
+                for i in T.parallel(n):
+                    with T.sblock("hash_strings"):
+                        T.reads(packed[0:plen], nbt[0:S])
+                        T.writes(packed[0:plen])
+                        one(packed, nbt, n, i)
 
     return kernel
 

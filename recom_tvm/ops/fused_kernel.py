@@ -6,6 +6,8 @@ Data layout (ARCHITECTURE.md, "The fused kernel"):
   request, one host->device copy:
     [0, C)            data_base: where column c's data starts in `packed`
     [C, 2C)           aux: per-column per-request size (T for dense padded columns)
+    [2C, data_base[0]) nothing the kernel reads: the device-hash region of a model that hashes strings on the
+                      device (recom_tvm.runtime.fused_layout; the hash kernel writes those columns' ids first)
     then per column:  CSR:     offsets [B+1] (relative), ids [n] (+ weights as float32 bit patterns [n])
                       DENSE:   ids [B*T], -1 = missing (row-major)
                       ONE:     ids [B]

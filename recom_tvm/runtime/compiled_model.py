@@ -25,7 +25,7 @@ from .feeds import cast_exact, check_ids, flush_denormals, normalize_feeds, sort
 from .host_stage import run_host_stage
 from . import compact
 from .keyed_jagged import KeyedJagged
-from .packer import PACKED, PACKED_SIZES, apply_recipes, is_virtual_zeros, pack
+from .packer import PACKED, PACKED_SIZES, apply_recipes, hash_strings_count, is_virtual_zeros, pack
 from .request_slots import Slot, SlotPool
 from .spec import InputSpec
 
@@ -511,7 +511,9 @@ def pack_fused(spec: InputSpec, env: dict, known: dict | None = None) -> dict:
         raise FeedError(f"cannot tell the batch size {sym} from the feeds")
     batch = hit[0]
     env[PACKED] = pack(spec.fused, env, batch)
-    env[PACKED_SIZES] = np.array([batch], dtype=np.int64)
+    # [B], or [B, strings shipped] for a model hashing strings on the device (the hash kernel's grid)
+    sizes = [batch, hash_strings_count(spec.fused, env)] if spec.fused.get("device_hash") else [batch]
+    env[PACKED_SIZES] = np.array(sizes, dtype=np.int64)
     return bound
 
 

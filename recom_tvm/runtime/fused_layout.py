@@ -78,3 +78,31 @@ def choose_packed_dtype(meta, requested: str = "auto", names=None) -> str:
         raise ValueError(f"packed_dtype='int32' cannot hold the ids of fused column {name!r}: its {field} is {v}, "
                          f"not below 2^31 (use 'auto' or 'int64')")
     return "int64"
+
+
+# ------------------------------------------------------------------------- strings hashed on the device
+# A model whose spec.fused["device_hash"] lists columns (recom_tvm.passes.device_hash, config.device_hash) ships
+# those columns' strings instead of their ids: StringToHashBucketFast runs in one kernel before the fused one
+# (recom_tvm.ops.fingerprint_tir.hash_packed_func), writing each id where the fused kernel reads it; the host
+# leaves those words 0. Each hashed column is a *segment*; S segments, n strings, in the packed words from
+# HASH_REGION = 2C on (the column data follows the region; the header's data_base says where):
+#   [R, R + S]                 the first string of each segment (S + 1 entries, the last one n)
+#   [R + S + 1, R + 2S + 1)     where each segment's ids start in the packed buffer
+#   [R + 2S + 1, R + 2S + 2 + n) the strings' byte offsets (relative to the bytes, [n + 1])
+#   then the bytes end to end, little-endian in the words, and HASH_PAD zero words (the kernel reads a string's
+#   last word with its successor)
+# The module's sizes argument is then [B, n] (n sizes the hash kernel's grid).
+HASH_PAD = 2
+
+
+def hash_region_words(segments: int, strings: int, nbytes: int, word_bytes: int) -> int:
+    """Packed words of the device-hash region (0 when the model hashes nothing on the device)."""
+    if not segments:
+        return 0
+    return 2 * segments + 2 + strings + -(-nbytes // word_bytes) + HASH_PAD
+
+
+def device_hash_columns(fused: dict) -> list[dict]:
+    """The model's device-hashed columns, in segment order: {"column", "strings", "num_buckets"} (models built
+    before device hashing, or with it off, have none)."""
+    return list(fused.get("device_hash") or ())

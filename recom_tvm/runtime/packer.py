@@ -1,8 +1,10 @@
 """Packing a request for the fused embedding kernel: every column's inputs in one buffer (one copy), int64 or
 int32 as the model says (spec.fused["packed_dtype"], chosen by FuseColumns).
 
-Layout: see recom_tvm.ops.fused_kernel. Vectorized per column; the per-column metadata is static (the spec). The
-native host stage writes the same bytes (runtime/native/src/rh_exec.c, write_column).
+Layout: see recom_tvm.ops.fused_kernel; a model hashing strings on the device (spec.fused["device_hash"]) ships
+those columns' strings in a region after the header instead of their ids (runtime.fused_layout). Vectorized per
+column; the per-column metadata is static (the spec). The native host stage writes the same bytes
+(runtime/native/src/rh_exec.c, write_column).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import numpy as np
 
 from ..errors import RequestTooLargeError
 from . import compact
-from .fused_layout import INT32_MAX, INT32_MIN
+from .fused_layout import INT32_MAX, INT32_MIN, device_hash_columns, hash_region_words
+from .strings import end_to_end
 
 PACKED = "recom_tvm:packed"
 PACKED_SIZES = "recom_tvm:packed_sizes"
@@ -24,7 +27,8 @@ def packed_dtype(fused: dict) -> str:
     return fused.get("packed_dtype", "int64")
 
 
-def check_packed_length(fused: dict, length: int, sizes, limit: int | None = None) -> None:
+def check_packed_length(fused: dict, length: int, sizes, limit: int | None = None,
+                        unit: str = "int32 words") -> None:
     """An int32 packed input holds positions in itself: a request whose packed length is above `limit` (default
     PACKED_INT32_LIMIT) is refused (RequestTooLargeError naming the largest column and its feed), never wrapped."""
     limit = PACKED_INT32_LIMIT if limit is None else limit
@@ -35,7 +39,7 @@ def check_packed_length(fused: dict, length: int, sizes, limit: int | None = Non
     col = cols[c]
     feed = next(iter(col["tensors"].values()), "?")
     raise RequestTooLargeError(
-        f"the request's packed input for the fused kernel would hold {length} int32 words, above the int32 layout's "
+        f"the request's packed input for the fused kernel would hold {length} {unit}, above the int32 layout's "
         f"limit of {limit} (the largest column, {col.get('name') or col.get('label') or c!r}, fed from {feed!r}, "
         f"takes {int(sizes[c])}): send smaller requests, or build the model with "
         f"recom_tvm.config.packed_dtype = 'int64' (RECOM_TVM_PACKED_DTYPE=int64)")
@@ -55,20 +59,28 @@ def _put_ids(dst: np.ndarray, ids: np.ndarray) -> None:
     np.clip(wide, INT32_MIN, INT32_MAX, out=dst, casting="unsafe")
 
 
+def hash_strings_count(fused: dict, env: dict) -> int:
+    """The number of strings a request ships for the device hash (the sizes argument's second value)."""
+    return sum(int(np.size(env[h["strings"]])) for h in device_hash_columns(fused))
+
+
 def pack(fused: dict, env: dict, batch: int) -> np.ndarray:
     """-> the packed buffer (the model's packed dtype). Sizes first, then every piece written in place."""
     cols = fused["columns"]
     ncols = len(cols)
     dtype = np.dtype(packed_dtype(fused))
+    hashed = device_hash_columns(fused)
+    strings_of = {h["column"]: np.asarray(env[h["strings"]]) for h in hashed}  # ids come from these strings
     sources, sizes, aux = [], np.zeros(ncols, np.int64), np.zeros(ncols, np.int64)
     for c, col in enumerate(cols):
         kind, t = col["kind"], col["tensors"]
         if kind == "csr":
-            x = (np.asarray(env[t["indices"]])[:, 0], np.asarray(env[t["ids"]]).reshape(-1),
+            ids = strings_of[c] if c in strings_of else np.asarray(env[t["ids"]])
+            x = (np.asarray(env[t["indices"]])[:, 0], ids.reshape(-1),
                  np.ascontiguousarray(env[t["weights"]], dtype=np.float32).reshape(-1) if "weights" in t else None)
             sizes[c] = batch + 1 + x[1].size * (2 if x[2] is not None else 1)
         elif kind in ("dense", "one"):
-            x = np.asarray(env[t["x"] if kind == "dense" else t["ids"]])
+            x = strings_of[c] if c in strings_of else np.asarray(env[t["x"] if kind == "dense" else t["ids"]])
             if kind == "dense":  # [B, T] padded ids (a scalar feature [B]: one slot per row)
                 aux[c] = x.shape[1] if x.ndim == 2 else 1
             sizes[c] = x.size
@@ -77,13 +89,20 @@ def pack(fused: dict, env: dict, batch: int) -> np.ndarray:
             sizes[c] = x.size
         sources.append(x)
     head = 2 * ncols
-    total = head + int(sizes.sum())
+    strings = [end_to_end(strings_of[h["column"]]) for h in hashed]
+    nbytes = sum(int(b.size) for b, _ in strings)
+    region = hash_region_words(len(hashed), sum(int(n.size) for _, n in strings), nbytes, dtype.itemsize)
+    total = head + region + int(sizes.sum())
     if dtype == np.int32:
         check_packed_length(fused, total, sizes)
-    data_base = head + np.concatenate([[0], np.cumsum(sizes)[:-1]]) if ncols else np.zeros(0, np.int64)
+        if nbytes > PACKED_INT32_LIMIT:  # byte offsets are int32 words too
+            check_packed_length(fused, nbytes, _string_bytes(fused, strings), unit="bytes of strings")
+    data_base = head + region + np.concatenate([[0], np.cumsum(sizes)[:-1]]) if ncols else np.zeros(0, np.int64)
     packed = np.empty(total, dtype)
     packed[:ncols] = data_base
     packed[ncols:head] = aux
+    if hashed:
+        _write_hash_region(packed, head, hashed, strings, data_base, cols, batch)
     floats: list[np.ndarray] = []  # a run of consecutive float columns, written with one copy
     float_pos = 0
     for c, (col, x, pos) in enumerate(zip(cols, sources, data_base.tolist())):
@@ -103,12 +122,52 @@ def pack(fused: dict, env: dict, batch: int) -> np.ndarray:
             offsets[0] = 0
             np.cumsum(np.bincount(rows, minlength=batch)[:batch] if rows.size else np.zeros(batch, np.int64),
                       out=offsets[1:])
-            _put_ids(packed[pos + batch + 1:pos + batch + 1 + ids.size], ids)
+            if c not in strings_of:  # (hashed: zeroed with the strings' region, written by the device)
+                _put_ids(packed[pos + batch + 1:pos + batch + 1 + ids.size], ids)
             if weights is not None:  # float32 bit patterns, after the ids
                 packed[pos + batch + 1 + ids.size:pos + sizes[c]] = weights.view(np.int32)
-        else:  # dense, one
+        elif c not in strings_of:  # dense, one
             _put_ids(packed[pos:pos + sizes[c]], x.reshape(-1))
     return packed
+
+
+def _ids_at(col: dict, base: int, batch: int) -> int:
+    """Where a column's ids start in the packed buffer (a CSR column's after its batch + 1 offsets)."""
+    return base + batch + 1 if col["kind"] == "csr" else base
+
+
+def _write_hash_region(packed, at: int, hashed: list, strings: list, data_base, cols, batch: int) -> None:
+    """The device hash's region (fused_layout): segments, byte offsets, bytes; the hashed ids' words zeroed."""
+    s = len(hashed)
+    counts = np.array([n.size for _, n in strings], np.int64)
+    n = int(counts.sum())
+    packed[at] = 0
+    packed[at + 1:at + s + 1] = np.cumsum(counts)
+    packed[at + s + 1:at + 2 * s + 1] = [_ids_at(cols[h["column"]], int(data_base[h["column"]]), batch)
+                                         for h in hashed]
+    packed[at + 2 * s + 1] = 0
+    if n:
+        packed[at + 2 * s + 2:at + 2 * s + 2 + n] = np.cumsum(np.concatenate([lens for _, lens in strings]))
+    bytes_at = at + 2 * s + 2 + n
+    end = int(data_base[0]) if len(data_base) else packed.size
+    words = packed[bytes_at:end]
+    words[...] = 0
+    view = words.view(np.uint8)
+    pos = 0
+    for b, _ in strings:
+        view[pos:pos + b.size] = b
+        pos += b.size
+    for h, cnt in zip(hashed, counts.tolist()):  # the ids the kernel writes: 0 until it does
+        start = _ids_at(cols[h["column"]], int(data_base[h["column"]]), batch)
+        packed[start:start + cnt] = 0
+
+
+def _string_bytes(fused: dict, strings: list) -> np.ndarray:
+    """Bytes per column (hashed columns' strings), for the int32 layout's error message."""
+    out = np.zeros(len(fused["columns"]), np.int64)
+    for h, (b, _) in zip(device_hash_columns(fused), strings):
+        out[h["column"]] += b.size
+    return out
 
 
 def is_virtual_zeros(arr) -> bool:

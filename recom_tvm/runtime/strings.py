@@ -93,3 +93,17 @@ def to_bytes(values) -> list[bytes]:
     except AttributeError:
         bad = next(v for v in flat if not isinstance(v, (bytes, str)))
         raise TypeError(f"expected a string element, got {type(bad).__name__}") from None
+
+
+def end_to_end(values) -> tuple[np.ndarray, np.ndarray]:
+    """TF string elements (flattened) as (their bytes laid end to end, the length of each): what the device hash
+    reads (runtime/packer.py)."""
+    arr = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object)
+    if arr.dtype.kind in "SU":
+        mat, lengths = string_matrix(arr)
+        if mat.shape[1] == 0:
+            return np.zeros(0, np.uint8), lengths
+        return mat[np.arange(mat.shape[1]) < lengths[:, None]], lengths  # row-major: the strings in order
+    strings = to_bytes(arr)
+    lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
+    return np.frombuffer(b"".join(strings), dtype=np.uint8), lengths

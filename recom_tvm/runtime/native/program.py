@@ -33,6 +33,7 @@ OP_FALLBACK = 0
 FEATURE_KIND = {"dense": 0, "sparse": 1, "ragged": 2}
 PARTS = {"dense": ("value",), "sparse": ("indices", "values", "dense_shape"), "ragged": ("values", "row_splits")}
 COL_KIND = {"csr": 0, "dense": 1, "one": 2, "bucket": 3, "numeric": 4}
+COL_HASHED = 16  # or-ed into the kind: the column's ids are hashed on the device from its strings (rh.h)
 ARG = {"packed": 0, "packed_sizes": 1, "tensor": 2, "shape": 3, "shape_of": 4}
 MAXDIM = 8
 _IDENT = re.compile(r"^[A-Za-z_]\w*$")
@@ -239,17 +240,22 @@ def compile_program(spec: InputSpec, ndarray_type, fallback: frozenset = frozens
 
     # ---------------------------------------------------------------- the fused kernel's columns
     cols = []
-    for col in spec.fused.get("columns", []) if spec.fused else []:
+    hashed = [h["column"] for h in (spec.fused.get("device_hash") or ())] if spec.fused else []
+    if hashed != sorted(hashed):  # the core writes the segments in column order
+        raise Unsupported("device-hash segments out of column order")
+    for c, col in enumerate(spec.fused.get("columns", []) if spec.fused else []):
         kind, t = col["kind"], col["tensors"]
         if kind not in COL_KIND:
             raise Unsupported(f"column kind {kind!r}")
+        flag = COL_HASHED if c in hashed else 0
         for ref in t.values():
             if ref not in slots:
                 raise Unsupported(f"column input {ref!r} is neither fed nor computed")
         if kind == "csr":
-            cols += [COL_KIND[kind], slots[t["indices"]], slots[t["ids"]], slots[t["weights"]] if "weights" in t else -1]
+            cols += [COL_KIND[kind] | flag, slots[t["indices"]], slots[t["ids"]],
+                     slots[t["weights"]] if "weights" in t else -1]
         else:
-            cols += [COL_KIND[kind], slots[t["x"] if kind != "one" else t["ids"]], -1, -1]
+            cols += [COL_KIND[kind] | flag, slots[t["x"] if kind != "one" else t["ids"]], -1, -1]
 
     nslots = len(slots)
     while len(rank) < nslots:  # computed tensors: any dtype and shape

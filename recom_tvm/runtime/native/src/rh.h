@@ -148,8 +148,10 @@ typedef struct rh_program {
 
 /* module argument kinds */
 enum { ARG_PACKED = 0, ARG_PACKED_SIZES = 1, ARG_TENSOR = 2, ARG_SHAPE = 3, ARG_SHAPE_OF = 4 };
-/* packed column kinds, as recom_tvm.runtime.fused_layout.KIND */
-enum { COL_CSR = 0, COL_DENSE = 1, COL_ONE = 2, COL_BUCKET = 3, COL_NUMERIC = 4 };
+/* packed column kinds, as recom_tvm.runtime.fused_layout.KIND; COL_HASHED is or-ed in for a column whose ids the
+ * device hashes from its strings (spec.fused["device_hash"]: the strings ship in the device-hash region) */
+enum { COL_CSR = 0, COL_DENSE = 1, COL_ONE = 2, COL_BUCKET = 3, COL_NUMERIC = 4, COL_KIND_MASK = 15, COL_HASHED = 16 };
+#define RH_HASH_PAD 2  /* zero words after the strings' bytes (fused_layout.HASH_PAD) */
 
 typedef struct rh_ctx {
   const rh_program *prog;
@@ -167,6 +169,8 @@ typedef struct rh_ctx {
   int64_t packed_len, batch;
   int packed32;                 /* the packed input is int32 (else int64) */
   int64_t *col_size, *col_aux;  /* ncols */
+  int64_t *col_str0, *col_byte0;/* ncols: a hashed column's first string and first byte in the device-hash region */
+  int64_t hash_segments, hash_strings, hash_bytes, hash_words; /* the device-hash region (0 words: none) */
   int64_t *arg_off, *arg_shape; /* nargs, nargs * RH_MAXDIM */
   int32_t *arg_ndim;
   int64_t staging_bytes;

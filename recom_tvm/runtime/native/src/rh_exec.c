@@ -29,12 +29,14 @@ rh_ctx *rh_ctx_new(const rh_program *p) {
   c->sym_src = (int32_t *)calloc((size_t)nsym, sizeof(int32_t));
   c->col_size = (int64_t *)calloc((size_t)nc, sizeof(int64_t));
   c->col_aux = (int64_t *)calloc((size_t)nc, sizeof(int64_t));
+  c->col_str0 = (int64_t *)calloc((size_t)nc, sizeof(int64_t));
+  c->col_byte0 = (int64_t *)calloc((size_t)nc, sizeof(int64_t));
   c->arg_off = (int64_t *)calloc((size_t)na, sizeof(int64_t));
   c->arg_shape = (int64_t *)calloc((size_t)na * RH_MAXDIM, sizeof(int64_t));
   c->arg_ndim = (int32_t *)calloc((size_t)na, sizeof(int32_t));
   c->op_done = (uint8_t *)calloc((size_t)no, 1);
   c->status = (int32_t *)calloc((size_t)ntask + 1, sizeof(int32_t));
-  if (!c->t || !c->sym || !c->sym_src || !c->col_size || !c->col_aux || !c->arg_off || !c->arg_shape ||
+  if (!c->t || !c->sym || !c->sym_src || !c->col_size || !c->col_aux || !c->col_str0 || !c->col_byte0 || !c->arg_off || !c->arg_shape ||
       !c->arg_ndim || !c->op_done || !c->status) {
     rh_ctx_free(c);
     return NULL;
@@ -51,6 +53,8 @@ void rh_ctx_free(rh_ctx *c) {
   free(c->sym_src);
   free(c->col_size);
   free(c->col_aux);
+  free(c->col_str0);
+  free(c->col_byte0);
   free(c->arg_off);
   free(c->arg_shape);
   free(c->arg_ndim);
@@ -502,16 +506,27 @@ static int layout(rh_ctx *c) {
   }
   c->batch = batch;
   int64_t total = 2 * (int64_t)p->ncols;
+  int64_t nseg = 0, nstr = 0, nbytes = 0;
   for (int k = 0; k < p->ncols; k++) {
     const int32_t *col = &p->col[4 * k];
+    const int kind = col[0] & COL_KIND_MASK, hashed = (col[0] & COL_HASHED) != 0;
     const rh_tensor *a = &c->t[col[1]];
-    if (!numeric_or_dec(a)) return rh_refuse(c, "column %d: input", k);
+    if (hashed) {  /* the ids' strings: counted into the device-hash region, in column order (the segments) */
+      const rh_tensor *s = &c->t[col[kind == COL_CSR ? 2 : 1]];
+      if (!s->set || s->raw || s->dtype != RH_STR) return rh_refuse(c, "column %d: hashed strings", k);
+      c->col_str0[k] = nstr;
+      c->col_byte0[k] = nbytes;
+      nseg++;
+      nstr += s->size;
+      for (int64_t i = 0; i < s->size; i++) nbytes += s->sl[i];
+    }
+    if (!(hashed && kind != COL_CSR) && !numeric_or_dec(a)) return rh_refuse(c, "column %d: input", k);
     int64_t size;
     c->col_aux[k] = 0;
-    switch (col[0]) {
+    switch (kind) {
       case COL_CSR: {
         const rh_tensor *ids = &c->t[col[2]];
-        if (a->ndim != 2 || a->shape[1] < 1 || !is_index(a) || !exact_ids(ids))
+        if (a->ndim != 2 || a->shape[1] < 1 || !is_index(a) || !(hashed || exact_ids(ids)))
           return rh_refuse(c, "column %d: csr inputs", k);
         size = batch + 1 + ids->size * (col[3] >= 0 ? 2 : 1);
         if (col[3] >= 0) {
@@ -525,12 +540,12 @@ static int layout(rh_ctx *c) {
         break;
       }
       case COL_DENSE:  /* [B, T] padded ids (a scalar feature [B]: one slot per row) */
-        if (a->ndim < 1 || !exact_ids(a)) return rh_refuse(c, "column %d: dense input", k);
+        if (a->ndim < 1 || !(hashed || exact_ids(a))) return rh_refuse(c, "column %d: dense input", k);
         c->col_aux[k] = a->ndim >= 2 ? a->shape[1] : 1;
         size = a->size;
         break;
       case COL_ONE:
-        if (!exact_ids(a)) return rh_refuse(c, "column %d: ids", k);
+        if (!(hashed || exact_ids(a))) return rh_refuse(c, "column %d: ids", k);
         size = a->size;
         break;
       default:  /* bucket, numeric: float32 bit patterns */
@@ -541,12 +556,19 @@ static int layout(rh_ctx *c) {
     c->col_size[k] = size;
     total += size;
   }
-  c->packed_len = total;
   int packed32 = 0;
   for (int i = 0; i < p->nargs; i++)
     if (p->arg[3 * i] == ARG_PACKED && p->arg[3 * i + 2] == RH_I32) packed32 = 1;
-  /* an int32 packed input holds positions in itself: the reference raises RequestTooLargeError (packer.py) */
-  if (packed32 && total > INT32_MAX)
+  const int64_t wb = packed32 ? 4 : 8;
+  c->hash_segments = nseg;
+  c->hash_strings = nstr;
+  c->hash_bytes = nbytes;
+  c->hash_words = nseg ? 2 * nseg + 2 + nstr + (nbytes + wb - 1) / wb + RH_HASH_PAD : 0;
+  total += c->hash_words;
+  c->packed_len = total;
+  /* an int32 packed input holds positions in itself (and byte offsets): the reference raises
+   * RequestTooLargeError (packer.py) */
+  if (packed32 && (total > INT32_MAX || nbytes > INT32_MAX))
     return rh_refuse(c, "packed length %lld above the int32 layout", (long long)total);
   c->packed32 = packed32;
   int64_t off = 0;
@@ -561,9 +583,10 @@ static int layout(rh_ctx *c) {
         shape[0] = total;
         bytes = total * (packed32 ? 4 : 8);
         break;
-      case ARG_PACKED_SIZES:
-        c->arg_ndim[i] = 1;
+      case ARG_PACKED_SIZES:  /* [B], or [B, strings] when the device hashes (its kernel's grid) */
+        c->arg_ndim[i] = nseg ? 2 : 1;
         shape[0] = batch;
+        shape[1] = nstr;
         break;
       case ARG_TENSOR: {  /* in the module's dtype already: another one is the reference's conversion to make */
         const rh_tensor *t = &c->t[ar[1]];
@@ -669,21 +692,54 @@ static inline int64_t put64(int64_t v) { return v; }
   }                                                                                                             \
   /* the header: where each column's data starts, its per-request size (recom_tvm.ops.fused_kernel) */          \
   static void write_header_##SFX(rh_ctx *c, T *packed) {                                                        \
-    int64_t nc = c->prog->ncols, pos = 2 * nc;                                                                  \
+    const rh_program *p = c->prog;                                                                              \
+    int64_t nc = p->ncols, pos = 2 * nc + c->hash_words;                                                        \
     for (int k = 0; k < nc; k++) {                                                                              \
       packed[k] = (T)pos;                                                                                       \
       packed[nc + k] = (T)c->col_aux[k];                                                                        \
       pos += c->col_size[k];                                                                                    \
     }                                                                                                           \
+    if (!c->hash_words) return;                                                                                 \
+    /* the device-hash region (fused_layout): first string and ids position per segment, then the offsets    \
+     * (each column writes its strings' own, and their bytes), the bytes' last word and the pad zeroed */      \
+    T *r = packed + 2 * nc;                                                                                     \
+    int64_t s = 0, S = c->hash_segments, n = c->hash_strings;                                                  \
+    for (int k = 0; k < nc; k++) {                                                                              \
+      const int32_t *col = &p->col[4 * k];                                                                      \
+      if (!(col[0] & COL_HASHED)) continue;                                                                     \
+      r[s] = (T)c->col_str0[k];                                                                                 \
+      r[S + 1 + s] = (T)((int64_t)packed[k] + ((col[0] & COL_KIND_MASK) == COL_CSR ? c->batch + 1 : 0));        \
+      s++;                                                                                                      \
+    }                                                                                                           \
+    r[S] = (T)n;                                                                                                \
+    r[2 * S + 1 + n] = (T)c->hash_bytes;                                                                        \
+    T *bytes = r + 2 * S + 2 + n;                                                                               \
+    int64_t full = c->hash_bytes / (int64_t)sizeof(T);                                                          \
+    memset(bytes + full, 0, (size_t)(c->hash_words - (2 * S + 2 + n) - full) * sizeof(T));                     \
+  }                                                                                                             \
+  /* a hashed column's strings into the region (offsets, bytes) and its ids' words zeroed (the device's) */     \
+  static void write_strings_##SFX(rh_ctx *c, T *packed, int k, const rh_tensor *s, T *ids) {                   \
+    int64_t S = c->hash_segments, n = c->hash_strings;                                                          \
+    T *off = packed + 2 * (int64_t)c->prog->ncols + 2 * S + 1 + c->col_str0[k];                                 \
+    uint8_t *bytes = (uint8_t *)(packed + 2 * (int64_t)c->prog->ncols + 2 * S + 2 + n) + c->col_byte0[k];       \
+    int64_t b = c->col_byte0[k];                                                                                \
+    for (int64_t i = 0; i < s->size; i++) {                                                                     \
+      off[i] = (T)b;                                                                                            \
+      memcpy(bytes, s->sp[i], (size_t)s->sl[i]);                                                                \
+      bytes += s->sl[i];                                                                                        \
+      b += s->sl[i];                                                                                            \
+    }                                                                                                           \
+    memset(ids, 0, (size_t)s->size * sizeof(T));                                                                \
   }                                                                                                             \
   /* column k's data: the one place that writes each column kind's layout */                                   \
   static void write_column_##SFX(rh_ctx *c, T *packed, int k) {                                                 \
     const rh_program *p = c->prog;                                                                              \
     int64_t batch = c->batch;                                                                                   \
     const int32_t *col = &p->col[4 * k];                                                                        \
+    const int hashed = (col[0] & COL_HASHED) != 0;                                                              \
     T *d = packed + (int64_t)packed[k];                                                                         \
     const rh_tensor *a = &c->t[col[1]];                                                                         \
-    switch (col[0]) {                                                                                           \
+    switch (col[0] & COL_KIND_MASK) {                                                                           \
       case COL_CSR: {                                                                                           \
         const rh_tensor *ids = &c->t[col[2]];                                                                   \
         int64_t n = a->shape[0], stride = a->shape[1];                                                          \
@@ -705,13 +761,15 @@ static inline int64_t put64(int64_t v) { return v; }
           }                                                                                                     \
           for (int64_t b = 0; b < batch; b++) d[b + 1] += d[b];                                                 \
         }                                                                                                       \
-        write_ints_##SFX(ids, d + batch + 1);                                                                   \
+        if (hashed) write_strings_##SFX(c, packed, k, ids, d + batch + 1);                                      \
+        else write_ints_##SFX(ids, d + batch + 1);                                                              \
         if (col[3] >= 0) write_floats_##SFX(&c->t[col[3]], d + batch + 1 + ids->size);                          \
         break;                                                                                                  \
       }                                                                                                         \
       case COL_DENSE:                                                                                           \
       case COL_ONE:                                                                                             \
-        write_ints_##SFX(a, d);                                                                                 \
+        if (hashed) write_strings_##SFX(c, packed, k, a, d);                                                    \
+        else write_ints_##SFX(a, d);                                                                            \
         break;                                                                                                  \
       default:                                                                                                  \
         write_floats_##SFX(a, d);                                                                               \

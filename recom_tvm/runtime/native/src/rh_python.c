@@ -1187,5 +1187,10 @@ PyMODINIT_FUNC PyInit_recom_tvm_host(void) {
     Py_DECREF(m);
     return NULL;
   }
+  /* and the device-hash region (a model whose spec.fused lists device_hash columns needs it) */
+  if (m && PyModule_AddIntConstant(m, "DEVICE_HASH", 1) < 0) {
+    Py_DECREF(m);
+    return NULL;
+  }
   return m;
 }
