@@ -29,12 +29,37 @@ def emulate(func: tvm.tirx.PrimFunc) -> tvm.IRModule:
     """A CUDA-scheduled function as a serial CPU program: thread-bound loops become serial loops and shared memory
     global. The gemv schedule's phases (partial sums, then their reduction and the epilogue) are separate loop nests
     over the threads, so running each thread in turn computes what the GPU computes: the schedule's
-    transformations (splits, rfactor, padding, buckets, epilogue placement) are checked, TVM's CUDA lowering is not."""
-    text = func.with_attr("global_symbol", "main").script()
+    transformations (splits, rfactor, padding, buckets, epilogue placement) are checked, TVM's CUDA lowering is not.
+    Blocks run last first (_reversed_blocks): a write outside a block's own outputs is not hidden by order."""
+    text = _reversed_blocks(func.with_attr("global_symbol", "main").script())
     text = re.sub(r'T\.thread_binding\(([^,]+), thread="[^"]+"\)', r"T.serial(\1)", text)
     text = text.replace('scope="shared"', 'scope="global"')
     mod = tvm.script.from_source(text)
     return mod if isinstance(mod, tvm.IRModule) else tvm.IRModule({"main": mod})
+
+
+_BLOCK_LOOP = re.compile(r'^(\s*)for (\w+) in T\.thread_binding\((.+), thread="blockIdx\.[xyz]"\):$')
+
+
+def _reversed_blocks(text: str) -> str:
+    """Loops over CUDA blocks run last block first: the GPU runs blocks in any order, so a block that writes
+    another block's outputs (a missing guard) shows as a wrong result instead of being overwritten in order.
+    `for v in <blocks>(ext):` becomes `for v_rev in T.serial(ext): for v in T.serial(ext - 1 - v_rev, ext - v_rev):`
+    (v stays a loop variable, as the blocks' bindings need), its body indented one level more."""
+    out, opened = [], []  # opened: indents of the rewritten loops whose bodies are being indented
+    for line in text.split("\n"):
+        indent = len(line) - len(line.lstrip())
+        if line.strip():
+            opened = [i for i in opened if indent > i]
+        line = "    " * len(opened) + line if line.strip() else line
+        m = _BLOCK_LOOP.match(line)
+        if m:
+            ind, var, ext = m.groups()
+            out.append(f"{ind}for {var}_rev in T.serial({ext}):")
+            line = f"{ind}    for {var} in T.serial({ext} - 1 - {var}_rev, {ext} - {var}_rev):"
+            opened.append(indent)
+        out.append(line)
+    return "\n".join(out)
 
 
 def run_layer(lib, func: tvm.tirx.PrimFunc, batch: int, seed: int) -> np.ndarray:

@@ -94,7 +94,8 @@ class DenseConfig:
 # RECom's models (K up to 8,120, N 1 to 2,048) from the H200's shape (132 SMs, 50 MB L2); `fit` shrinks them to a
 # layer's N and K. At model E's first layer (K = 8,120, N = 1,024): B <= 4 runs 128 blocks of 256 threads, each
 # thread 4 rows x 1 column over 254 K steps; B <= 64 runs 64 x ceil(B / 8) blocks, each thread 8 rows x 2 columns
-# (w read once per 8 rows, from L2 after the first block); larger batches are compute-bound: dlight's tiles.
+# (w read once per 8 rows, from L2 after the first block; 16 K threads, not 32, from two row blocks on:
+# whole_final_sum); larger batches are compute-bound: dlight's tiles.
 # Not yet measured on a GPU: the tuning space (dense_space) holds these and their neighbours.
 CUDA_DEFAULT = (
     (4, DenseConfig("gemv", rows=4, threads_n=8, vec=1, threads_k=32, unroll=4)),
@@ -244,6 +245,17 @@ def _divisor_at_most(n: int, most: int) -> int:
     return next(d for d in range(min(n, most), 0, -1) if n % d == 0)
 
 
+def whole_final_sum(cfg: DenseConfig) -> DenseConfig:
+    """A gemv config whose final sum gives every thread of a block the same number of outputs: threads_k divides
+    rows * vec. Otherwise TVM guards the sum's idle threads but not the epilogue computed at its loop, and they
+    write the next block's rows: wrong results on the GPU from two row blocks on (found on an H100 at B = 32;
+    a batch within one row block is safe). Fewer K threads, never a remainder."""
+    per = cfg.rows * cfg.vec
+    if per % cfg.threads_k == 0:
+        return cfg
+    return dataclasses.replace(cfg, threads_k=next(d for d in range(min(per, cfg.threads_k), 0, -1) if per % d == 0))
+
+
 def check_config(cfg: DenseConfig, layer: DenseLayer | None = None) -> str | None:
     """Why the config cannot be built (None if it can)."""
     if cfg.rule not in RULES:
@@ -265,12 +277,16 @@ def check_config(cfg: DenseConfig, layer: DenseLayer | None = None) -> str | Non
 
 
 # ---------------------------------------------------------------------------------------------------- schedules
-def schedule(func: tirx.PrimFunc, cfg: DenseConfig, target: tvm.target.Target) -> tirx.PrimFunc:
-    """The layer under one schedule, for any batch (the result carries tirx.is_scheduled)."""
+def schedule(func: tirx.PrimFunc, cfg: DenseConfig, target: tvm.target.Target,
+             max_batch: int | None = None) -> tirx.PrimFunc:
+    """The layer under one schedule, for any batch up to max_batch (None: any; the result carries
+    tirx.is_scheduled)."""
     layer = match_dense(func)
     if layer is None:
         raise ValueError("not a dense layer (matmul + elementwise epilogue)")
     cfg = fit(cfg, layer)
+    if cfg.rule == "gemv" and (max_batch is None or max_batch > cfg.rows):
+        cfg = whole_final_sum(cfg)
     err = check_config(cfg, layer)
     if err:
         raise ValueError(f"dense config {cfg.knobs()}: {err}")
@@ -423,7 +439,7 @@ def schedule_buckets(func: tirx.PrimFunc, buckets, target: tvm.target.Target) ->
     limits = [b for b, _ in buckets]
     if limits[-1] is not None or any(b is None for b in limits[:-1]) or limits[:-1] != sorted(set(limits[:-1])):
         raise ValueError(f"bucket limits must ascend and end with None: {limits}")
-    variants = [(lim, schedule(func, cfg, target)) for lim, cfg in buckets]
+    variants = [(lim, schedule(func, cfg, target, lim)) for lim, cfg in buckets]
     if target.kind.name == "cuda":  # CPUs allocate run-time sizes on the heap
         for _, f in variants:
             _check_static_allocations(f)
