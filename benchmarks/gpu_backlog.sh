@@ -22,6 +22,9 @@
 # device_e2e    15      the device side of E / mixed-100 vs PyTorch grouped embedding_bag + MLP in a CUDA graph
 # compact       16      compact tables (fp16 / bf16 / int8) and int32 packing (huge ids, demo.i64) vs TF on the
 #                       GPU, E's kernel per dtype and knob (time vs floor), ncu counters of E at B = 2,048
+# kernels       15      E's request-path kernel time per kernel (CUPTI via torch.profiler) and its answers: E as
+#                       built by default, with RECOM_TVM_DENSE_TAIL=off, with RECOM_TVM_DEVICE_HASH=off, and
+#                       mixed-100 (request_kernels_gpu.py; B = 32 / 2,048)
 # suite         15.7    the benchmark suite (E, mixed 100 / 1,000, the 30 / 300 / 2,000-column sweep; F once its
 #                       TF export exists here: add it to SUITE_MODELS) with the current request path; if prepare
 #                       reports more than 60 MiB, prepare and run it in parts (SUITE_MODELS=e, then the others)
@@ -31,7 +34,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${GPU_BACKLOG_DIR:-.device/backlog}  # (another folder: a dry run of the device side on this host, built with --target llvm)
-CALLS="corpus graphs request device_e2e compact suite hash"
+CALLS="corpus graphs request device_e2e compact suite hash kernels"
 SUITE_MODELS=${SUITE_MODELS:-e,mixed100,mixed1000,sweep30,sweep300,sweep2000}
 
 prepare_one() {
@@ -49,6 +52,10 @@ prepare_one() {
                --schedules 2 --compact 1 ;;
     suite) python benchmarks/suite.py host --dir "$d/suite" --models "$SUITE_MODELS" ;;
     hash) python benchmarks/gpu_device_hash.py prepare --dir "$d/dh" ;;
+    kernels) python benchmarks/request_path_gpu.py prepare --dir "$d/e" --models e --batches 32,2048
+             RECOM_TVM_DENSE_TAIL=off python benchmarks/request_path_gpu.py prepare --dir "$d/e_dlight" --models e --batches 32
+             RECOM_TVM_DEVICE_HASH=off python benchmarks/request_path_gpu.py prepare --dir "$d/e_host_hash" --models e --batches 32
+             python benchmarks/request_path_gpu.py prepare --dir "$d/mixed100" --models mixed100 --batches 32,2048 ;;
     *) echo "unknown call $1 (one of: $CALLS)" >&2; exit 2 ;;
   esac
   # the code the folder was built from: a folder without this file is incomplete, one of another commit is stale
@@ -95,6 +102,9 @@ run_one() {
            echo "suite rc=$?"; grep -v '^\s*$' "$o/suite.log" | tail -40 ;;
     hash) timeout 540 python3 benchmarks/gpu_device_hash.py run --dir "$d/dh" --out "$o" > "$o/hash.log" 2>&1
           echo "device hash rc=$?"; grep -v '^\s*$' "$o/hash.log" | tail -30 ;;
+    kernels) OUT=$o timeout 300 python3 benchmarks/request_kernels_gpu.py "$d/e" "$d/e_dlight" "$d/e_host_hash" \
+               "$d/mixed100" > "$o/kernels.log" 2>&1
+             echo "request kernels rc=$?"; grep -v '^\s*$' "$o/kernels.log" | grep -v Warning | tail -30 ;;
     *) echo "unknown call $1 (one of: $CALLS)" >&2; exit 2 ;;
   esac
   set -e
@@ -107,5 +117,5 @@ case ${1:-} in
     [ -f .device/tvm_runtime_py312.tar.xz ] || bash ../shared/device/stage_runtime.sh .device
     for c in ${@:-$CALLS}; do prepare_one "$c"; done ;;
   run) run_one "${2:?which call: $CALLS}" ;;
-  *) sed -n 2,30p "$0"; exit 2 ;;
+  *) sed -n 2,33p "$0"; exit 2 ;;
 esac
