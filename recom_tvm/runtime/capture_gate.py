@@ -61,9 +61,6 @@ class CaptureGate:
                 self._writer = False
                 self._cond.notify_all()
 
-    def hold(self, exclusive: bool):
-        return self.exclusive() if exclusive else self.shared()
-
 
 def uses_cuda_graphs(executable) -> bool:
     """Whether a (loaded or built) VM executable captures CUDA graphs: its code calls run_or_capture."""

@@ -253,7 +253,7 @@ def whole_final_sum(cfg: DenseConfig) -> DenseConfig:
     per = cfg.rows * cfg.vec
     if per % cfg.threads_k == 0:
         return cfg
-    return dataclasses.replace(cfg, threads_k=next(d for d in range(min(per, cfg.threads_k), 0, -1) if per % d == 0))
+    return dataclasses.replace(cfg, threads_k=_divisor_at_most(per, cfg.threads_k))
 
 
 def check_config(cfg: DenseConfig, layer: DenseLayer | None = None) -> str | None:
