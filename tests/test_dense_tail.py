@@ -142,18 +142,20 @@ def test_cuda_default_buckets_at_their_edges_emulated():
     each edge and beyond (the matmul bucket above 64 is dlight's: checked on the GPU), against the unscheduled
     layer and numpy."""
     cuda = make_target("cuda")
-    func = fused_layers(MLP)["fused_matmul_add_relu"]  # the first layer: K = 300 (no split divides it), N = 64
+    func = fused_layers(MLP)["fused_matmul_add_less_where"]  # the first layer: K = 300 (no split divides it), N = 64
     gemv_only = tuple((lim, cfg) for lim, cfg in CUDA_DEFAULT if cfg.rule == "gemv")
     buckets = gemv_only[:-1] + ((None, gemv_only[-1][1]),)  # the last gemv bucket open above
-    assert [p.name for p in func.params] == ["x", "w0", "param_0", "compute_intermediate"]  # x, w, bias, out
+    # x, w, bias, the Relu's 0 (TF's Relu: where(h < 0, 0, h); run_layer draws it at random too), out
+    assert [p.name for p in func.params] == ["x", "w0", "param_0", "param_1", "T_where_intermediate"]
     lib = build_layer(emulate(schedule_buckets(func, buckets, cuda)), CPU)
     ref = _reference(func)
     for b in (1, 4, 5, 7, 32, 33, 64, 65):
         got = run_layer(lib, func, b, seed=b)
         np.testing.assert_allclose(got, run_layer(ref, func, b, seed=b), rtol=2e-5, atol=2e-5, err_msg=f"B={b}")
         rng = np.random.default_rng(b)  # run_layer's inputs, drawn in the same order
-        x, w, bias = (rng.standard_normal(s).astype("float32") for s in ((b, 300), (300, 64), (64,)))
-        want = np.maximum(x.astype(np.float64) @ w + bias, 0)
+        x, w, bias, zero = (rng.standard_normal(s).astype("float32") for s in ((b, 300), (300, 64), (64,), ()))
+        h = x.astype(np.float64) @ w + bias
+        want = np.where(h < 0, zero, h)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=f"B={b} vs numpy")
 
 
@@ -178,15 +180,15 @@ def test_cuda_default_schedules_compile_with_one_kernel_per_bucket():
 
 
 def test_invalid_configs_are_rejected():
-    layer = match_dense(fused_layers(MLP)["fused_matmul_add_relu"])
+    layer = match_dense(fused_layers(MLP)["fused_matmul_add_less_where"])
     assert "shared memory" in check_config(DenseConfig("gemv", rows=32, threads_n=32, vec=4, threads_k=8), layer)
     assert "threads" in check_config(DenseConfig("gemv", threads_n=32, threads_k=64), layer)
     assert check_config(DenseConfig("nope"), layer).startswith("unknown rule")
     with pytest.raises(ValueError, match="shared memory"):
-        schedule(fused_layers(MLP)["fused_matmul_add_relu"], DenseConfig("gemv", rows=32, threads_n=32, vec=4,
+        schedule(fused_layers(MLP)["fused_matmul_add_less_where"], DenseConfig("gemv", rows=32, threads_n=32, vec=4,
                                                                           threads_k=8), make_target("cuda"))
     with pytest.raises(ValueError, match="ascend"):
-        schedule_buckets(fused_layers(MLP)["fused_matmul_add_relu"], ((8, CPU_DEFAULT[0][1]),), CPU)
+        schedule_buckets(fused_layers(MLP)["fused_matmul_add_less_where"], ((8, CPU_DEFAULT[0][1]),), CPU)
 
 
 def test_build_schedules_the_mlp_and_matches_tf(compiled, monkeypatch):

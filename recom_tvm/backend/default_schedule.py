@@ -9,10 +9,10 @@ old_block_realize_"); the next rule (GeneralReduction, then Fallback) schedules 
 from __future__ import annotations
 
 import tvm
-import tvm_ffi
 from tvm.s_tir import dlight as dl
 
 from .. import config
+from .inline_predicates import loads_bool
 
 
 class Guarded(dl.ScheduleRule):
@@ -40,7 +40,7 @@ class MatmulWithoutBool(Guarded):
         super().__init__(dl.gpu.Matmul())
 
     def apply(self, func, target, tunable):
-        if _reads_bool(func):
+        if loads_bool(func):
             return None
         return super().apply(func, target, tunable)
 
@@ -75,15 +75,6 @@ class SequentialColumnReduction(dl.gpu.Reduction):
         else:  # accumulate in a register, one store
             sch.reverse_compute_at(sch.cache_write(block, 0, "local"), tx, preserve_unit_loops=True)
         sch.decompose_reduction(block, r)
-
-
-def _reads_bool(func) -> bool:
-    """True if the function loads from a bool buffer (a walk over its loads: printing it as text, as this once
-    did, cost seconds per large function)."""
-    found = []
-    tvm_ffi.structural_walk(func.body, [(tvm.ir.expr.TensorLoad, lambda n: found.append(n)
-                                         if str(n.source.dtype) == "bool" else None)], order="post")
-    return bool(found)
 
 
 def gpu_default_schedule() -> tvm.transform.Pass:

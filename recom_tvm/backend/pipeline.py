@@ -1,12 +1,14 @@
 """The compilation pipeline `recom_tvm.build` runs: TVM's default one, plus
 
+- on CUDA, bool intermediates of fused functions inlined (recom_tvm.backend.inline_predicates: TF's Relu is
+  `where(x < 0, 0, x)`, and a loaded bool buffer keeps a layer from every matmul schedule);
 - the dense tail's schedules (recom_tvm.schedules.dense_tail): every dense layer gets one schedule per batch bucket
   (tuned records from a database where it has them, else the defaults), before dlight schedules what is left;
 - on CUDA, a CUDA-graph variant of `main` for batches up to config.cuda_graph_max_batch
   (recom_tvm.backend.cuda_graph) and TVM's RewriteCUDAGraph, host calls kept out of the graphs
   (recom_tvm.backend.host_calls).
 
-config.dense_tail = "off" and config.cuda_graph = False give TVM's pipeline unchanged.
+config.dense_tail = "off" and config.cuda_graph = False give TVM's pipeline, the bool intermediates inlined.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from tvm import relax
 from .. import config
 from .cuda_graph import graph_variant_pass
 from .host_calls import FenceHostCalls
+from .inline_predicates import InlineBoolIntermediates
 
 USE_CUDA_GRAPH = "relax.backend.use_cuda_graph"
 
@@ -52,6 +55,25 @@ def dense_tail_pass(target: tvm.target.Target, resolve: Callable | None = None) 
     return _pass
 
 
+def cuda_legalize_passes(target: tvm.target.Target, dense: bool = True, resolve: Callable | None = None,
+                         default_schedule: bool = True) -> list:
+    """TVM's CUDA legalization (legalize, fuse) with our passes before its default schedule (dlight, the last
+    pass, which schedules what is left): bool intermediates inlined (TF's Relu), then the dense layers.
+    default_schedule=False leaves dlight out (tests look at what our passes scheduled)."""
+    from tvm.relax.backend.cuda import pipeline as backend
+
+    legalize = list(backend.legalize_passes(target))
+    last = legalize[-1].info.name if legalize else ""
+    ends_with_dlight = "ApplyDefaultSchedule" in last or "dlight" in last.lower()
+    if ends_with_dlight:
+        from .default_schedule import gpu_default_schedule
+
+        legalize[-1] = gpu_default_schedule()  # the same rules, one failing on a function passes it on
+    ours = [InlineBoolIntermediates()] + ([dense_tail_pass(target, resolve)] if dense else [])
+    tail = legalize[-1:] if ends_with_dlight and default_schedule else []
+    return (legalize[:-1] if ends_with_dlight else legalize) + ours + tail
+
+
 def relax_pipeline(target: tvm.target.Target, dense: bool = True, resolve: Callable | None = None,
                    graph_max_batch: int | None = None) -> tvm.transform.Pass:
     """TVM's default pipeline for the target with the dense tail's schedules and, on CUDA, the graph variant."""
@@ -59,16 +81,7 @@ def relax_pipeline(target: tvm.target.Target, dense: bool = True, resolve: Calla
     if kind == "cuda":
         from tvm.relax.backend.cuda import pipeline as backend
 
-        legalize = list(backend.legalize_passes(target))
-        last = legalize[-1].info.name if legalize else ""
-        ends_with_dlight = "ApplyDefaultSchedule" in last or "dlight" in last.lower()
-        if ends_with_dlight:
-            from .default_schedule import gpu_default_schedule
-
-            legalize[-1] = gpu_default_schedule()  # the same rules, one failing on a function passes it on
-        if dense:  # before dlight's ApplyDefaultSchedule (the last legalize pass), which schedules the rest
-            legalize = legalize[:-1] + [dense_tail_pass(target, resolve)] + legalize[-1:] if ends_with_dlight \
-                else legalize + [dense_tail_pass(target, resolve)]
+        legalize = cuda_legalize_passes(target, dense, resolve)
         lower = list(backend.dataflow_lower_passes(target))
         finalize = list(backend.finalize_passes(target))
         if graph_max_batch:

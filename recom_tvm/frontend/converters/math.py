@@ -122,7 +122,9 @@ def _tf_min(a, b):
     return relax.op.where(relax.op.isnan(b), b, relax.op.where(relax.op.less(b, a), b, a))
 
 
-def _tf_relu(x, cap):
+def tf_relu(x, cap):
+    """TF's Relu / Relu6: NaN stays NaN (TVM's relu and clip are max / min, which drop it). Written as where(less)
+    (the CUDA pipeline inlines the bool; recom_tvm.backend.inline_predicates)."""
     if not _is_float(x):
         return relax.op.nn.relu(x) if cap is None else relax.op.clip(x, 0, int(cap))
     dt = str(x.ty.dtype)
@@ -265,7 +267,7 @@ def _binary_known(ctx, node, ins):
 # ---------------------------------------------------------------------------------------------- unary
 _UNARY = {
     "Neg": relax.op.negative, "Abs": relax.op.abs, "Exp": relax.op.exp, "Log": relax.op.log,
-    "Sqrt": relax.op.sqrt, "Rsqrt": relax.op.rsqrt, "Square": relax.op.square, "Relu": lambda x: _tf_relu(x, None),
+    "Sqrt": relax.op.sqrt, "Rsqrt": relax.op.rsqrt, "Square": relax.op.square, "Relu": lambda x: tf_relu(x, None),
     "Sigmoid": relax.op.sigmoid, "Tanh": relax.op.tanh, "Erf": relax.op.erf, "Floor": relax.op.floor,
     "Ceil": relax.op.ceil, "Sign": relax.op.sign, "LogicalNot": relax.op.logical_not,
     "Reciprocal": lambda x: relax.op.divide(relax.const(1.0, x.ty.dtype), x),
@@ -273,7 +275,7 @@ _UNARY = {
     "Log1p": lambda x: relax.op.log(relax.op.add(x, relax.const(1.0, x.ty.dtype))),
     "Softplus": lambda x: relax.op.log(relax.op.add(relax.op.exp(x), relax.const(1.0, x.ty.dtype))),
     "Softsign": lambda x: relax.op.divide(x, relax.op.add(relax.op.abs(x), relax.const(1.0, x.ty.dtype))),
-    "Relu6": lambda x: _tf_relu(x, 6.0),
+    "Relu6": lambda x: tf_relu(x, 6.0),
     "Elu": lambda x: relax.op.where(relax.op.greater(x, relax.const(0.0, x.ty.dtype)), x,
                                     relax.op.subtract(relax.op.exp(x), relax.const(1.0, x.ty.dtype))),
 }
