@@ -1,5 +1,6 @@
 """The request path from TF-style feeds on the GPU, step by step: host stage, host->device copy, kernels,
-device->host copy; 1 vs 8 threads; every answer checked against outputs computed on the build host.
+device->host copy; 1 vs 8 threads (and 8 with a one-thread host stage each); every answer checked against outputs
+computed on the build host.
 
     # build host (TVM compiler + TF): export the models (cached), build them for CUDA (weights left out: they are
     # generated from a seed on both sides), compute the reference outputs with the llvm build of the same module
@@ -271,12 +272,21 @@ def run(in_dir: str, out_dir: str | None, iters: int, per_thread: int) -> int:
                   f"{err:.1e} {'ok' if ok else 'MISMATCH'}", flush=True)
         one = threads_check(model, requests["threads"], 1, per_thread)
         eight = threads_check(model, requests["threads"], 8, per_thread)
-        mres["threads"] = {"batch": THREAD_BATCH, "one": one, "eight": eight,
-                           "speedup": round(eight["req_per_s"] / one["req_per_s"], 2)}
-        failures += sum(bool(x["mismatches"] or x["errors"]) for x in (one, eight))
+        wide = config.native_threads  # the same 8 serving threads, each request's host stage on its thread alone
+        config.native_threads = 1
+        try:
+            eight_single = threads_check(model, requests["threads"], 8, per_thread)
+        finally:
+            config.native_threads = wide
+        mres["threads"] = {"batch": THREAD_BATCH, "one": one, "eight": eight, "eight_native_threads_1": eight_single,
+                           "speedup": round(eight["req_per_s"] / one["req_per_s"], 2),
+                           "speedup_native_threads_1": round(eight_single["req_per_s"] / one["req_per_s"], 2)}
+        failures += sum(bool(x["mismatches"] or x["errors"]) for x in (one, eight, eight_single))
         print(f"threads (B = {THREAD_BATCH}): 1 thread {one['req_per_s']:.0f} req/s, 8 threads "
-              f"{eight['req_per_s']:.0f} req/s ({mres['threads']['speedup']}x); mismatches {one['mismatches']} / "
-              f"{eight['mismatches']}, errors {one['errors'] or 0} / {eight['errors'] or 0}", flush=True)
+              f"{eight['req_per_s']:.0f} req/s ({mres['threads']['speedup']}x), 8 threads with native_threads 1 "
+              f"{eight_single['req_per_s']:.0f} req/s ({mres['threads']['speedup_native_threads_1']}x); "
+              f"mismatches {one['mismatches']} / {eight['mismatches']} / {eight_single['mismatches']}, errors "
+              f"{one['errors'] or 0} / {eight['errors'] or 0} / {eight_single['errors'] or 0}", flush=True)
         results["models"][m] = mres
         if out_dir:  # after each model: a run cut short keeps what it measured
             write_json(out_dir, "request_path_gpu.json", results)
