@@ -45,6 +45,8 @@ def dense_tail_pass(target: tvm.target.Target, resolve: Callable | None = None) 
             except Exception as err:  # noqa: BLE001 - a layer we cannot schedule keeps TVM's default
                 config.log(f"dense layer {gv.name_hint} (K={layer.k}, N={layer.n}) keeps TVM's default "
                            f"schedule: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
+        config.log(f"dense tail ({kind}): {len(updates)} layer(s) scheduled"
+                   + (f": {', '.join(sorted(gv.name_hint for gv in updates))}" if updates else ""))
         if not updates:
             return mod
         mod = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
