@@ -248,10 +248,13 @@ def test_keyed_jagged_requests(compiled):
         assert str(got.value) == str(exp.value), what
 
 
-def test_threads_on_the_native_path(compiled, monkeypatch):
-    """8 threads, each with its own VM and staging buffer from the pool, native host stage in parallel: the
-    single-threaded answers bit for bit, no refusal."""
+@pytest.mark.parametrize("parallel_min", [0, 1 << 40])
+def test_threads_on_the_native_path(compiled, monkeypatch, parallel_min):
+    """8 threads, each with its own VM and staging buffer from the pool, native host stage in parallel (every
+    request on the host stage's thread pool, or each on its serving thread alone: config.native_parallel_min):
+    the single-threaded answers bit for bit, no refusal."""
     monkeypatch.setattr(config, "native_threads", 2)
+    monkeypatch.setattr(config, "native_parallel_min", parallel_min)
     c = compiled(DEMO, optimized=True)
     native = c.model.native_host()
     requests = [DEMO.sample(1 + 11 * k % 200, rng=50 + k) for k in range(24)]

@@ -30,7 +30,17 @@ from ..strings import from_buffer
 from .program import DTYPE, NUMPY, PARTS, Program, compile_program
 
 _LIBS: dict[str, object] = {}
-_THREADS: dict[int, int] = {}  # threads per request set in each loaded library
+_THREADS: dict[int, tuple] = {}  # (threads per request, parallel minimum) set in each loaded library
+
+
+def _set_threads(lib) -> None:
+    want = (config.native_threads, config.native_parallel_min)
+    if _THREADS.get(id(lib)) != want:
+        try:
+            lib.set_threads(*want)
+        except TypeError:  # a library built before the parallel minimum: every request uses the pool
+            lib.set_threads(want[0])
+        _THREADS[id(lib)] = want
 _LOCK = threading.Lock()
 
 
@@ -81,18 +91,14 @@ class NativeHost:
         -> ([(byte offset, shape)] per module argument (offset -1: a shape argument, its values in `shape`),
         bytes written), or None when the core refused the request (run the reference then)."""
         lib = self.lib
-        if _THREADS.get(id(lib)) != config.native_threads:
-            lib.set_threads(config.native_threads)
-            _THREADS[id(lib)] = config.native_threads
+        _set_threads(lib)
         st = lib.run(ctx, feeds, config.max_batch, config.max_request_elements)
         return self._drive(ctx, st, destination)
 
     def request_kjt(self, ctx, kjt, destination) -> tuple[list, int] | None:
         """request() for a KeyedJagged request (runtime/keyed_jagged.py), read in place."""
         lib = self.lib
-        if _THREADS.get(id(lib)) != config.native_threads:
-            lib.set_threads(config.native_threads)
-            _THREADS[id(lib)] = config.native_threads
+        _set_threads(lib)
         order = self._key_orders.get(kjt.keys)
         if order is None:
             index = {f["name"]: i for i, f in enumerate(self.spec.features)}

@@ -560,6 +560,14 @@ static PyObject *status(ctx_state *cs, int rc) {
 
 static PyObject *resume_run(ctx_state *cs) {
   int rc;
+  const rh_program *p = cs->c->prog;
+  int64_t work = 0;  /* the request's input elements: small ones run on this thread alone (rh_pool.c) */
+  for (int f = 0; f < p->nfeat; f++)
+    for (int k = 0; k < p->feat_nparts[f]; k++) {
+      const rh_tensor *t = &cs->c->t[p->feat_part_slot[3 * f + k]];
+      if (t->set) work += t->size;
+    }
+  rh_set_request_work(work);
   Py_BEGIN_ALLOW_THREADS
   rc = rh_run(cs->c);
   Py_END_ALLOW_THREADS
@@ -841,6 +849,9 @@ static PyObject *run_kjt(PyObject *self, PyObject *args) {
   for (int dt = 1; dt < RH_NDTYPES; dt++)
     if (used[dt] != vcount[dt] && (used[dt] || vcount[dt]))
       return Py_BuildValue("(ss)", "refuse", "keyed-jagged: lengths do not add up to the values");
+  int64_t work = 0;  /* the request's values and lengths: small ones run on this thread alone (rh_pool.c) */
+  for (int dt = 1; dt < RH_NDTYPES; dt++) work += used[dt];
+  rh_set_request_work(work + nkeys * batch);
   int rc;
   Py_BEGIN_ALLOW_THREADS
   rh_parallel(kjt_task, &j, nkeys);
@@ -1149,12 +1160,15 @@ static PyObject *timings(PyObject *self, PyObject *args) {
                        (long long)ns[4], (long long)ns[5]);
 }
 
-/* set_threads(n): threads per request (the caller included) */
+/* set_threads(n[, parallel_min]): threads per request (the caller included); requests of fewer input elements
+ * than parallel_min run on their caller alone */
 static PyObject *set_threads(PyObject *self, PyObject *args) {
   (void)self;
   int n;
-  if (!PyArg_ParseTuple(args, "i", &n)) return NULL;
+  long long min_elements = 0;
+  if (!PyArg_ParseTuple(args, "i|L", &n, &min_elements)) return NULL;
   rh_set_threads(n);
+  rh_set_parallel_min(min_elements);
   Py_RETURN_NONE;
 }
 
