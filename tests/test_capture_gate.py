@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
+
 from recom_tvm.runtime.capture_gate import CaptureGate, capture_key_index
 from recom_tvm.runtime.spec import InputSpec
 
@@ -80,3 +82,27 @@ def test_capture_key_is_the_output_batch_among_the_arguments():
     assert capture_key_index(_spec(out, inputs)) == (2, 0)  # params skipped; a shape argument preferred
     assert capture_key_index(_spec([{"name": "s", "shape": ["7", "1"]}], inputs)) is None  # static batch
     assert capture_key_index(_spec([{"name": "s", "shape": ["N", "1"]}], inputs)) is None  # not an argument dim
+
+
+def test_a_new_slot_is_made_under_the_shared_gate(compiled, monkeypatch):
+    """A request's VM (its slot) is created while the gate is held shared: loading the module onto the device
+    during another thread's graph capture failed with cudaErrorStreamCaptureImplicit (8 threads on the H100)."""
+    import recom_tvm
+    from recom_tvm.models import zoo
+    from recom_tvm.runtime import compiled_model
+
+    c = compiled(zoo.demo(), optimized=True)
+    model = recom_tvm.build(c.mod, "llvm", c.params)  # a fresh pool: the first request makes its slot
+    gate = CaptureGate()
+    model._gate, model._gate_key = gate, capture_key_index(model.spec)  # as a CUDA-graph build gets
+    held = []
+
+    class Recording(compiled_model.Slot):
+        def __init__(self, *args, **kwargs) -> None:
+            held.append(gate._readers)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(compiled_model, "Slot", Recording)
+    feeds = zoo.demo().sample(3, rng=1)
+    np.testing.assert_allclose(model.run(feeds)["score"], c.ref(feeds), rtol=1e-5, atol=2e-5)
+    assert held == [1] and gate._readers == 0
