@@ -102,3 +102,32 @@ def _column_tables(spec, params, opt_mod) -> dict:
     cols = {c.name.replace("_bucketized_embedding", "").replace("_embedding", ""): c
             for c in identify_columns(opt_mod)}
     return {c.name: params[cols[c.name].table] for c in spec.columns if c.kind != "numeric"}
+
+
+def test_tail_reference_tells_equal_biases_apart():
+    """Two top layers of one width (256: constants that large become parameters, frontend.context.
+    PARAM_MIN_ELEMENTS): their zero-initialised biases are equal constants, each its own parameter.
+    The reference's tail program names each by its own parameter (matching by content alone gave the second
+    layer the first's bias, and the GPU benchmark's reference disagreed with the model once random weights were
+    set: model E on the H100), and with new weights it computes what the built model computes."""
+    import dataclasses
+
+    spec = dataclasses.replace(zoo.demo(), name="demo_equal_top", top_mlp=(256, 256))
+    paths = tf_export.export(spec)
+    sig = json.load(open(paths["signature"]))
+    mod, params, _ = recom_tvm.from_tensorflow(paths["pb"], signature=paths["signature"])
+    tail = reference.extract_tail(paths["pb"], embedding_output(paths["pb"]), sig["outputs"]["score"], params,
+                                  sig["inputs"])
+    bound = [s["param"] for s in tail["steps"] if s["op"] == "Param"]
+    assert len(bound) == len(set(bound)), bound  # no parameter stands for two constants
+    assert sum(p.endswith("BiasAdd") for p in bound) == 2, bound
+    opt = recom_tvm.optimize(mod)
+    model = recom_tvm.build(opt, "llvm", params)
+    rng = np.random.default_rng(5)
+    new = {n: (rng.normal(size=params[n].shape) * 0.3).astype(np.float32) for n in params}
+    model.set_params(new)
+    tables = _column_tables(spec, new, opt)
+    for batch in (1, 7):
+        feeds = spec.sample(batch, rng=batch)
+        exp = reference.eval_tail(tail, new, reference.embedding_stage(spec, tables, feeds), feeds)
+        np.testing.assert_allclose(model.run(feeds)["score"], exp, rtol=1e-4, atol=1e-5)

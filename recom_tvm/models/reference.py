@@ -192,6 +192,8 @@ def extract_tail(pb: str, start: str, output: str, params: dict, feeds: dict) ->
             arr = np.asarray(node.attrs["value"])
             match = [k for k, v in params.items() if v.shape == arr.shape and v.dtype == arr.dtype
                      and not is_virtual_zeros(v) and np.array_equal(v, arr)]
+            if len(match) > 1:  # equal constants (two zero-initialised biases of one width): by name
+                match = _by_name(match, name, [n for n in order if name in (s for s, _ in g.nodes[n].inputs)])
             if match:
                 steps.append({"op": "Param", "out": name, "ins": [], "param": match[0]})
             else:
@@ -205,6 +207,23 @@ def extract_tail(pb: str, start: str, output: str, params: dict, feeds: dict) ->
             raise ValueError(f"the dense tail holds {node.op} ({name}); the reference evaluates only "
                              f"{', '.join(TAIL_OPS)}")
     return {"steps": steps, "consts": consts, "output": parse_tensor_name(output)[0]}
+
+
+def _by_name(params: list[str], const: str, consumers: list[str]) -> list[str]:
+    """The parameter the importer made of `const`, among parameters of equal content: it names a parameter after
+    the op reading the constant (frontend.context._var_name: `model/dense_2/BiasAdd` -> model_dense_2_BiasAdd),
+    a prefix of the constant's own name here (`model/dense_2/BiasAdd/ReadVariableOp/resource`). Matching by content alone gave the second of two zero biases the first's
+    parameter, and the reference the wrong bias once the benchmarks set random weights."""
+    import re
+
+    names = {re.sub(r"\W", "_", n) for n in [const, *consumers]}  # ".../BiasAdd/ReadVariableOp/resource"
+    named = [p for p in params if any(n == p or n.startswith(p + "_") for n in names)]
+    longest = max(map(len, named), default=0)
+    named = [p for p in named if len(p) == longest]
+    if len(named) != 1:
+        raise ValueError(f"the dense tail's constant {const!r} equals the parameters {params[:4]} and none is "
+                         f"named after it or its consumers {consumers[:3]}")
+    return named
 
 
 LEAF_STEPS = ("Start", "Feed", "Param", "Const")
