@@ -1,7 +1,7 @@
 """Tune the fused embedding kernel of full-size models E and F in offline rounds (the GPU node has no compiler).
 
     # host: next round's candidates for each model (round 1 also measures the default schedule)
-    python benchmarks/tune_models.py export --round-dir .device/tune_r1 [--models e,f] [--per-task 40]
+    python benchmarks/tune_models.py export --round-dir .device/tune_r1 [--models e,f] [--per-task 40] [--dense-only]
     # GPU node (TVM runtime only):
     python benchmarks/tune_models.py measure --round-dir .device/tune_r1 --out $OUT
     # host: commit the timings (databases in benchmarks/tuning/<model>/), print the summary
@@ -32,7 +32,8 @@ def work_dir(m: str) -> str:
     return os.path.join(TUNING, f"model_{m}")
 
 
-def export(round_dir: str, models: list[str], per_task: int, rows: int, arch: str, carry_packed: bool) -> None:
+def export(round_dir: str, models: list[str], per_task: int, rows: int, arch: str, carry_packed: bool,
+           dense_only: bool = False) -> None:
     import recom_tvm
     from full_models import optimized
     from recom_tvm.schedules import offline
@@ -41,7 +42,7 @@ def export(round_dir: str, models: list[str], per_task: int, rows: int, arch: st
     for m in models:
         opt, _, _ = optimized(m, rows, "e2e")
         offline.export_round(opt, "cuda", work_dir(m), os.path.join(round_dir, m), per_task=per_task,
-                             batches=BATCHES, carry_packed=carry_packed)
+                             batches=BATCHES, carry_packed=carry_packed, fused=not dense_only)
 
 
 def final(round_dir: str, models: list[str], rows: int, arch: str) -> None:
@@ -155,12 +156,13 @@ def main() -> int:
     p.add_argument("--rows", type=int, default=1 << 23)
     p.add_argument("--arch", default="sm_90")
     p.add_argument("--carry-packed", action="store_true", help="export: write the requests too (see offline)")
+    p.add_argument("--dense-only", action="store_true", help="export: the MLP's layers alone (no fused-kernel tasks)")
     p.add_argument("--number", type=int, default=20)
     p.add_argument("--repeat", type=int, default=5)
     a = p.parse_args()
     models = a.models.split(",")
     if a.mode == "export":
-        export(a.round_dir, models, a.per_task, a.rows, a.arch, a.carry_packed)
+        export(a.round_dir, models, a.per_task, a.rows, a.arch, a.carry_packed, a.dense_only)
     elif a.mode == "report":
         print(report(a.results, models))
     elif a.mode == "final":

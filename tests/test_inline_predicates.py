@@ -116,3 +116,15 @@ def test_imported_mlp_is_scheduled_by_the_dense_tail_on_cuda(compiled):
     without = [p for p in passes if p.info.name != "recom_tvm.InlineBoolIntermediates"]
     assert len(without) == len(passes) - 1
     assert len(scheduled(without)) == 1  # only the sigmoid layer: the regression this pass fixes
+
+
+def test_tuning_finds_the_imported_layers_on_cuda(compiled):
+    """The tuner's view of the layers (dense_space.dense_layers: what `recom_tvm.tune` and offline rounds make
+    tasks of) is the build pipeline's: all four of the imported demo's layers, under the keys the build looks up.
+    Its own copy of the passes once lacked the inlining, and an imported MLP had no dense task at all."""
+    from recom_tvm.schedules.dense_space import dense_layers
+
+    c = compiled(zoo.demo(), optimized=True)
+    target = make_target("cuda")
+    layers = dense_layers(c.mod, target, 32)
+    assert len(layers) == 4, [k for k, _ in layers]

@@ -69,16 +69,18 @@ class DenseTask:
 
 
 def _lowered_layers(mod: tvm.IRModule, target: tvm.target.Target) -> dict[str, tvm.tirx.PrimFunc]:
-    """{name: function} of the dense layers in `mod` after the build pipeline's passes up to the dense tail's."""
+    """{name: function} of the dense layers in `mod` after the build pipeline's passes up to the dense tail's
+    (the pipeline's own list on CUDA: a copy of it once missed the inlining of TF's Relu, and the tuner found no
+    layer in an imported MLP)."""
     from tvm import relax
 
+    from ..backend.pipeline import cuda_legalize_passes
     from ..ops import LegalizeRecomOps
 
     with target:
         lowered = LegalizeRecomOps(None)(mod)
         if target.kind.name == "cuda":
-            passes = [relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),
-                      relax.transform.FoldConstant(), relax.transform.FuseOps(), relax.transform.FuseTIR()]
+            passes = cuda_legalize_passes(target, dense=False, default_schedule=False)
         else:
             passes = [relax.transform.LegalizeOps()]
         lowered = tvm.transform.Sequential(passes)(lowered)

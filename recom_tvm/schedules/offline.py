@@ -61,8 +61,9 @@ def trained_cost_model(db, tasks, contexts, target, kind: str = "fused") -> ms.c
 
 def export_round(mod: tvm.IRModule, target, work_dir: str, out_dir: str, per_task: int = 32,
                  batches=DEFAULT_BATCHES, feeds=None, seed: int = 0, dist: Distribution = Distribution(),
-                 carry_packed: bool = False, dense: bool = True) -> str:
+                 carry_packed: bool = False, dense: bool = True, fused: bool = True) -> str:
     """Write the next round's candidates of every task to out_dir (libraries + manifest); -> manifest path.
+    fused=False: the dense layers' tasks alone (a round for an MLP that has not been tuned yet).
 
     per_task: searched candidates per task (the first round measures the default schedule besides).
     carry_packed: also write synthetic requests (the GPU node regenerates them; this is the fallback should its
@@ -70,7 +71,7 @@ def export_round(mod: tvm.IRModule, target, work_dir: str, out_dir: str, per_tas
     from ..build_module import make_target
 
     target = make_target(target)
-    tasks = all_tasks(mod, target, batches, feeds, seed, dist, dense)
+    tasks = all_tasks(mod, target, batches, feeds, seed, dist, dense, fused)
     db = open_database(work_dir)
     log = TrialLog(work_dir)
     done = {}
@@ -228,8 +229,10 @@ def config_of_trace(task, trace_json):
     return candidate_config(sch.mod)
 
 
-def all_tasks(mod: tvm.IRModule, target, batches, feeds, seed: int, dist: Distribution, dense: bool) -> list:
-    """The fused kernel's tasks (if the module has one) and, with dense, its dense layers' tasks."""
+def all_tasks(mod: tvm.IRModule, target, batches, feeds, seed: int, dist: Distribution, dense: bool,
+              fused: bool = True) -> list:
+    """The fused kernel's tasks (if the module has one and fused is on) and, with dense, its dense layers'
+    tasks."""
     tasks = extract_tasks(mod, target, batches, feeds=feeds, seed=seed, dist=dist) \
-        if find_fused_call(mod) is not None or not dense else []
+        if fused and (find_fused_call(mod) is not None or not dense) else []
     return tasks + (extract_dense_tasks(mod, target, batches) if dense else [])
