@@ -31,10 +31,14 @@
 # hash          15.2    string hashing on the device (config.device_hash) vs the host hash: demo, mixed-100,
 #                       weighted_mix, example_mix (tf.Examples), 3 corpus graphs at B = 1 / 32 / 2048: same outputs bit for
 #                       bit, TF's, the hash kernel's ids bit-exact on the runtime's packed input; prepare()/run() times
+# dense_tune    15.5    a tuning round of E's MLP layers alone (tune_models.py export --dense-only: 11 candidates
+#                       per layer and batch, B = 32 / 256 / 2,048); after the run, on the build host:
+#                       python benchmarks/tune_models.py import --round-dir .device/backlog/dense_tune/round \
+#                         --results <the run's dense_tune.tgz, unpacked> --models e   (records in benchmarks/tuning)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${GPU_BACKLOG_DIR:-.device/backlog}  # (another folder: a dry run of the device side on this host, built with --target llvm)
-CALLS="corpus graphs request device_e2e compact suite hash kernels"
+CALLS="corpus graphs request device_e2e compact suite hash kernels dense_tune"
 SUITE_MODELS=${SUITE_MODELS:-e,mixed100,mixed1000,sweep30,sweep300,sweep2000}
 
 prepare_one() {
@@ -52,6 +56,7 @@ prepare_one() {
                --schedules 2 --compact 1 ;;
     suite) python benchmarks/suite.py host --dir "$d/suite" --models "$SUITE_MODELS" ;;
     hash) python benchmarks/gpu_device_hash.py prepare --dir "$d/dh" ;;
+    dense_tune) python benchmarks/tune_models.py export --round-dir "$d/round" --models e --per-task 10 --dense-only ;;
     kernels) python benchmarks/request_path_gpu.py prepare --dir "$d/e" --models e --batches 32,2048
              RECOM_TVM_DENSE_TAIL=off python benchmarks/request_path_gpu.py prepare --dir "$d/e_dlight" --models e --batches 32
              RECOM_TVM_DEVICE_HASH=off python benchmarks/request_path_gpu.py prepare --dir "$d/e_host_hash" --models e --batches 32
@@ -102,6 +107,8 @@ run_one() {
            echo "suite rc=$?"; grep -v '^\s*$' "$o/suite.log" | tail -40 ;;
     hash) timeout 540 python3 benchmarks/gpu_device_hash.py run --dir "$d/dh" --out "$o" > "$o/hash.log" 2>&1
           echo "device hash rc=$?"; grep -v '^\s*$' "$o/hash.log" | tail -30 ;;
+    dense_tune) timeout 300 python3 benchmarks/tune_models.py measure --round-dir "$d/round" --out "$o" > "$o/measure.log" 2>&1
+                echo "dense tuning round rc=$?"; tail -20 "$o/measure.log" ;;
     kernels) OUT=$o timeout 300 python3 benchmarks/request_kernels_gpu.py "$d/e" "$d/e_dlight" "$d/e_host_hash" \
                "$d/mixed100" > "$o/kernels.log" 2>&1
              echo "request kernels rc=$?"; grep -v '^\s*$' "$o/kernels.log" | grep -v Warning | tail -30 ;;
