@@ -90,6 +90,7 @@ def concurrency(model, spec, threads: int = 8, per_thread: int = 1000) -> dict:
 
 
 def memory(model, spec, runs: int, every: int = 1000) -> dict:
+    every = max(1, min(every, runs // 2))  # at least two samples: growth is measured between the first and last
     rng = np.random.default_rng(0)
     samples = []
     t0 = time.perf_counter()
