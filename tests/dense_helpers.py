@@ -7,11 +7,10 @@ import re
 
 import numpy as np
 import tvm
-from tvm import relax
 
-from recom_tvm.backend.inline_predicates import InlineBoolIntermediates
+from recom_tvm.build_module import make_target
 from recom_tvm.models.mlp import relax_mlp
-from recom_tvm.schedules.dense_tail import match_dense
+from recom_tvm.schedules.dense_space import lowered_layers
 
 
 def mlp_module(k: int, layers: tuple[int, ...], seed: int = 0) -> tvm.IRModule:
@@ -19,12 +18,9 @@ def mlp_module(k: int, layers: tuple[int, ...], seed: int = 0) -> tvm.IRModule:
 
 
 def fused_layers(mod: tvm.IRModule) -> dict[str, tvm.tirx.PrimFunc]:
-    """{name: layer} after TVM's legalization and fusion and the bool intermediates inlined (what the CUDA
-    pipeline schedules)."""
-    mod = tvm.transform.Sequential([relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),
-                                    relax.transform.FoldConstant(), relax.transform.FuseOps(),
-                                    relax.transform.FuseTIR(), InlineBoolIntermediates()])(mod)
-    return {gv.name_hint: f for gv, f in mod.functions_items() if match_dense(f) is not None}
+    """{name: layer} as the CUDA pipeline makes them (legalized, fused, bool intermediates inlined): what it
+    schedules."""
+    return lowered_layers(mod, make_target("cuda"))
 
 
 def emulate(func: tvm.tirx.PrimFunc) -> tvm.IRModule:

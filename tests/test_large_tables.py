@@ -86,13 +86,19 @@ def test_full_model_with_generated_weights_matches_numpy_tail(tmp_path):
     emb = reference.embedding_stage(zoo.demo(), small_tables, feeds)
     np.testing.assert_allclose(reference.eval_tail(tail, small_params, emb, feeds), tf_ref(feeds), atol=2e-5)
 
+    _assert_tail_with_new_weights(spec, mod, params, tail, seed=3, scale=0.1, batches=(1, 50))
+
+
+def _assert_tail_with_new_weights(spec, mod, params, tail, seed: int, scale: float, batches) -> None:
+    """The optimized model built for llvm, every parameter set to new random values: its score at each batch is
+    the reference's (embedding stage + tail program) on the same values."""
     opt = recom_tvm.optimize(mod)
     model = recom_tvm.build(opt, "llvm", params)
-    rng = np.random.default_rng(3)
-    new = {n: rng.normal(size=params[n].shape).astype(np.float32) * 0.1 for n in params}
+    rng = np.random.default_rng(seed)
+    new = {n: (rng.normal(size=params[n].shape) * scale).astype(np.float32) for n in params}
     model.set_params(new)
     tables = _column_tables(spec, new, opt)
-    for batch in (1, 50):
+    for batch in batches:
         feeds = spec.sample(batch, rng=batch)
         exp = reference.eval_tail(tail, new, reference.embedding_stage(spec, tables, feeds), feeds)
         np.testing.assert_allclose(model.run(feeds)["score"], exp, rtol=1e-4, atol=1e-5)
@@ -121,13 +127,4 @@ def test_tail_reference_tells_equal_biases_apart():
     bound = [s["param"] for s in tail["steps"] if s["op"] == "Param"]
     assert len(bound) == len(set(bound)), bound  # no parameter stands for two constants
     assert sum(p.endswith("BiasAdd") for p in bound) == 2, bound
-    opt = recom_tvm.optimize(mod)
-    model = recom_tvm.build(opt, "llvm", params)
-    rng = np.random.default_rng(5)
-    new = {n: (rng.normal(size=params[n].shape) * 0.3).astype(np.float32) for n in params}
-    model.set_params(new)
-    tables = _column_tables(spec, new, opt)
-    for batch in (1, 7):
-        feeds = spec.sample(batch, rng=batch)
-        exp = reference.eval_tail(tail, new, reference.embedding_stage(spec, tables, feeds), feeds)
-        np.testing.assert_allclose(model.run(feeds)["score"], exp, rtol=1e-4, atol=1e-5)
+    _assert_tail_with_new_weights(spec, mod, params, tail, seed=5, scale=0.3, batches=(1, 7))

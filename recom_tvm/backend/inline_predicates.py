@@ -19,6 +19,8 @@ import tvm_ffi
 from tvm import tirx
 from tvm.s_tir import Schedule, ScheduleError
 
+from ..ir_module import map_functions
+
 SKIP_ATTRS = ("tirx.is_scheduled", "recom_tvm.fused")
 
 
@@ -65,15 +67,4 @@ class InlineBoolIntermediates:
     """Every PrimFunc of the module through `inline_bool_intermediates` (before the dense tail and dlight)."""
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        updates = {}
-        for gv, func in mod.functions_items():
-            if isinstance(func, tirx.PrimFunc):
-                new = inline_bool_intermediates(func)
-                if not new.same_as(func):
-                    updates[gv] = new
-        if not updates:
-            return mod
-        mod = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
-        for gv, func in updates.items():
-            mod[gv] = func
-        return mod
+        return map_functions(mod, tirx.PrimFunc, inline_bool_intermediates)

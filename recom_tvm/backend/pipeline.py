@@ -19,6 +19,7 @@ import tvm
 from tvm import relax
 
 from .. import config
+from ..ir_module import replace_functions
 from .cuda_graph import graph_variant_pass
 from .host_calls import FenceHostCalls
 from .inline_predicates import InlineBoolIntermediates
@@ -47,12 +48,7 @@ def dense_tail_pass(target: tvm.target.Target, resolve: Callable | None = None) 
                            f"schedule: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
         config.log(f"dense tail ({kind}): {len(updates)} layer(s) scheduled"
                    + (f": {', '.join(sorted(gv.name_hint for gv in updates))}" if updates else ""))
-        if not updates:
-            return mod
-        mod = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
-        for gv, func in updates.items():
-            mod[gv] = func
-        return mod
+        return replace_functions(mod, updates)
 
     return _pass
 

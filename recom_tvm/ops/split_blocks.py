@@ -11,6 +11,8 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
+from ..ir_module import map_functions
+
 
 @relax.expr_functor.mutator
 class _Remap(relax.PyExprMutator):
@@ -97,15 +99,4 @@ class SplitDataflowAtSizes:
     """Run before TVM's pipeline (FuseOps) in build; a module without run-time sizes is returned unchanged."""
 
     def transform_module(self, mod: tvm.IRModule, _ctx) -> tvm.IRModule:
-        updates = {}
-        for gv, func in mod.functions_items():
-            if isinstance(func, relax.Function):
-                new = split_function(func)
-                if not new.same_as(func):
-                    updates[gv] = new
-        if not updates:
-            return mod
-        out = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
-        for gv, func in updates.items():
-            out[gv] = func
-        return out
+        return map_functions(mod, relax.Function, split_function)

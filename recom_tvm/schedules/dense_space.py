@@ -68,7 +68,7 @@ class DenseTask:
                 for a in ArgInfo.from_prim_func(self.mod["main"])]
 
 
-def _lowered_layers(mod: tvm.IRModule, target: tvm.target.Target) -> dict[str, tvm.tirx.PrimFunc]:
+def lowered_layers(mod: tvm.IRModule, target: tvm.target.Target) -> dict[str, tvm.tirx.PrimFunc]:
     """{name: function} of the dense layers in `mod` after the build pipeline's passes up to the dense tail's
     (the pipeline's own list on CUDA: a copy of it once missed the inlining of TF's Relu, and the tuner found no
     layer in an imported MLP)."""
@@ -93,7 +93,7 @@ def dense_layers(mod: tvm.IRModule, target: tvm.target.Target, batch: int | None
     from ..backend.cuda_graph import batch_symbol
     from .tasks import target_tag
 
-    symbolic = _lowered_layers(mod, target)
+    symbolic = lowered_layers(mod, target)
     fixed = symbolic
     if batch is not None:
         sym = batch_symbol(mod["main"])
@@ -101,7 +101,7 @@ def dense_layers(mod: tvm.IRModule, target: tvm.target.Target, batch: int | None
             from tvm import relax
 
             bound = relax.transform.BindSymbolicVars({sym.name: int(batch)}, func_name="main")(mod)
-            fixed = _lowered_layers(bound, target)
+            fixed = lowered_layers(bound, target)
     out, seen = [], set()
     tag = target_tag(target)
     for name in sorted(symbolic):
