@@ -3,7 +3,7 @@
     ncu --clock-control none --kernel-name regex:cand --metrics dram__bytes_read.sum,... \\
         python3 benchmarks/profile_kernel.py ROUND_DIR/e fused_..._B2048 cand_0 cand_6
 
-The task's request is regenerated as runtime.measure does; each candidate runs twice (the second is the one to
+The task's request is regenerated as runtime.measure does (a dense-layer task runs on random inputs); each candidate runs twice (the second is the one to
 read: warm instruction cache and TLB, like serving). The task may be given by its batch suffix (B2048), and in
 rounds of benchmarks/compact_kernels.py candidates by label (default, tuned, stage_meta, all, ...).
 """
@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv=None) -> int:
-    from recom_tvm.runtime.measure import _device, load_task
+    from recom_tvm.runtime.measure import _device, load_dense_task, load_task
 
     round_dir, task_name, *funcs = argv or sys.argv[1:]
     with open(os.path.join(round_dir, "manifest.json")) as f:
@@ -32,7 +32,12 @@ def main(argv=None) -> int:
         funcs = [f if f.startswith("cand_") else f"cand_{labels.index(f)}" for f in funcs if f.startswith("cand_")
                  or f in labels]
     dev = _device(manifest["device_type"])
-    args, tables, out, lib, keep = load_task(round_dir, manifest, task_name, dev)
+    task = manifest["tasks"][task_name]
+    if task.get("kind") == "dense":  # a dense layer: random inputs of its shapes
+        ins, out, lib, keep = load_dense_task(round_dir, task, dev)
+        args, tables = ins[:-1], ins[-1]
+    else:
+        args, tables, out, lib, keep = load_task(round_dir, manifest, task_name, dev)
     for fn in funcs:
         for _ in range(2):
             lib[fn](*args, tables, out)

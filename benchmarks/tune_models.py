@@ -6,6 +6,8 @@
     python benchmarks/tune_models.py measure --round-dir .device/tune_r1 --out $OUT
     # host: commit the timings (databases in benchmarks/tuning/<model>/), print the summary
     python benchmarks/tune_models.py import --round-dir .device/tune_r1 --results $OUT
+    # or a round of gemv grid points per dense layer (not searched), imported with the same --batches:
+    python benchmarks/tune_models.py dense-grid --round-dir .device/dense_grid --models e --batches 1,32,256
     # after the last round: the default and the best schedule per task, to measure side by side in one run
     python benchmarks/tune_models.py final --round-dir .device/tune_final
 
@@ -45,6 +47,42 @@ def export(round_dir: str, models: list[str], per_task: int, rows: int, arch: st
                              batches=BATCHES, carry_packed=carry_packed, fused=not dense_only)
 
 
+def dense_grid(layer, batch: int, per_task: int, seed: int = 0) -> list:
+    """Gemv configs for one dense layer at one batch: a grid around the configs that won on an H100 (vector loads
+    of 4 columns, 8 K steps unrolled; rows, columns and K threads varied; small batches also scalar loads and fewer
+    rows), those the layer can run; more than `per_task` of them: that many drawn at random."""
+    import itertools
+    import random
+
+    from recom_tvm.schedules.dense_tail import DenseConfig, check_config, fit
+
+    if batch <= 4:
+        axes = ((1, 2, 4), (4, 8), (1, 2, 4), (16, 32, 64), (4, 8))
+    else:
+        axes = ((4, 8, 16), (4, 8, 16), (4,), (16, 32, 64), (4, 8))
+    grid = []
+    for r, tn, vec, tk, unroll in itertools.product(*axes):
+        cfg = DenseConfig("gemv", rows=r, threads_n=tn, vec=vec, threads_k=tk, unroll=unroll)
+        if check_config(fit(cfg, layer), layer) is None:
+            grid.append(cfg)
+    if len(grid) > per_task:
+        grid = random.Random(seed + batch + layer.k + layer.n).sample(grid, per_task)
+    return grid
+
+
+def dense_configs(round_dir: str, models: list[str], per_task: int, rows: int, arch: str, batches) -> None:
+    """A round of gemv grid points per layer and batch (not searched; import it like any round)."""
+    import recom_tvm
+    from full_models import optimized
+    from recom_tvm.schedules import offline
+
+    recom_tvm.config.cuda_arch = arch
+    for m in models:
+        opt, _, _ = optimized(m, rows, "e2e")
+        offline.export_dense_configs(opt, "cuda", work_dir(m), os.path.join(round_dir, m),
+                                     lambda layer, b: dense_grid(layer, b, per_task), batches)
+
+
 def final(round_dir: str, models: list[str], rows: int, arch: str) -> None:
     """The default and the best schedule of every task in one library per task: measured side by side (one run)."""
     import recom_tvm
@@ -81,7 +119,8 @@ def measure(round_dir: str, out_dir: str, number: int, repeat: int) -> int:
     return 0
 
 
-def import_results(round_dir: str, results_dir: str, models: list[str], rows: int, arch: str) -> None:
+def import_results(round_dir: str, results_dir: str, models: list[str], rows: int, arch: str,
+                   batches=BATCHES) -> None:
     import shutil
 
     import recom_tvm
@@ -99,7 +138,7 @@ def import_results(round_dir: str, results_dir: str, models: list[str], rows: in
         dst = os.path.join(round_dir, m, "results.json")
         shutil.copyfile(src, dst)
         opt, _, _ = optimized(m, rows, "e2e")
-        offline.import_round(opt, "cuda", work_dir(m), dst, batches=BATCHES)
+        offline.import_round(opt, "cuda", work_dir(m), dst, batches=batches)
         for row in summarize(work_dir(m), extract_tasks(opt, "cuda", BATCHES))["tasks"]:
             print(f"model {m}: {format_row(row)}")
 
@@ -147,7 +186,7 @@ def report(final_results: str | None, models: list[str]) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["export", "measure", "import", "final", "report"])
+    p.add_argument("mode", choices=["export", "dense-grid", "measure", "import", "final", "report"])
     p.add_argument("--round-dir", required=True)
     p.add_argument("--out", default=os.environ.get("OUT", "."), help="measure: where results go")
     p.add_argument("--results", default=None, help="import: the measure step's --out")
@@ -157,12 +196,16 @@ def main() -> int:
     p.add_argument("--arch", default="sm_90")
     p.add_argument("--carry-packed", action="store_true", help="export: write the requests too (see offline)")
     p.add_argument("--dense-only", action="store_true", help="export: the MLP's layers alone (no fused-kernel tasks)")
+    p.add_argument("--batches", default=None, help="dense-grid (default 1,32,256) and its import: the tasks' batches")
     p.add_argument("--number", type=int, default=20)
     p.add_argument("--repeat", type=int, default=5)
     a = p.parse_args()
     models = a.models.split(",")
+    batches = tuple(int(b) for b in a.batches.split(",")) if a.batches else None
     if a.mode == "export":
         export(a.round_dir, models, a.per_task, a.rows, a.arch, a.carry_packed, a.dense_only)
+    elif a.mode == "dense-grid":
+        dense_configs(a.round_dir, models, a.per_task, a.rows, a.arch, batches or (1, 32, 256))
     elif a.mode == "report":
         print(report(a.results, models))
     elif a.mode == "final":
@@ -170,7 +213,7 @@ def main() -> int:
     elif a.mode == "measure":
         return measure(a.round_dir, a.out, a.number, a.repeat)
     else:
-        import_results(a.round_dir, a.results or a.out, models, a.rows, a.arch)
+        import_results(a.round_dir, a.results or a.out, models, a.rows, a.arch, batches or BATCHES)
     return 0
 
 

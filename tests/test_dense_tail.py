@@ -110,7 +110,7 @@ def test_cuda_schedules_compute_the_same_emulated():
         _assert_same(func, build_layer(emulate(schedule_buckets(func, buckets, cuda)), CPU), f"{name} buckets")
 
 
-EDGE_BATCHES = (1, 2, 4, 5, 7, 32, 33, 64, 65, 512)  # both sides of every default bucket edge (llvm: 1; CUDA: 4, 64)
+EDGE_BATCHES = (1, 2, 4, 5, 7, 16, 17, 32, 33, 512)  # both sides of every default bucket edge (llvm: 1; CUDA: 4, 16)
 
 
 def _numpy_mlp(x: np.ndarray, ws: list[np.ndarray], layers: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -138,9 +138,9 @@ def test_llvm_mlp_matches_numpy_at_every_bucket_edge():
 
 
 def test_cuda_default_buckets_at_their_edges_emulated():
-    """CUDA_DEFAULT's gemv buckets (B <= 4, B <= 64) dispatched by batch inside one function, run serially at
-    each edge and beyond (the matmul bucket above 64 is dlight's: checked on the GPU), against the unscheduled
-    layer and numpy."""
+    """CUDA_DEFAULT's gemv buckets (B <= 4, B <= 16, the rest) dispatched by batch inside one function, run
+    serially at each edge and beyond (several row blocks of every bucket), against the unscheduled layer and
+    numpy; a "matmul" bucket (dlight's, in the tuning space) is checked on the GPU."""
     cuda = make_target("cuda")
     func = fused_layers(MLP)["fused_matmul_add_less_where"]  # the first layer: K = 300 (no split divides it), N = 64
     gemv_only = tuple((lim, cfg) for lim, cfg in CUDA_DEFAULT if cfg.rule == "gemv")
@@ -149,7 +149,7 @@ def test_cuda_default_buckets_at_their_edges_emulated():
     assert [p.name for p in func.params] == ["x", "w0", "param_0", "param_1", "T_where_intermediate"]
     lib = build_layer(emulate(schedule_buckets(func, buckets, cuda)), CPU)
     ref = _reference(func)
-    for b in (1, 4, 5, 7, 32, 33, 64, 65):
+    for b in (1, 4, 5, 7, 16, 17, 33, 65):
         got = run_layer(lib, func, b, seed=b)
         np.testing.assert_allclose(got, run_layer(ref, func, b, seed=b), rtol=2e-5, atol=2e-5, err_msg=f"B={b}")
         rng = np.random.default_rng(b)  # run_layer's inputs, drawn in the same order
@@ -177,6 +177,28 @@ def test_cuda_default_schedules_compile_with_one_kernel_per_bucket():
             (name, kernels)
     assert len(kernels) == len(CUDA_DEFAULT) * len(layers)
     assert "__shared__" in src  # the gemv buckets' partial sums
+
+
+@needs_nvcc
+def test_gemv_reads_a_threads_columns_of_w_as_one_vector():
+    """vec columns per thread are one LDG.64 / LDG.128 of w when N is a multiple of a block's columns (the H100's
+    grid: 3.8x on model E's 8,152 x 1,024 layer at B = 32 with vec = 4); other widths keep scalar loads."""
+    from recom_tvm.cuda_support import prepare_cuda_build
+
+    prepare_cuda_build()
+    cuda = make_target("cuda")
+    layers = fused_layers(MLP)  # N = 64, 16, 1
+    cfg = DenseConfig("gemv", rows=8, threads_n=8, vec=4, threads_k=32, unroll=8)
+
+    def source(name):
+        func = schedule(layers[name], cfg, cuda, 64).with_attr("global_symbol", "main")
+        with cuda:
+            return build_layer(func, cuda).imports[0].inspect_source()
+
+    assert re.search(r"\*\(float4\*\)\(w0_ptr", source("fused_matmul_add_less_where"))  # N = 64: 32 columns per block
+    assert re.search(r"\*\(float2\*\)\(w1_ptr", source("fused_matmul1_add1_less1_where1"))  # N = 16: fit -> vec 2
+    assert "float2" not in source("fused_matmul2_add2_tir_sigmoid") and "float4" not in \
+        source("fused_matmul2_add2_tir_sigmoid")  # N = 1
 
 
 def test_invalid_configs_are_rejected():

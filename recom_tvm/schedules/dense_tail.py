@@ -9,13 +9,14 @@ K in one block, which at small batches leaves most of the GPU idle (model E's fi
 Here each layer gets one schedule per batch bucket (`DenseConfig`), and `dispatch` joins them into one PrimFunc
 that branches on B on the host side of the kernel (one launch per call, like the fused embedding kernel):
 
-- "gemv" (CUDA, small batches): a block owns `rows` batch rows x `threads_n * vec` columns; `threads_n` threads
+- "gemv" (CUDA, every batch): a block owns `rows` batch rows x `threads_n * vec` columns; `threads_n` threads
   read adjacent columns of w (coalesced) and `threads_k` threads split K (interleaved rows), each keeping
   rows x vec partial sums in registers; the partial sums meet in shared memory, where each thread sums threads_k
-  of them for its outputs and applies the epilogue. Blocks along B (rows) and N keep the GPU busy at
-  B = 1..64 (split-K inside the block, no second kernel and no global workspace, so CUDA graphs capture it); w is
-  read once per row block.
-- "matmul" (CUDA, large batches): dlight's Matmul rule (shared-memory tiles), TVM's own default.
+  of them for its outputs and applies the epilogue. Blocks along B (rows) and N keep the GPU busy at small
+  batches (split-K inside the block, no second kernel and no global workspace, so CUDA graphs capture it); w is
+  read once per row block (from L2 after the first), a thread's vec columns as one vector load when N allows.
+- "matmul" (CUDA): dlight's Matmul rule (shared-memory tiles), TVM's own default; in the tuning space, no
+  longer a default (the gemv was faster on every layer and batch measured, up to B = 2,048).
 - "cpu" (llvm): register tiles of `rows` x `cols` outputs (cols a multiple of the vector width) over K blocks of
   `k_block`, vectorized along N, parallel over column tiles (tiles divide N and K: no predicate in the vector
   loop).
@@ -90,17 +91,18 @@ class DenseConfig:
         return {"rule": self.rule, **{n: getattr(self, n) for n in names}}
 
 
-# Defaults per target: ((max batch of the bucket or None for the rest, config), ...), chosen for the layers of
-# RECom's models (K up to 8,120, N 1 to 2,048) from the H200's shape (132 SMs, 50 MB L2); `fit` shrinks them to a
-# layer's N and K. At model E's first layer (K = 8,120, N = 1,024): B <= 4 runs 128 blocks of 256 threads, each
-# thread 4 rows x 1 column over 254 K steps; B <= 64 runs 64 x ceil(B / 8) blocks, each thread 8 rows x 2 columns
-# (w read once per 8 rows, from L2 after the first block; 16 K threads, not 32, from two row blocks on:
-# whole_final_sum); larger batches are compute-bound: dlight's tiles.
-# Not yet measured on a GPU: the tuning space (dense_space) holds these and their neighbours.
+# Defaults per target: ((max batch of the bucket or None for the rest, config), ...); `fit` shrinks them to a
+# layer's N and K. CUDA: the best on all three of model E's layers (8,152 -> 1,024, 1,024 -> 1,024, 1,024 -> 128)
+# in a grid of 35-108 gemv configs per batch, NVIDIA H100, 2026-12-05 (benchmarks/results/dense_grid_e_h100_*;
+# the three layers' sum, us): B = 1: 49 (the former default 94); B = 8: 66; B = 32: 112 (was 398, 368 of it the
+# big layer); B = 128: 137 (dlight's matmul 556); B = 512: 454 (702); B = 2,048: 1,692 (2,345). Every winner
+# loads 2 or 4 columns of w as one vector and unrolls 8 K steps (8 independent 8- or 16-byte loads in flight per
+# thread: the kernels are bound by load latency, ncu: 12% occupancy, stalls on L1TEX). The gemv beat dlight's
+# matmul at every batch measured, so it serves them all; "matmul" stays in the tuning space.
 CUDA_DEFAULT = (
-    (4, DenseConfig("gemv", rows=4, threads_n=8, vec=1, threads_k=32, unroll=4)),
-    (64, DenseConfig("gemv", rows=8, threads_n=8, vec=2, threads_k=32, unroll=4)),
-    (None, DenseConfig("matmul")),
+    (4, DenseConfig("gemv", rows=4, threads_n=4, vec=2, threads_k=32, unroll=8)),
+    (16, DenseConfig("gemv", rows=16, threads_n=4, vec=4, threads_k=32, unroll=8)),
+    (None, DenseConfig("gemv", rows=8, threads_n=8, vec=4, threads_k=32, unroll=8)),
 )
 # llvm (measured on the 2-core build host, model E's 8,152 x 1,024 layer, CPU time of one thread): one row streams
 # w in strips of 512 columns (2 KB of each row: 3.2 ms at B = 1, 3.4 with 256, 2.3 with whole rows but then one
@@ -295,7 +297,10 @@ def schedule(func: tirx.PrimFunc, cfg: DenseConfig, target: tvm.target.Target,
     else:
         sch = Schedule(func)
         mm, epi = _prepare(sch, cfg.rows)
-        (_gemv if cfg.rule == "gemv" else _cpu)(sch, mm, epi, cfg)
+        if cfg.rule == "gemv":
+            _gemv(sch, mm, epi, cfg, vector_w=_vector_columns(cfg, layer))
+        else:
+            _cpu(sch, mm, epi, cfg)
         out = sch.mod["main"]
     return out.with_attr("tirx.is_scheduled", True)
 
@@ -321,7 +326,7 @@ def _prepare(sch: Schedule, rows: int):
     return mm, after[-1]
 
 
-def _gemv(sch: Schedule, mm, epi, cfg: DenseConfig) -> None:
+def _gemv(sch: Schedule, mm, epi, cfg: DenseConfig, vector_w: bool) -> None:
     rows, tn, vec, tk = cfg.rows, cfg.threads_n, cfg.vec, cfg.threads_k
     i, j, k = sch.get_loops(mm)
     by, ii = sch.split(i, [None, rows])
@@ -337,8 +342,10 @@ def _gemv(sch: Schedule, mm, epi, cfg: DenseConfig) -> None:
     part = sch.cache_write(rf, 0, "local")  # accumulate in registers ...
     sch.reverse_compute_at(part, tr)
     sch.set_scope(part, 0, "shared")  # ... then one write of them to shared memory
+    if vector_w:  # one 8- or 16-byte load of w per K step (LDG.64/.128), not vec scalar ones; before
+        sch.vectorize(v)  # decompose_reduction: the update alone is not a block vectorize accepts
     sch.decompose_reduction(rf, ko)
-    for loop in (ku, ii, v):
+    for loop in (ku, ii) if vector_w else (ku, ii, v):
         sch.unroll(loop)
     # the final sum over the K threads: each thread sums threads_k partial sums for its outputs, then the epilogue
     sch.reverse_compute_at(mm, bx, preserve_unit_loops=True)  # loops over (K thread, row, column)
@@ -350,6 +357,12 @@ def _gemv(sch: Schedule, mm, epi, cfg: DenseConfig) -> None:
     sch.bind(t_x, "threadIdx.x")
     sch.set_scope(mm, 0, "local")
     sch.reverse_compute_at(epi, o)
+
+
+def _vector_columns(cfg: DenseConfig, layer: DenseLayer) -> bool:
+    """Whether a thread's vec columns can be one vector load: 2 or 4 of them, and N a multiple of a block's
+    columns (no column predicate, every thread's first column a multiple of vec: aligned)."""
+    return cfg.vec in (2, 4) and not layer.transposed and layer.n % (cfg.threads_n * cfg.vec) == 0
 
 
 def _cpu(sch: Schedule, mm, epi, cfg: DenseConfig) -> None:

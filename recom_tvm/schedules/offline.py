@@ -77,8 +77,7 @@ def export_round(mod: tvm.IRModule, target, work_dir: str, out_dir: str, per_tas
     done = {}
     for r in log.read():
         done.setdefault(r["task"], set()).add(json.dumps(r["config"], sort_keys=True))
-    rnd = 1 + max((int(r["source"].split()[-1]) for r in log.read() if r["source"].startswith("offline round")),
-                  default=0)
+    rnd = next_round(log)
     os.makedirs(out_dir, exist_ok=True)
     contexts = [context_for(t, target, seed + 101 * rnd + i) for i, t in enumerate(tasks)]
     models = {}  # one cost model per kind of task, trained on its records
@@ -149,6 +148,40 @@ def write_task(out_dir: str, target, t, picks: list, first_is_default: bool, car
                                        "config": candidate_config(s.mod).to_json(),
                                        "default": i == 0 and first_is_default,
                                        "trace": plain(s.trace.as_json(remove_postproc=True))})
+
+
+def next_round(log: TrialLog) -> int:
+    return 1 + max((int(r["source"].split()[-1]) for r in log.read() if r["source"].startswith("offline round")),
+                   default=0)
+
+
+def export_dense_configs(mod: tvm.IRModule, target, work_dir: str, out_dir: str, configs, batches) -> str:
+    """A round of given dense-layer schedules instead of searched ones: `configs(layer, batch)` -> [DenseConfig]
+    per task (the default schedule is measured first in every task, beside them). Numbered as the next round of
+    work_dir, so import_round commits it like a searched one (then pass the same batches)."""
+    from ..build_module import make_target
+    from .dense_space import default_for
+    from .dense_tail import fit
+
+    target = make_target(target)
+    rnd = next_round(TrialLog(work_dir))
+    os.makedirs(out_dir, exist_ok=True)
+    manifest = {"round": rnd, "target": target_tag(target), "device_type": "cuda" if target.kind.name == "cuda"
+                else "cpu", "created": time.strftime("%Y-%m-%d %H:%M:%S"), "tasks": {}, "candidates": []}
+    kind = target.kind.name
+    for t in extract_dense_tasks(mod, target, batches):
+        picks, seen = [], set()
+        for cfg in [default_for(kind, t.batch)] + list(configs(t.layer, t.batch)):
+            k = json.dumps(fit(cfg, t.layer).to_json(), sort_keys=True)
+            if k not in seen:  # (configs the layer's shape shrinks to the same schedule: measured once)
+                seen.add(k)
+                picks.append(scheduled(t, cfg, kind))
+        t0 = time.perf_counter()
+        write_task(out_dir, target, t, picks, True, False, manifest)
+        say(f"round {rnd}: {t.name}: {len(picks)} given configs compiled in {time.perf_counter() - t0:.1f}s")
+    with open(os.path.join(out_dir, MANIFEST), "w") as f:
+        json.dump(manifest, f)
+    return os.path.join(out_dir, MANIFEST)
 
 
 def export_configs(mod: tvm.IRModule, target, out_dir: str, configs: dict, batches=DEFAULT_BATCHES,
