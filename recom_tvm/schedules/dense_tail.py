@@ -9,14 +9,13 @@ K in one block, which at small batches leaves most of the GPU idle (model E's fi
 Here each layer gets one schedule per batch bucket (`DenseConfig`), and `dispatch` joins them into one PrimFunc
 that branches on B on the host side of the kernel (one launch per call, like the fused embedding kernel):
 
-- "gemv" (CUDA, every batch): a block owns `rows` batch rows x `threads_n * vec` columns; `threads_n` threads
+- "gemv" (CUDA, small batches): a block owns `rows` batch rows x `threads_n * vec` columns; `threads_n` threads
   read adjacent columns of w (coalesced) and `threads_k` threads split K (interleaved rows), each keeping
   rows x vec partial sums in registers; the partial sums meet in shared memory, where each thread sums threads_k
   of them for its outputs and applies the epilogue. Blocks along B (rows) and N keep the GPU busy at small
   batches (split-K inside the block, no second kernel and no global workspace, so CUDA graphs capture it); w is
   read once per row block (from L2 after the first), a thread's vec columns as one vector load when N allows.
-- "matmul" (CUDA): dlight's Matmul rule (shared-memory tiles), TVM's own default; in the tuning space, no
-  longer a default (the gemv was faster on every layer and batch measured, up to B = 2,048).
+- "matmul" (CUDA, large batches): dlight's Matmul rule (shared-memory tiles), TVM's own default.
 - "cpu" (llvm): register tiles of `rows` x `cols` outputs (cols a multiple of the vector width) over K blocks of
   `k_block`, vectorized along N, parallel over column tiles (tiles divide N and K: no predicate in the vector
   loop).
@@ -92,17 +91,20 @@ class DenseConfig:
 
 
 # Defaults per target: ((max batch of the bucket or None for the rest, config), ...); `fit` shrinks them to a
-# layer's N and K. CUDA: the best on all three of model E's layers (8,152 -> 1,024, 1,024 -> 1,024, 1,024 -> 128)
-# in a grid of 35-108 gemv configs per batch, NVIDIA H100, 2026-12-05 (benchmarks/results/dense_grid_e_h100_*;
-# the three layers' sum, us): B = 1: 49 (the former default 94); B = 8: 66; B = 32: 112 (was 398, 368 of it the
-# big layer); B = 128: 137 (dlight's matmul 556); B = 512: 454 (702); B = 2,048: 1,692 (2,345). Every winner
-# loads 2 or 4 columns of w as one vector and unrolls 8 K steps (8 independent 8- or 16-byte loads in flight per
-# thread: the kernels are bound by load latency, ncu: 12% occupancy, stalls on L1TEX). The gemv beat dlight's
-# matmul at every batch measured, so it serves them all; "matmul" stays in the tuning space.
+# layer's N and K. CUDA gemv buckets: the best on all three of model E's layers (8,152 -> 1,024, 1,024 -> 1,024,
+# 1,024 -> 128) in a grid of 35-108 gemv configs per batch, NVIDIA H100, 2026-12-05 (benchmarks/results/
+# dense_grid_e_h100_*; the three layers' sum, each kernel alone, us): B = 1: 49 (the former default 94); B = 8: 66;
+# B = 32: 112 (was 398, 368 of it the big layer). Every winner loads 2 or 4 columns of w as one vector and unrolls
+# 8 K steps (8 independent 8- or 16-byte loads in flight per thread: the kernels are bound by load latency; ncu: 12%
+# occupancy, stalls on L1TEX). Alone, with its weights hot in L2 across repeats, the gemv also beat dlight's matmul
+# at B = 128 to 2,048 (1,692 vs 2,345 us at 2,048), but inside model E it did not: E's device time went 0.73 ->
+# 0.97 ms at B = 256 and 2.7 -> 6.4 ms at B = 2,048 (gpu_request_path, same H100), where each row block's pass
+# over w no longer hits L2 and dlight's tiles reuse what they load. So dlight's matmul keeps the batches above 64.
 CUDA_DEFAULT = (
     (4, DenseConfig("gemv", rows=4, threads_n=4, vec=2, threads_k=32, unroll=8)),
     (16, DenseConfig("gemv", rows=16, threads_n=4, vec=4, threads_k=32, unroll=8)),
-    (None, DenseConfig("gemv", rows=8, threads_n=8, vec=4, threads_k=32, unroll=8)),
+    (64, DenseConfig("gemv", rows=8, threads_n=8, vec=4, threads_k=32, unroll=8)),
+    (None, DenseConfig("matmul")),
 )
 # llvm (measured on the 2-core build host, model E's 8,152 x 1,024 layer, CPU time of one thread): one row streams
 # w in strips of 512 columns (2 KB of each row: 3.2 ms at B = 1, 3.4 with 256, 2.3 with whole rows but then one
