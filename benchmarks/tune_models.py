@@ -48,25 +48,25 @@ def export(round_dir: str, models: list[str], per_task: int, rows: int, arch: st
 
 
 def dense_grid(layer, batch: int, per_task: int, seed: int = 0) -> list:
-    """Gemv configs for one dense layer at one batch: a grid around the configs that won on an H100 (vector loads
-    of 4 columns, 8 K steps unrolled; rows, columns and K threads varied; small batches also scalar loads and fewer
-    rows), those the layer can run; more than `per_task` of them: that many drawn at random."""
+    """Configs for one dense layer at one batch: dlight's matmul and a gemv grid around the configs that won on an
+    H100 (vector loads of 2 or 4 columns, 8 K steps unrolled; rows, columns and K threads varied), those the layer
+    can run; more than `per_task` of them: the matmul and per_task - 1 gemvs drawn at random."""
     import itertools
     import random
 
     from recom_tvm.schedules.dense_tail import DenseConfig, check_config, fit
 
     if batch <= 4:
-        axes = ((1, 2, 4), (4, 8), (1, 2, 4), (16, 32, 64), (4, 8))
+        axes = ((1, 2, 4), (4, 8), (2, 4), (16, 32, 64), (8,))
     else:
-        axes = ((4, 8, 16), (4, 8, 16), (4,), (16, 32, 64), (4, 8))
-    grid = []
+        axes = ((4, 8, 16), (4, 8), (4,), (16, 32, 64), (8,))
+    grid = [DenseConfig("matmul")]  # dlight's, beside the gemv at every batch: where the gemv stops paying
     for r, tn, vec, tk, unroll in itertools.product(*axes):
         cfg = DenseConfig("gemv", rows=r, threads_n=tn, vec=vec, threads_k=tk, unroll=unroll)
         if check_config(fit(cfg, layer), layer) is None:
             grid.append(cfg)
     if len(grid) > per_task:
-        grid = random.Random(seed + batch + layer.k + layer.n).sample(grid, per_task)
+        grid = grid[:1] + random.Random(seed + batch + layer.k + layer.n).sample(grid[1:], per_task - 1)
     return grid
 
 
