@@ -214,6 +214,21 @@ def test_gemv_reads_padded_rows_clamped_not_guarded():
     tvm.ir.assert_structural_equal(clamp_padded_rows(func), func)  # a function without the pattern: unchanged
 
 
+def test_gemv_max_batch_knob_moves_the_matmul_edge(monkeypatch):
+    from recom_tvm.schedules.dense_tail import GEMV_EVERY_BATCH, default_buckets
+
+    def rules(limit):
+        monkeypatch.setattr(recom_tvm.config, "dense_gemv_max_batch", limit)
+        return [(b, c.rule) for b, c in default_buckets("cuda")]
+
+    assert default_buckets("cuda") == CUDA_DEFAULT  # 64, as measured
+    assert rules(0) == [(None, "matmul")]
+    assert rules(16) == [(4, "gemv"), (16, "gemv"), (None, "matmul")]
+    assert rules(256) == [(4, "gemv"), (16, "gemv"), (256, "gemv"), (None, "matmul")]
+    assert rules(GEMV_EVERY_BATCH) == [(4, "gemv"), (16, "gemv"), (None, "gemv")]
+    assert default_buckets("llvm") == CPU_DEFAULT
+
+
 def test_invalid_configs_are_rejected():
     layer = match_dense(fused_layers(MLP)["fused_matmul_add_less_where"])
     assert "shared memory" in check_config(DenseConfig("gemv", rows=32, threads_n=32, vec=4, threads_k=8), layer)

@@ -116,8 +116,27 @@ CPU_DEFAULT = (
 )
 
 
+GEMV_EVERY_BATCH = 1 << 30
+
+
 def default_buckets(target_kind: str) -> tuple:
-    return CUDA_DEFAULT if target_kind == "cuda" else CPU_DEFAULT
+    """The default buckets of a target; on CUDA the gemv serves batches up to config.dense_gemv_max_batch (64 as
+    measured, see CUDA_DEFAULT), dlight's matmul the rest."""
+    if target_kind != "cuda":
+        return CPU_DEFAULT
+    from .. import config
+
+    limit = int(config.dense_gemv_max_batch)
+    if limit == CUDA_DEFAULT[-2][0]:
+        return CUDA_DEFAULT
+    gemv = [(b, c) for b, c in CUDA_DEFAULT if c.rule == "gemv"]
+    if limit < 1:
+        return ((None, DenseConfig("matmul")),)
+    kept = tuple((b, c) for b, c in gemv[:-1] if b < limit)
+    last = next(c for b, c in gemv if b >= limit) if limit <= gemv[-1][0] else gemv[-1][1]
+    if limit >= GEMV_EVERY_BATCH:
+        return kept + ((None, last),)
+    return kept + ((limit, last), (None, DenseConfig("matmul")))
 
 
 # ------------------------------------------------------------------------------------------------------ matching
