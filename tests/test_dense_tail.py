@@ -110,7 +110,7 @@ def test_cuda_schedules_compute_the_same_emulated():
         _assert_same(func, build_layer(emulate(schedule_buckets(func, buckets, cuda)), CPU), f"{name} buckets")
 
 
-EDGE_BATCHES = (1, 2, 4, 5, 7, 16, 17, 64, 65, 512)  # both sides of every default bucket edge (llvm: 1; CUDA: 4, 16, 64)
+EDGE_BATCHES = (1, 2, 4, 5, 7, 16, 17, 512, 513)  # both sides of every default bucket edge (llvm: 1; CUDA: 4, 16, 512)
 
 
 def _numpy_mlp(x: np.ndarray, ws: list[np.ndarray], layers: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -138,9 +138,9 @@ def test_llvm_mlp_matches_numpy_at_every_bucket_edge():
 
 
 def test_cuda_default_buckets_at_their_edges_emulated():
-    """CUDA_DEFAULT's gemv buckets (B <= 4, 16, 64) dispatched by batch inside one function, run serially at each
-    edge and beyond (several row blocks of every bucket), against the unscheduled layer and numpy (the matmul
-    bucket above 64 is dlight's: checked on the GPU)."""
+    """CUDA_DEFAULT's gemv buckets (B <= 4, 16, 512) dispatched by batch inside one function, run serially at each
+    edge and beyond (several row blocks of every bucket, partial ones), against the unscheduled layer and numpy (the
+    matmul bucket above 512 is dlight's: checked on the GPU)."""
     cuda = make_target("cuda")
     func = fused_layers(MLP)["fused_matmul_add_less_where"]  # the first layer: K = 300 (no split divides it), N = 64
     gemv_only = tuple((lim, cfg) for lim, cfg in CUDA_DEFAULT if cfg.rule == "gemv")
@@ -149,7 +149,7 @@ def test_cuda_default_buckets_at_their_edges_emulated():
     assert [p.name for p in func.params] == ["x", "w0", "param_0", "param_1", "T_where_intermediate"]
     lib = build_layer(emulate(schedule_buckets(func, buckets, cuda)), CPU)
     ref = _reference(func)
-    for b in (1, 4, 5, 7, 16, 17, 33, 64, 65):
+    for b in (1, 4, 5, 7, 16, 17, 33, 65, 512, 513):
         got = run_layer(lib, func, b, seed=b)
         np.testing.assert_allclose(got, run_layer(ref, func, b, seed=b), rtol=2e-5, atol=2e-5, err_msg=f"B={b}")
         rng = np.random.default_rng(b)  # run_layer's inputs, drawn in the same order
@@ -221,7 +221,7 @@ def test_gemv_max_batch_knob_moves_the_matmul_edge(monkeypatch):
         monkeypatch.setattr(recom_tvm.config, "dense_gemv_max_batch", limit)
         return [(b, c.rule) for b, c in default_buckets("cuda")]
 
-    assert default_buckets("cuda") == CUDA_DEFAULT  # 64, as measured
+    assert default_buckets("cuda") == CUDA_DEFAULT  # 512, as measured
     assert rules(0) == [(None, "matmul")]
     assert rules(16) == [(4, "gemv"), (16, "gemv"), (None, "matmul")]
     assert rules(256) == [(4, "gemv"), (16, "gemv"), (256, "gemv"), (None, "matmul")]

@@ -92,18 +92,17 @@ class DenseConfig:
 
 # Defaults per target: ((max batch of the bucket or None for the rest, config), ...); `fit` shrinks them to a
 # layer's N and K. CUDA gemv buckets: the best on all three of model E's layers (8,152 -> 1,024, 1,024 -> 1,024,
-# 1,024 -> 128) in a grid of 35-108 gemv configs per batch, NVIDIA H100, 2026-12-05 (benchmarks/results/
-# dense_grid_e_h100_*; the three layers' sum, each kernel alone, us): B = 1: 49 (the former default 94); B = 8: 66;
-# B = 32: 112 (was 398, 368 of it the big layer). Every winner loads 2 or 4 columns of w as one vector and unrolls
-# 8 K steps (8 independent 8- or 16-byte loads in flight per thread: the kernels are bound by load latency; ncu: 12%
-# occupancy, stalls on L1TEX). Alone, with its weights hot in L2 across repeats, the gemv also beat dlight's matmul
-# at B = 128 to 2,048 (1,692 vs 2,345 us at 2,048), but inside model E it did not: E's device time went 0.73 ->
-# 0.97 ms at B = 256 and 2.7 -> 6.4 ms at B = 2,048 (gpu_request_path, same H100), where each row block's pass
-# over w no longer hits L2 and dlight's tiles reuse what they load. So dlight's matmul keeps the batches above 64.
+# 1,024 -> 128) in a grid of gemv configs per batch, NVIDIA H100, 2026-12-05 (benchmarks/results/dense_grid_*;
+# the three layers' sum, each kernel alone, L2 flushed, us): B = 1: 122; B = 8: 116; B = 32: 147 (dlight's matmul
+# 647); B = 512: 506 (736). Every winner loads 2 or 4 columns of w as one vector and unrolls 8 K steps (8
+# independent 8- or 16-byte loads in flight per thread: the kernels are bound by load latency; ncu: 12% occupancy,
+# stalls on L1TEX). Inside model E (symbolic batch, padded rows clamped) the gemv at every batch took E's device
+# time at B = 256 from 0.73 to 0.45 ms and tied dlight's matmul at 2,048 (2.78 vs 2.70 ms; gpu_request_path, H100):
+# the last gemv bucket serves up to config.dense_gemv_max_batch (512), the matmul above (default_buckets).
 CUDA_DEFAULT = (
     (4, DenseConfig("gemv", rows=4, threads_n=4, vec=2, threads_k=32, unroll=8)),
     (16, DenseConfig("gemv", rows=16, threads_n=4, vec=4, threads_k=32, unroll=8)),
-    (64, DenseConfig("gemv", rows=8, threads_n=8, vec=4, threads_k=32, unroll=8)),
+    (512, DenseConfig("gemv", rows=8, threads_n=8, vec=4, threads_k=32, unroll=8)),
     (None, DenseConfig("matmul")),
 )
 # llvm (measured on the 2-core build host, model E's 8,152 x 1,024 layer, CPU time of one thread): one row streams
@@ -120,8 +119,8 @@ GEMV_EVERY_BATCH = 1 << 30
 
 
 def default_buckets(target_kind: str) -> tuple:
-    """The default buckets of a target; on CUDA the gemv serves batches up to config.dense_gemv_max_batch (64 as
-    measured, see CUDA_DEFAULT), dlight's matmul the rest."""
+    """The default buckets of a target; on CUDA the gemv serves batches up to config.dense_gemv_max_batch (512, see
+    CUDA_DEFAULT), dlight's matmul the rest."""
     if target_kind != "cuda":
         return CPU_DEFAULT
     from .. import config
