@@ -165,8 +165,10 @@ def measure(round_dir: str, number: int = 20, repeat: int = 5, min_repeat_ms: in
     cold_dense (GPU): a dense layer is timed one run at a time after flushing L2 (number x repeat runs, the
     median of each `number` a repeat), as it runs in a model, where the embedding lookup and the other layers
     evict its weights between calls. Timed back to back instead, its weights stay in L2 across runs (E's first
-    layer: 33 MB in the H100's 50 MB), and a schedule that re-reads them once per row block looked 1.4x faster
-    than dlight's matmul at B = 2,048 alone but was 2.3x slower inside model E."""
+    layer: 33 MB in the H100's 50 MB): 96 us warm against 110 cold for that layer's default gemv at B = 32, and
+    dlight's matmul, which reuses what it loads, gains less from the hot L2 than the gemv, which re-reads w once
+    per row block. A round's tasks are still compiled for a static batch, a model's layers for a symbolic one
+    (schedules.dense_tail.clamp_padded_rows: why that once cost 2.5x)."""
     with open(os.path.join(round_dir, "manifest.json")) as f:
         manifest = json.load(f)
     dev = _device(manifest["device_type"])

@@ -9,7 +9,7 @@ K in one block, which at small batches leaves most of the GPU idle (model E's fi
 Here each layer gets one schedule per batch bucket (`DenseConfig`), and `dispatch` joins them into one PrimFunc
 that branches on B on the host side of the kernel (one launch per call, like the fused embedding kernel):
 
-- "gemv" (CUDA, small batches): a block owns `rows` batch rows x `threads_n * vec` columns; `threads_n` threads
+- "gemv" (CUDA, B <= 512 by default): a block owns `rows` batch rows x `threads_n * vec` columns; `threads_n` threads
   read adjacent columns of w (coalesced) and `threads_k` threads split K (interleaved rows), each keeping
   rows x vec partial sums in registers; the partial sums meet in shared memory, where each thread sums threads_k
   of them for its outputs and applies the epilogue. Blocks along B (rows) and N keep the GPU busy at small
