@@ -229,6 +229,32 @@ def test_gemv_max_batch_knob_moves_the_matmul_edge(monkeypatch):
     assert default_buckets("llvm") == CPU_DEFAULT
 
 
+def test_tuned_buckets_fit_one_kernel():
+    """A database tuned at 8 batches gives at most MAX_BUCKETS buckets (equal neighbours merged first, then the
+    narrowest handed up), which schedule: before, the bucket check raised and the layer silently kept TVM's
+    unscheduled default."""
+    from recom_tvm.schedules.dense_apply import buckets_of
+    from recom_tvm.schedules.dense_tail import MAX_BUCKETS
+    from recom_tvm.schedules.tasks import fit_buckets
+
+    a, b, c = (DenseConfig("gemv", rows=r, threads_n=8, vec=4, threads_k=32, unroll=8) for r in (4, 8, 16))
+    per = {1: (a, 1.0), 8: (b, 1.0), 32: (a, 1.0), 64: (b, 1.0), 128: (b, 1.0), 256: (c, 1.0), 512: (b, 1.0),
+           2048: (DenseConfig("matmul"), 1.0)}
+    buckets = buckets_of(per)
+    assert len(buckets) <= MAX_BUCKETS and buckets[-1] == (None, DenseConfig("matmul"))
+    limits = [lim for lim, _ in buckets[:-1]]
+    assert limits == sorted(limits) and all(x[1] != y[1] for x, y in zip(buckets, buckets[1:]))
+    schedule_buckets(fused_layers(MLP)["fused_matmul_add_less_where"], buckets, make_target("cuda"))
+    # equal neighbours merge without losing a range; fewer than the cap stay as they are
+    assert fit_buckets([(2, "x"), (16, "x"), (90, "y"), (None, "z")], 4) == ((16, "x"), (90, "y"), (None, "z"))
+    assert fit_buckets([(2, "x"), (16, "y"), (None, "z")], 4) == ((2, "x"), (16, "y"), (None, "z"))
+    # the narrowest bucket (2 -> 3: ratio 1.5) goes to its upper neighbour's config, and equal neighbours it leaves
+    # behind merge too
+    assert fit_buckets([(2, "w"), (3, "x"), (64, "y"), (None, "z")], 3) == ((2, "w"), (64, "y"), (None, "z"))
+    assert fit_buckets([(2, "w"), (3, "y"), (4, "x"), (64, "y"), (None, "z")], 3) == ((2, "w"), (64, "y"),
+                                                                                      (None, "z"))
+
+
 def test_invalid_configs_are_rejected():
     layer = match_dense(fused_layers(MLP)["fused_matmul_add_less_where"])
     assert "shared memory" in check_config(DenseConfig("gemv", rows=32, threads_n=32, vec=4, threads_k=8), layer)

@@ -11,7 +11,7 @@ import tvm
 
 from ..ops.fused_kernel import KernelConfig
 from .fused_space import TASK_ATTR, config_of
-from .tasks import buckets_for, find_fused_call, kernel_key
+from .tasks import buckets_for, find_fused_call, fit_buckets, kernel_key
 
 
 def _as_database(database):
@@ -72,4 +72,6 @@ def schedules_from_database(mod: tvm.IRModule, target: tvm.target.Target, databa
         warnings.warn("the tuning database has no records of this model's fused kernel for this target: "
                       "building with the default schedule", stacklevel=3)
         return None
-    return tuple((limit, best[b][0]) for limit, b in buckets_for(best))
+    from ..ops.fused_kernel import MAX_BUCKETS
+
+    return fit_buckets([(limit, best[b][0]) for limit, b in buckets_for(best)], MAX_BUCKETS)

@@ -10,7 +10,7 @@ import tvm
 
 from .dense_space import TASK_ATTR, config_of
 from .dense_tail import DenseConfig, layer_key
-from .tasks import buckets_for, target_tag
+from .tasks import buckets_for, fit_buckets, target_tag
 
 
 def best_dense_configs(database) -> dict[str, dict[int, tuple[DenseConfig, float]]]:
@@ -35,8 +35,11 @@ def best_dense_configs(database) -> dict[str, dict[int, tuple[DenseConfig, float
 
 
 def buckets_of(per_batch: dict[int, tuple[DenseConfig, float]]) -> tuple:
-    """((max batch or None, config), ...) between the tuned batches (edges at their geometric midpoints)."""
-    return tuple((limit, per_batch[b][0]) for limit, b in buckets_for(per_batch))
+    """((max batch or None, config), ...) between the tuned batches (edges at their geometric midpoints), at most
+    MAX_BUCKETS of them (fit_buckets)."""
+    from .dense_tail import MAX_BUCKETS
+
+    return fit_buckets([(limit, per_batch[b][0]) for limit, b in buckets_for(per_batch)], MAX_BUCKETS)
 
 
 def resolver(database, target: tvm.target.Target) -> Callable:

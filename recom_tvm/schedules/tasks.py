@@ -165,6 +165,29 @@ def pack_feeds(mod: tvm.IRModule, feeds) -> np.ndarray:
     return env[PACKED]
 
 
+def fit_buckets(buckets, max_buckets: int) -> tuple:
+    """((max batch or None, config), ...) ascending, cut to what one kernel dispatches over: adjacent buckets with
+    equal configs merged, then, while more than max_buckets remain, the narrowest bucket (smallest ratio of its
+    limit to the previous one) handed to its upper neighbour's config. A database tuned at more batches than that
+    (e.g. 1, 8, 32, 64, 128, 256, 512, 2,048) otherwise failed the kernel's bucket check: the fused kernel's build
+    raised, and a dense layer silently kept TVM's unscheduled default."""
+    def merged(bs):
+        out = []
+        for limit, cfg in bs:
+            if out and out[-1][1] == cfg:
+                out[-1] = (limit, cfg)  # the lower bucket's range joins this one
+            else:
+                out.append((limit, cfg))
+        return out
+
+    out = merged(buckets)
+    while len(out) > max_buckets:
+        lows = [1] + [b for b, _ in out[:-2]]
+        i = min(range(len(out) - 1), key=lambda j: out[j][0] / max(lows[j], 1))
+        out = merged(out[:i] + out[i + 1:])
+    return tuple(out)
+
+
 def buckets_for(batches) -> list[tuple[int | None, int]]:
     """(max batch of the bucket or None, representative batch): bucket edges at the geometric midpoints."""
     bs = sorted({int(b) for b in batches})
