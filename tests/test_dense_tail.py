@@ -285,6 +285,21 @@ def test_build_schedules_the_mlp_and_matches_tf(compiled, monkeypatch):
         np.testing.assert_allclose(got, c.ref(feeds), rtol=1e-5, atol=2e-5)
 
 
+def test_tuned_buckets_that_do_not_build_fall_back_to_the_defaults_with_a_warning():
+    """A database whose buckets cannot be built (here: too many) must not leave the layer on TVM's unscheduled
+    default without a word: the pass warns and schedules it with the default buckets."""
+    target = make_target("llvm")
+    bad = tuple((b, CPU_DEFAULT[-1][1]) for b in (1, 2, 3, 4, 5)) + ((None, CPU_DEFAULT[-1][1]),)
+    with target:
+        low = relax.transform.LegalizeOps()(LegalizeRecomOps(None)(MLP))
+        with pytest.warns(UserWarning, match="tuned schedules do not build"):
+            done = dense_tail_pass(target, resolve=lambda func, layer: bad)(low)
+    scheduled = [f for _, f in done.functions_items() if isinstance(f, tvm.tirx.PrimFunc) and f.attrs is not None
+                 and DENSE_ATTR in f.attrs]
+    assert scheduled and all(json.loads(str(f.attrs[DENSE_ATTR])) == [[b, c.to_json()] for b, c in CPU_DEFAULT]
+                             for f in scheduled)
+
+
 def test_graph_variant_dispatches_by_batch():
     """main -> `if B <= cap: main_cuda_graph(...) else: <main>`; the variant's storage is planned at the cap. On
     llvm (no graphs) both paths run and agree on each side of the cap."""

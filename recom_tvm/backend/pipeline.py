@@ -13,6 +13,7 @@ config.dense_tail = "off" and config.cuda_graph = False give TVM's pipeline, the
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import tvm
@@ -40,12 +41,19 @@ def dense_tail_pass(target: tvm.target.Target, resolve: Callable | None = None) 
             layer = match_dense(func)
             if layer is None:
                 continue
-            buckets = (resolve(func, layer) if resolve else None) or default_buckets(kind)
-            try:
-                updates[gv] = schedule_buckets(func, buckets, target)
-            except Exception as err:  # noqa: BLE001 - a layer we cannot schedule keeps TVM's default
-                config.log(f"dense layer {gv.name_hint} (K={layer.k}, N={layer.n}) keeps TVM's default "
-                           f"schedule: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
+            tuned = resolve(func, layer) if resolve else None
+            for buckets in ([tuned] if tuned else []) + [default_buckets(kind)]:
+                try:
+                    updates[gv] = schedule_buckets(func, buckets, target)
+                    break
+                except Exception as err:  # noqa: BLE001 - a layer we cannot schedule keeps TVM's default
+                    why = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+                    if buckets is tuned:  # a database's records that do not build: say so, use the defaults
+                        warnings.warn(f"dense layer {gv.name_hint} (K={layer.k}, N={layer.n}): its tuned schedules "
+                                      f"do not build ({why}); using the default ones", stacklevel=2)
+                    else:
+                        config.log(f"dense layer {gv.name_hint} (K={layer.k}, N={layer.n}) keeps TVM's default "
+                                   f"schedule: {why}")
         config.log(f"dense tail ({kind}): {len(updates)} layer(s) scheduled"
                    + (f": {', '.join(sorted(gv.name_hint for gv in updates))}" if updates else ""))
         return replace_functions(mod, updates)
