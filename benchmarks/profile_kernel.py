@@ -3,9 +3,10 @@
     ncu --clock-control none --kernel-name regex:cand --metrics dram__bytes_read.sum,... \\
         python3 benchmarks/profile_kernel.py ROUND_DIR/e fused_..._B2048 cand_0 cand_6
 
-The task's request is regenerated as runtime.measure does (a dense-layer task runs on random inputs); each candidate runs twice (the second is the one to
-read: warm instruction cache and TLB, like serving). The task may be given by its batch suffix (B2048), and in
-rounds of benchmarks/compact_kernels.py candidates by label (default, tuned, stage_meta, all, ...).
+The task's request is regenerated as runtime.measure does (a dense-layer task runs on random inputs); each
+candidate runs twice (the second is the one to read: warm instruction cache and TLB, like serving). The task may be
+given by its batch suffix (B2048), and in rounds of benchmarks/compact_kernels.py candidates by label (default,
+tuned, stage_meta, all, ...).
 """
 
 from __future__ import annotations

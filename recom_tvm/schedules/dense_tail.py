@@ -126,8 +126,6 @@ def default_buckets(target_kind: str) -> tuple:
     from .. import config
 
     limit = int(config.dense_gemv_max_batch)
-    if limit == CUDA_DEFAULT[-2][0]:
-        return CUDA_DEFAULT
     gemv = [(b, c) for b, c in CUDA_DEFAULT if c.rule == "gemv"]
     if limit < 1:
         return ((None, DenseConfig("matmul")),)
@@ -393,8 +391,10 @@ def clamp_padded_rows(func: tirx.PrimFunc) -> tirx.PrimFunc:
     import tvm_ffi
     from tvm.ir.expr import Call
 
+    if_then_else = tvm.ir.Op.get("prim.if_then_else")
+
     def clamp(call):
-        if "if_then_else" not in str(call.op.name) or len(call.args) != 3:
+        if not call.op.same_as(if_then_else):
             return call
         cond, load, other = call.args
         if not (isinstance(cond, tirx.LT) and isinstance(load, TensorLoad) and isinstance(other, tirx.FloatImm)

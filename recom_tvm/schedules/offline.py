@@ -84,8 +84,7 @@ def export_round(mod: tvm.IRModule, target, work_dir: str, out_dir: str, per_tas
     for kind in ("fused", "dense"):
         sel = [i for i, t in enumerate(tasks) if ("dense" if is_dense(t) else "fused") == kind]
         models[kind] = trained_cost_model(db, [tasks[i] for i in sel], [contexts[i] for i in sel], target, kind)
-    manifest = {"round": rnd, "target": target_tag(target), "device_type": "cuda" if target.kind.name == "cuda"
-                else "cpu", "created": time.strftime("%Y-%m-%d %H:%M:%S"), "tasks": {}, "candidates": []}
+    manifest = new_manifest(rnd, target)
     for t, ctx in zip(tasks, contexts):
         seen = set(done.get(t.name, ()))
         picks = []
@@ -116,9 +115,7 @@ def export_round(mod: tvm.IRModule, target, work_dir: str, out_dir: str, per_tas
         t0 = time.perf_counter()
         write_task(out_dir, target, t, picks, not done.get(t.name), carry_packed, manifest)
         say(f"round {rnd}: {t.name}: {len(picks)} candidates compiled in {time.perf_counter() - t0:.1f}s")
-    with open(os.path.join(out_dir, MANIFEST), "w") as f:
-        json.dump(manifest, f)
-    return os.path.join(out_dir, MANIFEST)
+    return write_manifest(out_dir, manifest)
 
 
 def write_task(out_dir: str, target, t, picks: list, first_is_default: bool, carry_packed: bool,
@@ -150,6 +147,19 @@ def write_task(out_dir: str, target, t, picks: list, first_is_default: bool, car
                                        "trace": plain(s.trace.as_json(remove_postproc=True))})
 
 
+def new_manifest(rnd, target: tvm.target.Target) -> dict:
+    """An empty round manifest (tasks and candidates are added as each task's library is written)."""
+    return {"round": rnd, "target": target_tag(target), "device_type": "cuda" if target.kind.name == "cuda" else "cpu",
+            "created": time.strftime("%Y-%m-%d %H:%M:%S"), "tasks": {}, "candidates": []}
+
+
+def write_manifest(out_dir: str, manifest: dict) -> str:
+    path = os.path.join(out_dir, MANIFEST)
+    with open(path, "w") as f:
+        json.dump(manifest, f)
+    return path
+
+
 def next_round(log: TrialLog) -> int:
     return 1 + max((int(r["source"].split()[-1]) for r in log.read() if r["source"].startswith("offline round")),
                    default=0)
@@ -166,8 +176,7 @@ def export_dense_configs(mod: tvm.IRModule, target, work_dir: str, out_dir: str,
     target = make_target(target)
     rnd = next_round(TrialLog(work_dir))
     os.makedirs(out_dir, exist_ok=True)
-    manifest = {"round": rnd, "target": target_tag(target), "device_type": "cuda" if target.kind.name == "cuda"
-                else "cpu", "created": time.strftime("%Y-%m-%d %H:%M:%S"), "tasks": {}, "candidates": []}
+    manifest = new_manifest(rnd, target)
     kind = target.kind.name
     for t in extract_dense_tasks(mod, target, batches):
         picks, seen = [], set()
@@ -179,9 +188,7 @@ def export_dense_configs(mod: tvm.IRModule, target, work_dir: str, out_dir: str,
         t0 = time.perf_counter()
         write_task(out_dir, target, t, picks, True, False, manifest)
         say(f"round {rnd}: {t.name}: {len(picks)} given configs compiled in {time.perf_counter() - t0:.1f}s")
-    with open(os.path.join(out_dir, MANIFEST), "w") as f:
-        json.dump(manifest, f)
-    return os.path.join(out_dir, MANIFEST)
+    return write_manifest(out_dir, manifest)
 
 
 def export_configs(mod: tvm.IRModule, target, out_dir: str, configs: dict, batches=DEFAULT_BATCHES,
@@ -192,15 +199,12 @@ def export_configs(mod: tvm.IRModule, target, out_dir: str, configs: dict, batch
 
     target = make_target(target)
     os.makedirs(out_dir, exist_ok=True)
-    manifest = {"round": "check", "target": target_tag(target), "device_type": "cuda" if target.kind.name == "cuda"
-                else "cpu", "created": time.strftime("%Y-%m-%d %H:%M:%S"), "tasks": {}, "candidates": []}
+    manifest = new_manifest("check", target)
     for t in extract_tasks(mod, target, batches, seed=seed, dist=dist):
         picks = [scheduled(t, DEFAULT, target.kind.name)] + [scheduled(t, c, target.kind.name)
                                                               for c in configs.get(t.batch, [])]
         write_task(out_dir, target, t, picks, True, carry_packed, manifest)
-    with open(os.path.join(out_dir, MANIFEST), "w") as f:
-        json.dump(manifest, f)
-    return os.path.join(out_dir, MANIFEST)
+    return write_manifest(out_dir, manifest)
 
 
 def import_round(mod: tvm.IRModule, target, work_dir: str, results_path: str, batches=DEFAULT_BATCHES, feeds=None,
