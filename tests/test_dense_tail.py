@@ -417,6 +417,27 @@ def test_dense_offline_round_trip(tmp_path):
     assert len(best_dense_configs(recom_tvm.schedules.tune.open_database(work))) == 1
 
 
+def test_dense_round_of_given_configs_round_trip(tmp_path):
+    """export_dense_configs (the default first, configs the layer shrinks to the same schedule measured once) ->
+    measure with the runtime only -> import as the next round."""
+    from recom_tvm.schedules import offline
+
+    work, out = str(tmp_path / "work"), str(tmp_path / "grid")
+    given = [DenseConfig("cpu", rows=2, cols=16, k_block=64, unroll=2), CPU_DEFAULT[-1][1],
+             DenseConfig("cpu", rows=2, cols=16, k_block=64, unroll=2)]
+    offline.export_dense_configs(MLP, "llvm", work, out, lambda layer, b: given, (16,))
+    manifest = json.load(open(os.path.join(out, "manifest.json")))
+    ((name, task),) = manifest["tasks"].items()
+    assert manifest["round"] == 1 and task["batch"] == 16
+    assert [c["config"] for c in manifest["candidates"]] == [CPU_DEFAULT[-1][1].to_json(), given[0].to_json()]
+    assert [c["default"] for c in manifest["candidates"]] == [True, False]
+    res = run_runtime_only("-c", RUNTIME_ONLY_MEASURE, out, "--number", "2", "--repeat", "2", timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    best = offline.import_round(MLP, "llvm", work, os.path.join(out, "results.json"), batches=(16,))
+    assert set(best) == {name}
+    assert offline.next_round(recom_tvm.schedules.tune.TrialLog(work)) == 2
+
+
 def test_tuning_a_model_covers_its_fused_kernel_and_its_dense_tail(compiled, tmp_path, monkeypatch):
     """One recom_tvm.tune call on a whole optimized model measures the fused embedding kernel and the dense layers
     (each default first, then searched), and the build that reads the database computes what TF computes. The
