@@ -35,10 +35,10 @@
 #                       per layer and batch, B = 32 / 256 / 2,048); after the run, on the build host:
 #                       python benchmarks/tune_models.py import --round-dir .device/backlog/dense_tune/round \
 #                         --results <the run's dense_tune.tgz, unpacked> --models e   (records in benchmarks/tuning)
-# dense_grid    15.5    E's MLP layers over a grid of gemv configs + dlight's matmul (tune_models.py dense-grid) at
-#                       B = 1 / 8 / 32 / 64 / 128 / 256 / 512 / 2,048, timed cold (L2 flushed); after the run:
+# dense_grid    15.5    E's MLP layers over a grid of gemv configs (kvec 1, 2, 4) + dlight's matmul (dense-grid) at
+#                       B = 1 / 8 / 32 / 128 / 256 / 512 / 2,048, timed cold (L2 flushed); after the run:
 #                       python benchmarks/tune_models.py import --round-dir .device/backlog/dense_grid/round \
-#                         --results <dense_grid.tgz, unpacked> --models e --batches 1,8,32,64,128,256,512,2048
+#                         --results <dense_grid.tgz, unpacked> --models e --batches 1,8,32,128,256,512,2048
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${GPU_BACKLOG_DIR:-.device/backlog}  # (another folder: a dry run of the device side on this host, built with --target llvm)
@@ -61,8 +61,8 @@ prepare_one() {
     suite) python benchmarks/suite.py host --dir "$d/suite" --models "$SUITE_MODELS" ;;
     hash) python benchmarks/gpu_device_hash.py prepare --dir "$d/dh" ;;
     dense_tune) python benchmarks/tune_models.py export --round-dir "$d/round" --models e --per-task 10 --dense-only ;;
-    dense_grid) python benchmarks/tune_models.py dense-grid --round-dir "$d/round" --models e --per-task 40 \
-                  --batches 1,8,32,64,128,256,512,2048 ;;
+    dense_grid) python benchmarks/tune_models.py dense-grid --round-dir "$d/round" --models e --per-task 36 \
+                  --batches 1,8,32,128,256,512,2048 ;;
     kernels) python benchmarks/request_path_gpu.py prepare --dir "$d/e" --models e --batches 32,2048
              RECOM_TVM_DENSE_TAIL=off python benchmarks/request_path_gpu.py prepare --dir "$d/e_dlight" --models e --batches 32
              RECOM_TVM_DEVICE_HASH=off python benchmarks/request_path_gpu.py prepare --dir "$d/e_host_hash" --models e --batches 32
@@ -115,7 +115,7 @@ run_one() {
           echo "device hash rc=$?"; grep -v '^\s*$' "$o/hash.log" | tail -30 ;;
     dense_tune) timeout 300 python3 benchmarks/tune_models.py measure --round-dir "$d/round" --out "$o" > "$o/measure.log" 2>&1
                 echo "dense tuning round rc=$?"; tail -20 "$o/measure.log" ;;
-    dense_grid) timeout 400 python3 benchmarks/tune_models.py measure --round-dir "$d/round" --out "$o" > "$o/measure.log" 2>&1
+    dense_grid) timeout 540 python3 benchmarks/tune_models.py measure --round-dir "$d/round" --out "$o" > "$o/measure.log" 2>&1
                 echo "dense grid (cold) rc=$?"; grep "failed or differ" "$o/measure.log" | cut -c1-140 ;;
     kernels) OUT=$o timeout 300 python3 benchmarks/request_kernels_gpu.py "$d/e" "$d/e_dlight" "$d/e_host_hash" \
                "$d/mixed100" > "$o/kernels.log" 2>&1

@@ -48,39 +48,55 @@ def export(round_dir: str, models: list[str], per_task: int, rows: int, arch: st
 
 
 def dense_grid(layer, batch: int, per_task: int, seed: int = 0) -> list:
-    """Configs for one dense layer at one batch: dlight's matmul and a gemv grid around the configs that won on an
-    H100 (vector loads of 2 or 4 columns, 8 K steps unrolled; rows, columns and K threads varied), those the layer
-    can run; more than `per_task` of them: the matmul and per_task - 1 gemvs drawn at random."""
+    """Configs for one dense layer at one batch: dlight's matmul and a gemv grid, those the layer can run; more than
+    `per_task` of them: the matmul and per_task - 1 gemvs drawn at random. The grid: K threads owning 2 or 4
+    consecutive K (kvec: x loaded as vectors along K) with rows, columns, K threads and unrolling varied, and the
+    kvec = 1 configs that won the previous grid on an H100 (vector loads of w, 8 K steps unrolled)."""
     import itertools
     import random
 
     from recom_tvm.schedules.dense_tail import DenseConfig, check_config, fit
 
-    if batch <= 4:
-        axes = ((1, 2, 4), (4, 8), (2, 4), (16, 32, 64), (8,))
-    else:
-        axes = ((4, 8, 16), (4, 8), (4,), (16, 32, 64), (8,))
+    rows = (1, 2, 4) if batch <= 4 else (4, 8, 16) if batch <= 16 else (4, 8, 16, 32)
+    kvec_axes = (rows, (4, 8, 16), (2, 4), (16, 32, 64), (1, 2, 4), (2, 4))
+    plain_axes = (rows, (4, 8), (2, 4), (16, 32, 64), (8,), (1,))
     grid = [DenseConfig("matmul")]  # dlight's, beside the gemv at every batch: where the gemv stops paying
-    for r, tn, vec, tk, unroll in itertools.product(*axes):
-        cfg = DenseConfig("gemv", rows=r, threads_n=tn, vec=vec, threads_k=tk, unroll=unroll)
-        if check_config(fit(cfg, layer), layer) is None:
-            grid.append(cfg)
+    for axes in (kvec_axes, plain_axes):
+        for r, tn, vec, tk, unroll, kvec in itertools.product(*axes):
+            cfg = DenseConfig("gemv", rows=r, threads_n=tn, vec=vec, threads_k=tk, unroll=unroll, kvec=kvec)
+            if check_config(fit(cfg, layer), layer) is None:
+                grid.append(cfg)
     if len(grid) > per_task:
         grid = grid[:1] + random.Random(seed + batch + layer.k + layer.n).sample(grid[1:], per_task - 1)
     return grid
 
 
-def dense_configs(round_dir: str, models: list[str], per_task: int, rows: int, arch: str, batches) -> None:
-    """A round of gemv grid points per layer and batch (not searched; import it like any round)."""
+def listed_configs(path: str):
+    """configs(layer, batch) for a round of the same configs at every layer and batch (those the layer can run):
+    a JSON list of DenseConfig fields. Picks one config per batch bucket that is good on every layer, where the
+    grid's random draws differ per layer."""
+    import json
+
+    from recom_tvm.schedules.dense_tail import DenseConfig, check_config, fit
+
+    with open(path) as f:
+        cfgs = [DenseConfig.from_json(c) for c in json.load(f)]
+    return lambda layer, batch: [c for c in cfgs if check_config(fit(c, layer), layer) is None]
+
+
+def dense_configs(round_dir: str, models: list[str], per_task: int, rows: int, arch: str, batches,
+                  config_list: str | None = None) -> None:
+    """A round of gemv grid points per layer and batch, or of the configs listed in `config_list` (not searched;
+    import it like any round)."""
     import recom_tvm
     from full_models import optimized
     from recom_tvm.schedules import offline
 
     recom_tvm.config.cuda_arch = arch
+    configs = listed_configs(config_list) if config_list else lambda layer, b: dense_grid(layer, b, per_task)
     for m in models:
         opt, _, _ = optimized(m, rows, "e2e")
-        offline.export_dense_configs(opt, "cuda", work_dir(m), os.path.join(round_dir, m),
-                                     lambda layer, b: dense_grid(layer, b, per_task), batches)
+        offline.export_dense_configs(opt, "cuda", work_dir(m), os.path.join(round_dir, m), configs, batches)
 
 
 def final(round_dir: str, models: list[str], rows: int, arch: str) -> None:
@@ -197,6 +213,8 @@ def main() -> int:
     p.add_argument("--carry-packed", action="store_true", help="export: write the requests too (see offline)")
     p.add_argument("--dense-only", action="store_true", help="export: the MLP's layers alone (no fused-kernel tasks)")
     p.add_argument("--batches", default=None, help="dense-grid (default 1,32,256) and its import: the tasks' batches")
+    p.add_argument("--configs", default=None, help="dense-grid: a JSON list of DenseConfig fields, measured at "
+                   "every layer and batch instead of the grid")
     p.add_argument("--number", type=int, default=20)
     p.add_argument("--repeat", type=int, default=5)
     a = p.parse_args()
@@ -205,7 +223,7 @@ def main() -> int:
     if a.mode == "export":
         export(a.round_dir, models, a.per_task, a.rows, a.arch, a.carry_packed, a.dense_only)
     elif a.mode == "dense-grid":
-        dense_configs(a.round_dir, models, a.per_task, a.rows, a.arch, batches or (1, 32, 256))
+        dense_configs(a.round_dir, models, a.per_task, a.rows, a.arch, batches or (1, 32, 256), a.configs)
     elif a.mode == "report":
         print(report(a.results, models))
     elif a.mode == "final":

@@ -21,7 +21,7 @@
 | max_vms | RECOM_TVM_MAX_VMS | 8 | VMs (with their staging buffers) one model keeps for concurrent requests |
 | host_fallback | RECOM_TVM_HOST_FALLBACK | 1 | ops without a converter run on the host through TensorFlow (RECom's CPU co-run); 0: the import fails naming them |
 | dense_tail | RECOM_TVM_DENSE_TAIL | auto | auto: the MLP's layers get recom_tvm's schedules per batch bucket (tuned ones from build's database); off: TVM's defaults |
-| dense_gemv_max_batch | RECOM_TVM_DENSE_GEMV_MAX_BATCH | 512 | CUDA: the largest batch the dense tail's default gemv buckets serve, dlight's matmul above (inside model E on an H100 the gemv was 1.6x faster at B = 256 and tied at 2,048); 0: the matmul at every batch; 1073741824: the gemv at every batch. Tuned buckets (build's database) are not affected |
+| dense_gemv_max_batch | RECOM_TVM_DENSE_GEMV_MAX_BATCH | 1073741824 | CUDA: the largest batch the dense tail's default gemv buckets serve, dlight's matmul above (default: the gemv at every batch; on model E's layers, H100, it beat the matmul at every batch from 1 to 2,048: 1.6x at 2,048); 0: the matmul at every batch. Tuned buckets (build's database) are not affected |
 | cuda_graph | RECOM_TVM_CUDA_GRAPH | 0 | (off until a GPU run confirms the fix of the H200 capture failures: host checks lifted into graphs, see backend/host_calls.py) 1: CUDA builds replay the kernels after the request's inputs as one CUDA graph per batch size (a request that may capture runs alone: runtime/capture_gate.py); 0: launch each kernel |
 | cuda_graph_max_batch | RECOM_TVM_CUDA_GRAPH_MAX_BATCH | 2048 | the largest batch run through CUDA graphs (each VM holds the graph variant's memory at this batch) |
 | packed_dtype | RECOM_TVM_PACKED_DTYPE | auto | the fused kernel's packed request (ids, offsets, float bit patterns): auto = int32 where every table and id range of the kernel is below 2^31 rows (half the bytes packed and copied; ids narrowed saturating, a request whose packed length reaches 2^31 is refused), else int64; "int32" / "int64" force it (read by recom_tvm.optimize: FuseColumns; recorded in the model) |
@@ -65,7 +65,7 @@ native_parallel_min: int = int(os.environ.get("RECOM_TVM_NATIVE_PARALLEL_MIN", 2
 max_vms: int = int(os.environ.get("RECOM_TVM_MAX_VMS", 8))
 # Code generation: the dense tail's schedules, CUDA graphs, the CPU llvm builds for.
 dense_tail: str = os.environ.get("RECOM_TVM_DENSE_TAIL", "auto").strip().lower()
-dense_gemv_max_batch: int = int(os.environ.get("RECOM_TVM_DENSE_GEMV_MAX_BATCH", 512))
+dense_gemv_max_batch: int = int(os.environ.get("RECOM_TVM_DENSE_GEMV_MAX_BATCH", 1 << 30))
 cuda_graph: bool = _env_bool("RECOM_TVM_CUDA_GRAPH", False)
 cuda_graph_max_batch: int = int(os.environ.get("RECOM_TVM_CUDA_GRAPH_MAX_BATCH", 2048))
 # The fused kernel's packed input: "auto" (int32 where exact, else int64), "int32" or "int64"; read by FuseColumns.

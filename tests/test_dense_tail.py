@@ -110,7 +110,34 @@ def test_cuda_schedules_compute_the_same_emulated():
         _assert_same(func, build_layer(emulate(schedule_buckets(func, buckets, cuda)), CPU), f"{name} buckets")
 
 
-EDGE_BATCHES = (1, 2, 4, 5, 7, 16, 17, 512, 513)  # both sides of every default bucket edge (llvm: 1; CUDA: 4, 16, 512)
+def test_gemv_on_layers_narrower_than_a_block_emulated():
+    """N = 24, 20, 3 under configs of more columns per block (8 threads x 4): TVM's final sum covered the N columns
+    but the epilogue at it ran once per thread, and the spare threads wrote the next row block's outputs from sums
+    never made (wrong from two row blocks on; blocks run last first in the emulation). fit caps a block's columns
+    at N."""
+    cuda = make_target("cuda")
+    for n in (24, 20, 3):
+        func = next(iter(fused_layers(mlp_module(64, (n,))).values()))
+        for cfg in [c for _, c in CUDA_DEFAULT if c.rule == "gemv"] + [
+                DenseConfig("gemv", rows=8, threads_n=8, vec=4, threads_k=32, unroll=2, kvec=4)]:
+            assert fit(cfg, match_dense(func)).threads_n * fit(cfg, match_dense(func)).vec <= n
+            _assert_same(func, build_layer(emulate(schedule(func, cfg, cuda)), CPU), f"N={n} {cfg.knobs()}")
+
+
+def test_gemv_epilogue_runs_only_on_the_blocks_outputs_emulated():
+    """More final-sum threads (threads_k x threads_n) than a block has outputs (rows x columns): the spare threads'
+    epilogue is guarded like their sum (guard_epilogue). Without it rows = 1 wrote the next column block's outputs
+    from sums never made (an H100 at B = 1, 2026-12-05: 27 of 111 grid candidates wrong) and rows > 1 the next row
+    block's (found on an H100 at B = 32 earlier, then avoided by fewer K threads)."""
+    cuda = make_target("cuda")
+    for cfg in (DenseConfig("gemv", rows=1, threads_n=8, vec=2, threads_k=32, unroll=8),
+                DenseConfig("gemv", rows=1, threads_n=4, vec=4, threads_k=64, unroll=4, kvec=4),
+                DenseConfig("gemv", rows=2, threads_n=4, vec=1, threads_k=32, unroll=1)):
+        for name, func in fused_layers(MLP).items():
+            _assert_same(func, build_layer(emulate(schedule(func, cfg, cuda)), CPU), f"{name} {cfg.knobs()}")
+
+
+EDGE_BATCHES = (1, 2, 7, 8, 9, 64, 65, 128, 129, 513)  # both sides of every default bucket edge (CUDA: 8, 64, 128)
 
 
 def _numpy_mlp(x: np.ndarray, ws: list[np.ndarray], layers: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -138,18 +165,17 @@ def test_llvm_mlp_matches_numpy_at_every_bucket_edge():
 
 
 def test_cuda_default_buckets_at_their_edges_emulated():
-    """CUDA_DEFAULT's gemv buckets (B <= 4, 16, 512) dispatched by batch inside one function, run serially at each
-    edge and beyond (several row blocks of every bucket, partial ones), against the unscheduled layer and numpy (the
-    matmul bucket above 512 is dlight's: checked on the GPU)."""
+    """CUDA_DEFAULT's gemv buckets (B <= 8, 64, 128, above) dispatched by batch inside one function, run serially at
+    each edge and beyond (several row blocks of every bucket, partial ones), against the unscheduled layer and
+    numpy."""
     cuda = make_target("cuda")
     func = fused_layers(MLP)["fused_matmul_add_less_where"]  # the first layer: K = 300 (no split divides it), N = 64
-    gemv_only = tuple((lim, cfg) for lim, cfg in CUDA_DEFAULT if cfg.rule == "gemv")
-    buckets = gemv_only[:-1] + ((None, gemv_only[-1][1]),)  # the last gemv bucket open above
+    buckets = CUDA_DEFAULT
     # x, w, bias, the Relu's 0 (TF's Relu: where(h < 0, 0, h); run_layer draws it at random too), out
     assert [p.name for p in func.params] == ["x", "w0", "param_0", "param_1", "T_where_intermediate"]
     lib = build_layer(emulate(schedule_buckets(func, buckets, cuda)), CPU)
     ref = _reference(func)
-    for b in (1, 4, 5, 7, 16, 17, 33, 65, 512, 513):
+    for b in (1, 7, 8, 9, 33, 64, 65, 128, 129, 513):
         got = run_layer(lib, func, b, seed=b)
         np.testing.assert_allclose(got, run_layer(ref, func, b, seed=b), rtol=2e-5, atol=2e-5, err_msg=f"B={b}")
         rng = np.random.default_rng(b)  # run_layer's inputs, drawn in the same order
@@ -191,7 +217,7 @@ def test_gemv_reads_a_threads_columns_of_w_as_one_vector():
     cfg = DenseConfig("gemv", rows=8, threads_n=8, vec=4, threads_k=32, unroll=8)
 
     def source(name):
-        func = schedule(layers[name], cfg, cuda, 64).with_attr("global_symbol", "main")
+        func = schedule(layers[name], cfg, cuda).with_attr("global_symbol", "main")
         with cuda:
             return build_layer(func, cuda).imports[0].inspect_source()
 
@@ -201,12 +227,78 @@ def test_gemv_reads_a_threads_columns_of_w_as_one_vector():
         source("fused_matmul2_add2_tir_sigmoid")  # N = 1
 
 
+def _transposed_layer():
+    """x [B, 40] @ w [24, 40]^T + b, then relu: a TF MatMul with transpose_b kept as such (w read as [N, K])."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(private=True, s_tir=True)
+    def layer(var_x: T.handle, w: T.Buffer((T.int64(24), T.int64(40)), "float32"),
+              b: T.Buffer((T.int64(24),), "float32"), var_out: T.handle):
+        T.func_attr({"tirx.noalias": True})
+        n = T.int64()
+        x = T.match_buffer(var_x, (n, T.int64(40)))
+        out = T.match_buffer(var_out, (n, T.int64(24)))
+        mm = T.sblock_alloc_buffer((n, T.int64(24)))
+        for i, j, k in T.grid(n, T.int64(24), T.int64(40)):
+            with T.sblock("matmul"):
+                vi, vj, vk = T.axis.remap("SSR", [i, j, k])
+                with T.init():
+                    mm[vi, vj] = T.float32(0.0)
+                mm[vi, vj] = mm[vi, vj] + x[vi, vk] * w[vj, vk]
+        for i, j in T.grid(n, T.int64(24)):
+            with T.sblock("relu"):
+                vi, vj = T.axis.remap("SS", [i, j])
+                out[vi, vj] = T.max(mm[vi, vj] + b[vj], T.float32(0.0))
+
+    return layer
+
+
+def test_gemv_with_k_vectors_computes_the_same_emulated():
+    """kvec: each K thread owns kvec consecutive K, x and w staged in registers per K step. Every layer of the MLP
+    (K = 300, 64, 16; N = 64, 16, 1), a K that only 2 divides and one that nothing divides (fit: kvec 2, 1), a
+    transposed w, row blocks that pad, one and several row blocks, dispatched beside the kvec = 1 schedule."""
+    cuda = make_target("cuda")
+    cfgs = [DenseConfig("gemv", rows=8, threads_n=8, vec=4, threads_k=32, unroll=2, kvec=4),
+            DenseConfig("gemv", rows=1, threads_n=16, vec=2, threads_k=16, unroll=1, kvec=4),
+            DenseConfig("gemv", rows=4, threads_n=4, vec=1, threads_k=8, unroll=4, kvec=2)]
+    layers = {**fused_layers(MLP), **{f"K{k}": f for k in (302, 301)
+                                     for f in fused_layers(mlp_module(k, (24,))).values()},
+              "transposed": _transposed_layer()}
+    assert match_dense(layers["transposed"]).transposed
+    assert fit(cfgs[0], match_dense(layers["K302"])).kvec == 2 and fit(cfgs[0], match_dense(layers["K301"])).kvec == 1
+    for name, func in layers.items():
+        for cfg in cfgs:
+            _assert_same(func, build_layer(emulate(schedule(func, cfg, cuda)), CPU), f"{name} {cfg.knobs()}")
+        buckets = ((4, cfgs[1]), (None, cfgs[0]))
+        _assert_same(func, build_layer(emulate(schedule_buckets(func, buckets, cuda)), CPU), f"{name} buckets")
+
+
+@needs_nvcc
+def test_gemv_with_k_vectors_loads_x_as_vectors_along_k():
+    """With kvec = 4 a thread's rows of x are one LDG.128 each per K step (float4 along K), w's columns too; a
+    transposed w is read as vectors along K."""
+    from recom_tvm.cuda_support import prepare_cuda_build
+
+    prepare_cuda_build()
+    cuda = make_target("cuda")
+    cfg = DenseConfig("gemv", rows=8, threads_n=8, vec=4, threads_k=32, unroll=2, kvec=4)
+
+    def source(func):
+        func = schedule(func, cfg, cuda).with_attr("global_symbol", "main")
+        with cuda:
+            return build_layer(func, cuda).imports[0].inspect_source()
+
+    src = source(fused_layers(MLP)["fused_matmul_add_less_where"])  # K = 300, N = 64
+    assert re.search(r"\*\(float4\*\)\(x_ptr", src) and re.search(r"\*\(float4\*\)\(w0_ptr", src)
+    assert re.search(r"\*\(float4\*\)\(w_ptr", source(_transposed_layer()))
+
+
 def test_gemv_reads_padded_rows_clamped_not_guarded():
     """The padded batch is read as x[min(i, B - 1), k], no if_then_else per load (with B symbolic, those guards made
     E's big layer 2.5x slower on an H100); the emulated edge-batch tests check the results stay the same."""
     func = fused_layers(MLP)["fused_matmul_add_less_where"]
     cfg = DenseConfig("gemv", rows=8, threads_n=8, vec=4, threads_k=32, unroll=8)
-    guarded = schedule(func, cfg, make_target("cuda"), 64).script()
+    guarded = schedule(func, cfg, make_target("cuda")).script()
     assert "if_then_else" not in guarded
     assert re.search(r"x\[T\.min\(v_i0, B - T\.int64\(1\)\)", guarded), guarded
     from recom_tvm.schedules.dense_tail import clamp_padded_rows
@@ -221,11 +313,14 @@ def test_gemv_max_batch_knob_moves_the_matmul_edge(monkeypatch):
         monkeypatch.setattr(recom_tvm.config, "dense_gemv_max_batch", limit)
         return [(b, c.rule) for b, c in default_buckets("cuda")]
 
-    assert default_buckets("cuda") == CUDA_DEFAULT  # 512, as measured
+    assert default_buckets("cuda") == CUDA_DEFAULT  # the gemv at every batch, as measured
+    assert all(c.rule == "gemv" for _, c in CUDA_DEFAULT)
     assert rules(0) == [(None, "matmul")]
-    assert rules(16) == [(4, "gemv"), (16, "gemv"), (None, "matmul")]
-    assert rules(256) == [(4, "gemv"), (16, "gemv"), (256, "gemv"), (None, "matmul")]
-    assert rules(GEMV_EVERY_BATCH) == [(4, "gemv"), (16, "gemv"), (None, "gemv")]
+    assert rules(16) == [(8, "gemv"), (16, "gemv"), (None, "matmul")]
+    assert rules(64) == [(8, "gemv"), (64, "gemv"), (None, "matmul")]
+    assert rules(512) == [(8, "gemv"), (64, "gemv"), (512, "gemv"), (None, "matmul")]  # (128 merged: 4 at most)
+    assert default_buckets("cuda")[2][1] == CUDA_DEFAULT[3][1]  # 129..512: the large-batch config
+    assert rules(GEMV_EVERY_BATCH) == [(8, "gemv"), (64, "gemv"), (128, "gemv"), (None, "gemv")]
     assert default_buckets("llvm") == CPU_DEFAULT
 
 

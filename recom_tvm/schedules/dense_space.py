@@ -34,7 +34,7 @@ TASK_ATTR = "recom_tvm.dense_task"  # JSON: key, batch, target, K, N (what insta
 
 KNOBS = {
     "cuda": {"rule": ("gemv", "matmul"), "rows": (1, 2, 4, 8, 16, 32), "threads_n": (4, 8, 16, 32),
-             "vec": (1, 2, 4), "threads_k": (4, 8, 16, 32, 64), "unroll": (1, 2, 4, 8)},
+             "vec": (1, 2, 4), "threads_k": (4, 8, 16, 32, 64), "unroll": (1, 2, 4, 8), "kvec": (1, 2, 4)},
     "cpu": {"rule": ("cpu",), "rows": (1, 2, 4, 6, 8), "cols": (8, 16, 32, 64, 128, 256, 512, 1024),
             "k_block": (64, 128, 256, 512, 1024), "unroll": (1, 2, 4, 8, 16), "k_outer": (0, 1), "pack": (0, 1)},
 }
@@ -239,7 +239,8 @@ class ValidDenseKnobs(PyPostproc):
 
 FEATURES = ("rule_gemv", "rule_matmul", "rule_cpu", "log2_rows", "log2_threads_n", "vec", "log2_threads_k",
             "log2_unroll", "log2_cols", "log2_k_block", "k_outer", "pack", "log2_batch", "log2_k", "log2_n",
-            "log2_blocks", "threads_per_block", "accumulators", "smem_kib", "weight_rereads", "waves_132")
+            "log2_blocks", "threads_per_block", "accumulators", "smem_kib", "weight_rereads", "waves_132",
+            "log2_kvec", "loads_per_fma")
 
 
 def features(cfg: DenseConfig, info: dict) -> np.ndarray:
@@ -248,7 +249,10 @@ def features(cfg: DenseConfig, info: dict) -> np.ndarray:
     layer = DenseLayer(tvm.tirx.const(batch, "int64"), k, n, False, "float32")
     c = fit(cfg, layer)
     rows = c.rows
+    loads = 0.0  # load instructions per FMA of a thread (x and w; kvec: x as vectors along K)
     if c.rule == "gemv":
+        loads = (rows / c.kvec + (1 if c.vec in (2, 4) else c.vec)) / (rows * c.vec) if c.kvec > 1 else \
+            (rows + (1 if c.vec in (2, 4) else c.vec)) / (rows * c.vec)
         blocks = math.ceil(batch / rows) * math.ceil(n / (c.threads_n * c.vec))
         threads, acc = c.threads_n * c.threads_k, rows * c.vec
         smem = c.threads_k * rows * c.threads_n * c.vec * 4 / 1024
@@ -261,7 +265,7 @@ def features(cfg: DenseConfig, info: dict) -> np.ndarray:
                      math.log2(c.threads_n), c.vec, math.log2(c.threads_k), math.log2(c.unroll), math.log2(c.cols),
                      math.log2(c.k_block), c.k_outer, c.pack, math.log2(max(batch, 1)), math.log2(k), math.log2(n),
                      math.log2(max(blocks, 1)), threads, acc, smem, math.ceil(batch / rows),
-                     blocks / 132.0], dtype=np.float32)
+                     blocks / 132.0, math.log2(c.kvec), loads], dtype=np.float32)
 
 
 @derived_object

@@ -15,12 +15,14 @@ that branches on B on the host side of the kernel (one launch per call, like the
   of them for its outputs and applies the epilogue. Blocks along B (rows) and N keep the GPU busy at small
   batches (split-K inside the block, no second kernel and no global workspace, so CUDA graphs capture it); w is
   read once per row block (from L2 after the first), a thread's vec columns as one vector load when N allows.
+  With `kvec` > 1 a K thread owns kvec consecutive K instead of every threads_k-th: its rows of x are then one
+  vector load per row and K step (kvec = 1: one scalar load per row and K, 8 of every 9 loads at rows = 8).
 - "matmul" (CUDA, large batches): dlight's Matmul rule (shared-memory tiles), TVM's own default.
 - "cpu" (llvm): register tiles of `rows` x `cols` outputs (cols a multiple of the vector width) over K blocks of
   `k_block`, vectorized along N, parallel over column tiles (tiles divide N and K: no predicate in the vector
   loop).
 
-The batch is padded to a multiple of `rows` inside the kernel (reads of padded rows return 0, their outputs are
+The batch is padded to a multiple of `rows` inside the kernel (padded rows read the last row, their outputs are
 not written), so registers and shared memory have constant sizes for any B. Every transformation is a TVM
 schedule primitive: the schedules compute the same function as the unscheduled layer (tests check it on llvm; the
 GPU check runs the CUDA ones). `DenseConfig` fields are the knobs of the tuning space (recom_tvm.schedules.
@@ -71,6 +73,7 @@ class DenseConfig:
     k_block: int = 256
     k_outer: int = 0
     pack: int = 0
+    kvec: int = 1
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -85,25 +88,27 @@ class DenseConfig:
 
     def knobs(self) -> dict:
         """The fields this config's rule reads (what a record or a log should show)."""
-        names = {"gemv": ("rows", "threads_n", "vec", "threads_k", "unroll"), "matmul": (),
+        names = {"gemv": ("rows", "threads_n", "vec", "threads_k", "unroll", "kvec"), "matmul": (),
                  "cpu": ("rows", "cols", "k_block", "unroll", "k_outer", "pack")}[self.rule]
         return {"rule": self.rule, **{n: getattr(self, n) for n in names}}
 
 
 # Defaults per target: ((max batch of the bucket or None for the rest, config), ...); `fit` shrinks them to a
-# layer's N and K. CUDA gemv buckets: the best on all three of model E's layers (8,152 -> 1,024, 1,024 -> 1,024,
-# 1,024 -> 128) in a grid of gemv configs per batch, NVIDIA H100, 2026-12-05 (benchmarks/results/dense_grid_*;
-# the three layers' sum, each kernel alone, L2 flushed, us): B = 1: 122; B = 8: 116; B = 32: 147 (dlight's matmul
-# 647); B = 512: 506 (736). Every winner loads 2 or 4 columns of w as one vector and unrolls 8 K steps (8
-# independent 8- or 16-byte loads in flight per thread: the kernels are bound by load latency; ncu: 12% occupancy,
-# stalls on L1TEX). Inside model E (symbolic batch, padded rows clamped) the gemv at every batch took E's device
-# time at B = 256 from 0.73 to 0.45 ms and tied dlight's matmul at 2,048 (2.78 vs 2.70 ms; gpu_request_path, H100):
-# the last gemv bucket serves up to config.dense_gemv_max_batch (512), the matmul above (default_buckets).
+# layer's N and K. CUDA: the configs with the least time summed over model E's three layers (8,152 -> 1,024,
+# 1,024 -> 1,024, 1,024 -> 128) among 30 configs measured on every layer at B = 1 / 8 / 32 / 128 / 256 / 512 /
+# 1,024 / 2,048 (NVIDIA H100, 2026-12-05, each kernel alone, L2 flushed; the configs: the best per layer of a
+# random grid, benchmarks/tuning/dense_consensus_e_2026-12-05.json; results/dense_consensus_e_h100_2026-12-05.json).
+# The three layers' sum, us, against the previous defaults (kvec = 1; dlight's matmul above 512):
+#   B = 1: 58 (122); 8: 64 (116); 32: 79 (147); 128: 142 (178); 256: 228 (288); 512: 410 (504); 2,048: 1,490
+#   (dlight's matmul 2,384).
+# All four own 4 consecutive K per thread (kvec = 4); the small batches one or four rows per block and 64 K threads
+# (more blocks, more loads in flight), the large ones 8 rows and 64-column blocks. dlight's matmul lost at every
+# batch: it serves no bucket unless config.dense_gemv_max_batch says so (default_buckets).
 CUDA_DEFAULT = (
-    (4, DenseConfig("gemv", rows=4, threads_n=4, vec=2, threads_k=32, unroll=8)),
-    (16, DenseConfig("gemv", rows=16, threads_n=4, vec=4, threads_k=32, unroll=8)),
-    (512, DenseConfig("gemv", rows=8, threads_n=8, vec=4, threads_k=32, unroll=8)),
-    (None, DenseConfig("matmul")),
+    (8, DenseConfig("gemv", rows=1, threads_n=16, vec=2, threads_k=64, unroll=4, kvec=4)),
+    (64, DenseConfig("gemv", rows=4, threads_n=16, vec=2, threads_k=64, unroll=1, kvec=4)),
+    (128, DenseConfig("gemv", rows=8, threads_n=8, vec=4, threads_k=32, unroll=2, kvec=4)),
+    (None, DenseConfig("gemv", rows=8, threads_n=16, vec=4, threads_k=16, unroll=2, kvec=4)),
 )
 # llvm (measured on the 2-core build host, model E's 8,152 x 1,024 layer, CPU time of one thread): one row streams
 # w in strips of 512 columns (2 KB of each row: 3.2 ms at B = 1, 3.4 with 256, 2.3 with whole rows but then one
@@ -119,21 +124,22 @@ GEMV_EVERY_BATCH = 1 << 30
 
 
 def default_buckets(target_kind: str) -> tuple:
-    """The default buckets of a target; on CUDA the gemv serves batches up to config.dense_gemv_max_batch (512, see
-    CUDA_DEFAULT), dlight's matmul the rest."""
+    """The default buckets of a target; on CUDA the gemv buckets of CUDA_DEFAULT up to config.dense_gemv_max_batch
+    (default: every batch), dlight's matmul above it."""
     if target_kind != "cuda":
         return CPU_DEFAULT
     from .. import config
 
     limit = int(config.dense_gemv_max_batch)
-    gemv = [(b, c) for b, c in CUDA_DEFAULT if c.rule == "gemv"]
     if limit < 1:
         return ((None, DenseConfig("matmul")),)
-    kept = tuple((b, c) for b, c in gemv[:-1] if b < limit)
-    last = next(c for b, c in gemv if b >= limit) if limit <= gemv[-1][0] else gemv[-1][1]
     if limit >= GEMV_EVERY_BATCH:
-        return kept + ((None, last),)
-    return kept + ((limit, last), (None, DenseConfig("matmul")))
+        return CUDA_DEFAULT
+    from .tasks import fit_buckets
+
+    kept = tuple((b, c) for b, c in CUDA_DEFAULT if b is not None and b < limit)
+    at = next(c for b, c in CUDA_DEFAULT if b is None or b >= limit)  # the config of the bucket holding `limit`
+    return fit_buckets(kept + ((limit, at), (None, DenseConfig("matmul"))), MAX_BUCKETS)
 
 
 # ------------------------------------------------------------------------------------------------------ matching
@@ -240,17 +246,25 @@ def layer_key(func: tirx.PrimFunc, target_tag: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------ configs
-def _pow2_at_least(n: int) -> int:
-    return 1 << max(0, math.ceil(math.log2(max(n, 1))))
+def _pow2_at_most(n: int) -> int:
+    return 1 << max(0, int(math.log2(max(n, 1))))
 
 
 def fit(cfg: DenseConfig, layer: DenseLayer) -> DenseConfig:
-    """The config shrunk to the layer: no more columns per block than N has, no more K threads than K."""
+    """The config shrunk to the layer: no more columns per block than N has, no more K threads than K has groups
+    of kvec (kvec divides K)."""
     if cfg.rule == "gemv":
-        tn = min(cfg.threads_n, _pow2_at_least(layer.n))
-        vec = min(cfg.vec, max(1, _pow2_at_least(layer.n) // tn))
-        tk = min(cfg.threads_k * (cfg.threads_n // tn), _pow2_at_least(layer.k), MAX_THREADS // tn)
-        return dataclasses.replace(cfg, threads_n=tn, vec=vec, threads_k=max(tk, 1))
+        # a block's columns at most N: with more (N = 24 under 8 threads x 4), TVM's final sum covered the N
+        # columns there are but the epilogue placed at it still ran once per thread, and the spare threads wrote
+        # the next row block's outputs from sums never made (wrong results from two row blocks on, emulated)
+        cols = _pow2_at_most(layer.n)
+        tn = min(cfg.threads_n, cols)
+        vec = min(cfg.vec, max(1, cols // tn))
+        kvec = next(v for v in (4, 2, 1) if v <= cfg.kvec and layer.k % v == 0)
+        # K threads at most K's groups of kvec: a K thread with no K left never writes its partial sums, which the
+        # final sum still reads (K = 40 under 16 threads x kvec 4: wrong, emulated)
+        tk = min(cfg.threads_k * (cfg.threads_n // tn), _pow2_at_most(layer.k // kvec), MAX_THREADS // tn)
+        return dataclasses.replace(cfg, threads_n=tn, vec=vec, threads_k=max(tk, 1), kvec=kvec)
     if cfg.rule == "cpu":  # tiles that divide N and K: no predicate inside the vectorized loop
         cols = next(c for c in (2048, 1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1)
                     if c <= cfg.cols and layer.n % c == 0)
@@ -263,17 +277,6 @@ def fit(cfg: DenseConfig, layer: DenseLayer) -> DenseConfig:
 
 def _divisor_at_most(n: int, most: int) -> int:
     return next(d for d in range(min(n, most), 0, -1) if n % d == 0)
-
-
-def whole_final_sum(cfg: DenseConfig) -> DenseConfig:
-    """A gemv config whose final sum gives every thread of a block the same number of outputs: threads_k divides
-    rows * vec. Otherwise TVM guards the sum's idle threads but not the epilogue computed at its loop, and they
-    write the next block's rows: wrong results on the GPU from two row blocks on (found on an H100 at B = 32;
-    a batch within one row block is safe). Fewer K threads, never a remainder."""
-    per = cfg.rows * cfg.vec
-    if per % cfg.threads_k == 0:
-        return cfg
-    return dataclasses.replace(cfg, threads_k=_divisor_at_most(per, cfg.threads_k))
 
 
 def check_config(cfg: DenseConfig, layer: DenseLayer | None = None) -> str | None:
@@ -291,22 +294,24 @@ def check_config(cfg: DenseConfig, layer: DenseLayer | None = None) -> str | Non
             return f"{smem} bytes of partial sums in shared memory (at most {MAX_SHARED_BYTES})"
         if cfg.rows * cfg.vec > 128:
             return f"{cfg.rows * cfg.vec} accumulators per thread (at most 128)"
+        if cfg.kvec not in (1, 2, 4):
+            return f"kvec must be 1, 2 or 4 (one load of at most 16 bytes), got {cfg.kvec}"
+        if layer is not None and layer.k % cfg.kvec:
+            return f"kvec {cfg.kvec} does not divide K = {layer.k}"
+        if cfg.kvec > 1 and cfg.rows * cfg.kvec + cfg.kvec * cfg.vec > 96:
+            return f"{cfg.rows * cfg.kvec + cfg.kvec * cfg.vec} registers of x and w per K step (at most 96)"
     if cfg.rule == "cpu" and cfg.rows * cfg.cols > 2048:
         return f"{cfg.rows * cfg.cols} accumulators per tile (at most 2048)"
     return None
 
 
 # ---------------------------------------------------------------------------------------------------- schedules
-def schedule(func: tirx.PrimFunc, cfg: DenseConfig, target: tvm.target.Target,
-             max_batch: int | None = None) -> tirx.PrimFunc:
-    """The layer under one schedule, for any batch up to max_batch (None: any; the result carries
-    tirx.is_scheduled)."""
+def schedule(func: tirx.PrimFunc, cfg: DenseConfig, target: tvm.target.Target) -> tirx.PrimFunc:
+    """The layer under one schedule, for any batch (the result carries tirx.is_scheduled)."""
     layer = match_dense(func)
     if layer is None:
         raise ValueError("not a dense layer (matmul + elementwise epilogue)")
     cfg = fit(cfg, layer)
-    if cfg.rule == "gemv" and (max_batch is None or max_batch > cfg.rows):
-        cfg = whole_final_sum(cfg)
     err = check_config(cfg, layer)
     if err:
         raise ValueError(f"dense config {cfg.knobs()}: {err}")
@@ -314,20 +319,24 @@ def schedule(func: tirx.PrimFunc, cfg: DenseConfig, target: tvm.target.Target,
         out = _dlight_matmul(func, target)
     else:
         sch = Schedule(func)
-        mm, epi = _prepare(sch, cfg.rows)
-        if cfg.rule == "gemv":
-            _gemv(sch, mm, epi, cfg, vector_w=_vector_columns(cfg, layer))
+        kvec = cfg.rule == "gemv" and cfg.kvec > 1
+        mm, epi, pads = _prepare(sch, cfg.rows, keep_pad=kvec)
+        if kvec:
+            blocks = _gemv_kvec(sch, mm, epi, pads, cfg, layer)
+        elif cfg.rule == "gemv":
+            blocks = _gemv(sch, mm, epi, cfg, vector_w=_vector_columns(cfg, layer))
         else:
             _cpu(sch, mm, epi, cfg)
         out = sch.mod["main"]
         if cfg.rule == "gemv":
-            out = clamp_padded_rows(out)
+            out = clamp_padded_rows(guard_epilogue(out, *blocks))
     return out.with_attr("tirx.is_scheduled", True)
 
 
-def _prepare(sch: Schedule, rows: int):
-    """Pad the batch to a multiple of `rows` (padded rows read 0), inline the padding and every epilogue block
-    but the last into their consumers; -> (matmul block, epilogue block writing the output)."""
+def _prepare(sch: Schedule, rows: int, keep_pad: bool = False):
+    """Pad the batch to a multiple of `rows` (padded rows read 0), inline the padding (unless keep_pad) and every
+    epilogue block but the last into their consumers; -> (matmul block, epilogue block writing the output, the
+    padding blocks kept)."""
     root = sch.get_sblock("root")
     mm = sch.get_child_blocks(root)[0]
     if rows > 1:
@@ -336,17 +345,20 @@ def _prepare(sch: Schedule, rows: int):
     names = [sch.get(b).name_hint for b in blocks]
     mm = blocks[next(i for i, b in enumerate(blocks) if sch.get(b).init is not None)]
     mm_pos = names.index(sch.get(mm).name_hint)
-    for b in blocks[:mm_pos]:  # the padded copy of x: read in place, guarded
-        sch.compute_inline(b)
+    pads = blocks[:mm_pos]
+    if not keep_pad:
+        for b in pads:  # the padded copy of x: read in place, guarded
+            sch.compute_inline(b)
+        pads = []
     after = blocks[mm_pos + 1:]
     if not after:  # the matmul writes the output: accumulate in a local copy, then write
-        return mm, sch.cache_write(mm, 0, "global")
+        return mm, sch.cache_write(mm, 0, "global"), pads
     for b in after[:-1]:
         sch.compute_inline(b)
-    return mm, after[-1]
+    return mm, after[-1], pads
 
 
-def _gemv(sch: Schedule, mm, epi, cfg: DenseConfig, vector_w: bool) -> None:
+def _gemv(sch: Schedule, mm, epi, cfg: DenseConfig, vector_w: bool) -> tuple[str, str]:
     rows, tn, vec, tk = cfg.rows, cfg.threads_n, cfg.vec, cfg.threads_k
     i, j, k = sch.get_loops(mm)
     by, ii = sch.split(i, [None, rows])
@@ -357,17 +369,68 @@ def _gemv(sch: Schedule, mm, epi, cfg: DenseConfig, vector_w: bool) -> None:
     by, bx, ts, tr, ko, ku, ii, v = sch.get_loops(rf)
     sch.bind(by, "blockIdx.y")
     sch.bind(bx, "blockIdx.x")
-    sch.bind(ts, "threadIdx.x")
-    sch.bind(tr, "threadIdx.y")
-    part = sch.cache_write(rf, 0, "local")  # accumulate in registers ...
-    sch.reverse_compute_at(part, tr)
-    sch.set_scope(part, 0, "shared")  # ... then one write of them to shared memory
+    _partial_sums_to_shared(sch, rf, ts, tr)
     if vector_w:  # one 8- or 16-byte load of w per K step (LDG.64/.128), not vec scalar ones; before
         sch.vectorize(v)  # decompose_reduction: the update alone is not a block vectorize accepts
     sch.decompose_reduction(rf, ko)
     for loop in (ku, ii) if vector_w else (ku, ii, v):
         sch.unroll(loop)
-    # the final sum over the K threads: each thread sums threads_k partial sums for its outputs, then the epilogue
+    return _final_sum(sch, mm, epi, bx, tn, tk)
+
+
+def _gemv_kvec(sch: Schedule, mm, epi, pads, cfg: DenseConfig, layer: DenseLayer) -> tuple[str, str]:
+    """The gemv with each K thread owning `kvec` consecutive K (not every threads_k-th): per K step a thread loads
+    rows x kvec of x as `rows` vector loads (the padded copy of x, placed in registers) and kvec x vec of w as kvec
+    (vector) loads, then does rows x vec x kvec FMAs from registers. With kvec = 1 the same step needs `rows`
+    scalar loads of x per K: on model E's 8,152 x 1,024 layer (rows 8) 8 of every 9 loads were of x, and the
+    kernel stalled on L1TEX (ncu, H100). K must be a multiple of kvec (fit)."""
+    rows, tn, vec, tk, kv = cfg.rows, cfg.threads_n, cfg.vec, cfg.threads_k, cfg.kvec
+    w = sch.get(mm).reads[_weight_read(sch, mm)].source
+    i, j, k = sch.get_loops(mm)
+    by, ii = sch.split(i, [None, rows])
+    bx, ts, v = sch.split(j, [None, tn, vec])
+    kg, kk = sch.split(k, [None, kv])  # exact: the K predicate (if any) is per group, never inside a vector
+    ko, ku, tr = sch.split(kg, [None, cfg.unroll, tk])
+    sch.reorder(by, bx, ts, tr, ko, ku, kk, ii, v)
+    rf = sch.rfactor(tr, 0)
+    by, bx, ts, tr, ko, ku, kk, ii, v = sch.get_loops(rf)
+    sch.bind(by, "blockIdx.y")
+    sch.bind(bx, "blockIdx.x")
+    _partial_sums_to_shared(sch, rf, ts, tr)
+    for p in pads:  # x's padded copy (padded rows clamped later) as a rows x kvec register tile per K step
+        sch.compute_at(p, ku)
+        sch.set_scope(p, 0, "local")
+        *_, r_loop, k_loop = sch.get_loops(p)
+        sch.vectorize(k_loop)
+        sch.unroll(r_loop)
+    w_index = next(n for n, r in enumerate(sch.get(rf).reads) if r.source.same_as(w))
+    w_tile = sch.cache_read(rf, w_index, "local")  # kvec x vec of w (vec x kvec if transposed)
+    sch.compute_at(w_tile, ku)
+    *_, outer, inner = sch.get_loops(w_tile)
+    if layer.transposed or _vector_columns(cfg, layer):  # inner: kvec consecutive K, or vec aligned columns
+        sch.vectorize(inner)
+    else:
+        sch.unroll(inner)
+    sch.unroll(outer)
+    sch.decompose_reduction(rf, ko)
+    for loop in (ku, kk, ii, v):
+        sch.unroll(loop)
+    return _final_sum(sch, mm, epi, bx, tn, tk)
+
+
+def _partial_sums_to_shared(sch: Schedule, rf, ts, tr) -> None:
+    """Bind the threads; each K thread accumulates in registers, then writes its partial sums to shared memory
+    once."""
+    sch.bind(ts, "threadIdx.x")
+    sch.bind(tr, "threadIdx.y")
+    part = sch.cache_write(rf, 0, "local")
+    sch.reverse_compute_at(part, tr)
+    sch.set_scope(part, 0, "shared")
+
+
+def _final_sum(sch: Schedule, mm, epi, bx, tn: int, tk: int) -> tuple[str, str]:
+    """The final sum over the K threads: each thread sums threads_k partial sums for its outputs, then the
+    epilogue; -> the two blocks' names (guard_epilogue)."""
     sch.reverse_compute_at(mm, bx, preserve_unit_loops=True)  # loops over (K thread, row, column)
     r, mi, mj = sch.get_loops(mm)[-3:]
     sch.reorder(mi, mj, r)
@@ -377,6 +440,28 @@ def _gemv(sch: Schedule, mm, epi, cfg: DenseConfig, vector_w: bool) -> None:
     sch.bind(t_x, "threadIdx.x")
     sch.set_scope(mm, 0, "local")
     sch.reverse_compute_at(epi, o)
+    return sch.get(mm).name_hint, sch.get(epi).name_hint
+
+
+def guard_epilogue(func: tirx.PrimFunc, sum_block: str, epilogue: str) -> tirx.PrimFunc:
+    """The epilogue placed at the final sum runs under the sum's predicate too. The final sum splits a block's
+    rows x columns outputs over threads_k x threads_n threads and TVM guards the spare threads' sums, but the
+    epilogue at the same loop gets only the layer's bounds: a spare thread applied it to an output past the block's
+    own (the next row block's rows; with rows = 1 the next column block's columns: wrong on an H100 at B = 1) from
+    a sum never made."""
+    found = []
+    tvm_ffi.structural_walk(func.body, [(SBlockRealize, lambda r: found.append(r.predicate)
+                                         if r.block.name_hint == sum_block else None)], order="post")
+    if len(found) != 1:
+        raise ValueError(f"dense tail: final sum block {sum_block!r} found {len(found)} times")
+    guard = found[0]
+
+    def add(r):
+        if r.block.name_hint != epilogue:
+            return r
+        return SBlockRealize(r.iter_values, tirx.And(r.predicate, guard), r.block)
+
+    return func.with_body(tvm_ffi.structural_map(func.body, [(SBlockRealize, add)]))
 
 
 def clamp_padded_rows(func: tirx.PrimFunc) -> tirx.PrimFunc:
@@ -499,7 +584,7 @@ def schedule_buckets(func: tirx.PrimFunc, buckets, target: tvm.target.Target) ->
     limits = [b for b, _ in buckets]
     if limits[-1] is not None or any(b is None for b in limits[:-1]) or limits[:-1] != sorted(set(limits[:-1])):
         raise ValueError(f"bucket limits must ascend and end with None: {limits}")
-    variants = [(lim, schedule(func, cfg, target, lim)) for lim, cfg in buckets]
+    variants = [(lim, schedule(func, cfg, target)) for lim, cfg in buckets]
     if target.kind.name == "cuda":  # CPUs allocate run-time sizes on the heap
         for _, f in variants:
             _check_static_allocations(f)
