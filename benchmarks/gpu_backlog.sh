@@ -58,7 +58,7 @@ prepare_one() {
     compact) python benchmarks/compact_kernels.py export --dir "$d/kernels" --models e --batches 512,2048
              python benchmarks/gpu_correctness.py prepare --dir "$d/check" --only demo mixed24 weighted_mix identity \
                --schedules 2 --compact 1 ;;
-    suite) python benchmarks/suite.py host --dir "$d/suite" --models "$SUITE_MODELS" ;;
+    suite) python benchmarks/suite.py host --dir "$d/suite" --models "$SUITE_MODELS" ${SUITE_HOST_ARGS:-} ;;
     hash) python benchmarks/gpu_device_hash.py prepare --dir "$d/dh" ;;
     dense_tune) python benchmarks/tune_models.py export --round-dir "$d/round" --models e --per-task 10 --dense-only ;;
     dense_grid) python benchmarks/tune_models.py dense-grid --round-dir "$d/round" --models e --per-task 36 \

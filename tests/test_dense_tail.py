@@ -254,7 +254,7 @@ def _transposed_layer():
 
 
 def test_gemv_with_k_vectors_computes_the_same_emulated():
-    """kvec: each K thread owns kvec consecutive K, x and w staged in registers per K step. Every layer of the MLP
+    """kvec: each K thread owns kvec consecutive K, w staged in registers per K step. Every layer of the MLP
     (K = 300, 64, 16; N = 64, 16, 1), a K that only 2 divides and one that nothing divides (fit: kvec 2, 1), a
     transposed w, row blocks that pad, one and several row blocks, dispatched beside the kvec = 1 schedule."""
     cuda = make_target("cuda")
@@ -274,9 +274,9 @@ def test_gemv_with_k_vectors_computes_the_same_emulated():
 
 
 @needs_nvcc
-def test_gemv_with_k_vectors_loads_x_as_vectors_along_k():
-    """With kvec = 4 a thread's rows of x are one LDG.128 each per K step (float4 along K), w's columns too; a
-    transposed w is read as vectors along K."""
+def test_gemv_with_k_vectors_loads_a_register_tile_of_w():
+    """With kvec = 4 a thread's weights of a K step are loaded first, as vectors along N (float4 of w [K, N]) or
+    along K for a transposed w."""
     from recom_tvm.cuda_support import prepare_cuda_build
 
     prepare_cuda_build()
@@ -288,9 +288,25 @@ def test_gemv_with_k_vectors_loads_x_as_vectors_along_k():
         with cuda:
             return build_layer(func, cuda).imports[0].inspect_source()
 
-    src = source(fused_layers(MLP)["fused_matmul_add_less_where"])  # K = 300, N = 64
-    assert re.search(r"\*\(float4\*\)\(x_ptr", src) and re.search(r"\*\(float4\*\)\(w0_ptr", src)
+    assert re.search(r"\*\(float4\*\)\(w0_ptr", source(fused_layers(MLP)["fused_matmul_add_less_where"]))  # N = 64
     assert re.search(r"\*\(float4\*\)\(w_ptr", source(_transposed_layer()))
+
+
+def test_buckets_of_whole_row_blocks_shift_the_last_one():
+    """A bucket whose batches are all at least `rows` reads and writes row base + r % rows, base = min(r // rows *
+    rows, B - rows): no clamp or guard per row (as built for B >= 9 by CUDA_DEFAULT); a bucket that may hold fewer
+    rows than a block clamps them. The emulated edge-batch tests check both compute the same."""
+    func = fused_layers(MLP)["fused_matmul_add_less_where"]
+    cfg = DenseConfig("gemv", rows=4, threads_n=8, vec=4, threads_k=32, unroll=2, kvec=4)
+    shifted = schedule(func, cfg, make_target("cuda"), min_batch=4).script()
+    assert "if_then_else" not in shifted and "T.min(x" not in shifted
+    assert re.search(r"x\[T\.min\(.*// T\.int64\(4\) \* T\.int64\(4\), B - T\.int64\(4\)\)", shifted), shifted
+    clamped = schedule(func, cfg, make_target("cuda"), min_batch=3).script()
+    assert re.search(r"x\[T\.min\(v_i0, B - T\.int64\(1\)\)", clamped)
+    for b in (4, 5, 7, 9, 33, 70):
+        lib = build_layer(emulate(schedule(func, cfg, make_target("cuda"), min_batch=4)), CPU)
+        np.testing.assert_allclose(run_layer(lib, func, b, seed=b), run_layer(_reference(func), func, b, seed=b),
+                                   rtol=2e-5, atol=2e-5, err_msg=f"B={b}")
 
 
 def test_gemv_reads_padded_rows_clamped_not_guarded():

@@ -15,15 +15,17 @@ that branches on B on the host side of the kernel (one launch per call, like the
   of them for its outputs and applies the epilogue. Blocks along B (rows) and N keep the GPU busy at small
   batches (split-K inside the block, no second kernel and no global workspace, so CUDA graphs capture it); w is
   read once per row block (from L2 after the first), a thread's vec columns as one vector load when N allows.
-  With `kvec` > 1 a K thread owns kvec consecutive K instead of every threads_k-th: its rows of x are then one
-  vector load per row and K step (kvec = 1: one scalar load per row and K, 8 of every 9 loads at rows = 8).
+  With `kvec` > 1 a K thread owns kvec consecutive K instead of every threads_k-th and loads its kvec x vec
+  weights of a K step into registers before the FMAs (kvec loads in flight).
 - "matmul" (CUDA, large batches): dlight's Matmul rule (shared-memory tiles), TVM's own default.
 - "cpu" (llvm): register tiles of `rows` x `cols` outputs (cols a multiple of the vector width) over K blocks of
   `k_block`, vectorized along N, parallel over column tiles (tiles divide N and K: no predicate in the vector
   loop).
 
-The batch is padded to a multiple of `rows` inside the kernel (padded rows read the last row, their outputs are
-not written), so registers and shared memory have constant sizes for any B. Every transformation is a TVM
+The batch is padded to a multiple of `rows` inside the kernel, so registers and shared memory have constant sizes
+for any B: a bucket whose batches are all at least `rows` shifts its last row block back to end at row B
+(shift_last_row_block: every row exists, as at a static batch), others read padded rows clamped to the last row and
+do not write them (clamp_padded_rows). Every transformation is a TVM
 schedule primitive: the schedules compute the same function as the unscheduled layer (tests check it on llvm; the
 GPU check runs the CUDA ones). `DenseConfig` fields are the knobs of the tuning space (recom_tvm.schedules.
 dense_space).
@@ -306,8 +308,10 @@ def check_config(cfg: DenseConfig, layer: DenseLayer | None = None) -> str | Non
 
 
 # ---------------------------------------------------------------------------------------------------- schedules
-def schedule(func: tirx.PrimFunc, cfg: DenseConfig, target: tvm.target.Target) -> tirx.PrimFunc:
-    """The layer under one schedule, for any batch (the result carries tirx.is_scheduled)."""
+def schedule(func: tirx.PrimFunc, cfg: DenseConfig, target: tvm.target.Target,
+             min_batch: int | None = None) -> tirx.PrimFunc:
+    """The layer under one schedule, for any batch of at least `min_batch` (default 1; a static batch: itself);
+    the result carries tirx.is_scheduled."""
     layer = match_dense(func)
     if layer is None:
         raise ValueError("not a dense layer (matmul + elementwise epilogue)")
@@ -319,24 +323,27 @@ def schedule(func: tirx.PrimFunc, cfg: DenseConfig, target: tvm.target.Target) -
         out = _dlight_matmul(func, target)
     else:
         sch = Schedule(func)
-        kvec = cfg.rule == "gemv" and cfg.kvec > 1
-        mm, epi, pads = _prepare(sch, cfg.rows, keep_pad=kvec)
-        if kvec:
-            blocks = _gemv_kvec(sch, mm, epi, pads, cfg, layer)
+        mm, epi = _prepare(sch, cfg.rows)
+        if cfg.rule == "gemv" and cfg.kvec > 1:
+            blocks = _gemv_kvec(sch, mm, epi, cfg, layer)
         elif cfg.rule == "gemv":
             blocks = _gemv(sch, mm, epi, cfg, vector_w=_vector_columns(cfg, layer))
         else:
             _cpu(sch, mm, epi, cfg)
         out = sch.mod["main"]
         if cfg.rule == "gemv":
-            out = clamp_padded_rows(guard_epilogue(out, *blocks))
+            out = guard_epilogue(out, *blocks)
+            least = min_batch if min_batch is not None else (layer.static_batch or 1)
+            if cfg.rows > 1 and least >= cfg.rows:  # every row block can be a whole one
+                out = shift_last_row_block(out, cfg.rows, layer.batch)
+            else:
+                out = clamp_padded_rows(out)
     return out.with_attr("tirx.is_scheduled", True)
 
 
-def _prepare(sch: Schedule, rows: int, keep_pad: bool = False):
-    """Pad the batch to a multiple of `rows` (padded rows read 0), inline the padding (unless keep_pad) and every
-    epilogue block but the last into their consumers; -> (matmul block, epilogue block writing the output, the
-    padding blocks kept)."""
+def _prepare(sch: Schedule, rows: int):
+    """Pad the batch to a multiple of `rows` (padded rows read 0 until clamped or shifted), inline the padding and
+    every epilogue block but the last into their consumers; -> (matmul block, epilogue block writing the output)."""
     root = sch.get_sblock("root")
     mm = sch.get_child_blocks(root)[0]
     if rows > 1:
@@ -345,17 +352,14 @@ def _prepare(sch: Schedule, rows: int, keep_pad: bool = False):
     names = [sch.get(b).name_hint for b in blocks]
     mm = blocks[next(i for i, b in enumerate(blocks) if sch.get(b).init is not None)]
     mm_pos = names.index(sch.get(mm).name_hint)
-    pads = blocks[:mm_pos]
-    if not keep_pad:
-        for b in pads:  # the padded copy of x: read in place, guarded
-            sch.compute_inline(b)
-        pads = []
+    for b in blocks[:mm_pos]:  # the padded copy of x: read in place, guarded
+        sch.compute_inline(b)
     after = blocks[mm_pos + 1:]
     if not after:  # the matmul writes the output: accumulate in a local copy, then write
-        return mm, sch.cache_write(mm, 0, "global"), pads
+        return mm, sch.cache_write(mm, 0, "global")
     for b in after[:-1]:
         sch.compute_inline(b)
-    return mm, after[-1], pads
+    return mm, after[-1]
 
 
 def _gemv(sch: Schedule, mm, epi, cfg: DenseConfig, vector_w: bool) -> tuple[str, str]:
@@ -378,12 +382,12 @@ def _gemv(sch: Schedule, mm, epi, cfg: DenseConfig, vector_w: bool) -> tuple[str
     return _final_sum(sch, mm, epi, bx, tn, tk)
 
 
-def _gemv_kvec(sch: Schedule, mm, epi, pads, cfg: DenseConfig, layer: DenseLayer) -> tuple[str, str]:
-    """The gemv with each K thread owning `kvec` consecutive K (not every threads_k-th): per K step a thread loads
-    rows x kvec of x as `rows` vector loads (the padded copy of x, placed in registers) and kvec x vec of w as kvec
-    (vector) loads, then does rows x vec x kvec FMAs from registers. With kvec = 1 the same step needs `rows`
-    scalar loads of x per K: on model E's 8,152 x 1,024 layer (rows 8) 8 of every 9 loads were of x, and the
-    kernel stalled on L1TEX (ncu, H100). K must be a multiple of kvec (fit)."""
+def _gemv_kvec(sch: Schedule, mm, epi, cfg: DenseConfig, layer: DenseLayer) -> tuple[str, str]:
+    """The gemv with each K thread owning `kvec` consecutive K (not every threads_k-th): per K step a thread first
+    loads its kvec x vec weights into registers (kvec independent loads in flight, vector loads along N when N
+    allows, along K when w is [N, K]), then does rows x vec x kvec FMAs, reading x in place. K must be a multiple of
+    kvec (fit). Staging x in registers too cost registers and time (E's layers, H100: 43 against 32 registers,
+    82 against 49 us at B = 32) and was dropped."""
     rows, tn, vec, tk, kv = cfg.rows, cfg.threads_n, cfg.vec, cfg.threads_k, cfg.kvec
     w = sch.get(mm).reads[_weight_read(sch, mm)].source
     i, j, k = sch.get_loops(mm)
@@ -397,12 +401,6 @@ def _gemv_kvec(sch: Schedule, mm, epi, pads, cfg: DenseConfig, layer: DenseLayer
     sch.bind(by, "blockIdx.y")
     sch.bind(bx, "blockIdx.x")
     _partial_sums_to_shared(sch, rf, ts, tr)
-    for p in pads:  # x's padded copy (padded rows clamped later) as a rows x kvec register tile per K step
-        sch.compute_at(p, ku)
-        sch.set_scope(p, 0, "local")
-        *_, r_loop, k_loop = sch.get_loops(p)
-        sch.vectorize(k_loop)
-        sch.unroll(r_loop)
     w_index = next(n for n, r in enumerate(sch.get(rf).reads) if r.source.same_as(w))
     w_tile = sch.cache_read(rf, w_index, "local")  # kvec x vec of w (vec x kvec if transposed)
     sch.compute_at(w_tile, ku)
@@ -489,6 +487,58 @@ def clamp_padded_rows(func: tirx.PrimFunc) -> tirx.PrimFunc:
         return tirx.BufferLoad(load.source, [row, *list(load.indices)[1:]])
 
     return func.with_body(tvm_ffi.structural_map(func.body, [(Call, clamp)]))
+
+
+def shift_last_row_block(func: tirx.PrimFunc, rows: int, batch: tirx.PrimExpr) -> tirx.PrimFunc:
+    """For batches of at least `rows`: the last row block reads and writes rows B - rows .. B - 1 (overlapping its
+    neighbour) instead of running past B, so every row it touches exists. Row r of a block is read and written as
+    base + r % rows with base = min(r // rows * rows, B - rows): one base per block plus constant offsets, no clamp
+    or guard per row. Only the accesses to [B, ...] buffers (x, the output, epilogue inputs) and the guards move;
+    the block's registers and shared memory keep their indices. The overlapping rows are computed by both blocks
+    in the same order and written with the same values."""
+    from tvm.ir.expr import Call
+
+    loops = []
+    tvm_ffi.structural_walk(func.body, [(tirx.For, lambda f: loops.append(f.loop_var) if f.thread_binding is not None
+                                         and f.thread_binding.thread_tag == "blockIdx.y" else None)])
+    if not loops:
+        return func
+    by, n = loops[0], tirx.const(rows, str(batch.ty))
+
+    def row(r):
+        return tirx.Min(tirx.FloorDiv(r, n) * n, batch - n) + tirx.FloorMod(r, n)
+
+    def batch_rows(buf) -> bool:
+        return len(buf.shape) > 0 and buf.shape[0].same_as(batch)
+
+    def load(ld):
+        if not batch_rows(ld.source):
+            return ld
+        return tirx.BufferLoad(ld.source, [row(ld.indices[0]), *list(ld.indices)[1:]])
+
+    def store(st):
+        if not batch_rows(st.buffer):
+            return st
+        return tirx.BufferStore(st.buffer, st.value, [row(st.indices[0]), *list(st.indices)[1:]])
+
+    if_then_else = tvm.ir.Op.get("prim.if_then_else")
+
+    def unguard(call):  # the padded copy's guard `i < B`: every row read exists now
+        if call.op.same_as(if_then_else) and isinstance(call.args[0], tirx.LT) and call.args[0].b.same_as(batch):
+            return call.args[1]
+        return call
+
+    def rebase(m):  # in the guards: the block's first row as shifted
+        if m.a.same_as(by) and isinstance(m.b, tirx.IntImm) and int(m.b) == rows:
+            return tirx.Min(m, batch - n)
+        return m
+
+    def realize(r):
+        pred = tvm_ffi.structural_map(r.predicate, [(tirx.Mul, rebase)])
+        return SBlockRealize(r.iter_values, pred, r.block)
+
+    body = tvm_ffi.structural_map(func.body, [(Call, unguard), (TensorLoad, load), (tirx.BufferStore, store)])
+    return func.with_body(tvm_ffi.structural_map(body, [(SBlockRealize, realize)]))
 
 
 def _vector_columns(cfg: DenseConfig, layer: DenseLayer) -> bool:
@@ -584,7 +634,8 @@ def schedule_buckets(func: tirx.PrimFunc, buckets, target: tvm.target.Target) ->
     limits = [b for b, _ in buckets]
     if limits[-1] is not None or any(b is None for b in limits[:-1]) or limits[:-1] != sorted(set(limits[:-1])):
         raise ValueError(f"bucket limits must ascend and end with None: {limits}")
-    variants = [(lim, schedule(func, cfg, target)) for lim, cfg in buckets]
+    lows = [1] + [lim + 1 for lim in limits[:-1]]  # each bucket's smallest batch
+    variants = [(lim, schedule(func, cfg, target, low)) for (lim, cfg), low in zip(buckets, lows)]
     if target.kind.name == "cuda":  # CPUs allocate run-time sizes on the heap
         for _, f in variants:
             _check_static_allocations(f)
