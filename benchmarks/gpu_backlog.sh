@@ -109,7 +109,7 @@ run_one() {
           python3 benchmarks/profile_kernel.py "$d/kernels/e_$t" B2048 default tuned all > "$o/ncu_e_$t.csv" 2> "$o/ncu_e_$t.err"
         echo "ncu $t rc=$? $(grep -c '"cand' "$o/ncu_e_$t.csv") rows"
       done ;;
-    suite) timeout 560 python3 benchmarks/suite.py gpu --dir "$d/suite" --out "$o" > "$o/suite.log" 2>&1
+    suite) timeout ${SUITE_TIMEOUT:-560} python3 benchmarks/suite.py gpu --dir "$d/suite" --out "$o" --iters ${SUITE_ITERS:-20} > "$o/suite.log" 2>&1
            echo "suite rc=$?"; grep -v '^\s*$' "$o/suite.log" | tail -40 ;;
     hash) timeout 540 python3 benchmarks/gpu_device_hash.py run --dir "$d/dh" --out "$o" > "$o/hash.log" 2>&1
           echo "device hash rc=$?"; grep -v '^\s*$' "$o/hash.log" | tail -30 ;;

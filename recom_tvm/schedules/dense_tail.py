@@ -300,8 +300,6 @@ def check_config(cfg: DenseConfig, layer: DenseLayer | None = None) -> str | Non
             return f"kvec must be 1, 2 or 4 (one load of at most 16 bytes), got {cfg.kvec}"
         if layer is not None and layer.k % cfg.kvec:
             return f"kvec {cfg.kvec} does not divide K = {layer.k}"
-        if cfg.kvec > 1 and cfg.rows * cfg.kvec + cfg.kvec * cfg.vec > 96:
-            return f"{cfg.rows * cfg.kvec + cfg.kvec * cfg.vec} registers of x and w per K step (at most 96)"
     if cfg.rule == "cpu" and cfg.rows * cfg.cols > 2048:
         return f"{cfg.rows * cfg.cols} accumulators per tile (at most 2048)"
     return None
