@@ -24,8 +24,11 @@ What the run measures per batch (B = 1, 32, 256, 2,048; median over fresh inputs
   kernels      the module on device-resident arguments (synchronised)
   D2H          the outputs' copy back
   steps sum    the four above, each synchronised (run() overlaps the copy with nothing else, so it is ~ the sum)
-Correctness: each batch's carried request and 16 carried requests of B = 32 served by 1 and by 8 threads
-(each thread its own VM and staging buffer), every answer compared with the host's (allclose, rtol 1e-4).
+  run kjt      run() on the same requests in TorchRec's keyed-jagged layout (KeyedJagged.from_feeds, built outside the
+               timing), and its native host stage alone (host kjt): buffers read in place, no Python per feature
+Correctness: each batch's carried request (as feeds and as a keyed-jagged request) and 16 carried requests of B = 32
+served by 1 and by 8 threads (each thread its own VM and staging buffer; feeds, then keyed-jagged), every answer
+compared with the host's (allclose, rtol 1e-4).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from gpu_common import cli, write_json  # noqa: E402
+from recom_tvm.runtime.keyed_jagged import KeyedJagged  # noqa: E402  (numpy only: runtime-only safe)
 
 BATCHES = (1, 32, 256, 2048)
 THREAD_BATCH, THREAD_REQUESTS = 32, 16
@@ -180,6 +184,26 @@ def step_times(model, sets: list, iters: int) -> dict:
         model.run(sets[i % len(sets)])
         if i >= 2:
             ts["run"].append(time.perf_counter() - t0)
+    # the same requests in TorchRec's keyed-jagged layout (built by the client, outside the timing): run() and the
+    # native host stage alone, which reads the buffers in place (no Python per feature)
+    kjts = [KeyedJagged.from_feeds(model.spec, f) for f in sets]
+    ts["run_kjt"], ts["host_kjt"] = [], []
+    slot = model._pool.acquire(model._new_slot)
+    try:
+        ctx = slot.context(native)
+        for i in range(iters + 2):
+            t0 = time.perf_counter()
+            res = native.request_kjt(ctx, kjts[i % len(kjts)], slot.reserve)
+            assert res is not None, f"native host stage refused the keyed-jagged request: {native.last_refusal}"
+            if i >= 2:
+                ts["host_kjt"].append(time.perf_counter() - t0)
+    finally:
+        model._pool.release(slot)
+    for i in range(iters + 2):
+        t0 = time.perf_counter()
+        model.run(kjts[i % len(kjts)])
+        if i >= 2:
+            ts["run_kjt"].append(time.perf_counter() - t0)
     out = {k: round(_median(v), 4) for k, v in ts.items()}
     out["steps_sum"] = round(sum(out[k] for k in ("host", "h2d", "kernels", "d2h")), 4)
     out["staging_bytes"] = int(res[1])
@@ -258,20 +282,25 @@ def run(in_dir: str, out_dir: str | None, iters: int, per_thread: int) -> int:
         print(f"\n{results['device']}: model {m} ({len(spec.columns)} columns), host stage {mres['host_stage']}, "
               f"native_threads {config.native_threads}; parameters generated in {mres['params_s']}s", flush=True)
         print(f"{'B':>5} | {'run()':>8} | {'host':>8} {'H2D':>8} {'kernels':>8} {'D2H':>8} {'sum':>8} | "
-              f"{'staged':>8} | max err vs host")
+              f"{'staged':>8} | {'run kjt':>8} {'host kjt':>8} | max err vs host")
         for b in meta["batches"]:
             feeds, exp = requests["batch"][b]
             ok, err = _close(model.run(feeds), exp)
-            failures += not ok
+            ok_kjt, err_kjt = _close(model.run(KeyedJagged.from_feeds(model.spec, feeds)), exp)
+            failures += (not ok) + (not ok_kjt)
             sets = [spec.sample(b, rng=100_000 + 10 * b + i) for i in range(4)]
             row = step_times(model, sets, iters if b <= 256 else max(10, iters // 3))
-            row.update({"ok": ok, "max_err": err})
+            row.update({"ok": ok, "max_err": err, "ok_kjt": ok_kjt, "max_err_kjt": err_kjt})
             mres["batches"][b] = row
             print(f"{b:5d} | {row['run']:8.3f} | {row['host']:8.3f} {row['h2d']:8.3f} {row['kernels']:8.3f} "
                   f"{row['d2h']:8.3f} {row['steps_sum']:8.3f} | {row['staging_bytes'] / 2**20:6.2f}MB | "
-                  f"{err:.1e} {'ok' if ok else 'MISMATCH'}", flush=True)
+                  f"{row['run_kjt']:8.3f} {row['host_kjt']:8.3f} | {max(err, err_kjt):.1e} "
+                  f"{'ok' if ok and ok_kjt else 'MISMATCH'}", flush=True)
         one = threads_check(model, requests["threads"], 1, per_thread)
         eight = threads_check(model, requests["threads"], 8, per_thread)
+        kjt_requests = [(KeyedJagged.from_feeds(model.spec, f), e) for f, e in requests["threads"]]
+        one_kjt = threads_check(model, kjt_requests, 1, per_thread)
+        eight_kjt = threads_check(model, kjt_requests, 8, per_thread)
         wide = config.native_threads  # the same 8 serving threads, each request's host stage on its thread alone
         config.native_threads = 1
         try:
@@ -280,13 +309,18 @@ def run(in_dir: str, out_dir: str | None, iters: int, per_thread: int) -> int:
             config.native_threads = wide
         mres["threads"] = {"batch": THREAD_BATCH, "one": one, "eight": eight, "eight_native_threads_1": eight_single,
                            "speedup": round(eight["req_per_s"] / one["req_per_s"], 2),
-                           "speedup_native_threads_1": round(eight_single["req_per_s"] / one["req_per_s"], 2)}
-        failures += sum(bool(x["mismatches"] or x["errors"]) for x in (one, eight, eight_single))
+                           "speedup_native_threads_1": round(eight_single["req_per_s"] / one["req_per_s"], 2),
+                           "one_kjt": one_kjt, "eight_kjt": eight_kjt,
+                           "speedup_kjt": round(eight_kjt["req_per_s"] / one_kjt["req_per_s"], 2)}
+        failures += sum(bool(x["mismatches"] or x["errors"]) for x in (one, eight, eight_single, one_kjt, eight_kjt))
         print(f"threads (B = {THREAD_BATCH}): 1 thread {one['req_per_s']:.0f} req/s, 8 threads "
               f"{eight['req_per_s']:.0f} req/s ({mres['threads']['speedup']}x), 8 threads with native_threads 1 "
               f"{eight_single['req_per_s']:.0f} req/s ({mres['threads']['speedup_native_threads_1']}x); "
               f"mismatches {one['mismatches']} / {eight['mismatches']} / {eight_single['mismatches']}, errors "
-              f"{one['errors'] or 0} / {eight['errors'] or 0} / {eight_single['errors'] or 0}", flush=True)
+              f"{one['errors'] or 0} / {eight['errors'] or 0} / {eight_single['errors'] or 0}; keyed-jagged: 1 thread "
+              f"{one_kjt['req_per_s']:.0f} req/s, 8 threads {eight_kjt['req_per_s']:.0f} req/s "
+              f"({mres['threads']['speedup_kjt']}x), mismatches {one_kjt['mismatches']} / {eight_kjt['mismatches']}",
+              flush=True)
         results["models"][m] = mres
         if out_dir:  # after each model: a run cut short keeps what it measured
             write_json(out_dir, "request_path_gpu.json", results)
