@@ -145,6 +145,30 @@ def test_bad_feeds_give_the_references_error(demo, monkeypatch, case):
     assert got is not None and type(got) is type(ref) and str(got) == str(ref), (got, ref)
 
 
+def test_arrays_read_directly_and_through_the_buffer_protocol_agree(demo):
+    """Feed arrays are read through numpy's ABI-stable fields (checked once per dtype against the buffer protocol);
+    views the direct path does not take (strided, Fortran order, non-native byte order, a negative stride) go
+    through the buffer protocol or the reference's conversion: the same arguments and answers either way."""
+    feeds = DEMO.sample(5, rng=7)
+    assert_host_paths_agree(demo.model, feeds)
+    on, checked = demo.model.native_host().lib.direct_numpy()
+    assert on == 1 and checked >= 3, (on, checked)  # int64 indices, float32 values, object strings at least
+    age = feeds["age"]
+    idx, vals, shape = feeds["tags"]
+    wide = np.zeros((age.shape[0], 2 * age.shape[1]), age.dtype)
+    wide[:, ::2] = age
+    forms = {"strided": dict(feeds, age=wide[:, ::2]),
+             "Fortran order": dict(feeds, tags=(np.asfortranarray(idx), vals, shape)),
+             "big-endian": dict(feeds, tags=(idx.astype(">i8"), vals, shape)),
+             "reversed": dict(feeds, age=age[::-1][::-1]),
+             "negative stride": dict(feeds, tags=(idx, vals[::-1].copy()[::-1], shape))}
+    for what, f in forms.items():
+        assert_host_paths_agree(demo.model, f)
+        got, exp = demo.run_both(f)
+        assert_matches_tf(got, exp, what)
+    assert demo.model.native_host().lib.direct_numpy()[0] == 1
+
+
 def test_lossless_casts_and_odd_forms_stay_native(demo):
     """int32 indices, a SparseTensor-like object, a tuple of lists: converted by the reference's own conversion,
     then the rest of the request runs natively."""

@@ -1,6 +1,7 @@
 /* The Python side of the native host stage: the `recom_tvm_host` extension module, on CPython's stable ABI
  * (Py_LIMITED_API 3.11: one binary for every CPython >= 3.11, so a library built on the build host loads on a
- * serving host with another Python). No numpy C API: arrays are read through the buffer protocol.
+ * serving host with another Python). No numpy C API: arrays are read through their ABI-stable leading fields,
+ * checked once per dtype against the buffer protocol (which reads every other array).
  *
  * Per request, with the GIL: one dict lookup per feature and one buffer per feed tensor (object arrays of str:
  * one UTF-8 pointer per element). Everything else (checks, sorting, hashing, binding, packing) runs with the GIL
@@ -466,11 +467,154 @@ static int keep_buffer(ctx_state *cs, Py_buffer *v) {
   return 0;
 }
 
+/* an object array's elements (t->size of them) as UTF-8 pointers and lengths: each must be exactly str or bytes.
+ * -> 0, 1 another element type (the reference converts), -1 out of memory */
+static int object_strings(ctx_state *cs, rh_tensor *t, PyObject **items) {
+  t->sp = (const uint8_t **)rh_alloc(&cs->c->arena[0], (size_t)t->size * sizeof(void *));
+  t->sl = (int64_t *)rh_alloc(&cs->c->arena[0], (size_t)t->size * 8);
+  if (!t->sp || !t->sl) {
+    PyErr_NoMemory();
+    return -1;
+  }
+  for (int64_t i = 0; i < t->size; i++) {
+    PyObject *s = items[i];
+    Py_ssize_t l;
+    const char *p;
+    if (PyUnicode_CheckExact(s)) {
+      p = PyUnicode_AsUTF8AndSize(s, &l);
+      if (!p) {
+        PyErr_Clear();
+        return 1;
+      }
+    } else if (PyBytes_CheckExact(s)) {
+      char *q;
+      if (PyBytes_AsStringAndSize(s, &q, &l) < 0) {
+        PyErr_Clear();
+        return 1;
+      }
+      p = q;
+    } else {
+      return 1;
+    }
+    t->sp[i] = (const uint8_t *)p;  /* the object's own UTF-8: no copy under the GIL */
+    t->sl[i] = l;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------- numpy arrays, read directly
+ * The buffer protocol costs ~130 ns per array (a Py_buffer, numpy's format string, the release later): on a
+ * 1,000-column model's 1,241 feed arrays that was 0.16 ms, two thirds of the host stage at B = 1. The leading
+ * fields of numpy's array and dtype objects are part of numpy's C ABI (every compiled extension reads them through
+ * PyArray_DATA / NDIM / DIMS / FLAGS / DESCR and descr->type_num), the same in numpy 1.x and 2.x; no numpy header
+ * is needed to read them. The first array of each type number is read both ways and compared: any difference
+ * turns the direct path off for the process (the buffer protocol stays the reference). */
+typedef struct {
+  PyObject_HEAD
+  char *data;
+  int nd;
+  Py_ssize_t *dimensions;
+  Py_ssize_t *strides;
+  PyObject *base;
+  PyObject *descr;
+  int flags;
+} np_array_head;
+
+typedef struct {
+  PyObject_HEAD
+  PyTypeObject *typeobj;
+  char kind, type, byteorder, flags_;
+  int type_num;
+} np_descr_head;
+
+enum { NP_C_CONTIGUOUS = 0x1, NP_ALIGNED = 0x100, NP_TYPES = 24 };
+static int np_direct = 1;                /* 0: a check failed, the buffer protocol only */
+static signed char np_checked[NP_TYPES]; /* per type number: 0 not yet, 1 checked equal */
+
+/* numpy type number -> dtype (numeric and object only: fixed-width strings need the item size), RH_NONE otherwise */
+static int np_type_dtype(int type_num) {
+  switch (type_num) {
+    case 0: return RH_BOOL;
+    case 1: return RH_I8;
+    case 2: return RH_U8;
+    case 3: return RH_I16;
+    case 4: return RH_U16;
+    case 5: return sizeof(int) == 4 ? RH_I32 : RH_NONE;
+    case 6: return sizeof(int) == 4 ? RH_U32 : RH_NONE;
+    case 7: return sizeof(long) == 8 ? RH_I64 : sizeof(long) == 4 ? RH_I32 : RH_NONE;
+    case 8: return sizeof(long) == 8 ? RH_U64 : sizeof(long) == 4 ? RH_U32 : RH_NONE;
+    case 9: return RH_I64;
+    case 10: return RH_U64;
+    case 11: return RH_F32;
+    case 12: return RH_F64;
+    case 17: return RH_STR; /* object */
+    case 23: return RH_F16;
+    default: return RH_NONE;
+  }
+}
+
+/* 1 and the fields of `obj` when it can be read directly (C-contiguous, aligned, native byte order, a type above) */
+static int np_fields(PyObject *obj, int *dtype, int *ndim, const Py_ssize_t **shape, void **data) {
+  const np_array_head *a = (const np_array_head *)obj;
+  const np_descr_head *d = (const np_descr_head *)a->descr;
+  if (!d || (a->flags & (NP_C_CONTIGUOUS | NP_ALIGNED)) != (NP_C_CONTIGUOUS | NP_ALIGNED)) return 0;
+  if (d->type_num < 0 || d->type_num >= NP_TYPES || a->nd < 0 || a->nd > RH_MAXDIM) return 0;
+  if (!(d->byteorder == '=' || d->byteorder == '|')) return 0;
+  *dtype = np_type_dtype(d->type_num);
+  *ndim = a->nd;
+  *shape = a->dimensions;
+  *data = a->data;
+  return *dtype != RH_NONE;
+}
+
+/* the first array of its type number: the direct fields must equal the buffer protocol's */
+static int np_check(PyObject *obj, int dtype, int ndim, const Py_ssize_t *shape, void *data) {
+  int type_num = ((const np_descr_head *)((const np_array_head *)obj)->descr)->type_num;
+  if (np_checked[type_num]) return 1;
+  Py_buffer v;
+  if (PyObject_GetBuffer(obj, &v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+    PyErr_Clear();
+    np_direct = 0;
+    return 0;
+  }
+  int raw, ok = v.buf == data && v.ndim == ndim && format_dtype(v.format, v.itemsize, &raw) == dtype && !raw;
+  for (int d = 0; ok && d < ndim; d++) ok = v.shape[d] == shape[d];
+  PyBuffer_Release(&v);
+  if (!ok) np_direct = 0;
+  else np_checked[type_num] = 1;
+  return ok;
+}
+
 /* read `obj` into tensor slot `slot`. want: the dtype the slot must have (-1: any). -> 0 read, 1 the value needs
  * the reference's conversion first (another type, dtype, layout), -1 a Python error */
 static int ingest(ctx_state *cs, prog_state *ps, int slot, PyObject *obj, int want) {
   rh_tensor *t = &cs->c->t[slot];
   if (Py_TYPE(obj) != (PyTypeObject *)ps->ndarray) return 1;
+  int nd_dtype, nd_ndim;
+  const Py_ssize_t *nd_shape;
+  void *nd_data;
+  if (np_direct && np_fields(obj, &nd_dtype, &nd_ndim, &nd_shape, &nd_data)
+      && np_check(obj, nd_dtype, nd_ndim, nd_shape, nd_data)) {
+    if (want >= 0 && nd_dtype != want) return 1;
+    memset(t, 0, sizeof *t);
+    t->dtype = nd_dtype;
+    t->ndim = nd_ndim;
+    t->size = 1;
+    for (int d = 0; d < nd_ndim; d++) {
+      t->shape[d] = nd_shape[d];
+      t->size *= nd_shape[d];
+    }
+    t->data = nd_data;
+    t->pyobj = -1;
+    if (nd_dtype == RH_STR) {
+      int rc = object_strings(cs, t, (PyObject **)nd_data);
+      if (rc) return rc;
+    }
+    if (PyList_Append(cs->keep, obj) < 0) return -1;
+    t->pyobj = (int32_t)(PyList_Size(cs->keep) - 1);
+    t->set = 1;
+    return 0;
+  }
   Py_buffer v;
   if (PyObject_GetBuffer(obj, &v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
     PyErr_Clear();
@@ -493,39 +637,10 @@ static int ingest(ctx_state *cs, prog_state *ps, int slot, PyObject *obj, int wa
   t->data = v.buf;
   t->pyobj = -1;
   if (dtype == RH_STR && raw == RAW_NONE) {  /* object array: each element must be exactly str or bytes */
-    PyObject **items = (PyObject **)v.buf;
-    t->sp = (const uint8_t **)rh_alloc(&cs->c->arena[0], (size_t)t->size * sizeof(void *));
-    t->sl = (int64_t *)rh_alloc(&cs->c->arena[0], (size_t)t->size * 8);
-    if (!t->sp || !t->sl) {
+    int rc = object_strings(cs, t, (PyObject **)v.buf);
+    if (rc) {
       PyBuffer_Release(&v);
-      PyErr_NoMemory();
-      return -1;
-    }
-    for (int64_t i = 0; i < t->size; i++) {
-      PyObject *s = items[i];
-      Py_ssize_t l;
-      const char *p;
-      if (PyUnicode_CheckExact(s)) {
-        p = PyUnicode_AsUTF8AndSize(s, &l);
-        if (!p) {
-          PyErr_Clear();
-          PyBuffer_Release(&v);
-          return 1;
-        }
-      } else if (PyBytes_CheckExact(s)) {
-        char *q;
-        if (PyBytes_AsStringAndSize(s, &q, &l) < 0) {
-          PyErr_Clear();
-          PyBuffer_Release(&v);
-          return 1;
-        }
-        p = q;
-      } else {
-        PyBuffer_Release(&v);
-        return 1;
-      }
-      t->sp[i] = (const uint8_t *)p;  /* the object's own UTF-8: no copy under the GIL */
-      t->sl[i] = l;
+      return rc;
     }
   } else if (raw) {
     t->raw = raw;
@@ -1172,7 +1287,17 @@ static PyObject *set_threads(PyObject *self, PyObject *args) {
   Py_RETURN_NONE;
 }
 
+/* direct_numpy() -> (on, type numbers checked): whether numpy arrays are read through their fields (see np_fields) */
+static PyObject *direct_numpy(PyObject *self, PyObject *args) {
+  (void)self;
+  (void)args;
+  int n = 0;
+  for (int i = 0; i < NP_TYPES; i++) n += np_checked[i];
+  return Py_BuildValue("(ii)", np_direct, n);
+}
+
 static PyMethodDef METHODS[] = {
+    {"direct_numpy", direct_numpy, METH_NOARGS, "whether numpy arrays are read directly, type numbers checked"},
     {"program_new", program_new, METH_VARARGS, "compile a request program"},
     {"context_new", context_new, METH_VARARGS, "a per-thread request context"},
     {"run", run, METH_VARARGS, "run a request from its feeds dict"},
