@@ -27,7 +27,9 @@
 #                       mixed-100 (request_kernels_gpu.py; B = 32 / 2,048)
 # suite         15.7    the benchmark suite (E, mixed 100 / 1,000, the 30 / 300 / 2,000-column sweep; F once its
 #                       TF export exists here: add it to SUITE_MODELS) with the current request path; if prepare
-#                       reports more than 60 MiB, prepare and run it in parts (SUITE_MODELS=e, then the others)
+#                       reports more than 60 MiB, run it in parts: the run measures every model folder carried, so
+#                       carry $B/suite/PREPARED_FROM and some of $B/suite/suite/<model> per call (SUITE_ITERS,
+#                       SUITE_TIMEOUT shorten it; SUITE_HOST_ARGS=--no-tf skips prepare's TF-CPU timings)
 # hash          15.2    string hashing on the device (config.device_hash) vs the host hash: demo, mixed-100,
 #                       weighted_mix, example_mix (tf.Examples), 3 corpus graphs at B = 1 / 32 / 2048: same outputs bit for
 #                       bit, TF's, the hash kernel's ids bit-exact on the runtime's packed input; prepare()/run() times
