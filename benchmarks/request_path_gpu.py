@@ -148,6 +148,17 @@ def _median(ts: list[float]) -> float:
     return float(np.median(ts)) * 1e3
 
 
+def _times(fn, items: list, iters: int) -> list[float]:
+    """Seconds per call of fn over items in turn, after 2 warm-up calls."""
+    out = []
+    for i in range(iters + 2):
+        t0 = time.perf_counter()
+        fn(items[i % len(items)])
+        if i >= 2:
+            out.append(time.perf_counter() - t0)
+    return out
+
+
 def step_times(model, sets: list, iters: int) -> dict:
     """Each step of run()'s request path, synchronised after each (ms, median), and run() itself."""
     native = model.native_host()
@@ -179,31 +190,22 @@ def step_times(model, sets: list, iters: int) -> dict:
                     ts[k].append(b - a)
     finally:
         model._pool.release(slot)
-    for i in range(iters + 2):
-        t0 = time.perf_counter()
-        model.run(sets[i % len(sets)])
-        if i >= 2:
-            ts["run"].append(time.perf_counter() - t0)
+    ts["run"] = _times(model.run, sets, iters)
     # the same requests in TorchRec's keyed-jagged layout (built by the client, outside the timing): run() and the
     # native host stage alone, which reads the buffers in place (no Python per feature)
     kjts = [KeyedJagged.from_feeds(model.spec, f) for f in sets]
-    ts["run_kjt"], ts["host_kjt"] = [], []
     slot = model._pool.acquire(model._new_slot)
     try:
         ctx = slot.context(native)
-        for i in range(iters + 2):
-            t0 = time.perf_counter()
-            res = native.request_kjt(ctx, kjts[i % len(kjts)], slot.reserve)
-            assert res is not None, f"native host stage refused the keyed-jagged request: {native.last_refusal}"
-            if i >= 2:
-                ts["host_kjt"].append(time.perf_counter() - t0)
+
+        def host_kjt(kjt):
+            got = native.request_kjt(ctx, kjt, slot.reserve)
+            assert got is not None, f"native host stage refused the keyed-jagged request: {native.last_refusal}"
+
+        ts["host_kjt"] = _times(host_kjt, kjts, iters)
     finally:
         model._pool.release(slot)
-    for i in range(iters + 2):
-        t0 = time.perf_counter()
-        model.run(kjts[i % len(kjts)])
-        if i >= 2:
-            ts["run_kjt"].append(time.perf_counter() - t0)
+    ts["run_kjt"] = _times(model.run, kjts, iters)
     out = {k: round(_median(v), 4) for k, v in ts.items()}
     out["steps_sum"] = round(sum(out[k] for k in ("host", "h2d", "kernels", "d2h")), 4)
     out["staging_bytes"] = int(res[1])

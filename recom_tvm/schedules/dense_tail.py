@@ -361,23 +361,13 @@ def _prepare(sch: Schedule, rows: int):
 
 
 def _gemv(sch: Schedule, mm, epi, cfg: DenseConfig, vector_w: bool) -> tuple[str, str]:
-    rows, tn, vec, tk = cfg.rows, cfg.threads_n, cfg.vec, cfg.threads_k
-    i, j, k = sch.get_loops(mm)
-    by, ii = sch.split(i, [None, rows])
-    bx, ts, v = sch.split(j, [None, tn, vec])
-    ko, ku, tr = sch.split(k, [None, cfg.unroll, tk])  # adjacent threads on adjacent K: conflict-free smem
-    sch.reorder(by, bx, ts, tr, ko, ku, ii, v)
-    rf = sch.rfactor(tr, 0)  # partial sums per K thread
-    by, bx, ts, tr, ko, ku, ii, v = sch.get_loops(rf)
-    sch.bind(by, "blockIdx.y")
-    sch.bind(bx, "blockIdx.x")
-    _partial_sums_to_shared(sch, rf, ts, tr)
+    rf, (by, bx, ts, tr, ko, ku, ii, v) = _split_k_threads(sch, mm, cfg, kvec=1)
     if vector_w:  # one 8- or 16-byte load of w per K step (LDG.64/.128), not vec scalar ones; before
         sch.vectorize(v)  # decompose_reduction: the update alone is not a block vectorize accepts
     sch.decompose_reduction(rf, ko)
     for loop in (ku, ii) if vector_w else (ku, ii, v):
         sch.unroll(loop)
-    return _final_sum(sch, mm, epi, bx, tn, tk)
+    return _final_sum(sch, mm, epi, bx, cfg.threads_n, cfg.threads_k)
 
 
 def _gemv_kvec(sch: Schedule, mm, epi, cfg: DenseConfig, layer: DenseLayer) -> tuple[str, str]:
@@ -386,19 +376,8 @@ def _gemv_kvec(sch: Schedule, mm, epi, cfg: DenseConfig, layer: DenseLayer) -> t
     allows, along K when w is [N, K]), then does rows x vec x kvec FMAs, reading x in place. K must be a multiple of
     kvec (fit). Staging x in registers too cost registers and time (E's layers, H100: 43 against 32 registers,
     82 against 49 us at B = 32) and was dropped."""
-    rows, tn, vec, tk, kv = cfg.rows, cfg.threads_n, cfg.vec, cfg.threads_k, cfg.kvec
     w = sch.get(mm).reads[_weight_read(sch, mm)].source
-    i, j, k = sch.get_loops(mm)
-    by, ii = sch.split(i, [None, rows])
-    bx, ts, v = sch.split(j, [None, tn, vec])
-    kg, kk = sch.split(k, [None, kv])  # exact: the K predicate (if any) is per group, never inside a vector
-    ko, ku, tr = sch.split(kg, [None, cfg.unroll, tk])
-    sch.reorder(by, bx, ts, tr, ko, ku, kk, ii, v)
-    rf = sch.rfactor(tr, 0)
-    by, bx, ts, tr, ko, ku, kk, ii, v = sch.get_loops(rf)
-    sch.bind(by, "blockIdx.y")
-    sch.bind(bx, "blockIdx.x")
-    _partial_sums_to_shared(sch, rf, ts, tr)
+    rf, (by, bx, ts, tr, ko, ku, kk, ii, v) = _split_k_threads(sch, mm, cfg, kvec=cfg.kvec)
     w_index = next(n for n, r in enumerate(sch.get(rf).reads) if r.source.same_as(w))
     w_tile = sch.cache_read(rf, w_index, "local")  # kvec x vec of w (vec x kvec if transposed)
     sch.compute_at(w_tile, ku)
@@ -411,7 +390,29 @@ def _gemv_kvec(sch: Schedule, mm, epi, cfg: DenseConfig, layer: DenseLayer) -> t
     sch.decompose_reduction(rf, ko)
     for loop in (ku, kk, ii, v):
         sch.unroll(loop)
-    return _final_sum(sch, mm, epi, bx, tn, tk)
+    return _final_sum(sch, mm, epi, bx, cfg.threads_n, cfg.threads_k)
+
+
+def _split_k_threads(sch: Schedule, mm, cfg: DenseConfig, kvec: int):
+    """Both gemvs' tiling: blocks of `rows` rows x threads_n * vec columns, threads_k threads splitting K (each
+    owning kvec consecutive K when kvec > 1; adjacent threads on adjacent K: conflict-free shared memory), their
+    partial sums factored out (rfactor) and meeting in shared memory. -> (the partial-sum block, its loops:
+    by, bx, ts, tr, ko, ku, [kk,] ii, v)."""
+    i, j, k = sch.get_loops(mm)
+    by, ii = sch.split(i, [None, cfg.rows])
+    bx, ts, v = sch.split(j, [None, cfg.threads_n, cfg.vec])
+    kk = []
+    if kvec > 1:  # exact: the K predicate (if any) is per group, never inside a vector
+        k, kv = sch.split(k, [None, kvec])
+        kk = [kv]
+    ko, ku, tr = sch.split(k, [None, cfg.unroll, cfg.threads_k])
+    sch.reorder(by, bx, ts, tr, ko, ku, *kk, ii, v)
+    rf = sch.rfactor(tr, 0)  # partial sums per K thread
+    loops = sch.get_loops(rf)
+    sch.bind(loops[0], "blockIdx.y")
+    sch.bind(loops[1], "blockIdx.x")
+    _partial_sums_to_shared(sch, rf, loops[2], loops[3])
+    return rf, loops
 
 
 def _partial_sums_to_shared(sch: Schedule, rf, ts, tr) -> None:
@@ -469,22 +470,27 @@ def clamp_padded_rows(func: tirx.PrimFunc) -> tirx.PrimFunc:
     B = 32: H100, L2 flushed, 278 us symbolic, 116 clamped, 112 static (1,024 x 1,024: 42 / 32 / 22;
     benchmarks/results/dense_symbolic_batch_h100_2026-12-05.json). B >= 1 wherever the kernel runs (its grid has
     ceil(B / rows) row blocks)."""
-    import tvm_ffi
     from tvm.ir.expr import Call
 
-    if_then_else = tvm.ir.Op.get("prim.if_then_else")
-
     def clamp(call):
-        if not call.op.same_as(if_then_else):
+        load = _padded_read(call)
+        if load is None:
             return call
-        cond, load, other = call.args
-        if not (isinstance(cond, tirx.LT) and isinstance(load, TensorLoad) and isinstance(other, tirx.FloatImm)
-                and float(other.value) == 0.0 and load.indices and tvm_ffi.structural_equal(load.indices[0], cond.a)):
-            return call
-        row = tirx.Min(cond.a, cond.b - 1)
-        return tirx.BufferLoad(load.source, [row, *list(load.indices)[1:]])
+        cond = call.args[0]
+        return tirx.BufferLoad(load.source, [tirx.Min(cond.a, cond.b - 1), *list(load.indices)[1:]])
 
     return func.with_body(tvm_ffi.structural_map(func.body, [(Call, clamp)]))
+
+
+def _padded_read(call):
+    """The load inside pad_einsum's read of a padded row, `if_then_else(i < B, x[i, ...], 0)`, else None."""
+    if not call.op.same_as(tvm.ir.Op.get("prim.if_then_else")):
+        return None
+    cond, load, other = call.args
+    if not (isinstance(cond, tirx.LT) and isinstance(load, TensorLoad) and isinstance(other, tirx.FloatImm)
+            and float(other.value) == 0.0 and load.indices and tvm_ffi.structural_equal(load.indices[0], cond.a)):
+        return None
+    return load
 
 
 def shift_last_row_block(func: tirx.PrimFunc, rows: int, batch: tirx.PrimExpr) -> tirx.PrimFunc:
@@ -519,12 +525,9 @@ def shift_last_row_block(func: tirx.PrimFunc, rows: int, batch: tirx.PrimExpr) -
             return st
         return tirx.BufferStore(st.buffer, st.value, [row(st.indices[0]), *list(st.indices)[1:]])
 
-    if_then_else = tvm.ir.Op.get("prim.if_then_else")
-
     def unguard(call):  # the padded copy's guard `i < B`: every row read exists now
-        if call.op.same_as(if_then_else) and isinstance(call.args[0], tirx.LT) and call.args[0].b.same_as(batch):
-            return call.args[1]
-        return call
+        load = _padded_read(call)
+        return load if load is not None and call.args[0].b.same_as(batch) else call
 
     def rebase(m):  # in the guards: the block's first row as shifted
         if m.a.same_as(by) and isinstance(m.b, tirx.IntImm) and int(m.b) == rows:
@@ -535,7 +538,8 @@ def shift_last_row_block(func: tirx.PrimFunc, rows: int, batch: tirx.PrimExpr) -
         pred = tvm_ffi.structural_map(r.predicate, [(tirx.Mul, rebase)])
         return SBlockRealize(r.iter_values, pred, r.block)
 
-    body = tvm_ffi.structural_map(func.body, [(Call, unguard), (TensorLoad, load), (tirx.BufferStore, store)])
+    body = tvm_ffi.structural_map(func.body, [(Call, unguard)])  # (before the loads inside the guards move)
+    body = tvm_ffi.structural_map(body, [(TensorLoad, load), (tirx.BufferStore, store)])
     return func.with_body(tvm_ffi.structural_map(body, [(SBlockRealize, realize)]))
 
 
