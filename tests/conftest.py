@@ -20,6 +20,10 @@ import sys
 import threading
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TF's reference is its own kernels: on CPUs where TF turns oneDNN on by default (AVX-512 VNNI / BF16 hosts), the
+# grappler-fused MatMul + BiasAdd + Relu runs in oneDNN, whose Relu maps NaN to 0 while TF's Relu kernel (and eager
+# tf.nn.relu) keeps NaN: hostile NaN inputs then gave 0.5 or NaN by machine (keras3_feature_space, 2026-12-05).
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 # our tests must really convert every op: host co-run (TF fallback) only where a test turns it on
 os.environ.setdefault("RECOM_TVM_HOST_FALLBACK", "0")
 os.environ.setdefault("RECOM_TVM_CACHE", os.path.join(os.path.dirname(os.path.dirname(__file__)), ".cache"))
