@@ -105,3 +105,39 @@ def select_layer(k: int, n: int, pred_dtype: str = "bool") -> tvm.tirx.PrimFunc:
                 out[vi, vj] = T.Select(T.Cast("bool", pred[()]), mm[vi, vj], T.float32(0.0))
 
     return select
+
+
+def cross_layer() -> tvm.tirx.PrimFunc:
+    """DCN-v2's cross layer x * (x W + b) + x at N = 23: an epilogue that reads x again."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(private=True, s_tir=True)
+    def cross(var_x: T.handle, w: T.Buffer((T.int64(23), T.int64(23)), "float32"),
+              b: T.Buffer((T.int64(23),), "float32"), var_out: T.handle):
+        T.func_attr({"tirx.noalias": True})
+        n = T.int64()
+        x = T.match_buffer(var_x, (n, T.int64(23)))
+        out = T.match_buffer(var_out, (n, T.int64(23)))
+        mm = T.sblock_alloc_buffer((n, T.int64(23)))
+        add = T.sblock_alloc_buffer((n, T.int64(23)))
+        mul = T.sblock_alloc_buffer((n, T.int64(23)))
+        for i, j, k in T.grid(n, T.int64(23), T.int64(23)):
+            with T.sblock("matmul"):
+                vi, vj, vk = T.axis.remap("SSR", [i, j, k])
+                with T.init():
+                    mm[vi, vj] = T.float32(0.0)
+                mm[vi, vj] = mm[vi, vj] + x[vi, vk] * w[vk, vj]
+        for i, j in T.grid(n, T.int64(23)):
+            with T.sblock("add"):
+                vi, vj = T.axis.remap("SS", [i, j])
+                add[vi, vj] = mm[vi, vj] + b[vj]
+        for i, j in T.grid(n, T.int64(23)):
+            with T.sblock("mul"):
+                vi, vj = T.axis.remap("SS", [i, j])
+                mul[vi, vj] = x[vi, vj] * add[vi, vj]
+        for i, j in T.grid(n, T.int64(23)):
+            with T.sblock("add1"):
+                vi, vj = T.axis.remap("SS", [i, j])
+                out[vi, vj] = mul[vi, vj] + x[vi, vj]
+
+    return cross

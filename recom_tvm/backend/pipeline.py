@@ -51,9 +51,10 @@ def dense_tail_pass(target: tvm.target.Target, resolve: Callable | None = None) 
                     if buckets is tuned:  # a database's records that do not build: say so, use the defaults
                         warnings.warn(f"dense layer {gv.name_hint} (K={layer.k}, N={layer.n}): its tuned schedules "
                                       f"do not build ({why}); using the default ones", stacklevel=2)
-                    else:
-                        config.log(f"dense layer {gv.name_hint} (K={layer.k}, N={layer.n}) keeps TVM's default "
-                                   f"schedule: {why}")
+                    else:  # a slower kernel, not a wrong one: say so (it was a verbose-only log line, and a
+                        # regression of the gemv on narrow layers went unseen for a session)
+                        warnings.warn(f"dense layer {gv.name_hint} (K={layer.k}, N={layer.n}) keeps TVM's default "
+                                      f"schedule (slower than the dense tail's): {why}", stacklevel=2)
         config.log(f"dense tail ({kind}): {len(updates)} layer(s) scheduled"
                    + (f": {', '.join(sorted(gv.name_hint for gv in updates))}" if updates else ""))
         return replace_functions(mod, updates)

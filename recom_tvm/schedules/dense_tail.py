@@ -331,6 +331,8 @@ def schedule(func: tirx.PrimFunc, cfg: DenseConfig, target: tvm.target.Target,
         out = sch.mod["main"]
         if cfg.rule == "gemv":
             out = guard_epilogue(out, *blocks)
+            if cfg.rows * cfg.threads_n * cfg.vec < cfg.threads_n * cfg.threads_k:  # spare final-sum threads
+                out = bound_final_sum_rows(out, blocks, cfg.rows)
             least = min_batch if min_batch is not None else (layer.static_batch or 1)
             if cfg.rows > 1 and least >= cfg.rows:  # every row block can be a whole one
                 out = shift_last_row_block(out, cfg.rows, layer.batch)
@@ -461,6 +463,40 @@ def guard_epilogue(func: tirx.PrimFunc, sum_block: str, epilogue: str) -> tirx.P
     return func.with_body(tvm_ffi.structural_map(func.body, [(SBlockRealize, add)]))
 
 
+def bound_final_sum_rows(func: tirx.PrimFunc, blocks: tuple[str, str], rows: int) -> tirx.PrimFunc:
+    """The final sum and its epilogue (`blocks`) work on row `by * rows + (f // cols) % rows` instead of `by * rows +
+    f // cols` (f: the thread's output in the block). The same row for every thread whose sum is made (f < rows *
+    cols: the predicate both blocks carry); a spare thread (more threads than outputs: N = 20 under 64 x 16 threads
+    and 4 x 16 outputs) now stays inside the block's rows. Without it TVM's buffer compaction sized the shared
+    partial sums by the rows the spare threads would reach, `min(ceil(B / 4), 16) * 4`: a run-time size, and the
+    layer fell back to TVM's default schedule."""
+    by = _block_var(func, "blockIdx.y")
+    if by is None or rows == 1:
+        return func
+    n = tirx.const(rows, str(by.ty))
+
+    def wrap(e):  # by * rows + e -> by * rows + e % rows
+        if isinstance(e, tirx.Add) and isinstance(e.a, tirx.Mul) and e.a.a.same_as(by) \
+                and isinstance(e.a.b, tirx.IntImm) and int(e.a.b) == rows:
+            return tirx.Add(e.a, tirx.FloorMod(e.b, n))
+        return e
+
+    def realize(r):
+        if r.block.name_hint not in blocks:
+            return r
+        return SBlockRealize([wrap(v) for v in r.iter_values], r.predicate, r.block)
+
+    return func.with_body(tvm_ffi.structural_map(func.body, [(SBlockRealize, realize)]))
+
+
+def _block_var(func: tirx.PrimFunc, tag: str):
+    """The loop variable bound to `tag` (blockIdx.y: the row blocks), or None."""
+    loops = []
+    tvm_ffi.structural_walk(func.body, [(tirx.For, lambda f: loops.append(f.loop_var) if f.thread_binding is not None
+                                         and f.thread_binding.thread_tag == tag else None)])
+    return loops[0] if loops else None
+
+
 def clamp_padded_rows(func: tirx.PrimFunc) -> tirx.PrimFunc:
     """Reads of the padded batch, `if_then_else(i < B, x[i, k], 0)`, as `x[min(i, B - 1), k]`: always in bounds,
     no predicate per load. A padded row then computes on a copy of the last row; its outputs are never written
@@ -502,12 +538,10 @@ def shift_last_row_block(func: tirx.PrimFunc, rows: int, batch: tirx.PrimExpr) -
     in the same order and written with the same values."""
     from tvm.ir.expr import Call
 
-    loops = []
-    tvm_ffi.structural_walk(func.body, [(tirx.For, lambda f: loops.append(f.loop_var) if f.thread_binding is not None
-                                         and f.thread_binding.thread_tag == "blockIdx.y" else None)])
-    if not loops:
+    by = _block_var(func, "blockIdx.y")
+    if by is None:
         return func
-    by, n = loops[0], tirx.const(rows, str(batch.ty))
+    n = tirx.const(rows, str(batch.ty))
 
     def row(r):
         return tirx.Min(tirx.FloorDiv(r, n) * n, batch - n) + tirx.FloorMod(r, n)
