@@ -147,7 +147,7 @@ def main() -> int:
            "native_threads": config.native_threads, "models": {}}
     res["gil_free_step"] = {t: round(_busy(t, a.per_thread), 1) for t in counts}
     print(f"{res['device']}, {os.cpu_count()} CPU cores; a GIL-free step (SHA-256): "
-          + ", ".join(f"{t} threads {r / res["gil_free_step"][counts[0]]:.2f}x" for t, r in res["gil_free_step"].items()))
+          + ", ".join(f"{t} threads {r / res['gil_free_step'][counts[0]]:.2f}x" for t, r in res["gil_free_step"].items()))
     for name in a.models.split(","):
         model, requests = _load(a.dir, name)
         workers = [_Worker(model, requests) for _ in range(max(counts))]
