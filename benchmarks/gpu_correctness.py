@@ -20,6 +20,7 @@ SCORE_ATOL of its dtype (tests/test_compact_tables.py states the same tolerances
 from __future__ import annotations
 
 import glob
+import json
 import os
 import sys
 import time
@@ -152,11 +153,14 @@ def run(in_dir: str, out_dir: str | None) -> int:
     from recom_tvm.runtime import load
 
     device_name = gpu_name()
-    rows = []
+    rows, memory = [], {}
+    model = None
     for lib in sorted(p for p in glob.glob(os.path.join(in_dir, "*.so")) if not p.endswith(".host.so")):
         name = os.path.basename(lib)[:-3]
         base = name.split(".")[0]  # name.opt / name.s<k>: the model's optimized / scheduled variants
         t0 = time.perf_counter()
+        model = None
+        free_before = _free_device_memory()
         model = load(lib)
         for case in sorted(glob.glob(os.path.join(in_dir, f"{base}__*.npz"))):
             feeds, extra = feeds_io.load(case)
@@ -180,13 +184,49 @@ def run(in_dir: str, out_dir: str | None) -> int:
                     ok = ok and qerr < 1e-4
                     msg = f"{dtype}: vs llvm {qerr:.1e}"
             rows.append({"model": name, "case": label, "max_abs_err": err, "ok": ok, "note": msg})
+        memory[name] = _memory_row(model, free_before)
         print(f"{name}: {sum(r['ok'] for r in rows if r['model'] == name)}/"
-              f"{sum(r['model'] == name for r in rows)} cases ok ({time.perf_counter() - t0:.1f}s)", flush=True)
+              f"{sum(r['model'] == name for r in rows)} cases ok ({time.perf_counter() - t0:.1f}s); "
+              f"{memory[name]['text']}", flush=True)
     print(f"\n{'model':24s} {'case':12s} {'max|err|':>10s} ok")
     for r in rows:
         e = "-" if r["max_abs_err"] is None else f"{r['max_abs_err']:.2e}"
         print(f"{r['model']:24s} {r['case']:12s} {e:>10s} {'yes' if r['ok'] else 'NO'} {r['note'][:60]}")
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, "device_memory.json"), "w") as f:
+            json.dump({"device": device_name, "models": memory}, f, indent=1)
     return report_cases(rows, device_name, "cases", out_dir, "gpu_correctness.json")
+
+
+def _free_device_memory() -> int | None:
+    """Free device memory after the previous model's buffers are gone (its VM's pool cleared)."""
+    import gc
+
+    import tvm
+    import tvm_ffi
+
+    gc.collect()
+    tvm_ffi.get_global_func("vm.builtin.memory_manager.clear")()
+    from recom_tvm.runtime.memory import free_memory
+
+    return free_memory(tvm.cuda(0))
+
+
+def _memory_row(model, free_before: int | None) -> dict:
+    """Device memory the model holds after its cases (parameters + the VM pool's buffers: the peak of its requests,
+    as the pool keeps what it allocated) beside the parameter bytes its spec predicts, by table dtype."""
+    from recom_tvm.runtime.memory import free_memory, parameter_bytes
+
+    after = free_memory(model.device)
+    pred = parameter_bytes(model.spec)
+    used = None if free_before is None or after is None else free_before - after
+    mib = 1 << 20
+    by = ", ".join(f"{d} {b / mib:.2f}" for d, b in sorted(pred["tables_by_dtype"].items()))
+    text = (f"device memory {'?' if used is None else f'{used / mib:.1f}'} MiB held; parameters predicted "
+            f"{(pred['tables'] + pred['weights']) / mib:.2f} MiB (tables {pred['tables'] / mib:.2f}: {by or '-'}; "
+            f"weights {pred['weights'] / mib:.2f})")
+    return {"held_bytes": used, "predicted": pred, "text": text}
 
 
 def main() -> int:
