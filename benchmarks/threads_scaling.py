@@ -8,6 +8,9 @@ Steps, each thread on its own slot (VM, staging buffer, native context), request
   device   the module on arguments already on the device, then a device sync
   d2h      the outputs copied back (outputs of one device call, reused)
   run      CompiledModel.run, the whole path
+  device_stream, run_stream   device / run with each thread on a CUDA stream of its own (tvm_ffi.use_raw_stream;
+           run_stream's answers are checked after the timing)
+  run_si   run with Python's GIL switch interval at 0.1 ms instead of 5 ms (a GIL convoy would show here)
 and, first, a GIL-free step (SHA-256 of 128 KB) from the same thread counts: what the machine gives.
 A step that scales is not the serializing one. Prints requests per second per step and thread count and the speedup
 over 1 thread; writes $OUT/threads_scaling.json (or --out).
@@ -29,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-STEPS = ("host", "host_kjt", "h2d", "device", "d2h", "run")
+STEPS = ("host", "host_kjt", "h2d", "device", "d2h", "run", "device_stream", "run_stream", "run_si")
 
 
 def _load(in_dir: str, name: str):
@@ -49,16 +52,18 @@ def _load(in_dir: str, name: str):
     model.set_params(gen)
     with open(os.path.join(in_dir, f"{name}.requests.pkl"), "rb") as f:
         requests = pickle.load(f)
-    return model, [feeds for feeds, _ in requests["threads"]]
+    return model, requests["threads"]
 
 
 class _Worker:
     """One serving thread's state: its slot and, per step, what that step needs ready."""
 
-    def __init__(self, model, requests: list) -> None:
+    def __init__(self, model, pairs: list) -> None:
         from recom_tvm.runtime.keyed_jagged import KeyedJagged
 
-        self.model, self.requests = model, requests
+        requests = [feeds for feeds, _ in pairs]
+        self.model, self.requests, self.expected = model, requests, [exp for _, exp in pairs]
+        self.stream = model.device.create_raw_stream() if model.device.dlpack_device_type() == 2 else None
         self.native = model.native_host()
         self.slot = model._new_slot()  # its own VM and staging buffer, outside the model's pool
         self.ctx = self.slot.context(self.native)
@@ -85,8 +90,32 @@ class _Worker:
             m.device.sync()
         elif name == "d2h":
             [o.numpy() for o in self.outs]
-        elif name == "run":
+        elif name in ("run", "run_si"):
             m.run(self.requests[i % len(self.requests)])
+        elif name == "device_stream":
+            with self._own_stream():
+                s.main(*self.args, *self.params)
+                m.device.sync(self.stream)
+        elif name == "run_stream":
+            with self._own_stream():
+                return m.run(self.requests[i % len(self.requests)])
+
+    def _own_stream(self):
+        import contextlib
+
+        import tvm_ffi
+
+        if self.stream is None:
+            return contextlib.nullcontext()
+        return tvm_ffi.use_raw_stream(self.model.device, self.stream)
+
+    def check_stream_answers(self) -> int:
+        """Mismatches of run_stream's answers against the build host's outputs."""
+        bad = 0
+        for i, exp in enumerate(self.expected):
+            got = self.step("run_stream", i)
+            bad += not all(np.allclose(got[k], e, rtol=1e-4, atol=1e-5) for k, e in exp.items())
+        return bad
 
 
 def _rate(workers: list, name: str, threads: int, per_thread: int) -> float:
@@ -155,10 +184,18 @@ def main() -> int:
         print(f"\n{name}: requests per second (speedup over 1 thread)")
         print(f"{'step':>9} | " + " | ".join(f"{t:>2} threads      " for t in counts))
         for step in STEPS:
-            rates = {t: _rate(workers, step, t, a.per_thread) for t in counts}
+            old = sys.getswitchinterval()
+            if step == "run_si":
+                sys.setswitchinterval(1e-4)
+            try:
+                rates = {t: _rate(workers, step, t, a.per_thread) for t in counts}
+            finally:
+                sys.setswitchinterval(old)
             rows[step] = {t: round(r, 1) for t, r in rates.items()}
             print(f"{step:>9} | " + " | ".join(f"{r:8.0f} ({r / rates[counts[0]]:4.2f}x)" for r in rates.values()),
                   flush=True)
+        rows["run_stream_mismatches"] = sum(w.check_stream_answers() for w in workers)
+        print(f"run_stream answers: {rows['run_stream_mismatches']} mismatches of {len(workers) * len(requests)}")
         res["models"][name] = rows
     if a.out:
         os.makedirs(a.out, exist_ok=True)
