@@ -47,6 +47,7 @@ def prepare(out_dir: str, arch: str, only: list[str] | None = None, target: str 
     graph-less builds the default run covers)."""
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     os.environ["RECOM_TVM_HOST_FALLBACK"] = "0"
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # TF's own kernels as the reference (tests/conftest.py)
     import recom_tvm
     from corpus import ENTRIES, harness
     from recom_tvm.models import feeds_io

@@ -14,10 +14,14 @@ import tempfile
 
 import numpy as np
 
-from recom_tvm import config
-from recom_tvm.models.tf_graph import FrozenGraphRunner
+# TF's reference is its own kernels, not oneDNN's fused MatMul + Relu, which maps NaN to 0 (tests/conftest.py says
+# why); set before TensorFlow is first imported in this process
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-from .registry import Entry
+from recom_tvm import config  # noqa: E402
+from recom_tvm.models.tf_graph import FrozenGraphRunner  # noqa: E402
+
+from .registry import Entry  # noqa: E402
 
 _ARTIFACTS: dict[str, tuple[str, dict]] = {}
 _REFS: dict[str, object] = {}
