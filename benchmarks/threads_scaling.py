@@ -11,6 +11,8 @@ Steps, each thread on its own slot (VM, staging buffer, native context), request
   device_stream, run_stream   device / run with each thread on a CUDA stream of its own (tvm_ffi.use_raw_stream;
            run_stream's answers are checked after the timing)
   run_si   run with Python's GIL switch interval at 0.1 ms instead of 5 ms (a GIL convoy would show here)
+  run_locked  run with its device section (H2D, the module, D2H) under one process-wide lock: the null stream
+           serializes that section anyway; the lock takes the threads' contention for the driver out of it
 and, first, a GIL-free step (SHA-256 of 128 KB) from the same thread counts: what the machine gives.
 A step that scales is not the serializing one. Prints requests per second per step and thread count and the speedup
 over 1 thread; writes $OUT/threads_scaling.json (or --out).
@@ -33,7 +35,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-STEPS = ("host", "host_kjt", "h2d", "device", "d2h", "run", "device_stream", "run_stream", "run_si")
+STEPS = ("host", "host_kjt", "h2d", "device", "d2h", "run", "device_stream", "run_stream", "run_si", "run_locked")
 
 
 def _load(in_dir: str, name: str):
@@ -98,6 +100,8 @@ class _Worker:
             [o.numpy() for o in self.outs]
         elif name in ("run", "run_si"):
             m.run(self.requests[i % len(self.requests)])
+        elif name == "run_locked":  # main() puts the lock around the model's device section for this step
+            m.run(self.requests[i % len(self.requests)])
         elif name == "device_stream":
             with self._own_stream():
                 s.main(*self.args, *self.params)
@@ -122,6 +126,21 @@ class _Worker:
             got = self.step("run_stream", i)
             bad += not all(np.allclose(got[k], e, rtol=1e-4, atol=1e-5) for k, e in exp.items())
         return bad
+
+
+_DEVICE_LOCK = threading.Lock()
+
+
+def _locked(section):
+    import contextlib
+
+    def locked(gate, slot, key):
+        stack = contextlib.ExitStack()
+        stack.enter_context(_DEVICE_LOCK)
+        stack.enter_context(section(gate, slot, key))
+        return stack
+
+    return locked
 
 
 def _rate(workers: list, name: str, threads: int, per_thread: int) -> float:
@@ -194,10 +213,13 @@ def main() -> int:
             old = sys.getswitchinterval()
             if step == "run_si":
                 sys.setswitchinterval(1e-4)
+            if step == "run_locked":
+                model._device_section = _locked(type(model)._device_section)
             try:
                 rates = {t: _rate(workers, step, t, a.per_thread) for t in counts}
             finally:
                 sys.setswitchinterval(old)
+                model.__dict__.pop("_device_section", None)
             rows[step] = {t: round(r, 1) for t, r in rates.items()}
             print(f"{step:>9} | " + " | ".join(f"{r:8.0f} ({r / rates[counts[0]]:4.2f}x)" for r in rates.values()),
                   flush=True)
