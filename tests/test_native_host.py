@@ -169,6 +169,44 @@ def test_arrays_read_directly_and_through_the_buffer_protocol_agree(demo):
     assert demo.model.native_host().lib.direct_numpy()[0] == 1
 
 
+class _Word(str):
+    """A str subclass: read with the GIL (not exactly str), like bytes and non-ASCII str."""
+
+
+@pytest.mark.parametrize("parallel_min", [0, 1 << 40])
+def test_string_elements_read_outside_the_gil_agree(demo, monkeypatch, parallel_min):
+    """Compact ASCII str elements of object arrays are read from CPython's string fields on the host stage's pool,
+    outside the GIL (checked at import: STRINGS_OUTSIDE_GIL), the others with it; requests of several 16,384-element
+    chunks mixing ASCII, non-ASCII, bytes and str subclasses give the reference's arguments bit for bit, and a
+    non-string element in the last chunk the reference's error. Run on the pool and on the caller alone."""
+    monkeypatch.setattr(config, "native_threads", 2)
+    monkeypatch.setattr(config, "native_parallel_min", parallel_min)
+    native = demo.model.native_host()
+    assert native.lib.STRINGS_OUTSIDE_GIL == 1
+    feeds = DEMO.sample(40, rng=9)
+    n = 3 * 16384 + 123
+    rows = np.sort(np.random.default_rng(1).integers(0, 40, n))
+    idx = np.stack([rows, np.zeros(n, np.int64)], axis=1)
+    idx[:, 1] = np.arange(n) - np.searchsorted(rows, rows)  # position within the row
+    shape = np.array([40, int(idx[:, 1].max()) + 1])
+    plain = np.array([f"w{i % 97}" for i in range(n)], dtype=object)
+    mixed = plain.copy()
+    mixed[5::1000] = "caf\u00e9"
+    mixed[7::1500] = b"bytes"
+    mixed[16384 + 3] = _Word("sub")
+    mixed[-1] = "\U0001F600"
+    bad = mixed.copy()
+    bad[-2] = 7
+    for what, vals in {"ASCII": plain, "mixed": mixed}.items():
+        f = dict(feeds, tags=(idx, vals, shape))
+        assert_host_paths_agree(demo.model, f)
+        got, exp = demo.run_both(f)
+        assert_matches_tf(got, exp, what)
+    assert_host_paths_agree(demo.model, dict(feeds, tags=(idx, bad, shape)))  # the reference's error, natively
+    with pytest.raises(recom_tvm.FeedError):
+        demo.model.run(dict(feeds, tags=(idx, bad, shape)))
+
+
 def test_lossless_casts_and_odd_forms_stay_native(demo):
     """int32 indices, a SparseTensor-like object, a tuple of lists: converted by the reference's own conversion,
     then the rest of the request runs natively."""

@@ -3,12 +3,14 @@
  * serving host with another Python). No numpy C API: arrays are read through their ABI-stable leading fields,
  * checked once per dtype against the buffer protocol (which reads every other array).
  *
- * Per request, with the GIL: one dict lookup per feature and one buffer per feed tensor (object arrays of str:
- * one UTF-8 pointer per element). Everything else (checks, sorting, hashing, binding, packing) runs with the GIL
- * released. */
+ * Per request, with the GIL: one dict lookup per feature and one buffer per feed tensor. Everything else (the
+ * elements of object arrays of str when they are compact ASCII, checks, sorting, hashing, binding, packing) runs
+ * with the GIL released. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "rh.h"
 
@@ -20,12 +22,23 @@ typedef struct {
   PyObject *ndarray; /* numpy.ndarray: feeds of exactly this type are read in place */
 } prog_state;
 
+/* an object array of strings whose elements are read after the feeds, outside the GIL (strings_outside_gil) */
+typedef struct {
+  int32_t slot, feature, part;
+  PyObject *const *items;
+  PyObject *obj;     /* the feed part (borrowed: the feeds dict holds it during the call) */
+  int64_t n, slow;   /* elements; those left to read with the GIL (not exactly a compact ASCII str) */
+} deferred_strings;
+
 typedef struct {
   rh_ctx *c;
   PyObject *prog;    /* the program capsule */
   PyObject *keep;    /* objects whose memory the request's tensors point into */
   Py_buffer *bufs;
   int nbufs, capbufs;
+  deferred_strings *defer;
+  int ndefer, capdefer;
+  int32_t cur_feature, cur_part; /* the feed part being ingested by run() (-1: read strings at once) */
 } ctx_state;
 
 static void *palloc(prog_state *ps, size_t n) { return rh_alloc(&ps->arena, n ? n : 1); }
@@ -390,6 +403,7 @@ static void ctx_free(PyObject *cap) {
   Py_XDECREF(cs->keep);
   Py_XDECREF(cs->prog);
   free(cs->bufs);
+  free(cs->defer);
   free(cs);
 }
 
@@ -411,6 +425,7 @@ static PyObject *context_new(PyObject *self, PyObject *args) {
   if (!cs) return PyErr_NoMemory();
   cs->c = rh_ctx_new(&ps->p);
   cs->keep = PyList_New(0);
+  cs->cur_feature = -1;
   if (!cs->c || !cs->keep) {
     rh_ctx_free(cs->c);
     Py_XDECREF(cs->keep);
@@ -469,6 +484,137 @@ static int keep_buffer(ctx_state *cs, Py_buffer *v) {
 
 /* an object array's elements (t->size of them) as UTF-8 pointers and lengths: each must be exactly str or bytes.
  * -> 0, 1 another element type (the reference converts), -1 out of memory */
+/* ---------------------------------------------------------------- strings read outside the GIL
+ * An object array's str elements are other objects, one UTF-8 pointer each: at E's B = 2,048 that is 328,000
+ * strings, 2 ms under the GIL, most of the host stage's serial part (and what kept 8 serving threads at 1.5x).
+ * A compact ASCII str (what TF-style string feeds almost always hold) keeps its length and characters, which are
+ * its UTF-8, at fixed offsets of the object, and a str never changes: run() reads those elements on the pool
+ * outside the GIL, and only the others (non-ASCII, str subclasses, bytes) with it, as before. The offsets are
+ * CPython's (PyASCIIObject: length after the object header, the state bits after the hash, the characters after
+ * the struct), not the stable ABI's: they are checked at import against PyUnicode_AsUTF8AndSize on strings of
+ * each kind, and any difference leaves every element to the GIL path. */
+static int str_direct = 0;
+static Py_ssize_t str_len_off, str_state_off, str_data_off;
+#define STR_COMPACT_ASCII 0x60u  /* state bits: compact (5) and ascii (6) */
+
+static int str_fields(PyObject *s, const char **p, Py_ssize_t *l) {
+  if (Py_TYPE(s) != &PyUnicode_Type) return 0;
+  const char *o = (const char *)s;
+  if ((*(const uint32_t *)(o + str_state_off) & STR_COMPACT_ASCII) != STR_COMPACT_ASCII) return 0;
+  *p = o + str_data_off;
+  *l = *(const Py_ssize_t *)(o + str_len_off);
+  return 1;
+}
+
+static void calibrate_strings(void) {
+  const char *texts[3] = {"recom_tvm", "", "a longer ASCII string, read where CPython keeps it"};
+  str_len_off = 2 * (Py_ssize_t)sizeof(void *);          /* after ob_refcnt, ob_type */
+  str_state_off = str_len_off + 2 * (Py_ssize_t)sizeof(Py_ssize_t);  /* after length, hash */
+  str_data_off = -1;
+  int ok = 1;
+  for (int k = 0; k < 3 && ok; k++) {
+    PyObject *s = PyUnicode_FromString(texts[k]);
+    Py_ssize_t l;
+    const char *u = s ? PyUnicode_AsUTF8AndSize(s, &l) : NULL;
+    if (!u) {
+      ok = 0;
+    } else {
+      if (str_data_off < 0) str_data_off = u - (const char *)s;
+      const char *p;
+      Py_ssize_t pl;
+      ok = str_data_off > str_state_off && str_data_off <= 96 && str_fields(s, &p, &pl) && p == u && pl == l &&
+           pl == (Py_ssize_t)strlen(texts[k]);
+    }
+    Py_XDECREF(s);
+  }
+  PyObject *wide = ok ? PyUnicode_FromString("\xc3\xa9t\xc3\xa9") : NULL;  /* non-ASCII: must not pass */
+  if (wide) {
+    const char *p;
+    Py_ssize_t pl;
+    ok = !str_fields(wide, &p, &pl);
+    Py_DECREF(wide);
+  }
+  PyErr_Clear();
+  str_direct = ok;
+}
+
+typedef struct {
+  ctx_state *cs;
+  int64_t *chunk_start;  /* per chunk: entry and element range */
+  int32_t *chunk_entry;
+  int64_t *chunk_slow;
+} strings_job;
+
+#define STRINGS_CHUNK 16384
+
+static void strings_task(void *arg, int64_t chunk, int worker) {
+  (void)worker;
+  strings_job *j = (strings_job *)arg;
+  deferred_strings *d = &j->cs->defer[j->chunk_entry[chunk]];
+  rh_tensor *t = &j->cs->c->t[d->slot];
+  int64_t a = j->chunk_start[chunk], e = a + STRINGS_CHUNK < d->n ? a + STRINGS_CHUNK : d->n, slow = 0;
+  for (int64_t i = a; i < e; i++) {
+    const char *p;
+    Py_ssize_t l;
+    if (str_fields(d->items[i], &p, &l)) {
+      t->sp[i] = (const uint8_t *)p;
+      t->sl[i] = l;
+    } else {
+      t->sp[i] = NULL;
+      slow++;
+    }
+  }
+  j->chunk_slow[chunk] = slow;
+}
+
+static int read_strings(rh_tensor *t, PyObject *const *items, int64_t from, int only_unread);
+
+/* the deferred arrays' elements: compact ASCII str on the pool outside the GIL, the rest with it. A part with an
+ * element that is neither str nor bytes joins `*pending` (converted by the reference, as when found at ingest).
+ * 0, or -1 with a Python error. */
+static int resolve_deferred(ctx_state *cs, PyObject **pending) {
+  int64_t nchunks = 0, total = 0;
+  for (int k = 0; k < cs->ndefer; k++) {
+    nchunks += (cs->defer[k].n + STRINGS_CHUNK - 1) / STRINGS_CHUNK;
+    total += cs->defer[k].n;
+  }
+  strings_job j = {cs, NULL, NULL, NULL};
+  j.chunk_start = (int64_t *)rh_alloc(&cs->c->arena[0], (size_t)(nchunks + 1) * 8);
+  j.chunk_entry = (int32_t *)rh_alloc(&cs->c->arena[0], (size_t)(nchunks + 1) * 4);
+  j.chunk_slow = (int64_t *)rh_alloc(&cs->c->arena[0], (size_t)(nchunks + 1) * 8);
+  if (!j.chunk_start || !j.chunk_entry || !j.chunk_slow) {
+    PyErr_NoMemory();
+    return -1;
+  }
+  int64_t c = 0;
+  for (int k = 0; k < cs->ndefer; k++)
+    for (int64_t a = 0; a < cs->defer[k].n; a += STRINGS_CHUNK, c++) {
+      j.chunk_start[c] = a;
+      j.chunk_entry[c] = k;
+    }
+  Py_BEGIN_ALLOW_THREADS
+  rh_set_request_work(total);
+  rh_parallel(strings_task, &j, nchunks);
+  Py_END_ALLOW_THREADS
+  for (c = 0; c < nchunks; c++) cs->defer[j.chunk_entry[c]].slow += j.chunk_slow[c];
+  for (int k = 0; k < cs->ndefer; k++) {
+    deferred_strings *d = &cs->defer[k];
+    if (!d->slow) continue;
+    rh_tensor *t = &cs->c->t[d->slot];
+    if (read_strings(t, d->items, 0, 1) == 0) continue;
+    t->set = 0;  /* not a form the core reads: the reference converts the part */
+    if (!*pending && !(*pending = PyList_New(0))) return -1;
+    PyObject *item = Py_BuildValue("(iiO)", d->feature, d->part, d->obj);
+    if (!item || PyList_Append(*pending, item) < 0) {
+      Py_XDECREF(item);
+      return -1;
+    }
+    Py_DECREF(item);
+  }
+  cs->ndefer = 0;
+  return 0;
+}
+
 static int object_strings(ctx_state *cs, rh_tensor *t, PyObject **items) {
   t->sp = (const uint8_t **)rh_alloc(&cs->c->arena[0], (size_t)t->size * sizeof(void *));
   t->sl = (int64_t *)rh_alloc(&cs->c->arena[0], (size_t)t->size * 8);
@@ -476,7 +622,35 @@ static int object_strings(ctx_state *cs, rh_tensor *t, PyObject **items) {
     PyErr_NoMemory();
     return -1;
   }
-  for (int64_t i = 0; i < t->size; i++) {
+  if (str_direct && cs->cur_feature >= 0 && t->size > 0) {  /* run(): read after the feeds, outside the GIL */
+    if (cs->ndefer == cs->capdefer) {
+      int cap = cs->capdefer ? 2 * cs->capdefer : 64;
+      deferred_strings *d = (deferred_strings *)realloc(cs->defer, (size_t)cap * sizeof *d);
+      if (!d) {
+        PyErr_NoMemory();
+        return -1;
+      }
+      cs->defer = d;
+      cs->capdefer = cap;
+    }
+    deferred_strings *d = &cs->defer[cs->ndefer++];
+    d->slot = (int32_t)(t - cs->c->t);
+    d->feature = cs->cur_feature;
+    d->part = cs->cur_part;
+    d->items = items;
+    d->obj = NULL;  /* set by run() */
+    d->n = t->size;
+    d->slow = 0;
+    return 0;
+  }
+  return read_strings(t, items, 0, 0);
+}
+
+/* elements from `from` on (only those still NULL when only_unread) with the GIL: 0, or 1 for an element that is
+ * neither exactly str nor bytes */
+static int read_strings(rh_tensor *t, PyObject *const *items, int64_t from, int only_unread) {
+  for (int64_t i = from; i < t->size; i++) {
+    if (only_unread && t->sp[i]) continue;
     PyObject *s = items[i];
     Py_ssize_t l;
     const char *p;
@@ -702,6 +876,7 @@ static PyObject *run(PyObject *self, PyObject *args) {
   const rh_program *p = &ps->p;
   release_request(cs);
   rh_ctx_reset(cs->c);
+  cs->ndefer = 0;
   cs->c->max_batch = max_batch;
   cs->c->max_elements = max_elements;
   int64_t t_ingest = rh_now_ns();
@@ -733,11 +908,17 @@ static PyObject *run(PyObject *self, PyObject *args) {
     }
     for (int k = 0; k < nparts; k++) {
       int slot = p->feat_part_slot[3 * f + k];
+      int deferred = cs->ndefer;
+      cs->cur_feature = f;
+      cs->cur_part = k;
       int rc = split ? ingest(cs, ps, slot, parts[k], p->slot_dtype[slot]) : 1;
+      cs->cur_feature = -1;
       if (rc < 0) {
         Py_XDECREF(pending);
         return NULL;
       }
+      if (rc == 0 && cs->ndefer > deferred) cs->defer[cs->ndefer - 1].obj = parts[k];
+      if (rc != 0) cs->ndefer = deferred;  /* a part not read in place: nothing of it is left to read */
       if (rc == 1) {
         if (!pending && !(pending = PyList_New(0))) return NULL;
         PyObject *item = Py_BuildValue("(iiO)", f, split ? k : -1, split ? parts[k] : value);
@@ -750,6 +931,11 @@ static PyObject *run(PyObject *self, PyObject *args) {
         if (!split) break;
       }
     }
+  }
+  if (cs->ndefer && resolve_deferred(cs, &pending) < 0) {
+    cs->ndefer = 0;
+    Py_XDECREF(pending);
+    return NULL;
   }
   cs->c->ns[0] += rh_now_ns() - t_ingest;
   if (pending) {
@@ -992,6 +1178,7 @@ static PyObject *set_tensor(PyObject *self, PyObject *args) {
     PyErr_SetString(PyExc_IndexError, "slot");
     return NULL;
   }
+  cs->cur_feature = -1;  /* a converted feed: its strings are read at once */
   int rc = ingest(cs, get_prog(cs->prog), slot, obj, want);
   if (rc < 0) return NULL;
   rh_tensor *t = &cs->c->t[slot];
@@ -1321,6 +1508,11 @@ static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "recom_tvm_host", NUL
 
 PyMODINIT_FUNC PyInit_recom_tvm_host(void) {
   PyObject *m = PyModule_Create(&MODULE);
+  calibrate_strings();
+  if (m && PyModule_AddIntConstant(m, "STRINGS_OUTSIDE_GIL", str_direct) < 0) {
+    Py_DECREF(m);
+    return NULL;
+  }
   /* this library writes int32 packed inputs (a model recording packed_dtype int32 needs it) */
   if (m && PyModule_AddIntConstant(m, "PACKED_INT32", 1) < 0) {
     Py_DECREF(m);
