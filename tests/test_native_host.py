@@ -173,14 +173,16 @@ class _Word(str):
     """A str subclass: read with the GIL (not exactly str), like bytes and non-ASCII str."""
 
 
-@pytest.mark.parametrize("parallel_min", [0, 1 << 40])
-def test_string_elements_read_outside_the_gil_agree(demo, monkeypatch, parallel_min):
+@pytest.mark.parametrize("parallel_min,outside", [(0, True), (1 << 40, True), (0, False)])
+def test_string_elements_read_outside_the_gil_agree(demo, monkeypatch, parallel_min, outside):
     """Compact ASCII str elements of object arrays are read from CPython's string fields on the host stage's pool,
     outside the GIL (checked at import: STRINGS_OUTSIDE_GIL), the others with it; requests of several 16,384-element
     chunks mixing ASCII, non-ASCII, bytes and str subclasses give the reference's arguments bit for bit, and a
-    non-string element in the last chunk the reference's error. Run on the pool and on the caller alone."""
+    non-string element in the last chunk the reference's error. Run on the pool and on the caller alone, and with
+    the knob off (config.native_strings_outside_gil: every element with the GIL, as before)."""
     monkeypatch.setattr(config, "native_threads", 2)
     monkeypatch.setattr(config, "native_parallel_min", parallel_min)
+    monkeypatch.setattr(config, "native_strings_outside_gil", outside)
     native = demo.model.native_host()
     assert native.lib.STRINGS_OUTSIDE_GIL == 1
     feeds = DEMO.sample(40, rng=9)
@@ -205,6 +207,7 @@ def test_string_elements_read_outside_the_gil_agree(demo, monkeypatch, parallel_
     assert_host_paths_agree(demo.model, dict(feeds, tags=(idx, bad, shape)))  # the reference's error, natively
     with pytest.raises(recom_tvm.FeedError):
         demo.model.run(dict(feeds, tags=(idx, bad, shape)))
+    assert native.lib.strings_outside_gil() is outside  # the request path applied the knob
 
 
 def test_lossless_casts_and_odd_forms_stay_native(demo):

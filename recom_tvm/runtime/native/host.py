@@ -34,12 +34,14 @@ _THREADS: dict[int, tuple] = {}  # (threads per request, parallel minimum) set i
 
 
 def _set_threads(lib) -> None:
-    want = (config.native_threads, config.native_parallel_min)
+    want = (config.native_threads, config.native_parallel_min, config.native_strings_outside_gil)
     if _THREADS.get(id(lib)) != want:
         try:
-            lib.set_threads(*want)
+            lib.set_threads(*want[:2])
         except TypeError:  # a library built before the parallel minimum: every request uses the pool
             lib.set_threads(want[0])
+        if hasattr(lib, "strings_outside_gil"):  # (libraries built before it read strings with the GIL)
+            lib.strings_outside_gil(bool(want[2]))
         _THREADS[id(lib)] = want
 _LOCK = threading.Lock()
 

@@ -493,7 +493,8 @@ static int keep_buffer(ctx_state *cs, Py_buffer *v) {
  * CPython's (PyASCIIObject: length after the object header, the state bits after the hash, the characters after
  * the struct), not the stable ABI's: they are checked at import against PyUnicode_AsUTF8AndSize on strings of
  * each kind, and any difference leaves every element to the GIL path. */
-static int str_direct = 0;
+static int str_direct = 0;   /* the fields check passed at import */
+static int str_outside = 1;  /* and the knob (config.native_strings_outside_gil) wants it */
 static Py_ssize_t str_len_off, str_state_off, str_data_off;
 #define STR_COMPACT_ASCII 0x60u  /* state bits: compact (5) and ascii (6) */
 
@@ -622,7 +623,7 @@ static int object_strings(ctx_state *cs, rh_tensor *t, PyObject **items) {
     PyErr_NoMemory();
     return -1;
   }
-  if (str_direct && cs->cur_feature >= 0 && t->size > 0) {  /* run(): read after the feeds, outside the GIL */
+  if (str_direct && str_outside && cs->cur_feature >= 0 && t->size > 0) {  /* run(): read after the feeds, outside the GIL */
     if (cs->ndefer == cs->capdefer) {
       int cap = cs->capdefer ? 2 * cs->capdefer : 64;
       deferred_strings *d = (deferred_strings *)realloc(cs->defer, (size_t)cap * sizeof *d);
@@ -1474,6 +1475,16 @@ static PyObject *set_threads(PyObject *self, PyObject *args) {
   Py_RETURN_NONE;
 }
 
+/* strings_outside_gil([flag]) -> whether string elements are now read outside the GIL (flag 0 turns it off; 1 turns
+ * it back on where the fields check passed at import; no flag: unchanged) */
+static PyObject *strings_outside_gil(PyObject *self, PyObject *args) {
+  (void)self;
+  int flag = -1;
+  if (!PyArg_ParseTuple(args, "|p", &flag)) return NULL;
+  if (flag >= 0) str_outside = flag;
+  return PyBool_FromLong(str_direct && str_outside);
+}
+
 /* direct_numpy() -> (on, type numbers checked): whether numpy arrays are read through their fields (see np_fields) */
 static PyObject *direct_numpy(PyObject *self, PyObject *args) {
   (void)self;
@@ -1501,6 +1512,7 @@ static PyMethodDef METHODS[] = {
     {"dlpack", dlpack, METH_VARARGS, "a DLPack capsule for memory at an address (staging buffer views)"},
     {"timings", timings, METH_VARARGS, "ns per step of the last request"},
     {"set_threads", set_threads, METH_VARARGS, "threads per request"},
+    {"strings_outside_gil", strings_outside_gil, METH_VARARGS, "read string elements outside the GIL or not"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "recom_tvm_host", NULL, -1, METHODS,
