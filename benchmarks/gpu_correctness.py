@@ -154,7 +154,6 @@ def run(in_dir: str, out_dir: str | None) -> int:
 
     device_name = gpu_name()
     rows, memory = [], {}
-    model = None
     for lib in sorted(p for p in glob.glob(os.path.join(in_dir, "*.so")) if not p.endswith(".host.so")):
         name = os.path.basename(lib)[:-3]
         base = name.split(".")[0]  # name.opt / name.s<k>: the model's optimized / scheduled variants

@@ -259,38 +259,49 @@ def threads_check(model, requests: list, threads: int, per_thread: int) -> dict:
             "req_per_s": round(threads * per_thread / wall, 1)}
 
 
+def load_prepared(in_dir: str, name: str):
+    """A model prepared in `in_dir` as it runs here: (model with its parameters generated, meta, requests, seconds
+    the parameters took); raises ValueError when they come out differently from the build host's."""
+    from recom_tvm.runtime import load
+
+    with open(os.path.join(in_dir, f"{name}.meta.json")) as f:
+        meta = json.load(f)
+    model = load(os.path.join(in_dir, meta["lib"]))
+    carried_path = os.path.join(in_dir, f"{name}.carried.npz")
+    carried = dict(np.load(carried_path)) if os.path.exists(carried_path) else {}
+    t0 = time.perf_counter()
+    gen = generated_params(model.param_shapes(), carried)
+    wrong = [n for n, v in gen.items() if _digest(v) != meta["param_digests"][n]]
+    if wrong:
+        raise ValueError(f"{name}: parameters generated differently from the build host's: {wrong[:4]}")
+    model.set_params(gen)
+    params_s = time.perf_counter() - t0
+    with open(os.path.join(in_dir, f"{name}.requests.pkl"), "rb") as f:
+        requests = pickle.load(f)
+    return model, meta, requests, params_s
+
+
 def run(in_dir: str, out_dir: str | None, iters: int, per_thread: int) -> int:
     import tvm  # noqa: F401
 
     from device_info import gpu_name
     from recom_tvm import config
-    from recom_tvm.runtime import load
 
     results = {"date": time.strftime("%Y-%m-%d %H:%M"), "device": None, "native_threads": config.native_threads,
                "max_vms": config.max_vms, "cpu_cores": os.cpu_count(), "models": {}}
     failures = 0
     for meta_path in sorted(p for p in os.listdir(in_dir) if p.endswith(".meta.json")):
-        with open(os.path.join(in_dir, meta_path)) as f:
-            meta = json.load(f)
-        m = meta["model"]
+        m = meta_path[:-len(".meta.json")]
         spec = _spec(m)
-        model = load(os.path.join(in_dir, meta["lib"]))
-        gpu = model.device.dlpack_device_type() != 1
-        results["device"] = gpu_name() if gpu else f"host CPU ({platform.processor() or platform.machine()}, llvm)"
-        carried_path = os.path.join(in_dir, f"{m}.carried.npz")
-        carried = dict(np.load(carried_path)) if os.path.exists(carried_path) else {}
-        t0 = time.perf_counter()
-        gen = generated_params(model.param_shapes(), carried)
-        wrong = [n for n, v in gen.items() if _digest(v) != meta["param_digests"][n]]
-        if wrong:
-            print(f"{m}: parameters generated differently from the build host's: {wrong[:4]}")
+        try:
+            model, meta, requests, params_s = load_prepared(in_dir, m)
+        except ValueError as err:
+            print(err)
             failures += 1
             continue
-        model.set_params(gen)
-        del gen
-        with open(os.path.join(in_dir, f"{m}.requests.pkl"), "rb") as f:
-            requests = pickle.load(f)
-        mres = {"spec": meta["spec"], "params_s": round(time.perf_counter() - t0, 1),
+        gpu = model.device.dlpack_device_type() != 1
+        results["device"] = gpu_name() if gpu else f"host CPU ({platform.processor() or platform.machine()}, llvm)"
+        mres = {"spec": meta["spec"], "params_s": round(params_s, 1),
                 "host_stage": "native" if model.native_host() is not None else f"numpy ({model.native_error})",
                 "reference": meta["reference"], "batches": {}}
         print(f"\n{results['device']}: model {m} ({len(spec.columns)} columns), host stage {mres['host_stage']}, "

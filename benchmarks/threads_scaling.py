@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
 import sys
 import threading
 import time
@@ -39,22 +38,12 @@ STEPS = ("host", "host_kjt", "h2d", "device", "d2h", "run", "device_stream", "ru
 
 
 def _load(in_dir: str, name: str):
-    from request_path_gpu import _digest, generated_params
+    from request_path_gpu import load_prepared
 
-    from recom_tvm.runtime import load
-
-    with open(os.path.join(in_dir, f"{name}.meta.json")) as f:
-        meta = json.load(f)
-    model = load(os.path.join(in_dir, meta["lib"]))
-    carried_path = os.path.join(in_dir, f"{name}.carried.npz")
-    carried = dict(np.load(carried_path)) if os.path.exists(carried_path) else {}
-    gen = generated_params(model.param_shapes(), carried)
-    wrong = [n for n, v in gen.items() if _digest(v) != meta["param_digests"][n]]
-    if wrong:
-        raise SystemExit(f"{name}: parameters generated differently from the build host's: {wrong[:4]}")
-    model.set_params(gen)
-    with open(os.path.join(in_dir, f"{name}.requests.pkl"), "rb") as f:
-        requests = pickle.load(f)
+    try:
+        model, _, requests, _ = load_prepared(in_dir, name)
+    except ValueError as err:
+        raise SystemExit(str(err)) from err
     return model, requests["threads"]
 
 

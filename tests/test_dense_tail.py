@@ -130,33 +130,20 @@ def test_narrow_layers_keep_their_gemv_buckets_emulated():
     size, so schedule_buckets refused the layer and it kept TVM's default schedule (bound_final_sum_rows). Now every
     bucket is scheduled, its shared memory is [K threads, rows, <= N columns], and the layer computes the same at batches
     across every bucket."""
-    import tvm.s_tir.transform as st
+    from recom_tvm.schedules.dense_tail import kernel_allocations
 
     cuda = make_target("cuda")
     for n in (3, 20, 24):
         func = next(iter(fused_layers(mlp_module(64, (n,))).values()))
         layer = match_dense(func)
         built = schedule_buckets(func, CUDA_DEFAULT, cuda)  # raises on a run-time allocation
-        mod = tvm.IRModule({"main": built})
-        for p in (st.LowerInitBlock(), st.ConvertBlocksToOpaque(), st.PlanAndUpdateBufferAllocationLocation(),
-                  st.CompactBufferAllocation()):
-            mod = p(mod)
-        shared = sorted(tuple(int(d) for d in b.shape) for b in _allocations(mod["main"]) if b.scope() == "shared")
+        shared = sorted(tuple(int(d) for d in b.shape) for b in kernel_allocations(built) if b.scope() == "shared")
         want = sorted((c.threads_k, c.rows) for c in (fit(cfg, layer) for _, cfg in CUDA_DEFAULT))
         assert [s[:2] for s in shared] == want and all(s[2] <= n for s in shared), (n, shared, want)
         lib = build_layer(emulate(built), CPU)
         for b in (1, 8, 9, 33, 64, 65, 129, 131):
             np.testing.assert_allclose(run_layer(lib, func, b, seed=b), run_layer(_reference(func), func, b, seed=b),
                                        rtol=2e-5, atol=2e-5, err_msg=f"N={n} B={b}")
-
-
-def _allocations(func):
-    import tvm_ffi
-    from tvm.s_tir.stmt import SBlock
-
-    bufs = []
-    tvm_ffi.structural_walk(func.body, [(SBlock, lambda n: bufs.extend(n.alloc_buffers))], order="post")
-    return bufs
 
 
 def test_gemv_epilogue_runs_only_on_the_blocks_outputs_emulated():

@@ -679,14 +679,12 @@ def schedule_buckets(func: tirx.PrimFunc, buckets, target: tvm.target.Target) ->
     return out.with_attr(DENSE_ATTR, json.dumps([[b, c.to_json()] for b, c in buckets]))
 
 
-def _check_static_allocations(func: tirx.PrimFunc) -> None:
-    """Raise if a scheduled layer still allocates a buffer of run-time size inside its kernel (an epilogue that
-    could not be inlined, e.g. DCN's x * (W x + b) + x reading x again: [B, N] intermediates), which CUDA cannot
-    hold (TVM: 'Can only handle constant size stack allocation'); the layer then keeps TVM's default schedule."""
+def kernel_allocations(func: tirx.PrimFunc) -> list:
+    """The buffers a scheduled layer's kernel will allocate: placed at their use and compacted to the region used
+    (an alloc of the whole [B, N] before compaction is fine when only a constant tile of it is touched per
+    thread)."""
     import tvm.s_tir.transform as st
 
-    # what the kernel will allocate: buffers placed at their use and compacted to the region used (an alloc of the
-    # whole [B, N] before compaction is fine when only a constant tile of it is touched per thread)
     mod = tvm.IRModule({"main": func})
     for p in (st.LowerInitBlock(), st.ConvertBlocksToOpaque(), st.PlanAndUpdateBufferAllocationLocation(),
               st.CompactBufferAllocation()):
@@ -695,6 +693,13 @@ def _check_static_allocations(func: tirx.PrimFunc) -> None:
     tvm_ffi.structural_walk(mod["main"].body, [(SBlock, lambda n: bufs.extend(n.alloc_buffers)),
                                                (tirx.stmt.AllocBuffer, lambda n: bufs.append(n.buffer))],
                             order="post")
-    bad = [list(b.shape) for b in bufs if not all(isinstance(d, tirx.IntImm) for d in b.shape)]
+    return bufs
+
+
+def _check_static_allocations(func: tirx.PrimFunc) -> None:
+    """Raise if a scheduled layer still allocates a buffer of run-time size inside its kernel (an epilogue that
+    could not be inlined: [B, N] intermediates), which CUDA cannot hold (TVM: 'Can only handle constant size stack
+    allocation'); the layer then keeps TVM's default schedule."""
+    bad = [list(b.shape) for b in kernel_allocations(func) if not all(isinstance(d, tirx.IntImm) for d in b.shape)]
     if bad:
         raise ValueError(f"intermediate buffers of run-time size {bad[0]} left in the kernel")

@@ -30,7 +30,7 @@ from ..strings import from_buffer
 from .program import DTYPE, NUMPY, PARTS, Program, compile_program
 
 _LIBS: dict[str, object] = {}
-_THREADS: dict[int, tuple] = {}  # (threads per request, parallel minimum) set in each loaded library
+_THREADS: dict[int, tuple] = {}  # (threads per request, parallel minimum, strings outside the GIL) set in each loaded library
 
 
 def _set_threads(lib) -> None:

@@ -39,6 +39,7 @@ typedef struct {
   deferred_strings *defer;
   int ndefer, capdefer;
   int32_t cur_feature, cur_part; /* the feed part being ingested by run() (-1: read strings at once) */
+  PyObject *cur_obj;
 } ctx_state;
 
 static void *palloc(prog_state *ps, size_t n) { return rh_alloc(&ps->arena, n ? n : 1); }
@@ -482,8 +483,6 @@ static int keep_buffer(ctx_state *cs, Py_buffer *v) {
   return 0;
 }
 
-/* an object array's elements (t->size of them) as UTF-8 pointers and lengths: each must be exactly str or bytes.
- * -> 0, 1 another element type (the reference converts), -1 out of memory */
 /* ---------------------------------------------------------------- strings read outside the GIL
  * An object array's str elements are other objects, one UTF-8 pointer each: at E's B = 2,048 that is 328,000
  * strings, 2 ms under the GIL, most of the host stage's serial part (and what kept 8 serving threads at 1.5x).
@@ -568,7 +567,7 @@ static void strings_task(void *arg, int64_t chunk, int worker) {
   j->chunk_slow[chunk] = slow;
 }
 
-static int read_strings(rh_tensor *t, PyObject *const *items, int64_t from, int only_unread);
+static int read_strings(rh_tensor *t, PyObject *const *items, int only_unread);
 
 /* the deferred arrays' elements: compact ASCII str on the pool outside the GIL, the rest with it. A part with an
  * element that is neither str nor bytes joins `*pending` (converted by the reference, as when found at ingest).
@@ -602,7 +601,7 @@ static int resolve_deferred(ctx_state *cs, PyObject **pending) {
     deferred_strings *d = &cs->defer[k];
     if (!d->slow) continue;
     rh_tensor *t = &cs->c->t[d->slot];
-    if (read_strings(t, d->items, 0, 1) == 0) continue;
+    if (read_strings(t, d->items, 1) == 0) continue;
     t->set = 0;  /* not a form the core reads: the reference converts the part */
     if (!*pending && !(*pending = PyList_New(0))) return -1;
     PyObject *item = Py_BuildValue("(iiO)", d->feature, d->part, d->obj);
@@ -616,6 +615,9 @@ static int resolve_deferred(ctx_state *cs, PyObject **pending) {
   return 0;
 }
 
+/* an object array's elements (t->size of them) as UTF-8 pointers and lengths: each must be exactly str or bytes
+ * (inside run(), read later by resolve_deferred). -> 0, 1 another element type (the reference converts), -1 out of
+ * memory */
 static int object_strings(ctx_state *cs, rh_tensor *t, PyObject **items) {
   t->sp = (const uint8_t **)rh_alloc(&cs->c->arena[0], (size_t)t->size * sizeof(void *));
   t->sl = (int64_t *)rh_alloc(&cs->c->arena[0], (size_t)t->size * 8);
@@ -639,18 +641,18 @@ static int object_strings(ctx_state *cs, rh_tensor *t, PyObject **items) {
     d->feature = cs->cur_feature;
     d->part = cs->cur_part;
     d->items = items;
-    d->obj = NULL;  /* set by run() */
+    d->obj = cs->cur_obj;
     d->n = t->size;
     d->slow = 0;
     return 0;
   }
-  return read_strings(t, items, 0, 0);
+  return read_strings(t, items, 0);
 }
 
-/* elements from `from` on (only those still NULL when only_unread) with the GIL: 0, or 1 for an element that is
- * neither exactly str nor bytes */
-static int read_strings(rh_tensor *t, PyObject *const *items, int64_t from, int only_unread) {
-  for (int64_t i = from; i < t->size; i++) {
+/* the elements (only those still NULL when only_unread) with the GIL: 0, or 1 for an element that is neither
+ * exactly str nor bytes */
+static int read_strings(rh_tensor *t, PyObject *const *items, int only_unread) {
+  for (int64_t i = 0; i < t->size; i++) {
     if (only_unread && t->sp[i]) continue;
     PyObject *s = items[i];
     Py_ssize_t l;
@@ -909,17 +911,15 @@ static PyObject *run(PyObject *self, PyObject *args) {
     }
     for (int k = 0; k < nparts; k++) {
       int slot = p->feat_part_slot[3 * f + k];
-      int deferred = cs->ndefer;
       cs->cur_feature = f;
       cs->cur_part = k;
+      cs->cur_obj = parts[k];
       int rc = split ? ingest(cs, ps, slot, parts[k], p->slot_dtype[slot]) : 1;
       cs->cur_feature = -1;
       if (rc < 0) {
         Py_XDECREF(pending);
         return NULL;
       }
-      if (rc == 0 && cs->ndefer > deferred) cs->defer[cs->ndefer - 1].obj = parts[k];
-      if (rc != 0) cs->ndefer = deferred;  /* a part not read in place: nothing of it is left to read */
       if (rc == 1) {
         if (!pending && !(pending = PyList_New(0))) return NULL;
         PyObject *item = Py_BuildValue("(iiO)", f, split ? k : -1, split ? parts[k] : value);
