@@ -33,6 +33,7 @@ compared with the host's (allclose, rtol 1e-4).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -168,23 +169,28 @@ def step_times(model, sets: list, iters: int) -> dict:
     slot = model._pool.acquire(model._new_slot)
     names = [o["name"] for o in model.spec.outputs]
     ts = {k: [] for k in ("host", "h2d", "kernels", "d2h", "run")}
+    import tvm_ffi
+
+    stream = slot.stream()  # the slot's own CUDA stream where run() uses one (models built with keep_storage)
+    sync = stream.synchronize if stream is not None else (lambda: _sync(dev))
     try:
         ctx = slot.context(native)
         for i in range(iters + 2):
             feeds = sets[i % len(sets)]
-            t0 = time.perf_counter()
-            res = native.request(ctx, feeds, slot.reserve)
-            assert res is not None, f"native host stage refused the request: {native.last_refusal}"
-            t1 = time.perf_counter()
-            args = slot.arguments(res[0], native.program.module_args, res[1])
-            _sync(dev)
-            t2 = time.perf_counter()
-            out = slot.main(*args, *params)
-            _sync(dev)
-            t3 = time.perf_counter()
-            outs = [out] if len(names) == 1 else list(out)
-            [o.numpy() for o in outs]
-            t4 = time.perf_counter()
+            with tvm_ffi.use_raw_stream(dev, stream.handle) if stream is not None else contextlib.nullcontext():
+                t0 = time.perf_counter()
+                res = native.request(ctx, feeds, slot.reserve)
+                assert res is not None, f"native host stage refused the request: {native.last_refusal}"
+                t1 = time.perf_counter()
+                args = slot.arguments(res[0], native.program.module_args, res[1], stream)
+                sync()
+                t2 = time.perf_counter()
+                outs, keep = slot.call(args, params, len(names))
+                sync()
+                t3 = time.perf_counter()
+                slot.fetch(outs, stream)
+                t4 = time.perf_counter()
+                del keep
             if i >= 2:  # warm-up: staging buffers grown, pools filled
                 for k, a, b in (("host", t0, t1), ("h2d", t1, t2), ("kernels", t2, t3), ("d2h", t3, t4)):
                     ts[k].append(b - a)

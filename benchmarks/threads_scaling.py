@@ -4,15 +4,14 @@ threads (issue 15 item 6).
 Steps, each thread on its own slot (VM, staging buffer, native context), requests of one batch:
   host     the native host stage alone (feeds -> packed staging buffer; GIL released inside)
   host_kjt the same from a keyed-jagged request
-  h2d      the one host->device copy and the argument tensors, then a device sync
-  device   the module on arguments already on the device, then a device sync
+  h2d      the one host->device copy and the argument tensors, then a device sync (default stream)
+  device   the module on arguments already on the device, then a device sync (default stream)
+  device_stream  the same on the slot's own CUDA stream (models built with keep_storage), that stream synced
   d2h      the outputs copied back (outputs of one device call, reused)
-  run      CompiledModel.run, the whole path
-  device_stream, run_stream   device / run with each thread on a CUDA stream of its own (tvm_ffi.use_raw_stream;
-           run_stream's answers are checked after the timing)
-  run_si   run with Python's GIL switch interval at 0.1 ms instead of 5 ms (a GIL convoy would show here)
-  run_locked  run with its device section (H2D, the module, D2H) under one process-wide lock: the null stream
-           serializes that section anyway; the lock takes the threads' contention for the driver out of it
+  run      CompiledModel.run, the whole path as served (a stream per VM where the model allows it)
+  run_shared  the same with config.slot_streams off: every request on the default stream (before 2026-12-06)
+After the timing, run and run_shared serve every thread's requests again from all threads at once and count the
+answers that differ from the build host's (mismatches: a race between streams would show there).
 and, first, a GIL-free step (SHA-256 of 128 KB) from the same thread counts: what the machine gives.
 A step that scales is not the serializing one. Prints requests per second per step and thread count and the speedup
 over 1 thread; writes $OUT/threads_scaling.json (or --out).
@@ -34,7 +33,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-STEPS = ("host", "host_kjt", "h2d", "device", "d2h", "run", "device_stream", "run_stream", "run_si", "run_locked")
+STEPS = ("host", "host_kjt", "h2d", "device", "device_stream", "d2h", "run", "run_shared")
 
 
 def _load(in_dir: str, name: str):
@@ -55,7 +54,6 @@ class _Worker:
 
         requests = [feeds for feeds, _ in pairs]
         self.model, self.requests, self.expected = model, requests, [exp for _, exp in pairs]
-        self.stream = model.device.create_raw_stream() if model.device.dlpack_device_type() == 2 else None
         self.native = model.native_host()
         self.slot = model._new_slot()  # its own VM and staging buffer, outside the model's pool
         self.ctx = self.slot.context(self.native)
@@ -69,8 +67,7 @@ class _Worker:
         res = self.native.request(self.ctx, self.requests[0], self.slot.reserve)
         self.res = res
         self.args = self.slot.arguments(res[0], self.native.program.module_args, res[1])
-        out = self.slot.main(*self.args, *self.params)
-        self.outs = [out] if len(self.model.spec.outputs) == 1 else list(out)
+        self.outs, _ = self.slot.call(self.args, self.params, len(self.model.spec.outputs))
         self.model.device.sync()
 
     def step(self, name: str, i: int) -> None:
@@ -83,53 +80,43 @@ class _Worker:
             s.arguments(self.res[0], self.native.program.module_args, self.res[1])
             m.device.sync()
         elif name == "device":
-            s.main(*self.args, *self.params)
+            s.call(self.args, self.params, len(m.spec.outputs))
             m.device.sync()
+        elif name == "device_stream":
+            stream = s.stream()
+            if stream is None:  # a model without keep_storage: the default stream
+                s.call(self.args, self.params, len(m.spec.outputs))
+                m.device.sync()
+                return None
+            import tvm_ffi
+
+            with tvm_ffi.use_raw_stream(m.device, stream.handle):
+                _, keep = s.call(self.args, self.params, len(m.spec.outputs))
+                stream.synchronize()
+            del keep
         elif name == "d2h":
             [o.numpy() for o in self.outs]
-        elif name in ("run", "run_si"):
-            m.run(self.requests[i % len(self.requests)])
-        elif name == "run_locked":  # main() puts the lock around the model's device section for this step
-            m.run(self.requests[i % len(self.requests)])
-        elif name == "device_stream":
-            with self._own_stream():
-                s.main(*self.args, *self.params)
-                m.device.sync(self.stream)
-        elif name == "run_stream":
-            with self._own_stream():
-                return m.run(self.requests[i % len(self.requests)])
-
-    def _own_stream(self):
-        import contextlib
-
-        import tvm_ffi
-
-        if self.stream is None:
-            return contextlib.nullcontext()
-        return tvm_ffi.use_raw_stream(self.model.device, self.stream)
-
-    def check_stream_answers(self) -> int:
-        """Mismatches of run_stream's answers against the build host's outputs."""
-        bad = 0
-        for i, exp in enumerate(self.expected):
-            got = self.step("run_stream", i)
-            bad += not all(np.allclose(got[k], e, rtol=1e-4, atol=1e-5) for k, e in exp.items())
-        return bad
+        elif name in ("run", "run_shared"):
+            return m.run(self.requests[i % len(self.requests)])
+        return None
 
 
-_DEVICE_LOCK = threading.Lock()
+def _mismatches(workers: list, step: str) -> int:
+    """Every worker's requests served through `step` from all threads at once: answers unlike the build host's."""
+    bad = [0] * len(workers)
 
+    def serve(k: int) -> None:
+        w = workers[k]
+        for i, exp in enumerate(w.expected):
+            got = w.step(step, i)
+            bad[k] += not all(np.allclose(got[n], e, rtol=1e-4, atol=1e-5) for n, e in exp.items())
 
-def _locked(section):
-    import contextlib
-
-    def locked(gate, slot, key):
-        stack = contextlib.ExitStack()
-        stack.enter_context(_DEVICE_LOCK)
-        stack.enter_context(section(gate, slot, key))
-        return stack
-
-    return locked
+    ths = [threading.Thread(target=serve, args=(k,)) for k in range(len(workers))]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    return sum(bad)
 
 
 def _rate(workers: list, name: str, threads: int, per_thread: int) -> float:
@@ -197,23 +184,20 @@ def main() -> int:
         workers = [_Worker(model, requests) for _ in range(max(counts))]
         rows = {}
         print(f"\n{name}: requests per second (speedup over 1 thread)")
-        print(f"{'step':>9} | " + " | ".join(f"{t:>2} threads      " for t in counts))
+        print(f"{'step':>13} | " + " | ".join(f"{t:>2} threads      " for t in counts))
         for step in STEPS:
-            old = sys.getswitchinterval()
-            if step == "run_si":
-                sys.setswitchinterval(1e-4)
-            if step == "run_locked":
-                model._device_section = _locked(type(model)._device_section)
-            try:
-                rates = {t: _rate(workers, step, t, a.per_thread) for t in counts}
-            finally:
-                sys.setswitchinterval(old)
-                model.__dict__.pop("_device_section", None)
+            config.slot_streams = step != "run_shared"
+            rates = {t: _rate(workers, step, t, a.per_thread) for t in counts}
             rows[step] = {t: round(r, 1) for t, r in rates.items()}
-            print(f"{step:>9} | " + " | ".join(f"{r:8.0f} ({r / rates[counts[0]]:4.2f}x)" for r in rates.values()),
+            print(f"{step:>13} | " + " | ".join(f"{r:8.0f} ({r / rates[counts[0]]:4.2f}x)" for r in rates.values()),
                   flush=True)
-        rows["run_stream_mismatches"] = sum(w.check_stream_answers() for w in workers)
-        print(f"run_stream answers: {rows['run_stream_mismatches']} mismatches of {len(workers) * len(requests)}")
+        for step in ("run", "run_shared"):
+            config.slot_streams = step != "run_shared"
+            rows[f"{step}_mismatches"] = _mismatches(workers, step)
+            print(f"{step} answers, {len(workers)} threads at once: {rows[f'{step}_mismatches']} mismatches of "
+                  f"{sum(len(w.expected) for w in workers)}")
+        config.slot_streams = True
+        rows["streams"] = workers[0].slot.stream() is not None
         res["models"][name] = rows
     if a.out:
         os.makedirs(a.out, exist_ok=True)

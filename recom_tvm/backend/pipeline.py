@@ -6,7 +6,9 @@
   (tuned records from a database where it has them, else the defaults), before dlight schedules what is left;
 - on CUDA, a CUDA-graph variant of `main` for batches up to config.cuda_graph_max_batch
   (recom_tvm.backend.cuda_graph) and TVM's RewriteCUDAGraph, host calls kept out of the graphs
-  (recom_tvm.backend.host_calls).
+  (recom_tvm.backend.host_calls);
+- on CUDA (config.keep_storage), `main`'s storages kept until the caller's stream is synchronised
+  (recom_tvm.backend.keep_storage): what lets each VM run on a stream of its own.
 
 config.dense_tail = "off" and config.cuda_graph = False give TVM's pipeline, the bool intermediates inlined.
 """
@@ -24,6 +26,7 @@ from ..ir_module import replace_functions
 from .cuda_graph import graph_variant_pass
 from .host_calls import FenceHostCalls
 from .inline_predicates import InlineBoolIntermediates
+from .keep_storage import KeepStorageUntilSync
 
 USE_CUDA_GRAPH = "relax.backend.use_cuda_graph"
 
@@ -94,6 +97,8 @@ def relax_pipeline(target: tvm.target.Target, dense: bool = True, resolve: Calla
         if graph_max_batch:
             lower.append(graph_variant_pass(graph_max_batch))
             finalize = _fence_before_graph_rewrite(finalize)
+        if keeps_storage(target):
+            finalize = _after_kills(finalize, KeepStorageUntilSync)
         passes = list(backend.library_dispatch_passes(target)) + legalize + lower + finalize
     else:
         # tvm.compile's pipeline for CPUs (no operator fusion: each op its own function), the matmuls scheduled
@@ -109,6 +114,8 @@ def relax_pipeline(target: tvm.target.Target, dense: bool = True, resolve: Calla
         if graph_max_batch:  # no graphs on CPUs: the same dispatch and static planning, for tests
             passes.append(graph_variant_pass(graph_max_batch))
             finalize = _fence_before_graph_rewrite(finalize)
+        if keeps_storage(target):
+            finalize = _after_kills(finalize, KeepStorageUntilSync)
         passes += finalize
 
     @tvm.transform.module_pass(opt_level=0, name="recom_tvm.Pipeline")
@@ -126,6 +133,21 @@ def _fence_before_graph_rewrite(passes: list) -> list:
         raise RuntimeError(f"TVM's finalize passes hold no RewriteCUDAGraph: {names}")
     i = names.index("RewriteCUDAGraph")
     return passes[:i] + [FenceHostCalls] + passes[i:]
+
+
+def _after_kills(passes: list, extra) -> list:
+    """`passes` with `extra` right after KillAfterLastUse."""
+    names = [p.info.name for p in passes]
+    if "KillAfterLastUse" not in names:
+        raise RuntimeError(f"TVM's finalize passes hold no KillAfterLastUse: {names}")
+    i = names.index("KillAfterLastUse") + 1
+    return passes[:i] + [extra] + passes[i:]
+
+
+def keeps_storage(target: tvm.target.Target) -> bool:
+    """Whether `main` keeps its storages until the caller syncs (config.keep_storage: auto = CUDA builds)."""
+    mode = config.keep_storage
+    return mode == "on" or (mode == "auto" and target.kind.name == "cuda")
 
 
 def use_cuda_graph(target: tvm.target.Target) -> bool:

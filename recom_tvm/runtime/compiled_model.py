@@ -183,7 +183,7 @@ class CompiledModel:
         # a VM's creation loads the module onto the device, which a graph capture on another thread forbids
         # (cudaErrorStreamCaptureImplicit: 8 serving threads with CUDA graphs on the H100)
         with gate.shared() if gate else _NO_GATE:
-            return Slot(self.executable, self.device, self.native_host())
+            return Slot(self.executable, self.device, self.native_host(), graphs=bool(gate))
 
     def native_host(self):
         """The native host stage of this model (a NativeHost), or None: config.host_stage is "numpy", the model
@@ -347,12 +347,14 @@ class CompiledModel:
                 if descs is None:
                     host_args = self.prepare_reference(feeds)
             key = self._capture_key([s for _, s in descs[0]] if descs is not None else host_args)
-            with self._device_section(gate, slot, key):
+            stream = slot.stream()
+            with self._device_section(gate, slot, key), \
+                    tvm_ffi.use_raw_stream(self.device, stream.handle) if stream else _NO_GATE:
                 if descs is not None:
-                    args = slot.arguments(descs[0], native.program.module_args, descs[1])
+                    args = slot.arguments(descs[0], native.program.module_args, descs[1], stream)
                 else:
-                    args = self.upload(host_args)
-                return self._call(slot, args, params, True)
+                    args = self.upload(host_args)  # TVM's copies on the default stream: the slot's waits for them
+                return self._call(slot, args, params, True, stream)
         finally:
             self._pool.release(slot)
 
@@ -404,14 +406,20 @@ class CompiledModel:
         slot.captured.add(key)  # the slot is this thread's until released: no race on its set
         return gate.exclusive()
 
-    def _call(self, slot: Slot, args: list, params: list, copy_out: bool) -> dict:
+    def _call(self, slot: Slot, args: list, params: list, copy_out: bool, stream=None) -> dict:
+        """main on the slot's VM; with a stream, the outputs come back on it and the request's storages (`keep`)
+        are released only after its synchronisation (backend/keep_storage.py). Without one (the default stream)
+        they go back to the pool at once, as TVM's kills would: later work on any stream is queued after this."""
         self._bound_pool(args)
         try:
-            out = slot.main(*args, *params)
+            outs, keep = slot.call(args, params, len(self.spec.outputs))
+            vals = slot.fetch(outs, stream) if copy_out else outs
         except Exception as err:  # noqa: BLE001 - translate the VM's errors into TF's kinds
+            if stream is not None:  # what was queued ends before this request's memory can be reused
+                stream.synchronize()
             raise _translate(err) from err
-        outs = [out] if len(self.spec.outputs) == 1 else list(out)
-        return {o["name"]: v.numpy() if copy_out else v for o, v in zip(self.spec.outputs, outs)}
+        del keep
+        return {o["name"]: v for o, v in zip(self.spec.outputs, vals)}
 
     def _bound_pool(self, args: list) -> None:
         """Keep the VM's memory pool bounded: it caches freed buffers per size class and never gives them back,

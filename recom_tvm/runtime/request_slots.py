@@ -5,27 +5,44 @@ native host-stage context, and its staging buffer: every argument of the module 
 memory, `cuda_host`, when the target is CUDA), copied to the device in one host->device copy (asynchronous on the
 stream the kernels run on: no synchronisation until the outputs are copied back). On llvm the module reads the
 staging buffer in place. Buffers grow geometrically and are reused from request to request.
+
+Streams (CUDA, config.slot_streams, models whose `main` keeps its storages: backend/keep_storage.py): each slot
+runs its requests on a blocking CUDA stream of its own (runtime/cuda_driver.py), so requests of several threads
+overlap on the device. The packed request goes in and the outputs come back (into a pinned buffer of the slot) on
+that stream, one synchronisation per request, after which the request's storages are released. Without the
+marker (old exports, CUDA-graph builds) every request runs on the default stream as before.
 """
 
 from __future__ import annotations
 
+import ctypes
 import queue
 import threading
 
+import numpy as np
 import tvm
 import tvm.runtime.vm  # noqa: F401  (not imported by `import tvm` in runtime-only mode)
 import tvm_ffi
 
 from .. import config
+from .abi import KEEP_STORAGE_ABI
 from .native.program import DTYPE
+
+_ALIGN = 256  # outputs' offsets in the pinned output buffer
 
 
 class Slot:
-    def __init__(self, executable, device, native) -> None:
+    def __init__(self, executable, device, native, graphs: bool = False) -> None:
         self.vm = tvm.runtime.vm.VirtualMachine(executable, device)
         self.main = self.vm["main"]
         self.device = device
         self.gpu = device.dlpack_device_type() != 1  # not kDLCPU: stage in pinned host memory, copy once
+        # main returns (outputs, storages): the storages are dropped once the request's stream is synchronised
+        self.keeps = bool(self.vm.module.implements_function(KEEP_STORAGE_ABI))
+        self._streams = self.keeps and device.dlpack_device_type() == 2 and not graphs  # kDLCUDA, no graph capture
+        self._stream = None
+        self.out_host = None  # pinned host buffer the outputs come back into (stream path)
+        self.out_view = None
         self.ctx = native.context() if native is not None else None
         self.native = native
         self.host = None   # staging: host (pinned on CUDA) tvm tensor of uint8
@@ -51,12 +68,64 @@ class Slot:
             self.capacity = cap
         return int(self.host.data_ptr()), self.capacity
 
-    def arguments(self, descs: list, module_args: list, nbytes: int) -> list:
-        """The module's arguments from the staging buffer: one host->device copy (CUDA), then one tensor per
-        argument at its offset (its own DLTensor: compiled functions want byte_offset 0, so no offset views)."""
+    def stream(self):
+        """This slot's CUDA stream (cuda_driver.Stream) for the next request, or None: the default stream."""
+        if not (self._streams and config.slot_streams):
+            return None
+        if self._stream is None:
+            from .cuda_driver import Stream
+
+            self._stream = Stream(self.device.index)
+        return self._stream
+
+    def call(self, args: list, params: list, n_outputs: int) -> tuple[list, object]:
+        """Run main -> (its outputs as a list, what must outlive the request's stream work: its storages, or None)."""
+        out = self.main(*args, *params)
+        keep = None
+        if self.keeps:
+            out, keep = out[0], out[1]
+        return ([out] if n_outputs == 1 else list(out)), keep
+
+    def fetch(self, outs: list, stream) -> list:
+        """The outputs as numpy arrays: on `stream`, async copies into the slot's pinned output buffer and one
+        synchronisation; without a stream, TVM's copies (default stream)."""
+        if stream is None:
+            return [v.numpy() for v in outs]
+        plan, total = [], 0
+        for v in outs:
+            dt = _numpy_dtype(v)
+            if dt is None or v.device.dlpack_device_type() != 2 or not v.is_contiguous():
+                plan.append(None)
+                continue
+            n = int(np.prod(v.shape, dtype=np.int64)) * dt.itemsize
+            plan.append((total, n, dt))
+            total += (n + _ALIGN - 1) // _ALIGN * _ALIGN
+        if total:
+            base = self._out_buffer(total)
+            for v, p in zip(outs, plan):
+                if p is not None and p[1]:
+                    stream.to_host(base + p[0], v.data_ptr(), p[1])
+        stream.synchronize()
+        return [v.numpy() if p is None else self.out_view[p[0]:p[0] + p[1]].view(p[2]).reshape(v.shape).copy()
+                for v, p in zip(outs, plan)]
+
+    def _out_buffer(self, nbytes: int) -> int:
+        if self.out_host is None or nbytes > self.out_view.size:
+            cap = (max(nbytes, 2 * (0 if self.out_view is None else self.out_view.size), 1 << 16) + 4095) // 4096 * 4096
+            self.out_host = tvm.runtime.empty((cap,), "uint8", tvm_ffi.device(3, 0))  # pinned (kDLCUDAHost)
+            addr = int(self.out_host.data_ptr())
+            self.out_view = np.ctypeslib.as_array((ctypes.c_uint8 * cap).from_address(addr))
+        return int(self.out_host.data_ptr())
+
+    def arguments(self, descs: list, module_args: list, nbytes: int, stream=None) -> list:
+        """The module's arguments from the staging buffer: one host->device copy (CUDA; on `stream` if given), then
+        one tensor per argument at its offset (its own DLTensor: compiled functions want byte_offset 0, so no
+        offset views)."""
         base = self.host
         if self.gpu:
-            if nbytes:
+            if nbytes and stream is not None:
+                stream.to_device(int(self.dev.data_ptr()), int(self.host.data_ptr()), nbytes)
+            elif nbytes:
                 self.host._create_view((nbytes,), "uint8").copyto(self.dev._create_view((nbytes,), "uint8"))
             base = self.dev
         addr = int(base.data_ptr())
@@ -70,6 +139,17 @@ class Slot:
                 ext = _External(dlpack(addr + off, dev_type, dev_id, DTYPE[inp["dtype"]], shape), (dev_type, dev_id))
                 out.append(tvm_ffi.from_dlpack(ext))
         return out
+
+
+def _numpy_dtype(v):
+    """numpy's dtype for a tensor's, None where numpy has no plain equivalent (TVM's numpy() then converts)."""
+    name = str(v.dtype)
+    if name in ("bfloat16",) or name.startswith(("float8", "float6", "float4", "int4")) or "x" in name:
+        return None
+    try:
+        return np.dtype(name)
+    except TypeError:
+        return None
 
 
 class _External:

@@ -1,0 +1,161 @@
+"""`main` keeps its storages until the caller has synchronised its stream (recom_tvm.backend.keep_storage), what
+lets each VM of a model run on a CUDA stream of its own: the pass on small functions (Before / Expected), where it
+declines, and whole models built with it, run on llvm against the same model without it (the stream path itself
+runs on the GPU machine: benchmarks/threads_scaling.py, gpu_correctness.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tvm
+from tvm import relax
+from tvm.script import ir as I, relax as R, tirx as T
+
+import recom_tvm
+from recom_tvm import config
+from recom_tvm.backend.keep_storage import KEEP_STORAGE_ABI, KeepStorageUntilSync, keep_storage
+from recom_tvm.cuda_support import nvcc_path
+from recom_tvm.models import zoo
+from recom_tvm.runtime.request_slots import _numpy_dtype
+
+
+def test_storages_are_returned_and_their_kills_removed():
+    @I.ir_module
+    class Before:
+        @T.prim_func(private=True)
+        def add(x: T.handle, y: T.handle):
+            T.evaluate(0)
+
+        @R.function
+        def main(x: R.Tensor(("n",), "float32")) -> R.Tensor(("n",), "float32"):
+            R.func_attr({"relax.force_pure": True})
+            n = T.int64()
+            cls = Before
+            s0 = R.memory.alloc_storage(R.shape([4 * n]), 0, "global", "float32")
+            a0 = R.memory.alloc_tensor(s0, 0, R.shape([n]), "float32")
+            R.memory.kill_storage(s0)
+            cls.add(x, a0)
+            s1 = R.memory.alloc_storage(R.shape([4 * n]), 0, "global", "float32")
+            a1 = R.memory.alloc_tensor(s1, 0, R.shape([n]), "float32")
+            R.memory.kill_storage(s1)
+            cls.add(a0, a1)
+            R.memory.kill_tensor(a0)
+            return a1
+
+    @I.ir_module
+    class Expected:
+        @T.prim_func(private=True)
+        def add(x: T.handle, y: T.handle):
+            T.evaluate(0)
+
+        @R.function
+        def main(x: R.Tensor(("n",), "float32")) -> R.Tuple(R.Tensor(("n",), "float32"), R.Tuple(R.Object, R.Object)):
+            R.func_attr({"relax.force_pure": True})
+            n = T.int64()
+            cls = Expected
+            s0 = R.memory.alloc_storage(R.shape([4 * n]), 0, "global", "float32")
+            a0 = R.memory.alloc_tensor(s0, 0, R.shape([n]), "float32")
+            cls.add(x, a0)
+            s1 = R.memory.alloc_storage(R.shape([4 * n]), 0, "global", "float32")
+            a1 = R.memory.alloc_tensor(s1, 0, R.shape([n]), "float32")
+            cls.add(a0, a1)
+            R.memory.kill_tensor(a0)
+            keep = (s0, s1)
+            ret = (a1, keep)
+            return ret
+
+        @R.function
+        def recom_tvm_keeps_storage() -> R.Prim("int64"):
+            return R.prim_value(T.int64(1))
+
+    after = KeepStorageUntilSync(Before)
+    tvm.ir.assert_structural_equal(after, Expected)
+    assert KeepStorageUntilSync(after).same_as(after)  # applied once
+
+
+def test_declines_a_storage_allocated_in_a_branch():
+    """The CUDA-graph variant's dispatching main allocates in a branch: the tuple could not name the storage, so
+    the module stays as it is (no marker: its requests share one stream)."""
+
+    @I.ir_module
+    class Branchy:
+        @R.function
+        def main(x: R.Tensor((4,), "float32"), c: R.Prim("bool")) -> R.Tensor((4,), "float32"):
+            R.func_attr({"relax.force_pure": True})
+            if c:
+                s = R.memory.alloc_storage(R.shape([16]), 0, "global", "float32")
+                y = R.memory.alloc_tensor(s, 0, R.shape([4]), "float32")
+                r = y
+            else:
+                r = x
+            return r
+
+    assert keep_storage(Branchy["main"]) is None
+    assert KeepStorageUntilSync(Branchy).same_as(Branchy)
+
+
+def test_declines_a_main_without_storage():
+    @I.ir_module
+    class Plain:
+        @R.function
+        def main(x: R.Tensor((4,), "float32")) -> R.Tensor((4,), "float32"):
+            return x
+
+    assert KeepStorageUntilSync(Plain).same_as(Plain)
+
+
+@pytest.fixture(scope="module")
+def demo_optimized(compiled):
+    return compiled(zoo.demo(), optimized=True)
+
+
+def _build(c, mode: str, target: str = "llvm"):
+    old = config.keep_storage
+    config.keep_storage = mode
+    try:
+        return recom_tvm.build(c.mod, target, c.params)
+    finally:
+        config.keep_storage = old
+
+
+def test_a_model_built_with_it_answers_as_without(demo_optimized):
+    """llvm, keep_storage forced on: run() unpacks main's (outputs, storages) and answers bit for bit as the same
+    model built without the pass, at several batches; the slot sees the marker and gets the storages back."""
+    c = demo_optimized
+    kept, plain = _build(c, "on"), _build(c, "off")
+    assert KEEP_STORAGE_ABI in kept.executable.as_text() and KEEP_STORAGE_ABI not in plain.executable.as_text()
+    for batch in (1, 7, 64):
+        feeds = c.spec.sample(batch, batch)
+        got, want = kept.run(feeds), plain.run(feeds)
+        assert got.keys() == want.keys()
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k])
+    slot = kept._pool.acquire(kept._new_slot)
+    try:
+        assert slot.keeps and slot.stream() is None  # llvm: no stream, storages still returned
+        args = kept.prepare(feeds)
+        outs, keep = slot.call(kept.upload(args), kept._device_params(), len(kept.spec.outputs))
+        assert len(outs) == len(kept.spec.outputs) and len(keep) > 0
+    finally:
+        kept._pool.release(slot)
+
+
+@pytest.mark.skipif(nvcc_path() is None, reason="nvcc (CUDA toolkit) is not installed on this host")
+def test_cuda_builds_keep_storage_unless_graphs(demo_optimized, monkeypatch):
+    """By default (auto) a CUDA build carries the marker; a build with CUDA graphs does not (its main dispatches
+    in a branch), and neither does keep_storage=off."""
+    c = demo_optimized
+    assert KEEP_STORAGE_ABI in _build(c, "auto", "cuda").executable.as_text()
+    assert KEEP_STORAGE_ABI not in _build(c, "off", "cuda").executable.as_text()
+    monkeypatch.setattr(config, "cuda_graph", True)
+    assert KEEP_STORAGE_ABI not in _build(c, "auto", "cuda").executable.as_text()
+
+
+def test_output_dtypes_numpy_copies_directly():
+    class V:
+        def __init__(self, dtype):
+            self.dtype = dtype
+
+    assert _numpy_dtype(V("float32")) == np.float32 and _numpy_dtype(V("bool")) == np.bool_
+    assert _numpy_dtype(V("int64")) == np.int64
+    assert _numpy_dtype(V("bfloat16")) is None and _numpy_dtype(V("float32x4")) is None
