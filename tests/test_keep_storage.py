@@ -159,3 +159,22 @@ def test_output_dtypes_numpy_copies_directly():
     assert _numpy_dtype(V("float32")) == np.float32 and _numpy_dtype(V("bool")) == np.bool_
     assert _numpy_dtype(V("int64")) == np.int64
     assert _numpy_dtype(V("bfloat16")) is None and _numpy_dtype(V("float32x4")) is None
+
+
+def test_declines_more_storages_than_its_bound(monkeypatch):
+    """An unfused model's main allocates one storage per op output; above MAX_STORAGES they are not all held to
+    the end (the memory per request would multiply): the module stays as it is."""
+    import recom_tvm.backend.keep_storage as ks
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType([4], "float32"))
+    with bb.function("main", [x], attrs={"relax.force_pure": True}):
+        last = x
+        for _ in range(3):
+            s = bb.emit(relax.op.memory.alloc_storage(relax.ShapeExpr([16]), 0, "global", "float32"))
+            last = bb.emit(relax.op.memory.alloc_tensor(s, 0, relax.ShapeExpr([4]), "float32"))
+        bb.emit_func_output(last)
+    mod = bb.get()
+    assert keep_storage(mod["main"]) is not None
+    monkeypatch.setattr(ks, "MAX_STORAGES", 2)
+    assert keep_storage(mod["main"]) is None and KeepStorageUntilSync(mod).same_as(mod)

@@ -17,7 +17,10 @@ its storage, the storage holds the memory).
 The module gets a marker function, KEEP_STORAGE_ABI, whose presence tells the runtime that `main` returns the
 tuple (an old export without it is called as before, on the shared stream). Declined, module unchanged, where a
 storage is allocated inside a branch (R.If): the tuple could not name it. The CUDA-graph variant's dispatching
-`main` is such a function, so models built with graphs keep one shared stream.
+`main` is such a function, so models built with graphs keep one shared stream. Declined too above MAX_STORAGES
+storages: an imported (unfused) model allocates one per op output (demo: 154, optimized 6; model E imported:
+thousands), and holding all of them to the end would multiply its memory per request; such a model shares one
+stream, as before.
 Runs right after KillAfterLastUse.
 """
 
@@ -28,6 +31,7 @@ from tvm import relax
 
 from ..runtime.abi import KEEP_STORAGE_ABI  # marker function: main returns (outputs, storages)
 
+MAX_STORAGES = 256  # more: keep TVM's frees (and one shared stream), see above
 _ALLOC = tvm.ir.Op.get("relax.memory.alloc_storage")
 _KILL = tvm.ir.Op.get("relax.memory.kill_storage")
 
@@ -51,7 +55,7 @@ def _nested_storage(func: relax.Function) -> bool:
 
 def keep_storage(func: relax.Function) -> relax.Function | None:
     """`func` returning (its result, its storages), their kills removed; None where it cannot (a storage allocated
-    in a branch) or need not (no storage)."""
+    in a branch), need not (no storage) or should not (more than MAX_STORAGES)."""
     body = func.body
     if not isinstance(body, relax.SeqExpr) or _nested_storage(func):
         return None
@@ -67,7 +71,7 @@ def keep_storage(func: relax.Function) -> relax.Function | None:
             bindings.append(b)
         blocks.append(relax.DataflowBlock(bindings) if isinstance(block, relax.DataflowBlock)
                       else relax.BindingBlock(bindings))
-    if not storages:
+    if not storages or len(storages) > MAX_STORAGES:
         return None
     keep = relax.Var("recom_tvm_storages", relax.TupleType([s.ty for s in storages]))
     ret_ty = relax.TupleType([func.ret_ty, keep.ty])
