@@ -178,3 +178,66 @@ def test_declines_more_storages_than_its_bound(monkeypatch):
     assert keep_storage(mod["main"]) is not None
     monkeypatch.setattr(ks, "MAX_STORAGES", 2)
     assert keep_storage(mod["main"]) is None and KeepStorageUntilSync(mod).same_as(mod)
+
+
+def test_fetch_on_a_stream_copies_each_output_into_the_pinned_buffer(monkeypatch):
+    """Slot.fetch's stream path, with the driver and pinned memory stood in for (no GPU here): every output is
+    queued at its own 256-aligned offset of the slot's output buffer, the stream is synchronised once, and each
+    answer is a copy (the buffer is reused by the next request); an output numpy has no plain dtype for, or one
+    not on the GPU, goes through TVM's numpy() after the synchronisation."""
+    import ctypes
+
+    from recom_tvm.runtime.request_slots import Slot
+
+    class Dev:
+        def __init__(self, kind):
+            self.kind = kind
+
+        def dlpack_device_type(self):
+            return self.kind
+
+    class Out:  # a device tensor as fetch sees it
+        def __init__(self, arr, dtype=None, kind=2):
+            self.arr, self.shape, self.device = arr, arr.shape, Dev(kind)
+            self.dtype = dtype or str(arr.dtype)
+
+        def data_ptr(self):
+            return self.arr.ctypes.data
+
+        def is_contiguous(self):
+            return True
+
+        def numpy(self):
+            events.append("numpy")
+            return self.arr.copy()
+
+    events = []
+
+    class FakeStream:
+        def to_host(self, dst, src, n):
+            events.append(("copy", dst - buf.ctypes.data, n))
+            ctypes.memmove(dst, src, n)
+
+        def synchronize(self):
+            events.append("sync")
+
+    buf = np.zeros(4096, np.uint8)
+    slot = Slot.__new__(Slot)
+    slot.out_view = buf
+
+    def out_buffer(nbytes):
+        assert nbytes <= buf.size
+        return buf.ctypes.data
+
+    monkeypatch.setattr(slot, "_out_buffer", out_buffer, raising=False)
+    outs = [Out(np.arange(6, dtype=np.float32).reshape(3, 2)), Out(np.array([True, False])),
+            Out(np.arange(3, dtype=np.int64)), Out(np.ones(2, np.uint16), dtype="bfloat16"),
+            Out(np.full(2, 7, np.int32), kind=1)]
+    got = slot.fetch(outs, FakeStream())
+    assert events[:4] == [("copy", 0, 24), ("copy", 256, 2), ("copy", 512, 24), "sync"]
+    assert events[4:] == ["numpy", "numpy"]  # bfloat16 and the host tensor, after the synchronisation
+    for g, o in zip(got, outs):
+        np.testing.assert_array_equal(g, o.arr)
+        assert g.shape == o.arr.shape
+    buf[:] = 0xFF  # the next request reuses the buffer: the answers are copies
+    np.testing.assert_array_equal(got[0], outs[0].arr)
