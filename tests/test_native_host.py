@@ -278,9 +278,12 @@ def test_tf_examples_parse_natively(compiled):
         assert_matches_tf(got, exp, what)
 
 
-def test_keyed_jagged_requests(compiled):
-    """A keyed-jagged request gives the answer of the feeds it stands for (TF's), natively; malformed ones give
-    clear errors on both paths."""
+@pytest.mark.parametrize("parallel_min", [1 << 40, 0], ids=["caller", "pool"])
+def test_keyed_jagged_requests(compiled, monkeypatch, parallel_min):
+    """A keyed-jagged request gives the answer of the feeds it stands for (TF's), natively (its lengths counted on
+    the calling thread or on the pool, outside the GIL); malformed ones give clear errors on both paths."""
+    monkeypatch.setattr(config, "native_threads", 2)
+    monkeypatch.setattr(config, "native_parallel_min", parallel_min)
     for spec in (DEMO, zoo.weighted_mix(), zoo.crossed_mix()):
         c = compiled(spec, optimized=True)
         native = c.model.native_host()
@@ -304,6 +307,14 @@ def test_keyed_jagged_requests(compiled):
     longer = kjt.lengths.copy()
     longer[first_dense * kjt.batch] += 1
     broken["dense row of the wrong length"] = dict(lengths=longer)
+    negative = kjt.lengths.copy()
+    negative[0], negative[1] = -1, negative[1] + 1  # the values still add up
+    broken["a negative length"] = dict(lengths=negative)
+    if kjt.strings is not None:
+        data, offsets = kjt.strings
+        bad_offsets = offsets.copy()
+        bad_offsets[1] = bad_offsets[-1] + 5  # past the bytes
+        broken["string offsets past the bytes"] = dict(strings=(data, bad_offsets))
     for what, change in broken.items():
         bad = KeyedJagged(**{**kjt.__dict__, **change})
         with pytest.raises(recom_tvm.FeedError) as exp:

@@ -111,7 +111,11 @@ class KeyedJagged:
         used: dict[str, int] = {}
         strings = None
         if self.strings is not None:
-            data, offsets = np.asarray(self.strings[0], np.uint8), np.asarray(self.strings[1], np.int64)
+            data, offsets = np.asarray(self.strings[0], np.uint8), np.asarray(self.strings[1], np.int64).reshape(-1)
+            if offsets.size == 0 or offsets[0] < 0 or (np.diff(offsets) < 0).any() or offsets[-1] > data.size:
+                # (slicing would silently cut or empty the strings; the native path refuses the same offsets)
+                raise FeedError(f"keyed-jagged string offsets must be n + 1 non-decreasing positions within the "
+                                f"{data.size} bytes")
             raw = data.tobytes()
             strings = [raw[a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
         feeds = {}

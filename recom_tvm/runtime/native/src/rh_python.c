@@ -958,6 +958,7 @@ typedef struct {
   const int32_t *len32;
   int64_t batch;
   int64_t *start;           /* per key: its first value in its dtype's buffer */
+  int64_t *total, *widest;  /* per key: its values, its longest row (kjt_count_task); total -1: a negative length */
   const void *vbuf[RH_NDTYPES];
   const uint8_t *sbytes;
   const int64_t *soff;
@@ -971,12 +972,7 @@ static int kjt_feature(kjt_job *j, int64_t key) {
   int f = (int)j->feat_of_key[key], kind = p->feat_kind[f];
   const int32_t *ps = &p->feat_part_slot[3 * f];
   int vslot = ps[kind == 1 ? 1 : 0], dtype = p->slot_dtype[vslot];
-  int64_t B = j->batch, n = 0, widest = 0, start = j->start[key];
-  for (int64_t b = 0; b < B; b++) {
-    int64_t l = kjt_len(j, key * B + b);
-    n += l;
-    if (l > widest) widest = l;
-  }
+  int64_t B = j->batch, n = j->total[key], widest = j->widest[key], start = j->start[key];
   rh_tensor *v = &c->t[vslot];
   memset(v, 0, sizeof *v);
   v->pyobj = -1;
@@ -1048,6 +1044,65 @@ static void kjt_task(void *arg, int64_t key, int worker) {
   j->c->status[key] = kjt_feature(j, key);
 }
 
+/* a key's values and longest row from its lengths (nkeys x batch of them in all: 2 million for a 1,000-feature model
+ * at B = 2,048, read here in parallel and outside the GIL) */
+static void kjt_count_task(void *arg, int64_t key, int worker) {
+  (void)worker;
+  kjt_job *j = (kjt_job *)arg;
+  int64_t n = 0, widest = 0, neg = 0;
+  for (int64_t b = 0, B = j->batch; b < B; b++) {
+    int64_t l = kjt_len(j, key * B + b);
+    n += l;
+    neg |= l < 0;
+    if (l > widest) widest = l;
+  }
+  j->total[key] = neg ? -1 : n;
+  j->widest[key] = widest;
+}
+
+/* everything run_kjt checks and builds once its buffers are held, outside the GIL: NULL, or why it refuses */
+static const char *kjt_prepare(kjt_job *j, int64_t nkeys, const int64_t *vcount, int64_t nbytes, int *rc) {
+  rh_ctx *c = j->c;
+  const rh_program *p = c->prog;
+  *rc = RH_OK;
+  if (j->soff)
+    for (int64_t i = 0; i <= vcount[RH_STR]; i++)  /* offsets: from 0, non-decreasing, within the bytes */
+      if (j->soff[i] < (i ? j->soff[i - 1] : 0) || j->soff[i] > nbytes) return "keyed-jagged: string offsets";
+  j->start = (int64_t *)rh_alloc(&c->arena[0], (size_t)(nkeys + 1) * 8);
+  j->total = (int64_t *)rh_alloc(&c->arena[0], (size_t)(nkeys + 1) * 8);
+  j->widest = (int64_t *)rh_alloc(&c->arena[0], (size_t)(nkeys + 1) * 8);
+  uint8_t *seen = (uint8_t *)rh_alloc(&c->arena[0], (size_t)p->nfeat + 1);
+  if (!j->start || !j->total || !j->widest || !seen) {
+    *rc = RH_NOMEM;
+    return NULL;
+  }
+  memset(seen, 0, (size_t)p->nfeat + 1);
+  int64_t used[RH_NDTYPES] = {0}, work = 0;
+  for (int64_t k = 0; k < nkeys; k++) {  /* each feature once, with a values buffer of its dtype */
+    int64_t f = j->feat_of_key[k];
+    if (f < 0 || f >= p->nfeat || seen[f]) return "keyed-jagged: keys";
+    seen[f] = 1;
+    int vslot = p->feat_part_slot[3 * f + (p->feat_kind[f] == 1 ? 1 : 0)], dt = p->slot_dtype[vslot];
+    if (dt <= RH_NONE || dt >= RH_NDTYPES) return "keyed-jagged: dtype";
+    if (dt != RH_STR && !j->vbuf[dt] && j->batch) return "keyed-jagged: no values buffer";
+  }
+  rh_set_request_work(nkeys * j->batch);
+  rh_parallel(kjt_count_task, j, nkeys);
+  for (int64_t k = 0; k < nkeys; k++) {  /* where each key's values start; every length >= 0, within the buffers */
+    int64_t f = j->feat_of_key[k];
+    int dt = p->slot_dtype[p->feat_part_slot[3 * f + (p->feat_kind[f] == 1 ? 1 : 0)]];
+    if (j->total[k] < 0) return "keyed-jagged: negative length";
+    j->start[k] = used[dt];
+    used[dt] += j->total[k];
+  }
+  for (int dt = 1; dt < RH_NDTYPES; dt++) {
+    if (used[dt] != vcount[dt] && (used[dt] || vcount[dt])) return "keyed-jagged: lengths do not add up to the values";
+    work += used[dt];
+  }
+  rh_set_request_work(work + nkeys * j->batch);  /* the request's values and lengths: small ones on this thread */
+  return NULL;
+}
+
 static int buffer_of(ctx_state *cs, PyObject *o, int want, Py_buffer *v) {
   if (PyObject_GetBuffer(o, v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
   int raw;
@@ -1101,7 +1156,7 @@ static PyObject *run_kjt(PyObject *self, PyObject *args) {
   else if (ldt == RH_I32) j.len32 = (const int32_t *)lv.buf;
   else return Py_BuildValue("(ss)", "refuse", "keyed-jagged: lengths must be int32 or int64");
   if ((int64_t)(lv.len / lv.itemsize) != nkeys * batch) return Py_BuildValue("(ss)", "refuse", "keyed-jagged: lengths");
-  int64_t vcount[RH_NDTYPES] = {0};
+  int64_t vcount[RH_NDTYPES] = {0}, nbytes = 0;
   PyObject *key, *value;
   Py_ssize_t pos = 0;
   while (PyDict_Next(vals, &pos, &key, &value)) {
@@ -1124,46 +1179,22 @@ static PyObject *run_kjt(PyObject *self, PyObject *args) {
     j.sbytes = (const uint8_t *)bb.buf;
     j.soff = (const int64_t *)ob.buf;
     vcount[RH_STR] = ob.len / 8 - 1;
-    for (int64_t i = 0; i <= vcount[RH_STR]; i++)  /* offsets: from 0, non-decreasing, within the bytes */
-      if (j.soff[i] < (i ? j.soff[i - 1] : 0) || j.soff[i] > bb.len)
-        return Py_BuildValue("(ss)", "refuse", "keyed-jagged: string offsets");
+    nbytes = bb.len;
   }
-  j.start = (int64_t *)rh_alloc(&c->arena[0], (size_t)(nkeys + 1) * 8);
-  if (!j.start) return PyErr_NoMemory();
-  int64_t used[RH_NDTYPES] = {0};
-  uint8_t *seen = (uint8_t *)rh_alloc(&c->arena[0], (size_t)p->nfeat + 1);
-  if (!seen) return PyErr_NoMemory();
-  memset(seen, 0, (size_t)p->nfeat + 1);
-  for (int64_t k = 0; k < nkeys; k++) {  /* where each key's values start; every length >= 0, within the buffers */
-    int64_t f = j.feat_of_key[k];
-    if (f < 0 || f >= p->nfeat || seen[f]) return Py_BuildValue("(ss)", "refuse", "keyed-jagged: keys");
-    seen[f] = 1;
-    int vslot = p->feat_part_slot[3 * f + (p->feat_kind[f] == 1 ? 1 : 0)], dt = p->slot_dtype[vslot];
-    if (dt <= RH_NONE || dt >= RH_NDTYPES) return Py_BuildValue("(ss)", "refuse", "keyed-jagged: dtype");
-    if (dt != RH_STR && !j.vbuf[dt] && batch) return Py_BuildValue("(ss)", "refuse", "keyed-jagged: no values buffer");
-    j.start[k] = used[dt];
-    for (int64_t b = 0; b < batch; b++) {
-      int64_t l = kjt_len(&j, k * batch + b);
-      if (l < 0) return Py_BuildValue("(ss)", "refuse", "keyed-jagged: negative length");
-      used[dt] += l;
+  int rc;
+  const char *refused;
+  Py_BEGIN_ALLOW_THREADS  /* the buffers are held (keep_buffer): checks, counts and the features without the GIL */
+  refused = kjt_prepare(&j, nkeys, vcount, nbytes, &rc);
+  if (!refused && !rc) {
+    rh_parallel(kjt_task, &j, nkeys);
+    for (int64_t k = 0; k < nkeys && !rc; k++) rc = c->status[k];
+    if (!rc) {
+      c->ns[0] += rh_now_ns() - t0;
+      rc = rh_run(c);
     }
   }
-  for (int dt = 1; dt < RH_NDTYPES; dt++)
-    if (used[dt] != vcount[dt] && (used[dt] || vcount[dt]))
-      return Py_BuildValue("(ss)", "refuse", "keyed-jagged: lengths do not add up to the values");
-  int64_t work = 0;  /* the request's values and lengths: small ones run on this thread alone (rh_pool.c) */
-  for (int dt = 1; dt < RH_NDTYPES; dt++) work += used[dt];
-  rh_set_request_work(work + nkeys * batch);
-  int rc;
-  Py_BEGIN_ALLOW_THREADS
-  rh_parallel(kjt_task, &j, nkeys);
-  rc = RH_OK;
-  for (int64_t k = 0; k < nkeys && !rc; k++) rc = c->status[k];
-  if (!rc) {
-    c->ns[0] += rh_now_ns() - t0;
-    rc = rh_run(c);
-  }
   Py_END_ALLOW_THREADS
+  if (refused) return Py_BuildValue("(ss)", "refuse", refused);
   return status(cs, rc);
 }
 
