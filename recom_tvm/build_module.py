@@ -83,7 +83,9 @@ def build(mod: tvm.IRModule, target="llvm", params: Mapping[str, np.ndarray] | N
     t0 = time.perf_counter()
     with tgt:
         lowered = SplitDataflowAtSizes()(LegalizeRecomOps(kernel_schedules)(mod))
-    executable = compile_module(lowered, tgt, database)  # the dense tail's schedules, CUDA graphs
+    sink: dict = {}
+    executable = compile_module(lowered, tgt, database, sink)  # the dense tail's schedules, CUDA graphs
+    spec.pool_symbols = sink.get("symbols")  # what the VM's memory pool is keyed by (CompiledModel._bound_pool)
     config.log(f"built for {kind} in {time.perf_counter() - t0:.2f}s")
     from .native_build import try_library_path
     from .workspace import workspace_entries

@@ -99,3 +99,32 @@ def test_memory_pool_is_released_after_many_shapes(compiled, monkeypatch):
         got, exp = c.run_both(DEMO.sample(b, rng=b))
         assert_matches_tf(got, exp, f"batch {b}")
     assert c.model.pool_releases - before >= 2
+
+
+def test_memory_pool_is_keyed_by_what_allocations_depend_on(compiled, monkeypatch):
+    """The build records the symbols the module's allocations are sized by (the fused model's: its batch alone);
+    requests of one batch whose packed lengths differ (nearly every request in production) are one size for the
+    pool: no release. An unfused model's allocations depend on counts the module computes itself: every
+    argument's shape keys it, as before."""
+    from recom_tvm.runtime.compiled_model import pool_key_index
+    from recom_tvm.runtime.spec import InputSpec
+
+    c = compiled(DEMO, optimized=True)
+    model = c.model
+    symbols = model.spec.pool_symbols
+    assert symbols and all(s.startswith("B_") for s in symbols), symbols
+    assert InputSpec.from_json(model.spec.to_json()).pool_symbols == symbols  # exported with the model
+    assert pool_key_index(model.spec) is not False
+    monkeypatch.setattr(recom_tvm.config, "pool_max_shapes", 2)
+    model.__dict__.pop("_shapes_seen", None)
+    before = model.pool_releases
+    lengths = set()
+    for seed in range(8):  # batch 57 throughout, different ids per request
+        feeds = DEMO.sample(57, rng=1000 + seed)
+        lengths.add(tuple(np.shape(a) for a in model.prepare(feeds)))
+        got, exp = c.run_both(feeds)
+        assert_matches_tf(got, exp, f"seed {seed}")
+    assert len(lengths) > 2  # the argument shapes did differ...
+    assert model.pool_releases == before and len(model._shapes_seen) == 1  # ...the pool's key did not
+    imported = compiled(DEMO).model  # sized by nnz, unique and where counts too, some computed in the module
+    assert len(imported.spec.pool_symbols) > len(symbols) and pool_key_index(imported.spec) is False

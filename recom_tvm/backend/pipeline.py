@@ -23,6 +23,7 @@ from tvm import relax
 
 from .. import config
 from ..ir_module import replace_functions
+from .allocation_symbols import record_allocation_symbols
 from .cuda_graph import graph_variant_pass
 from .host_calls import FenceHostCalls
 from .inline_predicates import InlineBoolIntermediates
@@ -85,8 +86,9 @@ def cuda_legalize_passes(target: tvm.target.Target, dense: bool = True, resolve:
 
 
 def relax_pipeline(target: tvm.target.Target, dense: bool = True, resolve: Callable | None = None,
-                   graph_max_batch: int | None = None) -> tvm.transform.Pass:
-    """TVM's default pipeline for the target with the dense tail's schedules and, on CUDA, the graph variant."""
+                   graph_max_batch: int | None = None, sink: dict | None = None) -> tvm.transform.Pass:
+    """TVM's default pipeline for the target with the dense tail's schedules and, on CUDA, the graph variant.
+    sink: gets "symbols", what the module's allocations are sized by (backend/allocation_symbols.py)."""
     kind = target.kind.name
     if kind == "cuda":
         from tvm.relax.backend.cuda import pipeline as backend
@@ -99,6 +101,8 @@ def relax_pipeline(target: tvm.target.Target, dense: bool = True, resolve: Calla
             finalize = _fence_before_graph_rewrite(finalize)
         if keeps_storage(target):
             finalize = _after_kills(finalize, KeepStorageUntilSync)
+        if sink is not None:
+            finalize = _after_kills(finalize, record_allocation_symbols(sink))
         passes = list(backend.library_dispatch_passes(target)) + legalize + lower + finalize
     else:
         # tvm.compile's pipeline for CPUs (no operator fusion: each op its own function), the matmuls scheduled
@@ -116,6 +120,8 @@ def relax_pipeline(target: tvm.target.Target, dense: bool = True, resolve: Calla
             finalize = _fence_before_graph_rewrite(finalize)
         if keeps_storage(target):
             finalize = _after_kills(finalize, KeepStorageUntilSync)
+        if sink is not None:
+            finalize = _after_kills(finalize, record_allocation_symbols(sink))
         passes += finalize
 
     @tvm.transform.module_pass(opt_level=0, name="recom_tvm.Pipeline")
@@ -154,10 +160,11 @@ def use_cuda_graph(target: tvm.target.Target) -> bool:
     return target.kind.name == "cuda" and bool(config.cuda_graph) and config.cuda_graph_max_batch > 0
 
 
-def compile_module(mod: tvm.IRModule, target: tvm.target.Target, database=None):
+def compile_module(mod: tvm.IRModule, target: tvm.target.Target, database=None, sink: dict | None = None):
     """tvm.compile with recom_tvm's pipeline (what build calls after lowering recom's ops); -> the executable.
 
-    database: a tuning database (or work_dir) whose dense-tail records pick the layers' schedules."""
+    database: a tuning database (or work_dir) whose dense-tail records pick the layers' schedules.
+    sink: a dict that gets "symbols": what the built module's allocations are sized by."""
     dense = config.dense_tail != "off"
     resolve = None
     if dense and database is not None:
@@ -167,17 +174,17 @@ def compile_module(mod: tvm.IRModule, target: tvm.target.Target, database=None):
     graph = use_cuda_graph(target)
     if graph:
         try:
-            return _compile(mod, target, dense, resolve, True)
+            return _compile(mod, target, dense, resolve, True, sink)
         except Exception as err:  # noqa: BLE001 - TVM's graph rewrite fails on some modules: launch kernels then
             # (3 of the corpus' 60 CUDA builds: "Var gv2 is not defined", RewriteCUDAGraph's planner does not see a
             # match_cast as a use of a lifted tensor; the build without graphs is correct, only launches each kernel)
             config.log(f"CUDA graphs off for this model: the graph build failed ({type(err).__name__}: "
                         f"{str(err).strip().splitlines()[-1][:160]})")
-    return _compile(mod, target, dense, resolve, False)
+    return _compile(mod, target, dense, resolve, False, sink)
 
 
-def _compile(mod: tvm.IRModule, target: tvm.target.Target, dense: bool, resolve, graph: bool):
-    pipeline = relax_pipeline(target, dense, resolve, config.cuda_graph_max_batch if graph else None)
+def _compile(mod: tvm.IRModule, target: tvm.target.Target, dense: bool, resolve, graph: bool, sink=None):
+    pipeline = relax_pipeline(target, dense, resolve, config.cuda_graph_max_batch if graph else None, sink)
     # inside `with target`: TVM's nvcc callback reads -arch from the current target
     with target, tvm.transform.PassContext(config={USE_CUDA_GRAPH: graph}):
         return tvm.compile(mod, target=target, relax_pipeline=pipeline)

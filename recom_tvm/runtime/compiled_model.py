@@ -424,8 +424,10 @@ class CompiledModel:
     def _bound_pool(self, args: list) -> None:
         """Keep the VM's memory pool bounded: it caches freed buffers per size class and never gives them back,
         so a stream of requests of ever new sizes would grow it until the device is full. After
-        config.pool_max_shapes distinct argument shapes, the unused cached buffers are released."""
-        key = tuple(tuple(a) if isinstance(a, tvm_ffi.Shape) else tuple(getattr(a, "shape", ())) for a in args)
+        config.pool_max_shapes distinct request sizes, the unused cached buffers are released. A request's size is
+        the values of the symbols the module's allocations depend on (spec.pool_symbols, recorded at build: a
+        fused model's batch), else every argument's shape (which differs in nearly every request)."""
+        key = self._pool_key(args)
         seen = self.__dict__.setdefault("_shapes_seen", set())
         if key in seen:
             return
@@ -435,6 +437,17 @@ class CompiledModel:
                 seen.clear()
                 self.pool_releases += 1
             seen.add(key)
+
+    def _pool_key(self, args: list) -> tuple:
+        index = self.__dict__.get("_pool_index")
+        if index is None:
+            index = self._pool_index = pool_key_index(self.spec)
+        if index is not False:
+            try:
+                return tuple(_dims(args[i])[axis] for i, axis in index)
+            except (IndexError, TypeError):
+                pass
+        return tuple(_dims(a) for a in args)
 
     def upload(self, args: list) -> list:
         """`prepare`'s host arrays -> device tensors (shapes and device tensors pass through)."""
@@ -489,6 +502,28 @@ class CompiledModel:
 
     def __repr__(self) -> str:
         return f"CompiledModel(target={self.target_kind}, {self.spec.summary()})"
+
+
+def _dims(a) -> tuple:
+    return tuple(a) if isinstance(a, (tvm_ffi.Shape, list, tuple)) else tuple(getattr(a, "shape", ()))
+
+
+def pool_key_index(spec: InputSpec):
+    """[(argument, axis)] where each of spec.pool_symbols is read from the module's (non-param) arguments, or
+    False: unknown (an export from before, or a symbol the arguments do not carry, e.g. a count the module
+    computes itself)."""
+    symbols = getattr(spec, "pool_symbols", None)
+    if symbols is None:
+        return False
+    where: dict[str, tuple[int, int]] = {}
+    args = [i for i in spec.module_inputs if i["source"] != "param"]
+    for k, inp in enumerate(args):
+        for axis, dim in enumerate(inp.get("shape") or []):
+            if isinstance(dim, str) and dim not in where:
+                where[dim] = (k, axis)
+    if any(s not in where for s in symbols):
+        return False
+    return [where[s] for s in symbols]
 
 
 def host_env(spec: InputSpec, feeds: Mapping) -> dict:

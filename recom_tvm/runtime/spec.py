@@ -35,6 +35,8 @@ class InputSpec:
     feed_symbols: dict = dataclasses.field(default_factory=dict)
     # the module's tensors per request, for the memory report: {"shape": [size AST (assertions.py)], "dtype"}
     workspace: list[dict] = dataclasses.field(default_factory=list)
+    # the symbols the built module's device allocations are sized by (None: unknown; backend/allocation_symbols.py)
+    pool_symbols: list | None = None
 
     # ---------------------------------------------------------------------------------------- construction
     @classmethod
