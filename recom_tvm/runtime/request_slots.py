@@ -106,12 +106,14 @@ class Slot:
                 if p is not None and p[1]:
                     stream.to_host(base + p[0], v.data_ptr(), p[1])
         stream.synchronize()
-        return [v.numpy() if p is None else self.out_view[p[0]:p[0] + p[1]].view(p[2]).reshape(v.shape).copy()
+        view = self.out_view
+        return [v.numpy() if p is None else view[p[0]:p[0] + p[1]].view(p[2]).reshape(tuple(v.shape)).copy()
                 for v, p in zip(outs, plan)]
 
     def _out_buffer(self, nbytes: int) -> int:
         if self.out_host is None or nbytes > self.out_view.size:
-            cap = (max(nbytes, 2 * (0 if self.out_view is None else self.out_view.size), 1 << 16) + 4095) // 4096 * 4096
+            grown = 2 * (0 if self.out_view is None else self.out_view.size)
+            cap = (max(nbytes, grown, 1 << 16) + 4095) // 4096 * 4096
             self.out_host = tvm.runtime.empty((cap,), "uint8", tvm_ffi.device(3, 0))  # pinned (kDLCUDAHost)
             addr = int(self.out_host.data_ptr())
             self.out_view = np.ctypeslib.as_array((ctypes.c_uint8 * cap).from_address(addr))
