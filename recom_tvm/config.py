@@ -25,7 +25,7 @@
 | dense_gemv_max_batch | RECOM_TVM_DENSE_GEMV_MAX_BATCH | 1073741824 | CUDA: the largest batch the dense tail's default gemv buckets serve, dlight's matmul above (default: the gemv at every batch; on model E's layers, H100, it beat the matmul at every batch from 1 to 2,048: 1.6x at 2,048); 0: the matmul at every batch. Tuned buckets (build's database) are not affected |
 | cuda_graph | RECOM_TVM_CUDA_GRAPH | 0 | (off until a GPU run confirms the fix of the H200 capture failures: host checks lifted into graphs, see backend/host_calls.py) 1: CUDA builds replay the kernels after the request's inputs as one CUDA graph per batch size (a request that may capture runs alone: runtime/capture_gate.py); 0: launch each kernel |
 | keep_storage | RECOM_TVM_KEEP_STORAGE | auto | auto: CUDA builds' `main` returns its storages beside its outputs, kept until the request's stream is synchronised (backend/keep_storage.py), so each VM runs on a CUDA stream of its own; "on": every target (tests); "off": TVM's frees at last use, all VMs on one stream |
-| slot_streams | RECOM_TVM_SLOT_STREAMS | 1 | CUDA: each VM of the pool runs its requests on a stream of its own, copies included (models built with keep_storage); 0: every request on the default stream, one after another on the device |
+| slot_streams | RECOM_TVM_SLOT_STREAMS | 0 | (off until a GPU run confirms it: `benchmarks/gpu_backlog.sh run request`) 1: on CUDA each VM of the pool runs its requests on a stream of its own, copies included (models built with keep_storage), so concurrent requests overlap on the device; 0: every request on the default stream, one after another on the device |
 | cuda_graph_max_batch | RECOM_TVM_CUDA_GRAPH_MAX_BATCH | 2048 | the largest batch run through CUDA graphs (each VM holds the graph variant's memory at this batch) |
 | packed_dtype | RECOM_TVM_PACKED_DTYPE | auto | the fused kernel's packed request (ids, offsets, float bit patterns): auto = int32 where every table and id range of the kernel is below 2^31 rows (half the bytes packed and copied; ids narrowed saturating, a request whose packed length reaches 2^31 is refused), else int64; "int32" / "int64" force it (read by recom_tvm.optimize: FuseColumns; recorded in the model) |
 | device_hash | RECOM_TVM_DEVICE_HASH | auto | where StringToHashBucketFast of string feeds runs (hash-bucket columns): auto = on the device for CUDA builds (the strings ship in the packed input, one hash kernel before the fused one), on the host for llvm; "on" / "off" force it (read by recom_tvm.build: passes/device_hash.py; recorded in the model) |
@@ -74,7 +74,7 @@ cuda_graph: bool = _env_bool("RECOM_TVM_CUDA_GRAPH", False)
 cuda_graph_max_batch: int = int(os.environ.get("RECOM_TVM_CUDA_GRAPH_MAX_BATCH", 2048))
 # Concurrent requests on the GPU: main keeps its storages until synced (read at build), a stream per VM (at run).
 keep_storage: str = os.environ.get("RECOM_TVM_KEEP_STORAGE", "auto").strip().lower()
-slot_streams: bool = _env_bool("RECOM_TVM_SLOT_STREAMS", True)
+slot_streams: bool = _env_bool("RECOM_TVM_SLOT_STREAMS", False)
 # The fused kernel's packed input: "auto" (int32 where exact, else int64), "int32" or "int64"; read by FuseColumns.
 packed_dtype: str = os.environ.get("RECOM_TVM_PACKED_DTYPE", "auto").strip().lower()
 # String hashing of hash-bucket columns: "auto" (device for CUDA, host for llvm), "on", "off"; read at build.
