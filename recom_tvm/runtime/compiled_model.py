@@ -346,7 +346,8 @@ class CompiledModel:
                         descs = res
                 if descs is None:
                     host_args = self.prepare_reference(feeds)
-            key = self._capture_key([s for _, s in descs[0]] if descs is not None else host_args)
+            shapes = [s for _, s in descs[0]] if descs is not None else None  # Python tuples: cheap to key on
+            key = self._capture_key(shapes if shapes is not None else host_args)
             stream = slot.stream()
             with self._device_section(gate, slot, key), \
                     tvm_ffi.use_raw_stream(self.device, stream.handle) if stream else _NO_GATE:
@@ -354,7 +355,7 @@ class CompiledModel:
                     args = slot.arguments(descs[0], native.program.module_args, descs[1], stream)
                 else:
                     args = self.upload(host_args)  # TVM's copies on the default stream: the slot's waits for them
-                return self._call(slot, args, params, True, stream)
+                return self._call(slot, args, params, True, stream, shapes)
         finally:
             self._pool.release(slot)
 
@@ -406,11 +407,12 @@ class CompiledModel:
         slot.captured.add(key)  # the slot is this thread's until released: no race on its set
         return gate.exclusive()
 
-    def _call(self, slot: Slot, args: list, params: list, copy_out: bool, stream=None) -> dict:
+    def _call(self, slot: Slot, args: list, params: list, copy_out: bool, stream=None, shapes=None) -> dict:
         """main on the slot's VM; with a stream, the outputs come back on it and the request's storages (`keep`)
         are released only after its synchronisation (backend/keep_storage.py). Without one (the default stream)
-        they go back to the pool at once, as TVM's kills would: later work on any stream is queued after this."""
-        self._bound_pool(args)
+        they go back to the pool at once, as TVM's kills would: later work on any stream is queued after this.
+        shapes: the arguments' shapes as Python tuples, where the caller has them (the native host stage's)."""
+        self._bound_pool(shapes if shapes is not None else [_dims(a) for a in args])
         try:
             outs, keep = slot.call(args, params, len(self.spec.outputs))
             vals = slot.fetch(outs, stream) if copy_out else outs
@@ -421,13 +423,13 @@ class CompiledModel:
         del keep
         return {o["name"]: v for o, v in zip(self.spec.outputs, vals)}
 
-    def _bound_pool(self, args: list) -> None:
+    def _bound_pool(self, shapes: list) -> None:
         """Keep the VM's memory pool bounded: it caches freed buffers per size class and never gives them back,
         so a stream of requests of ever new sizes would grow it until the device is full. After
         config.pool_max_shapes distinct request sizes, the unused cached buffers are released. A request's size is
         the values of the symbols the module's allocations depend on (spec.pool_symbols, recorded at build: a
         fused model's batch), else every argument's shape (which differs in nearly every request)."""
-        key = self._pool_key(args)
+        key = self._pool_key(shapes)
         seen = self.__dict__.setdefault("_shapes_seen", set())
         if key in seen:
             return
@@ -438,16 +440,17 @@ class CompiledModel:
                 self.pool_releases += 1
             seen.add(key)
 
-    def _pool_key(self, args: list) -> tuple:
+    def _pool_key(self, shapes: list) -> tuple:
+        """The pool's key of a request from its arguments' shapes (tuples; a shape argument: its values)."""
         index = self.__dict__.get("_pool_index")
         if index is None:
             index = self._pool_index = pool_key_index(self.spec)
         if index is not False:
             try:
-                return tuple(_dims(args[i])[axis] for i, axis in index)
+                return tuple(shapes[i][axis] for i, axis in index)
             except (IndexError, TypeError):
                 pass
-        return tuple(_dims(a) for a in args)
+        return tuple(tuple(s) for s in shapes)
 
     def upload(self, args: list) -> list:
         """`prepare`'s host arrays -> device tensors (shapes and device tensors pass through)."""

@@ -91,7 +91,7 @@ class Slot:
         """The outputs as numpy arrays: on `stream`, async copies into the slot's pinned output buffer and one
         synchronisation; without a stream, TVM's copies (default stream)."""
         if stream is None:
-            return [v.numpy() for v in outs]
+            return [_host_copy(v) for v in outs]
         plan, total = [], 0
         for v in outs:
             dt = _numpy_dtype(v)
@@ -142,6 +142,19 @@ class Slot:
                 ext = _External(dlpack(addr + off, dev_type, dev_id, DTYPE[inp["dtype"]], shape), (dev_type, dev_id))
                 out.append(tvm_ffi.from_dlpack(ext))
         return out
+
+
+_DLPACK_COPY = frozenset(("float32", "float64", "float16", "int8", "int16", "int32", "int64", "uint8", "uint16",
+                          "uint32", "uint64"))
+
+
+def _host_copy(v) -> np.ndarray:
+    """A numpy copy of an output: a CPU tensor of a plain numeric dtype through DLPack (0.4 us against 4.4 for
+    TVM's numpy(), which parses its dtype each time), any other through numpy() (a device tensor: a copy on the
+    default stream)."""
+    if v.device.dlpack_device_type() == 1 and str(v.dtype) in _DLPACK_COPY:
+        return np.from_dlpack(v).copy()
+    return v.numpy()
 
 
 def _numpy_dtype(v):
