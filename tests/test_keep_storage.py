@@ -140,6 +140,27 @@ def test_a_model_built_with_it_answers_as_without(demo_optimized):
         kept._pool.release(slot)
 
 
+def test_threads_serving_a_model_that_keeps_storage(demo_optimized, monkeypatch):
+    """8 threads, each request on its own VM of the pool, main returning (outputs, storages): the single-threaded
+    answers bit for bit (llvm; on CUDA the same path adds a stream per VM)."""
+    from conftest import in_threads
+
+    monkeypatch.setattr(config, "max_vms", 8)
+    c = demo_optimized
+    kept = _build(c, "on")
+    requests = [c.spec.sample(1 + 13 * k % 97, k) for k in range(16)]
+    expected = [kept.run(f) for f in requests]
+    bad = []
+
+    def serve(t: int) -> None:
+        for k in range(len(requests)):
+            i = (k + t) % len(requests)
+            got = kept.run(requests[i])
+            bad.extend(n for n in got if not np.array_equal(got[n], expected[i][n]))
+
+    assert in_threads(serve) == [] and bad == []
+
+
 @pytest.mark.skipif(nvcc_path() is None, reason="nvcc (CUDA toolkit) is not installed on this host")
 def test_cuda_builds_keep_storage_unless_graphs(demo_optimized, monkeypatch):
     """By default (auto) a CUDA build carries the marker; a build with CUDA graphs does not (its main dispatches
