@@ -10,6 +10,7 @@ Steps, each thread on its own slot (VM, staging buffer, native context), request
   d2h      the outputs copied back (outputs of one device call, reused)
   run      CompiledModel.run, the whole path as served (a stream per VM where the model allows it)
   run_shared  the same with config.slot_streams off: every request on the default stream (before 2026-12-06)
+  run_kjt, run_kjt_shared  run() from the keyed-jagged request (whose host stage holds the GIL least), both ways
 After the timing, run and run_shared serve every thread's requests again from all threads at once and count the
 answers that differ from the build host's (mismatches: a race between streams would show there).
 and, first, a GIL-free step (SHA-256 of 128 KB) from the same thread counts: what the machine gives.
@@ -33,7 +34,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-STEPS = ("host", "host_kjt", "h2d", "device", "device_stream", "d2h", "run", "run_shared")
+STEPS = ("host", "host_kjt", "h2d", "device", "device_stream", "d2h", "run", "run_shared", "run_kjt",
+         "run_kjt_shared")
 
 
 def _load(in_dir: str, name: str):
@@ -98,6 +100,8 @@ class _Worker:
             [o.numpy() for o in self.outs]
         elif name in ("run", "run_shared"):
             return m.run(self.requests[i % len(self.requests)])
+        elif name in ("run_kjt", "run_kjt_shared"):
+            return m.run(self.kjts[i % len(self.kjts)])
         return None
 
 
@@ -167,6 +171,7 @@ def main() -> int:
     p.add_argument("--models", default="e,mixed100")
     p.add_argument("--threads", default="1,2,4,8")
     p.add_argument("--per-thread", type=int, default=200)
+    p.add_argument("--steps", default=",".join(STEPS), help="a subset of the steps, comma-separated")
     p.add_argument("--out", default=os.environ.get("OUT"))
     a = p.parse_args()
     from device_info import gpu_name
@@ -185,8 +190,8 @@ def main() -> int:
         rows = {}
         print(f"\n{name}: requests per second (speedup over 1 thread)")
         print(f"{'step':>13} | " + " | ".join(f"{t:>2} threads      " for t in counts))
-        for step in STEPS:
-            config.slot_streams = step != "run_shared"
+        for step in [x for x in a.steps.split(",") if x in STEPS]:
+            config.slot_streams = not step.endswith("_shared")
             rates = {t: _rate(workers, step, t, a.per_thread) for t in counts}
             rows[step] = {t: round(r, 1) for t, r in rates.items()}
             print(f"{step:>13} | " + " | ".join(f"{r:8.0f} ({r / rates[counts[0]]:4.2f}x)" for r in rates.values()),
