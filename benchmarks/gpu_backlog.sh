@@ -19,7 +19,7 @@
 #                       graphs, checks included), and 8 threads serving the demo with graphs (concurrent captures)
 # request       15      E and mixed-100 from TF-style feeds step by step (host stage, H2D, kernels, D2H),
 #                       1 vs 8 threads, answers vs the build host's, with a stream per VM (RECOM_TVM_SLOT_STREAMS=1,
-#                       off by default until this run confirms it); then threads_scaling.py on the same folder:
+#                       off by default: no faster on the H100, 2026-12-06); then threads_scaling.py on the same folder:
 #                       each step from 1 / 2 / 4 / 8 threads, a stream per VM vs one shared stream
 # device_e2e    15      the device side of E / mixed-100 vs PyTorch grouped embedding_bag + MLP in a CUDA graph
 # compact       16      compact tables (fp16 / bf16 / int8) and int32 packing (huge ids, demo.i64) vs TF on the

@@ -6,8 +6,8 @@ memory, `cuda_host`, when the target is CUDA), copied to the device in one host-
 stream the kernels run on: no synchronisation until the outputs are copied back). On llvm the module reads the
 staging buffer in place. Buffers grow geometrically and are reused from request to request.
 
-Streams (CUDA, config.slot_streams: off by default until a GPU run confirms it; models whose `main` keeps its
-storages: backend/keep_storage.py): each slot
+Streams (CUDA, config.slot_streams: off by default, correct on an H100 but no faster yet; models whose `main`
+keeps its storages: backend/keep_storage.py): each slot
 runs its requests on a blocking CUDA stream of its own (runtime/cuda_driver.py), so requests of several threads
 overlap on the device. The packed request goes in and the outputs come back (into a pinned buffer of the slot) on
 that stream, one synchronisation per request, after which the request's storages are released. Without the
