@@ -7,10 +7,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import threading
 import time
 import zlib
 
 import numpy as np
+
+
+def threaded_rate(calls: list, per_thread: int) -> float:
+    """Calls per second of len(calls) threads started together (a barrier), thread k calling calls[k](i) for i in
+    range(per_thread); timed from the barrier to the last join."""
+    barrier = threading.Barrier(len(calls) + 1)
+
+    def loop(call):
+        barrier.wait()
+        for i in range(per_thread):
+            call(i)
+
+    ths = [threading.Thread(target=loop, args=(c,)) for c in calls]
+    for th in ths:
+        th.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for th in ths:
+        th.join()
+    return len(calls) * per_thread / (time.perf_counter() - t0)
 
 
 def cli(doc: str, default_dir: str) -> argparse.ArgumentParser:

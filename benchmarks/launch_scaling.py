@@ -15,8 +15,10 @@ import argparse
 import json
 import os
 import sys
-import threading
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from gpu_common import threaded_rate  # noqa: E402  (the standard library and numpy only)
 
 
 def main() -> int:
@@ -61,24 +63,13 @@ def main() -> int:
     res = {"device": torch.cuda.get_device_name(), "kernels": a.kernels, "cpu_cores": os.cpu_count(), "rates": {}}
     for mode in ("launches", "graph"):
         res["rates"][mode] = {}
+        graph = mode == "graph"
         for t in counts:
-            barrier = threading.Barrier(t + 1)
-
-            def loop(w, graph=mode == "graph"):
+            for w in workers[:t]:  # warm-up
                 for _ in range(20):
                     w.request(graph)
-                barrier.wait()
-                for _ in range(a.requests):
-                    w.request(graph)
-
-            ths = [threading.Thread(target=loop, args=(w,)) for w in workers[:t]]
-            for th in ths:
-                th.start()
-            barrier.wait()
-            t0 = time.perf_counter()
-            for th in ths:
-                th.join()
-            res["rates"][mode][t] = round(t * a.requests / (time.perf_counter() - t0), 1)
+            calls = [lambda i, w=w: w.request(graph) for w in workers[:t]]
+            res["rates"][mode][t] = round(threaded_rate(calls, a.requests), 1)
         base = res["rates"][mode][counts[0]]
         print(f"{mode:>9}: " + ", ".join(f"{t} threads {r:8.0f}/s ({r / base:.2f}x)"
                                          for t, r in res["rates"][mode].items()), flush=True)

@@ -125,44 +125,23 @@ def _mismatches(workers: list, step: str) -> int:
 
 def _rate(workers: list, name: str, threads: int, per_thread: int) -> float:
     """Requests per second of `threads` threads doing `per_thread` steps each (after 3 warm-up steps each)."""
+    from gpu_common import threaded_rate
+
     for w in workers[:threads]:
         w.reset()
         for i in range(3):
             w.step(name, i)
-    barrier = threading.Barrier(threads + 1)
-
-    def loop(w):
-        barrier.wait()
-        for i in range(per_thread):
-            w.step(name, i)
-
-    ths = [threading.Thread(target=loop, args=(w,)) for w in workers[:threads]]
-    for th in ths:
-        th.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    for th in ths:
-        th.join()
-    return threads * per_thread / (time.perf_counter() - t0)
+    return threaded_rate([lambda i, w=w: w.step(name, i) for w in workers[:threads]], per_thread)
 
 
 def _busy(threads: int, per_thread: int) -> float:
     """A GIL-free step (SHA-256 of 128 KB: hashlib releases the GIL above 2 KB): what the machine gives N threads."""
     import hashlib
 
+    from gpu_common import threaded_rate
+
     a = bytes(128 << 10)
-
-    def loop():
-        for _ in range(per_thread):
-            hashlib.sha256(a).digest()
-
-    ths = [threading.Thread(target=loop) for _ in range(threads)]
-    t0 = time.perf_counter()
-    for th in ths:
-        th.start()
-    for th in ths:
-        th.join()
-    return threads * per_thread / (time.perf_counter() - t0)
+    return threaded_rate([lambda i: hashlib.sha256(a).digest()] * threads, per_thread)
 
 
 def main() -> int:

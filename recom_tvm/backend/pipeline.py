@@ -98,11 +98,7 @@ def relax_pipeline(target: tvm.target.Target, dense: bool = True, resolve: Calla
         finalize = list(backend.finalize_passes(target))
         if graph_max_batch:
             lower.append(graph_variant_pass(graph_max_batch))
-            finalize = _fence_before_graph_rewrite(finalize)
-        if keeps_storage(target):
-            finalize = _after_kills(finalize, KeepStorageUntilSync)
-        if sink is not None:
-            finalize = _after_kills(finalize, record_allocation_symbols(sink))
+        finalize = _recom_finalize(finalize, target, bool(graph_max_batch), sink)
         passes = list(backend.library_dispatch_passes(target)) + legalize + lower + finalize
     else:
         # tvm.compile's pipeline for CPUs (no operator fusion: each op its own function), the matmuls scheduled
@@ -117,12 +113,7 @@ def relax_pipeline(target: tvm.target.Target, dense: bool = True, resolve: Calla
                     relax.transform.VMShapeLower(), relax.transform.AttachGlobalSymbol()]
         if graph_max_batch:  # no graphs on CPUs: the same dispatch and static planning, for tests
             passes.append(graph_variant_pass(graph_max_batch))
-            finalize = _fence_before_graph_rewrite(finalize)
-        if keeps_storage(target):
-            finalize = _after_kills(finalize, KeepStorageUntilSync)
-        if sink is not None:
-            finalize = _after_kills(finalize, record_allocation_symbols(sink))
-        passes += finalize
+        passes += _recom_finalize(finalize, target, bool(graph_max_batch), sink)
 
     @tvm.transform.module_pass(opt_level=0, name="recom_tvm.Pipeline")
     def _pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
@@ -132,22 +123,28 @@ def relax_pipeline(target: tvm.target.Target, dense: bool = True, resolve: Calla
     return _pipeline
 
 
+def _recom_finalize(finalize: list, target: tvm.target.Target, graph: bool, sink: dict | None) -> list:
+    """TVM's finalize passes with recom_tvm's: on graph builds FenceHostCalls before RewriteCUDAGraph; right after
+    KillAfterLastUse, the storages kept to the end (keeps_storage) and the allocation symbols recorded (sink)."""
+    if graph:
+        finalize = _fence_before_graph_rewrite(finalize)
+    extra = ([KeepStorageUntilSync] if keeps_storage(target) else []) + \
+        ([record_allocation_symbols(sink)] if sink is not None else [])
+    i = _position(finalize, "KillAfterLastUse") + 1
+    return finalize[:i] + extra + finalize[i:]
+
+
 def _fence_before_graph_rewrite(passes: list) -> list:
     """`passes` with FenceHostCalls right before RewriteCUDAGraph (host calls must never be captured)."""
-    names = [p.info.name for p in passes]
-    if "RewriteCUDAGraph" not in names:
-        raise RuntimeError(f"TVM's finalize passes hold no RewriteCUDAGraph: {names}")
-    i = names.index("RewriteCUDAGraph")
+    i = _position(passes, "RewriteCUDAGraph")
     return passes[:i] + [FenceHostCalls] + passes[i:]
 
 
-def _after_kills(passes: list, extra) -> list:
-    """`passes` with `extra` right after KillAfterLastUse."""
+def _position(passes: list, name: str) -> int:
     names = [p.info.name for p in passes]
-    if "KillAfterLastUse" not in names:
-        raise RuntimeError(f"TVM's finalize passes hold no KillAfterLastUse: {names}")
-    i = names.index("KillAfterLastUse") + 1
-    return passes[:i] + [extra] + passes[i:]
+    if name not in names:
+        raise RuntimeError(f"TVM's finalize passes hold no {name}: {names}")
+    return names.index(name)
 
 
 def keeps_storage(target: tvm.target.Target) -> bool:

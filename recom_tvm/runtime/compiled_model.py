@@ -390,8 +390,7 @@ class CompiledModel:
         not an argument dim."""
         if not self.__dict__.get("_gate"):
             return None
-        dims = [tuple(a) if isinstance(a, (tvm_ffi.Shape, list, tuple)) else tuple(getattr(a, "shape", ()))
-                for a in shapes]
+        dims = [_dims(a) for a in shapes]
         if self._gate_key is None:
             return tuple(dims)
         i, axis = self._gate_key
