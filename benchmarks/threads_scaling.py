@@ -8,11 +8,14 @@ Steps, each thread on its own slot (VM, staging buffer, native context), request
   device   the module on arguments already on the device, then a device sync (default stream)
   device_stream  the same on the slot's own CUDA stream (models built with keep_storage), that stream synced
   d2h      the outputs copied back (outputs of one device call, reused)
-  run      CompiledModel.run, the whole path as served (a stream per VM where the model allows it)
-  run_shared  the same with config.slot_streams off: every request on the default stream (before 2026-12-06)
-  run_kjt, run_kjt_shared  run() from the keyed-jagged request (whose host stage holds the GIL least), both ways
-After the timing, run and run_shared serve every thread's requests again from all threads at once and count the
-answers that differ from the build host's (mismatches: a race between streams would show there).
+  run      CompiledModel.run, the whole path as served: the device part inside the native call (config.native_serve,
+           runtime/native/src/rh_device.c), a stream per VM where the model allows it
+  run_shared  the same with config.slot_streams off: every request on the default stream
+  run_py   run() with config.native_serve off: the device part from Python step by step, on the default stream
+           (the default before 2026-12-06: about ten GIL round trips per request)
+  run_kjt, run_kjt_shared, run_kjt_py  run() from the keyed-jagged request (whose host stage holds the GIL least)
+After the timing, run, run_shared and run_py serve every thread's requests again from all threads at once and count
+the answers that differ from the build host's (mismatches: a race between streams would show there).
 and, first, a GIL-free step (SHA-256 of 128 KB) from the same thread counts: what the machine gives.
 A step that scales is not the serializing one. Prints requests per second per step and thread count and the speedup
 over 1 thread; writes $OUT/threads_scaling.json (or --out).
@@ -34,8 +37,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-STEPS = ("host", "host_kjt", "h2d", "device", "device_stream", "d2h", "run", "run_shared", "run_kjt",
-         "run_kjt_shared")
+STEPS = ("run", "run_shared", "run_py", "run_kjt", "run_kjt_shared", "run_kjt_py", "host", "host_kjt", "h2d",
+         "device", "device_stream", "d2h")
 
 
 def _load(in_dir: str, name: str):
@@ -98,9 +101,9 @@ class _Worker:
             del keep
         elif name == "d2h":
             [o.numpy() for o in self.outs]
-        elif name in ("run", "run_shared"):
+        elif name in ("run", "run_shared", "run_py"):
             return m.run(self.requests[i % len(self.requests)])
-        elif name in ("run_kjt", "run_kjt_shared"):
+        elif name in ("run_kjt", "run_kjt_shared", "run_kjt_py"):
             return m.run(self.kjts[i % len(self.kjts)])
         return None
 
@@ -121,6 +124,14 @@ def _mismatches(workers: list, step: str) -> int:
     for th in ths:
         th.join()
     return sum(bad)
+
+
+def _configure(step: str) -> None:
+    """The request path a step measures: streams per VM unless *_shared / *_py, the one-call path unless *_py."""
+    from recom_tvm import config
+
+    config.slot_streams = not step.endswith(("_shared", "_py"))
+    config.native_serve = not step.endswith("_py")
 
 
 def _rate(workers: list, name: str, threads: int, per_thread: int) -> float:
@@ -170,17 +181,17 @@ def main() -> int:
         print(f"\n{name}: requests per second (speedup over 1 thread)")
         print(f"{'step':>13} | " + " | ".join(f"{t:>2} threads      " for t in counts))
         for step in [x for x in a.steps.split(",") if x in STEPS]:
-            config.slot_streams = not step.endswith("_shared")
+            _configure(step)
             rates = {t: _rate(workers, step, t, a.per_thread) for t in counts}
             rows[step] = {t: round(r, 1) for t, r in rates.items()}
             print(f"{step:>13} | " + " | ".join(f"{r:8.0f} ({r / rates[counts[0]]:4.2f}x)" for r in rates.values()),
                   flush=True)
-        for step in ("run", "run_shared"):
-            config.slot_streams = step != "run_shared"
+        for step in ("run", "run_shared", "run_py"):
+            _configure(step)
             rows[f"{step}_mismatches"] = _mismatches(workers, step)
             print(f"{step} answers, {len(workers)} threads at once: {rows[f'{step}_mismatches']} mismatches of "
                   f"{sum(len(w.expected) for w in workers)}")
-        config.slot_streams = True
+        _configure("run")
         rows["streams"] = workers[0].slot.stream() is not None
         res["models"][name] = rows
     if a.out:

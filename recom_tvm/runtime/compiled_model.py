@@ -25,6 +25,7 @@ from .feeds import cast_exact, check_ids, flush_denormals, normalize_feeds, sort
 from .host_stage import run_host_stage
 from . import compact
 from .keyed_jagged import KeyedJagged
+from .native.device_api import NUMPY_OF_DL, SERVED_DTYPES
 from .packer import PACKED, PACKED_SIZES, apply_recipes, hash_strings_count, is_virtual_zeros, pack
 from .request_slots import Slot, SlotPool
 from .spec import InputSpec
@@ -183,7 +184,8 @@ class CompiledModel:
         # a VM's creation loads the module onto the device, which a graph capture on another thread forbids
         # (cudaErrorStreamCaptureImplicit: 8 serving threads with CUDA graphs on the H100)
         with gate.shared() if gate else _NO_GATE:
-            return Slot(self.executable, self.device, self.native_host(), graphs=bool(gate))
+            return Slot(self.executable, self.device, self.native_host(), graphs=bool(gate),
+                        n_outputs=len(self.spec.outputs))
 
     def native_host(self):
         """The native host stage of this model (a NativeHost), or None: config.host_stage is "numpy", the model
@@ -330,7 +332,8 @@ class CompiledModel:
 
         The request path: the native host stage writes every argument into this request's staging buffer (pinned
         on CUDA), one host->device copy, the module on one VM of the pool, outputs copied back. Threads run
-        requests concurrently (config.max_vms VMs); the host stage releases the GIL."""
+        requests concurrently (config.max_vms VMs); the host stage releases the GIL, and with config.native_serve
+        the device part runs in the same GIL-free native call (_serve)."""
         gate = self._capture_gate()
         slot = self._pool.acquire(self._new_slot)
         try:
@@ -338,6 +341,12 @@ class CompiledModel:
                 params = self._device_params()
                 descs = args = None
                 native = self.native_host()
+                if native is not None and gate is None and self._serves(native):
+                    out = self._serve(slot, native, params, feeds)
+                    if out is not None and out is not _RETRY:
+                        return out
+                    if out is None:  # refused: the reference decides, the core is not asked again
+                        native = None
                 if native is not None:
                     ctx = slot.context(native)
                     res = native.request_kjt(ctx, feeds, slot.reserve) if isinstance(feeds, KeyedJagged) else \
@@ -358,6 +367,50 @@ class CompiledModel:
                 return self._call(slot, args, params, True, stream, shapes)
         finally:
             self._pool.release(slot)
+
+    def _serves(self, native) -> bool:
+        """Whether run() takes the one-call path (native_serve): the library has it, every output is a plain
+        numpy dtype, and no earlier request found an output it cannot hand back."""
+        ok = self.__dict__.get("_serve_ok")
+        if ok is None:
+            ok = self._serve_ok = bool(getattr(native.lib, "SERVE", 0)) and \
+                all(o["dtype"] in SERVED_DTYPES for o in self.spec.outputs)
+        return ok and config.native_serve
+
+    def _serve(self, slot: Slot, native, params: list, feeds):
+        """run() in one native call: the host stage (lib.run: GIL released once the feeds are read), then on the
+        same GIL-free stretch (the context armed) the staging buffer written and copied in, main, the outputs
+        copied back, one synchronisation. A request that outgrows the staging buffer or whose symbols Python
+        checks takes a second call for its device part (lib.serve). -> the outputs; None where the core refused
+        the request (the numpy reference decides); _RETRY where the device part failed or cannot hand an output
+        back (the step-by-step path runs the request again and raises the VM's error as it does)."""
+        try:
+            part = slot.device_part(native, params, slot.stream())
+        except Exception as err:  # noqa: BLE001 - e.g. a tvm-ffi without an entry point: serve step by step
+            return self._serve_off(f"{type(err).__name__}: {err}")
+        ctx = slot.context(native)
+        index = self.__dict__.get("_pool_index")
+        if index is None:
+            index = self._pool_index = pool_key_index(self.spec)
+        pairs = index if index is not False else None
+        if not native.program.general_assertions:  # (else Python checks them between the two halves)
+            native.lib.arm(ctx, part, *slot.staging(1), pairs)
+        st = native.begin(ctx, feeds if isinstance(feeds, KeyedJagged) else _as_dict(feeds))
+        if st is None:
+            return None
+        if isinstance(st, int):  # not armed, or the staging buffer must grow first
+            st = native.lib.serve(ctx, part, *slot.staging(st), pairs)
+        if st[0] != "served":
+            return self._serve_off(st[1]) if st[0] == "unsupported" else _RETRY
+        self._bound_pool_key(st[2])
+        return {o["name"]: np.frombuffer(data, NUMPY_OF_DL[(code, bits)]).reshape(shape)
+                for o, (data, code, bits, shape) in zip(self.spec.outputs, st[1])}
+
+    def _serve_off(self, why: str):
+        self._serve_ok = False
+        self.serve_error = why
+        config.log(f"one-call serving off for this model: {why}")
+        return _RETRY
 
     def execute(self, args: list, copy_out: bool = True) -> dict:
         """Run the module on `prepare`'s arguments: host->device copies, the kernels, device->host copies.
@@ -428,7 +481,9 @@ class CompiledModel:
         config.pool_max_shapes distinct request sizes, the unused cached buffers are released. A request's size is
         the values of the symbols the module's allocations depend on (spec.pool_symbols, recorded at build: a
         fused model's batch), else every argument's shape (which differs in nearly every request)."""
-        key = self._pool_key(shapes)
+        self._bound_pool_key(self._pool_key(shapes))
+
+    def _bound_pool_key(self, key: tuple) -> None:
         seen = self.__dict__.setdefault("_shapes_seen", set())
         if key in seen:
             return
@@ -585,6 +640,7 @@ def _check_param(name: str, value, shape: tuple, dtype: str, what: str) -> None:
 
 
 _NO_GATE = contextlib.nullcontext()
+_RETRY = object()  # _serve: run the request again step by step
 
 
 def _as_dict(feeds):

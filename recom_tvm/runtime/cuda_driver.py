@@ -81,6 +81,12 @@ def _bind(device_id: int):
     return lib
 
 
+def primary_context(device_id: int) -> int:
+    """The handle of the device's primary context (the one TVM's runtime uses), retained."""
+    _bind(device_id)
+    return _contexts[device_id].value or 0
+
+
 class Stream:
     """A blocking CUDA stream on one device, with the copies the request path queues on it."""
 

@@ -33,7 +33,7 @@ _ALIGN = 256  # outputs' offsets in the pinned output buffer
 
 
 class Slot:
-    def __init__(self, executable, device, native, graphs: bool = False) -> None:
+    def __init__(self, executable, device, native, graphs: bool = False, n_outputs: int = 1) -> None:
         self.vm = tvm.runtime.vm.VirtualMachine(executable, device)
         self.main = self.vm["main"]
         self.device = device
@@ -50,12 +50,40 @@ class Slot:
         self.dev = None    # its device twin (CUDA)
         self.capacity = 0
         self.captured: set = set()  # capture keys (batch sizes) this VM has run: CUDA graphs captured
+        self.n_outputs = n_outputs
+        self._device = None  # (params, (native, stream), the native library's device part): serve()
+
+    def device_part(self, native, params: list, stream):
+        """The native library's handle of this slot's device part (rh_device.c: the VM's main, the parameters,
+        the stream the request runs on), made again when the parameters or the stream change."""
+        key = (native, stream.handle if stream is not None else 0)
+        if self._device is not None and self._device[0] is params and self._device[1] == key:
+            return self._device[2]
+        from .native.device_api import api, shape_function
+
+        cuda = self.device.dlpack_device_type() == 2
+        cu_ctx = 0
+        if cuda:
+            from .cuda_driver import primary_context
+
+            cu_ctx = primary_context(self.device.index)
+        handle = native.lib.device_new(api(cuda), self.main.__chandle__(), shape_function().__chandle__(),
+                                       [p.__chandle__() for p in params], self.device.dlpack_device_type(),
+                                       self.device.index, cu_ctx, key[1], int(self.keeps), self.n_outputs)
+        self._device = (params, key, handle)
+        return handle
 
     def context(self, native):
         """This slot's context of the native host stage."""
         if self.native is not native:
             self.ctx, self.native = native.context(), native
         return self.ctx
+
+    def staging(self, nbytes: int) -> tuple[int, int, int]:
+        """(host address, device address (0 on a CPU device: the module reads the host buffer), capacity) of a
+        staging buffer of at least nbytes."""
+        addr, cap = self.reserve(nbytes)
+        return addr, int(self.dev.data_ptr()) if self.dev is not None else 0, cap
 
     def reserve(self, nbytes: int) -> tuple[int, int]:
         """(address, capacity) of a staging buffer of at least nbytes (for NativeHost.request)."""

@@ -25,11 +25,13 @@ from ..assertions import check_all
 from ..feeds import _convert, _ragged_parts, _sparse_parts
 from ..fingerprint import DecimalStrings
 from ..host_stage import HOST_IMPLS, _const
+from ..keyed_jagged import KeyedJagged
 from ..spec import InputSpec
 from ..strings import from_buffer
 from .program import DTYPE, NUMPY, PARTS, Program, compile_program
 
 _LIBS: dict[str, object] = {}
+_DONE = frozenset(("ok", "served", "error", "unsupported", "cuda"))  # run()'s outcomes that end a request
 _THREADS: dict[int, tuple] = {}  # (threads per request, parallel minimum, strings outside the GIL) set in each loaded library
 
 
@@ -89,16 +91,32 @@ class NativeHost:
 
     # ------------------------------------------------------------------------------------------- requests
     def request(self, ctx, feeds, destination) -> tuple[list, int] | None:
-        """Run one request. destination(nbytes) -> (address, capacity) of the staging buffer to write into.
-        -> ([(byte offset, shape)] per module argument (offset -1: a shape argument, its values in `shape`),
-        bytes written), or None when the core refused the request (run the reference then)."""
-        lib = self.lib
-        _set_threads(lib)
-        st = lib.run(ctx, feeds, config.max_batch, config.max_request_elements)
-        return self._drive(ctx, st, destination)
+        """Run one request (a feeds dict or a KeyedJagged). destination(nbytes) -> (address, capacity) of the
+        staging buffer to write into. -> ([(byte offset, shape)] per module argument (offset -1: a shape argument,
+        its values in `shape`), bytes written), or None when the core refused the request (run the reference
+        then)."""
+        return self._finish(ctx, self.begin(ctx, feeds), destination)
 
     def request_kjt(self, ctx, kjt, destination) -> tuple[list, int] | None:
         """request() for a KeyedJagged request (runtime/keyed_jagged.py), read in place."""
+        return self._finish(ctx, self._start_kjt(ctx, kjt), destination)
+
+    def begin(self, ctx, feeds) -> int | tuple | None:
+        """A request's host stage up to its layout -> the staging buffer's bytes, or None when the core refused
+        it. The caller then writes it: `lib.write` (request()), or `lib.serve` with the device part. On a context
+        armed for it (`lib.arm`), the device part's outcome instead: ("served", outputs, pool key) or (failure,
+        why), as lib.serve returns it."""
+        try:
+            if isinstance(feeds, KeyedJagged):
+                return self._start_kjt(ctx, feeds)
+            lib = self.lib
+            _set_threads(lib)
+            return self._drive(ctx, lib.run(ctx, feeds, config.max_batch, config.max_request_elements))
+        except BaseException:
+            self.lib.finish(ctx)  # (disarms it)
+            raise
+
+    def _start_kjt(self, ctx, kjt) -> int | None:
         lib = self.lib
         _set_threads(lib)
         order = self._key_orders.get(kjt.keys)
@@ -112,11 +130,18 @@ class NativeHost:
             return self._refused(ctx, "keyed-jagged values of a dtype the native path does not read")
         st = lib.run_kjt(ctx, order, kjt.lengths, int(kjt.batch), values, kjt.strings, config.max_batch,
                          config.max_request_elements)
-        return self._drive(ctx, st, destination)
+        return self._drive(ctx, st)
 
-    def _drive(self, ctx, st, destination) -> tuple[list, int] | None:
+    def _finish(self, ctx, nbytes: int | None, destination) -> tuple[list, int] | None:
+        if nbytes is None:
+            return None
+        address, capacity = destination(nbytes)
+        self.lib.write(ctx, address, capacity)
+        return self.lib.arguments(ctx), nbytes
+
+    def _drive(self, ctx, st) -> int | tuple | None:
         lib = self.lib
-        while st[0] != "ok":
+        while st[0] not in _DONE:
             tag = st[0]
             if tag == "convert":
                 ok = self._convert(ctx, st[1])
@@ -126,6 +151,8 @@ class NativeHost:
                 st = lib.resume(ctx, True) if ok else ("refuse", f"fallback op {st[1]} gave an unreadable result")
             else:
                 return self._refused(ctx, st[1])
+        if st[0] != "ok":  # an armed context: the device part ran (or failed)
+            return st
         if self.program.general_assertions:
             values = lib.symbols(ctx)
             env = {name: v for name, v in zip(self.program.symbols, values) if v is not None}
@@ -133,9 +160,7 @@ class NativeHost:
                 check_all(self.spec.assertions, env)
             except Exception as err:  # noqa: BLE001 - the reference raises it, with its context
                 return self._refused(ctx, f"assertion: {err}")
-        address, capacity = destination(st[1])
-        lib.write(ctx, address, capacity)
-        return lib.arguments(ctx), st[1]
+        return st[1]
 
     def _refused(self, ctx, why: str) -> None:
         self.lib.finish(ctx)

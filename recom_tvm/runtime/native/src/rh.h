@@ -208,4 +208,67 @@ int64_t rh_table_find(const rh_table *t, const uint8_t *s, int64_t len);
 int rh_new_numeric(rh_ctx *c, rh_tensor *t, int dtype, int ndim, const int64_t *shape);
 int rh_new_strings(rh_ctx *c, rh_tensor *t, int ndim, const int64_t *shape);
 
+/* ---------------------------------------------------------------------------------------------- DLPack */
+/* DLPack's C ABI (dlpack.h, v0.8): what TVM's from_dlpack reads */
+typedef struct { uint8_t code, bits; uint16_t lanes; } dl_dtype;
+typedef struct { int32_t device_type, device_id; } dl_device;
+typedef struct {
+  void *data;
+  dl_device device;
+  int32_t ndim;
+  dl_dtype dtype;
+  int64_t *shape, *strides;
+  uint64_t byte_offset;
+} dl_tensor;
+typedef struct dl_managed {
+  dl_tensor t;
+  void *ctx;
+  void (*deleter)(struct dl_managed *);
+  int64_t shape[RH_MAXDIM];
+} dl_managed;
+extern const uint8_t RH_DL_CODE[RH_NDTYPES];  /* DLPack type code per rh dtype (numeric ones) */
+
+/* ---------------------------------------------------------------------------------------------- device part */
+/* Entry points of libtvm_ffi and libcuda, by address (given from Python: no link-time dependency, so the library
+ * still loads where neither exists). The CUDA ones are NULL for a CPU device. */
+typedef struct {
+  int (*call)(void *func, void *args, int32_t nargs, void *result);      /* TVMFFIFunctionCall */
+  int (*decref)(void *obj);                                              /* TVMFFIObjectDecRef */
+  int (*incref)(void *obj);                                              /* TVMFFIObjectIncRef */
+  int (*from_dlpack)(dl_managed *from, int32_t align, int32_t contiguous, void **out); /* TVMFFITensorFromDLPack */
+  int (*set_stream)(int32_t dev_type, int32_t dev_id, void *stream, void **prev);      /* TVMFFIEnvSetStream */
+  void (*error_move)(void **err);                                        /* TVMFFIErrorMoveFromRaised */
+  int (*ctx_set_current)(void *ctx);                                     /* cuCtxSetCurrent */
+  int (*h2d)(uint64_t dst, const void *src, size_t n, void *stream);     /* cuMemcpyHtoDAsync_v2 */
+  int (*d2h)(void *dst, uint64_t src, size_t n, void *stream);           /* cuMemcpyDtoHAsync_v2 */
+  int (*sync)(void *stream);                                             /* cuStreamSynchronize */
+  int (*host_alloc)(void **p, size_t n, unsigned flags);                 /* cuMemHostAlloc */
+  int (*host_free)(void *p);                                             /* cuMemFreeHost */
+} rh_api;
+
+#define RH_MAXOUT 64
+typedef struct rh_device {
+  rh_api api;
+  void *main_fn, *shape_fn;     /* the VM's main, tvm-ffi's "ffi.Shape" (references held) */
+  void **params; int32_t nparams; /* device tensors (references held) */
+  int32_t dev_type, dev_id;
+  void *cu_ctx, *stream;        /* CUDA: the primary context, the slot's stream (NULL: the legacy default stream) */
+  int32_t keeps, nout;          /* main returns (outputs, storages); the model's outputs */
+  uint8_t *out_buf; size_t out_cap; int out_pinned; /* where the outputs come back */
+  /* the last call's outputs, in out_buf */
+  int32_t out_n;
+  size_t out_off[RH_MAXOUT], out_bytes[RH_MAXOUT];
+  dl_dtype out_dtype[RH_MAXOUT];
+  int32_t out_ndim[RH_MAXOUT];
+  int64_t out_shape[RH_MAXOUT][RH_MAXDIM];
+  char msg[256];
+} rh_device;
+
+enum { RH_DEV_OK = 0, RH_DEV_ERROR = 1 /* main raised: msg */, RH_DEV_UNSUPPORTED = 2 /* an output it cannot return */,
+       RH_DEV_CUDA = 3 /* a driver call failed */ };
+/* The request's device part on the staging buffer rh_write filled at `host` (nbytes): to the device at `dev` (CUDA),
+ * the arguments as tensors, main, the outputs back into out_buf, one synchronisation. GIL not needed. */
+int rh_device_call(rh_device *d, rh_ctx *c, uint8_t *host, uint64_t dev, int64_t nbytes);
+void rh_device_free(rh_device *d);
+
 #endif

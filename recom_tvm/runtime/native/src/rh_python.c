@@ -40,6 +40,10 @@ typedef struct {
   int ndefer, capdefer;
   int32_t cur_feature, cur_part; /* the feed part being ingested by run() (-1: read strings at once) */
   PyObject *cur_obj;
+  /* arm(): the request's device part runs right after its host stage, in the same GIL-free stretch */
+  PyObject *serve_dev, *serve_pairs;
+  unsigned long long serve_host, serve_addr;
+  long long serve_cap;
 } ctx_state;
 
 static void *palloc(prog_state *ps, size_t n) { return rh_alloc(&ps->arena, n ? n : 1); }
@@ -396,10 +400,16 @@ static void release_request(ctx_state *cs) {
   if (cs->keep && PyList_Size(cs->keep)) PyList_SetSlice(cs->keep, 0, PyList_Size(cs->keep), NULL);
 }
 
+static void disarm(ctx_state *cs) {
+  Py_CLEAR(cs->serve_dev);
+  Py_CLEAR(cs->serve_pairs);
+}
+
 static void ctx_free(PyObject *cap) {
   ctx_state *cs = (ctx_state *)PyCapsule_GetPointer(cap, "recom_tvm_host.context");
   if (!cs) return;
   release_request(cs);
+  disarm(cs);
   rh_ctx_free(cs->c);
   Py_XDECREF(cs->keep);
   Py_XDECREF(cs->prog);
@@ -850,8 +860,43 @@ static PyObject *status(ctx_state *cs, int rc) {
   }
 }
 
+static PyObject *served(ctx_state *cs, rh_device *d, int rc, PyObject *pairs);
+
+/* the device part an armed context runs after its host stage (NULL: not armed) */
+static rh_device *armed(ctx_state *cs) {
+  return cs->serve_dev ? (rh_device *)PyCapsule_GetPointer(cs->serve_dev, "recom_tvm_host.device") : NULL;
+}
+
+/* GIL released, after rh_run returned rc: the armed device part where the layout fits the staging buffer.
+ * -> its status, -1 where it did not run, -2 where writing the staging buffer failed */
+static int serve_armed(ctx_state *cs, rh_device *d, int rc) {
+  rh_ctx *c = cs->c;
+  if (rc != RH_OK || !d || c->staging_bytes > cs->serve_cap) return -1;
+  if (rh_write(c, (uint8_t *)(uintptr_t)cs->serve_host, cs->serve_cap)) return -2;
+  return rh_device_call(d, c, (uint8_t *)(uintptr_t)cs->serve_host, cs->serve_addr, c->staging_bytes);
+}
+
+/* the GIL held again: the host stage's status, or the device part's outcome (served()) where it ran */
+static PyObject *outcome(ctx_state *cs, rh_device *d, int rc, int drc) {
+  if (drc == -2) {
+    disarm(cs);
+    release_request(cs);
+    PyErr_SetString(PyExc_RuntimeError, cs->c->msg);
+    return NULL;
+  }
+  if (drc >= 0) {
+    release_request(cs);
+    PyObject *r = served(cs, d, drc, cs->serve_pairs);
+    disarm(cs);
+    return r;
+  }
+  if (rc != RH_NEED_OP) disarm(cs);
+  return status(cs, rc);
+}
+
 static PyObject *resume_run(ctx_state *cs) {
-  int rc;
+  int rc, drc;
+  rh_device *d = armed(cs);
   const rh_program *p = cs->c->prog;
   int64_t work = 0;  /* the request's input elements: small ones run on this thread alone (rh_pool.c) */
   for (int f = 0; f < p->nfeat; f++)
@@ -862,8 +907,9 @@ static PyObject *resume_run(ctx_state *cs) {
   rh_set_request_work(work);
   Py_BEGIN_ALLOW_THREADS
   rc = rh_run(cs->c);
+  drc = serve_armed(cs, d, rc);
   Py_END_ALLOW_THREADS
-  return status(cs, rc);
+  return outcome(cs, d, rc, drc);
 }
 
 /* run(ctx, feeds, max_batch, max_elements) -> ("ok", staging bytes) | ("convert", [(feature, part or -1, value)]) | ("op", node, op index)
@@ -1181,8 +1227,9 @@ static PyObject *run_kjt(PyObject *self, PyObject *args) {
     vcount[RH_STR] = ob.len / 8 - 1;
     nbytes = bb.len;
   }
-  int rc;
+  int rc, drc = -1;
   const char *refused;
+  rh_device *d = armed(cs);
   Py_BEGIN_ALLOW_THREADS  /* the buffers are held (keep_buffer): checks, counts and the features without the GIL */
   refused = kjt_prepare(&j, nkeys, vcount, nbytes, &rc);
   if (!refused && !rc) {
@@ -1191,11 +1238,12 @@ static PyObject *run_kjt(PyObject *self, PyObject *args) {
     if (!rc) {
       c->ns[0] += rh_now_ns() - t0;
       rc = rh_run(c);
+      drc = serve_armed(cs, d, rc);
     }
   }
   Py_END_ALLOW_THREADS
   if (refused) return Py_BuildValue("(ss)", "refuse", refused);
-  return status(cs, rc);
+  return outcome(cs, d, rc, drc);
 }
 
 /* set(ctx, slot, array, want dtype) -> True when read (False: not a form the core reads) */
@@ -1383,6 +1431,7 @@ static PyObject *finish(PyObject *self, PyObject *args) {
   ctx_state *cs = get_ctx(cap);
   if (!cs) return NULL;
   release_request(cs);
+  disarm(cs);
   Py_RETURN_NONE;
 }
 
@@ -1419,25 +1468,8 @@ static PyObject *fingerprint64(PyObject *self, PyObject *args) {
 }
 
 /* ------------------------------------------------------------------------------------------- DLPack */
-/* DLPack's C ABI (dlpack.h, v0.8): what TVM's from_dlpack reads. A tensor at an address inside the staging
- * buffer: TVM-compiled functions want byte_offset 0, so views of one buffer at offsets need their own DLTensor. */
-typedef struct { uint8_t code, bits; uint16_t lanes; } dl_dtype;
-typedef struct { int32_t device_type, device_id; } dl_device;
-typedef struct {
-  void *data;
-  dl_device device;
-  int32_t ndim;
-  dl_dtype dtype;
-  int64_t *shape, *strides;
-  uint64_t byte_offset;
-} dl_tensor;
-typedef struct dl_managed {
-  dl_tensor t;
-  void *ctx;
-  void (*deleter)(struct dl_managed *);
-  int64_t shape[RH_MAXDIM];
-} dl_managed;
-
+/* A tensor at an address inside the staging buffer (rh.h's DLPack types): TVM-compiled functions want
+ * byte_offset 0, so views of one buffer at offsets need their own DLTensor. */
 static void dl_delete(dl_managed *m) { free(m); }
 
 static void dl_capsule_free(PyObject *cap) {
@@ -1462,7 +1494,6 @@ static PyObject *dlpack(PyObject *self, PyObject *args) {
   dl_managed *m = (dl_managed *)calloc(1, sizeof(dl_managed));
   if (!m) return PyErr_NoMemory();
   for (Py_ssize_t i = 0; i < nd; i++) m->shape[i] = item_i64(shape, i);
-  static const uint8_t codes[RH_NDTYPES] = {0, 6, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 0, 0};
   if (dtype <= RH_NONE || dtype >= RH_STR) {
     free(m);
     PyErr_SetString(PyExc_ValueError, "dlpack: dtype");
@@ -1472,7 +1503,7 @@ static PyObject *dlpack(PyObject *self, PyObject *args) {
   m->t.device.device_type = dev_type;
   m->t.device.device_id = dev_id;
   m->t.ndim = (int32_t)nd;
-  m->t.dtype.code = codes[dtype];
+  m->t.dtype.code = RH_DL_CODE[dtype];
   m->t.dtype.bits = (uint8_t)(8 * rh_itemsize(dtype));
   m->t.dtype.lanes = 1;
   m->t.shape = m->shape;
@@ -1480,6 +1511,169 @@ static PyObject *dlpack(PyObject *self, PyObject *args) {
   PyObject *cap = PyCapsule_New(m, "dltensor", dl_capsule_free);
   if (!cap) free(m);
   return cap;
+}
+
+/* ------------------------------------------------------------------------------------------- device part */
+static void device_free(PyObject *cap) {
+  rh_device *d = (rh_device *)PyCapsule_GetPointer(cap, "recom_tvm_host.device");
+  if (d) rh_device_free(d);
+}
+
+/* device_new(api addresses (12 ints, 0: absent), main, ffi.Shape, params (handles), device type, device id,
+ *            CUDA context, stream, keeps, outputs) -> a capsule. Takes a reference to every handle. */
+static PyObject *device_new(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *api, *params;
+  unsigned long long main_fn, shape_fn, cu_ctx, stream;
+  int dev_type, dev_id, keeps, nout;
+  if (!PyArg_ParseTuple(args, "OKKOiiKKii", &api, &main_fn, &shape_fn, &params, &dev_type, &dev_id, &cu_ctx,
+                        &stream, &keeps, &nout))
+    return NULL;
+  Py_ssize_t napi = PySequence_Size(api), np = PySequence_Size(params);
+  if (napi != (Py_ssize_t)(sizeof(rh_api) / sizeof(void *)) || np < 0 || nout < 1 || nout > RH_MAXOUT ||
+      !main_fn || !shape_fn) {
+    if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "device_new: bad arguments");
+    return NULL;
+  }
+  rh_device *d = (rh_device *)calloc(1, sizeof(rh_device));
+  if (!d) return PyErr_NoMemory();
+  void **fns = (void **)&d->api;
+  for (Py_ssize_t i = 0; i < napi; i++) fns[i] = (void *)(uintptr_t)item_i64(api, i);
+  if (!d->api.call || !d->api.decref || !d->api.incref || !d->api.from_dlpack || !d->api.set_stream ||
+      !d->api.error_move || (dev_type == 2 && (!d->api.ctx_set_current || !d->api.h2d || !d->api.d2h ||
+                                               !d->api.sync || !d->api.host_alloc || !d->api.host_free))) {
+    free(d);
+    PyErr_SetString(PyExc_ValueError, "device_new: an entry point is missing");
+    return NULL;
+  }
+  d->params = (void **)calloc((size_t)(np ? np : 1), sizeof(void *));
+  if (!d->params) {
+    free(d);
+    return PyErr_NoMemory();
+  }
+  for (Py_ssize_t i = 0; i < np; i++) {
+    d->params[i] = (void *)(uintptr_t)item_i64(params, i);
+    d->api.incref(d->params[i]);
+  }
+  d->nparams = (int32_t)np;
+  d->main_fn = (void *)(uintptr_t)main_fn;
+  d->shape_fn = (void *)(uintptr_t)shape_fn;
+  d->api.incref(d->main_fn);
+  d->api.incref(d->shape_fn);
+  d->dev_type = dev_type;
+  d->dev_id = dev_id;
+  d->cu_ctx = (void *)(uintptr_t)cu_ctx;
+  d->stream = (void *)(uintptr_t)stream;
+  d->keeps = keeps;
+  d->nout = nout;
+  PyObject *cap = PyCapsule_New(d, "recom_tvm_host.device", device_free);
+  if (!cap) rh_device_free(d);
+  return cap;
+}
+
+/* arm(ctx, device, staging address, device staging address, capacity, key pairs or None): the next run() /
+ * run_kjt() / resume() that completes the host stage with a layout that fits the staging buffer also writes it and
+ * runs the device part before taking the GIL back, and returns served()'s outcome instead of ("ok", bytes). A
+ * request that needs more room, Python, or is refused disarms it. */
+static PyObject *arm(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *cap, *dcap, *pairs;
+  unsigned long long host, dev;
+  long long capacity;
+  if (!PyArg_ParseTuple(args, "OOKKLO", &cap, &dcap, &host, &dev, &capacity, &pairs)) return NULL;
+  ctx_state *cs = get_ctx(cap);
+  if (!cs || !PyCapsule_GetPointer(dcap, "recom_tvm_host.device")) return NULL;
+  disarm(cs);
+  Py_INCREF(dcap);
+  Py_INCREF(pairs);
+  cs->serve_dev = dcap;
+  cs->serve_pairs = pairs;
+  cs->serve_host = host;
+  cs->serve_addr = dev;
+  cs->serve_cap = capacity;
+  Py_RETURN_NONE;
+}
+
+/* serve(ctx, device, staging address, device staging address, capacity, key pairs or None) after run() said "ok":
+ * write the staging buffer, then the device part (rh_device_call), all with the GIL released. -> as served() */
+static PyObject *serve(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *cap, *dcap, *pairs;
+  unsigned long long host, dev;
+  long long capacity;
+  if (!PyArg_ParseTuple(args, "OOKKLO", &cap, &dcap, &host, &dev, &capacity, &pairs)) return NULL;
+  ctx_state *cs = get_ctx(cap);
+  rh_device *d = (rh_device *)PyCapsule_GetPointer(dcap, "recom_tvm_host.device");
+  if (!cs || !d) return NULL;
+  rh_ctx *c = cs->c;
+  int wrc, rc = 0;
+  Py_BEGIN_ALLOW_THREADS
+  wrc = rh_write(c, (uint8_t *)(uintptr_t)host, capacity);
+  if (!wrc) rc = rh_device_call(d, c, (uint8_t *)(uintptr_t)host, dev, c->staging_bytes);
+  Py_END_ALLOW_THREADS
+  release_request(cs);
+  if (wrc) {
+    PyErr_SetString(PyExc_RuntimeError, c->msg);
+    return NULL;
+  }
+  return served(cs, d, rc, pairs);
+}
+
+/* the outcome of a device part: ("served", [(bytearray, DLPack code, bits, shape)] per output, pool key) |
+ * ("error" | "unsupported" | "cuda", why). The pool key: the (argument, axis) dims the pairs name, or every
+ * argument's shape (pairs None). */
+static PyObject *served(ctx_state *cs, rh_device *d, int rc, PyObject *pairs) {
+  rh_ctx *c = cs->c;
+  if (rc) return Py_BuildValue("(ss)", rc == RH_DEV_UNSUPPORTED ? "unsupported" : rc == RH_DEV_CUDA ? "cuda" : "error",
+                               d->msg);
+  PyObject *outs = PyList_New(d->out_n), *key = NULL;
+  for (int k = 0; outs && k < d->out_n; k++) {
+    PyObject *data = PyByteArray_FromStringAndSize((const char *)d->out_buf + d->out_off[k],
+                                                   (Py_ssize_t)d->out_bytes[k]);
+    PyObject *shape = PyTuple_New(d->out_ndim[k]);
+    for (int a = 0; shape && a < d->out_ndim[k]; a++)
+      PyTuple_SetItem(shape, a, PyLong_FromLongLong(d->out_shape[k][a]));
+    PyObject *item = data && shape ? Py_BuildValue("(OiiO)", data, d->out_dtype[k].code, d->out_dtype[k].bits, shape)
+                                   : NULL;
+    Py_XDECREF(data);
+    Py_XDECREF(shape);
+    if (!item) {
+      Py_CLEAR(outs);
+      break;
+    }
+    PyList_SetItem(outs, k, item);
+  }
+  if (!outs) return NULL;
+  if (pairs != Py_None) {
+    Py_ssize_t n = PySequence_Size(pairs);
+    key = n >= 0 ? PyTuple_New(n) : NULL;
+    for (Py_ssize_t i = 0; key && i < n; i++) {
+      PyObject *pr = PySequence_GetItem(pairs, i);
+      int64_t arg = pr ? item_i64(pr, 0) : -1, axis = pr ? item_i64(pr, 1) : -1;
+      Py_XDECREF(pr);
+      int64_t v = arg >= 0 && arg < c->prog->nargs && axis >= 0 && axis < c->arg_ndim[arg]
+                      ? c->arg_shape[(size_t)arg * RH_MAXDIM + axis] : -1;
+      PyTuple_SetItem(key, i, PyLong_FromLongLong(v));
+    }
+  } else {
+    key = PyTuple_New(c->prog->nargs);
+    for (int i = 0; key && i < c->prog->nargs; i++) {
+      PyObject *s = PyTuple_New(c->arg_ndim[i]);
+      for (int a = 0; s && a < c->arg_ndim[i]; a++)
+        PyTuple_SetItem(s, a, PyLong_FromLongLong(c->arg_shape[(size_t)i * RH_MAXDIM + a]));
+      if (!s) Py_CLEAR(key);
+      else PyTuple_SetItem(key, i, s);
+    }
+  }
+  if (PyErr_Occurred()) {
+    Py_DECREF(outs);
+    Py_XDECREF(key);
+    return NULL;
+  }
+  PyObject *r = Py_BuildValue("(sOO)", "served", outs, key);
+  Py_DECREF(outs);
+  Py_DECREF(key);
+  return r;
 }
 
 /* timings(ctx) -> ns spent in the last request's steps: ingest, feed checks, sorting, ops, checks + layout, write */
@@ -1541,6 +1735,9 @@ static PyMethodDef METHODS[] = {
     {"finish", finish, METH_VARARGS, "release the request's buffers"},
     {"fingerprint64", fingerprint64, METH_VARARGS, "TF's Fingerprint64 of strings laid end to end"},
     {"dlpack", dlpack, METH_VARARGS, "a DLPack capsule for memory at an address (staging buffer views)"},
+    {"device_new", device_new, METH_VARARGS, "a VM slot's device part (rh_device) for serve()"},
+    {"serve", serve, METH_VARARGS, "write the staging buffer and run the device part, GIL released"},
+    {"arm", arm, METH_VARARGS, "run the device part at the end of the next host stage (as serve)"},
     {"timings", timings, METH_VARARGS, "ns per step of the last request"},
     {"set_threads", set_threads, METH_VARARGS, "threads per request"},
     {"strings_outside_gil", strings_outside_gil, METH_VARARGS, "read string elements outside the GIL or not"},
@@ -1558,6 +1755,11 @@ PyMODINIT_FUNC PyInit_recom_tvm_host(void) {
   }
   /* this library writes int32 packed inputs (a model recording packed_dtype int32 needs it) */
   if (m && PyModule_AddIntConstant(m, "PACKED_INT32", 1) < 0) {
+    Py_DECREF(m);
+    return NULL;
+  }
+  /* serve(): the device part of a request in the host stage's GIL-free call (rh_device.c) */
+  if (m && PyModule_AddIntConstant(m, "SERVE", 1) < 0) {
     Py_DECREF(m);
     return NULL;
   }
