@@ -33,7 +33,8 @@ typedef struct {
 typedef struct {
   rh_ctx *c;
   PyObject *prog;    /* the program capsule */
-  PyObject *keep;    /* objects whose memory the request's tensors point into */
+  PyObject **kept;   /* objects whose memory the request's tensors point into (a reference each) */
+  int nkept, capkept;
   Py_buffer *bufs;
   int nbufs, capbufs;
   deferred_strings *defer;
@@ -397,7 +398,25 @@ fail:
 static void release_request(ctx_state *cs) {
   for (int i = 0; i < cs->nbufs; i++) PyBuffer_Release(&cs->bufs[i]);
   cs->nbufs = 0;
-  if (cs->keep && PyList_Size(cs->keep)) PyList_SetSlice(cs->keep, 0, PyList_Size(cs->keep), NULL);
+  for (int i = 0; i < cs->nkept; i++) Py_DECREF(cs->kept[i]);
+  cs->nkept = 0;
+}
+
+/* hold `obj` for the request (a reference in a C array: a list append cost more per feed array) -> its index */
+static int keep_object(ctx_state *cs, PyObject *obj) {
+  if (cs->nkept == cs->capkept) {
+    int cap = cs->capkept ? 2 * cs->capkept : 256;
+    PyObject **nk = (PyObject **)realloc(cs->kept, sizeof(PyObject *) * (size_t)cap);
+    if (!nk) {
+      PyErr_NoMemory();
+      return -1;
+    }
+    cs->kept = nk;
+    cs->capkept = cap;
+  }
+  Py_INCREF(obj);
+  cs->kept[cs->nkept] = obj;
+  return cs->nkept++;
 }
 
 static void disarm(ctx_state *cs) {
@@ -411,7 +430,7 @@ static void ctx_free(PyObject *cap) {
   release_request(cs);
   disarm(cs);
   rh_ctx_free(cs->c);
-  Py_XDECREF(cs->keep);
+  free(cs->kept);
   Py_XDECREF(cs->prog);
   free(cs->bufs);
   free(cs->defer);
@@ -435,11 +454,8 @@ static PyObject *context_new(PyObject *self, PyObject *args) {
   ctx_state *cs = (ctx_state *)calloc(1, sizeof(ctx_state));
   if (!cs) return PyErr_NoMemory();
   cs->c = rh_ctx_new(&ps->p);
-  cs->keep = PyList_New(0);
   cs->cur_feature = -1;
-  if (!cs->c || !cs->keep) {
-    rh_ctx_free(cs->c);
-    Py_XDECREF(cs->keep);
+  if (!cs->c) {
     free(cs);
     return PyErr_NoMemory();
   }
@@ -448,7 +464,6 @@ static PyObject *context_new(PyObject *self, PyObject *args) {
   PyObject *cap = PyCapsule_New(cs, "recom_tvm_host.context", ctx_free);
   if (!cap) {
     rh_ctx_free(cs->c);
-    Py_DECREF(cs->keep);
     Py_DECREF(prog);
     free(cs);
   }
@@ -797,8 +812,7 @@ static int ingest(ctx_state *cs, prog_state *ps, int slot, PyObject *obj, int wa
       int rc = object_strings(cs, t, (PyObject **)nd_data);
       if (rc) return rc;
     }
-    if (PyList_Append(cs->keep, obj) < 0) return -1;
-    t->pyobj = (int32_t)(PyList_Size(cs->keep) - 1);
+    if ((t->pyobj = keep_object(cs, obj)) < 0) return -1;
     t->set = 1;
     return 0;
   }
@@ -838,8 +852,7 @@ static int ingest(ctx_state *cs, prog_state *ps, int slot, PyObject *obj, int wa
     PyErr_NoMemory();
     return -1;
   }
-  if (PyList_Append(cs->keep, obj) < 0) return -1;
-  t->pyobj = (int32_t)(PyList_Size(cs->keep) - 1);
+  if ((t->pyobj = keep_object(cs, obj)) < 0) return -1;
   t->set = 1;
   return 0;
 }
@@ -1313,8 +1326,8 @@ static PyObject *get_tensor(PyObject *self, PyObject *args) {
   if (!t->set) Py_RETURN_NONE;
   if (t->pyobj >= 0 && ((t->dtype != RH_STR && t->dtype != RH_DEC) || t->raw == RAW_FIXED)) {
     /* numeric or numpy 'S': what the reference's normalized feeds hold; other strings are handed out as bytes */
-    PyObject *o = PyList_GetItem(cs->keep, t->pyobj);
-    Py_XINCREF(o);
+    PyObject *o = cs->kept[t->pyobj];
+    Py_INCREF(o);
     return o;
   }
   if (t->raw) {
