@@ -161,9 +161,12 @@ def run(in_dir: str, out_dir: str | None, passes: int = 1) -> int:
                     ok, err, note = False, None, f"{type(e).__name__}: {str(e)[:100]}"
                 rows.append({"model": name, "case": os.path.basename(case)[len(base) + 2:-4] + (f"@{p}" if p > 1
                                                                                                  else ""),
-                             "max_abs_err": err, "ok": ok, "note": note, "cuda_graph": graphs})
+                             "max_abs_err": err, "ok": ok, "note": note, "cuda_graph": graphs,
+                             "one_call": model.one_call})
         n = [r for r in rows if r["model"] == name]
-        print(f"{name}: {sum(r['ok'] for r in n)}/{len(n)} cases ok (CUDA graphs: {graphs})", flush=True)
+        why = f": {model.serve_error}" if getattr(model, "serve_error", None) else ""
+        print(f"{name}: {sum(r['ok'] for r in n)}/{len(n)} cases ok (CUDA graphs: {graphs}; run() in one native "
+              f"call: {model.one_call}{why})", flush=True)
     for r in rows:
         if not r["ok"]:
             print(f"FAILED {r['model']} {r['case']}: {r['note']}")

@@ -62,6 +62,7 @@ class CompiledModel:
         self.native_error: str | None = None
         self._prepare_ctx = threading.local()
         self.pool_releases = 0  # times the VM's cached buffers were released (see _bound_pool)
+        self.serve_error: str | None = None  # why run() left the one native call for this model (_serve_off)
         # the fused kernel's schedules, [[max batch or None, KernelConfig fields], ...] (set by build / load)
         self.kernel_schedules: list | None = None
         missing = [i["ref"] for i in spec.module_inputs if i["source"] == "param" and i["ref"] not in params
@@ -405,6 +406,12 @@ class CompiledModel:
         self._bound_pool_key(st[2])
         return {o["name"]: np.frombuffer(data, NUMPY_OF_DL[(code, bits)]).reshape(shape)
                 for o, (data, code, bits, shape) in zip(self.spec.outputs, st[1])}
+
+    @property
+    def one_call(self) -> bool | None:
+        """Whether run() serves this model in one native call (config.native_serve); None before its first
+        request. When False, `serve_error` says why, if a request found it."""
+        return self.__dict__.get("_serve_ok")
 
     def _serve_off(self, why: str):
         self._serve_ok = False
