@@ -145,6 +145,28 @@ def test_bad_feeds_give_the_references_error(demo, monkeypatch, case):
     assert got is not None and type(got) is type(ref) and str(got) == str(ref), (got, ref)
 
 
+def test_feeds_dicts_in_any_key_order_and_with_any_key_objects(demo):
+    """The core reads a feeds dict in its own order and matches a key to its feature by identity with the last
+    request's key at the same position, else by name: dicts of the same key objects, of the same keys in another
+    order (identity misses at every position), of fresh key objects, and with one key unknown all give the
+    reference's packed arguments (conftest) or its error, and answers as the numpy host stage."""
+    base = DEMO.sample(4, rng=3)
+    fresh = {"".join(list(k)): v for k, v in base.items()}  # equal keys, other objects
+    assert all(a is not b for a, b in zip(fresh, base))
+    orders = [base, dict(reversed(base.items())), fresh, base, dict(sorted(base.items())), fresh]
+    for feeds in orders:
+        got = demo.model.run(feeds)
+        want = demo.model.run(dict(base))
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k])
+    unknown = dict(base)
+    unknown["nope"] = unknown.pop(next(iter(unknown)))
+    err = _error(demo.model.run, unknown)
+    assert isinstance(err, recom_tvm.FeedError) and str(err) == str(_error(demo.model.prepare_reference, unknown))
+    got = demo.model.run(base)  # the cache of positions, after a refusal
+    np.testing.assert_array_equal(got["score"], demo.model.run(dict(base))["score"])
+
+
 def test_arrays_read_directly_and_through_the_buffer_protocol_agree(demo):
     """Feed arrays are read through numpy's ABI-stable fields (checked once per dtype against the buffer protocol);
     views the direct path does not take (strided, Fortran order, non-native byte order, a negative stride) go

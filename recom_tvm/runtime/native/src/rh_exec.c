@@ -63,7 +63,7 @@ void rh_ctx_free(rh_ctx *c) {
   free(c);
 }
 
-void rh_ctx_reset(rh_ctx *c) {
+void rh_ctx_clear(rh_ctx *c) {
   const rh_program *p = c->prog;
   for (int i = 0; i < RH_MAXTHREADS; i++) rh_arena_reset(&c->arena[i]);
   for (int i = 0; i < p->nslots; i++) {
@@ -71,6 +71,13 @@ void rh_ctx_reset(rh_ctx *c) {
     else memset(&c->t[i], 0, sizeof(rh_tensor));
     c->t[i].pyobj = -1;
   }
+  c->clean = 1;
+}
+
+void rh_ctx_reset(rh_ctx *c) {
+  const rh_program *p = c->prog;
+  if (!c->clean) rh_ctx_clear(c);
+  c->clean = 0;
   for (int i = 0; i < p->nsym; i++) {
     c->sym[i] = -1;
     c->sym_src[i] = -1;
