@@ -6,6 +6,10 @@ memory, `cuda_host`, when the target is CUDA), copied to the device in one host-
 stream the kernels run on: no synchronisation until the outputs are copied back). On llvm the module reads the
 staging buffer in place. Buffers grow geometrically and are reused from request to request.
 
+By default (config.native_serve) the whole device part of a request runs inside the native library's call
+(`device_part`: rh_device.c, one GIL round trip per request); the methods below are the step-by-step path that
+CUDA-graph builds, `execute` and the benchmarks' step timings use.
+
 Streams (CUDA, config.slot_streams: off by default, correct on an H100 but no faster yet; models whose `main`
 keeps its storages: backend/keep_storage.py): each slot
 runs its requests on a blocking CUDA stream of its own (runtime/cuda_driver.py), so requests of several threads
