@@ -55,6 +55,22 @@ def test_fused_bucketized_column_with_denormals(compiled):
     assert_matches_tf(got, exp, "denormal bucketized feeds")
 
 
+@pytest.mark.parametrize("pos", [None, 0, 15, 16, 17, 31, 32, 39])
+def test_one_denormal_anywhere_in_a_feed(compiled, pos):
+    """The native host stage scans float feeds for denormals in blocks of 16 (then the tail): one denormal at a
+    block's first or last element, past the blocks, or none, is flushed as the reference and TF do."""
+    spec = zoo.per_column_type()["bucketized"]
+    c = compiled(spec, optimized=True)
+    feeds = spec.sample(40, rng=4)
+    name = spec.columns[0].name
+    x = np.linspace(-2, 2, 40, dtype=np.float32).reshape(-1, 1)
+    if pos is not None:
+        x[pos, 0] = -1e-40
+    feeds[name] = x
+    got, exp = c.run_both(feeds)
+    assert_matches_tf(got, exp, f"a denormal at {pos}")
+
+
 @pytest.mark.skipif(nvcc_path() is None, reason="nvcc (CUDA toolkit) is not installed on this host")
 def test_cuda_builds_use_ieee_division_and_sqrt():
     """TVM passes --use_fast_math to nvcc unless told not to: approximate division / sqrt / exp differ from TF."""

@@ -135,13 +135,28 @@ static int check_feeds(rh_ctx *c) {
 
 /* TF-CPU runs with denormals flushed to zero: a denormal feed value is a signed zero (feeds.flush_denormals).
  * The caller's array is not written: a copy where there is something to flush. */
+/* whether v[0..n) holds a denormal: blocks of 16 reduced without a branch (the compiler vectorizes them), since
+ * nearly every feed has none and E's 881 float feeds are scanned per request */
+#define DENORMAL_SCAN(name, type, exp, man)                                          \
+  static int name(const type *v, int64_t n) {                                      \
+    int64_t i = 0;                                                                 \
+    for (; i + 16 <= n; i += 16) {                                                 \
+      unsigned any = 0;                                                            \
+      for (int j = 0; j < 16; j++) any |= !(v[i + j] & (exp)) & !!(v[i + j] & (man)); \
+      if (any) return 1;                                                           \
+    }                                                                              \
+    for (; i < n; i++)                                                             \
+      if (!(v[i] & (exp)) && (v[i] & (man))) return 1;                             \
+    return 0;                                                                      \
+  }
+DENORMAL_SCAN(has_denormal32, uint32_t, 0x7F800000u, 0x7FFFFFu)
+DENORMAL_SCAN(has_denormal64, uint64_t, 0x7FF0000000000000ull, 0x000FFFFFFFFFFFFFull)
+
 static int flush_denormals(rh_ctx *c, rh_tensor *t) {
-  int64_t n = t->size, first = -1;
+  int64_t n = t->size;
   if (t->dtype == RH_F32) {
     const uint32_t *v = (const uint32_t *)t->data;
-    for (int64_t i = 0; i < n && first < 0; i++)
-      if (!(v[i] & 0x7F800000u) && (v[i] & 0x7FFFFFu)) first = i;
-    if (first < 0) return RH_OK;
+    if (!has_denormal32(v, n)) return RH_OK;
     uint32_t *o = (uint32_t *)rh_alloc(RH_ARENA(c), (size_t)n * 4);
     if (!o) return RH_NOMEM;
     for (int64_t i = 0; i < n; i++) o[i] = (!(v[i] & 0x7F800000u) && (v[i] & 0x7FFFFFu)) ? v[i] & 0x80000000u : v[i];
@@ -149,9 +164,7 @@ static int flush_denormals(rh_ctx *c, rh_tensor *t) {
   } else {
     const uint64_t *v = (const uint64_t *)t->data;
     const uint64_t exp = 0x7FF0000000000000ull, man = 0x000FFFFFFFFFFFFFull;
-    for (int64_t i = 0; i < n && first < 0; i++)
-      if (!(v[i] & exp) && (v[i] & man)) first = i;
-    if (first < 0) return RH_OK;
+    if (!has_denormal64(v, n)) return RH_OK;
     uint64_t *o = (uint64_t *)rh_alloc(RH_ARENA(c), (size_t)n * 8);
     if (!o) return RH_NOMEM;
     for (int64_t i = 0; i < n; i++) o[i] = (!(v[i] & exp) && (v[i] & man)) ? v[i] & (1ull << 63) : v[i];
