@@ -621,31 +621,41 @@ static int read_strings(rh_tensor *t, PyObject *const *items, int only_unread);
 /* the deferred arrays' elements: compact ASCII str on the pool outside the GIL, the rest with it. A part with an
  * element that is neither str nor bytes joins `*pending` (converted by the reference, as when found at ingest).
  * 0, or -1 with a Python error. */
-static int resolve_deferred(ctx_state *cs, PyObject **pending) {
-  int64_t nchunks = 0, total = 0;
-  for (int k = 0; k < cs->ndefer; k++) {
-    nchunks += (cs->defer[k].n + STRINGS_CHUNK - 1) / STRINGS_CHUNK;
-    total += cs->defer[k].n;
-  }
-  strings_job j = {cs, NULL, NULL, NULL};
-  j.chunk_start = (int64_t *)rh_alloc(&cs->c->arena[0], (size_t)(nchunks + 1) * 8);
-  j.chunk_entry = (int32_t *)rh_alloc(&cs->c->arena[0], (size_t)(nchunks + 1) * 4);
-  j.chunk_slow = (int64_t *)rh_alloc(&cs->c->arena[0], (size_t)(nchunks + 1) * 8);
-  if (!j.chunk_start || !j.chunk_entry || !j.chunk_slow) {
+/* The deferred string elements in three steps, so that run() can read them in the same GIL-free stretch as the
+ * rest of the host stage: plan the chunks (GIL held), read them (strings_task, GIL released), then finish with the
+ * GIL: the elements that are not compact ASCII str, or the part's conversion by the reference. */
+static int plan_strings(ctx_state *cs, strings_job *j, int64_t *nchunks) {
+  int64_t n = 0;
+  for (int k = 0; k < cs->ndefer; k++) n += (cs->defer[k].n + STRINGS_CHUNK - 1) / STRINGS_CHUNK;
+  *j = (strings_job){cs, NULL, NULL, NULL};
+  j->chunk_start = (int64_t *)rh_alloc(&cs->c->arena[0], (size_t)(n + 1) * 8);
+  j->chunk_entry = (int32_t *)rh_alloc(&cs->c->arena[0], (size_t)(n + 1) * 4);
+  j->chunk_slow = (int64_t *)rh_alloc(&cs->c->arena[0], (size_t)(n + 1) * 8);
+  if (!j->chunk_start || !j->chunk_entry || !j->chunk_slow) {
     PyErr_NoMemory();
     return -1;
   }
   int64_t c = 0;
   for (int k = 0; k < cs->ndefer; k++)
     for (int64_t a = 0; a < cs->defer[k].n; a += STRINGS_CHUNK, c++) {
-      j.chunk_start[c] = a;
-      j.chunk_entry[c] = k;
+      j->chunk_start[c] = a;
+      j->chunk_entry[c] = k;
     }
-  Py_BEGIN_ALLOW_THREADS
-  rh_set_request_work(total);
-  rh_parallel(strings_task, &j, nchunks);
-  Py_END_ALLOW_THREADS
-  for (c = 0; c < nchunks; c++) cs->defer[j.chunk_entry[c]].slow += j.chunk_slow[c];
+  *nchunks = n;
+  return 0;
+}
+
+/* GIL released: -> whether any element needs the GIL */
+static int read_planned(strings_job *j, int64_t nchunks) {
+  rh_parallel(strings_task, j, nchunks);
+  int64_t slow = 0;
+  for (int64_t c = 0; c < nchunks; c++) slow += j->chunk_slow[c];
+  return slow != 0;
+}
+
+/* GIL held, after read_planned: the slow elements; a part the core cannot read goes onto `pending` */
+static int finish_strings(ctx_state *cs, strings_job *j, int64_t nchunks, PyObject **pending) {
+  for (int64_t c = 0; c < nchunks; c++) cs->defer[j->chunk_entry[c]].slow += j->chunk_slow[c];
   for (int k = 0; k < cs->ndefer; k++) {
     deferred_strings *d = &cs->defer[k];
     if (!d->slow) continue;
@@ -664,9 +674,18 @@ static int resolve_deferred(ctx_state *cs, PyObject **pending) {
   return 0;
 }
 
-/* an object array's elements (t->size of them) as UTF-8 pointers and lengths: each must be exactly str or bytes
- * (inside run(), read later by resolve_deferred). -> 0, 1 another element type (the reference converts), -1 out of
- * memory */
+static int resolve_deferred(ctx_state *cs, PyObject **pending) {
+  strings_job j;
+  int64_t nchunks, total = 0;
+  if (plan_strings(cs, &j, &nchunks) < 0) return -1;
+  for (int k = 0; k < cs->ndefer; k++) total += cs->defer[k].n;
+  Py_BEGIN_ALLOW_THREADS
+  rh_set_request_work(total);
+  read_planned(&j, nchunks);
+  Py_END_ALLOW_THREADS
+  return finish_strings(cs, &j, nchunks, pending);
+}
+
 static int object_strings(ctx_state *cs, rh_tensor *t, PyObject **items) {
   t->sp = (const uint8_t **)rh_alloc(&cs->c->arena[0], (size_t)t->size * sizeof(void *));
   t->sl = (int64_t *)rh_alloc(&cs->c->arena[0], (size_t)t->size * 8);
@@ -934,8 +953,14 @@ static PyObject *outcome(ctx_state *cs, rh_device *d, int rc, int drc) {
 }
 
 static PyObject *resume_run(ctx_state *cs) {
-  int rc, drc;
+  int rc = RH_OK, drc = -1, slow = 0;
   rh_device *d = armed(cs);
+  strings_job sj;
+  int64_t nchunks = 0;
+  if (cs->ndefer && plan_strings(cs, &sj, &nchunks) < 0) {
+    cs->ndefer = 0;
+    return NULL;
+  }
   const rh_program *p = cs->c->prog;
   int64_t work = 0;  /* the request's input elements: small ones run on this thread alone (rh_pool.c) */
   for (int f = 0; f < p->nfeat; f++)
@@ -945,9 +970,31 @@ static PyObject *resume_run(ctx_state *cs) {
     }
   rh_set_request_work(work);
   Py_BEGIN_ALLOW_THREADS
-  rc = rh_run(cs->c);
-  drc = serve_armed(cs, d, rc);
+  /* the string elements, then (unless one needs the GIL) the host stage and the device part: one stretch */
+  if (cs->ndefer) {
+    int64_t t0 = rh_now_ns();
+    slow = read_planned(&sj, nchunks);
+    cs->c->ns[0] += rh_now_ns() - t0;  /* (part of reading the feeds, as timings() reports it) */
+  }
+  if (!slow) {
+    rc = rh_run(cs->c);
+    drc = serve_armed(cs, d, rc);
+  }
   Py_END_ALLOW_THREADS
+  if (cs->ndefer) {
+    PyObject *pending = NULL;
+    if (finish_strings(cs, &sj, nchunks, &pending) < 0) {
+      cs->ndefer = 0;
+      Py_XDECREF(pending);
+      return NULL;
+    }
+    if (pending) {  /* a part for the reference's conversion; resume() continues after it */
+      PyObject *r = Py_BuildValue("(sO)", "convert", pending);
+      Py_DECREF(pending);
+      return r;
+    }
+    if (slow) return resume_run(cs);  /* read with the GIL: now the rest, in a second stretch */
+  }
   return outcome(cs, d, rc, drc);
 }
 
@@ -1023,7 +1070,8 @@ static PyObject *run(PyObject *self, PyObject *args) {
   if (!cs) return NULL;
   prog_state *ps = get_prog(cs->prog);
   const rh_program *p = &ps->p;
-  int64_t t_ingest = rh_now_ns();  /* "ingest": all of the request's time with the GIL, the reset included */
+  int64_t t_ingest = rh_now_ns();  /* "ingest": reading the feeds, with the GIL (the reset included), and their
+                                    * string elements (in resume_run, without it) */
   release_request(cs);
   rh_ctx_reset(cs->c);
   cs->ndefer = 0;
@@ -1045,7 +1093,8 @@ static PyObject *run(PyObject *self, PyObject *args) {
       return NULL;
     }
   }
-  if (cs->ndefer && resolve_deferred(cs, &pending) < 0) {
+  /* with conversions pending the strings are read now; else in resume_run's GIL-free stretch */
+  if (pending && cs->ndefer && resolve_deferred(cs, &pending) < 0) {
     cs->ndefer = 0;
     Py_XDECREF(pending);
     return NULL;
