@@ -206,3 +206,27 @@ def test_no_context_stays_armed(compiled, served):
         finally:
             model._pool.release(slot)
     assert served["answered"] == 2 and served["refused"] == 2
+
+
+def test_a_device_part_that_cannot_be_made_leaves_the_path(compiled, served, monkeypatch):
+    """Where the device part cannot be made (here: tvm-ffi's entry points not found), the request is answered
+    step by step, the model leaves the one call and says why; the library refuses a device part lacking an entry
+    point the device needs."""
+    from recom_tvm.runtime.native import device_api
+
+    c = compiled(DEMO, optimized=True)
+    model = recom_tvm.build(c.mod, "llvm", c.params)
+
+    def missing(cuda: bool):
+        raise OSError("libtvm_ffi.so: cannot open shared object file")
+
+    feeds = DEMO.sample(3, rng=6)
+    monkeypatch.setattr(config, "native_serve", False)
+    want = c.model.run(feeds)
+    monkeypatch.setattr(config, "native_serve", True)
+    monkeypatch.setattr(device_api, "api", missing)  # (the shared model is not run while it is patched)
+    _same(model.run(feeds), want)
+    assert model.one_call is False and "libtvm_ffi" in model.serve_error and served["retried"] == 1
+    lib = model.native_host().lib
+    with pytest.raises(ValueError, match="entry point"):  # CUDA without the driver's entry points
+        lib.device_new(device_api.ffi_addresses() + (0,) * 6, 1, 1, [], 2, 0, 0, 0, 0, 1)
