@@ -290,10 +290,11 @@ def load_prepared(in_dir: str, name: str):
 def run(in_dir: str, out_dir: str | None, iters: int, per_thread: int) -> int:
     import tvm  # noqa: F401
 
-    from device_info import gpu_name
+    from device_info import gpu_name, machine
     from recom_tvm import config
 
-    results = {"date": time.strftime("%Y-%m-%d %H:%M"), "device": None, "native_threads": config.native_threads,
+    results = {"date": time.strftime("%Y-%m-%d %H:%M"), "device": None, "host": machine(),
+               "native_threads": config.native_threads,
                "max_vms": config.max_vms, "cpu_cores": os.cpu_count(), "models": {}}
     failures = 0
     for meta_path in sorted(p for p in os.listdir(in_dir) if p.endswith(".meta.json")):

@@ -164,12 +164,13 @@ def main() -> int:
     p.add_argument("--steps", default=",".join(STEPS), help="a subset of the steps, comma-separated")
     p.add_argument("--out", default=os.environ.get("OUT"))
     a = p.parse_args()
-    from device_info import gpu_name
+    from device_info import gpu_name, machine
 
     from recom_tvm import config
 
     counts = [int(t) for t in a.threads.split(",")]
-    res = {"date": time.strftime("%Y-%m-%d %H:%M"), "device": gpu_name(), "cpu_cores": os.cpu_count(),
+    res = {"date": time.strftime("%Y-%m-%d %H:%M"), "device": gpu_name(), "host": machine(),
+           "cpu_cores": os.cpu_count(),
            "native_threads": config.native_threads, "models": {}}
     res["gil_free_step"] = {t: round(_busy(t, a.per_thread), 1) for t in counts}
     print(f"{res['device']}, {os.cpu_count()} CPU cores; a GIL-free step (SHA-256): "
