@@ -390,9 +390,7 @@ class CompiledModel:
         except Exception as err:  # noqa: BLE001 - e.g. a tvm-ffi without an entry point: serve step by step
             return self._serve_off(f"{type(err).__name__}: {err}")
         ctx = slot.context(native)
-        index = self.__dict__.get("_pool_index")
-        if index is None:
-            index = self._pool_index = pool_key_index(self.spec)
+        index = self._pool_key_index()
         pairs = index if index is not False else None
         if not native.program.general_assertions:  # (else Python checks them between the two halves)
             native.lib.arm(ctx, part, *slot.staging(1), pairs)
@@ -503,15 +501,20 @@ class CompiledModel:
 
     def _pool_key(self, shapes: list) -> tuple:
         """The pool's key of a request from its arguments' shapes (tuples; a shape argument: its values)."""
-        index = self.__dict__.get("_pool_index")
-        if index is None:
-            index = self._pool_index = pool_key_index(self.spec)
+        index = self._pool_key_index()
         if index is not False:
             try:
                 return tuple(shapes[i][axis] for i, axis in index)
             except (IndexError, TypeError):
                 pass
         return tuple(tuple(s) for s in shapes)
+
+    def _pool_key_index(self):
+        """pool_key_index(spec), once: the (argument, axis) pairs a request's pool key reads, or False."""
+        index = self.__dict__.get("_pool_index")
+        if index is None:
+            index = self._pool_index = pool_key_index(self.spec)
+        return index
 
     def upload(self, args: list) -> list:
         """`prepare`'s host arrays -> device tensors (shapes and device tensors pass through)."""

@@ -133,8 +133,6 @@ static int check_feeds(rh_ctx *c) {
   return RH_OK;
 }
 
-/* TF-CPU runs with denormals flushed to zero: a denormal feed value is a signed zero (feeds.flush_denormals).
- * The caller's array is not written: a copy where there is something to flush. */
 /* whether v[0..n) holds a denormal: blocks of 16 reduced without a branch (the compiler vectorizes them), since
  * nearly every feed has none and E's 881 float feeds are scanned per request */
 #define DENORMAL_SCAN(name, type, exp, man)                                          \
@@ -152,6 +150,8 @@ static int check_feeds(rh_ctx *c) {
 DENORMAL_SCAN(has_denormal32, uint32_t, 0x7F800000u, 0x7FFFFFu)
 DENORMAL_SCAN(has_denormal64, uint64_t, 0x7FF0000000000000ull, 0x000FFFFFFFFFFFFFull)
 
+/* TF-CPU runs with denormals flushed to zero: a denormal feed value is a signed zero (feeds.flush_denormals).
+ * The caller's array is not written: a copy where there is something to flush. */
 static int flush_denormals(rh_ctx *c, rh_tensor *t) {
   int64_t n = t->size;
   if (t->dtype == RH_F32) {

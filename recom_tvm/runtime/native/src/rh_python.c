@@ -916,7 +916,14 @@ static PyObject *status(ctx_state *cs, int rc) {
   }
 }
 
-static PyObject *served(ctx_state *cs, rh_device *d, int rc, PyObject *pairs);
+static PyObject *served(ctx_state *cs, rh_device *d, int rc);
+
+/* a shape as a tuple of ints (NULL with a Python error) */
+static PyObject *dims_tuple(const int64_t *dims, int n) {
+  PyObject *s = PyTuple_New(n);
+  for (int d = 0; s && d < n; d++) PyTuple_SetItem(s, d, PyLong_FromLongLong(dims[d]));
+  return s;
+}
 
 /* the device part an armed context runs after its host stage (NULL: not armed) */
 static rh_device *armed(ctx_state *cs) {
@@ -944,7 +951,7 @@ static PyObject *outcome(ctx_state *cs, rh_device *d, int rc, int drc) {
   }
   if (drc >= 0) {
     release_request(cs);
-    PyObject *r = served(cs, d, drc, cs->serve_pairs);
+    PyObject *r = served(cs, d, drc);
     disarm(cs);
     return r;
   }
@@ -1407,11 +1414,7 @@ static PyObject *resume(PyObject *self, PyObject *args) {
 
 /* get(ctx, slot) -> the original object | ("num", dtype, shape, memoryview) | ("str", shape, bytes, lengths view)
  *                 | ("dec", shape, memoryview) ; memory views are valid until the next request on this context */
-static PyObject *shape_tuple(const rh_tensor *t) {
-  PyObject *s = PyTuple_New(t->ndim);
-  for (int d = 0; s && d < t->ndim; d++) PyTuple_SetItem(s, d, PyLong_FromLongLong(t->shape[d]));
-  return s;
-}
+static PyObject *shape_tuple(const rh_tensor *t) { return dims_tuple(t->shape, t->ndim); }
 
 static PyObject *get_tensor(PyObject *self, PyObject *args) {
   (void)self;
@@ -1504,9 +1507,7 @@ static PyObject *arguments(PyObject *self, PyObject *args) {
   int n = c->prog->nargs;
   PyObject *out = PyList_New(n);
   for (int i = 0; out && i < n; i++) {
-    PyObject *s = PyTuple_New(c->arg_ndim[i]);
-    for (int d = 0; s && d < c->arg_ndim[i]; d++)
-      PyTuple_SetItem(s, d, PyLong_FromLongLong(c->arg_shape[(size_t)i * RH_MAXDIM + d]));
+    PyObject *s = dims_tuple(c->arg_shape + (size_t)i * RH_MAXDIM, c->arg_ndim[i]);
     PyObject *item = s ? Py_BuildValue("(LO)", (long long)c->arg_off[i], s) : NULL;
     Py_XDECREF(s);
     if (!item) {
@@ -1691,8 +1692,7 @@ static PyObject *device_new(PyObject *self, PyObject *args) {
  * run_kjt() / resume() that completes the host stage with a layout that fits the staging buffer also writes it and
  * runs the device part before taking the GIL back, and returns served()'s outcome instead of ("ok", bytes). A
  * request that needs more room, Python, or is refused disarms it. */
-static PyObject *arm(PyObject *self, PyObject *args) {
-  (void)self;
+static ctx_state *arm_from(PyObject *args) {
   PyObject *cap, *dcap, *pairs;
   unsigned long long host, dev;
   long long capacity;
@@ -1707,49 +1707,47 @@ static PyObject *arm(PyObject *self, PyObject *args) {
   cs->serve_host = host;
   cs->serve_addr = dev;
   cs->serve_cap = capacity;
+  return cs;
+}
+
+static PyObject *arm(PyObject *self, PyObject *args) {
+  (void)self;
+  if (!arm_from(args)) return NULL;
   Py_RETURN_NONE;
 }
 
 /* serve(ctx, device, staging address, device staging address, capacity, key pairs or None) after run() said "ok":
- * write the staging buffer, then the device part (rh_device_call), all with the GIL released. -> as served() */
+ * arm() with these, then at once what an armed run does after its host stage (serve_armed: write the staging
+ * buffer, the device part), the GIL released. -> as served() */
 static PyObject *serve(PyObject *self, PyObject *args) {
   (void)self;
-  PyObject *cap, *dcap, *pairs;
-  unsigned long long host, dev;
-  long long capacity;
-  if (!PyArg_ParseTuple(args, "OOKKLO", &cap, &dcap, &host, &dev, &capacity, &pairs)) return NULL;
-  ctx_state *cs = get_ctx(cap);
-  rh_device *d = (rh_device *)PyCapsule_GetPointer(dcap, "recom_tvm_host.device");
-  if (!cs || !d) return NULL;
-  rh_ctx *c = cs->c;
-  int wrc, rc = 0;
+  ctx_state *cs = arm_from(args);
+  if (!cs) return NULL;
+  rh_device *d = armed(cs);
+  int drc;
   Py_BEGIN_ALLOW_THREADS
-  wrc = rh_write(c, (uint8_t *)(uintptr_t)host, capacity);
-  if (!wrc) rc = rh_device_call(d, c, (uint8_t *)(uintptr_t)host, dev, c->staging_bytes);
-  if (!wrc) rh_ctx_clear(c);
+  drc = serve_armed(cs, d, RH_OK);
   Py_END_ALLOW_THREADS
-  release_request(cs);
-  if (wrc) {
-    PyErr_SetString(PyExc_RuntimeError, c->msg);
-    return NULL;
+  if (drc == -1) {  /* the buffer is smaller than the layout: rh_write's own refusal */
+    rh_refuse(cs->c, "staging buffer too small");
+    drc = -2;
   }
-  return served(cs, d, rc, pairs);
+  return outcome(cs, d, RH_OK, drc);
 }
 
-/* the outcome of a device part: ("served", [(bytearray, DLPack code, bits, shape)] per output, pool key) |
- * ("error" | "unsupported" | "cuda", why). The pool key: the (argument, axis) dims the pairs name, or every
- * argument's shape (pairs None). */
-static PyObject *served(ctx_state *cs, rh_device *d, int rc, PyObject *pairs) {
+/* the outcome of an armed context's device part: ("served", [(bytearray, DLPack code, bits, shape)] per output,
+ * pool key) | ("error" | "unsupported" | "cuda", why). The pool key: the (argument, axis) dims the arm's pairs name,
+ * or every argument's shape (pairs None). */
+static PyObject *served(ctx_state *cs, rh_device *d, int rc) {
   rh_ctx *c = cs->c;
+  PyObject *pairs = cs->serve_pairs;
   if (rc) return Py_BuildValue("(ss)", rc == RH_DEV_UNSUPPORTED ? "unsupported" : rc == RH_DEV_CUDA ? "cuda" : "error",
                                d->msg);
   PyObject *outs = PyList_New(d->out_n), *key = NULL;
   for (int k = 0; outs && k < d->out_n; k++) {
     PyObject *data = PyByteArray_FromStringAndSize((const char *)d->out_buf + d->out_off[k],
                                                    (Py_ssize_t)d->out_bytes[k]);
-    PyObject *shape = PyTuple_New(d->out_ndim[k]);
-    for (int a = 0; shape && a < d->out_ndim[k]; a++)
-      PyTuple_SetItem(shape, a, PyLong_FromLongLong(d->out_shape[k][a]));
+    PyObject *shape = dims_tuple(d->out_shape[k], d->out_ndim[k]);
     PyObject *item = data && shape ? Py_BuildValue("(OiiO)", data, d->out_dtype[k].code, d->out_dtype[k].bits, shape)
                                    : NULL;
     Py_XDECREF(data);
@@ -1775,9 +1773,7 @@ static PyObject *served(ctx_state *cs, rh_device *d, int rc, PyObject *pairs) {
   } else {
     key = PyTuple_New(c->prog->nargs);
     for (int i = 0; key && i < c->prog->nargs; i++) {
-      PyObject *s = PyTuple_New(c->arg_ndim[i]);
-      for (int a = 0; s && a < c->arg_ndim[i]; a++)
-        PyTuple_SetItem(s, a, PyLong_FromLongLong(c->arg_shape[(size_t)i * RH_MAXDIM + a]));
+      PyObject *s = dims_tuple(c->arg_shape + (size_t)i * RH_MAXDIM, c->arg_ndim[i]);
       if (!s) Py_CLEAR(key);
       else PyTuple_SetItem(key, i, s);
     }
