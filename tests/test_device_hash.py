@@ -1,10 +1,11 @@
 """String hashing on the device (config.device_hash, recom_tvm.passes.device_hash): hash-bucket columns of string
-feeds ship their strings in the packed input and one TIR kernel writes the ids the fused kernel reads. On llvm with
-the knob on: TF's answers (embedding stage and score) on random unicode and random bytes of every length class of
-the hash, sparse, dense and weighted string feeds, empty rows, a model mixing device-hashed, host-hashed
-(AsString) and unhashed columns, int32 and int64 packing; bit-identical with the host-hash build; both host paths
-write the same bytes (the suite's run() hook); the pass's structure; the region's layout and limits; a
-runtime-only load."""
+feeds ship their strings in the packed input and one TIR kernel writes the ids the fused kernel reads; hash-bucket
+columns of integer feeds (AsString) ship the integers and the kernel makes their decimal text. On llvm with the
+knob on: TF's answers (embedding stage and score) on random unicode and random bytes of every length class of
+the hash, integers of every digit count and sign (int64 extremes, int8 / int32 feeds), sparse, dense and weighted
+feeds, empty rows, a model mixing device-hashed and unhashed columns, int32 and int64 packing; bit-identical with
+the host-hash build; both host paths write the same bytes (the suite's run() hook); the pass's structure; the
+region's layout and limits; a runtime-only load."""
 
 from __future__ import annotations
 
@@ -24,15 +25,16 @@ from recom_tvm.passes._util import spec_of
 from recom_tvm.passes.device_hash import DeviceHash, device_hash_on
 from recom_tvm.runtime import packer
 from recom_tvm.runtime.fingerprint import hash_bucket_fast
-from recom_tvm.runtime.fused_layout import HASH_PAD, hash_region_words
+from recom_tvm.runtime.fingerprint import DecimalStrings
+from recom_tvm.runtime.fused_layout import HASH_PAD, TEXT_BYTES, TEXT_DECIMAL, hash_region_words
 from recom_tvm.shapes.symbolic import const_array
 
 from conftest import assert_matches_tf, outcome, run_runtime_only
 from test_fingerprint_tir import strings_of_every_class
 from test_runtime_only import BLOCK_IMPORTS
 
-# device-hashed: sparse (empty rows), dense (GatherNd of the non-empty entries), weighted, one id per row; on the
-# host: AsString of integers; unhashed: identity, numeric
+# device-hashed: sparse (empty rows), dense (GatherNd of the non-empty entries), weighted, one id per row, AsString
+# of integers (decimal text made on the device); unhashed: identity, numeric
 HASH_MIX = ModelSpec("device_hash_mix", (
     ColumnSpec("s", "hash_string", 8, "mean", buckets=97, ids_per_row=(0, 5), vocab=300),
     ColumnSpec("d", "hash_string", 4, "sum", buckets=1000, input="dense", ids_per_row=(1, 3), vocab=300),
@@ -43,6 +45,9 @@ HASH_MIX = ModelSpec("device_hash_mix", (
     ColumnSpec("x", "numeric", 2),
 ), dense_width=2, bottom_mlp=(4,), top_mlp=(8,), seed=3)
 STRINGS = strings_of_every_class(seed=5)
+# integers of every decimal length and both signs, the int64 extremes, powers of ten and their neighbours
+INTS = sorted({0, 1, -1, 9, -9, (1 << 63) - 1, -(1 << 63), -(1 << 63) + 1,
+               *[s * (10 ** k + d) for k in range(1, 19) for d in (-1, 0, 1) for s in (1, -1)]})
 
 
 def _build(mod, params, mode: str, packed_dtype: str = "auto"):
@@ -60,6 +65,12 @@ def unicode_feeds(spec: ModelSpec, batch: int, seed: int) -> dict:
     rng = random.Random(seed)
     feeds = spec.sample(batch, rng=seed, hostile=True)
     for c in spec.columns:
+        if c.kind == "hash_int":  # integers of every decimal length (AsString's text) instead
+            f = feeds[c.name]
+            vals = np.array([rng.choice(INTS) for _ in range(np.size(f[1] if isinstance(f, tuple) else f))],
+                            np.int64)
+            feeds[c.name] = (f[0], vals, f[2]) if isinstance(f, tuple) else vals.reshape(f.shape)
+            continue
         if not c.strings:
             continue
         f = feeds[c.name]
@@ -99,7 +110,10 @@ def test_device_hash_matches_tf(hash_mix):
     c, models = hash_mix
     hashed = {c.variants["optimized"][2].spec.fused["columns"][h["column"]]["name"]
               for h in models["on32"].spec.fused["device_hash"]}
-    assert hashed == {"s_embedding", "d_embedding", "w_weighted_by_w_weight_embedding", "o_embedding"}, hashed  # u (AsString of integers) stays on the host
+    assert hashed == {"s_embedding", "d_embedding", "w_weighted_by_w_weight_embedding", "o_embedding",
+                      "u_embedding"}, hashed
+    assert [h.get("text") for h in models["on32"].spec.fused["device_hash"]
+            if h["strings"].endswith("AsString:0")] == ["decimal"]
     assert models["off"].spec.fused["device_hash"] == []
     for batch, seed in ((37, 1), (1, 2), (8, 3), (0, 4)):
         feeds = unicode_feeds(HASH_MIX, batch, seed)
@@ -130,8 +144,9 @@ def test_every_length_class_reaches_the_kernel(hash_mix):
 
 def test_pass_structure(compiled):
     """DeviceHash on the demo: one hash_strings call in front of the fused kernel reading the packed input, the
-    sizes argument [B, strings], the host plan without the two string hashes (the AsString one stays); off: main
-    unchanged; a second application changes nothing."""
+    sizes argument [B, strings], the host plan without its three hashes (the two strings' and user_id's of its
+    AsString, which stays and is the decimal segment's source); off: main unchanged; a second application changes
+    nothing."""
     c = compiled(zoo.demo(), optimized=True)
     before = c.mod
     on = DeviceHash("llvm", "on")(before)
@@ -153,16 +168,21 @@ def test_pass_structure(compiled):
     spec = spec_of(on)
     assert const_array(hs.args[1]).tolist() == [h["num_buckets"] for h in spec.fused["device_hash"]]
     assert int(hs.args[3].value) == 2 * len(spec.fused["columns"])  # the region follows the header
+    assert const_array(hs.args[4]).tolist() == [TEXT_DECIMAL if h.get("text") == "decimal" else TEXT_BYTES
+                                                for h in spec.fused["device_hash"]]
     (var,) = [b.var for blk in main.body.blocks for b in blk.bindings if b.value.same_as(hs)]
     assert fused.args[0].same_as(var)  # the fused kernel reads the hashed packed input
     assert [str(v) for v in sizes.ty.values] == ["B_age", "recom_tvm_hash_strings"]
     assert [i["shape"] for i in spec.module_inputs if i["name"] == "recom_tvm_packed_sizes"] == \
         [["B_age", "recom_tvm_hash_strings"]]
-    hashes = [n for n in spec.host_plan if n["op"] == "StringToHashBucketFast"]
-    assert [n["inputs"][0]["tensor"].endswith("AsString:0") for n in hashes] == [True]
+    assert not [n for n in spec.host_plan if n["op"] == "StringToHashBucketFast"]
+    (as_string,) = [n for n in spec.host_plan if n["op"] == "AsString"]
+    texts = {h["strings"]: h.get("text", "bytes") for h in spec.fused["device_hash"]}
+    assert sorted(texts.values()) == ["bytes", "bytes", "decimal"] and texts[as_string["outputs"][0]] == "decimal"
     for h in spec.fused["device_hash"]:
         col = spec.fused["columns"][h["column"]]
-        assert col["tensors"]["ids"] == h["strings"] and spec.placeholders[h["strings"]]["dtype"] == "string"
+        assert col["tensors"]["ids"] == h["strings"]
+        assert h.get("text") == "decimal" or spec.placeholders[h["strings"]]["dtype"] == "string"
     off = DeviceHash("llvm", "off")(before)
     tvm.ir.assert_structural_equal(off["main"], before["main"])
     assert spec_of(off).fused["device_hash"] == []
@@ -211,12 +231,66 @@ def test_region_layout_and_kernel(dtype):
     kernel = tvm.compile(tvm.IRModule({"main": hash_packed_func("llvm", 3, r, dtype).with_attr(
         "global_symbol", "main")}), target="llvm")
     buf = tvm.runtime.tensor(p)
-    kernel["main"](buf, tvm.runtime.tensor(np.array([10, 2**30, 3], np.int64)), len(strings))
+    kernel["main"](buf, tvm.runtime.tensor(np.array([10, 2**30, 3], np.int64)),
+                   tvm.runtime.tensor(np.zeros(3, np.int64)), len(strings))
     out = buf.numpy()
     expect = p.copy()
     expect[ids_at[0][0]:ids_at[0][0] + 3] = hash_bucket_fast(env["sv"], 10)
     expect[ids_at[1][0]:ids_at[1][0] + 6] = hash_bucket_fast(env["sd"], 2**30).reshape(-1)
     np.testing.assert_array_equal(out, expect)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64"])
+def test_decimal_segments(dtype):
+    """AsString of integers hashed on the device (fused_layout.TEXT_DECIMAL): packer.pack ships each value's 8
+    bytes (offsets stepping by 8) between segments of ordinary strings, and the TIR kernel (llvm) writes TF's ids
+    of the values' decimal text, every digit count and sign and the int64 extremes included; int32 and int8
+    integers (AsString of a narrower type) ship widened."""
+    ints = np.array(INTS, np.int64)
+    narrow = np.array([[-128, 127, 0], [5, -7, 100]], np.int8)
+    cols = [{"kind": "one", "tensors": {"ids": "n"}, "name": "a"},
+            {"kind": "csr", "tensors": {"indices": "i", "ids": "sv"}, "name": "b"},
+            {"kind": "dense", "tensors": {"x": "k"}, "name": "c"},
+            {"kind": "one", "tensors": {"ids": "m"}, "name": "d"}]
+    env = {"n": DecimalStrings(ints), "i": np.array([[0, 0], [1, 0]]),
+           "sv": np.array([STRINGS[3], b"x"], dtype=object), "k": DecimalStrings(narrow),
+           "m": DecimalStrings(np.array([2**31 - 1, -2**31, 0], np.int32))}
+    fused = {"columns": cols, "packed_dtype": dtype, "device_hash": [
+        {"column": 0, "strings": "n", "num_buckets": 2**40 + 3 if dtype == "int64" else 1000, "text": "decimal"},
+        {"column": 1, "strings": "sv", "num_buckets": 77},
+        {"column": 2, "strings": "k", "num_buckets": 13, "text": "decimal"},
+        {"column": 3, "strings": "m", "num_buckets": 2**31 - 1, "text": "decimal"}]}
+    batch = 3
+    p = packer.pack(fused, env, batch)
+    n = ints.size + 2 + narrow.size + 3
+    assert packer.hash_strings_count(fused, env) == n
+    r, S = 2 * len(cols), 4
+    offsets = p[r + 2 * S + 1:r + 2 * S + 2 + n]
+    lens = [8] * ints.size + [len(STRINGS[3]), 1] + [8] * (narrow.size + 3)
+    np.testing.assert_array_equal(offsets, np.cumsum([0] + lens))
+    raw = p[r + 2 * S + 2 + n:p[0]].view(np.uint8)
+    assert raw[:ints.size * 8].tobytes() == ints.astype("<i8").tobytes()  # the values, as they are
+    assert raw[offsets[-4]:offsets[-1]].tobytes() == np.array([2**31 - 1, -2**31, 0], "<i8").tobytes()
+    kernel = tvm.compile(tvm.IRModule({"main": hash_packed_func("llvm", S, r, dtype).with_attr(
+        "global_symbol", "main")}), target="llvm")
+    buf = tvm.runtime.tensor(p)
+    nbt = np.array([h["num_buckets"] for h in fused["device_hash"]], np.int64)
+    kernel["main"](buf, tvm.runtime.tensor(nbt), tvm.runtime.tensor(np.array([1, 0, 1, 1], np.int64)), n)
+    out = buf.numpy()
+
+    def text(v):
+        return np.array([str(int(x)).encode() for x in np.asarray(v).reshape(-1)], dtype=object)
+
+    expect = {p[0]: hash_bucket_fast(text(ints), int(nbt[0])), p[1] + batch + 1: hash_bucket_fast(env["sv"], 77),
+              p[2]: hash_bucket_fast(text(narrow), 13), p[3]: hash_bucket_fast(text(env["m"].ints), 2**31 - 1)}
+    for at, ids in expect.items():
+        np.testing.assert_array_equal(out[at:at + ids.size], ids)
+    # every other word as packed (the ids' words were 0)
+    mask = np.ones(p.size, bool)
+    for at, ids in expect.items():
+        mask[at:at + ids.size] = False
+        assert not p[at:at + ids.size].any()
+    np.testing.assert_array_equal(out[mask], p[mask])
 
 
 def test_int32_limit_counts_the_bytes(monkeypatch):
@@ -294,7 +368,7 @@ def test_cuda_build_launches_the_hash_before_the_graph(compiled):
         model = recom_tvm.build(c.mod, "cuda", c.params)
     finally:
         config.cuda_graph = old
-    assert [h["num_buckets"] for h in model.spec.fused["device_hash"]] == [100, 500]
+    assert [h["num_buckets"] for h in model.spec.fused["device_hash"]] == [100, 500, 1000]  # country, tags, user_id
     text = model.executable.as_text()
     main = text[text.index("@main:"):]
     main = main[:main.index("\n@", 1)] if "\n@" in main[1:] else main

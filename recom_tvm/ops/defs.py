@@ -265,11 +265,12 @@ def _infer_hash_strings(call):
 
 
 HASH_STRINGS = define_op(
-    "hash_strings", 4, _infer_hash_strings,
+    "hash_strings", 5, _infer_hash_strings,
     "StringToHashBucketFast of the strings shipped in the fused kernel's packed input, each id written where the "
     "kernel reads it (recom_tvm.ops.fingerprint_tir.hash_packed_func; layout: runtime.fused_layout): (packed, "
-    "num_buckets int64 [S], shape [n strings], region word) -> the packed input with the ids")
+    "num_buckets int64 [S], shape [n strings], region word, text int64 [S]: each segment's TEXT_* code) -> the "
+    "packed input with the ids")
 
 
-def hash_strings(packed, num_buckets, strings: relax.ShapeExpr, region: int) -> relax.Call:
-    return relax.Call(HASH_STRINGS, [packed, num_buckets, strings, _p(region)])
+def hash_strings(packed, num_buckets, strings: relax.ShapeExpr, region: int, text) -> relax.Call:
+    return relax.Call(HASH_STRINGS, [packed, num_buckets, strings, _p(region), text])

@@ -19,6 +19,8 @@ import tvm
 from tvm import tirx
 from tvm.script import tirx as T
 
+from ..runtime.fused_layout import TEXT_DECIMAL
+
 U64 = "uint64"
 I64 = "int64"
 
@@ -399,13 +401,50 @@ def _fingerprint_kernel(gpu, body, out_dtype, nb_const, buckets_param):
     return kernel
 
 
+# powers of ten up to 10^19 (the largest below 2^64): a uint64 magnitude's digit count is 1 + how many it reaches
+_TENS = [10 ** k for k in range(1, 20)]
+TEXT_WORDS = 4  # the decimal text of an int64 (at most 20 bytes) in int64 words, one spare for fetch64's successor
+
+
+def _digits_past_one(mag: tirx.PrimExpr) -> tirx.PrimExpr:
+    """How many of 10^1 .. 10^19 the uint64 mag reaches (its decimal digits minus one)."""
+    total = tirx.Cast(U64, mag >= _u64(_TENS[0]))
+    for p in _TENS[1:]:
+        total = total + tirx.Cast(U64, mag >= _u64(p))
+    return total
+
+
+@T.macro
+def decimal_text(txt, m, u):
+    """txt (local int64 [TEXT_WORDS]) <- TF's AsString of the int64 whose bits are the uint64 u (decimal, '-' for
+    negatives), little-endian bytes as PackedBytes reads them; m (local uint64 [3]) <- [scratch, the text's length,
+    the sign]. All in uint64: a signed view of u would let TVM's simplifier assume a cast uint64 is >= 0, and the
+    magnitude of a negative, ~u + 1, never wraps (llvm's nuw, see _wadd)."""
+    for w in T.serial(TEXT_WORDS):
+        txt[w] = T.int64(0)
+    m[2] = T.shift_right(u, _u64(63))
+    m[0] = T.if_then_else(m[2] == _u64(1), T.bitwise_not(u) + _u64(1), u)
+    m[1] = m[2] + _u64(1) + _digits_past_one(m[0])
+    if m[2] == _u64(1):
+        txt[0] = T.int64(45)  # '-'
+    for j in T.serial(20):
+        if T.Cast(U64, j) < m[1] - m[2]:
+            txt[T.shift_right(T.Cast(I64, m[1]) - T.int64(1) - j, T.int64(3))] = txt[T.shift_right(
+                T.Cast(I64, m[1]) - T.int64(1) - j, T.int64(3))] | T.shift_left(
+                T.Cast(I64, T.truncmod(m[0], _u64(10))) + T.int64(48),
+                T.bitwise_and(T.Cast(I64, m[1]) - T.int64(1) - j, T.int64(7)) * T.int64(8))
+            m[0] = T.truncdiv(m[0], _u64(10))
+
+
 def hash_packed_func(target_kind: str, num_segments: int, region: int, packed_dtype: str = I64,
                      threads: int = 128) -> tirx.PrimFunc:
     """StringToHashBucketFast of the strings a request ships inside the fused kernel's packed input, each id written
     where the kernel reads it (in place: the packed buffer is the output). recom_tvm.runtime.fused_layout
     (HASH_*) describes the region at word `region`: per segment (a hashed column) its first string and where
-    its ids go, the strings' byte offsets, their bytes. Parameters: (packed [P], num_buckets int64 [S], n: the
-    number of strings). One thread per string; it finds its segment by binary search over the first strings."""
+    its ids go, the strings' byte offsets, their bytes. Parameters: (packed [P], num_buckets int64 [S], text int64
+    [S], n: the number of strings). A segment whose text is TEXT_DECIMAL ships int64 values (8 bytes each) and
+    hashes their decimal text (TF's AsString of integers), made here. One thread per string; it finds its segment
+    by binary search over the first strings."""
     if target_kind not in ("cuda", "llvm"):
         raise ValueError(f"hash_packed_func: target kind {target_kind!r} is not 'cuda' or 'llvm'")
     if packed_dtype not in (I64, "int32"):
@@ -420,7 +459,7 @@ def hash_packed_func(target_kind: str, num_segments: int, region: int, packed_dt
         return v if wide else tirx.Cast(I64, v)
 
     @T.macro
-    def one(packed, nbt, n, i):
+    def one(packed, nbt, text, n, i):
         r = T.alloc_buffer((N_SLOTS,), U64, scope="local")
         seg = T.alloc_buffer((2,), I64, scope="local")  # [lo, hi): the segment holding string i
         seg[0] = T.int64(0)
@@ -431,8 +470,15 @@ def hash_packed_func(target_kind: str, num_segments: int, region: int, packed_dt
                     seg[0] = T.shift_right(seg[0] + seg[1], T.int64(1))
                 else:
                     seg[1] = T.shift_right(seg[0] + seg[1], T.int64(1))
-        fingerprint64(r, PackedBytes(packed, T.int64(R + 2 * S + 2) + n), as_i64(packed[R + 2 * S + 1 + i]),
-                      as_i64(packed[R + 2 * S + 2 + i]) - as_i64(packed[R + 2 * S + 1 + i]))
+        if text[seg[0]] == T.int64(TEXT_DECIMAL):
+            txt = T.alloc_buffer((TEXT_WORDS,), I64, scope="local")
+            m = T.alloc_buffer((3,), U64, scope="local")
+            decimal_text(txt, m, PackedBytes(packed, T.int64(R + 2 * S + 2) + n).fetch64(
+                as_i64(packed[R + 2 * S + 1 + i])))
+            fingerprint64(r, PackedBytes(txt, T.int64(0)), T.int64(0), T.Cast(I64, m[1]))
+        else:
+            fingerprint64(r, PackedBytes(packed, T.int64(R + 2 * S + 2) + n), as_i64(packed[R + 2 * S + 1 + i]),
+                          as_i64(packed[R + 2 * S + 2 + i]) - as_i64(packed[R + 2 * S + 1 + i]))
         r[H] = T.truncmod(r[H], T.Cast(U64, nbt[seg[0]]))
         if wide:
             packed[as_i64(packed[R + S + 1 + seg[0]]) + i - as_i64(packed[R + seg[0]])] = T.Cast(I64, r[H])
@@ -442,26 +488,27 @@ def hash_packed_func(target_kind: str, num_segments: int, region: int, packed_dt
 
     with _wrapping(not gpu):
         @T.prim_func(private=True, s_tir=True)
-        def kernel(var_packed: T.handle, var_nbt: T.handle, n: T.int64):
+        def kernel(var_packed: T.handle, var_nbt: T.handle, var_text: T.handle, n: T.int64):
             T.func_attr({"tirx.is_scheduled": gpu, "tirx.noalias": True})
             plen = T.int64()
             packed = T.match_buffer(var_packed, (plen,), packed_dtype)
             nbt = T.match_buffer(var_nbt, (S,), I64)
+            text = T.match_buffer(var_text, (S,), I64)
             if gpu:
                 if n > T.int64(0):
                     for bx in T.thread_binding(T.ceildiv(n, T.int64(threads)), thread="blockIdx.x"):
                         for tx in T.thread_binding(T.int64(threads), thread="threadIdx.x"):
                             with T.sblock("hash_strings"):
-                                T.reads(packed[0:plen], nbt[0:S])
+                                T.reads(packed[0:plen], nbt[0:S], text[0:S])
                                 T.writes(packed[0:plen])
                                 if bx * T.int64(threads) + tx < n:
-                                    one(packed, nbt, n, bx * T.int64(threads) + tx)
+                                    one(packed, nbt, text, n, bx * T.int64(threads) + tx)
             else:
                 for i in T.parallel(n):
                     with T.sblock("hash_strings"):
-                        T.reads(packed[0:plen], nbt[0:S])
+                        T.reads(packed[0:plen], nbt[0:S], text[0:S])
                         T.writes(packed[0:plen])
-                        one(packed, nbt, n, i)
+                        one(packed, nbt, text, n, i)
 
     return kernel
 

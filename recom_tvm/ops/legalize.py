@@ -294,14 +294,15 @@ def _lower_fused_embedding(lw: _Lowerer, call):
 def _lower_hash_strings(lw: _Lowerer, call):
     from .fingerprint_tir import hash_packed_func
 
-    packed, num_buckets, strings, region = call.args
+    packed, num_buckets, strings, region, text = call.args
     target = tvm.target.Target.current(allow_none=True)
     kind = "cuda" if target is not None and target.kind.name == "cuda" else "llvm"
     segments = int(num_buckets.ty.shape.values[0])
     gvar = lw.bb.add_func(hash_packed_func(kind, segments, int(region.value), str(packed.ty.dtype)),
                           f"recom_hash_strings_{segments}")
     # in place: the packed input is the request's own staging copy, read by nothing but the fused kernel after
-    return relax.call_tir_inplace(gvar, [packed, num_buckets, relax.prim_value(strings.values[0])], [0], packed.ty)
+    return relax.call_tir_inplace(gvar, [packed, num_buckets, text, relax.prim_value(strings.values[0])], [0],
+                                  packed.ty)
 
 
 LOWERINGS: dict[str, Callable] = {

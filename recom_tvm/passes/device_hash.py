@@ -11,9 +11,12 @@ fused kernel is unchanged. The choice is recorded in the spec (spec.fused["devic
 segment order; [] when off), so a runtime-only load packs the same way; models built before have no such key and
 hash on the host.
 
-Hashes of computed text stay on the host: AsString of integers (hash_int columns, cheap there from the integers),
-crosses (SparseCross / FingerprintCat64), and any hash whose ids something else reads (an id check, another host
-op, a module input).
+Hashes of AsString of integers (`categorical_column_with_hash_bucket` on an int feed: StringToHashBucketFast(
+AsString(x)), x of a signed type or an unsigned one narrower than 64 bits) move too, as a segment of decimal text:
+the host ships the int64 values as they are and the kernel formats each as TF's AsString does before hashing it
+(fused_layout TEXT_DECIMAL; the AsString node stays in the host plan, where it only tags the integers). Hashes of
+other computed text stay on the host: crosses (SparseCross / FingerprintCat64), AsString of bool or uint64, and any
+hash whose ids (or whose AsString's text) something else reads (an id check, another host op, a module input).
 
 Runs at build (the choice depends on the target: config.device_hash "auto" = on for CUDA, off for llvm, where the
 host's compiled hash is as fast), on an optimized module with a fused kernel; a module without one is unchanged.
@@ -28,6 +31,7 @@ from tvm import relax, tirx
 from .. import config
 from ..ops import defs
 from ..ops.registry import is_recom_op
+from ..runtime.fused_layout import TEXT
 from ._util import attach_spec, copy_attrs, spec_of
 
 # ops whose output is the strings of their first input, selected or reshaped (not new text): a hash of their output
@@ -51,6 +55,8 @@ STRING_PRODUCING_OPS = {"ParseExampleV2": _parsed_string}
 # the role of a column's ids among its tensors, per fused column kind
 ID_ROLE = {"csr": "ids", "dense": "x", "one": "ids"}
 MODES = ("auto", "on", "off")
+# AsString input types whose values an int64 holds exactly (its decimal text is then the int64's)
+DECIMAL_TYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32")
 STRINGS_SYMBOL = "recom_tvm_hash_strings"
 
 
@@ -109,8 +115,16 @@ def _string_source(spec, producer: dict, t: str, depth: int = 0) -> bool:
     return _string_source(spec, producer, node["inputs"][0]["tensor"], depth + 1)
 
 
+def _decimal_source(producer: dict, uses: dict, t: str) -> bool:
+    """Is t AsString of integers an int64 holds, read by nothing but its hash?"""
+    node = producer.get(t)
+    return node is not None and node["op"] == "AsString" and uses.get(t, 0) == 1 and \
+        str(node["attrs"].get("T", "")) in DECIMAL_TYPES
+
+
 def hashed_columns(spec) -> list[dict]:
-    """The fused columns whose hash can move to the device: {"column", "strings", "num_buckets", "node"}."""
+    """The fused columns whose hash can move to the device: {"column", "strings", "num_buckets", "node"[, "text"]}
+    ("text": "decimal" where the strings are AsString of integers)."""
     producer = {o: n for n in spec.host_plan for o in n["outputs"]}
     uses = _uses(spec)
     out = []
@@ -122,9 +136,12 @@ def hashed_columns(spec) -> list[dict]:
             continue
         src = node["inputs"][0].get("tensor")
         nb = int(node["attrs"]["num_buckets"])
-        if src is None or not 1 <= nb < 1 << 63 or not _string_source(spec, producer, src):
+        if src is None or not 1 <= nb < 1 << 63:
             continue
-        out.append({"column": c, "strings": src, "num_buckets": nb, "node": node["name"]})
+        if _string_source(spec, producer, src):
+            out.append({"column": c, "strings": src, "num_buckets": nb, "node": node["name"]})
+        elif _decimal_source(producer, uses, src):
+            out.append({"column": c, "strings": src, "num_buckets": nb, "node": node["name"], "text": "decimal"})
     return out
 
 
@@ -144,16 +161,17 @@ def rewrite_spec(spec, picks: list[dict]) -> None:
             spec.feed_symbols[sym] = [by_ids[hit[0]], hit[1], hit[2]]
     dropped = {p["node"] for p in picks}
     spec.host_plan = [n for n in spec.host_plan if n["name"] not in dropped]
-    spec.fused["device_hash"] = [{k: p[k] for k in ("column", "strings", "num_buckets")} for p in picks]
+    spec.fused["device_hash"] = [{k: p[k] for k in ("column", "strings", "num_buckets", "text") if k in p}
+                                 for p in picks]
 
 
 @relax.expr_functor.mutator
 class _InsertHash(relax.PyExprMutator):
     """packed -> hash_strings(packed, ...) in front of the fused kernel."""
 
-    def __init__(self, mod, num_buckets: np.ndarray, strings: tirx.Var, region: int) -> None:
+    def __init__(self, mod, num_buckets: np.ndarray, strings: tirx.Var, region: int, text: np.ndarray) -> None:
         super().__init__(mod)
-        self.num_buckets, self.strings, self.region = num_buckets, strings, region
+        self.num_buckets, self.strings, self.region, self.text = num_buckets, strings, region, text
         self.done = 0
 
     def visit_call_(self, call: relax.Call) -> relax.Expr:
@@ -161,7 +179,8 @@ class _InsertHash(relax.PyExprMutator):
         if not is_recom_op(call, "fused_embedding"):
             return call
         hashed = self.builder_.emit(defs.hash_strings(call.args[0], relax.const(self.num_buckets, "int64"),
-                                                      relax.ShapeExpr([self.strings]), self.region), "packed_ids")
+                                                      relax.ShapeExpr([self.strings]), self.region,
+                                                      relax.const(self.text, "int64")), "packed_ids")
         self.done += 1
         return relax.Call(call.op, [hashed] + list(call.args[1:]), call.attrs, call.ty_args, call.span)
 
@@ -189,7 +208,8 @@ class DeviceHash:
         strings = tirx.Var(STRINGS_SYMBOL, "int64")
         new = relax.Var(old.name, relax.ShapeType([batch, strings]))
         nbt = np.array([p["num_buckets"] for p in picks], np.int64)
-        mutator = _InsertHash(mod, nbt, strings, 2 * len(spec.fused["columns"]))
+        text = np.array([TEXT[p.get("text", "bytes")] for p in picks], np.int64)
+        mutator = _InsertHash(mod, nbt, strings, 2 * len(spec.fused["columns"]), text)
         body = mutator.visit_expr(main)
         if mutator.done != 1:  # (the fused call under control flow, or twice): the host keeps hashing
             config.log(f"DeviceHash: {mutator.done} fused embedding calls in main, strings hashed on the host")

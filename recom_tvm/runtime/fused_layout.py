@@ -92,7 +92,13 @@ def choose_packed_dtype(meta, requested: str = "auto", names=None) -> str:
 #   then the bytes end to end, little-endian in the words, and HASH_PAD zero words (the kernel reads a string's
 #   last word with its successor)
 # The module's sizes argument is then [B, n] (n sizes the hash kernel's grid).
+# A segment's text (the hash kernel's int64 [S] `text` argument, spec.fused["device_hash"][k]["text"]): TEXT_BYTES,
+# the strings' own bytes; or TEXT_DECIMAL, a column hashing AsString of integers: each "string" is the int64
+# value's 8 bytes (its offsets step by 8) and the kernel hashes the value's decimal text, which it makes itself
+# (the host neither formats nor hashes).
 HASH_PAD = 2
+TEXT_BYTES, TEXT_DECIMAL = 0, 1
+TEXT = {"bytes": TEXT_BYTES, "decimal": TEXT_DECIMAL}
 
 
 def hash_region_words(segments: int, strings: int, nbytes: int, word_bytes: int) -> int:
@@ -103,6 +109,11 @@ def hash_region_words(segments: int, strings: int, nbytes: int, word_bytes: int)
 
 
 def device_hash_columns(fused: dict) -> list[dict]:
-    """The model's device-hashed columns, in segment order: {"column", "strings", "num_buckets"} (models built
-    before device hashing, or with it off, have none)."""
+    """The model's device-hashed columns, in segment order: {"column", "strings", "num_buckets"[, "text"]} (models
+    built before device hashing, or with it off, have none; "text" absent = "bytes")."""
     return list(fused.get("device_hash") or ())
+
+
+def segment_text(h: dict) -> int:
+    """A device-hash segment's TEXT_* code."""
+    return TEXT[h.get("text", "bytes")]

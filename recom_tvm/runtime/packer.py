@@ -13,7 +13,9 @@ import numpy as np
 
 from ..errors import RequestTooLargeError
 from . import compact
-from .fused_layout import INT32_MAX, INT32_MIN, device_hash_columns, hash_region_words
+from .fingerprint import DecimalStrings
+from .fused_layout import (INT32_MAX, INT32_MIN, TEXT_DECIMAL, device_hash_columns, hash_region_words,
+                           segment_text)
 from .strings import end_to_end
 
 PACKED = "recom_tvm:packed"
@@ -61,7 +63,26 @@ def _put_ids(dst: np.ndarray, ids: np.ndarray) -> None:
 
 def hash_strings_count(fused: dict, env: dict) -> int:
     """The number of strings a request ships for the device hash (the sizes argument's second value)."""
-    return sum(int(np.size(env[h["strings"]])) for h in device_hash_columns(fused))
+    return sum(int(np.prod(np.shape(env[h["strings"]]), dtype=np.int64)) for h in device_hash_columns(fused))
+
+
+def _segment_values(h: dict, value) -> np.ndarray:
+    """What a device-hash segment ships per element: its strings (object array), or for a decimal segment (AsString
+    of integers, fused_layout.TEXT_DECIMAL) the integers as int64."""
+    if segment_text(h) != TEXT_DECIMAL:
+        return np.asarray(value)
+    if not isinstance(value, DecimalStrings):  # (the host plan's AsString of integers makes one)
+        raise RuntimeError(f"device-hash segment {h['strings']!r}: expected AsString of integers, got "
+                           f"{type(value).__name__}")
+    return np.asarray(value.ints).astype(np.int64, copy=False)
+
+
+def _segment_bytes(h: dict, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(bytes end to end, length of each) of a segment: a decimal segment's values as 8 little-endian bytes each."""
+    if segment_text(h) != TEXT_DECIMAL:
+        return end_to_end(values)
+    flat = np.ascontiguousarray(values.reshape(-1), dtype="<i8")
+    return flat.view(np.uint8), np.full(flat.size, 8, np.int64)
 
 
 def pack(fused: dict, env: dict, batch: int) -> np.ndarray:
@@ -70,7 +91,7 @@ def pack(fused: dict, env: dict, batch: int) -> np.ndarray:
     ncols = len(cols)
     dtype = np.dtype(packed_dtype(fused))
     hashed = device_hash_columns(fused)
-    strings_of = {h["column"]: np.asarray(env[h["strings"]]) for h in hashed}  # ids come from these strings
+    strings_of = {h["column"]: _segment_values(h, env[h["strings"]]) for h in hashed}  # ids come from these
     sources, sizes, aux = [], np.zeros(ncols, np.int64), np.zeros(ncols, np.int64)
     for c, col in enumerate(cols):
         kind, t = col["kind"], col["tensors"]
@@ -89,7 +110,7 @@ def pack(fused: dict, env: dict, batch: int) -> np.ndarray:
             sizes[c] = x.size
         sources.append(x)
     head = 2 * ncols
-    strings = [end_to_end(strings_of[h["column"]]) for h in hashed]
+    strings = [_segment_bytes(h, strings_of[h["column"]]) for h in hashed]
     nbytes = sum(int(b.size) for b, _ in strings)
     region = hash_region_words(len(hashed), sum(int(n.size) for _, n in strings), nbytes, dtype.itemsize)
     total = head + region + int(sizes.sum())

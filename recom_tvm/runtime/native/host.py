@@ -24,6 +24,7 @@ from ... import config
 from ..assertions import check_all
 from ..feeds import _convert, _ragged_parts, _sparse_parts
 from ..fingerprint import DecimalStrings
+from ..fused_layout import TEXT_DECIMAL, segment_text
 from ..host_stage import HOST_IMPLS, _const
 from ..keyed_jagged import KeyedJagged
 from ..spec import InputSpec
@@ -74,6 +75,10 @@ class NativeHost:
             raise ValueError("the model packs int32 and its native host library predates int32 packing")
         if spec.fused and spec.fused.get("device_hash") and not getattr(lib, "DEVICE_HASH", 0):
             raise ValueError("the model hashes strings on the device and its native host library predates it")
+        if spec.fused and any(segment_text(h) == TEXT_DECIMAL for h in spec.fused.get("device_hash") or ()) and \
+                getattr(lib, "DEVICE_HASH", 0) < 2:
+            raise ValueError("the model hashes AsString of integers on the device and its native host library "
+                             "predates it")
         self.handle = lib.program_new(*self.program.args)
         self.refusals = 0         # requests the core handed to the numpy reference
         self.last_refusal = ""

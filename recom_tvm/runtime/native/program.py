@@ -17,6 +17,7 @@ import re
 import numpy as np
 
 from ..host_stage import _const
+from ..fused_layout import TEXT_DECIMAL, segment_text
 from ..packer import PACKED, PACKED_SIZES
 from ..spec import InputSpec
 
@@ -34,6 +35,7 @@ FEATURE_KIND = {"dense": 0, "sparse": 1, "ragged": 2}
 PARTS = {"dense": ("value",), "sparse": ("indices", "values", "dense_shape"), "ragged": ("values", "row_splits")}
 COL_KIND = {"csr": 0, "dense": 1, "one": 2, "bucket": 3, "numeric": 4}
 COL_HASHED = 16  # or-ed into the kind: the column's ids are hashed on the device from its strings (rh.h)
+COL_DECIMAL = 32  # and this too: those strings are AsString of integers, shipped as the int64 values
 ARG = {"packed": 0, "packed_sizes": 1, "tensor": 2, "shape": 3, "shape_of": 4}
 MAXDIM = 8
 _IDENT = re.compile(r"^[A-Za-z_]\w*$")
@@ -240,14 +242,16 @@ def compile_program(spec: InputSpec, ndarray_type, fallback: frozenset = frozens
 
     # ---------------------------------------------------------------- the fused kernel's columns
     cols = []
-    hashed = [h["column"] for h in (spec.fused.get("device_hash") or ())] if spec.fused else []
+    segments = list(spec.fused.get("device_hash") or ()) if spec.fused else []
+    hashed = [h["column"] for h in segments]
+    decimal = {h["column"] for h in segments if segment_text(h) == TEXT_DECIMAL}
     if hashed != sorted(hashed):  # the core writes the segments in column order
         raise Unsupported("device-hash segments out of column order")
     for c, col in enumerate(spec.fused.get("columns", []) if spec.fused else []):
         kind, t = col["kind"], col["tensors"]
         if kind not in COL_KIND:
             raise Unsupported(f"column kind {kind!r}")
-        flag = COL_HASHED if c in hashed else 0
+        flag = (COL_HASHED if c in hashed else 0) | (COL_DECIMAL if c in decimal else 0)
         for ref in t.values():
             if ref not in slots:
                 raise Unsupported(f"column input {ref!r} is neither fed nor computed")

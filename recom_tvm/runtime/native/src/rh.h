@@ -151,8 +151,11 @@ typedef struct rh_program {
 /* module argument kinds */
 enum { ARG_PACKED = 0, ARG_PACKED_SIZES = 1, ARG_TENSOR = 2, ARG_SHAPE = 3, ARG_SHAPE_OF = 4 };
 /* packed column kinds, as recom_tvm.runtime.fused_layout.KIND; COL_HASHED is or-ed in for a column whose ids the
- * device hashes from its strings (spec.fused["device_hash"]: the strings ship in the device-hash region) */
-enum { COL_CSR = 0, COL_DENSE = 1, COL_ONE = 2, COL_BUCKET = 3, COL_NUMERIC = 4, COL_KIND_MASK = 15, COL_HASHED = 16 };
+ * device hashes from its strings (spec.fused["device_hash"]: the strings ship in the device-hash region), and
+ * COL_DECIMAL with it where those strings are AsString of integers (RH_DEC: the int64 values ship, 8 bytes each,
+ * and the device makes their text: fused_layout.TEXT_DECIMAL) */
+enum { COL_CSR = 0, COL_DENSE = 1, COL_ONE = 2, COL_BUCKET = 3, COL_NUMERIC = 4, COL_KIND_MASK = 15, COL_HASHED = 16,
+       COL_DECIMAL = 32 };
 #define RH_HASH_PAD 2  /* zero words after the strings' bytes (fused_layout.HASH_PAD) */
 
 typedef struct rh_ctx {

@@ -533,12 +533,14 @@ static int layout(rh_ctx *c) {
     const rh_tensor *a = &c->t[col[1]];
     if (hashed) {  /* the ids' strings: counted into the device-hash region, in column order (the segments) */
       const rh_tensor *s = &c->t[col[kind == COL_CSR ? 2 : 1]];
-      if (!s->set || s->raw || s->dtype != RH_STR) return rh_refuse(c, "column %d: hashed strings", k);
+      const int dec = (col[0] & COL_DECIMAL) != 0;
+      if (!s->set || s->raw || s->dtype != (dec ? RH_DEC : RH_STR)) return rh_refuse(c, "column %d: hashed strings", k);
       c->col_str0[k] = nstr;
       c->col_byte0[k] = nbytes;
       nseg++;
       nstr += s->size;
-      for (int64_t i = 0; i < s->size; i++) nbytes += s->sl[i];
+      if (dec) nbytes += 8 * s->size;  /* the int64 values; the device makes their text */
+      else for (int64_t i = 0; i < s->size; i++) nbytes += s->sl[i];
     }
     if (!(hashed && kind != COL_CSR) && !numeric_or_dec(a)) return rh_refuse(c, "column %d: input", k);
     int64_t size;
@@ -743,11 +745,16 @@ static inline int64_t put64(int64_t v) { return v; }
     T *off = packed + 2 * (int64_t)c->prog->ncols + 2 * S + 1 + c->col_str0[k];                                 \
     uint8_t *bytes = (uint8_t *)(packed + 2 * (int64_t)c->prog->ncols + 2 * S + 2 + n) + c->col_byte0[k];       \
     int64_t b = c->col_byte0[k];                                                                                \
-    for (int64_t i = 0; i < s->size; i++) {                                                                     \
-      off[i] = (T)b;                                                                                            \
-      memcpy(bytes, s->sp[i], (size_t)s->sl[i]);                                                                \
-      bytes += s->sl[i];                                                                                        \
-      b += s->sl[i];                                                                                            \
+    if (s->dtype == RH_DEC) {  /* AsString of integers: the int64 values, 8 bytes each (COL_DECIMAL) */         \
+      for (int64_t i = 0; i < s->size; i++) off[i] = (T)(b + 8 * i);                                            \
+      memcpy(bytes, s->data, (size_t)s->size * 8);                                                              \
+    } else {                                                                                                    \
+      for (int64_t i = 0; i < s->size; i++) {                                                                   \
+        off[i] = (T)b;                                                                                          \
+        memcpy(bytes, s->sp[i], (size_t)s->sl[i]);                                                              \
+        bytes += s->sl[i];                                                                                      \
+        b += s->sl[i];                                                                                          \
+      }                                                                                                         \
     }                                                                                                           \
     memset(ids, 0, (size_t)s->size * sizeof(T));                                                                \
   }                                                                                                             \

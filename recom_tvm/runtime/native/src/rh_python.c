@@ -1876,8 +1876,9 @@ PyMODINIT_FUNC PyInit_recom_tvm_host(void) {
     Py_DECREF(m);
     return NULL;
   }
-  /* and the device-hash region (a model whose spec.fused lists device_hash columns needs it) */
-  if (m && PyModule_AddIntConstant(m, "DEVICE_HASH", 1) < 0) {
+  /* and the device-hash region (a model whose spec.fused lists device_hash columns needs it; 2: with decimal
+   * segments, AsString of integers shipped as the integers) */
+  if (m && PyModule_AddIntConstant(m, "DEVICE_HASH", 2) < 0) {
     Py_DECREF(m);
     return NULL;
   }
