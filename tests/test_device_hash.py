@@ -411,3 +411,51 @@ def test_tf_example_string_features(compiled):
                 assert got["score"].tobytes() == c.model.run(feeds)["score"].tobytes()
                 got = got["score"]
             assert_matches_tf(got, exp, f"B={batch} hostile={hostile}")
+
+
+def test_integer_feeds_of_every_width():
+    """A tf.function hashing integer feeds as TF's hash-bucket columns do (to_hash_bucket_fast(as_string(x))): an
+    int32 id per row (a plain gather), int8 ids [B, 2] and an int64 SparseTensor (a bag with empty rows): the fused
+    columns' hashes move to the device as decimal segments, and the embedding stage and score are TF's on extreme
+    values of each width, imported and optimized builds alike."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    t_a, t_b, t_c = (tf.constant(rng.normal(size=(n, d)).astype(np.float32)) for n, d in ((50, 4), (7, 2), (97, 3)))
+
+    def hashed(x, n):
+        return tf.strings.to_hash_bucket_fast(tf.strings.as_string(x), n)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([None, 2], tf.int8),
+                                  tf.SparseTensorSpec([None, None], tf.int64)])
+    def serve(a, b, c):
+        ea = tf.gather(t_a, hashed(a, 50))
+        eb = tf.reshape(tf.gather(t_b, hashed(b, 7)), [-1, 4])
+        ids = tf.SparseTensor(c.indices, hashed(c.values, 97), c.dense_shape)
+        ec = tf.nn.safe_embedding_lookup_sparse(t_c, ids, combiner="sum")
+        e = tf.concat([ea, eb, ec], axis=1)
+        return {"embedding": e, "score": tf.reduce_sum(e * e, axis=1, keepdims=True)}
+
+    cf = serve.get_concrete_function()
+    mod, params, _ = recom_tvm.from_tensorflow(cf)
+    for name, m in (("imported", mod), ("optimized", recom_tvm.optimize(mod))):
+        model = _build(m, params, "on")
+        if name == "optimized":
+            # the int32 gather and the int64 bag are fused columns (the int8 gather + reshape is computed beside
+            # the kernel, its hash on the host)
+            texts = {h["num_buckets"]: h.get("text") for h in model.spec.fused["device_hash"]}
+            assert texts == {50: "decimal", 97: "decimal"}, model.spec.fused["device_hash"]
+        for batch, seed in ((1, 0), (9, 1), (64, 2), (0, 3)):
+            r = np.random.default_rng(seed)
+            a = r.choice([0, 1, -1, 9, 10, -10, 2**31 - 1, -2**31, 123456, -99999], batch).astype(np.int32)
+            b = r.choice([0, -128, 127, 5, -7, 99, 100], (batch, 2)).astype(np.int8)
+            counts = r.integers(0, 4, batch)
+            rows = np.repeat(np.arange(batch), counts)
+            cols = np.concatenate([np.arange(k) for k in counts]) if counts.sum() else np.zeros(0, np.int64)
+            vals = r.choice(INTS, len(rows)).astype(np.int64)
+            idx = np.stack([rows, cols], 1).astype(np.int64).reshape(-1, 2)
+            shape = np.array([batch, max(int(counts.max()) if batch else 1, 1)], np.int64)
+            exp = cf(tf.constant(a), tf.constant(b), tf.SparseTensor(idx, vals, shape))
+            got = model.run({"a": a, "b": b, "c": (idx, vals, shape)})
+            for k in ("embedding", "score"):
+                assert_matches_tf(got[k], exp[k].numpy(), f"{name} B={batch}: {k}")
