@@ -6,7 +6,9 @@ and llvm run() vs TF-CPU, on the mixed 100-column model (recom_tvm.models.zoo.mi
 
 - prepare(): the native host stage (config.native_threads threads, and 1), split into its steps (ingest with the
   GIL, feed checks, sorting, host ops, id checks + binding + layout, packing), against the numpy reference (its
-  own split: host_stage.step_times) and TF-CPU's whole inference (graph mode, frozen graph, all cores);
+  own split: host_stage.step_times) and TF-CPU's whole inference (graph mode, frozen graph, all cores); and the
+  host stage of the same model built with config.device_hash on (what a CUDA build runs: strings and AsString
+  integers shipped to the device hash instead of hashed here);
 - run() on llvm against TF-CPU at the suite's batches, split into prepare and the compiled module (execute);
 - the same request as keyed-jagged, and with the hashing ops on the per-op numpy fallback (what an op without
   native code costs); serialized tf.Examples on the Estimator-style example_mix model.
@@ -78,6 +80,17 @@ def report(path: str) -> None:
               f"{g(r['native_keyed_jagged'])} | {g(r['reference'])} | "
               f"{r['tf_cpu']['cpu_median_ms'] / r['native']['cpu_median_ms']:.1f}x |")
     print()
+    if "native_device_hash" in next(iter(d["prepare"].values())):
+        print("The host stage a CUDA build runs (device_hash on: hash-bucket columns' strings and AsString integers "
+              "shipped, not hashed), ms, median (min):")
+        print()
+        print("| B | TF-CPU whole inference | prepare(), device-hash build | TF-CPU / it (target >= 20) | "
+              + " | ".join(next(iter(d["prepare"].values()))["native_device_hash_steps"]) + " |")
+        print("|---|---|---|---|" + "---|" * len(next(iter(d["prepare"].values()))["native_device_hash_steps"]))
+        for b, r in sorted(d["prepare"].items(), key=lambda x: int(x[0])):
+            print(f"| {b} | {f(r['tf_cpu'])} | **{f(r['native_device_hash'])}** | {r['tf_over_device_hash']:.1f}x | "
+                  + " | ".join(f"{v:.3f}" for v in r["native_device_hash_steps"].values()) + " |")
+        print()
     print("Native prepare() split, ms (median): " )
     print("| B | " + " | ".join(next(iter(d["prepare"].values()))["native_steps"].keys()) + " |")
     print("|---|" + "---|" * len(next(iter(d["prepare"].values()))["native_steps"]))
@@ -127,8 +140,14 @@ def main() -> int:
     spec = zoo.mixed(a.columns)
     paths = tf_export.export(spec)
     mod, params, _ = recom_tvm.from_tensorflow(paths["pb"], signature=paths["signature"])
-    model = recom_tvm.build(recom_tvm.optimize(mod), "llvm", params)
+    opt = recom_tvm.optimize(mod)
+    model = recom_tvm.build(opt, "llvm", params)
     assert model.native_host() is not None, model.native_error
+    # the host stage a CUDA build runs: the hash-bucket columns' strings and integers shipped to the device hash
+    old_mode, config.device_hash = config.device_hash, "on"
+    dh_model = recom_tvm.build(opt, "llvm", params)
+    config.device_hash = old_mode
+    assert dh_model.spec.fused["device_hash"] and dh_model.native_host() is not None, dh_model.native_error
     tf_graph = FrozenGraphRunner(paths["pb"], paths["signature"])
     from host_stage import step_times
 
@@ -146,6 +165,9 @@ def main() -> int:
             config.native_threads = threads
             row["native"] = _times(model.prepare, feeds, reps)
             row["native_steps"] = native_steps(model, feeds, reps)
+            row["native_device_hash"] = _times(dh_model.prepare, feeds, reps)
+            row["native_device_hash_steps"] = native_steps(dh_model, feeds, reps)
+            row["tf_over_device_hash"] = tf_t["median_ms"] / row["native_device_hash"]["median_ms"]
             config.native_threads = 1
             row["native_1_thread"] = _times(model.prepare, feeds, reps)
             config.native_threads = threads
@@ -168,7 +190,8 @@ def main() -> int:
                   f"(1 thread {row['native_1_thread']['median_ms']:.3f}, keyed-jagged "
                   f"{row['native_keyed_jagged']['median_ms']:.3f}, hashing in numpy "
                   f"{row['native_hashing_in_numpy']['median_ms']:.3f}) | numpy {row['reference']['median_ms']:.2f} | "
-                  f"TF / native {row['tf_over_native']:.1f}x | steps " +
+                  f"TF / native {row['tf_over_native']:.1f}x | device-hash build "
+                  f"{row['native_device_hash']['median_ms']:.3f} ({row['tf_over_device_hash']:.1f}x) | steps " +
                   ", ".join(f"{k} {v:.3f}" for k, v in s.items()), flush=True)
         if batch in [int(b) for b in a.run_batches.split(",")]:
             prepared = [model.prepare(f) for f in feeds]
