@@ -191,6 +191,9 @@ int rh_device_call(rh_device *d, rh_ctx *c, uint8_t *host, uint64_t dev, int64_t
       goto done;
     }
   }
+  /* the host stage's tensors and arenas are cleared while the device works (main's arguments are made: only the
+   * layout, which a clear keeps, was read), instead of after the synchronisation */
+  if (cuda) rh_ctx_clear(c);
 done:
   /* what was queued ends before the request's memory (its storages, the staging buffer) can be reused */
   if (cuda && (err = a->sync(d->stream)) && !rc) rc = fail(d, RH_DEV_CUDA, "cuStreamSynchronize", err);

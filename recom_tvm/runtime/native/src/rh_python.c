@@ -937,7 +937,7 @@ static int serve_armed(ctx_state *cs, rh_device *d, int rc) {
   if (rc != RH_OK || !d || c->staging_bytes > cs->serve_cap) return -1;
   if (rh_write(c, (uint8_t *)(uintptr_t)cs->serve_host, cs->serve_cap)) return -2;
   int rc2 = rh_device_call(d, c, (uint8_t *)(uintptr_t)cs->serve_host, cs->serve_addr, c->staging_bytes);
-  rh_ctx_clear(c);
+  if (!c->clean) rh_ctx_clear(c);  /* (a CUDA call cleared it while the device worked) */
   return rc2;
 }
 
