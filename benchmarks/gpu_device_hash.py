@@ -174,13 +174,16 @@ def check_ids(on, off, kernel, feeds, dev) -> tuple[bool, int, int]:
     build's (header shifted by the region) -> (ok, strings, bytes of strings)."""
     import tvm
 
+    from recom_tvm.runtime.fused_layout import segment_text
+
     p_on, (batch, n) = _packed(on, on.prepare(feeds))
     p_off, _ = _packed(off, off.prepare(feeds))
     fused = on.spec.fused
     c = len(fused["columns"])
     nbt = np.array([h["num_buckets"] for h in fused["device_hash"]], np.int64)
+    text = np.array([segment_text(h) for h in fused["device_hash"]], np.int64)  # decimal segments: AsString ints
     buf = tvm.runtime.tensor(p_on, dev)
-    kernel["main"](buf, tvm.runtime.tensor(nbt, dev), n)
+    kernel["main"](buf, tvm.runtime.tensor(nbt, dev), tvm.runtime.tensor(text, dev), n)
     got = buf.numpy()
     region = int(p_on[0]) - int(p_off[0])
     ok = bool(np.array_equal(got[:c] - region, p_off[:c]) and np.array_equal(got[c:2 * c], p_off[c:2 * c])
