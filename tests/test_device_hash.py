@@ -459,3 +459,29 @@ def test_integer_feeds_of_every_width():
             got = model.run({"a": a, "b": b, "c": (idx, vals, shape)})
             for k in ("embedding", "score"):
                 assert_matches_tf(got[k], exp[k].numpy(), f"{name} B={batch}: {k}")
+
+
+def test_a_native_library_older_than_the_segments_is_refused(hash_mix):
+    """A host library without decimal segments (DEVICE_HASH 1) would ship AsString integers as strings: refused for
+    a model that has them; one without the device hash at all (no DEVICE_HASH) for any device-hashing model."""
+    from recom_tvm.runtime.native import NativeHost
+
+    _, models = hash_mix
+    lib = models["on32"].native_host().lib
+
+    class OldLibrary:  # the same functions, with an older (or no) DEVICE_HASH marker
+        def __init__(self, level):
+            self.level = level
+
+        def __getattr__(self, name):
+            if name == "DEVICE_HASH":
+                if self.level is None:
+                    raise AttributeError(name)
+                return self.level
+            return getattr(lib, name)
+
+    with pytest.raises(ValueError, match="hashes AsString of integers on the device .* predates it"):
+        NativeHost(OldLibrary(1), models["on32"].spec)
+    with pytest.raises(ValueError, match="hashes AsString of integers on the device .* predates it"):
+        NativeHost(OldLibrary(None), models["on32"].spec)
+    assert NativeHost(OldLibrary(None), models["off"].spec).program.module_args  # no device hash: still used

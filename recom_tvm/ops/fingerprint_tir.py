@@ -417,9 +417,9 @@ def _digits_past_one(mag: tirx.PrimExpr) -> tirx.PrimExpr:
 @T.macro
 def decimal_text(txt, m, u):
     """txt (local int64 [TEXT_WORDS]) <- TF's AsString of the int64 whose bits are the uint64 u (decimal, '-' for
-    negatives), little-endian bytes as PackedBytes reads them; m (local uint64 [3]) <- [scratch, the text's length,
-    the sign]. All in uint64: a signed view of u would let TVM's simplifier assume a cast uint64 is >= 0, and the
-    magnitude of a negative, ~u + 1, never wraps (llvm's nuw, see _wadd)."""
+    negatives), little-endian bytes as PackedBytes reads them; m (local uint64 [4]) <- [scratch, the text's length,
+    the sign, scratch]. All in uint64: a signed view of u would let TVM's simplifier assume a cast uint64 is >= 0,
+    and the magnitude of a negative, ~u + 1, never wraps (llvm's nuw, see _wadd)."""
     for w in T.serial(TEXT_WORDS):
         txt[w] = T.int64(0)
     m[2] = T.shift_right(u, _u64(63))
@@ -427,12 +427,11 @@ def decimal_text(txt, m, u):
     m[1] = m[2] + _u64(1) + _digits_past_one(m[0])
     if m[2] == _u64(1):
         txt[0] = T.int64(45)  # '-'
-    for j in T.serial(20):
+    for j in T.serial(20):  # the digits from the last: digit j at byte m[3] = length - 1 - j
         if T.Cast(U64, j) < m[1] - m[2]:
-            txt[T.shift_right(T.Cast(I64, m[1]) - T.int64(1) - j, T.int64(3))] = txt[T.shift_right(
-                T.Cast(I64, m[1]) - T.int64(1) - j, T.int64(3))] | T.shift_left(
-                T.Cast(I64, T.truncmod(m[0], _u64(10))) + T.int64(48),
-                T.bitwise_and(T.Cast(I64, m[1]) - T.int64(1) - j, T.int64(7)) * T.int64(8))
+            m[3] = m[1] - _u64(1) - T.Cast(U64, j)
+            txt[T.Cast(I64, m[3] >> _u64(3))] = txt[T.Cast(I64, m[3] >> _u64(3))] | T.shift_left(
+                T.Cast(I64, T.truncmod(m[0], _u64(10))) + T.int64(48), T.Cast(I64, (m[3] & _u64(7)) * _u64(8)))
             m[0] = T.truncdiv(m[0], _u64(10))
 
 
@@ -472,7 +471,7 @@ def hash_packed_func(target_kind: str, num_segments: int, region: int, packed_dt
                     seg[1] = T.shift_right(seg[0] + seg[1], T.int64(1))
         if text[seg[0]] == T.int64(TEXT_DECIMAL):
             txt = T.alloc_buffer((TEXT_WORDS,), I64, scope="local")
-            m = T.alloc_buffer((3,), U64, scope="local")
+            m = T.alloc_buffer((4,), U64, scope="local")
             decimal_text(txt, m, PackedBytes(packed, T.int64(R + 2 * S + 2) + n).fetch64(
                 as_i64(packed[R + 2 * S + 1 + i])))
             fingerprint64(r, PackedBytes(txt, T.int64(0)), T.int64(0), T.Cast(I64, m[1]))

@@ -31,7 +31,7 @@ from tvm import relax, tirx
 from .. import config
 from ..ops import defs
 from ..ops.registry import is_recom_op
-from ..runtime.fused_layout import TEXT
+from ..runtime.fused_layout import segment_text
 from ._util import attach_spec, copy_attrs, spec_of
 
 # ops whose output is the strings of their first input, selected or reshaped (not new text): a hash of their output
@@ -139,9 +139,12 @@ def hashed_columns(spec) -> list[dict]:
         if src is None or not 1 <= nb < 1 << 63:
             continue
         if _string_source(spec, producer, src):
-            out.append({"column": c, "strings": src, "num_buckets": nb, "node": node["name"]})
+            text = {}
         elif _decimal_source(producer, uses, src):
-            out.append({"column": c, "strings": src, "num_buckets": nb, "node": node["name"], "text": "decimal"})
+            text = {"text": "decimal"}
+        else:
+            continue
+        out.append({"column": c, "strings": src, "num_buckets": nb, "node": node["name"], **text})
     return out
 
 
@@ -208,7 +211,7 @@ class DeviceHash:
         strings = tirx.Var(STRINGS_SYMBOL, "int64")
         new = relax.Var(old.name, relax.ShapeType([batch, strings]))
         nbt = np.array([p["num_buckets"] for p in picks], np.int64)
-        text = np.array([TEXT[p.get("text", "bytes")] for p in picks], np.int64)
+        text = np.array([segment_text(p) for p in picks], np.int64)
         mutator = _InsertHash(mod, nbt, strings, 2 * len(spec.fused["columns"]), text)
         body = mutator.visit_expr(main)
         if mutator.done != 1:  # (the fused call under control flow, or twice): the host keeps hashing

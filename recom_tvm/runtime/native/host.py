@@ -73,12 +73,11 @@ class NativeHost:
         if any(i["source"] == "packed" and i["dtype"] == "int32" for i in self.program.module_args) and \
                 not getattr(lib, "PACKED_INT32", 0):
             raise ValueError("the model packs int32 and its native host library predates int32 packing")
-        if spec.fused and spec.fused.get("device_hash") and not getattr(lib, "DEVICE_HASH", 0):
-            raise ValueError("the model hashes strings on the device and its native host library predates it")
-        if spec.fused and any(segment_text(h) == TEXT_DECIMAL for h in spec.fused.get("device_hash") or ()) and \
-                getattr(lib, "DEVICE_HASH", 0) < 2:
-            raise ValueError("the model hashes AsString of integers on the device and its native host library "
-                             "predates it")
+        segments = (spec.fused.get("device_hash") or ()) if spec.fused else ()
+        decimal = any(segment_text(h) == TEXT_DECIMAL for h in segments)
+        if segments and getattr(lib, "DEVICE_HASH", 0) < (2 if decimal else 1):  # 2: with decimal segments
+            what = "AsString of integers" if decimal else "strings"
+            raise ValueError(f"the model hashes {what} on the device and its native host library predates it")
         self.handle = lib.program_new(*self.program.args)
         self.refusals = 0         # requests the core handed to the numpy reference
         self.last_refusal = ""
