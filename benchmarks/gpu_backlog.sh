@@ -20,7 +20,8 @@
 # request       15      E and mixed-100 from TF-style feeds step by step (host stage, H2D, kernels, D2H),
 #                       1 vs 8 threads, answers vs the build host's, with a stream per VM (RECOM_TVM_SLOT_STREAMS=1,
 #                       off by default: no faster on the H100, 2026-12-06); then threads_scaling.py on the same folder:
-#                       each step from 1 / 2 / 4 / 8 threads, a stream per VM vs one shared stream
+#                       each step from 1 / 2 / 4 / 8 threads, a stream per VM vs one shared stream; and run / host
+#                       again with feeds dicts read with the GIL (RECOM_TVM_NATIVE_FEEDS_OUTSIDE_GIL=0: the A/B)
 # device_e2e    15      the device side of E / mixed-100 vs PyTorch grouped embedding_bag + MLP in a CUDA graph
 # compact       16      compact tables (fp16 / bf16 / int8) and int32 packing (huge ids, demo.i64) vs TF on the
 #                       GPU, E's kernel per dtype and knob (time vs floor), ncu counters of E at B = 2,048
@@ -98,7 +99,11 @@ run_one() {
     request) RECOM_TVM_SLOT_STREAMS=1 timeout 280 python3 benchmarks/request_path_gpu.py run --dir "$d/rp" --out "$o" > "$o/request.log" 2>&1
              echo "request path rc=$?"; grep -v '^\s*$' "$o/request.log" | tail -40
              timeout 280 python3 benchmarks/threads_scaling.py --dir "$d/rp" --per-thread 150 --out "$o" > "$o/threads.log" 2>&1
-             echo "threads scaling rc=$?"; grep -v '^\s*$' "$o/threads.log" | grep -v Warning | tail -30 ;;
+             echo "threads scaling rc=$?"; grep -v '^\s*$' "$o/threads.log" | grep -v Warning | tail -30
+             RECOM_TVM_NATIVE_FEEDS_OUTSIDE_GIL=0 timeout 150 python3 benchmarks/threads_scaling.py --dir "$d/rp" \
+               --per-thread 150 --steps run,host --tag _feeds_with_gil --out "$o" > "$o/threads_gil.log" 2>&1
+             echo "threads scaling, feeds read with the GIL (A/B) rc=$?"; grep -v '^\s*$' "$o/threads_gil.log" \
+               | grep -v Warning | tail -14 ;;
     device_e2e) timeout 540 python3 benchmarks/gpu_request_path.py run --dir "$d/rp" --out "$o" > "$o/e2e.log" 2>&1
                 echo "device e2e rc=$?"; grep -v '^\s*$' "$o/e2e.log" | tail -40 ;;
     compact)

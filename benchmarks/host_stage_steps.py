@@ -8,7 +8,11 @@ Runs anywhere the host library loads (the build host, or a serving host): it rea
         [--lib other/recom_tvm_host.abi3.so] [--json out.json]
 
 Median of --iters runs after 5 warm-up runs, ms; each step as the library times it (ingest holds the GIL except
-for the string reads it defers; the other steps run without it).
+for the string reads it defers, or not at all for a feeds dict in the usual form; the other steps run without it).
+
+--threads 1,2: also the host stage's requests per second (the staging buffer written) from that many Python threads
+at once (each its own context and buffer, config.native_threads per request): what the GIL still serializes. A host with fewer
+cores than threads cannot show more than its cores.
 """
 
 from __future__ import annotations
@@ -24,12 +28,41 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from recom_tvm import config  # noqa: E402
 from recom_tvm.runtime.keyed_jagged import KeyedJagged  # noqa: E402
 from recom_tvm.runtime.native import NativeHost, load_library  # noqa: E402
 from recom_tvm.runtime.spec import InputSpec  # noqa: E402
 
 
-def measure(lib_path: str, spec: InputSpec, requests: dict, batches: list, iters: int) -> dict:
+def threads_rate(host: NativeHost, call, threads: int, seconds: float = 1.5) -> float:
+    """Requests per second of `threads` threads each running call(ctx, destination) on a context and staging
+    buffer of its own."""
+    import threading
+
+    counts, stop = [0] * threads, threading.Event()
+
+    def work(k: int) -> None:
+        ctx, staging = host.context(), np.zeros(64 << 20, np.uint8)
+        address = staging.ctypes.data
+        while not stop.is_set():
+            call(ctx, lambda n: (address, staging.size))
+            counts[k] += 1
+
+    ths = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    for th in ths:
+        th.start()
+    time.sleep(0.3)  # (warm-up)
+    c0, t0 = sum(counts), time.perf_counter()
+    time.sleep(seconds)
+    c1, t1 = sum(counts), time.perf_counter()
+    stop.set()
+    for th in ths:
+        th.join()
+    return (c1 - c0) / (t1 - t0)
+
+
+def measure(lib_path: str, spec: InputSpec, requests: dict, batches: list, iters: int,
+            threads: tuple = ()) -> dict:
     host = NativeHost(load_library(lib_path), spec)
     ctx = host.context()
     staging = np.zeros(1 << 20, np.uint8)
@@ -56,8 +89,12 @@ def measure(lib_path: str, spec: InputSpec, requests: dict, batches: list, iters
                 if i >= 5:
                     total.append(dt)
                     steps.append(host.timings(ctx))
-            out[f"{layout}_B{b}"] = {"total_ms": round(1e3 * float(np.median(total)), 4),
-                                     **{k: round(float(np.median([s[k] for s in steps])), 4) for k in steps[0]}}
+            out[f"{layout}_B{b}"] = row = {"total_ms": round(1e3 * float(np.median(total)), 4),
+                                           **{k: round(float(np.median([s[k] for s in steps])), 4) for k in steps[0]}}
+            each = (lambda c, d, f=feeds: host.request(c, f, d)) if layout == "feeds" else \
+                (lambda c, d, k=kjt: host.request_kjt(c, k, d))
+            for n in threads:
+                row[f"threads_{n}_per_s"] = round(threads_rate(host, each, n), 1)
     return out
 
 
@@ -68,6 +105,7 @@ def main() -> int:
     p.add_argument("--batches", default="32,2048")
     p.add_argument("--iters", type=int, default=30)
     p.add_argument("--lib", action="append", default=[], help="another host library to measure beside the folder's")
+    p.add_argument("--threads", default="", help="thread counts for the host stage's requests per second, e.g. 1,2")
     p.add_argument("--json")
     a = p.parse_args()
     with open(os.path.join(a.dir, f"{a.model}.so.spec.json")) as f:
@@ -76,9 +114,10 @@ def main() -> int:
         requests = pickle.load(f)
     batches = [int(b) for b in a.batches.split(",")]
     libs = [os.path.join(a.dir, f"{a.model}.so.host.so")] + a.lib
-    res = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu_cores": os.cpu_count(), "model": a.model, "libraries": {}}
+    res = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu_cores": os.cpu_count(), "model": a.model, "libraries": {},
+           "native_threads": config.native_threads, "feeds_outside_gil": config.native_feeds_outside_gil}
     for lib in libs:
-        res["libraries"][lib] = r = measure(lib, spec, requests, batches, a.iters)
+        res["libraries"][lib] = r = measure(lib, spec, requests, batches, a.iters, tuple(int(n) for n in a.threads.split(",") if n))
         print(lib)
         for key, row in r.items():
             print(f"  {key:>18}: {row['total_ms']:7.3f} ms  " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()

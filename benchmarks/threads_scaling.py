@@ -163,6 +163,7 @@ def main() -> int:
     p.add_argument("--per-thread", type=int, default=200)
     p.add_argument("--steps", default=",".join(STEPS), help="a subset of the steps, comma-separated")
     p.add_argument("--out", default=os.environ.get("OUT"))
+    p.add_argument("--tag", default="", help="appended to the JSON's name (threads_scaling<tag>.json)")
     a = p.parse_args()
     from device_info import gpu_name, machine
 
@@ -171,7 +172,8 @@ def main() -> int:
     counts = [int(t) for t in a.threads.split(",")]
     res = {"date": time.strftime("%Y-%m-%d %H:%M"), "device": gpu_name(), "host": machine(),
            "cpu_cores": os.cpu_count(),
-           "native_threads": config.native_threads, "models": {}}
+           "native_threads": config.native_threads, "feeds_outside_gil": config.native_feeds_outside_gil,
+           "models": {}}
     res["gil_free_step"] = {t: round(_busy(t, a.per_thread), 1) for t in counts}
     print(f"{res['device']}, {os.cpu_count()} CPU cores; a GIL-free step (SHA-256): "
           + ", ".join(f"{t} threads {r / res['gil_free_step'][counts[0]]:.2f}x" for t, r in res["gil_free_step"].items()))
@@ -197,7 +199,7 @@ def main() -> int:
         res["models"][name] = rows
     if a.out:
         os.makedirs(a.out, exist_ok=True)
-        with open(os.path.join(a.out, "threads_scaling.json"), "w") as f:
+        with open(os.path.join(a.out, f"threads_scaling{a.tag}.json"), "w") as f:
             json.dump(res, f, indent=1)
     return 0
 

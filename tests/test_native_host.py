@@ -232,6 +232,58 @@ def test_string_elements_read_outside_the_gil_agree(demo, monkeypatch, parallel_
     assert native.lib.strings_outside_gil() is outside  # the request path applied the knob
 
 
+def _packed(native, ctx, feeds) -> tuple:
+    """native.request on `ctx` -> (argument layout, the staging buffer's bytes)."""
+    staging = np.zeros(1 << 20, np.uint8)
+    res = native.request(ctx, feeds, lambda n: (staging.ctypes.data, staging.size))
+    assert res is not None, native.last_refusal
+    return res[0], staging[:res[1]].tobytes()
+
+
+def test_feeds_read_without_the_gil_in_the_usual_form(demo, monkeypatch):
+    """A feeds dict in the usual form (each key the same object as the last request's at its position, exact numpy
+    arrays, sparse features as tuples) is read with the GIL released (ingest_unlocked); any other form is read with
+    the GIL as before, and after k misses in a row the next 2^k - 1 requests skip the attempt. Every request packs
+    the same bytes as with the knob off (config.native_feeds_outside_gil), which the reference checks (conftest)."""
+    monkeypatch.setattr(config, "native_threads", 1)
+    native = demo.model.native_host()
+    assert native.lib.FEEDS_OUTSIDE_GIL == 1
+    base = DEMO.sample(6, rng=11)
+    idx, vals, shape = base["tags"]
+    mixed = vals.copy()
+    mixed[::3] = "caf\u00e9"  # non-ASCII elements: read with the GIL after the stretch, still this path
+    wide = np.zeros((6, 2), np.float32)
+    wide[:, ::2] = base["price"]
+    forms = [  # (feeds, read without the GIL?)
+        (base, False),  # the context's first request: keys not yet known
+        (base, True),
+        (dict(base), True),  # another dict of the same key objects, in the same order
+        (dict(base, tags=(idx, mixed, shape)), True),
+        (dict(base, tags={"indices": idx, "values": vals, "dense_shape": shape}), False),  # a miss ...
+        (base, False),  # ... so the next request skips the attempt
+        (base, True),
+        (dict(base, price=wide[:, ::2]), False),  # a strided view
+        (dict(base, age=base["age"].tolist()), False),  # a list (the reference's conversion)
+        (dict(reversed(base.items())), False),  # keys at other positions
+        (base, False),  # (the first key now differs: read with the GIL, the positions learned again)
+        (base, True),
+        ({"".join(k): v for k, v in base.items()}, False),  # fresh key objects
+    ]
+    ctx = native.context()
+    monkeypatch.setattr(config, "native_feeds_outside_gil", False)
+    off = native.context()
+    expected = [_packed(native, off, f) for f, _ in forms]
+    assert native.lib.unlocked_reads(off) == (0, 0)
+    monkeypatch.setattr(config, "native_feeds_outside_gil", True)
+    for i, ((feeds, unlocked), want) in enumerate(zip(forms, expected)):
+        hits = native.lib.unlocked_reads(ctx)[0]
+        assert _packed(native, ctx, feeds) == want, i
+        assert native.lib.unlocked_reads(ctx)[0] == hits + unlocked, i
+    assert native.lib.feeds_outside_gil() is True
+    for feeds, _ in forms:
+        assert_host_paths_agree(demo.model, feeds)
+
+
 def test_lossless_casts_and_odd_forms_stay_native(demo):
     """int32 indices, a SparseTensor-like object, a tuple of lists: converted by the reference's own conversion,
     then the rest of the request runs natively."""

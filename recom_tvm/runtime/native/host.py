@@ -33,11 +33,12 @@ from .program import DTYPE, NUMPY, PARTS, Program, compile_program
 
 _LIBS: dict[str, object] = {}
 _DONE = frozenset(("ok", "served", "error", "unsupported", "cuda"))  # run()'s outcomes that end a request
-_THREADS: dict[int, tuple] = {}  # (threads per request, parallel minimum, strings outside the GIL) set in each loaded library
+_THREADS: dict[int, tuple] = {}  # (threads per request, parallel minimum, strings / feeds outside the GIL) per loaded library
 
 
 def _set_threads(lib) -> None:
-    want = (config.native_threads, config.native_parallel_min, config.native_strings_outside_gil)
+    want = (config.native_threads, config.native_parallel_min, config.native_strings_outside_gil,
+            config.native_feeds_outside_gil)
     if _THREADS.get(id(lib)) != want:
         try:
             lib.set_threads(*want[:2])
@@ -45,6 +46,8 @@ def _set_threads(lib) -> None:
             lib.set_threads(want[0])
         if hasattr(lib, "strings_outside_gil"):  # (libraries built before it read strings with the GIL)
             lib.strings_outside_gil(bool(want[2]))
+        if hasattr(lib, "feeds_outside_gil"):  # (and feeds dicts with it)
+            lib.feeds_outside_gil(bool(want[3]))
         _THREADS[id(lib)] = want
 _LOCK = threading.Lock()
 

@@ -39,7 +39,7 @@ typedef struct {
   const uint8_t **sp;           /* RH_STR: element pointers */
   int64_t *sl;                  /* RH_STR: element lengths */
   int32_t raw, raw_width;       /* RAW_*: data holds the fixed-width elements, converted by rh_finish_raw */
-  int32_t pyobj;                /* >= 0: the data is this Python object's (index in the context's list), as given */
+  int32_t pyobj;                /* the data is a Python object's, as given: >= 0 held by the context, <= -2 lent (rh_python.c) */
   int32_t set;
   int32_t rows_ok, rows_sorted; /* sparse indices: within their dense_shape (rows >= 0); rows non-decreasing */
 } rh_tensor;

@@ -3,10 +3,11 @@
  * serving host with another Python). No numpy C API: arrays are read through their ABI-stable leading fields,
  * checked once per dtype against the buffer protocol (which reads every other array).
  *
- * Per request, with the GIL: the feeds dict's keys (matched by identity with the last request's where they are the
- * same objects) and one buffer per feed tensor. Everything else (the
- * elements of object arrays of str when they are compact ASCII, checks, sorting, hashing, binding, packing) runs
- * with the GIL released. */
+ * Per request, with the GIL: the feeds dict itself (one reference) and, where the request is not in the usual form
+ * (see ingest_unlocked), its keys and one buffer per feed tensor. Everything else (the dict's entries when every key
+ * is the same object as the last request's at its position and every feed an exact numpy array, the elements of
+ * object arrays of str when they are compact ASCII, checks, sorting, hashing, binding, packing) runs with the GIL
+ * released. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
@@ -37,6 +38,10 @@ typedef struct {
   PyObject *prog;    /* the program capsule */
   PyObject **kept;   /* objects whose memory the request's tensors point into (a reference each) */
   int nkept, capkept;
+  PyObject **lent;   /* feed arrays read without the GIL: borrowed, the feeds dict (in `kept`) holds them */
+  int nlent, caplent;
+  int unlocked_skip, unlocked_misses; /* requests left before ingest_unlocked is tried again; its misses in a row */
+  long long unlocked_hits, unlocked_tries; /* requests read by ingest_unlocked; requests it was tried on */
   PyObject **key_obj; /* nfeat: the last feeds dict's keys in its order (references), and their features */
   int32_t *key_feat;
   Py_buffer *bufs;
@@ -412,6 +417,28 @@ static void release_request(ctx_state *cs) {
   cs->nbufs = 0;
   for (int i = 0; i < cs->nkept; i++) Py_DECREF(cs->kept[i]);
   cs->nkept = 0;
+  cs->nlent = 0;
+}
+
+/* a feed array read without the GIL (borrowed: the request holds the dict) -> its pyobj code (-2 - index), or -1
+ * where memory ran out (no Python error: the caller reads the request again with the GIL) */
+static int lend_object(ctx_state *cs, PyObject *obj) {
+  if (cs->nlent == cs->caplent) {
+    int cap = cs->caplent ? 2 * cs->caplent : 256;
+    PyObject **nl = (PyObject **)realloc(cs->lent, sizeof(PyObject *) * (size_t)cap);
+    if (!nl) return -1;
+    cs->lent = nl;
+    cs->caplent = cap;
+  }
+  cs->lent[cs->nlent] = obj;
+  return -2 - cs->nlent++;
+}
+
+/* the Python object a tensor's data is (pyobj >= 0: held in `kept`; <= -2: lent), or NULL */
+static PyObject *tensor_object(const ctx_state *cs, const rh_tensor *t) {
+  if (t->pyobj >= 0) return cs->kept[t->pyobj];
+  if (t->pyobj <= -2) return cs->lent[-2 - t->pyobj];
+  return NULL;
 }
 
 /* hold `obj` for the request (a reference in a C array: a list append cost more per feed array) -> its index */
@@ -447,6 +474,7 @@ static void ctx_free(PyObject *cap) {
   free(cs->key_feat);
   rh_ctx_free(cs->c);
   free(cs->kept);
+  free(cs->lent);
   Py_XDECREF(cs->prog);
   free(cs->bufs);
   free(cs->defer);
@@ -543,6 +571,7 @@ static int keep_buffer(ctx_state *cs, Py_buffer *v) {
  * each kind, and any difference leaves every element to the GIL path. */
 static int str_direct = 0;   /* the fields check passed at import */
 static int str_outside = 1;  /* and the knob (config.native_strings_outside_gil) wants it */
+static int feeds_outside = 1; /* run() reads a feeds dict in the usual form without the GIL (ingest_unlocked) */
 static Py_ssize_t str_len_off, str_state_off, str_data_off;
 #define STR_COMPACT_ASCII 0x60u  /* state bits: compact (5) and ascii (6) */
 
@@ -631,10 +660,7 @@ static int plan_strings(ctx_state *cs, strings_job *j, int64_t *nchunks) {
   j->chunk_start = (int64_t *)rh_alloc(&cs->c->arena[0], (size_t)(n + 1) * 8);
   j->chunk_entry = (int32_t *)rh_alloc(&cs->c->arena[0], (size_t)(n + 1) * 4);
   j->chunk_slow = (int64_t *)rh_alloc(&cs->c->arena[0], (size_t)(n + 1) * 8);
-  if (!j->chunk_start || !j->chunk_entry || !j->chunk_slow) {
-    PyErr_NoMemory();
-    return -1;
-  }
+  if (!j->chunk_start || !j->chunk_entry || !j->chunk_slow) return -1;  /* (needs no GIL: the caller raises) */
   int64_t c = 0;
   for (int k = 0; k < cs->ndefer; k++)
     for (int64_t a = 0; a < cs->defer[k].n; a += STRINGS_CHUNK, c++) {
@@ -677,7 +703,10 @@ static int finish_strings(ctx_state *cs, strings_job *j, int64_t nchunks, PyObje
 static int resolve_deferred(ctx_state *cs, PyObject **pending) {
   strings_job j;
   int64_t nchunks, total = 0;
-  if (plan_strings(cs, &j, &nchunks) < 0) return -1;
+  if (plan_strings(cs, &j, &nchunks) < 0) {
+    PyErr_NoMemory();
+    return -1;
+  }
   for (int k = 0; k < cs->ndefer; k++) total += cs->defer[k].n;
   Py_BEGIN_ALLOW_THREADS
   rh_set_request_work(total);
@@ -686,33 +715,43 @@ static int resolve_deferred(ctx_state *cs, PyObject **pending) {
   return finish_strings(cs, &j, nchunks, pending);
 }
 
+/* an object array's element pointers and lengths, read later (run(): after the feeds, outside the GIL). Needs no
+ * GIL. -> 0, or -1 where memory ran out (no Python error set) */
+static int defer_strings(ctx_state *cs, rh_tensor *t, PyObject **items, int feature, int part, PyObject *obj) {
+  t->sp = (const uint8_t **)rh_alloc(&cs->c->arena[0], (size_t)t->size * sizeof(void *));
+  t->sl = (int64_t *)rh_alloc(&cs->c->arena[0], (size_t)t->size * 8);
+  if (!t->sp || !t->sl) return -1;
+  if (cs->ndefer == cs->capdefer) {
+    int cap = cs->capdefer ? 2 * cs->capdefer : 64;
+    deferred_strings *d = (deferred_strings *)realloc(cs->defer, (size_t)cap * sizeof *d);
+    if (!d) return -1;
+    cs->defer = d;
+    cs->capdefer = cap;
+  }
+  deferred_strings *d = &cs->defer[cs->ndefer++];
+  d->slot = (int32_t)(t - cs->c->t);
+  d->feature = feature;
+  d->part = part;
+  d->items = items;
+  d->obj = obj;
+  d->n = t->size;
+  d->slow = 0;
+  return 0;
+}
+
 static int object_strings(ctx_state *cs, rh_tensor *t, PyObject **items) {
+  if (str_direct && str_outside && cs->cur_feature >= 0 && t->size > 0) {  /* run(): read after the feeds, outside the GIL */
+    if (defer_strings(cs, t, items, cs->cur_feature, cs->cur_part, cs->cur_obj) < 0) {
+      PyErr_NoMemory();
+      return -1;
+    }
+    return 0;
+  }
   t->sp = (const uint8_t **)rh_alloc(&cs->c->arena[0], (size_t)t->size * sizeof(void *));
   t->sl = (int64_t *)rh_alloc(&cs->c->arena[0], (size_t)t->size * 8);
   if (!t->sp || !t->sl) {
     PyErr_NoMemory();
     return -1;
-  }
-  if (str_direct && str_outside && cs->cur_feature >= 0 && t->size > 0) {  /* run(): read after the feeds, outside the GIL */
-    if (cs->ndefer == cs->capdefer) {
-      int cap = cs->capdefer ? 2 * cs->capdefer : 64;
-      deferred_strings *d = (deferred_strings *)realloc(cs->defer, (size_t)cap * sizeof *d);
-      if (!d) {
-        PyErr_NoMemory();
-        return -1;
-      }
-      cs->defer = d;
-      cs->capdefer = cap;
-    }
-    deferred_strings *d = &cs->defer[cs->ndefer++];
-    d->slot = (int32_t)(t - cs->c->t);
-    d->feature = cs->cur_feature;
-    d->part = cs->cur_part;
-    d->items = items;
-    d->obj = cs->cur_obj;
-    d->n = t->size;
-    d->slow = 0;
-    return 0;
   }
   return read_strings(t, items, 0);
 }
@@ -830,6 +869,20 @@ static int np_check(PyObject *obj, int dtype, int ndim, const Py_ssize_t *shape,
   return ok;
 }
 
+/* a tensor over an array's own memory, as numpy describes it */
+static void set_direct(rh_tensor *t, int dtype, int ndim, const Py_ssize_t *shape, void *data) {
+  memset(t, 0, sizeof *t);
+  t->dtype = dtype;
+  t->ndim = ndim;
+  t->size = 1;
+  for (int d = 0; d < ndim; d++) {
+    t->shape[d] = shape[d];
+    t->size *= shape[d];
+  }
+  t->data = data;
+  t->pyobj = -1;
+}
+
 /* read `obj` into tensor slot `slot`. want: the dtype the slot must have (-1: any). -> 0 read, 1 the value needs
  * the reference's conversion first (another type, dtype, layout), -1 a Python error */
 static int ingest(ctx_state *cs, prog_state *ps, int slot, PyObject *obj, int want) {
@@ -841,16 +894,7 @@ static int ingest(ctx_state *cs, prog_state *ps, int slot, PyObject *obj, int wa
   if (np_direct && np_fields(obj, &nd_dtype, &nd_ndim, &nd_shape, &nd_data)
       && np_check(obj, nd_dtype, nd_ndim, nd_shape, nd_data)) {
     if (want >= 0 && nd_dtype != want) return 1;
-    memset(t, 0, sizeof *t);
-    t->dtype = nd_dtype;
-    t->ndim = nd_ndim;
-    t->size = 1;
-    for (int d = 0; d < nd_ndim; d++) {
-      t->shape[d] = nd_shape[d];
-      t->size *= nd_shape[d];
-    }
-    t->data = nd_data;
-    t->pyobj = -1;
+    set_direct(t, nd_dtype, nd_ndim, nd_shape, nd_data);
     if (nd_dtype == RH_STR) {
       int rc = object_strings(cs, t, (PyObject **)nd_data);
       if (rc) return rc;
@@ -959,14 +1003,23 @@ static PyObject *outcome(ctx_state *cs, rh_device *d, int rc, int drc) {
   return status(cs, rc);
 }
 
-static PyObject *resume_run(ctx_state *cs) {
-  int rc = RH_OK, drc = -1, slow = 0;
-  rh_device *d = armed(cs);
+/* what one GIL-free stretch of a request did */
+typedef struct {
+  rh_device *d;
   strings_job sj;
-  int64_t nchunks = 0;
-  if (cs->ndefer && plan_strings(cs, &sj, &nchunks) < 0) {
-    cs->ndefer = 0;
-    return NULL;
+  int64_t nchunks;
+  int rc, drc, slow, nomem;
+} stretch_state;
+
+/* GIL released: the deferred string elements, then (unless one needs the GIL) the host stage and the device part */
+static void host_stretch(ctx_state *cs, stretch_state *st) {
+  st->rc = RH_OK;
+  st->drc = -1;
+  st->slow = st->nomem = 0;
+  st->nchunks = 0;
+  if (cs->ndefer && plan_strings(cs, &st->sj, &st->nchunks) < 0) {
+    st->nomem = 1;
+    return;
   }
   const rh_program *p = cs->c->prog;
   int64_t work = 0;  /* the request's input elements: small ones run on this thread alone (rh_pool.c) */
@@ -976,21 +1029,27 @@ static PyObject *resume_run(ctx_state *cs) {
       if (t->set) work += t->size;
     }
   rh_set_request_work(work);
-  Py_BEGIN_ALLOW_THREADS
-  /* the string elements, then (unless one needs the GIL) the host stage and the device part: one stretch */
   if (cs->ndefer) {
     int64_t t0 = rh_now_ns();
-    slow = read_planned(&sj, nchunks);
+    st->slow = read_planned(&st->sj, st->nchunks);
     cs->c->ns[0] += rh_now_ns() - t0;  /* (part of reading the feeds, as timings() reports it) */
   }
-  if (!slow) {
-    rc = rh_run(cs->c);
-    drc = serve_armed(cs, d, rc);
+  if (!st->slow) {
+    st->rc = rh_run(cs->c);
+    st->drc = serve_armed(cs, st->d, st->rc);
   }
-  Py_END_ALLOW_THREADS
+}
+
+/* the GIL held again after host_stretch: the elements that needed it, then the outcome */
+static PyObject *resume_run(ctx_state *cs);
+static PyObject *after_stretch(ctx_state *cs, stretch_state *st) {
+  if (st->nomem) {
+    cs->ndefer = 0;
+    return PyErr_NoMemory();
+  }
   if (cs->ndefer) {
     PyObject *pending = NULL;
-    if (finish_strings(cs, &sj, nchunks, &pending) < 0) {
+    if (finish_strings(cs, &st->sj, st->nchunks, &pending) < 0) {
       cs->ndefer = 0;
       Py_XDECREF(pending);
       return NULL;
@@ -1000,9 +1059,18 @@ static PyObject *resume_run(ctx_state *cs) {
       Py_DECREF(pending);
       return r;
     }
-    if (slow) return resume_run(cs);  /* read with the GIL: now the rest, in a second stretch */
+    if (st->slow) return resume_run(cs);  /* read with the GIL: now the rest, in a second stretch */
   }
-  return outcome(cs, d, rc, drc);
+  return outcome(cs, st->d, st->rc, st->drc);
+}
+
+static PyObject *resume_run(ctx_state *cs) {
+  stretch_state st;
+  st.d = armed(cs);
+  Py_BEGIN_ALLOW_THREADS
+  host_stretch(cs, &st);
+  Py_END_ALLOW_THREADS
+  return after_stretch(cs, &st);
 }
 
 /* The feature a feeds dict's k-th key names (-1: none). The dict is read in its own order (PyDict_Next) and a key
@@ -1066,6 +1134,56 @@ static int feed_feature(ctx_state *cs, prog_state *ps, int f, PyObject *value, P
   return 0;
 }
 
+/* One feed part read without the GIL: an exact numpy array the direct path reads (its type number checked against
+ * the buffer protocol earlier in the process) of the slot's dtype; object arrays' elements deferred (read in the
+ * same GIL-free stretch, as run() does). -> 0, or 1 for anything else (nothing Python-visible was changed). */
+static int ingest_part_unlocked(ctx_state *cs, prog_state *ps, int slot, PyObject *obj, int want, int f, int part) {
+  int dtype, ndim;
+  const Py_ssize_t *shape;
+  void *data;
+  if (!np_direct || Py_TYPE(obj) != (PyTypeObject *)ps->ndarray || !np_fields(obj, &dtype, &ndim, &shape, &data))
+    return 1;
+  int type_num = ((const np_descr_head *)((const np_array_head *)obj)->descr)->type_num;
+  if (!np_checked[type_num] || (want >= 0 && dtype != want)) return 1;
+  rh_tensor *t = &cs->c->t[slot];
+  set_direct(t, dtype, ndim, shape, data);
+  if (dtype == RH_STR) {
+    if (!(str_direct && str_outside) || t->size == 0) return 1;
+    if (defer_strings(cs, t, (PyObject **)data, f, part, obj) < 0) return 1;
+  }
+  if ((t->pyobj = lend_object(cs, obj)) == -1) return 1;
+  t->set = 1;
+  return 0;
+}
+
+/* The feeds dict read with the GIL released, for a client that sends its requests the usual way: each key the same
+ * object as the last request's key at its position (a dict built from one list of names, or one literal per
+ * feature), each dense feature an exact numpy array and each sparse / ragged one a tuple of them, all of the dtypes
+ * the slots take. Reading a dict's entries, a tuple's items and numpy's ABI-stable fields allocates nothing and
+ * touches no reference count; the dict (held by run(), one reference) holds every array, as the arrays hold their
+ * string elements, so nothing here needs the GIL as long as no other thread modifies the feeds during run() (the
+ * contract for every feed read in place). -> 0 read, 1 anything else: run() resets the context and reads the
+ * request with the GIL, as before (the knob: config.native_feeds_outside_gil). */
+static int ingest_unlocked(ctx_state *cs, prog_state *ps, PyObject *feeds) {
+  const rh_program *p = &ps->p;
+  PyObject *key, *value;
+  Py_ssize_t pos = 0;
+  for (int k = 0; PyDict_Next(feeds, &pos, &key, &value); k++) {
+    if (k >= p->nfeat || cs->key_obj[k] != key) return 1;
+    int f = cs->key_feat[k], nparts = p->feat_nparts[f];
+    PyObject *parts[3] = {value, NULL, NULL};
+    if (p->feat_kind[f] != 0) {
+      if (!PyTuple_CheckExact(value) || PyTuple_Size(value) != nparts) return 1;
+      for (int j = 0; j < nparts; j++) parts[j] = PyTuple_GetItem(value, j);
+    }
+    for (int j = 0; j < nparts; j++) {
+      int slot = p->feat_part_slot[3 * f + j];
+      if (ingest_part_unlocked(cs, ps, slot, parts[j], p->slot_dtype[slot], f, j)) return 1;
+    }
+  }
+  return 0;
+}
+
 /* run(ctx, feeds, max_batch, max_elements) -> ("ok", staging bytes) | ("convert", [(feature, part or -1, value)]) | ("op", node, op index)
  *                  | ("refuse", why) */
 static PyObject *run(PyObject *self, PyObject *args) {
@@ -1077,17 +1195,49 @@ static PyObject *run(PyObject *self, PyObject *args) {
   if (!cs) return NULL;
   prog_state *ps = get_prog(cs->prog);
   const rh_program *p = &ps->p;
-  int64_t t_ingest = rh_now_ns();  /* "ingest": reading the feeds, with the GIL (the reset included), and their
-                                    * string elements (in resume_run, without it) */
+  int64_t t_ingest = rh_now_ns();  /* "ingest": reading the feeds (the reset included) and their string elements */
   release_request(cs);
-  rh_ctx_reset(cs->c);
   cs->ndefer = 0;
   cs->c->max_batch = max_batch;
   cs->c->max_elements = max_elements;
-  if (!PyDict_Check(feeds) || PyDict_Size(feeds) != p->nfeat)
+  if (!PyDict_Check(feeds) || PyDict_Size(feeds) != p->nfeat) {
+    rh_ctx_reset(cs->c);
     return Py_BuildValue("(ss)", "refuse", "feeds other than one per feature, by feature name");
+  }
   PyObject *pending = NULL, *key, *value;
   Py_ssize_t pos = 0;
+  if (feeds_outside && PyDict_CheckExact(feeds) && p->nfeat > 0 && PyDict_Next(feeds, &pos, &key, &value)
+      && key == cs->key_obj[0]) {  /* (a dict of fresh key objects goes straight to the reading below) */
+    if (cs->unlocked_skip > 0) {
+      cs->unlocked_skip--;
+    } else {
+      if (keep_object(cs, feeds) < 0) return NULL;  /* the dict holds every feed array for the request */
+      stretch_state st;
+      st.d = armed(cs);
+      int miss;
+      cs->unlocked_tries++;
+      Py_BEGIN_ALLOW_THREADS
+      rh_ctx_reset(cs->c);  /* (clearing it, where the last request did not: prepare(), llvm) */
+      miss = ingest_unlocked(cs, ps, feeds);
+      if (!miss) {
+        cs->c->ns[0] += rh_now_ns() - t_ingest;
+        host_stretch(cs, &st);
+      }
+      Py_END_ALLOW_THREADS
+      if (!miss) {
+        cs->unlocked_hits++;
+        cs->unlocked_misses = 0;
+        return after_stretch(cs, &st);
+      }
+      /* another form somewhere: read with the GIL; after k misses in a row skip 2^k - 1 requests (at most 63) */
+      cs->unlocked_misses += cs->unlocked_misses < 6;
+      cs->unlocked_skip = (1 << cs->unlocked_misses) - 1;
+      release_request(cs);
+      cs->ndefer = 0;
+    }
+  }
+  rh_ctx_reset(cs->c);
+  pos = 0;
   for (int k = 0; PyDict_Next(feeds, &pos, &key, &value); k++) {
     int f = feature_of(cs, ps, k, key);
     if (f < 0) {
@@ -1429,9 +1579,9 @@ static PyObject *get_tensor(PyObject *self, PyObject *args) {
   }
   rh_tensor *t = &cs->c->t[slot];
   if (!t->set) Py_RETURN_NONE;
-  if (t->pyobj >= 0 && ((t->dtype != RH_STR && t->dtype != RH_DEC) || t->raw == RAW_FIXED)) {
+  PyObject *o = tensor_object(cs, t);
+  if (o && ((t->dtype != RH_STR && t->dtype != RH_DEC) || t->raw == RAW_FIXED)) {
     /* numeric or numpy 'S': what the reference's normalized feeds hold; other strings are handed out as bytes */
-    PyObject *o = cs->kept[t->pyobj];
     Py_INCREF(o);
     return o;
   }
@@ -1823,6 +1973,26 @@ static PyObject *strings_outside_gil(PyObject *self, PyObject *args) {
   return PyBool_FromLong(str_direct && str_outside);
 }
 
+/* feeds_outside_gil([flag]) -> whether run() now reads a feeds dict in the usual form without the GIL
+ * (ingest_unlocked; flag 0 turns it off) */
+static PyObject *feeds_outside_gil(PyObject *self, PyObject *args) {
+  (void)self;
+  int flag = -1;
+  if (!PyArg_ParseTuple(args, "|p", &flag)) return NULL;
+  if (flag >= 0) feeds_outside = flag;
+  return PyBool_FromLong(feeds_outside);
+}
+
+/* unlocked_reads(ctx) -> (requests read without the GIL, requests that was tried on) on this context */
+static PyObject *unlocked_reads(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *cap;
+  if (!PyArg_ParseTuple(args, "O", &cap)) return NULL;
+  ctx_state *cs = get_ctx(cap);
+  if (!cs) return NULL;
+  return Py_BuildValue("(LL)", cs->unlocked_hits, cs->unlocked_tries);
+}
+
 /* direct_numpy() -> (on, type numbers checked): whether numpy arrays are read through their fields (see np_fields) */
 static PyObject *direct_numpy(PyObject *self, PyObject *args) {
   (void)self;
@@ -1854,6 +2024,8 @@ static PyMethodDef METHODS[] = {
     {"timings", timings, METH_VARARGS, "ns per step of the last request"},
     {"set_threads", set_threads, METH_VARARGS, "threads per request"},
     {"strings_outside_gil", strings_outside_gil, METH_VARARGS, "read string elements outside the GIL or not"},
+    {"feeds_outside_gil", feeds_outside_gil, METH_VARARGS, "read feeds dicts in the usual form outside the GIL or not"},
+    {"unlocked_reads", unlocked_reads, METH_VARARGS, "requests read without the GIL, requests tried"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "recom_tvm_host", NULL, -1, METHODS,
@@ -1863,6 +2035,11 @@ PyMODINIT_FUNC PyInit_recom_tvm_host(void) {
   PyObject *m = PyModule_Create(&MODULE);
   calibrate_strings();
   if (m && PyModule_AddIntConstant(m, "STRINGS_OUTSIDE_GIL", str_direct) < 0) {
+    Py_DECREF(m);
+    return NULL;
+  }
+  /* run() reads feeds dicts in the usual form without the GIL (ingest_unlocked) */
+  if (m && PyModule_AddIntConstant(m, "FEEDS_OUTSIDE_GIL", 1) < 0) {
     Py_DECREF(m);
     return NULL;
   }
