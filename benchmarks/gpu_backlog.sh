@@ -18,8 +18,8 @@
 # graphs        15.5    the corpus built with CUDA graphs, every case twice (the second pass replays the captured
 #                       graphs, checks included), and 8 threads serving the demo with graphs (concurrent captures)
 # request       15      E and mixed-100 from TF-style feeds step by step (host stage, H2D, kernels, D2H),
-#                       1 vs 8 threads, answers vs the build host's, with a stream per VM (RECOM_TVM_SLOT_STREAMS=1,
-#                       off by default: no faster on the H100, 2026-12-06); then threads_scaling.py on the same folder:
+#                       1 vs 8 threads, answers vs the build host's, with a stream per VM (the default since
+#                       2026-12-06); then threads_scaling.py on the same folder:
 #                       each step from 1 / 2 / 4 / 8 threads, a stream per VM vs one shared stream; and run / host
 #                       again with feeds dicts read with the GIL (RECOM_TVM_NATIVE_FEEDS_OUTSIDE_GIL=0: the A/B)
 # device_e2e    15      the device side of E / mixed-100 vs PyTorch grouped embedding_bag + MLP in a CUDA graph
@@ -96,7 +96,7 @@ run_one() {
             echo "corpus (graphs) rc=$?"; grep -v '^\s*$' "$o/corpus.log" | tail -25
             timeout 100 python3 benchmarks/serving.py run --dir "$d/serving" --out "$o" --runs 2000 > "$o/serving.log" 2>&1
             echo "serving (graphs, 8 threads) rc=$?"; tail -15 "$o/serving.log" ;;
-    request) RECOM_TVM_SLOT_STREAMS=1 timeout 280 python3 benchmarks/request_path_gpu.py run --dir "$d/rp" --out "$o" > "$o/request.log" 2>&1
+    request) timeout 280 python3 benchmarks/request_path_gpu.py run --dir "$d/rp" --out "$o" > "$o/request.log" 2>&1
              echo "request path rc=$?"; grep -v '^\s*$' "$o/request.log" | tail -40
              timeout 280 python3 benchmarks/threads_scaling.py --dir "$d/rp" --per-thread 150 --out "$o" > "$o/threads.log" 2>&1
              echo "threads scaling rc=$?"; grep -v '^\s*$' "$o/threads.log" | grep -v Warning | tail -30

@@ -10,8 +10,8 @@ By default (config.native_serve) the whole device part of a request runs inside 
 (`device_part`: rh_device.c, one GIL round trip per request); the methods below are the step-by-step path that
 CUDA-graph builds, `execute` and the benchmarks' step timings use.
 
-Streams (CUDA, config.slot_streams: off by default, correct on an H100 but no faster yet; models whose `main`
-keeps its storages: backend/keep_storage.py): each slot
+Streams (CUDA, config.slot_streams, on by default; models whose `main` keeps its storages:
+backend/keep_storage.py): each slot
 runs its requests on a blocking CUDA stream of its own (runtime/cuda_driver.py), so requests of several threads
 overlap on the device. The packed request goes in and the outputs come back (into a pinned buffer of the slot) on
 that stream, one synchronisation per request, after which the request's storages are released. Without the
