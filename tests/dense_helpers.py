@@ -25,13 +25,16 @@ def fused_layers(mod: tvm.IRModule) -> dict[str, tvm.tirx.PrimFunc]:
 
 def emulate(func: tvm.tirx.PrimFunc) -> tvm.IRModule:
     """A CUDA-scheduled function as a serial CPU program: thread-bound loops become serial loops and shared memory
-    global. The gemv schedule's phases (partial sums, then their reduction and the epilogue) are separate loop nests
+    global (and a software pipeline synchronous). The gemv schedule's phases (partial sums, then their reduction and
+    the epilogue) are separate loop nests
     over the threads, so running each thread in turn computes what the GPU computes: the schedule's
     transformations (splits, rfactor, padding, buckets, epilogue placement) are checked, TVM's CUDA lowering is not.
     Blocks run last first (_reversed_blocks): a write outside a block's own outputs is not hidden by order."""
     text = _reversed_blocks(func.with_attr("global_symbol", "main").script())
     text = re.sub(r'T\.thread_binding\(([^,]+), thread="[^"]+"\)', r"T.serial(\1)", text)
     text = text.replace('scope="shared"', 'scope="global"')
+    # asynchronous copies (cp.async) have no CPU lowering; the software pipeline itself runs serially as well
+    text = re.sub(r'"software_pipeline_async_stages": \[[0-9, ]*\],? ?', "", text)
     mod = tvm.script.from_source(text)
     return mod if isinstance(mod, tvm.IRModule) else tvm.IRModule({"main": mod})
 

@@ -5,6 +5,7 @@ schedules the MLP, CUDA graphs are built in (and the library loads runtime-only)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -24,8 +25,8 @@ from recom_tvm.models import zoo
 from recom_tvm.runtime.capture_gate import uses_cuda_graphs
 from recom_tvm.ops import LegalizeRecomOps
 from recom_tvm.schedules import dense_space
-from recom_tvm.schedules.dense_tail import (CPU_DEFAULT, CUDA_DEFAULT, DENSE_ATTR, DenseConfig, check_config, fit,
-                                            match_dense, schedule, schedule_buckets)
+from recom_tvm.schedules.dense_tail import (CPU_DEFAULT, CUDA_DEFAULT, DENSE_ATTR, TILED_MIN_N, DenseConfig,
+                                            check_config, fit, match_dense, schedule, schedule_buckets)
 
 from conftest import run_runtime_only
 from dense_helpers import build_layer, emulate, fused_layers, mlp_module, run_layer
@@ -249,6 +250,69 @@ def test_gemv_reads_a_threads_columns_of_w_as_one_vector():
         source("fused_matmul2_add2_tir_sigmoid")  # N = 1
 
 
+WIDE = mlp_module(300, (256, 16, 1))  # K = 300 (no K tile above 4 divides it), N = 256 wide enough for the tiled rule
+TILED = (DenseConfig("tiled", rows=4, vec=4, threads_m=8, threads_n=8, k_block=16, unroll=4),
+         DenseConfig("tiled", rows=2, vec=8, threads_m=4, threads_n=4, k_block=8, unroll=8),
+         DenseConfig("tiled", rows=8, vec=2, threads_m=2, threads_n=16, k_block=64, unroll=1),
+         DenseConfig("tiled", rows=2, vec=4, threads_m=4, threads_n=8, k_block=16, unroll=4, pipeline=2))
+
+
+def test_tiled_schedules_compute_the_same_emulated():
+    """The register-tiled GEMM (shared-memory tiles of x and w per K tile, rows x vec sums per thread) run serially:
+    the layer's values at batches below, at and across a block's rows, alone and dispatched by batch with a bucket
+    whose batches all fill a row block (the last block shifted back). K = 300 is a multiple of no K tile above 4
+    (K padded with zeros in x and w), N = 16 and 1 are narrower than TILED_MIN_N (the large-batch gemv instead).
+    (Caught: with K padded, the shifted last block kept the `i < B` guard of its unshifted rows: zeros.)"""
+    cuda = make_target("cuda")
+    layers = fused_layers(WIDE)
+    for name, func in layers.items():
+        for cfg in TILED:
+            _assert_same(func, build_layer(emulate(schedule(func, cfg, cuda)), CPU), f"{name} {cfg.knobs()}")
+        buckets = ((8, CUDA_DEFAULT[0][1]), (None, TILED[1]))  # batches >= 9 >= 8 rows: shifted last block
+        _assert_same(func, build_layer(emulate(schedule_buckets(func, buckets, cuda)), CPU), f"{name} buckets")
+    narrow = match_dense(layers["fused_matmul1_add1_less1_where1"])
+    assert narrow.n < TILED_MIN_N and fit(TILED[0], narrow) == fit(CUDA_DEFAULT[-2][1], narrow)
+    assert fit(TILED[0], match_dense(layers["fused_matmul_add_less_where"])).rule == "tiled"
+
+
+def test_tiled_configs_are_checked():
+    layer = match_dense(fused_layers(WIDE)["fused_matmul_add_less_where"])  # K = 300, N = 256
+    assert "threads" in check_config(DenseConfig("tiled", threads_m=64, threads_n=32), layer)
+    assert "accumulators" in check_config(DenseConfig("tiled", rows=16, vec=16), layer)
+    assert "shared memory" in check_config(DenseConfig("tiled", rows=8, vec=8, threads_m=32, threads_n=32,
+                                                       k_block=64), layer)
+    assert "[N, K]" in check_config(DenseConfig("tiled", k_block=8), match_dense(_transposed_layer()))
+    assert fit(DenseConfig("tiled", k_block=64), layer).k_block == 64  # K = 300: padded to 320
+    short = next(iter(fused_layers(mlp_module(24, (256,))).values()))
+    assert fit(DenseConfig("tiled", k_block=64), match_dense(short)).k_block == 16  # no K tile beyond K
+
+
+@needs_nvcc
+def test_tiled_schedule_compiles_with_constant_tiles_and_vector_loads():
+    """On model E's first layer (K = 8,152, N = 1,024): the x and w tiles in shared memory have the tile's constant
+    size whatever the batch (the padded copy of x is the x tile), w is loaded as float4 from global memory and from
+    shared memory into registers, and the bucket of large batches compiles too."""
+    from recom_tvm.cuda_support import prepare_cuda_build
+    from recom_tvm.schedules.dense_tail import kernel_allocations
+
+    prepare_cuda_build()
+    cuda = make_target("cuda")
+    func = next(iter(fused_layers(mlp_module(8152, (1024,))).values()))
+    cfg = DenseConfig("tiled", rows=8, vec=8, threads_m=16, threads_n=16, k_block=8, unroll=8)
+    built = schedule_buckets(func, ((64, CUDA_DEFAULT[1][1]), (None, cfg)), cuda)
+    shared = sorted(tuple(int(d) for d in b.shape) for b in kernel_allocations(schedule(func, cfg, cuda))
+                    if b.scope() == "shared")
+    assert shared == [(8, 128), (128, 8)], shared
+    with cuda:
+        src = build_layer(built.with_attr("global_symbol", "main"), cuda).imports[0].inspect_source()
+    assert re.search(r"\*\(float4\*\)\(w0_shared_ptr[^;]*= \*\(float4\*\)\(w0_ptr", src)  # global -> shared
+    assert re.search(r"= \*\(float4\*\)\(w0_shared_ptr", src)  # shared -> registers
+    assert src.count("__syncthreads") >= 2
+    piped = schedule(func, dataclasses.replace(cfg, k_block=16, pipeline=2), cuda).with_attr("global_symbol", "main")
+    with cuda:
+        assert "cp.async" in build_layer(piped, cuda).imports[0].inspect_source()  # the next tiles' copies
+
+
 def _transposed_layer():
     """x [B, 40] @ w [24, 40]^T + b, then relu: a TF MatMul with transpose_b kept as such (w read as [N, K])."""
     from tvm.script import tirx as T
@@ -351,14 +415,15 @@ def test_gemv_max_batch_knob_moves_the_matmul_edge(monkeypatch):
         monkeypatch.setattr(recom_tvm.config, "dense_gemv_max_batch", limit)
         return [(b, c.rule) for b, c in default_buckets("cuda")]
 
-    assert default_buckets("cuda") == CUDA_DEFAULT  # the gemv at every batch, as measured
-    assert all(c.rule == "gemv" for _, c in CUDA_DEFAULT)
+    assert default_buckets("cuda") == CUDA_DEFAULT  # the gemv, then the tiled GEMM from 1,024, as measured
+    assert [c.rule for _, c in CUDA_DEFAULT] == ["gemv"] * 4 + ["tiled"]
     assert rules(0) == [(None, "matmul")]
     assert rules(16) == [(8, "gemv"), (16, "gemv"), (None, "matmul")]
     assert rules(64) == [(8, "gemv"), (64, "gemv"), (None, "matmul")]
-    assert rules(512) == [(8, "gemv"), (64, "gemv"), (512, "gemv"), (None, "matmul")]  # (128 merged: 4 at most)
-    assert default_buckets("cuda")[2][1] == CUDA_DEFAULT[3][1]  # 129..512: the large-batch config
-    assert rules(GEMV_EVERY_BATCH) == [(8, "gemv"), (64, "gemv"), (128, "gemv"), (None, "gemv")]
+    assert rules(512) == [(8, "gemv"), (64, "gemv"), (128, "gemv"), (512, "gemv"), (None, "matmul")]
+    assert default_buckets("cuda")[3][1] == CUDA_DEFAULT[3][1]  # 129..512: the large-batch gemv
+    assert rules(2048)[-2:] == [(2048, "tiled"), (None, "matmul")]  # (5 at most: neighbours merged)
+    assert rules(GEMV_EVERY_BATCH) == [(8, "gemv"), (64, "gemv"), (128, "gemv"), (1023, "gemv"), (None, "tiled")]
     assert default_buckets("llvm") == CPU_DEFAULT
 
 

@@ -33,8 +33,11 @@ ANN = "recom_tvm.dense_knob."
 TASK_ATTR = "recom_tvm.dense_task"  # JSON: key, batch, target, K, N (what instantiation and features need)
 
 KNOBS = {
-    "cuda": {"rule": ("gemv", "matmul"), "rows": (1, 2, 4, 8, 16, 32), "threads_n": (4, 8, 16, 32),
-             "vec": (1, 2, 4), "threads_k": (4, 8, 16, 32, 64), "unroll": (1, 2, 4, 8), "kvec": (1, 2, 4)},
+    # (values appended, never inserted: a record's decisions are indices into these tuples)
+    "cuda": {"rule": ("gemv", "matmul", "tiled"), "rows": (1, 2, 4, 8, 16, 32), "threads_n": (4, 8, 16, 32),
+             "vec": (1, 2, 4, 8), "threads_k": (4, 8, 16, 32, 64), "unroll": (1, 2, 4, 8), "kvec": (1, 2, 4),
+             "threads_m": (2, 4, 8, 16, 32), "k_block": (4, 8, 16, 32, 64, 256),  # (256: the unused default)
+             "pipeline": (0, 1, 2)},
     "cpu": {"rule": ("cpu",), "rows": (1, 2, 4, 6, 8), "cols": (8, 16, 32, 64, 128, 256, 512, 1024),
             "k_block": (64, 128, 256, 512, 1024), "unroll": (1, 2, 4, 8, 16), "k_outer": (0, 1), "pack": (0, 1)},
 }
@@ -256,6 +259,11 @@ def features(cfg: DenseConfig, info: dict) -> np.ndarray:
         blocks = math.ceil(batch / rows) * math.ceil(n / (c.threads_n * c.vec))
         threads, acc = c.threads_n * c.threads_k, rows * c.vec
         smem = c.threads_k * rows * c.threads_n * c.vec * 4 / 1024
+    elif c.rule == "tiled":
+        loads = (rows + c.vec / min(c.vec, 4)) / (rows * c.vec)  # from shared memory, per FMA
+        blocks = math.ceil(batch / (rows * c.threads_m)) * math.ceil(n / (c.threads_n * c.vec))
+        threads, acc = c.threads_m * c.threads_n, rows * c.vec
+        smem = (c.threads_m * rows + c.threads_n * c.vec) * c.k_block * 4 / 1024
     elif c.rule == "cpu":
         blocks = math.ceil(n / c.cols)
         threads, acc, smem = 1, rows * c.cols, 0.0

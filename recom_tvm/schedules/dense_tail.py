@@ -9,7 +9,7 @@ K in one block, which at small batches leaves most of the GPU idle (model E's fi
 Here each layer gets one schedule per batch bucket (`DenseConfig`), and `dispatch` joins them into one PrimFunc
 that branches on B on the host side of the kernel (one launch per call, like the fused embedding kernel):
 
-- "gemv" (CUDA, B <= 512 by default): a block owns `rows` batch rows x `threads_n * vec` columns; `threads_n` threads
+- "gemv" (CUDA, B <= 1,023 by default): a block owns `rows` batch rows x `threads_n * vec` columns; `threads_n` threads
   read adjacent columns of w (coalesced) and `threads_k` threads split K (interleaved rows), each keeping
   rows x vec partial sums in registers; the partial sums meet in shared memory, where each thread sums threads_k
   of them for its outputs and applies the epilogue. Blocks along B (rows) and N keep the GPU busy at small
@@ -17,7 +17,17 @@ that branches on B on the host side of the kernel (one launch per call, like the
   read once per row block (from L2 after the first), a thread's vec columns as one vector load when N allows.
   With `kvec` > 1 a K thread owns kvec consecutive K instead of every threads_k-th and loads its kvec x vec
   weights of a K step into registers before the FMAs (kvec loads in flight).
-- "matmul" (CUDA, large batches): dlight's Matmul rule (shared-memory tiles), TVM's own default.
+- "tiled" (CUDA, large batches): a register-tiled SIMT GEMM. A block owns (threads_m * rows) batch rows x
+  (threads_n * vec) columns; each thread keeps rows x vec sums in registers; per K tile of `k_block`, the block's
+  rows of x and columns of w are staged in shared memory (cooperative loads, vector loads of w along N), then
+  each thread reads its rows and columns of the tiles into registers for rows x vec FMAs per K. Every x and w
+  value a block loads is used threads_n (x) or threads_m (w) times from shared memory: the gemv reads w once per
+  row block from L2 and x once per thread. K is padded with zeros to a multiple of k_block (E's K = 8,152 =
+  8 x 1,019: a tile of 8 made 1,019 dependent steps, each a global-memory round trip). On an H100 (2026-12-06) it
+  beat the gemv only at large batches (E's two wide layers at B = 2,048: 0.90 vs 1.29 ms and 0.12 vs 0.16 ms; at
+  256 and 512 the gemv was 1.2-3x faster), and narrow layers (N < TILED_MIN_N) keep the
+  gemv. The default from B = 1,024 (CUDA_DEFAULT), and part of the dense design space (tuning).
+- "matmul" (CUDA): dlight's Matmul rule (shared-memory tiles), TVM's own default.
 - "cpu" (llvm): register tiles of `rows` x `cols` outputs (cols a multiple of the vector width) over K blocks of
   `k_block`, vectorized along N, parallel over column tiles (tiles divide N and K: no predicate in the vector
   loop).
@@ -44,10 +54,10 @@ from tvm.ir.expr import TensorLoad  # what tirx.BufferLoad builds
 from tvm.s_tir import Schedule
 from tvm.s_tir.stmt import SBlock, SBlockRealize
 
-RULES = ("gemv", "matmul", "cpu")
+RULES = ("gemv", "tiled", "matmul", "cpu")
 MAX_SHARED_BYTES = 48 * 1024
 MAX_THREADS = 1024
-MAX_BUCKETS = 4
+MAX_BUCKETS = 5
 DENSE_ATTR = "recom_tvm.dense"  # on a scheduled layer: its buckets, as JSON
 
 
@@ -62,6 +72,10 @@ class DenseConfig:
         memory; 0: each row tile's sums in registers over all of K), pack (1: each thread first copies its
         column strip of w to a contiguous buffer, read by every row tile: consecutive K rows of a strip are N
         floats apart in w, a new page per row for wide layers; worth it when several row tiles reuse the strip).
+    tiled: rows (batch rows per thread), vec (columns per thread), threads_m (threads along the batch), threads_n
+        (threads along N), k_block (K per shared-memory tile), unroll (K steps of a tile unrolled), pipeline (0: load
+        a tile, then compute on it; 1: the next tiles load while this one is computed on, two buffers each
+        (TVM's software pipeline); 2: the same with asynchronous copies, cp.async).
     matmul: no knobs (dlight's Matmul rule).
     """
 
@@ -76,6 +90,8 @@ class DenseConfig:
     k_outer: int = 0
     pack: int = 0
     kvec: int = 1
+    threads_m: int = 16
+    pipeline: int = 0
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -91,6 +107,7 @@ class DenseConfig:
     def knobs(self) -> dict:
         """The fields this config's rule reads (what a record or a log should show)."""
         names = {"gemv": ("rows", "threads_n", "vec", "threads_k", "unroll", "kvec"), "matmul": (),
+                 "tiled": ("rows", "vec", "threads_m", "threads_n", "k_block", "unroll", "pipeline"),
                  "cpu": ("rows", "cols", "k_block", "unroll", "k_outer", "pack")}[self.rule]
         return {"rule": self.rule, **{n: getattr(self, n) for n in names}}
 
@@ -106,12 +123,19 @@ class DenseConfig:
 # All four own 4 consecutive K per thread (kvec = 4); the small batches one or four rows per block and 64 K threads
 # (more blocks, more loads in flight), the large ones 8 rows and 64-column blocks. dlight's matmul lost at every
 # batch: it serves no bucket unless config.dense_gemv_max_batch says so (default_buckets).
+# From B = 1,024 the tiled GEMM (64 x 64 outputs per block of 128 threads, 8 x 4 per thread, K tiles of 32): on E's
+# two wide layers (H100, 2026-12-06, benchmarks/results/dense_tiled_e_h100_2026-12-06.json), us, gemv -> tiled:
+# 8,152 -> 1,024 at B = 1,024 658 -> 536, at 2,048 1,292 -> 901; 1,024 -> 1,024 85 -> 74 and 157 -> 120. At 512 the
+# gemv is faster (336 vs 426 us); between 512 and 1,024 it was not measured. Narrow layers (N < TILED_MIN_N:
+# E's 1,024 -> 128, 28 vs 58 us) keep the gemv in that bucket too.
 CUDA_DEFAULT = (
     (8, DenseConfig("gemv", rows=1, threads_n=16, vec=2, threads_k=64, unroll=4, kvec=4)),
     (64, DenseConfig("gemv", rows=4, threads_n=16, vec=2, threads_k=64, unroll=1, kvec=4)),
     (128, DenseConfig("gemv", rows=8, threads_n=8, vec=4, threads_k=32, unroll=2, kvec=4)),
-    (None, DenseConfig("gemv", rows=8, threads_n=16, vec=4, threads_k=16, unroll=2, kvec=4)),
+    (1023, DenseConfig("gemv", rows=8, threads_n=16, vec=4, threads_k=16, unroll=2, kvec=4)),
+    (None, DenseConfig("tiled", rows=8, vec=4, threads_m=8, threads_n=16, k_block=32, unroll=8)),
 )
+LARGE_BATCH_GEMV = CUDA_DEFAULT[3][1]  # what a narrow layer runs under a tiled config (fit)
 # llvm (measured on the 2-core build host, model E's 8,152 x 1,024 layer, CPU time of one thread): one row streams
 # w in strips of 512 columns (2 KB of each row: 3.2 ms at B = 1, 3.4 with 256, 2.3 with whole rows but then one
 # column tile, one thread; 5.6 with 32); from two rows on, each thread first packs its column strip (a page per K
@@ -123,11 +147,12 @@ CPU_DEFAULT = (
 
 
 GEMV_EVERY_BATCH = 1 << 30
+TILED_MIN_N = 256  # narrower layers (E's 1,024 -> 128: 58 us tiled, 28 gemv at B = 2,048) keep the gemv
 
 
 def default_buckets(target_kind: str) -> tuple:
-    """The default buckets of a target; on CUDA the gemv buckets of CUDA_DEFAULT up to config.dense_gemv_max_batch
-    (default: every batch), dlight's matmul above it."""
+    """The default buckets of a target; on CUDA the buckets of CUDA_DEFAULT (gemv, then tiled from B = 1,024) up to
+    config.dense_gemv_max_batch (default: every batch), dlight's matmul above it."""
     if target_kind != "cuda":
         return CPU_DEFAULT
     from .. import config
@@ -267,6 +292,15 @@ def fit(cfg: DenseConfig, layer: DenseLayer) -> DenseConfig:
         # final sum still reads (K = 40 under 16 threads x kvec 4: wrong, emulated)
         tk = min(cfg.threads_k * (cfg.threads_n // tn), _pow2_at_most(layer.k // kvec), MAX_THREADS // tn)
         return dataclasses.replace(cfg, threads_n=tn, vec=vec, threads_k=max(tk, 1), kvec=kvec)
+    if cfg.rule == "tiled" and layer.n < TILED_MIN_N:  # too few column blocks to fill the GPU: the gemv
+        return fit(LARGE_BATCH_GEMV, layer)
+    if cfg.rule == "tiled":  # a block's columns divide N: no predicate but the batch's (and K's padding)
+        tn, vec = cfg.threads_n, cfg.vec
+        while tn * vec > 1 and layer.n % (tn * vec):
+            tn, vec = (tn // 2, vec) if tn >= vec else (tn, vec // 2)
+        k_block = min(cfg.k_block, _pow2_at_most(layer.k))  # (K is padded to a multiple of it)
+        return dataclasses.replace(cfg, threads_n=max(tn, 1), vec=max(vec, 1), k_block=k_block,
+                                   unroll=_divisor_at_most(k_block, cfg.unroll))
     if cfg.rule == "cpu":  # tiles that divide N and K: no predicate inside the vectorized loop
         cols = next(c for c in (2048, 1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1)
                     if c <= cfg.cols and layer.n % c == 0)
@@ -300,6 +334,22 @@ def check_config(cfg: DenseConfig, layer: DenseLayer | None = None) -> str | Non
             return f"kvec must be 1, 2 or 4 (one load of at most 16 bytes), got {cfg.kvec}"
         if layer is not None and layer.k % cfg.kvec:
             return f"kvec {cfg.kvec} does not divide K = {layer.k}"
+    if cfg.rule == "tiled":
+        if cfg.threads_m < 1:
+            return "threads_m must be >= 1"
+        if cfg.threads_m * cfg.threads_n > MAX_THREADS:
+            return f"{cfg.threads_m * cfg.threads_n} threads per block (at most {MAX_THREADS})"
+        if cfg.rows * cfg.vec > 128:
+            return f"{cfg.rows * cfg.vec} accumulators per thread (at most 128)"
+        smem = (cfg.threads_m * cfg.rows + cfg.threads_n * cfg.vec) * cfg.k_block * 4
+        if smem > MAX_SHARED_BYTES:
+            return f"{smem} bytes of x and w tiles in shared memory (at most {MAX_SHARED_BYTES})"
+        if layer is not None and layer.transposed:
+            return "w is [N, K]: the tiled rule reads w as [K, N]"
+        if cfg.pipeline not in (0, 1, 2):
+            return f"pipeline must be 0, 1 or 2, got {cfg.pipeline}"
+        if cfg.pipeline and 2 * smem > MAX_SHARED_BYTES:
+            return f"{2 * smem} bytes of double-buffered tiles in shared memory (at most {MAX_SHARED_BYTES})"
     if cfg.rule == "cpu" and cfg.rows * cfg.cols > 2048:
         return f"{cfg.rows * cfg.cols} accumulators per tile (at most 2048)"
     return None
@@ -319,6 +369,16 @@ def schedule(func: tirx.PrimFunc, cfg: DenseConfig, target: tvm.target.Target,
         raise ValueError(f"dense config {cfg.knobs()}: {err}")
     if cfg.rule == "matmul":
         out = _dlight_matmul(func, target)
+    elif cfg.rule == "tiled":
+        sch = Schedule(func)
+        mm, epi, pads = _prepare(sch, cfg.rows * cfg.threads_m, keep_pad=True, k_multiple=cfg.k_block)
+        _tiled(sch, mm, epi, pads, cfg)
+        out = sch.mod["main"]
+        least = min_batch if min_batch is not None else (layer.static_batch or 1)
+        if least >= cfg.rows * cfg.threads_m:  # every row block can be a whole one
+            out = shift_last_row_block(out, cfg.rows * cfg.threads_m, layer.batch)
+        else:
+            out = clamp_padded_rows(out)
     else:
         sch = Schedule(func)
         mm, epi = _prepare(sch, cfg.rows)
@@ -341,25 +401,34 @@ def schedule(func: tirx.PrimFunc, cfg: DenseConfig, target: tvm.target.Target,
     return out.with_attr("tirx.is_scheduled", True)
 
 
-def _prepare(sch: Schedule, rows: int):
+def _prepare(sch: Schedule, rows: int, keep_pad: bool = False, k_multiple: int = 1):
     """Pad the batch to a multiple of `rows` (padded rows read 0 until clamped or shifted), inline the padding and
-    every epilogue block but the last into their consumers; -> (matmul block, epilogue block writing the output)."""
+    every epilogue block but the last into their consumers; -> (matmul block, epilogue block writing the output),
+    and with keep_pad the padded copy of x too (not inlined: the tiled rule makes it its shared-memory tile, whose
+    size is then the padded tile's, not min(B, tile) rows): then a list of the padded copies, and K is padded to a
+    multiple of k_multiple too (zeros in x and w: E's K = 8,152 is 8 x 1,019)."""
     root = sch.get_sblock("root")
     mm = sch.get_child_blocks(root)[0]
-    if rows > 1:
-        sch.pad_einsum(mm, [rows, 1, 1])
+    if rows > 1 or k_multiple > 1:
+        sch.pad_einsum(mm, [rows, 1, k_multiple])
     blocks = sch.get_child_blocks(root)
     names = [sch.get(b).name_hint for b in blocks]
     mm = blocks[next(i for i, b in enumerate(blocks) if sch.get(b).init is not None)]
     mm_pos = names.index(sch.get(mm).name_hint)
-    for b in blocks[:mm_pos]:  # the padded copy of x: read in place, guarded
-        sch.compute_inline(b)
+    pads = []
+    for b in blocks[:mm_pos]:  # the padded copies of x (and w): read in place, guarded
+        if keep_pad:
+            pads.append(b)
+        else:
+            sch.compute_inline(b)
     after = blocks[mm_pos + 1:]
     if not after:  # the matmul writes the output: accumulate in a local copy, then write
-        return mm, sch.cache_write(mm, 0, "global")
-    for b in after[:-1]:
-        sch.compute_inline(b)
-    return mm, after[-1]
+        epi = sch.cache_write(mm, 0, "global")
+    else:
+        for b in after[:-1]:
+            sch.compute_inline(b)
+        epi = after[-1]
+    return (mm, epi, pads) if keep_pad else (mm, epi)
 
 
 def _gemv(sch: Schedule, mm, epi, cfg: DenseConfig, vector_w: bool) -> tuple[str, str]:
@@ -393,6 +462,78 @@ def _gemv_kvec(sch: Schedule, mm, epi, cfg: DenseConfig, layer: DenseLayer) -> t
     for loop in (ku, kk, ii, v):
         sch.unroll(loop)
     return _final_sum(sch, mm, epi, bx, cfg.threads_n, cfg.threads_k)
+
+
+def _tiled(sch: Schedule, mm, epi, pads: list, cfg: DenseConfig) -> None:
+    """The register-tiled GEMM (module docstring). Thread (ty, tx) owns rows ty * rows .. + rows and columns
+    tx * vec .. + vec of its block (vec consecutive columns: one vector load of w from shared memory); the epilogue
+    runs per thread on its rows x vec sums. pads: the padded copies of x and w (_prepare), each made its tile."""
+    x_index, w_index = _input_read(sch, mm), _weight_read(sch, mm)
+    block = sch.get(mm)
+    padded = {}
+    for b in pads:
+        written = sch.get(b).writes[0].source
+        for index in (x_index, w_index):
+            if block.reads[index].source.same_as(written):
+                padded[index] = b
+    for b in pads:  # (none expected: pad_einsum pads the two inputs)
+        if not any(b.same_as(p) for p in padded.values()):
+            sch.compute_inline(b)
+    i, j, k = sch.get_loops(mm)
+    by, ty, ii = sch.split(i, [None, cfg.threads_m, cfg.rows])
+    bx, tx, jj = sch.split(j, [None, cfg.threads_n, cfg.vec])
+    ko, ku, ki = sch.split(k, [None, cfg.k_block // cfg.unroll, cfg.unroll])
+    sch.reorder(by, bx, ty, tx, ko, ku, ki, ii, jj)
+    sch.bind(by, "blockIdx.y")
+    sch.bind(bx, "blockIdx.x")
+    sch.bind(ty, "threadIdx.y")
+    sch.bind(tx, "threadIdx.x")
+    sch.set_scope(mm, 0, "local")
+    sch.reverse_compute_at(epi, tx, preserve_unit_loops=True)
+    threads, depth = cfg.threads_m * cfg.threads_n, 5  # (by, bx, ty, tx, ko: what the tiles are computed at)
+    for index, vector in ((x_index, 1), (w_index, 4 if cfg.vec % 4 == 0 else 2 if cfg.vec % 2 == 0 else 1)):
+        if index in padded:
+            tile = padded[index]
+            sch.set_scope(tile, 0, "shared")
+        else:
+            tile = sch.cache_read(mm, index, "shared")  # (the later cache_read's index is unchanged: same slot)
+        sch.compute_at(tile, ko)
+        own = sch.get_loops(tile)[depth:]  # (a unit dimension has no loop: N = 1)
+        fused = sch.fuse(*own) if len(own) > 1 else own[0]
+        extent = sch.get(fused).extent
+        vector = vector if isinstance(extent, tirx.IntImm) and int(extent) % (threads * vector) == 0 else 1
+        _, t_y, t_x, v = sch.split(fused, [None, cfg.threads_m, cfg.threads_n, vector])
+        sch.bind(t_y, "threadIdx.y")
+        sch.bind(t_x, "threadIdx.x")
+        if vector > 1:
+            sch.vectorize(v)
+    for index in (x_index, w_index):  # this thread's rows of x and columns of w, per K, into registers
+        reg = sch.cache_read(mm, index, "local")
+        sch.compute_at(reg, ki)
+        if index == w_index and cfg.vec % 2 == 0:  # vec consecutive floats of the w tile: 8- or 16-byte loads
+            width = 4 if cfg.vec % 4 == 0 else 2
+            inner = sch.get_loops(reg)[-1]
+            if cfg.vec > width:
+                inner = sch.split(inner, [None, width])[1]
+            sch.vectorize(inner)
+    sch.decompose_reduction(mm, ko)
+    for loop in (ki, ii, jj):
+        sch.unroll(loop)
+    if cfg.pipeline:  # ko's children: the x tile, the w tile, the compute on them
+        sch.annotate(ko, "software_pipeline_stage", [0, 0, 1])
+        sch.annotate(ko, "software_pipeline_order", [0, 1, 2])
+        if cfg.pipeline == 2:
+            sch.annotate(ko, "software_pipeline_async_stages", [0])
+
+
+def _input_read(sch: Schedule, mm) -> int:
+    """The index of x among the update's reads: the one indexed by (i, k)."""
+    block = sch.get(mm)
+    vi, _, vk = (v.var for v in block.iter_vars)
+    for n, r in enumerate(block.reads):
+        if _same(_point_vars(r), [vi, vk]):
+            return n
+    raise ValueError(f"dense tail: no input among the reads of {block.name_hint}")
 
 
 def _split_k_threads(sch: Schedule, mm, cfg: DenseConfig, kvec: int):
@@ -509,24 +650,43 @@ def clamp_padded_rows(func: tirx.PrimFunc) -> tirx.PrimFunc:
     from tvm.ir.expr import Call
 
     def clamp(call):
-        load = _padded_read(call)
-        if load is None:
+        found = _padded_read(call)
+        if found is None:
             return call
-        cond = call.args[0]
-        return tirx.BufferLoad(load.source, [tirx.Min(cond.a, cond.b - 1), *list(load.indices)[1:]])
+        load, cond, rest = found
+        return _guarded(rest, tirx.BufferLoad(load.source, [tirx.Min(cond.a, cond.b - 1), *list(load.indices)[1:]]))
 
     return func.with_body(tvm_ffi.structural_map(func.body, [(Call, clamp)]))
 
 
 def _padded_read(call):
-    """The load inside pad_einsum's read of a padded row, `if_then_else(i < B, x[i, ...], 0)`, else None."""
+    """pad_einsum's read of a padded row, `if_then_else(i < B, x[i, ...], 0)` (or `i < B and k < K` where K is
+    padded too: the tiled rule) -> (the load, `i < B`, the rest of the condition or None), else None."""
     if not call.op.same_as(tvm.ir.Op.get("prim.if_then_else")):
         return None
     cond, load, other = call.args
-    if not (isinstance(cond, tirx.LT) and isinstance(load, TensorLoad) and isinstance(other, tirx.FloatImm)
-            and float(other.value) == 0.0 and load.indices and tvm_ffi.structural_equal(load.indices[0], cond.a)):
+    if not (isinstance(load, TensorLoad) and isinstance(other, tirx.FloatImm) and float(other.value) == 0.0
+            and load.indices):
         return None
-    return load
+
+    def row_cond(c):
+        return isinstance(c, tirx.LT) and tvm_ffi.structural_equal(load.indices[0], c.a)
+
+    if row_cond(cond):
+        return load, cond, None
+    if isinstance(cond, tirx.And):
+        if row_cond(cond.a):
+            return load, cond.a, cond.b
+        if row_cond(cond.b):
+            return load, cond.b, cond.a
+    return None
+
+
+def _guarded(rest, load):
+    """`load`, under the part of a padded read's condition that is not about the row (K's padding), if any."""
+    if rest is None:
+        return load
+    return tirx.if_then_else(rest, load, tirx.const(0.0, str(load.source.dtype)))
 
 
 def shift_last_row_block(func: tirx.PrimFunc, rows: int, batch: tirx.PrimExpr) -> tirx.PrimFunc:
@@ -559,9 +719,11 @@ def shift_last_row_block(func: tirx.PrimFunc, rows: int, batch: tirx.PrimExpr) -
             return st
         return tirx.BufferStore(st.buffer, st.value, [row(st.indices[0]), *list(st.indices)[1:]])
 
-    def unguard(call):  # the padded copy's guard `i < B`: every row read exists now
-        load = _padded_read(call)
-        return load if load is not None and call.args[0].b.same_as(batch) else call
+    def unguard(call):  # the padded copy's guard `i < B`: every row read exists now (K's guard stays)
+        found = _padded_read(call)
+        if found is None or not found[1].b.same_as(batch):
+            return call
+        return _guarded(found[2], found[0])
 
     def rebase(m):  # in the guards: the block's first row as shifted
         if m.a.same_as(by) and isinstance(m.b, tirx.IntImm) and int(m.b) == rows:
