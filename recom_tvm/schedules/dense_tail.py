@@ -127,7 +127,7 @@ class DenseConfig:
 # two wide layers (H100, 2026-12-06, benchmarks/results/dense_tiled_e_h100_2026-12-06.json), us, gemv -> tiled:
 # 8,152 -> 1,024 at B = 1,024 658 -> 536, at 2,048 1,292 -> 901; 1,024 -> 1,024 85 -> 74 and 157 -> 120. At 512 the
 # gemv is faster (336 vs 426 us); between 512 and 1,024 it was not measured. Narrow layers (N < TILED_MIN_N:
-# E's 1,024 -> 128, 28 vs 58 us) keep the gemv in that bucket too.
+# E's 1,024 -> 128, 29 vs 60 us) keep the gemv in that bucket too.
 CUDA_DEFAULT = (
     (8, DenseConfig("gemv", rows=1, threads_n=16, vec=2, threads_k=64, unroll=4, kvec=4)),
     (64, DenseConfig("gemv", rows=4, threads_n=16, vec=2, threads_k=64, unroll=1, kvec=4)),
@@ -147,7 +147,7 @@ CPU_DEFAULT = (
 
 
 GEMV_EVERY_BATCH = 1 << 30
-TILED_MIN_N = 256  # narrower layers (E's 1,024 -> 128: 58 us tiled, 28 gemv at B = 2,048) keep the gemv
+TILED_MIN_N = 256  # narrower layers (E's 1,024 -> 128: 60 us tiled, 29 gemv at B = 2,048) keep the gemv
 
 
 def default_buckets(target_kind: str) -> tuple:
