@@ -275,6 +275,23 @@ def test_tiled_schedules_compute_the_same_emulated():
     assert fit(TILED[0], match_dense(layers["fused_matmul_add_less_where"])).rule == "tiled"
 
 
+def test_layers_the_tiled_rule_does_not_take_keep_the_gemv_emulated():
+    """Under the default buckets (tiled from B = 1,024) a wide layer whose w is [N, K] (TF's transpose_b) and one
+    whose N is not a multiple of a block's columns are scheduled, not refused (a refused layer would keep TVM's
+    default schedule at every batch): their large-batch bucket runs the gemv, and they compute the same."""
+    cuda = make_target("cuda")
+    odd = next(iter(fused_layers(mlp_module(40, (300,))).values()))
+    for name, func in {"transposed": _transposed_layer(256), "N = 300": odd}.items():
+        layer = match_dense(func)
+        assert layer.n >= TILED_MIN_N and fit(CUDA_DEFAULT[-1][1], layer).rule == "gemv", name
+        built = schedule_buckets(func, CUDA_DEFAULT, cuda)
+        lib = build_layer(emulate(built), CPU)
+        ref = _reference(func)
+        for b in (3, 1030):  # a gemv bucket and the large-batch one
+            np.testing.assert_allclose(run_layer(lib, func, b, seed=b), run_layer(ref, func, b, seed=b),
+                                       rtol=2e-5, atol=2e-5, err_msg=f"{name}: B={b}")
+
+
 def test_tiled_configs_are_checked():
     layer = match_dense(fused_layers(WIDE)["fused_matmul_add_less_where"])  # K = 300, N = 256
     assert "threads" in check_config(DenseConfig("tiled", threads_m=64, threads_n=32), layer)
@@ -313,25 +330,27 @@ def test_tiled_schedule_compiles_with_constant_tiles_and_vector_loads():
         assert "cp.async" in build_layer(piped, cuda).imports[0].inspect_source()  # the next tiles' copies
 
 
-def _transposed_layer():
-    """x [B, 40] @ w [24, 40]^T + b, then relu: a TF MatMul with transpose_b kept as such (w read as [N, K])."""
+def _transposed_layer(width: int = 24):
+    """x [B, 40] @ w [width, 40]^T + b, then relu: a TF MatMul with transpose_b kept as such (w read as [N, K])."""
     from tvm.script import tirx as T
 
+    N = T.int64(width)  # noqa: N806 - TVMScript reads it as a constant
+
     @T.prim_func(private=True, s_tir=True)
-    def layer(var_x: T.handle, w: T.Buffer((T.int64(24), T.int64(40)), "float32"),
-              b: T.Buffer((T.int64(24),), "float32"), var_out: T.handle):
+    def layer(var_x: T.handle, w: T.Buffer((N, T.int64(40)), "float32"),
+              b: T.Buffer((N,), "float32"), var_out: T.handle):
         T.func_attr({"tirx.noalias": True})
         n = T.int64()
         x = T.match_buffer(var_x, (n, T.int64(40)))
-        out = T.match_buffer(var_out, (n, T.int64(24)))
-        mm = T.sblock_alloc_buffer((n, T.int64(24)))
-        for i, j, k in T.grid(n, T.int64(24), T.int64(40)):
+        out = T.match_buffer(var_out, (n, N))
+        mm = T.sblock_alloc_buffer((n, N))
+        for i, j, k in T.grid(n, N, T.int64(40)):
             with T.sblock("matmul"):
                 vi, vj, vk = T.axis.remap("SSR", [i, j, k])
                 with T.init():
                     mm[vi, vj] = T.float32(0.0)
                 mm[vi, vj] = mm[vi, vj] + x[vi, vk] * w[vj, vk]
-        for i, j in T.grid(n, T.int64(24)):
+        for i, j in T.grid(n, N):
             with T.sblock("relu"):
                 vi, vj = T.axis.remap("SS", [i, j])
                 out[vi, vj] = T.max(mm[vi, vj] + b[vj], T.float32(0.0))

@@ -292,15 +292,13 @@ def fit(cfg: DenseConfig, layer: DenseLayer) -> DenseConfig:
         # final sum still reads (K = 40 under 16 threads x kvec 4: wrong, emulated)
         tk = min(cfg.threads_k * (cfg.threads_n // tn), _pow2_at_most(layer.k // kvec), MAX_THREADS // tn)
         return dataclasses.replace(cfg, threads_n=tn, vec=vec, threads_k=max(tk, 1), kvec=kvec)
-    if cfg.rule == "tiled" and layer.n < TILED_MIN_N:  # too few column blocks to fill the GPU: the gemv
+    if cfg.rule == "tiled" and (layer.n < TILED_MIN_N or layer.transposed or layer.n % (cfg.threads_n * cfg.vec)):
+        # too few column blocks to fill the GPU, w read as [N, K], or N not a multiple of a block's columns (what
+        # was measured): the gemv, not a failed schedule (which would leave the layer to TVM's default)
         return fit(LARGE_BATCH_GEMV, layer)
-    if cfg.rule == "tiled":  # a block's columns divide N: no predicate but the batch's (and K's padding)
-        tn, vec = cfg.threads_n, cfg.vec
-        while tn * vec > 1 and layer.n % (tn * vec):
-            tn, vec = (tn // 2, vec) if tn >= vec else (tn, vec // 2)
+    if cfg.rule == "tiled":  # (a block's columns divide N: no predicate but the batch's and K's padding)
         k_block = min(cfg.k_block, _pow2_at_most(layer.k))  # (K is padded to a multiple of it)
-        return dataclasses.replace(cfg, threads_n=max(tn, 1), vec=max(vec, 1), k_block=k_block,
-                                   unroll=_divisor_at_most(k_block, cfg.unroll))
+        return dataclasses.replace(cfg, k_block=k_block, unroll=_divisor_at_most(k_block, cfg.unroll))
     if cfg.rule == "cpu":  # tiles that divide N and K: no predicate inside the vectorized loop
         cols = next(c for c in (2048, 1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1)
                     if c <= cfg.cols and layer.n % c == 0)
