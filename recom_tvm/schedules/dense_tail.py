@@ -25,8 +25,9 @@ that branches on B on the host side of the kernel (one launch per call, like the
   row block from L2 and x once per thread. K is padded with zeros to a multiple of k_block (E's K = 8,152 =
   8 x 1,019: a tile of 8 made 1,019 dependent steps, each a global-memory round trip). On an H100 (2026-12-06) it
   beat the gemv only at large batches (E's two wide layers at B = 2,048: 0.90 vs 1.29 ms and 0.12 vs 0.16 ms; at
-  256 and 512 the gemv was 1.2-3x faster), and narrow layers (N < TILED_MIN_N) keep the
-  gemv. The default from B = 1,024 (CUDA_DEFAULT), and part of the dense design space (tuning).
+  256 and 512 the gemv was 1.2-3x faster); narrow layers (N < TILED_MIN_N), layers whose w is [N, K] and layers
+  whose N is not a multiple of a block's columns keep the gemv under a tiled config (fit). The default from
+  B = 1,024 (CUDA_DEFAULT), and part of the dense design space (tuning).
 - "matmul" (CUDA): dlight's Matmul rule (shared-memory tiles), TVM's own default.
 - "cpu" (llvm): register tiles of `rows` x `cols` outputs (cols a multiple of the vector width) over K blocks of
   `k_block`, vectorized along N, parallel over column tiles (tiles divide N and K: no predicate in the vector
