@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from recom_tvm import config  # noqa: E402
 from recom_tvm.runtime.keyed_jagged import KeyedJagged  # noqa: E402
@@ -34,31 +35,22 @@ from recom_tvm.runtime.native import NativeHost, load_library  # noqa: E402
 from recom_tvm.runtime.spec import InputSpec  # noqa: E402
 
 
-def threads_rate(host: NativeHost, call, threads: int, seconds: float = 1.5) -> float:
+def threads_rate(host: NativeHost, call, threads: int, per_call_s: float) -> float:
     """Requests per second of `threads` threads each running call(ctx, destination) on a context and staging
-    buffer of its own."""
-    import threading
+    buffer of its own, about a second each (gpu_common.threaded_rate: started together, timed to the last join)."""
+    from gpu_common import threaded_rate
 
-    counts, stop = [0] * threads, threading.Event()
-
-    def work(k: int) -> None:
+    calls = []
+    for _ in range(threads):
         ctx, staging = host.context(), np.zeros(64 << 20, np.uint8)
-        address = staging.ctypes.data
-        while not stop.is_set():
-            call(ctx, lambda n: (address, staging.size))
-            counts[k] += 1
 
-    ths = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
-    for th in ths:
-        th.start()
-    time.sleep(0.3)  # (warm-up)
-    c0, t0 = sum(counts), time.perf_counter()
-    time.sleep(seconds)
-    c1, t1 = sum(counts), time.perf_counter()
-    stop.set()
-    for th in ths:
-        th.join()
-    return (c1 - c0) / (t1 - t0)
+        def request(i, ctx=ctx, staging=staging, address=staging.ctypes.data):
+            call(ctx, lambda n: (address, staging.size))
+
+        for i in range(3):  # (warm-up: the context's arenas)
+            request(i)
+        calls.append(request)
+    return threaded_rate(calls, max(20, int(1.0 / per_call_s)))
 
 
 def measure(lib_path: str, spec: InputSpec, requests: dict, batches: list, iters: int,
@@ -94,7 +86,7 @@ def measure(lib_path: str, spec: InputSpec, requests: dict, batches: list, iters
             each = (lambda c, d, f=feeds: host.request(c, f, d)) if layout == "feeds" else \
                 (lambda c, d, k=kjt: host.request_kjt(c, k, d))
             for n in threads:
-                row[f"threads_{n}_per_s"] = round(threads_rate(host, each, n), 1)
+                row[f"threads_{n}_per_s"] = round(threads_rate(host, each, n, float(np.median(total))), 1)
     return out
 
 

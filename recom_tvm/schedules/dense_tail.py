@@ -372,12 +372,7 @@ def schedule(func: tirx.PrimFunc, cfg: DenseConfig, target: tvm.target.Target,
         sch = Schedule(func)
         mm, epi, pads = _prepare(sch, cfg.rows * cfg.threads_m, keep_pad=True, k_multiple=cfg.k_block)
         _tiled(sch, mm, epi, pads, cfg)
-        out = sch.mod["main"]
-        least = min_batch if min_batch is not None else (layer.static_batch or 1)
-        if least >= cfg.rows * cfg.threads_m:  # every row block can be a whole one
-            out = shift_last_row_block(out, cfg.rows * cfg.threads_m, layer.batch)
-        else:
-            out = clamp_padded_rows(out)
+        out = _bound_padded_rows(sch.mod["main"], cfg.rows * cfg.threads_m, layer, min_batch)
     else:
         sch = Schedule(func)
         mm, epi = _prepare(sch, cfg.rows)
@@ -392,12 +387,17 @@ def schedule(func: tirx.PrimFunc, cfg: DenseConfig, target: tvm.target.Target,
             out = guard_epilogue(out, *blocks)
             if cfg.rows * cfg.threads_n * cfg.vec < cfg.threads_n * cfg.threads_k:  # spare final-sum threads
                 out = bound_final_sum_rows(out, blocks, cfg.rows)
-            least = min_batch if min_batch is not None else (layer.static_batch or 1)
-            if cfg.rows > 1 and least >= cfg.rows:  # every row block can be a whole one
-                out = shift_last_row_block(out, cfg.rows, layer.batch)
-            else:
-                out = clamp_padded_rows(out)
+            out = _bound_padded_rows(out, cfg.rows, layer, min_batch)
     return out.with_attr("tirx.is_scheduled", True)
+
+
+def _bound_padded_rows(func: tirx.PrimFunc, rows: int, layer: DenseLayer, min_batch: int | None) -> tirx.PrimFunc:
+    """The padded rows of a schedule whose blocks own `rows` batch rows: the last row block shifted back where every
+    batch it serves fills a block (min_batch, default 1; a static batch: itself), else its reads clamped."""
+    least = min_batch if min_batch is not None else (layer.static_batch or 1)
+    if rows > 1 and least >= rows:  # every row block can be a whole one
+        return shift_last_row_block(func, rows, layer.batch)
+    return clamp_padded_rows(func)
 
 
 def _prepare(sch: Schedule, rows: int, keep_pad: bool = False, k_multiple: int = 1):
@@ -523,16 +523,6 @@ def _tiled(sch: Schedule, mm, epi, pads: list, cfg: DenseConfig) -> None:
         sch.annotate(ko, "software_pipeline_order", [0, 1, 2])
         if cfg.pipeline == 2:
             sch.annotate(ko, "software_pipeline_async_stages", [0])
-
-
-def _input_read(sch: Schedule, mm) -> int:
-    """The index of x among the update's reads: the one indexed by (i, k)."""
-    block = sch.get(mm)
-    vi, _, vk = (v.var for v in block.iter_vars)
-    for n, r in enumerate(block.reads):
-        if _same(_point_vars(r), [vi, vk]):
-            return n
-    raise ValueError(f"dense tail: no input among the reads of {block.name_hint}")
 
 
 def _split_k_threads(sch: Schedule, mm, cfg: DenseConfig, kvec: int):
@@ -775,13 +765,24 @@ def _weight_read(sch: Schedule, mm) -> int:
     """The index of w among the update's reads: the one indexed by (k, j) or (j, k). Not "the read without the
     batch": at a static batch (a tuning task) x and the accumulator the reduction was decomposed into have
     constant shapes too."""
+    return _read_index(sch, mm, "weight", ((2, 1), (1, 2)))
+
+
+def _input_read(sch: Schedule, mm) -> int:
+    """The index of x among the update's reads: the one indexed by (i, k)."""
+    return _read_index(sch, mm, "input", ((0, 2),))
+
+
+def _read_index(sch: Schedule, mm, what: str, accesses: tuple) -> int:
+    """The index of the update's read that is a point access by one of `accesses` (positions of its block vars
+    i, j, k, in the read's index order)."""
     block = sch.get(mm)
-    _, vj, vk = (v.var for v in block.iter_vars)
+    v = [iv.var for iv in block.iter_vars]
     for n, r in enumerate(block.reads):
         pv = _point_vars(r)
-        if _same(pv, [vk, vj]) or _same(pv, [vj, vk]):
+        if any(_same(pv, [v[a] for a in acc]) for acc in accesses):
             return n
-    raise ValueError(f"dense tail: no weight among the reads of {block.name_hint}")
+    raise ValueError(f"dense tail: no {what} among the reads of {block.name_hint}")
 
 
 def _dlight_matmul(func: tirx.PrimFunc, target: tvm.target.Target) -> tirx.PrimFunc:

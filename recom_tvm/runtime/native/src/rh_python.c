@@ -851,9 +851,14 @@ static int np_fields(PyObject *obj, int *dtype, int *ndim, const Py_ssize_t **sh
   return *dtype != RH_NONE;
 }
 
+/* an array's type number (np_fields checked its descr and range) */
+static int np_type_num(PyObject *obj) {
+  return ((const np_descr_head *)((const np_array_head *)obj)->descr)->type_num;
+}
+
 /* the first array of its type number: the direct fields must equal the buffer protocol's */
 static int np_check(PyObject *obj, int dtype, int ndim, const Py_ssize_t *shape, void *data) {
-  int type_num = ((const np_descr_head *)((const np_array_head *)obj)->descr)->type_num;
+  int type_num = np_type_num(obj);
   if (np_checked[type_num]) return 1;
   Py_buffer v;
   if (PyObject_GetBuffer(obj, &v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
@@ -1094,16 +1099,22 @@ static int feature_of(ctx_state *cs, prog_state *ps, int k, PyObject *key) {
   return (int)f;
 }
 
+/* a sparse / ragged feature fed as a tuple of exactly its parts: its items (borrowed) into parts -> 1, else 0.
+ * Plain reads: ingest_unlocked calls it without the GIL. */
+static int tuple_parts(PyObject *value, int nparts, PyObject **parts) {
+  if (!PyTuple_CheckExact(value) || PyTuple_Size(value) != nparts) return 0;
+  for (int k = 0; k < nparts; k++) parts[k] = PyTuple_GetItem(value, k);
+  return 1;
+}
+
 /* one feature's feed tensors into their slots (or onto `pending`, for the reference's conversion). -1: an error */
 static int feed_feature(ctx_state *cs, prog_state *ps, int f, PyObject *value, PyObject **pending) {
   const rh_program *p = &ps->p;
   int nparts = p->feat_nparts[f], kind = p->feat_kind[f];
   PyObject *parts[3] = {value, NULL, NULL};
   int split = 1;
-  if (kind != 0) {
-    if (PyTuple_CheckExact(value) && PyTuple_Size(value) == nparts) {
-      for (int k = 0; k < nparts; k++) parts[k] = PyTuple_GetItem(value, k);
-    } else if (PyDict_CheckExact(value)) {
+  if (kind != 0 && !tuple_parts(value, nparts, parts)) {
+    if (PyDict_CheckExact(value)) {
       for (int k = 0; k < nparts && split; k++) {
         parts[k] = PyDict_GetItemString(value, kind == 1 ? SPARSE_PARTS[k] : RAGGED_PARTS[k]);
         if (!parts[k]) split = 0;
@@ -1143,8 +1154,7 @@ static int ingest_part_unlocked(ctx_state *cs, prog_state *ps, int slot, PyObjec
   void *data;
   if (!np_direct || Py_TYPE(obj) != (PyTypeObject *)ps->ndarray || !np_fields(obj, &dtype, &ndim, &shape, &data))
     return 1;
-  int type_num = ((const np_descr_head *)((const np_array_head *)obj)->descr)->type_num;
-  if (!np_checked[type_num] || (want >= 0 && dtype != want)) return 1;
+  if (!np_checked[np_type_num(obj)] || (want >= 0 && dtype != want)) return 1;
   rh_tensor *t = &cs->c->t[slot];
   set_direct(t, dtype, ndim, shape, data);
   if (dtype == RH_STR) {
@@ -1172,10 +1182,7 @@ static int ingest_unlocked(ctx_state *cs, prog_state *ps, PyObject *feeds) {
     if (k >= p->nfeat || cs->key_obj[k] != key) return 1;
     int f = cs->key_feat[k], nparts = p->feat_nparts[f];
     PyObject *parts[3] = {value, NULL, NULL};
-    if (p->feat_kind[f] != 0) {
-      if (!PyTuple_CheckExact(value) || PyTuple_Size(value) != nparts) return 1;
-      for (int j = 0; j < nparts; j++) parts[j] = PyTuple_GetItem(value, j);
-    }
+    if (p->feat_kind[f] != 0 && !tuple_parts(value, nparts, parts)) return 1;
     for (int j = 0; j < nparts; j++) {
       int slot = p->feat_part_slot[3 * f + j];
       if (ingest_part_unlocked(cs, ps, slot, parts[j], p->slot_dtype[slot], f, j)) return 1;
