@@ -18,7 +18,7 @@ from tvm import relax
 
 import recom_tvm
 from recom_tvm.backend.cuda_graph import GRAPH_FUNC, add_graph_variant, capture_builtins
-from recom_tvm.backend.pipeline import compile_module, dense_tail_pass, relax_pipeline
+from recom_tvm.backend.pipeline import compile_module, cuda_legalize_passes, dense_tail_pass, relax_pipeline
 from recom_tvm.build_module import make_target
 from recom_tvm.cuda_support import nvcc_path
 from recom_tvm.models import zoo
@@ -376,6 +376,59 @@ def test_gemv_with_k_vectors_computes_the_same_emulated():
             _assert_same(func, build_layer(emulate(schedule(func, cfg, cuda)), CPU), f"{name} {cfg.knobs()}")
         buckets = ((4, cfgs[1]), (None, cfgs[0]))
         _assert_same(func, build_layer(emulate(schedule_buckets(func, buckets, cuda)), CPU), f"{name} buckets")
+
+
+def test_gemv_split_k_over_blocks_computes_the_same_emulated():
+    """split_k: K cut into chunks, one per blockIdx.z, each block's sum of its chunk stored to a global buffer of
+    partial sums, a second kernel adding them and applying the epilogue. Every layer of the MLP, K with a short
+    last chunk (301: kvec 1, 302: kvec 2), a transposed w, row blocks that pad (rows 2 and 4, clamped: the last
+    block cannot shift, its partial sums' rows are its own), spare final-sum threads, dispatched beside one-kernel
+    buckets; fit keeps every chunk at least threads_k groups long (K = 16 and 64 get fewer chunks or none)."""
+    cuda = make_target("cuda")
+    cfgs = [DenseConfig("gemv", rows=1, threads_n=8, vec=2, threads_k=16, unroll=2, kvec=4, split_k=4),
+            DenseConfig("gemv", rows=2, threads_n=4, vec=1, threads_k=8, unroll=1, kvec=2, split_k=3),
+            DenseConfig("gemv", rows=4, threads_n=16, vec=2, threads_k=4, unroll=4, kvec=1, split_k=8)]
+    layers = {**fused_layers(MLP), **{f"K{k}": f for k in (302, 301)
+                                     for f in fused_layers(mlp_module(k, (24,))).values()},
+              "transposed": _transposed_layer()}
+    for name, func in layers.items():
+        layer = match_dense(func)
+        for cfg in cfgs:
+            got = fit(cfg, layer)
+            groups = layer.k // got.kvec
+            chunk = -(-groups // got.split_k)
+            assert groups - (got.split_k - 1) * chunk >= got.threads_k, (name, got)
+            _assert_same(func, build_layer(emulate(schedule(func, cfg, cuda)), CPU), f"{name} {cfg.knobs()}")
+        buckets = ((2, cfgs[0]), (8, cfgs[1]), (None, dataclasses.replace(cfgs[2], split_k=1)))
+        _assert_same(func, build_layer(emulate(schedule_buckets(func, buckets, cuda)), CPU), f"{name} buckets")
+    assert fit(cfgs[0], match_dense(layers["K302"])).split_k == 4  # 151 groups of 2: chunks of 38, the last 37
+
+
+@needs_nvcc
+def test_split_k_compiles_to_two_kernels_and_graph_builds_keep_one():
+    """A split-K bucket is two kernels (the chunks' partial sums, then their sum and the epilogue) around a workspace
+    the host side allocates per call; a build with CUDA graphs schedules the same buckets without the split (no
+    allocation may happen while a stream captures)."""
+    from recom_tvm.cuda_support import prepare_cuda_build
+
+    prepare_cuda_build()
+    cuda = make_target("cuda")
+    func = fused_layers(MLP)["fused_matmul_add_less_where"]  # K = 300, N = 64
+    split = DenseConfig("gemv", rows=1, threads_n=16, vec=2, threads_k=16, unroll=2, kvec=4, split_k=4)
+    buckets = ((8, split), (None, CUDA_DEFAULT[-2][1]))
+    lib = build_layer(schedule_buckets(func, buckets, cuda), cuda)
+    kernels = re.findall(r"__global__[^;{]*\{", lib.imports[0].inspect_source())
+    assert len(kernels) == 3, kernels
+    assert "TVMBackendAllocWorkspace" in lib.inspect_source()
+    with cuda:
+        low = tvm.transform.Sequential(cuda_legalize_passes(cuda, dense=False, default_schedule=False))(
+            LegalizeRecomOps(None)(MLP))
+    for graphs, want in ((False, 4), (True, 1)):
+        with cuda:
+            done = dense_tail_pass(cuda, resolve=lambda f, layer: buckets, graphs=graphs)(low)
+        recorded = [json.loads(str(f.attrs[DENSE_ATTR])) for _, f in done.functions_items()
+                    if isinstance(f, tvm.tirx.PrimFunc) and f.attrs is not None and DENSE_ATTR in f.attrs]
+        assert recorded and all(r[0][1]["split_k"] == want for r in recorded), (graphs, recorded)
 
 
 @needs_nvcc

@@ -23,7 +23,7 @@ from recom_tvm.models import zoo
 from recom_tvm.serving import wire
 from recom_tvm.serving.client import save_requests
 from recom_tvm.serving.repository import export_triton
-from recom_tvm.serving.server import TritonServer, free_port
+from recom_tvm.serving.server import TritonServer, free_ports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = {"demo": zoo.demo, "examples": zoo.example_mix, "vocab": zoo.vocab_mix, "crossed": zoo.crossed_mix}
@@ -264,7 +264,7 @@ def test_pytriton_binding(models, triton_python, tmp_path):
     c = models["demo"]
     lib = str(tmp_path / "demo.so")
     c.model.export_library(lib)
-    http, grpc, metrics = free_port(), free_port(), free_port()
+    http, grpc, metrics = free_ports(3)
     script = textwrap.dedent(f"""
         from recom_tvm.serving import pytriton
         triton = pytriton({lib!r}, "demo", http_port={http}, grpc_port={grpc}, metrics_port={metrics})
@@ -275,10 +275,12 @@ def test_pytriton_binding(models, triton_python, tmp_path):
         finally:
             triton.stop()  # graceful: PyTriton frees its shared memory and workspace
     """)
-    proc = subprocess.Popen([triton_python, "-c", script], env=dict(os.environ, PYTHONPATH=ROOT),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = tmp_path / "pytriton.log"  # the child's output: a failure to start says why
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([triton_python, "-c", script], env=dict(os.environ, PYTHONPATH=ROOT),
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_ready(f"http://127.0.0.1:{http}/v2/models/demo/ready", proc, 120)
+        _wait_ready(f"http://127.0.0.1:{http}/v2/models/demo/ready", proc, 120, log)
         good = [c.spec.sample(b, rng=b) for b in (1, 9, 33)]
         bad = dict(good[0], price=np.zeros((4, 1), np.float32))
         requests = [_wire(c, f) for f in (good[0], bad, good[1], good[2])]
@@ -300,18 +302,20 @@ def test_pytriton_binding(models, triton_python, tmp_path):
     _assert_group_gone(proc.pid)
 
 
-def _wait_ready(url: str, proc, timeout: float) -> None:
+def _wait_ready(url: str, proc, timeout: float, log) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"the PyTriton process exited with {proc.returncode}")
+            tail = log.read_bytes()[-4000:].decode(errors="replace")
+            raise AssertionError(f"the PyTriton process exited with {proc.returncode}; its output ends:\n{tail}")
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
                     return
         except OSError:
             time.sleep(0.5)
-    raise AssertionError(f"{url} not ready after {timeout}s")
+    tail = log.read_bytes()[-4000:].decode(errors="replace")
+    raise AssertionError(f"{url} not ready after {timeout}s; the PyTriton output ends:\n{tail}")
 
 
 if __name__ == "__main__":

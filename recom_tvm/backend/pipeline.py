@@ -32,9 +32,13 @@ from .keep_storage import KeepStorageUntilSync
 USE_CUDA_GRAPH = "relax.backend.use_cuda_graph"
 
 
-def dense_tail_pass(target: tvm.target.Target, resolve: Callable | None = None) -> tvm.transform.Pass:
-    """Schedule every dense layer of the module; `resolve(func, layer)` -> its buckets or None (the defaults)."""
-    from ..schedules.dense_tail import default_buckets, match_dense, schedule_buckets
+def dense_tail_pass(target: tvm.target.Target, resolve: Callable | None = None,
+                    graphs: bool = False) -> tvm.transform.Pass:
+    """Schedule every dense layer of the module; `resolve(func, layer)` -> its buckets or None (the defaults).
+    graphs: the build captures CUDA graphs, so no layer splits K over blocks (split-K's partial sums are a
+    workspace the kernel's host side allocates per call, which a capture must not do: cudaMalloc is illegal while
+    a stream captures, and a captured address would have to stay the layer's)."""
+    from ..schedules.dense_tail import default_buckets, match_dense, one_kernel_buckets, schedule_buckets
 
     kind = target.kind.name
 
@@ -46,13 +50,15 @@ def dense_tail_pass(target: tvm.target.Target, resolve: Callable | None = None) 
             if layer is None:
                 continue
             tuned = resolve(func, layer) if resolve else None
-            for buckets in ([tuned] if tuned else []) + [default_buckets(kind)]:
+            for from_db, buckets in ([(True, tuned)] if tuned else []) + [(False, default_buckets(kind))]:
+                if graphs:
+                    buckets = one_kernel_buckets(buckets)
                 try:
                     updates[gv] = schedule_buckets(func, buckets, target)
                     break
                 except Exception as err:  # noqa: BLE001 - a layer we cannot schedule keeps TVM's default
                     why = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
-                    if buckets is tuned:  # a database's records that do not build: say so, use the defaults
+                    if from_db:  # a database's records that do not build: say so, use the defaults
                         warnings.warn(f"dense layer {gv.name_hint} (K={layer.k}, N={layer.n}): its tuned schedules "
                                       f"do not build ({why}); using the default ones", stacklevel=2)
                     else:  # a slower kernel, not a wrong one: say so (it was a verbose-only log line, and a
@@ -67,7 +73,7 @@ def dense_tail_pass(target: tvm.target.Target, resolve: Callable | None = None) 
 
 
 def cuda_legalize_passes(target: tvm.target.Target, dense: bool = True, resolve: Callable | None = None,
-                         default_schedule: bool = True) -> list:
+                         default_schedule: bool = True, graphs: bool = False) -> list:
     """TVM's CUDA legalization (legalize, fuse) with our passes before its default schedule (dlight, the last
     pass, which schedules what is left): bool intermediates inlined (TF's Relu), then the dense layers.
     default_schedule=False leaves dlight out (tests look at what our passes scheduled)."""
@@ -80,7 +86,7 @@ def cuda_legalize_passes(target: tvm.target.Target, dense: bool = True, resolve:
         from .default_schedule import gpu_default_schedule
 
         legalize[-1] = gpu_default_schedule()  # the same rules, one failing on a function passes it on
-    ours = [InlineBoolIntermediates()] + ([dense_tail_pass(target, resolve)] if dense else [])
+    ours = [InlineBoolIntermediates()] + ([dense_tail_pass(target, resolve, graphs)] if dense else [])
     tail = legalize[-1:] if ends_with_dlight and default_schedule else []
     return (legalize[:-1] if ends_with_dlight else legalize) + ours + tail
 
@@ -93,7 +99,7 @@ def relax_pipeline(target: tvm.target.Target, dense: bool = True, resolve: Calla
     if kind == "cuda":
         from tvm.relax.backend.cuda import pipeline as backend
 
-        legalize = cuda_legalize_passes(target, dense, resolve)
+        legalize = cuda_legalize_passes(target, dense, resolve, graphs=bool(graph_max_batch))
         lower = list(backend.dataflow_lower_passes(target))
         finalize = list(backend.finalize_passes(target))
         if graph_max_batch:

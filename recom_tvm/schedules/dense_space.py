@@ -34,10 +34,10 @@ TASK_ATTR = "recom_tvm.dense_task"  # JSON: key, batch, target, K, N (what insta
 
 KNOBS = {
     # (values appended, never inserted: a record's decisions are indices into these tuples)
-    "cuda": {"rule": ("gemv", "matmul", "tiled"), "rows": (1, 2, 4, 8, 16, 32), "threads_n": (4, 8, 16, 32),
-             "vec": (1, 2, 4, 8), "threads_k": (4, 8, 16, 32, 64), "unroll": (1, 2, 4, 8), "kvec": (1, 2, 4),
+    "cuda": {"rule": ("gemv", "matmul", "tiled"), "rows": (1, 2, 4, 8, 16, 32), "threads_n": (4, 8, 16, 32, 2),
+             "vec": (1, 2, 4, 8), "threads_k": (4, 8, 16, 32, 64, 128, 256, 512), "unroll": (1, 2, 4, 8), "kvec": (1, 2, 4),
              "threads_m": (2, 4, 8, 16, 32), "k_block": (4, 8, 16, 32, 64, 256),  # (256: the unused default)
-             "pipeline": (0, 1, 2)},
+             "pipeline": (0, 1, 2), "split_k": (1, 2, 4, 8, 16, 32)},
     "cpu": {"rule": ("cpu",), "rows": (1, 2, 4, 6, 8), "cols": (8, 16, 32, 64, 128, 256, 512, 1024),
             "k_block": (64, 128, 256, 512, 1024), "unroll": (1, 2, 4, 8, 16), "k_outer": (0, 1), "pack": (0, 1)},
 }
@@ -243,7 +243,7 @@ class ValidDenseKnobs(PyPostproc):
 FEATURES = ("rule_gemv", "rule_matmul", "rule_cpu", "log2_rows", "log2_threads_n", "vec", "log2_threads_k",
             "log2_unroll", "log2_cols", "log2_k_block", "k_outer", "pack", "log2_batch", "log2_k", "log2_n",
             "log2_blocks", "threads_per_block", "accumulators", "smem_kib", "weight_rereads", "waves_132",
-            "log2_kvec", "loads_per_fma")
+            "log2_kvec", "loads_per_fma", "log2_split_k")
 
 
 def features(cfg: DenseConfig, info: dict) -> np.ndarray:
@@ -256,7 +256,7 @@ def features(cfg: DenseConfig, info: dict) -> np.ndarray:
     if c.rule == "gemv":
         loads = (rows / c.kvec + (1 if c.vec in (2, 4) else c.vec)) / (rows * c.vec) if c.kvec > 1 else \
             (rows + (1 if c.vec in (2, 4) else c.vec)) / (rows * c.vec)
-        blocks = math.ceil(batch / rows) * math.ceil(n / (c.threads_n * c.vec))
+        blocks = math.ceil(batch / rows) * math.ceil(n / (c.threads_n * c.vec)) * c.split_k
         threads, acc = c.threads_n * c.threads_k, rows * c.vec
         smem = c.threads_k * rows * c.threads_n * c.vec * 4 / 1024
     elif c.rule == "tiled":
@@ -273,7 +273,7 @@ def features(cfg: DenseConfig, info: dict) -> np.ndarray:
                      math.log2(c.threads_n), c.vec, math.log2(c.threads_k), math.log2(c.unroll), math.log2(c.cols),
                      math.log2(c.k_block), c.k_outer, c.pack, math.log2(max(batch, 1)), math.log2(k), math.log2(n),
                      math.log2(max(blocks, 1)), threads, acc, smem, math.ceil(batch / rows),
-                     blocks / 132.0, math.log2(c.kvec), loads], dtype=np.float32)
+                     blocks / 132.0, math.log2(c.kvec), loads, math.log2(c.split_k)], dtype=np.float32)
 
 
 @derived_object

@@ -67,7 +67,9 @@ class DenseConfig:
     """One schedule of a dense layer. Fields beside `rule` are the rule's knobs (others are ignored).
 
     gemv: rows (batch rows per block, in registers), threads_n (threads along N), vec (columns per thread),
-        threads_k (threads splitting K), unroll (K steps unrolled).
+        threads_k (threads splitting K), unroll (K steps unrolled), kvec (consecutive K per thread and step),
+        split_k (blocks splitting K: each block sums its chunk of K into a global buffer of partial sums that a
+        second kernel adds up before the epilogue; 1: one kernel, K split only among a block's threads).
     cpu: rows (rows per register tile), cols (columns per tile, vectorized), k_block (K per cache block), unroll,
         k_outer (1: K blocks outside the row tiles, each block of w reused from L1 by every row tile, the sums in
         memory; 0: each row tile's sums in registers over all of K), pack (1: each thread first copies its
@@ -93,6 +95,7 @@ class DenseConfig:
     kvec: int = 1
     threads_m: int = 16
     pipeline: int = 0
+    split_k: int = 1
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -107,7 +110,7 @@ class DenseConfig:
 
     def knobs(self) -> dict:
         """The fields this config's rule reads (what a record or a log should show)."""
-        names = {"gemv": ("rows", "threads_n", "vec", "threads_k", "unroll", "kvec"), "matmul": (),
+        names = {"gemv": ("rows", "threads_n", "vec", "threads_k", "unroll", "kvec", "split_k"), "matmul": (),
                  "tiled": ("rows", "vec", "threads_m", "threads_n", "k_block", "unroll", "pipeline"),
                  "cpu": ("rows", "cols", "k_block", "unroll", "k_outer", "pack")}[self.rule]
         return {"rule": self.rule, **{n: getattr(self, n) for n in names}}
@@ -291,8 +294,9 @@ def fit(cfg: DenseConfig, layer: DenseLayer) -> DenseConfig:
         kvec = next(v for v in (4, 2, 1) if v <= cfg.kvec and layer.k % v == 0)
         # K threads at most K's groups of kvec: a K thread with no K left never writes its partial sums, which the
         # final sum still reads (K = 40 under 16 threads x kvec 4: wrong, emulated)
-        tk = min(cfg.threads_k * (cfg.threads_n // tn), _pow2_at_most(layer.k // kvec), MAX_THREADS // tn)
-        return dataclasses.replace(cfg, threads_n=tn, vec=vec, threads_k=max(tk, 1), kvec=kvec)
+        tk = max(1, min(cfg.threads_k * (cfg.threads_n // tn), _pow2_at_most(layer.k // kvec), MAX_THREADS // tn))
+        return dataclasses.replace(cfg, threads_n=tn, vec=vec, threads_k=tk, kvec=kvec,
+                                   split_k=_split_count(layer.k // kvec, tk, cfg.split_k))
     if cfg.rule == "tiled" and (layer.n < TILED_MIN_N or layer.transposed or layer.n % (cfg.threads_n * cfg.vec)):
         # too few column blocks to fill the GPU, w read as [N, K], or N not a multiple of a block's columns (what
         # was measured): the gemv, not a failed schedule (which would leave the layer to TVM's default)
@@ -308,6 +312,17 @@ def fit(cfg: DenseConfig, layer: DenseLayer) -> DenseConfig:
             k_block = layer.k
         return dataclasses.replace(cfg, cols=cols, k_block=k_block, unroll=_divisor_at_most(k_block, cfg.unroll))
     return cfg
+
+
+def _split_count(groups: int, threads_k: int, most: int) -> int:
+    """K's blocks for `groups` groups of kvec under threads_k K threads: at most `most`, and every block's chunk,
+    the last (shorter) one included, at least threads_k groups (the same reason as fit's cap on threads_k: a K
+    thread with no K would leave its partial sums unwritten)."""
+    for s in range(max(1, most), 1, -1):
+        chunk = -(-groups // s)
+        if groups - (s - 1) * chunk >= threads_k:
+            return s
+    return 1
 
 
 def _divisor_at_most(n: int, most: int) -> int:
@@ -333,6 +348,8 @@ def check_config(cfg: DenseConfig, layer: DenseLayer | None = None) -> str | Non
             return f"kvec must be 1, 2 or 4 (one load of at most 16 bytes), got {cfg.kvec}"
         if layer is not None and layer.k % cfg.kvec:
             return f"kvec {cfg.kvec} does not divide K = {layer.k}"
+        if cfg.split_k < 1:
+            return "split_k must be >= 1"
     if cfg.rule == "tiled":
         if cfg.threads_m < 1:
             return "threads_m must be >= 1"
@@ -384,10 +401,14 @@ def schedule(func: tirx.PrimFunc, cfg: DenseConfig, target: tvm.target.Target,
             _cpu(sch, mm, epi, cfg)
         out = sch.mod["main"]
         if cfg.rule == "gemv":
-            out = guard_epilogue(out, *blocks)
+            block_sum, epilogue = blocks  # (the same pair, or split-K's partials' store and its second kernel)
+            out = guard_epilogue(out, *block_sum)
+            if epilogue != block_sum:
+                out = guard_epilogue(out, *epilogue)
             if cfg.rows * cfg.threads_n * cfg.vec < cfg.threads_n * cfg.threads_k:  # spare final-sum threads
-                out = bound_final_sum_rows(out, blocks, cfg.rows)
-            out = _bound_padded_rows(out, cfg.rows, layer, min_batch)
+                out = bound_final_sum_rows(out, block_sum, cfg.rows)
+            # (split-K: the partial sums' rows are the block's own, so the last row block cannot shift)
+            out = _bound_padded_rows(out, cfg.rows, layer, min_batch if cfg.split_k == 1 else 1)
     return out.with_attr("tirx.is_scheduled", True)
 
 
@@ -430,14 +451,14 @@ def _prepare(sch: Schedule, rows: int, keep_pad: bool = False, k_multiple: int =
     return (mm, epi, pads) if keep_pad else (mm, epi)
 
 
-def _gemv(sch: Schedule, mm, epi, cfg: DenseConfig, vector_w: bool) -> tuple[str, str]:
-    rf, (by, bx, ts, tr, ko, ku, ii, v) = _split_k_threads(sch, mm, cfg, kvec=1)
+def _gemv(sch: Schedule, mm, epi, cfg: DenseConfig, vector_w: bool) -> tuple:
+    rf, (by, bx, ts, tr, ko, ku, ii, v), top, last = _split_k_threads(sch, mm, cfg, kvec=1)
     if vector_w:  # one 8- or 16-byte load of w per K step (LDG.64/.128), not vec scalar ones; before
         sch.vectorize(v)  # decompose_reduction: the update alone is not a block vectorize accepts
     sch.decompose_reduction(rf, ko)
     for loop in (ku, ii) if vector_w else (ku, ii, v):
         sch.unroll(loop)
-    return _final_sum(sch, mm, epi, bx, cfg.threads_n, cfg.threads_k)
+    return _sums(sch, mm, top, epi, last, cfg)
 
 
 def _gemv_kvec(sch: Schedule, mm, epi, cfg: DenseConfig, layer: DenseLayer) -> tuple[str, str]:
@@ -447,7 +468,7 @@ def _gemv_kvec(sch: Schedule, mm, epi, cfg: DenseConfig, layer: DenseLayer) -> t
     kvec (fit). Staging x in registers too cost registers and time (E's layers, H100: 43 against 32 registers,
     82 against 49 us at B = 32) and was dropped."""
     w = sch.get(mm).reads[_weight_read(sch, mm)].source
-    rf, (by, bx, ts, tr, ko, ku, kk, ii, v) = _split_k_threads(sch, mm, cfg, kvec=cfg.kvec)
+    rf, (by, bx, ts, tr, ko, ku, kk, ii, v), top, last = _split_k_threads(sch, mm, cfg, kvec=cfg.kvec)
     w_index = next(n for n, r in enumerate(sch.get(rf).reads) if r.source.same_as(w))
     w_tile = sch.cache_read(rf, w_index, "local")  # kvec x vec of w (vec x kvec if transposed)
     sch.compute_at(w_tile, ku)
@@ -460,7 +481,7 @@ def _gemv_kvec(sch: Schedule, mm, epi, cfg: DenseConfig, layer: DenseLayer) -> t
     sch.decompose_reduction(rf, ko)
     for loop in (ku, kk, ii, v):
         sch.unroll(loop)
-    return _final_sum(sch, mm, epi, bx, cfg.threads_n, cfg.threads_k)
+    return _sums(sch, mm, top, epi, last, cfg)
 
 
 def _tiled(sch: Schedule, mm, epi, pads: list, cfg: DenseConfig) -> None:
@@ -528,23 +549,58 @@ def _tiled(sch: Schedule, mm, epi, pads: list, cfg: DenseConfig) -> None:
 def _split_k_threads(sch: Schedule, mm, cfg: DenseConfig, kvec: int):
     """Both gemvs' tiling: blocks of `rows` rows x threads_n * vec columns, threads_k threads splitting K (each
     owning kvec consecutive K when kvec > 1; adjacent threads on adjacent K: conflict-free shared memory), their
-    partial sums factored out (rfactor) and meeting in shared memory. -> (the partial-sum block, its loops:
-    by, bx, ts, tr, ko, ku, [kk,] ii, v)."""
+    partial sums factored out (rfactor) and meeting in shared memory. With split_k > 1 K is first cut into
+    split_k chunks of whole kvec groups, one per blockIdx.z, factored out too: the block's sum of its chunk goes to
+    a global [split_k, B, N] buffer (`top`, the block summing its K threads) and `mm` becomes the sum over the
+    chunks (_split_k_sum). -> (the partial-sum block, its loops: by, bx, ts, tr, ko, ku, [kk,] ii, v; `top` (mm
+    without split_k); the innermost block loop)."""
     i, j, k = sch.get_loops(mm)
-    by, ii = sch.split(i, [None, cfg.rows])
-    bx, ts, v = sch.split(j, [None, cfg.threads_n, cfg.vec])
     kk = []
     if kvec > 1:  # exact: the K predicate (if any) is per group, never inside a vector
         k, kv = sch.split(k, [None, kvec])
         kk = [kv]
+    top, bz = mm, []
+    if cfg.split_k > 1:
+        ks, k = sch.split(k, [cfg.split_k, None])
+        top = sch.rfactor(ks, 0)  # [split_k, B, N] partial sums, in global memory (written once per output)
+        i, j, ks, k, *kk = sch.get_loops(top)  # (the factored block stays in the original nest)
+        bz = [ks]
+    by, ii = sch.split(i, [None, cfg.rows])
+    bx, ts, v = sch.split(j, [None, cfg.threads_n, cfg.vec])
     ko, ku, tr = sch.split(k, [None, cfg.unroll, cfg.threads_k])
-    sch.reorder(by, bx, ts, tr, ko, ku, *kk, ii, v)
+    sch.reorder(by, bx, *bz, ts, tr, ko, ku, *kk, ii, v)
     rf = sch.rfactor(tr, 0)  # partial sums per K thread
-    loops = sch.get_loops(rf)
+    loops = list(sch.get_loops(rf))
     sch.bind(loops[0], "blockIdx.y")
     sch.bind(loops[1], "blockIdx.x")
+    if bz:
+        sch.bind(loops.pop(2), "blockIdx.z")
     _partial_sums_to_shared(sch, rf, loops[2], loops[3])
-    return rf, loops
+    return rf, loops, top, sch.get_loops(rf)[2 if bz else 1]
+
+
+def _sums(sch: Schedule, mm, top, epi, last, cfg: DenseConfig) -> tuple:
+    """The final sum over a block's K threads and the epilogue; with split_k the block's sum goes to the global
+    partial sums (through a register: `top` writes each output once) and a second kernel adds the chunks and
+    applies the epilogue. -> ((the final sum's blocks), (the epilogue's sum block and epilogue)) by name."""
+    if top.same_as(mm):
+        names = _final_sum(sch, mm, epi, last, cfg.threads_n, cfg.threads_k)
+        return names, names
+    store = sch.cache_write(top, 0, "local")
+    names = _final_sum(sch, top, store, last, cfg.threads_n, cfg.threads_k)
+    return names, _split_k_sum(sch, mm, epi)
+
+
+def _split_k_sum(sch: Schedule, mm, epi, threads: int = 256) -> tuple[str, str]:
+    """The second kernel of a split-K gemv: a thread per output adds its split_k partial sums and applies the
+    epilogue."""
+    *outer, ks = sch.get_loops(mm)
+    bx, tx = sch.split(sch.fuse(*outer), [None, threads])
+    sch.bind(bx, "blockIdx.x")
+    sch.bind(tx, "threadIdx.x")
+    sch.set_scope(mm, 0, "local")
+    sch.reverse_compute_at(epi, tx)
+    return sch.get(mm).name_hint, sch.get(epi).name_hint
 
 
 def _partial_sums_to_shared(sch: Schedule, rf, ts, tr) -> None:
@@ -823,6 +879,12 @@ def dispatch(func: tirx.PrimFunc, variants: list[tuple[int | None, tirx.PrimFunc
     return func.with_body(SBlockRealize([], True, root)).with_attr("tirx.is_scheduled", True)
 
 
+def one_kernel_buckets(buckets) -> tuple:
+    """The buckets with K split only inside a block (split_k 1): what a CUDA-graph build runs (split-K's partial
+    sums are a workspace allocated per call)."""
+    return tuple((lim, dataclasses.replace(c, split_k=1)) for lim, c in buckets)
+
+
 def schedule_buckets(func: tirx.PrimFunc, buckets, target: tvm.target.Target) -> tirx.PrimFunc:
     """The layer with one schedule per batch bucket ((max batch or None, DenseConfig), ... ascending)."""
     import json
@@ -861,7 +923,9 @@ def kernel_allocations(func: tirx.PrimFunc) -> list:
 def _check_static_allocations(func: tirx.PrimFunc) -> None:
     """Raise if a scheduled layer still allocates a buffer of run-time size inside its kernel (an epilogue that
     could not be inlined: [B, N] intermediates), which CUDA cannot hold (TVM: 'Can only handle constant size stack
-    allocation'); the layer then keeps TVM's default schedule."""
-    bad = [list(b.shape) for b in kernel_allocations(func) if not all(isinstance(d, tirx.IntImm) for d in b.shape)]
+    allocation'); the layer then keeps TVM's default schedule. Global buffers (split-K's partial sums) are
+    allocated by the host side around the kernels, at any size."""
+    bad = [list(b.shape) for b in kernel_allocations(func)
+           if b.scope() != "global" and not all(isinstance(d, tirx.IntImm) for d in b.shape)]
     if bad:
         raise ValueError(f"intermediate buffers of run-time size {bad[0]} left in the kernel")

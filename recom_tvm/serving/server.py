@@ -31,9 +31,22 @@ _PROBE_DIST = ("import json, sys, sysconfig; print(json.dumps({'libdir': sysconf
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports: every socket stays bound until all n are chosen (one at a time, the kernel may hand
+    the same ephemeral port out twice)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def server_python() -> str:
@@ -54,9 +67,10 @@ class TritonServer:
         self.repository = os.path.abspath(repository)
         self.dist = os.path.abspath(dist) if dist else None
         self.python = python or server_python()
-        self.http_port = http_port or free_port()
-        self.grpc_port = grpc_port or free_port()
-        self.metrics_port = metrics_port or free_port()
+        spare = iter(free_ports(3))
+        self.http_port = http_port or next(spare)
+        self.grpc_port = grpc_port or next(spare)
+        self.metrics_port = metrics_port or next(spare)
         self.extra_env = dict(env or {})
         self.startup_timeout = startup_timeout
         self.log_verbose = log_verbose
