@@ -25,6 +25,7 @@
 | host_fallback | RECOM_TVM_HOST_FALLBACK | 1 | ops without a converter run on the host through TensorFlow (RECom's CPU co-run); 0: the import fails naming them |
 | dense_tail | RECOM_TVM_DENSE_TAIL | auto | auto: the MLP's layers get recom_tvm's schedules per batch bucket (tuned ones from build's database); off: TVM's defaults |
 | dense_gemv_max_batch | RECOM_TVM_DENSE_GEMV_MAX_BATCH | 1073741824 | CUDA: the largest batch the dense tail's default buckets serve (the gemv up to 1,023, the tiled GEMM from 1,024: recom_tvm/schedules/dense_tail.py), dlight's matmul above (default: no matmul; on model E's layers, H100, the gemv beat the matmul at every batch from 1 to 2,048, 1.6x at 2,048, and the tiled GEMM beats the gemv from 1,024); 0: the matmul at every batch. Tuned buckets (build's database) are not affected |
+| dense_split_k | RECOM_TVM_DENSE_SPLIT_K | 1 | CUDA: dense-layer buckets whose config splits K over blocks (split_k > 1: partial sums in a workspace, a second kernel adds them) keep the split; 0: every bucket one kernel (split_k 1). Builds with CUDA graphs never split |
 | cuda_graph | RECOM_TVM_CUDA_GRAPH | 0 | (off: correct since the capture fix, 624/624 corpus cases on an H100 2026-12-06, but no faster there than launching, and a model with graphs is served step by step, not in one native call) 1: CUDA builds replay the kernels after the request's inputs as one CUDA graph per batch size (a request that may capture runs alone: runtime/capture_gate.py); 0: launch each kernel |
 | keep_storage | RECOM_TVM_KEEP_STORAGE | auto | auto: CUDA builds' `main` returns its storages beside its outputs, kept until the request's stream is synchronised (backend/keep_storage.py), so each VM runs on a CUDA stream of its own; "on": every target (tests); "off": TVM's frees at last use, all VMs on one stream |
 | slot_streams | RECOM_TVM_SLOT_STREAMS | 1 | on CUDA each VM of the pool runs its requests on a stream of its own, copies included (models built with keep_storage), so concurrent requests overlap on the device (on by default since 2026-12-06, twelfth session: once feeds dicts were read without the GIL, 8 threads served E 12,356 requests/s with it against 8,148 on one stream, mixed-100 19,781 against 11,755, 1 thread the same, 0 wrong answers; H100, `benchmarks/threads_scaling.py`); 0: every request on the default stream, one after another on the device |
@@ -74,6 +75,7 @@ max_vms: int = int(os.environ.get("RECOM_TVM_MAX_VMS", 8))
 # Code generation: the dense tail's schedules, CUDA graphs, the CPU llvm builds for.
 dense_tail: str = os.environ.get("RECOM_TVM_DENSE_TAIL", "auto").strip().lower()
 dense_gemv_max_batch: int = int(os.environ.get("RECOM_TVM_DENSE_GEMV_MAX_BATCH", 1 << 30))
+dense_split_k: bool = _env_bool("RECOM_TVM_DENSE_SPLIT_K", True)
 cuda_graph: bool = _env_bool("RECOM_TVM_CUDA_GRAPH", False)
 cuda_graph_max_batch: int = int(os.environ.get("RECOM_TVM_CUDA_GRAPH_MAX_BATCH", 2048))
 # Concurrent requests on the GPU: main keeps its storages until synced (read at build), a stream per VM (at run).

@@ -25,8 +25,8 @@ from recom_tvm.models import zoo
 from recom_tvm.runtime.capture_gate import uses_cuda_graphs
 from recom_tvm.ops import LegalizeRecomOps
 from recom_tvm.schedules import dense_space
-from recom_tvm.schedules.dense_tail import (CPU_DEFAULT, CUDA_DEFAULT, DENSE_ATTR, TILED_MIN_N, DenseConfig,
-                                            check_config, fit, match_dense, schedule, schedule_buckets)
+from recom_tvm.schedules.dense_tail import (CPU_DEFAULT, CUDA_DEFAULT, CUDA_ONE_KERNEL, DENSE_ATTR, TILED_MIN_N,
+                                            DenseConfig, check_config, fit, match_dense, schedule, schedule_buckets)
 
 from conftest import run_runtime_only
 from dense_helpers import build_layer, emulate, fused_layers, mlp_module, run_layer
@@ -209,7 +209,7 @@ def test_cuda_default_buckets_at_their_edges_emulated():
 
 
 @needs_nvcc
-def test_cuda_default_schedules_compile_with_one_kernel_per_bucket():
+def test_cuda_default_schedules_compile_with_one_kernel_per_bucket_two_for_split_k():
     from recom_tvm.cuda_support import prepare_cuda_build
 
     prepare_cuda_build()
@@ -221,10 +221,13 @@ def test_cuda_default_schedules_compile_with_one_kernel_per_bucket():
         lib = tvm.compile(tvm.IRModule(funcs), target=cuda)
     src = lib.mod.imports[0].inspect_source() if hasattr(lib, "mod") else lib.imports[0].inspect_source()
     kernels = re.findall(r"__global__[^;{]*\{", src)  # definitions (each is declared first, too)
-    for name in layers:  # every bucket of every layer is a kernel of its own: the host side picks one per call
-        assert len([k for k in kernels if re.search(rf"\b{name}(_kernel)?(_\d+)?\b", k)]) == len(CUDA_DEFAULT), \
+    want = {name: sum(2 if fit(c, match_dense(f)).split_k > 1 else 1 for _, c in CUDA_DEFAULT)
+            for name, f in layers.items()}
+    assert want["fused_matmul_add_less_where"] > len(CUDA_DEFAULT)  # K = 300 splits over blocks at small batches
+    for name in layers:  # every bucket of every layer is a kernel of its own (split-K's: two); the host picks
+        assert len([k for k in kernels if re.search(rf"\b{name}(_kernel)?(_\d+)?\b", k)]) == want[name], \
             (name, kernels)
-    assert len(kernels) == len(CUDA_DEFAULT) * len(layers)
+    assert len(kernels) == sum(want.values())
     assert "__shared__" in src  # the gemv buckets' partial sums
 
 
@@ -429,6 +432,13 @@ def test_split_k_compiles_to_two_kernels_and_graph_builds_keep_one():
         recorded = [json.loads(str(f.attrs[DENSE_ATTR])) for _, f in done.functions_items()
                     if isinstance(f, tvm.tirx.PrimFunc) and f.attrs is not None and DENSE_ATTR in f.attrs]
         assert recorded and all(r[0][1]["split_k"] == want for r in recorded), (graphs, recorded)
+    for graphs, table in ((False, CUDA_DEFAULT), (True, CUDA_ONE_KERNEL)):  # the defaults: their own one-kernel table
+        with cuda:
+            done = dense_tail_pass(cuda, graphs=graphs)(low)
+        recorded = [json.loads(str(f.attrs[DENSE_ATTR])) for _, f in done.functions_items()
+                    if isinstance(f, tvm.tirx.PrimFunc) and f.attrs is not None and DENSE_ATTR in f.attrs]
+        assert recorded and all(r == [[b, c.to_json()] for b, c in table] for r in recorded), graphs
+    assert any(c.split_k > 1 for _, c in CUDA_DEFAULT) and all(c.split_k == 1 for _, c in CUDA_ONE_KERNEL)
 
 
 @needs_nvcc

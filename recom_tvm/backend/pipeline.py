@@ -50,8 +50,9 @@ def dense_tail_pass(target: tvm.target.Target, resolve: Callable | None = None,
             if layer is None:
                 continue
             tuned = resolve(func, layer) if resolve else None
-            for from_db, buckets in ([(True, tuned)] if tuned else []) + [(False, default_buckets(kind))]:
-                if graphs:
+            one_kernel = graphs or not config.dense_split_k
+            for from_db, buckets in ([(True, tuned)] if tuned else []) + [(False, default_buckets(kind, one_kernel))]:
+                if one_kernel:  # (a database's split buckets lose their split; the defaults have their own table)
                     buckets = one_kernel_buckets(buckets)
                 try:
                     updates[gv] = schedule_buckets(func, buckets, target)

@@ -16,7 +16,12 @@ that branches on B on the host side of the kernel (one launch per call, like the
   batches (split-K inside the block, no second kernel and no global workspace, so CUDA graphs capture it); w is
   read once per row block (from L2 after the first), a thread's vec columns as one vector load when N allows.
   With `kvec` > 1 a K thread owns kvec consecutive K instead of every threads_k-th and loads its kvec x vec
-  weights of a K step into registers before the FMAs (kvec loads in flight).
+  weights of a K step into registers before the FMAs (kvec loads in flight). With `split_k` > 1 K is also split
+  over blocks (blockIdx.z): a long K at a small batch otherwise leaves N / (threads_n * vec) blocks to stream all
+  of w (model E's 8,152 x 1,024 layer at B = 1: 32 blocks on 132 SMs, DRAM at 42% of its peak on an H100). Each
+  block stores its chunk's sums once to a global [split_k, B, N] buffer (a workspace the host side of the kernel
+  allocates per call) and a second kernel, one thread per output, adds the chunks and applies the epilogue. Not
+  in CUDA-graph builds (no allocation may happen while a stream captures; one_kernel_buckets).
 - "tiled" (CUDA, large batches): a register-tiled SIMT GEMM. A block owns (threads_m * rows) batch rows x
   (threads_n * vec) columns; each thread keeps rows x vec sums in registers; per K tile of `k_block`, the block's
   rows of x and columns of w are staged in shared memory (cooperative loads, vector loads of w along N), then
@@ -132,14 +137,24 @@ class DenseConfig:
 # 8,152 -> 1,024 at B = 1,024 658 -> 536, at 2,048 1,292 -> 901; 1,024 -> 1,024 85 -> 74 and 157 -> 120. At 512 the
 # gemv is faster (336 vs 426 us); between 512 and 1,024 it was not measured. Narrow layers (N < TILED_MIN_N:
 # E's 1,024 -> 128, 29 vs 60 us) keep the gemv in that bucket too.
+# Up to B = 64, split-K over blocks (2026-12-06, H100, 23 configs on E's three layers at B = 1 / 8 / 32 / 64 / 128 /
+# 256, L2 flushed; benchmarks/results/dense_split_k_e_h100_2026-12-06.json), the three layers' sum, us, before ->
+# after: B = 1: 55.4 -> 48.9 (the 8,152 x 1,024 layer 33.9 -> 25.8); 8: 72.6 -> 54.2; 32: 82.1 -> 68.8; 64: 121.4 ->
+# 92.5. From 128 on no split config won (140.0 either way at 128, 231 vs 238 at 256).
 CUDA_DEFAULT = (
-    (8, DenseConfig("gemv", rows=1, threads_n=16, vec=2, threads_k=64, unroll=4, kvec=4)),
-    (64, DenseConfig("gemv", rows=4, threads_n=16, vec=2, threads_k=64, unroll=1, kvec=4)),
+    (8, DenseConfig("gemv", rows=8, threads_n=8, vec=4, threads_k=32, unroll=2, kvec=4, split_k=8)),
+    (64, DenseConfig("gemv", rows=8, threads_n=8, vec=4, threads_k=32, unroll=2, kvec=4, split_k=4)),
     (128, DenseConfig("gemv", rows=8, threads_n=8, vec=4, threads_k=32, unroll=2, kvec=4)),
     (1023, DenseConfig("gemv", rows=8, threads_n=16, vec=4, threads_k=16, unroll=2, kvec=4)),
     (None, DenseConfig("tiled", rows=8, vec=4, threads_m=8, threads_n=16, k_block=32, unroll=8)),
 )
 LARGE_BATCH_GEMV = CUDA_DEFAULT[3][1]  # what a narrow layer runs under a tiled config (fit)
+# Where K may not be split over blocks (CUDA-graph builds, config.dense_split_k off) the split buckets' one-kernel
+# configs of before (the same measurement: their 8-row blocks without the split were 2x slower at B = 1).
+CUDA_ONE_KERNEL = (
+    (8, DenseConfig("gemv", rows=1, threads_n=16, vec=2, threads_k=64, unroll=4, kvec=4)),
+    (64, DenseConfig("gemv", rows=4, threads_n=16, vec=2, threads_k=64, unroll=1, kvec=4)),
+) + CUDA_DEFAULT[2:]
 # llvm (measured on the 2-core build host, model E's 8,152 x 1,024 layer, CPU time of one thread): one row streams
 # w in strips of 512 columns (2 KB of each row: 3.2 ms at B = 1, 3.4 with 256, 2.3 with whole rows but then one
 # column tile, one thread; 5.6 with 32); from two rows on, each thread first packs its column strip (a page per K
@@ -154,22 +169,24 @@ GEMV_EVERY_BATCH = 1 << 30
 TILED_MIN_N = 256  # narrower layers (E's 1,024 -> 128: 60 us tiled, 29 gemv at B = 2,048) keep the gemv
 
 
-def default_buckets(target_kind: str) -> tuple:
-    """The default buckets of a target; on CUDA the buckets of CUDA_DEFAULT (gemv, then tiled from B = 1,024) up to
-    config.dense_gemv_max_batch (default: every batch), dlight's matmul above it."""
+def default_buckets(target_kind: str, one_kernel: bool = False) -> tuple:
+    """The default buckets of a target; on CUDA the buckets of CUDA_DEFAULT (gemv, then tiled from B = 1,024; with
+    one_kernel those of CUDA_ONE_KERNEL: no split-K) up to config.dense_gemv_max_batch (default: every batch),
+    dlight's matmul above it."""
     if target_kind != "cuda":
         return CPU_DEFAULT
     from .. import config
 
+    table = CUDA_ONE_KERNEL if one_kernel else CUDA_DEFAULT
     limit = int(config.dense_gemv_max_batch)
     if limit < 1:
         return ((None, DenseConfig("matmul")),)
     if limit >= GEMV_EVERY_BATCH:
-        return CUDA_DEFAULT
+        return table
     from .tasks import fit_buckets
 
-    kept = tuple((b, c) for b, c in CUDA_DEFAULT if b is not None and b < limit)
-    at = next(c for b, c in CUDA_DEFAULT if b is None or b >= limit)  # the config of the bucket holding `limit`
+    kept = tuple((b, c) for b, c in table if b is not None and b < limit)
+    at = next(c for b, c in table if b is None or b >= limit)  # the config of the bucket holding `limit`
     return fit_buckets(kept + ((limit, at), (None, DenseConfig("matmul"))), MAX_BUCKETS)
 
 
