@@ -386,13 +386,13 @@ def test_gemv_split_k_over_blocks_computes_the_same_emulated():
     partial sums, a second kernel adding them and applying the epilogue. Every layer of the MLP, K with a short
     last chunk (301: kvec 1, 302: kvec 2), a transposed w, row blocks that pad (rows 2 and 4, clamped: the last
     block cannot shift, its partial sums' rows are its own), spare final-sum threads, dispatched beside one-kernel
-    buckets; fit keeps every chunk at least threads_k groups long (K = 16 and 64 get fewer chunks or none)."""
+    buckets; fit keeps every chunk at least threads_k groups long."""
     cuda = make_target("cuda")
     cfgs = [DenseConfig("gemv", rows=1, threads_n=8, vec=2, threads_k=16, unroll=2, kvec=4, split_k=4),
             DenseConfig("gemv", rows=2, threads_n=4, vec=1, threads_k=8, unroll=1, kvec=2, split_k=3),
             DenseConfig("gemv", rows=4, threads_n=16, vec=2, threads_k=4, unroll=4, kvec=1, split_k=8)]
-    layers = {**fused_layers(MLP), **{f"K{k}": f for k in (302, 301)
-                                     for f in fused_layers(mlp_module(k, (24,))).values()},
+    layers = {"K300": fused_layers(MLP)["fused_matmul_add_less_where"],
+              **{f"K{k}": f for k in (302, 301) for f in fused_layers(mlp_module(k, (24,))).values()},
               "transposed": _transposed_layer()}
     for name, func in layers.items():
         layer = match_dense(func)
@@ -405,6 +405,8 @@ def test_gemv_split_k_over_blocks_computes_the_same_emulated():
         buckets = ((2, cfgs[0]), (8, cfgs[1]), (None, dataclasses.replace(cfgs[2], split_k=1)))
         _assert_same(func, build_layer(emulate(schedule_buckets(func, buckets, cuda)), CPU), f"{name} buckets")
     assert fit(cfgs[0], match_dense(layers["K302"])).split_k == 4  # 151 groups of 2: chunks of 38, the last 37
+    assert fit(cfgs[0], match_dense(fused_layers(MLP)["fused_matmul2_add2_tir_sigmoid"])).split_k == 1  # K = 16:
+    # 4 groups of 4 under 4 K threads, one chunk
 
 
 @needs_nvcc
