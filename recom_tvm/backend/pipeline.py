@@ -37,7 +37,8 @@ def dense_tail_pass(target: tvm.target.Target, resolve: Callable | None = None,
     """Schedule every dense layer of the module; `resolve(func, layer)` -> its buckets or None (the defaults).
     graphs: the build captures CUDA graphs, so no layer splits K over blocks (split-K's partial sums are a
     workspace the kernel's host side allocates per call, which a capture must not do: cudaMalloc is illegal while
-    a stream captures, and a captured address would have to stay the layer's)."""
+    a stream captures, and a captured address would have to stay the layer's); config.dense_split_k off does the
+    same. The defaults then come from CUDA_ONE_KERNEL, a database's buckets lose their split."""
     from ..schedules.dense_tail import default_buckets, match_dense, one_kernel_buckets, schedule_buckets
 
     kind = target.kind.name
@@ -52,7 +53,7 @@ def dense_tail_pass(target: tvm.target.Target, resolve: Callable | None = None,
             tuned = resolve(func, layer) if resolve else None
             one_kernel = graphs or not config.dense_split_k
             for from_db, buckets in ([(True, tuned)] if tuned else []) + [(False, default_buckets(kind, one_kernel))]:
-                if one_kernel:  # (a database's split buckets lose their split; the defaults have their own table)
+                if one_kernel:
                     buckets = one_kernel_buckets(buckets)
                 try:
                     updates[gv] = schedule_buckets(func, buckets, target)

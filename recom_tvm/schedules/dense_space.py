@@ -35,8 +35,9 @@ TASK_ATTR = "recom_tvm.dense_task"  # JSON: key, batch, target, K, N (what insta
 KNOBS = {
     # (values appended, never inserted: a record's decisions are indices into these tuples)
     "cuda": {"rule": ("gemv", "matmul", "tiled"), "rows": (1, 2, 4, 8, 16, 32), "threads_n": (4, 8, 16, 32, 2),
-             "vec": (1, 2, 4, 8), "threads_k": (4, 8, 16, 32, 64, 128, 256, 512), "unroll": (1, 2, 4, 8), "kvec": (1, 2, 4),
-             "threads_m": (2, 4, 8, 16, 32), "k_block": (4, 8, 16, 32, 64, 256),  # (256: the unused default)
+             "vec": (1, 2, 4, 8), "threads_k": (4, 8, 16, 32, 64, 128, 256, 512), "unroll": (1, 2, 4, 8),
+             "kvec": (1, 2, 4), "threads_m": (2, 4, 8, 16, 32),
+             "k_block": (4, 8, 16, 32, 64, 256),  # (256: the unused default)
              "pipeline": (0, 1, 2), "split_k": (1, 2, 4, 8, 16, 32)},
     "cpu": {"rule": ("cpu",), "rows": (1, 2, 4, 6, 8), "cols": (8, 16, 32, 64, 128, 256, 512, 1024),
             "k_block": (64, 128, 256, 512, 1024), "unroll": (1, 2, 4, 8, 16), "k_outer": (0, 1), "pack": (0, 1)},

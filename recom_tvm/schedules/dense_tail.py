@@ -13,7 +13,7 @@ that branches on B on the host side of the kernel (one launch per call, like the
   read adjacent columns of w (coalesced) and `threads_k` threads split K (interleaved rows), each keeping
   rows x vec partial sums in registers; the partial sums meet in shared memory, where each thread sums threads_k
   of them for its outputs and applies the epilogue. Blocks along B (rows) and N keep the GPU busy at small
-  batches (split-K inside the block, no second kernel and no global workspace, so CUDA graphs capture it); w is
+  batches (K split among the block's threads; with split_k also over blocks, below); w is
   read once per row block (from L2 after the first), a thread's vec columns as one vector load when N allows.
   With `kvec` > 1 a K thread owns kvec consecutive K instead of every threads_k-th and loads its kvec x vec
   weights of a K step into registers before the FMAs (kvec loads in flight). With `split_k` > 1 K is also split
@@ -478,7 +478,7 @@ def _gemv(sch: Schedule, mm, epi, cfg: DenseConfig, vector_w: bool) -> tuple:
     return _sums(sch, mm, top, epi, last, cfg)
 
 
-def _gemv_kvec(sch: Schedule, mm, epi, cfg: DenseConfig, layer: DenseLayer) -> tuple[str, str]:
+def _gemv_kvec(sch: Schedule, mm, epi, cfg: DenseConfig, layer: DenseLayer) -> tuple:
     """The gemv with each K thread owning `kvec` consecutive K (not every threads_k-th): per K step a thread first
     loads its kvec x vec weights into registers (kvec independent loads in flight, vector loads along N when N
     allows, along K when w is [N, K]), then does rows x vec x kvec FMAs, reading x in place. K must be a multiple of
