@@ -14,7 +14,10 @@
 #
 # CALL          issue   what it checks
 # corpus        13      the 30 user-written graphs, imported + optimized, B = 1 / 7 / 512 ordinary + hostile,
-#                       default build (CUDA graphs off): every output incl. the embedding stage vs TF
+#                       default build (CUDA graphs off): every output incl. the embedding stage vs TF. Since
+#                       2026-12-06 its folder (47 MiB) and the working tree (17 MiB) exceed the carry limit: move
+#                       half of the models' files (corpus-<model>.*, corpus-<model>__*) into a second folder and
+#                       run each half in its own call: python3 benchmarks/gpu_corpus.py run --dir <half> --out $OUT
 # graphs        15.5    the corpus built with CUDA graphs, every case twice (the second pass replays the captured
 #                       graphs, checks included), and 8 threads serving the demo with graphs (concurrent captures)
 # request       15      E and mixed-100 from TF-style feeds step by step (host stage, H2D, kernels, D2H),
