@@ -303,19 +303,20 @@ def test_pytriton_binding(models, triton_python, tmp_path):
 
 
 def _wait_ready(url: str, proc, timeout: float, log) -> None:
+    def tail() -> str:
+        return log.read_bytes()[-4000:].decode(errors="replace")
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = log.read_bytes()[-4000:].decode(errors="replace")
-            raise AssertionError(f"the PyTriton process exited with {proc.returncode}; its output ends:\n{tail}")
+            raise AssertionError(f"the PyTriton process exited with {proc.returncode}; its output ends:\n{tail()}")
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
                     return
         except OSError:
             time.sleep(0.5)
-    tail = log.read_bytes()[-4000:].decode(errors="replace")
-    raise AssertionError(f"{url} not ready after {timeout}s; the PyTriton output ends:\n{tail}")
+    raise AssertionError(f"{url} not ready after {timeout}s; the PyTriton output ends:\n{tail()}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from recom_tvm.schedules.apply import schedules_from_database
 from recom_tvm.schedules.fused_space import FEATURES, KnobMutator, config_of, features, sample_knobs, task_info
 from recom_tvm.schedules.tasks import buckets_for, extract_tasks
 from recom_tvm.schedules.tune import open_database, scheduled
+from recom_tvm.serving.server import free_port
 
 from conftest import assert_matches_tf, run_runtime_only
 from test_runtime_only import BLOCK_IMPORTS
@@ -214,16 +215,10 @@ def test_a_database_changes_the_generated_kernel(demo, tmp_path):
         assert schedules_from_database(demo.mod, recom_tvm.build_module.make_target("cuda"), str(tmp_path)) is None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def rpc_cluster(tmp_path):
     """A TVM RPC tracker and two runtime-only RPC servers on loopback (key recom-test)."""
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ)
     # each in its own process group: the servers fork popen workers, which must go down with them
     procs = [subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port",
@@ -233,7 +228,7 @@ def rpc_cluster(tmp_path):
     try:
         _wait_for_port(port)
         for i in range(2):
-            sport = _free_port()
+            sport = free_port()
             log = open(tmp_path / f"server{i}.log", "w")
             logs.append(tmp_path / f"server{i}.log")
             procs.append(subprocess.Popen(

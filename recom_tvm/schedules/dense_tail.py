@@ -590,10 +590,12 @@ def _split_k_threads(sch: Schedule, mm, cfg: DenseConfig, kvec: int):
     loops = list(sch.get_loops(rf))
     sch.bind(loops[0], "blockIdx.y")
     sch.bind(loops[1], "blockIdx.x")
+    last = loops[1]
     if bz:
-        sch.bind(loops.pop(2), "blockIdx.z")
+        last = loops.pop(2)
+        sch.bind(last, "blockIdx.z")
     _partial_sums_to_shared(sch, rf, loops[2], loops[3])
-    return rf, loops, top, sch.get_loops(rf)[2 if bz else 1]
+    return rf, loops, top, last
 
 
 def _sums(sch: Schedule, mm, top, epi, last, cfg: DenseConfig) -> tuple:
