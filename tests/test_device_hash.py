@@ -29,7 +29,7 @@ from recom_tvm.runtime.fingerprint import DecimalStrings
 from recom_tvm.runtime.fused_layout import HASH_PAD, TEXT_BYTES, TEXT_DECIMAL, hash_region_words
 from recom_tvm.shapes.symbolic import const_array
 
-from conftest import assert_matches_tf, outcome, run_runtime_only
+from conftest import assert_host_paths_agree, assert_matches_tf, outcome, run_runtime_only
 from test_fingerprint_tir import strings_of_every_class
 from test_runtime_only import BLOCK_IMPORTS
 
@@ -140,6 +140,39 @@ def test_every_length_class_reaches_the_kernel(hash_mix):
                   np.array([n, 1], np.int64))
     got = models["on32"].run(feeds)
     assert_matches_tf(got["embedding"], c.tf_embedding(feeds), "every length class: embedding stage")
+
+
+def test_packing_edge_cases_agree_with_the_reference(hash_mix):
+    """The native writer's fast paths against the numpy packer, bit for bit, on both packed dtypes: CSR offsets of
+    sorted rows with empty rows first, last and between; rows past the batch (a dense_shape larger than the
+    batch: TF's concat rejects it, and both host paths raise the same error); a sparse feed without ids; a dense string feed with every entry missing, none missing and
+    one column missing (Where / GatherNd of the non-empty entries); strings of every length the short copy splits
+    at (0-3, 4-7, 8-16, 17+). Each request's outcome is TF's (answer or error class) as well."""
+    c, models = hash_mix
+    batch = 9
+    base = HASH_MIX.sample(batch, rng=21)
+    words = np.array([("x" * n) for n in (0, 1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 40)], dtype=object)
+    rows = np.array([2, 2, 2, 4, 5, 5, 8, 8, 8, 8, 8, 8], np.int64)
+    cols = np.concatenate([np.arange(3), [0], np.arange(2), np.arange(6)]).astype(np.int64)
+    cases = {
+        "empty rows first, between, last": (np.stack([rows, cols], 1), words, np.array([batch, 6], np.int64)),
+        "rows past the batch": (np.stack([np.r_[rows[:-2], 10, 11], cols], 1), words,
+                                np.array([batch + 3, 6], np.int64)),
+        "no ids": (np.zeros((0, 2), np.int64), np.array([], dtype=object), np.array([batch, 1], np.int64)),
+    }
+    dense = base["d"]
+    dense_cases = {"every entry missing": np.full(dense.shape, "", dtype=object),
+                   "none missing": np.array([[f"w{i}{j}" * (i + 1) for j in range(dense.shape[1])]
+                                             for i in range(batch)], dtype=object),
+                   "one column missing": np.where(np.arange(dense.shape[1]) == 1, "", dense).astype(object)}
+    requests = {what: dict(base, s=f) for what, f in cases.items()}
+    requests.update({what: dict(base, d=f) for what, f in dense_cases.items()})
+    for what, feeds in requests.items():
+        exp = outcome(lambda: c.ref(feeds))
+        assert isinstance(exp, BaseException) == (what == "rows past the batch"), (what, exp)
+        for name in ("on32", "on64", "off"):
+            assert_host_paths_agree(models[name], feeds)
+            assert_matches_tf(outcome(lambda: models[name].run(feeds)["score"]), exp, f"{name}: {what}")
 
 
 def test_pass_structure(compiled):

@@ -687,6 +687,18 @@ int rh_run(rh_ctx *c) {
 }
 
 /* ---------------------------------------------------------------------------------------------- writing */
+/* how many of the n sorted rows ix[0], ix[stride], ... are below `limit` (a binary search: usually all are) */
+static int64_t sorted_prefix_below(const int64_t *ix, int64_t n, int64_t stride, int64_t limit) {
+  if (n == 0 || ix[(n - 1) * stride] < limit) return n;
+  int64_t lo = 0, hi = n - 1;  /* ix[hi * stride] >= limit */
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (ix[mid * stride] >= limit) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
 /* The packed buffer in the model's dtype: int64, or int32 (FuseColumns chose it; every table and id range of the
  * kernel is below 2^31 rows, and layout() refused a packed length above INT32_MAX). The same writers for both
  * (PACKED_WRITERS), as packer.py: float32 bit patterns as int32 (sign-extended into int64), ids as the int64
@@ -750,8 +762,9 @@ static inline int64_t put64(int64_t v) { return v; }
       memcpy(bytes, s->data, (size_t)s->size * 8);                                                              \
     } else {                                                                                                    \
       for (int64_t i = 0; i < s->size; i++) {                                                                   \
+        if (i + 32 < s->size) __builtin_prefetch(s->sp[i + 32]);  /* scattered (Python objects' bytes) */       \
         off[i] = (T)b;                                                                                          \
-        memcpy(bytes, s->sp[i], (size_t)s->sl[i]);                                                              \
+        rh_copy_bytes(bytes, s->sp[i], s->sl[i]);                                                               \
         bytes += s->sl[i];                                                                                      \
         b += s->sl[i];                                                                                          \
       }                                                                                                         \
@@ -772,14 +785,15 @@ static inline int64_t put64(int64_t v) { return v; }
         int64_t n = a->shape[0], stride = a->shape[1];                                                          \
         d[0] = 0;                                                                                               \
         if (a->rows_ok && a->rows_sorted && a->dtype == RH_I64) {                                               \
-          /* sorted rows >= 0: offsets straight from them (rows at or past batch, from a dense_shape larger     \
-           * than the batch, are not counted, as with bincount(rows)[:batch]) */                                \
+          /* sorted rows >= 0: offsets straight from them, without a branch per id (a scan that stops at each  \
+           * row's end mispredicts once per row): the last id of row r stores its count at r + 1, then a       \
+           * running max fills the empty rows. Rows at or past batch (a dense_shape larger than the batch) are  \
+           * a suffix and not counted, as with bincount(rows)[:batch]. */                                       \
           const int64_t *ix = (const int64_t *)a->data;                                                         \
-          int64_t i = 0;                                                                                        \
-          for (int64_t b = 0; b < batch; b++) {                                                                 \
-            while (i < n && ix[i * stride] <= b) i++;                                                           \
-            d[b + 1] = (T)i;                                                                                    \
-          }                                                                                                     \
+          int64_t m = sorted_prefix_below(ix, n, stride, batch);                                                \
+          memset(d, 0, (size_t)(batch + 1) * sizeof(T));                                                        \
+          for (int64_t i = 0; i < m; i++) d[ix[i * stride] + 1] = (T)(i + 1);                                   \
+          for (int64_t b = 0; b < batch; b++) d[b + 1] = d[b + 1] > d[b] ? d[b + 1] : d[b];                     \
         } else {                                                                                                \
           memset(d, 0, (size_t)(batch + 1) * sizeof(T));                                                        \
           for (int64_t i = 0; i < n; i++) {                                                                     \

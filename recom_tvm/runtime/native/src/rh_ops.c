@@ -148,6 +148,11 @@ static int op_compare(rh_ctx *c, const rh_op *op, int equal) {
     rc = rh_new_numeric(c, y, RH_BOOL, ndim, shape);
     if (rc) return rc;
     uint8_t *o = (uint8_t *)y->data;
+    if (ia && !ib && xb->sl[0] == 0) {  /* x == "" / x != "": the dense-feed pattern, lengths only */
+      const int64_t *la = xa->sl;
+      for (int64_t i = 0; i < y->size; i++) o[i] = (uint8_t)((la[i] == 0) == equal);
+      return RH_OK;
+    }
     for (int64_t i = 0; i < y->size; i++) {
       int64_t j = i * ia, k = i * ib;
       o[i] = (uint8_t)(rh_str_eq(xa->sp[j], xa->sl[j], xb->sp[k], xb->sl[k]) == equal);
@@ -176,16 +181,18 @@ static int op_where(rh_ctx *c, const rh_op *op) {
   const uint8_t *d = (const uint8_t *)in.data;
   if ((in.dtype == RH_BOOL || isz == 1) && in.ndim == 2) {  /* the dense-feed pattern: Where(NotEqual(x, "")) */
     for (int64_t i = 0; i < in.size; i++) n += d[i] != 0;
-    int64_t shape[2] = {n, 2};
+    int64_t shape[2] = {n + 1, 2};  /* a spare row: every element is written, the pointer moves on the true ones */
     int rc = rh_new_numeric(c, y, RH_I64, 2, shape);
     if (rc) return rc;
+    shape[0] = n;
+    rh_set_shape(y, 2, shape);
     int64_t *o = (int64_t *)y->data, cols = in.shape[1];
     for (int64_t r = 0, i = 0; r < in.shape[0]; r++)
-      for (int64_t k = 0; k < cols; k++, i++)
-        if (d[i]) {
-          *o++ = r;
-          *o++ = k;
-        }
+      for (int64_t k = 0; k < cols; k++, i++) {  /* no branch: the mask is data (a mispredict per element) */
+        o[0] = r;
+        o[1] = k;
+        o += 2 * (d[i] != 0);
+      }
     return RH_OK;
   }
   for (int64_t i = 0; i < in.size; i++) {
@@ -265,6 +272,22 @@ static int op_gather_nd(rh_ctx *c, const rh_op *op) {
   for (int d = (int)depth; d < p.ndim; d++) {
     if (ndim >= RH_MAXDIM) return RH_NEED_OP;
     shape[ndim++] = p.shape[d];
+  }
+  if (p.dtype == RH_STR && depth == 2 && p.ndim == 2 && idx.dtype == RH_I64) {
+    /* strings at (row, column) pairs: Where's output on a dense string feed, one pass */
+    const int64_t *ix = (const int64_t *)idx.data;
+    const uint64_t d0 = (uint64_t)p.shape[0], d1 = (uint64_t)p.shape[1];
+    int bad = 0;
+    for (int64_t k = 0; k < n; k++) bad |= ((uint64_t)ix[2 * k] >= d0) | ((uint64_t)ix[2 * k + 1] >= d1);
+    if (bad) return rh_refuse(c, "GatherNd index out of bounds");
+    int rc = rh_new_strings(c, y, ndim, shape);
+    if (rc) return rc;
+    for (int64_t k = 0; k < n; k++) {
+      int64_t flat = ix[2 * k] * (int64_t)d1 + ix[2 * k + 1];
+      y->sp[k] = p.sp[flat];
+      y->sl[k] = p.sl[flat];
+    }
+    return RH_OK;
   }
   int64_t *src = (int64_t *)rh_alloc(RH_ARENA(c), (size_t)(n ? n : 1) * sizeof(int64_t));
   if (!src) return RH_NOMEM;

@@ -634,6 +634,7 @@ static void strings_task(void *arg, int64_t chunk, int worker) {
   for (int64_t i = a; i < e; i++) {
     const char *p;
     Py_ssize_t l;
+    if (i + 32 < e) __builtin_prefetch(d->items[i + 32]);  /* the objects are scattered over the heap */
     if (str_fields(d->items[i], &p, &l)) {
       t->sp[i] = (const uint8_t *)p;
       t->sl[i] = l;
