@@ -18,6 +18,7 @@
 | native_fallback_ops | RECOM_TVM_NATIVE_FALLBACK_OPS | "" | host-plan op types to run in numpy even where native code exists |
 | native_threads | RECOM_TVM_NATIVE_THREADS | min(cores, 8) | threads one request's native host stage uses (1: the caller alone) |
 | native_parallel_min | RECOM_TVM_NATIVE_PARALLEL_MIN | 262144 | a request with fewer input elements (ids, values, strings, indices) runs its native host stage on the calling thread alone: waking the pool's threads per stage costs more than it saves on small requests |
+| native_spin_us | RECOM_TVM_NATIVE_SPIN_US | 50 | how long the native host stage's idle pool threads poll for the request's next stage before they sleep: a request's stages are jobs microseconds apart, and a sleeping worker costs a futex wake and a context switch per stage (mixed-100, B = 2,048: a tenth of the stage's CPU); 0 on a host whose cores are oversubscribed |
 | native_strings_outside_gil | RECOM_TVM_NATIVE_STRINGS_OUTSIDE_GIL | 1 | 0: the native host stage reads the elements of object arrays of str with the GIL held (as before 2026-12-05), not from CPython's string fields outside it |
 | native_feeds_outside_gil | RECOM_TVM_NATIVE_FEEDS_OUTSIDE_GIL | 1 | the native host stage reads a feeds dict without the GIL where it comes in the usual form (every key the same object as the last request's at its position, exact numpy arrays, sparse / ragged features as tuples): concurrent requests then hold the GIL for one reference to the dict, not a key and an array per feed tensor (E: 1,241 arrays); 0: always with the GIL (as before 2026-12-06). Either way no other thread may modify the feeds during run() |
 | native_serve | RECOM_TVM_NATIVE_SERVE | 1 | run() does the whole device part (copy in, the VM's main through tvm-ffi's C ABI, copies out, one synchronisation) in the native host stage's GIL-free call (runtime/native/src/rh_device.c): one GIL round trip per request instead of about ten, which is what kept threads from scaling; 0: the device part from Python, step by step (as before 2026-12-06) |
@@ -67,6 +68,7 @@ host_stage: str = os.environ.get("RECOM_TVM_HOST_STAGE", "native").strip().lower
 native_fallback_ops: str = os.environ.get("RECOM_TVM_NATIVE_FALLBACK_OPS", "")
 native_threads: int = int(os.environ.get("RECOM_TVM_NATIVE_THREADS", min(os.cpu_count() or 1, 8)))
 native_parallel_min: int = int(os.environ.get("RECOM_TVM_NATIVE_PARALLEL_MIN", 262144))
+native_spin_us: int = int(os.environ.get("RECOM_TVM_NATIVE_SPIN_US", 50))
 native_strings_outside_gil: bool = os.environ.get("RECOM_TVM_NATIVE_STRINGS_OUTSIDE_GIL", "1") != "0"
 native_feeds_outside_gil: bool = _env_bool("RECOM_TVM_NATIVE_FEEDS_OUTSIDE_GIL", True)
 native_serve: bool = _env_bool("RECOM_TVM_NATIVE_SERVE", True)

@@ -398,15 +398,18 @@ def test_keyed_jagged_requests(compiled, monkeypatch, parallel_min):
         assert str(got.value) == str(exp.value), what
 
 
-@pytest.mark.parametrize("parallel_min", [0, 1 << 40])
-def test_threads_on_the_native_path(compiled, monkeypatch, parallel_min):
+@pytest.mark.parametrize("parallel_min,spin_us", [(0, 50), (0, 0), (1 << 40, 50)])
+def test_threads_on_the_native_path(compiled, monkeypatch, parallel_min, spin_us):
     """8 threads, each with its own VM and staging buffer from the pool, native host stage in parallel (every
-    request on the host stage's thread pool, or each on its serving thread alone: config.native_parallel_min):
-    the single-threaded answers bit for bit, no refusal."""
+    request on the host stage's thread pool, or each on its serving thread alone: config.native_parallel_min; the
+    pool's idle threads polling between stages or sleeping at once: config.native_spin_us): the single-threaded
+    answers bit for bit, no refusal."""
     monkeypatch.setattr(config, "native_threads", 2)
     monkeypatch.setattr(config, "native_parallel_min", parallel_min)
+    monkeypatch.setattr(config, "native_spin_us", spin_us)
     c = compiled(DEMO, optimized=True)
     native = c.model.native_host()
+    native.lib.set_threads(2, parallel_min, spin_us)  # the library takes the knob (no fallback to two arguments)
     requests = [DEMO.sample(1 + 11 * k % 200, rng=50 + k) for k in range(24)]
     expected = [c.model.run(f)["score"] for f in requests]
     refusals = native.refusals

@@ -33,17 +33,20 @@ from .program import DTYPE, NUMPY, PARTS, Program, compile_program
 
 _LIBS: dict[str, object] = {}
 _DONE = frozenset(("ok", "served", "error", "unsupported", "cuda"))  # run()'s outcomes that end a request
-_THREADS: dict[int, tuple] = {}  # (threads per request, parallel minimum, strings / feeds outside the GIL) per loaded library
+_THREADS: dict[int, tuple] = {}  # (threads per request, parallel minimum, strings / feeds outside the GIL, spin) per loaded library
 
 
 def _set_threads(lib) -> None:
     want = (config.native_threads, config.native_parallel_min, config.native_strings_outside_gil,
-            config.native_feeds_outside_gil)
+            config.native_feeds_outside_gil, config.native_spin_us)
     if _THREADS.get(id(lib)) != want:
         try:
-            lib.set_threads(*want[:2])
-        except TypeError:  # a library built before the parallel minimum: every request uses the pool
-            lib.set_threads(want[0])
+            lib.set_threads(*want[:2], want[4])
+        except TypeError:  # a library built before the spin knob, or before the parallel minimum
+            try:
+                lib.set_threads(*want[:2])
+            except TypeError:
+                lib.set_threads(want[0])
         if hasattr(lib, "strings_outside_gil"):  # (libraries built before it read strings with the GIL)
             lib.strings_outside_gil(bool(want[2]))
         if hasattr(lib, "feeds_outside_gil"):  # (and feeds dicts with it)

@@ -56,6 +56,7 @@ typedef void (*rh_task_fn)(void *arg, int64_t task, int worker);
 void rh_parallel(rh_task_fn fn, void *arg, int64_t ntasks);  /* fn(arg, 0..ntasks-1) on the pool, then return */
 void rh_set_threads(int n);                                  /* threads per request, the caller included */
 void rh_set_parallel_min(int64_t n);                         /* below n input elements a request runs on its caller */
+void rh_set_spin_ns(int64_t ns);                             /* how long idle workers poll before sleeping */
 void rh_set_request_work(int64_t n);                         /* the caller's request: its input elements (-1: unknown) */
 int rh_worker(void);                                         /* 0 on callers, 1.. on the pool's workers */
 void rh_arena_reset(rh_arena *a);          /* keeps the largest chunk for the next request */

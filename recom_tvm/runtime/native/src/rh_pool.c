@@ -34,8 +34,9 @@ static atomic_uint posted;    /* jobs posted so far: a worker that finds none sp
 /* A request runs its stages (feed checks, op levels, id checks, the write) as back-to-back jobs some
  * microseconds apart: a worker that slept between them costs a futex wake and a context switch per stage (at
  * mixed-100's B = 2,048 a tenth of the host stage's CPU time was the kernel's scheduler). Workers spin this long
- * after their last task (a pause per poll) before they sleep. */
-#define SPIN_NS 50000
+ * after their last task (a pause per poll) before they sleep (config.native_spin_us; 0: sleep at once). */
+static int64_t spin_ns = 50000;
+void rh_set_spin_ns(int64_t ns) { spin_ns = ns < 0 ? 0 : ns; }
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -81,7 +82,7 @@ static void *worker_main(void *p) {
         pthread_mutex_unlock(&mu);
         int64_t t0 = rh_now_ns();
         int fresh;
-        while (!(fresh = atomic_load(&posted) != seen) && rh_now_ns() - t0 < SPIN_NS) cpu_relax();
+        while (!(fresh = atomic_load(&posted) != seen) && rh_now_ns() - t0 < spin_ns) cpu_relax();
         pthread_mutex_lock(&mu);
         /* jobs are posted under mu: unchanged here means none came since the scan, and the wait below
          * releases mu atomically, so the next post's broadcast reaches this worker */
@@ -152,7 +153,7 @@ void rh_parallel(rh_task_fn fn, void *arg, int64_t ntasks) {
   pthread_mutex_unlock(&mu);
   run_tasks(&j, 0);
   /* the workers' last tasks: usually microseconds, so poll before sleeping on done_cv */
-  for (int64_t t0 = rh_now_ns(); atomic_load(&j.done) < ntasks && rh_now_ns() - t0 < SPIN_NS;) cpu_relax();
+  for (int64_t t0 = rh_now_ns(); atomic_load(&j.done) < ntasks && rh_now_ns() - t0 < spin_ns;) cpu_relax();
   pthread_mutex_lock(&mu);
   job **pp = &jobs;  /* no new worker may enter it now */
   while (*pp && *pp != &j) pp = &(*pp)->link;

@@ -1959,15 +1959,16 @@ static PyObject *timings(PyObject *self, PyObject *args) {
                        (long long)ns[4], (long long)ns[5]);
 }
 
-/* set_threads(n[, parallel_min]): threads per request (the caller included); requests of fewer input elements
- * than parallel_min run on their caller alone */
+/* set_threads(n[, parallel_min[, spin_us]]): threads per request (the caller included); requests of fewer input
+ * elements than parallel_min run on their caller alone; idle workers poll spin_us before they sleep */
 static PyObject *set_threads(PyObject *self, PyObject *args) {
   (void)self;
   int n;
-  long long min_elements = 0;
-  if (!PyArg_ParseTuple(args, "i|L", &n, &min_elements)) return NULL;
+  long long min_elements = 0, spin_us = 50;
+  if (!PyArg_ParseTuple(args, "i|LL", &n, &min_elements, &spin_us)) return NULL;
   rh_set_threads(n);
   rh_set_parallel_min(min_elements);
+  rh_set_spin_ns(spin_us * 1000);
   Py_RETURN_NONE;
 }
 
