@@ -20,7 +20,7 @@ from . import config
 
 SRC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "runtime", "native", "src")
 LIMITED_API = "0x030B0000"
-FLAGS = ["-O3", "-std=c11", "-shared", "-fPIC", "-fvisibility=hidden", "-fno-strict-aliasing",
+FLAGS = ["-O2", "-std=c11", "-shared", "-fPIC", "-fvisibility=hidden", "-fno-strict-aliasing",
          f"-DPy_LIMITED_API={LIMITED_API}"]
 _LOCK = threading.Lock()
 _BUILT: dict[str, str] = {}
