@@ -35,8 +35,9 @@ static atomic_uint posted;    /* jobs posted so far: a worker that finds none sp
  * microseconds apart: a worker that slept between them costs a futex wake and a context switch per stage (at
  * mixed-100's B = 2,048 a tenth of the host stage's CPU time was the kernel's scheduler). Workers spin this long
  * after their last task (a pause per poll) before they sleep (config.native_spin_us; 0: sleep at once). */
-static int64_t spin_ns = 50000;
-void rh_set_spin_ns(int64_t ns) { spin_ns = ns < 0 ? 0 : ns; }
+static atomic_llong spin_ns = 50000;  /* set from any thread while workers read it */
+void rh_set_spin_ns(int64_t ns) { atomic_store_explicit(&spin_ns, ns < 0 ? 0 : ns, memory_order_relaxed); }
+static inline int64_t spin_limit(void) { return atomic_load_explicit(&spin_ns, memory_order_relaxed); }
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -85,7 +86,7 @@ static void *worker_main(void *p) {
         pthread_mutex_unlock(&mu);
         int64_t t0 = rh_now_ns();
         int fresh;
-        while (!(fresh = atomic_load(&posted) != seen) && rh_now_ns() - t0 < spin_ns) cpu_relax();
+        while (!(fresh = atomic_load(&posted) != seen) && rh_now_ns() - t0 < spin_limit()) cpu_relax();
         pthread_mutex_lock(&mu);
         /* jobs are posted under mu: unchanged here means none came since the scan, and the wait below
          * releases mu atomically, so the next post's broadcast reaches this worker */
@@ -159,7 +160,7 @@ void rh_parallel(rh_task_fn fn, void *arg, int64_t ntasks) {
   pthread_mutex_unlock(&mu);
   run_tasks(&j, 0);
   /* the workers' last tasks: usually microseconds, so poll before sleeping on done_cv */
-  for (int64_t t0 = rh_now_ns(); atomic_load(&j.done) < ntasks && rh_now_ns() - t0 < spin_ns;) cpu_relax();
+  for (int64_t t0 = rh_now_ns(); atomic_load(&j.done) < ntasks && rh_now_ns() - t0 < spin_limit();) cpu_relax();
   pthread_mutex_lock(&mu);
   job **pp = &jobs;  /* no new worker may enter it now */
   while (*pp && *pp != &j) pp = &(*pp)->link;
