@@ -145,9 +145,10 @@ def test_every_length_class_reaches_the_kernel(hash_mix):
 def test_packing_edge_cases_agree_with_the_reference(hash_mix):
     """The native writer's fast paths against the numpy packer, bit for bit, on both packed dtypes: CSR offsets of
     sorted rows with empty rows first, last and between; rows past the batch (a dense_shape larger than the
-    batch: TF's concat rejects it, and both host paths raise the same error); a sparse feed without ids; a dense string feed with every entry missing, none missing and
-    one column missing (Where / GatherNd of the non-empty entries); strings of every length the short copy splits
-    at (0-3, 4-7, 8-16, 17+). Each request's outcome is TF's (answer or error class) as well."""
+    batch: TF's concat rejects it, and both host paths raise the same error); a sparse feed without ids; a dense
+    string feed with every entry missing, none missing and one column missing (Where / GatherNd of the non-empty
+    entries); strings of every length the short copy splits at (0-3, 4-7, 8-16, 17+). Each request's outcome is
+    TF's (answer or error class) as well."""
     c, models = hash_mix
     batch = 9
     base = HASH_MIX.sample(batch, rng=21)

@@ -33,7 +33,8 @@ from .program import DTYPE, NUMPY, PARTS, Program, compile_program
 
 _LIBS: dict[str, object] = {}
 _DONE = frozenset(("ok", "served", "error", "unsupported", "cuda"))  # run()'s outcomes that end a request
-_THREADS: dict[int, tuple] = {}  # (threads per request, parallel minimum, strings / feeds outside the GIL, spin) per loaded library
+# per loaded library: (threads per request, parallel minimum, strings / feeds outside the GIL, spin)
+_THREADS: dict[int, tuple] = {}
 
 
 def _set_threads(lib) -> None:

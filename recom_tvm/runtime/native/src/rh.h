@@ -74,26 +74,22 @@ static inline int64_t rh_geti(const rh_tensor *t, int64_t i) {  /* rh_get_i64, i
 }
 void rh_set_shape(rh_tensor *t, int ndim, const int64_t *shape);
 
-/* a string's bytes, without a libc call for the short ones (most ids are a few bytes): two overlapping word
- * copies cover 4..16 bytes */
+/* n bytes (w <= n <= 2w) as two overlapping copies of w bytes, both loaded before either is stored */
+static inline void rh_copy_overlapping(uint8_t *dst, const uint8_t *src, int64_t n, size_t w) {
+  uint64_t a, b;
+  memcpy(&a, src, w);
+  memcpy(&b, src + n - w, w);
+  memcpy(dst, &a, w);
+  memcpy(dst + n - w, &b, w);
+}
+
+/* a string's bytes, without a libc call for the short ones (most ids are a few bytes) */
 static inline void rh_copy_bytes(uint8_t *dst, const uint8_t *src, int64_t n) {
-  if (n > 16) {
-    memcpy(dst, src, (size_t)n);
-  } else if (n >= 8) {
-    uint64_t a, b;
-    memcpy(&a, src, 8);
-    memcpy(&b, src + n - 8, 8);
-    memcpy(dst, &a, 8);
-    memcpy(dst + n - 8, &b, 8);
-  } else if (n >= 4) {
-    uint32_t a, b;
-    memcpy(&a, src, 4);
-    memcpy(&b, src + n - 4, 4);
-    memcpy(dst, &a, 4);
-    memcpy(dst + n - 4, &b, 4);
-  } else {
+  if (n > 16) memcpy(dst, src, (size_t)n);
+  else if (n >= 8) rh_copy_overlapping(dst, src, n, 8);
+  else if (n >= 4) rh_copy_overlapping(dst, src, n, 4);
+  else
     for (int64_t j = 0; j < n; j++) dst[j] = src[j];
-  }
 }
 
 /* ---------------------------------------------------------------------------------------------- hashing */
