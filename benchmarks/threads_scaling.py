@@ -15,8 +15,10 @@ Steps, each thread on its own slot (VM, staging buffer, native context), request
            (the default before 2026-12-06: about ten GIL round trips per request)
   run_kjt, run_kjt_shared, run_kjt_py  run() from the keyed-jagged request (whose host stage holds the GIL least)
 After the timing, run, run_shared and run_py serve every thread's requests again from all threads at once and count
-the answers that differ from the build host's (mismatches: a race between streams would show there).
-and, first, a GIL-free step (SHA-256 of 128 KB) from the same thread counts: what the machine gives.
+the answers that differ from the build host's (mismatches: a race between streams would show there). With
+--gpu-busy, `run` from 1 and the most threads again under CUPTI: the share of time the GPU ran anything and its
+time per request (whether the device binds). And, first, a GIL-free step (SHA-256 of 128 KB) from the same
+thread counts: what the machine gives.
 A step that scales is not the serializing one. Prints requests per second per step and thread count and the speedup
 over 1 thread; writes $OUT/threads_scaling.json (or --out).
 
@@ -155,6 +157,46 @@ def _busy(threads: int, per_thread: int) -> float:
     return threaded_rate([lambda i: hashlib.sha256(a).digest()] * threads, per_thread)
 
 
+def _gpu_busy(workers: list, threads: int, per_thread: int) -> dict | None:
+    """The `run` step from `threads` threads under CUPTI (torch.profiler): the share of the wall time in which the
+    GPU ran anything (the union of every kernel's and copy's interval, all streams), and GPU time per request. A
+    share near 1 means more threads cannot add requests per second: the device, not the host, binds. None where
+    the profiler is unavailable (the build host's dry run)."""
+    try:
+        import torch
+        from torch.profiler import ProfilerActivity, profile
+    except ImportError:
+        return None
+    _configure("run")
+    for w in workers[:threads]:
+        w.reset()
+        for i in range(3):
+            w.step("run", i)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        rate = _rate(workers, "run", threads, per_thread)
+        wall_us = (time.perf_counter() - t0) * 1e6
+    spans = sorted((e.time_range.start, e.time_range.end, e.name) for e in prof.events()
+                   if str(e.device_type).endswith("CUDA"))
+    if not spans:
+        return None
+    union, end = 0.0, -1.0
+    for a, b, _ in spans:
+        if b > end:
+            union += b - max(a, end)
+            end = b
+    first, last = spans[0][0], max(b for _, b, _ in spans)
+    copies = sum(b - a for a, b, n in spans if n.startswith(("Memcpy", "Memset")))
+    kernels = sum(b - a for a, b, n in spans if not n.startswith(("Memcpy", "Memset")))
+    requests = threads * (per_thread + 3)  # (_rate's warm-up steps are profiled too)
+    return {"threads": threads, "requests_per_s_profiled": round(rate, 1),
+            "busy_share": round(union / max(last - first, 1e-9), 3), "profiled_wall_us": round(wall_us, 1),
+            "gpu_span_us": round(last - first, 1), "kernel_us_per_request": round(kernels / requests, 2),
+            "copy_us_per_request": round(copies / requests, 2),
+            "activities_per_request": round(len(spans) / requests, 2)}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dir", required=True, help="a request_path_gpu.py prepare folder (rp)")
@@ -164,6 +206,8 @@ def main() -> int:
     p.add_argument("--steps", default=",".join(STEPS), help="a subset of the steps, comma-separated")
     p.add_argument("--out", default=os.environ.get("OUT"))
     p.add_argument("--tag", default="", help="appended to the JSON's name (threads_scaling<tag>.json)")
+    p.add_argument("--gpu-busy", action="store_true",
+                   help="also profile `run` from 1 and the most threads: the GPU's busy share and time per request")
     a = p.parse_args()
     from device_info import gpu_name, machine
 
@@ -194,6 +238,14 @@ def main() -> int:
             rows[f"{step}_mismatches"] = _mismatches(workers, step)
             print(f"{step} answers, {len(workers)} threads at once: {rows[f'{step}_mismatches']} mismatches of "
                   f"{sum(len(w.expected) for w in workers)}")
+        if a.gpu_busy:
+            rows["gpu_busy"] = [b for b in (_gpu_busy(workers, t, a.per_thread) for t in (counts[0], counts[-1]))
+                                if b is not None]
+            for b in rows["gpu_busy"]:
+                print(f"run under CUPTI, {b['threads']} threads: {b['requests_per_s_profiled']:.0f} req/s, GPU busy "
+                      f"{100 * b['busy_share']:.0f}% of its span, per request {b['kernel_us_per_request']:.1f} us of "
+                      f"kernels + {b['copy_us_per_request']:.1f} us of copies ({b['activities_per_request']:.1f} "
+                      f"activities)", flush=True)
         _configure("run")
         rows["streams"] = workers[0].slot.stream() is not None
         res["models"][name] = rows

@@ -63,18 +63,23 @@ def _reversed_blocks(text: str) -> str:
     return "\n".join(out)
 
 
-def run_layer(lib, func: tvm.tirx.PrimFunc, batch: int, seed: int) -> np.ndarray:
+def run_layer(lib, func: tvm.tirx.PrimFunc, batch: int, seed: int,
+              lifted: tvm.tirx.PrimFunc | None = None) -> np.ndarray:
     """Run a layer's library on random inputs (its parameters' shapes at this batch); the output, poisoned with NaN
-    first, is returned."""
+    first, is returned. lifted: `lib` is built from func with its partial sums lifted to a last parameter
+    (recom_tvm.backend.partial_sums), which gets NaN too; the inputs are func's, drawn the same way."""
     rng = np.random.default_rng(seed)
     arrays = []
     for p in func.params:
         shape = [int(d) if isinstance(d, tvm.tirx.IntImm) else batch for d in p.ty.shape]
         arrays.append(rng.standard_normal(shape).astype(str(p.ty.dtype)))
     arrays[-1][...] = np.nan
+    if lifted is not None:
+        ws = lifted.params[-1].ty
+        arrays.append(np.full([int(d) for d in ws.shape], np.nan, str(ws.dtype)))
     args = [tvm.runtime.tensor(a) for a in arrays]
     lib["main"](*args)
-    return args[-1].numpy()
+    return args[len(func.params) - 1].numpy()
 
 
 def build_layer(func: tvm.tirx.PrimFunc | tvm.IRModule, target) -> tvm.runtime.Module:

@@ -18,6 +18,7 @@ from tvm import relax
 
 import recom_tvm
 from recom_tvm.backend.cuda_graph import GRAPH_FUNC, add_graph_variant, capture_builtins
+from recom_tvm.backend.partial_sums import lift_workspace
 from recom_tvm.backend.pipeline import compile_module, cuda_legalize_passes, dense_tail_pass, relax_pipeline
 from recom_tvm.build_module import make_target
 from recom_tvm.cuda_support import nvcc_path
@@ -48,11 +49,11 @@ def _reference(func):
     return build_layer(func, CPU)
 
 
-def _assert_same(func, candidate_lib, what):
+def _assert_same(func, candidate_lib, what, lifted=None):
     ref = _reference(func)
     for b in BATCHES:
         want = run_layer(ref, func, b, seed=b)
-        got = run_layer(candidate_lib, func, b, seed=b)
+        got = run_layer(candidate_lib, func, b, seed=b, lifted=lifted)
         assert np.isfinite(got).all(), f"{what}: B={b}: output not written everywhere"
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5, err_msg=f"{what}: B={b}")
 
@@ -403,17 +404,25 @@ def test_gemv_split_k_over_blocks_computes_the_same_emulated():
             assert groups - (got.split_k - 1) * chunk >= got.threads_k, (name, got)
             _assert_same(func, build_layer(emulate(schedule(func, cfg, cuda)), CPU), f"{name} {cfg.knobs()}")
         buckets = ((2, cfgs[0]), (8, cfgs[1]), (None, dataclasses.replace(cfgs[2], split_k=1)))
-        _assert_same(func, build_layer(emulate(schedule_buckets(func, buckets, cuda)), CPU), f"{name} buckets")
+        both = schedule_buckets(func, buckets, cuda)
+        _assert_same(func, build_layer(emulate(both), CPU), f"{name} buckets")
+        lifted, elements, _ = lift_workspace(both)  # the two split buckets' views of one output (NaN-filled)
+        assert elements == max(fit(c, match_dense(func)).split_k * lim * match_dense(func).n
+                               for lim, c in buckets[:2])
+        _assert_same(func, build_layer(emulate(lifted), CPU), f"{name} buckets, partial sums lifted", lifted)
     assert fit(cfgs[0], match_dense(layers["K302"])).split_k == 4  # 151 groups of 2: chunks of 38, the last 37
     assert fit(cfgs[0], match_dense(fused_layers(MLP)["fused_matmul2_add2_tir_sigmoid"])).split_k == 1  # K = 16:
     # 4 groups of 4 under 4 K threads, one chunk
 
 
 @needs_nvcc
-def test_split_k_compiles_to_two_kernels_and_graph_builds_keep_one():
-    """A split-K bucket is two kernels (the chunks' partial sums, then their sum and the epilogue) around a workspace
-    the host side allocates per call; a build with CUDA graphs schedules the same buckets without the split (no
-    allocation may happen while a stream captures)."""
+def test_split_k_partial_sums_are_an_output_and_graph_builds_keep_the_split(monkeypatch):
+    """A split-K bucket is two kernels (the chunks' partial sums, then their sum and the epilogue). On its own the
+    layer's host side allocates the partial sums per call; in a build, LiftPartialSums makes them a second output of
+    the layer's call_tir, of the split buckets' largest size (Relax plans it: no allocation inside the kernel's host
+    side, which a CUDA-graph capture must not make), so graph builds keep the split. A database's split in the last,
+    unbounded bucket cannot be bounded: a graph build schedules that layer without the split, others keep it."""
+    from recom_tvm.backend.partial_sums import PARAM, LiftPartialSums
     from recom_tvm.cuda_support import prepare_cuda_build
 
     prepare_cuda_build()
@@ -428,18 +437,41 @@ def test_split_k_compiles_to_two_kernels_and_graph_builds_keep_one():
     with cuda:
         low = tvm.transform.Sequential(cuda_legalize_passes(cuda, dense=False, default_schedule=False))(
             LegalizeRecomOps(None)(MLP))
-    for graphs, want in ((False, 4), (True, 1)):
+
+    def scheduled(mod):
+        return {gv.name_hint: f for gv, f in mod.functions_items()
+                if isinstance(f, tvm.tirx.PrimFunc) and f.attrs is not None and DENSE_ATTR in f.attrs}
+
+    name = "fused_matmul_add_less_where"
+    for graphs in (False, True):
         with cuda:
-            done = dense_tail_pass(cuda, resolve=lambda f, layer: buckets, graphs=graphs)(low)
-        recorded = [json.loads(str(f.attrs[DENSE_ATTR])) for _, f in done.functions_items()
-                    if isinstance(f, tvm.tirx.PrimFunc) and f.attrs is not None and DENSE_ATTR in f.attrs]
-        assert recorded and all(r[0][1]["split_k"] == want for r in recorded), (graphs, recorded)
-    for graphs, table in ((False, CUDA_DEFAULT), (True, CUDA_ONE_KERNEL)):  # the defaults: their own one-kernel table
+            done = LiftPartialSums(dense_tail_pass(cuda, resolve=lambda f, layer: buckets, graphs=graphs)(low))
+        layer = scheduled(done)[name]
+        assert json.loads(str(layer.attrs[DENSE_ATTR]))[0][1]["split_k"] == 4, graphs
+        assert layer.params[-1].name == PARAM and [int(d) for d in layer.params[-1].ty.shape] == [4 * 8 * 64]
+        lifted = build_layer(layer, cuda)
+        assert len(re.findall(r"__global__[^;{]*\{", lifted.imports[0].inspect_source())) == 3
+        assert "TVMBackendAllocWorkspace" not in lifted.inspect_source()
+        calls = []
+        relax.analysis.post_order_visit(done["main"], lambda e: calls.append(e) if isinstance(e, relax.Call)
+                                        and isinstance(e.args[0], tvm.ir.GlobalVar) and e.args[0].name_hint == name
+                                        else None)
+        assert len(calls) == 1 and len(calls[0].ty_args[0].fields) == 2, calls  # (the output, the partial sums)
+    unbounded = ((8, dataclasses.replace(split, split_k=1)),
+                 (None, dataclasses.replace(CUDA_DEFAULT[-2][1], split_k=2)))
+    for graphs, want in ((False, 2), (True, 1)):
+        with cuda:
+            done = LiftPartialSums(dense_tail_pass(cuda, resolve=lambda f, layer: unbounded, graphs=graphs)(low))
+        layer = scheduled(done)[name]
+        assert json.loads(str(layer.attrs[DENSE_ATTR]))[-1][1]["split_k"] == want, graphs
+        assert layer.params[-1].name != PARAM  # (unbounded: the workspace stays the kernel's host side's)
+    for split_k, graphs, table in ((True, False, CUDA_DEFAULT), (True, True, CUDA_DEFAULT),
+                                   (False, True, CUDA_ONE_KERNEL)):  # the defaults split in graph builds too
+        monkeypatch.setattr(recom_tvm.config, "dense_split_k", split_k)
         with cuda:
             done = dense_tail_pass(cuda, graphs=graphs)(low)
-        recorded = [json.loads(str(f.attrs[DENSE_ATTR])) for _, f in done.functions_items()
-                    if isinstance(f, tvm.tirx.PrimFunc) and f.attrs is not None and DENSE_ATTR in f.attrs]
-        assert recorded and all(r == [[b, c.to_json()] for b, c in table] for r in recorded), graphs
+        recorded = [json.loads(str(f.attrs[DENSE_ATTR])) for f in scheduled(done).values()]
+        assert recorded and all(r == [[b, c.to_json()] for b, c in table] for r in recorded), (split_k, graphs)
     assert any(c.split_k > 1 for _, c in CUDA_DEFAULT) and all(c.split_k == 1 for _, c in CUDA_ONE_KERNEL)
 
 
@@ -629,11 +661,19 @@ def test_cuda_build_replays_graphs_and_loads_runtime_only(compiled, tmp_path, mo
 
     monkeypatch.setattr(recom_tvm.config, "cuda_graph", True)  # opt-in (off by default: see config.py)
     c = compiled(zoo.demo(), optimized=True)
+    logged = []
+    monkeypatch.setattr(recom_tvm.config, "log", logged.append)
     model = recom_tvm.build(c.mod, "cuda", c.params)
+    lifted = [n for m in logged if m.startswith("split-K partial sums") for n in m.split(": ", 1)[1].split(", ")]
     assert capture_builtins(model.executable) == ["vm.builtin.cuda_graph.get_cached_alloc",
                                                   "vm.builtin.cuda_graph.run_or_capture"]
     text = model.executable.as_text()
     assert f"@{GRAPH_FUNC}:" in text and "main_cuda_graph_cuda_graph_capture" in text
+    # split-K layers inside the captured function, their partial sums an extra argument (LiftPartialSums)
+    assert lifted, "no layer of the demo split K over blocks"
+    capture = text[text.index("@main_cuda_graph_cuda_graph_capture:"):]
+    capture = capture[:capture.index("\n@", 1)]
+    assert any(re.search(rf"call  {name} in:", capture) for name in lifted), capture
     lib = str(tmp_path / "demo_cuda.so")
     model.export_library(lib)
     assert has_fatbin(lib)

@@ -3,7 +3,8 @@
 - on CUDA, bool intermediates of fused functions inlined (recom_tvm.backend.inline_predicates: TF's Relu is
   `where(x < 0, 0, x)`, and a loaded bool buffer keeps a layer from every matmul schedule);
 - the dense tail's schedules (recom_tvm.schedules.dense_tail): every dense layer gets one schedule per batch bucket
-  (tuned records from a database where it has them, else the defaults), before dlight schedules what is left;
+  (tuned records from a database where it has them, else the defaults), before dlight schedules what is left; on
+  CUDA, split-K's partial sums an output Relax plans (recom_tvm.backend.partial_sums), so graphs capture the split;
 - on CUDA, a CUDA-graph variant of `main` for batches up to config.cuda_graph_max_batch
   (recom_tvm.backend.cuda_graph) and TVM's RewriteCUDAGraph, host calls kept out of the graphs
   (recom_tvm.backend.host_calls);
@@ -28,6 +29,7 @@ from .cuda_graph import graph_variant_pass
 from .host_calls import FenceHostCalls
 from .inline_predicates import InlineBoolIntermediates
 from .keep_storage import KeepStorageUntilSync
+from .partial_sums import LiftPartialSums
 
 USE_CUDA_GRAPH = "relax.backend.use_cuda_graph"
 
@@ -35,11 +37,13 @@ USE_CUDA_GRAPH = "relax.backend.use_cuda_graph"
 def dense_tail_pass(target: tvm.target.Target, resolve: Callable | None = None,
                     graphs: bool = False) -> tvm.transform.Pass:
     """Schedule every dense layer of the module; `resolve(func, layer)` -> its buckets or None (the defaults).
-    graphs: the build captures CUDA graphs, so no layer splits K over blocks (split-K's partial sums are a
-    workspace the kernel's host side allocates per call, which a capture must not do: cudaMalloc is illegal while
-    a stream captures, and a captured address would have to stay the layer's); config.dense_split_k off does the
-    same. The defaults then come from CUDA_ONE_KERNEL, a database's buckets lose their split."""
+    config.dense_split_k off: no layer splits K over blocks (the defaults come from CUDA_ONE_KERNEL, a database's
+    buckets lose their split). graphs: the build captures CUDA graphs, where split-K's partial sums must be a tensor
+    Relax plans (LiftPartialSums, next): a layer whose split cannot be bounded (a split bucket without a batch
+    limit, only from a database) is scheduled without the split instead (its partial sums would be a workspace the
+    kernel's host side allocates per call: no cudaMalloc while a stream captures)."""
     from ..schedules.dense_tail import default_buckets, match_dense, one_kernel_buckets, schedule_buckets
+    from .partial_sums import lift_workspace, workspace_buffers
 
     kind = target.kind.name
 
@@ -51,12 +55,15 @@ def dense_tail_pass(target: tvm.target.Target, resolve: Callable | None = None,
             if layer is None:
                 continue
             tuned = resolve(func, layer) if resolve else None
-            one_kernel = graphs or not config.dense_split_k
+            one_kernel = not config.dense_split_k
             for from_db, buckets in ([(True, tuned)] if tuned else []) + [(False, default_buckets(kind, one_kernel))]:
                 if one_kernel:
                     buckets = one_kernel_buckets(buckets)
                 try:
-                    updates[gv] = schedule_buckets(func, buckets, target)
+                    done = schedule_buckets(func, buckets, target)
+                    if graphs and workspace_buffers(done) and lift_workspace(done) is None:
+                        done = schedule_buckets(func, one_kernel_buckets(buckets), target)
+                    updates[gv] = done
                     break
                 except Exception as err:  # noqa: BLE001 - a layer we cannot schedule keeps TVM's default
                     why = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
@@ -88,7 +95,7 @@ def cuda_legalize_passes(target: tvm.target.Target, dense: bool = True, resolve:
         from .default_schedule import gpu_default_schedule
 
         legalize[-1] = gpu_default_schedule()  # the same rules, one failing on a function passes it on
-    ours = [InlineBoolIntermediates()] + ([dense_tail_pass(target, resolve, graphs)] if dense else [])
+    ours = [InlineBoolIntermediates()] + ([dense_tail_pass(target, resolve, graphs), LiftPartialSums] if dense else [])
     tail = legalize[-1:] if ends_with_dlight and default_schedule else []
     return (legalize[:-1] if ends_with_dlight else legalize) + ours + tail
 

@@ -19,9 +19,10 @@ that branches on B on the host side of the kernel (one launch per call, like the
   weights of a K step into registers before the FMAs (kvec loads in flight). With `split_k` > 1 K is also split
   over blocks (blockIdx.z): a long K at a small batch otherwise leaves N / (threads_n * vec) blocks to stream all
   of w (model E's 8,152 x 1,024 layer at B = 1: 32 blocks on 132 SMs, DRAM at 42% of its peak on an H100). Each
-  block stores its chunk's sums once to a global [split_k, B, N] buffer (a workspace the host side of the kernel
-  allocates per call) and a second kernel, one thread per output, adds the chunks and applies the epilogue. Not
-  in CUDA-graph builds (no allocation may happen while a stream captures; one_kernel_buckets).
+  block stores its chunk's sums once to a global [split_k, B, N] buffer and a second kernel, one thread per output,
+  adds the chunks and applies the epilogue. In a build that buffer is an extra output of the layer's call, sized
+  at the split buckets' batch limit, which Relax plans (recom_tvm.backend.partial_sums: CUDA graphs capture it);
+  a layer built on its own allocates it per call on the kernel's host side.
 - "tiled" (CUDA, large batches): a register-tiled SIMT GEMM. A block owns (threads_m * rows) batch rows x
   (threads_n * vec) columns; each thread keeps rows x vec sums in registers; per K tile of `k_block`, the block's
   rows of x and columns of w are staged in shared memory (cooperative loads, vector loads of w along N), then
@@ -149,8 +150,7 @@ CUDA_DEFAULT = (
     (None, DenseConfig("tiled", rows=8, vec=4, threads_m=8, threads_n=16, k_block=32, unroll=8)),
 )
 LARGE_BATCH_GEMV = CUDA_DEFAULT[3][1]  # what a narrow layer runs under a tiled config (fit)
-# Where K may not be split over blocks (CUDA-graph builds, config.dense_split_k off) the split buckets' one-kernel
-# configs of before (the same measurement: their 8-row blocks without the split were 2x slower at B = 1).
+# Where K may not be split over blocks (config.dense_split_k off) the split buckets' one-kernel configs of before (the same measurement: their 8-row blocks without the split were 2x slower at B = 1).
 CUDA_ONE_KERNEL = (
     (8, DenseConfig("gemv", rows=1, threads_n=16, vec=2, threads_k=64, unroll=4, kvec=4)),
     (64, DenseConfig("gemv", rows=4, threads_n=16, vec=2, threads_k=64, unroll=1, kvec=4)),
@@ -899,8 +899,8 @@ def dispatch(func: tirx.PrimFunc, variants: list[tuple[int | None, tirx.PrimFunc
 
 
 def one_kernel_buckets(buckets) -> tuple:
-    """The buckets with K split only inside a block (split_k 1): what a CUDA-graph build runs (split-K's partial
-    sums are a workspace allocated per call)."""
+    """The buckets with K split only inside a block (split_k 1): config.dense_split_k off, or a graph build whose
+    split cannot be bounded (recom_tvm.backend.pipeline.dense_tail_pass)."""
     return tuple((lim, dataclasses.replace(c, split_k=1)) for lim, c in buckets)
 
 
@@ -943,7 +943,7 @@ def _check_static_allocations(func: tirx.PrimFunc) -> None:
     """Raise if a scheduled layer still allocates a buffer of run-time size inside its kernel (an epilogue that
     could not be inlined: [B, N] intermediates), which CUDA cannot hold (TVM: 'Can only handle constant size stack
     allocation'); the layer then keeps TVM's default schedule. Global buffers (split-K's partial sums) are
-    allocated by the host side around the kernels, at any size."""
+    allocated outside the kernels, at any size (by Relax, recom_tvm.backend.partial_sums, or the host side)."""
     bad = [list(b.shape) for b in kernel_allocations(func)
            if b.scope() != "global" and not all(isinstance(d, tirx.IntImm) for d in b.shape)]
     if bad:

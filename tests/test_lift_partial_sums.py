@@ -1,0 +1,141 @@
+"""LiftPartialSums (recom_tvm/backend/partial_sums.py): split-K's partial sums as an output Relax plans, so a CUDA
+graph can capture the split (no workspace allocated by the kernel's host side per call)."""
+
+import tvm
+from tvm import relax, tirx
+from tvm.script import ir as I
+from tvm.script import relax as R
+from tvm.script import tirx as T
+
+from recom_tvm.backend.partial_sums import LiftPartialSums, lift_workspace, workspace_buffers
+
+
+def _layer(bounded: bool):
+    """A dispatched layer like dense_tail.dispatch makes (buckets as `if tvm_thread_invariant(b <= limit)`): the
+    split bucket's chunks summed through a global [2, b, 2] buffer; bounded: the split bucket is the one with a
+    limit (8), else the split is the last, unbounded bucket."""
+    limit = T.int64(8)
+
+    @T.prim_func(private=True, s_tir=True)
+    def split_first(var_x: T.handle, var_out: T.handle):
+        T.func_attr({"recom_tvm.dense": "[]", "tirx.noalias": True})
+        b = T.int64()
+        x = T.match_buffer(var_x, (b, T.int64(4)))
+        out = T.match_buffer(var_out, (b, T.int64(2)))
+        if T.tvm_thread_invariant(b <= limit):
+            with T.sblock("root"):
+                part = T.sblock_alloc_buffer((T.int64(2), b, T.int64(2)))
+                for s, i, j in T.grid(T.int64(2), b, T.int64(2)):
+                    with T.sblock("chunk"):
+                        vs, vi, vj = T.axis.remap("SSS", [s, i, j])
+                        part[vs, vi, vj] = x[vi, vs * T.int64(2) + vj]
+                for i, j in T.grid(b, T.int64(2)):
+                    with T.sblock("sum"):
+                        vi, vj = T.axis.remap("SS", [i, j])
+                        out[vi, vj] = part[T.int64(0), vi, vj] + part[T.int64(1), vi, vj]
+        else:
+            with T.sblock("root"):
+                for i, j in T.grid(b, T.int64(2)):
+                    with T.sblock("sum"):
+                        vi, vj = T.axis.remap("SS", [i, j])
+                        out[vi, vj] = x[vi, vj] + x[vi, vj + T.int64(2)]
+
+    @T.prim_func(private=True, s_tir=True)
+    def split_last(var_x: T.handle, var_out: T.handle):
+        T.func_attr({"recom_tvm.dense": "[]", "tirx.noalias": True})
+        b = T.int64()
+        x = T.match_buffer(var_x, (b, T.int64(4)))
+        out = T.match_buffer(var_out, (b, T.int64(2)))
+        if T.tvm_thread_invariant(b <= limit):
+            with T.sblock("root"):
+                for i, j in T.grid(b, T.int64(2)):
+                    with T.sblock("sum"):
+                        vi, vj = T.axis.remap("SS", [i, j])
+                        out[vi, vj] = x[vi, vj] + x[vi, vj + T.int64(2)]
+        else:
+            with T.sblock("root"):
+                part = T.sblock_alloc_buffer((T.int64(2), b, T.int64(2)))
+                for s, i, j in T.grid(T.int64(2), b, T.int64(2)):
+                    with T.sblock("chunk"):
+                        vs, vi, vj = T.axis.remap("SSS", [s, i, j])
+                        part[vs, vi, vj] = x[vi, vs * T.int64(2) + vj]
+                for i, j in T.grid(b, T.int64(2)):
+                    with T.sblock("sum"):
+                        vi, vj = T.axis.remap("SS", [i, j])
+                        out[vi, vj] = part[T.int64(0), vi, vj] + part[T.int64(1), vi, vj]
+
+    return split_first if bounded else split_last
+
+
+def _module(layer: tirx.PrimFunc) -> tvm.IRModule:
+    """main(x [B, 4]) = layer(x) + layer(x)'s result, the layer called through call_tir."""
+    batch = tirx.Var("B", "int64")
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType([batch, 4], "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            gv = bb.add_func(layer, "layer")
+            y = bb.emit(relax.call_tir(gv, [x], relax.TensorType([batch, 2], "float32")))
+            z = bb.emit_output(relax.op.add(y, y))
+        bb.emit_func_output(z)
+    return bb.get()
+
+
+def test_bounded_partial_sums_become_a_second_output():
+    before = _module(_layer(bounded=True))
+
+    @I.ir_module
+    class Expected:
+        @T.prim_func(private=True, s_tir=True)
+        def layer(var_x: T.handle, var_out: T.handle, var_partial_sums: T.handle):
+            T.func_attr({"recom_tvm.dense": "[]", "tirx.noalias": True})
+            b = T.int64()
+            x = T.match_buffer(var_x, (b, T.int64(4)))
+            out = T.match_buffer(var_out, (b, T.int64(2)))
+            partial_sums = T.match_buffer(var_partial_sums, (32,))  # 2 x 8 x 2: the split bucket's at B = 8
+            if T.tvm_thread_invariant(b <= T.int64(8)):
+                with T.sblock("root"):
+                    T.reads(x[T.int64(0):b, T.int64(0):T.int64(4)])  # as the block was (part was its own)
+                    T.writes(out[T.int64(0):b, T.int64(0):T.int64(2)])
+                    part = T.decl_buffer((T.int64(2), b, T.int64(2)), data=partial_sums.data)
+                    for s, i, j in T.grid(T.int64(2), b, T.int64(2)):
+                        with T.sblock("chunk"):
+                            vs, vi, vj = T.axis.remap("SSS", [s, i, j])
+                            part[vs, vi, vj] = x[vi, vs * T.int64(2) + vj]
+                    for i, j in T.grid(b, T.int64(2)):
+                        with T.sblock("sum"):
+                            vi, vj = T.axis.remap("SS", [i, j])
+                            out[vi, vj] = part[T.int64(0), vi, vj] + part[T.int64(1), vi, vj]
+            else:
+                with T.sblock("root"):
+                    for i, j in T.grid(b, T.int64(2)):
+                        with T.sblock("sum"):
+                            vi, vj = T.axis.remap("SS", [i, j])
+                            out[vi, vj] = x[vi, vj] + x[vi, vj + T.int64(2)]
+
+        @R.function
+        def main(x: R.Tensor(("B", 4), "float32")) -> R.Tensor(("B", 2), "float32"):
+            B = T.int64()
+            with R.dataflow():
+                with_partial_sums = R.call_tir(Expected.layer, (x,), out_ty=[R.Tensor((B, 2), "float32"),
+                                                                              R.Tensor((32,), "float32")])
+                y = with_partial_sums[0]
+                z = R.add(y, y)
+                R.output(z)
+            return z
+
+    tvm.ir.assert_structural_equal(LiftPartialSums(before), Expected)
+
+
+def test_unbounded_partial_sums_and_other_callers_are_left_alone():
+    """A split in the last bucket has no batch bound (its workspace stays; graph builds schedule such a layer
+    without the split); a layer reached other than as call_tir's callee keeps its signature; a function without the
+    dense tail's attribute is not a dispatched layer."""
+    unbounded = _layer(bounded=False)
+    assert [bound for _, bound in workspace_buffers(unbounded)] == [None]
+    assert lift_workspace(unbounded) is None
+    bounded = _layer(bounded=True)
+    assert [int(bound[1]) for _, bound in workspace_buffers(bounded)] == [8]
+
+    for mod in (_module(unbounded), _module(bounded.without_attr("recom_tvm.dense"))):
+        assert LiftPartialSums(mod).same_as(mod)
