@@ -239,8 +239,12 @@ def main() -> int:
             print(f"{step} answers, {len(workers)} threads at once: {rows[f'{step}_mismatches']} mismatches of "
                   f"{sum(len(w.expected) for w in workers)}")
         if a.gpu_busy:
-            rows["gpu_busy"] = [b for b in (_gpu_busy(workers, t, a.per_thread) for t in (counts[0], counts[-1]))
-                                if b is not None]
+            try:
+                rows["gpu_busy"] = [b for b in (_gpu_busy(workers, t, a.per_thread) for t in (counts[0], counts[-1]))
+                                    if b is not None]
+            except Exception as err:  # noqa: BLE001 - a profiler problem must not lose the run's other figures
+                print(f"--gpu-busy failed: {type(err).__name__}: {err}")
+                rows["gpu_busy"] = []
             for b in rows["gpu_busy"]:
                 print(f"run under CUPTI, {b['threads']} threads: {b['requests_per_s_profiled']:.0f} req/s, GPU busy "
                       f"{100 * b['busy_share']:.0f}% of its span, per request {b['kernel_us_per_request']:.1f} us of "
