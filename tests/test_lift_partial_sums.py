@@ -67,6 +67,37 @@ def _layer(bounded: bool):
     return split_first if bounded else split_last
 
 
+@T.prim_func(private=True, s_tir=True)
+def _two_buffers(var_x: T.handle, var_out: T.handle):
+    """One bucket with two global buffers (both views at one address would overlap)."""
+    T.func_attr({"recom_tvm.dense": "[]", "tirx.noalias": True})
+    b = T.int64()
+    x = T.match_buffer(var_x, (b, T.int64(4)))
+    out = T.match_buffer(var_out, (b, T.int64(2)))
+    if T.tvm_thread_invariant(b <= T.int64(8)):
+        with T.sblock("root"):
+            part = T.sblock_alloc_buffer((b, T.int64(2)))
+            more = T.sblock_alloc_buffer((b, T.int64(2)))
+            for i, j in T.grid(b, T.int64(2)):
+                with T.sblock("first"):
+                    vi, vj = T.axis.remap("SS", [i, j])
+                    part[vi, vj] = x[vi, vj]
+            for i, j in T.grid(b, T.int64(2)):
+                with T.sblock("second"):
+                    vi, vj = T.axis.remap("SS", [i, j])
+                    more[vi, vj] = x[vi, vj + T.int64(2)]
+            for i, j in T.grid(b, T.int64(2)):
+                with T.sblock("sum"):
+                    vi, vj = T.axis.remap("SS", [i, j])
+                    out[vi, vj] = part[vi, vj] + more[vi, vj]
+    else:
+        with T.sblock("root"):
+            for i, j in T.grid(b, T.int64(2)):
+                with T.sblock("sum"):
+                    vi, vj = T.axis.remap("SS", [i, j])
+                    out[vi, vj] = x[vi, vj] + x[vi, vj + T.int64(2)]
+
+
 def _module(layer: tirx.PrimFunc) -> tvm.IRModule:
     """main(x [B, 4]) = layer(x) + layer(x)'s result, the layer called through call_tir."""
     batch = tirx.Var("B", "int64")
@@ -129,13 +160,14 @@ def test_bounded_partial_sums_become_a_second_output():
 
 def test_unbounded_partial_sums_and_other_callers_are_left_alone():
     """A split in the last bucket has no batch bound (its workspace stays; graph builds schedule such a layer
-    without the split); a layer reached other than as call_tir's callee keeps its signature; a function without the
-    dense tail's attribute is not a dispatched layer."""
+    without the split); two global buffers in one bucket would overlap as views of one parameter; a function
+    without the dense tail's attribute is not a dispatched layer."""
     unbounded = _layer(bounded=False)
-    assert [bound for _, bound in workspace_buffers(unbounded)] == [None]
+    assert [(i, bound) for _, i, bound in workspace_buffers(unbounded)] == [(1, None)]
     assert lift_workspace(unbounded) is None
     bounded = _layer(bounded=True)
-    assert [int(bound[1]) for _, bound in workspace_buffers(bounded)] == [8]
+    assert [(i, bound[1]) for _, i, bound in workspace_buffers(bounded)] == [(0, 8)]
 
-    for mod in (_module(unbounded), _module(bounded.without_attr("recom_tvm.dense"))):
+    assert len(workspace_buffers(_two_buffers)) == 2 and lift_workspace(_two_buffers) is None
+    for mod in (_module(unbounded), _module(bounded.without_attr("recom_tvm.dense")), _module(_two_buffers)):
         assert LiftPartialSums(mod).same_as(mod)

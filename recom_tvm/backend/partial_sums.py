@@ -17,21 +17,22 @@ schedules it without the split, recom_tvm.backend.pipeline.dense_tail_pass).
 
 from __future__ import annotations
 
+import math
+
 import tvm
 import tvm_ffi
 from tvm import relax, tirx
 from tvm.ir.expr import Call
 from tvm.s_tir.stmt import SBlock
 
-
 PARAM = "partial_sums"
 _CALL_TIR = tvm.ir.Op.get("relax.call_tir")
 
 
-def workspace_buffers(func: tirx.PrimFunc) -> list[tuple[tirx.Var, tirx.PrimExpr | None]]:
-    """The global buffers a dispatched layer allocates itself (split-K's partial sums), each with the batch bound of
-    the bucket holding it (None: the last bucket, unbounded). The buckets are dense_tail.dispatch's chain
-    `if tvm_thread_invariant(B <= limit): ... else: ...`."""
+def workspace_buffers(func: tirx.PrimFunc) -> list[tuple[tirx.Var, int, tuple | None]]:
+    """The global buffers a dispatched layer allocates itself (split-K's partial sums), each with the index of the
+    bucket holding it and that bucket's bound (batch var, limit; None: the last bucket, unbounded). The buckets are
+    dense_tail.dispatch's chain `if tvm_thread_invariant(B <= limit): ... else: ...`."""
     body = func.body.block.body if hasattr(func.body, "block") else func.body
     branches = []
     while isinstance(body, tirx.IfThenElse):
@@ -41,34 +42,32 @@ def workspace_buffers(func: tirx.PrimFunc) -> list[tuple[tirx.Var, tirx.PrimExpr
         body = body.else_case
     branches.append((None, body))
     found = []
-    for bound, stmt in branches:
-        tvm_ffi.structural_walk(stmt, [(SBlock, lambda b, bound=bound: found.extend(
-            (buf, bound) for buf in b.alloc_buffers if buf.scope() == "global"))], order="post")
+    for i, (bound, stmt) in enumerate(branches):
+        tvm_ffi.structural_walk(stmt, [(SBlock, lambda b, i=i, bound=bound: found.extend(
+            (buf, i, bound) for buf in b.alloc_buffers if buf.scope() == "global"))], order="post")
     return found
 
 
 def _elements(shape, bound) -> int | None:
-    """The product of `shape` with the batch at its bound; None where a dim is not a function of the batch alone."""
+    """The most elements `shape` has at any batch of its bucket (1 to the limit); None where a dim is not a function
+    of the batch alone."""
     var, limit = bound
 
-    def ev(e):
+    def ev(e, batch):
         if isinstance(e, tirx.IntImm):
             return int(e.value)
         if isinstance(e, tirx.Var):
             if not e.same_as(var):
                 raise ValueError(e)
-            return limit
+            return batch
         ops = {tirx.Add: lambda a, b: a + b, tirx.Sub: lambda a, b: a - b, tirx.Mul: lambda a, b: a * b,
                tirx.FloorDiv: lambda a, b: a // b, tirx.FloorMod: lambda a, b: a % b, tirx.Min: min, tirx.Max: max}
         if type(e) not in ops:
             raise ValueError(e)
-        return ops[type(e)](ev(e.a), ev(e.b))
+        return ops[type(e)](ev(e.a, batch), ev(e.b, batch))
 
     try:
-        n = 1
-        for d in shape:
-            n *= ev(d)
-        return n
+        return max(math.prod(ev(d, b) for d in shape) for b in range(1, limit + 1))
     except ValueError:
         return None
 
@@ -77,22 +76,24 @@ def lift_workspace(func: tirx.PrimFunc) -> tuple[tirx.PrimFunc, int, str] | None
     """`func` with its global buffers (all in bounded buckets) as views of one extra last parameter ->
     (function, the parameter's elements, its dtype); None if there are none or one cannot be bounded."""
     found = workspace_buffers(func)
-    if not found or any(bound is None for _, bound in found):
-        return None
-    dtypes = {str(buf.dtype) for buf, _ in found}
-    sizes = [_elements(buf.shape, bound) for buf, bound in found]
+    buckets = [i for _, i, _ in found]
+    if not found or any(bound is None for _, _, bound in found) or len(set(buckets)) != len(buckets):
+        return None  # (two buffers of one bucket would need offsets: dense_tail's split makes one)
+    dtypes = {str(buf.dtype) for buf, _, _ in found}
+    sizes = [_elements(buf.shape, bound) for buf, _, bound in found]
     if len(dtypes) != 1 or any(s is None for s in sizes):
         return None
     dtype, total = dtypes.pop(), max(sizes)
     ws = tirx.decl_buffer((total,), dtype, PARAM, scope="global", layout=None)  # as the layers' own parameters
-    lifted = [buf for buf, _ in found]
+    lifted = [buf for buf, _, _ in found]
 
     def block(b):
         gone = [x for x in b.alloc_buffers if any(x.same_as(g) for g in lifted)]
         if not gone:
             return b
         keep = [x for x in b.alloc_buffers if not any(x.same_as(g) for g in gone)]
-        views = [tirx.DeclBuffer(g, data=tirx.buffer_data(ws)) for g in gone]  # the buckets are exclusive: one
+        # every bucket's view starts at the parameter's start: the buckets never run together
+        views = [tirx.DeclBuffer(g, data=tirx.buffer_data(ws)) for g in gone]
         return SBlock(b.iter_vars, b.reads, b.writes, b.name_hint, tirx.SeqStmt(views + [b.body]), b.init, keep,
                       b.match_buffers, b.annotations)
 
