@@ -569,6 +569,28 @@ def test_tuned_buckets_fit_one_kernel():
                                                                                       (None, "z"))
 
 
+def test_tuned_records_replace_only_defaults_they_were_measured_against():
+    """A record only shows it beat what its round measured. Where the round did not measure today's default of that
+    batch (model E's rounds predate split-K and the tiled GEMM), the default stays; where it did, the best record
+    wins; a layer all of whose records are stale keeps the defaults (None)."""
+    from recom_tvm.schedules.dense_apply import against_defaults, buckets_of
+    from recom_tvm.schedules.dense_space import default_for
+
+    layer = match_dense(fused_layers(MLP)["fused_matmul_add_less_where"])
+    old = DenseConfig("gemv", rows=1, threads_n=16, vec=2, threads_k=64, unroll=4, kvec=4)  # a pre-split record
+    tuned = DenseConfig("gemv", rows=2, threads_n=8, vec=4, threads_k=16, unroll=4, kvec=4)
+    now = {b: fit(default_for("cuda", b), layer) for b in (1, 256)}
+    assert now[1].split_k > 1  # (the case at hand: the default changed after the round)
+    per = {1: (old, 9e-6), 256: (tuned, 2e-5)}
+    measured = {1: [old], 256: [tuned, default_for("cuda", 256)]}  # (as given: fit makes the layer's schedule)
+    kept, stale = against_defaults(per, measured, layer, "cuda")
+    assert stale == [1] and kept[1] == (now[1], None) and kept[256] == (tuned, 2e-5)
+    buckets = buckets_of(kept)
+    assert buckets[0][1] == now[1] and buckets[-1] == (None, tuned)
+    _, stale = against_defaults(per, {1: [old], 256: [tuned]}, layer, "cuda")
+    assert stale == [1, 256]
+
+
 def test_invalid_configs_are_rejected():
     layer = match_dense(fused_layers(MLP)["fused_matmul_add_less_where"])
     assert "shared memory" in check_config(DenseConfig("gemv", rows=32, threads_n=32, vec=4, threads_k=8), layer)
