@@ -19,7 +19,9 @@
 #                       half of the models' files (corpus-<model>.*, corpus-<model>__*) into a second folder and
 #                       run each half in its own call: python3 benchmarks/gpu_corpus.py run --dir <half> --out $OUT
 # graphs        15.5    the corpus built with CUDA graphs, every case twice (the second pass replays the captured
-#                       graphs, checks included), and 8 threads serving the demo with graphs (concurrent captures)
+#                       graphs, checks included), and 8 threads serving the demo with graphs (concurrent captures).
+#                       43 MiB since 2026-12-06: split the corpus folder by model into two halves (as for corpus)
+#                       and run gpu_corpus.py run --passes 2 on each in its own call
 # request       15      E and mixed-100 from TF-style feeds step by step (host stage, H2D, kernels, D2H),
 #                       1 vs 8 threads, answers vs the build host's, with a stream per VM (the default since
 #                       2026-12-06); then threads_scaling.py on the same folder:
