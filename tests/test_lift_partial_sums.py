@@ -98,17 +98,24 @@ def _two_buffers(var_x: T.handle, var_out: T.handle):
                     out[vi, vj] = x[vi, vj] + x[vi, vj + T.int64(2)]
 
 
-def _module(layer: tirx.PrimFunc) -> tvm.IRModule:
-    """main(x [B, 4]) = layer(x) + layer(x)'s result, the layer called through call_tir."""
+def _module(layer: tirx.PrimFunc, also_in_place: bool = False) -> tvm.IRModule:
+    """main(x [B, 4]) = layer(x) + layer(x)'s result, the layer called through call_tir; also_in_place: a second
+    function reaches the layer through call_tir_inplace (another signature contract)."""
     batch = tirx.Var("B", "int64")
     bb = relax.BlockBuilder()
     x = relax.Var("x", relax.TensorType([batch, 4], "float32"))
+    gv = bb.add_func(layer, "layer")
     with bb.function("main", [x]):
         with bb.dataflow():
-            gv = bb.add_func(layer, "layer")
             y = bb.emit(relax.call_tir(gv, [x], relax.TensorType([batch, 2], "float32")))
             z = bb.emit_output(relax.op.add(y, y))
         bb.emit_func_output(z)
+    if also_in_place:
+        v = relax.Var("v", relax.TensorType([batch, 4], "float32"))
+        out = relax.Var("out", relax.TensorType([batch, 2], "float32"))
+        with bb.function("other", [v, out]):
+            w = bb.emit(relax.call_tir_inplace(gv, [v, out], [1], relax.TensorType([batch, 2], "float32")))
+            bb.emit_func_output(w)
     return bb.get()
 
 
@@ -161,7 +168,8 @@ def test_bounded_partial_sums_become_a_second_output():
 def test_unbounded_partial_sums_and_other_callers_are_left_alone():
     """A split in the last bucket has no batch bound (its workspace stays; graph builds schedule such a layer
     without the split); two global buffers in one bucket would overlap as views of one parameter; a function
-    without the dense tail's attribute is not a dispatched layer."""
+    without the dense tail's attribute is not a dispatched layer; a layer also reached other than as call_tir's
+    callee keeps its signature."""
     unbounded = _layer(bounded=False)
     assert [(i, bound) for _, i, bound in workspace_buffers(unbounded)] == [(1, None)]
     assert lift_workspace(unbounded) is None
@@ -169,5 +177,6 @@ def test_unbounded_partial_sums_and_other_callers_are_left_alone():
     assert [(i, bound[1]) for _, i, bound in workspace_buffers(bounded)] == [(0, 8)]
 
     assert len(workspace_buffers(_two_buffers)) == 2 and lift_workspace(_two_buffers) is None
-    for mod in (_module(unbounded), _module(bounded.without_attr("recom_tvm.dense")), _module(_two_buffers)):
+    for mod in (_module(unbounded), _module(bounded.without_attr("recom_tvm.dense")), _module(_two_buffers),
+                _module(bounded, also_in_place=True)):
         assert LiftPartialSums(mod).same_as(mod)
