@@ -150,7 +150,8 @@ CUDA_DEFAULT = (
     (None, DenseConfig("tiled", rows=8, vec=4, threads_m=8, threads_n=16, k_block=32, unroll=8)),
 )
 LARGE_BATCH_GEMV = CUDA_DEFAULT[3][1]  # what a narrow layer runs under a tiled config (fit)
-# Where K may not be split over blocks (config.dense_split_k off) the split buckets' one-kernel configs of before (the same measurement: their 8-row blocks without the split were 2x slower at B = 1).
+# Where K may not be split over blocks (config.dense_split_k off) the split buckets' one-kernel configs of before
+# (the same measurement: their 8-row blocks without the split were 2x slower at B = 1).
 CUDA_ONE_KERNEL = (
     (8, DenseConfig("gemv", rows=1, threads_n=16, vec=2, threads_k=64, unroll=4, kvec=4)),
     (64, DenseConfig("gemv", rows=4, threads_n=16, vec=2, threads_k=64, unroll=1, kvec=4)),
