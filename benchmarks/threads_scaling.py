@@ -168,10 +168,6 @@ def _gpu_busy(workers: list, threads: int, per_thread: int) -> dict | None:
     except ImportError:
         return None
     _configure("run")
-    for w in workers[:threads]:
-        w.reset()
-        for i in range(3):
-            w.step("run", i)
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         t0 = time.perf_counter()
@@ -181,12 +177,12 @@ def _gpu_busy(workers: list, threads: int, per_thread: int) -> dict | None:
                    if str(e.device_type).endswith("CUDA"))
     if not spans:
         return None
-    union, end = 0.0, -1.0
+    union, last = 0.0, -1.0  # (spans sorted by start: `last` is the latest end so far)
     for a, b, _ in spans:
-        if b > end:
-            union += b - max(a, end)
-            end = b
-    first, last = spans[0][0], max(b for _, b, _ in spans)
+        if b > last:
+            union += b - max(a, last)
+            last = b
+    first = spans[0][0]
     copies = sum(b - a for a, b, n in spans if n.startswith(("Memcpy", "Memset")))
     kernels = sum(b - a for a, b, n in spans if not n.startswith(("Memcpy", "Memset")))
     requests = threads * (per_thread + 3)  # (_rate's warm-up steps are profiled too)

@@ -45,6 +45,12 @@ def _llvm_layers(mod):
     return {gv.name_hint: f for gv, f in low.functions_items() if match_dense(f) is not None}
 
 
+def _scheduled_layers(mod) -> dict:
+    """{name: layer} of the module's layers the dense tail scheduled (they carry DENSE_ATTR, their buckets)."""
+    return {gv.name_hint: f for gv, f in mod.functions_items()
+            if isinstance(f, tvm.tirx.PrimFunc) and f.attrs is not None and DENSE_ATTR in f.attrs}
+
+
 def _reference(func):
     return build_layer(func, CPU)
 
@@ -438,15 +444,11 @@ def test_split_k_partial_sums_are_an_output_and_graph_builds_keep_the_split(monk
         low = tvm.transform.Sequential(cuda_legalize_passes(cuda, dense=False, default_schedule=False))(
             LegalizeRecomOps(None)(MLP))
 
-    def scheduled(mod):
-        return {gv.name_hint: f for gv, f in mod.functions_items()
-                if isinstance(f, tvm.tirx.PrimFunc) and f.attrs is not None and DENSE_ATTR in f.attrs}
-
     name = "fused_matmul_add_less_where"
     for graphs in (False, True):
         with cuda:
             done = LiftPartialSums(dense_tail_pass(cuda, resolve=lambda f, layer: buckets, graphs=graphs)(low))
-        layer = scheduled(done)[name]
+        layer = _scheduled_layers(done)[name]
         assert json.loads(str(layer.attrs[DENSE_ATTR]))[0][1]["split_k"] == 4, graphs
         assert layer.params[-1].name == PARAM and [int(d) for d in layer.params[-1].ty.shape] == [4 * 8 * 64]
         lifted = build_layer(layer, cuda)
@@ -462,7 +464,7 @@ def test_split_k_partial_sums_are_an_output_and_graph_builds_keep_the_split(monk
     for graphs, want in ((False, 2), (True, 1)):
         with cuda:
             done = LiftPartialSums(dense_tail_pass(cuda, resolve=lambda f, layer: unbounded, graphs=graphs)(low))
-        layer = scheduled(done)[name]
+        layer = _scheduled_layers(done)[name]
         assert json.loads(str(layer.attrs[DENSE_ATTR]))[-1][1]["split_k"] == want, graphs
         assert layer.params[-1].name != PARAM  # (unbounded: the workspace stays the kernel's host side's)
     for split_k, graphs, table in ((True, False, CUDA_DEFAULT), (True, True, CUDA_DEFAULT),
@@ -470,7 +472,7 @@ def test_split_k_partial_sums_are_an_output_and_graph_builds_keep_the_split(monk
         monkeypatch.setattr(recom_tvm.config, "dense_split_k", split_k)
         with cuda:
             done = dense_tail_pass(cuda, graphs=graphs)(low)
-        recorded = [json.loads(str(f.attrs[DENSE_ATTR])) for f in scheduled(done).values()]
+        recorded = [json.loads(str(f.attrs[DENSE_ATTR])) for f in _scheduled_layers(done).values()]
         assert recorded and all(r == [[b, c.to_json()] for b, c in table] for r in recorded), (split_k, graphs)
     assert any(c.split_k > 1 for _, c in CUDA_DEFAULT) and all(c.split_k == 1 for _, c in CUDA_ONE_KERNEL)
 
@@ -609,8 +611,7 @@ def test_build_schedules_the_mlp_and_matches_tf(compiled, monkeypatch):
     with target:
         low = relax.transform.LegalizeOps()(LegalizeRecomOps(None)(c.mod))
         done = dense_tail_pass(target)(low)
-    scheduled = [f for _, f in done.functions_items() if isinstance(f, tvm.tirx.PrimFunc) and f.attrs is not None
-                 and DENSE_ATTR in f.attrs]
+    scheduled = list(_scheduled_layers(done).values())
     assert len(scheduled) == 4  # the bottom layer and the three top ones
     monkeypatch.setattr(recom_tvm.config, "dense_tail", "off")
     plain = recom_tvm.build(c.mod, "llvm", c.params)
@@ -630,8 +631,7 @@ def test_tuned_buckets_that_do_not_build_fall_back_to_the_defaults_with_a_warnin
         low = relax.transform.LegalizeOps()(LegalizeRecomOps(None)(MLP))
         with pytest.warns(UserWarning, match="tuned schedules do not build"):
             done = dense_tail_pass(target, resolve=lambda func, layer: bad)(low)
-    scheduled = [f for _, f in done.functions_items() if isinstance(f, tvm.tirx.PrimFunc) and f.attrs is not None
-                 and DENSE_ATTR in f.attrs]
+    scheduled = list(_scheduled_layers(done).values())
     assert scheduled and all(json.loads(str(f.attrs[DENSE_ATTR])) == [[b, c.to_json()] for b, c in CPU_DEFAULT]
                              for f in scheduled)
 

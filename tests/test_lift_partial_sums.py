@@ -7,64 +7,49 @@ from tvm.script import ir as I
 from tvm.script import relax as R
 from tvm.script import tirx as T
 
+from tvm.s_tir.stmt import SBlock, SBlockRealize
+
 from recom_tvm.backend.partial_sums import LiftPartialSums, lift_workspace, workspace_buffers
 
 
-def _layer(bounded: bool):
+@T.prim_func(private=True, s_tir=True)
+def _split_first(var_x: T.handle, var_out: T.handle):
     """A dispatched layer like dense_tail.dispatch makes (buckets as `if tvm_thread_invariant(b <= limit)`): the
-    split bucket's chunks summed through a global [2, b, 2] buffer; bounded: the split bucket is the one with a
-    limit (8), else the split is the last, unbounded bucket."""
-    limit = T.int64(8)
+    split bucket (b <= 8) sums its chunks through a global [2, b, 2] buffer, the other bucket has none."""
+    T.func_attr({"recom_tvm.dense": "[]", "tirx.noalias": True})
+    b = T.int64()
+    x = T.match_buffer(var_x, (b, T.int64(4)))
+    out = T.match_buffer(var_out, (b, T.int64(2)))
+    if T.tvm_thread_invariant(b <= T.int64(8)):
+        with T.sblock("root"):
+            part = T.sblock_alloc_buffer((T.int64(2), b, T.int64(2)))
+            for s, i, j in T.grid(T.int64(2), b, T.int64(2)):
+                with T.sblock("chunk"):
+                    vs, vi, vj = T.axis.remap("SSS", [s, i, j])
+                    part[vs, vi, vj] = x[vi, vs * T.int64(2) + vj]
+            for i, j in T.grid(b, T.int64(2)):
+                with T.sblock("sum"):
+                    vi, vj = T.axis.remap("SS", [i, j])
+                    out[vi, vj] = part[T.int64(0), vi, vj] + part[T.int64(1), vi, vj]
+    else:
+        with T.sblock("root"):
+            for i, j in T.grid(b, T.int64(2)):
+                with T.sblock("sum"):
+                    vi, vj = T.axis.remap("SS", [i, j])
+                    out[vi, vj] = x[vi, vj] + x[vi, vj + T.int64(2)]
 
-    @T.prim_func(private=True, s_tir=True)
-    def split_first(var_x: T.handle, var_out: T.handle):
-        T.func_attr({"recom_tvm.dense": "[]", "tirx.noalias": True})
-        b = T.int64()
-        x = T.match_buffer(var_x, (b, T.int64(4)))
-        out = T.match_buffer(var_out, (b, T.int64(2)))
-        if T.tvm_thread_invariant(b <= limit):
-            with T.sblock("root"):
-                part = T.sblock_alloc_buffer((T.int64(2), b, T.int64(2)))
-                for s, i, j in T.grid(T.int64(2), b, T.int64(2)):
-                    with T.sblock("chunk"):
-                        vs, vi, vj = T.axis.remap("SSS", [s, i, j])
-                        part[vs, vi, vj] = x[vi, vs * T.int64(2) + vj]
-                for i, j in T.grid(b, T.int64(2)):
-                    with T.sblock("sum"):
-                        vi, vj = T.axis.remap("SS", [i, j])
-                        out[vi, vj] = part[T.int64(0), vi, vj] + part[T.int64(1), vi, vj]
-        else:
-            with T.sblock("root"):
-                for i, j in T.grid(b, T.int64(2)):
-                    with T.sblock("sum"):
-                        vi, vj = T.axis.remap("SS", [i, j])
-                        out[vi, vj] = x[vi, vj] + x[vi, vj + T.int64(2)]
 
-    @T.prim_func(private=True, s_tir=True)
-    def split_last(var_x: T.handle, var_out: T.handle):
-        T.func_attr({"recom_tvm.dense": "[]", "tirx.noalias": True})
-        b = T.int64()
-        x = T.match_buffer(var_x, (b, T.int64(4)))
-        out = T.match_buffer(var_out, (b, T.int64(2)))
-        if T.tvm_thread_invariant(b <= limit):
-            with T.sblock("root"):
-                for i, j in T.grid(b, T.int64(2)):
-                    with T.sblock("sum"):
-                        vi, vj = T.axis.remap("SS", [i, j])
-                        out[vi, vj] = x[vi, vj] + x[vi, vj + T.int64(2)]
-        else:
-            with T.sblock("root"):
-                part = T.sblock_alloc_buffer((T.int64(2), b, T.int64(2)))
-                for s, i, j in T.grid(T.int64(2), b, T.int64(2)):
-                    with T.sblock("chunk"):
-                        vs, vi, vj = T.axis.remap("SSS", [s, i, j])
-                        part[vs, vi, vj] = x[vi, vs * T.int64(2) + vj]
-                for i, j in T.grid(b, T.int64(2)):
-                    with T.sblock("sum"):
-                        vi, vj = T.axis.remap("SS", [i, j])
-                        out[vi, vj] = part[T.int64(0), vi, vj] + part[T.int64(1), vi, vj]
-
-    return split_first if bounded else split_last
+def _layer(bounded: bool) -> tirx.PrimFunc:
+    """_split_first; bounded=False: the same buckets in the other order, so the split is the last, unbounded one."""
+    if bounded:
+        return _split_first
+    realize = _split_first.body
+    branch = realize.block.body
+    swapped = tirx.IfThenElse(branch.condition, branch.else_case, branch.then_case)
+    b = realize.block
+    block = SBlock(b.iter_vars, b.reads, b.writes, b.name_hint, swapped, b.init, b.alloc_buffers, b.match_buffers,
+                   b.annotations)
+    return _split_first.with_body(SBlockRealize(realize.iter_values, realize.predicate, block))
 
 
 @T.prim_func(private=True, s_tir=True)
@@ -99,8 +84,8 @@ def _two_buffers(var_x: T.handle, var_out: T.handle):
 
 
 def _module(layer: tirx.PrimFunc, also_in_place: bool = False) -> tvm.IRModule:
-    """main(x [B, 4]) = layer(x) + layer(x)'s result, the layer called through call_tir; also_in_place: a second
-    function reaches the layer through call_tir_inplace (another signature contract)."""
+    """main(x [B, 4]) = y + y, y = layer(x) through call_tir; also_in_place: a second function reaches the layer
+    through call_tir_inplace (another signature contract)."""
     batch = tirx.Var("B", "int64")
     bb = relax.BlockBuilder()
     x = relax.Var("x", relax.TensorType([batch, 4], "float32"))
