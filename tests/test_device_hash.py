@@ -144,10 +144,13 @@ def test_every_length_class_reaches_the_kernel(hash_mix):
 
 def test_packing_edge_cases_agree_with_the_reference(hash_mix):
     """The native writer's fast paths against the numpy packer, bit for bit, on both packed dtypes: CSR offsets of
-    sorted rows with empty rows first, last and between; rows past the batch (a dense_shape larger than the
-    batch: TF's concat rejects it, and both host paths raise the same error); a sparse feed without ids; a dense
+    sorted rows with empty rows first, last and between (the row ends the feed check keeps); rows past the batch
+    (a dense_shape larger than the batch: TF's concat rejects it, and both host paths raise the same error); rows
+    out of order (sorted first: the check's row ends do not apply to the sorted copy); a dense_shape of 2^40
+    columns; a sparse feed without ids; a dense
     string feed with every entry missing, none missing and one column missing (Where / GatherNd of the non-empty
-    entries); strings of every length the short copy splits at (0-3, 4-7, 8-16, 17+). Each request's outcome is
+    entries); strings of every length the short copy splits at (0-3, 4-7, 8-16, 17+), the short ones copied 16
+    bytes at a time except within 16 bytes of their column's end. Each request's outcome is
     TF's (answer or error class) as well."""
     c, models = hash_mix
     batch = 9
@@ -160,6 +163,9 @@ def test_packing_edge_cases_agree_with_the_reference(hash_mix):
         "rows past the batch": (np.stack([np.r_[rows[:-2], 10, 11], cols], 1), words,
                                 np.array([batch + 3, 6], np.int64)),
         "no ids": (np.zeros((0, 2), np.int64), np.array([], dtype=object), np.array([batch, 1], np.int64)),
+        "rows out of order": (np.stack([rows[::-1], cols], 1), words, np.array([batch, 6], np.int64)),
+        "a dense_shape far wider than the ids": (np.stack([rows, cols], 1), words,
+                                                 np.array([batch, 1 << 40], np.int64)),
     }
     dense = base["d"]
     dense_cases = {"every entry missing": np.full(dense.shape, "", dtype=object),

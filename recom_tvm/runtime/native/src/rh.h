@@ -42,6 +42,12 @@ typedef struct {
   int32_t pyobj;                /* the data is a Python object's, as given: >= 0 held by the context, <= -2 lent (rh_python.c) */
   int32_t set;
   int32_t rows_ok, rows_sorted; /* sparse indices: within their dense_shape (rows >= 0); rows non-decreasing */
+  /* sorted rank-2 int64 sparse indices, from the feed check's scan: row_end[r + 1] is one past the last entry of
+   * row r (0 for a row without any), r < row_end_rows; valid while `data` is row_end_of and the shape [nnz, 2]
+   * (the CSR writer then needs no second pass over the indices) */
+  const int64_t *row_end;
+  const void *row_end_of;
+  int64_t row_end_rows, row_end_nnz;
 } rh_tensor;
 
 /* ---------------------------------------------------------------------------------------------- arena */
@@ -194,6 +200,7 @@ typedef struct rh_ctx {
   int packed32;                 /* the packed input is int32 (else int64) */
   int64_t *col_size, *col_aux;  /* ncols */
   int64_t *col_str0, *col_byte0;/* ncols: a hashed column's first string and first byte in the device-hash region */
+  int64_t *col_byte1;           /* ncols: and one past its last byte */
   int64_t hash_segments, hash_strings, hash_bytes, hash_words; /* the device-hash region (0 words: none) */
   int64_t *arg_off, *arg_shape; /* nargs, nargs * RH_MAXDIM */
   int32_t *arg_ndim;

@@ -11,6 +11,7 @@
 
 enum { ST_FEEDS = 0, ST_OPS = 1, ST_DONE = 2 };
 #define ARG_ALIGN 256
+#define ROW_END_SLACK 4096  /* the feed check keeps a sparse feature's row ends for up to nnz + this many rows */
 
 rh_ctx *rh_ctx_new(const rh_program *p) {
   rh_ctx *c = (rh_ctx *)calloc(1, sizeof(rh_ctx));
@@ -31,12 +32,13 @@ rh_ctx *rh_ctx_new(const rh_program *p) {
   c->col_aux = (int64_t *)calloc((size_t)nc, sizeof(int64_t));
   c->col_str0 = (int64_t *)calloc((size_t)nc, sizeof(int64_t));
   c->col_byte0 = (int64_t *)calloc((size_t)nc, sizeof(int64_t));
+  c->col_byte1 = (int64_t *)calloc((size_t)nc, sizeof(int64_t));
   c->arg_off = (int64_t *)calloc((size_t)na, sizeof(int64_t));
   c->arg_shape = (int64_t *)calloc((size_t)na * RH_MAXDIM, sizeof(int64_t));
   c->arg_ndim = (int32_t *)calloc((size_t)na, sizeof(int32_t));
   c->op_done = (uint8_t *)calloc((size_t)no, 1);
   c->status = (int32_t *)calloc((size_t)ntask + 1, sizeof(int32_t));
-  if (!c->t || !c->sym || !c->sym_src || !c->col_size || !c->col_aux || !c->col_str0 || !c->col_byte0 || !c->arg_off || !c->arg_shape ||
+  if (!c->t || !c->sym || !c->sym_src || !c->col_size || !c->col_aux || !c->col_str0 || !c->col_byte0 || !c->col_byte1 || !c->arg_off || !c->arg_shape ||
       !c->arg_ndim || !c->op_done || !c->status) {
     rh_ctx_free(c);
     return NULL;
@@ -55,6 +57,7 @@ void rh_ctx_free(rh_ctx *c) {
   free(c->col_aux);
   free(c->col_str0);
   free(c->col_byte0);
+  free(c->col_byte1);
   free(c->arg_off);
   free(c->arg_shape);
   free(c->arg_ndim);
@@ -174,6 +177,38 @@ static int flush_denormals(rh_ctx *c, rh_tensor *t) {
   return RH_OK;
 }
 
+/* rank-2 sparse indices: whether any is out of [0, l0) x [0, l1), and whether the rows are sorted; with `end`, the
+ * rows' ends too (rh_tensor.row_end; slot 0 takes the stores of rows out of bounds). Loops of their own: few live
+ * values, so nothing spills (the indices are the host stage's largest input: ~4 MB for mixed-100 at B = 2,048). */
+static int scan_rows(const int64_t *ix, int64_t nnz, uint64_t l0, uint64_t l1, int *sorted_out) {
+  int bad = 0, sorted = 1;
+  int64_t prev = 0;
+  for (int64_t i = 0; i < nnz; i++) {
+    int64_t r = ix[2 * i];
+    bad |= ((uint64_t)r >= l0) | ((uint64_t)ix[2 * i + 1] >= l1);
+    sorted &= r >= prev;
+    prev = r;
+  }
+  *sorted_out = sorted;
+  return bad;
+}
+
+static int scan_rows_ends(const int64_t *ix, int64_t nnz, uint64_t l0, uint64_t l1, int64_t *end, int *sorted_out) {
+  int bad = 0, sorted = 1;
+  int64_t prev = 0;
+  for (int64_t i = 0; i < nnz; i++) {
+    int64_t r = ix[2 * i];
+    int out = (uint64_t)r >= l0;
+    bad |= out | ((uint64_t)ix[2 * i + 1] >= l1);
+    sorted &= r >= prev;
+    prev = r;
+    end[out ? 0 : r + 1] = i + 1;
+  }
+  end[0] = 0;
+  *sorted_out = sorted;
+  return bad;
+}
+
 /* one feature: TF's SparseTensor / RaggedTensor validity, the batch limit; string feeds read (numpy 'S' / 'U') */
 static int check_feature(rh_ctx *c, int f) {
   const rh_program *p = c->prog;
@@ -204,13 +239,22 @@ static int check_feature(rh_ctx *c, int f) {
         if (rank == 2) {
           const uint64_t l0 = (uint64_t)lim[0], l1 = (uint64_t)lim[1];
           int bad = 0;
-          for (int64_t i = 0; i < nnz; i++) {
-            int64_t r = ix[2 * i];
-            bad |= ((uint64_t)r >= l0) | ((uint64_t)ix[2 * i + 1] >= l1);
-            sorted &= r >= prev;
-            prev = r;
+          /* the rows' ends on the same pass (the CSR writer's offsets), where the rows are few enough to hold:
+           * slot 0 takes the stores of rows out of bounds (refused below) */
+          int64_t *end = l0 <= (uint64_t)(nnz + ROW_END_SLACK) ? (int64_t *)rh_alloc(RH_ARENA(c), (l0 + 1) * 8) : NULL;
+          if (end) {
+            memset(end, 0, (l0 + 1) * 8);
+            bad = scan_rows_ends(ix, nnz, l0, l1, end, &sorted);
+          } else {
+            bad = scan_rows(ix, nnz, l0, l1, &sorted);
           }
           if (bad) return rh_refuse(c, "sparse feature %d: index out of bounds", f);
+          if (end && sorted) {
+            c->t[ps[0]].row_end = end;
+            c->t[ps[0]].row_end_of = idx->data;
+            c->t[ps[0]].row_end_rows = (int64_t)l0;
+            c->t[ps[0]].row_end_nnz = nnz;
+          }
         } else {
           for (int64_t i = 0; i < nnz; i++) {
             for (int64_t j = 0; j < rank; j++)
@@ -541,6 +585,7 @@ static int layout(rh_ctx *c) {
       nstr += s->size;
       if (dec) nbytes += 8 * s->size;  /* the int64 values; the device makes their text */
       else for (int64_t i = 0; i < s->size; i++) nbytes += s->sl[i];
+      c->col_byte1[k] = nbytes;
     }
     if (!(hashed && kind != COL_CSR) && !numeric_or_dec(a)) return rh_refuse(c, "column %d: input", k);
     int64_t size;
@@ -761,12 +806,20 @@ static inline int64_t put64(int64_t v) { return v; }
       for (int64_t i = 0; i < s->size; i++) off[i] = (T)(b + 8 * i);                                            \
       memcpy(bytes, s->data, (size_t)s->size * 8);                                                              \
     } else {                                                                                                    \
+      const int64_t fast_end = c->col_byte1[k] - 16;                                                            \
       for (int64_t i = 0; i < s->size; i++) {                                                                   \
         if (i + 32 < s->size) __builtin_prefetch(s->sp[i + 32]);  /* scattered (Python objects' bytes) */       \
+        const uint8_t *src = s->sp[i];                                                                          \
+        const int64_t n = s->sl[i];                                                                             \
         off[i] = (T)b;                                                                                          \
-        rh_copy_bytes(bytes, s->sp[i], s->sl[i]);                                                               \
-        bytes += s->sl[i];                                                                                      \
-        b += s->sl[i];                                                                                          \
+        if (n <= 16 && b <= fast_end && ((uintptr_t)src & 4095) <= 4096 - 16)                                   \
+          memcpy(bytes, src, 16);  /* 16 bytes whatever the length (no branch on it): the next string's bytes   \
+                                    * overwrite the excess, this column's own region holds it, the source page \
+                                    * holds the 16 read */                                                      \
+        else                                                                                                    \
+          rh_copy_bytes(bytes, src, n);                                                                         \
+        bytes += n;                                                                                             \
+        b += n;                                                                                                 \
       }                                                                                                         \
     }                                                                                                           \
     memset(ids, 0, (size_t)s->size * sizeof(T));                                                                \
@@ -784,7 +837,16 @@ static inline int64_t put64(int64_t v) { return v; }
         const rh_tensor *ids = &c->t[col[2]];                                                                   \
         int64_t n = a->shape[0], stride = a->shape[1];                                                          \
         d[0] = 0;                                                                                               \
-        if (a->rows_ok && a->rows_sorted && a->dtype == RH_I64) {                                               \
+        if (a->row_end && a->row_end_of == a->data && a->row_end_nnz == n && stride == 2 &&                       \
+            a->rows_sorted && batch <= a->row_end_rows) {                                                       \
+          /* the feed check's row ends (rows past batch not counted: the running max stops at batch) */        \
+          const int64_t *e = a->row_end;                                                                        \
+          int64_t run = 0;                                                                                      \
+          for (int64_t b = 1; b <= batch; b++) {                                                                \
+            run = e[b] > run ? e[b] : run;                                                                      \
+            d[b] = (T)run;                                                                                      \
+          }                                                                                                     \
+        } else if (a->rows_ok && a->rows_sorted && a->dtype == RH_I64) {                                        \
           /* sorted rows >= 0: offsets straight from them, without a branch per id (a scan that stops at each  \
            * row's end mispredicts once per row): the last id of row r stores its count at r + 1, then a       \
            * running max fills the empty rows. Rows at or past batch (a dense_shape larger than the batch) are  \
