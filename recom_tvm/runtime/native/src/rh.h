@@ -42,9 +42,10 @@ typedef struct {
   int32_t pyobj;                /* the data is a Python object's, as given: >= 0 held by the context, <= -2 lent (rh_python.c) */
   int32_t set;
   int32_t rows_ok, rows_sorted; /* sparse indices: within their dense_shape (rows >= 0); rows non-decreasing */
-  /* sorted rank-2 int64 sparse indices, from the feed check's scan: row_end[r + 1] is one past the last entry of
-   * row r (0 for a row without any), r < row_end_rows; valid while `data` is row_end_of and the shape [nnz, 2]
-   * (the CSR writer then needs no second pass over the indices) */
+  /* sorted rank-2 int64 sparse indices, from the feed check's scan (or Where's): row_end[r + 1] is one past the
+   * last entry of row r, or anything not above it where row r has none (the CSR writer takes the running max),
+   * r < row_end_rows; valid while `data` is row_end_of and the shape [nnz, 2] (the writer then needs no second
+   * pass over the indices) */
   const int64_t *row_end;
   const void *row_end_of;
   int64_t row_end_rows, row_end_nnz;

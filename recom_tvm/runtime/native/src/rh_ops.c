@@ -186,13 +186,24 @@ static int op_where(rh_ctx *c, const rh_op *op) {
     if (rc) return rc;
     shape[0] = n;
     rh_set_shape(y, 2, shape);
-    int64_t *o = (int64_t *)y->data, cols = in.shape[1];
-    for (int64_t r = 0, i = 0; r < in.shape[0]; r++)
+    int64_t *o = (int64_t *)y->data, cols = in.shape[1], rows = in.shape[0];
+    int64_t *end = (int64_t *)rh_alloc(RH_ARENA(c), (size_t)(rows + 1) * 8);  /* the CSR writer's row ends */
+    for (int64_t r = 0, i = 0; r < rows; r++) {
       for (int64_t k = 0; k < cols; k++, i++) {  /* no branch: the mask is data (a mispredict per element) */
         o[0] = r;
         o[1] = k;
         o += 2 * (d[i] != 0);
       }
+      if (end) end[r + 1] = (o - (int64_t *)y->data) / 2;
+    }
+    y->rows_ok = y->rows_sorted = 1;  /* row-major: sorted, rows in [0, rows) */
+    if (end) {
+      end[0] = 0;
+      y->row_end = end;
+      y->row_end_of = y->data;
+      y->row_end_rows = rows;
+      y->row_end_nnz = n;
+    }
     return RH_OK;
   }
   for (int64_t i = 0; i < in.size; i++) {
