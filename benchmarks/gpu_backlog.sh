@@ -28,6 +28,10 @@
 #                       each step from 1 / 2 / 4 / 8 threads, a stream per VM vs one shared stream; and run / host
 #                       again with feeds dicts read with the GIL (RECOM_TVM_NATIVE_FEEDS_OUTSIDE_GIL=0: the A/B)
 # device_e2e    15      the device side of E / mixed-100 vs PyTorch grouped embedding_bag + MLP in a CUDA graph
+# graphs_threads 15.6   E and mixed-100 at B = 1 / 32 built without and with CUDA graphs (RECOM_TVM_CUDA_GRAPH=1):
+#                       run() from 1 / 2 / 4 / 8 threads (one native call; with graphs since 2026-12-06 for the
+#                       batches a VM has captured) vs step by step, the GPU's busy share, answers vs the build host's;
+#                       then the request path's own checks (every batch, 8 threads) on the graph builds
 # compact       16      compact tables (fp16 / bf16 / int8) and int32 packing (huge ids, demo.i64) vs TF on the
 #                       GPU, E's kernel per dtype and knob (time vs floor), ncu counters of E at B = 2,048
 # kernels       15      E's request-path kernel time per kernel (CUPTI via torch.profiler) and its answers: E as
@@ -54,7 +58,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${GPU_BACKLOG_DIR:-.device/backlog}  # (another folder: a dry run of the device side on this host, built with --target llvm)
-CALLS="corpus graphs request device_e2e compact suite hash kernels dense_tune dense_grid"
+CALLS="corpus graphs request device_e2e graphs_threads compact suite hash kernels dense_tune dense_grid"
 SUITE_MODELS=${SUITE_MODELS:-e,mixed100,mixed1000,sweep30,sweep300,sweep2000}
 
 prepare_one() {
@@ -67,6 +71,8 @@ prepare_one() {
             RECOM_TVM_CUDA_GRAPH=1 python benchmarks/serving.py prepare --dir "$d/serving" ;;
     request) python benchmarks/request_path_gpu.py prepare --dir "$d/rp" ;;
     device_e2e) python benchmarks/gpu_request_path.py prepare --dir "$d/rp" --models mixed100,e ;;
+    graphs_threads) python benchmarks/request_path_gpu.py prepare --dir "$d/rp" --batches 1,32
+                    RECOM_TVM_CUDA_GRAPH=1 python benchmarks/request_path_gpu.py prepare --dir "$d/rpg" --batches 1,32 ;;
     compact) python benchmarks/compact_kernels.py export --dir "$d/kernels" --models e --batches 512,2048
              python benchmarks/gpu_correctness.py prepare --dir "$d/check" --only demo mixed24 weighted_mix identity \
                --schedules 2 --compact 1 ;;
@@ -109,6 +115,14 @@ run_one() {
                --per-thread 150 --steps run,host --tag _feeds_with_gil --out "$o" > "$o/threads_gil.log" 2>&1
              echo "threads scaling, feeds read with the GIL (A/B) rc=$?"; grep -v '^\s*$' "$o/threads_gil.log" \
                | grep -v Warning | tail -14 ;;
+    graphs_threads)
+      for v in rp rpg; do
+        timeout 200 python3 benchmarks/threads_scaling.py --dir "$d/$v" --steps run,run_py --per-thread 150 --gpu-busy \
+          --tag "_$v" --out "$o" > "$o/threads_$v.log" 2>&1
+        echo "threads ($v) rc=$?"; grep -v '^\s*$' "$o/threads_$v.log" | grep -v Warning | tail -22
+      done
+      timeout 150 python3 benchmarks/request_path_gpu.py run --dir "$d/rpg" --out "$o" --iters 30 > "$o/request_rpg.log" 2>&1
+      echo "request path (graphs) rc=$?"; grep -v '^\s*$' "$o/request_rpg.log" | tail -24 ;;
     device_e2e) timeout 540 python3 benchmarks/gpu_request_path.py run --dir "$d/rp" --out "$o" > "$o/e2e.log" 2>&1
                 echo "device e2e rc=$?"; grep -v '^\s*$' "$o/e2e.log" | tail -40 ;;
     compact)

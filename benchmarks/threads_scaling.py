@@ -248,6 +248,10 @@ def main() -> int:
                       f"activities)", flush=True)
         _configure("run")
         rows["streams"] = workers[0].slot.stream() is not None
+        rows["cuda_graphs"] = model._capture_gate() is not None
+        rows["one_call"] = model.one_call  # (run() in one native call; False: step by step, serve_error says why)
+        print(f"{name}: CUDA graphs {rows['cuda_graphs']}, run() in one native call {rows['one_call']}"
+              + (f" ({model.serve_error})" if rows["one_call"] is False else ""), flush=True)
         res["models"][name] = rows
     if a.out:
         os.makedirs(a.out, exist_ok=True)

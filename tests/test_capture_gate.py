@@ -6,6 +6,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from recom_tvm.runtime.capture_gate import CaptureGate, capture_key_index
 from recom_tvm.runtime.spec import InputSpec
@@ -106,3 +107,83 @@ def test_a_new_slot_is_made_under_the_shared_gate(compiled, monkeypatch):
     feeds = zoo.demo().sample(3, rng=1)
     np.testing.assert_allclose(model.run(feeds)["score"], c.ref(feeds), rtol=1e-5, atol=2e-5)
     assert held == [1] and gate._readers == 0
+
+
+def _gated_demo(compiled):
+    """The demo built for llvm with the gate a CUDA-graph build gets (no GPU here: the capture itself is the
+    GPU run's), and a log of the requests that took the step-by-step device part."""
+    import recom_tvm
+    from recom_tvm.models import zoo
+
+    c = compiled(zoo.demo(), optimized=True)
+    model = recom_tvm.build(c.mod, "llvm", c.params)
+    model._gate, model._gate_key = CaptureGate(), capture_key_index(model.spec)
+    assert model._gate_key is not None
+    stepwise = []
+    call = model._call
+
+    def logged(slot, args, *rest, **kw):
+        stepwise.append(model._capture_key(args))
+        return call(slot, args, *rest, **kw)
+
+    model._call = logged
+    return c, model, stepwise
+
+
+def test_graph_builds_serve_captured_batches_in_one_native_call(compiled):
+    """A model with CUDA graphs takes the one-call path for the batches its slot's VM has captured (the native
+    context's guard), and the step-by-step path, alone on the device, for the first request of each batch."""
+    from recom_tvm.models import zoo
+
+    c, model, stepwise = _gated_demo(compiled)
+    batches = (3, 3, 5, 3, 5, 5, 1, 3)
+    for i, b in enumerate(batches):
+        feeds = zoo.demo().sample(b, rng=i)
+        np.testing.assert_allclose(model.run(feeds)["score"], c.ref(feeds), rtol=1e-5, atol=2e-5, err_msg=str(i))
+    assert stepwise == [3, 5, 1]  # one capture per batch (one thread: one slot)
+    assert model._gate.exclusive_entries == 3
+    assert model.one_call, model.__dict__.get("serve_error")
+
+
+def test_a_failed_capture_is_tried_again_alone(compiled):
+    """A request whose device part fails during its (possible) capture does not mark the batch captured: the next
+    request of that batch runs alone again instead of capturing in the one-call path beside other threads."""
+    from recom_tvm.models import zoo
+
+    c, model, stepwise = _gated_demo(compiled)
+    call = model._call
+    fail = [True]
+
+    def flaky(slot, args, *rest, **kw):
+        if fail.pop() if fail else False:
+            raise RuntimeError("capture failed")
+        return call(slot, args, *rest, **kw)
+
+    model._call = flaky
+    feeds = zoo.demo().sample(4, rng=7)
+    with pytest.raises(RuntimeError, match="capture failed"):
+        model.run(feeds)
+    np.testing.assert_allclose(model.run(feeds)["score"], c.ref(feeds), rtol=1e-5, atol=2e-5)
+    np.testing.assert_allclose(model.run(feeds)["score"], c.ref(feeds), rtol=1e-5, atol=2e-5)
+    # the failed request and the retry ran alone (the retry step by step), the third in one call
+    assert model._gate.exclusive_entries == 2 and stepwise == [4]
+
+
+def test_graph_builds_in_one_native_call_from_threads(compiled):
+    """8 threads, two batch sizes: every answer right, and each slot's VM runs alone exactly once per batch (its
+    capture), every other request in one native call beside the others."""
+    from conftest import in_threads
+    from recom_tvm.models import zoo
+
+    c, model, stepwise = _gated_demo(compiled)
+    requests = [zoo.demo().sample(2 + i % 2, rng=100 + i) for i in range(6)]
+    expected = [c.ref(f) for f in requests]
+
+    def serve(t: int) -> None:
+        for k in range(24):
+            i = (t + k) % len(requests)
+            np.testing.assert_allclose(model.run(requests[i])["score"], expected[i], rtol=1e-5, atol=2e-5)
+
+    assert in_threads(serve) == []
+    slots = model._pool.created
+    assert sorted(stepwise) == sorted([2, 3] * slots) and model._gate.exclusive_entries == 2 * slots, stepwise

@@ -340,18 +340,23 @@ class CompiledModel:
         try:
             with gate.shared() if gate else _NO_GATE:  # device work (params, staging buffers): not during a capture
                 params = self._device_params()
-                descs = args = None
+                descs = args = host_done = None
                 native = self.native_host()
-                if native is not None and gate is None and self._serves(native):
-                    out = self._serve(slot, native, params, feeds)
-                    if out is not None and out is not _RETRY:
+                if native is not None and self._serves(native) and (gate is None or self._guards(native)):
+                    out = self._serve(slot, native, params, feeds, bool(gate))
+                    if isinstance(out, _HostDone):  # a key to capture (or a buffer to grow): the device part below
+                        host_done = out.nbytes
+                    elif out is not None and out is not _RETRY:
                         return out
-                    if out is None:  # refused: the reference decides, the core is not asked again
+                    elif out is None:  # refused: the reference decides, the core is not asked again
                         native = None
                 if native is not None:
                     ctx = slot.context(native)
-                    res = native.request_kjt(ctx, feeds, slot.reserve) if isinstance(feeds, KeyedJagged) else \
-                        native.request(ctx, _as_dict(feeds), slot.reserve)
+                    if host_done is not None:
+                        res = native.complete(ctx, host_done, slot.reserve)
+                    else:
+                        res = native.request_kjt(ctx, feeds, slot.reserve) if isinstance(feeds, KeyedJagged) else \
+                            native.request(ctx, _as_dict(feeds), slot.reserve)
                     if res is not None:
                         descs = res
                 if descs is None:
@@ -369,6 +374,11 @@ class CompiledModel:
         finally:
             self._pool.release(slot)
 
+    def _guards(self, native) -> bool:
+        """Whether a model with CUDA graphs can take the one-call path: the library guards armed device parts by
+        capture key (GUARD), and an argument carries the key (capture_key_index)."""
+        return bool(getattr(native.lib, "GUARD", 0)) and self.__dict__.get("_gate_key") is not None
+
     def _serves(self, native) -> bool:
         """Whether run() takes the one-call path (native_serve): the library has it, every output is a plain
         numpy dtype, and no earlier request found an output it cannot hand back."""
@@ -378,18 +388,25 @@ class CompiledModel:
                 all(o["dtype"] in SERVED_DTYPES for o in self.spec.outputs)
         return ok and config.native_serve
 
-    def _serve(self, slot: Slot, native, params: list, feeds):
+    def _serve(self, slot: Slot, native, params: list, feeds, graphs: bool = False):
         """run() in one native call: the host stage (lib.run: GIL released once the feeds are read), then on the
         same GIL-free stretch (the context armed) the staging buffer written and copied in, main, the outputs
         copied back, one synchronisation. A request that outgrows the staging buffer or whose symbols Python
         checks takes a second call for its device part (lib.serve). -> the outputs; None where the core refused
         the request (the numpy reference decides); _RETRY where the device part failed or cannot hand an output
-        back (the step-by-step path runs the request again and raises the VM's error as it does)."""
+        back (the step-by-step path runs the request again and raises the VM's error as it does).
+
+        graphs (a model with CUDA graphs): the armed device part runs only for the batches this slot's VM has
+        captured (lib.guard); any other request returns _HostDone after its host stage, and run() finishes it
+        step by step, alone on the device where it may capture (_device_section)."""
         try:
             part = slot.device_part(native, params, slot.stream())
         except Exception as err:  # noqa: BLE001 - e.g. a tvm-ffi without an entry point: serve step by step
             return self._serve_off(f"{type(err).__name__}: {err}")
         ctx = slot.context(native)
+        if graphs and slot.guarded != slot.captured:
+            native.lib.guard(ctx, *self._gate_key, sorted(slot.captured))
+            slot.guarded = set(slot.captured)
         index = self._pool_key_index()
         pairs = index if index is not False else None
         if not native.program.general_assertions:  # (else Python checks them between the two halves)
@@ -397,6 +414,8 @@ class CompiledModel:
         st = native.begin(ctx, feeds if isinstance(feeds, KeyedJagged) else _as_dict(feeds))
         if st is None:
             return None
+        if isinstance(st, int) and graphs:  # a key to capture, a buffer to grow, or symbols Python checks
+            return _HostDone(st)
         if isinstance(st, int):  # not armed, or the staging buffer must grow first
             st = native.lib.serve(ctx, part, *slot.staging(st), pairs)
         if st[0] != "served":
@@ -455,14 +474,19 @@ class CompiledModel:
         return dims[i][axis]
 
     @staticmethod
+    @contextlib.contextmanager
     def _device_section(gate, slot, key):
-        """Alone on the device for the first request of a capture key on this slot's VM, shared otherwise."""
+        """Alone on the device for the first request of a capture key on this slot's VM, shared otherwise. The
+        key counts as captured once that request succeeded (a failed capture is tried again, alone)."""
         if not gate:
-            return _NO_GATE
-        if key in slot.captured:
-            return gate.shared()
-        slot.captured.add(key)  # the slot is this thread's until released: no race on its set
-        return gate.exclusive()
+            yield
+        elif key in slot.captured:
+            with gate.shared():
+                yield
+        else:
+            with gate.exclusive():
+                yield
+            slot.captured.add(key)  # the slot is this thread's until released: no race on its set
 
     def _call(self, slot: Slot, args: list, params: list, copy_out: bool, stream=None, shapes=None) -> dict:
         """main on the slot's VM; with a stream, the outputs come back on it and the request's storages (`keep`)
@@ -651,6 +675,16 @@ def _check_param(name: str, value, shape: tuple, dtype: str, what: str) -> None:
 
 _NO_GATE = contextlib.nullcontext()
 _RETRY = object()  # _serve: run the request again step by step
+
+
+class _HostDone:
+    """_serve of a model with CUDA graphs: the host stage ran (its layout is in the slot's context, `nbytes` of
+    staging), the device part is left to the step-by-step path."""
+
+    __slots__ = ("nbytes",)
+
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = nbytes
 
 
 def _as_dict(feeds):

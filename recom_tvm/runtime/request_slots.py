@@ -8,7 +8,8 @@ staging buffer in place. Buffers grow geometrically and are reused from request 
 
 By default (config.native_serve) the whole device part of a request runs inside the native library's call
 (`device_part`: rh_device.c, one GIL round trip per request); the methods below are the step-by-step path that
-CUDA-graph builds, `execute` and the benchmarks' step timings use.
+`execute`, the benchmarks' step timings and a CUDA-graph build's first request per batch on a VM (its capture,
+alone on the device) use.
 
 Streams (CUDA, config.slot_streams, on by default; models whose `main` keeps its storages:
 backend/keep_storage.py): each slot
@@ -54,6 +55,7 @@ class Slot:
         self.dev = None    # its device twin (CUDA)
         self.capacity = 0
         self.captured: set = set()  # capture keys (batch sizes) this VM has run: CUDA graphs captured
+        self.guarded: set | None = None  # the keys the native context's guard holds (lib.guard; None: no guard)
         self.n_outputs = n_outputs
         self._device = None  # (params, (native, stream), the native library's device part): serve()
 
@@ -81,6 +83,7 @@ class Slot:
         """This slot's context of the native host stage."""
         if self.native is not native:
             self.ctx, self.native = native.context(), native
+            self.guarded = None  # (a new context has no guard)
         return self.ctx
 
     def staging(self, nbytes: int) -> tuple[int, int, int]:

@@ -143,6 +143,11 @@ class NativeHost:
                          config.max_request_elements)
         return self._drive(ctx, st)
 
+    def complete(self, ctx, nbytes: int, destination) -> tuple[list, int]:
+        """A request whose host stage `begin` ran (-> nbytes): written into destination's buffer, as request()
+        returns it."""
+        return self._finish(ctx, nbytes, destination)
+
     def _finish(self, ctx, nbytes: int | None, destination) -> tuple[list, int] | None:
         if nbytes is None:
             return None

@@ -54,6 +54,11 @@ typedef struct {
   PyObject *serve_dev, *serve_pairs;
   unsigned long long serve_host, serve_addr;
   long long serve_cap;
+  /* guard(): a model with CUDA graphs runs an armed device part only for the capture keys (a batch: argument
+   * guard_arg's dim guard_axis) its VM has captured; another key leaves the request to Python (a capture runs
+   * alone: runtime/capture_gate.py). guard_arg < 0: no guard. Kept across requests. */
+  int32_t guard_arg, guard_axis;
+  int64_t *guard_keys, guard_n;
 } ctx_state;
 
 static void *palloc(prog_state *ps, size_t n) { return rh_alloc(&ps->arena, n ? n : 1); }
@@ -478,6 +483,7 @@ static void ctx_free(PyObject *cap) {
   Py_XDECREF(cs->prog);
   free(cs->bufs);
   free(cs->defer);
+  free(cs->guard_keys);
   free(cs);
 }
 
@@ -499,6 +505,7 @@ static PyObject *context_new(PyObject *self, PyObject *args) {
   if (!cs) return PyErr_NoMemory();
   cs->c = rh_ctx_new(&ps->p);
   cs->cur_feature = -1;
+  cs->guard_arg = -1;
   size_t nf = (size_t)(ps->p.nfeat ? ps->p.nfeat : 1);
   cs->key_obj = (PyObject **)calloc(nf, sizeof(PyObject *));
   cs->key_feat = (int32_t *)calloc(nf, sizeof(int32_t));
@@ -982,9 +989,19 @@ static rh_device *armed(ctx_state *cs) {
 
 /* GIL released, after rh_run returned rc: the armed device part where the layout fits the staging buffer.
  * -> its status, -1 where it did not run, -2 where writing the staging buffer failed */
+static int guard_passes(const ctx_state *cs) {
+  const rh_ctx *c = cs->c;
+  if (cs->guard_arg < 0) return 1;
+  if (cs->guard_arg >= c->prog->nargs || cs->guard_axis >= c->arg_ndim[cs->guard_arg]) return 0;
+  int64_t key = c->arg_shape[(size_t)cs->guard_arg * RH_MAXDIM + cs->guard_axis];
+  for (int64_t i = 0; i < cs->guard_n; i++)
+    if (cs->guard_keys[i] == key) return 1;
+  return 0;
+}
+
 static int serve_armed(ctx_state *cs, rh_device *d, int rc) {
   rh_ctx *c = cs->c;
-  if (rc != RH_OK || !d || c->staging_bytes > cs->serve_cap) return -1;
+  if (rc != RH_OK || !d || c->staging_bytes > cs->serve_cap || !guard_passes(cs)) return -1;
   if (rh_write(c, (uint8_t *)(uintptr_t)cs->serve_host, cs->serve_cap)) return -2;
   int rc2 = rh_device_call(d, c, (uint8_t *)(uintptr_t)cs->serve_host, cs->serve_addr, c->staging_bytes);
   if (!c->clean) rh_ctx_clear(c);  /* (a CUDA call cleared it while the device worked) */
@@ -1874,6 +1891,36 @@ static PyObject *arm(PyObject *self, PyObject *args) {
   Py_RETURN_NONE;
 }
 
+/* guard(ctx, argument, axis, keys): the armed device part runs only where the request's argument `argument` has one
+ * of `keys` at dim `axis` (the capture keys its VM has captured); argument -1 lifts the guard. */
+static PyObject *guard(PyObject *self, PyObject *args) {
+  (void)self;
+  PyObject *cap, *keys;
+  int arg, axis;
+  if (!PyArg_ParseTuple(args, "OiiO", &cap, &arg, &axis, &keys)) return NULL;
+  ctx_state *cs = get_ctx(cap);
+  if (!cs) return NULL;
+  Py_ssize_t n = PySequence_Size(keys);
+  if (n < 0) return NULL;
+  int64_t *k = (int64_t *)malloc((size_t)(n ? n : 1) * sizeof(int64_t));
+  if (!k) return PyErr_NoMemory();
+  for (Py_ssize_t i = 0; i < n; i++) {
+    PyObject *v = PySequence_GetItem(keys, i);
+    k[i] = v ? PyLong_AsLongLong(v) : -1;
+    Py_XDECREF(v);
+    if (PyErr_Occurred()) {
+      free(k);
+      return NULL;
+    }
+  }
+  free(cs->guard_keys);
+  cs->guard_keys = k;
+  cs->guard_n = n;
+  cs->guard_arg = arg < 0 ? -1 : arg;
+  cs->guard_axis = axis < 0 ? 0 : axis;
+  Py_RETURN_NONE;
+}
+
 /* serve(ctx, device, staging address, device staging address, capacity, key pairs or None) after run() said "ok":
  * arm() with these, then at once what an armed run does after its host stage (serve_armed: write the staging
  * buffer, the device part), the GIL released. -> as served() */
@@ -2030,6 +2077,7 @@ static PyMethodDef METHODS[] = {
     {"device_new", device_new, METH_VARARGS, "a VM slot's device part (rh_device) for serve()"},
     {"serve", serve, METH_VARARGS, "write the staging buffer and run the device part, GIL released"},
     {"arm", arm, METH_VARARGS, "run the device part at the end of the next host stage (as serve)"},
+    {"guard", guard, METH_VARARGS, "run the armed device part only for these capture keys (CUDA graphs)"},
     {"timings", timings, METH_VARARGS, "ns per step of the last request"},
     {"set_threads", set_threads, METH_VARARGS, "threads per request"},
     {"strings_outside_gil", strings_outside_gil, METH_VARARGS, "read string elements outside the GIL or not"},
@@ -2059,6 +2107,11 @@ PyMODINIT_FUNC PyInit_recom_tvm_host(void) {
   }
   /* serve(): the device part of a request in the host stage's GIL-free call (rh_device.c) */
   if (m && PyModule_AddIntConstant(m, "SERVE", 1) < 0) {
+    Py_DECREF(m);
+    return NULL;
+  }
+  /* guard(): armed device parts of models with CUDA graphs, for the keys their VM has captured */
+  if (m && PyModule_AddIntConstant(m, "GUARD", 1) < 0) {
     Py_DECREF(m);
     return NULL;
   }
