@@ -638,15 +638,27 @@ static void strings_task(void *arg, int64_t chunk, int worker) {
   deferred_strings *d = &j->cs->defer[j->chunk_entry[chunk]];
   rh_tensor *t = &j->cs->c->t[d->slot];
   int64_t a = j->chunk_start[chunk], e = a + STRINGS_CHUNK < d->n ? a + STRINGS_CHUNK : d->n, slow = 0;
+  const uint8_t **sp = t->sp;
+  int64_t *sl = t->sl;
+  /* a string of at most 16 bytes is copied into a 16-byte slot of its own while its object is in this core's
+   * cache (16 bytes read whatever its length, where they stay within the object's page): the staging buffer's
+   * writer then reads them in order instead of chasing the objects a second time */
+  uint8_t *slots = (uint8_t *)rh_alloc(RH_ARENA(j->cs->c), (size_t)(e - a) * 16);
   for (int64_t i = a; i < e; i++) {
     const char *p;
     Py_ssize_t l;
     if (i + 32 < e) __builtin_prefetch(d->items[i + 32]);  /* the objects are scattered over the heap */
     if (str_fields(d->items[i], &p, &l)) {
-      t->sp[i] = (const uint8_t *)p;
-      t->sl[i] = l;
+      sl[i] = l;
+      if (slots && l <= 16 && ((uintptr_t)p & 4095) <= 4096 - 16) {
+        uint8_t *o = slots + 16 * (i - a);
+        memcpy(o, p, 16);
+        sp[i] = o;
+      } else {
+        sp[i] = (const uint8_t *)p;
+      }
     } else {
-      t->sp[i] = NULL;
+      sp[i] = NULL;
       slow++;
     }
   }
