@@ -342,7 +342,7 @@ class CompiledModel:
                 params = self._device_params()
                 descs = args = host_done = None
                 native = self.native_host()
-                if native is not None and self._serves(native) and (gate is None or self._guards(native)):
+                if native is not None and (gate is None or self._guards(native)) and self._serves(native):
                     out = self._serve(slot, native, params, feeds, bool(gate))
                     if isinstance(out, _HostDone):  # a key to capture (or a buffer to grow): the device part below
                         host_done = out.nbytes
