@@ -1371,16 +1371,25 @@ static int kjt_feature(kjt_job *j, int64_t key) {
     if (!rc) rc = rh_new_numeric(c, ds, RH_I64, 1, dshape);
     if (rc) return rc;
     int64_t *o = (int64_t *)ix->data;
+    int64_t *end = (int64_t *)rh_alloc(RH_ARENA(c), (size_t)(B + 1) * 8);  /* the CSR writer's row ends */
     for (int64_t b = 0; b < B; b++) {
       int64_t l = kjt_len(j, key * B + b);
       for (int64_t k = 0; k < l; k++) {
         *o++ = b;
         *o++ = k;
       }
+      if (end) end[b + 1] = (o - (int64_t *)ix->data) / 2;
     }
     ((int64_t *)ds->data)[0] = B;
     ((int64_t *)ds->data)[1] = widest;
     ix->rows_ok = ix->rows_sorted = 1;
+    if (end) {
+      end[0] = 0;
+      ix->row_end = end;
+      ix->row_end_of = ix->data;
+      ix->row_end_rows = B;
+      ix->row_end_nnz = n;
+    }
   } else if (kind == 2) {
     rh_tensor *sp = &c->t[ps[1]];
     int64_t sshape[1] = {B + 1};
