@@ -80,6 +80,19 @@ static inline int64_t rh_geti(const rh_tensor *t, int64_t i) {  /* rh_get_i64, i
   return t->dtype == RH_I64 || t->dtype == RH_DEC ? ((const int64_t *)t->data)[i] : rh_get_i64(t, i);
 }
 void rh_set_shape(rh_tensor *t, int ndim, const int64_t *shape);
+/* t (sorted [nnz, 2] int64 indices, rows < rows) gets its row ends (rh_tensor.row_end; end[0] is set here) */
+static inline void rh_set_row_end(rh_tensor *t, int64_t *end, int64_t rows, int64_t nnz) {
+  end[0] = 0;
+  t->row_end = end;
+  t->row_end_of = t->data;
+  t->row_end_rows = rows;
+  t->row_end_nnz = nnz;
+}
+/* whether t's row ends give the CSR offsets of its first `batch` rows */
+static inline int rh_row_end_valid(const rh_tensor *t, int64_t batch) {
+  return t->row_end && t->row_end_of == t->data && t->ndim == 2 && t->shape[1] == 2 && t->shape[0] == t->row_end_nnz &&
+         t->rows_sorted && batch <= t->row_end_rows;
+}
 
 /* n bytes (w <= n <= 2w) as two overlapping copies of w bytes, both loaded before either is stored */
 static inline void rh_copy_overlapping(uint8_t *dst, const uint8_t *src, int64_t n, size_t w) {

@@ -178,22 +178,9 @@ static int flush_denormals(rh_ctx *c, rh_tensor *t) {
 }
 
 /* rank-2 sparse indices: whether any is out of [0, l0) x [0, l1), and whether the rows are sorted; with `end`, the
- * rows' ends too (rh_tensor.row_end; slot 0 takes the stores of rows out of bounds). Loops of their own: few live
+ * rows' ends too (rh_tensor.row_end; slot 0 takes the stores of rows out of bounds). A loop of its own: few live
  * values, so nothing spills (the indices are the host stage's largest input: ~4 MB for mixed-100 at B = 2,048). */
-static int scan_rows(const int64_t *ix, int64_t nnz, uint64_t l0, uint64_t l1, int *sorted_out) {
-  int bad = 0, sorted = 1;
-  int64_t prev = 0;
-  for (int64_t i = 0; i < nnz; i++) {
-    int64_t r = ix[2 * i];
-    bad |= ((uint64_t)r >= l0) | ((uint64_t)ix[2 * i + 1] >= l1);
-    sorted &= r >= prev;
-    prev = r;
-  }
-  *sorted_out = sorted;
-  return bad;
-}
-
-static int scan_rows_ends(const int64_t *ix, int64_t nnz, uint64_t l0, uint64_t l1, int64_t *end, int *sorted_out) {
+static int scan_rows(const int64_t *ix, int64_t nnz, uint64_t l0, uint64_t l1, int64_t *end, int *sorted_out) {
   int bad = 0, sorted = 1;
   int64_t prev = 0;
   for (int64_t i = 0; i < nnz; i++) {
@@ -202,9 +189,8 @@ static int scan_rows_ends(const int64_t *ix, int64_t nnz, uint64_t l0, uint64_t 
     bad |= out | ((uint64_t)ix[2 * i + 1] >= l1);
     sorted &= r >= prev;
     prev = r;
-    end[out ? 0 : r + 1] = i + 1;
+    if (end) end[out ? 0 : r + 1] = i + 1;
   }
-  end[0] = 0;
   *sorted_out = sorted;
   return bad;
 }
@@ -242,19 +228,10 @@ static int check_feature(rh_ctx *c, int f) {
           /* the rows' ends on the same pass (the CSR writer's offsets), where the rows are few enough to hold:
            * slot 0 takes the stores of rows out of bounds (refused below) */
           int64_t *end = l0 <= (uint64_t)(nnz + ROW_END_SLACK) ? (int64_t *)rh_alloc(RH_ARENA(c), (l0 + 1) * 8) : NULL;
-          if (end) {
-            memset(end, 0, (l0 + 1) * 8);
-            bad = scan_rows_ends(ix, nnz, l0, l1, end, &sorted);
-          } else {
-            bad = scan_rows(ix, nnz, l0, l1, &sorted);
-          }
+          if (end) memset(end, 0, (l0 + 1) * 8);
+          bad = scan_rows(ix, nnz, l0, l1, end, &sorted);
           if (bad) return rh_refuse(c, "sparse feature %d: index out of bounds", f);
-          if (end && sorted) {
-            c->t[ps[0]].row_end = end;
-            c->t[ps[0]].row_end_of = idx->data;
-            c->t[ps[0]].row_end_rows = (int64_t)l0;
-            c->t[ps[0]].row_end_nnz = nnz;
-          }
+          if (end && sorted) rh_set_row_end(&c->t[ps[0]], end, (int64_t)l0, nnz);
         } else {
           for (int64_t i = 0; i < nnz; i++) {
             for (int64_t j = 0; j < rank; j++)
@@ -837,8 +814,7 @@ static inline int64_t put64(int64_t v) { return v; }
         const rh_tensor *ids = &c->t[col[2]];                                                                   \
         int64_t n = a->shape[0], stride = a->shape[1];                                                          \
         d[0] = 0;                                                                                               \
-        if (a->row_end && a->row_end_of == a->data && a->row_end_nnz == n && stride == 2 &&                       \
-            a->rows_sorted && batch <= a->row_end_rows) {                                                       \
+        if (rh_row_end_valid(a, batch)) {                                                                       \
           /* the feed check's row ends (rows past batch not counted: the running max stops at batch) */        \
           const int64_t *e = a->row_end;                                                                        \
           int64_t run = 0;                                                                                      \

@@ -197,13 +197,7 @@ static int op_where(rh_ctx *c, const rh_op *op) {
       if (end) end[r + 1] = (o - (int64_t *)y->data) / 2;
     }
     y->rows_ok = y->rows_sorted = 1;  /* row-major: sorted, rows in [0, rows) */
-    if (end) {
-      end[0] = 0;
-      y->row_end = end;
-      y->row_end_of = y->data;
-      y->row_end_rows = rows;
-      y->row_end_nnz = n;
-    }
+    if (end) rh_set_row_end(y, end, rows, n);
     return RH_OK;
   }
   for (int64_t i = 0; i < in.size; i++) {

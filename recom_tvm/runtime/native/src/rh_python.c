@@ -1383,13 +1383,7 @@ static int kjt_feature(kjt_job *j, int64_t key) {
     ((int64_t *)ds->data)[0] = B;
     ((int64_t *)ds->data)[1] = widest;
     ix->rows_ok = ix->rows_sorted = 1;
-    if (end) {
-      end[0] = 0;
-      ix->row_end = end;
-      ix->row_end_of = ix->data;
-      ix->row_end_rows = B;
-      ix->row_end_nnz = n;
-    }
+    if (end) rh_set_row_end(ix, end, B, n);
   } else if (kind == 2) {
     rh_tensor *sp = &c->t[ps[1]];
     int64_t sshape[1] = {B + 1};
@@ -1926,9 +1920,7 @@ static PyObject *guard(PyObject *self, PyObject *args) {
   int64_t *k = (int64_t *)malloc((size_t)(n ? n : 1) * sizeof(int64_t));
   if (!k) return PyErr_NoMemory();
   for (Py_ssize_t i = 0; i < n; i++) {
-    PyObject *v = PySequence_GetItem(keys, i);
-    k[i] = v ? PyLong_AsLongLong(v) : -1;
-    Py_XDECREF(v);
+    k[i] = item_i64(keys, i);
     if (PyErr_Occurred()) {
       free(k);
       return NULL;
