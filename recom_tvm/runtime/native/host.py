@@ -106,11 +106,11 @@ class NativeHost:
         staging buffer to write into. -> ([(byte offset, shape)] per module argument (offset -1: a shape argument,
         its values in `shape`), bytes written), or None when the core refused the request (run the reference
         then)."""
-        return self._finish(ctx, self.begin(ctx, feeds), destination)
+        return self.complete(ctx, self.begin(ctx, feeds), destination)
 
     def request_kjt(self, ctx, kjt, destination) -> tuple[list, int] | None:
         """request() for a KeyedJagged request (runtime/keyed_jagged.py), read in place."""
-        return self._finish(ctx, self._start_kjt(ctx, kjt), destination)
+        return self.complete(ctx, self._start_kjt(ctx, kjt), destination)
 
     def begin(self, ctx, feeds) -> int | tuple | None:
         """A request's host stage up to its layout -> the staging buffer's bytes, or None when the core refused
@@ -143,12 +143,9 @@ class NativeHost:
                          config.max_request_elements)
         return self._drive(ctx, st)
 
-    def complete(self, ctx, nbytes: int, destination) -> tuple[list, int]:
-        """A request whose host stage `begin` ran (-> nbytes): written into destination's buffer, as request()
-        returns it."""
-        return self._finish(ctx, nbytes, destination)
-
-    def _finish(self, ctx, nbytes: int | None, destination) -> tuple[list, int] | None:
+    def complete(self, ctx, nbytes: int | None, destination) -> tuple[list, int] | None:
+        """A request whose host stage `begin` ran (-> nbytes; None: refused) written into destination's buffer,
+        as request() returns it."""
         if nbytes is None:
             return None
         address, capacity = destination(nbytes)
