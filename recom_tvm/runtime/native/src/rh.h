@@ -45,10 +45,10 @@ typedef struct {
   /* sorted rank-2 int64 sparse indices, from the feed check's scan (or Where's): row_end[r + 1] is one past the
    * last entry of row r, or anything not above it where row r has none (the CSR writer takes the running max),
    * r < row_end_rows; valid while `data` is row_end_of and the shape [nnz, 2] (the writer then needs no second
-   * pass over the indices) */
+   * pass over the indices); every column index is below row_end_cols then too (GatherNd needs no bounds pass) */
   const int64_t *row_end;
   const void *row_end_of;
-  int64_t row_end_rows, row_end_nnz;
+  int64_t row_end_rows, row_end_nnz, row_end_cols;
 } rh_tensor;
 
 /* ---------------------------------------------------------------------------------------------- arena */
@@ -80,18 +80,23 @@ static inline int64_t rh_geti(const rh_tensor *t, int64_t i) {  /* rh_get_i64, i
   return t->dtype == RH_I64 || t->dtype == RH_DEC ? ((const int64_t *)t->data)[i] : rh_get_i64(t, i);
 }
 void rh_set_shape(rh_tensor *t, int ndim, const int64_t *shape);
-/* t (sorted [nnz, 2] int64 indices, rows < rows) gets its row ends (rh_tensor.row_end; end[0] is set here) */
-static inline void rh_set_row_end(rh_tensor *t, int64_t *end, int64_t rows, int64_t nnz) {
+/* t (sorted [nnz, 2] int64 indices, rows < rows, columns < cols) gets its row ends (rh_tensor.row_end; end[0] is
+ * set here) */
+static inline void rh_set_row_end(rh_tensor *t, int64_t *end, int64_t rows, int64_t cols, int64_t nnz) {
   end[0] = 0;
   t->row_end = end;
   t->row_end_of = t->data;
   t->row_end_rows = rows;
+  t->row_end_cols = cols;
   t->row_end_nnz = nnz;
+}
+/* whether t's row ends still describe it (the [nnz, 2] indices they were made from) */
+static inline int rh_row_end_current(const rh_tensor *t) {
+  return t->row_end && t->row_end_of == t->data && t->ndim == 2 && t->shape[1] == 2 && t->shape[0] == t->row_end_nnz;
 }
 /* whether t's row ends give the CSR offsets of its first `batch` rows */
 static inline int rh_row_end_valid(const rh_tensor *t, int64_t batch) {
-  return t->row_end && t->row_end_of == t->data && t->ndim == 2 && t->shape[1] == 2 && t->shape[0] == t->row_end_nnz &&
-         t->rows_sorted && batch <= t->row_end_rows;
+  return rh_row_end_current(t) && t->rows_sorted && batch <= t->row_end_rows;
 }
 
 /* n bytes (w <= n <= 2w) as two overlapping copies of w bytes, both loaded before either is stored */

@@ -231,7 +231,7 @@ static int check_feature(rh_ctx *c, int f) {
           if (end) memset(end, 0, (l0 + 1) * 8);
           bad = scan_rows(ix, nnz, l0, l1, end, &sorted);
           if (bad) return rh_refuse(c, "sparse feature %d: index out of bounds", f);
-          if (end && sorted) rh_set_row_end(&c->t[ps[0]], end, (int64_t)l0, nnz);
+          if (end && sorted) rh_set_row_end(&c->t[ps[0]], end, (int64_t)l0, (int64_t)l1, nnz);
         } else {
           for (int64_t i = 0; i < nnz; i++) {
             for (int64_t j = 0; j < rank; j++)
@@ -459,6 +459,12 @@ static int id_check(rh_ctx *c, int i) {
     int64_t limit = r[1];
     const rh_tensor *w = r[2] >= 0 ? &c->t[r[2]] : NULL;
     int64_t hard_low = r[3], soft_low = r[4];
+    if (ids->dtype == RH_I64 || ids->dtype == RH_DEC) {  /* all within [soft_low, limit): one vectorized pass */
+      const int64_t *v = (const int64_t *)ids->data;
+      int out = 0;
+      for (int64_t k = 0; k < ids->size; k++) out |= (v[k] < soft_low) | (v[k] >= limit);
+      if (!out) return RH_OK;
+    }
     for (int64_t k = 0; k < ids->size; k++) {
       int64_t v = rh_geti(ids, k);
       if (v < hard_low) return rh_refuse(c, "id %lld below the wrapped range", (long long)k);

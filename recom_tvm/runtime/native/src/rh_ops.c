@@ -165,6 +165,21 @@ static int op_compare(rh_ctx *c, const rh_op *op, int equal) {
   int rc = rh_new_numeric(c, y, RH_BOOL, ndim, shape);
   if (rc) return rc;
   uint8_t *o = (uint8_t *)y->data;
+  if (ia && !ib && (xa.dtype == RH_I64 || xa.dtype == RH_I32 || xa.dtype == RH_F32)) {
+    /* a tensor against a scalar (x != -1: the dense-feed pattern), in the tensor's type: vectorized */
+    if (xa.dtype == RH_F32) {
+      const float *v = (const float *)xa.data, s = ((const float *)xb.data)[0];  /* (floats: b is F32 too) */
+      for (int64_t i = 0; i < y->size; i++) o[i] = (uint8_t)((v[i] == s) == equal);
+    } else if (xa.dtype == RH_I64) {
+      const int64_t *v = (const int64_t *)xa.data, s = rh_geti(&xb, 0);
+      for (int64_t i = 0; i < y->size; i++) o[i] = (uint8_t)((v[i] == s) == equal);
+    } else {
+      const int32_t *v = (const int32_t *)xa.data;
+      const int64_t s = rh_geti(&xb, 0);
+      for (int64_t i = 0; i < y->size; i++) o[i] = (uint8_t)(((int64_t)v[i] == s) == equal);
+    }
+    return RH_OK;
+  }
   for (int64_t i = 0; i < y->size; i++) {
     int eq = floats ? rh_get_f64(&xa, i * ia) == rh_get_f64(&xb, i * ib)
                     : rh_geti(&xa, i * ia) == rh_geti(&xb, i * ib);
@@ -197,7 +212,7 @@ static int op_where(rh_ctx *c, const rh_op *op) {
       if (end) end[r + 1] = (o - (int64_t *)y->data) / 2;
     }
     y->rows_ok = y->rows_sorted = 1;  /* row-major: sorted, rows in [0, rows) */
-    if (end) rh_set_row_end(y, end, rows, n);
+    if (end) rh_set_row_end(y, end, rows, cols, n);
     return RH_OK;
   }
   for (int64_t i = 0; i < in.size; i++) {
@@ -278,13 +293,24 @@ static int op_gather_nd(rh_ctx *c, const rh_op *op) {
     if (ndim >= RH_MAXDIM) return RH_NEED_OP;
     shape[ndim++] = p.shape[d];
   }
-  if (p.dtype == RH_STR && depth == 2 && p.ndim == 2 && idx.dtype == RH_I64) {
-    /* strings at (row, column) pairs: Where's output on a dense string feed, one pass */
+  if (depth == 2 && p.ndim == 2 && idx.dtype == RH_I64 && (p.dtype == RH_STR || rh_itemsize(p.dtype) == 8)) {
+    /* elements at (row, column) pairs: Where's output on a dense feed, one pass (no bounds pass where the pairs
+     * are Where's or a checked feed's, of a shape within p's) */
     const int64_t *ix = (const int64_t *)idx.data;
     const uint64_t d0 = (uint64_t)p.shape[0], d1 = (uint64_t)p.shape[1];
-    int bad = 0;
-    for (int64_t k = 0; k < n; k++) bad |= ((uint64_t)ix[2 * k] >= d0) | ((uint64_t)ix[2 * k + 1] >= d1);
-    if (bad) return rh_refuse(c, "GatherNd index out of bounds");
+    if (!(rh_row_end_current(&idx) && (uint64_t)idx.row_end_rows <= d0 && (uint64_t)idx.row_end_cols <= d1)) {
+      int bad = 0;
+      for (int64_t k = 0; k < n; k++) bad |= ((uint64_t)ix[2 * k] >= d0) | ((uint64_t)ix[2 * k + 1] >= d1);
+      if (bad) return rh_refuse(c, "GatherNd index out of bounds");
+    }
+    if (p.dtype != RH_STR) {
+      int rc = rh_new_numeric(c, y, p.dtype, ndim, shape);
+      if (rc) return rc;
+      const uint64_t *v = (const uint64_t *)p.data;
+      uint64_t *o = (uint64_t *)y->data;
+      for (int64_t k = 0; k < n; k++) o[k] = v[ix[2 * k] * (int64_t)d1 + ix[2 * k + 1]];
+      return RH_OK;
+    }
     int rc = rh_new_strings(c, y, ndim, shape);
     if (rc) return rc;
     for (int64_t k = 0; k < n; k++) {

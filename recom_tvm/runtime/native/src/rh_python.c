@@ -1383,7 +1383,7 @@ static int kjt_feature(kjt_job *j, int64_t key) {
     ((int64_t *)ds->data)[0] = B;
     ((int64_t *)ds->data)[1] = widest;
     ix->rows_ok = ix->rows_sorted = 1;
-    if (end) rh_set_row_end(ix, end, B, n);
+    if (end) rh_set_row_end(ix, end, B, widest, n);
   } else if (kind == 2) {
     rh_tensor *sp = &c->t[ps[1]];
     int64_t sshape[1] = {B + 1};
