@@ -459,10 +459,10 @@ static int id_check(rh_ctx *c, int i) {
     int64_t limit = r[1];
     const rh_tensor *w = r[2] >= 0 ? &c->t[r[2]] : NULL;
     int64_t hard_low = r[3], soft_low = r[4];
-    if (ids->dtype == RH_I64 || ids->dtype == RH_DEC) {  /* all within [soft_low, limit): one vectorized pass */
-      const int64_t *v = (const int64_t *)ids->data;
+    if (ids->dtype == RH_I64 || ids->dtype == RH_DEC) {  /* all within [both lows, limit): one vectorized pass */
+      const int64_t *v = (const int64_t *)ids->data, low = soft_low > hard_low ? soft_low : hard_low;
       int out = 0;
-      for (int64_t k = 0; k < ids->size; k++) out |= (v[k] < soft_low) | (v[k] >= limit);
+      for (int64_t k = 0; k < ids->size; k++) out |= (v[k] < low) | (v[k] >= limit);
       if (!out) return RH_OK;
     }
     for (int64_t k = 0; k < ids->size; k++) {
