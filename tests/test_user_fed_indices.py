@@ -112,3 +112,37 @@ def test_bag_without_unique_checks_ids_like_tf(bag_without_unique, bad):
         vals[2] = bad
     feeds = (idx, vals, np.array([5, 2], np.int64))
     bag_without_unique.check({bag_without_unique.names[0]: feeds}, (tf.SparseTensor(*feeds),), f"id {bad}")
+
+
+@pytest.fixture(scope="module")
+def masked_dense_ids():
+    """Dense id feeds of int32 / int64 padded with -1, turned sparse by hand (tf.where(ids != -1) + gather_nd),
+    as users write it without feature columns; a float feed the same way, summed per row."""
+    import tensorflow as tf
+
+    table = tf.constant(np.random.default_rng(1).normal(size=(ROWS, 4)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.int32), tf.TensorSpec([None, 4], tf.float32),
+                                  tf.TensorSpec([None, 3], tf.int64)])
+    def serve(ids, w, ids64):
+        def sparse(x, pad):
+            idx = tf.where(tf.not_equal(x, pad))
+            return tf.SparseTensor(idx, tf.gather_nd(x, idx), tf.shape(x, out_type=tf.int64))
+
+        return {"sum32": tf.nn.safe_embedding_lookup_sparse(table, sparse(ids, -1), combiner="sum"),
+                "w": tf.sparse.reduce_sum(sparse(w, 0.5), axis=1),
+                "mean64": tf.nn.safe_embedding_lookup_sparse(table, sparse(ids64, -1), combiner="mean")}
+
+    return FunctionModel(serve.get_concrete_function())
+
+
+@pytest.mark.parametrize("batch,low", [(1, -1), (7, -1), (64, -1), (3, -3), (3, ROWS)])
+def test_masked_int32_ids_match_tf(masked_dense_ids, batch, low):
+    """int32 ids through a mask: optimize() crashed here (the redundancy rules bound an id variable to +-2^40,
+    not a constant of int32). low = -3: negative ids TF prunes; ROWS: ids past the table (TF's error)."""
+    rng = np.random.default_rng(batch)
+    ids = rng.integers(-1, ROWS, size=(batch, 4)).astype(np.int32)
+    ids[0, 0] = low
+    args = (ids, rng.choice([0.5, 1.0, 2.0], size=(batch, 4)).astype(np.float32),
+            rng.integers(-1, ROWS, size=(batch, 3)).astype(np.int64))
+    masked_dense_ids.check(dict(zip(masked_dense_ids.names, args)), args, f"B={batch} low={low}")

@@ -765,13 +765,25 @@ def _mask_keeps_ids_in(ctx: RuleContext, ids, mask, lo: int, hi: int) -> bool:
     j = IndexExprs.index("j")
     id_e = _strip_cast(ctx.ie.at(ids, [j]))
     m_e = ctx.ie.at(mask, [j])
-    v = tirx.Var("large_id", str(id_e.ty.dtype))
-    analyzer().bind(v, tvm.ir.Range.from_min_extent(tirx.const(lo, str(id_e.ty.dtype)),
-                                                    tirx.const(hi - lo, str(id_e.ty.dtype))))
+    v = _id_var("large_id", id_e, lo, hi)
     return analyzer().can_prove(_replace_load(m_e, id_e, v))
 
 
 _ID_SPAN = 1 << 40  # ids beyond +-2^40 behave as those inside for every mask the rules meet
+
+
+def _id_var(name: str, id_e, lo: int, hi: int) -> tirx.Var:
+    """A variable standing for the id id_e, bound to [lo, hi) as far as its dtype reaches (int32 ids: the ranges
+    of +-2^40 above are not constants of their type; the extent must be one too)."""
+    dtype = id_e.ty.dtype
+    bits, signed = dtype.bits, not str(dtype).startswith("uint")
+    low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    lo, hi = max(lo, low), min(hi, high)
+    lo = max(lo, hi - high)  # the extent, hi - lo, is a constant of the type too
+    v = tirx.Var(name, str(dtype))
+    if hi > lo:
+        analyzer().bind(v, tvm.ir.Range.from_min_extent(tirx.const(lo, str(dtype)), tirx.const(hi - lo, str(dtype))))
+    return v
 
 
 def _weight_gate(ctx: RuleContext, call, limit: int) -> str | None:
@@ -788,9 +800,7 @@ def _weight_gate(ctx: RuleContext, call, limit: int) -> str | None:
     j = IndexExprs.index("j")
     id_e = _strip_cast(ctx.ie.at(ids, [j]))
     w_e = strip_simplified(ctx.ie.at(weights, [j]))
-    v = tirx.Var("large_id", str(id_e.ty.dtype))
-    analyzer().bind(v, tvm.ir.Range.from_min_extent(tirx.const(limit, str(id_e.ty.dtype)),
-                                                    tirx.const(1 << 40, str(id_e.ty.dtype))))
+    v = _id_var("large_id", id_e, limit, limit + (1 << 40))
     gated = False
     for t in conjuncts(_replace_load(ctx.ie.at(mask, [j]), id_e, v)):
         if positive_test(t, w_e):
@@ -902,9 +912,7 @@ def _mask_drops_negative(ctx: RuleContext, ids, mask) -> bool:
     j = IndexExprs.index("j")
     id_e = _strip_cast(ctx.ie.at(ids, [j]))
     m_e = ctx.ie.at(mask, [j])
-    v = tirx.Var("neg_id", str(id_e.ty.dtype))
-    analyzer().bind(v, tvm.ir.Range.from_min_extent(tirx.const(-(1 << 40), str(id_e.ty.dtype)),
-                                                    tirx.const(1 << 40, str(id_e.ty.dtype))))
+    v = _id_var("neg_id", id_e, -(1 << 40), 0)
     with analyzer().constraint_scope(v < 0):
         return analyzer().can_prove(tirx.Not(_replace_load(m_e, id_e, v)))
 
