@@ -21,6 +21,7 @@
 | native_spin_us | RECOM_TVM_NATIVE_SPIN_US | 50 | how long the native host stage's idle pool threads poll for the request's next stage before they sleep: a request's stages are jobs microseconds apart, and a sleeping worker costs a futex wake and a context switch per stage (mixed-100, B = 2,048: a tenth of the stage's CPU); 0 on a host whose cores are oversubscribed |
 | native_strings_outside_gil | RECOM_TVM_NATIVE_STRINGS_OUTSIDE_GIL | 1 | 0: the native host stage reads the elements of object arrays of str with the GIL held (as before 2026-12-05), not from CPython's string fields outside it |
 | native_feeds_outside_gil | RECOM_TVM_NATIVE_FEEDS_OUTSIDE_GIL | 1 | the native host stage reads a feeds dict without the GIL where it comes in the usual form (every key the same object as the last request's at its position, exact numpy arrays, sparse / ragged features as tuples): concurrent requests then hold the GIL for one reference to the dict, not a key and an array per feed tensor (E: 1,241 arrays); 0: always with the GIL (as before 2026-12-06). Either way no other thread may modify the feeds during run() |
+| native_task_graph | RECOM_TVM_NATIVE_TASK_GRAPH | 1 | the native host stage runs a request's feature checks, sorts, host ops and id checks as one parallel job of dependent tasks (a host op starts once its own feature is checked); 0: stage by stage, each waiting for the slowest task of the one before (as before 2026-12-07) |
 | native_serve | RECOM_TVM_NATIVE_SERVE | 1 | run() does the whole device part (copy in, the VM's main through tvm-ffi's C ABI, copies out, one synchronisation) in the native host stage's GIL-free call (runtime/native/src/rh_device.c): one GIL round trip per request instead of about ten, which is what kept threads from scaling; 0: the device part from Python, step by step (as before 2026-12-06) |
 | max_vms | RECOM_TVM_MAX_VMS | 8 | VMs (with their staging buffers) one model keeps for concurrent requests |
 | host_fallback | RECOM_TVM_HOST_FALLBACK | 1 | ops without a converter run on the host through TensorFlow (RECom's CPU co-run); 0: the import fails naming them |
@@ -71,6 +72,7 @@ native_parallel_min: int = int(os.environ.get("RECOM_TVM_NATIVE_PARALLEL_MIN", 2
 native_spin_us: int = int(os.environ.get("RECOM_TVM_NATIVE_SPIN_US", 50))
 native_strings_outside_gil: bool = os.environ.get("RECOM_TVM_NATIVE_STRINGS_OUTSIDE_GIL", "1") != "0"
 native_feeds_outside_gil: bool = _env_bool("RECOM_TVM_NATIVE_FEEDS_OUTSIDE_GIL", True)
+native_task_graph: bool = _env_bool("RECOM_TVM_NATIVE_TASK_GRAPH", True)
 native_serve: bool = _env_bool("RECOM_TVM_NATIVE_SERVE", True)
 # A TVM VM is not reentrant: concurrent requests take one VM each from a pool of at most this many per model.
 max_vms: int = int(os.environ.get("RECOM_TVM_MAX_VMS", 8))

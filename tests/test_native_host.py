@@ -426,6 +426,39 @@ def test_threads_on_the_native_path(compiled, monkeypatch, parallel_min, spin_us
     assert native.refusals == refusals
 
 
+@pytest.mark.parametrize("name", sorted(FALLBACK_MODELS) + ["weighted", "mixed12"])
+def test_task_graph_agrees_with_the_staged_run(compiled, monkeypatch, name):
+    """A request's checks and host ops as one job of dependent tasks (config.native_task_graph, on two threads
+    for every request) give the stage-by-stage run's arguments and the reference's, on hostile requests too (a
+    feed that fails its check, ops whose input failed), and with each op type in numpy (the graph then goes on
+    level by level from the op)."""
+    spec = {**FALLBACK_MODELS, "weighted": zoo.weighted_mix(), "mixed12": zoo.mixed(12, seed=3)}[name]
+    c = compiled(spec, optimized=True)
+    monkeypatch.setattr(config, "native_threads", 2)
+    monkeypatch.setattr(config, "native_parallel_min", 0)
+    requests = [spec.sample(b, rng=7 * b + k, hostile=k % 2 == 1) for k, b in enumerate((1, 9, 300, 300))]
+    lib = load_library(c.model.host_library)
+    for fallback in [""] + sorted({n["op"] for n in c.model.spec.host_plan}):
+        monkeypatch.setattr(config, "native_fallback_ops", fallback)
+        native = NativeHost(lib, c.model.spec)
+        for f in requests:
+            outcomes = []
+            for graph in (True, False):
+                monkeypatch.setattr(config, "native_task_graph", graph)
+                try:
+                    outcomes.append(("ok", c.model.prepare_native(f, native)))
+                except Exception as e:  # noqa: BLE001 - a hostile request's error, compared below
+                    outcomes.append(("error", f"{type(e).__name__}: {e}"))
+            (k1, a), (k2, b) = outcomes
+            assert k1 == k2, (fallback, outcomes)
+            if k1 == "error" or a is None or b is None:
+                assert a == b, (fallback, a, b)
+                continue
+            for x, y in zip(a, b):
+                assert (x.tobytes() == y.tobytes()) if isinstance(y, np.ndarray) else tuple(x) == tuple(y), fallback
+            assert_host_paths_agree(c.model, f)
+
+
 def test_numpy_host_stage_knob(compiled, monkeypatch):
     c = compiled(DEMO, optimized=True)
     monkeypatch.setattr(config, "host_stage", "numpy")

@@ -33,13 +33,13 @@ from .program import DTYPE, NUMPY, PARTS, Program, compile_program
 
 _LIBS: dict[str, object] = {}
 _DONE = frozenset(("ok", "served", "error", "unsupported", "cuda"))  # run()'s outcomes that end a request
-# per loaded library: (threads per request, parallel minimum, strings / feeds outside the GIL, spin)
+# per loaded library: (threads per request, parallel minimum, strings / feeds outside the GIL, spin, task graph)
 _THREADS: dict[int, tuple] = {}
 
 
 def _set_threads(lib) -> None:
     want = (config.native_threads, config.native_parallel_min, config.native_strings_outside_gil,
-            config.native_feeds_outside_gil, config.native_spin_us)
+            config.native_feeds_outside_gil, config.native_spin_us, config.native_task_graph)
     if _THREADS.get(id(lib)) != want:
         try:
             lib.set_threads(*want[:2], want[4])
@@ -52,6 +52,8 @@ def _set_threads(lib) -> None:
             lib.strings_outside_gil(bool(want[2]))
         if hasattr(lib, "feeds_outside_gil"):  # (and feeds dicts with it)
             lib.feeds_outside_gil(bool(want[3]))
+        if hasattr(lib, "task_graph"):  # (libraries built before it ran stage by stage)
+            lib.task_graph(bool(want[5]))
         _THREADS[id(lib)] = want
 _LOCK = threading.Lock()
 

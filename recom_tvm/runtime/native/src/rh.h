@@ -61,6 +61,9 @@ void *rh_alloc(rh_arena *a, size_t bytes);  /* 64-byte aligned, NULL when out of
 /* ---------------------------------------------------------------------------------------------- threads */
 typedef void (*rh_task_fn)(void *arg, int64_t task, int worker);
 void rh_parallel(rh_task_fn fn, void *arg, int64_t ntasks);  /* fn(arg, 0..ntasks-1) on the pool, then return */
+/* the same, tasks claimed `chunk` at a time (0: as rh_parallel chooses) in ascending order, the caller's alone in
+ * ascending order: a task may wait for a lower one (it was claimed before, by a thread that is running it) */
+void rh_parallel_chunked(rh_task_fn fn, void *arg, int64_t ntasks, int64_t chunk);
 void rh_set_threads(int n);                                  /* threads per request, the caller included */
 void rh_set_parallel_min(int64_t n);                         /* below n input elements a request runs on its caller */
 void rh_set_spin_ns(int64_t ns);                             /* how long idle workers poll before sleeping */
@@ -178,6 +181,9 @@ typedef struct rh_program {
   int32_t nsort; int32_t **sort;                      /* [idx, values, nalso, also...] */
   int32_t nops; rh_op *ops;
   int32_t nlevels; int32_t *level_ops, *level_off;      /* ops grouped by dependency level (run in parallel) */
+  /* the run's tasks as one graph: feature checks, sorts, ops, id checks (numbered in that order), each after the
+   * tasks that last wrote its inputs (dep_off / dep: CSR, ntasks + 1 offsets) */
+  int32_t ntasks; int32_t *dep_off, *dep;
   int32_t nidcheck; int64_t *idcheck;                 /* [slot, limit, weight slot or -1, hard low, soft low] */
   /* binder sources: isvalue 0 the tensor's shape, 1 its values, 2 its value at src_axis, 3 its dim src_axis (2, 3:
    * sizes only the assertions read, bound only where nothing else bound them) */
@@ -210,6 +216,8 @@ typedef struct rh_ctx {
   int32_t stage, level;
   uint8_t *op_done;             /* nops */
   int32_t *status;              /* per task of a parallel stage */
+  _Atomic int32_t *task_state;  /* ntasks: the task graph's progress (0 pending, 1 done, 2 failed or skipped) */
+  _Atomic int64_t task_end[4];  /* when the last feature check / sort / op / id check of the graph ended */
   int64_t ns[6];                /* time per step: ingest, feed checks, sorting, ops, checks + layout, write */
   _Atomic int msg_taken;
   int64_t *sym;                 /* nsym values, -1 unbound */
@@ -231,7 +239,8 @@ typedef struct rh_ctx {
 
 int rh_refuse(rh_ctx *c, const char *fmt, ...);
 int64_t rh_now_ns(void);
-int rh_program_levels(rh_program *p, rh_arena *a);  /* level_ops / level_off from the ops' inputs and outputs */
+int rh_program_levels(rh_program *p, rh_arena *a);  /* level_ops / level_off and the task graph, from the ops'
+                                                    * inputs and outputs */
 
 /* executor (rh_exec.c) */
 rh_ctx *rh_ctx_new(const rh_program *p);
@@ -241,6 +250,7 @@ void rh_ctx_clear(rh_ctx *c);   /* the tensors and arenas, once the staging buff
                                  * instead of at the next request's start with it (0.7 MB of tensors for E) */
 int rh_run(rh_ctx *c);          /* from the feeds to the staging layout; RH_NEED_OP: c->next_op is a fallback */
 void rh_op_done(rh_ctx *c);     /* the caller ran c->next_op (in numpy): resume after it */
+void rh_set_task_graph(int on); /* rh_run's checks and ops as one job of dependent tasks (default) or by stages */
 int rh_write(rh_ctx *c, uint8_t *dst, int64_t capacity);  /* the module's arguments into the staging buffer */
 
 /* strings (rh_strings.c) */

@@ -4,12 +4,16 @@
  *   feed checks -> row sorting -> host-plan ops (resumable: an op the core does not take returns RH_NEED_OP and
  *   the caller runs its numpy implementation) -> id checks -> symbol binding and assertions -> the staging layout.
  * rh_write then writes the packed buffer and the other arguments into the caller's (pinned) staging buffer. */
+#include <float.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
 #include "rh.h"
 
 enum { ST_FEEDS = 0, ST_OPS = 1, ST_DONE = 2 };
+static int graph_run = 1;  /* the task graph (run_graph), else stage by stage (config.native_task_graph) */
+void rh_set_task_graph(int on) { graph_run = on != 0; }
 #define ARG_ALIGN 256
 #define ROW_END_SLACK 4096  /* the feed check keeps a sparse feature's row ends for up to nnz + this many rows */
 
@@ -25,6 +29,7 @@ rh_ctx *rh_ctx_new(const rh_program *p) {
   if (p->nidcheck > ntask) ntask = p->nidcheck;
   if (p->ncols + p->nargs > ntask) ntask = p->ncols + p->nargs;
   if (p->nsort > ntask) ntask = p->nsort;
+  if (p->ntasks > ntask) ntask = p->ntasks;
   c->t = (rh_tensor *)calloc((size_t)ns, sizeof(rh_tensor));
   c->sym = (int64_t *)calloc((size_t)nsym, sizeof(int64_t));
   c->sym_src = (int32_t *)calloc((size_t)nsym, sizeof(int32_t));
@@ -38,8 +43,9 @@ rh_ctx *rh_ctx_new(const rh_program *p) {
   c->arg_ndim = (int32_t *)calloc((size_t)na, sizeof(int32_t));
   c->op_done = (uint8_t *)calloc((size_t)no, 1);
   c->status = (int32_t *)calloc((size_t)ntask + 1, sizeof(int32_t));
+  c->task_state = (_Atomic int32_t *)calloc((size_t)p->ntasks + 1, sizeof(int32_t));
   if (!c->t || !c->sym || !c->sym_src || !c->col_size || !c->col_aux || !c->col_str0 || !c->col_byte0 || !c->col_byte1 || !c->arg_off || !c->arg_shape ||
-      !c->arg_ndim || !c->op_done || !c->status) {
+      !c->arg_ndim || !c->op_done || !c->status || !c->task_state) {
     rh_ctx_free(c);
     return NULL;
   }
@@ -63,6 +69,7 @@ void rh_ctx_free(rh_ctx *c) {
   free(c->arg_ndim);
   free(c->op_done);
   free(c->status);
+  free((void *)c->task_state);
   free(c);
 }
 
@@ -388,6 +395,63 @@ static int run_ops(rh_ctx *c) {
   return RH_OK;
 }
 
+/* The task graph (rh_program.dep_off / dep): each task after the last writer of each slot it reads or changes. A
+ * feature check writes its parts (strings read, denormals flushed), a sort its indices, values and the tensors
+ * sorted with them, an op its outputs. Every dependency has a lower number: run_graph relies on it. */
+static int program_graph(rh_program *p, rh_arena *a) {
+  int nf = p->nfeat, ns = p->nsort, no = p->nops, ni = p->nidcheck, n = nf + ns + no + ni, cap = 0;
+  for (int k = 0; k < ns; k++) cap += 3 + p->sort[k][2];
+  for (int k = 0; k < no; k++) cap += p->ops[k].nin;
+  cap += 2 * ni;
+  int32_t *writer = (int32_t *)rh_alloc(a, sizeof(int32_t) * (size_t)(p->nslots + 1));
+  p->dep_off = (int32_t *)rh_alloc(a, sizeof(int32_t) * (size_t)(n + 1));
+  p->dep = (int32_t *)rh_alloc(a, sizeof(int32_t) * (size_t)(cap + 1));
+  if (!writer || !p->dep_off || !p->dep) return RH_NOMEM;
+  for (int s = 0; s < p->nslots; s++) writer[s] = -1;
+  int nd = 0, t = 0;
+#define DEP_ON(slot)                                                                  \
+  do {                                                                                \
+    int s_ = (slot);                                                                  \
+    if (s_ >= 0 && s_ < p->nslots && writer[s_] >= 0) {                              \
+      int dup_ = 0;                                                                   \
+      for (int q_ = p->dep_off[t]; q_ < nd; q_++) dup_ |= p->dep[q_] == writer[s_];  \
+      if (!dup_) p->dep[nd++] = writer[s_];                                           \
+    }                                                                                 \
+  } while (0)
+#define WRITES(slot)                                         \
+  do {                                                       \
+    int s_ = (slot);                                         \
+    if (s_ >= 0 && s_ < p->nslots) writer[s_] = t;           \
+  } while (0)
+  for (int f = 0; f < nf; f++, t++) {
+    p->dep_off[t] = nd;
+    for (int k = 0; k < p->feat_nparts[f]; k++) WRITES(p->feat_part_slot[3 * f + k]);
+  }
+  for (int k = 0; k < ns; k++, t++) {
+    const int32_t *rec = p->sort[k];
+    p->dep_off[t] = nd;
+    for (int j = 0; j < 3 + rec[2]; j++)
+      if (j != 2) DEP_ON(rec[j]);
+    for (int j = 0; j < 3 + rec[2]; j++)
+      if (j != 2) WRITES(rec[j]);
+  }
+  for (int k = 0; k < no; k++, t++) {
+    p->dep_off[t] = nd;
+    for (int j = 0; j < p->ops[k].nin; j++) DEP_ON(p->ops[k].in[j]);
+    for (int j = 0; j < p->ops[k].nout; j++) WRITES(p->ops[k].out[j]);
+  }
+  for (int k = 0; k < ni; k++, t++) {
+    p->dep_off[t] = nd;
+    DEP_ON((int)p->idcheck[5 * k]);
+    DEP_ON((int)p->idcheck[5 * k + 2]);
+  }
+#undef DEP_ON
+#undef WRITES
+  p->dep_off[n] = nd;
+  p->ntasks = n;
+  return RH_OK;
+}
+
 int rh_program_levels(rh_program *p, rh_arena *a) {
   int32_t *producer_level = (int32_t *)rh_alloc(a, sizeof(int32_t) * (size_t)(p->nslots + 1));
   int32_t *level = (int32_t *)rh_alloc(a, sizeof(int32_t) * (size_t)(p->nops + 1));
@@ -417,7 +481,7 @@ int rh_program_levels(rh_program *p, rh_arena *a) {
   int32_t *fill = producer_level;  /* reused: next position per level */
   for (int l = 0; l < nlevels; l++) fill[l] = p->level_off[l];
   for (int k = 0; k < p->nops; k++) p->level_ops[fill[level[k]]++] = k;  /* ascending within a level */
-  return RH_OK;
+  return program_graph(p, a);
 }
 
 /* floats the host plan made enter the kernels as feeds do: denormals flushed (CompiledModel.host_env), after
@@ -450,6 +514,15 @@ static int id_checks(rh_ctx *c) {
   return first_status(c, c->prog->nidcheck);
 }
 
+/* weight k > 0 as the kernels see it: a denormal float is a signed zero there (flush_task), and the task graph may
+ * check ids before that flush */
+static int weight_positive(const rh_tensor *w, int64_t k) {
+  double v = rh_get_f64(w, k);
+  if (w->dtype == RH_F32) return v >= (double)FLT_MIN;
+  if (w->dtype == RH_F64) return v >= DBL_MIN;
+  return v > 0;
+}
+
 static int id_check(rh_ctx *c, int i) {
   const rh_program *p = c->prog;
   {
@@ -471,7 +544,7 @@ static int id_check(rh_ctx *c, int i) {
       if (v < limit && v >= soft_low) continue;
       if (w) {
         if (!w->set || w->size != ids->size || w->dtype == RH_STR || w->raw) return rh_refuse(c, "id check: weights");
-        if (!(rh_get_f64(w, k) > 0)) continue;
+        if (!weight_positive(w, k)) continue;
       }
       return rh_refuse(c, "id %lld out of range", (long long)k);
     }
@@ -673,10 +746,120 @@ static int layout(rh_ctx *c) {
   return RH_OK;
 }
 
+/* ---------------------------------------------------------------------------------------------- the task graph */
+/* A request's feature checks, sorts, host ops and id checks as one parallel job (rh_program.dep): each task waits
+ * for the tasks it depends on, so a host op starts once its feature is checked instead of once every feature is,
+ * and no stage waits for the slowest task of the one before (mixed-100 at B = 2,048: six such barriers). The
+ * outcome is the staged run's: the first failing feature check (then sort) decides a refusal; a task whose input
+ * failed is skipped; where an op needs its numpy fallback, the run goes on level by level from there (run_ops,
+ * the ops that ran marked done). */
+enum { RH_SKIPPED = 4 };  /* (this file's: a task whose input failed) */
+
+static inline void relax_cpu(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+static void graph_task(void *arg, int64_t t, int worker) {
+  (void)worker;
+  rh_ctx *c = (rh_ctx *)arg;
+  const rh_program *p = c->prog;
+  int failed = 0;
+  for (int q = p->dep_off[t]; q < p->dep_off[t + 1]; q++) {
+    int st;
+    for (int spins = 0; !(st = atomic_load_explicit(&c->task_state[p->dep[q]], memory_order_acquire)); spins++)
+      if (spins < 4096) relax_cpu();
+      else sched_yield();  /* (the thread running it was descheduled) */
+    failed |= st != 1;
+  }
+  int64_t f = p->nfeat, s = f + p->nsort, o = s + p->nops;
+  int rc, kind = t < f ? 0 : t < s ? 1 : t < o ? 2 : 3;
+  if (failed) rc = RH_SKIPPED;
+  else if (kind == 0) rc = check_feature(c, (int)t);
+  else if (kind == 1) rc = sort_rows(c, p->sort[t - f]);
+  else if (kind == 2) rc = p->ops[t - s].code == OP_FALLBACK ? RH_NEED_OP : rh_exec_op(c, &p->ops[t - s]);
+  else rc = id_check(c, (int)(t - o));
+  c->status[t] = rc;
+  int64_t now = rh_now_ns(), end = atomic_load_explicit(&c->task_end[kind], memory_order_relaxed);
+  while (end < now && !atomic_compare_exchange_weak(&c->task_end[kind], &end, now)) {}
+  atomic_store_explicit(&c->task_state[t], rc == RH_OK ? 1 : 2, memory_order_release);
+}
+
+/* the first non-zero status of tasks [from, from + n) (first_status's rule) */
+static int first_status_of(const rh_ctx *c, int64_t from, int64_t n) {
+  int rc = RH_OK;
+  for (int64_t i = from; i < from + n; i++) {
+    if (c->status[i] == RH_NOMEM) return RH_NOMEM;
+    if (c->status[i] && !rc) rc = c->status[i];
+  }
+  return rc;
+}
+
+/* floats the host ops made, flushed (flush_task) where there are any */
+static int flush_ops(rh_ctx *c) {
+  const rh_program *p = c->prog;
+  int any = 0;
+  for (int k = 0; k < p->nops && !any; k++)
+    for (int j = 0; j < p->ops[k].nout; j++) {
+      const rh_tensor *t = &c->t[p->ops[k].out[j]];
+      any |= t->set && (t->dtype == RH_F16 || (!t->raw && rh_is_float(t->dtype)));
+    }
+  if (!any) return RH_OK;
+  rh_parallel(flush_task, c, p->nops);
+  return first_status(c, p->nops);
+}
+
+/* -> RH_OK with c->stage ST_DONE (layout made) or ST_OPS (an op needs its fallback: run_ops goes on), or the
+ * refusal */
+static int run_graph(rh_ctx *c, int64_t t0) {
+  const rh_program *p = c->prog;
+  int64_t nf = p->nfeat, s = nf + p->nsort, o = s + p->nops;
+  for (int64_t i = 0; i < p->ntasks; i++) atomic_store_explicit(&c->task_state[i], 0, memory_order_relaxed);
+  for (int k = 0; k < 4; k++) atomic_store_explicit(&c->task_end[k], t0, memory_order_relaxed);
+  rh_parallel_chunked(graph_task, c, p->ntasks, 1);  /* one task per claim: a waiting task's input is running */
+  int64_t ef = c->task_end[0], es = c->task_end[1] > ef ? c->task_end[1] : ef;
+  int64_t eo = c->task_end[2] > es ? c->task_end[2] : es;
+  c->ns[1] += ef - t0;
+  c->ns[2] += es - ef;
+  c->ns[3] += eo - es;
+  int rc = first_status_of(c, 0, nf);
+  if (!rc) rc = first_status_of(c, nf, p->nsort);
+  if (rc) return rc;
+  int need = 0;
+  for (int64_t k = 0; k < p->nops; k++) {
+    int st = c->status[s + k];
+    if (st == RH_NOMEM) return RH_NOMEM;
+    if (st == RH_REFUSE) rc = RH_REFUSE;
+    need |= st == RH_NEED_OP || st == RH_SKIPPED;
+    c->op_done[k] = st == RH_OK;
+  }
+  if (rc) return rc;
+  if (need) {  /* the ops level by level from here; id checks after them (as the staged run) */
+    c->stage = ST_OPS;
+    c->level = 0;
+    return RH_OK;
+  }
+  rc = flush_ops(c);
+  if (!rc) rc = first_status_of(c, o, p->nidcheck);
+  if (!rc) rc = bind(c);
+  if (!rc) rc = layout(c);
+  c->ns[4] += rh_now_ns() - eo;
+  if (rc) return rc;
+  c->stage = ST_DONE;
+  return RH_OK;
+}
+
 int rh_run(rh_ctx *c) {
   const rh_program *p = c->prog;
   int rc;
   int64_t t0 = rh_now_ns(), t1;
+  if (c->stage == ST_FEEDS && graph_run) {
+    rc = check_feeds(c);
+    if (!rc) rc = run_graph(c, t0);
+    if (rc || c->stage == ST_DONE) return rc;
+    t0 = rh_now_ns();
+  }
   if (c->stage == ST_FEEDS) {
     rc = check_feeds(c);
     if (rc) return rc;

@@ -2042,6 +2042,15 @@ static PyObject *strings_outside_gil(PyObject *self, PyObject *args) {
   return PyBool_FromLong(str_direct && str_outside);
 }
 
+/* task_graph(flag): a request's checks and host ops as one job of dependent tasks (1) or stage by stage (0) */
+static PyObject *task_graph(PyObject *self, PyObject *args) {
+  (void)self;
+  int flag;
+  if (!PyArg_ParseTuple(args, "p", &flag)) return NULL;
+  rh_set_task_graph(flag);
+  Py_RETURN_NONE;
+}
+
 /* feeds_outside_gil([flag]) -> whether run() now reads a feeds dict in the usual form without the GIL
  * (ingest_unlocked; flag 0 turns it off) */
 static PyObject *feeds_outside_gil(PyObject *self, PyObject *args) {
@@ -2094,6 +2103,7 @@ static PyMethodDef METHODS[] = {
     {"timings", timings, METH_VARARGS, "ns per step of the last request"},
     {"set_threads", set_threads, METH_VARARGS, "threads per request"},
     {"strings_outside_gil", strings_outside_gil, METH_VARARGS, "read string elements outside the GIL or not"},
+    {"task_graph", task_graph, METH_VARARGS, "run checks and host ops as one job of dependent tasks (1) or stage by stage (0)"},
     {"feeds_outside_gil", feeds_outside_gil, METH_VARARGS, "read feeds dicts in the usual form outside the GIL or not"},
     {"unlocked_reads", unlocked_reads, METH_VARARGS, "requests read without the GIL, requests tried"},
     {NULL, NULL, 0, NULL}};
