@@ -64,6 +64,7 @@ void rh_parallel(rh_task_fn fn, void *arg, int64_t ntasks);  /* fn(arg, 0..ntask
 /* the same, tasks claimed `chunk` at a time (0: as rh_parallel chooses) in ascending order, the caller's alone in
  * ascending order: a task may wait for a lower one (it was claimed before, by a thread that is running it) */
 void rh_parallel_chunked(rh_task_fn fn, void *arg, int64_t ntasks, int64_t chunk);
+int rh_parallel_active(void);  /* whether the calling thread's request would run its jobs on the pool */
 void rh_set_threads(int n);                                  /* threads per request, the caller included */
 void rh_set_parallel_min(int64_t n);                         /* below n input elements a request runs on its caller */
 void rh_set_spin_ns(int64_t ns);                             /* how long idle workers poll before sleeping */
@@ -228,6 +229,7 @@ typedef struct rh_ctx {
   int64_t *col_size, *col_aux;  /* ncols */
   int64_t *col_str0, *col_byte0;/* ncols: a hashed column's first string and first byte in the device-hash region */
   int64_t *col_byte1;           /* ncols: and one past its last byte */
+  int32_t *write_order;         /* ncols + nargs: rh_write's tasks, the largest first (on the pool) */
   int64_t hash_segments, hash_strings, hash_bytes, hash_words; /* the device-hash region (0 words: none) */
   int64_t *arg_off, *arg_shape; /* nargs, nargs * RH_MAXDIM */
   int32_t *arg_ndim;

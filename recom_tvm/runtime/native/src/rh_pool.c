@@ -138,6 +138,10 @@ void rh_set_threads(int n) {
 
 void rh_parallel(rh_task_fn fn, void *arg, int64_t ntasks) { rh_parallel_chunked(fn, arg, ntasks, 0); }
 
+int rh_parallel_active(void) {
+  return wanted > 1 && workers > 0 && my_id == 0 && !(request_work >= 0 && request_work < parallel_min);
+}
+
 void rh_parallel_chunked(rh_task_fn fn, void *arg, int64_t ntasks, int64_t chunk) {
   if (ntasks <= 0) return;
   if (ntasks == 1 || wanted <= 1 || workers == 0 || my_id != 0 || (request_work >= 0 && request_work < parallel_min)) {
