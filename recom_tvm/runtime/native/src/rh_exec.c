@@ -152,6 +152,7 @@ static int check_feeds(rh_ctx *c) {
     int64_t i = 0;                                                                 \
     for (; i + 16 <= n; i += 16) {                                                 \
       unsigned any = 0;                                                            \
+      rh_prefetch_ahead(v + i);                                                    \
       for (int j = 0; j < 16; j++) any |= !(v[i + j] & (exp)) & !!(v[i + j] & (man)); \
       if (any) return 1;                                                           \
     }                                                                              \
@@ -193,6 +194,7 @@ static int scan_rows(const int64_t *ix, int64_t nnz, uint64_t l0, uint64_t l1, i
   int bad = 0, sorted = 1;
   int64_t prev = 0;
   for (int64_t i = 0; i < nnz; i++) {
+    if (!(i & 3)) rh_prefetch_ahead(ix + 2 * i);
     int64_t r = ix[2 * i];
     int out = (uint64_t)r >= l0;
     bad |= out | ((uint64_t)ix[2 * i + 1] >= l1);
@@ -537,7 +539,10 @@ static int id_check(rh_ctx *c, int i) {
     if (ids->dtype == RH_I64 || ids->dtype == RH_DEC) {  /* all within [both lows, limit): one vectorized pass */
       const int64_t *v = (const int64_t *)ids->data, low = soft_low > hard_low ? soft_low : hard_low;
       int out = 0;
-      for (int64_t k = 0; k < ids->size; k++) out |= (v[k] < low) | (v[k] >= limit);
+      for (int64_t k = 0; k < ids->size; k++) {
+        if (!(k & 7)) rh_prefetch_ahead(v + k);
+        out |= (v[k] < low) | (v[k] >= limit);
+      }
       if (!out) return RH_OK;
     }
     for (int64_t k = 0; k < ids->size; k++) {
@@ -930,7 +935,10 @@ static inline int64_t put64(int64_t v) { return v; }
     if (x->dtype == RH_I64 || x->dtype == RH_DEC) {                                                             \
       const int64_t *v = (const int64_t *)x->data;                                                              \
       if (sizeof(T) == 8) memcpy(dst, v, (size_t)x->size * 8);                                                  \
-      else for (int64_t i = 0; i < x->size; i++) dst[i] = (T)NARROW(v[i]);                                      \
+      else for (int64_t i = 0; i < x->size; i++) {                                                              \
+        if (!(i & 7)) rh_prefetch_ahead(v + i);                                                                 \
+        dst[i] = (T)NARROW(v[i]);                                                                               \
+      }                                                                                                         \
     } else if (x->dtype == RH_I32 && sizeof(T) == 4) {                                                          \
       memcpy(dst, x->data, (size_t)x->size * 4);                                                                \
     } else {                                                                                                    \

@@ -648,6 +648,7 @@ static void strings_task(void *arg, int64_t chunk, int worker) {
     const char *p;
     Py_ssize_t l;
     if (i + 32 < e) __builtin_prefetch(d->items[i + 32]);  /* the objects are scattered over the heap */
+    if (!(i & 7)) rh_prefetch_ahead(d->items + i);
     if (str_fields(d->items[i], &p, &l)) {
       sl[i] = l;
       if (slots && l <= 16 && ((uintptr_t)p & 4095) <= 4096 - 16) {
