@@ -73,25 +73,112 @@ def test_storages_are_returned_and_their_kills_removed():
     assert KeepStorageUntilSync(after).same_as(after)  # applied once
 
 
-def test_declines_a_storage_allocated_in_a_branch():
-    """The CUDA-graph variant's dispatching main allocates in a branch: the tuple could not name the storage, so
-    the module stays as it is (no marker: its requests share one stream)."""
+def test_storages_allocated_in_a_branch_come_back_from_it():
+    """The CUDA-graph variant's dispatching main allocates in a branch: each side returns (result, its storages),
+    unpacked after the branch (the sides' storage tuples differ: R.Any after it)."""
 
     @I.ir_module
-    class Branchy:
+    class Before:
         @R.function
         def main(x: R.Tensor((4,), "float32"), c: R.Prim("bool")) -> R.Tensor((4,), "float32"):
             R.func_attr({"relax.force_pure": True})
             if c:
                 s = R.memory.alloc_storage(R.shape([16]), 0, "global", "float32")
                 y = R.memory.alloc_tensor(s, 0, R.shape([4]), "float32")
+                R.memory.kill_storage(s)
                 r = y
             else:
                 r = x
             return r
 
-    assert keep_storage(Branchy["main"]) is None
-    assert KeepStorageUntilSync(Branchy).same_as(Branchy)
+    @I.ir_module
+    class Expected:
+        @R.function
+        def recom_tvm_keeps_storage() -> R.Prim("int64"):
+            return R.prim_value(T.int64(1))
+
+        @R.function
+        def main(x: R.Tensor((4,), "float32"), c: R.Prim("bool")) -> R.Tuple(R.Tensor((4,), "float32"),
+                                                                             R.Tuple(R.Object)):
+            R.func_attr({"relax.force_pure": True})
+            if c:
+                s = R.memory.alloc_storage(R.shape([16]), 0, "global", "float32")
+                y = R.memory.alloc_tensor(s, 0, R.shape([4]), "float32")
+                kept: R.Tuple(R.Object) = (s,)
+                then: R.Tuple(R.Tensor((4,), "float32"), R.Tuple(R.Object)) = (y, kept)
+                pair: R.Tuple(R.Tensor((4,), "float32"), R.Object) = then
+            else:
+                none = R.tuple()
+                other: R.Tuple(R.Tensor((4,), "float32"), R.Tuple) = (x, none)
+                pair: R.Tuple(R.Tensor((4,), "float32"), R.Object) = other
+            r: R.Tensor((4,), "float32") = pair[0]
+            inner: R.Object = pair[1]
+            storages: R.Tuple(R.Object) = (inner,)
+            result: R.Tuple(R.Tensor((4,), "float32"), R.Tuple(R.Object)) = (r, storages)
+            return result
+
+    tvm.ir.assert_structural_equal(KeepStorageUntilSync(Before), Expected)
+
+
+def test_the_graph_variant_main_calls_returns_its_storages_too():
+    """main dispatching to a function that allocates (the CUDA-graph variant): that function returns (result,
+    storages) as main does, and main unpacks its call."""
+
+    @I.ir_module
+    class Before:
+        @R.function(private=True)
+        def variant(x: R.Tensor((4,), "float32")) -> R.Tensor((4,), "float32"):
+            R.func_attr({"relax.force_pure": True})
+            s = R.memory.alloc_storage(R.shape([16]), 0, "global", "float32")
+            y = R.memory.alloc_tensor(s, 0, R.shape([4]), "float32")
+            R.memory.kill_storage(s)
+            return y
+
+        @R.function
+        def main(x: R.Tensor((4,), "float32"), c: R.Prim("bool")) -> R.Tensor((4,), "float32"):
+            R.func_attr({"relax.force_pure": True})
+            cls = Before
+            if c:
+                r = cls.variant(x)
+            else:
+                r = x
+            return r
+
+    out = KeepStorageUntilSync(Before)
+    assert KEEP_STORAGE_ABI in [gv.name_hint for gv in out.get_global_vars()]
+    variant = out["variant"]
+    assert isinstance(variant.ret_ty, relax.TupleType) and len(variant.ret_ty.fields) == 2
+    text = out["main"].script()
+    assert "kill_storage" not in out.script() and "r_kept[0]" in text and "r_kept[1]" in text, text
+
+
+def test_declines_a_storage_in_a_function_another_one_calls():
+    """A callee that allocates is made to return its storages only where main is its one caller (another caller
+    would see the new return type)."""
+
+    @I.ir_module
+    class Shared:
+        @R.function(private=True)
+        def variant(x: R.Tensor((4,), "float32")) -> R.Tensor((4,), "float32"):
+            R.func_attr({"relax.force_pure": True})
+            s = R.memory.alloc_storage(R.shape([16]), 0, "global", "float32")
+            y = R.memory.alloc_tensor(s, 0, R.shape([4]), "float32")
+            return y
+
+        @R.function
+        def other(x: R.Tensor((4,), "float32")) -> R.Tensor((4,), "float32"):
+            cls = Shared
+            y = cls.variant(x)
+            return y
+
+        @R.function
+        def main(x: R.Tensor((4,), "float32")) -> R.Tensor((4,), "float32"):
+            R.func_attr({"relax.force_pure": True})
+            cls = Shared
+            y = cls.variant(x)
+            return y
+
+    assert KeepStorageUntilSync(Shared).same_as(Shared)
 
 
 def test_declines_a_main_without_storage():
@@ -140,6 +227,38 @@ def test_a_model_built_with_it_answers_as_without(demo_optimized):
         kept._pool.release(slot)
 
 
+def test_a_graph_dispatch_build_answers_as_without(demo_optimized, monkeypatch):
+    """llvm with the CUDA-graph build's dispatch (main -> the static-planned variant up to a cap of 8, its own body
+    above; no capture on a CPU) and keep_storage on: bit for bit the plain build's answers on both sides of the
+    cap, and the storages come back from either side."""
+    import recom_tvm.build_module as build_module
+    from recom_tvm.backend import pipeline
+
+    def dispatching(mod, target, database=None, sink=None):
+        pipe = pipeline.relax_pipeline(target, True, None, 8, sink)
+        with target, tvm.transform.PassContext(config={pipeline.USE_CUDA_GRAPH: False}):
+            return tvm.compile(mod, target=target, relax_pipeline=pipe)
+
+    c = demo_optimized
+    plain = _build(c, "off")
+    monkeypatch.setattr(build_module, "compile_module", dispatching)
+    kept = _build(c, "on")
+    text = kept.executable.as_text()
+    assert KEEP_STORAGE_ABI in text and "main_cuda_graph" in text
+    for batch in (1, 8, 9, 64):
+        feeds = c.spec.sample(batch, batch)
+        got, want = kept.run(feeds), plain.run(feeds)
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k])
+        slot = kept._pool.acquire(kept._new_slot)
+        try:
+            outs, keep = slot.call(kept.upload(kept.prepare(feeds)), kept._device_params(), len(kept.spec.outputs))
+            np.testing.assert_array_equal(outs[0].numpy(), want[kept.spec.outputs[0]["name"]])
+            assert slot.keeps and len(keep) > 0, batch
+        finally:
+            kept._pool.release(slot)
+
+
 def test_threads_serving_a_model_that_keeps_storage(demo_optimized, monkeypatch):
     """8 threads, each request on its own VM of the pool, main returning (outputs, storages): the single-threaded
     answers bit for bit (llvm; on CUDA the same path adds a stream per VM)."""
@@ -162,14 +281,15 @@ def test_threads_serving_a_model_that_keeps_storage(demo_optimized, monkeypatch)
 
 
 @pytest.mark.skipif(nvcc_path() is None, reason="nvcc (CUDA toolkit) is not installed on this host")
-def test_cuda_builds_keep_storage_unless_graphs(demo_optimized, monkeypatch):
-    """By default (auto) a CUDA build carries the marker; a build with CUDA graphs does not (its main dispatches
-    in a branch), and neither does keep_storage=off."""
+def test_cuda_builds_keep_storage_with_and_without_graphs(demo_optimized, monkeypatch):
+    """By default (auto) a CUDA build carries the marker, a build with CUDA graphs too (its main dispatches in a
+    branch: each side returns its storages, the graph variant its own), keep_storage=off does not."""
     c = demo_optimized
     assert KEEP_STORAGE_ABI in _build(c, "auto", "cuda").executable.as_text()
     assert KEEP_STORAGE_ABI not in _build(c, "off", "cuda").executable.as_text()
     monkeypatch.setattr(config, "cuda_graph", True)
-    assert KEEP_STORAGE_ABI not in _build(c, "auto", "cuda").executable.as_text()
+    text = _build(c, "auto", "cuda").executable.as_text()
+    assert KEEP_STORAGE_ABI in text and "vm.builtin.cuda_graph.run_or_capture" in text
 
 
 def test_output_dtypes_numpy_copies_directly():

@@ -15,12 +15,14 @@ between the tensors whose lifetimes do not overlap, StaticPlanBlockMemory); kill
 its storage, the storage holds the memory).
 
 The module gets a marker function, KEEP_STORAGE_ABI, whose presence tells the runtime that `main` returns the
-tuple (an old export without it is called as before, on the shared stream). Declined, module unchanged, where a
-storage is allocated inside a branch (R.If): the tuple could not name it. The CUDA-graph variant's dispatching
-`main` is such a function, so models built with graphs keep one shared stream. Declined too above MAX_STORAGES
-storages: an imported (unfused) model allocates one per op output (demo: 154, optimized 6; model E imported:
-thousands), and holding all of them to the end would multiply its memory per request; such a model shares one
-stream, as before.
+tuple (an old export without it is called as before, on the shared stream). A branch (R.If: the CUDA-graph build's
+dispatch on the batch) returns (result, its storages) from each side, unpacked after it (the sides' tuples differ:
+R.Any there), and a function main calls that allocates (the graph variant, `main_cuda_graph`: its output's storage;
+its intermediates are per-VM static storage already) returns its own pair, so graph builds get a stream per VM too
+(2026-12-07; before, they shared the default stream). Declined, module unchanged, where a storage is allocated
+where no binding names it, where such a callee has another caller, and above MAX_STORAGES storages: an imported
+(unfused) model allocates one per op output (demo: 154, optimized 6; model E imported: thousands), and holding all
+of them to the end would multiply its memory per request; such a model shares one stream, as before.
 Runs right after KillAfterLastUse.
 """
 
@@ -40,27 +42,33 @@ def _is_call(expr, op) -> bool:
     return isinstance(expr, relax.Call) and expr.op.same_as(op)
 
 
-def _nested_storage(func: relax.Function) -> bool:
-    """Whether a storage is allocated inside a branch (anywhere below the function's top-level bindings)."""
+def _allocates(expr, pairs=()) -> bool:
+    """Whether a storage is allocated anywhere in expr, or a function in `pairs` called."""
     found = []
-
-    def visit(expr):
-        if isinstance(expr, relax.If):
-            relax.analysis.post_order_visit(expr.true_branch, lambda e: found.append(_is_call(e, _ALLOC)))
-            relax.analysis.post_order_visit(expr.false_branch, lambda e: found.append(_is_call(e, _ALLOC)))
-
-    relax.analysis.post_order_visit(func.body, visit)
+    relax.analysis.post_order_visit(expr, lambda e: found.append(
+        _is_call(e, _ALLOC) or (isinstance(e, relax.Call) and isinstance(e.op, relax.GlobalVar) and
+                                e.op.name_hint in pairs)))
     return any(found)
 
 
-def keep_storage(func: relax.Function) -> relax.Function | None:
-    """`func` returning (its result, its storages), their kills removed; None where it cannot (a storage allocated
-    in a branch), need not (no storage) or should not (more than MAX_STORAGES)."""
-    body = func.body
-    if not isinstance(body, relax.SeqExpr) or _nested_storage(func):
-        return None
-    storages, blocks = [], []
-    for block in body.blocks:
+def _unpack(bb: relax.BlockBuilder, var: relax.Var, value: relax.Expr) -> tuple[list, relax.Var]:
+    """Bindings that evaluate `value` (a pair: result, storages) and bind its result to `var` -> (bindings,
+    the storages' var)."""
+    value = bb.normalize(value)
+    pair = relax.Var(var.name + "_kept", value.ty)
+    first = bb.normalize(relax.TupleGetItem(pair, 0))
+    second = bb.normalize(relax.TupleGetItem(pair, 1))
+    kept = relax.Var(var.name + "_storages", second.ty)
+    return [relax.VarBinding(pair, value), relax.VarBinding(var, first), relax.VarBinding(kept, second)], kept
+
+
+def _keep_seq(bb: relax.BlockBuilder, seq: relax.SeqExpr, pairs: dict) -> tuple[relax.SeqExpr, int] | None:
+    """seq returning (its result, (its storages...)) -> (that SeqExpr, how many storages it allocates), or None
+    where a storage is allocated somewhere this cannot name. Storages allocated at its top level are kept (their
+    kills removed); a branch (R.If: the CUDA-graph dispatch) is kept the same way on each side and unpacked, as is
+    a call of a function in `pairs` (name -> the GlobalVar of its version that returns its storages)."""
+    storages, blocks, count = [], [], 0
+    for block in seq.blocks:
         bindings = []
         for b in block.bindings:
             value = getattr(b, "value", None)
@@ -68,21 +76,65 @@ def keep_storage(func: relax.Function) -> relax.Function | None:
                 continue
             if isinstance(b, relax.VarBinding) and _is_call(value, _ALLOC):
                 storages.append(b.var)
+                count += 1
+            elif isinstance(b, relax.VarBinding) and isinstance(value, relax.If) and _allocates(value, pairs):
+                sides = [_keep_seq(bb, branch, pairs) for branch in (value.true_branch, value.false_branch)]
+                if None in sides:
+                    return None
+                more, kept = _unpack(bb, b.var, relax.If(value.cond, sides[0][0], sides[1][0]))
+                bindings += more
+                storages.append(kept)
+                count += max(sides[0][1], sides[1][1])
+                continue
+            elif isinstance(b, relax.VarBinding) and isinstance(value, relax.Call) and \
+                    isinstance(value.op, relax.GlobalVar) and value.op.name_hint in pairs:
+                more, kept = _unpack(bb, b.var, relax.Call(pairs[value.op.name_hint], value.args, value.attrs,
+                                                           value.ty_args, value.span))
+                bindings += more
+                storages.append(kept)
+                continue
+            elif value is not None and _allocates(value, pairs):
+                return None
             bindings.append(b)
         blocks.append(relax.DataflowBlock(bindings) if isinstance(block, relax.DataflowBlock)
                       else relax.BindingBlock(bindings))
-    if not storages or len(storages) > MAX_STORAGES:
+    if _allocates(seq.body, pairs):
         return None
-    keep = relax.Var("recom_tvm_storages", relax.TupleType([s.ty for s in storages]))
-    ret_ty = relax.TupleType([func.ret_ty, keep.ty])
-    ret = relax.Var("recom_tvm_result", ret_ty)
-    tail = [relax.VarBinding(keep, relax.Tuple(storages)), relax.VarBinding(ret, relax.Tuple([body.body, keep]))]
+    keep = relax.Tuple(storages)
+    tail = [relax.VarBinding(relax.Var("recom_tvm_storages", bb.normalize(keep).ty), keep)]
+    result = relax.Tuple([seq.body, tail[0].var])
+    tail.append(relax.VarBinding(relax.Var("recom_tvm_result", bb.normalize(result).ty), result))
     if blocks and not isinstance(blocks[-1], relax.DataflowBlock):  # after ToNonDataflow: the one block
         blocks[-1] = relax.BindingBlock(list(blocks[-1].bindings) + tail)
     else:
         blocks.append(relax.BindingBlock(tail))
-    new = relax.Function(func.params, relax.SeqExpr(blocks, ret), ret_ty, func.is_pure, func.attrs, func.span)
-    return relax.BlockBuilder().normalize(new)  # types the new SeqExpr
+    return relax.SeqExpr(blocks, tail[1].var), count
+
+
+def keep_storage(func: relax.Function, pairs: dict | None = None) -> relax.Function | None:
+    """`func` returning (its result, its storages), their kills removed; None where it cannot (a storage allocated
+    where no binding names it), need not (no storage) or should not (more than MAX_STORAGES). pairs: functions
+    `func` calls, by name, that return (result, storages) already -> their GlobalVars."""
+    body = func.body
+    bb = relax.BlockBuilder()
+    kept = _keep_seq(bb, body, dict(pairs or {})) if isinstance(body, relax.SeqExpr) else None
+    if kept is None or (not kept[1] and not pairs) or kept[1] > MAX_STORAGES:
+        return None
+    seq = kept[0]
+    new = relax.Function(func.params, seq, seq.body.ty, func.is_pure, func.attrs, func.span)
+    return bb.normalize(new)  # types the new SeqExpr
+
+
+def _callees(func: relax.Function) -> list[str]:
+    """The names of the global functions `func` calls directly."""
+    names = []
+
+    def visit(e):
+        if isinstance(e, relax.Call) and isinstance(e.op, relax.GlobalVar) and e.op.name_hint not in names:
+            names.append(e.op.name_hint)
+
+    relax.analysis.post_order_visit(func.body, visit)
+    return names
 
 
 def _marker() -> relax.Function:
@@ -97,10 +149,23 @@ def KeepStorageUntilSync(mod: tvm.IRModule, _ctx) -> tvm.IRModule:  # noqa: N802
     names = {gv.name_hint: gv for gv in mod.get_global_vars()}
     if "main" not in names or KEEP_STORAGE_ABI in names or not isinstance(mod["main"], relax.Function):
         return mod
-    new = keep_storage(mod["main"])
+    changed = {}  # name -> (new GlobalVar, function): the CUDA-graph variant main dispatches to keeps its own
+    for name in _callees(mod["main"]):
+        callee = mod[names[name]]
+        if isinstance(callee, relax.Function) and _allocates(callee.body):
+            new = keep_storage(callee)
+            if new is None or any(name in _callees(f) for g, f in mod.functions_items()
+                                  if g.name_hint != "main" and isinstance(f, relax.Function)):
+                return mod  # (another caller would see the old return type)
+            gv = tvm.ir.GlobalVar(name)
+            relax.expr._update_type(gv, new.ty)  # (a fresh GlobalVar: calls of it normalize to the pair)
+            changed[name] = (gv, new)
+    new = keep_storage(mod["main"], {name: gv for name, (gv, _) in changed.items()})
     if new is None:
         return mod
-    out = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)
+    funcs = {gv: f for gv, f in mod.functions_items() if gv.name_hint not in changed}
+    funcs.update({gv: f for gv, f in changed.values()})
+    out = tvm.IRModule(funcs, attrs=mod.attrs)
     out[names["main"]] = new
     out[tvm.ir.GlobalVar(KEEP_STORAGE_ABI)] = _marker()
     return out
