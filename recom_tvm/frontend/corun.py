@@ -18,6 +18,7 @@ from .values import Host
 
 _FEEDS = ("Placeholder",)
 _INIT_OPS = ("LookupTableImportV2", "InitializeTableV2", "LookupTableImport", "InitializeTable")
+_HANDLE_TYPES = (20, 21)  # DataType DT_RESOURCE, DT_VARIANT
 _FILE_INIT_OPS = ("InitializeTableFromTextFileV2", "InitializeTableFromTextFile")
 
 
@@ -74,6 +75,12 @@ def emit_corun(importer, needed: list[str]) -> None:
                 feeds.append(src)
     gd = type(graph.graph_def)()
     defs = {nd.name: nd for nd in graph.graph_def.node}
+    for n in feeds:  # a TF2 function's captured table or variable: a handle the host stage never has
+        if "dtype" in defs[n].attr and defs[n].attr["dtype"].type in _HANDLE_TYPES:
+            reader = next(m for m in order if n in (s for s, _ in graph.nodes[m].inputs))
+            raise ConversionError(graph.nodes[reader].op, reader, importer.columns(reader),
+                                  f"host co-run: it reads {n!r}, a TensorFlow resource handle (a captured table "
+                                  "or variable) that cannot be handed to TensorFlow on the host")
     for n in feeds:  # the serving feeds it reads, as plain placeholders
         nd = gd.node.add(name=n, op="Placeholder")
         for key in ("dtype", "shape"):
@@ -92,6 +99,11 @@ def emit_corun(importer, needed: list[str]) -> None:
     outputs, out_types = [], []
     for src, idx in boundary:
         t = g.get_tensor_by_name(f"{src}:{idx}")
+        if t.dtype in (tf.resource, tf.variant):
+            raise ConversionError(graph.nodes[src].op, src, importer.columns(src),
+                                  f"host co-run: this output is a TensorFlow {t.dtype.name} handle (a table or "
+                                  "variable: e.g. a frozen graph whose table initializer was pruned), which the "
+                                  "compiled model cannot take")
         if t.shape.rank is None:
             raise ConversionError(graph.nodes[src].op, src, importer.columns(src),
                                   "host co-run: TensorFlow cannot tell the rank of this output")

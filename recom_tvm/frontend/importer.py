@@ -83,7 +83,14 @@ def from_tensorflow(source: Any, signature: str | dict | None = None,
         corun = corun_nodes(loaded.graph, [f.node for f in err.failures], loaded)
         config.log(f"host co-run through TensorFlow: {len(err.failures)} node(s) without a converter "
                    f"({sorted({f.op for f in err.failures})}), {len(corun)} node(s) in the co-run subgraph")
-        mod, params, spec = _Importer(loaded, corun=corun, corun_failures=err.failures).run()
+        try:
+            mod, params, spec = _Importer(loaded, corun=corun, corun_failures=err.failures).run()
+        except UnconvertibleNodes as after:  # what reads the co-run's outputs cannot be translated either
+            failure = after.error(fallback_hint=False)
+            failure.args = (f"{failure.args[0]}\n(after running {len(err.failures)} node(s) without a converter "
+                            f"through TensorFlow on the host: {sorted({f.op for f in err.failures})}; "
+                            f"RECOM_TVM_HOST_FALLBACK=0 reports those instead)",)
+            raise failure from None
     mod = attach_spec(mod, spec)
     config.log(f"imported into Relax in {time.perf_counter() - t0:.2f}s "
                f"({len(spec.module_inputs)} inputs, {len(params)} params)")

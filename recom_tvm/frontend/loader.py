@@ -377,6 +377,8 @@ def _features_from_structure(tf, structure, placeholders: list[str], arg_names=N
         elif isinstance(spec, tf.TensorSpec):
             feats.append(Feature(name, "dense", {"value": placeholders[i]}))
             i += 1
+        elif spec is None or isinstance(spec, (bool, int, float, str, bytes)):
+            continue  # a Python argument (`def serve(ids, training=False)`): traced in as a constant, not fed
         else:
             raise ModelFormatError(f"input {name!r}: unsupported input spec {type(spec).__name__} "
                                    "(dense tensors, SparseTensors and RaggedTensors are supported)")

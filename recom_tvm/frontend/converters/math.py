@@ -30,7 +30,10 @@ def _prove(fn, a, b) -> bool:
     """Decide a symbolic comparison or give up."""
     if is_const_int(a) and is_const_int(b):
         return bool(fn(int(a), int(b)))
-    res = simplify(fn(a, b))
+    res = fn(a, b)
+    if hasattr(res, "asobject"):  # == / != on a PrimExpr give TVM's EqualOp / NotEqualOp (not PrimExprs)
+        res = res.asobject()
+    res = simplify(res)
     if isinstance(res, int):
         return bool(res)
     raise NotFoldable
