@@ -5,10 +5,10 @@ sparse segment reductions are in sparse.py; crosses in cross.py."""
 
 from __future__ import annotations
 
-from tvm import relax
+from tvm import relax, tirx
 
 from ...ops import defs
-from ...shapes.symbolic import as_expr
+from ...shapes.symbolic import as_expr, is_const_int, prove_equal
 from ..context import shape_expr
 from ..values import Host
 from . import device, placed
@@ -36,6 +36,21 @@ def _checked(ctx, ids, limit, what: str):
     return ctx.emit(defs.gather(rows.expr, ids.expr, 0, True, f"{ctx.label()} ({what})"), shape=[n])
 
 
+def _inner_dim(ctx, b, k):
+    """b with k rows: TF's "inner dimension does not match" error otherwise. A b of static rows (the weights, a
+    constant) against an input's size k is checked on the host before launch (ctx.assume), not by a match_cast:
+    a match_cast of a constant is left for TVM's KillAfterLastUse, which kills it as if it had a register and
+    fails VM codegen ("Expected the object to be killed to be stored in a register ... kConstIdx")."""
+    rows = b.shape[0]
+    if prove_equal(rows, k):
+        return b
+    if is_const_int(rows) and isinstance(k, tirx.Var) and ctx._is_input_symbol(k):
+        ctx.assume(k == rows, f"{ctx.label()}: Cannot multiply A and B because inner dimension does not match: "
+                              f"{k.name} vs. {int(rows)}")
+        return b
+    return ctx.match_shape(b, [k, b.shape[1]])
+
+
 @device("SparseTensorDenseMatMul")
 def _sparse_dense_matmul(ctx, node, ins):
     """out[M, N] = A @ B with A sparse [M, K] (adjoint_a: A^T), B dense (adjoint_b: B^T): each entry adds
@@ -53,7 +68,7 @@ def _sparse_dense_matmul(ctx, node, ins):
     row_col = [ctx.emit(relax.op.reshape(relax.op.strided_slice(indices.expr, [1], [c], [c + 1]),
                                          shape_expr([nnz])), shape=[nnz]) for c in (0, 1)]
     rows, cols = row_col[::-1] if adj_a else row_col
-    b = ctx.match_shape(b, [k, b.shape[1]])
+    b = _inner_dim(ctx, b, k)
     rows, cols = _checked(ctx, rows, m, "row"), _checked(ctx, cols, k, "column")
     picked = ctx.emit(relax.op.take(b.expr, cols.expr, axis=0))
     scaled = ctx.emit(relax.op.multiply(picked.expr, relax.op.expand_dims(values.expr, [1])))
