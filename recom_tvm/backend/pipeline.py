@@ -1,5 +1,7 @@
 """The compilation pipeline `recom_tvm.build` runs: TVM's default one, plus
 
+- first, symbols that only rename a dim substituted (recom_tvm.backend.symbol_aliases): TVM's CanonicalizeBindings
+  would otherwise leave one used after the match_cast defining it, and VMShapeLower fail;
 - on CUDA, bool intermediates of fused functions inlined (recom_tvm.backend.inline_predicates: TF's Relu is
   `where(x < 0, 0, x)`, and a loaded bool buffer keeps a layer from every matmul schedule);
 - the dense tail's schedules (recom_tvm.schedules.dense_tail): every dense layer gets one schedule per batch bucket
@@ -30,6 +32,7 @@ from .host_calls import FenceHostCalls
 from .inline_predicates import InlineBoolIntermediates
 from .keep_storage import KeepStorageUntilSync
 from .partial_sums import LiftPartialSums
+from .symbol_aliases import SubstituteSymbolAliases
 
 USE_CUDA_GRAPH = "relax.backend.use_cuda_graph"
 
@@ -129,6 +132,10 @@ def relax_pipeline(target: tvm.target.Target, dense: bool = True, resolve: Calla
         if graph_max_batch:  # no graphs on CPUs: the same dispatch and static planning, for tests
             passes.append(graph_variant_pass(graph_max_batch))
         passes += _recom_finalize(finalize, target, bool(graph_max_batch), sink)
+
+    # first, alias symbols substituted: TVM's CanonicalizeBindings (in FuseTIR on CUDA, in KillAfterLastUse on
+    # every target) would leave one used after the cast defining it (backend/symbol_aliases.py)
+    passes = [SubstituteSymbolAliases] + passes
 
     @tvm.transform.module_pass(opt_level=0, name="recom_tvm.Pipeline")
     def _pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
