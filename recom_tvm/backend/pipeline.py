@@ -10,6 +10,8 @@
 - on CUDA, a CUDA-graph variant of `main` for batches up to config.cuda_graph_max_batch
   (recom_tvm.backend.cuda_graph) and TVM's RewriteCUDAGraph, host calls kept out of the graphs
   (recom_tvm.backend.host_calls);
+- right after TVM's KillAfterLastUse, its kills of constants it takes for VM registers (a match_cast of a
+  constant) removed (recom_tvm.backend.const_kills): VM codegen fails on them;
 - on CUDA (config.keep_storage), `main`'s storages kept until the caller's stream is synchronised
   (recom_tvm.backend.keep_storage): what lets each VM run on a stream of its own.
 
@@ -27,6 +29,7 @@ from tvm import relax
 from .. import config
 from ..ir_module import replace_functions
 from .allocation_symbols import record_allocation_symbols
+from .const_kills import DropConstantKills
 from .cuda_graph import graph_variant_pass
 from .host_calls import FenceHostCalls
 from .inline_predicates import InlineBoolIntermediates
@@ -147,10 +150,12 @@ def relax_pipeline(target: tvm.target.Target, dense: bool = True, resolve: Calla
 
 def _recom_finalize(finalize: list, target: tvm.target.Target, graph: bool, sink: dict | None) -> list:
     """TVM's finalize passes with recom_tvm's: on graph builds FenceHostCalls before RewriteCUDAGraph; right after
-    KillAfterLastUse, the storages kept to the end (keeps_storage) and the allocation symbols recorded (sink)."""
+    KillAfterLastUse, its kills of constants removed (a match_cast of a constant is no VM register: VM codegen
+    fails on its kill, backend/const_kills.py), then the storages kept to the end (keeps_storage) and the
+    allocation symbols recorded (sink)."""
     if graph:
         finalize = _fence_before_graph_rewrite(finalize)
-    extra = ([KeepStorageUntilSync] if keeps_storage(target) else []) + \
+    extra = [DropConstantKills] + ([KeepStorageUntilSync] if keeps_storage(target) else []) + \
         ([record_allocation_symbols(sink)] if sink is not None else [])
     i = _position(finalize, "KillAfterLastUse") + 1
     return finalize[:i] + extra + finalize[i:]
