@@ -60,10 +60,9 @@ void *rh_alloc(rh_arena *a, size_t bytes);  /* 64-byte aligned, NULL when out of
 
 /* ---------------------------------------------------------------------------------------------- threads */
 typedef void (*rh_task_fn)(void *arg, int64_t task, int worker);
-void rh_parallel(rh_task_fn fn, void *arg, int64_t ntasks);  /* fn(arg, 0..ntasks-1) on the pool, then return */
-/* the same, tasks claimed `chunk` at a time (0: as rh_parallel chooses) in ascending order, the caller's alone in
- * ascending order: a task may wait for a lower one (it was claimed before, by a thread that is running it) */
-void rh_parallel_chunked(rh_task_fn fn, void *arg, int64_t ntasks, int64_t chunk);
+/* fn(arg, 0..ntasks-1) on the pool, then return. Tasks are claimed in ascending order, a few at a time, and each
+ * thread runs its claims in order (the caller alone: all in order): a task may wait for a lower one */
+void rh_parallel(rh_task_fn fn, void *arg, int64_t ntasks);
 int rh_parallel_active(void);  /* whether the calling thread's request would run its jobs on the pool */
 void rh_set_threads(int n);                                  /* threads per request, the caller included */
 void rh_set_parallel_min(int64_t n);                         /* below n input elements a request runs on its caller */

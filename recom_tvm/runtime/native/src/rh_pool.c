@@ -136,13 +136,11 @@ void rh_set_threads(int n) {
   pthread_mutex_unlock(&mu);
 }
 
-void rh_parallel(rh_task_fn fn, void *arg, int64_t ntasks) { rh_parallel_chunked(fn, arg, ntasks, 0); }
-
 int rh_parallel_active(void) {
   return wanted > 1 && workers > 0 && my_id == 0 && !(request_work >= 0 && request_work < parallel_min);
 }
 
-void rh_parallel_chunked(rh_task_fn fn, void *arg, int64_t ntasks, int64_t chunk) {
+void rh_parallel(rh_task_fn fn, void *arg, int64_t ntasks) {
   if (ntasks <= 0) return;
   if (ntasks == 1 || wanted <= 1 || workers == 0 || my_id != 0 || (request_work >= 0 && request_work < parallel_min)) {
     for (int64_t t = 0; t < ntasks; t++) fn(arg, t, my_id);
@@ -155,7 +153,6 @@ void rh_parallel_chunked(rh_task_fn fn, void *arg, int64_t ntasks, int64_t chunk
   j.chunk = ntasks / (16 * (int64_t)wanted);  /* ~16 claims per thread: balance stays, contention goes */
   if (j.chunk < 1) j.chunk = 1;
   if (j.chunk > 32) j.chunk = 32;
-  if (chunk > 0) j.chunk = chunk;
   atomic_init(&j.next, 0);
   atomic_init(&j.done, 0);
   j.users = 0;
