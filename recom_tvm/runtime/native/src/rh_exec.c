@@ -866,7 +866,8 @@ int rh_run(rh_ctx *c) {
   const rh_program *p = c->prog;
   int rc;
   int64_t t0 = rh_now_ns(), t1;
-  if (c->stage == ST_FEEDS && graph_run) {
+  if (c->stage == ST_FEEDS && graph_run && rh_parallel_active()) {  /* (on one thread the stages' order is the
+                                                                      * graph's, without its bookkeeping per task) */
     rc = check_feeds(c);
     if (!rc) rc = run_graph(c, t0);
     if (rc || c->stage == ST_DONE) return rc;
