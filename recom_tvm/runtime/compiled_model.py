@@ -185,7 +185,8 @@ class CompiledModel:
         # a VM's creation loads the module onto the device, which a graph capture on another thread forbids
         # (cudaErrorStreamCaptureImplicit: 8 serving threads with CUDA graphs on the H100)
         with gate.shared() if gate else _NO_GATE:
-            return Slot(self.executable, self.device, self.native_host(), n_outputs=len(self.spec.outputs))
+            return Slot(self.executable, self.device, self.native_host(), graphs=bool(gate),
+                        n_outputs=len(self.spec.outputs))
 
     def native_host(self):
         """The native host stage of this model (a NativeHost), or None: config.host_stage is "numpy", the model

@@ -16,9 +16,10 @@ backend/keep_storage.py): each slot
 runs its requests on a blocking CUDA stream of its own (runtime/cuda_driver.py), so requests of several threads
 overlap on the device. The packed request goes in and the outputs come back (into a pinned buffer of the slot) on
 that stream, one synchronisation per request, after which the request's storages are released. Without the
-marker (old exports, and CUDA-graph builds before 2026-12-07) every request runs on the default stream as before. A
-CUDA-graph build's capture (the first request of a batch on a VM) runs on the slot's stream too, alone on the
-device (runtime/capture_gate.py).
+marker (old exports, CUDA-graph builds before 2026-12-07) or with it on a CUDA-graph build unless
+config.cuda_graph_streams, every request runs on the default stream as before. With it, a CUDA-graph build's
+capture (the first request of a batch on a VM) runs on the slot's stream too, alone on the device
+(runtime/capture_gate.py).
 """
 
 from __future__ import annotations
@@ -40,15 +41,16 @@ _ALIGN = 256  # outputs' offsets in the pinned output buffer
 
 
 class Slot:
-    def __init__(self, executable, device, native, n_outputs: int = 1) -> None:
+    def __init__(self, executable, device, native, graphs: bool = False, n_outputs: int = 1) -> None:
         self.vm = tvm.runtime.vm.VirtualMachine(executable, device)
         self.main = self.vm["main"]
         self.device = device
         self.gpu = device.dlpack_device_type() != 1  # not kDLCPU: stage in pinned host memory, copy once
         # main returns (outputs, storages): the storages are dropped once the request's stream is synchronised
         self.keeps = bool(self.vm.module.implements_function(KEEP_STORAGE_ABI))
-        # kDLCUDA; CUDA-graph builds too since 2026-12-07 (their dispatch returns its storages: keep_storage)
-        self._streams = self.keeps and device.dlpack_device_type() == 2
+        # kDLCUDA; CUDA-graph builds where config.cuda_graph_streams (their dispatch returns its storages since
+        # 2026-12-07: keep_storage; not yet run on a GPU that way)
+        self._streams = self.keeps and device.dlpack_device_type() == 2 and (not graphs or config.cuda_graph_streams)
         self._stream = None
         self.out_host = None  # pinned host buffer the outputs come back into (stream path)
         self.out_view = None
