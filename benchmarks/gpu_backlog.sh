@@ -28,7 +28,8 @@
 #                       each step from 1 / 2 / 4 / 8 threads, a stream per VM vs one shared stream; and run / host
 #                       again with feeds dicts read with the GIL (RECOM_TVM_NATIVE_FEEDS_OUTSIDE_GIL=0: the A/B)
 # device_e2e    15      the device side of E / mixed-100 vs PyTorch grouped embedding_bag + MLP in a CUDA graph
-# graphs_threads 15.6   E and mixed-100 at B = 1 / 32 built without and with CUDA graphs (RECOM_TVM_CUDA_GRAPH=1):
+# graphs_threads 15.6   E and mixed-100 at B = 1 / 32 built without and with CUDA graphs (RECOM_TVM_CUDA_GRAPH=1;
+#                       the graph builds run twice: default stream, and a stream per VM, RECOM_TVM_CUDA_GRAPH_STREAMS=1):
 #                       run() from 1 / 2 / 4 / 8 threads (one native call; with graphs since 2026-12-06 for the
 #                       batches a VM has captured) vs step by step, the GPU's busy share, answers vs the build host's;
 #                       then the request path's own checks (every batch, 8 threads) on the graph builds
@@ -115,14 +116,16 @@ run_one() {
                --per-thread 150 --steps run,host --tag _feeds_with_gil --out "$o" > "$o/threads_gil.log" 2>&1
              echo "threads scaling, feeds read with the GIL (A/B) rc=$?"; grep -v '^\s*$' "$o/threads_gil.log" \
                | grep -v Warning | tail -14 ;;
-    graphs_threads)
-      for v in rp rpg; do
-        timeout 200 python3 benchmarks/threads_scaling.py --dir "$d/$v" --steps run,run_py --per-thread 150 --gpu-busy \
-          --tag "_$v" --out "$o" > "$o/threads_$v.log" 2>&1
+    graphs_threads)  # rpg twice: on the default stream, and on a stream per VM (RECOM_TVM_CUDA_GRAPH_STREAMS=1)
+      for v in rp rpg rpg_streams; do
+        timeout 140 env RECOM_TVM_CUDA_GRAPH_STREAMS=$([ $v = rpg_streams ] && echo 1 || echo 0) \
+          python3 benchmarks/threads_scaling.py --dir "$d/${v%_streams}" --steps run,run_py --per-thread 150 \
+          --gpu-busy --tag "_$v" --out "$o" > "$o/threads_$v.log" 2>&1
         echo "threads ($v) rc=$?"; grep -v '^\s*$' "$o/threads_$v.log" | grep -v Warning | tail -22
       done
-      timeout 150 python3 benchmarks/request_path_gpu.py run --dir "$d/rpg" --out "$o" --iters 30 > "$o/request_rpg.log" 2>&1
-      echo "request path (graphs) rc=$?"; grep -v '^\s*$' "$o/request_rpg.log" | tail -24 ;;
+      timeout 120 env RECOM_TVM_CUDA_GRAPH_STREAMS=1 python3 benchmarks/request_path_gpu.py run --dir "$d/rpg" \
+        --out "$o" --iters 30 > "$o/request_rpg.log" 2>&1
+      echo "request path (graphs, a stream per VM) rc=$?"; grep -v '^\s*$' "$o/request_rpg.log" | tail -24 ;;
     device_e2e) timeout 540 python3 benchmarks/gpu_request_path.py run --dir "$d/rp" --out "$o" > "$o/e2e.log" 2>&1
                 echo "device e2e rc=$?"; grep -v '^\s*$' "$o/e2e.log" | tail -40 ;;
     compact)
