@@ -19,7 +19,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
-from ..ir_module import replace_functions
+from ..ir_module import map_functions
 
 _KILLS = tuple(tvm.ir.Op.get(name) for name in
                ("relax.memory.kill_tensor", "relax.memory.kill_storage", "relax.vm.kill_object"))
@@ -70,10 +70,4 @@ def drop_constant_kills(func: relax.Function) -> relax.Function:
 @tvm.transform.module_pass(opt_level=0, name="recom_tvm.DropConstantKills")
 def DropConstantKills(mod: tvm.IRModule, _ctx) -> tvm.IRModule:  # noqa: N802 - a pass, named like TVM's
     """The kills of constants KillAfterLastUse emitted removed (see the module docstring); runs right after it."""
-    updates = {}
-    for gv, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            new = drop_constant_kills(func)
-            if not new.same_as(func):
-                updates[gv] = new
-    return replace_functions(mod, updates)
+    return map_functions(mod, relax.Function, drop_constant_kills)

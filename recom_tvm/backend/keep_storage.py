@@ -150,12 +150,15 @@ def KeepStorageUntilSync(mod: tvm.IRModule, _ctx) -> tvm.IRModule:  # noqa: N802
     if "main" not in names or KEEP_STORAGE_ABI in names or not isinstance(mod["main"], relax.Function):
         return mod
     changed = {}  # name -> (new GlobalVar, function): the CUDA-graph variant main dispatches to keeps its own
+    called_elsewhere = None  # what the other functions call (once a callee needs it)
     for name in _callees(mod["main"]):
         callee = mod[names[name]]
         if isinstance(callee, relax.Function) and _allocates(callee.body):
+            if called_elsewhere is None:
+                called_elsewhere = {n for g, f in mod.functions_items() if g.name_hint != "main" and
+                                    isinstance(f, relax.Function) for n in _callees(f)}
             new = keep_storage(callee)
-            if new is None or any(name in _callees(f) for g, f in mod.functions_items()
-                                  if g.name_hint != "main" and isinstance(f, relax.Function)):
+            if new is None or name in called_elsewhere:
                 return mod  # (another caller would see the old return type)
             gv = tvm.ir.GlobalVar(name)
             relax.expr._update_type(gv, new.ty)  # (a fresh GlobalVar: calls of it normalize to the pair)

@@ -30,7 +30,7 @@ from collections import Counter
 import tvm
 from tvm import relax, tirx
 
-from ..ir_module import replace_functions
+from ..ir_module import map_functions
 
 _ROUNDS = 16
 
@@ -106,10 +106,4 @@ def substitute_aliases(func: relax.Function) -> relax.Function:
 
 @tvm.transform.module_pass(opt_level=0, name="recom_tvm.SubstituteSymbolAliases")
 def SubstituteSymbolAliases(mod: tvm.IRModule, _ctx) -> tvm.IRModule:  # noqa: N802 - a pass, named as TVM's
-    updates = {}
-    for gv, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            new = substitute_aliases(func)
-            if not new.same_as(func):
-                updates[gv] = new
-    return replace_functions(mod, updates)
+    return map_functions(mod, relax.Function, substitute_aliases)

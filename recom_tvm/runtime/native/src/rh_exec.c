@@ -104,10 +104,11 @@ void rh_ctx_reset(rh_ctx *c) {
   c->staging_bytes = 0;
 }
 
-/* the first non-zero status of n tasks (RH_NOMEM before RH_REFUSE: a refusal's reason may not be the first) */
-static int first_status(const rh_ctx *c, int64_t n) {
+/* the first non-zero status of tasks [from, from + n) (RH_NOMEM before RH_REFUSE: a refusal's reason may not be
+ * the first) */
+static int first_status(const rh_ctx *c, int64_t from, int64_t n) {
   int rc = RH_OK;
-  for (int64_t i = 0; i < n; i++) {
+  for (int64_t i = from; i < from + n; i++) {
     if (c->status[i] == RH_NOMEM) return RH_NOMEM;
     if (c->status[i] && !rc) rc = c->status[i];
   }
@@ -515,7 +516,7 @@ static void idcheck_task(void *arg, int64_t i, int worker);
 
 static int id_checks(rh_ctx *c) {
   rh_parallel(idcheck_task, c, c->prog->nidcheck);
-  return first_status(c, c->prog->nidcheck);
+  return first_status(c, 0, c->prog->nidcheck);
 }
 
 /* weight k > 0 as the kernels see it: a denormal float is a signed zero there (flush_task), and the task graph may
@@ -796,16 +797,6 @@ static void graph_task(void *arg, int64_t t, int worker) {
   atomic_store_explicit(&c->task_state[t], rc == RH_OK ? 1 : 2, memory_order_release);
 }
 
-/* the first non-zero status of tasks [from, from + n) (first_status's rule) */
-static int first_status_of(const rh_ctx *c, int64_t from, int64_t n) {
-  int rc = RH_OK;
-  for (int64_t i = from; i < from + n; i++) {
-    if (c->status[i] == RH_NOMEM) return RH_NOMEM;
-    if (c->status[i] && !rc) rc = c->status[i];
-  }
-  return rc;
-}
-
 /* floats the host ops made, flushed (flush_task) where there are any */
 static int flush_ops(rh_ctx *c) {
   const rh_program *p = c->prog;
@@ -817,7 +808,15 @@ static int flush_ops(rh_ctx *c) {
     }
   if (!any) return RH_OK;
   rh_parallel(flush_task, c, p->nops);
-  return first_status(c, p->nops);
+  return first_status(c, 0, p->nops);
+}
+
+/* after the id checks' outcome `rc`: the symbols bound and the staging layout made (stage ST_DONE), or the refusal */
+static int finish(rh_ctx *c, int rc) {
+  if (!rc) rc = bind(c);
+  if (!rc) rc = layout(c);
+  if (!rc) c->stage = ST_DONE;
+  return rc;
 }
 
 /* -> RH_OK with c->stage ST_DONE (layout made) or ST_OPS (an op needs its fallback: run_ops goes on), or the
@@ -835,8 +834,8 @@ static int run_graph(rh_ctx *c, int64_t t0) {
   c->ns[1] += ef - t0;
   c->ns[2] += es - ef;
   c->ns[3] += eo - es;
-  int rc = first_status_of(c, 0, nf);
-  if (!rc) rc = first_status_of(c, nf, p->nsort);
+  int rc = first_status(c, 0, nf);
+  if (!rc) rc = first_status(c, nf, p->nsort);
   if (rc) return rc;
   int need = 0;
   for (int64_t k = 0; k < p->nops; k++) {
@@ -853,13 +852,10 @@ static int run_graph(rh_ctx *c, int64_t t0) {
     return RH_OK;
   }
   rc = flush_ops(c);
-  if (!rc) rc = first_status_of(c, o, p->nidcheck);
-  if (!rc) rc = bind(c);
-  if (!rc) rc = layout(c);
+  if (!rc) rc = first_status(c, o, p->nidcheck);
+  rc = finish(c, rc);
   c->ns[4] += rh_now_ns() - eo;
-  if (rc) return rc;
-  c->stage = ST_DONE;
-  return RH_OK;
+  return rc;
 }
 
 int rh_run(rh_ctx *c) {
@@ -877,13 +873,13 @@ int rh_run(rh_ctx *c) {
     rc = check_feeds(c);
     if (rc) return rc;
     rh_parallel(feature_task, c, p->nfeat);
-    rc = first_status(c, p->nfeat);
+    rc = first_status(c, 0, p->nfeat);
     if (rc) return rc;
     t1 = rh_now_ns();
     c->ns[1] += t1 - t0;
     t0 = t1;
     rh_parallel(sort_task, c, p->nsort);
-    rc = first_status(c, p->nsort);
+    rc = first_status(c, 0, p->nsort);
     if (rc) return rc;
     t1 = rh_now_ns();
     c->ns[2] += t1 - t0;
@@ -892,20 +888,14 @@ int rh_run(rh_ctx *c) {
   }
   if (c->stage == ST_OPS) {
     rc = run_ops(c);
-    if (!rc) {
-      rh_parallel(flush_task, c, p->nops);
-      rc = first_status(c, p->nops);
-    }
+    if (!rc) rc = flush_ops(c);
     t1 = rh_now_ns();
     c->ns[3] += t1 - t0;
     t0 = t1;
     if (rc) return rc;
-    rc = id_checks(c);
-    if (!rc) rc = bind(c);
-    if (!rc) rc = layout(c);
+    rc = finish(c, id_checks(c));
     c->ns[4] += rh_now_ns() - t0;
     if (rc) return rc;
-    c->stage = ST_DONE;
   }
   return RH_OK;
 }

@@ -142,7 +142,7 @@ int rh_parallel_active(void) {
 
 void rh_parallel(rh_task_fn fn, void *arg, int64_t ntasks) {
   if (ntasks <= 0) return;
-  if (ntasks == 1 || wanted <= 1 || workers == 0 || my_id != 0 || (request_work >= 0 && request_work < parallel_min)) {
+  if (ntasks == 1 || !rh_parallel_active()) {
     for (int64_t t = 0; t < ntasks; t++) fn(arg, t, my_id);
     return;
   }
