@@ -213,7 +213,7 @@ class CompiledModel:
         arr = value if value is not None else self._host_param(name)
         if is_virtual_zeros(arr):  # a table without values in the graph: zeros unless set_params gave some
             return tvm.runtime.tensor(np.zeros(arr.shape, arr.dtype), dev)
-        return tvm.runtime.tensor(np.ascontiguousarray(arr), dev)
+        return tvm.runtime.tensor(np.asarray(arr, order="C"), dev)
 
     # ------------------------------------------------------------------------------------------------ run
     def prepare(self, feeds) -> list:

@@ -135,7 +135,8 @@ def _convert(name: str, value, dtype: str, shape: list | None) -> np.ndarray:
         for i, (want_d, got_d) in enumerate(zip(shape, arr.shape)):
             if want_d >= 0 and want_d != got_d:
                 raise FeedError(f"feed {name!r} must have shape {_fmt(shape)}, got {list(arr.shape)} (dim {i})")
-    return np.ascontiguousarray(arr) if arr.dtype != object else arr
+    # (np.ascontiguousarray would make a 0-d feed 1-d: a Python or numpy scalar for a scalar placeholder)
+    return np.asarray(arr, order="C") if arr.dtype != object else arr
 
 
 def flush_denormals(arr: np.ndarray) -> np.ndarray:
