@@ -310,11 +310,14 @@ class ImportContext:
         self._host_known[key] = (v, out)
         return out
 
-    def shape_feed_input(self, tensor: str, dtype: str, symbols: list[tirx.Var], source: str = "feed") -> Known:
-        """A small int vector (a dense_shape) passed as a Shape: its values bind `symbols`."""
+    def shape_feed_input(self, tensor: str, dtype: str, symbols: list[tirx.Var], source: str = "feed",
+                         scalar: bool = False) -> Known:
+        """A small int vector (a dense_shape), or an int scalar (`scalar`: one symbol), passed as a Shape: its
+        values bind `symbols`."""
         var = relax.Var(self.unique_name(_var_name(tensor)), relax.ShapeType(symbols))
         self.inputs.append(ModuleInput(var, source, tensor, "shape", dtype))
-        return Known(np.array(symbols, dtype=object), dtype)
+        value = np.array(symbols, dtype=object)
+        return Known(value.reshape(()) if scalar else value, dtype)
 
     def check(self, value: Device, cond: Device, message: str) -> Device:
         """`value`, once the bool tensor `cond` is all true; else TF's InvalidArgumentError with `message` naming

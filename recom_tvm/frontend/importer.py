@@ -218,16 +218,19 @@ class _Importer:
                 raise ConversionError(node.op, name, None, "unknown rank; give the input a shape")
             tensor = name + ":0"
             label = feat.name if feat else name
-            if (dtype in ("int32", "int64") and len(shape) == 1 and shape[0] >= 0
-                    and shape[0] <= _SHAPE_FEED_MAX and part in (None, "dense_shape", "value")):
+            if (dtype in ("int32", "int64") and part in (None, "dense_shape", "value") and
+                    (len(shape) == 0 and part in (None, "value") or
+                     len(shape) == 1 and 0 <= shape[0] <= _SHAPE_FEED_MAX)):
+                # a small int vector (a dense shape) or an int scalar (a num_segments, a bincount size fed at run
+                # time): its values become size symbols, so ops whose output shape they set still compile
                 syms = []
-                for i in range(shape[0]):
+                for i in range(shape[0] if shape else 1):
                     if part == "dense_shape" and i == 0 and batch is not None:
                         syms.append(batch)
                     else:
                         syms.append(ctx.symbols.fresh(f"{label}_dim{i}" if part == "dense_shape" else
                                                       f"{label}_{i}", f"value {i} of feed {tensor}"))
-                self.values[(name, 0)] = ctx.shape_feed_input(tensor, dtype, syms)
+                self.values[(name, 0)] = ctx.shape_feed_input(tensor, dtype, syms, scalar=not shape)
                 for i, sym in enumerate(syms):
                     self.feed_symbols.setdefault(sym.name, [tensor, i, "value"])
                 continue

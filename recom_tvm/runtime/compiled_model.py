@@ -318,6 +318,10 @@ class CompiledModel:
             if kind is None:
                 kind = _DIM_KIND[d] = "sym" if _IDENT.match(d) else int(d) if d.lstrip("-").isdigit() else "expr"
             if kind == "sym":
+                if v < 0:  # (shapes are never negative: a fed value the model reads as a size)
+                    raise InvalidArgumentError(
+                        f"{label}: {what} {v} where the model needs a size (>= 0): the compiled model reads "
+                        f"this feed's values as sizes (a num_segments, a dense shape, a bincount size)")
                 old = bound.get(d)
                 if old is None:
                     bound[d] = (v, label)

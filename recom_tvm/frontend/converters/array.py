@@ -557,8 +557,12 @@ def _bincount(ctx, node, ins):
         arr, size_v, weights = ins
         binary = bool(node.attr("binary_output", False))
         dtype = node.attr("T")
-    (size,) = ctx.const_ints(size_v, "the size")
+    (size,) = ctx.known_ints(size_v, "the size")  # a constant, or a size symbol (fed at run time)
+    if is_const_int(size) and int(size) < 0:
+        ctx.fail(f"size ({int(size)}) must be non-negative")
     x = ctx.device(arr)
+    size_t = relax.const(int(size), x.dtype) if is_const_int(size) else \
+        ctx.scalar(Known(np.array(size, dtype=object), x.dtype), x.dtype)
     if len(x.shape) not in (1, 2):
         ctx.fail(f"input of rank {len(x.shape)} (1 or 2 is supported)")
     w = None
@@ -567,14 +571,15 @@ def _bincount(ctx, node, ins):
         w = ctx.match_shape(w, x.shape)
     zero = relax.const(0, x.dtype)
     nonneg = ctx.emit(relax.op.greater_equal(x.expr, zero))
-    keep = ctx.emit(relax.op.logical_and(nonneg.expr, relax.op.less(x.expr, relax.const(size, x.dtype))))
-    idx = ctx.emit(relax.op.astype(relax.op.where(keep.expr, x.expr, relax.const(size, x.dtype)), "int64"))
+    keep = ctx.emit(relax.op.logical_and(nonneg.expr, relax.op.less(x.expr, size_t)))
+    idx = ctx.emit(relax.op.astype(relax.op.where(keep.expr, x.expr, size_t), "int64"))
     ones = relax.op.ones(shape_expr(x.shape), dtype) if (w is None or binary) else w.expr
     axis = len(x.shape) - 1
-    base = relax.op.zeros(shape_expr(list(x.shape[:-1]) + [size + 1]), dtype)
+    base = relax.op.zeros(shape_expr(list(x.shape[:-1]) + [simplify(size + 1)]), dtype)
     counts = ctx.emit(relax.op.scatter_elements(base, idx.expr, ones, axis, "add"),
-                      shape=list(x.shape[:-1]) + [size + 1])
-    out = ctx.emit(relax.op.strided_slice(counts.expr, [axis], [0], [size]), shape=list(x.shape[:-1]) + [size])
+                      shape=list(x.shape[:-1]) + [simplify(size + 1)])
+    out = ctx.emit(relax.op.strided_slice(counts.expr, [axis], [0], [as_expr(size)]),
+                   shape=list(x.shape[:-1]) + [size])
     if binary:
         out = ctx.emit(relax.op.astype(relax.op.greater(out.expr, relax.const(0, dtype)), dtype))
     # (the min over no elements is the largest int32: true)

@@ -233,14 +233,30 @@ def _one_hot(ctx, node, ins):
     return ctx.emit(relax.op.one_hot(x.expr, on_v, off_v, d, axis), shape=shape)
 
 
-@device("UnsortedSegmentSum")
-def _unsorted_segment_sum(ctx, node, ins):
-    """out[s] = sum of data[i] with segment_ids[i] == s over num_segments rows (Keras' ragged reductions): negative
-    ids are dropped, as in TF; an id >= num_segments is TF's error (checked like a gather's index)."""
+_SEGMENT_REDUCTIONS = {"UnsortedSegmentSum": "add", "UnsortedSegmentProd": "mul", "UnsortedSegmentMax": "max",
+                       "UnsortedSegmentMin": "min"}
+
+
+def _segment_identity(reduction: str, dtype: str):
+    """What TF writes for a segment no id reaches: 0, 1, the type's lowest (max) or highest (min) value."""
+    if reduction in ("add", "mul"):
+        return 0 if reduction == "add" else 1
+    info = np.finfo(dtype) if np.dtype(dtype).kind == "f" else np.iinfo(dtype)
+    return info.min if reduction == "max" else info.max
+
+
+@device(*_SEGMENT_REDUCTIONS)
+def _unsorted_segment(ctx, node, ins):
+    """out[s] = the sum / product / max / min of data[i] with segment_ids[i] == s over num_segments rows (Keras'
+    and tf.ragged's reductions): negative ids are dropped, as in TF; an id >= num_segments is TF's error (checked
+    like a gather's index). num_segments may be fed (a size symbol; TF's error if negative)."""
     data, seg, num = ctx.device(ins[0]), ctx.device(ins[1]), ins[2]
     (k,) = ctx.known_ints(num, "num_segments")
+    if is_const_int(k) and int(k) < 0:
+        ctx.fail(f"Input num_segments == {int(k)} must not be negative.")
     if len(seg.shape) != 1:
         ctx.fail("segment ids of rank other than 1")
+    reduction = _SEGMENT_REDUCTIONS[node.op]
     n = seg.shape[0]
     data = ctx.match_shape(data, [n] + list(data.shape[1:]))
     dtype = data.dtype
@@ -249,10 +265,21 @@ def _unsorted_segment_sum(ctx, node, ins):
     idx = ctx.emit(relax.op.where(valid.expr, seg.expr, zero_i))
     rows = ctx.emit(relax.op.arange(0, as_expr(k), 1, seg.dtype))
     idx = ctx.emit(defs.gather(rows.expr, idx.expr, 0, True, ctx.label()), shape=[n])  # == idx, or TF's error
-    mask = valid.expr
-    for _ in data.shape[1:]:
-        mask = relax.op.expand_dims(mask, [-1])
-    w = ctx.emit(relax.op.where(mask, data.expr, relax.const(0, dtype)))
-    base = ctx.emit(relax.op.zeros(shape_expr([k] + list(data.shape[1:])), dtype))
-    out = relax.op.scatter_nd(base.expr, relax.op.reshape(idx.expr, shape_expr([n, 1])), w.expr, "add")
-    return ctx.emit(out, shape=[k] + list(data.shape[1:]))
+    tail = list(data.shape[1:])
+    if reduction == "add":  # a dropped id adds 0 to segment 0
+        mask = valid.expr
+        for _ in tail:
+            mask = relax.op.expand_dims(mask, [-1])
+        w = ctx.emit(relax.op.where(mask, data.expr, relax.const(0, dtype)))
+        base = ctx.emit(relax.op.zeros(shape_expr([k] + tail), dtype))
+        out = relax.op.scatter_nd(base.expr, relax.op.reshape(idx.expr, shape_expr([n, 1])), w.expr, "add")
+        return ctx.emit(out, shape=[k] + tail)
+    # other reductions: a dropped id goes to an extra segment k, sliced off after
+    k_t = relax.const(int(k), seg.dtype) if is_const_int(k) else \
+        ctx.scalar(Known(np.array(k, dtype=object), seg.dtype), seg.dtype)
+    spare = ctx.emit(relax.op.where(valid.expr, idx.expr, k_t))
+    base = ctx.emit(relax.op.full(shape_expr([simplify(k + 1)] + tail),
+                                  relax.const(_segment_identity(reduction, dtype), dtype), dtype))
+    out = ctx.emit(relax.op.scatter_nd(base.expr, relax.op.reshape(spare.expr, shape_expr([n, 1])), data.expr,
+                                       reduction), shape=[simplify(k + 1)] + tail)
+    return ctx.emit(relax.op.strided_slice(out.expr, [0], [0], [as_expr(k)]), shape=[k] + tail)

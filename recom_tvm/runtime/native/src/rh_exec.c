@@ -578,6 +578,8 @@ static int bind(rh_ctx *c) {
       if (p->src_isvalue[s] == 2) {
         if (!rh_is_int(t->dtype) || axis < 0 || axis >= t->size) return rh_refuse(c, "binding: feed symbol");
         c->sym[sym] = rh_geti(t, axis);
+        /* every size symbol is compiled as >= 0: the reference raises the feed's error */
+        if (c->sym[sym] < 0) return rh_refuse(c, "binding: a negative size value");
       } else {
         if (axis < 0 || axis >= t->ndim) return rh_refuse(c, "binding: feed symbol");
         c->sym[sym] = t->shape[axis];
@@ -597,6 +599,7 @@ static int bind(rh_ctx *c) {
       if (kind == 1) {
         if (v != want) return rh_refuse(c, "binding: source %d dim %d is %lld", s, d, (long long)v);
       } else if (kind == 0) {
+        if (v < 0) return rh_refuse(c, "binding: a negative size value");
         if (c->sym_src[want] < 0) {
           c->sym[want] = v;
           c->sym_src[want] = s;
