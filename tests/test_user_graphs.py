@@ -178,3 +178,29 @@ def test_max_pooling_over_string_split_ids(no_fallback):
     model = FunctionModel(serve.get_concrete_function())
     for s in (np.array([b"a b c", b"", b"d"], object), np.array([b"x"], object), np.array([], object)):
         model.check({"s": s}, (s,), f"{len(s)} rows")
+
+
+def test_sparse_from_dense_of_a_string_feed(no_fallback):
+    """tf.sparse.from_dense on a dense, ""-padded string feed (NotEqual against ZerosLike of the strings) then a
+    hashed embedding: ZerosLike had no host-stage form; now "" of the input's shape, natively (no numpy op)."""
+    import tensorflow as tf
+
+    table = tf.constant(np.random.default_rng(4).normal(size=(20, 4)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.string)])
+    def serve(s):
+        sp = tf.sparse.from_dense(s)
+        ids = tf.SparseTensor(sp.indices, tf.strings.to_hash_bucket_fast(sp.values, 20), sp.dense_shape)
+        return {"e": tf.nn.safe_embedding_lookup_sparse(table, ids, None, combiner="mean")}
+
+    model = FunctionModel(serve.get_concrete_function())
+    rows = np.array([[b"a", b"", b"c"], [b"", b"", b""], [b"x", b"y", b"z"]], object)
+    for s in (rows, rows[:1], rows[:0], rows.astype("U")):
+        model.check({"s": s}, (s,), f"{s.shape} {s.dtype}")
+        for name, built in model.variants.items():
+            native = built.native_host()
+            assert native is not None and not native.program.fallback_ops, (name, native and
+                                                                            native.program.fallback_ops)
+            staging = np.zeros(1 << 16, np.uint8)
+            assert native.request(native.context(), {"s": s}, lambda n: (staging.ctypes.data, staging.size)) \
+                is not None, native.last_refusal

@@ -142,6 +142,12 @@ def string_upper(node, x):
     return _map(x, bytes.upper)
 
 
+def zeros_like_strings(node, x):
+    """ZerosLike of a string tensor: "" everywhere (tf.sparse.from_dense compares a dense string feed with it)."""
+    shape = np.shape(x)
+    return _pack([b""] * int(np.prod(shape, dtype=np.int64)), shape)
+
+
 def string_strip(node, x):
     return _map(x, lambda s: s.strip(_WS))
 
@@ -468,6 +474,7 @@ IMPLS = {
     "StringLower": string_lower,
     "StringUpper": string_upper,
     "StringStrip": string_strip,
+    "ZerosLike": zeros_like_strings,
     "StringLength": string_length,
     "Substr": substr,
     "StringJoin": string_join,

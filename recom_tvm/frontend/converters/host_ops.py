@@ -43,6 +43,13 @@ def _host_identity(ctx, node, ins):
     return _same(ctx, node, ins, ins[0].dtype)
 
 
+@host("ZerosLike")
+def _host_zeros_like(ctx, node, ins):
+    if ins[0].dtype != "string":
+        ctx.fail(f"ZerosLike of {ins[0].dtype} in the host stage (strings only)")
+    return _same(ctx, node, ins, "string")
+
+
 @host("Cast")
 def _host_cast(ctx, node, ins):
     if node.attr("DstT") == "string" or ins[0].dtype == "string":

@@ -29,7 +29,8 @@ DTYPE = {"bool": 1, "int8": 2, "int16": 3, "int32": 4, "int64": 5, "uint8": 6, "
 NUMPY = {v: np.dtype(k) for k, v in DTYPE.items() if k != "string"}
 OP = {"StringToHashBucketFast": 1, "AsString": 2, "Identity": 3, "Cast": 4, "Equal": 5, "NotEqual": 6, "Where": 7,
       "GatherNd": 8, "GatherV2": 9, "Reshape": 10, "ExpandDims": 11, "LookupTableFind": 12,
-      "ValidateSparseIndices": 13, "SparseCross": 14, "ParseExampleV2": 15, "AddV2": 16, "SelectV2": 17}
+      "ValidateSparseIndices": 13, "SparseCross": 14, "ParseExampleV2": 15, "AddV2": 16, "SelectV2": 17,
+      "ZerosLike": 18}
 OP_FALLBACK = 0
 FEATURE_KIND = {"dense": 0, "sparse": 1, "ragged": 2}
 PARTS = {"dense": ("value",), "sparse": ("indices", "values", "dense_shape"), "ragged": ("values", "row_splits")}

@@ -98,6 +98,20 @@ static int op_asstring(rh_ctx *c, const rh_op *op) {
   return RH_OK;
 }
 
+/* ZerosLike of strings: "" everywhere, x's shape (tf.sparse.from_dense of a string feed compares with it) */
+static int op_zeros_like_str(rh_ctx *c, const rh_op *op) {
+  rh_tensor in = *T(0), *y = OUT(0);
+  if (in.dtype != RH_STR && in.dtype != RH_DEC) return RH_NEED_OP;
+  int rc = rh_new_strings(c, y, in.ndim, in.shape);
+  if (rc) return rc;
+  static const uint8_t empty[1] = {0};
+  for (int64_t i = 0; i < in.size; i++) {
+    y->sp[i] = empty;
+    y->sl[i] = 0;
+  }
+  return RH_OK;
+}
+
 static int op_cast(rh_ctx *c, const rh_op *op) {
   rh_tensor in = *T(0), *y = OUT(0);
   int dst = (int)op->attr[0];
@@ -542,6 +556,7 @@ int rh_exec_op(rh_ctx *c, const rh_op *op) {
     case OP_PARSE_EXAMPLE: return rh_op_parse_example(c, op);
     case OP_ADD: return op_add(c, op);
     case OP_SELECT: return op_select(c, op);
+    case OP_ZEROS_LIKE_STR: return op_zeros_like_str(c, op);
     default: return RH_NEED_OP;
   }
 }
