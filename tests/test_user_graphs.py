@@ -230,3 +230,54 @@ def test_sparse_reshape_to_a_fed_shape(no_fallback):
     for name, built in model.variants.items():
         with pytest.raises(InvalidArgumentError, match="shape:0: value -1 where the model needs a size"):
             built.run({"sp": (idx, vals, dense), "shape": np.array([-1, 6], np.int64)})
+
+
+def test_keras_text_vectorization_padded_ids(no_fallback):
+    """Keras 3 TextVectorization (output_sequence_length) into an Embedding: the padded ids are
+    RaggedTensorToTensor over (rows, value row ids), which had no converter (the co-run then needed the layer's
+    captured table and failed). Rows longer than the length are cut, empty rows are all padding."""
+    import keras
+    import tensorflow as tf
+
+    tv = keras.layers.TextVectorization(max_tokens=20, output_sequence_length=5,
+                                        vocabulary=["the", "cat", "sat", "on", "mat"])
+    emb = keras.layers.Embedding(20, 4)
+    emb.build((None,))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def serve(s):
+        ids = tv(s)
+        return {"ids": ids, "e": tf.reduce_mean(emb(ids), axis=1)}
+
+    model = FunctionModel(serve.get_concrete_function())
+    s = np.array([b"the cat sat", b"", b"The mat on the cat sat again and again", b"dog"], object)
+    for feed in (s, s[2:3], s[:0]):
+        model.check({"s": feed}, (feed,), f"{len(feed)} rows")
+
+
+def test_ragged_to_tensor_of_a_ragged_feed(no_fallback):
+    """RaggedTensor.to_tensor(default_value, shape=[None, T]) by row splits, of ids and of their [nnz, 4]
+    embeddings; without a row length (shape=None) it is refused at import, naming the op."""
+    import tensorflow as tf
+
+    table = tf.constant(np.random.default_rng(6).normal(size=(10, 4)).astype(np.float32))
+    spec = tf.RaggedTensorSpec([None, None], tf.int64, ragged_rank=1, row_splits_dtype=tf.int64)
+
+    @tf.function(input_signature=[spec])
+    def serve(r):
+        return {"ids": r.to_tensor(default_value=-1, shape=[None, 3]),
+                "e": tf.ragged.map_flat_values(tf.gather, table, r).to_tensor(shape=[None, 3, 4])}
+
+    model = FunctionModel(serve.get_concrete_function(), passes=False)
+    values = np.array([1, 2, 3, 4, 5, 6], np.int64)
+    for splits in ([0, 2, 2, 6], [0, 0], [0, 6], [0]):
+        splits = np.array(splits, np.int64)
+        vals = values[:splits[-1]]
+        model.check({"r": (vals, splits)}, (tf.RaggedTensor.from_row_splits(vals, splits),), f"splits {splits}")
+
+    @tf.function(input_signature=[spec])
+    def unbounded(r):
+        return {"ids": r.to_tensor()}
+
+    with pytest.raises(ConversionError, match="RaggedTensorToTensor.*shape=\\[None, T\\]"):
+        recom_tvm.from_tensorflow(unbounded.get_concrete_function())
