@@ -14,6 +14,7 @@ import base64
 from ..errors import ConversionError, ModelFormatError
 from .graph import Graph, parse_tensor_name
 from .loader import LoadedGraph
+from .partitioned import OP as PARTITIONED_OP
 from .values import Host
 
 _FEEDS = ("Placeholder",)
@@ -81,6 +82,11 @@ def emit_corun(importer, needed: list[str]) -> None:
             raise ConversionError(graph.nodes[reader].op, reader, importer.columns(reader),
                                   f"host co-run: it reads {n!r}, a TensorFlow resource handle (a captured table "
                                   "or variable) that cannot be handed to TensorFlow on the host")
+    for n in order:  # (our own node for a partitioned lookup: TensorFlow does not know it)
+        if graph.nodes[n].op == PARTITIONED_OP:
+            raise ConversionError("ParallelDynamicStitch", n, importer.columns(n),
+                                  "host co-run: a partitioned embedding lookup whose inputs the module cannot take "
+                                  "(its shards must be constants, its ids computed in the module)")
     for n in feeds:  # the serving feeds it reads, as plain placeholders
         nd = gd.node.add(name=n, op="Placeholder")
         for key in ("dtype", "shape"):

@@ -149,7 +149,10 @@ class Graph:
     def __init__(self, graph_def) -> None:
         from .functions import inline_functions
 
+        from .partitioned import rewrite_partitioned_lookups
+
         inline_functions(graph_def)  # If / StatelessIf -> Switch / Merge, calls -> their bodies
+        rewrite_partitioned_lookups(graph_def)  # sharded tables' partition + gathers + stitch -> one node
         self.graph_def = graph_def  # the NodeDefs themselves, for subgraphs handed back to TF (host co-run)
         self.nodes: dict[str, Node] = {}
         for nd in graph_def.node:

@@ -53,15 +53,19 @@ def supported_ops() -> dict[str, list[str]]:
     _load()
     from ..functions import CALL_OPS, IF_OPS
 
-    return {"compiled": sorted(DEVICE), "import-time only": sorted(set(KNOWN) - set(DEVICE)),
+    from ..partitioned import OP as PARTITIONED
+
+    return {"compiled": sorted(set(DEVICE) - {PARTITIONED}), "import-time only": sorted(set(KNOWN) - set(DEVICE)),
             "host stage": sorted(HOST),
-            "placed by their converter": sorted(PLACED) + ["HashTableV2 (with its initializer)"],
+            "placed by their converter": sorted(PLACED) + ["HashTableV2 (with its initializer)",
+                                                           "DynamicPartition + ParallelDynamicStitch / DynamicStitch "
+                                                           "(a partitioned embedding lookup: one gather)"],
             "inlined when the graph is read": sorted(IF_OPS + CALL_OPS)}
 
 
 def _load() -> None:
     from . import (array, control_flow, cross, example, host_ops, lookup, math, nn,  # noqa: F401
-                   ragged, sparse, sparse_api, strings)  # (registration)
+                   partitioned, ragged, sparse, sparse_api, strings)  # (registration)
 
 
 # PlaceholderWithDefault that is not a serving input: its default value flows through.
