@@ -373,6 +373,53 @@ class FunctionModel:
         return results
 
 
+def _freeze_tf1(build):
+    """(frozen GraphDef, TF session over it) of the TF1 graph `build()` makes in a fresh graph; build returns
+    {output name: tensor} and the feeds are its placeholders."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    g = tf.Graph()
+    with g.as_default():
+        outputs = build()
+        with v1.Session(graph=g) as sess:
+            sess.run(v1.global_variables_initializer())
+            gd = v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(),
+                                                              [t.op.name for t in outputs.values()])
+    ref = tf.Graph()
+    with ref.as_default():
+        v1.import_graph_def(gd, name="")
+    return gd, v1.Session(graph=ref), {k: t.name for k, t in outputs.items()}
+
+
+class FrozenTF1Model:
+    """A TF1 graph (`build()` in a fresh graph, returning {output name: tensor}), frozen, written as a .pb and
+    imported from it, built as imported and as optimized; TF's session on the frozen graph as reference. `check`
+    compares every output (the embedding stage too, where build returns it) or the error class."""
+
+    def __init__(self, build, feeds: dict, tmp_path) -> None:
+        self.gd, self.sess, self.outputs = _freeze_tf1(build)
+        path = tmp_path / "model.pb"
+        path.write_bytes(self.gd.SerializeToString())
+        self.feeds = feeds  # feed name -> placeholder tensor name
+        sig = {"inputs": feeds, "outputs": self.outputs}
+        self.mod, params, _ = recom_tvm.from_tensorflow(str(path), signature=sig)
+        self.opt = recom_tvm.optimize(self.mod)
+        self.variants = {"imported": recom_tvm.build(self.mod, "llvm", params),
+                         "optimized": recom_tvm.build(self.opt, "llvm", params)}
+
+    def check(self, request: dict, what: str) -> None:
+        exp = outcome(lambda: dict(zip(self.outputs, self.sess.run(
+            list(self.outputs.values()), {self.feeds[k]: v for k, v in request.items()}))))
+        for name, model in self.variants.items():
+            got = outcome(lambda: model.run(request))
+            if isinstance(exp, BaseException) or isinstance(got, BaseException):
+                assert_matches_tf(got, exp, f"{what} [{name}]")
+                continue
+            for k in self.outputs:
+                assert_matches_tf(got[k], exp[k], f"{what} [{name}] {k}")
+
+
 def pytest_sessionfinish(session, exitstatus):
     """No worker process (TVM popen workers, RPC servers) may outlive the test run."""
     import psutil

@@ -14,52 +14,7 @@ from recom_tvm.errors import UnsupportedOpError
 from recom_tvm.frontend.partitioned import OP, rewrite_partitioned_lookups
 from recom_tvm.passes import identify_columns
 
-from conftest import assert_matches_tf, outcome
-
-
-def _freeze(build):
-    """(frozen GraphDef, TF session over it) of the TF1 graph `build()` makes in a fresh graph; build returns
-    {output name: tensor} and the feeds are its placeholders."""
-    import tensorflow as tf
-
-    v1 = tf.compat.v1
-    g = tf.Graph()
-    with g.as_default():
-        outputs = build()
-        with v1.Session(graph=g) as sess:
-            sess.run(v1.global_variables_initializer())
-            gd = v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(),
-                                                              [t.op.name for t in outputs.values()])
-    ref = tf.Graph()
-    with ref.as_default():
-        v1.import_graph_def(gd, name="")
-    return gd, v1.Session(graph=ref), {k: t.name for k, t in outputs.items()}
-
-
-class Partitioned:
-    """A frozen TF1 graph imported twice (imported / optimized), TF's session beside."""
-
-    def __init__(self, build, feeds: dict, tmp_path) -> None:
-        self.gd, self.sess, self.outputs = _freeze(build)
-        path = tmp_path / "model.pb"
-        path.write_bytes(self.gd.SerializeToString())
-        self.feeds = feeds  # feed name -> placeholder tensor name
-        sig = {"inputs": feeds, "outputs": self.outputs}
-        self.mod, params, _ = recom_tvm.from_tensorflow(str(path), signature=sig)
-        self.opt = recom_tvm.optimize(self.mod)
-        self.variants = {"imported": recom_tvm.build(self.mod, "llvm", params),
-                         "optimized": recom_tvm.build(self.opt, "llvm", params)}
-
-    def check(self, request: dict, what: str) -> None:
-        exp = outcome(lambda: dict(zip(self.outputs, self.sess.run(
-            list(self.outputs.values()), {self.feeds[k]: v for k, v in request.items()}))))
-        for name, model in self.variants.items():
-            got = outcome(lambda: model.run(request))
-            if isinstance(exp, BaseException) or isinstance(got, BaseException):
-                assert_matches_tf(got, exp, f"{what} [{name}]")
-                continue
-            for k in self.outputs:
-                assert_matches_tf(got[k], exp[k], f"{what} [{name}] {k}")
+from conftest import FrozenTF1Model
 
 
 def _columns(partitions: int):
@@ -97,7 +52,7 @@ def test_feature_columns_over_partitioned_tables(tmp_path, partitions):
     identity columns, all partitioned; TF's "div" layout: the lookups become gathers by the ids, and the hash-bucket
     columns are fused (the identity column's checked ids keep it beside the kernel, as unpartitioned); an item id
     outside [0, 10) is TF's error."""
-    m = Partitioned(_columns(partitions), {"user": "user:0", "item": "item:0", "city": "city:0"}, tmp_path)
+    m = FrozenTF1Model(_columns(partitions), {"user": "user:0", "item": "item:0", "city": "city:0"}, tmp_path)
     ops = {c.name: c.op for c in identify_columns(m.opt)}
     assert ops == {"user_embedding": "recom.fused_embedding", "city_embedding": "recom.fused_embedding",
                    "item_embedding": "recom.gather"}, ops
@@ -127,7 +82,7 @@ def test_embedding_lookup_over_shards(tmp_path, strategy):
         e = v1.nn.embedding_lookup(shards, ids, partition_strategy=strategy)
         return {"e": tf.identity(e, name="e"), "s": tf.identity(tf.reduce_sum(e, axis=1), name="s")}
 
-    m = Partitioned(build, {"ids": "ids:0"}, tmp_path)
+    m = FrozenTF1Model(build, {"ids": "ids:0"}, tmp_path)
     node = next(n for n in m.gd.node if n.op == "ParallelDynamicStitch")
     gd = type(m.gd)()
     gd.CopyFrom(m.gd)

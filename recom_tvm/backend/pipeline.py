@@ -2,6 +2,8 @@
 
 - first, symbols that only rename a dim substituted (recom_tvm.backend.symbol_aliases): TVM's CanonicalizeBindings
   would otherwise leave one used after the match_cast defining it, and VMShapeLower fail;
+- reductions over extents that may be empty give TF's identity (recom_tvm.backend.empty_reductions): TVM's leave
+  their output unwritten;
 - on CUDA, bool intermediates of fused functions inlined (recom_tvm.backend.inline_predicates: TF's Relu is
   `where(x < 0, 0, x)`, and a loaded bool buffer keeps a layer from every matmul schedule);
 - the dense tail's schedules (recom_tvm.schedules.dense_tail): every dense layer gets one schedule per batch bucket
@@ -31,6 +33,7 @@ from ..ir_module import replace_functions
 from .allocation_symbols import record_allocation_symbols
 from .const_kills import DropConstantKills
 from .cuda_graph import graph_variant_pass
+from .empty_reductions import GuardEmptyReductions
 from .host_calls import FenceHostCalls
 from .inline_predicates import InlineBoolIntermediates
 from .keep_storage import KeepStorageUntilSync
@@ -139,6 +142,8 @@ def relax_pipeline(target: tvm.target.Target, dense: bool = True, resolve: Calla
     # first, alias symbols substituted: TVM's CanonicalizeBindings (in FuseTIR on CUDA, in KillAfterLastUse on
     # every target) would leave one used after the cast defining it (backend/symbol_aliases.py)
     passes = [SubstituteSymbolAliases] + passes
+    # and before anything lowers them, reductions over what may be empty guarded (TVM leaves their output unwritten)
+    passes = passes[:1] + [GuardEmptyReductions] + passes[1:]
 
     @tvm.transform.module_pass(opt_level=0, name="recom_tvm.Pipeline")
     def _pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:

@@ -203,7 +203,7 @@ def _validated_on_device(ctx, node, idx, dims):
         lim = ctx.device(Known(np.array(limit, dtype=object), idx.dtype))
         inside = relax.op.logical_and(relax.op.greater_equal(c.expr, zero), relax.op.less(c.expr, lim.expr))
         ok = inside if ok is None else relax.op.logical_and(ok, inside)
-    def all_true(x):  # no relax all(): count the false entries (none in an empty tensor)
+    def all_true(x):  # no relax all(): count the false entries (0 over an empty tensor: backend/empty_reductions)
         bad = relax.op.sum(relax.op.astype(relax.op.logical_not(x), "int64"))
         return ctx.emit(relax.op.equal(bad, relax.const(0, "int64")))
 
@@ -211,7 +211,8 @@ def _validated_on_device(ctx, node, idx, dims):
     m = simplify(tvm.tirx.max(as_expr(n) - 1, as_expr(0)))
     heads = [ctx.match_shape_cast(ctx.emit(relax.op.strided_slice(c.expr, [0], [0], [as_expr(m)],
                                                                    assume_inbound=True)), [m]) for c in cols]
-    tails = [ctx.match_shape_cast(ctx.emit(relax.op.strided_slice(c.expr, [0], [1], [as_expr(n)],
+    # [1, m + 1): n - 1 entries, none (not -1) when there are no indices
+    tails = [ctx.match_shape_cast(ctx.emit(relax.op.strided_slice(c.expr, [0], [1], [as_expr(m) + 1],
                                                                    assume_inbound=True)), [m]) for c in cols]
     later = relax.op.logical_or(relax.op.greater(tails[0].expr, heads[0].expr), relax.op.logical_and(
         relax.op.equal(tails[0].expr, heads[0].expr), relax.op.greater(tails[1].expr, heads[1].expr)))
