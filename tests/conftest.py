@@ -373,9 +373,10 @@ class FunctionModel:
         return results
 
 
-def _freeze_tf1(build):
+def _freeze_tf1(build, init_collection: str | None = None):
     """(frozen GraphDef, TF session over it) of the TF1 graph `build()` makes in a fresh graph; build returns
-    {output name: tensor} and the feeds are its placeholders."""
+    {output name: tensor} and the feeds are its placeholders. init_collection: ops run after the variables'
+    initializers (e.g. assigning random weights where the initial zeros would hide errors)."""
     import tensorflow as tf
 
     v1 = tf.compat.v1
@@ -384,6 +385,8 @@ def _freeze_tf1(build):
         outputs = build()
         with v1.Session(graph=g) as sess:
             sess.run(v1.global_variables_initializer())
+            if init_collection:
+                sess.run(v1.get_collection(init_collection))
             gd = v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(),
                                                               [t.op.name for t in outputs.values()])
     ref = tf.Graph()
@@ -397,8 +400,8 @@ class FrozenTF1Model:
     imported from it, built as imported and as optimized; TF's session on the frozen graph as reference. `check`
     compares every output (the embedding stage too, where build returns it) or the error class."""
 
-    def __init__(self, build, feeds: dict, tmp_path) -> None:
-        self.gd, self.sess, self.outputs = _freeze_tf1(build)
+    def __init__(self, build, feeds: dict, tmp_path, init_collection: str | None = None) -> None:
+        self.gd, self.sess, self.outputs = _freeze_tf1(build, init_collection)
         path = tmp_path / "model.pb"
         path.write_bytes(self.gd.SerializeToString())
         self.feeds = feeds  # feed name -> placeholder tensor name

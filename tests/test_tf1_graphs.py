@@ -26,3 +26,112 @@ def test_indicator_of_a_bucketized_column(tmp_path):
     m = FrozenTF1Model(build, {"age": "age:0"}, tmp_path)
     for ages in ([[30.0]], [[1.0], [25.0], [50.0]], np.zeros([0, 1])):
         m.check({"age": np.asarray(ages, np.float32)}, f"ages {ages}")
+
+
+def _linear_model(partitions: int):
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+
+    def build():
+        fc = v1.feature_column
+        feats = {"age": v1.placeholder(tf.float32, [None, 1], name="age"),
+                 "city": v1.placeholder(tf.string, [None, 2], name="city"),
+                 "dev": v1.placeholder(tf.int64, [None, 1], name="dev")}
+        cols = [fc.bucketized_column(fc.numeric_column("age"), [20.0, 40.0]),
+                fc.categorical_column_with_hash_bucket("city", 50),
+                fc.categorical_column_with_identity("dev", 5)]
+        with v1.variable_scope("lin", partitioner=v1.fixed_size_partitioner(partitions)):
+            logit = fc.linear_model(feats, cols, sparse_combiner="sqrtn")
+        return {"logit": tf.identity(logit, name="logit")}
+
+    return build
+
+
+def test_linear_model_wide_part(tmp_path):
+    """v1 linear_model over several columns (the wide part of Linear / DNNLinearCombined estimators): its
+    weighted sum is AddN, which had no converter. Random weights (zeros would hide errors); B = 0 is TF's error
+    (its SparseReshape to [B, -1] cannot infer -1 for an empty batch) and ours, as for a dense Reshape."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(11)
+    v1 = tf.compat.v1
+    build = _linear_model(2)
+
+    def randomized():
+        outs = build()
+        for var in v1.global_variables():
+            v1.add_to_collection("randomize", var.assign(rng.normal(size=var.shape).astype(np.float32)))
+        return outs
+
+    m = FrozenTF1Model(randomized, {"age": "age:0", "city": "city:0", "dev": "dev:0"}, tmp_path,
+                       init_collection="randomize")
+    words = np.array([b"a", b"bb", b"", b"paris"], object)
+    for b in (1, 5, 0):
+        m.check({"age": rng.uniform(0, 60, size=(b, 1)).astype(np.float32), "city": rng.choice(words, size=(b, 2)),
+                 "dev": rng.integers(0, 5, size=(b, 1))}, f"B={b}")
+    m.check({"age": np.ones((1, 1), np.float32), "city": words[:2].reshape(1, 2), "dev": np.array([[5]])},
+            "dev id 5 out of range")
+
+
+def test_weighted_column_over_dense_padded_ids_and_weights(tmp_path):
+    """weighted_categorical_column over dense ids (-1 missing) and dense weights: optimize() built the bag's mask
+    from the ids' and the weights' compacted counts, which Relax cannot prove equal, and the build crashed
+    ('NoneType' object has no attribute 'values'); such a rewrite is now refused and the column stays as
+    imported."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+
+    def build():
+        fc = v1.feature_column
+        ids = v1.placeholder(tf.int64, [None, 3], name="tags")
+        w = v1.placeholder(tf.float32, [None, 3], name="tags_weight")
+        col = fc.weighted_categorical_column(fc.categorical_column_with_identity("tags", 40), "tags_weight")
+        emb = fc.input_layer({"tags": ids, "tags_weight": w}, [fc.embedding_column(col, 8, combiner="sqrtn")])
+        return {"emb": tf.identity(emb, name="emb")}
+
+    m = FrozenTF1Model(build, {"tags": "tags:0", "tags_weight": "tags_weight:0"}, tmp_path)
+    m.check({"tags": np.array([[1, 5, -1], [-1, -1, -1], [39, 0, 7]]),
+             "tags_weight": np.array([[0.5, 2.0, 1.0], [1.0, 1.0, 1.0], [1.0, -1.0, 3.0]], np.float32)}, "B=3")
+    m.check({"tags": np.zeros([0, 3], np.int64), "tags_weight": np.zeros([0, 3], np.float32)}, "B=0")
+    m.check({"tags": np.array([[40, 1, 2]]), "tags_weight": np.ones([1, 3], np.float32)}, "id 40 out of range")
+
+
+def test_saved_model_with_a_sparse_part_the_outputs_never_read(tmp_path):
+    """A TF1 SavedModel (simple_save) whose signature has sparse ids and sparse weights: the weights' indices are
+    read by nothing, the loader's freeze pruned their placeholder, and the import failed with a bare KeyError."""
+    import tensorflow as tf
+
+    import recom_tvm
+    from conftest import assert_matches_tf, outcome
+
+    v1 = tf.compat.v1
+    g = tf.Graph()
+    with g.as_default():
+        fc = v1.feature_column
+        ids = v1.sparse_placeholder(tf.int64, [None, None], name="tags")
+        w = v1.sparse_placeholder(tf.float32, [None, None], name="tags_weight")
+        col = fc.weighted_categorical_column(fc.categorical_column_with_identity("tags", 40), "tags_weight")
+        emb = fc.input_layer({"tags": ids, "tags_weight": w}, [fc.embedding_column(col, 8, combiner="mean")])
+        sess = v1.Session(graph=g)
+        sess.run(v1.global_variables_initializer())
+        path = str(tmp_path / "sm")
+        v1.saved_model.simple_save(sess, path, inputs={"tags": ids, "tags_weight": w}, outputs={"emb": emb})
+    mod, params, _ = recom_tvm.from_tensorflow(path)
+    built = {"imported": recom_tvm.build(mod, "llvm", params),
+             "optimized": recom_tvm.build(recom_tvm.optimize(mod), "llvm", params)}
+
+    def sparse(rows, dtype):
+        idx = [[r, c] for r, row in enumerate(rows) for c in range(len(row))]
+        return (np.array(idx, np.int64).reshape(-1, 2), np.array([v for row in rows for v in row], dtype),
+                np.array([len(rows), max([len(r) for r in rows] + [0])], np.int64))
+
+    for rows, ws in (([[1, 5], [], [39, 0, 7]], [[0.5, 2.0], [], [1.0, -1.0, 0.0]]), ([[40]], [[1.0]])):
+        feeds = {"tags": sparse(rows, np.int64), "tags_weight": sparse(ws, np.float32)}
+        exp = outcome(lambda: sess.run(emb, {ids: v1.SparseTensorValue(*feeds["tags"]),
+                                             w: v1.SparseTensorValue(*feeds["tags_weight"])}))
+        for name, model in built.items():
+            got = outcome(lambda: model.run(feeds))
+            assert_matches_tf(got["emb"] if isinstance(got, dict) else got, exp, f"{rows} [{name}]")
+    sess.close()

@@ -281,3 +281,25 @@ def test_ragged_to_tensor_of_a_ragged_feed(no_fallback):
 
     with pytest.raises(ConversionError, match="RaggedTensorToTensor.*shape=\\[None, T\\]"):
         recom_tvm.from_tensorflow(unbounded.get_concrete_function())
+
+
+def test_segment_mean_and_is_nan(no_fallback):
+    """tf.math.segment_mean (SegmentSum / SegmentMax converted, SegmentMean not) and tf.math.is_nan guarding a
+    mean over an empty ragged row; gaps in the segment ids are TF's zero rows, unsorted ids TF's error."""
+    import tensorflow as tf
+
+    table = tf.constant(np.random.default_rng(8).normal(size=(10, 3)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64),
+                                  tf.TensorSpec([None], tf.float32)])
+    def serve(ids, seg, x):
+        e = tf.gather(table, ids)
+        return {"mean": tf.math.segment_mean(e, seg), "max": tf.math.segment_max(e, seg),
+                "clean": tf.where(tf.math.is_nan(x), tf.zeros_like(x), x),
+                "finite": tf.cast(tf.math.is_finite(x), tf.float32) + tf.cast(tf.math.is_inf(x), tf.float32) * 2}
+
+    model = FunctionModel(serve.get_concrete_function())
+    x = np.array([1.0, np.nan, np.inf, -np.inf], np.float32)
+    for ids, seg in (([1, 2, 3, 9], [0, 0, 2, 2]), ([], []), ([1, 2], [1, 0]), ([4], [3])):
+        ids, seg = np.array(ids, np.int64), np.array(seg, np.int64)
+        model.check({"ids": ids, "seg": seg, "x": x}, (ids, seg, x), f"segments {seg}")

@@ -513,6 +513,9 @@ def _from_tf1_saved_model(path: str, signature: str, outputs) -> LoadedGraph:
         if outputs is not None:
             outs = _named_outputs(outputs)
         keep = sorted({_node_of(t) for _, t in outs})
+        # the signature's inputs too: a sparse input's part the outputs never read (a weighted column's weight
+        # indices, embedding_lookup_sparse's dense_shape) would be pruned, and the feature lose a tensor
+        keep += sorted({_node_of(t) for f in feats for t in f.tensors.values()} - set(keep))
         init = [op.name for op in g.get_operations() if op.type == "NoOp" and "init_all_tables" in op.name]
         gd = v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), keep + init)
     graph = Graph.from_bytes(gd.SerializeToString())

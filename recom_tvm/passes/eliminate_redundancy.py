@@ -972,9 +972,39 @@ def _sweep(mod: tvm.IRModule, gv, spec, facts: list, enabled: set) -> tuple[tvm.
                 break
     if not replacements:
         return mod, 0
+    out = _apply(mod, gv, func, replacements)
+    before = _shapeless(func)
+    if _shapeless(out[gv]) > before:  # some rewrite left a tensor TVM cannot lower: find it, keep the rest
+        for key in list(replacements):
+            if _shapeless(_apply(mod, gv, func, {key: replacements[key]})[gv]) > before:
+                del replacements[key]
+                facts.append("a rewrite not applied: it computes a tensor of a shape Relax cannot tell (masks over "
+                             "counts it cannot prove equal, e.g. a weighted column's ids and weights each compacted "
+                             "by its own Where); that column stays as imported")
+        if not replacements:
+            return mod, 0
+        out = _apply(mod, gv, func, replacements)
+    return out, len(replacements)
+
+
+def _apply(mod: tvm.IRModule, gv, func, replacements: dict) -> tvm.IRModule:
     mutator = _Apply(mod, replacements)
     mutator.builder_.update_func(gv, mutator.visit_expr(func))
-    return mutator.builder_.get(), len(replacements)
+    return mutator.builder_.get()
+
+
+def _shapeless(func) -> int:
+    """Elementwise bindings whose shape Relax cannot infer: LegalizeOps cannot lower them."""
+    count = [0]
+
+    def visit(e):
+        if isinstance(e, relax.Call) and op_name(e) in _ELEMENTWISE:
+            ty = getattr(e, "ty", None)
+            if isinstance(ty, relax.TensorType) and ty.shape is None and ty.ndim != 0:
+                count[0] += 1
+
+    relax.analysis.post_order_visit(func, visit)
+    return count[0]
 
 
 @tvm.ir.transform.module_pass(opt_level=0, name="EliminateRedundancy")

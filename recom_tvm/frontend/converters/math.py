@@ -209,6 +209,18 @@ def _div_no_nan(ctx, node, ins):
     return ctx.emit(relax.op.where(is_zero.expr, zero, ratio.expr))
 
 
+@device("AddN")
+def _add_n(ctx, node, ins):
+    """The sum of N tensors of one shape (tf.math.add_n; linear_model's weighted sum over its columns)."""
+    xs = ctx.unify([ctx.device(v) for v in ins])
+    if any(len(x.shape) != len(xs[0].shape) for x in xs):
+        ctx.fail(f"inputs of different ranks {[len(x.shape) for x in xs]}")
+    out = xs[0].expr
+    for x in xs[1:]:
+        out = relax.op.add(out, x.expr)
+    return ctx.emit(out, shape=list(xs[0].shape))
+
+
 @device("SquaredDifference")
 def _sqdiff(ctx, node, ins):
     a, b = _operands(ctx, node, ins)
@@ -273,6 +285,7 @@ _UNARY = {
     "Sqrt": relax.op.sqrt, "Rsqrt": relax.op.rsqrt, "Square": relax.op.square, "Relu": lambda x: tf_relu(x, None),
     "Sigmoid": relax.op.sigmoid, "Tanh": relax.op.tanh, "Erf": relax.op.erf, "Floor": relax.op.floor,
     "Ceil": relax.op.ceil, "Sign": relax.op.sign, "LogicalNot": relax.op.logical_not,
+    "IsNan": relax.op.isnan, "IsInf": relax.op.isinf, "IsFinite": relax.op.isfinite,
     "Reciprocal": lambda x: relax.op.divide(relax.const(1.0, x.ty.dtype), x),
     "Erfc": lambda x: relax.op.subtract(relax.const(1.0, x.ty.dtype), relax.op.erf(x)),
     "Log1p": lambda x: relax.op.log(relax.op.add(x, relax.const(1.0, x.ty.dtype))),

@@ -12,7 +12,7 @@ from ...shapes.symbolic import as_expr, is_const_int, prove_equal, simplify
 from ..context import _names, shape_expr
 from ..values import Known
 from . import NotFoldable, device, known
-from .array import _prod
+from .array import _prod, resolve_reshape
 
 
 @device("Where")
@@ -54,10 +54,8 @@ def _sparse_reshape(ctx, node, ins):
     total = _prod(in_shape)
     if len(unknown) > 1:
         ctx.fail("more than one -1 in the new shape")
-    if unknown:
-        rest = _prod([t for i, t in enumerate(target) if i != unknown[0]])
-        target = list(target)
-        target[unknown[0]] = simplify(as_expr(total) // as_expr(rest))
+    if unknown:  # as a dense Reshape's: TF's errors for a zero-sized other dim (an empty batch) and a remainder
+        target = resolve_reshape(ctx, in_shape, target)
     elif not prove_equal(total, _prod(target)):
         if is_const_int(total) and is_const_int(_prod(target)):
             ctx.fail(f"cannot reshape a SparseTensor of dense shape {in_shape} to {target}")
@@ -117,17 +115,20 @@ def _sparse_segment(ctx, node, ins):
                     shape=shape)
 
 
-@device("SegmentSum", "SegmentMax")
+_DENSE_SEGMENT_MODES = {"SegmentSum": "sum", "SegmentMax": "max", "SegmentMean": "mean"}
+
+
+@device(*_DENSE_SEGMENT_MODES)
 def _segment_sum(ctx, node, ins):
-    """Segment{Sum,Max}(data, sorted segment ids) = a sparse segment reduction over every row of data, in order;
-    the output has max(segment id) + 1 rows (data-dependent, as in TF)."""
+    """Segment{Sum,Max,Mean}(data, sorted segment ids) = a sparse segment reduction over every row of data, in
+    order; the output has max(segment id) + 1 rows (data-dependent, as in TF)."""
     data, seg = ctx.device(ins[0]), ctx.device(ins[1])
     n = data.shape[0]
     seg = ctx.match_shape(seg, [n])
     rows = ctx.emit(relax.op.arange(0, as_expr(n), 1, "int64"))
     shape = [_fresh(ctx, node, "segments")] + list(data.shape[1:])
-    mode = "max" if node.op == "SegmentMax" else "sum"
-    return ctx.emit(defs.sparse_segment_reduce(data.expr, rows.expr, seg.expr, -1, mode), shape=shape)
+    return ctx.emit(defs.sparse_segment_reduce(data.expr, rows.expr, seg.expr, -1, _DENSE_SEGMENT_MODES[node.op]),
+                    shape=shape)
 
 
 def _boundaries(node) -> np.ndarray:
