@@ -303,3 +303,27 @@ def test_segment_mean_and_is_nan(no_fallback):
     for ids, seg in (([1, 2, 3, 9], [0, 0, 2, 2]), ([], []), ([1, 2], [1, 0]), ([4], [3])):
         ids, seg = np.array(ids, np.int64), np.array(seg, np.int64)
         model.check({"ids": ids, "seg": seg, "x": x}, (ids, seg, x), f"segments {seg}")
+
+
+def test_gather_with_batch_dims(no_fallback):
+    """tf.gather(candidates, picks, batch_dims=1) (re-ranking: each example's own candidates) and batch_dims=2 over
+    a [B, T, N, D] tensor: refused before ('batch_dims != 0'); indices outside [0, N) and a batch mismatch raise
+    TF's error."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 5, 3], tf.float32), tf.TensorSpec([None, 2], tf.int32),
+                                  tf.TensorSpec([None, 2, 4, 3], tf.float32), tf.TensorSpec([None, 2], tf.int64)])
+    def serve(cands, pick, seq, pos):
+        g = tf.gather(cands, pick, batch_dims=1)
+        return {"g": g, "s": tf.reduce_sum(g, -1), "h": tf.gather(seq, pos, batch_dims=2)}
+
+    model = FunctionModel(serve.get_concrete_function(), passes=False)
+    rng = np.random.default_rng(9)
+    for b, pick, pos in ((3, [[0, 4], [2, 2], [1, 3]], [[0, 3], [1, 1], [2, 0]]), (0, np.zeros((0, 2)), np.zeros((0, 2))),
+                         (1, [[5, 0]], [[0, 0]]), (1, [[-1, 0]], [[0, 0]]), (1, [[0, 0]], [[0, 4]])):
+        feeds = {"cands": rng.normal(size=(b, 5, 3)).astype(np.float32), "pick": np.array(pick, np.int32),
+                 "seq": rng.normal(size=(b, 2, 4, 3)).astype(np.float32), "pos": np.array(pos, np.int64)}
+        model.check(feeds, tuple(feeds.values()), f"B={b} pick={pick} pos={pos}")
+    feeds = {"cands": np.zeros((2, 5, 3), np.float32), "pick": np.zeros((3, 2), np.int32),
+             "seq": np.zeros((2, 2, 4, 3), np.float32), "pos": np.zeros((2, 2), np.int64)}
+    model.check(feeds, tuple(feeds.values()), "batch 2 vs 3")

@@ -603,7 +603,7 @@ def _gather(ctx, node, ins):
     params, indices = ins[0], ins[1]
     axis = ctx.const_ints(ins[2], "the axis")[0] if node.op == "GatherV2" else 0
     if int(node.attr("batch_dims", 0)) != 0:
-        ctx.fail("batch_dims != 0")
+        return _batched_gather(ctx, node, params, indices, axis)
     p = ctx.device(params, table=True)
     axis = _norm_axis(ctx, axis, len(p.shape))
     if isinstance(indices, Known) and indices.concrete:
@@ -614,6 +614,28 @@ def _gather(ctx, node, ins):
             ctx.fail(f"constant index {bad} is not in [0, {limit})")
     i = ctx.device(indices)
     return ctx.emit(defs.gather(p.expr, i.expr, axis, check=True, label=ctx.label()))
+
+
+def _batched_gather(ctx, node, params, indices, axis: int):
+    """tf.gather(params, indices, batch_dims=bd, axis=bd): out[b.., k.., rest] = params[b.., indices[b.., k..],
+    rest] (picking per example, e.g. candidates by index): a GatherNd over (b.., index) tuples, whose lowering
+    checks the indices as TF-CPU does."""
+    p, i = ctx.device(params), ctx.device(indices)
+    bd = int(node.attr("batch_dims", 0))
+    bd = bd + len(i.shape) if bd < 0 else bd
+    axis = _norm_axis(ctx, axis, len(p.shape))
+    if axis != bd or not 0 < bd < len(p.shape) or bd > len(i.shape):
+        ctx.fail(f"batch_dims {bd} with axis {axis} (axis == batch_dims is supported)")
+    i = ctx.match_shape(i, list(p.shape[:bd]) + list(i.shape[bd:]))
+    idx = ctx.emit(relax.op.astype(i.expr, "int64")) if i.dtype != "int64" else i
+    coords = []
+    for d in range(bd):
+        grid = relax.op.arange(0, as_expr(p.shape[d]), 1, "int64")
+        grid = relax.op.reshape(grid, shape_expr([p.shape[d] if k == d else 1 for k in range(len(i.shape))]))
+        coords.append(relax.op.expand_dims(relax.op.broadcast_to(grid, shape_expr(list(i.shape))), [-1]))
+    coords.append(relax.op.expand_dims(idx.expr, [-1]))
+    tuples = ctx.emit(relax.op.concat(coords, axis=-1), shape=list(i.shape) + [bd + 1])
+    return ctx.emit(relax.op.gather_nd(p.expr, tuples.expr), shape=list(i.shape) + list(p.shape[bd + 1:]))
 
 
 @known("GatherV2", "Gather")
