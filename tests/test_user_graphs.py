@@ -327,3 +327,22 @@ def test_gather_with_batch_dims(no_fallback):
     feeds = {"cands": np.zeros((2, 5, 3), np.float32), "pick": np.zeros((3, 2), np.int32),
              "seq": np.zeros((2, 2, 4, 3), np.float32), "pos": np.zeros((2, 2), np.int64)}
     model.check(feeds, tuple(feeds.values()), "batch 2 vs 3")
+
+
+def test_unique_with_counts(no_fallback):
+    """tf.unique_with_counts (had no converter): each unique id's row once, weighted by its count; over no ids
+    the sum of the weighted rows is 0 (a reduction over nothing: backend/empty_reductions.py)."""
+    import tensorflow as tf
+
+    table = tf.constant(np.random.default_rng(10).normal(size=(8, 3)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)])
+    def serve(ids):
+        u, idx, cnt = tf.unique_with_counts(ids)
+        e = tf.gather(table, u) * tf.cast(cnt, tf.float32)[:, None]
+        return {"weighted": tf.reduce_sum(e, 0), "idx": idx, "u": u, "cnt": cnt}
+
+    model = FunctionModel(serve.get_concrete_function())
+    for ids in ([3, 1, 3, 3, 7, 1], [], [5], [8, 1]):
+        ids = np.array(ids, np.int64)
+        model.check({"ids": ids}, (ids,), f"ids {ids}")

@@ -31,15 +31,23 @@ def _where_known(ctx, node, ins):
     return Known(np.argwhere(ins[0].value).astype("int64"), "int64")
 
 
-@device("Unique")
+@device("Unique", "UniqueWithCounts")
 def _unique(ctx, node, ins):
+    """Unique (first-occurrence order, as TF) and UniqueWithCounts: how often each unique value occurs, a
+    scatter-add of ones at idx."""
     x = ctx.device(ins[0])
     out_idx = node.attr("out_idx", "int32")
     var = ctx.bb.emit(defs.unique(x.expr, out_idx))
     u = _fresh(ctx, node, "count")
     y = ctx.emit(relax.TupleGetItem(var, 0), shape=[u])
     idx = ctx.emit(relax.TupleGetItem(var, 1))
-    return [y, idx]
+    if node.op == "Unique":
+        return [y, idx]
+    n = x.shape[0]
+    ones = relax.op.ones(shape_expr([n]), out_idx)
+    count = ctx.emit(relax.op.scatter_elements(relax.op.zeros(shape_expr([u]), out_idx), idx.expr, ones, 0, "add"),
+                     shape=[u])
+    return [y, idx, count]
 
 
 def _fresh(ctx, node, what: str):
