@@ -412,8 +412,14 @@ class FrozenTF1Model:
                          "optimized": recom_tvm.build(self.opt, "llvm", params)}
 
     def check(self, request: dict, what: str) -> None:
-        exp = outcome(lambda: dict(zip(self.outputs, self.sess.run(
-            list(self.outputs.values()), {self.feeds[k]: v for k, v in request.items()}))))
+        """request: feed name -> array, or (indices, values, dense_shape) for a sparse feed (declared as a dict
+        of its parts' tensors in `feeds`)."""
+        feed_dict = {}
+        for k, v in request.items():
+            t = self.feeds[k]
+            feed_dict.update(zip((t["indices"], t["values"], t["dense_shape"]), v) if isinstance(t, dict)
+                             else [(t, v)])
+        exp = outcome(lambda: dict(zip(self.outputs, self.sess.run(list(self.outputs.values()), feed_dict))))
         for name, model in self.variants.items():
             got = outcome(lambda: model.run(request))
             if isinstance(exp, BaseException) or isinstance(got, BaseException):

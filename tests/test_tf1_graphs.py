@@ -4,6 +4,7 @@ each now matches TF, imported and optimized, embedding stage included."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from conftest import FrozenTF1Model
 
@@ -135,3 +136,37 @@ def test_saved_model_with_a_sparse_part_the_outputs_never_read(tmp_path):
             got = outcome(lambda: model.run(feeds))
             assert_matches_tf(got["emb"] if isinstance(got, dict) else got, exp, f"{rows} [{name}]")
     sess.close()
+
+
+def test_sparse_placeholder_of_unknown_rank(tmp_path):
+    """v1.sparse_placeholder without a shape (Estimator serving receivers): feature columns branch on its rank
+    with a tf.cond the importer could not decide ('a conditional on a predicate only known at run time'); taken as
+    rank 2 (every feature column's input), a dense_shape of another length is a FeedError."""
+    import tensorflow as tf
+
+    import recom_tvm
+
+    v1 = tf.compat.v1
+
+    def build():
+        fc = v1.feature_column
+        item = v1.sparse_placeholder(tf.int64, name="item")
+        col = fc.categorical_column_with_identity("item", 30)
+        emb = fc.input_layer({"item": item}, [fc.embedding_column(col, 4)])
+        logit = fc.linear_model({"item": item}, [col])
+        return {"emb": tf.identity(emb, name="emb"), "logit": tf.identity(logit, name="logit")}
+
+    parts = {"indices": "item/indices:0", "values": "item/values:0", "dense_shape": "item/shape:0"}
+    m = FrozenTF1Model(build, {"item": parts}, tmp_path)
+
+    def sparse(rows):
+        idx = [[r, c] for r, row in enumerate(rows) for c in range(len(row))]
+        return (np.array(idx, np.int64).reshape(-1, 2), np.array([v for row in rows for v in row], np.int64),
+                np.array([len(rows), max([len(r) for r in rows] + [1])], np.int64))
+
+    for rows in ([[1, 2], [], [29]], [[7]], [[30]]):
+        m.check({"item": sparse(rows)}, f"rows {rows}")
+    rank3 = (np.zeros((1, 3), np.int64), np.array([1], np.int64), np.array([1, 1, 1], np.int64))
+    for name, model in m.variants.items():
+        with pytest.raises(recom_tvm.FeedError):
+            model.run({"item": rank3})

@@ -214,6 +214,12 @@ class _Importer:
             # does; there the importer asserts the equality on the host, with that op's error
             batch = ctx.symbols.get(f"B_{self._ident(feat.name)}", f"batch size of feature {feat.name}") \
                 if feat is not None and self.structured else None
+            if feat is not None and feat.kind == "sparse" and part in ("indices", "dense_shape") and \
+                    shape in ([-1], [-1, -1]):
+                # a SparseTensor of unknown rank (v1.sparse_placeholder without a shape, as Estimator serving
+                # receivers write them): taken as rank 2, the rank of every feature column's input, so the graph's
+                # own tf.cond on the rank is decided at import; a dense_shape of another length is a FeedError
+                shape = [2] if part == "dense_shape" else [-1, 2]
             if shape is None:
                 raise ConversionError(node.op, name, None, "unknown rank; give the input a shape")
             tensor = name + ":0"
