@@ -346,3 +346,21 @@ def test_unique_with_counts(no_fallback):
     for ids in ([3, 1, 3, 3, 7, 1], [], [5], [8, 1]):
         ids = np.array(ids, np.int64)
         model.check({"ids": ids}, (ids,), f"ids {ids}")
+
+
+def test_sparse_tensor_spec_of_unknown_rank(no_fallback):
+    """tf.SparseTensorSpec(None, tf.int64): a SparseTensor input of unknown rank is taken as rank 2 (was
+    'unknown rank; give the input a shape')."""
+    import tensorflow as tf
+
+    table = tf.constant(np.random.default_rng(12).normal(size=(10, 4)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.SparseTensorSpec(None, tf.int64)])
+    def serve(sp):
+        return {"e": tf.nn.safe_embedding_lookup_sparse(table, sp, None, combiner="mean")}
+
+    model = FunctionModel(serve.get_concrete_function())
+    for idx, vals, shape in (([[0, 0], [0, 1], [2, 0]], [1, 2, 9], [3, 2]), (np.zeros((0, 2)), [], [2, 5]),
+                             ([[0, 0]], [10], [1, 1])):
+        idx, vals, shape = np.array(idx, np.int64).reshape(-1, 2), np.array(vals, np.int64), np.array(shape, np.int64)
+        model.check({"sp": (idx, vals, shape)}, (tf.SparseTensor(idx, vals, shape),), f"{shape} {vals}")
