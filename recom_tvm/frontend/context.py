@@ -327,6 +327,12 @@ class ImportContext:
                                                    tvm.ir.StringImm(text), ty_args=[value.expr.ty]),
                          shape=list(value.shape))
 
+    def size_scalar(self, n, dtype: str) -> relax.Expr:
+        """A rank-0 tensor holding the size `n` (an int or a symbolic dim) in `dtype`."""
+        if is_const_int(n):
+            return relax.const(int(n), dtype)
+        return self.scalar(Known(np.array(n, dtype=object), dtype), dtype)
+
     def scalar(self, v: Value, dtype: str) -> relax.Expr:
         """A rank-0 device tensor of `dtype` (for fill values, defaults)."""
         if isinstance(v, Known) and v.concrete:

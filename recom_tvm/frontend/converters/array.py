@@ -561,8 +561,7 @@ def _bincount(ctx, node, ins):
     if is_const_int(size) and int(size) < 0:
         ctx.fail(f"size ({int(size)}) must be non-negative")
     x = ctx.device(arr)
-    size_t = relax.const(int(size), x.dtype) if is_const_int(size) else \
-        ctx.scalar(Known(np.array(size, dtype=object), x.dtype), x.dtype)
+    size_t = ctx.size_scalar(size, x.dtype)
     if len(x.shape) not in (1, 2):
         ctx.fail(f"input of rank {len(x.shape)} (1 or 2 is supported)")
     w = None

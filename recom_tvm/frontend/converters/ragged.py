@@ -4,12 +4,10 @@ padded [B, T] ids for an Embedding)."""
 
 from __future__ import annotations
 
-import numpy as np
 from tvm import relax
 
 from ...shapes.symbolic import as_expr, is_const_int, simplify
 from ..context import shape_expr
-from ..values import Known
 from . import device
 
 
@@ -59,8 +57,7 @@ def _ragged_to_tensor(ctx, node, ins):
                                              shape_expr([1] + list(values.shape[1:]))))
     padded = ctx.emit(relax.op.concat([values.expr, default.expr], axis=0),
                       shape=[simplify(as_expr(nnz) + 1)] + list(values.shape[1:]))
-    past = relax.const(int(nnz), idt) if is_const_int(nnz) else \
-        ctx.scalar(Known(np.array(nnz, dtype=object), idt), idt)
+    past = ctx.size_scalar(nnz, idt)
     where = ctx.emit(relax.op.where(inside.expr, pos.expr, past))
     out = ctx.emit(relax.op.take(padded.expr, where.expr, axis=0), shape=[rows, width] + list(values.shape[1:]))
     if inner != list(values.shape[1:]):

@@ -292,8 +292,7 @@ def _unsorted_segment(ctx, node, ins):
         out = relax.op.scatter_nd(base.expr, relax.op.reshape(idx.expr, shape_expr([n, 1])), w.expr, "add")
         return ctx.emit(out, shape=[k] + tail)
     # other reductions: a dropped id goes to an extra segment k, sliced off after
-    k_t = relax.const(int(k), seg.dtype) if is_const_int(k) else \
-        ctx.scalar(Known(np.array(k, dtype=object), seg.dtype), seg.dtype)
+    k_t = ctx.size_scalar(k, seg.dtype)
     spare = ctx.emit(relax.op.where(valid.expr, idx.expr, k_t))
     base = ctx.emit(relax.op.full(shape_expr([simplify(k + 1)] + tail),
                                   relax.const(_segment_identity(reduction, dtype), dtype), dtype))
