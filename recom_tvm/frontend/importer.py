@@ -215,7 +215,7 @@ class _Importer:
             batch = ctx.symbols.get(f"B_{self._ident(feat.name)}", f"batch size of feature {feat.name}") \
                 if feat is not None and self.structured else None
             if feat is not None and feat.kind == "sparse" and part in ("indices", "dense_shape") and \
-                    shape in ([-1], [-1, -1]):
+                    shape in ([-1], [-1, -1]) and self._rank_unknown(feat):
                 # a SparseTensor of unknown rank (v1.sparse_placeholder without a shape, as Estimator serving
                 # receivers write them): taken as rank 2, the rank of every feature column's input, so the graph's
                 # own tf.cond on the rank is decided at import; a dense_shape of another length is a FeedError
@@ -247,6 +247,11 @@ class _Importer:
                 if not isinstance(d, int):
                     self.feed_symbols.setdefault(d.name, [tensor, i, "shape"])
             self.values[(name, 0)] = ctx.host_values[tensor] = Host(tensor, dtype, dims)
+
+    def _rank_unknown(self, feat) -> bool:
+        """A sparse feature whose dense_shape input has no static length (v1.sparse_placeholder(shape=None))."""
+        node = self.graph.nodes.get(parse_tensor_name(feat.tensors.get("dense_shape", ""))[0])
+        return node is not None and node.attr("shape") == [-1]
 
     def _ident(self, label: str) -> str:
         """A feature (or placeholder) name as an identifier for its size symbols, unique per name: "a.b" and
