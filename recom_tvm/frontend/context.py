@@ -90,12 +90,22 @@ class ImportContext:
             return
         names = set()
         _names(cond, names)
-        if any(self.symbols.origin.get(n, "").startswith("data-dependent") for n in names):
+        if self._data_dependent(names):
             return
         entry = assertion(cond, message)
         if entry not in self.assertions:
             self.assertions.append(entry)
             self.assertion_symbols |= names
+
+    def _data_dependent(self, names: set) -> bool:
+        """Whether any of these symbols is a size learnt while the module runs (not checkable before launch)."""
+        return any(self.symbols.origin.get(n, "").startswith("data-dependent") for n in names)
+
+    def symbols_of(self, expr) -> set:
+        """The names of the size symbols in a PrimExpr."""
+        names: set = set()
+        _names(expr, names)
+        return names
 
     # ------------------------------------------------------------------------------------- emission
     def emit(self, expr: relax.Expr, name: str = "", shape: list | None = None) -> Device:

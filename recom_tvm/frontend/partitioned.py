@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .graph import parse_tensor_name
+from .graph import decode_tensor, parse_tensor_name
 
 OP = "RecomPartitionedGather"
 _STITCH = ("ParallelDynamicStitch", "DynamicStitch")
@@ -32,22 +32,42 @@ def _node(by_name: dict, tensor: str):
     return by_name.get(name)
 
 
-def _const_int(by_name: dict, tensor: str) -> int | None:
-    from .graph import decode_tensor
+def _data_inputs(node) -> list[str]:
+    return [i for i in node.input if not i.startswith("^")]
 
+
+def _const_node(by_name: dict, tensor: str):
+    """The Const node `tensor` reads, through Identity nodes (a frozen variable's `read`), or None."""
     node = _node(by_name, tensor)
     while node is not None and node.op == "Identity":
         node = _node(by_name, node.input[0])
-    if node is None or node.op != "Const":
+    return node if node is not None and node.op == "Const" else None
+
+
+def _const_int(by_name: dict, tensor: str) -> int | None:
+    node = _const_node(by_name, tensor)
+    if node is None:
         return None
     value = decode_tensor(node.attr["value"].tensor)
     return int(value.reshape(-1)[0]) if value.size == 1 else None
 
 
+def _rows(by_name: dict, shard: str) -> int | None:
+    node = _const_node(by_name, shard)
+    dims = node.attr["value"].tensor.tensor_shape.dim if node is not None else None
+    return int(dims[0].size) if dims else None
+
+
+def shard_offsets(rows) -> np.ndarray:
+    """Each shard's first row in the shards stacked in order."""
+    return np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(np.int64)
+
+
 def _match(stitch, by_name: dict) -> list[str] | None:
-    """The new node's inputs [new, p, shard_0, ...] if `stitch` closes a partitioned lookup, else None."""
+    """The new node's inputs [new, p, Size(ids), ids, shard_0, ...] if `stitch` closes a partitioned lookup, else
+    None."""
     n = stitch.attr["N"].i
-    data = [i for i in stitch.input if not i.startswith("^")]
+    data = _data_inputs(stitch)
     if n < 1 or len(data) != 2 * n:
         return None
     positions, parts = data[:n], data[n:]
@@ -67,7 +87,7 @@ def _match(stitch, by_name: dict) -> list[str] | None:
         gather = by_name.get(parse_tensor_name(parts[k])[0])
         if gather is None or gather.op not in _GATHER or parse_tensor_name(parts[k])[1] != 0:
             return None
-        g_in = [i for i in gather.input if not i.startswith("^")]
+        g_in = _data_inputs(gather)
         if gather.op == "GatherV2" and (_const_int(by_name, g_in[2]) != 0 or gather.attr["batch_dims"].i != 0):
             return None
         ids_name, ids_idx = parse_tensor_name(g_in[1])
@@ -75,25 +95,25 @@ def _match(stitch, by_name: dict) -> list[str] | None:
         if dp_ids is None or dp_ids.op != "DynamicPartition" or ids_idx != k or \
                 dp_ids.attr["num_partitions"].i != n:
             return None
-        ids_in = [i for i in dp_ids.input if not i.startswith("^")]
+        ids_in = _data_inputs(dp_ids)
         if new is None:
             new, p = ids_in
         elif ids_in != [new, p]:
             return None
         shards.append(g_in[0])
-    pos_in = [i for i in part_of_pos.input if not i.startswith("^")]
+    pos_in = _data_inputs(part_of_pos)
     if pos_in[1] != p:
         return None
     rng = _node(by_name, pos_in[0])  # the positions partitioned must be 0 .. len - 1
     if rng is None or rng.op != "Range":
         return None
-    r_in = [i for i in rng.input if not i.startswith("^")]
+    r_in = _data_inputs(rng)
     if _const_int(by_name, r_in[0]) != 0 or _const_int(by_name, r_in[2]) != 1:
         return None
     size = _node(by_name, r_in[1])
     if size is None or size.op != "Size":
         return None
-    return [new, p, r_in[1], [i for i in size.input if not i.startswith("^")][0]] + shards
+    return [new, p, r_in[1], _data_inputs(size)[0]] + shards
 
 
 # ops the shard / row computation of TF's embedding_lookup uses (both strategies), evaluated elementwise in numpy
@@ -102,6 +122,7 @@ _EVAL = {
     "Sub": np.subtract, "Mul": np.multiply, "Maximum": np.maximum, "Minimum": np.minimum, "Less": np.less,
     "LessEqual": np.less_equal, "Greater": np.greater, "GreaterEqual": np.greater_equal,
 }
+_INT_TYPES = {3: np.int32, 9: np.int64}  # TF DataType enum: DT_INT32, DT_INT64
 _ROWS_CHECKED = 1 << 27  # tables up to this many rows have their layout checked id by id (in chunks)
 _CHUNK = 1 << 20
 
@@ -109,8 +130,6 @@ _CHUNK = 1 << 20
 def _evaluate(by_name: dict, tensors: list[str], ids: str, x: np.ndarray) -> list[np.ndarray] | None:
     """`tensors` computed from `ids` = x by the graph's own nodes, or None where they use anything but constants,
     `ids` and the elementwise integer ops of _EVAL (and Select / Cast / Identity)."""
-    from .graph import decode_tensor
-
     memo: dict[str, np.ndarray] = {"%s:%d" % parse_tensor_name(ids): x}
 
     def value(t: str):
@@ -121,17 +140,16 @@ def _evaluate(by_name: dict, tensors: list[str], ids: str, x: np.ndarray) -> lis
         node = by_name.get(name)
         if node is None or idx != 0:
             return None
-        ins = [i for i in node.input if not i.startswith("^")]
+        ins = _data_inputs(node)
         if node.op == "Const":
             out = decode_tensor(node.attr["value"].tensor)
         elif node.op == "Identity":
             out = value(ins[0])
         elif node.op == "Cast":
-            a = value(ins[0])
-            out = None if a is None else a.astype(np.int64 if node.attr["DstT"].type == 9 else
-                                                   np.int32 if node.attr["DstT"].type == 3 else object)
-            if out is not None and out.dtype == object:
+            a, to = value(ins[0]), _INT_TYPES.get(node.attr["DstT"].type)
+            if a is None or to is None:
                 return None
+            out = a.astype(to)
         elif node.op in ("Select", "SelectV2"):
             c, a, b = (value(i) for i in ins)
             out = None if c is None or a is None or b is None else np.where(c, a, b)
@@ -157,7 +175,7 @@ def _ids_are_rows(by_name: dict, new: str, p: str, ids: str, rows: list[int]) ->
     total = sum(rows)
     if total == 0 or total > _ROWS_CHECKED:
         return False
-    offsets = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(np.int64)
+    offsets = shard_offsets(rows)
     sizes = np.asarray(rows, np.int64)
     for start in range(0, total, _CHUNK):
         x = np.arange(start, min(total, start + _CHUNK), dtype=np.int64)
@@ -171,16 +189,6 @@ def _ids_are_rows(by_name: dict, new: str, p: str, ids: str, rows: list[int]) ->
         if ((new_x < 0) | (new_x >= sizes[p_c])).any() or (offsets[p_c] + new_x != x).any():
             return False
     return True
-
-
-def _rows(by_name: dict, shard: str) -> int | None:
-    node = _node(by_name, shard)
-    while node is not None and node.op == "Identity":
-        node = _node(by_name, node.input[0])
-    if node is None or node.op != "Const":
-        return None
-    dims = node.attr["value"].tensor.tensor_shape.dim
-    return int(dims[0].size) if dims else None
 
 
 def rewrite_partitioned_lookups(graph_def) -> int:

@@ -8,7 +8,7 @@ from tvm import relax
 
 from ...ops import defs
 from ...shapes.symbolic import prove_equal
-from ..partitioned import OP
+from ..partitioned import OP, shard_offsets
 from ..values import Known
 from . import device
 
@@ -34,7 +34,7 @@ def _partitioned_gather(ctx, node, ins):
         ctx.fail(f"the positions stitched ({count}) are not the ids partitioned ({new.shape[0]})")
     table = ctx.device(Known(np.concatenate(shards, axis=0), str(shards[0].dtype)), table=True)
     rows = np.array([s.shape[0] for s in shards], np.int64)
-    offsets = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(np.int64)
+    offsets = shard_offsets(rows)
     n = len(shards)
     label = f"{ctx.label()} (a partitioned lookup over {n} shards)"
     if node.attr("ids_are_rows", False):  # the div layout, checked for every id at import: the ids are the rows

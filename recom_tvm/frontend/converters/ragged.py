@@ -35,10 +35,7 @@ def _ragged_to_tensor(ctx, node, ins):
     width = shape[1]
     if is_const_int(width) and int(width) < 0:
         ctx.fail("to_tensor without a row length: give shape=[None, T] (Keras: output_sequence_length)")
-    inner = list(values.shape[1:])
-    for k, (want, got) in enumerate(zip(shape[2:], inner)):
-        if not (is_const_int(want) and int(want) == -1):
-            inner[k] = want
+    inner = [got if is_const_int(want) and int(want) == -1 else want for want, got in zip(shape[2:], values.shape[1:])]
     splits = ctx.device(ins[3]) if types == ["ROW_SPLITS"] else _splits_of_row_ids(ctx, ins[3], ins[4], values)
     idt = splits.dtype
     rows = simplify(as_expr(splits.shape[0]) - 1)
@@ -53,8 +50,8 @@ def _ragged_to_tensor(ctx, node, ins):
                    shape=[rows, width])
     inside = ctx.emit(relax.op.less(pos.expr, relax.op.expand_dims(ends.expr, [1])), shape=[rows, width])
     # the default sits one past the values: a padded slot (and every slot of an empty batch) reads it
-    default = ctx.emit(relax.op.broadcast_to(relax.op.reshape(ctx.scalar(default_v, values.dtype), [1] * len(values.shape)),
-                                             shape_expr([1] + list(values.shape[1:]))))
+    fill = relax.op.reshape(ctx.scalar(default_v, values.dtype), [1] * len(values.shape))
+    default = ctx.emit(relax.op.broadcast_to(fill, shape_expr([1] + list(values.shape[1:]))))
     padded = ctx.emit(relax.op.concat([values.expr, default.expr], axis=0),
                       shape=[simplify(as_expr(nnz) + 1)] + list(values.shape[1:]))
     past = ctx.size_scalar(nnz, idt)

@@ -9,7 +9,7 @@ from tvm import relax
 from ...ops import defs
 from ...runtime.feeds import flush_denormals
 from ...shapes.symbolic import as_expr, is_const_int, prove_equal, simplify
-from ..context import _names, shape_expr
+from ..context import shape_expr
 from ..values import Known
 from . import NotFoldable, device, known
 from .array import _prod, resolve_reshape
@@ -67,9 +67,8 @@ def _sparse_reshape(ctx, node, ins):
     elif not prove_equal(total, _prod(target)):
         if is_const_int(total) and is_const_int(_prod(target)):
             ctx.fail(f"cannot reshape a SparseTensor of dense shape {in_shape} to {target}")
-        names = set()
-        _names(as_expr(total) - as_expr(_prod(target)), names)
-        if not names or any(ctx.symbols.origin.get(n, "data-dependent").startswith("data-dependent") for n in names):
+        names = ctx.symbols_of(as_expr(total) - as_expr(_prod(target)))
+        if not names or ctx._data_dependent(names):
             ctx.fail(f"cannot prove that dense shape {in_shape} and new shape {target} hold as many elements")
         # sizes fed at run time (a shape feed): checked on the host before launch, with TF's error
         ctx.assume(as_expr(total) == as_expr(_prod(target)),
