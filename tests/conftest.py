@@ -419,6 +419,8 @@ class FrozenTF1Model:
             t = self.feeds[k]
             feed_dict.update(zip((t["indices"], t["values"], t["dense_shape"]), v) if isinstance(t, dict)
                              else [(t, v)])
+        ops = {op.name for op in self.sess.graph.get_operations()}  # (a sparse part the freeze pruned: unfed)
+        feed_dict = {t: v for t, v in feed_dict.items() if t.rpartition(":")[0] in ops}
         exp = outcome(lambda: dict(zip(self.outputs, self.sess.run(list(self.outputs.values()), feed_dict))))
         for name, model in self.variants.items():
             got = outcome(lambda: model.run(request))

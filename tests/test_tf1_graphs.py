@@ -138,6 +138,58 @@ def test_saved_model_with_a_sparse_part_the_outputs_never_read(tmp_path):
     sess.close()
 
 
+def _sparse(rows, dtype):
+    """(indices, values, dense_shape) of a list of rows."""
+    idx = [[r, c] for r, row in enumerate(rows) for c in range(len(row))]
+    return (np.array(idx, np.int64).reshape(-1, 2), np.array([v for row in rows for v in row], dtype),
+            np.array([len(rows), max([len(r) for r in rows] + [0])], np.int64))
+
+
+def test_frozen_graph_whose_freeze_pruned_a_sparse_part(tmp_path):
+    """Freezing prunes the sparse parts nothing reads (embedding_lookup_sparse reads no dense_shape, a weighted
+    column no weight indices); a signature naming the whole SparseTensor was refused ('not in the graph'). The
+    part is put back as a Placeholder nothing reads: the feed is taken whole, its parts checked against each
+    other, and the outputs match TF (imported and optimized)."""
+    import tensorflow as tf
+
+    import recom_tvm
+
+    v1 = tf.compat.v1
+
+    def build():
+        ids = v1.sparse_placeholder(tf.int64, [None, None], name="ids")
+        tags = v1.sparse_placeholder(tf.int64, [None, None], name="tags")
+        w = v1.sparse_placeholder(tf.float32, [None, None], name="tags_weight")
+        table = v1.get_variable("t", initializer=np.arange(160, dtype=np.float32).reshape(40, 4) / 7)
+        plain = tf.nn.embedding_lookup_sparse(table, ids, None, combiner="mean")
+        fc = v1.feature_column
+        col = fc.weighted_categorical_column(fc.categorical_column_with_identity("tags", 40), "tags_weight")
+        weighted = fc.input_layer({"tags": tags, "tags_weight": w}, [fc.embedding_column(col, 8)])
+        return {"plain": tf.identity(plain, name="plain"), "weighted": tf.identity(weighted, name="weighted")}
+
+    def parts(name):
+        return {"indices": f"{name}/indices:0", "values": f"{name}/values:0", "dense_shape": f"{name}/shape:0"}
+
+    feeds = {n: parts(n) for n in ("ids", "tags", "tags_weight")}
+    m = FrozenTF1Model(build, feeds, tmp_path)
+    kept = {n.name for n in m.gd.node if n.op == "Placeholder"}
+    assert "ids/shape" not in kept and "tags_weight/indices" not in kept, kept  # what the freeze prunes
+    for rows, tags, ws in (([[3, 5], [39]], [[1, 5], [7]], [[0.5, 2.0], [1.0]]),
+                           ([[1], [], [2, 2]], [[1], [], [3]], [[1.0], [], [-1.0]])):
+        m.check({"ids": _sparse(rows, np.int64), "tags": _sparse(tags, np.int64),
+                 "tags_weight": _sparse(ws, np.float32)}, f"{rows} {tags} {ws}")
+    bad = _sparse([[3, 5], [39]], np.int64)
+    for name, model in m.variants.items():  # the restored dense_shape still bounds the indices, as TF's SparseTensor
+        with pytest.raises(recom_tvm.errors.InvalidArgumentError, match="out of bounds of dense_shape"):
+            model.run({"ids": (bad[0], bad[1], np.array([2, 1], np.int64)), "tags": _sparse([[1], [2]], np.int64),
+                       "tags_weight": _sparse([[1.0], [1.0]], np.float32)})
+    # without a signature: sparse_placeholder's naming groups what is left of a triple into the same feature
+    # (values alone stay the dense feed TF serving the frozen graph takes)
+    _, _, spec = recom_tvm.from_tensorflow(str(tmp_path / "model.pb"))
+    assert {(f["name"], f["kind"]) for f in spec.features} == {("ids", "sparse"), ("tags", "sparse"),
+                                                                ("tags_weight/values", "dense")}
+
+
 def test_sparse_placeholder_of_unknown_rank(tmp_path):
     """v1.sparse_placeholder without a shape (Estimator serving receivers): feature columns branch on its rank
     with a tf.cond the importer could not decide ('a conditional on a predicate only known at run time'); taken as

@@ -172,6 +172,22 @@ class Graph:
                     raise ModelFormatError(f"node {node.name!r} ({node.op}) reads {src!r}, which is not in the graph")
         self.order = self._topo_order()
 
+    def add_placeholder(self, name: str, dtype: str, shape: list[int] | None) -> None:
+        """A Placeholder nothing reads (a feed part the model's freeze pruned, kept so the feed stays whole).
+        First in the order: it has no inputs, and its position must not depend on where it was added."""
+        if name in self.nodes:
+            raise ModelFormatError(f"cannot add placeholder {name!r}: the graph has a node of that name")
+        enum = next(k for k, v in TF_DTYPES.items() if v == dtype)
+        nd = self.graph_def.node.add(name=name, op="Placeholder")
+        nd.attr["dtype"].type = enum
+        if shape is None:
+            nd.attr["shape"].shape.unknown_rank = True
+        else:
+            for d in shape:
+                nd.attr["shape"].shape.dim.add(size=d)
+        self.nodes[name] = Node(name, "Placeholder", [], [], {k: decode_attr(v) for k, v in sorted(nd.attr.items())})
+        self.order.insert(0, name)
+
     @classmethod
     def from_bytes(cls, data: bytes) -> Graph:
         gd = proto.GraphDef()

@@ -118,6 +118,7 @@ def _features_from_spec(spec: dict | None, graph: Graph) -> list[Feature]:
                                    f"{SPARSE_PARTS} (a SparseTensor) or {RAGGED_PARTS} (a RaggedTensor), "
                                    f"got {desc!r}")
     for f in feats:
+        _restore_pruned_part(graph, f)
         for t in f.tensors.values():
             node = _node_of(t)
             if node not in graph.nodes:
@@ -147,13 +148,42 @@ def _placeholder_features(graph: Graph) -> list[Feature]:
     feats, used = [], set()
     for prefix, parts in groups.items():
         shapes = {k: placeholders[t[:-2]].attr("shape") for k, t in parts.items()}
-        if set(parts) == set(SPARSE_PARTS) and prefix not in placeholders and shapes["indices"] is not None \
-                and len(shapes["indices"]) == 2 and placeholders[parts["indices"][:-2]].attr("dtype") == "int64":
-            feats.append(Feature(prefix, "sparse", {k: parts[k] for k in SPARSE_PARTS}))
+        dtypes = {k: placeholders[t[:-2]].attr("dtype") for k, t in parts.items()}
+        # a triple, or its values and one part the freeze left (_restore_pruned_part; values alone stay a dense
+        # feed "X/values", as TF serving that frozen graph takes it)
+        if "values" in parts and len(parts) >= 2 and prefix not in placeholders \
+                and all(dtypes[k] == "int64" for k in ("indices", "dense_shape") if k in parts) \
+                and ("indices" not in parts or (shapes["indices"] is not None and len(shapes["indices"]) == 2)):
+            full = {k: parts.get(k, f"{prefix}/{'shape' if k == 'dense_shape' else k}:0") for k in SPARSE_PARTS}
+            if any(_node_of(t) in graph.nodes and _node_of(t) not in placeholders for t in full.values()):
+                continue  # the missing part's name is another node's
+            feat = Feature(prefix, "sparse", full)
+            _restore_pruned_part(graph, feat)
+            feats.append(feat)
             used |= {t[:-2] for t in parts.values()}
     feats += [Feature(n, "dense", {"value": n + ":0"}) for n, node in placeholders.items()
               if n not in used and node.op == "Placeholder"]
     return sorted(feats, key=lambda f: f.name)
+
+
+def _restore_pruned_part(graph: Graph, feat: Feature) -> None:
+    """A SparseTensor feed whose `indices` or `dense_shape` the outputs never read (embedding_lookup_sparse reads
+    no dense_shape, a weighted column reads only its weights' values): freezing prunes those Placeholders, though
+    the user still feeds the whole SparseTensor. Put them back as Placeholders nothing reads, so the feed is taken
+    (and its parts checked against each other) as the signature declares it. Never the values."""
+    if feat.kind != "sparse" or _node_of(feat.tensors["values"]) not in graph.nodes:
+        return
+    missing = [k for k, t in feat.tensors.items() if _node_of(t) not in graph.nodes]
+    if not missing or any(not feat.tensors[k].endswith(":0") for k in missing):
+        return
+    rank = -1  # from the part that is left, where it says
+    if len(missing) == 1:
+        other = graph.nodes[_node_of(feat.tensors["dense_shape" if missing[0] == "indices" else "indices"])]
+        shape = other.attr("shape") if other.op == "Placeholder" else None
+        if shape is not None and len(shape) == (1 if missing[0] == "indices" else 2):
+            rank = shape[-1]
+    for k in missing:
+        graph.add_placeholder(_node_of(feat.tensors[k]), "int64", [-1, rank] if k == "indices" else [rank])
 
 
 def _full(t: str) -> str:
