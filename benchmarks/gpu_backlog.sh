@@ -35,6 +35,10 @@
 #                       then the request path's own checks (every batch, 8 threads) on the graph builds
 # compact       16      compact tables (fp16 / bf16 / int8) and int32 packing (huge ids, demo.i64) vs TF on the
 #                       GPU, E's kernel per dtype and knob (time vs floor), ncu counters of E at B = 2,048
+# floor         16      why E's fp32 kernel is 2.1x its floor at B = 512 (1.5x at 2,048): compact_kernels.py measure of
+#                       E's float32 candidates (B = 512 / 2,048), ncu --set full of the default and tuned kernels at
+#                       512 and the tuned one at 2,048 (details and SASS-source pages as CSV), and gather_floor.py:
+#                       what a random-row gather reaches (32 / 64 / 128-byte rows, L2- and DRAM-sized tables)
 # kernels       15      E's request-path kernel time per kernel (CUPTI via torch.profiler) and its answers: E as
 #                       built by default, with RECOM_TVM_DENSE_TAIL=off, with RECOM_TVM_DEVICE_HASH=off, and
 #                       mixed-100 (request_kernels_gpu.py; B = 32 / 2,048)
@@ -59,7 +63,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${GPU_BACKLOG_DIR:-.device/backlog}  # (another folder: a dry run of the device side on this host, built with --target llvm)
-CALLS="corpus graphs request device_e2e graphs_threads compact suite hash kernels dense_tune dense_grid"
+CALLS="corpus graphs request device_e2e graphs_threads compact floor suite hash kernels dense_tune dense_grid"
 SUITE_MODELS=${SUITE_MODELS:-e,mixed100,mixed1000,sweep30,sweep300,sweep2000}
 
 prepare_one() {
@@ -77,6 +81,7 @@ prepare_one() {
     compact) python benchmarks/compact_kernels.py export --dir "$d/kernels" --models e --batches 512,2048
              python benchmarks/gpu_correctness.py prepare --dir "$d/check" --only demo mixed24 weighted_mix identity \
                --schedules 2 --compact 1 ;;
+    floor) python benchmarks/compact_kernels.py export --dir "$d/kernels" --models e --batches 512,2048 --dtypes float32 ;;
     suite) python benchmarks/suite.py host --dir "$d/suite" --models "$SUITE_MODELS" ${SUITE_HOST_ARGS:-} ;;
     hash) python benchmarks/gpu_device_hash.py prepare --dir "$d/dh" ;;
     dense_tune) python benchmarks/tune_models.py export --round-dir "$d/round" --models e --per-task 10 --dense-only ;;
@@ -119,7 +124,7 @@ run_one() {
     graphs_threads)  # rpg twice: on the default stream, and on a stream per VM (RECOM_TVM_CUDA_GRAPH_STREAMS=1)
       for v in rp rpg rpg_streams; do
         timeout 140 env RECOM_TVM_CUDA_GRAPH_STREAMS=$([ $v = rpg_streams ] && echo 1 || echo 0) \
-          python3 benchmarks/threads_scaling.py --dir "$d/${v%_streams}" --steps run,run_py --per-thread 150 \
+          python3 benchmarks/threads_scaling.py --dir "$d/${v%_streams}" --steps run,run_py --per-thread 400 --repeat 5 \
           --gpu-busy --tag "_$v" --out "$o" > "$o/threads_$v.log" 2>&1
         echo "threads ($v) rc=$?"; grep -v '^\s*$' "$o/threads_$v.log" | grep -v Warning | tail -22
       done
@@ -144,6 +149,26 @@ run_one() {
           python3 benchmarks/profile_kernel.py "$d/kernels/e_$t" B2048 default tuned all > "$o/ncu_e_$t.csv" 2> "$o/ncu_e_$t.err"
         echo "ncu $t rc=$? $(grep -c '"cand' "$o/ncu_e_$t.csv") rows"
       done ;;
+    floor)
+      timeout 150 python3 benchmarks/compact_kernels.py measure --dir "$d/kernels" --out "$o" --number 20 --repeat 5 \
+        > "$o/kernels.log" 2>&1
+      echo "compact_kernels (float32) rc=$?"; tail -n 22 "$o/kernels.log"
+      local ncu; ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
+      for job in "B512 default" "B512 tuned" "B2048 tuned"; do
+        set -- $job
+        if [ -z "$ncu" ]; then echo "ncu: not found"; break; fi
+        timeout 120 "$ncu" --clock-control none --kernel-name regex:cand --launch-skip 1 --launch-count 1 --set full \
+          --import-source no -f -o "$o/ncu_$1_$2" python3 benchmarks/profile_kernel.py "$d/kernels/e_float32" "$1" "$2" \
+          > "$o/ncu_$1_$2.log" 2>&1
+        echo "ncu --set full $1 $2 rc=$?"
+        "$ncu" --import "$o/ncu_$1_$2.ncu-rep" --page details --csv > "$o/ncu_$1_$2_details.csv" 2>/dev/null
+        "$ncu" --import "$o/ncu_$1_$2.ncu-rep" --page source --csv --print-source sass > "$o/ncu_$1_$2_sass.csv" 2>/dev/null
+        grep -E '"(Duration|DRAM Throughput|L2 Cache Throughput|Achieved Occupancy|Registers Per Thread|Waves Per SM|Grid Size|Block Size)"' \
+          "$o/ncu_$1_$2_details.csv" | cut -d, -f12- | tr -d '"' | head -12
+      done
+      set --
+      timeout 120 python3 benchmarks/gather_floor.py --out "$o" > "$o/gather.log" 2>&1
+      echo "gather_floor rc=$?"; cat "$o/gather.log" ;;
     suite) timeout ${SUITE_TIMEOUT:-560} python3 benchmarks/suite.py gpu --dir "$d/suite" --out "$o" --iters ${SUITE_ITERS:-20} > "$o/suite.log" 2>&1
            echo "suite rc=$?"; grep -v '^\s*$' "$o/suite.log" | tail -40 ;;
     hash) timeout 540 python3 benchmarks/gpu_device_hash.py run --dir "$d/dh" --out "$o" > "$o/hash.log" 2>&1

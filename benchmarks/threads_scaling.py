@@ -19,8 +19,10 @@ the answers that differ from the build host's (mismatches: a race between stream
 --gpu-busy, `run` from 1 and the most threads again under CUPTI: the share of time the GPU ran anything and its
 time per request (whether the device binds). And, first, a GIL-free step (SHA-256 of 128 KB) from the same
 thread counts: what the machine gives.
-A step that scales is not the serializing one. Prints requests per second per step and thread count and the speedup
-over 1 thread; writes $OUT/threads_scaling.json (or --out).
+A step that scales is not the serializing one. Prints requests per second per step and thread count (the median of
+--repeat measurements, taken in turn over the thread counts: the device machine is shared, and one short measurement
+of one thread read half of the next one's in 2026-12-07's run) and the speedup over 1 thread; writes
+$OUT/threads_scaling.json (or --out), every measurement included (<step>_runs).
 
     python benchmarks/threads_scaling.py --dir .device/backlog/request/rp --models e,mixed100 --batch 32
 """
@@ -199,6 +201,8 @@ def main() -> int:
     p.add_argument("--models", default="e,mixed100")
     p.add_argument("--threads", default="1,2,4,8")
     p.add_argument("--per-thread", type=int, default=200)
+    p.add_argument("--repeat", type=int, default=3,
+                   help="measurements of each step and thread count, taken in turn; the median is reported")
     p.add_argument("--steps", default=",".join(STEPS), help="a subset of the steps, comma-separated")
     p.add_argument("--out", default=os.environ.get("OUT"))
     p.add_argument("--tag", default="", help="appended to the JSON's name (threads_scaling<tag>.json)")
@@ -214,7 +218,8 @@ def main() -> int:
            "cpu_cores": os.cpu_count(),
            "native_threads": config.native_threads, "feeds_outside_gil": config.native_feeds_outside_gil,
            "models": {}}
-    res["gil_free_step"] = {t: round(_busy(t, a.per_thread), 1) for t in counts}
+    res["gil_free_step"] = {t: round(float(np.median([_busy(t, a.per_thread) for _ in range(a.repeat)])), 1)
+                            for t in counts}
     print(f"{res['device']}, {os.cpu_count()} CPU cores; a GIL-free step (SHA-256): "
           + ", ".join(f"{t} threads {r / res['gil_free_step'][counts[0]]:.2f}x" for t, r in res["gil_free_step"].items()))
     for name in a.models.split(","):
@@ -225,8 +230,15 @@ def main() -> int:
         print(f"{'step':>13} | " + " | ".join(f"{t:>2} threads      " for t in counts))
         for step in [x for x in a.steps.split(",") if x in STEPS]:
             _configure(step)
-            rates = {t: _rate(workers, step, t, a.per_thread) for t in counts}
+            # --repeat rounds over the thread counts in turn (a drift of the machine reaches every count alike);
+            # the median of each
+            runs: dict[int, list[float]] = {t: [] for t in counts}
+            for _ in range(a.repeat):
+                for t in counts:
+                    runs[t].append(_rate(workers, step, t, a.per_thread))
+            rates = {t: float(np.median(r)) for t, r in runs.items()}
             rows[step] = {t: round(r, 1) for t, r in rates.items()}
+            rows[f"{step}_runs"] = {t: [round(x, 1) for x in r] for t, r in runs.items()}
             print(f"{step:>13} | " + " | ".join(f"{r:8.0f} ({r / rates[counts[0]]:4.2f}x)" for r in rates.values()),
                   flush=True)
         for step in ("run", "run_shared", "run_py"):
