@@ -305,8 +305,9 @@ def test_ragged_to_tensor_of_a_ragged_feed(no_fallback):
 
 
 def test_segment_mean_and_is_nan(no_fallback):
-    """tf.math.segment_mean (SegmentSum / SegmentMax converted, SegmentMean not) and tf.math.is_nan guarding a
-    mean over an empty ragged row; gaps in the segment ids are TF's zero rows, unsorted ids TF's error."""
+    """tf.math.segment_mean (SegmentSum / SegmentMax converted, SegmentMean not; SegmentMin / SegmentProd neither,
+    float and int: a gap is 0 for min, 1 for prod) and tf.math.is_nan guarding a mean over an empty ragged row; gaps
+    in the segment ids are TF's zero rows, unsorted ids TF's error."""
     import tensorflow as tf
 
     table = tf.constant(np.random.default_rng(8).normal(size=(10, 3)).astype(np.float32))
@@ -316,6 +317,8 @@ def test_segment_mean_and_is_nan(no_fallback):
     def serve(ids, seg, x):
         e = tf.gather(table, ids)
         return {"mean": tf.math.segment_mean(e, seg), "max": tf.math.segment_max(e, seg),
+                "min": tf.math.segment_min(e, seg), "prod": tf.math.segment_prod(e, seg),
+                "imin": tf.math.segment_min(ids, seg), "iprod": tf.math.segment_prod(ids + 1, seg),
                 "clean": tf.where(tf.math.is_nan(x), tf.zeros_like(x), x),
                 "finite": tf.cast(tf.math.is_finite(x), tf.float32) + tf.cast(tf.math.is_inf(x), tf.float32) * 2}
 

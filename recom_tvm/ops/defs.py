@@ -114,7 +114,7 @@ def unique(x: relax.Expr, out_idx: str = "int32") -> relax.Call:
 
 
 # ----------------------------------------------------------------------------------------- SparseSegmentReduce
-SEGMENT_MODES = ("sum", "mean", "sqrtn", "max")
+SEGMENT_MODES = ("sum", "mean", "sqrtn", "max", "min", "prod")
 
 
 def _infer_segment(call):
@@ -134,7 +134,8 @@ def _infer_segment(call):
 
 SPARSE_SEGMENT_REDUCE = define_op(
     "sparse_segment_reduce", 5, _infer_segment,
-    "TF SparseSegment{Sum,Mean,SqrtN}[WithNumSegments]; num_segments < 0 means segment_ids[-1] + 1")
+    "TF SparseSegment{Sum,Mean,SqrtN}[WithNumSegments], Segment{Sum,Mean,Max,Min,Prod}; num_segments < 0 means "
+    "segment_ids[-1] + 1")
 
 
 def sparse_segment_reduce(data, indices, segment_ids, num_segments, mode: str) -> relax.Call:

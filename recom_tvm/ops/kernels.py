@@ -277,8 +277,8 @@ def segment_reduce(dtype: str, idx_dtype: str, seg_dtype: str, mode: str):
     """out[s, :] = combine(data[indices[j], :] for j in segment s); segment ids sorted (TF requires it).
 
     Each segment finds its [lo, hi) by binary search, so the work is parallel over segments.
-    mode: "sum", "mean" (sum / count), "sqrtn" (sum / sqrt(count)) or "max"; empty segments give 0 (TF's
-    SegmentMax too).
+    mode: "sum", "mean" (sum / count), "sqrtn" (sum / sqrt(count)), "max", "min" or "prod"; empty segments give
+    0 (TF's SegmentMax / SegmentMin too), 1 for "prod" (TF's SegmentProd).
     """
 
     @T.prim_func(private=True, s_tir=True)
@@ -319,11 +319,19 @@ def segment_reduce(dtype: str, idx_dtype: str, seg_dtype: str, mode: str):
                         acc[0] = T.if_then_else(end[0] > lo[0], T.min_value(dtype), T.Cast(dtype, 0))
                         for jj in T.serial(end[0] - lo[0]):
                             acc[0] = T.max(acc[0], data[T.Cast(I64, ind[lo[0] + jj]), j])
+                    elif mode == "min":  # SegmentMin: 0 for an empty segment as well
+                        acc[0] = T.if_then_else(end[0] > lo[0], T.max_value(dtype), T.Cast(dtype, 0))
+                        for jj in T.serial(end[0] - lo[0]):
+                            acc[0] = T.min(acc[0], data[T.Cast(I64, ind[lo[0] + jj]), j])
+                    elif mode == "prod":  # SegmentProd: 1 for an empty segment
+                        acc[0] = T.Cast(dtype, 1)
+                        for jj in T.serial(end[0] - lo[0]):
+                            acc[0] = acc[0] * data[T.Cast(I64, ind[lo[0] + jj]), j]
                     else:
                         acc[0] = T.Cast(dtype, 0)
                         for jj in T.serial(end[0] - lo[0]):
                             acc[0] = acc[0] + data[T.Cast(I64, ind[lo[0] + jj]), j]
-                    if mode == "sum" or mode == "max":
+                    if mode in ("sum", "max", "min", "prod"):
                         out[vi, j] = acc[0]
                     elif mode == "mean":
                         out[vi, j] = T.if_then_else(end[0] > lo[0], acc[0] / T.Cast(dtype, end[0] - lo[0]),

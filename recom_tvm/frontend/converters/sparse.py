@@ -122,13 +122,14 @@ def _sparse_segment(ctx, node, ins):
                     shape=shape)
 
 
-_DENSE_SEGMENT_MODES = {"SegmentSum": "sum", "SegmentMax": "max", "SegmentMean": "mean"}
+_DENSE_SEGMENT_MODES = {"SegmentSum": "sum", "SegmentMax": "max", "SegmentMean": "mean", "SegmentMin": "min",
+                        "SegmentProd": "prod"}
 
 
 @device(*_DENSE_SEGMENT_MODES)
 def _segment_sum(ctx, node, ins):
-    """Segment{Sum,Max,Mean}(data, sorted segment ids) = a sparse segment reduction over every row of data, in
-    order; the output has max(segment id) + 1 rows (data-dependent, as in TF)."""
+    """Segment{Sum,Max,Mean,Min,Prod}(data, sorted segment ids) = a sparse segment reduction over every row of
+    data, in order; the output has max(segment id) + 1 rows (data-dependent, as in TF)."""
     data, seg = ctx.device(ins[0]), ctx.device(ins[1])
     n = data.shape[0]
     seg = ctx.match_shape(seg, [n])
