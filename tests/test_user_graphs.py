@@ -256,29 +256,32 @@ def test_sparse_reshape_to_a_fed_shape(no_fallback):
 def test_keras_text_vectorization_padded_ids(no_fallback):
     """Keras 3 TextVectorization (output_sequence_length) into an Embedding: the padded ids are
     RaggedTensorToTensor over (rows, value row ids), which had no converter (the co-run then needed the layer's
-    captured table and failed). Rows longer than the length are cut, empty rows are all padding."""
+    captured table and failed). Rows longer than the length are cut, empty rows are all padding; without a length,
+    the ids are padded to the longest row."""
     import keras
     import tensorflow as tf
 
-    tv = keras.layers.TextVectorization(max_tokens=20, output_sequence_length=5,
-                                        vocabulary=["the", "cat", "sat", "on", "mat"])
+    vocab = ["the", "cat", "sat", "on", "mat"]
+    tv = keras.layers.TextVectorization(max_tokens=20, output_sequence_length=5, vocabulary=vocab)
+    longest = keras.layers.TextVectorization(max_tokens=20, vocabulary=vocab)  # padded to the longest row
     emb = keras.layers.Embedding(20, 4)
     emb.build((None,))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def serve(s):
-        ids = tv(s)
-        return {"ids": ids, "e": tf.reduce_mean(emb(ids), axis=1)}
+        ids, ids2 = tv(s), longest(s)
+        return {"ids": ids, "e": tf.reduce_mean(emb(ids), axis=1), "ids2": ids2,
+                "e2": tf.reduce_sum(emb(ids2), axis=1)}
 
     model = FunctionModel(serve.get_concrete_function())
     s = np.array([b"the cat sat", b"", b"The mat on the cat sat again and again", b"dog"], object)
-    for feed in (s, s[2:3], s[:0]):
+    for feed in (s, s[2:3], s[:0], s[1:2]):
         model.check({"s": feed}, (feed,), f"{len(feed)} rows")
 
 
 def test_ragged_to_tensor_of_a_ragged_feed(no_fallback):
     """RaggedTensor.to_tensor(default_value, shape=[None, T]) by row splits, of ids and of their [nnz, 4]
-    embeddings; without a row length (shape=None) it is refused at import, naming the op."""
+    embeddings; without a row length (refused before) padded to the longest row, a masked mean over it."""
     import tensorflow as tf
 
     table = tf.constant(np.random.default_rng(6).normal(size=(10, 4)).astype(np.float32))
@@ -297,11 +300,19 @@ def test_ragged_to_tensor_of_a_ragged_feed(no_fallback):
         model.check({"r": (vals, splits)}, (tf.RaggedTensor.from_row_splits(vals, splits),), f"splits {splits}")
 
     @tf.function(input_signature=[spec])
-    def unbounded(r):
-        return {"ids": r.to_tensor()}
+    def unbounded(r):  # padded to the longest row: a data-dependent width
+        ids = r.to_tensor()
+        e = tf.gather(table, ids)
+        mask = tf.cast(ids > 0, tf.float32)[:, :, None]
+        pooled = tf.math.divide_no_nan(tf.reduce_sum(e * mask, 1), tf.reduce_sum(mask, 1))
+        return {"ids": ids, "e": tf.ragged.map_flat_values(tf.gather, table, r).to_tensor(default_value=0.5),
+                "pooled": pooled}
 
-    with pytest.raises(ConversionError, match="RaggedTensorToTensor.*shape=\\[None, T\\]"):
-        recom_tvm.from_tensorflow(unbounded.get_concrete_function())
+    model = FunctionModel(unbounded.get_concrete_function())
+    for splits in ([0, 2, 2, 6], [0, 0, 0], [0, 6], [0]):
+        splits = np.array(splits, np.int64)
+        vals = values[:splits[-1]]
+        model.check({"r": (vals, splits)}, (tf.RaggedTensor.from_row_splits(vals, splits),), f"splits {splits}")
 
 
 def test_segment_mean_and_is_nan(no_fallback):

@@ -14,8 +14,8 @@ from . import device
 @device("RaggedTensorToTensor")
 def _ragged_to_tensor(ctx, node, ins):
     """out[r, j] = values[splits[r] + j] for j < the row's length, else default_value; rows longer than T are
-    cut, as in TF. Row splits partitions of ragged_rank 1, T known when the model is compiled (Keras'
-    output_sequence_length, to_tensor(shape=[None, T]))."""
+    cut, as in TF. Row splits partitions of ragged_rank 1; T known when the model is compiled (Keras'
+    output_sequence_length, to_tensor(shape=[None, T])) or, without it, the longest row (a data-dependent size)."""
     types = [t.decode() if isinstance(t, bytes) else str(t) for t in node.attr("row_partition_types", [])]
     if types not in (["ROW_SPLITS"], ["FIRST_DIM_SIZE", "VALUE_ROWIDS"]):
         ctx.fail(f"row partitions {types} (ragged_rank 1 by row splits, or by first dim size + value row ids, "
@@ -33,8 +33,6 @@ def _ragged_to_tensor(ctx, node, ins):
     if not (is_const_int(shape[0]) and int(shape[0]) == -1):
         ctx.fail("a fixed number of rows in to_tensor's shape (None is supported)")
     width = shape[1]
-    if is_const_int(width) and int(width) < 0:
-        ctx.fail("to_tensor without a row length: give shape=[None, T] (Keras: output_sequence_length)")
     inner = [got if is_const_int(want) and int(want) == -1 else want for want, got in zip(shape[2:], values.shape[1:])]
     splits = ctx.device(ins[3]) if types == ["ROW_SPLITS"] else _splits_of_row_ids(ctx, ins[3], ins[4], values)
     idt = splits.dtype
@@ -45,6 +43,8 @@ def _ragged_to_tensor(ctx, node, ins):
                       shape=[rows])
     ends = ctx.emit(relax.op.strided_slice(splits.expr, [0], [1], [as_expr(splits.shape[0])], assume_inbound=True),
                     shape=[rows])
+    if is_const_int(width) and int(width) < 0:
+        width = _longest_row(ctx, starts, ends)
     cols = ctx.emit(relax.op.arange(0, as_expr(width), 1, idt), shape=[width])
     pos = ctx.emit(relax.op.add(relax.op.expand_dims(starts.expr, [1]), relax.op.expand_dims(cols.expr, [0])),
                    shape=[rows, width])
@@ -60,6 +60,18 @@ def _ragged_to_tensor(ctx, node, ins):
     if inner != list(values.shape[1:]):
         out = ctx.match_shape(out, [rows, width] + inner)
     return out
+
+
+def _longest_row(ctx, starts, ends):
+    """to_tensor() without a row length pads to the longest row (0 for no rows): a data-dependent size, brought
+    to the host as a fresh symbol (one device->host sync, as ragged code's Range(0, longest row))."""
+    from .array import ints_or_sync
+
+    idt = starts.dtype
+    lengths = relax.op.subtract(ends.expr, starts.expr)
+    with_zero = relax.op.concat([lengths, relax.op.zeros(shape_expr([1]), idt)], axis=0)  # never an empty max
+    longest = ctx.emit(relax.op.reshape(relax.op.max(with_zero), shape_expr([1])), shape=[1])
+    return ints_or_sync(ctx, longest, "the longest row")[0]
 
 
 def _splits_of_row_ids(ctx, first_dim_v, row_ids_v, values):
