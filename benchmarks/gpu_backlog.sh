@@ -37,8 +37,9 @@
 #                       GPU, E's kernel per dtype and knob (time vs floor), ncu counters of E at B = 2,048
 # floor         16      why E's fp32 kernel is 2.1x its floor at B = 512 (1.5x at 2,048): compact_kernels.py measure of
 #                       E's float32 candidates (B = 512 / 2,048), ncu --set full of the default and tuned kernels at
-#                       512 and the tuned one at 2,048 (details and SASS-source pages as CSV), and gather_floor.py:
-#                       what a random-row gather reaches (32 / 64 / 128-byte rows, L2- and DRAM-sized tables)
+#                       512 and the tuned one at 2,048 (details and SASS-source pages as CSV, the reports in the
+#                       tgz), and gather_floor.py: what TVM's plain gather of random rows reaches (32 / 64 / 128-byte
+#                       rows, L1-, L2- and DRAM-sized tables)
 # kernels       15      E's request-path kernel time per kernel (CUPTI via torch.profiler) and its answers: E as
 #                       built by default, with RECOM_TVM_DENSE_TAIL=off, with RECOM_TVM_DEVICE_HASH=off, and
 #                       mixed-100 (request_kernels_gpu.py; B = 32 / 2,048)
@@ -81,7 +82,8 @@ prepare_one() {
     compact) python benchmarks/compact_kernels.py export --dir "$d/kernels" --models e --batches 512,2048
              python benchmarks/gpu_correctness.py prepare --dir "$d/check" --only demo mixed24 weighted_mix identity \
                --schedules 2 --compact 1 ;;
-    floor) python benchmarks/compact_kernels.py export --dir "$d/kernels" --models e --batches 512,2048 --dtypes float32 ;;
+    floor) python benchmarks/compact_kernels.py export --dir "$d/kernels" --models e --batches 512,2048 --dtypes float32
+           python benchmarks/gather_floor.py export --dir "$d/gather" ;;
     suite) python benchmarks/suite.py host --dir "$d/suite" --models "$SUITE_MODELS" ${SUITE_HOST_ARGS:-} ;;
     hash) python benchmarks/gpu_device_hash.py prepare --dir "$d/dh" ;;
     dense_tune) python benchmarks/tune_models.py export --round-dir "$d/round" --models e --per-task 10 --dense-only ;;
@@ -154,20 +156,21 @@ run_one() {
         > "$o/kernels.log" 2>&1
       echo "compact_kernels (float32) rc=$?"; tail -n 22 "$o/kernels.log"
       local ncu; ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
+      local bs sched
       for job in "B512 default" "B512 tuned" "B2048 tuned"; do
-        set -- $job
+        bs=${job% *}; sched=${job#* }  # (not `set --`: the tar below reads this function's $1)
         if [ -z "$ncu" ]; then echo "ncu: not found"; break; fi
         timeout 120 "$ncu" --clock-control none --kernel-name regex:cand --launch-skip 1 --launch-count 1 --set full \
-          --import-source no -f -o "$o/ncu_$1_$2" python3 benchmarks/profile_kernel.py "$d/kernels/e_float32" "$1" "$2" \
-          > "$o/ncu_$1_$2.log" 2>&1
-        echo "ncu --set full $1 $2 rc=$?"
-        "$ncu" --import "$o/ncu_$1_$2.ncu-rep" --page details --csv > "$o/ncu_$1_$2_details.csv" 2>/dev/null
-        "$ncu" --import "$o/ncu_$1_$2.ncu-rep" --page source --csv --print-source sass > "$o/ncu_$1_$2_sass.csv" 2>/dev/null
-        grep -E '"(Duration|DRAM Throughput|L2 Cache Throughput|Achieved Occupancy|Registers Per Thread|Waves Per SM|Grid Size|Block Size)"' \
-          "$o/ncu_$1_$2_details.csv" | cut -d, -f12- | tr -d '"' | head -12
+          --import-source no -f -o "$o/ncu_${bs}_$sched" python3 benchmarks/profile_kernel.py "$d/kernels/e_float32" \
+          "$bs" "$sched" > "$o/ncu_${bs}_$sched.log" 2>&1
+        echo "ncu --set full $bs $sched rc=$?"
+        "$ncu" --import "$o/ncu_${bs}_$sched.ncu-rep" --page details --csv > "$o/ncu_${bs}_${sched}_details.csv" 2>/dev/null
+        "$ncu" --import "$o/ncu_${bs}_$sched.ncu-rep" --page source --csv --print-source sass \
+          > "$o/ncu_${bs}_${sched}_sass.csv" 2>/dev/null
+        "$ncu" --import "$o/ncu_${bs}_$sched.ncu-rep" --page raw --csv > "$o/ncu_${bs}_${sched}_raw.csv" 2>/dev/null
+        echo "  pages: details $(wc -l < "$o/ncu_${bs}_${sched}_details.csv"), sass $(wc -l < "$o/ncu_${bs}_${sched}_sass.csv"), raw $(wc -c < "$o/ncu_${bs}_${sched}_raw.csv") bytes"
       done
-      set --
-      timeout 120 python3 benchmarks/gather_floor.py --out "$o" > "$o/gather.log" 2>&1
+      timeout 120 python3 benchmarks/gather_floor.py run --dir "$d/gather" --out "$o" > "$o/gather.log" 2>&1
       echo "gather_floor rc=$?"; cat "$o/gather.log" ;;
     suite) timeout ${SUITE_TIMEOUT:-560} python3 benchmarks/suite.py gpu --dir "$d/suite" --out "$o" --iters ${SUITE_ITERS:-20} > "$o/suite.log" 2>&1
            echo "suite rc=$?"; grep -v '^\s*$' "$o/suite.log" | tail -40 ;;
