@@ -399,3 +399,57 @@ def test_sparse_tensor_spec_of_unknown_rank(no_fallback):
                              ([[0, 0]], [10], [1, 1])):
         idx, vals, shape = np.array(idx, np.int64).reshape(-1, 2), np.array(vals, np.int64), np.array(shape, np.int64)
         model.check({"sp": (idx, vals, shape)}, (tf.SparseTensor(idx, vals, shape),), f"{shape} {vals}")
+
+
+def test_integer_division_by_a_zero_in_the_data(no_fallback):
+    """x // y and floormod on int feeds: a 0 in y is TF's 'Integer division by zero' (the compiled division trapped:
+    SIGFPE killed the serving process); a constant divisor is not checked; truncatediv / truncatemod round toward
+    zero (TF raises InternalError for their zero divisor: ours is the same InvalidArgumentError)."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int64)])
+    def floor(x, y):
+        x64 = tf.cast(x, tf.int64)
+        return {"q": x64 // y, "m": tf.math.floormod(x64, y), "c": x // 3, "cm": tf.math.floormod(x, -4)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64)])
+    def trunc(x, y):
+        return {"t": tf.truncatediv(x, y), "r": tf.truncatemod(x, y)}
+
+    model = FunctionModel(floor.get_concrete_function(), passes=False)
+    for x, y in (([7, -7, 5, 0], [2, 2, -3, 5]), ([7], [0]), ([], []), ([1, 2], [1, 0])):
+        x, y = np.array(x, np.int32), np.array(y, np.int64)
+        model.check({"x": x, "y": y}, (x, y), f"x {x} y {y}")
+    model = FunctionModel(trunc.get_concrete_function(), passes=False)
+    x, y = np.array([7, -7, 5, -5], np.int64), np.array([2, 2, -3, -3], np.int64)
+    model.check({"x": x, "y": y}, (x, y), "truncation")
+    for name, built in model.variants.items():
+        with pytest.raises(InvalidArgumentError, match="Integer division by zero"):
+            built.run({"x": x, "y": np.array([2, 0, 1, 1], np.int64)})
+
+
+def test_numeric_ops_users_write(no_fallback):
+    """Ops a survey of user feature code found unsupported (2026-12-07): cyclic time features (sin / cos), TF's
+    banker's rounding (round, rint), expm1 undoing a log target, atan2, xdivy / xlogy, argmax / argmin (their
+    ties: the first index), tf.reverse, bitwise ops and shifts on ids."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None, 4], tf.int64)])
+    def serve(x, ids):
+        return {"sin": tf.sin(x), "cos": tf.cos(x), "tan": tf.tan(x * 0.1), "atan": tf.atan(x),
+                "round": tf.round(x), "rint": tf.math.rint(x), "expm1": tf.math.expm1(x * 1e-4),
+                "expm1b": tf.math.expm1(x), "atan2": tf.math.atan2(x, x[:, ::-1] + 0.5),
+                "xdivy": tf.math.xdivy(x, x + 10.0), "xlogy": tf.math.xlogy(x, tf.abs(x) + 1.0),
+                "argmax": tf.argmax(x, axis=1), "argmin": tf.argmin(ids, axis=0, output_type=tf.int32),
+                "rev": tf.reverse(x, [1]), "rev2": tf.reverse(ids, [0, 1]),
+                "and": tf.bitwise.bitwise_and(ids, 6), "or": tf.bitwise.bitwise_or(ids, 8),
+                "xor": tf.bitwise.bitwise_xor(ids, ids[:, ::-1]), "inv": tf.bitwise.invert(ids),
+                "shl": tf.bitwise.left_shift(ids, 2), "shr": tf.bitwise.right_shift(ids, 1)}
+
+    model = FunctionModel(serve.get_concrete_function(), passes=False)
+    x = np.array([[0.5, 1.5, 2.5, -0.5], [-1.5, 2.4999, 3.0, 3.0], [0.0, -2.5, 1e-7, 100.0]], np.float32)
+    ids = np.array([[1, 5, 7, 2], [9, 9, 0, 12], [3, 3, 3, 3]], np.int64)
+    for rows in (slice(None), slice(0, 1)):
+        model.check({"x": x[rows], "ids": ids[rows]}, (x[rows], ids[rows]), f"rows {rows}")
+    # argmin over an empty axis 0: TF's InvalidArgumentError
+    model.check({"x": x[:0], "ids": ids[:0]}, (x[:0], ids[:0]), "B = 0")

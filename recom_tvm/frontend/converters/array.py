@@ -690,6 +690,32 @@ def _reduce(ctx, node, ins):
     return red
 
 
+@device("ArgMax", "ArgMin")
+def _arg_max_min(ctx, node, ins):
+    """The first index of the largest / smallest value along an axis (TF's ties too); an empty axis is TF's
+    'Reduction axis ... is empty' error (checked on the host before launch where its size is a feed's)."""
+    x = ctx.device(ins[0])
+    (axis,) = ctx.const_ints(ins[1], "the dimension")
+    axis = _norm_axis(ctx, axis, len(x.shape))
+    n = x.shape[axis]
+    ctx.assume(as_expr(n) >= 1 if not is_const_int(n) else tirx.const(int(n) >= 1, "bool"),
+               f"Reduction axis {axis} is empty in shape {list(x.shape)}")
+    fn = relax.op.argmax if node.op == "ArgMax" else relax.op.argmin
+    out = ctx.emit(fn(x.expr, axis, False))
+    dst = node.attr("output_type", "int64")
+    return ctx.emit(relax.op.astype(out.expr, dst)) if dst != "int64" else out
+
+
+@device("ReverseV2")
+def _reverse(ctx, node, ins):
+    """tf.reverse over a list of axes."""
+    x = ctx.device(ins[0])
+    out = x
+    for a in sorted({_norm_axis(ctx, a, len(x.shape)) for a in ctx.const_ints(ins[1], "the axes")}):
+        out = ctx.emit(relax.op.flip(out.expr, a), shape=list(x.shape))
+    return out
+
+
 @known("Sum", "Prod", "Max", "Min")
 def _reduce_known(ctx, node, ins):
     arr = ins[0].value

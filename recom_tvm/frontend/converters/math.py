@@ -142,6 +142,12 @@ _BINARY = {
     "Add": relax.op.add, "AddV2": relax.op.add, "Sub": relax.op.subtract, "Mul": relax.op.multiply,
     "RealDiv": relax.op.divide, "Maximum": lambda a, b: _tf_max(a, b), "Minimum": lambda a, b: _tf_min(a, b),
     "FloorDiv": relax.op.floor_divide, "FloorMod": relax.op.floor_mod, "Pow": relax.op.power,
+    "TruncateDiv": relax.op.divide, "TruncateMod": relax.op.mod,  # (integers: C's truncating / and %)
+    "Atan2": relax.op.atan2, "BitwiseAnd": relax.op.bitwise_and, "BitwiseOr": relax.op.bitwise_or,
+    "BitwiseXor": relax.op.bitwise_xor, "LeftShift": relax.op.left_shift, "RightShift": relax.op.right_shift,
+    "Xdivy": lambda a, b: relax.op.where(relax.op.equal(a, relax.const(0, a.ty.dtype)), a, relax.op.divide(a, b)),
+    "Xlogy": lambda a, b: relax.op.where(relax.op.equal(a, relax.const(0, a.ty.dtype)), a,
+                                         relax.op.multiply(a, relax.op.log(b))),
     "Less": relax.op.less, "LessEqual": relax.op.less_equal, "Greater": relax.op.greater,
     "GreaterEqual": relax.op.greater_equal, "Equal": relax.op.equal, "NotEqual": relax.op.not_equal,
     "LogicalAnd": relax.op.logical_and, "LogicalOr": relax.op.logical_or,
@@ -173,6 +179,21 @@ def _fixed_clamp(ctx, node, ins):
     return None
 
 
+_INT_DIVISIONS = ("FloorDiv", "FloorMod", "TruncateDiv", "TruncateMod")
+
+
+def _nonzero_divisor(ctx, v):
+    """An integer division's divisor, checked nonzero where it is not a constant without zeros: TF raises
+    'Integer division by zero' where the compiled division would trap (SIGFPE on a CPU: the serving process died)
+    or give garbage (GPU). One device->host sync, for divisors computed at run time only (hash modulos divide by
+    constants)."""
+    if isinstance(v, Known) and v.concrete and np.all(np.asarray(v.numpy()) != 0):
+        return v
+    d = ctx.device(v)
+    ok = ctx.emit(relax.op.not_equal(d.expr, relax.const(0, d.dtype)), shape=list(d.shape))
+    return ctx.check(d, ok, "Integer division by zero")
+
+
 @device(*_BINARY)
 def _binary(ctx, node, ins):
     dtype = "bool" if node.op in ("LogicalAnd", "LogicalOr") else node.attr("T")
@@ -182,6 +203,10 @@ def _binary(ctx, node, ins):
         fixed = _fixed_clamp(ctx, node, ins)
         if fixed is not None:
             return fixed
+    if node.op in _INT_DIVISIONS and dtype and np.dtype(dtype).kind in "iu":
+        ins = [ins[0], _nonzero_divisor(ctx, ins[1])]
+    elif node.op in ("TruncateDiv", "TruncateMod"):
+        ctx.fail(f"{node.op} on {dtype} (integers are supported)")
     a, b = _operands(ctx, node, ins, dtype)
     if node.op in ("Maximum", "Minimum") and str(dtype).startswith("float"):
         return _float_min_max(ctx, node.op, a, b)
@@ -262,6 +287,8 @@ def _binary_known(ctx, node, ins):
         raise NotFoldable
     if a.concrete and b.concrete:
         x, y = a.numpy(), b.numpy()
+        if node.op in _INT_DIVISIONS and np.asarray(y).dtype.kind in "iu" and np.any(np.asarray(y) == 0):
+            raise NotFoldable  # TF's run-time error (_nonzero_divisor), not numpy's 0 and a warning
         fns = {"RealDiv": np.divide, "FloorDiv": np.floor_divide, "FloorMod": np.mod, "Maximum": np.maximum,
                "Minimum": np.minimum, "LogicalAnd": np.logical_and, "LogicalOr": np.logical_or,
                "Add": np.add, "AddV2": np.add, "Sub": np.subtract, "Mul": np.multiply, "Less": np.less,
@@ -292,9 +319,42 @@ _UNARY = {
     "Softplus": lambda x: relax.op.log(relax.op.add(relax.op.exp(x), relax.const(1.0, x.ty.dtype))),
     "Softsign": lambda x: relax.op.divide(x, relax.op.add(relax.op.abs(x), relax.const(1.0, x.ty.dtype))),
     "Relu6": lambda x: tf_relu(x, 6.0),
+    "Sin": relax.op.sin, "Cos": relax.op.cos, "Tan": relax.op.tan, "Atan": relax.op.atan,
+    "Round": lambda x: _round_half_even(x), "Rint": lambda x: _round_half_even(x),
+    "Expm1": lambda x: _expm1(x), "Invert": relax.op.bitwise_not,
     "Elu": lambda x: relax.op.where(relax.op.greater(x, relax.const(0.0, x.ty.dtype)), x,
                                     relax.op.subtract(relax.op.exp(x), relax.const(1.0, x.ty.dtype))),
 }
+
+
+def _round_half_even(x):
+    """TF's Round and Rint: halves to the even neighbour (banker's rounding; TVM's round takes them away from
+    zero). Integers are their own rounding."""
+    dt = str(x.ty.dtype)
+    if not dt.startswith(("float", "bfloat")):
+        return x
+    c = lambda v: relax.const(v, dt)  # noqa: E731
+    f = relax.op.floor(x)
+    d = relax.op.subtract(x, f)
+    up = relax.op.add(f, c(1.0))
+    f_odd = relax.op.not_equal(relax.op.subtract(f, relax.op.multiply(c(2.0), relax.op.floor(
+        relax.op.multiply(f, c(0.5))))), c(0.0))
+    tie = relax.op.where(f_odd, up, f)
+    # NaN / inf: floor(x) is x, d is NaN, and every comparison false picks `tie` = f = x
+    return relax.op.where(relax.op.greater(d, c(0.5)), up, relax.op.where(relax.op.less(d, c(0.5)), f, tie))
+
+
+def _expm1(x):
+    """exp(x) - 1 without its cancellation near 0 (TF's Expm1 is accurate there): x + x^2 / 2 + x^3 / 6 below
+    |x| = 1e-3 (error under 1e-13 relative)."""
+    dt = str(x.ty.dtype)
+    c = lambda v: relax.const(v, dt)  # noqa: E731
+    small = relax.op.multiply(x, relax.op.add(c(1.0), relax.op.multiply(x, relax.op.add(
+        c(0.5), relax.op.multiply(x, c(1.0 / 6.0))))))
+    return relax.op.where(relax.op.less(relax.op.abs(x), c(1e-3)), small,
+                          relax.op.subtract(relax.op.exp(x), c(1.0)))
+
+
 _SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 
 
