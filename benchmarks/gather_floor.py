@@ -83,7 +83,9 @@ def run(src: str, out: str | None, ids: int) -> None:
     import numpy as np
     import tvm
 
-    dev = tvm.cuda(0)
+    from recom_tvm.runtime.measure import _device
+
+    dev = _device("cuda")  # (loads the CUDA runtime module: the runtime bundle registers its loader on demand)
     lib = tvm.runtime.load_module(os.path.join(src, "gather.so"))
     res = {"date": time.strftime("%Y-%m-%d %H:%M"), "ids": ids, "rows": []}
     try:
