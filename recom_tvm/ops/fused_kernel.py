@@ -565,7 +565,14 @@ def _make(meta, width: int, gpu: bool, buckets, shapes, packed_dtype: str = "int
                     if w == 1:
                         if lane * vec < dim:
                             out[b, col] = acc[s] * scale
-                    elif vec_store:  # output offsets are multiples of w here
+                    elif vec_store and gpu:
+                        # output offsets are multiples of w here. A vector store through st.global.v4: nvcc split
+                        # the plain `*(float4*)p = v` of this kernel into four 4-byte stores (ncu, E at B = 512:
+                        # 4x the output's sectors written to L2, the kernel's busiest unit)
+                        T.evaluate(T.call_extern("void", "__stwb", T.address_of(out[b, T.ramp(
+                            T.floordiv(mget(meta_b, ml, packed, c, g, 3, staged), w) * w + lane * vec + s * w, 1, w)]),
+                            acc[s] * T.Broadcast(scale, w)))
+                    elif vec_store:
                         out[b, T.ramp(T.floordiv(mget(meta_b, ml, packed, c, g, 3, staged), w) * w + lane * vec +
                                       s * w, 1, w)] = acc[s] * T.Broadcast(scale, w)
                     else:
