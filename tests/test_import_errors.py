@@ -146,3 +146,19 @@ def test_unsupported_op_report_does_not_depend_on_the_hash_seed(tmp_path):
         assert "UnicodeScript" in res.stdout, res.stdout + res.stderr[-2000:]
         msgs.add(res.stdout)
     assert len(msgs) == 1, msgs
+
+
+def test_a_string_output_is_named(tmp_path):
+    """A model returning a string (a label gathered by a thresholded score, a lowered query) failed on some
+    numeric op ('Relu ... must run in the host stage'); now the error names the output and says why."""
+    import tensorflow as tf
+
+    labels = tf.constant([b"neg", b"pos"])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32), tf.TensorSpec([None], tf.string)])
+    def serve(x, q):
+        s = tf.reduce_sum(tf.nn.relu(x), 1)
+        return {"score": s, "label": tf.gather(labels, tf.cast(s > 1.0, tf.int32)), "q": tf.strings.lower(q)}
+
+    with pytest.raises(recom_tvm.ConversionError, match="output 'label' .* is a string tensor"):
+        recom_tvm.from_tensorflow(serve.get_concrete_function())

@@ -37,6 +37,9 @@ _STRING_OPS = {"StringToHashBucketFast", "StringToHashBucket", "StringToHashBuck
                "UnicodeDecode", "UnicodeDecodeWithOffsets", "UnicodeEncode", "UnicodeTranscode",
                "StringFormat"}  # host-stage ops: what feeds them runs on the host too
 _DTYPE_ATTRS = ("T", "Tparams", "dtype", "DstT", "SrcT")
+# ops whose (first) result is a string whatever their dtype attributes say (AsString's T is its input's)
+_STRING_RESULT_OPS = frozenset({"AsString", "StringJoin", "StringLower", "StringUpper", "RegexReplace",
+                                "StaticRegexReplace", "StringStrip", "Substr", "ReduceJoin", "StringFormat"})
 # ops kept on the host when they read host-stage results and constants only (see _host_closed): vocabulary ids
 # with OOV buckets, and the row partition of a string split (RaggedTensor.from_value_rowids: bincount + cumsum),
 # which the module then reads as it reads a ragged feed's row_splits. Not the id filters and gathers of a column's
@@ -284,7 +287,20 @@ class _Importer:
         return dims
 
     # ----------------------------------------------------------------------------------------------- walk
+    def _refuse_string_outputs(self) -> None:
+        """A string output (a lowered query, StringLookup(invert=True) of top-k ids) would pull its whole producing
+        chain into the host stage and fail there on some numeric op with a puzzling message: say what it is."""
+        for out_name, t in self.loaded.outputs:
+            name, index = parse_tensor_name(t)
+            node = self.graph.nodes[name]
+            if index == 0 and (node.op in _STRING_RESULT_OPS or _node_dtype(node) == "string"):
+                raise ConversionError(node.op, name, self.columns(name),
+                                      f"output {out_name!r} ({t}) is a string tensor: models with string outputs "
+                                      "are not supported (the compiled module returns numbers); return the ids, "
+                                      "hashes or scores and map them to strings outside the model")
+
     def run(self) -> tuple[tvm.IRModule, dict[str, np.ndarray], InputSpec]:
+        self._refuse_string_outputs()
         needed = self._needed()
         host_nodes = self._host_nodes(needed)
         bb = self.ctx.bb
