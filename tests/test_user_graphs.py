@@ -453,3 +453,41 @@ def test_numeric_ops_users_write(no_fallback):
         model.check({"x": x[rows], "ids": ids[rows]}, (x[rows], ids[rows]), f"rows {rows}")
     # argmin over an empty axis 0: TF's InvalidArgumentError
     model.check({"x": x[:0], "ids": ids[:0]}, (x[:0], ids[:0]), "B = 0")
+
+
+def test_ragged_bincount_multi_hot_and_count(no_fallback):
+    """Keras 3 StringLookup(output_mode='multi_hot' / 'count') over split tokens and tf.math.bincount of a ragged
+    tensor (RaggedBincount, unsupported before): per-row counts padded from the longest row; values past the
+    size ignored, a negative value TF's error; weights; B = 0 and all-empty rows."""
+    import keras
+    import tensorflow as tf
+
+    vocab = ["a", "b", "c"]
+    multi = keras.layers.StringLookup(vocabulary=vocab, output_mode="multi_hot")
+    count = keras.layers.StringLookup(vocabulary=vocab, output_mode="count")
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def strings(tags):
+        tokens = tf.strings.split(tags, sep=",")
+        return {"multi": multi(tokens), "count": count(tokens)}
+
+    model = FunctionModel(strings.get_concrete_function(), passes=False)
+    tags = np.array([b"a,b,a", b"", b"c,zz,c,c", b"b"], object)
+    for feed in (tags, tags[1:2], tags[:0]):
+        model.check({"tags": feed}, (feed,), f"{len(feed)} rows")
+
+    spec = tf.RaggedTensorSpec([None, None], tf.int64, ragged_rank=1, row_splits_dtype=tf.int64)
+
+    @tf.function(input_signature=[spec, tf.TensorSpec([None], tf.float32)])
+    def ids(r, w):
+        rw = tf.RaggedTensor.from_row_splits(w, r.row_splits)
+        return {"n": tf.math.bincount(r, minlength=5, maxlength=5, axis=-1),
+                "w": tf.math.bincount(r, weights=rw, minlength=5, maxlength=5, axis=-1),
+                "b": tf.math.bincount(r, minlength=5, maxlength=5, axis=-1, binary_output=True)}
+
+    model = FunctionModel(ids.get_concrete_function(), passes=False)
+    for values, splits in (([1, 1, 4, 7, 0], [0, 3, 3, 5]), ([], [0, 0]), ([2, -1], [0, 2])):
+        values, splits = np.array(values, np.int64), np.array(splits, np.int64)
+        w = np.linspace(0.5, 2.0, len(values)).astype(np.float32)
+        model.check({"r": (values, splits), "w": w}, (tf.RaggedTensor.from_row_splits(values, splits), w),
+                    f"values {values} splits {splits}")

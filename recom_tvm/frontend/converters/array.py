@@ -561,13 +561,19 @@ def _bincount(ctx, node, ins):
     if is_const_int(size) and int(size) < 0:
         ctx.fail(f"size ({int(size)}) must be non-negative")
     x = ctx.device(arr)
-    size_t = ctx.size_scalar(size, x.dtype)
     if len(x.shape) not in (1, 2):
         ctx.fail(f"input of rank {len(x.shape)} (1 or 2 is supported)")
     w = None
     if not (isinstance(weights, Known) and weights.concrete and weights.numpy().size == 0):
         w = ctx.device(weights)
         w = ctx.match_shape(w, x.shape)
+    return bincount_rows(ctx, x, size, w, binary, dtype, "Input arr must be non-negative!")
+
+
+def bincount_rows(ctx, x, size, w, binary: bool, dtype: str, negative_message: str):
+    """Per row of x (1-D: the whole vector) the counts of each value in [0, size) (w: their weight sums; binary:
+    1 where present), values >= size ignored; a negative value is TF's InvalidArgumentError."""
+    size_t = ctx.size_scalar(size, x.dtype)
     zero = relax.const(0, x.dtype)
     nonneg = ctx.emit(relax.op.greater_equal(x.expr, zero))
     keep = ctx.emit(relax.op.logical_and(nonneg.expr, relax.op.less(x.expr, size_t)))
@@ -583,7 +589,7 @@ def _bincount(ctx, node, ins):
         out = ctx.emit(relax.op.astype(relax.op.greater(out.expr, relax.const(0, dtype)), dtype))
     # (the min over no elements is the largest int32: true)
     all_nonneg = ctx.emit(relax.op.astype(relax.op.min(relax.op.astype(nonneg.expr, "int32")), "bool"))
-    return ctx.check(out, all_nonneg, "Input arr must be non-negative!")
+    return ctx.check(out, all_nonneg, negative_message)
 
 
 @known("Slice")

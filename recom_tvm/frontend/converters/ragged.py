@@ -8,6 +8,7 @@ from tvm import relax
 
 from ...shapes.symbolic import as_expr, is_const_int, simplify
 from ..context import shape_expr
+from ..values import Known
 from . import device
 
 
@@ -35,31 +36,69 @@ def _ragged_to_tensor(ctx, node, ins):
     width = shape[1]
     inner = [got if is_const_int(want) and int(want) == -1 else want for want, got in zip(shape[2:], values.shape[1:])]
     splits = ctx.device(ins[3]) if types == ["ROW_SPLITS"] else _splits_of_row_ids(ctx, ins[3], ins[4], values)
-    idt = splits.dtype
+    starts, ends, rows = _row_bounds(ctx, splits)
+    if is_const_int(width) and int(width) < 0:
+        width = _longest_row(ctx, starts, ends)
+    out = _padded(ctx, values, starts, ends, rows, width, ctx.scalar(default_v, values.dtype))
+    if inner != list(values.shape[1:]):
+        out = ctx.match_shape(out, [rows, width] + inner)
+    return out
+
+
+def _row_bounds(ctx, splits):
+    """(starts, ends, rows) of a row-splits vector."""
     rows = simplify(as_expr(splits.shape[0]) - 1)
-    nnz = values.shape[0]
     # (in bounds by construction: the sliced shapes stay `rows`, not TVM's clamped expressions)
     starts = ctx.emit(relax.op.strided_slice(splits.expr, [0], [0], [as_expr(rows)], assume_inbound=True),
                       shape=[rows])
     ends = ctx.emit(relax.op.strided_slice(splits.expr, [0], [1], [as_expr(splits.shape[0])], assume_inbound=True),
                     shape=[rows])
-    if is_const_int(width) and int(width) < 0:
-        width = _longest_row(ctx, starts, ends)
+    return starts, ends, rows
+
+
+def _padded(ctx, values, starts, ends, rows, width, fill_scalar):
+    """[rows, width, ...]: each row's values from the left, `fill_scalar` after its end; rows longer than width
+    are cut."""
+    idt = starts.dtype
+    nnz = values.shape[0]
     cols = ctx.emit(relax.op.arange(0, as_expr(width), 1, idt), shape=[width])
     pos = ctx.emit(relax.op.add(relax.op.expand_dims(starts.expr, [1]), relax.op.expand_dims(cols.expr, [0])),
                    shape=[rows, width])
     inside = ctx.emit(relax.op.less(pos.expr, relax.op.expand_dims(ends.expr, [1])), shape=[rows, width])
-    # the default sits one past the values: a padded slot (and every slot of an empty batch) reads it
-    fill = relax.op.reshape(ctx.scalar(default_v, values.dtype), [1] * len(values.shape))
+    # the fill sits one past the values: a padded slot (and every slot of an empty batch) reads it
+    fill = relax.op.reshape(fill_scalar, [1] * len(values.shape))
     default = ctx.emit(relax.op.broadcast_to(fill, shape_expr([1] + list(values.shape[1:]))))
     padded = ctx.emit(relax.op.concat([values.expr, default.expr], axis=0),
                       shape=[simplify(as_expr(nnz) + 1)] + list(values.shape[1:]))
     past = ctx.size_scalar(nnz, idt)
     where = ctx.emit(relax.op.where(inside.expr, pos.expr, past))
-    out = ctx.emit(relax.op.take(padded.expr, where.expr, axis=0), shape=[rows, width] + list(values.shape[1:]))
-    if inner != list(values.shape[1:]):
-        out = ctx.match_shape(out, [rows, width] + inner)
-    return out
+    return ctx.emit(relax.op.take(padded.expr, where.expr, axis=0), shape=[rows, width] + list(values.shape[1:]))
+
+
+@device("RaggedBincount")
+def _ragged_bincount(ctx, node, ins):
+    """Counts (weight sums, or 1 with binary_output) of each value in [0, size) per row of a ragged tensor
+    (Keras 3 StringLookup / IntegerLookup with output_mode multi_hot / count over split tokens): the rows padded
+    to the longest one with `size` (ignored, as values >= size are), then a per-row bincount. A negative value
+    is TF's InvalidArgumentError."""
+    from .array import bincount_rows
+
+    splits_v, values_v, size_v, weights_v = ins
+    splits, values = ctx.device(splits_v), ctx.device(values_v)
+    if len(values.shape) != 1:
+        ctx.fail(f"values of rank {len(values.shape)} (1 is supported)")
+    (size,) = ctx.known_ints(size_v, "the size")
+    if is_const_int(size) and int(size) < 0:
+        ctx.fail(f"size ({int(size)}) must be non-negative")
+    starts, ends, rows = _row_bounds(ctx, splits)
+    width = _longest_row(ctx, starts, ends)
+    ids = _padded(ctx, values, starts, ends, rows, width, ctx.size_scalar(size, values.dtype))
+    w = None
+    if not (isinstance(weights_v, Known) and weights_v.concrete and weights_v.numpy().size == 0):
+        weights = ctx.match_shape(ctx.device(weights_v), list(values.shape))
+        w = _padded(ctx, weights, starts, ends, rows, width, relax.const(0, weights.dtype))
+    return bincount_rows(ctx, ids, size, w, bool(node.attr("binary_output", False)), node.attr("T"),
+                         "Input must be non-negative")
 
 
 def _longest_row(ctx, starts, ends):
