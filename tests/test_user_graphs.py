@@ -491,3 +491,25 @@ def test_ragged_bincount_multi_hot_and_count(no_fallback):
         w = np.linspace(0.5, 2.0, len(values)).astype(np.float32)
         model.check({"r": (values, splits), "w": w}, (tf.RaggedTensor.from_row_splits(values, splits), w),
                     f"values {values} splits {splits}")
+
+
+def test_ragged_to_sparse_into_embedding_lookup_sparse(no_fallback):
+    """RaggedTensor.to_sparse() feeding tf.nn.embedding_lookup_sparse (RaggedTensorToSparse, unsupported before):
+    the sparse tensor itself and the pooled embeddings, empty rows, B = 0, an id past the table (TF's error)."""
+    import tensorflow as tf
+
+    table = tf.constant(np.random.default_rng(73).normal(size=(12, 3)).astype(np.float32))
+    spec = tf.RaggedTensorSpec([None, None], tf.int64, ragged_rank=1, row_splits_dtype=tf.int64)
+
+    @tf.function(input_signature=[spec])
+    def serve(r):
+        sp = r.to_sparse()
+        return {"idx": sp.indices, "vals": sp.values, "shape": sp.dense_shape,
+                "e": tf.nn.embedding_lookup_sparse(table, sp, None, combiner="mean")}
+
+    model = FunctionModel(serve.get_concrete_function(), passes=False)
+    for values, splits in (([5, 6, 11], [0, 2, 2, 3]), ([1, 2, 3, 4], [0, 4]), ([], [0]), ([], [0, 0, 0]),
+                           ([3, 12], [0, 1, 2])):
+        values, splits = np.array(values, np.int64), np.array(splits, np.int64)
+        model.check({"r": (values, splits)}, (tf.RaggedTensor.from_row_splits(values, splits),),
+                    f"values {values} splits {splits}")

@@ -1,9 +1,10 @@
-"""RaggedTensor.to_tensor (RaggedTensorToTensor) in the module: what Keras' TextVectorization and
-`ragged.to_tensor(shape=[None, T])` write to pad token ids (a string split and a lookup in the host stage, then the
-padded [B, T] ids for an Embedding)."""
+"""Ragged tensors in the module: RaggedTensor.to_tensor (RaggedTensorToTensor: what Keras' TextVectorization and
+`ragged.to_tensor(shape=[None, T])` write to pad token ids after a string split and a lookup in the host stage),
+RaggedTensor.to_sparse (RaggedTensorToSparse) and a per-row bincount (RaggedBincount: Keras' multi_hot / count)."""
 
 from __future__ import annotations
 
+import numpy as np
 from tvm import relax
 
 from ...shapes.symbolic import as_expr, is_const_int, simplify
@@ -73,6 +74,31 @@ def _padded(ctx, values, starts, ends, rows, width, fill_scalar):
     past = ctx.size_scalar(nnz, idt)
     where = ctx.emit(relax.op.where(inside.expr, pos.expr, past))
     return ctx.emit(relax.op.take(padded.expr, where.expr, axis=0), shape=[rows, width] + list(values.shape[1:]))
+
+
+@device("RaggedTensorToSparse")
+def _ragged_to_sparse(ctx, node, ins):
+    """RaggedTensor.to_sparse() of ragged_rank 1 over a vector of values (the migration path from ragged features
+    to embedding_lookup_sparse): indices = (row, position in the row) in row-major order, the values as they
+    are, dense_shape = (rows, longest row). The longest row and the index count are data-dependent sizes."""
+    if int(node.attr("RAGGED_RANK", len(ins) - 1)) != 1:
+        ctx.fail(f"ragged_rank {node.attr('RAGGED_RANK')} (1 is supported)")
+    splits, values = ctx.device(ins[0]), ctx.device(ins[1])
+    if len(values.shape) != 1:
+        ctx.fail(f"values of rank {len(values.shape)} (1 is supported)")
+    from ...ops import defs
+
+    starts, ends, rows = _row_bounds(ctx, splits)
+    width = _longest_row(ctx, starts, ends)
+    idt = splits.dtype
+    cols = ctx.emit(relax.op.arange(0, as_expr(width), 1, idt), shape=[width])
+    pos = relax.op.add(relax.op.expand_dims(starts.expr, [1]), relax.op.expand_dims(cols.expr, [0]))
+    inside = ctx.emit(relax.op.less(pos, relax.op.expand_dims(ends.expr, [1])), shape=[rows, width])
+    k = ctx.symbols.fresh(node.name.rsplit("/", 1)[-1] + "_count", f"data-dependent size at {node.name}")
+    where = ctx.emit(defs.where(inside.expr), shape=[k, 2])
+    indices = ctx.match_shape(where, [values.shape[0], 2])  # one index per value (splits end at the value count)
+    dense_shape = ctx.device(Known(np.array([rows, width], dtype=object), "int64"))
+    return [indices, values, dense_shape]
 
 
 @device("RaggedBincount")
