@@ -48,7 +48,10 @@ BATCHES = (512, 2048)
 VARIANTS = {"stage_meta": {"stage_meta": True}, "search_once": {"search_once": True}, "group2": {"group": 2},
             "group4": {"group": 4}, "vec8": {"vec": 8},
             "all": {"stage_meta": True, "search_once": True, "group": 4},
-            "all_vec8": {"stage_meta": True, "search_once": True, "group": 4, "vec": 8}}
+            "all_vec8": {"stage_meta": True, "search_once": True, "group": 4, "vec": 8},
+            # __launch_bounds__(threads, blocks): fewer registers, more warps resident (2026-12-07)
+            "occ63": {"occupancy": 63}, "occ75": {"occupancy": 75}, "vec8_occ63": {"vec": 8, "occupancy": 63},
+            "vec8_occ75": {"vec": 8, "occupancy": 75}, "meta_occ63": {"stage_meta": True, "occupancy": 63}}
 ELEM_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
 
 

@@ -74,6 +74,9 @@ class KernelConfig:
     group: adjacent columns of one class per block (at most; fewer where a row needs more lanes): neighbouring
         threads write neighbouring columns' slices of one output row, so a warp's stores cover whole 128-byte
         lines instead of one 32-byte segment per bag.
+    occupancy: 0, or the share of an SM's 2,048 threads (percent) the kernel is compiled to keep resident
+        (`__launch_bounds__(threads, blocks)`: ptxas caps the registers to fit; CUDA only). E at B = 512 ran at
+        53 registers, 56% occupancy, latency-bound (ncu, 2026-12-07).
     """
 
     threads: int = 256
@@ -86,6 +89,7 @@ class KernelConfig:
     stage_meta: bool = False
     search_once: bool = False
     group: int = 1
+    occupancy: int = 0
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -100,6 +104,11 @@ class KernelConfig:
 
 
 DEFAULT = KernelConfig()
+
+
+def min_blocks(cfg: KernelConfig) -> int:
+    """Blocks per SM that `cfg.occupancy` percent of 2,048 resident threads asks of the compiler (>= 1)."""
+    return max(1, (2048 * cfg.occupancy // 100) // cfg.threads)
 META_STAGED = 16  # int64 per staged column: its meta row, then data base, aux, a CSR column's id count
 _DATA, _AUX, _TOTAL = len(META), len(META) + 1, len(META) + 2
 
@@ -162,6 +171,8 @@ def check_config(cfg: KernelConfig, classes, max_bounds: int, gpu: bool) -> str 
         return f"group {cfg.group}: 1, 2, 4 or 8"
     if cfg.rows < 1 or cfg.unroll < 1:
         return "rows and unroll must be >= 1"
+    if not 0 <= cfg.occupancy <= 100:
+        return f"occupancy {cfg.occupancy}: a percentage (0: no bound)"
     widest = max((k.dim for k in classes), default=1)
     if -(-widest // cfg.vec) > cfg.threads:
         return f"dim {widest} needs {-(-widest // cfg.vec)} lanes of {cfg.vec}, more than {cfg.threads} threads"
@@ -581,142 +592,150 @@ def _make(meta, width: int, gpu: bool, buckets, shapes, packed_dtype: str = "int
                                 out[b, col + s * w + k] = T.Shuffle([acc[s]], [k]) * scale
 
     @T.macro
+    def unit_block(u, packed, meta_b, bounds, tables, th, tb, tw, tq, out, b_sz, cfg, vec_store, use_smem):
+        with T.sblock("unit"):
+            T.reads(packed[0:packed.shape[0]], meta_b[0:C, 0:nm], bounds[0:bounds.shape[0]],
+                    tables[0:tables.shape[0]])
+            T.writes(out[0:b_sz, 0:width])
+            # the block's copies of its columns' boundaries, meta rows and buckets (placeholders of one
+            # element unless staged; on llvm one unit's scratch)
+            sb = T.alloc_buffer((cfg.group * max_nb if use_smem else 1,), F32,
+                                scope="shared" if gpu else "global")
+            sm = T.alloc_buffer((cfg.group * META_STAGED if cfg.stage_meta else 1,), I64,
+                                scope="shared" if gpu else "global")
+            sid = T.alloc_buffer((cfg.threads * cfg.rows if cfg.search_once and has_bucket else 1,), "int32",
+                                 scope="shared" if gpu else "global")
+            if use_smem or cfg.stage_meta:
+                # the unit's columns are the same for the whole block: stage their facts once
+                for t in (T.thread_binding(cfg.threads, thread="threadIdx.x") if gpu else
+                          T.serial(cfg.threads)):
+                    with T.sblock("stage"):
+                        T.reads(packed[0:packed.shape[0]], meta_b[0:C, 0:nm], bounds[0:bounds.shape[0]])
+                        T.writes(sm[0:sm.shape[0]], sb[0:sb.shape[0]])
+                        c0 = u_column(cfg, b_sz, u)
+                        g_n = u_group(cfg, b_sz, u)
+                        c_end = u_end(cfg, b_sz, u)
+                        if cfg.stage_meta:
+                            for i in T.serial((cfg.group * META_STAGED + cfg.threads - 1) // cfg.threads):
+                                if i * cfg.threads + T.Cast(I64, t) < cfg.group * META_STAGED:
+                                    gs = T.floordiv(i * cfg.threads + T.Cast(I64, t), META_STAGED)
+                                    ks = T.floormod(i * cfg.threads + T.Cast(I64, t), META_STAGED)
+                                    if gs < g_n and c0 + gs < c_end:
+                                        if ks < nm:
+                                            sm[i * cfg.threads + T.Cast(I64, t)] = meta_b[c0 + gs, ks]
+                                        elif ks == _DATA:
+                                            sm[i * cfg.threads + T.Cast(I64, t)] = pk(packed, c0 + gs)
+                                        elif ks == _AUX:
+                                            sm[i * cfg.threads + T.Cast(I64, t)] = pk(packed, C + c0 + gs)
+                                        elif meta_b[c0 + gs, 0] == T.int64(0):  # a CSR column's id count
+                                            sm[i * cfg.threads + T.Cast(I64, t)] = \
+                                                pk(packed, pk(packed, c0 + gs) + b_sz)
+                        if use_smem:
+                            for i in T.serial((cfg.group * max_nb + cfg.threads - 1) // cfg.threads):
+                                if i * cfg.threads + T.Cast(I64, t) < cfg.group * max_nb:
+                                    gb = T.floordiv(i * cfg.threads + T.Cast(I64, t), max_nb)
+                                    jb = T.floormod(i * cfg.threads + T.Cast(I64, t), max_nb)
+                                    if gb < g_n and c0 + gb < c_end:
+                                        if meta_b[c0 + gb, 0] == T.int64(3) and jb < meta_b[c0 + gb, 9]:
+                                            sb[i * cfg.threads + T.Cast(I64, t)] = \
+                                                bounds[meta_b[c0 + gb, 8] + jb]
+                if gpu:  # explicit: ThreadSync cannot insert a barrier under the host-side bucket dispatch
+                    T.tvm_storage_sync("shared")
+            if cfg.search_once and has_bucket:
+                # every bag of the block's bucketized columns searched once, by one thread
+                for t in (T.thread_binding(cfg.threads, thread="threadIdx.x") if gpu else
+                          T.serial(cfg.threads)):
+                    with T.sblock("search"):
+                        T.reads(packed[0:packed.shape[0]], meta_b[0:C, 0:nm], bounds[0:bounds.shape[0]],
+                                sm[0:sm.shape[0]], sb[0:sb.shape[0]])
+                        T.writes(sid[0:sid.shape[0]])
+                        sxv = T.alloc_buffer((1,), F32, scope="local")
+                        srid = T.alloc_buffer((1,), I64, scope="local")
+                        stop = T.alloc_buffer((1,), I64, scope="local")
+                        sbv = T.alloc_buffer((1,), F32, scope="local")
+                        sml = T.alloc_buffer((META_STAGED if cfg.stage_meta else 1,), I64, scope="local")
+                        c0 = u_column(cfg, b_sz, u)
+                        bpu = u_per_unit(cfg, b_sz, u)
+                        g_n = u_group(cfg, b_sz, u)
+                        c_end = u_end(cfg, b_sz, u)
+                        b0 = u_tile(cfg, b_sz, u) * bpu
+                        for i in T.serial(cfg.rows):
+                            gq = T.floordiv(i * cfg.threads + T.Cast(I64, t), bpu)
+                            bq = b0 + T.floormod(i * cfg.threads + T.Cast(I64, t), bpu)
+                            if gq < g_n and c0 + gq < c_end and bq < b_sz:
+                                if cfg.stage_meta:
+                                    for k in T.unroll(META_STAGED):
+                                        sml[k] = sm[gq * META_STAGED + k]
+                                if mget(meta_b, sml, packed, c0 + gq, gq, 0, cfg.stage_meta) == T.int64(3):
+                                    sxv[0] = T.reinterpret(F32, T.Cast("int32", packed[
+                                        data_base(meta_b, sml, packed, c0 + gq, gq, cfg.stage_meta) + bq]))
+                                    search(bounds, sb, sxv, srid, stop, sbv,
+                                           mget(meta_b, sml, packed, c0 + gq, gq, 8, cfg.stage_meta),
+                                           mget(meta_b, sml, packed, c0 + gq, gq, 9, cfg.stage_meta), gq,
+                                           use_smem)
+                                    sid[i * cfg.threads + T.Cast(I64, t)] = T.Cast("int32", srid[0])
+                if gpu:
+                    T.tvm_storage_sync("shared")
+            for t in (T.thread_binding(cfg.threads, thread="threadIdx.x") if gpu else T.serial(cfg.threads)):
+                with T.sblock("fused_embedding"):
+                    T.reads(packed[0:packed.shape[0]], meta_b[0:C, 0:nm], bounds[0:bounds.shape[0]],
+                            tables[0:tables.shape[0]], sb[0:sb.shape[0]], sm[0:sm.shape[0]],
+                            sid[0:sid.shape[0]])
+                    T.writes(out[0:b_sz, 0:width])
+                    cbuf = T.alloc_buffer((1,), I64, scope="local")
+                    ml = T.alloc_buffer((META_STAGED if cfg.stage_meta else 1,), I64, scope="local")
+                    if cfg.group == 1:
+                        cbuf[0] = u_column(cfg, b_sz, u)
+                        c = cbuf[0]
+                        lanes = u_lanes(cfg, b_sz, u)
+                        bpp = u_per_pass(cfg, b_sz, u)
+                        bag_in_pass = T.floordiv(T.Cast(I64, t), lanes)
+                        lane = T.floormod(T.Cast(I64, t), lanes)
+                        first = u_tile(cfg, b_sz, u) * bpp * u_passes(cfg, b_sz, u)
+                        if cfg.stage_meta:
+                            for k in T.unroll(META_STAGED):
+                                ml[k] = sm[k]
+                        for rr in T.unroll(T.int64(cfg.rows)):
+                            if bag_in_pass < bpp and rr < u_passes(cfg, b_sz, u) and \
+                                    first + rr * bpp + bag_in_pass < b_sz:
+                                bag(packed, meta_b, bounds, tables, th, tb, tw, tq, out, sb, ml, sid, c, T.int64(0),
+                                    lane,
+                                    first + rr * bpp + bag_in_pass, rr * bpp + bag_in_pass, b_sz, cfg.vec,
+                                    cfg.unroll, cfg.stage_meta, cfg.search_once, min(cfg.vec, 4),
+                                    cfg.vec // min(cfg.vec, 4), vec_store, use_smem)
+                    else:
+                        lanes = u_lanes(cfg, b_sz, u)
+                        bpp = u_per_pass(cfg, b_sz, u)
+                        passes = u_passes(cfg, b_sz, u)
+                        lane = T.floormod(T.Cast(I64, t), lanes)
+                        first = u_tile(cfg, b_sz, u) * bpp * passes
+                        grp = u_group(cfg, b_sz, u)
+                        gt = T.floormod(T.floordiv(T.Cast(I64, t), lanes), grp)
+                        cbuf[0] = u_column(cfg, b_sz, u) + gt
+                        c = cbuf[0]
+                        c_end = u_end(cfg, b_sz, u)
+                        bag_in_pass = T.floordiv(T.Cast(I64, t), lanes * grp)
+                        if cfg.stage_meta:
+                            for k in T.unroll(META_STAGED):
+                                ml[k] = sm[gt * META_STAGED + k]
+                        for rr in T.unroll(T.int64(cfg.rows)):
+                            if bag_in_pass < bpp and rr < passes and first + rr * bpp + bag_in_pass < b_sz and \
+                                    c < c_end:
+                                bag(packed, meta_b, bounds, tables, th, tb, tw, tq, out, sb, ml, sid, c, gt, lane,
+                                    first + rr * bpp + bag_in_pass, gt * bpp * passes + rr * bpp + bag_in_pass,
+                                    b_sz, cfg.vec,
+                                    cfg.unroll, cfg.stage_meta, cfg.search_once, min(cfg.vec, 4),
+                                    cfg.vec // min(cfg.vec, 4), vec_store, use_smem)
+
+    @T.macro
     def unit_body(packed, meta_b, bounds, tables, th, tb, tw, tq, out, b_sz, cfg, vec_store, use_smem):
         for u in (T.thread_binding(units(cfg, b_sz), thread="blockIdx.x") if gpu else
                   T.parallel(units(cfg, b_sz))):
-            with T.sblock("unit"):
-                T.reads(packed[0:packed.shape[0]], meta_b[0:C, 0:nm], bounds[0:bounds.shape[0]],
-                        tables[0:tables.shape[0]])
-                T.writes(out[0:b_sz, 0:width])
-                # the block's copies of its columns' boundaries, meta rows and buckets (placeholders of one
-                # element unless staged; on llvm one unit's scratch)
-                sb = T.alloc_buffer((cfg.group * max_nb if use_smem else 1,), F32,
-                                    scope="shared" if gpu else "global")
-                sm = T.alloc_buffer((cfg.group * META_STAGED if cfg.stage_meta else 1,), I64,
-                                    scope="shared" if gpu else "global")
-                sid = T.alloc_buffer((cfg.threads * cfg.rows if cfg.search_once and has_bucket else 1,), "int32",
-                                     scope="shared" if gpu else "global")
-                if use_smem or cfg.stage_meta:
-                    # the unit's columns are the same for the whole block: stage their facts once
-                    for t in (T.thread_binding(cfg.threads, thread="threadIdx.x") if gpu else
-                              T.serial(cfg.threads)):
-                        with T.sblock("stage"):
-                            T.reads(packed[0:packed.shape[0]], meta_b[0:C, 0:nm], bounds[0:bounds.shape[0]])
-                            T.writes(sm[0:sm.shape[0]], sb[0:sb.shape[0]])
-                            c0 = u_column(cfg, b_sz, u)
-                            g_n = u_group(cfg, b_sz, u)
-                            c_end = u_end(cfg, b_sz, u)
-                            if cfg.stage_meta:
-                                for i in T.serial((cfg.group * META_STAGED + cfg.threads - 1) // cfg.threads):
-                                    if i * cfg.threads + T.Cast(I64, t) < cfg.group * META_STAGED:
-                                        gs = T.floordiv(i * cfg.threads + T.Cast(I64, t), META_STAGED)
-                                        ks = T.floormod(i * cfg.threads + T.Cast(I64, t), META_STAGED)
-                                        if gs < g_n and c0 + gs < c_end:
-                                            if ks < nm:
-                                                sm[i * cfg.threads + T.Cast(I64, t)] = meta_b[c0 + gs, ks]
-                                            elif ks == _DATA:
-                                                sm[i * cfg.threads + T.Cast(I64, t)] = pk(packed, c0 + gs)
-                                            elif ks == _AUX:
-                                                sm[i * cfg.threads + T.Cast(I64, t)] = pk(packed, C + c0 + gs)
-                                            elif meta_b[c0 + gs, 0] == T.int64(0):  # a CSR column's id count
-                                                sm[i * cfg.threads + T.Cast(I64, t)] = \
-                                                    pk(packed, pk(packed, c0 + gs) + b_sz)
-                            if use_smem:
-                                for i in T.serial((cfg.group * max_nb + cfg.threads - 1) // cfg.threads):
-                                    if i * cfg.threads + T.Cast(I64, t) < cfg.group * max_nb:
-                                        gb = T.floordiv(i * cfg.threads + T.Cast(I64, t), max_nb)
-                                        jb = T.floormod(i * cfg.threads + T.Cast(I64, t), max_nb)
-                                        if gb < g_n and c0 + gb < c_end:
-                                            if meta_b[c0 + gb, 0] == T.int64(3) and jb < meta_b[c0 + gb, 9]:
-                                                sb[i * cfg.threads + T.Cast(I64, t)] = \
-                                                    bounds[meta_b[c0 + gb, 8] + jb]
-                    if gpu:  # explicit: ThreadSync cannot insert a barrier under the host-side bucket dispatch
-                        T.tvm_storage_sync("shared")
-                if cfg.search_once and has_bucket:
-                    # every bag of the block's bucketized columns searched once, by one thread
-                    for t in (T.thread_binding(cfg.threads, thread="threadIdx.x") if gpu else
-                              T.serial(cfg.threads)):
-                        with T.sblock("search"):
-                            T.reads(packed[0:packed.shape[0]], meta_b[0:C, 0:nm], bounds[0:bounds.shape[0]],
-                                    sm[0:sm.shape[0]], sb[0:sb.shape[0]])
-                            T.writes(sid[0:sid.shape[0]])
-                            sxv = T.alloc_buffer((1,), F32, scope="local")
-                            srid = T.alloc_buffer((1,), I64, scope="local")
-                            stop = T.alloc_buffer((1,), I64, scope="local")
-                            sbv = T.alloc_buffer((1,), F32, scope="local")
-                            sml = T.alloc_buffer((META_STAGED if cfg.stage_meta else 1,), I64, scope="local")
-                            c0 = u_column(cfg, b_sz, u)
-                            bpu = u_per_unit(cfg, b_sz, u)
-                            g_n = u_group(cfg, b_sz, u)
-                            c_end = u_end(cfg, b_sz, u)
-                            b0 = u_tile(cfg, b_sz, u) * bpu
-                            for i in T.serial(cfg.rows):
-                                gq = T.floordiv(i * cfg.threads + T.Cast(I64, t), bpu)
-                                bq = b0 + T.floormod(i * cfg.threads + T.Cast(I64, t), bpu)
-                                if gq < g_n and c0 + gq < c_end and bq < b_sz:
-                                    if cfg.stage_meta:
-                                        for k in T.unroll(META_STAGED):
-                                            sml[k] = sm[gq * META_STAGED + k]
-                                    if mget(meta_b, sml, packed, c0 + gq, gq, 0, cfg.stage_meta) == T.int64(3):
-                                        sxv[0] = T.reinterpret(F32, T.Cast("int32", packed[
-                                            data_base(meta_b, sml, packed, c0 + gq, gq, cfg.stage_meta) + bq]))
-                                        search(bounds, sb, sxv, srid, stop, sbv,
-                                               mget(meta_b, sml, packed, c0 + gq, gq, 8, cfg.stage_meta),
-                                               mget(meta_b, sml, packed, c0 + gq, gq, 9, cfg.stage_meta), gq,
-                                               use_smem)
-                                        sid[i * cfg.threads + T.Cast(I64, t)] = T.Cast("int32", srid[0])
-                    if gpu:
-                        T.tvm_storage_sync("shared")
-                for t in (T.thread_binding(cfg.threads, thread="threadIdx.x") if gpu else T.serial(cfg.threads)):
-                    with T.sblock("fused_embedding"):
-                        T.reads(packed[0:packed.shape[0]], meta_b[0:C, 0:nm], bounds[0:bounds.shape[0]],
-                                tables[0:tables.shape[0]], sb[0:sb.shape[0]], sm[0:sm.shape[0]],
-                                sid[0:sid.shape[0]])
-                        T.writes(out[0:b_sz, 0:width])
-                        cbuf = T.alloc_buffer((1,), I64, scope="local")
-                        ml = T.alloc_buffer((META_STAGED if cfg.stage_meta else 1,), I64, scope="local")
-                        if cfg.group == 1:
-                            cbuf[0] = u_column(cfg, b_sz, u)
-                            c = cbuf[0]
-                            lanes = u_lanes(cfg, b_sz, u)
-                            bpp = u_per_pass(cfg, b_sz, u)
-                            bag_in_pass = T.floordiv(T.Cast(I64, t), lanes)
-                            lane = T.floormod(T.Cast(I64, t), lanes)
-                            first = u_tile(cfg, b_sz, u) * bpp * u_passes(cfg, b_sz, u)
-                            if cfg.stage_meta:
-                                for k in T.unroll(META_STAGED):
-                                    ml[k] = sm[k]
-                            for rr in T.unroll(T.int64(cfg.rows)):
-                                if bag_in_pass < bpp and rr < u_passes(cfg, b_sz, u) and \
-                                        first + rr * bpp + bag_in_pass < b_sz:
-                                    bag(packed, meta_b, bounds, tables, th, tb, tw, tq, out, sb, ml, sid, c, T.int64(0),
-                                        lane,
-                                        first + rr * bpp + bag_in_pass, rr * bpp + bag_in_pass, b_sz, cfg.vec,
-                                        cfg.unroll, cfg.stage_meta, cfg.search_once, min(cfg.vec, 4),
-                                        cfg.vec // min(cfg.vec, 4), vec_store, use_smem)
-                        else:
-                            lanes = u_lanes(cfg, b_sz, u)
-                            bpp = u_per_pass(cfg, b_sz, u)
-                            passes = u_passes(cfg, b_sz, u)
-                            lane = T.floormod(T.Cast(I64, t), lanes)
-                            first = u_tile(cfg, b_sz, u) * bpp * passes
-                            grp = u_group(cfg, b_sz, u)
-                            gt = T.floormod(T.floordiv(T.Cast(I64, t), lanes), grp)
-                            cbuf[0] = u_column(cfg, b_sz, u) + gt
-                            c = cbuf[0]
-                            c_end = u_end(cfg, b_sz, u)
-                            bag_in_pass = T.floordiv(T.Cast(I64, t), lanes * grp)
-                            if cfg.stage_meta:
-                                for k in T.unroll(META_STAGED):
-                                    ml[k] = sm[gt * META_STAGED + k]
-                            for rr in T.unroll(T.int64(cfg.rows)):
-                                if bag_in_pass < bpp and rr < passes and first + rr * bpp + bag_in_pass < b_sz and \
-                                        c < c_end:
-                                    bag(packed, meta_b, bounds, tables, th, tb, tw, tq, out, sb, ml, sid, c, gt, lane,
-                                        first + rr * bpp + bag_in_pass, gt * bpp * passes + rr * bpp + bag_in_pass,
-                                        b_sz, cfg.vec,
-                                        cfg.unroll, cfg.stage_meta, cfg.search_once, min(cfg.vec, 4),
-                                        cfg.vec // min(cfg.vec, 4), vec_store, use_smem)
+            if gpu and cfg.occupancy > 0:  # __launch_bounds__(threads, min blocks): ptxas keeps the registers under it
+                with T.attr(0, "tirx.launch_bounds_min_blocks_per_sm", min_blocks(cfg)):
+                    unit_block(u, packed, meta_b, bounds, tables, th, tb, tw, tq, out, b_sz, cfg, vec_store, use_smem)
+            else:
+                unit_block(u, packed, meta_b, bounds, tables, th, tb, tw, tq, out, b_sz, cfg, vec_store, use_smem)
 
     @T.prim_func(private=True, s_tir=True)
     def kernel(var_packed: T.handle, var_meta: T.handle, var_bounds: T.handle, var_tables: T.handle,
