@@ -35,9 +35,9 @@
 #                       then the request path's own checks (every batch, 8 threads) on the graph builds
 # compact       16      compact tables (fp16 / bf16 / int8) and int32 packing (huge ids, demo.i64) vs TF on the
 #                       GPU, E's kernel per dtype and knob (time vs floor), ncu counters of E at B = 2,048
-# floor         16      why E's fp32 kernel is 2.1x its floor at B = 512 (1.5x at 2,048): compact_kernels.py measure of
-#                       E's float32 candidates (B = 512 / 2,048), ncu --set full of the default and tuned kernels at
-#                       512 and the tuned one at 2,048 (details and SASS-source pages as CSV, the reports in the
+# floor         16      E's fp32 kernel against its floor (1.62x at B = 512, 1.34x at 2,048 on 2026-12-07): compact_kernels.py
+#                       measure of E's float32 candidates (B = 512 / 2,048), ncu --set full of vec8 with and without
+#                       the occupancy bound at 512 and the tuned kernel at 2,048 (details and SASS pages as CSV, the reports in the
 #                       tgz), and gather_floor.py: what TVM's plain gather of random rows reaches (32 / 64 / 128-byte
 #                       rows, L1-, L2- and DRAM-sized tables)
 # kernels       15      E's request-path kernel time per kernel (CUPTI via torch.profiler) and its answers: E as
@@ -157,7 +157,7 @@ run_one() {
       echo "compact_kernels (float32) rc=$?"; tail -n 22 "$o/kernels.log"
       local ncu; ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
       local bs sched
-      for job in "B512 default" "B512 tuned" "B2048 tuned"; do
+      for job in "B512 vec8" "B512 vec8_occ75" "B2048 tuned"; do
         bs=${job% *}; sched=${job#* }  # (not `set --`: the tar below reads this function's $1)
         if [ -z "$ncu" ]; then echo "ncu: not found"; break; fi
         timeout 120 "$ncu" --clock-control none --kernel-name regex:cand --launch-skip 1 --launch-count 1 --set full \
