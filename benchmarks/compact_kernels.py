@@ -52,6 +52,9 @@ VARIANTS = {"stage_meta": {"stage_meta": True}, "search_once": {"search_once": T
             # __launch_bounds__(threads, blocks): fewer registers, more warps resident (2026-12-07)
             "occ63": {"occupancy": 63}, "occ75": {"occupancy": 75}, "vec8_occ63": {"vec": 8, "occupancy": 63},
             "vec8_occ75": {"vec": 8, "occupancy": 75}, "meta_occ63": {"stage_meta": True, "occupancy": 63}}
+# --grid: vec8 (the best at B = 512 after the 16-byte stores) over threads, bags per thread and the staging knobs
+GRID = {f"g_t{t}_r{r}_m{m}_s{sb}": {"vec": 8, "threads": t, "rows": r, "stage_meta": bool(m), "smem_bounds": bool(sb)}
+        for t in (64, 128, 256) for r in (1, 2, 4) for m in (0, 1) for sb in (0, 1)}
 ELEM_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
 
 
@@ -68,8 +71,9 @@ def candidates(opt, tuned: dict, batches=BATCHES, gpu: bool = True,
     for b in batches:
         base = tuned.get(b, DEFAULT)
         picks = [("tuned", base)] if base != DEFAULT else []
-        for label, change in VARIANTS.items():
-            if variants is not None and label not in variants:
+        for label, change in {**VARIANTS, **GRID}.items():
+            if (variants is None and label in GRID) or (variants is not None and label not in variants and not (
+                    "grid" in variants and label in GRID)):
                 continue
             cfg = dataclasses.replace(base, **change)
             if cfg not in [c for _, c in picks] and cfg != DEFAULT and check_config(cfg, classes, nb, gpu) is None:
@@ -403,7 +407,8 @@ def main() -> int:
     p.add_argument("--rows", type=int, default=1 << 23)
     p.add_argument("--arch", default="sm_90")
     p.add_argument("--dtypes", default=",".join(DTYPES))
-    p.add_argument("--variants", default=None, help="export: these knob variants only (default: all)")
+    p.add_argument("--variants", default=None, help="export: these knob variants only (default: all but the grid; "
+                   "'grid': GRID's 36 vec8 configs)")
     p.add_argument("--target", default="cuda", choices=["cuda", "llvm"], help="export: llvm checks the run's logic "
                    "on a CPU")
     p.add_argument("--number", type=int, default=20)
