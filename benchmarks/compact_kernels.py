@@ -67,13 +67,17 @@ def candidates(opt, tuned: dict, batches=BATCHES, gpu: bool = True,
 
     call = find_fused_call(opt)
     classes, nb = column_classes(call.meta), max(max_bounds(call.meta), 1)
+    def wanted(label: str) -> bool:  # default: every variant but the grid; "grid" names all of GRID
+        if variants is None:
+            return label in VARIANTS
+        return label in variants or ("grid" in variants and label in GRID)
+
     out = {}
     for b in batches:
         base = tuned.get(b, DEFAULT)
         picks = [("tuned", base)] if base != DEFAULT else []
         for label, change in {**VARIANTS, **GRID}.items():
-            if (variants is None and label in GRID) or (variants is not None and label not in variants and not (
-                    "grid" in variants and label in GRID)):
+            if not wanted(label):
                 continue
             cfg = dataclasses.replace(base, **change)
             if cfg not in [c for _, c in picks] and cfg != DEFAULT and check_config(cfg, classes, nb, gpu) is None:

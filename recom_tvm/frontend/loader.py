@@ -131,6 +131,7 @@ def _features_from_spec(spec: dict | None, graph: Graph) -> list[Feature]:
 
 # tf.compat.v1.sparse_placeholder(name=X) writes these three Placeholders
 _SPARSE_PLACEHOLDER_PARTS = {"indices": "indices", "values": "values", "shape": "dense_shape"}
+_SPARSE_PLACEHOLDER_NAMES = {part: name for name, part in _SPARSE_PLACEHOLDER_PARTS.items()}
 
 
 def _placeholder_features(graph: Graph) -> list[Feature]:
@@ -154,7 +155,7 @@ def _placeholder_features(graph: Graph) -> list[Feature]:
         if "values" in parts and len(parts) >= 2 and prefix not in placeholders \
                 and all(dtypes[k] == "int64" for k in ("indices", "dense_shape") if k in parts) \
                 and ("indices" not in parts or (shapes["indices"] is not None and len(shapes["indices"]) == 2)):
-            full = {k: parts.get(k, f"{prefix}/{'shape' if k == 'dense_shape' else k}:0") for k in SPARSE_PARTS}
+            full = {k: parts.get(k, f"{prefix}/{_SPARSE_PLACEHOLDER_NAMES[k]}:0") for k in SPARSE_PARTS}
             if any(_node_of(t) in graph.nodes and _node_of(t) not in placeholders for t in full.values()):
                 continue  # the missing part's name is another node's
             feat = Feature(prefix, "sparse", full)

@@ -57,15 +57,22 @@ def _row_bounds(ctx, splits):
     return starts, ends, rows
 
 
+def _slots(ctx, starts, ends, rows, width):
+    """(pos, inside), both [rows, width]: the value index slot (r, j) reads, starts[r] + j, and whether it lies
+    before the row's end."""
+    cols = ctx.emit(relax.op.arange(0, as_expr(width), 1, starts.dtype), shape=[width])
+    pos = ctx.emit(relax.op.add(relax.op.expand_dims(starts.expr, [1]), relax.op.expand_dims(cols.expr, [0])),
+                   shape=[rows, width])
+    inside = ctx.emit(relax.op.less(pos.expr, relax.op.expand_dims(ends.expr, [1])), shape=[rows, width])
+    return pos, inside
+
+
 def _padded(ctx, values, starts, ends, rows, width, fill_scalar):
     """[rows, width, ...]: each row's values from the left, `fill_scalar` after its end; rows longer than width
     are cut."""
     idt = starts.dtype
     nnz = values.shape[0]
-    cols = ctx.emit(relax.op.arange(0, as_expr(width), 1, idt), shape=[width])
-    pos = ctx.emit(relax.op.add(relax.op.expand_dims(starts.expr, [1]), relax.op.expand_dims(cols.expr, [0])),
-                   shape=[rows, width])
-    inside = ctx.emit(relax.op.less(pos.expr, relax.op.expand_dims(ends.expr, [1])), shape=[rows, width])
+    pos, inside = _slots(ctx, starts, ends, rows, width)
     # the fill sits one past the values: a padded slot (and every slot of an empty batch) reads it
     fill = relax.op.reshape(fill_scalar, [1] * len(values.shape))
     default = ctx.emit(relax.op.broadcast_to(fill, shape_expr([1] + list(values.shape[1:]))))
@@ -90,10 +97,7 @@ def _ragged_to_sparse(ctx, node, ins):
 
     starts, ends, rows = _row_bounds(ctx, splits)
     width = _longest_row(ctx, starts, ends)
-    idt = splits.dtype
-    cols = ctx.emit(relax.op.arange(0, as_expr(width), 1, idt), shape=[width])
-    pos = relax.op.add(relax.op.expand_dims(starts.expr, [1]), relax.op.expand_dims(cols.expr, [0]))
-    inside = ctx.emit(relax.op.less(pos, relax.op.expand_dims(ends.expr, [1])), shape=[rows, width])
+    _, inside = _slots(ctx, starts, ends, rows, width)
     k = ctx.symbols.fresh(node.name.rsplit("/", 1)[-1] + "_count", f"data-dependent size at {node.name}")
     where = ctx.emit(defs.where(inside.expr), shape=[k, 2])
     indices = ctx.match_shape(where, [values.shape[0], 2])  # one index per value (splits end at the value count)
