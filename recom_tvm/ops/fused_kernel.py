@@ -74,6 +74,9 @@ class KernelConfig:
     group: adjacent columns of one class per block (at most; fewer where a row needs more lanes): neighbouring
         threads write neighbouring columns' slices of one output row, so a warp's stores cover whole 128-byte
         lines instead of one 32-byte segment per bag.
+    linear_search: 0, or the most boundaries a column may have to be bucketized by counting the boundaries <= x
+        (independent loads, unrolled) instead of a binary search (a chain of dependent loads: the top stall of
+        E's vec8 kernel at B = 512, 17% of samples). Columns with more boundaries keep the binary search.
     occupancy: 0, or the share of an SM's 2,048 threads (percent) the kernel is compiled to keep resident
         (`__launch_bounds__(threads, blocks)`: ptxas caps the registers to fit; CUDA only). Not in the tuning
         space: on E (B = 512, vec8) 75% took 40 registers and spilled, 30.2 -> 31.6 us (H100, 2026-12-07).
@@ -90,6 +93,7 @@ class KernelConfig:
     search_once: bool = False
     group: int = 1
     occupancy: int = 0
+    linear_search: int = 0
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -171,6 +175,8 @@ def check_config(cfg: KernelConfig, classes, max_bounds: int, gpu: bool) -> str 
         return f"group {cfg.group}: 1, 2, 4 or 8"
     if cfg.rows < 1 or cfg.unroll < 1:
         return "rows and unroll must be >= 1"
+    if not 0 <= cfg.linear_search <= 64:
+        return f"linear_search {cfg.linear_search}: 0 (binary search) to 64 boundaries"
     if not 0 <= cfg.occupancy <= 100:
         return f"occupancy {cfg.occupancy}: a percentage (0: no bound)"
     widest = max((k.dim for k in classes), default=1)
@@ -411,9 +417,7 @@ def _make(meta, width: int, gpu: bool, buckets, shapes, packed_dtype: str = "int
         return _row_value(views, locs, dt, unit, lane, vec, dim, s)
 
     @T.macro
-    def search(bounds, sb, xv, rid, top, bv, lo_b, count, g, use_smem):
-        # bucketize xv[0] (upper_bound; NaN -> last) into rid[0]
-        rid[0] = T.int64(0)
+    def binary_search(bounds, sb, xv, rid, top, bv, lo_b, count, g, use_smem):
         top[0] = count
         while rid[0] < top[0]:
             # through a local: ThreadSync cannot see a shared load inside a condition
@@ -425,6 +429,27 @@ def _make(meta, width: int, gpu: bool, buckets, shapes, packed_dtype: str = "int
                 top[0] = T.floordiv(rid[0] + top[0], 2)
             else:
                 rid[0] = T.floordiv(rid[0] + top[0], 2) + T.int64(1)
+
+    @T.macro
+    def search(bounds, sb, xv, rid, top, bv, lo_b, count, g, use_smem, lin):
+        # bucketize xv[0] (upper_bound; NaN -> last) into rid[0]
+        rid[0] = T.int64(0)
+        if lin > 0:
+            if count <= T.int64(lin):
+                # the count of boundaries <= x (sorted: the same index). A select on x < b, not !(x < b): TVM's
+                # simplifier turns the latter into b <= x, false for NaN, which TF sends to the last bucket
+                for i in T.unroll(T.int64(lin)):
+                    if use_smem:  # slots past count hold stale words: loaded anyway, not counted
+                        rid[0] = rid[0] + T.Select(i < count, T.Select(xv[0] < sb[g * max_nb + i], T.int64(0),
+                                                                        T.int64(1)), T.int64(0))
+                    else:
+                        rid[0] = rid[0] + T.if_then_else(i < count, T.if_then_else(
+                            xv[0] < bounds[lo_b + T.min(i, count - T.int64(1))], T.int64(0), T.int64(1)),
+                            T.int64(0))
+            else:
+                binary_search(bounds, sb, xv, rid, top, bv, lo_b, count, g, use_smem)
+        else:
+            binary_search(bounds, sb, xv, rid, top, bv, lo_b, count, g, use_smem)
 
     @T.macro
     def accumulate(tables, th, tb, tw, tq, acc, h8, b8, q8, qp, dt, unit, lane, wv, dim, vec, w):
@@ -453,7 +478,7 @@ def _make(meta, width: int, gpu: bool, buckets, shapes, packed_dtype: str = "int
 
     @T.macro
     def bag(packed, meta_b, bounds, tables, th, tb, tw, tq, out, sb, ml, sid, c, g, lane, b, slot, b_sz, vec,
-            unroll, staged, once, w, subs, vec_store, use_smem):
+            unroll, staged, once, w, subs, vec_store, use_smem, lin):
         # one bag b of column c: this thread's lane (vec elements of the row, in subs vectors of w) of it
         lo = T.alloc_buffer((1,), I64, scope="local")
         hi = T.alloc_buffer((1,), I64, scope="local")
@@ -505,7 +530,7 @@ def _make(meta, width: int, gpu: bool, buckets, shapes, packed_dtype: str = "int
                             else:
                                 xv[0] = T.reinterpret(F32, T.Cast("int32", packed[id_base + lo[0] + j]))
                                 search(bounds, sb, xv, rid, top, bv, mget(meta_b, ml, packed, c, g, 8, staged),
-                                       mget(meta_b, ml, packed, c, g, 9, staged), g, use_smem)
+                                       mget(meta_b, ml, packed, c, g, 9, staged), g, use_smem, lin)
                         else:
                             rid[0] = pk(packed, id_base + lo[0] + j)
                         # a dense padded input marks missing entries with -1 (before preprocessing)
@@ -672,7 +697,7 @@ def _make(meta, width: int, gpu: bool, buckets, shapes, packed_dtype: str = "int
                                     search(bounds, sb, sxv, srid, stop, sbv,
                                            mget(meta_b, sml, packed, c0 + gq, gq, 8, cfg.stage_meta),
                                            mget(meta_b, sml, packed, c0 + gq, gq, 9, cfg.stage_meta), gq,
-                                           use_smem)
+                                           use_smem, min(cfg.linear_search, max_nb))
                                     sid[i * cfg.threads + T.Cast(I64, t)] = T.Cast("int32", srid[0])
                 if gpu:
                     T.tvm_storage_sync("shared")
@@ -702,7 +727,7 @@ def _make(meta, width: int, gpu: bool, buckets, shapes, packed_dtype: str = "int
                                     lane,
                                     first + rr * bpp + bag_in_pass, rr * bpp + bag_in_pass, b_sz, cfg.vec,
                                     cfg.unroll, cfg.stage_meta, cfg.search_once, min(cfg.vec, 4),
-                                    cfg.vec // min(cfg.vec, 4), vec_store, use_smem)
+                                    cfg.vec // min(cfg.vec, 4), vec_store, use_smem, min(cfg.linear_search, max_nb))
                     else:
                         lanes = u_lanes(cfg, b_sz, u)
                         bpp = u_per_pass(cfg, b_sz, u)
@@ -725,7 +750,7 @@ def _make(meta, width: int, gpu: bool, buckets, shapes, packed_dtype: str = "int
                                     first + rr * bpp + bag_in_pass, gt * bpp * passes + rr * bpp + bag_in_pass,
                                     b_sz, cfg.vec,
                                     cfg.unroll, cfg.stage_meta, cfg.search_once, min(cfg.vec, 4),
-                                    cfg.vec // min(cfg.vec, 4), vec_store, use_smem)
+                                    cfg.vec // min(cfg.vec, 4), vec_store, use_smem, min(cfg.linear_search, max_nb))
 
     @T.macro
     def unit_body(packed, meta_b, bounds, tables, th, tb, tw, tq, out, b_sz, cfg, vec_store, use_smem):

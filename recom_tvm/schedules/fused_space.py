@@ -42,6 +42,7 @@ KNOBS: dict[str, tuple[int, ...]] = {
     "stage_meta": (0, 1),
     "search_once": (0, 1),
     "group": (1, 2, 4),
+    "linear_search": (0, 16),
 }
 # (KernelConfig.occupancy is not searched: on E it traded 58 registers and 43% occupancy for 40 registers, 62% and
 # spills to local memory, 30.2 -> 31.6 us at B = 512; H100, 2026-12-07)
@@ -146,7 +147,7 @@ class ValidKnobs(PyPostproc):
 
 FEATURES = ("log2_threads", "vec", "rows", "unroll", "heavy_first", "interleave", "smem_bounds", "log2_batch",
             "log2_blocks", "blocks_per_sm_wave", "thread_use", "log2_bags_per_block", "lanes_per_bag", "stage_meta",
-            "search_once", "group")
+            "search_once", "group", "linear_search")
 
 
 def features(cfg: KernelConfig, info: dict, classes=None) -> np.ndarray:
@@ -166,7 +167,8 @@ def features(cfg: KernelConfig, info: dict, classes=None) -> np.ndarray:
     return np.array([math.log2(cfg.threads), cfg.vec, cfg.rows, cfg.unroll, int(cfg.heavy_first), int(cfg.interleave),
                      int(cfg.smem_bounds), math.log2(max(batch, 1)), math.log2(max(blocks, 1)),
                      blocks / (132.0 * max(1, 2048 // cfg.threads)), use / cols, math.log2(max(bags / cols, 1.0)),
-                     lanes / cols, int(cfg.stage_meta), int(cfg.search_once), cfg.group], dtype=np.float32)
+                     lanes / cols, int(cfg.stage_meta), int(cfg.search_once), cfg.group,
+                     cfg.linear_search], dtype=np.float32)
 
 
 @derived_object
