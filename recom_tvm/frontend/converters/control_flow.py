@@ -28,7 +28,7 @@ SPECULATABLE = {
     "Softmax", "LogSoftmax", "Cast", "Select", "SelectV2", "ZerosLike", "OnesLike", "Fill", "BiasAdd", "MatMul",
     "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum", "Sum", "Mean", "Max", "Min", "Prod", "All",
     "Any", "Reshape", "ExpandDims", "Squeeze", "Transpose", "ConcatV2", "Concat", "Pack", "Unpack", "Split",
-    "SplitV", "Tile", "BroadcastTo", "Shape", "ShapeN", "Size", "Rank", "Const", "Cumsum", "L2Loss",
+    "SplitV", "Tile", "BroadcastTo", "Shape", "ShapeN", "Size", "Rank", "Const", "Cumsum", "Cumprod", "L2Loss",
     "Sin", "Cos", "Tan", "Atan", "Atan2", "Round", "Rint", "Expm1", "Xdivy", "Xlogy", "ReverseV2", "Invert",
     "BitwiseAnd", "BitwiseOr", "BitwiseXor",
 }

@@ -437,10 +437,16 @@ def _zeros_like_known(ctx, node, ins):
     return Known(np.full(v.value.shape, fill, dtype=v.dtype if v.dtype != "string" else object), v.dtype)
 
 
-# --------------------------------------------------------------------------------------------- Cumsum
-@device("Cumsum")
-def _cumsum(ctx, node, ins):
-    """Running sums along an axis; exclusive (shifted by one, starting at 0) and reverse as TF."""
+# ------------------------------------------------------------------------------------ Cumsum / Cumprod
+def _product_reducer():
+    from tvm import te
+
+    return te.comm_reducer(lambda a, b: a * b, lambda dtype: tirx.const(1, dtype), name="prod")
+
+
+@device("Cumsum", "Cumprod")
+def _scan(ctx, node, ins):
+    """Running sums / products along an axis; exclusive (shifted by one, starting at 0 / 1) and reverse as TF."""
     x = ctx.device(ins[0])
     (axis,) = ctx.const_ints(ins[1], "the axis")
     rank = len(x.shape)
@@ -448,21 +454,26 @@ def _cumsum(ctx, node, ins):
         ctx.fail(f"axis {axis} out of range for rank {rank}")
     axis %= rank
     exclusive, reverse = bool(node.attr("exclusive", False)), bool(node.attr("reverse", False))
-    # (TVM 0.27 registers no legalization for relax.op.cumsum): a reduction per output element, summing in
-    # TF's order; quadratic in the axis length, which is short where serving graphs use it (positions in a
-    # behaviour sequence), and scheduled on GPUs like any reduction
+    product = node.op == "Cumprod"
+    # (TVM 0.27 registers no legalization for relax.op.cumsum): a reduction per output element, quadratic in
+    # the axis length, which is short where serving graphs use it (positions in a behaviour sequence), and
+    # scheduled on GPUs like any reduction. It folds in TF's order (from the far end when reversed, as Eigen's
+    # scan of the reversed tensor), so a serial reduction (CPU) rounds as TF does
     def compute(data):
         from tvm import te
 
-        j = te.reduce_axis((0, data.shape[axis]), "j")
+        n = data.shape[axis]
+        j = te.reduce_axis((0, n), "j")
+        reducer = _product_reducer() if product else te.sum
+        identity = tirx.const(1 if product else 0, data.dtype)
 
         def body(*idx):
-            i = idx[axis]
-            keep = (j > i if exclusive else j >= i) if reverse else (j < i if exclusive else j <= i)
-            src = list(idx)
-            src[axis] = j
-            return te.sum(tirx.if_then_else(keep, data(*src), tirx.const(0, data.dtype)), axis=j)
+            i, src = idx[axis], list(idx)
+            src[axis] = n - 1 - j if reverse else j
+            keep = (src[axis] > i if exclusive else src[axis] >= i) if reverse else \
+                (j < i if exclusive else j <= i)
+            return reducer(tirx.if_then_else(keep, data(*src), identity), axis=j)
 
-        return te.compute(data.shape, body, name="cumsum")
+        return te.compute(data.shape, body, name=node.op.lower())
 
-    return ctx.emit(ctx.bb.call_te(compute, x.expr, primfunc_name_hint="cumsum"), shape=list(x.shape))
+    return ctx.emit(ctx.bb.call_te(compute, x.expr, primfunc_name_hint=node.op.lower()), shape=list(x.shape))
