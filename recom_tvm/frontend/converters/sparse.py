@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import tvm
 from tvm import relax
+from tvm.script import tirx as T
 
 from ...ops import defs
 from ...runtime.feeds import flush_denormals
@@ -162,6 +165,73 @@ def _bucketize_known(ctx, node, ins):
     x = flush_denormals(np.asarray(ins[0].value))
     cmp = x.astype("float64") if x.dtype == np.float64 else x.astype("float32")
     return Known(np.searchsorted(b.astype(cmp.dtype), cmp, side="right").astype("int32"), "int32")
+
+
+def _search_steps(n) -> int:
+    """Halvings of a binary search over n entries: every step leaves at most half (63 for a symbolic length)."""
+    return max(1, int(n).bit_length()) if is_const_int(n) else 63
+
+
+@functools.cache
+def _search_kernel(dtype: str, out_dtype: str, right: bool, steps: int):
+    """out[r, c] = std::lower_bound (right: std::upper_bound) of x[r, c] in seq[r, :], step for step as libstdc++
+    halves [first, first + len), so unsorted rows and NaN give TF-CPU's answers too."""
+    floats = dtype.startswith(("float", "bfloat"))
+
+    def goes_right(elem, x):
+        """lower_bound: elem < x; upper_bound: !(x < elem), written without the negation, which TVM's simplifier
+        would turn into x >= elem (false for NaN where TF's is true)."""
+        if not right:
+            return elem < x
+        return T.Or(elem <= x, T.Or(T.isnan(elem), T.isnan(x))) if floats else elem <= x
+
+    @T.prim_func(private=True, s_tir=True)
+    def kernel(var_seq: T.handle, var_x: T.handle, var_out: T.handle):
+        rows = T.int64()
+        n = T.int64()
+        m = T.int64()
+        seq = T.match_buffer(var_seq, (rows, n), dtype)
+        x = T.match_buffer(var_x, (rows, m), dtype)
+        out = T.match_buffer(var_out, (rows, m), out_dtype)
+        for i, j in T.grid(rows, m):
+            with T.sblock("search"):
+                vi, vj = T.axis.remap("SS", [i, j])
+                T.reads(seq[vi, 0:n], x[vi, vj])
+                T.writes(out[vi, vj])
+                st = T.alloc_buffer((2,), "int64", scope="local")  # first, len
+                st[0] = T.int64(0)
+                st[1] = n
+                for _ in T.serial(steps):
+                    if st[1] > T.int64(0):
+                        half = st[1] // T.int64(2)
+                        elem = seq[vi, st[0] + half]
+                        if goes_right(elem, x[vi, vj]):
+                            st[0] = st[0] + half + T.int64(1)
+                            st[1] = st[1] - half - T.int64(1)
+                        else:
+                            st[1] = half
+                out[vi, vj] = T.Cast(out_dtype, st[0])
+
+    return kernel
+
+
+def binary_search(ctx, seq, values, right: bool, out_dtype: str):
+    """[R, M]: each values[r, c] searched in the row seq[r] ([R, N]) as TF-CPU's LowerBound / UpperBound do."""
+    kernel = _search_kernel(seq.dtype, out_dtype, right, _search_steps(seq.shape[1]))
+    gvar = ctx.bb.add_func(kernel, "recom_search_" + ("right" if right else "left"))
+    return ctx.emit(relax.call_tir(gvar, [seq.expr, values.expr], relax.TensorType(
+        [as_expr(d) for d in values.shape], out_dtype)), shape=list(values.shape))
+
+
+@device("LowerBound", "UpperBound")
+def _search_sorted(ctx, node, ins):
+    """tf.searchsorted (side "left" / "right"): each row of values searched in its row of sorted_sequence (TF's
+    python wrapper reshapes both to 2-D); leading dims must match, as TF requires."""
+    seq, values = ctx.device(ins[0]), ctx.device(ins[1])
+    if len(seq.shape) != 2 or len(values.shape) != 2:
+        ctx.fail(f"inputs of ranks {len(seq.shape)} / {len(values.shape)} (2, as tf.searchsorted writes them)")
+    values = ctx.match_shape(values, [seq.shape[0], values.shape[1]])
+    return binary_search(ctx, seq, values, node.op == "UpperBound", node.attr("out_type", "int32"))
 
 
 @device("SparseToDense")
