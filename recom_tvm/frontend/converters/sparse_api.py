@@ -1,16 +1,17 @@
 """tf.sparse ops users write in serving functions, beyond what feature columns emit: SparseReorder (host stage,
-over feeds), SparseTensorDenseMatMul (tf.sparse.sparse_dense_matmul: a wide model's linear part) and
-SparseReduceSum (tf.sparse.reduce_sum) in the module. SparseFillEmptyRows, SparseToDense, SparseReshape and the
-sparse segment reductions are in sparse.py; crosses in cross.py."""
+over feeds), SparseTensorDenseMatMul (tf.sparse.sparse_dense_matmul: a wide model's linear part),
+SparseReduceSum (tf.sparse.reduce_sum) and SparseConcat (tf.sparse.concat) in the module. SparseFillEmptyRows,
+SparseToDense, SparseReshape and the sparse segment reductions are in sparse.py; crosses in cross.py."""
 
 from __future__ import annotations
 
+import numpy as np
 from tvm import relax, tirx
 
 from ...ops import defs
-from ...shapes.symbolic import as_expr, is_const_int, prove_equal
+from ...shapes.symbolic import as_expr, is_const_int, prove_equal, simplify
 from ..context import shape_expr
-from ..values import Host
+from ..values import Host, Known
 from . import device, placed
 
 
@@ -96,3 +97,65 @@ def _sparse_reduce_sum(ctx, node, ins):
     out_shape = [1 if i in axes else d for i, d in enumerate(dims)] if keep else [
         d for i, d in enumerate(dims) if i not in axes]
     return ctx.emit(relax.op.sum(dense.expr, axes, keep), shape=out_shape)
+
+
+def _same_dim(ctx, a, b, message: str) -> None:
+    """Sizes TF requires equal: refused at import when both are constants, else checked on the host before launch
+    (input sizes: the batches of two sparse features)."""
+    if prove_equal(a, b):
+        return
+    if is_const_int(a) and is_const_int(b):
+        ctx.fail(message)
+    ctx.assume(as_expr(a) == as_expr(b), f"{ctx.label()}: {message}")
+
+
+def _row_major_order(ctx, indices, n):
+    """The permutation that sorts the [n, R] indices in row-major order, ties kept in place: stable argsorts by
+    each column from the last (TF sorts with std::sort, which keeps ties in place up to 16 entries; SparseTensors
+    hold no repeated index)."""
+    rank = int(indices.shape[1])
+    order = ctx.emit(relax.op.arange(0, as_expr(n), 1, "int64"), shape=[n])
+    for col in reversed(range(rank)):
+        key = relax.op.take(relax.op.reshape(relax.op.strided_slice(indices.expr, [1], [col], [col + 1]),
+                                             shape_expr([n])), order.expr, axis=0)
+        step = ctx.emit(relax.op.argsort(key, axis=0, descending=False, dtype="int64"), shape=[n])
+        order = ctx.emit(relax.op.take(order.expr, step.expr, axis=0), shape=[n])
+    return order
+
+
+@device("SparseConcat")
+def _sparse_concat(ctx, node, ins):
+    """tf.sparse.concat: the inputs' entries, each shifted along concat_dim by the sizes of the inputs before it,
+    then in row-major order as TF's kernel leaves them (it sorts; segment reductions downstream read that
+    order); dense shapes must match off concat_dim, as TF requires."""
+    count = len(ins) // 3
+    shapes = [ctx.known_ints(v, "the dense shape") for v in ins[2 * count:]]
+    rank = len(shapes[0])
+    axis = int(node.attr("concat_dim", 0))
+    if not -rank <= axis < rank:
+        ctx.fail(f"Concat dimension must be in range [{-rank}, {rank}), got {axis}")
+    axis %= rank
+    for k, shape in enumerate(shapes[1:], 1):
+        if len(shape) != rank:
+            ctx.fail(f"Ranks of all input tensors must match: expected {rank} but got {len(shape)} at position {k}")
+        for d in range(rank):
+            if d != axis:
+                _same_dim(ctx, shapes[0][d], shape[d], f"Input shapes must match: expected {shapes[0][d]} for "
+                                                       f"dimension {d} but got {shape[d]} at position {k}")
+    parts, values, offset = [], [], 0
+    for k in range(count):
+        idx = ctx.device(ins[k])
+        idx = ctx.match_shape(idx, [idx.shape[0], rank])
+        values.append(ctx.match_shape(ctx.device(ins[count + k]), [idx.shape[0]]).expr)
+        shift = np.zeros([1, rank], dtype=object)
+        shift[0, axis] = offset
+        parts.append(relax.op.add(idx.expr, ctx.device(Known(shift, "int64")).expr) if k else idx.expr)
+        offset = simplify(as_expr(offset) + as_expr(shapes[k][axis]))
+    n = simplify(sum((as_expr(ctx.device(v).shape[0]) for v in ins[:count]), as_expr(0)))
+    indices = ctx.emit(relax.op.concat(parts, axis=0), shape=[n, rank])
+    order = _row_major_order(ctx, indices, n)
+    out_indices = ctx.emit(relax.op.take(indices.expr, order.expr, axis=0), shape=[n, rank])
+    out_values = ctx.emit(relax.op.take(relax.op.concat(values, axis=0), order.expr, axis=0), shape=[n])
+    dense = list(shapes[0])
+    dense[axis] = offset
+    return [out_indices, out_values, Known(np.array(dense, dtype=object), "int64")]
