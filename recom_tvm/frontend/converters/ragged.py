@@ -160,3 +160,50 @@ def _splits_of_row_ids(ctx, first_dim_v, row_ids_v, values):
     ends = ctx.emit(relax.op.cumsum(counts.expr, axis=0, dtype=idt), shape=[rows])
     return ctx.emit(relax.op.concat([relax.op.zeros(shape_expr([1]), idt), ends.expr], axis=0),
                     shape=[simplify(as_expr(rows) + 1)])
+
+
+@device("RaggedGather")
+def _ragged_gather(ctx, node, ins):
+    """tf.gather of whole rows of a ragged tensor (ragged_rank 1, a vector of row indices): what tf.concat of
+    ragged tensors along axis 1 writes (the rows of both, interleaved, regathered). Output row i is params row
+    indices[i]; each output value finds its row by a binary search in the output's row ends. The value count is
+    a data-dependent size (one device->host sync). Indices outside the rows and malformed splits are TF's
+    errors."""
+    if len(ins) != 3:
+        ctx.fail(f"ragged_rank {len(ins) - 2} (1 is supported)")
+    from .array import ints_or_sync
+    from .sparse import binary_search
+
+    from ...ops import defs
+
+    splits, values, indices = (ctx.device(v) for v in ins)
+    if len(indices.shape) != 1:
+        ctx.fail(f"indices of rank {len(indices.shape)} (1 is supported)")
+    starts, ends, rows = _row_bounds(ctx, splits)
+    idt = splits.dtype
+    ok = relax.op.logical_and(relax.op.less_equal(starts.expr, ends.expr), relax.op.logical_and(
+        relax.op.greater_equal(starts.expr, relax.const(0, idt)),
+        relax.op.less_equal(ends.expr, ctx.size_scalar(values.shape[0], idt))))
+    lengths = ctx.emit(relax.op.subtract(ends.expr, starts.expr), shape=[rows])
+    lengths = ctx.check(lengths, ctx.emit(ok, shape=[rows]), "Ragged splits must be non-negative, sorted and not "
+                                                             "point past values")
+    m = indices.shape[0]
+    picked = ctx.emit(defs.gather(lengths.expr, indices.expr, 0, True, ctx.label()), shape=[m])
+    first = ctx.emit(relax.op.take(starts.expr, indices.expr, axis=0, mode="clip"), shape=[m])
+    out_ends = ctx.emit(relax.op.cumsum(picked.expr, axis=0, dtype=idt), shape=[m])
+    zero = relax.op.zeros(shape_expr([1]), idt)
+    out_splits = ctx.emit(relax.op.concat([zero, out_ends.expr], axis=0), shape=[simplify(as_expr(m) + 1)])
+    total = ctx.emit(relax.op.strided_slice(out_splits.expr, [0], [as_expr(m)], [as_expr(m) + 1],
+                                            assume_inbound=True), shape=[1])
+    (count,) = ints_or_sync(ctx, total, "the value count")
+    pos = ctx.emit(relax.op.arange(0, as_expr(count), 1, idt), shape=[count])
+    row = binary_search(ctx, ctx.emit(relax.op.reshape(out_ends.expr, shape_expr([1, m])), shape=[1, m]),
+                        ctx.emit(relax.op.reshape(pos.expr, shape_expr([1, count])), shape=[1, count]), True, idt)
+    row = ctx.emit(relax.op.reshape(row.expr, shape_expr([count])), shape=[count])
+    row_start = relax.op.subtract(relax.op.take(out_ends.expr, row.expr, axis=0, mode="clip"),
+                                  relax.op.take(picked.expr, row.expr, axis=0, mode="clip"))
+    src = relax.op.add(relax.op.take(first.expr, row.expr, axis=0, mode="clip"),
+                       relax.op.subtract(pos.expr, row_start))
+    out_values = ctx.emit(relax.op.take(values.expr, src, axis=0, mode="clip"),
+                          shape=[count] + list(values.shape[1:]))
+    return [out_splits, out_values]
