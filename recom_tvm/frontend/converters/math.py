@@ -9,6 +9,7 @@ from tvm import relax, tirx
 from ...shapes.symbolic import is_const_int, prove_equal, simplify, is_prim
 from ..values import Device, Known
 from . import PASSTHROUGH, NotFoldable, device, known
+from .random import Uniform, uniform_binary, uniform_floor
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -196,6 +197,8 @@ def _nonzero_divisor(ctx, v):
 
 @device(*_BINARY)
 def _binary(ctx, node, ins):
+    if any(isinstance(v, Uniform) for v in ins):  # TF1 dropout's mask at inference (random.py)
+        return uniform_binary(ctx, node, ins)
     dtype = "bool" if node.op in ("LogicalAnd", "LogicalOr") else node.attr("T")
     if node.op == "RealDiv" and dtype and not dtype.startswith("float"):
         ctx.fail(f"RealDiv on {dtype}")
@@ -359,6 +362,8 @@ _SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804
 
 @device(*_UNARY)
 def _unary(ctx, node, ins):
+    if isinstance(ins[0], Uniform):  # floor(keep_prob + RandomUniform): TF 1.x dropout's mask (random.py)
+        return uniform_floor(ctx, node, ins)
     x = ctx.device(ins[0])
     return ctx.emit(_UNARY[node.op](x.expr))
 
