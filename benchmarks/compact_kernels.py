@@ -44,14 +44,21 @@ sys.path.insert(0, HERE)
 
 DTYPES = ("float32", "float16", "bfloat16", "int8")
 BATCHES = (512, 2048)
+BEST512 = {"vec": 8, "threads": 128, "rows": 2, "stage_meta": True, "smem_bounds": True}
 # knobs tried on top of each task's tuned schedule (a dict of KernelConfig fields each)
 VARIANTS = {"stage_meta": {"stage_meta": True}, "search_once": {"search_once": True}, "group2": {"group": 2},
             "group4": {"group": 4}, "vec8": {"vec": 8},
             "all": {"stage_meta": True, "search_once": True, "group": 4},
             "all_vec8": {"stage_meta": True, "search_once": True, "group": 4, "vec": 8},
-            # __launch_bounds__(threads, blocks): fewer registers, more warps resident (2026-12-07)
-            "occ63": {"occupancy": 63}, "occ75": {"occupancy": 75}, "vec8_occ63": {"vec": 8, "occupancy": 63},
-            "vec8_occ75": {"vec": 8, "occupancy": 75}, "meta_occ63": {"stage_meta": True, "occupancy": 63}}
+            # __launch_bounds__(threads, blocks): fewer registers, more warps resident (2026-12-07: did not pay)
+            "vec8_occ75": {"vec": 8, "occupancy": 75},
+            # bucketize by counting the boundaries <= x (2026-12-07): on the tuned schedule, vec8, and the vec8
+            # grid's best at B = 512 (threads 128, 2 bags, stage_meta, smem_bounds) with the boundaries in shared
+            # or global memory, searched per lane or once per bag
+            "lin16": {"linear_search": 16}, "vec8_lin16": {"vec": 8, "linear_search": 16},
+            "best512": BEST512, "best512_lin16": {**BEST512, "linear_search": 16},
+            "best512_lin16_gmem": {**BEST512, "linear_search": 16, "smem_bounds": False},
+            "best512_lin16_once": {**BEST512, "linear_search": 16, "search_once": True}}
 # --grid: vec8 (the best at B = 512 after the 16-byte stores) over threads, bags per thread and the staging knobs
 GRID = {f"g_t{t}_r{r}_m{m}_s{sb}": {"vec": 8, "threads": t, "rows": r, "stage_meta": bool(m), "smem_bounds": bool(sb)}
         for t in (64, 128, 256) for r in (1, 2, 4) for m in (0, 1) for sb in (0, 1)}

@@ -36,8 +36,9 @@
 # compact       16      compact tables (fp16 / bf16 / int8) and int32 packing (huge ids, demo.i64) vs TF on the
 #                       GPU, E's kernel per dtype and knob (time vs floor), ncu counters of E at B = 2,048
 # floor         16      E's fp32 kernel against its floor (1.62x at B = 512, 1.34x at 2,048 on 2026-12-07): compact_kernels.py
-#                       measure of E's float32 candidates (B = 512 / 2,048), ncu --set full of vec8 with and without
-#                       the occupancy bound at 512 and the tuned kernel at 2,048 (details and SASS pages as CSV, the reports in the
+#                       measure of E's float32 candidates (B = 512 / 2,048), ncu --set full of the vec8 grid's best
+#                       at 512 with the binary and the linear bucketize search, and the tuned kernel with the linear
+#                       search at 2,048 (details and SASS pages as CSV, the reports in the
 #                       tgz), and gather_floor.py: what TVM's plain gather of random rows reaches (32 / 64 / 128-byte
 #                       rows, L1-, L2- and DRAM-sized tables)
 # kernels       15      E's request-path kernel time per kernel (CUPTI via torch.profiler) and its answers: E as
@@ -157,7 +158,7 @@ run_one() {
       echo "compact_kernels (float32) rc=$?"; tail -n 22 "$o/kernels.log"
       local ncu; ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
       local bs sched
-      for job in "B512 vec8" "B512 vec8_occ75" "B2048 tuned"; do
+      for job in "B512 best512" "B512 best512_lin16" "B2048 lin16"; do
         bs=${job% *}; sched=${job#* }  # (not `set --`: the tar below reads this function's $1)
         if [ -z "$ncu" ]; then echo "ncu: not found"; break; fi
         timeout 120 "$ncu" --clock-control none --kernel-name regex:cand --launch-skip 1 --launch-count 1 --set full \

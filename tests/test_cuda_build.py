@@ -148,3 +148,18 @@ def test_run_time_sizes_build_for_cuda(tmp_path):
     lib = str(tmp_path / "ragged.so")
     recom_tvm.build(rmod, "cuda", params).export_library(lib)
     assert has_fatbin(lib)
+
+
+def test_misaligned_models_store_aligned_vectors_whole(compiled, tmp_path):
+    """A model with a numeric column and an odd concat width (the demo: 65) cannot store every bag's vector whole;
+    the kernel decides per bag: a 16-byte store (st.global.wb.v4) where the vector lies aligned inside its column,
+    4-byte stores elsewhere (PTX)."""
+    from recom_tvm.ops.fused_kernel import KernelConfig, _vec_stores
+    from recom_tvm.schedules.tasks import find_fused_call
+
+    c = compiled(zoo.demo(), optimized=True)
+    call = find_fused_call(c.mod)
+    assert not _vec_stores(call.meta, call.width, 4)
+    ptx = _kernel_ptx(c.mod, KernelConfig(), tmp_path, "demo_stores")
+    assert "st.global.wb.v4.f32" in ptx and "st.global.f32" in ptx
+    assert "ld.local" not in ptx and "st.local" not in ptx

@@ -477,6 +477,12 @@ def _make(meta, width: int, gpu: bool, buckets, shapes, packed_dtype: str = "int
                                             1) * T.Broadcast(wv[0], w)
 
     @T.macro
+    def store_lanes(out, acc, b, col, s, w, lane, vec, dim, scale):
+        for k in T.unroll(T.int64(w)):
+            if lane * vec + s * w + k < dim:
+                out[b, col + s * w + k] = T.Shuffle([acc[s]], [k]) * scale
+
+    @T.macro
     def bag(packed, meta_b, bounds, tables, th, tb, tw, tq, out, sb, ml, sid, c, g, lane, b, slot, b_sz, vec,
             unroll, staged, once, w, subs, vec_store, use_smem, lin):
         # one bag b of column c: this thread's lane (vec elements of the row, in subs vectors of w) of it
@@ -611,10 +617,17 @@ def _make(meta, width: int, gpu: bool, buckets, shapes, packed_dtype: str = "int
                     elif vec_store:
                         out[b, T.ramp(T.floordiv(mget(meta_b, ml, packed, c, g, 3, staged), w) * w + lane * vec +
                                       s * w, 1, w)] = acc[s] * T.Broadcast(scale, w)
+                    elif gpu:
+                        # some column is numeric or misaligned: each vector stored whole where it lies 16-byte
+                        # aligned inside its column (decided per bag: with an odd width the rows' alignment
+                        # alternates), lane by lane elsewhere
+                        if T.floormod(b * width + col + s * w, w) == T.int64(0) and lane * vec + s * w + w <= dim:
+                            T.evaluate(T.call_extern("void", "__stwb", T.address_of(out[b, T.ramp(col + s * w, 1, w)]),
+                                                     acc[s] * T.Broadcast(scale, w)))
+                        else:
+                            store_lanes(out, acc, b, col, s, w, lane, vec, dim, scale)
                     else:
-                        for k in T.unroll(T.int64(w)):
-                            if lane * vec + s * w + k < dim:
-                                out[b, col + s * w + k] = T.Shuffle([acc[s]], [k]) * scale
+                        store_lanes(out, acc, b, col, s, w, lane, vec, dim, scale)
 
     @T.macro
     def unit_block(u, packed, meta_b, bounds, tables, th, tb, tw, tq, out, b_sz, cfg, vec_store, use_smem):
