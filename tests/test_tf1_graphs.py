@@ -222,3 +222,75 @@ def test_sparse_placeholder_of_unknown_rank(tmp_path):
     for name, model in m.variants.items():
         with pytest.raises(recom_tvm.FeedError):
             model.run({"item": rank3})
+
+
+def _dropout_graph(old_style: bool):
+    """An embedding of dense ids, a dense layer and dropout with keep_prob = placeholder_with_default(1.0), as
+    TF1 models served it: TF 2's `v1.nn.dropout` (mask RandomUniform >= 1 - keep_prob), or TF 1.x's (mask
+    floor(keep_prob + random_uniform), written out as it wrote it)."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+
+    def build():
+        ids = v1.placeholder(tf.int64, [None, 2], name="ids")
+        keep = v1.placeholder_with_default(1.0, [], name="keep_prob")
+        table = tf.constant(np.random.default_rng(4).normal(size=(9, 4)).astype(np.float32))
+        emb = tf.reshape(tf.gather(table, ids), [-1, 8], name="emb")
+        h = tf.nn.relu(tf.matmul(emb, tf.constant(np.random.default_rng(5).normal(size=(8, 3)).astype(np.float32))))
+        if old_style:
+            mask = tf.floor(keep + (tf.random.uniform(tf.shape(h)) * 1.0 + 0.0))
+            h = tf.math.divide(h, keep) * mask
+        else:
+            h = v1.nn.dropout(h, keep_prob=keep)
+        return {"emb": emb, "score": tf.identity(tf.reduce_sum(h, 1), name="score")}
+
+    return build
+
+
+@pytest.mark.parametrize("old_style", [False, True], ids=["tf2_mask", "tf1_floor_mask"])
+def test_dropout_with_keep_prob_defaulting_to_one(tmp_path, old_style):
+    """TF1 dropout driven by keep_prob = placeholder_with_default(1.0) keeps RandomUniform live in the frozen
+    graph (no cond), which had no converter: at keep_prob 1 its mask is all true (ones) for any draw, and is
+    folded. keep_prob not fed: bit-exact with TF, embedding stage too, B = 0 and an id past the table included.
+    keep_prob a serving input: 1.0 matches TF, another value is refused at run time naming the RandomUniform
+    node; a constant keep_prob other than 1 is refused at import."""
+    import tensorflow as tf
+
+    import recom_tvm
+
+    build = _dropout_graph(old_style)
+    ids = np.array([[1, 2], [8, 0], [3, 3]], np.int64)
+    m = FrozenTF1Model(build, {"ids": "ids:0"}, tmp_path)
+    for feed, what in ((ids, "B = 3"), (ids[:0], "B = 0"), (np.array([[9, 1]], np.int64), "id 9 past the table")):
+        m.check({"ids": feed}, what)
+    fed = FrozenTF1Model(build, {"ids": "ids:0", "keep_prob": "keep_prob:0"}, tmp_path)
+    fed.check({"ids": ids, "keep_prob": np.float32(1.0)}, "keep_prob fed 1")
+    for name, model in fed.variants.items():
+        with pytest.raises(recom_tvm.InvalidArgumentError, match="dropout is active.*RandomUniform node"):
+            model.run({"ids": ids, "keep_prob": np.float32(0.5)})
+
+    def constant_keep():
+        v1 = tf.compat.v1
+        x = v1.placeholder(tf.float32, [None, 3], name="x")
+        return {"y": tf.identity(v1.nn.dropout(x, keep_prob=tf.constant(0.5) + tf.zeros([])), name="y")}
+
+    with pytest.raises(recom_tvm.ConversionError, match="dropout is active here .rate 0.5.*RandomUniform node"):
+        FrozenTF1Model(constant_keep, {"x": "x:0"}, tmp_path)
+
+
+def test_random_noise_is_refused_naming_the_node(tmp_path, monkeypatch):
+    """A random draw that is not a dropout mask (noise added to a feature) cannot match TF: refused at import,
+    naming the RandomUniform node and its reader."""
+    import tensorflow as tf
+
+    import recom_tvm
+
+    monkeypatch.setattr(recom_tvm.config, "host_fallback", False)
+
+    def noisy():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+        return {"y": tf.identity(tf.nn.relu(x + tf.random.uniform(tf.shape(x))), name="y")}
+
+    with pytest.raises(recom_tvm.ConversionError, match="RandomUniform node 'random_uniform/RandomUniform'"):
+        FrozenTF1Model(noisy, {"x": "x:0"}, tmp_path)

@@ -513,3 +513,134 @@ def test_ragged_to_sparse_into_embedding_lookup_sparse(no_fallback):
         values, splits = np.array(values, np.int64), np.array(splits, np.int64)
         model.check({"r": (values, splits)}, (tf.RaggedTensor.from_row_splits(values, splits),),
                     f"values {values} splits {splits}")
+
+
+def test_searchsorted_buckets_by_per_row_boundaries(no_fallback):
+    """tf.searchsorted (LowerBound / UpperBound, unsupported before): a price bucketized by each row's own
+    boundaries, the bucket's embedding summed, both sides, int32 / int64 ids. Compared with TF: NaN prices (left:
+    0, right: past the end), infinities, repeated boundaries, rows that are not sorted or hold NaN (TF's binary
+    search, step for step), B = 0, and boundaries and values of different batches (TF's error)."""
+    import tensorflow as tf
+
+    table = tf.constant(np.random.default_rng(5).normal(size=(6, 3)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 5], tf.float32), tf.TensorSpec([None, None], tf.float32)])
+    def serve(bounds, price):
+        left = tf.searchsorted(bounds, price, side="left", out_type=tf.int64)
+        right = tf.searchsorted(bounds, price, side="right")
+        return {"left": left, "right": right, "e": tf.reduce_sum(tf.gather(table, right), axis=1)}
+
+    model = FunctionModel(serve.get_concrete_function())
+    rng = np.random.default_rng(0)
+    bounds = np.sort(rng.integers(0, 6, size=(4, 5)).astype(np.float32), axis=1)
+    price = rng.integers(-1, 7, size=(4, 6)).astype(np.float32)
+    price[0, :3] = [np.nan, np.inf, -np.inf]
+    shuffled = rng.normal(size=(4, 5)).astype(np.float32)
+    shuffled[1, 2] = np.nan
+    for b, p, what in ((bounds, price, "sorted rows"), (shuffled, price, "unsorted rows, NaN"),
+                       (bounds[:0], price[:0], "B = 0"), (bounds, price[:3], "batches differ")):
+        model.check({"bounds": b, "price": p}, (b, p), what)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64"])
+def test_searchsorted_at_the_bounds_of_integer_dtypes(no_fallback, dtype):
+    """Integer LowerBound / UpperBound with the dtype's extremes as boundaries and values, rows of 1 to 17."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], dtype), tf.TensorSpec([None, 4], dtype)])
+    def serve(seq, x):
+        return {"l": tf.searchsorted(seq, x, side="left"), "r": tf.searchsorted(seq, x, side="right")}
+
+    model = FunctionModel(serve.get_concrete_function(), passes=False)
+    info, rng = np.iinfo(dtype), np.random.default_rng(1)
+    for n in (1, 2, 5, 17):
+        seq = np.sort(rng.integers(info.min, info.max, size=(2, n), endpoint=True, dtype=dtype), axis=1)
+        seq[0, 0], seq[1, -1] = info.min, info.max
+        x = np.array([[info.min, info.max, seq[0, 0], 0], [seq[1, -1], -1, info.max, info.min]], dtype)
+        model.check({"seq": seq, "x": x}, (seq, x), f"rows of {n}")
+
+
+@pytest.mark.parametrize("op", ["cumprod", "cumsum"])
+@pytest.mark.parametrize("exclusive", [False, True])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_cumulative_products_and_sums(no_fallback, op, exclusive, reverse):
+    """tf.math.cumprod (Cumprod, unsupported before; one converter with Cumsum): a decay weight per position of
+    a behaviour sequence, over floats and ints, exclusive / reverse. Folded in TF's order, so the imported model
+    is bit-exact on the CPU (NaN, -0.0 and infinities included); B = 0."""
+    import tensorflow as tf
+
+    fn = getattr(tf.math, op)
+    table = tf.constant(np.random.default_rng(2).normal(size=(7, 3)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 6], tf.float32), tf.TensorSpec([None, 6], tf.int64)])
+    def serve(decay, ids):
+        w = fn(decay, axis=1, exclusive=exclusive, reverse=reverse)
+        return {"w": w, "k": fn(ids, axis=-1, exclusive=exclusive, reverse=reverse),
+                "e": tf.reduce_sum(tf.gather(table, ids) * w[..., None], axis=1)}
+
+    model = FunctionModel(serve.get_concrete_function(), passes=False)
+    rng = np.random.default_rng(3)
+    decay = rng.uniform(0.5, 1.5, size=(3, 6)).astype(np.float32)
+    decay[1, 2], decay[2, 0], decay[2, 4] = np.nan, -0.0, np.inf
+    ids = rng.integers(0, 7, size=(3, 6))
+    for d, i, what in ((decay, ids, "B = 3"), (decay[:0], ids[:0], "B = 0")):
+        got = model.check({"decay": d, "ids": i}, (d, i), what)
+        np.testing.assert_array_equal(got["imported"]["w"], model.tf(d, i)["w"])  # bit for bit (NaN == NaN)
+
+
+def _sparse_rows(rows, width=None):
+    """(indices, values, dense_shape) of id lists in row-major order."""
+    idx = np.array([[r, j] for r, row in enumerate(rows) for j in range(len(row))], np.int64).reshape(-1, 2)
+    width = max([len(r) for r in rows] + [0]) if width is None else width
+    return idx, np.array([v for row in rows for v in row], np.int64), np.array([len(rows), width], np.int64)
+
+
+def test_sparse_concat_of_id_features_before_embedding_lookup(no_fallback):
+    """tf.sparse.concat(axis=1) of three sparse id features into one embedding_lookup_sparse (SparseConcat,
+    unsupported before): the merged SparseTensor (TF's row-major order, which the segment mean reads) and the
+    pooled embeddings. Empty rows, B = 0, an input out of order with a repeated index (TF sorts it), and
+    features of different batches (TF's error)."""
+    import tensorflow as tf
+
+    table = tf.constant(np.random.default_rng(81).normal(size=(10, 3)).astype(np.float32))
+    spec = tf.SparseTensorSpec([None, None], tf.int64)
+
+    @tf.function(input_signature=[spec, spec, spec])
+    def serve(a, b, c):
+        m = tf.sparse.concat(axis=1, sp_inputs=[a, b, c])
+        return {"idx": m.indices, "vals": m.values, "shape": m.dense_shape,
+                "e": tf.nn.embedding_lookup_sparse(table, m, None, combiner="mean")}
+
+    model = FunctionModel(serve.get_concrete_function())
+    shuffled = (np.array([[1, 0], [0, 1], [0, 0], [0, 1]], np.int64), np.array([1, 2, 3, 4], np.int64),
+                np.array([2, 2], np.int64))
+    cases = [([[1, 2], [], [3]], [[4], [5, 6], []], [[7], [8], [9, 9]]), ([[9]], [[]], [[]]), ([], [], []),
+             (shuffled, [[5], [6]], [[7, 8], []]), ([[1]], [[2], [3]], [[4]])]
+    for case in cases:
+        feeds = [x if isinstance(x, tuple) else _sparse_rows(x) for x in case]
+        model.check(dict(zip("abc", feeds)), tuple(tf.SparseTensor(*f) for f in feeds), str(case))
+
+
+def test_concat_of_two_ragged_id_lists(no_fallback):
+    """tf.concat of two RaggedTensors along axis 1 (one id list per row from two features), gathered and
+    summed: TF writes RaggedGather over the two row partitions, interleaved (unsupported before). The merged
+    values and row splits, and the embedding sums; empty rows, B = 0, an id past the table and features of
+    different batches (TF's errors)."""
+    import tensorflow as tf
+
+    table = tf.constant(np.random.default_rng(73).normal(size=(12, 3)).astype(np.float32))
+    vec = tf.TensorSpec([None], tf.int64)
+
+    @tf.function(input_signature=[vec, vec, vec, vec])
+    def serve(a, a_splits, b, b_splits):
+        r = tf.concat([tf.RaggedTensor.from_row_splits(a, a_splits),
+                       tf.RaggedTensor.from_row_splits(b, b_splits)], axis=1)
+        return {"vals": r.values, "splits": r.row_splits, "e": tf.reduce_sum(tf.gather(table, r), axis=1)}
+
+    model = FunctionModel(serve.get_concrete_function())
+    for a, a_splits, b, b_splits in (([1, 2], [0, 2, 2], [3], [0, 0, 1]), ([1, 2, 3], [0, 3], [4, 5], [0, 2]),
+                                     ([], [0, 0, 0], [], [0, 0, 0]), ([], [0], [], [0]),
+                                     ([1, 2, 13], [0, 1, 3], [4, 5], [0, 1, 2]), ([1, 2], [0, 2], [4, 5], [0, 1, 2])):
+        feeds = {k: np.array(v, np.int64) for k, v in zip(("a", "a_splits", "b", "b_splits"),
+                                                            (a, a_splits, b, b_splits))}
+        model.check(feeds, tuple(feeds.values()), str(feeds))
