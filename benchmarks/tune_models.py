@@ -8,6 +8,9 @@
     python benchmarks/tune_models.py import --round-dir .device/tune_r1 --results $OUT
     # or a round of gemv grid points per dense layer (not searched), imported with the same --batches:
     python benchmarks/tune_models.py dense-grid --round-dir .device/dense_grid --models e --batches 1,32,256
+    # or a round of given fused-kernel schedules (not searched): the best records of the same kernel over the other
+    # packed layout, each also with the linear bucketize search, plus any listed (a JSON list of KernelConfig fields)
+    python benchmarks/tune_models.py seeded --round-dir .device/seeded --models e [--configs seeds.json]
     # after the last round: the default and the best schedule per task, to measure side by side in one run
     python benchmarks/tune_models.py final --round-dir .device/tune_final
 
@@ -97,6 +100,59 @@ def dense_configs(round_dir: str, models: list[str], per_task: int, rows: int, a
     for m in models:
         opt, _, _ = optimized(m, rows, "e2e")
         offline.export_dense_configs(opt, "cuda", work_dir(m), os.path.join(round_dir, m), configs, batches)
+
+
+def seeds_for(opt, target, m: str, extra: list, top: int = 8) -> dict:
+    """{batch: [KernelConfig]} for a seeded round of the fused kernel: per batch the `top` fastest distinct configs
+    measured for the same kernel over the other packed layout (its trials), each also with the linear bucketize
+    search, then `extra` (at every batch); those the kernel cannot run are left out."""
+    import dataclasses
+
+    from recom_tvm.ops.fused_kernel import KernelConfig, check_config, column_classes, max_bounds
+    from recom_tvm.schedules.tasks import find_fused_call, kernel_key
+    from recom_tvm.schedules.tune import TrialLog
+
+    call = find_fused_call(opt)
+    other = dataclasses.replace(call, packed_dtype="int64" if call.packed_dtype == "int32" else "int32")
+    prefix = f"fused_{kernel_key(other, target)[:8]}_B"
+    trials = [t for t in TrialLog(work_dir(m)).read() if t["task"].startswith(prefix) and t["ms"] is not None]
+    classes, nb = column_classes(call.meta), max(max_bounds(call.meta), 1)
+    out = {}
+    for b in BATCHES:
+        ranked = sorted((t for t in trials if t["task"] == f"{prefix}{b}"), key=lambda t: t["ms"])
+        picks: list = []
+        for t in ranked:
+            cfg = KernelConfig.from_json(t["config"])
+            if cfg not in picks:
+                picks.append(cfg)
+            if len(picks) == top:
+                break
+        picks += [dataclasses.replace(c, linear_search=16) for c in picks] + list(extra)
+        out[b] = [c for c in dict.fromkeys(picks) if check_config(c, classes, nb, True) is None]
+    return out
+
+
+def seeded(round_dir: str, models: list[str], rows: int, arch: str, config_list: str | None) -> None:
+    """A round of given fused-kernel schedules (seeds_for), numbered as the model's next round: import it like any
+    round. For a packed layout without records: the other layout's winners measured on it, not searched from
+    scratch (round 7's search on int32 found nothing better than the defaults and its records shadowed them)."""
+    import recom_tvm
+    from full_models import optimized
+    from recom_tvm.build_module import make_target
+    from recom_tvm.ops.fused_kernel import KernelConfig
+    from recom_tvm.schedules import offline
+
+    recom_tvm.config.cuda_arch = arch
+    extra = []
+    if config_list:
+        with open(config_list) as f:
+            extra = [KernelConfig.from_json(c) for c in json.load(f)]
+    target = make_target("cuda")
+    for m in models:
+        opt, _, _ = optimized(m, rows, "e2e")
+        seeds = seeds_for(opt, target, m, extra)
+        offline.export_configs(opt, target, os.path.join(round_dir, m), seeds, batches=BATCHES, work_dir=work_dir(m))
+        print(f"model {m}: {', '.join(f'B={b}: {len(c)}' for b, c in seeds.items())} seeded configs")
 
 
 def final(round_dir: str, models: list[str], rows: int, arch: str) -> None:
@@ -202,7 +258,7 @@ def report(final_results: str | None, models: list[str]) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["export", "dense-grid", "measure", "import", "final", "report"])
+    p.add_argument("mode", choices=["export", "dense-grid", "seeded", "measure", "import", "final", "report"])
     p.add_argument("--round-dir", required=True)
     p.add_argument("--out", default=os.environ.get("OUT", "."), help="measure: where results go")
     p.add_argument("--results", default=None, help="import: the measure step's --out")
@@ -214,7 +270,8 @@ def main() -> int:
     p.add_argument("--dense-only", action="store_true", help="export: the MLP's layers alone (no fused-kernel tasks)")
     p.add_argument("--batches", default=None, help="dense-grid (default 1,32,256) and its import: the tasks' batches")
     p.add_argument("--configs", default=None, help="dense-grid: a JSON list of DenseConfig fields, measured at "
-                   "every layer and batch instead of the grid")
+                   "every layer and batch instead of the grid; seeded: a JSON list of KernelConfig fields, added "
+                   "at every batch")
     p.add_argument("--number", type=int, default=20)
     p.add_argument("--repeat", type=int, default=5)
     a = p.parse_args()
@@ -226,6 +283,8 @@ def main() -> int:
         dense_configs(a.round_dir, models, a.per_task, a.rows, a.arch, batches or (1, 32, 256), a.configs)
     elif a.mode == "report":
         print(report(a.results, models))
+    elif a.mode == "seeded":
+        seeded(a.round_dir, models, a.rows, a.arch, a.configs)
     elif a.mode == "final":
         final(a.round_dir, models, a.rows, a.arch)
     elif a.mode == "measure":

@@ -298,6 +298,35 @@ sys.exit(rc)
 """
 
 
+def test_round_of_given_configs_round_trip(compiled, tmp_path):
+    """export_configs with a work dir (a seeded round: given schedules, not searched; the default first, repeats
+    measured once) -> measure with the runtime only -> import as the database's next round; build applies it."""
+    demo = compiled(zoo.demo(), optimized=True)
+    work, out = str(tmp_path / "work"), str(tmp_path / "seeded")
+    fast = KernelConfig(threads=64, rows=2, linear_search=16)
+    offline.export_configs(demo.mod, "llvm", out, {16: [fast, DEFAULT, fast]}, batches=(16,), work_dir=work)
+    manifest = json.load(open(os.path.join(out, "manifest.json")))
+    assert manifest["round"] == 1
+    assert [c["config"] for c in manifest["candidates"]] == [DEFAULT.to_json(), fast.to_json()]
+    assert [c["default"] for c in manifest["candidates"]] == [True, False]
+    res = run_runtime_only("-c", RUNTIME_ONLY_MEASURE, out, "--number", "2", "--repeat", "2", timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    results = json.load(open(os.path.join(out, "results.json")))
+    for r in results["candidates"]:  # the default is fastest: only `fast` (made the fastest) decides
+        r["ms"] = 2.0 if r["func"] == "cand_0" else 1.0
+        r["runs_ms"] = [r["ms"]]
+    json.dump(results, open(os.path.join(out, "results.json"), "w"))
+    best = offline.import_round(demo.mod, "llvm", work, os.path.join(out, "results.json"), batches=(16,))
+    assert list(best.values()) == [1.0]
+    assert [t["source"] for t in map(json.loads, open(os.path.join(work, "trials.jsonl")))] == \
+        ["default", "offline round 1"]
+    assert schedules_from_database(demo.mod, recom_tvm.build_module.make_target("llvm"), work) == ((None, fast),)
+    again = str(tmp_path / "again")  # the task has trials now: no default baseline, round 2
+    offline.export_configs(demo.mod, "llvm", again, {16: [fast]}, batches=(16,), work_dir=work)
+    manifest = json.load(open(os.path.join(again, "manifest.json")))
+    assert manifest["round"] == 2 and not any(c["default"] for c in manifest["candidates"])
+
+
 def test_offline_rounds_round_trip(demo, tmp_path):
     """export -> measure with the runtime only (a process that cannot load TVM's compiler) -> import, twice; the
     second round's cost model learns from the first; build applies the records."""

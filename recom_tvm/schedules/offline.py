@@ -192,18 +192,26 @@ def export_dense_configs(mod: tvm.IRModule, target, work_dir: str, out_dir: str,
 
 
 def export_configs(mod: tvm.IRModule, target, out_dir: str, configs: dict, batches=DEFAULT_BATCHES,
-                   seed: int = 0, dist: Distribution = Distribution(), carry_packed: bool = False) -> str:
+                   seed: int = 0, dist: Distribution = Distribution(), carry_packed: bool = False,
+                   work_dir: str | None = None) -> str:
     """A round of given schedules, not searched: {batch: [KernelConfig, ...]} (each task's default first), e.g.
-    the default and the best found, measured again side by side in one run. Not for import_round."""
+    the default and the best found, measured again side by side in one run. With `work_dir`, the round is that
+    database's next one (import_round commits it; the default counts as the baseline only for a task without
+    trials yet): a round seeded with schedules known to be good elsewhere (another packed layout, a profile)."""
     from ..build_module import make_target
 
     target = make_target(target)
     os.makedirs(out_dir, exist_ok=True)
-    manifest = new_manifest("check", target)
+    tried = {r["task"] for r in TrialLog(work_dir).read()} if work_dir else set()
+    manifest = new_manifest(next_round(TrialLog(work_dir)) if work_dir else "check", target)
     for t in extract_tasks(mod, target, batches, seed=seed, dist=dist):
-        picks = [scheduled(t, DEFAULT, target.kind.name)] + [scheduled(t, c, target.kind.name)
-                                                              for c in configs.get(t.batch, [])]
-        write_task(out_dir, target, t, picks, True, carry_packed, manifest)
+        picks, seen = [], set()
+        for cfg in [DEFAULT] + list(configs.get(t.batch, [])):
+            if json.dumps(cfg.to_json(), sort_keys=True) not in seen:
+                seen.add(json.dumps(cfg.to_json(), sort_keys=True))
+                picks.append(scheduled(t, cfg, target.kind.name))
+        write_task(out_dir, target, t, picks, t.name not in tried, carry_packed, manifest)
+        say(f"round {manifest['round']}: {t.name}: {len(picks)} given configs")
     return write_manifest(out_dir, manifest)
 
 
