@@ -60,6 +60,7 @@ class ImportContext:
         self.assertion_symbols: set[str] = set()
         self._var_names: set[str] = set()  # names of the function's parameters (inputs and params): unique
         self._host_known: dict = {}
+        self.fetched: set[str] = set()  # the nodes whose outputs the model returns
 
     # ------------------------------------------------------------------------------------------- errors
     def add_host_op(self, node: dict) -> None:

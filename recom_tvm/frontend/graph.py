@@ -154,6 +154,9 @@ class Graph:
         inline_functions(graph_def)  # If / StatelessIf -> Switch / Merge, calls -> their bodies
         rewrite_partitioned_lookups(graph_def)  # sharded tables' partition + gathers + stitch -> one node
         self.graph_def = graph_def  # the NodeDefs themselves, for subgraphs handed back to TF (host co-run)
+        # Consts the loader froze from what TensorFlow feeds the graph at run time (variables, a function's
+        # captured tensors): Grappler cannot fold them (see math.py's divisions by constants)
+        self.fed_consts: set[str] = set()
         self.nodes: dict[str, Node] = {}
         for nd in graph_def.node:
             inputs, controls = [], []

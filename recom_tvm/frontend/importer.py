@@ -140,6 +140,7 @@ class _Importer:
         self.tables = resolve_tables(self.graph, loaded.model_dir, loaded.tables, loaded.assets, loaded.assets_dir)
         self.ctx = ImportContext(self.columns)
         self.ctx.graph = self.graph
+        self.ctx.fetched = {parse_tensor_name(t)[0] for _, t in loaded.outputs}
         self.live = self.ctx.liveness = Liveness(self.graph)
         self.values: dict[tuple[str, int], Any] = {}
         self.ctx.values = self.values  # converters that recognize a TF idiom read their inputs' producers

@@ -263,6 +263,7 @@ def _from_concrete_function(fn, outputs, source: str) -> LoadedGraph:
     n_inputs = len(tf.nest.flatten(fn.structured_input_signature, expand_composites=True))
     placeholders = [t.name for t in frozen.inputs[:n_inputs]]
     tables = export_captured_tables(tf, fn, graph)
+    graph.fed_consts = {_node_of(t.name) for t in fn.graph.internal_captures} & set(graph.nodes)
     feats = _features_from_structure(tf, fn.structured_input_signature, placeholders, _arg_names(fn))
     if outputs is None:
         flat_out = tf.nest.flatten(fn.structured_outputs, expand_composites=True)
@@ -549,5 +550,10 @@ def _from_tf1_saved_model(path: str, signature: str, outputs) -> LoadedGraph:
         keep += sorted({_node_of(t) for f in feats for t in f.tensors.values()} - set(keep))
         init = [op.name for op in g.get_operations() if op.type == "NoOp" and "init_all_tables" in op.name]
         gd = v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), keep + init)
+        variables = {op.name for op in g.get_operations() if op.type in _VARIABLE_OPS}
     graph = Graph.from_bytes(gd.SerializeToString())
+    graph.fed_consts = variables & set(graph.nodes)  # (frozen under their own names)
     return LoadedGraph(graph, feats, outs, path, path)
+
+
+_VARIABLE_OPS = ("VariableV2", "Variable", "VarHandleOp")

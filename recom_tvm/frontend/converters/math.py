@@ -210,10 +210,104 @@ def _binary(ctx, node, ins):
         ins = [ins[0], _nonzero_divisor(ctx, ins[1])]
     elif node.op in ("TruncateDiv", "TruncateMod"):
         ctx.fail(f"{node.op} on {dtype} (integers are supported)")
+    if node.op == "RealDiv" and (recip := _grappler_reciprocal(ctx, node, ins[1])) is not None:
+        node_op, ins = "Mul", [ins[0], recip]
+    else:
+        node_op = node.op
+    if node_op in _PUSHED and str(dtype) in ("float32", "float64"):
+        pushed = _constant_push_down(ctx, node, node_op, ins)
+        if pushed is not None:
+            return pushed
     a, b = _operands(ctx, node, ins, dtype)
     if node.op in ("Maximum", "Minimum") and str(dtype).startswith("float"):
         return _float_min_max(ctx, node.op, a, b)
     return ctx.emit(_BINARY[node.op](a, b))
+
+
+_PUSHED = {"Mul": np.multiply, "Add": np.add, "AddV2": np.add}
+
+
+def _constant_push_down(ctx, node, op: str, ins):
+    """x op c as TF computes it (float Mul / Add with a constant Grappler folds): Grappler's ConstantPushDown
+    turns c2 op (x op c1) into x op (c2 op c1), folded to one constant, where the inner node feeds nothing else and
+    is not fetched (x / 100 * 10 is x * fl(fl(1 / 100) * 10) in a served graph). Records x op c for an outer node;
+    returns the emitted value, or None (not x op c: emitted as usual)."""
+    chain = ctx.__dict__.setdefault("_pushed_chains", {})
+    k = next((k for k in (1, 0) if isinstance(ins[k], Known) and ins[k].concrete and
+              (k == 1 and node.op == "RealDiv" or _folded_by_grappler(ctx, node.inputs[k][0]))), None)
+    if k is None or isinstance(ins[1 - k], Known):
+        return None
+    c, x = ins[k], ins[1 - k]
+    family = "Mul" if op == "Mul" else "Add"
+    inner = node.inputs[1 - k]
+    hit = chain.get(inner)
+    if hit is not None and hit[0] == family and inner[0] not in ctx.fetched and _consumers(ctx, inner[0]) == 1:
+        _, x, c1 = hit
+        with np.errstate(all="ignore"):
+            c = Known(np.asarray(_PUSHED[op](c.numpy(), c1.numpy()), dtype=c.dtype), c.dtype)
+    chain[(node.name, 0)] = (family, x, c)
+    a, b = _operands(ctx, node, [x, c], c.dtype)
+    return ctx.emit(_BINARY[op](a, b))
+
+
+def _consumers(ctx, name: str) -> int:
+    """How many data edges read node `name`'s outputs (Grappler's NumNonControlOutputs)."""
+    graph = ctx.graph
+    counts = graph.__dict__.get("_consumer_counts")
+    if counts is None:
+        counts = graph.__dict__["_consumer_counts"] = {}
+        for n in graph.nodes.values():
+            for src, _ in n.inputs:
+                counts[src] = counts.get(src, 0) + 1
+    return counts.get(name, 0)
+
+
+# Ops Grappler's constant folding leaves alone although their inputs are constants (stateful or random)
+_NOT_FOLDED = ("Placeholder", "PlaceholderWithDefault", "VarHandleOp", "VariableV2", "Variable", "ReadVariableOp",
+               "RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal", "Multinomial",
+               "RandomShuffle", "LookupTableFindV2", "LookupTableSizeV2", "HashTableV2")
+
+
+def _folded_by_grappler(ctx, name: str) -> bool:
+    """Whether TensorFlow's Grappler folds node `name` into a constant: it reads nothing but Consts of the graph
+    through ops that fold. Consts the loader froze from variables or a function's captured tensors
+    (`Graph.fed_consts`) are fed to the graph at run time: TF cannot fold them."""
+    graph = ctx.graph
+    memo = graph.__dict__.setdefault("_grappler_folds", {})
+    stack = [name]
+    while stack:
+        cur = stack[-1]
+        if cur in memo:
+            stack.pop()
+            continue
+        node = graph.nodes[cur]
+        if node.op == "Const":
+            memo[cur] = cur not in graph.fed_consts
+        elif node.op in _NOT_FOLDED or not node.inputs:
+            memo[cur] = False
+        else:
+            todo = [s for s, _ in node.inputs if s not in memo]
+            if todo:
+                stack.extend(todo)
+                continue
+            memo[cur] = all(memo[s] for s, _ in node.inputs)
+        stack.pop()
+    return memo[name]
+
+
+def _grappler_reciprocal(ctx, node, divisor) -> Known | None:
+    """TF divides a float by a constant as Grappler rewrites it (constant folding's ReduceDivToReciprocalMul):
+    x * (1 / c), with 1 / c rounded to the dtype; that differs from x / c in the last bit (70 / 100 * 10 floors to
+    6 in a served graph, 7 in eager TF), which flips floors, casts to int and bucket boundaries. Where the divisor
+    is a constant TF folds (not a variable, not a captured tensor) and the division is not itself fetched; None
+    where TF divides."""
+    if not (isinstance(divisor, Known) and divisor.concrete and divisor.dtype in ("float16", "float32", "float64")):
+        return None
+    if node.name in ctx.fetched or not _folded_by_grappler(ctx, node.inputs[1][0]):
+        return None
+    c = np.asarray(divisor.numpy(), dtype=divisor.dtype)
+    with np.errstate(divide="ignore"):
+        return Known(np.asarray(np.divide(np.ones((), c.dtype), c), dtype=c.dtype), divisor.dtype)
 
 
 def _float_min_max(ctx, op: str, a, b):
@@ -386,6 +480,20 @@ def _leaky_relu(ctx, node, ins):
 @known("Neg")
 def _neg_known(ctx, node, ins):
     return _finish(_sym_map(lambda a: -a, ins[0].value), ins[0].dtype)
+
+
+_EXACT_UNARY = {"Sqrt": np.sqrt, "Square": np.square, "Reciprocal": np.reciprocal, "Abs": np.abs}
+
+
+@known(*_EXACT_UNARY)
+def _exact_unary_known(ctx, node, ins):
+    """Correctly rounded float ops of constants, folded as TF folds them (e.g. Keras' x / sqrt(variance) of a
+    constant variance: the divisor Grappler makes a reciprocal, _grappler_reciprocal)."""
+    v = ins[0]
+    if not (v.concrete and v.dtype in ("float16", "float32", "float64")):
+        raise NotFoldable
+    with np.errstate(all="ignore"):
+        return Known(np.asarray(_EXACT_UNARY[node.op](v.numpy()), dtype=v.dtype), v.dtype)
 
 
 # ----------------------------------------------------------------------------------------------- cast

@@ -1,0 +1,62 @@
+"""Round 3 of graphs written the ways users write them (a survey of ~38 user-style graphs, 2026-12-08): what gave
+a silent wrong answer, crashed or failed to import now matches TF (or fails with an error naming the op)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recom_tvm import config
+
+from conftest import FrozenTF1Model, FunctionModel
+
+
+@pytest.fixture()
+def no_fallback(monkeypatch):
+    monkeypatch.setattr(config, "host_fallback", False)
+
+
+def test_division_by_a_constant_as_tf_serves_it(no_fallback):
+    """TF serves graphs through Grappler, which divides a float by a constant it folds as x * (1 / c) and pushes
+    constants down chains of Mul: 70 / 100 * 10 floors to 6 in a served graph (7 in eager TF, and in recom_tvm
+    before): tf.histogram_fixed_width_bins, tf.cast(price / 10), x / sqrt(const). A variable or a captured tensor
+    is fed to the graph at run time: there TF divides."""
+    import tensorflow as tf
+
+    captured = tf.constant(100.0)
+    var = tf.Variable(100.0)
+    std = tf.constant(np.array([3.0, 7.0, 0.1], np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32), tf.TensorSpec([None, 3], tf.float32)])
+    def serve(price, x):
+        return {"cast": tf.cast(price / 10.0 * 3.0, tf.int64), "floor": tf.floor(price / 100.0 * 10.0),
+                "sqrt": tf.floor(price / tf.sqrt(tf.constant(10000.0)) * 10.0),
+                "add_chain": tf.floor((price / 7.0 + 0.1) + 0.2),
+                "captured": tf.floor(price / captured * 10.0), "variable": tf.floor(price / var * 10.0),
+                "norm": tf.floor((x - tf.constant([1., 2., 3.])) / tf.constant([3.0, 7.0, 0.1]) * 100.0),
+                "norm_captured": tf.floor(x / std * 100.0),
+                "hist": tf.histogram_fixed_width_bins(price, [0.0, 100.0], nbins=10),
+                "f64": tf.floor(tf.cast(price, tf.float64) / 100.0 * 10.0)}
+
+    model = FunctionModel(serve.get_concrete_function())
+    price = np.array([10, 20, 30, 70, 0.7, 9.99, 140, -70, 6.3, 2.1, np.nan, np.inf], np.float32)
+    x = np.array([[1 + 3 * k, 2 + 7 * k, 3 + 0.1 * k] for k in (0.3, 0.7, 0.9, 1.3, 2.1, 5.7)], np.float32)
+    x = np.resize(x, (12, 3))
+    got = model.check({"price": price, "x": x}, (price, x), "served rounding")
+    assert got["imported"]["hist"][3] == 6 and got["imported"]["variable"][3] == 7  # (the two roundings)
+    model.check({"price": price[:0], "x": x[:0]}, (price[:0], x[:0]), "B=0")
+
+
+def test_division_by_a_constant_in_a_frozen_graph(no_fallback, tmp_path):
+    """A frozen TF1 graph: its variables are Consts, which Grappler folds: x / w is x * (1 / w) there."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+
+    def build():
+        price = v1.placeholder(tf.float32, [None], name="price")
+        w = v1.get_variable("w", initializer=np.float32(100.0))
+        return {"bucket": tf.identity(tf.cast(price / w * 10.0, tf.int32), name="bucket")}
+
+    m = FrozenTF1Model(build, {"price": "price:0"}, tmp_path)
+    m.check({"price": np.array([10, 20, 30, 70, 140, -70, 5], np.float32)}, "x / frozen variable")
