@@ -60,3 +60,32 @@ def test_division_by_a_constant_in_a_frozen_graph(no_fallback, tmp_path):
 
     m = FrozenTF1Model(build, {"price": "price:0"}, tmp_path)
     m.check({"price": np.array([10, 20, 30, 70, 140, -70, 5], np.float32)}, "x / frozen variable")
+
+
+def test_band_part_causal_mask(no_fallback):
+    """Hand-written causal self-attention: tf.linalg.band_part(ones, -1, 0) (MatrixBandPart, unsupported before)
+    times the padding mask, masked softmax, the last valid position by gather(batch_dims=1); and band_part of a
+    computed [B, T, T] tensor with both bands."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(30)
+    T, D = 4, 4
+    emb = tf.constant(rng.normal(size=(12, D)).astype(np.float32))
+    wq, wk = (tf.constant(rng.normal(size=(D, D)).astype(np.float32)) for _ in range(2))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, T], tf.int32), tf.TensorSpec([None], tf.int32)])
+    def serve(hist, length):
+        x = tf.gather(emb, hist)
+        s = tf.matmul(x @ wq, x @ wk, transpose_b=True)
+        m = tf.linalg.band_part(tf.ones([T, T]), -1, 0)[None] * tf.cast(hist != 0, tf.float32)[:, None, :]
+        o = tf.nn.softmax(s + (1.0 - m) * -1e9) @ x
+        return {"last": tf.gather(o, tf.maximum(length - 1, 0), batch_dims=1),
+                "band": tf.linalg.band_part(s, 1, 2), "lower": tf.linalg.band_part(s, 0, -1)}
+
+    model = FunctionModel(serve.get_concrete_function(), passes=False)
+    for hist, length in (([[1, 2, 3, 0], [0, 0, 0, 0], [4, 0, 5, 11]], [3, 0, 4]), ([[7, 7, 7, 7]], [2]),
+                         (np.zeros((0, T)), [])):
+        hist, length = np.array(hist, np.int32).reshape(-1, T), np.array(length, np.int32)
+        model.check({"hist": hist, "length": length}, (hist, length), f"B={len(hist)}")
+    bad = (np.ones((1, T), np.int32), np.array([5], np.int32))
+    model.check(dict(zip(("hist", "length"), bad)), bad, "length past T")

@@ -743,3 +743,37 @@ def _broadcast_to(ctx, node, ins):
     dims = ctx.known_ints(ins[1], "the target shape")
     x = ctx.device(ins[0])
     return ctx.emit(relax.op.broadcast_to(x.expr, shape_expr(dims)), shape=list(dims))
+
+
+def _band_mask(ctx, node, ins, m: int, n: int) -> np.ndarray:
+    """tf.linalg.band_part's [M, N] mask: entries with (lower < 0 or i - j <= lower) and (upper < 0 or
+    j - i <= upper); bands past the matrix are TF's error."""
+    lower, upper = (ctx.const_ints(v, what)[0] for v, what in ((ins[1], "num_lower"), (ins[2], "num_upper")))
+    if lower > m:
+        ctx.fail(f"num_lower {lower} is greater than the number of rows {m} (TF's error)")
+    if upper > n:
+        ctx.fail(f"num_upper {upper} is greater than the number of columns {n} (TF's error)")
+    i, j = np.arange(m)[:, None], np.arange(n)[None, :]
+    return ((lower < 0) | (i - j <= lower)) & ((upper < 0) | (j - i <= upper))
+
+
+@known("MatrixBandPart")
+def _band_part_known(ctx, node, ins):
+    x = ins[0]
+    if not x.concrete or len(x.shape) < 2:
+        raise NotFoldable
+    arr = x.numpy()
+    mask = _band_mask(ctx, node, ins, *arr.shape[-2:])
+    return Known(np.where(mask, arr, np.zeros((), arr.dtype)).astype(arr.dtype), x.dtype)
+
+
+@device("MatrixBandPart")
+def _band_part(ctx, node, ins):
+    """tf.linalg.band_part (causal attention masks): the input times a constant band mask; the last two dims must
+    be static."""
+    x = ctx.device(ins[0])
+    if len(x.shape) < 2 or not all(is_const_int(d) for d in x.shape[-2:]):
+        ctx.fail("the matrix dims (the last two) must be static")
+    mask = _band_mask(ctx, node, ins, int(x.shape[-2]), int(x.shape[-1]))
+    zero = relax.const(np.zeros((), x.dtype))
+    return ctx.emit(relax.op.where(relax.const(mask), x.expr, zero), shape=list(x.shape))
