@@ -89,3 +89,41 @@ def test_band_part_causal_mask(no_fallback):
         model.check({"hist": hist, "length": length}, (hist, length), f"B={len(hist)}")
     bad = (np.ones((1, T), np.int32), np.array([5], np.int32))
     model.check(dict(zip(("hist", "length"), bad)), bad, "length past T")
+
+
+def test_string_columns_of_a_rankless_sparse_placeholder(no_fallback, tmp_path):
+    """TF1 input_layer over string sparse_placeholders without a shape, in a partitioned variable scope: the
+    columns' rank test is a StatelessIf whose inlined outputs (an IdentityN) carry the string values; the host
+    stage had no IdentityN ('it works on strings ... must run in the host stage'). Hash bucket embedding with
+    max_norm / sqrtn, hash bucket indicator, numeric with normalizer_fn, bucketized."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    fc = v1.feature_column
+
+    def build():
+        q = v1.sparse_placeholder(tf.string, name="q")
+        cat = v1.sparse_placeholder(tf.string, name="cat")
+        x = v1.placeholder(tf.float32, [None, 2], name="x")
+        cols = [fc.embedding_column(fc.categorical_column_with_hash_bucket("q", 50), 8, combiner="sqrtn",
+                                    max_norm=1.0),
+                fc.numeric_column("x", shape=(2,), normalizer_fn=lambda t: (t - 1.5) / 3.0),
+                fc.bucketized_column(fc.numeric_column("x", shape=(2,)), [0.0, 2.0]),
+                fc.indicator_column(fc.categorical_column_with_hash_bucket("cat", 5))]
+        with v1.variable_scope("dnn", partitioner=v1.min_max_variable_partitioner(max_partitions=3,
+                                                                                   min_slice_size=64)):
+            h = fc.input_layer({"q": q, "cat": cat, "x": x}, cols)
+        return {"emb": tf.identity(h, name="emb")}
+
+    def parts(name):
+        return {"indices": f"{name}/indices:0", "values": f"{name}/values:0", "dense_shape": f"{name}/shape:0"}
+
+    def sparse(rows):
+        idx = [[r, c] for r, row in enumerate(rows) for c in range(len(row))]
+        return (np.array(idx, np.int64).reshape(-1, 2), np.array([v for row in rows for v in row], object),
+                np.array([len(rows), max([len(r) for r in rows] + [1])], np.int64))
+
+    m = FrozenTF1Model(build, {"q": parts("q"), "cat": parts("cat"), "x": "x:0"}, tmp_path)
+    m.check({"q": sparse([[b"shoe", b"red"], [], [b"a"]]), "cat": sparse([[b"a"], [b"zz", b"b"], []]),
+             "x": np.array([[1, 2], [np.nan, 0], [3, 4]], np.float32)}, "B=3")
+    m.check({"q": sparse([[b""]]), "cat": sparse([[b"c"]]), "x": np.zeros((1, 2), np.float32)}, "B=1")

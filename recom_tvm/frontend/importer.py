@@ -453,6 +453,8 @@ class _Importer:
             return converters.PLACED[op](self.ctx, node, ins)
         if op in ("Shape", "Size", "Rank", "ShapeN"):
             return converters.DEVICE[op](self.ctx, node, ins)
+        if op == "IdentityN" and any(isinstance(v, Host) for v in ins):
+            return list(ins)  # (an inlined tf.cond's outputs: strings pass through as they are)
         if on_host or any(isinstance(v, Host) and v.dtype == "string" for v in ins):
             return self._host(node, ins)
         if op == "DenseBincount" and not isinstance(ins[1], Known):
