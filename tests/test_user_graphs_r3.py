@@ -127,3 +127,22 @@ def test_string_columns_of_a_rankless_sparse_placeholder(no_fallback, tmp_path):
     m.check({"q": sparse([[b"shoe", b"red"], [], [b"a"]]), "cat": sparse([[b"a"], [b"zz", b"b"], []]),
              "x": np.array([[1, 2], [np.nan, 0], [3, 4]], np.float32)}, "B=3")
     m.check({"q": sparse([[b""]]), "cat": sparse([[b"c"]]), "x": np.zeros((1, 2), np.float32)}, "B=1")
+
+
+def test_gather_nd_with_batch_dims(no_fallback):
+    """tf.gather_nd(params, indices, batch_dims=1) (re-ranking by argsort): TF's BatchGatherND unstacks the batch
+    size from the shape, and the importer's Unpack of a symbolic shape gave a bare tirx Var instead of an array
+    (a crash: 'dtype is only available on a Var with BufferType')."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 5], tf.float32), tf.TensorSpec([None, 5], tf.int64)])
+    def serve(scores, cand):
+        order = tf.argsort(scores, axis=-1, direction="DESCENDING", stable=True)
+        return {"ids": tf.gather(cand, order, batch_dims=1),
+                "ids_nd": tf.gather_nd(cand, order[:, :2, None], batch_dims=1)}
+
+    model = FunctionModel(serve.get_concrete_function(), passes=False)
+    scores = np.array([[.1, .5, .5, -1, 0], [0] * 5, [3, 2, 1, 5, 4]], np.float32)
+    cand = np.arange(15, dtype=np.int64).reshape(3, 5)
+    model.check({"scores": scores, "cand": cand}, (scores, cand), "B=3")
+    model.check({"scores": scores[:0], "cand": cand[:0]}, (scores[:0], cand[:0]), "B=0")

@@ -211,7 +211,9 @@ def _unpack(ctx, node, ins):
 def _unpack_known(ctx, node, ins):
     axis = int(node.attr("axis", 0))
     arr = ins[0].value
-    return [Known(np.take(arr, i, axis=axis), ins[0].dtype) for i in range(arr.shape[axis])]
+    # (np.take of a 1-D object array gives the entry itself, e.g. a bare tirx Var: kept a 0-d array)
+    return [Known(np.asarray(np.take(arr, i, axis=axis), dtype=arr.dtype), ins[0].dtype)
+            for i in range(arr.shape[axis])]
 
 
 # -------------------------------------------------------------------------------------------------- tile
