@@ -62,10 +62,15 @@
 #                       B = 1 / 8 / 32 / 128 / 256 / 512 / 2,048, timed cold (L2 flushed); after the run:
 #                       python benchmarks/tune_models.py import --round-dir .device/backlog/dense_grid/round \
 #                         --results <dense_grid.tgz, unpacked> --models e --batches 1,8,32,128,256,512,2048
+# seeded        16      a tuning round of E's fused kernel on its int32 packed layout, not searched: per batch
+#                       (32 / 256 / 2,048) the int64 layout's 8 best records, each with the linear bucketize search,
+#                       and benchmarks/tuning/seeds_e.json (the vec8 grid's best at 512 ...); after the run:
+#                       python benchmarks/tune_models.py import --round-dir .device/backlog/seeded/round \
+#                         --results <seeded.tgz, unpacked> --models e   (the int32 layout's first records)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${GPU_BACKLOG_DIR:-.device/backlog}  # (another folder: a dry run of the device side on this host, built with --target llvm)
-CALLS="corpus graphs request device_e2e graphs_threads compact floor suite hash kernels dense_tune dense_grid"
+CALLS="corpus graphs request device_e2e graphs_threads compact floor suite hash kernels dense_tune dense_grid seeded"
 SUITE_MODELS=${SUITE_MODELS:-e,mixed100,mixed1000,sweep30,sweep300,sweep2000}
 
 prepare_one() {
@@ -90,6 +95,8 @@ prepare_one() {
     dense_tune) python benchmarks/tune_models.py export --round-dir "$d/round" --models e --per-task 10 --dense-only ;;
     dense_grid) python benchmarks/tune_models.py dense-grid --round-dir "$d/round" --models e --per-task 36 \
                   --batches 1,8,32,128,256,512,2048 ;;
+    seeded) python benchmarks/tune_models.py seeded --round-dir "$d/round" --models e \
+              --configs benchmarks/tuning/seeds_e.json ;;
     kernels) python benchmarks/request_path_gpu.py prepare --dir "$d/e" --models e --batches 32,2048
              RECOM_TVM_DENSE_TAIL=off python benchmarks/request_path_gpu.py prepare --dir "$d/e_dlight" --models e --batches 32
              RECOM_TVM_DEVICE_HASH=off python benchmarks/request_path_gpu.py prepare --dir "$d/e_host_hash" --models e --batches 32
@@ -179,6 +186,8 @@ run_one() {
           echo "device hash rc=$?"; grep -v '^\s*$' "$o/hash.log" | tail -30 ;;
     dense_tune) timeout 300 python3 benchmarks/tune_models.py measure --round-dir "$d/round" --out "$o" > "$o/measure.log" 2>&1
                 echo "dense tuning round rc=$?"; tail -20 "$o/measure.log" ;;
+    seeded) timeout 300 python3 benchmarks/tune_models.py measure --round-dir "$d/round" --out "$o" > "$o/measure.log" 2>&1
+            echo "seeded round rc=$?"; tail -20 "$o/measure.log" ;;
     dense_grid) timeout 540 python3 benchmarks/tune_models.py measure --round-dir "$d/round" --out "$o" > "$o/measure.log" 2>&1
                 echo "dense grid (cold) rc=$?"; grep "failed or differ" "$o/measure.log" | cut -c1-140 ;;
     kernels) OUT=$o timeout 300 python3 benchmarks/request_kernels_gpu.py "$d/e" "$d/e_dlight" "$d/e_host_hash" \

@@ -84,3 +84,20 @@ def test_cuda_builds_use_ieee_division_and_sqrt():
         ptx = nvcc.compile_cuda(code, target_format="ptx", compiler="nvcc").decode()  # the codegen's path
     assert "div.rn.f32" in ptx and "sqrt.rn.f32" in ptx, ptx[-1500:]
     assert "div.approx" not in ptx and "div.full" not in ptx and "sqrt.approx" not in ptx
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64"])
+def test_host_stage_casts_hostile_floats_as_tf(dtype):
+    """The host stage's Cast of NaN / inf / out-of-range floats to ints: TF-CPU's values (x86's INT_MIN pattern),
+    without a numpy RuntimeWarning per request."""
+    import warnings
+
+    import tensorflow as tf
+
+    from recom_tvm.runtime.host_stage import HOST_IMPLS
+
+    x = np.array([np.nan, np.inf, -np.inf, 3e9, -3e9, 1e20, 1.5, -2.5], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = HOST_IMPLS["Cast"]({"attrs": {"DstT": dtype}}, x)
+    np.testing.assert_array_equal(got, tf.cast(x, dtype).numpy())

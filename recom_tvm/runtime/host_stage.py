@@ -127,6 +127,13 @@ def _tf_subgraph(node, *inputs):
     return run_tf_subgraph(node, *inputs)
 
 
+def _cast(x, dtype):
+    """numpy's astype; NaN / inf / out-of-range floats to ints give what TF-CPU's cast gives on x86 (the
+    truncating conversion's INT_MIN pattern) without numpy's RuntimeWarning for every hostile feed."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return x.astype(dtype)
+
+
 def _reshape(node, x, shape):
     return x.reshape([int(s) for s in np.asarray(shape).reshape(-1)])
 
@@ -135,7 +142,7 @@ HOST_IMPLS: dict[str, Callable] = {
     "StringToHashBucketFast": lambda node, x: hash_bucket_fast(x, int(node["attrs"]["num_buckets"])),
     "AsString": _as_string,
     "Identity": lambda node, x: x,
-    "Cast": lambda node, x: x.astype(node["attrs"]["DstT"]),
+    "Cast": lambda node, x: _cast(x, node["attrs"]["DstT"]),
     # feeds and constants are normalized to bytes, so strings compare directly
     "Equal": lambda node, a, b: np.equal(a, b),
     "NotEqual": lambda node, a, b: np.not_equal(a, b),
