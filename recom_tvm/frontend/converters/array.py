@@ -589,9 +589,14 @@ def bincount_rows(ctx, x, size, w, binary: bool, dtype: str, negative_message: s
                    shape=list(x.shape[:-1]) + [size])
     if binary:
         out = ctx.emit(relax.op.astype(relax.op.greater(out.expr, relax.const(0, dtype)), dtype))
-    # (the min over no elements is the largest int32: true)
-    all_nonneg = ctx.emit(relax.op.astype(relax.op.min(relax.op.astype(nonneg.expr, "int32")), "bool"))
-    return ctx.check(out, all_nonneg, negative_message)
+    return ctx.check(out, all_true(ctx, nonneg.expr), negative_message)
+
+
+def all_true(ctx, cond) -> Device:
+    """Whether every entry of the bool tensor `cond` holds (true for an empty one): no relax all(), so the false
+    entries are counted (0 over an empty tensor: backend/empty_reductions)."""
+    bad = relax.op.sum(relax.op.astype(relax.op.logical_not(cond), "int64"))
+    return ctx.emit(relax.op.equal(bad, relax.const(0, "int64")))
 
 
 @known("Slice")
@@ -722,6 +727,33 @@ def _reverse(ctx, node, ins):
     for a in sorted({_norm_axis(ctx, a, len(x.shape)) for a in ctx.const_ints(ins[1], "the axes")}):
         out = ctx.emit(relax.op.flip(out.expr, a), shape=list(x.shape))
     return out
+
+
+@device("ReverseSequence")
+def _reverse_sequence(ctx, node, ins):
+    """tf.reverse_sequence: along seq_dim, the first seq_lengths[b] entries of each slice b of batch_dim reversed,
+    the rest kept (a gather_elements by a [.., T, ..] source index); a length < 0 or past the dimension is TF's
+    InvalidArgumentError."""
+    x, lengths = ctx.device(ins[0]), ctx.device(ins[1])
+    rank = len(x.shape)
+    seq, batch = (_norm_axis(ctx, int(node.attr(k, 0)), rank) for k in ("seq_dim", "batch_dim"))
+    if seq == batch:
+        ctx.fail(f"seq_dim == batch_dim == {seq}")
+    lengths = ctx.match_shape(lengths, [x.shape[batch]])
+    n = x.shape[seq]
+    lens = ctx.emit(relax.op.astype(lengths.expr, "int64")) if lengths.dtype != "int64" else lengths
+    lens_b = relax.op.reshape(lens.expr, shape_expr([x.shape[batch] if d == batch else 1 for d in range(rank)]))
+    pos = relax.op.reshape(relax.op.arange(0, as_expr(n), 1, "int64"),
+                           shape_expr([n if d == seq else 1 for d in range(rank)]))
+    flipped = relax.op.subtract(relax.op.subtract(lens_b, pos), relax.const(1, "int64"))
+    src = relax.op.where(relax.op.less(pos, lens_b), flipped, pos)
+    src = ctx.emit(relax.op.broadcast_to(src, shape_expr(x.shape)), shape=list(x.shape))
+    out = ctx.emit(relax.op.gather_elements(x.expr, src.expr, seq), shape=list(x.shape))
+    n_t = ctx.size_scalar(n, "int64")
+    ok = relax.op.logical_and(relax.op.greater_equal(lens.expr, relax.const(0, "int64")),
+                              relax.op.less_equal(lens.expr, n_t))
+    return ctx.check(out, all_true(ctx, ok), f"seq_lens must be in [0, input.dims({seq}) = {n}] (TF: seq_lens(i) > input.dims"
+                              f"({seq}) or < 0)")
 
 
 @known("Sum", "Prod", "Max", "Min")

@@ -15,7 +15,7 @@ from ...shapes.symbolic import as_expr, is_const_int, prove_equal, simplify
 from ..context import shape_expr
 from ..values import Known
 from . import NotFoldable, device, known
-from .array import _prod, resolve_reshape
+from .array import _prod, all_true, resolve_reshape
 
 
 @device("Where")
@@ -282,11 +282,7 @@ def _validated_on_device(ctx, node, idx, dims):
         lim = ctx.device(Known(np.array(limit, dtype=object), idx.dtype))
         inside = relax.op.logical_and(relax.op.greater_equal(c.expr, zero), relax.op.less(c.expr, lim.expr))
         ok = inside if ok is None else relax.op.logical_and(ok, inside)
-    def all_true(x):  # no relax all(): count the false entries (0 over an empty tensor: backend/empty_reductions)
-        bad = relax.op.sum(relax.op.astype(relax.op.logical_not(x), "int64"))
-        return ctx.emit(relax.op.equal(bad, relax.const(0, "int64")))
-
-    in_range = all_true(ok)
+    in_range = all_true(ctx, ok)
     m = simplify(tvm.tirx.max(as_expr(n) - 1, as_expr(0)))
     heads = [ctx.match_shape_cast(ctx.emit(relax.op.strided_slice(c.expr, [0], [0], [as_expr(m)],
                                                                    assume_inbound=True)), [m]) for c in cols]
@@ -295,7 +291,7 @@ def _validated_on_device(ctx, node, idx, dims):
                                                                    assume_inbound=True)), [m]) for c in cols]
     later = relax.op.logical_or(relax.op.greater(tails[0].expr, heads[0].expr), relax.op.logical_and(
         relax.op.equal(tails[0].expr, heads[0].expr), relax.op.greater(tails[1].expr, heads[1].expr)))
-    ordered = all_true(later)
+    ordered = all_true(ctx, later)
     cond = ctx.emit(relax.op.logical_and(in_range.expr, ordered.expr))
     msg = tvm.ir.StringImm(f"{ctx.label()}: indices out of bounds, repeated or out of order (validate_indices)")
     return ctx.emit(relax.op.call_pure_packed("recom_tvm.check_assert", idx.expr, cond.expr, msg,
