@@ -47,3 +47,44 @@ def test_reverse_sequence_and_repeat(no_fallback):
     check([], [], [], "B=0")
     check([[1, 2, 3, 4]], [5], [1], "length past T")
     check([[1, 2, 3, 4]], [-1], [1], "negative length")
+
+
+def test_scatter_nd_multi_hot(no_fallback):
+    """A multi-hot built by scatter (ScatterNd, TensorScatterUpdate / Add / Sub / Max / Min: unsupported before):
+    tf.scatter_nd of ones at (row, id) pairs of a SparseTensor (repeated pairs add up), tf.tensor_scatter_nd_update
+    on a zeros base with repeated pairs holding different values (TF-CPU applies them in order: the last wins),
+    _max / _min / _add / _sub, rows of a [V, 2] table replaced by index depth 1 (slices), NaN updates. An id past V
+    or negative: TF-CPU's error."""
+    import tensorflow as tf
+
+    V = 6
+    W = tf.constant(np.random.default_rng(34).normal(size=(V, 2)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.SparseTensorSpec([None, None], tf.int64), tf.TensorSpec([None], tf.float32)])
+    def serve(ids, x):
+        idx = tf.stack([ids.indices[:, 0], ids.values], 1)
+        B = ids.dense_shape[0]
+        cnt = tf.scatter_nd(idx, tf.ones_like(ids.values, tf.float32), tf.stack([B, V]))
+        base = tf.zeros(tf.stack([B, V]))
+        pos = tf.cast(ids.indices[:, 1] + 1, tf.float32) * x
+        rows = tf.tensor_scatter_nd_update(W, ids.values[:, None], tf.stack([pos, -pos], 1))
+        return {"cnt": cnt, "y": cnt @ W, "upd": tf.tensor_scatter_nd_update(base, idx, pos),
+                "mx": tf.tensor_scatter_nd_max(base, idx, pos), "mn": tf.tensor_scatter_nd_min(base, idx, pos),
+                "add": tf.tensor_scatter_nd_add(cnt, idx, pos), "sub": tf.tensor_scatter_nd_sub(cnt, idx, pos),
+                "rows": rows}
+
+    model = FunctionModel(serve.get_concrete_function())
+
+    def check(rows, x, what):
+        idx = [[r, c] for r, row in enumerate(rows) for c in range(len(row))]
+        sp = (np.array(idx, np.int64).reshape(-1, 2), np.array([v for row in rows for v in row], np.int64),
+              np.array([len(rows), max([len(r) for r in rows] + [0])], np.int64))
+        x = np.array(x, np.float32)
+        model.check({"ids": sp, "x": x}, (tf.SparseTensor(*sp), x), what)
+
+    check([[1, 1, 5, 1], [], [0]], [1, 1, 1, 1, 1], "B=3, repeated ids")
+    check([[2, 3]], [-1, 2], "B=1")
+    check([[2, 2, 2]], [np.nan, 1, -2], "NaN updates")
+    check([], [], "B=0")
+    check([[6]], [1], "id 6")
+    check([[0], [-1]], [1, 1], "id -1")

@@ -680,6 +680,48 @@ def _gather_nd_known(ctx, node, ins):
     return Known(arr[tuple(np.moveaxis(idx, -1, 0))], ins[0].dtype)
 
 
+def checked_nd_indices(ctx, idx: Device, dims: list, message: str) -> Device:
+    """[n, k] indices into the leading k of `dims`, gated on every one being inside them (TF's
+    InvalidArgumentError `message` otherwise; a gate, so nothing reads an index out of bounds)."""
+    k = int(idx.shape[1])
+    limit = ctx.device(Known(np.array(dims[:k], dtype=object), idx.dtype))
+    inside = relax.op.logical_and(relax.op.greater_equal(idx.expr, relax.const(0, idx.dtype)),
+                                  relax.op.less(idx.expr, limit.expr))
+    return ctx.check(idx, all_true(ctx, inside), message)
+
+
+_SCATTER_ND = {"ScatterNd": "add", "TensorScatterUpdate": "update", "TensorScatterAdd": "add",
+               "TensorScatterSub": "add", "TensorScatterMax": "max", "TensorScatterMin": "min"}
+
+
+@device(*_SCATTER_ND)
+def _scatter_nd(ctx, node, ins):
+    """tf.scatter_nd (into zeros: repeated indices add up) and tf.tensor_scatter_nd_update / _add / _sub / _max /
+    _min into a tensor: indices [.., k] address the leading k dims, updates [.., rest of the dims]. Applied in
+    the order of the indices as TF-CPU's kernel does (a repeated index of an update: the last one wins); an index
+    outside the shape is TF-CPU's InvalidArgumentError (checked before anything is written)."""
+    if node.op == "ScatterNd":
+        indices, updates = ctx.device(ins[0]), ctx.device(ins[1])
+        dims = ctx.known_ints(ins[2], "the output shape")
+        base = ctx.emit(relax.op.zeros(shape_expr(dims), updates.dtype), shape=list(dims))
+    else:
+        base, indices, updates = ctx.device(ins[0]), ctx.device(ins[1]), ctx.device(ins[2])
+        dims = list(base.shape)
+    if not indices.shape or not is_const_int(indices.shape[-1]) or not 1 <= int(indices.shape[-1]) <= len(dims):
+        ctx.fail(f"indices of shape {indices.shape} into a tensor of rank {len(dims)} (the last dim, the index "
+                 "depth, must be a constant in [1, rank])")
+    k = int(indices.shape[-1])
+    lead = list(indices.shape[:-1])
+    n = _prod(lead)
+    updates = ctx.match_shape(updates, lead + list(dims[k:]))
+    idx = ctx.emit(relax.op.reshape(relax.op.astype(indices.expr, "int64"), shape_expr([n, k])), shape=[n, k])
+    idx = checked_nd_indices(ctx, idx, dims, f"indices do not index into shape {list(dims)}")
+    upd = relax.op.reshape(updates.expr, shape_expr([n] + list(dims[k:])))
+    if node.op == "TensorScatterSub":
+        upd = relax.op.negative(upd)
+    return ctx.emit(relax.op.scatter_nd(base.expr, idx.expr, upd, _SCATTER_ND[node.op]), shape=list(dims))
+
+
 # --------------------------------------------------------------------------------------------- reductions
 _REDUCE = {"Sum": relax.op.sum, "Prod": relax.op.prod, "Max": relax.op.max, "Min": relax.op.min,
            "Mean": relax.op.mean}
