@@ -88,3 +88,37 @@ def test_scatter_nd_multi_hot(no_fallback):
     check([], [], "B=0")
     check([[6]], [1], "id 6")
     check([[0], [-1]], [1, 1], "id -1")
+
+
+def test_unsorted_segment_reductions_of_2d_ids(no_fallback):
+    """tf.math.unsorted_segment_sqrt_n / sum / max / mean / min / prod with segment ids [B, T] (a slot per history
+    position, -1 = padding dropped) over data [B, T, D] (refused before: 'segment ids of rank other than 1'); TF
+    reduces data's leading dims of the ids' shape as one. num_segments = B * S, reshaped to [B, S * D]. A slot past
+    S in the last row (an id >= num_segments): TF's error."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(13)
+    emb = tf.constant(rng.normal(size=(10, 3)).astype(np.float32))
+    S = 3
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.int32), tf.TensorSpec([None, 4], tf.int32)])
+    def serve(items, slot):
+        e = tf.gather(emb, items)
+        B = tf.shape(items)[0]
+        seg = tf.where(slot >= 0, slot + tf.range(B)[:, None] * S, -1)
+        out = {}
+        for name, fn in (("sqrtn", tf.math.unsorted_segment_sqrt_n), ("sum", tf.math.unsorted_segment_sum),
+                         ("max", tf.math.unsorted_segment_max), ("mean", tf.math.unsorted_segment_mean),
+                         ("min", tf.math.unsorted_segment_min), ("prod", tf.math.unsorted_segment_prod)):
+            out[name] = tf.reshape(fn(e, seg, B * S), [B, S * 3])
+        out["count"] = tf.math.unsorted_segment_sum(tf.ones_like(items), seg, B * S)
+        return out
+
+    model = FunctionModel(serve.get_concrete_function())
+    for what, items, slot in (("B=3", [[1, 2, 3, 4], [0, 0, 0, 0], [9, 8, 7, 6]],
+                               [[0, 0, 2, -1], [-1, -1, -1, -1], [1, 1, 1, 0]]),
+                              ("B=1", [[5, 5, 5, 5]], [[2, 2, -1, 2]]),
+                              ("B=0", [], []),
+                              ("slot 3 in the last row", [[1, 1, 1, 1]], [[3, 0, 0, 0]])):
+        args = (np.array(items, np.int32).reshape(-1, 4), np.array(slot, np.int32).reshape(-1, 4))
+        model.check({"items": args[0], "slot": args[1]}, args, what)

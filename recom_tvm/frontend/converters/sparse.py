@@ -332,16 +332,23 @@ def _segment_identity(reduction: str, dtype: str):
 def _unsorted_segment(ctx, node, ins):
     """out[s] = the sum / product / max / min of data[i] with segment_ids[i] == s over num_segments rows (Keras'
     and tf.ragged's reductions): negative ids are dropped, as in TF; an id >= num_segments is TF's error (checked
-    like a gather's index). num_segments may be fed (a size symbol; TF's error if negative)."""
+    like a gather's index). num_segments may be fed (a size symbol; TF's error if negative). Ids of rank 2+ index
+    the leading dims of data of their shape (flattened)."""
     data, seg, num = ctx.device(ins[0]), ctx.device(ins[1]), ins[2]
     (k,) = ctx.known_ints(num, "num_segments")
     if is_const_int(k) and int(k) < 0:
         ctx.fail(f"Input num_segments == {int(k)} must not be negative.")
-    if len(seg.shape) != 1:
-        ctx.fail("segment ids of rank other than 1")
     reduction = _SEGMENT_REDUCTIONS[node.op]
+    r = len(seg.shape)
+    if len(data.shape) < r:
+        ctx.fail(f"segment ids of rank {r} for data of rank {len(data.shape)}")
+    data = ctx.match_shape(data, list(seg.shape) + list(data.shape[r:]))
+    if r != 1:  # ids [B, T] (a slot per history position): TF reduces data's leading dims of their shape as one
+        n = _prod(seg.shape)
+        seg = ctx.emit(relax.op.reshape(seg.expr, shape_expr([n])), shape=[n])
+        data = ctx.emit(relax.op.reshape(data.expr, shape_expr([n] + list(data.shape[r:]))),
+                        shape=[n] + list(data.shape[r:]))
     n = seg.shape[0]
-    data = ctx.match_shape(data, [n] + list(data.shape[1:]))
     dtype = data.dtype
     zero_i = relax.const(0, seg.dtype)
     valid = ctx.emit(relax.op.greater_equal(seg.expr, zero_i))
