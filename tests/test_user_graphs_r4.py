@@ -122,3 +122,48 @@ def test_unsorted_segment_reductions_of_2d_ids(no_fallback):
                               ("slot 3 in the last row", [[1, 1, 1, 1]], [[3, 0, 0, 0]])):
         args = (np.array(items, np.int32).reshape(-1, 4), np.array(slot, np.int32).reshape(-1, 4))
         model.check({"items": args[0], "slot": args[1]}, args, what)
+
+
+def _sparse(rows, dtype=np.int64, width=None):
+    """(indices, values, dense_shape) of a list of rows (lists of values), entries at columns 0, 1, ..."""
+    idx = [[r, c] for r, row in enumerate(rows) for c in range(len(row))]
+    width = max([len(r) for r in rows] + [0]) if width is None else width
+    return (np.array(idx, np.int64).reshape(-1, 2), np.array([v for row in rows for v in row], dtype),
+            np.array([len(rows), width], np.int64))
+
+
+def test_sparse_reduce_max_sum_and_to_indicator(no_fallback):
+    """tf.sparse.to_indicator (a SparseReorder of indices built from the ids: refused before, 'computed in the
+    module') into a dense layer; tf.sparse.reduce_max (SparseReduceMax, unsupported before) and reduce_sum over
+    axis 1, keepdims, axis 0, all axes, of float and int weights: 0 where a row has no entry, NaN as TF-CPU's
+    kernel reduces it (a NaN followed by a number gives the number, a NaN last gives NaN); tf.sparse.to_dense with
+    default -1. An id past the vocabulary: TF's error."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(19)
+    W = tf.constant(rng.normal(size=(6, 2)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.SparseTensorSpec([None, None], tf.int64),
+                                  tf.SparseTensorSpec([None, None], tf.float32)])
+    def serve(ids, w):
+        mh = tf.cast(tf.sparse.to_indicator(ids, 6), tf.float32)
+        iw = tf.SparseTensor(ids.indices, ids.values - 3, ids.dense_shape)
+        return {"mh": mh, "y": mh @ W, "wsum": tf.sparse.reduce_sum(w, axis=1),
+                "wmax": tf.sparse.reduce_max(w, axis=1), "wmax_keep": tf.sparse.reduce_max(w, axis=1, keepdims=True),
+                "wmax0": tf.sparse.reduce_max(w, axis=0), "wmax_all": tf.sparse.reduce_max(w),
+                "wsum_keep": tf.sparse.reduce_sum(w, axis=-1, keepdims=True), "imax": tf.sparse.reduce_max(iw, 1),
+                "dense": tf.sparse.to_dense(ids, default_value=-1)}
+
+    model = FunctionModel(serve.get_concrete_function())
+
+    def check(ids, w, what):
+        a, b = _sparse(ids), _sparse(w, np.float32)
+        model.check({"ids": a, "w": b}, (tf.SparseTensor(*a), tf.SparseTensor(*b)), what)
+
+    check([[1, 2, 2], [], [5]], [[1., -2., 3.], [], [-1.]], "B=3")
+    check([[0], [3, 3]], [[np.nan, 1.], [1., np.nan]], "NaN first / last")
+    check([[0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5]], [[1., 5., np.nan, -7., 2., 9., 3., 4., 0., 1., -1., 2.]],
+          "a long row")
+    check([[0]], [[np.nan]], "B=1 NaN")
+    check([], [], "B=0")
+    check([[6]], [[1.]], "id 6")

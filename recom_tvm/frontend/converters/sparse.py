@@ -15,7 +15,7 @@ from ...shapes.symbolic import as_expr, is_const_int, prove_equal, simplify
 from ..context import shape_expr
 from ..values import Known
 from . import NotFoldable, device, known
-from .array import _prod, all_true, resolve_reshape
+from .array import _prod, all_true, checked_nd_indices, resolve_reshape
 
 
 @device("Where")
@@ -253,6 +253,12 @@ def _sparse_to_dense(ctx, node, ins):
                               "outputs": [out]})
         indices = ctx.host_values[out] = Host(out, indices.dtype, list(indices.shape))
     idx = ctx.device(indices)
+    if not isinstance(indices, Host) and not node.attr("validate_indices", True):  # (tf.sparse.to_indicator)
+        # TF-CPU refuses an index out of bounds all the same; the scatter below must not write one
+        flat = idx if len(idx.shape) == 2 else ctx.emit(relax.op.reshape(idx.expr, shape_expr([idx.shape[0], 1])))
+        flat = checked_nd_indices(ctx, flat, dims, f"indices out of bounds of the output shape {dims}")
+        idx = flat if len(idx.shape) == 2 else ctx.emit(relax.op.reshape(flat.expr, shape_expr(idx.shape)),
+                                                        shape=list(idx.shape))
     vals = ctx.device(values)
     if len(vals.shape) == 0:  # one value for every index
         vals = ctx.emit(relax.op.broadcast_to(vals.expr, shape_expr([idx.shape[0]])))

@@ -1,7 +1,7 @@
-"""tf.sparse ops users write in serving functions, beyond what feature columns emit: SparseReorder (host stage,
-over feeds), SparseTensorDenseMatMul (tf.sparse.sparse_dense_matmul: a wide model's linear part),
-SparseReduceSum (tf.sparse.reduce_sum) and SparseConcat (tf.sparse.concat) in the module. SparseFillEmptyRows,
-SparseToDense, SparseReshape and the sparse segment reductions are in sparse.py; crosses in cross.py."""
+"""tf.sparse ops users write in serving functions, beyond what feature columns emit: SparseReorder (host stage
+over feeds, else in the module), SparseTensorDenseMatMul (tf.sparse.sparse_dense_matmul: a wide model's linear
+part), SparseReduceSum / SparseReduceMax (tf.sparse.reduce_sum / reduce_max) and SparseConcat (tf.sparse.concat)
+in the module. SparseFillEmptyRows, SparseToDense, SparseReshape and the sparse segment reductions are in sparse.py; crosses in cross.py."""
 
 from __future__ import annotations
 
@@ -13,14 +13,22 @@ from ...shapes.symbolic import as_expr, is_const_int, prove_equal, simplify
 from ..context import shape_expr
 from ..values import Host, Known
 from . import device, placed
+from .array import _prod, checked_nd_indices
 
 
 @placed("SparseReorder")
 def _sparse_reorder(ctx, node, ins):
-    """Entries sorted into row-major order (stable), on the host: the indices come from a feed or a host op."""
-    indices, values, _shape = ins
+    """Entries sorted into row-major order (stable): on the host where the indices come from a feed or a host op,
+    else in the module (tf.sparse.to_indicator's indices built of computed ids)."""
+    indices, values, shape = ins
     if not (isinstance(indices, Host) and isinstance(values, Host)):
-        ctx.fail("SparseReorder of a SparseTensor computed in the module (supported: feeds and host-stage results)")
+        idx, vals = ctx.device(indices), ctx.device(values)
+        n = idx.shape[0]
+        idx = ctx.match_shape(idx, [n, len(ctx.known_ints(shape, "the dense shape"))])
+        vals = ctx.match_shape(vals, [n])
+        order = _row_major_order(ctx, idx, n)
+        return [ctx.emit(relax.op.take(idx.expr, order.expr, axis=0), shape=list(idx.shape)),
+                ctx.emit(relax.op.take(vals.expr, order.expr, axis=0), shape=[n])]
     outs = [f"{node.name}:0", f"{node.name}:1"]
     ctx.add_host_op({"name": node.name, "op": "SparseReorder", "inputs": [{"tensor": indices.tensor},
                                                                          {"tensor": values.tensor}],
@@ -78,25 +86,61 @@ def _sparse_dense_matmul(ctx, node, ins):
     return ctx.emit(out, shape=[m, b.shape[1]])
 
 
-@device("SparseReduceSum")
-def _sparse_reduce_sum(ctx, node, ins):
-    """tf.sparse.reduce_sum: the entries scattered (added) into the dense shape, then summed over the axes."""
+@device("SparseReduceSum", "SparseReduceMax")
+def _sparse_reduce(ctx, node, ins):
+    """tf.sparse.reduce_sum / reduce_max: the entries scattered into the dense shape (an index outside it is TF's
+    error), then reduced over the axes. Max as TF-CPU's kernel: over the entries present only (0 where a group has
+    none), in row-major order over the reduced axes, each step keeping the running max unless the next value is
+    not below it, so a NaN is replaced by the next value and a NaN last in its group is the result."""
     indices, values = ctx.device(ins[0]), ctx.device(ins[1])
     dims = ctx.known_ints(ins[2], "the dense shape")
-    axes = [a % len(dims) for a in ctx.const_ints(ins[3], "the reduction axes")]
+    rank = len(dims)
+    axes = sorted({a % rank for a in ctx.const_ints(ins[3], "the reduction axes")}) if rank else []
     keep = bool(node.attr("keep_dims", False))
     nnz = indices.shape[0]
     values = ctx.match_shape(values, [nnz])
-    indices = ctx.match_shape(indices, [nnz, len(dims)])
-    for d, limit in enumerate(dims):  # TF: an index outside the dense shape is an error
-        col = ctx.emit(relax.op.reshape(relax.op.strided_slice(indices.expr, [1], [d], [d + 1]), shape_expr([nnz])),
-                       shape=[nnz])
-        _checked(ctx, col, limit, f"index {d}")
-    base = ctx.emit(relax.op.zeros(shape_expr(dims), values.dtype))
-    dense = ctx.emit(relax.op.scatter_nd(base.expr, indices.expr, values.expr, "add"), shape=list(dims))
+    indices = ctx.match_shape(indices, [nnz, rank])
+    indices = checked_nd_indices(ctx, indices, dims, f"indices out of bounds of the dense shape {dims}")
     out_shape = [1 if i in axes else d for i, d in enumerate(dims)] if keep else [
         d for i, d in enumerate(dims) if i not in axes]
-    return ctx.emit(relax.op.sum(dense.expr, axes, keep), shape=out_shape)
+    dtype = values.dtype
+    if node.op == "SparseReduceSum":
+        base = ctx.emit(relax.op.zeros(shape_expr(dims), dtype))
+        dense = ctx.emit(relax.op.scatter_nd(base.expr, indices.expr, values.expr, "add"), shape=list(dims))
+        return ctx.emit(relax.op.sum(dense.expr, axes, keep), shape=out_shape)
+    low = np.finfo(dtype).min if np.dtype(dtype).kind == "f" else np.iinfo(dtype).min
+    base = ctx.emit(relax.op.full(shape_expr(dims), relax.const(low, dtype), dtype))
+    dense = ctx.emit(relax.op.scatter_nd(base.expr, indices.expr, values.expr, "max"), shape=list(dims))
+    ones = relax.op.ones(shape_expr([nnz]), "int32")
+    present = ctx.emit(relax.op.scatter_nd(relax.op.zeros(shape_expr(dims), "int32"), indices.expr, ones, "max"),
+                       shape=list(dims))
+    # the reduced axes last, flattened: position p in a group's row-major order
+    kept = [i for i in range(rank) if i not in axes]
+    group = _prod([dims[a] for a in axes])
+    flat = [dims[i] for i in kept] + [group]
+
+    def grouped(x):
+        return relax.op.reshape(relax.op.permute_dims(x, kept + axes), shape_expr(flat))
+
+    has = relax.op.greater(grouped(present.expr), relax.const(0, "int32"))
+    vals = grouped(dense.expr)
+    pos = relax.op.arange(0, as_expr(group), 1, "int64")
+    none = relax.const(-1, "int64")
+    last = relax.op.max(relax.op.where(has, pos, none), [-1], True)
+    any_present = relax.op.greater_equal(last, relax.const(0, "int64"))
+    after = has
+    last_nan = None
+    if np.dtype(dtype).kind == "f":
+        last_nan = relax.op.max(relax.op.where(relax.op.logical_and(has, relax.op.isnan(vals)), pos, none),
+                                [-1], True)
+        after = relax.op.logical_and(has, relax.op.greater(pos, last_nan))
+    red = relax.op.max(relax.op.where(after, vals, relax.const(low, dtype)), [-1], True)
+    red = relax.op.where(any_present, red, relax.const(0, dtype))
+    if last_nan is not None:
+        red = relax.op.where(relax.op.logical_and(any_present, relax.op.equal(last_nan, last)),
+                             relax.const(np.nan, dtype), red)
+    red = ctx.emit(red, shape=[dims[i] for i in kept] + [1])
+    return ctx.emit(relax.op.reshape(red.expr, shape_expr(out_shape)), shape=out_shape)
 
 
 def _same_dim(ctx, a, b, message: str) -> None:
