@@ -167,3 +167,31 @@ def test_sparse_reduce_max_sum_and_to_indicator(no_fallback):
     check([[0]], [[np.nan]], "B=1 NaN")
     check([], [], "B=0")
     check([[6]], [[1.]], "id 6")
+
+
+def test_half_precision_tables(no_fallback):
+    """Embedding tables stored in float16 and bfloat16 (to save memory; a bfloat16 constant could not be decoded
+    before: 'cannot decode a constant of dtype bfloat16'), gathered then cast to float32; bfloat16 arithmetic (a
+    scale and a bias in bfloat16, each result rounded to bfloat16 as TF does); a float16 dense layer: large
+    inputs overflow to inf. An id past the table: TF's error."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(36)
+    t16 = tf.constant(rng.normal(size=(8, 4)).astype(np.float16))
+    tbf = tf.cast(tf.constant(rng.normal(size=(8, 4)).astype(np.float32)), tf.bfloat16)
+    bias = tf.cast(tf.constant(rng.normal(size=(4,)).astype(np.float32)), tf.bfloat16)
+    W16 = tf.constant(rng.normal(size=(1, 4)).astype(np.float16))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([None, 1], tf.float32)])
+    def serve(ids, x):
+        e = tf.gather(tbf, ids)
+        scaled = e * tf.cast(x, tf.bfloat16) + bias
+        return {"a": tf.cast(tf.gather(t16, ids), tf.float32), "b": tf.cast(e, tf.float32),
+                "scaled": tf.cast(scaled, tf.float32), "c": tf.cast(tf.cast(x, tf.float16) @ W16, tf.float32)}
+
+    model = FunctionModel(serve.get_concrete_function())
+    for what, ids, x in (("B=3", [0, 7, 3], [[1.], [70000.], [np.nan]]),
+                         ("B=4", [1, 2, 4, 5], [[.1], [-3.3], [1e-3], [7.]]),
+                         ("B=0", [], np.zeros((0, 1))), ("id 8", [8], [[1.]])):
+        args = (np.array(ids, np.int64), np.array(x, np.float32).reshape(-1, 1))
+        model.check({"ids": args[0], "x": args[1]}, args, what)

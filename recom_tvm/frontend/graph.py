@@ -49,6 +49,17 @@ def decode_tensor(t) -> np.ndarray:
         if len(vals) == 1 and count != 1:
             vals = vals * count
         return np.array(vals, dtype=object).reshape(shape)
+    if dtype == "bfloat16":  # (bfloat16: the top 16 bits of a float32; ml_dtypes, which TensorFlow installs)
+        import ml_dtypes
+
+        if t.tensor_content:
+            if len(t.tensor_content) != count * 2:
+                raise ModelFormatError(f"a bfloat16 constant of shape {shape} holds {len(t.tensor_content)} bytes "
+                                       "(truncated or corrupt)")
+            bits = np.frombuffer(t.tensor_content, dtype=np.uint16).copy()
+        else:
+            bits = np.array(list(t.half_val), dtype=np.uint16)  # TF keeps the 16 bits in half_val
+        return _filled(bits.view(ml_dtypes.bfloat16), shape, count)
     if t.tensor_content:
         if len(t.tensor_content) != count * np.dtype(dtype).itemsize:
             raise ModelFormatError(f"a {dtype} constant of shape {shape} holds {len(t.tensor_content)} bytes "
@@ -63,10 +74,15 @@ def decode_tensor(t) -> np.ndarray:
         arr = np.array(vals, dtype=np.uint16).view(np.float16)
     else:
         arr = np.array(vals, dtype=dtype)
+    return _filled(arr, shape, count)
+
+
+def _filled(arr: np.ndarray, shape: list, count: int) -> np.ndarray:
+    """The values of a TensorProto's repeated field as the array of `shape`."""
     if arr.size == count:
         return arr.reshape(shape)
     if arr.size == 0:  # TF: a constant without values is zeros; large ones stay virtual (see zero_array)
-        return zero_array(shape, dtype)
+        return zero_array(shape, arr.dtype)
     # TF stores repeated trailing values once: fill the rest with the last one.
     out = np.empty(count, dtype=arr.dtype)
     out[: arr.size] = arr
