@@ -195,3 +195,37 @@ def test_half_precision_tables(no_fallback):
                          ("B=0", [], np.zeros((0, 1))), ("id 8", [8], [[1.]])):
         args = (np.array(ids, np.int64), np.array(x, np.float32).reshape(-1, 1))
         model.check({"ids": args[0], "x": args[1]}, args, what)
+
+
+def test_sparse_bincount(no_fallback):
+    """tf.sparse.bincount (SparseCountSparseOutput, DenseCountSparseOutput, RaggedCountSparseOutput: unsupported
+    before) of a SparseTensor, a dense [B, N] and a ragged tensor of ids, per row (axis=-1, minlength = maxlength =
+    8), binary_output and with weights, into tf.sparse.to_dense and as its (row, id) pairs; ids >= 8 dropped, a
+    negative one TF's error; a SparseTensor of no rows is TF's error too ('Cannot allocate 0 batches')."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.SparseTensorSpec([None, None], tf.int64),
+                                  tf.SparseTensorSpec([None, None], tf.float32), tf.TensorSpec([None, 3], tf.int32),
+                                  tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int64)])
+    def serve(ids, w, dense, values, splits):
+        a = tf.sparse.bincount(ids, minlength=8, maxlength=8, binary_output=True, axis=-1)
+        b = tf.sparse.bincount(ids, weights=w, minlength=8, maxlength=8, axis=-1)
+        d = tf.sparse.bincount(dense, minlength=8, maxlength=8, axis=-1)
+        r = tf.sparse.bincount(tf.RaggedTensor.from_row_splits(values, splits), maxlength=8, binary_output=True,
+                               axis=-1)
+        return {"a": tf.sparse.to_dense(a), "b": tf.sparse.to_dense(b), "b_idx": b.indices, "b_vals": b.values,
+                "d": tf.sparse.to_dense(d), "d_idx": d.indices, "r": tf.sparse.to_dense(r)}
+
+    model = FunctionModel(serve.get_concrete_function())
+
+    def check(ids, w, dense, values, splits, what):
+        a, b = _sparse(ids), _sparse(w, np.float32)
+        rest = (np.array(dense, np.int32).reshape(-1, 3), np.array(values, np.int32), np.array(splits, np.int64))
+        model.check(dict(zip(("ids", "w", "dense", "values", "splits"), (a, b) + rest)),
+                    (tf.SparseTensor(*a), tf.SparseTensor(*b)) + rest, what)
+
+    check([[1, 1, 7], [], [9, 0]], [[1., 2., 3.], [], [4., .5]], [[1, 1, 2], [9, 0, 0]], [3, 3, 8, 1], [0, 3, 3, 4],
+          "B=3")
+    check([[3]], [[np.nan]], [[7, 7, 7]], [], [0, 0], "B=1, NaN weight")
+    check([[-1]], [[1.]], [[0, 0, 0]], [0], [0, 1], "id -1")
+    check([], [], [], [], [0], "no rows")

@@ -572,21 +572,29 @@ def _bincount(ctx, node, ins):
     return bincount_rows(ctx, x, size, w, binary, dtype, "Input arr must be non-negative!")
 
 
-def bincount_rows(ctx, x, size, w, binary: bool, dtype: str, negative_message: str):
+def bincount_rows(ctx, x, size, w, binary: bool, dtype: str, negative_message: str, rows=None, batch=None):
     """Per row of x (1-D: the whole vector) the counts of each value in [0, size) (w: their weight sums; binary:
-    1 where present), values >= size ignored; a negative value is TF's InvalidArgumentError."""
+    1 where present), values >= size ignored; a negative value is TF's InvalidArgumentError. rows: the row of each
+    value of a 1-D x (a SparseTensor's), `batch` rows in all (checked to lie in [0, batch))."""
     size_t = ctx.size_scalar(size, x.dtype)
     zero = relax.const(0, x.dtype)
     nonneg = ctx.emit(relax.op.greater_equal(x.expr, zero))
     keep = ctx.emit(relax.op.logical_and(nonneg.expr, relax.op.less(x.expr, size_t)))
     idx = ctx.emit(relax.op.astype(relax.op.where(keep.expr, x.expr, size_t), "int64"))
     ones = relax.op.ones(shape_expr(x.shape), dtype) if (w is None or binary) else w.expr
-    axis = len(x.shape) - 1
-    base = relax.op.zeros(shape_expr(list(x.shape[:-1]) + [simplify(size + 1)]), dtype)
-    counts = ctx.emit(relax.op.scatter_elements(base, idx.expr, ones, axis, "add"),
-                      shape=list(x.shape[:-1]) + [simplify(size + 1)])
-    out = ctx.emit(relax.op.strided_slice(counts.expr, [axis], [0], [as_expr(size)]),
-                   shape=list(x.shape[:-1]) + [size])
+    lead = list(x.shape[:-1]) if rows is None else [batch]
+    axis = len(lead)
+    base = relax.op.zeros(shape_expr(lead + [simplify(size + 1)]), dtype)
+    if rows is None:
+        counts = relax.op.scatter_elements(base, idx.expr, ones, axis, "add")
+    else:
+        n = x.shape[0]
+        pairs = ctx.emit(relax.op.concat([relax.op.expand_dims(relax.op.astype(rows.expr, "int64"), [1]),
+                                          relax.op.expand_dims(idx.expr, [1])], axis=1), shape=[n, 2])
+        pairs = checked_nd_indices(ctx, pairs, [batch, simplify(size + 1)], f"a row index outside [0, {batch})")
+        counts = relax.op.scatter_nd(base, pairs.expr, ones, "add")
+    counts = ctx.emit(counts, shape=lead + [simplify(size + 1)])
+    out = ctx.emit(relax.op.strided_slice(counts.expr, [axis], [0], [as_expr(size)]), shape=lead + [size])
     if binary:
         out = ctx.emit(relax.op.astype(relax.op.greater(out.expr, relax.const(0, dtype)), dtype))
     return ctx.check(out, all_true(ctx, nonneg.expr), negative_message)
@@ -794,8 +802,8 @@ def _reverse_sequence(ctx, node, ins):
     n_t = ctx.size_scalar(n, "int64")
     ok = relax.op.logical_and(relax.op.greater_equal(lens.expr, relax.const(0, "int64")),
                               relax.op.less_equal(lens.expr, n_t))
-    return ctx.check(out, all_true(ctx, ok), f"seq_lens must be in [0, input.dims({seq}) = {n}] (TF: seq_lens(i) > input.dims"
-                              f"({seq}) or < 0)")
+    return ctx.check(out, all_true(ctx, ok), f"seq_lens must be in [0, input.dims({seq}) = {n}] (TF: seq_lens(i) > "
+                                             f"input.dims({seq}) or < 0)")
 
 
 @known("Sum", "Prod", "Max", "Min")

@@ -1,7 +1,8 @@
 """tf.sparse ops users write in serving functions, beyond what feature columns emit: SparseReorder (host stage
 over feeds, else in the module), SparseTensorDenseMatMul (tf.sparse.sparse_dense_matmul: a wide model's linear
-part), SparseReduceSum / SparseReduceMax (tf.sparse.reduce_sum / reduce_max) and SparseConcat (tf.sparse.concat)
-in the module. SparseFillEmptyRows, SparseToDense, SparseReshape and the sparse segment reductions are in sparse.py; crosses in cross.py."""
+part), SparseReduceSum / SparseReduceMax (tf.sparse.reduce_sum / reduce_max), SparseConcat (tf.sparse.concat) and
+the counts with a sparse output (tf.sparse.bincount) in the module. SparseFillEmptyRows, SparseToDense,
+SparseReshape and the sparse segment reductions are in sparse.py; crosses in cross.py."""
 
 from __future__ import annotations
 
@@ -203,3 +204,52 @@ def _sparse_concat(ctx, node, ins):
     dense = list(shapes[0])
     dense[axis] = offset
     return [out_indices, out_values, Known(np.array(dense, dtype=object), "int64")]
+
+
+@device("DenseCountSparseOutput", "SparseCountSparseOutput", "RaggedCountSparseOutput")
+def _count_sparse_output(ctx, node, ins):
+    """tf.sparse.bincount / tf.math.bincount(axis=-1) with a sparse result: per row (batch) the (row, value) pairs
+    seen with a value below maxlength, in row-major order as TF sorts them, with their counts (weight sums; 1 with
+    binary_output); a negative value is TF's error. The width must be fixed: maxlength > 0 (TF's output size then,
+    whatever minlength)."""
+    from .array import bincount_rows
+    from .ragged import _padded, _longest_row, _row_bounds
+
+    maxlength, binary = int(node.attr("maxlength", -1)), bool(node.attr("binary_output", False))
+    if maxlength <= 0:
+        ctx.fail("a count whose width depends on the largest value (maxlength must be set)")
+    dtype = node.attr("output_type")
+    weights_v = ins[-1]
+    rows = batch = None
+    if node.op == "SparseCountSparseOutput":
+        indices, x = ctx.device(ins[0]), ctx.device(ins[1])
+        dims = ctx.known_ints(ins[2], "the dense shape")
+        if len(dims) not in (1, 2):
+            ctx.fail(f"a SparseTensor of rank {len(dims)} (1 or 2 is supported)")
+        x = ctx.match_shape(x, [indices.shape[0]])
+        if len(dims) == 2:
+            rows = ctx.emit(relax.op.reshape(relax.op.strided_slice(indices.expr, [1], [0], [1]),
+                                             shape_expr([x.shape[0]])), shape=[x.shape[0]])
+            batch = dims[0]
+            ctx.assume(as_expr(batch) >= 1, f"{ctx.label()}: Cannot allocate {batch} batches, is the dense shape too "
+                                             "wide? (TF's error for a SparseTensor of no rows)")
+    else:
+        x = ctx.device(ins[1] if node.op == "RaggedCountSparseOutput" else ins[0])
+    w = None
+    if not (isinstance(weights_v, Known) and weights_v.concrete and weights_v.numpy().size == 0):
+        w = ctx.match_shape(ctx.device(weights_v), list(x.shape))
+    if node.op == "RaggedCountSparseOutput":  # rows padded to the longest one with maxlength (not counted)
+        starts, ends, rrows = _row_bounds(ctx, ctx.device(ins[0]))
+        width = _longest_row(ctx, starts, ends)
+        w = None if w is None else _padded(ctx, w, starts, ends, rrows, width, relax.const(0, w.dtype))
+        x = _padded(ctx, x, starts, ends, rrows, width, ctx.size_scalar(maxlength, x.dtype))
+    if len(x.shape) not in (1, 2):
+        ctx.fail(f"values of rank {len(x.shape)} (1 or 2 is supported)")
+    message = "Input values must all be non-negative"
+    counts = bincount_rows(ctx, x, maxlength, w, binary, dtype, message, rows, batch)
+    seen = bincount_rows(ctx, x, maxlength, None, True, "int32", message, rows, batch)
+    k = ctx.symbols.fresh(node.name.rsplit("/", 1)[-1] + "_count", f"data-dependent size at {node.name}")
+    out_idx = ctx.emit(defs.where(relax.op.greater(seen.expr, relax.const(0, "int32"))),
+                       shape=[k, len(counts.shape)])
+    values = ctx.emit(relax.op.gather_nd(counts.expr, out_idx.expr), shape=[k])
+    return [out_idx, values, Known(np.array(list(counts.shape), dtype=object), "int64")]
