@@ -469,6 +469,32 @@ def test_numpy_host_stage_knob(compiled, monkeypatch):
     np.testing.assert_array_equal(c.model.run(feeds)["score"], a)
 
 
+def test_prepare_reuses_its_buffer_only_once_the_caller_dropped_it(compiled):
+    """prepare() writes into this thread's last buffer again (no fresh pages per request) only when no array it
+    handed out of it is alive: arrays the caller keeps are never overwritten by later requests."""
+    c = compiled(DEMO, optimized=True)
+    model = c.model
+    feeds = [DEMO.sample(b, rng=b) for b in (40, 41, 39, 40)]
+
+    def data(args):
+        return [x for x in args if isinstance(x, np.ndarray)]
+
+    kept = model.prepare(feeds[0])
+    copies = [x.copy() for x in data(kept)]
+    later = model.prepare(feeds[1])  # `kept` alive: another buffer
+    assert data(later)[0].ctypes.data != data(kept)[0].ctypes.data
+    for x, y in zip(data(kept), copies):
+        np.testing.assert_array_equal(x, y)
+    where = data(later)[0].ctypes.data
+    del later
+    again = model.prepare(feeds[2])  # dropped (and a request no larger): its buffer again
+    assert data(again)[0].ctypes.data == where
+    for x, y in zip(data(kept), copies):
+        np.testing.assert_array_equal(x, y)
+    for x, y in zip(data(again), data(model.prepare_reference(feeds[2]))):
+        np.testing.assert_array_equal(x, y)
+
+
 def test_export_carries_the_native_library(compiled, tmp_path):
     c = compiled(DEMO, optimized=True)
     lib = str(tmp_path / "m.so")
