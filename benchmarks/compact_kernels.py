@@ -58,7 +58,12 @@ VARIANTS = {"stage_meta": {"stage_meta": True}, "search_once": {"search_once": T
             "lin16": {"linear_search": 16}, "vec8_lin16": {"vec": 8, "linear_search": 16},
             "best512": BEST512, "best512_lin16": {**BEST512, "linear_search": 16},
             "best512_lin16_gmem": {**BEST512, "linear_search": 16, "smem_bounds": False},
-            "best512_lin16_once": {**BEST512, "linear_search": 16, "search_once": True}}
+            "best512_lin16_once": {**BEST512, "linear_search": 16, "search_once": True},
+            # the knobs the vec8 grid did not vary, on its best (2026-12-07, twentieth session)
+            "best512_unroll2": {**BEST512, "unroll": 2}, "best512_unroll4": {**BEST512, "unroll": 4},
+            "best512_interleave": {**BEST512, "interleave": True},
+            "best512_light_first": {**BEST512, "heavy_first": False}, "best512_group2": {**BEST512, "group": 2},
+            "best512_once": {**BEST512, "search_once": True}}
 # --grid: vec8 (the best at B = 512 after the 16-byte stores) over threads, bags per thread and the staging knobs
 GRID = {f"g_t{t}_r{r}_m{m}_s{sb}": {"vec": 8, "threads": t, "rows": r, "stage_meta": bool(m), "smem_bounds": bool(sb)}
         for t in (64, 128, 256) for r in (1, 2, 4) for m in (0, 1) for sb in (0, 1)}

@@ -62,9 +62,11 @@
 #                       B = 1 / 8 / 32 / 128 / 256 / 512 / 2,048, timed cold (L2 flushed); after the run:
 #                       python benchmarks/tune_models.py import --round-dir .device/backlog/dense_grid/round \
 #                         --results <dense_grid.tgz, unpacked> --models e --batches 1,8,32,128,256,512,2048
-# seeded        16      a tuning round of E's fused kernel on its int32 packed layout, not searched: per batch
+# seeded        16      a tuning round of E's fused kernel on its int32 packed layout, not searched (round 7 ran
+#                       on 2026-12-07 with seeds_e.json; round 8 is the next): per batch
 #                       (32 / 256 / 2,048) the int64 layout's 8 best records, each with the linear bucketize search,
-#                       and benchmarks/tuning/seeds_e.json (the vec8 grid's best at 512 ...); after the run:
+#                       and benchmarks/tuning/seeds_e_r8.json (stage_meta on each batch's best, the vec8 grid's
+#                       best with the knobs it did not vary), none this layout has measured; after the run:
 #                       python benchmarks/tune_models.py import --round-dir .device/backlog/seeded/round \
 #                         --results <seeded.tgz, unpacked> --models e   (the int32 layout's first records)
 set -euo pipefail
@@ -96,7 +98,7 @@ prepare_one() {
     dense_grid) python benchmarks/tune_models.py dense-grid --round-dir "$d/round" --models e --per-task 36 \
                   --batches 1,8,32,128,256,512,2048 ;;
     seeded) python benchmarks/tune_models.py seeded --round-dir "$d/round" --models e \
-              --configs benchmarks/tuning/seeds_e.json ;;
+              --configs benchmarks/tuning/seeds_e_r8.json ;;
     kernels) python benchmarks/request_path_gpu.py prepare --dir "$d/e" --models e --batches 32,2048
              RECOM_TVM_DENSE_TAIL=off python benchmarks/request_path_gpu.py prepare --dir "$d/e_dlight" --models e --batches 32
              RECOM_TVM_DEVICE_HASH=off python benchmarks/request_path_gpu.py prepare --dir "$d/e_host_hash" --models e --batches 32

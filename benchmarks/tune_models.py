@@ -105,7 +105,7 @@ def dense_configs(round_dir: str, models: list[str], per_task: int, rows: int, a
 def seeds_for(opt, target, m: str, extra: list, top: int = 8) -> dict:
     """{batch: [KernelConfig]} for a seeded round of the fused kernel: per batch the `top` fastest distinct configs
     measured for the same kernel over the other packed layout (its trials), each also with the linear bucketize
-    search, then `extra` (at every batch); those the kernel cannot run are left out."""
+    search, then `extra` (at every batch); those the kernel cannot run or this layout has measured are left out."""
     import dataclasses
 
     from recom_tvm.ops.fused_kernel import KernelConfig, check_config, column_classes, max_bounds
@@ -115,7 +115,10 @@ def seeds_for(opt, target, m: str, extra: list, top: int = 8) -> dict:
     call = find_fused_call(opt)
     other = dataclasses.replace(call, packed_dtype="int64" if call.packed_dtype == "int32" else "int32")
     prefix = f"fused_{kernel_key(other, target)[:8]}_B"
-    trials = [t for t in TrialLog(work_dir(m)).read() if t["task"].startswith(prefix) and t["ms"] is not None]
+    mine = f"fused_{kernel_key(call, target)[:8]}_B"
+    log = TrialLog(work_dir(m)).read()
+    trials = [t for t in log if t["task"].startswith(prefix) and t["ms"] is not None]
+    measured = {(t["task"], json.dumps(t["config"], sort_keys=True)) for t in log if t["task"].startswith(mine)}
     classes, nb = column_classes(call.meta), max(max_bounds(call.meta), 1)
     out = {}
     for b in BATCHES:
@@ -128,7 +131,8 @@ def seeds_for(opt, target, m: str, extra: list, top: int = 8) -> dict:
             if len(picks) == top:
                 break
         picks += [dataclasses.replace(c, linear_search=16) for c in picks] + list(extra)
-        out[b] = [c for c in dict.fromkeys(picks) if check_config(c, classes, nb, True) is None]
+        out[b] = [c for c in dict.fromkeys(picks) if check_config(c, classes, nb, True) is None and
+                  (f"{mine}{b}", json.dumps(c.to_json(), sort_keys=True)) not in measured]
     return out
 
 

@@ -76,7 +76,9 @@ class KernelConfig:
         lines instead of one 32-byte segment per bag.
     linear_search: 0, or the most boundaries a column may have to be bucketized by counting the boundaries <= x
         (independent loads, unrolled) instead of a binary search (a chain of dependent loads: the top stall of
-        E's vec8 kernel at B = 512, 17% of samples). Columns with more boundaries keep the binary search.
+        E's vec8 kernel at B = 512, 17% of samples). Columns with more boundaries keep the binary search. A tuning
+        knob, off by default: on E (H100, 2026-12-07) it pays at B = 32 (7.0 -> 6.8 us, latency-bound) and costs
+        at 512 / 2,048 (26.4 -> 28.7 us: 64 registers, more instructions).
     occupancy: 0, or the share of an SM's 2,048 threads (percent) the kernel is compiled to keep resident
         (`__launch_bounds__(threads, blocks)`: ptxas caps the registers to fit; CUDA only). Not in the tuning
         space: on E (B = 512, vec8) 75% took 40 registers and spilled, 30.2 -> 31.6 us (H100, 2026-12-07).
