@@ -65,6 +65,9 @@ VARIANTS = {"stage_meta": {"stage_meta": True}, "search_once": {"search_once": T
             "best512_light_first": {**BEST512, "heavy_first": False}, "best512_group2": {**BEST512, "group": 2},
             "best512_once": {**BEST512, "search_once": True}}
 # --grid: vec8 (the best at B = 512 after the 16-byte stores) over threads, bags per thread and the staging knobs
+# --variants igrid: around the interleaved best at B = 512 (2026-12-07, twentieth session)
+IGRID = {f"i_t{t}_r{r}_g{g}": {**BEST512, "interleave": True, "threads": t, "rows": r, "group": g}
+         for t in (64, 128, 256) for r in (1, 2, 4) for g in (1, 2)}
 GRID = {f"g_t{t}_r{r}_m{m}_s{sb}": {"vec": 8, "threads": t, "rows": r, "stage_meta": bool(m), "smem_bounds": bool(sb)}
         for t in (64, 128, 256) for r in (1, 2, 4) for m in (0, 1) for sb in (0, 1)}
 ELEM_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
@@ -82,13 +85,14 @@ def candidates(opt, tuned: dict, batches=BATCHES, gpu: bool = True,
     def wanted(label: str) -> bool:  # default: every variant but the grid; "grid" names all of GRID
         if variants is None:
             return label in VARIANTS
-        return label in variants or ("grid" in variants and label in GRID)
+        return label in variants or ("grid" in variants and label in GRID) or \
+            ("igrid" in variants and label in IGRID)
 
     out = {}
     for b in batches:
         base = tuned.get(b, DEFAULT)
         picks = [("tuned", base)] if base != DEFAULT else []
-        for label, change in {**VARIANTS, **GRID}.items():
+        for label, change in {**VARIANTS, **GRID, **IGRID}.items():
             if not wanted(label):
                 continue
             cfg = dataclasses.replace(base, **change)
@@ -424,7 +428,7 @@ def main() -> int:
     p.add_argument("--arch", default="sm_90")
     p.add_argument("--dtypes", default=",".join(DTYPES))
     p.add_argument("--variants", default=None, help="export: these knob variants only (default: all but the grid; "
-                   "'grid': GRID's 36 vec8 configs)")
+                   "'grid': GRID's 36 vec8 configs; 'igrid': IGRID's 18 around the interleaved vec8 best)")
     p.add_argument("--target", default="cuda", choices=["cuda", "llvm"], help="export: llvm checks the run's logic "
                    "on a CPU")
     p.add_argument("--number", type=int, default=20)
