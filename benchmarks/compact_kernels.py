@@ -64,10 +64,11 @@ VARIANTS = {"stage_meta": {"stage_meta": True}, "search_once": {"search_once": T
             "best512_interleave": {**BEST512, "interleave": True},
             "best512_light_first": {**BEST512, "heavy_first": False}, "best512_group2": {**BEST512, "group": 2},
             "best512_once": {**BEST512, "search_once": True}}
-# --grid: vec8 (the best at B = 512 after the 16-byte stores) over threads, bags per thread and the staging knobs
 # --variants igrid: around the interleaved best at B = 512 (2026-12-07, twentieth session)
 IGRID = {f"i_t{t}_r{r}_g{g}": {**BEST512, "interleave": True, "threads": t, "rows": r, "group": g}
          for t in (64, 128, 256) for r in (1, 2, 4) for g in (1, 2)}
+# --variants grid: vec8 (the best at B = 512 after the 16-byte stores) over threads, bags per thread and the staging
+# knobs
 GRID = {f"g_t{t}_r{r}_m{m}_s{sb}": {"vec": 8, "threads": t, "rows": r, "stage_meta": bool(m), "smem_bounds": bool(sb)}
         for t in (64, 128, 256) for r in (1, 2, 4) for m in (0, 1) for sb in (0, 1)}
 ELEM_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
@@ -82,7 +83,7 @@ def candidates(opt, tuned: dict, batches=BATCHES, gpu: bool = True,
 
     call = find_fused_call(opt)
     classes, nb = column_classes(call.meta), max(max_bounds(call.meta), 1)
-    def wanted(label: str) -> bool:  # default: every variant but the grid; "grid" names all of GRID
+    def wanted(label: str) -> bool:  # default: every variant but the grids; "grid" / "igrid" name all of one
         if variants is None:
             return label in VARIANTS
         return label in variants or ("grid" in variants and label in GRID) or \

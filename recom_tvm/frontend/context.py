@@ -61,6 +61,17 @@ class ImportContext:
         self._var_names: set[str] = set()  # names of the function's parameters (inputs and params): unique
         self._host_known: dict = {}
         self.fetched: set[str] = set()  # the nodes whose outputs the model returns
+        # Grappler's rewrites (converters/math.py): (node, 0) -> (Mul / Add family, x, folded constant) of x op c,
+        # and whether a node folds to a constant
+        self.pushed_chains: dict = {}
+        self.grappler_folds: dict[str, bool] = {}
+        self._consumers: dict[str, list[str]] | None = None
+
+    def consumers(self) -> dict[str, list[str]]:
+        """The graph's Graph.consumers(), computed once per import (several converters ask for it)."""
+        if self._consumers is None:
+            self._consumers = self.graph.consumers()
+        return self._consumers
 
     # ------------------------------------------------------------------------------------------- errors
     def add_host_op(self, node: dict) -> None:

@@ -202,14 +202,12 @@ def export_configs(mod: tvm.IRModule, target, out_dir: str, configs: dict, batch
 
     target = make_target(target)
     os.makedirs(out_dir, exist_ok=True)
-    tried = {r["task"] for r in TrialLog(work_dir).read()} if work_dir else set()
-    manifest = new_manifest(next_round(TrialLog(work_dir)) if work_dir else "check", target)
+    log = TrialLog(work_dir) if work_dir else None
+    tried = {r["task"] for r in log.read()} if log else set()
+    manifest = new_manifest(next_round(log) if log else "check", target)
     for t in extract_tasks(mod, target, batches, seed=seed, dist=dist):
-        picks, seen = [], set()
-        for cfg in [DEFAULT] + list(configs.get(t.batch, [])):
-            if json.dumps(cfg.to_json(), sort_keys=True) not in seen:
-                seen.add(json.dumps(cfg.to_json(), sort_keys=True))
-                picks.append(scheduled(t, cfg, target.kind.name))
+        # (KernelConfig is a frozen dataclass: repeats measured once)
+        picks = [scheduled(t, cfg, target.kind.name) for cfg in dict.fromkeys([DEFAULT, *configs.get(t.batch, [])])]
         write_task(out_dir, target, t, picks, t.name not in tried, carry_packed, manifest)
         say(f"round {manifest['round']}: {t.name}: {len(picks)} given configs")
     return write_manifest(out_dir, manifest)

@@ -232,7 +232,7 @@ def _constant_push_down(ctx, node, op: str, ins):
     turns c2 op (x op c1) into x op (c2 op c1), folded to one constant, where the inner node feeds nothing else and
     is not fetched (x / 100 * 10 is x * fl(fl(1 / 100) * 10) in a served graph). Records x op c for an outer node;
     returns the emitted value, or None (not x op c: emitted as usual)."""
-    chain = ctx.__dict__.setdefault("_pushed_chains", {})
+    chain = ctx.pushed_chains
     k = next((k for k in (1, 0) if isinstance(ins[k], Known) and ins[k].concrete and
               (k == 1 and node.op == "RealDiv" or _folded_by_grappler(ctx, node.inputs[k][0]))), None)
     if k is None or isinstance(ins[1 - k], Known):
@@ -241,25 +241,13 @@ def _constant_push_down(ctx, node, op: str, ins):
     family = "Mul" if op == "Mul" else "Add"
     inner = node.inputs[1 - k]
     hit = chain.get(inner)
-    if hit is not None and hit[0] == family and inner[0] not in ctx.fetched and _consumers(ctx, inner[0]) == 1:
+    if hit is not None and hit[0] == family and inner[0] not in ctx.fetched and len(ctx.consumers()[inner[0]]) == 1:
         _, x, c1 = hit
         with np.errstate(all="ignore"):
             c = Known(np.asarray(_PUSHED[op](c.numpy(), c1.numpy()), dtype=c.dtype), c.dtype)
     chain[(node.name, 0)] = (family, x, c)
     a, b = _operands(ctx, node, [x, c], c.dtype)
     return ctx.emit(_BINARY[op](a, b))
-
-
-def _consumers(ctx, name: str) -> int:
-    """How many data edges read node `name`'s outputs (Grappler's NumNonControlOutputs)."""
-    graph = ctx.graph
-    counts = graph.__dict__.get("_consumer_counts")
-    if counts is None:
-        counts = graph.__dict__["_consumer_counts"] = {}
-        for n in graph.nodes.values():
-            for src, _ in n.inputs:
-                counts[src] = counts.get(src, 0) + 1
-    return counts.get(name, 0)
 
 
 # Ops Grappler's constant folding leaves alone although their inputs are constants (stateful or random)
@@ -273,7 +261,7 @@ def _folded_by_grappler(ctx, name: str) -> bool:
     through ops that fold. Consts the loader froze from variables or a function's captured tensors
     (`Graph.fed_consts`) are fed to the graph at run time: TF cannot fold them."""
     graph = ctx.graph
-    memo = graph.__dict__.setdefault("_grappler_folds", {})
+    memo = ctx.grappler_folds
     stack = [name]
     while stack:
         cur = stack[-1]

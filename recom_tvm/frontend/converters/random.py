@@ -41,7 +41,7 @@ def _refuse(ctx, name: str, why: str):
 
 def _check_readers(ctx, name: str) -> None:
     """Every reader of the draw, through scalings and passthroughs, ends in a dropout mask (not an output)."""
-    consumers = ctx.graph.consumers()
+    consumers = ctx.consumers()
     todo = [name]
     while todo:
         for reader in consumers[todo.pop()]:
