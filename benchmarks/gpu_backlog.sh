@@ -62,13 +62,13 @@
 #                       B = 1 / 8 / 32 / 128 / 256 / 512 / 2,048, timed cold (L2 flushed); after the run:
 #                       python benchmarks/tune_models.py import --round-dir .device/backlog/dense_grid/round \
 #                         --results <dense_grid.tgz, unpacked> --models e --batches 1,8,32,128,256,512,2048
-# seeded        16      a tuning round of E's fused kernel on its int32 packed layout, not searched (round 7 ran
-#                       on 2026-12-07 with seeds_e.json; round 8 is the next): per batch
-#                       (32 / 256 / 2,048) the int64 layout's 8 best records, each with the linear bucketize search,
-#                       and benchmarks/tuning/seeds_e_r8.json (stage_meta on each batch's best, the vec8 grid's
-#                       best with the knobs it did not vary), none this layout has measured; after the run:
+# seeded        16      a tuning round of E's fused kernel on its int32 packed layout, not searched (rounds 7 / 8
+#                       ran on 2026-12-07 with seeds_e.json / seeds_e_r8.json at B = 32 / 256 / 2,048; round 9 is
+#                       the next): B = 512 as a new tuning batch (every batch's best record as its baseline) and
+#                       2,048, with benchmarks/tuning/seeds_e_r9.json (the interleaved vec8 grid's best at 512 and
+#                       its neighbours), none this layout has measured; after the run:
 #                       python benchmarks/tune_models.py import --round-dir .device/backlog/seeded/round \
-#                         --results <seeded.tgz, unpacked> --models e   (the int32 layout's first records)
+#                         --results <seeded.tgz, unpacked> --models e --batches 512,2048
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${GPU_BACKLOG_DIR:-.device/backlog}  # (another folder: a dry run of the device side on this host, built with --target llvm)
@@ -98,7 +98,7 @@ prepare_one() {
     dense_grid) python benchmarks/tune_models.py dense-grid --round-dir "$d/round" --models e --per-task 36 \
                   --batches 1,8,32,128,256,512,2048 ;;
     seeded) python benchmarks/tune_models.py seeded --round-dir "$d/round" --models e \
-              --configs benchmarks/tuning/seeds_e_r8.json ;;
+              --configs benchmarks/tuning/seeds_e_r9.json --batches 512,2048 ;;
     kernels) python benchmarks/request_path_gpu.py prepare --dir "$d/e" --models e --batches 32,2048
              RECOM_TVM_DENSE_TAIL=off python benchmarks/request_path_gpu.py prepare --dir "$d/e_dlight" --models e --batches 32
              RECOM_TVM_DEVICE_HASH=off python benchmarks/request_path_gpu.py prepare --dir "$d/e_host_hash" --models e --batches 32

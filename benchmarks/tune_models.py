@@ -10,7 +10,8 @@
     python benchmarks/tune_models.py dense-grid --round-dir .device/dense_grid --models e --batches 1,32,256
     # or a round of given fused-kernel schedules (not searched): the best records of the same kernel over the other
     # packed layout, each also with the linear bucketize search, plus any listed (a JSON list of KernelConfig fields)
-    python benchmarks/tune_models.py seeded --round-dir .device/seeded --models e [--configs seeds.json]
+    python benchmarks/tune_models.py seeded --round-dir .device/seeded --models e [--configs seeds.json] \
+        [--batches 512,2048]   (a batch without records gets every batch's best as its baseline)
     # after the last round: the default and the best schedule per task, to measure side by side in one run
     python benchmarks/tune_models.py final --round-dir .device/tune_final
 
@@ -102,10 +103,12 @@ def dense_configs(round_dir: str, models: list[str], per_task: int, rows: int, a
         offline.export_dense_configs(opt, "cuda", work_dir(m), os.path.join(round_dir, m), configs, batches)
 
 
-def seeds_for(opt, target, m: str, extra: list, top: int = 8) -> dict:
+def seeds_for(opt, target, m: str, extra, top: int = 8, batches=BATCHES) -> dict:
     """{batch: [KernelConfig]} for a seeded round of the fused kernel: per batch the `top` fastest distinct configs
     measured for the same kernel over the other packed layout (its trials), each also with the linear bucketize
-    search, then `extra` (at every batch); those the kernel cannot run or this layout has measured are left out."""
+    search; at a batch neither layout has records of (a new tuning batch), this layout's best record of every
+    batch instead (the schedules a build would otherwise use there); then `extra` (a list: at every batch; a dict:
+    {batch: list}). Those the kernel cannot run or this layout has measured are left out."""
     import dataclasses
 
     from recom_tvm.ops.fused_kernel import KernelConfig, check_config, column_classes, max_bounds
@@ -120,8 +123,9 @@ def seeds_for(opt, target, m: str, extra: list, top: int = 8) -> dict:
     trials = [t for t in log if t["task"].startswith(prefix) and t["ms"] is not None]
     measured = {(t["task"], json.dumps(t["config"], sort_keys=True)) for t in log if t["task"].startswith(mine)}
     classes, nb = column_classes(call.meta), max(max_bounds(call.meta), 1)
+    own = [t for t in log if t["task"].startswith(mine) and t["ms"] is not None]
     out = {}
-    for b in BATCHES:
+    for b in batches:
         ranked = sorted((t for t in trials if t["task"] == f"{prefix}{b}"), key=lambda t: t["ms"])
         picks: list = []
         for t in ranked:
@@ -130,13 +134,19 @@ def seeds_for(opt, target, m: str, extra: list, top: int = 8) -> dict:
                 picks.append(cfg)
             if len(picks) == top:
                 break
-        picks += [dataclasses.replace(c, linear_search=16) for c in picks] + list(extra)
+        picks += [dataclasses.replace(c, linear_search=16) for c in picks]
+        if not ranked and not any(t["task"] == f"{mine}{b}" for t in own):
+            for task in sorted({t["task"] for t in own}):
+                picks.append(KernelConfig.from_json(min((t for t in own if t["task"] == task),
+                                                        key=lambda t: t["ms"])["config"]))
+        picks += list(extra.get(b, []) if isinstance(extra, dict) else extra)
         out[b] = [c for c in dict.fromkeys(picks) if check_config(c, classes, nb, True) is None and
                   (f"{mine}{b}", json.dumps(c.to_json(), sort_keys=True)) not in measured]
     return out
 
 
-def seeded(round_dir: str, models: list[str], rows: int, arch: str, config_list: str | None) -> None:
+def seeded(round_dir: str, models: list[str], rows: int, arch: str, config_list: str | None,
+           batches=BATCHES) -> None:
     """A round of given fused-kernel schedules (seeds_for), numbered as the model's next round: import it like any
     round. For a packed layout without records: the other layout's winners measured on it, not searched from
     scratch (round 7's search on int32 found nothing better than the defaults and its records shadowed them)."""
@@ -147,15 +157,18 @@ def seeded(round_dir: str, models: list[str], rows: int, arch: str, config_list:
     from recom_tvm.schedules import offline
 
     recom_tvm.config.cuda_arch = arch
-    extra = []
+    extra: list | dict = []
     if config_list:
         with open(config_list) as f:
-            extra = [KernelConfig.from_json(c) for c in json.load(f)]
+            given = json.load(f)
+        # a list: tried at every batch; a dict: {"512": [...], ...} per batch
+        extra = ({int(b): [KernelConfig.from_json(c) for c in cs] for b, cs in given.items()}
+                 if isinstance(given, dict) else [KernelConfig.from_json(c) for c in given])
     target = make_target("cuda")
     for m in models:
         opt, _, _ = optimized(m, rows, "e2e")
-        seeds = seeds_for(opt, target, m, extra)
-        offline.export_configs(opt, target, os.path.join(round_dir, m), seeds, batches=BATCHES, work_dir=work_dir(m))
+        seeds = seeds_for(opt, target, m, extra, batches=batches)
+        offline.export_configs(opt, target, os.path.join(round_dir, m), seeds, batches=batches, work_dir=work_dir(m))
         print(f"model {m}: {', '.join(f'B={b}: {len(c)}' for b, c in seeds.items())} seeded configs")
 
 
@@ -215,7 +228,7 @@ def import_results(round_dir: str, results_dir: str, models: list[str], rows: in
         shutil.copyfile(src, dst)
         opt, _, _ = optimized(m, rows, "e2e")
         offline.import_round(opt, "cuda", work_dir(m), dst, batches=batches)
-        for row in summarize(work_dir(m), extract_tasks(opt, "cuda", BATCHES))["tasks"]:
+        for row in summarize(work_dir(m), extract_tasks(opt, "cuda", sorted({*BATCHES, *batches})))["tasks"]:
             print(f"model {m}: {format_row(row)}")
 
 
@@ -272,10 +285,11 @@ def main() -> int:
     p.add_argument("--arch", default="sm_90")
     p.add_argument("--carry-packed", action="store_true", help="export: write the requests too (see offline)")
     p.add_argument("--dense-only", action="store_true", help="export: the MLP's layers alone (no fused-kernel tasks)")
-    p.add_argument("--batches", default=None, help="dense-grid (default 1,32,256) and its import: the tasks' batches")
+    p.add_argument("--batches", default=None, help="dense-grid (default 1,32,256), seeded (default 32,256,2048) "
+                   "and their import: the tasks' batches")
     p.add_argument("--configs", default=None, help="dense-grid: a JSON list of DenseConfig fields, measured at "
                    "every layer and batch instead of the grid; seeded: a JSON list of KernelConfig fields, added "
-                   "at every batch")
+                   "at every batch, or a dict of such lists per batch ({\"512\": [...]})")
     p.add_argument("--number", type=int, default=20)
     p.add_argument("--repeat", type=int, default=5)
     a = p.parse_args()
@@ -288,7 +302,7 @@ def main() -> int:
     elif a.mode == "report":
         print(report(a.results, models))
     elif a.mode == "seeded":
-        seeded(a.round_dir, models, a.rows, a.arch, a.configs)
+        seeded(a.round_dir, models, a.rows, a.arch, a.configs, batches or BATCHES)
     elif a.mode == "final":
         final(a.round_dir, models, a.rows, a.arch)
     elif a.mode == "measure":
