@@ -13,6 +13,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define RH_MAXDIM 8
 #define RH_MAXTHREADS 64
@@ -50,6 +53,24 @@ typedef struct {
   const void *row_end_of;
   int64_t row_end_rows, row_end_nnz, row_end_cols;
 } rh_tensor;
+
+/* an empty tensor (pyobj -1) by 16-byte stores: for a memset or struct copy of this size gcc's generic tuning
+ * emits `rep stos` / `rep movs`, whose start-up cost was half of reading a feeds dict (E at B = 32: 1,300 tensors
+ * per request) */
+static inline void rh_tensor_clear(rh_tensor *t) {
+#if defined(__SSE2__)
+  __m128i z = _mm_setzero_si128();
+  for (size_t i = 0; i < sizeof(rh_tensor) / 16; i++) {
+    __m128i *q = (__m128i *)t + i;
+    __asm__("" : "+r"(q));  /* (hides the stores' pattern from gcc, which would make them a memset again) */
+    _mm_storeu_si128(q, z);
+  }
+  memset((char *)t + sizeof(rh_tensor) / 16 * 16, 0, sizeof(rh_tensor) % 16);
+#else
+  memset(t, 0, sizeof *t);
+#endif
+  t->pyobj = -1;
+}
 
 /* ---------------------------------------------------------------------------------------------- arena */
 typedef struct rh_chunk { struct rh_chunk *next; size_t size, used; } rh_chunk;
@@ -201,7 +222,7 @@ typedef struct rh_program {
   int32_t nargs; int32_t *arg;                        /* [kind, slot, dtype] per module input */
   int32_t ntables; rh_table *tables;
   int32_t nexcfg; rh_examples_cfg *excfg;
-  rh_tensor *consts;                                  /* per slot: a constant, or .set == 0 */
+  rh_tensor *consts;                                  /* per slot: a constant, or .set == 0; the slots' template (rh_ctx_clear) */
 } rh_program;
 
 /* module argument kinds */

@@ -133,7 +133,7 @@ int64_t rh_now_ns(void) {
 }
 
 int rh_new_numeric(rh_ctx *c, rh_tensor *t, int dtype, int ndim, const int64_t *shape) {
-  memset(t, 0, sizeof *t);
+  rh_tensor_clear(t);
   t->pyobj = -1;
   t->dtype = dtype;
   rh_set_shape(t, ndim, shape);
@@ -143,7 +143,7 @@ int rh_new_numeric(rh_ctx *c, rh_tensor *t, int dtype, int ndim, const int64_t *
 }
 
 int rh_new_strings(rh_ctx *c, rh_tensor *t, int ndim, const int64_t *shape) {
-  memset(t, 0, sizeof *t);
+  rh_tensor_clear(t);
   t->pyobj = -1;
   t->dtype = RH_STR;
   rh_set_shape(t, ndim, shape);

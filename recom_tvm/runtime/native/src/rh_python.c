@@ -132,7 +132,7 @@ static int bytes_list(prog_state *ps, PyObject *list, const uint8_t ***kp, int64
 
 /* a constant or default: numpy array (numeric) or list of bytes (strings) with its dtype code and shape */
 static int const_tensor(prog_state *ps, int dtype, PyObject *shape, PyObject *payload, rh_tensor *t) {
-  memset(t, 0, sizeof *t);
+  rh_tensor_clear(t);
   t->pyobj = -1;
   t->dtype = dtype;
   Py_ssize_t nd = PySequence_Size(shape);
@@ -400,6 +400,8 @@ static PyObject *program_new(PyObject *self, PyObject *args) {
     if (bad) goto fail;
   }
   if (PyErr_Occurred()) goto fail;
+  /* every slot of the template as rh_ctx_clear leaves it: constants set, the rest empty, no Python object */
+  for (int i = 0; i < p->nslots; i++) p->consts[i].pyobj = -1;
   for (int i = 0; i < p->nops; i++)
     for (int k = 0; k < p->ops[i].nin + p->ops[i].nout; k++) {
       int s = k < p->ops[i].nin ? p->ops[i].in[k] : p->ops[i].out[k - p->ops[i].nin];
@@ -897,7 +899,7 @@ static int np_check(PyObject *obj, int dtype, int ndim, const Py_ssize_t *shape,
 
 /* a tensor over an array's own memory, as numpy describes it */
 static void set_direct(rh_tensor *t, int dtype, int ndim, const Py_ssize_t *shape, void *data) {
-  memset(t, 0, sizeof *t);
+  rh_tensor_clear(t);
   t->dtype = dtype;
   t->ndim = ndim;
   t->size = 1;
@@ -940,7 +942,7 @@ static int ingest(ctx_state *cs, prog_state *ps, int slot, PyObject *obj, int wa
     PyBuffer_Release(&v);
     return 1;
   }
-  memset(t, 0, sizeof *t);
+  rh_tensor_clear(t);
   t->dtype = dtype;
   t->ndim = v.ndim;
   t->size = 1;
