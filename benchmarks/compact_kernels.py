@@ -67,6 +67,10 @@ VARIANTS = {"stage_meta": {"stage_meta": True}, "search_once": {"search_once": T
 # --variants igrid: around the interleaved best at B = 512 (2026-12-07, twentieth session)
 IGRID = {f"i_t{t}_r{r}_g{g}": {**BEST512, "interleave": True, "threads": t, "rows": r, "group": g}
          for t in (64, 128, 256) for r in (1, 2, 4) for g in (1, 2)}
+# --variants fgrid: F's best at B = 512 (best512, 1.59x its floor) over threads, bags per thread, group and
+# interleave (2026-12-07, twenty-first session)
+FGRID = {f"f_t{t}_r{r}_g{g}_i{i}": {**BEST512, "threads": t, "rows": r, "group": g, "interleave": bool(i)}
+         for t in (128, 256) for r in (2, 4, 8) for g in (1, 2, 4) for i in (0, 1)}
 # --variants grid: vec8 (the best at B = 512 after the 16-byte stores) over threads, bags per thread and the staging
 # knobs
 GRID = {f"g_t{t}_r{r}_m{m}_s{sb}": {"vec": 8, "threads": t, "rows": r, "stage_meta": bool(m), "smem_bounds": bool(sb)}
@@ -83,17 +87,17 @@ def candidates(opt, tuned: dict, batches=BATCHES, gpu: bool = True,
 
     call = find_fused_call(opt)
     classes, nb = column_classes(call.meta), max(max_bounds(call.meta), 1)
-    def wanted(label: str) -> bool:  # default: every variant but the grids; "grid" / "igrid" name all of one
+    def wanted(label: str) -> bool:  # default: every variant but the grids; "grid" / "igrid" / "fgrid" name all of one
         if variants is None:
             return label in VARIANTS
         return label in variants or ("grid" in variants and label in GRID) or \
-            ("igrid" in variants and label in IGRID)
+            ("igrid" in variants and label in IGRID) or ("fgrid" in variants and label in FGRID)
 
     out = {}
     for b in batches:
         base = tuned.get(b, DEFAULT)
         picks = [("tuned", base)] if base != DEFAULT else []
-        for label, change in {**VARIANTS, **GRID, **IGRID}.items():
+        for label, change in {**VARIANTS, **GRID, **IGRID, **FGRID}.items():
             if not wanted(label):
                 continue
             cfg = dataclasses.replace(base, **change)
@@ -429,7 +433,8 @@ def main() -> int:
     p.add_argument("--arch", default="sm_90")
     p.add_argument("--dtypes", default=",".join(DTYPES))
     p.add_argument("--variants", default=None, help="export: these knob variants only (default: all but the grid; "
-                   "'grid': GRID's 36 vec8 configs; 'igrid': IGRID's 18 around the interleaved vec8 best)")
+                   "'grid': GRID's 36 vec8 configs; 'igrid': IGRID's 18 around the interleaved vec8 best; 'fgrid': FGRID's 36 "
+                   "around F's best at 512)")
     p.add_argument("--target", default="cuda", choices=["cuda", "llvm"], help="export: llvm checks the run's logic "
                    "on a CPU")
     p.add_argument("--number", type=int, default=20)
