@@ -748,8 +748,11 @@ def _reduce(ctx, node, ins):
         return ctx.emit(relax.op.astype(red, "bool"))
     red = ctx.emit(_REDUCE[node.op](x.expr, axes, keep))
     if node.op in ("Max", "Min") and x.dtype.startswith("float"):  # TF's Max / Min of a NaN is NaN
-        nan = relax.op.max(relax.op.astype(relax.op.isnan(x.expr), "int32"), axes, keep)
-        red = ctx.emit(relax.op.where(relax.op.astype(nan, "bool"), relax.const(np.nan, x.dtype), red.expr))
+        # (a sum of the NaN flags: their max over an empty axis is INT_MIN, which read as "a NaN": an empty
+        # reduction gave NaN where TF gives -inf / inf)
+        nan = relax.op.sum(relax.op.astype(relax.op.isnan(x.expr), "int32"), axes, keep)
+        red = ctx.emit(relax.op.where(relax.op.greater(nan, relax.const(0, "int32")), relax.const(np.nan, x.dtype),
+                                      red.expr))
     return red
 
 
@@ -763,10 +766,31 @@ def _arg_max_min(ctx, node, ins):
     n = x.shape[axis]
     ctx.assume(as_expr(n) >= 1 if not is_const_int(n) else tirx.const(int(n) >= 1, "bool"),
                f"Reduction axis {axis} is empty in shape {list(x.shape)}")
-    fn = relax.op.argmax if node.op == "ArgMax" else relax.op.argmin
-    out = ctx.emit(fn(x.expr, axis, False))
+    out = ctx.emit(_eigen_arg_reduce(x.expr, x.dtype, axis, node.op == "ArgMax"))
     dst = node.attr("output_type", "int64")
     return ctx.emit(relax.op.astype(out.expr, dst)) if dst != "int64" else out
+
+
+def _eigen_arg_reduce(x, dtype: str, axis: int, largest: bool):
+    """TF-CPU's ArgMax / ArgMin (Eigen's arg reducer, in order from the pair (0, lowest) / (0, highest)): NaN is
+    skipped, and a value must beat the dtype's lowest (highest) to be taken, so a row of -inf, NaN or lowest gives 0;
+    else the first index of the extreme. TVM's own argmax gave -1 for a row of -inf and let NaN win: [-inf, NaN,
+    -inf] gave 1, [inf, inf, NaN] gave 2 (TF: 0, 0). Here: the extreme over the values that are not NaN, then
+    the first index holding it (argmax of a 0/1 mask: its first 1, or 0)."""
+    floating = dtype.startswith(("float", "bfloat"))
+    if floating:
+        bound = float(np.finfo(dtype).max) if dtype != "bfloat16" else 3.3895313892515355e38
+        skip = relax.const(-np.inf if largest else np.inf, dtype)
+        clean = relax.op.where(relax.op.isnan(x), skip, x)
+    else:
+        clean = x
+    ext = (relax.op.max if largest else relax.op.min)(clean, [axis], True)
+    hit = relax.op.equal(x, ext)
+    if floating:  # the extreme must beat the reducer's start value (lowest / highest)
+        beats = (relax.op.greater(ext, relax.const(-bound, dtype)) if largest else
+                 relax.op.less(ext, relax.const(bound, dtype)))
+        hit = relax.op.logical_and(hit, beats)
+    return relax.op.argmax(relax.op.astype(hit, "int32"), axis, False)
 
 
 @device("ReverseV2")
@@ -861,3 +885,53 @@ def _band_part(ctx, node, ins):
     mask = _band_mask(ctx, node, ins, int(x.shape[-2]), int(x.shape[-1]))
     zero = relax.const(np.zeros((), x.dtype))
     return ctx.emit(relax.op.where(relax.const(mask), x.expr, zero), shape=list(x.shape))
+
+
+# ------------------------------------------------------------------------------------------------ Pad / PadV2
+@device("Pad", "PadV2")
+def _pad(ctx, node, ins):
+    """tf.pad (mode CONSTANT): `constant_values` (0 for Pad) before and after each dim; the paddings may be
+    symbolic (a history padded to a fixed length: [[0, 0], [0, max(T - n, 0)]]), so each padded dim is a concat
+    with filled blocks. A negative padding is TF's error (refused here: at import, or before launch)."""
+    x = ctx.device(ins[0])
+    rank = len(x.shape)
+    pads = ctx.known_ints(ins[1], "the paddings")
+    if len(pads) != 2 * rank:
+        ctx.fail(f"paddings of {len(pads)} values for an input of rank {rank} (TF wants [{rank}, 2])")
+    for p in pads:
+        if is_const_int(p) and int(p) < 0:
+            ctx.fail(f"a negative padding ({int(p)}): TF's 'Paddings must be non-negative'")
+        if not is_const_int(p):
+            ctx.assume(as_expr(p) >= 0, f"{ctx.label()}: Paddings must be non-negative: {p}")
+    fill = ctx.scalar(ins[2], x.dtype) if node.op == "PadV2" else relax.const(0, x.dtype)
+    out = x
+    for d in range(rank):
+        before, after = pads[2 * d], pads[2 * d + 1]
+        if is_const_int(before) and is_const_int(after) and int(before) == int(after) == 0:
+            continue
+        parts = []
+        for width in (before, None, after):
+            if width is None:
+                parts.append(out.expr)
+            elif not (is_const_int(width) and int(width) == 0):
+                dims = list(out.shape)
+                dims[d] = width
+                parts.append(relax.op.full(shape_expr(dims), fill, x.dtype))
+        dims = list(out.shape)
+        dims[d] = simplify(as_expr(before) + as_expr(dims[d]) + as_expr(after))
+        out = ctx.emit(relax.op.concat(parts, axis=d), shape=dims)
+    return out
+
+
+# -------------------------------------------------------------------------------------------- EuclideanNorm
+@device("EuclideanNorm")
+def _euclidean_norm(ctx, node, ins):
+    """tf.math.reduce_euclidean_norm (and tf.norm's default): sqrt of the sum of squares over the axes."""
+    x = ctx.device(ins[0])
+    if not x.dtype.startswith("float"):
+        ctx.fail(f"EuclideanNorm of {x.dtype} (floats are supported)")
+    axes = sorted({_norm_axis(ctx, a, len(x.shape)) for a in ctx.const_ints(ins[1], "the reduction axes")})
+    keep = bool(node.attr("keep_dims", False))
+    if not axes:
+        return ctx.emit(relax.op.abs(x.expr), shape=list(x.shape))
+    return ctx.emit(relax.op.sqrt(relax.op.sum(relax.op.multiply(x.expr, x.expr), axes, keep)))

@@ -66,6 +66,24 @@ def broadcast_target(a_shape, b_shape) -> tuple[list, bool]:
     return target, need
 
 
+def _broadcast_all(ctx, devs: list[Device]) -> list[Device]:
+    """The operands of the highest rank, each dim that is not 1 cast to the first such dim among them, in order
+    (a [B, 1] condition, a scalar and a [B', 3] branch of tf.where: Relax cannot infer the result's shape from
+    separate batch symbols, and left the op unlowered: a crash at build)."""
+    rank = max(len(d.shape) for d in devs)
+    target: list = [None] * rank
+    for d in devs:
+        if len(d.shape) == rank:
+            for i, s in enumerate(d.shape):
+                if target[i] is None and not prove_equal(s, 1):
+                    target[i] = s
+    out = []
+    for d in devs:
+        want = [s if t is None or prove_equal(s, 1) else t for s, t in zip(d.shape, target)]
+        out.append(ctx.match_shape_cast(d, want) if len(d.shape) == rank else d)
+    return out
+
+
 def _operands(ctx, node, ins, dtype=None):
     dtype = dtype or node.attr("T")
     devs = []
@@ -139,6 +157,24 @@ def tf_relu(x, cap):
 
 
 # --------------------------------------------------------------------------------------------- binary
+def _equal(a, b):
+    """x == y; bools compared as integers (TVM's llvm codegen emits a float compare of two i1 for a bool ==, which
+    fails LLVM's verifier: tf.equal(mask, True) and ragged broadcasting's shape asserts crashed the build)."""
+    if str(a.ty.dtype) == "bool":
+        a, b = relax.op.astype(a, "int8"), relax.op.astype(b, "int8")
+    return relax.op.equal(a, b)
+
+
+def _not_equal(a, b):
+    """TF's x != y: true where either is NaN. TVM's llvm codegen lowers a float != to an ordered compare (false
+    at NaN: tf.math.count_nonzero of a NaN counted 0 where TF counts 1); not(x == y) is right on every target."""
+    if str(a.ty.dtype).startswith(("float", "bfloat")):
+        return relax.op.logical_not(relax.op.equal(a, b))
+    if str(a.ty.dtype) == "bool":
+        return relax.op.logical_not(_equal(a, b))
+    return relax.op.not_equal(a, b)
+
+
 _BINARY = {
     "Add": relax.op.add, "AddV2": relax.op.add, "Sub": relax.op.subtract, "Mul": relax.op.multiply,
     "RealDiv": relax.op.divide, "Maximum": lambda a, b: _tf_max(a, b), "Minimum": lambda a, b: _tf_min(a, b),
@@ -150,7 +186,7 @@ _BINARY = {
     "Xlogy": lambda a, b: relax.op.where(relax.op.equal(a, relax.const(0, a.ty.dtype)), a,
                                          relax.op.multiply(a, relax.op.log(b))),
     "Less": relax.op.less, "LessEqual": relax.op.less_equal, "Greater": relax.op.greater,
-    "GreaterEqual": relax.op.greater_equal, "Equal": relax.op.equal, "NotEqual": relax.op.not_equal,
+    "GreaterEqual": relax.op.greater_equal, "Equal": lambda a, b: _equal(a, b), "NotEqual": lambda a, b: _not_equal(a, b),
     "LogicalAnd": relax.op.logical_and, "LogicalOr": relax.op.logical_or,
 }
 _COMPARE = {"Less", "LessEqual", "Greater", "GreaterEqual", "Equal", "NotEqual"}
@@ -420,16 +456,44 @@ def _expm1(x):
                           relax.op.subtract(relax.op.exp(x), c(1.0)))
 
 
+def _log1p(x, dt: str | None = None):
+    """log(1 + x) without losing x where 1 + x rounds (TF's Log1p is accurate near 0: log(1 + 1e-8) is 1e-8, not
+    0): log(u) * x / (u - 1) with u = fl(1 + x) cancels u's rounding error; x itself where u is 1, inf at inf."""
+    dt = dt or str(x.ty.dtype)
+    u = relax.op.add(x, relax.const(1.0, dt))
+    scaled = relax.op.divide(relax.op.multiply(relax.op.log(u), x), relax.op.subtract(u, relax.const(1.0, dt)))
+    return relax.op.where(relax.op.equal(u, relax.const(1.0, dt)), x,
+                          relax.op.where(relax.op.equal(u, relax.const(np.inf, dt)), u, scaled))
+
+
+def _sign(x):
+    """TF's Sign keeps NaN (TVM's gives 0 there)."""
+    if str(x.ty.dtype).startswith(("float", "bfloat")):
+        return relax.op.where(relax.op.isnan(x), x, relax.op.sign(x))
+    return relax.op.sign(x)
+
+
+def _softplus(x):
+    """TF's Softplus kernel (softplus_op.h): x above -t, exp(x) below t, else log1p(exp(x)), with t = log(eps) + 2
+    of the dtype; log(exp(x) + 1) overflowed to inf above x = 88 (float32) and lost exp(x) below -17 (tf.math.
+    log_sigmoid(x) = -softplus(-x) gave -inf instead of -100 at x = -100)."""
+    dt = str(x.ty.dtype)
+    eps = np.float32(2.0 ** -7) if dt == "bfloat16" else np.finfo(dt).eps  # (TF computes t in the dtype)
+    t = float(np.log(eps) + eps.dtype.type(2.0))
+    e = relax.op.exp(x)
+    return relax.op.where(relax.op.greater(x, relax.const(-t, dt)), x,
+                          relax.op.where(relax.op.less(x, relax.const(t, dt)), e, _log1p(e, dt)))
+
+
 _UNARY = {
     "Neg": relax.op.negative, "Abs": relax.op.abs, "Exp": relax.op.exp, "Log": relax.op.log,
     "Sqrt": relax.op.sqrt, "Rsqrt": relax.op.rsqrt, "Square": relax.op.square, "Relu": lambda x: tf_relu(x, None),
     "Sigmoid": relax.op.sigmoid, "Tanh": relax.op.tanh, "Erf": relax.op.erf, "Floor": relax.op.floor,
-    "Ceil": relax.op.ceil, "Sign": relax.op.sign, "LogicalNot": relax.op.logical_not,
+    "Ceil": relax.op.ceil, "Sign": lambda x: _sign(x), "LogicalNot": relax.op.logical_not,
     "IsNan": relax.op.isnan, "IsInf": relax.op.isinf, "IsFinite": relax.op.isfinite,
     "Reciprocal": lambda x: relax.op.divide(relax.const(1.0, x.ty.dtype), x),
     "Erfc": lambda x: relax.op.subtract(relax.const(1.0, x.ty.dtype), relax.op.erf(x)),
-    "Log1p": lambda x: relax.op.log(relax.op.add(x, relax.const(1.0, x.ty.dtype))),
-    "Softplus": lambda x: relax.op.log(relax.op.add(relax.op.exp(x), relax.const(1.0, x.ty.dtype))),
+    "Log1p": lambda x: _log1p(x), "Softplus": lambda x: _softplus(x),
     "Softsign": lambda x: relax.op.divide(x, relax.op.add(relax.op.abs(x), relax.const(1.0, x.ty.dtype))),
     "Relu6": lambda x: tf_relu(x, 6.0),
     "Sin": relax.op.sin, "Cos": relax.op.cos, "Tan": relax.op.tan, "Atan": relax.op.atan,
@@ -512,9 +576,10 @@ def _cast_known(ctx, node, ins):
 @device("Select", "SelectV2")
 def _select(ctx, node, ins):
     cond, a, b = (ctx.device(v) for v in ins)
-    a, b = broadcast_pair(ctx, a, b)
-    if node.op == "SelectV2" and len(cond.shape) == len(a.shape):  # dims of separate features' batches
-        a, cond = broadcast_pair(ctx, a, cond)
+    if node.op == "SelectV2":  # dims of separate features' batches, whichever operands carry them
+        a, b, cond = _broadcast_all(ctx, [a, b, cond])
+    else:
+        a, b = broadcast_pair(ctx, a, b)
     if node.op == "Select" and len(cond.shape) == 1 and len(a.shape) > 1:
         # TF1 Select: a vector condition picks whole rows.
         cond = ctx.emit(relax.op.reshape(cond.expr, [cond.shape[0]] + [1] * (len(a.shape) - 1)))

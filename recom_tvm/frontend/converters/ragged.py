@@ -207,3 +207,56 @@ def _ragged_gather(ctx, node, ins):
     out_values = ctx.emit(relax.op.take(values.expr, src, axis=0, mode="clip"),
                           shape=[count] + list(values.shape[1:]))
     return [out_splits, out_values]
+
+
+@device("RaggedRange")
+def _ragged_range(ctx, node, ins):
+    """tf.ragged.range (what ragged * dense broadcasting writes to repeat a row's value over its entries): row r
+    holds starts[r], starts[r] + deltas[r], ... below limits[r] (above, for a negative delta); scalars broadcast
+    to the rows. Row sizes as TF's kernel computes them (0 for an empty range); a delta of 0 is TF's error. The
+    values are laid out as to_sparse lays out a ragged tensor: (row, position) slots of a [rows, longest row]
+    grid, in row-major order."""
+    from ...ops import defs
+    from .array import all_true
+
+    starts, limits, deltas = (ctx.device(v) for v in ins)
+    dtype = starts.dtype
+    if not dtype.startswith("int"):
+        ctx.fail(f"RaggedRange of {dtype} (integers are supported)")
+    split_t = node.attr("Tsplits", "int64")
+    ranks = [len(v.shape) for v in (starts, limits, deltas)]
+    if max(ranks) > 1:
+        ctx.fail(f"inputs of ranks {ranks} (vectors or scalars)")
+    vecs = [v for v in (starts, limits, deltas) if len(v.shape) == 1]
+    rows = vecs[0].shape[0] if vecs else 1
+    vecs = ctx.unify(vecs) if vecs else vecs
+
+    def as_rows(v):
+        if len(v.shape) == 1:
+            return ctx.match_shape(v, [rows]).expr
+        return relax.op.broadcast_to(relax.op.reshape(v.expr, shape_expr([1])), shape_expr([rows]))
+
+    s, lim, d = (as_rows(v) for v in (starts, limits, deltas))
+    zero, one = relax.const(0, dtype), relax.const(1, dtype)
+    pos = relax.op.greater(d, zero)
+    # ceil(|limit - start| / |delta|) where the range runs the delta's way, else 0 (integer division)
+    up = relax.op.floor_divide(relax.op.subtract(relax.op.add(relax.op.subtract(lim, s), d), one),
+                               relax.op.where(pos, d, one))
+    down = relax.op.floor_divide(relax.op.subtract(relax.op.subtract(relax.op.subtract(s, lim), d), one),
+                                 relax.op.where(pos, one, relax.op.negative(d)))
+    size = relax.op.maximum(relax.op.where(pos, up, down), zero)
+    nonzero = all_true(ctx, relax.op.not_equal(d, zero))
+    sizes = ctx.check(ctx.emit(relax.op.astype(size, split_t), shape=[rows]), nonzero, "Requires delta != 0")
+    ends = ctx.emit(relax.op.cumsum(sizes.expr, axis=0, dtype=split_t), shape=[rows])
+    splits = ctx.emit(relax.op.concat([relax.op.zeros(shape_expr([1]), split_t), ends.expr], axis=0),
+                      shape=[simplify(as_expr(rows) + 1)])
+    begins, ends, _ = _row_bounds(ctx, splits)
+    width = _longest_row(ctx, begins, ends)
+    _, inside = _slots(ctx, begins, ends, rows, width)
+    k = ctx.symbols.fresh(node.name.rsplit("/", 1)[-1] + "_count", f"data-dependent size at {node.name}")
+    slots = ctx.emit(defs.where(inside.expr), shape=[k, 2])
+    row = relax.op.reshape(relax.op.strided_slice(slots.expr, [1], [0], [1]), shape_expr([k]))
+    col = relax.op.astype(relax.op.reshape(relax.op.strided_slice(slots.expr, [1], [1], [2]), shape_expr([k])),
+                          dtype)
+    values = relax.op.add(relax.op.take(s, row, axis=0), relax.op.multiply(col, relax.op.take(d, row, axis=0)))
+    return [splits, ctx.emit(values, shape=[k])]

@@ -253,3 +253,101 @@ def _count_sparse_output(ctx, node, ins):
                        shape=[k, len(counts.shape)])
     values = ctx.emit(relax.op.gather_nd(counts.expr, out_idx.expr), shape=[k])
     return [out_idx, values, Known(np.array(list(counts.shape), dtype=object), "int64")]
+
+
+def _sparse_parts(ctx, ins, what: str = "the dense shape"):
+    """(indices [n, rank], values [n], dense dims) of a SparseTensor's three inputs."""
+    indices, values = ctx.device(ins[0]), ctx.device(ins[1])
+    dims = ctx.known_ints(ins[2], what)
+    n = indices.shape[0]
+    return ctx.match_shape(indices, [n, len(dims)]), ctx.match_shape(values, [n]), dims
+
+
+_CWISE = {"SparseDenseCwiseMul": relax.op.multiply, "SparseDenseCwiseDiv": relax.op.divide,
+          "SparseDenseCwiseAdd": relax.op.add}
+
+
+@device(*_CWISE)
+def _sparse_dense_cwise(ctx, node, ins):
+    """sp * dense, sp / dense (a SparseTensor's values scaled by a dense tensor broadcast to its dense shape, e.g.
+    per-row weights [B, 1] or a scalar): each value with the dense entry at its index. The dense side broadcasts
+    to the sparse one only, as in TF; an index outside the dense shape is TF's error, and so is a zero anywhere
+    in a divisor."""
+    indices, values, dims = _sparse_parts(ctx, ins)
+    dense = ctx.device(ins[3])
+    if node.op == "SparseDenseCwiseDiv" and not values.dtype.startswith("float"):
+        ctx.fail(f"SparseDenseCwiseDiv of {values.dtype} (floats are supported)")
+    rank, drank = len(dims), len(dense.shape)
+    if drank > rank:
+        ctx.fail(f"a dense side of rank {drank} above the sparse side's {rank}")
+    n = indices.shape[0]
+    indices = checked_nd_indices(ctx, indices, dims, "Provided indices are out-of-bounds w.r.t. dense side "
+                                                     f"with broadcasted shape {dims}")
+    flat = None
+    for j, size in enumerate(dense.shape):
+        k = rank - drank + j
+        if prove_equal(size, 1):
+            continue
+        _same_dim(ctx, size, dims[k], f"SparseDenseBinaryOpShared broadcasts dense to sparse only; got incompatible "
+                                      f"shapes: dense dim {j} = {size} vs sparse dim {k} = {dims[k]}")
+        col = relax.op.reshape(relax.op.strided_slice(indices.expr, [1], [k], [k + 1]), shape_expr([n]))
+        flat = col if flat is None else relax.op.add(relax.op.multiply(flat, ctx.size_scalar(size, "int64")), col)
+    total = _prod(list(dense.shape))
+    table = relax.op.reshape(dense.expr, shape_expr([total]))
+    if flat is None:
+        flat = relax.op.zeros(shape_expr([n]), "int64")
+    if node.op == "SparseDenseCwiseDiv":  # TF refuses a zero anywhere in the dense side, read or not
+        from .array import all_true
+
+        nonzero = all_true(ctx, relax.op.logical_not(relax.op.equal(dense.expr, relax.const(0, dense.dtype))))
+        dense = ctx.check(dense, nonzero, "SparseDenseCwiseDiv cannot divide by zero, but input dense tensor "
+                                          "contains zero")
+        table = relax.op.reshape(dense.expr, shape_expr([total]))
+    picked = ctx.emit(relax.op.take(table, flat, axis=0), shape=[n])
+    return ctx.emit(_CWISE[node.op](values.expr, picked.expr), shape=[n])
+
+
+@device("SparseTensorDenseAdd")
+def _sparse_tensor_dense_add(ctx, node, ins):
+    """tf.sparse.add(sp, dense) (and dense + sp): the dense tensor with each value added at its index (repeated
+    indices add up); shapes must match and an index outside them is TF's error."""
+    indices, values, dims = _sparse_parts(ctx, ins)
+    dense = ctx.device(ins[3])
+    if len(dense.shape) != len(dims):
+        ctx.fail(f"a dense side of rank {len(dense.shape)} and a sparse side of rank {len(dims)}")
+    for d, (a, b) in enumerate(zip(dims, dense.shape)):
+        _same_dim(ctx, a, b, f"Dimension {d} does not equal (no broadcasting is supported): sparse side {a} vs "
+                             f"dense side {b}")
+    indices = checked_nd_indices(ctx, indices, list(dense.shape), f"indices out of bounds of the dense shape")
+    return ctx.emit(relax.op.scatter_nd(dense.expr, indices.expr, values.expr, "add"), shape=list(dense.shape))
+
+
+@device("SparseSlice")
+def _sparse_slice(ctx, node, ins):
+    """tf.sparse.slice (a history cut to its first T entries): the entries with start <= index < start + size in
+    every dim, shifted by start, in their order; each output dim is the overlap of the slice with the input,
+    max(min(start + size, dim) - start, 0)."""
+    indices, values, dims = _sparse_parts(ctx, ins)
+    start = ctx.known_ints(ins[3], "the slice start")
+    size = ctx.known_ints(ins[4], "the slice size")
+    rank = len(dims)
+    if len(start) != rank or len(size) != rank:
+        ctx.fail(f"start / size of {len(start)} / {len(size)} values for a dense shape of rank {rank}")
+    for v in start + size:
+        if is_const_int(v) and int(v) < 0:
+            ctx.fail(f"a negative slice start or size ({int(v)})")
+    n = indices.shape[0]
+    lo = ctx.device(Known(np.array([start], dtype=object), "int64"))
+    hi = ctx.device(Known(np.array([[simplify(as_expr(s) + as_expr(z)) for s, z in zip(start, size)]],
+                                   dtype=object), "int64"))
+    inside = relax.op.logical_and(relax.op.greater_equal(indices.expr, lo.expr), relax.op.less(indices.expr, hi.expr))
+    hit = relax.op.equal(relax.op.sum(relax.op.astype(relax.op.logical_not(inside), "int64"), [1]),
+                         relax.const(0, "int64"))
+    k = ctx.symbols.fresh(node.name.rsplit("/", 1)[-1] + "_count", f"data-dependent size at {node.name}")
+    where = ctx.emit(defs.where(hit), shape=[k, 1])
+    rows = ctx.emit(relax.op.reshape(where.expr, shape_expr([k])), shape=[k])
+    out_idx = ctx.emit(relax.op.subtract(relax.op.take(indices.expr, rows.expr, axis=0), lo.expr), shape=[k, rank])
+    out_vals = ctx.emit(relax.op.take(values.expr, rows.expr, axis=0), shape=[k])
+    out_dims = [simplify(tirx.max(tirx.min(as_expr(s) + as_expr(z), as_expr(d)) - as_expr(s), as_expr(0)))
+                for s, z, d in zip(start, size, dims)]
+    return [out_idx, out_vals, Known(np.array(out_dims, dtype=object), "int64")]
