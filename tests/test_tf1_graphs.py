@@ -294,3 +294,54 @@ def test_random_noise_is_refused_naming_the_node(tmp_path, monkeypatch):
 
     with pytest.raises(recom_tvm.ConversionError, match="RandomUniform node 'random_uniform/RandomUniform'"):
         FrozenTF1Model(noisy, {"x": "x:0"}, tmp_path)
+
+
+def test_placeholder_with_default_serving_input_may_be_left_out(tmp_path):
+    """A TF1 SavedModel whose signature lists placeholder_with_default inputs (a score scale, a per-column id
+    offset): Session.run takes their defaults where the request leaves them out, and so must run() and prepare()
+    (the native host stage and the reference), imported and optimized, after export / load too. Fed, they are
+    ordinary feeds; a feature without a default is still required."""
+    import tensorflow as tf
+
+    import recom_tvm
+    from conftest import assert_matches_tf, outcome
+
+    v1 = tf.compat.v1
+    g = tf.Graph()
+    with g.as_default():
+        ids = v1.placeholder(tf.int64, [None, 2], name="ids")
+        scale = v1.placeholder_with_default(2.0, [], name="scale")
+        offset = v1.placeholder_with_default(tf.constant([0, 3], tf.int64), [2], name="offset")
+        table = tf.constant(np.random.default_rng(7).normal(size=(12, 4)).astype(np.float32))
+        emb = tf.reshape(tf.gather(table, tf.minimum(ids + offset, 11)), [-1, 8], name="emb")
+        score = tf.identity(tf.reduce_sum(emb, 1) * scale, name="score")
+        sess = v1.Session(graph=g)
+        path = str(tmp_path / "sm")
+        v1.saved_model.simple_save(sess, path, inputs={"ids": ids, "scale": scale, "offset": offset},
+                                   outputs={"emb": emb, "score": score})
+    mod, params, _ = recom_tvm.from_tensorflow(path)
+    built = {"imported": recom_tvm.build(mod, "llvm", params),
+             "optimized": recom_tvm.build(recom_tvm.optimize(mod), "llvm", params)}
+    assert built["optimized"].spec.feature("scale")["default"] == {"dtype": "float32", "shape": [], "value": [2.0]}
+    assert "default" not in built["optimized"].spec.feature("ids")
+    built["optimized"].export_library(str(tmp_path / "lib.so"))
+    built["loaded"] = recom_tvm.load(str(tmp_path / "lib.so"))
+    x = np.array([[1, 2], [8, 0], [3, 3]], np.int64)
+    cases = [({"ids": x}, {ids: x}, "both left out"),
+             ({"ids": x, "scale": np.float32(-0.5)}, {ids: x, scale: -0.5}, "scale fed"),
+             ({"ids": x, "offset": np.array([1, 1], np.int64)}, {ids: x, offset: [1, 1]}, "offset fed"),
+             ({"ids": x[:0]}, {ids: x[:0]}, "B = 0, both left out")]
+    for feeds, tf_feeds, what in cases:
+        exp = sess.run({"emb": emb, "score": score}, tf_feeds)
+        for name, model in built.items():
+            got = model.run(feeds)
+            for out in ("emb", "score"):
+                assert_matches_tf(got[out], exp[out], f"{what}, {out} [{name}]")
+            if name != "loaded":
+                args = model.prepare(feeds)  # (the host stage alone: the defaults reach it too)
+                assert len(args) == len(model.prepare_reference(dict(feeds, **{
+                    k: v for k, v in model.spec.defaults().items() if k not in feeds})))
+    for name, model in built.items():
+        got = outcome(lambda: model.run({"scale": np.float32(1.0)}))
+        assert isinstance(got, recom_tvm.FeedError) and "missing feed for feature ids" in str(got), (name, got)
+    sess.close()

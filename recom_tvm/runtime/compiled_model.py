@@ -222,6 +222,7 @@ class CompiledModel:
 
         Native host stage by default (config.host_stage); the numpy reference where it refuses the request, which
         then raises TF's error. The arrays returned are the caller's (not a reused buffer)."""
+        feeds = with_defaults(self.spec, feeds)
         native = self.native_host()
         if native is not None:
             args = self.prepare_native(feeds, native)
@@ -340,6 +341,7 @@ class CompiledModel:
         on CUDA), one host->device copy, the module on one VM of the pool, outputs copied back. Threads run
         requests concurrently (config.max_vms VMs); the host stage releases the GIL, and with config.native_serve
         the device part runs in the same GIL-free native call (_serve)."""
+        feeds = with_defaults(self.spec, feeds)
         gate = self._capture_gate()
         slot = self._pool.acquire(self._new_slot)
         try:
@@ -703,6 +705,21 @@ def _reusable(local, nbytes: int) -> np.ndarray:
         # a quarter more than asked: the next request's sizes vary with its ids
         buf = local.spare = np.empty(nbytes + nbytes // 4, np.uint8)
     return buf[:nbytes]
+
+
+def with_defaults(spec: InputSpec, feeds):
+    """The feeds plus the default of each placeholder_with_default feature the request leaves out (TF's
+    Session.run takes the default then), for the native host stage, which reads one feed per feature. Feeds keyed
+    otherwise (placeholder names) go as given: the reference fills them in (feeds.normalize_feeds)."""
+    if not isinstance(feeds, Mapping) or len(feeds) >= len(spec.features):
+        return feeds
+    defaults = spec.__dict__.get("_all_defaults")
+    if defaults is None:
+        defaults = spec.__dict__["_all_defaults"] = spec.defaults()
+    if not defaults or any(spec.feature(k) is None for k in feeds):
+        return feeds
+    missing = {n: v for n, v in defaults.items() if n not in feeds}
+    return {**feeds, **missing} if missing else feeds
 
 
 def _as_dict(feeds):

@@ -201,7 +201,9 @@ def normalize_feeds(spec: InputSpec, feeds: Mapping) -> dict[str, np.ndarray]:
         name = f["name"]
         tensors = f["tensors"]
         value = feeds.get(name, _MISSING)
-        if value is not _MISSING:
+        if value is _MISSING and "default" in f and tensors["value"] not in by_tensor:
+            by_tensor[tensors["value"]] = (name, spec.default_feed(name))  # placeholder_with_default left out
+        elif value is not _MISSING:
             used += 1
             if f["kind"] == "sparse":
                 parts = _sparse_parts(name, value)

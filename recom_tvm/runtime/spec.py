@@ -49,8 +49,39 @@ class InputSpec:
                 placeholders[t] = {"dtype": node.attr("dtype"), "shape": node.attr("shape")}
         outputs = [{"name": name, "tensor": t, "dtype": dtype, "shape": shape}
                    for (name, t), (dtype, shape) in zip(loaded.outputs, outs)]
-        return cls([f.to_json() for f in loaded.features], placeholders, [i.to_json() for i in inputs],
-                   list(host_plan), outputs, dict(symbols))
+        features = []
+        for f in loaded.features:
+            feat = f.to_json()
+            default = _placeholder_default(graph, f) if f.kind == "dense" else None
+            if default is not None:
+                feat["default"] = default
+            features.append(feat)
+        return cls(features, placeholders, [i.to_json() for i in inputs], list(host_plan), outputs, dict(symbols))
+
+    def default_feed(self, name: str):
+        """The value a dense feature takes when the request leaves it out (its placeholder_with_default's
+        constant, as TF's Session.run does), or None: the feed is required."""
+        f = self.feature(name)
+        if f is None or "default" not in f:
+            return None
+        cache = self.__dict__.setdefault("_defaults", {})
+        if name not in cache:
+            cache[name] = self._default_array(f["default"])
+        return cache[name]
+
+    def defaults(self) -> dict:
+        """{feature name: default value} of every feature a request may leave out."""
+        return {f["name"]: self.default_feed(f["name"]) for f in self.features if "default" in f}
+
+    @staticmethod
+    def _default_array(d: dict):
+        import numpy as np
+
+        value = np.array(d["value"], dtype=object if d["dtype"] == "string" else d["dtype"]).reshape(d["shape"])
+        if d["dtype"] == "string":
+            value = np.array([v.encode("utf-8") if isinstance(v, str) else v for v in value.reshape(-1)],
+                             dtype=object).reshape(d["shape"])
+        return value
 
     def to_json(self) -> str:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # shallow: no deep copy
@@ -99,3 +130,36 @@ class InputSpec:
         return f"InputSpec({self.summary()})"
 
 
+# a default of more elements stays required (the spec is JSON: no large arrays in it)
+MAX_DEFAULT_ELEMENTS = 4096
+
+
+def _placeholder_default(graph, feature) -> dict | None:
+    """{"dtype", "shape", "value"} of a dense feature fed through a PlaceholderWithDefault whose default is a
+    constant (through Identity nodes), or None."""
+    import numpy as np
+
+    node = graph.nodes[feature.tensors["value"].rsplit(":", 1)[0]]
+    if node.op != "PlaceholderWithDefault" or not node.inputs:
+        return None
+    src = node.inputs[0][0]
+    for _ in range(32):
+        cur = graph.nodes.get(src)
+        if cur is None or cur.op != "Identity" or not cur.inputs:
+            break
+        src = cur.inputs[0][0]
+    cur = graph.nodes.get(src)
+    if cur is None or cur.op != "Const":
+        return None
+    value = np.asarray(cur.attr("value"))
+    dtype = cur.attr("dtype")
+    if value.size > MAX_DEFAULT_ELEMENTS or dtype not in ("bool", "int8", "int16", "int32", "int64", "uint8",
+                                                         "float16", "float32", "float64", "string"):
+        return None
+    flat = value.reshape(-1).tolist()
+    if dtype == "string":
+        try:
+            flat = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in flat]
+        except UnicodeDecodeError:  # (JSON holds text: a default of other bytes stays required)
+            return None
+    return {"dtype": dtype, "shape": list(value.shape), "value": flat}
