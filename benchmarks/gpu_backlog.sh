@@ -35,8 +35,9 @@
 #                       then the request path's own checks (every batch, 8 threads) on the graph builds
 # compact       16      compact tables (fp16 / bf16 / int8) and int32 packing (huge ids, demo.i64) vs TF on the
 #                       GPU, E's kernel per dtype and knob (time vs floor), ncu counters of E at B = 2,048
-# floor         16      E's fp32 kernel against its floor (1.62x at B = 512, 1.34x at 2,048 on 2026-12-07): compact_kernels.py
-#                       measure of E's float32 candidates (B = 512 / 2,048), ncu --set full of the vec8 grid's best
+# floor         16      E's and F's fp32 kernels against their floors (E 1.47x / 1.26x at B = 512 / 2,048 after
+#                       round 9, F 1.59x / 1.26x, 2026-12-07): compact_kernels.py measure of E's float32 candidates
+#                       and F's (its best at 512 over FGRID), ncu --set full of the vec8 grid's best
 #                       at 512 with the binary and the linear bucketize search, and the tuned kernel with the linear
 #                       search at 2,048 (details and SASS pages as CSV, the reports in the
 #                       tgz), and gather_floor.py: what TVM's plain gather of random rows reaches (32 / 64 / 128-byte
@@ -91,6 +92,8 @@ prepare_one() {
              python benchmarks/gpu_correctness.py prepare --dir "$d/check" --only demo mixed24 weighted_mix identity \
                --schedules 2 --compact 1 ;;
     floor) python benchmarks/compact_kernels.py export --dir "$d/kernels" --models e --batches 512,2048 --dtypes float32
+           python benchmarks/compact_kernels.py export --dir "$d/kernels" --models f --batches 512,2048 --dtypes float32 \
+             --variants fgrid,best512,best512_interleave,best512_light_first,best512_unroll2,best512_once,i_t128_r4_g2
            python benchmarks/gather_floor.py export --dir "$d/gather" ;;
     suite) python benchmarks/suite.py host --dir "$d/suite" --models "$SUITE_MODELS" ${SUITE_HOST_ARGS:-} ;;
     hash) python benchmarks/gpu_device_hash.py prepare --dir "$d/dh" ;;
