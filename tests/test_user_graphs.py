@@ -69,9 +69,9 @@ def test_what_the_co_run_cannot_hand_over_is_a_clear_error(fallback):
     table = tf.constant(np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32))
 
     @tf.function(input_signature=[tf.SparseTensorSpec([None, None], tf.int64), tf.TensorSpec([], tf.int64)])
-    def serve(sp, n):  # the sparse ids sliced to a size fed at run time (SparseSlice has no converter)
-        return {"e": tf.nn.safe_embedding_lookup_sparse(table, tf.sparse.slice(sp, [0, 0], [n, 2]), None,
-                                                         combiner="sum")}
+    def serve(sp, n):  # the sparse ids merged with themselves (SparseAdd of two SparseTensors has no converter)
+        merged = tf.sparse.add(sp, tf.sparse.slice(sp, [0, 0], [n, 2]))
+        return {"e": tf.nn.safe_embedding_lookup_sparse(table, merged, None, combiner="sum")}
 
     with pytest.raises(RecomError) as err:
         recom_tvm.from_tensorflow(serve.get_concrete_function())
@@ -81,7 +81,8 @@ def test_what_the_co_run_cannot_hand_over_is_a_clear_error(fallback):
 
 
 def test_a_co_run_reading_a_captured_table_is_a_clear_error(fallback):
-    """A co-run (SparseSlice has no converter) that pulls in a Keras StringLookup's table lookup: the TF2
+    """A co-run (SparseAdd of two SparseTensors has no converter; this test's first op without one, SparseSlice,
+    converts since 2026-12-07) that pulls in a Keras StringLookup's table lookup: the TF2
     function's captured table handle was made a feed the host stage never produces, and every request failed
     ("host stage stuck at recom_tvm/host_corun"); now the import names the lookup and the handle. (The same
     lookup padded by RaggedTensorToTensor, the first form of this test, converts since 2026-12-07: below.)"""
@@ -93,7 +94,8 @@ def test_a_co_run_reading_a_captured_table_is_a_clear_error(fallback):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def serve(s):
-        ids = tf.sparse.slice(lookup(tf.strings.split(s)).to_sparse(), [0, 0], [tf.shape(s, out_type=tf.int64)[0], 5])
+        sp = lookup(tf.strings.split(s)).to_sparse()
+        ids = tf.sparse.add(sp, tf.sparse.slice(sp, [0, 0], [tf.shape(s, out_type=tf.int64)[0], 5]))
         return {"e": tf.nn.safe_embedding_lookup_sparse(table, ids, None, combiner="sum")}
 
     with pytest.raises(ConversionError) as err:
