@@ -713,9 +713,7 @@ def with_defaults(spec: InputSpec, feeds):
     otherwise (placeholder names) go as given: the reference fills them in (feeds.normalize_feeds)."""
     if not isinstance(feeds, Mapping) or len(feeds) >= len(spec.features):
         return feeds
-    defaults = spec.__dict__.get("_all_defaults")
-    if defaults is None:
-        defaults = spec.__dict__["_all_defaults"] = spec.defaults()
+    defaults = spec.defaults()
     if not defaults or any(spec.feature(k) is None for k in feeds):
         return feeds
     missing = {n: v for n, v in defaults.items() if n not in feeds}

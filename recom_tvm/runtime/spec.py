@@ -71,7 +71,11 @@ class InputSpec:
 
     def defaults(self) -> dict:
         """{feature name: default value} of every feature a request may leave out."""
-        return {f["name"]: self.default_feed(f["name"]) for f in self.features if "default" in f}
+        out = self.__dict__.get("_all_defaults")
+        if out is None:
+            out = self.__dict__["_all_defaults"] = {f["name"]: self.default_feed(f["name"]) for f in self.features
+                                                    if "default" in f}
+        return out
 
     @staticmethod
     def _default_array(d: dict):

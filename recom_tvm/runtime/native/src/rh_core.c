@@ -134,7 +134,6 @@ int64_t rh_now_ns(void) {
 
 int rh_new_numeric(rh_ctx *c, rh_tensor *t, int dtype, int ndim, const int64_t *shape) {
   rh_tensor_clear(t);
-  t->pyobj = -1;
   t->dtype = dtype;
   rh_set_shape(t, ndim, shape);
   t->data = rh_alloc(RH_ARENA(c), (size_t)t->size * rh_itemsize(dtype));
@@ -144,7 +143,6 @@ int rh_new_numeric(rh_ctx *c, rh_tensor *t, int dtype, int ndim, const int64_t *
 
 int rh_new_strings(rh_ctx *c, rh_tensor *t, int ndim, const int64_t *shape) {
   rh_tensor_clear(t);
-  t->pyobj = -1;
   t->dtype = RH_STR;
   rh_set_shape(t, ndim, shape);
   t->sp = (const uint8_t **)rh_alloc(RH_ARENA(c), (size_t)t->size * sizeof(void *));

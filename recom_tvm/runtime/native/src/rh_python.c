@@ -133,7 +133,6 @@ static int bytes_list(prog_state *ps, PyObject *list, const uint8_t ***kp, int64
 /* a constant or default: numpy array (numeric) or list of bytes (strings) with its dtype code and shape */
 static int const_tensor(prog_state *ps, int dtype, PyObject *shape, PyObject *payload, rh_tensor *t) {
   rh_tensor_clear(t);
-  t->pyobj = -1;
   t->dtype = dtype;
   Py_ssize_t nd = PySequence_Size(shape);
   if (nd < 0 || nd > RH_MAXDIM) return -1;
