@@ -10,7 +10,9 @@ Artifacts per spec, under `config.cache_dir/models/<name>-<hash>/`:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import shutil
@@ -244,19 +246,38 @@ def export(spec: ModelSpec, tf1: bool = False) -> dict[str, str]:
     root = artifact_dir(spec)
     paths = {"saved_model": os.path.join(root, "saved_model"), "pb": os.path.join(root, "model.pb"),
              "signature": os.path.join(root, "signature.json"), "root": root}
-    if spec.tf1_only:
-        if not tf1:
-            raise ValueError(f"model {spec.name}: shared embedding columns exist in TF1 graphs only "
-                             "(TF2's shared_embeddings refuses eager mode); export with tf1=True")
-        os.makedirs(root, exist_ok=True)
-    elif not os.path.exists(os.path.join(root, "DONE")):
-        config.log(f"generating TF model {spec.name} ({len(spec.columns)} columns) into {root}")
-        _export_tf2(spec, root)
+    if spec.tf1_only and not tf1:
+        raise ValueError(f"model {spec.name}: shared embedding columns exist in TF1 graphs only "
+                         "(TF2's shared_embeddings refuses eager mode); export with tf1=True")
     if tf1:
         paths["tf1"] = os.path.join(root, "tf1")
-        if not os.path.exists(os.path.join(root, "tf1", "DONE")):
+    done = [] if spec.tf1_only else [os.path.join(root, "DONE")]
+    done += [os.path.join(root, "tf1", "DONE")] if tf1 else []
+    if all(os.path.exists(d) for d in done):
+        return paths
+    # Exports are written in place (see _export_tf2): processes sharing the cache (pytest-xdist workers, two
+    # benchmark scripts) take turns on a model's directory, and the one that waited finds it DONE.
+    with _export_lock(root):
+        if spec.tf1_only:
+            os.makedirs(root, exist_ok=True)
+        elif not os.path.exists(os.path.join(root, "DONE")):
+            config.log(f"generating TF model {spec.name} ({len(spec.columns)} columns) into {root}")
+            _export_tf2(spec, root)
+        if tf1 and not os.path.exists(os.path.join(root, "tf1", "DONE")):
             _export_tf1(spec, paths["tf1"])
     return paths
+
+
+@contextlib.contextmanager
+def _export_lock(root: str):
+    """An exclusive lock on `root`'s export (a lock file beside it), held for the block."""
+    os.makedirs(os.path.dirname(root), exist_ok=True)
+    with open(root + ".lock", "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def _export_tf2(spec: ModelSpec, root: str) -> None:

@@ -51,10 +51,12 @@ def artifact(entry: Entry) -> tuple[str, dict]:
             with open(os.path.join(tmp, "artifact.json"), "w") as f:
                 json.dump(art, f, indent=1)
             # a model may bake its own directory into the graph (vocabulary files): build where it will live
-            if os.path.exists(final):
-                shutil.rmtree(tmp)
-            else:
+            try:
                 os.rename(tmp, final)
+            except OSError:  # another process (an xdist worker) renamed its build there first
+                if not os.path.exists(os.path.join(final, "artifact.json")):
+                    raise
+                shutil.rmtree(tmp)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
