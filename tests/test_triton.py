@@ -18,6 +18,7 @@ import urllib.request
 import numpy as np
 import pytest
 from test_runtime_only import BLOCK_IMPORTS
+from test_triton_repository import defaults_model, defaults_requests
 
 from recom_tvm.models import zoo
 from recom_tvm.serving import wire
@@ -44,7 +45,13 @@ def models(compiled):
 
 
 @pytest.fixture(scope="module")
-def served(models, triton_python, tmp_path_factory):
+def defaults(tmp_path_factory):
+    """(model, TF reference) of a model with placeholder_with_default inputs (optional Triton inputs)."""
+    return defaults_model(str(tmp_path_factory.mktemp("defaults") / "sm"))
+
+
+@pytest.fixture(scope="module")
+def served(models, defaults, triton_python, tmp_path_factory):
     """One tritonserver serving every model's exported repository. Each model.py gets the runtime-only import
     blocker put in front (the backend's Python runs isolated: no PYTHONPATH, so no sitecustomize of ours), so
     a model that imported the compiler, TF or SymEngine would fail to load."""
@@ -55,6 +62,7 @@ def served(models, triton_python, tmp_path_factory):
     # the same model with a long queue delay: on 2 cores our clients, not the server, are the bottleneck, so the
     # batcher must wait for a preferred batch to see one
     export_triton(models["demo"].model, repo, "demo_batched", max_queue_delay_us=20_000)
+    export_triton(defaults[0], repo, "defaults", max_queue_delay_us=20_000)
     marker = tmp / "blocker_ran"
     for name in os.listdir(repo):
         path = os.path.join(repo, name, "1", "model.py")
@@ -225,6 +233,24 @@ def test_concurrent_clients_with_dynamic_batching(served, models, triton_python)
     merged = [float(line.split()[-1]) for line in metrics.splitlines()
               if line.startswith('recom_tvm_merged_requests_total{model="demo_batched"}')]
     assert merged and merged[0] > 0, metrics[-2000:]
+
+
+def test_inputs_with_defaults_may_be_left_out(served, defaults, triton_python):
+    """A model with placeholder_with_default inputs behind tritonserver: requests leaving them out (optional
+    inputs in config.pbtxt) get the defaults' answer, fed ones theirs, from concurrent clients (the batcher may
+    group them); every answer equals TF's and run()'s."""
+    server, _, tmp = served
+    model, reference = defaults
+    features = wire.features_json(model.spec)
+    reqs = defaults_requests(np.random.default_rng(5)) * 3
+    got = _replay(triton_python, server.grpc_url, "defaults", "grpc", [wire.to_wire(features, r) for r in reqs],
+                  tmp, concurrency=4)
+    for i, (feeds, out) in enumerate(zip(reqs, got)):
+        assert not isinstance(out, str), f"request {i}: {out}"
+        exp, run = reference(feeds), model.run(feeds)
+        for name in ("emb", "score"):
+            np.testing.assert_array_equal(out[name][0], run[name], err_msg=f"request {i} {name}")
+            np.testing.assert_allclose(out[name][0], exp[name], rtol=1e-5, atol=2e-5, err_msg=f"request {i}")
 
 
 def _stats(server, model: str) -> dict:

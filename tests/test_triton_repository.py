@@ -152,3 +152,77 @@ def test_export_command(compiled, tmp_path):
     assert main(["export", lib, "--triton", str(tmp_path / "repo"), "--instances", "2", "--no-merge"]) == 0
     text = open(tmp_path / "repo" / "demo" / "config.pbtxt").read()
     assert "kind: KIND_CPU, count: 2" in text and '"recom_tvm_merge_requests" value: { string_value: "false"' in text
+
+
+def defaults_model(path: str):
+    """A TF1 SavedModel with two placeholder_with_default serving inputs (a scalar score scale, a per-column id
+    offset [2]) beside the ids -> (optimized CompiledModel, reference(feeds) -> {"emb", "score"} from TF)."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    g = tf.Graph()
+    with g.as_default():
+        ids = v1.placeholder(tf.int64, [None, 2], name="ids")
+        scale = v1.placeholder_with_default(2.0, [], name="scale")
+        offset = v1.placeholder_with_default(tf.constant([0, 3], tf.int64), [2], name="offset")
+        table = tf.constant(np.random.default_rng(7).normal(size=(12, 4)).astype(np.float32))
+        emb = tf.reshape(tf.gather(table, tf.minimum(ids + offset, 11)), [-1, 8], name="emb")
+        score = tf.identity(tf.reduce_sum(emb, 1) * scale, name="score")
+        sess = v1.Session(graph=g)
+        v1.saved_model.simple_save(sess, path, inputs={"ids": ids, "scale": scale, "offset": offset},
+                                   outputs={"emb": emb, "score": score})
+    mod, params, _ = recom_tvm.from_tensorflow(path)
+    model = recom_tvm.build(recom_tvm.optimize(mod), "llvm", params)
+    placeholders = {"ids": ids, "scale": scale, "offset": offset}
+
+    def reference(feeds: dict) -> dict:
+        return sess.run({"emb": emb, "score": score}, {placeholders[k]: v for k, v in feeds.items()})
+
+    return model, reference
+
+
+def defaults_requests(rng) -> list[dict]:
+    """Requests leaving the defaults out, feeding the scale (two equal, one other) or the offset, B = 0 included."""
+    ids = lambda b: rng.integers(0, 12, (b, 2))  # noqa: E731
+    return [{"ids": ids(2)}, {"ids": ids(3)}, {"ids": ids(0)}, {"ids": ids(4)},
+            {"ids": ids(3), "scale": np.float32(-0.5)}, {"ids": ids(2), "scale": np.float32(-0.5)},
+            {"ids": ids(2), "scale": np.float32(3.0), "offset": np.array([1, 1])},
+            {"ids": np.array([[1, 2]]), "offset": np.array([20, 0])}]
+
+
+def test_inputs_with_defaults_are_optional_and_merge(tmp_path):
+    """Inputs with a default (placeholder_with_default) are optional Triton inputs: config.pbtxt says so, a client
+    may leave them out, the backend takes the default (as Session.run). Requests that leave out the same ones, or
+    feed equal values of a feature without a batch dim (the scalar scale, the [2] offset), merge into one run;
+    each answer equals TF's and run()'s. An input without a default is still required, naming it."""
+    model, reference = defaults_model(str(tmp_path / "sm"))
+    text = config_pbtxt(model.spec, "llvm", "defaults")
+    lines = {m[0]: m[1] for m in re.findall(r'\{ name: "([^"]+)",([^}]*)\}', text.split("output [")[0])}
+    assert set(lines) == {"ids", "scale", "offset"}
+    assert "optional: true" in lines["scale"] and "optional: true" in lines["offset"]
+    assert "optional" not in lines["ids"]
+    features = wire.features_json(model.spec)
+    assert {f["name"]: f.get("optional", False) for f in features} == {"ids": False, "scale": True, "offset": True}
+    assert [f["name"] for f in features if f.get("scalar")] == ["scale"]
+    arrays = wire.to_wire(features, {"ids": np.zeros((3, 2), np.int64)})
+    assert set(arrays) == {"ids"} and wire.from_wire(features, arrays).keys() == {"ids"}
+    assert "dims: [ 1 ]" in lines["scale"]  # a scalar travels as [1] (Triton's dims may not be empty)
+    arrays = wire.to_wire(features, {"ids": np.zeros((3, 2), np.int64), "scale": np.float32(0.5)})
+    assert arrays["scale"].shape == (1, 1) and wire.from_wire(features, arrays)["scale"].shape == ()
+    with pytest.raises(KeyError, match="missing feed for feature 'ids'"):
+        wire.to_wire(features, {"scale": np.float32(1)})
+    with pytest.raises(KeyError, match="missing input 'ids' .feature 'ids' has no default"):
+        wire.from_wire(features, {"scale": np.ones((1,), np.float32)})
+    merger = batching.Merger(model.spec)
+    assert merger.reason is None
+    reqs = defaults_requests(np.random.default_rng(0))
+    keys = [merger.inspect(r)[1] for r in reqs]
+    assert keys[0] == keys[1] == keys[2] == keys[3] and keys[4] == keys[5] and len(set(keys)) == 4
+    ex = Executor(model)
+    got = ex.run(reqs)
+    for i, (feeds, out) in enumerate(zip(reqs, got)):
+        exp = reference(feeds)
+        _same(out, model.run(feeds))
+        for name in ("emb", "score"):
+            np.testing.assert_allclose(out[name], exp[name], rtol=1e-5, atol=2e-5, err_msg=f"request {i} {name}")
+    assert ex.counters.merged_runs == 2 and ex.counters.merged_requests == 6 and ex.counters.errors == 0

@@ -9,7 +9,8 @@ the way TF would see the rows arrive together: dense features concatenated, spar
 before them, `dense_shape[0]` summed, ragged `row_splits` shifted. The outputs are split back by row ranges.
 
 When it is right, and what is checked:
-- The model is row-wise: each output's dim 0 is the batch (a "batch size of feature" symbol of the spec); the
+- The model is row-wise: each output's dim 0 is the batch (a feature column's "batch size of feature" symbol of
+  the spec; in a graph without feature columns, dim 0 of a dense feed or dense_shape[0] of a sparse one); the
   rows of one request do not change the answers of another. That is the assumption Triton's and TF Serving's
   batching make; a model that mixes rows (batch statistics, a softmax over the batch) must be exported with
   merging off (`export_triton(..., merge_requests=False)`).
@@ -22,6 +23,12 @@ When it is right, and what is checked:
   runtime's (TF's) error. Shifting rows of an invalid request could otherwise land its ids in a neighbour's rows.
 - If the merged run fails (one request has an out-of-range id, say), every request of the group runs alone, so
   each gets its own answer or error.
+- A dense feature without a batch dim (a scalar threshold, a scale) is the same for every row of a request:
+  requests merge only where its value is equal (the merged run gets that value).
+- A feature with a default (placeholder_with_default) may be left out: requests that leave out the same ones
+  merge, and the merged run takes each default once. That is each request's answer wherever the model treats
+  the default row-wise (broadcasts it); where the default's own row count meets the batch's, the merged run
+  fails and every request runs alone.
 """
 
 from __future__ import annotations
@@ -32,12 +39,15 @@ import numpy as np
 
 from .wire import PARTS
 
+SHARED_MAX = 4096  # elements of a feature without a batch dim that a merge key may hold (compared by value)
+
 
 class Merger:
     """Merges feeds of several requests of one model. `reason` is None when merging is possible, else why not."""
 
     def __init__(self, spec) -> None:
-        self.features = [{"name": f["name"], "kind": f["kind"]} for f in spec.features]
+        self.features = [{"name": f["name"], "kind": f["kind"], "optional": "default" in f,
+                          "shared": _without_batch(spec, f)} for f in spec.features]
         self.reason = _not_row_wise(spec)
 
     # ------------------------------------------------------------------------------------------- inspect
@@ -48,7 +58,16 @@ class Merger:
         rows, key = None, []
         try:
             for f in self.features:
+                if f["optional"] and f["name"] not in feeds:
+                    key.append("default")  # merges with requests that leave it out too: one default for all
+                    continue
                 value = feeds[f["name"]]
+                if f["shared"]:  # no batch dim (a threshold, a scale): merged only with requests of equal value
+                    arr = np.asarray(value)
+                    if arr.dtype == object or arr.size > SHARED_MAX:
+                        return None
+                    key.append(("shared", arr.dtype.str, arr.shape, arr.tobytes()))
+                    continue
                 if f["kind"] == "dense":
                     arr = np.asarray(value)
                     if arr.ndim == 0:
@@ -74,8 +93,12 @@ class Merger:
         merged = {}
         for f in self.features:
             name = f["name"]
+            if name not in feeds_list[0]:  # an optional feature every request of the group leaves out (equal keys)
+                continue
             values = [feeds[name] for feeds in feeds_list]
-            if f["kind"] == "dense":
+            if f["shared"]:
+                merged[name] = values[0]  # equal in every request of the group (equal keys)
+            elif f["kind"] == "dense":
                 merged[name] = np.concatenate([np.asarray(v) for v in values], axis=0)
             elif f["kind"] == "sparse":
                 indices = []
@@ -146,6 +169,14 @@ def _inspect_ragged(values, row_splits) -> tuple:
     return splits.size - 1, (vals.dtype.str, splits.dtype.str, vals.shape[1:])
 
 
+def _without_batch(spec, f: dict) -> bool:
+    """A dense feature of no batch dim: a scalar or a fixed shape (a threshold, a scale, keep_prob)."""
+    if f["kind"] != "dense":
+        return False
+    shape = spec.placeholders[f["tensors"]["value"]]["shape"]
+    return shape is not None and (not shape or shape[0] >= 0)
+
+
 def _not_row_wise(spec) -> str | None:
     """Why the model's requests cannot be merged (None: they can)."""
     if not spec.features:
@@ -153,11 +184,12 @@ def _not_row_wise(spec) -> str | None:
     for f in spec.features:
         if f["kind"] not in PARTS:
             return f"feature {f['name']!r} of kind {f['kind']!r}"
-        if f["kind"] == "dense":
-            shape = spec.placeholders[f["tensors"]["value"]]["shape"]
-            if not shape or shape[0] >= 0:
-                return f"dense feature {f['name']!r} has no batch dimension (shape {shape})"
-    batch = {s for s, origin in spec.symbols.items() if str(origin).startswith("batch size of feature")}
+    # the batch: a feature column's batch symbol, or (a graph without feature columns) dim 0 of a dense feed or
+    # dense_shape[0] of a sparse one
+    shapes = {f"{f['tensors']['dense_shape']}:0" for f in spec.features if f["kind"] == "sparse"}
+    batch = {s for s, origin in spec.symbols.items()
+             if str(origin).startswith(("batch size of feature", "dim 0 of feed "))
+             or any(str(origin) == f"value 0 of feed {t}" for t in shapes)}
     for o in spec.outputs:
         if not o["shape"] or o["shape"][0] not in batch:
             return f"output {o['name']!r} (shape {o['shape']}) is not row-wise: its dim 0 is not the batch"

@@ -54,7 +54,8 @@ def pytriton(model, name: str = "recom_tvm", *, http_port: int = 8000, grpc_port
                           metrics_address=address, metrics_port=metrics_port, log_verbose=log_verbose)
     triton = Triton(config=config)
     triton.bind(model_name=name, infer_func=[infer] * max(1, instances),
-                inputs=[Tensor(name=t.name, dtype=_np_type(t.dtype), shape=t.dims) for t in wire.inputs(model.spec)],
+                inputs=[Tensor(name=t.name, dtype=_np_type(t.dtype), shape=t.dims, optional=t.optional)
+                        for t in wire.inputs(model.spec)],
                 outputs=[Tensor(name=t.name, dtype=_np_type(t.dtype), shape=t.dims) for t in wire.outputs(model.spec)],
                 config=ModelConfig(batching=True, max_batch_size=MAX_REQUESTS, batcher=None), strict=False)
     return triton

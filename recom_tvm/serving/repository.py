@@ -101,7 +101,8 @@ def _tensor(t: wire.WireTensor, is_input: bool = False) -> str:
     # allow_ragged_batch: without it the dynamic batcher groups only requests of equal shapes (equal nnz, equal
     # B); the Python backend gets each request's tensors apart, so differently shaped requests can share a batch
     ragged = ", allow_ragged_batch: true" if is_input and -1 in t.dims else ""
-    return f"  {{ name: {_q(t.name)}, data_type: {t.config_type}, dims: [ {dims} ]{ragged} }}"
+    optional = ", optional: true" if is_input and t.optional else ""  # a feature with a default
+    return f"  {{ name: {_q(t.name)}, data_type: {t.config_type}, dims: [ {dims} ]{ragged}{optional} }}"
 
 
 def _q(text: str) -> str:

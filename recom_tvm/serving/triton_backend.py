@@ -61,7 +61,8 @@ class Backend:
         feeds_list, decode_errors = [], {}
         for i, request in enumerate(requests):
             try:
-                arrays = {name: pb.get_input_tensor_by_name(request, name).as_numpy() for name in self.input_names}
+                arrays = {name: t.as_numpy() for name in self.input_names
+                          if (t := pb.get_input_tensor_by_name(request, name)) is not None}  # (None: optional)
                 feeds_list.append(wire.from_wire(self.features, arrays))
             except Exception as err:  # noqa: BLE001 - a malformed request gets its own error
                 decode_errors[i] = err

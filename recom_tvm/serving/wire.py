@@ -8,7 +8,9 @@ SparseTensor's components have no row dimension Triton could concatenate (see ba
 Tensor names: a dense feature by its name; a sparse one as "<name>.indices" (INT64 [nnz, rank]),
 "<name>.values" ([nnz]) and "<name>.dense_shape" (INT64 [rank]); a ragged one as "<name>.values" and
 "<name>.row_splits". String features are BYTES. A model served from serialized tf.Examples has one BYTES input,
-its feature (usually "examples", [B]).
+its feature (usually "examples", [B]). A feature with a default (a TF placeholder_with_default) is an optional
+input: a request may leave it out and the model takes the default, as TF's Session.run does. A scalar feature
+travels as [1] (with the request dim, [1, 1]).
 
 REQUEST_FORMATS names the formats a repository accepts; "feeds" is the only one today. A keyed-jagged packed
 request (one UINT8 tensor, decoded natively: issue 15) becomes a second format: one more input tensor, declared
@@ -44,6 +46,7 @@ class WireTensor:
     dims: tuple[int, ...]
     feature: str = ""
     part: str = "value"
+    optional: bool = False  # a feature with a default: config.pbtxt's `optional: true`
 
     @property
     def config_type(self) -> str:
@@ -68,8 +71,10 @@ def inputs(spec) -> list[WireTensor]:
                 raise ValueError(f"feature {f['name']!r}: dtype {ph['dtype']} has no Triton type")
             if ph["shape"] is None:
                 raise ValueError(f"feature {f['name']!r}: unknown rank; Triton needs the rank of every input")
-            out.append(WireTensor(tensor_name(f["name"], part, f["kind"]), ph["dtype"],
-                                  tuple(int(d) if int(d) >= 0 else -1 for d in ph["shape"]), f["name"], part))
+            # a scalar travels as [1] (Triton's dims may not be empty when it batches)
+            dims = tuple(int(d) if int(d) >= 0 else -1 for d in ph["shape"]) or (1,)
+            out.append(WireTensor(tensor_name(f["name"], part, f["kind"]), ph["dtype"], dims, f["name"], part,
+                                  "default" in f))
     return out
 
 
@@ -80,8 +85,16 @@ def outputs(spec) -> list[WireTensor]:
 
 
 def features_json(spec) -> list[dict]:
-    """What a client needs to encode feeds (written into config.pbtxt's parameters): [{name, kind}]."""
-    return [{"name": f["name"], "kind": f["kind"]} for f in spec.features]
+    """What a client needs to encode feeds (written into config.pbtxt's parameters): [{name, kind}], with
+    "optional": true for a feature the request may leave out (it has a default), "scalar": true for a dense
+    feature of shape [] (sent as [1])."""
+    out = []
+    for f in spec.features:
+        flags = {"optional": True} if "default" in f else {}
+        if f["kind"] == "dense" and spec.placeholders[f["tensors"]["value"]]["shape"] == []:
+            flags["scalar"] = True
+        out.append({"name": f["name"], "kind": f["kind"], **flags})
+    return out
 
 
 def features_from_names(names: list[str]) -> list[dict]:
@@ -111,12 +124,15 @@ def to_wire(features: list[dict], feeds: Mapping) -> dict[str, np.ndarray]:
     out = {}
     for f in features:
         if f["name"] not in feeds:
+            if f.get("optional"):
+                continue  # the server takes the feature's default
             raise KeyError(f"missing feed for feature {f['name']!r}")
         value = feeds[f["name"]]
         parts = PARTS[f["kind"]]
         vals = (value,) if f["kind"] == "dense" else _components(f["name"], value, parts)
         for part, v in zip(parts, vals):
-            out[tensor_name(f["name"], part, f["kind"])] = _wire_array(v)[None]
+            arr = _wire_array(v)
+            out[tensor_name(f["name"], part, f["kind"])] = (arr.reshape(1) if arr.ndim == 0 else arr)[None]
     return out
 
 
@@ -145,17 +161,25 @@ def _wire_array(value) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------ server side
 def from_wire(features: list[dict], arrays: Mapping[str, np.ndarray]) -> dict:
-    """{tensor name: array with the request dim} -> feeds for CompiledModel.run (sparse as tuples)."""
+    """{tensor name: array with the request dim} -> feeds for CompiledModel.run (sparse as tuples). An optional
+    feature's tensor may be absent (or None, as Triton's backend hands it over): the feed is left out, the model
+    takes its default."""
     feeds = {}
     for f in features:
         parts = PARTS[f["kind"]]
+        names = [tensor_name(f["name"], part, f["kind"]) for part in parts]
+        if f.get("optional") and all(arrays.get(n) is None for n in names):
+            continue
         vals = []
         for part in parts:
-            arr = arrays[tensor_name(f["name"], part, f["kind"])]
+            arr = arrays.get(tensor_name(f["name"], part, f["kind"]))
+            if arr is None:
+                raise KeyError(f"missing input {tensor_name(f['name'], part, f['kind'])!r} (feature "
+                               f"{f['name']!r} has no default: every request must carry it)")
             if arr.ndim == 0 or arr.shape[0] != 1:
                 raise ValueError(f"input {tensor_name(f['name'], part, f['kind'])!r}: expected a leading request "
                                  f"dimension of 1 (one recom_tvm request per Triton request), got shape "
                                  f"{list(arr.shape)}")
-            vals.append(arr[0])
+            vals.append(arr[0].reshape(()) if f.get("scalar") and arr[0].size == 1 else arr[0])
         feeds[f["name"]] = vals[0] if f["kind"] == "dense" else tuple(vals)
     return feeds
