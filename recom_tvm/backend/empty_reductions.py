@@ -8,7 +8,9 @@ feature with no values; the importer's own checks (`sum(bad) == 0`) read such su
 
 Every sum / prod / max / min / mean / variance whose reduced extent is not provably >= 1 becomes
 `where(extent > 0, reduction, identity)`; an integer mean becomes its sum divided by max(count, 1) (TVM's divides
-by zero: SIGFPE); provably non-empty ones are left alone.
+by zero: SIGFPE); provably non-empty ones are left alone. A matmul is a sum over its contracted dim, so one whose
+contracted size may be 0 is guarded the same way: TF's zeros (an einsum summing over the batch, `bi,bi->`, read
+back inf / garbage at B = 0; a dense layer's constant K is never guarded).
 """
 
 from __future__ import annotations
@@ -20,16 +22,16 @@ from tvm import relax, tirx
 from ..ops.legalize import _Lowerer
 from ..shapes.symbolic import analyzer, as_expr
 
-_OPS = ("relax.sum", "relax.prod", "relax.max", "relax.min", "relax.mean", "relax.variance")
+_OPS = ("relax.sum", "relax.prod", "relax.max", "relax.min", "relax.mean", "relax.variance", "relax.matmul")
 
 
 def _identity(op: str, dtype: str):
     """TF's value of the reduction over nothing, or None where it has none we can write (bool max / min)."""
-    dt = np.dtype(dtype)
-    if op == "relax.sum":
+    if op in ("relax.sum", "relax.matmul"):
         return 0
     if op == "relax.prod":
         return 1
+    dt = np.dtype(dtype)
     if op in ("relax.mean", "relax.variance"):
         return float("nan") if dt.kind == "f" else 0
     if dt.kind == "f":
@@ -46,6 +48,8 @@ def _reduced_extent(call: relax.Call):
     if not isinstance(ty, relax.TensorType) or ty.shape is None or not isinstance(ty.shape, relax.ShapeExpr):
         return None
     dims = list(ty.shape.values)
+    if call.op.name == "relax.matmul":  # the contracted dim: a's last
+        return as_expr(dims[-1]) if dims else None
     axes = call.attrs.axis
     picked = range(len(dims)) if axes is None else [int(a) % max(len(dims), 1) for a in axes]
     extent = tirx.const(1, "int64")
