@@ -18,13 +18,23 @@ def _t(ctx, x, flag: bool):
     return ctx.emit(relax.op.permute_dims(x.expr, perm))
 
 
+def _product(ctx, a, b, out_dtype=None):
+    """a @ b as TF-CPU computes it. float16 (Keras' mixed_float16 Dense layers): products summed in float32 and
+    rounded to float16 once, as TF's MatMul / BatchMatMul kernels do (TVM's float16 matmul rounded every partial
+    sum: results 1 ulp off, which moved the float32 head's score by ~1e-4)."""
+    if a.dtype == "float16" and b.dtype == "float16" and out_dtype in (None, "float16"):
+        wide = ctx.emit(relax.op.matmul(a.expr, b.expr, out_dtype="float32"))
+        return ctx.emit(relax.op.astype(wide.expr, "float16"))
+    return ctx.emit(relax.op.matmul(a.expr, b.expr, out_dtype=out_dtype))
+
+
 @device("MatMul")
 def _matmul(ctx, node, ins):
     a, b = (ctx.device(v) for v in ins)
     a = _t(ctx, a, bool(node.attr("transpose_a", False)))
     b = _t(ctx, b, bool(node.attr("transpose_b", False)))
     b = ctx.match_shape(b, [a.shape[1], b.shape[1]])
-    return ctx.emit(relax.op.matmul(a.expr, b.expr))
+    return _product(ctx, a, b)
 
 
 @device("BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
@@ -40,7 +50,7 @@ def _batch_matmul(ctx, node, ins):
         if need:
             b = ctx.match_shape_cast(b, target + list(b.shape[lead:]))
     out_dtype = node.attr("Tout") if node.op == "BatchMatMulV3" else None
-    return ctx.emit(relax.op.matmul(a.expr, b.expr, out_dtype=out_dtype))
+    return _product(ctx, a, b, out_dtype)
 
 
 @device("Softmax", "LogSoftmax")
