@@ -5,7 +5,8 @@ SavedModel): what gave a silent wrong answer, crashed or failed to import now ma
 naming the node and op.
 
 - an einsum or batch matmul contracting a dim of size 0 (`bi,bi->` at B = 0) read back unwritten memory (inf);
-- float16 MatMul / BatchMatMul (Keras' mixed_float16 Dense layers) rounded every partial sum, 1 ulp off TF;"""
+- float16 MatMul / BatchMatMul (Keras' mixed_float16 Dense layers) rounded every partial sum, 1 ulp off TF;
+- tf_keras' LayerNormalization and BatchNormalization of 4-D inputs (FusedBatchNormV3) had no converter;"""
 
 from __future__ import annotations
 
@@ -24,6 +25,14 @@ def no_fallback(monkeypatch):
 
 
 NAN, INF = np.nan, np.inf
+
+
+def _padding_mask(h):
+    """[B, 1, T] attention mask of a history padded with 0 (a module function: a Keras Lambda closing over a local
+    `tf` cannot be deep-copied when the model is saved)."""
+    import tensorflow as tf
+
+    return tf.cast(h[:, None, :] > 0, tf.bool)
 
 
 def _to_half(z):
@@ -84,6 +93,80 @@ def test_einsum_and_batch_matmul_contracting_an_empty_dim(no_fallback):
     f = rng.normal(size=(3, 2, 3)).astype(np.float32)
     for n in (3, 1, 0):
         model.check({"a": a[:n], "b": b[:n], "f": f[:n]}, (a[:n], b[:n], f[:n]), f"B={n}")
+
+
+@pytest.fixture(scope="module")
+def keras_tower(tmp_path_factory):
+    """A tf_keras model saved as a SavedModel, BST-style: a MultiHeadAttention over the embedded history masked
+    by its padding, LayerNormalization (FusedBatchNormV3 in training mode over [1, rows, features, 1]: no converter
+    before) of the residual, a gelu Dense, masked GlobalAveragePooling1D; BatchNormalization of dense features
+    (inference) and a LayerNormalization over two axes beside it."""
+    import tensorflow as tf
+    import tf_keras as K
+
+    K.utils.set_random_seed(62)
+    hist = K.Input((4,), dtype="int64", name="hist")
+    num = K.Input((3,), name="num")
+    x = K.layers.Embedding(20, 8, mask_zero=True)(hist)
+    mask = K.layers.Lambda(_padding_mask)(hist)
+    att = K.layers.MultiHeadAttention(num_heads=2, key_dim=4)(x, x, attention_mask=mask)
+    x = K.layers.LayerNormalization()(x + att)
+    x = K.layers.Dense(8, activation="gelu")(x)
+    pooled = K.layers.GlobalAveragePooling1D()(x)
+    bn = K.layers.BatchNormalization()
+    d = bn(num)
+    grid = K.layers.LayerNormalization(axis=[1, 2], name="grid")(K.layers.Reshape((3, 1))(num))
+    score = K.layers.Dense(1, activation="sigmoid", name="score")(K.layers.Concatenate()([pooled, d]))
+    model = K.Model([hist, num], {"score": score, "pooled": pooled, "bn": d, "grid": grid})
+    rng = np.random.default_rng(62)
+    for w, val in ((bn.moving_mean, rng.normal(size=3)), (bn.moving_variance, rng.random(3) + 0.5),
+                   (bn.gamma, rng.normal(size=3)), (bn.beta, rng.normal(size=3))):
+        w.assign(val.astype(np.float32))
+    path = str(tmp_path_factory.mktemp("keras_tower") / "model")
+    model.save(path)
+    return SavedModelCheck(path)
+
+
+@pytest.mark.parametrize("case", ["B=4", "B=1", "B=0", "all padding", "hostile dense", "id 20"])
+def test_keras_attention_tower_with_layer_norm(no_fallback, keras_tower, case):
+    hist = np.array([[1, 2, 3, 0], [4, 5, 6, 7], [0, 0, 0, 0], [19, 1, 0, 0]], np.int64)
+    dense = np.array([[0.5, -1, 2], [1, 1, 1], [3, -2, 0.25], [0, 0, 1e-3]], np.float32)
+    if case == "hostile dense":  # NaN, a constant row (variance 0), values whose square overflows
+        dense = np.array([[NAN, 1, 2], [5, 5, 5], [1e20, -1e20, 0], [0, 0, 1e-30]], np.float32)
+    n = {"B=1": 1, "B=0": 0}.get(case, 4)
+    feeds = {"hist": hist[:n], "num": dense[:n]}
+    if case == "all padding":
+        feeds = {"hist": hist[2:3], "num": dense[2:3]}
+    if case == "id 20":  # past the embedding table: TF's error
+        feeds = {"hist": hist[:1] + 19, "num": dense[:1]}
+    keras_tower.check(feeds, case)
+
+
+def test_fused_batch_norm_in_both_layouts(no_fallback):
+    """tf.compat.v1.nn.fused_batch_norm as TF1's layers.batch_normalization(fused=True) writes it: NHWC with the
+    moving statistics (is_training=False), and NCHW in training mode (statistics of the batch: TF's batch_mean,
+    its unbiased batch_variance); float16 input computed in float32."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(63)
+    scale, offset = (tf.constant(rng.normal(size=4).astype(np.float32)) for _ in range(2))
+    mean, var = tf.constant(rng.normal(size=4).astype(np.float32)), tf.constant(rng.random(4).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2, 3, 4], tf.float32),
+                                  tf.TensorSpec([None, 4, 2, 3], tf.float32)])
+    def serve(x, h):
+        y, _, _ = tf.compat.v1.nn.fused_batch_norm(x, scale, offset, mean, var, epsilon=1e-3, is_training=False)
+        t, bm, bv = tf.compat.v1.nn.fused_batch_norm(h, scale, offset, data_format="NCHW")
+        t16, _, _ = tf.compat.v1.nn.fused_batch_norm(tf.cast(h, tf.float16), scale, offset, data_format="NCHW")
+        return {"y": y, "t": t, "bm": bm, "bv": bv, "t16": t16}
+
+    model = FunctionModel(serve.get_concrete_function(), passes=False)
+    x = rng.normal(size=(3, 2, 3, 4)).astype(np.float32)
+    x[1, 0, 0, 0] = NAN
+    # float16 values fed as float32 (the native host stage refuses float16 feeds)
+    h = (rng.normal(size=(3, 4, 2, 3)) * 4).astype(np.float16).astype(np.float32)
+    model.check({"x": x, "h": h}, (x, h), "B=3")
+    model.check({"x": x[:1], "h": h[:1]}, (x[:1], h[:1]), "B=1")
 
 
 def test_keras_mixed_float16_dense_tower(no_fallback, tmp_path):

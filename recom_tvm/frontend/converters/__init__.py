@@ -65,7 +65,7 @@ def supported_ops() -> dict[str, list[str]]:
 
 def _load() -> None:
     from . import (array, control_flow, cross, example, host_ops, lookup, math, nn,  # noqa: F401
-                   partitioned, ragged, random, sparse, sparse_api, strings)  # (registration)
+                   normalization, partitioned, ragged, random, sparse, sparse_api, strings)  # (registration)
 
 
 # PlaceholderWithDefault that is not a serving input: its default value flows through.
