@@ -6,7 +6,8 @@ naming the node and op.
 
 - an einsum or batch matmul contracting a dim of size 0 (`bi,bi->` at B = 0) read back unwritten memory (inf);
 - float16 MatMul / BatchMatMul (Keras' mixed_float16 Dense layers) rounded every partial sum, 1 ulp off TF;
-- tf_keras' LayerNormalization and BatchNormalization of 4-D inputs (FusedBatchNormV3) had no converter;"""
+- tf_keras' LayerNormalization and BatchNormalization of 4-D inputs (FusedBatchNormV3) had no converter;
+- tf.sort / tf.argsort of a [B, None] input and tf.math.top_k with k fed (TopKV2 with a run-time k) were refused;"""
 
 from __future__ import annotations
 
@@ -201,3 +202,30 @@ def test_keras_mixed_float16_dense_tower(no_fallback, tmp_path):
     np.testing.assert_array_equal(got["h"], exp["h"])  # bit for bit, not within a tolerance
     check.check({"ids": i[:0], "num": n[:0]}, "B=0")
     check.check({"ids": i[:1] + 9, "num": n[:1]}, "id 10")
+
+
+def test_sort_and_top_k_of_a_run_time_width(no_fallback):
+    """tf.sort / tf.argsort of a [B, None] input write TopKV2 with k = tf.shape(x)[-1], and tf.math.top_k(x, k)
+    with k a scalar feed: both refused before ('k must be a constant'). Now a stable descending argsort of the
+    row, its first k kept: ties by the lower index (ascending sorts too), ints at their extremes, width 0, and
+    k past the width (TF's error)."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None, None], tf.int32),
+                                  tf.TensorSpec([], tf.int32)])
+    def serve(x, i, k):
+        v, idx = tf.math.top_k(x, k=k)
+        return {"sd": tf.sort(x, direction="DESCENDING"), "sa": tf.sort(x),
+                "ad": tf.argsort(x, direction="DESCENDING", stable=True), "aa": tf.argsort(x, stable=True),
+                "isa": tf.sort(i), "iad": tf.argsort(i, direction="DESCENDING", stable=True),
+                "rank": tf.argsort(tf.argsort(x, direction="DESCENDING", stable=True), stable=True),
+                "topv": v, "topi": idx}
+
+    model = FunctionModel(serve.get_concrete_function(), passes=False)
+    x = np.array([[3, 1, 3, 2, 1], [0.0, -0.0, 0.0, -1, 5], [-INF, INF, 1, 1, -INF], [2, 2, 2, 2, 2]], np.float32)
+    lo, hi = np.iinfo(np.int32).min, np.iinfo(np.int32).max
+    i = np.array([[lo, hi, 0, lo], [5, 5, -5, 5], [hi, hi, lo, 1], [-1, 0, 1, -1]], np.int32)
+    for what, xs, ins, k in (("B=4 k=3", x, i, 3), ("k=0", x, i, 0), ("k=width", x[:, :3], i, 3),
+                             ("B=1", x[:1], i[:1], 2), ("B=0", x[:0], i[:0], 0), ("width 0", x[:, :0], i[:, :0], 0),
+                             ("k past the width", x, i, 6)):
+        model.check({"x": xs, "i": ins, "k": np.int32(k)}, (xs, ins, np.int32(k)), what)

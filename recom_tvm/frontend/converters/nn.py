@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax
 
-from ...shapes.symbolic import as_expr, is_const_int, is_prim, simplify
+from ...shapes.symbolic import as_expr, is_const_int, is_prim, prove_equal, simplify
 from ..context import shape_expr
 from . import device
 
@@ -216,23 +216,32 @@ def _conv2d(ctx, node, ins):
 @device("TopKV2", "TopK")
 def _top_k(ctx, node, ins):
     """The k largest along the last axis, sorted, ties by the lower index (as TF). A NaN never ranks above a
-    number here; TF's own order of rows holding NaN is an artefact of its sort (its CPU and GPU kernels differ)."""
+    number here; TF's own order of rows holding NaN is an artefact of its sort (its CPU and GPU kernels differ).
+    k may be a size known only at run time: the last dim itself (tf.sort / tf.argsort of a [B, None] input: TF
+    writes TopKV2 with k = tf.shape(x)[-1]) or an int scalar feed (`tf.math.top_k(scores, k=k)`): then the whole
+    row is sorted (a stable descending argsort) and its first k kept."""
     x = ctx.device(ins[0])
     if node.op == "TopKV2":
-        (k,) = ctx.const_ints(ins[1], "k")
+        (k,) = ctx.known_ints(ins[1], "k")
     else:
         k = int(node.attr("k"))
     n = x.shape[-1]
-    if is_const_int(n) and k > int(n):
+    if is_const_int(k) and is_const_int(n) and int(k) > int(n):
         ctx.fail(f"k = {k} is larger than the last dimension ({n})")
-    if not is_const_int(n):
-        ctx.assume(as_expr(n) >= k, f"{ctx.label()}: input must have at least k = {k} columns")
+    if not (is_const_int(k) and is_const_int(n)):
+        ctx.assume(as_expr(n) >= as_expr(k), f"{ctx.label()}: input must have at least k = {k} columns")
     index = node.attr("index_type", "int32")
     key = x
     if x.dtype.startswith("float"):  # NaN -> -inf for the ranking (stable among equals), values read back
         key = ctx.emit(relax.op.where(relax.op.isnan(x.expr), relax.const(-np.inf, x.dtype), x.expr))
-    res = ctx.bb.emit(relax.op.topk(key.expr, k, -1, "indices", True, "int64"))
-    ids = ctx.emit(res, shape=list(x.shape[:-1]) + [k])
     axis = len(x.shape) - 1
+    if is_const_int(k):
+        res = ctx.bb.emit(relax.op.topk(key.expr, int(k), -1, "indices", True, "int64"))
+        ids = ctx.emit(res, shape=list(x.shape[:-1]) + [k])
+    else:
+        order = ctx.emit(relax.op.argsort(key.expr, axis=-1, descending=True, dtype="int64"), shape=list(x.shape))
+        ids = order if prove_equal(k, n) else ctx.emit(
+            relax.op.strided_slice(order.expr, [axis], [0], [as_expr(k)], assume_inbound=True),
+            shape=list(x.shape[:-1]) + [k])
     values = ctx.emit(relax.op.gather_elements(x.expr, ids.expr, axis), shape=list(ids.shape))
     return [values, ctx.emit(relax.op.astype(ids.expr, index)) if index != "int64" else ids]
