@@ -7,7 +7,10 @@ naming the node and op.
 - an einsum or batch matmul contracting a dim of size 0 (`bi,bi->` at B = 0) read back unwritten memory (inf);
 - float16 MatMul / BatchMatMul (Keras' mixed_float16 Dense layers) rounded every partial sum, 1 ulp off TF;
 - tf_keras' LayerNormalization and BatchNormalization of 4-D inputs (FusedBatchNormV3) had no converter;
-- tf.sort / tf.argsort of a [B, None] input and tf.math.top_k with k fed (TopKV2 with a run-time k) were refused;"""
+- tf.sort / tf.argsort of a [B, None] input and tf.math.top_k with k fed (TopKV2 with a run-time k) were refused;
+- tf.debugging.check_numerics (CheckNumerics), tf.saturate_cast (ClipByValue), tf.nn.l2_loss / tf.linalg.global_norm
+  (L2Loss) had no converter; a tf.function returning a list or a SparseTensor under a dict key failed the import
+  with an IndexError;"""
 
 from __future__ import annotations
 
@@ -40,6 +43,25 @@ def _to_half(z):
     import tensorflow as tf
 
     return tf.cast(z, tf.float16)
+
+
+class NestedOutputs(FunctionModel):
+    """FunctionModel whose TF reference names the parts of a list or SparseTensor output as the importer does
+    ('key/0', 'key/indices', ...)."""
+
+    def tf(self, *args):
+        import tensorflow as tf
+
+        res = self.cf(*[tf.constant(a) for a in args])
+        out = {}
+        for k, v in res.items():
+            if isinstance(v, (list, tuple)):
+                out.update({f"{k}/{i}": t.numpy() for i, t in enumerate(v)})
+            elif isinstance(v, tf.SparseTensor):
+                out.update({f"{k}/{p}": getattr(v, p).numpy() for p in ("indices", "values", "dense_shape")})
+            else:
+                out[k] = v.numpy()
+        return out
 
 
 class SavedModelCheck:
@@ -229,3 +251,50 @@ def test_sort_and_top_k_of_a_run_time_width(no_fallback):
                              ("B=1", x[:1], i[:1], 2), ("B=0", x[:0], i[:0], 0), ("width 0", x[:, :0], i[:, :0], 0),
                              ("k past the width", x, i, 6)):
         model.check({"x": xs, "i": ins, "k": np.int32(k)}, (xs, ins, np.int32(k)), what)
+
+
+def test_check_numerics_in_a_served_graph(no_fallback):
+    """tf.debugging.check_numerics / assert_all_finite (CheckNumerics, unsupported before) and tf.print (dropped,
+    as a side effect) in a serving function: a NaN or inf is TF's InvalidArgumentError with the op's message."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])
+    def serve(x):
+        y = tf.debugging.check_numerics(x, "bad feature")
+        tf.print("batch", tf.shape(x)[0])
+        return {"y": y + 1.0, "z": tf.debugging.assert_all_finite(x * 2.0, "bad product")}
+
+    model = FunctionModel(serve.get_concrete_function(), passes=False)
+    x = np.array([[1, 2], [3, 4]], np.float32)
+    for what, feed in (("finite", x), ("B=0", x[:0]), ("NaN", x * NAN), ("inf", x * 1e38)):
+        model.check({"x": feed}, (feed,), what)
+    with pytest.raises(recom_tvm.InvalidArgumentError, match="bad (feature|product) : Tensor had NaN or Inf"):
+        model.variants["optimized"].run({"x": np.array([[1, INF]], np.float32)})
+
+
+def test_clips_saturate_cast_and_l2_loss(no_fallback):
+    """tf.saturate_cast writes ClipByValue (unsupported before): TF's min-then-max, a NaN in x kept, a NaN bound
+    clipping nothing; tf.nn.l2_loss / tf.linalg.global_norm / tf.clip_by_global_norm (L2Loss, unsupported before),
+    whose list of clipped tensors under one dict key (like a SparseTensor output) failed the import with an
+    IndexError: its parts are outputs 'cgn/0', 'cgn/1', 'sp/indices', ..."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32), tf.TensorSpec([None, 3], tf.float32),
+                                  tf.TensorSpec([None], tf.int32)])
+    def serve(x, hi, i):
+        return {"sat": tf.saturate_cast(x, tf.int32), "satu8": tf.saturate_cast(x, tf.uint8),
+                "cbv": tf.raw_ops.ClipByValue(t=x, clip_value_min=tf.constant(-1.0), clip_value_max=hi),
+                "icbv": tf.raw_ops.ClipByValue(t=i, clip_value_min=tf.constant(-2), clip_value_max=tf.constant(3)),
+                "l2": tf.nn.l2_loss(x), "gn": tf.linalg.global_norm([x, hi]),
+                "cgn": tf.clip_by_global_norm([x, hi], 5.0)[0], "sp": tf.sparse.from_dense(tf.cast(x > 0, tf.int64)),
+                "cbn": tf.clip_by_norm(x, 1.0, axes=[1])}
+
+    model = NestedOutputs(serve.get_concrete_function(), passes=False)
+    x = np.array([[1e10, -1e10, NAN], [300, -1, 0.5], [-0.0, 2, 65504]], np.float32)
+    hi = np.array([[1, NAN, 0], [2, 2, 2], [0, 0, 0]], np.float32)
+    i = np.array([5, -5, 0], np.int32)
+    got = model.check({"x": x, "hi": hi, "i": i}, (x, hi, i), "hostile")
+    assert {"cgn/0", "cgn/1", "sp/indices", "sp/values", "sp/dense_shape"} <= set(got["imported"])
+    fin, hfin = np.nan_to_num(x), np.nan_to_num(hi)
+    model.check({"x": fin, "hi": hfin, "i": i}, (fin, hfin, i), "finite")
+    model.check({"x": x[:0], "hi": hi[:0], "i": i[:0]}, (x[:0], hi[:0], i[:0]), "B=0")

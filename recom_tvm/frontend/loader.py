@@ -350,10 +350,33 @@ def freeze_with_tables(fn):
 
 
 def _output_names(tf, structure) -> list[str]:
-    if isinstance(structure, dict):
-        return [str(k) for k in sorted(structure)]
-    flat = tf.nest.flatten(structure, expand_composites=True)
-    return ["output_0"] if len(flat) == 1 else [f"output_{i}" for i in range(len(flat))]
+    """A name per flat output tensor, in tf.nest's order: a dict's keys; a key holding a list or dict, or a
+    SparseTensor / RaggedTensor (several tensors), names each part after the key ("scores/0", "sp/indices",
+    "sp/values", "sp/dense_shape"; a key per tensor before: its second part failed the import with an IndexError)."""
+    if not isinstance(structure, dict):
+        flat = tf.nest.flatten(structure, expand_composites=True)
+        return ["output_0"] if len(flat) == 1 else [f"output_{i}" for i in range(len(flat))]
+    names: list[str] = []
+
+    def walk(obj, path):
+        if isinstance(obj, dict):
+            for k in sorted(obj):
+                walk(obj[k], path + [str(k)])
+        elif isinstance(obj, (list, tuple)):
+            for i, v in enumerate(obj):
+                walk(v, path + [str(i)])
+        else:
+            n = len(tf.nest.flatten(obj, expand_composites=True))
+            base = "/".join(path)
+            if n == 1:
+                names.append(base)
+            elif isinstance(obj, tf.SparseTensor) and n == 3:
+                names.extend(f"{base}/{part}" for part in ("indices", "values", "dense_shape"))
+            else:
+                names.extend(f"{base}/{i}" for i in range(n))
+
+    walk(structure, [])
+    return names
 
 
 def _leaves(tf, structure, sort_keys: bool, arg_names: list[str] | None = None) -> list[tuple[str, Any]]:

@@ -935,3 +935,14 @@ def _euclidean_norm(ctx, node, ins):
     if not axes:
         return ctx.emit(relax.op.abs(x.expr), shape=list(x.shape))
     return ctx.emit(relax.op.sqrt(relax.op.sum(relax.op.multiply(x.expr, x.expr), axes, keep)))
+
+
+@device("L2Loss")
+def _l2_loss(ctx, node, ins):
+    """tf.nn.l2_loss (and tf.linalg.global_norm / tf.clip_by_global_norm, which sum it over tensors): as TF's
+    kernel, sum(x * x * 0.5) over every element, a scalar; 0 over an empty tensor."""
+    x = ctx.device(ins[0])
+    if not x.dtype.startswith(("float", "bfloat")):
+        ctx.fail(f"L2Loss of {x.dtype} (floats are supported)")
+    half = relax.op.multiply(relax.op.multiply(x.expr, x.expr), relax.const(0.5, x.dtype))
+    return ctx.emit(relax.op.sum(half, None, False), shape=[])

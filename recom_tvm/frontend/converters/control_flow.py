@@ -1,5 +1,5 @@
 """Conditionals: Switch / Merge (TF1 `tf.cond`, asserts' guards, and `If` / `StatelessIf` lowered by
-frontend/functions.py), and Assert.
+frontend/functions.py), Assert, and CheckNumerics (an assert on the values).
 
 Which tensors are live is decided by frontend/liveness.py. A predicate known when the model is compiled folds
 the conditional: only the taken branch is converted. Otherwise both branches are computed (so they must be free
@@ -14,7 +14,7 @@ from tvm import relax
 
 from ...shapes.symbolic import prove_equal
 from ..values import Device, Host, Known
-from . import placed
+from . import device, placed
 from .math import broadcast_pair
 
 # ops that may run although their branch is not taken: no side effects, no run-time errors (a checked gather,
@@ -30,7 +30,7 @@ SPECULATABLE = {
     "Any", "Reshape", "ExpandDims", "Squeeze", "Transpose", "ConcatV2", "Concat", "Pack", "Unpack", "Split",
     "SplitV", "Tile", "BroadcastTo", "Shape", "ShapeN", "Size", "Rank", "Const", "Cumsum", "Cumprod", "L2Loss",
     "Sin", "Cos", "Tan", "Atan", "Atan2", "Round", "Rint", "Expm1", "Xdivy", "Xlogy", "ReverseV2", "Invert",
-    "BitwiseAnd", "BitwiseOr", "BitwiseXor",
+    "BitwiseAnd", "BitwiseOr", "BitwiseXor", "ClipByValue",
 }
 
 
@@ -112,3 +112,16 @@ def _merge(ctx, node, ins):
 def _assert(ctx, node, ins):
     # checked on the host before the outputs return (importer._guard); it has no outputs
     return []
+
+
+@device("CheckNumerics", "CheckNumericsV2")
+def _check_numerics(ctx, node, ins):
+    """tf.debugging.check_numerics / assert_all_finite on a served tensor: the tensor, once every value is finite;
+    a NaN or an inf is TF's InvalidArgumentError with the op's message (a run-time check: one device->host sync)."""
+    x = ctx.device(ins[0])
+    if not x.dtype.startswith(("float", "bfloat")):
+        ctx.fail(f"CheckNumerics of {x.dtype}")
+    msg = node.attr("message", b"")
+    msg = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)
+    ok = ctx.emit(relax.op.isfinite(x.expr), shape=list(x.shape))
+    return ctx.check(x, ok, f"{msg} : Tensor had NaN or Inf values")

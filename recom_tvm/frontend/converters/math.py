@@ -342,6 +342,28 @@ def _float_min_max(ctx, op: str, a, b):
     return ctx.emit(relax.op.where(relax.op.isnan(b), b, pick.expr))  # (b != b folds to false in TIR)
 
 
+@device("ClipByValue")
+def _clip_by_value(ctx, node, ins):
+    """TF's ClipByValue op (tf.saturate_cast writes it before the cast): min(x, hi), then max(that, lo), with
+    TF-CPU's NaN rules (Eigen's cwiseMin / cwiseMax: `hi < x ? hi : x`, then `m < lo ? lo : m`): a NaN in x stays,
+    a NaN bound clips nothing. The bounds are scalars or of x's shape."""
+    x = ctx.device(ins[0])
+    lo, hi = ins[1], ins[2]
+    dt = x.dtype
+
+    def bound(v):
+        if isinstance(v, Known) and v.concrete and v.numpy().size == 1:
+            return relax.const(np.asarray(v.numpy()).astype(dt).reshape(()), dt)
+        b = ctx.device(v)
+        if b.shape and len(b.shape) != len(x.shape):
+            ctx.fail(f"a bound of shape {b.shape} for an input of shape {x.shape} (scalars or its shape)")
+        return (ctx.match_shape(b, x.shape) if b.shape else b).expr
+
+    lo, hi = bound(lo), bound(hi)
+    m = ctx.emit(relax.op.where(relax.op.less(hi, x.expr), hi, x.expr), shape=list(x.shape))
+    return ctx.emit(relax.op.where(relax.op.less(m.expr, lo), lo, m.expr), shape=list(x.shape))
+
+
 @device("DivNoNan")
 def _div_no_nan(ctx, node, ins):
     """x / y, 0 where y == 0 (TF's DivNoNan; weighted mean / sqrtn combiners)."""
