@@ -10,7 +10,8 @@ naming the node and op.
 - tf.sort / tf.argsort of a [B, None] input and tf.math.top_k with k fed (TopKV2 with a run-time k) were refused;
 - tf.debugging.check_numerics (CheckNumerics), tf.saturate_cast (ClipByValue), tf.nn.l2_loss / tf.linalg.global_norm
   (L2Loss) had no converter; a tf.function returning a list or a SparseTensor under a dict key failed the import
-  with an IndexError;"""
+  with an IndexError;
+- tf.math.asin / acos / sinh / cosh / asinh / acosh / atanh had no converter;"""
 
 from __future__ import annotations
 
@@ -298,3 +299,29 @@ def test_clips_saturate_cast_and_l2_loss(no_fallback):
     fin, hfin = np.nan_to_num(x), np.nan_to_num(hi)
     model.check({"x": fin, "hi": hfin, "i": i}, (fin, hfin, i), "finite")
     model.check({"x": x[:0], "hi": hi[:0], "i": i[:0]}, (x[:0], hi[:0], i[:0]), "B=0")
+
+
+def test_inverse_trig_and_hyperbolic(no_fallback):
+    """tf.math.asin / acos / sinh / cosh / asinh (a signed log transform) / acosh / atanh, float32 and float64
+    (unsupported before); atanh as log1p(2x / (1 - x)) / 2: TVM's own lost small x (1e-3 relative at 1e-5)."""
+    import tensorflow as tf
+
+    fns = {"asin": tf.math.asin, "acos": tf.math.acos, "sinh": tf.math.sinh, "cosh": tf.math.cosh,
+           "asinh": tf.math.asinh, "acosh": tf.math.acosh, "atanh": tf.math.atanh}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.float64)])
+    def serve(x, d):
+        return {**{k: f(x) for k, f in fns.items()}, **{k + "64": f(d) for k, f in fns.items()}}
+
+    model = FunctionModel(serve.get_concrete_function(), passes=False)
+    rng = np.random.default_rng(65)
+    x = np.concatenate([rng.uniform(-1, 1, 20), rng.normal(size=20) * 10,
+                        [0, -0.0, 1, -1, INF, -INF, NAN, 1e-8, -1e-5, 2e-4, 88, 90, -90, 1e20, -1e20, 0.9999999,
+                         -0.9999999, 1e-30]]).astype(np.float32)
+    d = x.astype(np.float64) * (1 + 1e-9)
+    got = model.check({"x": x, "d": d}, (x, d), "hostile")["imported"]
+    exp = model.tf(x, d)
+    small = (np.abs(x) < 1e-3) & (x != 0)  # relative error, which the atol hides
+    for k in ("asin", "sinh", "asinh", "atanh"):
+        np.testing.assert_allclose(got[k][small], exp[k][small], rtol=1e-6, err_msg=k)
+    model.check({"x": x[:0], "d": d[:0]}, (x[:0], d[:0]), "B=0")

@@ -488,6 +488,14 @@ def _log1p(x, dt: str | None = None):
                           relax.op.where(relax.op.equal(u, relax.const(np.inf, dt)), u, scaled))
 
 
+def _atanh(x):
+    """atanh(x) = log1p(2x / (1 - x)) / 2: TVM's 0.5 * log((1 + x) / (1 - x)) lost small x (relative error 1e-3 at
+    x = 1e-5); +-inf at +-1 and NaN past them, as TF."""
+    dt = str(x.ty.dtype)
+    ratio = relax.op.divide(relax.op.multiply(relax.const(2.0, dt), x), relax.op.subtract(relax.const(1.0, dt), x))
+    return relax.op.multiply(relax.const(0.5, dt), _log1p(ratio, dt))
+
+
 def _sign(x):
     """TF's Sign keeps NaN (TVM's gives 0 there)."""
     if str(x.ty.dtype).startswith(("float", "bfloat")):
@@ -519,6 +527,8 @@ _UNARY = {
     "Softsign": lambda x: relax.op.divide(x, relax.op.add(relax.op.abs(x), relax.const(1.0, x.ty.dtype))),
     "Relu6": lambda x: tf_relu(x, 6.0),
     "Sin": relax.op.sin, "Cos": relax.op.cos, "Tan": relax.op.tan, "Atan": relax.op.atan,
+    "Asin": relax.op.asin, "Acos": relax.op.acos, "Sinh": relax.op.sinh, "Cosh": relax.op.cosh,
+    "Asinh": relax.op.asinh, "Acosh": relax.op.acosh, "Atanh": lambda x: _atanh(x),
     "Round": _round_half_even, "Rint": _round_half_even, "Expm1": _expm1, "Invert": relax.op.bitwise_not,
     "Elu": lambda x: relax.op.where(relax.op.greater(x, relax.const(0.0, x.ty.dtype)), x,
                                     relax.op.subtract(relax.op.exp(x), relax.const(1.0, x.ty.dtype))),
