@@ -11,7 +11,9 @@ naming the node and op.
 - tf.debugging.check_numerics (CheckNumerics), tf.saturate_cast (ClipByValue), tf.nn.l2_loss / tf.linalg.global_norm
   (L2Loss) had no converter; a tf.function returning a list or a SparseTensor under a dict key failed the import
   with an IndexError;
-- tf.math.asin / acos / sinh / cosh / asinh / acosh / atanh had no converter;"""
+- tf.math.asin / acos / sinh / cosh / asinh / acosh / atanh had no converter;
+- a while loop (a Keras GRU, tf.map_fn) failed with "the graph has a cycle": now an UnsupportedOpError naming the
+  loop and the op."""
 
 from __future__ import annotations
 
@@ -325,3 +327,20 @@ def test_inverse_trig_and_hyperbolic(no_fallback):
     for k in ("asin", "sinh", "asinh", "atanh"):
         np.testing.assert_allclose(got[k][small], exp[k][small], rtol=1e-6, err_msg=k)
     model.check({"x": x[:0], "d": d[:0]}, (x[:0], d[:0]), "B=0")
+
+
+def test_a_while_loop_is_a_clear_error(no_fallback):
+    """tf.while_loop / tf.map_fn (and Keras' GRU / LSTM layers) freeze to Enter / Merge / NextIteration / Exit
+    nodes, a cycle: the import said 'the graph has a cycle' and listed inner node names; it now raises
+    UnsupportedOpError naming the op ('While') and the loop."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32)])
+    def serve(x):
+        _, y = tf.while_loop(lambda i, y: i < 3, lambda i, y: (i + 1, y * 0.5 + 1.0), (tf.constant(0), x))
+        return {"y": y}
+
+    with pytest.raises(recom_tvm.UnsupportedOpError) as err:
+        recom_tvm.from_tensorflow(serve.get_concrete_function())
+    text = str(err.value)
+    assert "'While' at node 'while'" in text and "GRU" in text and "NextIteration" in text, text

@@ -242,10 +242,33 @@ class Graph:
                 if indeg[u] == 0:
                     heapq.heappush(ready, u)
         if len(order) != len(self.nodes):
-            cyc = sorted(n for n, d in indeg.items() if d > 0)[:5]
-            raise ModelFormatError(f"the graph has a cycle (a while loop: not supported; conditionals are); "
-                                   f"nodes involved: {cyc}")
+            self._refuse_cycle(sorted(n for n, d in indeg.items() if d > 0))
         return order
+
+    _LOOP_OPS = ("Enter", "RefEnter", "Exit", "RefExit", "NextIteration", "RefNextIteration", "LoopCond")
+
+    def _refuse_cycle(self, cyc: list[str]) -> None:
+        """A cycle is a while loop (TF lowers `While` / `StatelessWhile` to Enter / Merge / NextIteration / Exit
+        when a SavedModel or a tf.function is frozen): refused naming the loop (its Enter nodes' frame) and the op
+        types, with where such loops come from; any other cycle is a malformed graph."""
+        frames: dict[str, list[str]] = {}
+        for n, node in self.nodes.items():  # (an Enter reads from outside the loop: it is not on the cycle)
+            if node.op in ("Enter", "RefEnter"):
+                frame = node.attr("frame_name", b"")
+                frame = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else str(frame)
+                frames.setdefault(frame or n, []).append(n)
+        if frames or any(self.nodes[n].op in self._LOOP_OPS for n in cyc):
+            from ..errors import UnsupportedOpError
+
+            ops = sorted({self.nodes[n].op for n in cyc if self.nodes[n].op in self._LOOP_OPS + ("Merge", "Switch")}
+                         | ({"Enter"} if frames else set()))
+            loop = sorted(frames)[0].removesuffix("/while_context") if frames else cyc[0]
+            more = f" (and {len(frames) - 1} more loops)" if len(frames) > 1 else ""
+            raise UnsupportedOpError(
+                "While", loop, None,
+                f"a while loop{more} (tf.while_loop, tf.map_fn / tf.scan, a Keras RNN layer: GRU, LSTM, SimpleRNN) "
+                f"is not supported (conditionals are); TF wrote it as {', '.join(ops)} nodes, e.g. {cyc[:3]}")
+        raise ModelFormatError(f"the graph has a cycle; nodes involved: {cyc[:5]}")
 
     def consumers(self) -> dict[str, list[str]]:
         """node name -> names of nodes reading any of its outputs."""
