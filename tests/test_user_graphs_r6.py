@@ -13,7 +13,10 @@ naming the node and op.
   with an IndexError;
 - tf.math.asin / acos / sinh / cosh / asinh / acosh / atanh had no converter;
 - a while loop (a Keras GRU, tf.map_fn) failed with "the graph has a cycle": now an UnsupportedOpError naming the
-  loop and the op."""
+  loop and the op.
+
+Probes that already matched TF and that nothing else covered (small-int feeds, embedding_lookup_sparse's sqrtn
+combiner with weights and max_norm, clip_by_norm) keep a regression test here."""
 
 from __future__ import annotations
 
@@ -344,3 +347,55 @@ def test_a_while_loop_is_a_clear_error(no_fallback):
         recom_tvm.from_tensorflow(serve.get_concrete_function())
     text = str(err.value)
     assert "'While' at node 'while'" in text and "GRU" in text and "NextIteration" in text, text
+
+
+def test_small_int_feeds(no_fallback):
+    """int8 / uint8 / int16 feeds (regression: nothing else feeds them): ids cast for a gather, one_hot of uint8,
+    wrapping arithmetic and sums in the narrow type, floor division / modulo by negatives, bitwise ops, narrowing
+    casts."""
+    import tensorflow as tf
+
+    table = tf.constant(np.random.default_rng(66).normal(size=(256, 2)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.int8), tf.TensorSpec([None, 3], tf.uint8),
+                                  tf.TensorSpec([None, 3], tf.int16)])
+    def serve(a, u, s):
+        return {"emb": tf.reduce_sum(tf.gather(table, tf.cast(u, tf.int32)), 1), "oh": tf.one_hot(u, 4),
+                "add8": a + a, "neg8": -a, "abs8": tf.abs(a), "sub_u": u - tf.constant(10, tf.uint8),
+                "sum8": tf.reduce_sum(a, 1), "fdiv16": s // tf.constant(-7, tf.int16),
+                "mod16": tf.math.floormod(s, tf.constant(5, tf.int16)), "amax": tf.argmax(u, 1),
+                "band": tf.bitwise.bitwise_and(u, tf.constant(0x0F, tf.uint8)), "i16to8": tf.cast(s, tf.int8),
+                "f": tf.cast(a, tf.float32) * tf.cast(u, tf.float32) + tf.cast(s, tf.float32)}
+
+    model = FunctionModel(serve.get_concrete_function(), passes=False)
+    a = np.array([[-128, 127, 0], [1, -1, 100], [64, 64, -65]], np.int8)
+    u = np.array([[255, 0, 9], [128, 3, 1], [200, 200, 2]], np.uint8)
+    s = np.array([[-32768, 32767, 7], [-7, 6, -1], [1000, -1000, 0]], np.int16)
+    model.check({"a": a, "u": u, "s": s}, (a, u, s), "B=3")
+    model.check({"a": a[:0], "u": u[:0], "s": s[:0]}, (a[:0], u[:0], s[:0]), "B=0")
+
+
+def test_embedding_lookup_sparse_sqrtn_with_weights_and_max_norm(no_fallback):
+    """tf.nn.embedding_lookup_sparse with combiner 'sqrtn' / 'mean' and weights (zero and negative ones), and
+    max_norm (rows clipped by clip_by_norm before combining); safe_embedding_lookup_sparse beside it (regression:
+    matched TF, not tested elsewhere). Empty rows, an id past the table (TF's error)."""
+    import tensorflow as tf
+
+    from test_user_graphs_r5 import _sparse
+
+    table = tf.constant(np.random.default_rng(67).normal(size=(6, 3)).astype(np.float32) * 2)
+
+    @tf.function(input_signature=[tf.SparseTensorSpec([None, None], tf.int64),
+                                  tf.SparseTensorSpec([None, None], tf.float32)])
+    def serve(ids, w):
+        return {"sqrtn": tf.nn.embedding_lookup_sparse(table, ids, w, combiner="sqrtn"),
+                "mean": tf.nn.embedding_lookup_sparse(table, ids, w, combiner="mean"),
+                "safe": tf.nn.safe_embedding_lookup_sparse(table, ids, w, combiner="sqrtn"),
+                "maxn": tf.nn.embedding_lookup_sparse(table, ids, w, combiner="sum", max_norm=1.0)}
+
+    model = FunctionModel(serve.get_concrete_function(), passes=False)
+    for what, ids, w in (("B=3", [[1, 2], [0], [5, 3, 3]], [[0.5, 2.0], [1.0], [1.0, -1.0, 3.0]]),
+                         ("last empty", [[1, 2], [4], []], [[1.0, 1.0], [0.0], []]),
+                         ("B=1 zero weights", [[4, 4]], [[0.0, 0.0]]), ("id 6", [[6]], [[1.0]])):
+        a, b = _sparse(ids), _sparse(w, np.float32)
+        model.check({"ids": a, "w": b}, (tf.SparseTensor(*a), tf.SparseTensor(*b)), what)
