@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-MODELS = {"e": "model_e", "f": "model_f"}
+MODELS = {"e": "model_e", "f": "model_f", "l": "model_l"}  # l: E's large columns alone (issue 16)
 
 
 def paths(m: str, rows: int) -> dict:

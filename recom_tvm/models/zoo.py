@@ -34,6 +34,13 @@ def model_f(large_rows: int = 1 << 23) -> ModelSpec:
                         seed=6)
 
 
+def model_l(large_rows: int = 1 << 23) -> ModelSpec:
+    """E's large columns alone, 40 of them: multi-hot (1-10 ids) string columns of `large_rows` rows x 32 floats,
+    tables that live in DRAM (E's own table bytes come 93% from cache-resident tables): the compact-table case
+    (issue 16), where halving a table's bytes halves the bytes that bind. Top MLP as E's."""
+    return _recom_model(f"model_l_{large_rows}", (0, 0, 0, 0, 40), (1024, 1024, 128), large_rows, seed=7)
+
+
 def model_f_small(large_rows: int = 4096) -> ModelSpec:
     """F's column kinds, dims, combiners and MLP at a tenth of its bucketized / int / string columns (all 7 multi-hot
     and 3 large ones kept): 129 columns, a quick stand-in for F in tests and benchmarks (its TF export ~30 s on a
