@@ -34,7 +34,9 @@
 #                       batches a VM has captured) vs step by step, the GPU's busy share, answers vs the build host's;
 #                       then the request path's own checks (every batch, 8 threads) on the graph builds
 # compact       16      compact tables (fp16 / bf16 / int8) and int32 packing (huge ids, demo.i64) vs TF on the
-#                       GPU, E's kernel per dtype and knob (time vs floor), ncu counters of E at B = 2,048
+#                       GPU, E's kernel per dtype and knob (time vs floor), ncu counters of E at B = 2,048, and
+#                       model L (zoo.model_l: E's 40 large columns alone, 2^22-row tables in DRAM) per dtype: E's
+#                       tables are 93% cache-resident, so compact tables are measured where their bytes bind
 # floor         16      E's and F's fp32 kernels against their floors (E 1.47x / 1.26x at B = 512 / 2,048 after
 #                       round 9, F 1.59x / 1.26x, 2026-12-07): compact_kernels.py measure of E's float32 candidates
 #                       and F's (its best at 512 over FGRID), ncu --set full of the vec8 grid's best
@@ -89,6 +91,8 @@ prepare_one() {
     graphs_threads) python benchmarks/request_path_gpu.py prepare --dir "$d/rp" --batches 1,32
                     RECOM_TVM_CUDA_GRAPH=1 python benchmarks/request_path_gpu.py prepare --dir "$d/rpg" --batches 1,32 ;;
     compact) python benchmarks/compact_kernels.py export --dir "$d/kernels" --models e --batches 512,2048
+             python benchmarks/compact_kernels.py export --dir "$d/kernels_l" --models l --rows 4194304 \
+               --batches 512,2048 --dtypes float32,float16,int8 --variants vec8,best512,stage_meta,group2
              python benchmarks/gpu_correctness.py prepare --dir "$d/check" --only demo mixed24 weighted_mix identity \
                --schedules 2 --compact 1 ;;
     floor) python benchmarks/compact_kernels.py export --dir "$d/kernels" --models e --batches 512,2048 --dtypes float32
@@ -154,6 +158,9 @@ run_one() {
       timeout 240 python3 benchmarks/compact_kernels.py measure --dir "$d/kernels" --out "$o" --number 20 --repeat 5 \
         > "$o/kernels.log" 2>&1
       echo "compact_kernels rc=$?"; tail -n 25 "$o/kernels.log"
+      timeout 200 python3 benchmarks/compact_kernels.py measure --dir "$d/kernels_l" --out "$o/l" --number 20 --repeat 5 \
+        > "$o/kernels_l.log" 2>&1
+      echo "compact_kernels (model L) rc=$?"; tail -n 10 "$o/kernels_l.log"
       local m=dram__bytes_read.sum,dram__bytes_write.sum,lts__t_bytes.sum,gpu__time_duration.sum
       m=$m,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sector_hit_rate.pct
       m=$m,sm__warps_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,smsp__inst_executed.sum
