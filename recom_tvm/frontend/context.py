@@ -139,8 +139,9 @@ class ImportContext:
             ty = var.ty
         return Device(var, str(ty.dtype), list(ty.shape.values))
 
-    def match_shape(self, dev: Device, shape: list) -> Device:
-        """Assert (at run time if unprovable) that `dev` has `shape`, and continue with that shape."""
+    def match_shape(self, dev: Device, shape: list, broadcast: bool = False) -> Device:
+        """Assert (at run time if unprovable) that `dev` has `shape`, and continue with that shape. broadcast: the
+        op is a broadcasting one (its error says what TF would do with a size-1 dim)."""
         if len(dev.shape) == len(shape) and all(prove_equal(a, b) for a, b in zip(dev.shape, shape)):
             return dev
         if len(dev.shape) != len(shape):
@@ -148,12 +149,14 @@ class ImportContext:
         for k, (a, b) in enumerate(zip(dev.shape, shape)):
             if isinstance(a, tirx.Var) and isinstance(b, tirx.Var) and not prove_equal(a, b) and \
                     self._is_input_symbol(a) and self._is_input_symbol(b):
+                hint = (" (where one is 1 TF broadcasts it; recom_tvm binds the two as one size: repeat the "
+                        "size-1 input to the other's size)") if broadcast else ""
                 self.assume(a == b, f"{self.label()}: dimension {k} must be equal in its inputs, "
-                                    f"got {a.name} != {b.name}")
+                                    f"got {a.name} != {b.name}{hint}")
         var = self.bb.match_cast(dev.expr, relax.TensorType([as_expr(s) for s in shape], dev.dtype))
         return Device(var, dev.dtype, list(var.ty.shape.values))
 
-    def match_shape_cast(self, dev: Device, shape: list) -> Device:
+    def match_shape_cast(self, dev: Device, shape: list, broadcast: bool = False) -> Device:
         """match_shape, casting even when the dims are provably equal but written differently."""
         if len(dev.shape) == len(shape) and all(tvm_ffi.structural_equal(as_expr(a), as_expr(b))
                                                 for a, b in zip(dev.shape, shape)):
@@ -161,7 +164,7 @@ class ImportContext:
         if all(prove_equal(a, b) for a, b in zip(dev.shape, shape)) and len(dev.shape) == len(shape):
             var = self.bb.match_cast(dev.expr, relax.TensorType([as_expr(s) for s in shape], dev.dtype))
             return Device(var, dev.dtype, list(var.ty.shape.values))
-        return self.match_shape(dev, shape)
+        return self.match_shape(dev, shape, broadcast)
 
     def _is_input_symbol(self, v) -> bool:
         return v.name in self.symbols.origin and not self.symbols.origin[v.name].startswith("data-dependent")

@@ -73,7 +73,17 @@ class Binder:
             sym = self.symbols[g]
             a = self.refs[int(self.owner[self.sym_pos[self.group_start[g]]])]
             b = self.refs[int(self.owner[self.sym_pos[k]])]
-            raise InvalidArgumentError(f"inconsistent sizes: {b} implies {sym} = {int(vals[k])} but {a} implies "
-                                       f"{sym} = {int(first[g])} (the model combines them, e.g. in a concat)")
+            raise InvalidArgumentError(inconsistent_sizes(b, sym, int(vals[k]), a, int(first[g])))
         first_src = self.owner[self.sym_pos[self.group_start]].tolist()
         return {s: (v, self.refs[i]) for s, v, i in zip(self.symbols, first.tolist(), first_src)}
+
+
+def inconsistent_sizes(label: str, sym: str, value: int, other: str, other_value: int) -> str:
+    """The error of two feeds that give one size symbol different values. Where one is 1, TF may have broadcast it
+    (a [1, D] feed times a [B, D] one): the compiled model binds such dims as one size (a known gap, said so)."""
+    msg = (f"inconsistent sizes: {label} implies {sym} = {value} but {other} implies {sym} = {other_value} (the "
+           f"model combines them, e.g. in a concat)")
+    if 1 in (value, other_value):
+        msg += ("; if the model broadcasts the size-1 one against the other (an elementwise op, where TF would), "
+                "recom_tvm does not yet: repeat it to the other's size")
+    return msg

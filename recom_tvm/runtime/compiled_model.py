@@ -20,7 +20,7 @@ from .. import config
 from ..errors import FeedError, InvalidArgumentError, ModelFormatError
 from . import builtins  # noqa: F401  (registers the packed functions compiled modules call)
 from .assertions import assertion_symbols, check_all
-from .binding import Binder
+from .binding import Binder, inconsistent_sizes
 from .capture_gate import CaptureGate, capture_key_index, uses_cuda_graphs
 from .feeds import cast_exact, check_ids, flush_denormals, normalize_feeds, sort_rows
 from .host_stage import run_host_stage
@@ -328,8 +328,7 @@ class CompiledModel:
                 if old is None:
                     bound[d] = (v, label)
                 elif old[0] != v:
-                    raise InvalidArgumentError(f"inconsistent sizes: {label} implies {d} = {v} but {old[1]} implies "
-                                               f"{d} = {old[0]} (the model combines them, e.g. in a concat)")
+                    raise InvalidArgumentError(inconsistent_sizes(label, d, v, old[1], old[0]))
             elif kind != "expr" and kind != v:
                 raise FeedError(f"{label}: expected {what} {dims}, got {vals}")
 

@@ -45,7 +45,7 @@ def broadcast_pair(ctx, a: Device, b: Device) -> tuple[Device, Device]:
     if len(a.shape) != len(b.shape):
         return a, b
     target, need = broadcast_target(a.shape, b.shape)
-    return (a, ctx.match_shape_cast(b, target)) if need else (a, b)
+    return (a, ctx.match_shape_cast(b, target, broadcast=True)) if need else (a, b)
 
 
 def broadcast_target(a_shape, b_shape) -> tuple[list, bool]:
@@ -80,7 +80,7 @@ def _broadcast_all(ctx, devs: list[Device]) -> list[Device]:
     out = []
     for d in devs:
         want = [s if t is None or prove_equal(s, 1) else t for s, t in zip(d.shape, target)]
-        out.append(ctx.match_shape_cast(d, want) if len(d.shape) == rank else d)
+        out.append(ctx.match_shape_cast(d, want, broadcast=True) if len(d.shape) == rank else d)
     return out
 
 
