@@ -226,3 +226,33 @@ def test_inputs_with_defaults_are_optional_and_merge(tmp_path):
         for name in ("emb", "score"):
             np.testing.assert_allclose(out[name], exp[name], rtol=1e-5, atol=2e-5, err_msg=f"request {i} {name}")
     assert ex.counters.merged_runs == 2 and ex.counters.merged_requests == 6 and ex.counters.errors == 0
+
+
+def test_feeds_not_aligned_with_the_outputs_rows_merge_only_by_value():
+    """In a graph without feature columns the batch is the outputs' dim 0 where it is a feed's dim 0. A dense feed
+    with a dim 0 of its own (ids looked up as a set, a 1-row context) is not known to be row-aligned: requests
+    merge only where its value is equal; a sparse one of its own rows stops merging."""
+
+    class Raw:
+        features = [{"name": "ids", "kind": "dense", "tensors": {"value": "ids:0"}},
+                    {"name": "pool", "kind": "dense", "tensors": {"value": "pool:0"}}]
+        placeholders = {"ids:0": {"dtype": "int64", "shape": [-1, 2]}, "pool:0": {"dtype": "int64", "shape": [-1]}}
+        symbols = {"ids_dim0": "dim 0 of feed ids", "pool_dim0": "dim 0 of feed pool"}
+        feed_symbols = {"ids_dim0": ["ids:0", 0, "shape"], "pool_dim0": ["pool:0", 0, "shape"]}
+        outputs = [{"name": "score", "shape": ["ids_dim0"]}]
+
+    m = batching.Merger(Raw)
+    assert m.reason is None and [f["shared"] for f in m.features] == [False, True]
+    a = {"ids": np.zeros((3, 2), np.int64), "pool": np.array([1, 2, 3])}
+    b = {"ids": np.ones((3, 2), np.int64), "pool": np.array([1, 2, 3])}
+    c = {"ids": np.ones((3, 2), np.int64), "pool": np.array([1, 2, 4])}
+    assert m.inspect(a) == (3, m.inspect(b)[1]) and m.inspect(a)[1] != m.inspect(c)[1]
+    merged = m.merge([a, b], [3, 3])
+    assert merged["ids"].shape == (6, 2) and merged["pool"].tolist() == [1, 2, 3]
+
+    class RawSparse(Raw):
+        features = Raw.features + [{"name": "tags", "kind": "sparse", "tensors": {
+            "indices": "t_i:0", "values": "t_v:0", "dense_shape": "t_s:0"}}]
+        feed_symbols = {**Raw.feed_symbols, "t_dim0": ["t_s:0", 0, "value"]}
+
+    assert "sparse feature 'tags'" in batching.Merger(RawSparse).reason

@@ -46,9 +46,9 @@ class Merger:
     """Merges feeds of several requests of one model. `reason` is None when merging is possible, else why not."""
 
     def __init__(self, spec) -> None:
+        self.reason, unaligned = _not_row_wise(spec)
         self.features = [{"name": f["name"], "kind": f["kind"], "optional": "default" in f,
-                          "shared": _without_batch(spec, f)} for f in spec.features]
-        self.reason = _not_row_wise(spec)
+                          "shared": _without_batch(spec, f) or f["name"] in unaligned} for f in spec.features]
 
     # ------------------------------------------------------------------------------------------- inspect
     def inspect(self, feeds: Mapping) -> tuple[int, tuple] | None:
@@ -177,20 +177,34 @@ def _without_batch(spec, f: dict) -> bool:
     return shape is not None and (not shape or shape[0] >= 0)
 
 
-def _not_row_wise(spec) -> str | None:
-    """Why the model's requests cannot be merged (None: they can)."""
+def _not_row_wise(spec) -> tuple[str | None, set]:
+    """(why the model's requests cannot be merged or None, the dense features merged only by equal value).
+
+    The batch: a feature column's batch symbol ("batch size of feature"), or in a graph without feature columns
+    the outputs' dim 0 where it is dim 0 of a dense feed or dense_shape[0] of a sparse one. There, a feed whose own
+    dim 0 is another symbol is not known to be row-aligned with the outputs (a list of ids the model looks up as
+    a set, a 1-row context): a dense one merges only with requests of an equal value, a sparse one stops merging."""
     if not spec.features:
-        return "the model has no features"
+        return "the model has no features", set()
     for f in spec.features:
         if f["kind"] not in PARTS:
-            return f"feature {f['name']!r} of kind {f['kind']!r}"
-    # the batch: a feature column's batch symbol, or (a graph without feature columns) dim 0 of a dense feed or
-    # dense_shape[0] of a sparse one
-    shapes = {f"{f['tensors']['dense_shape']}:0" for f in spec.features if f["kind"] == "sparse"}
-    batch = {s for s, origin in spec.symbols.items()
-             if str(origin).startswith(("batch size of feature", "dim 0 of feed "))
-             or any(str(origin) == f"value 0 of feed {t}" for t in shapes)}
+            return f"feature {f['name']!r} of kind {f['kind']!r}", set()
+    symbols = getattr(spec, "feed_symbols", {}) or {}
+    dim0 = {(t, kind): s for s, (t, axis, kind) in symbols.items() if axis == 0}
+    structured = {s for s, origin in spec.symbols.items() if str(origin).startswith("batch size of feature")}
+    out0 = {o["shape"][0] for o in spec.outputs if o["shape"]}
+    raw = {s for s in out0 if str(spec.symbols.get(s, "")).startswith(("dim 0 of feed ", "value 0 of feed "))}
     for o in spec.outputs:
-        if not o["shape"] or o["shape"][0] not in batch:
-            return f"output {o['name']!r} (shape {o['shape']}) is not row-wise: its dim 0 is not the batch"
-    return None
+        if not o["shape"] or o["shape"][0] not in structured | raw:
+            return f"output {o['name']!r} (shape {o['shape']}) is not row-wise: its dim 0 is not the batch", set()
+    unaligned = set()
+    if raw:
+        for f in spec.features:
+            if f["kind"] == "dense" and not _without_batch(spec, f):
+                if dim0.get((f["tensors"]["value"], "shape")) not in raw:
+                    unaligned.add(f["name"])
+            elif f["kind"] == "sparse" and dim0.get((f["tensors"]["dense_shape"], "value")) not in raw:
+                return f"sparse feature {f['name']!r}: its rows are not known to be the outputs' rows", set()
+            elif f["kind"] == "ragged":
+                return f"ragged feature {f['name']!r} in a graph without feature columns", set()
+    return None, unaligned
