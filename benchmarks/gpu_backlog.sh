@@ -39,7 +39,8 @@
 #                       tables are 93% cache-resident, so compact tables are measured where their bytes bind
 # floor         16      E's and F's fp32 kernels against their floors (E 1.47x / 1.26x at B = 512 / 2,048 after
 #                       round 9, F 1.59x / 1.26x, 2026-12-07): compact_kernels.py measure of E's float32 candidates
-#                       and F's (its best at 512 over FGRID), ncu --set full of the vec8 grid's best
+#                       and F's (its best at 512 over FGRID: 1.60x, the grid within 5%, twenty-second session),
+#                       ncu --set full of F's FGRID best at 512 and of E's vec8 grid's best
 #                       at 512 with the binary and the linear bucketize search, and the tuned kernel with the linear
 #                       search at 2,048 (details and SASS pages as CSV, the reports in the
 #                       tgz), and gather_floor.py: what TVM's plain gather of random rows reaches (32 / 64 / 128-byte
@@ -177,11 +178,12 @@ run_one() {
       echo "compact_kernels (float32) rc=$?"; tail -n 22 "$o/kernels.log"
       local ncu; ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
       local bs sched
-      for job in "B512 best512" "B512 best512_lin16" "B2048 lin16"; do
-        bs=${job% *}; sched=${job#* }  # (not `set --`: the tar below reads this function's $1)
+      # E's grid best with both searches and its tuned kernel; F's FGRID best at 512 (1.60x, 2026-12-07: why?)
+      for job in "e B512 best512" "e B512 best512_lin16" "e B2048 lin16" "f B512 f_t128_r4_g2_i0"; do
+        read -r mdl bs sched <<< "$job"  # (not `set --`: the tar below reads this function's $1)
         if [ -z "$ncu" ]; then echo "ncu: not found"; break; fi
         timeout 120 "$ncu" --clock-control none --kernel-name regex:cand --launch-skip 1 --launch-count 1 --set full \
-          --import-source no -f -o "$o/ncu_${bs}_$sched" python3 benchmarks/profile_kernel.py "$d/kernels/e_float32" \
+          --import-source no -f -o "$o/ncu_${bs}_$sched" python3 benchmarks/profile_kernel.py "$d/kernels/${mdl}_float32" \
           "$bs" "$sched" > "$o/ncu_${bs}_$sched.log" 2>&1
         echo "ncu --set full $bs $sched rc=$?"
         "$ncu" --import "$o/ncu_${bs}_$sched.ncu-rep" --page details --csv > "$o/ncu_${bs}_${sched}_details.csv" 2>/dev/null
