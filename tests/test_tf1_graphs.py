@@ -296,15 +296,10 @@ def test_random_noise_is_refused_naming_the_node(tmp_path, monkeypatch):
         FrozenTF1Model(noisy, {"x": "x:0"}, tmp_path)
 
 
-def test_placeholder_with_default_serving_input_may_be_left_out(tmp_path):
-    """A TF1 SavedModel whose signature lists placeholder_with_default inputs (a score scale, a per-column id
-    offset): Session.run takes their defaults where the request leaves them out, and so must run() and prepare()
-    (the native host stage and the reference), imported and optimized, after export / load too. Fed, they are
-    ordinary feeds; a feature without a default is still required."""
+def defaults_saved_model(path: str):
+    """A TF1 SavedModel at `path` whose signature lists two placeholder_with_default inputs (a scalar score scale, a
+    per-column id offset [2]) beside the ids -> (its Session, reference(feeds by name) -> {"emb", "score"})."""
     import tensorflow as tf
-
-    import recom_tvm
-    from conftest import assert_matches_tf, outcome
 
     v1 = tf.compat.v1
     g = tf.Graph()
@@ -316,9 +311,25 @@ def test_placeholder_with_default_serving_input_may_be_left_out(tmp_path):
         emb = tf.reshape(tf.gather(table, tf.minimum(ids + offset, 11)), [-1, 8], name="emb")
         score = tf.identity(tf.reduce_sum(emb, 1) * scale, name="score")
         sess = v1.Session(graph=g)
-        path = str(tmp_path / "sm")
-        v1.saved_model.simple_save(sess, path, inputs={"ids": ids, "scale": scale, "offset": offset},
-                                   outputs={"emb": emb, "score": score})
+        placeholders = {"ids": ids, "scale": scale, "offset": offset}
+        v1.saved_model.simple_save(sess, path, inputs=placeholders, outputs={"emb": emb, "score": score})
+
+    def reference(feeds: dict) -> dict:
+        return sess.run({"emb": emb, "score": score}, {placeholders[k]: v for k, v in feeds.items()})
+
+    return sess, reference
+
+
+def test_placeholder_with_default_serving_input_may_be_left_out(tmp_path):
+    """A TF1 SavedModel whose signature lists placeholder_with_default inputs (a score scale, a per-column id
+    offset): Session.run takes their defaults where the request leaves them out, and so must run() and prepare()
+    (the native host stage and the reference), imported and optimized, after export / load too. Fed, they are
+    ordinary feeds; a feature without a default is still required."""
+    import recom_tvm
+    from conftest import assert_matches_tf, outcome
+
+    path = str(tmp_path / "sm")
+    sess, reference = defaults_saved_model(path)
     mod, params, _ = recom_tvm.from_tensorflow(path)
     built = {"imported": recom_tvm.build(mod, "llvm", params),
              "optimized": recom_tvm.build(recom_tvm.optimize(mod), "llvm", params)}
@@ -327,12 +338,12 @@ def test_placeholder_with_default_serving_input_may_be_left_out(tmp_path):
     built["optimized"].export_library(str(tmp_path / "lib.so"))
     built["loaded"] = recom_tvm.load(str(tmp_path / "lib.so"))
     x = np.array([[1, 2], [8, 0], [3, 3]], np.int64)
-    cases = [({"ids": x}, {ids: x}, "both left out"),
-             ({"ids": x, "scale": np.float32(-0.5)}, {ids: x, scale: -0.5}, "scale fed"),
-             ({"ids": x, "offset": np.array([1, 1], np.int64)}, {ids: x, offset: [1, 1]}, "offset fed"),
-             ({"ids": x[:0]}, {ids: x[:0]}, "B = 0, both left out")]
-    for feeds, tf_feeds, what in cases:
-        exp = sess.run({"emb": emb, "score": score}, tf_feeds)
+    cases = [({"ids": x}, "both left out"),
+             ({"ids": x, "scale": np.float32(-0.5)}, "scale fed"),
+             ({"ids": x, "offset": np.array([1, 1], np.int64)}, "offset fed"),
+             ({"ids": x[:0]}, "B = 0, both left out")]
+    for feeds, what in cases:
+        exp = reference(feeds)
         for name, model in built.items():
             got = model.run(feeds)
             for out in ("emb", "score"):

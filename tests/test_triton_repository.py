@@ -15,6 +15,7 @@ from recom_tvm.models import zoo
 from recom_tvm.serving import batching, wire
 from recom_tvm.serving.executor import Executor
 from recom_tvm.serving.repository import config_pbtxt, export_triton
+from test_tf1_graphs import defaults_saved_model
 
 
 def _inputs(text: str) -> dict[str, tuple[str, str]]:
@@ -155,30 +156,11 @@ def test_export_command(compiled, tmp_path):
 
 
 def defaults_model(path: str):
-    """A TF1 SavedModel with two placeholder_with_default serving inputs (a scalar score scale, a per-column id
+    """test_tf1_graphs' SavedModel with two placeholder_with_default inputs (a scalar score scale, a per-column id
     offset [2]) beside the ids -> (optimized CompiledModel, reference(feeds) -> {"emb", "score"} from TF)."""
-    import tensorflow as tf
-
-    v1 = tf.compat.v1
-    g = tf.Graph()
-    with g.as_default():
-        ids = v1.placeholder(tf.int64, [None, 2], name="ids")
-        scale = v1.placeholder_with_default(2.0, [], name="scale")
-        offset = v1.placeholder_with_default(tf.constant([0, 3], tf.int64), [2], name="offset")
-        table = tf.constant(np.random.default_rng(7).normal(size=(12, 4)).astype(np.float32))
-        emb = tf.reshape(tf.gather(table, tf.minimum(ids + offset, 11)), [-1, 8], name="emb")
-        score = tf.identity(tf.reduce_sum(emb, 1) * scale, name="score")
-        sess = v1.Session(graph=g)
-        v1.saved_model.simple_save(sess, path, inputs={"ids": ids, "scale": scale, "offset": offset},
-                                   outputs={"emb": emb, "score": score})
+    _, reference = defaults_saved_model(path)
     mod, params, _ = recom_tvm.from_tensorflow(path)
-    model = recom_tvm.build(recom_tvm.optimize(mod), "llvm", params)
-    placeholders = {"ids": ids, "scale": scale, "offset": offset}
-
-    def reference(feeds: dict) -> dict:
-        return sess.run({"emb": emb, "score": score}, {placeholders[k]: v for k, v in feeds.items()})
-
-    return model, reference
+    return recom_tvm.build(recom_tvm.optimize(mod), "llvm", params), reference
 
 
 def defaults_requests(rng) -> list[dict]:

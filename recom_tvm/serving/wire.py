@@ -171,13 +171,13 @@ def from_wire(features: list[dict], arrays: Mapping[str, np.ndarray]) -> dict:
         if f.get("optional") and all(arrays.get(n) is None for n in names):
             continue
         vals = []
-        for part in parts:
-            arr = arrays.get(tensor_name(f["name"], part, f["kind"]))
+        for name in names:
+            arr = arrays.get(name)
             if arr is None:
-                raise KeyError(f"missing input {tensor_name(f['name'], part, f['kind'])!r} (feature "
-                               f"{f['name']!r} has no default: every request must carry it)")
+                raise KeyError(f"missing input {name!r} (feature {f['name']!r} has no default: every request must "
+                               f"carry it)")
             if arr.ndim == 0 or arr.shape[0] != 1:
-                raise ValueError(f"input {tensor_name(f['name'], part, f['kind'])!r}: expected a leading request "
+                raise ValueError(f"input {name!r}: expected a leading request "
                                  f"dimension of 1 (one recom_tvm request per Triton request), got shape "
                                  f"{list(arr.shape)}")
             vals.append(arr[0].reshape(()) if f.get("scalar") and arr[0].size == 1 else arr[0])
