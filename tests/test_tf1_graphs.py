@@ -358,38 +358,3 @@ def test_placeholder_with_default_serving_input_may_be_left_out(tmp_path):
     sess.close()
 
 
-def test_a_one_row_feed_broadcast_against_the_batch_is_refused_saying_so(tmp_path):
-    """A known gap, tested so that it stays loud: a [None, 1] feed (here a placeholder_with_default of one row)
-    multiplied with a [B, 1] value. TF broadcasts the one row; the compiled model binds both dims as one size and
-    refuses B != 1 naming both feeds and what to do (repeat the row), never a silent answer. Repeated, it matches
-    TF; B = 1 matches as it is."""
-    import tensorflow as tf
-
-    import recom_tvm
-    from conftest import assert_matches_tf
-
-    v1 = tf.compat.v1
-    g = tf.Graph()
-    with g.as_default():
-        ids = v1.placeholder(tf.int64, [None, 2], name="ids")
-        w = v1.placeholder_with_default(tf.ones([1, 1]), [None, 1], name="w")
-        table = tf.constant(np.random.default_rng(7).normal(size=(12, 4)).astype(np.float32))
-        emb = tf.reshape(tf.gather(table, tf.minimum(ids, 11)), [-1, 8], name="emb")
-        score = tf.identity(tf.reduce_sum(emb, 1, keepdims=True) * w, name="score")
-        sess = v1.Session(graph=g)
-        path = str(tmp_path / "sm")
-        v1.saved_model.simple_save(sess, path, inputs={"ids": ids, "w": w}, outputs={"emb": emb, "score": score})
-    mod, params, _ = recom_tvm.from_tensorflow(path)
-    x = np.array([[1, 2], [8, 0], [3, 3]], np.int64)
-    for name, m in (("imported", recom_tvm.build(mod, "llvm", params)),
-                    ("optimized", recom_tvm.build(recom_tvm.optimize(mod), "llvm", params))):
-        for feeds in ({"ids": x}, {"ids": x, "w": np.full((1, 1), 0.5, np.float32)}):
-            with pytest.raises(recom_tvm.InvalidArgumentError, match="(inconsistent sizes.*repeat it to the other|must be equal in its inputs.*repeat the size-1 input)"):
-                m.run(feeds)
-        for feeds, tf_feeds in (({"ids": x, "w": np.full((3, 1), 0.5, np.float32)}, {ids: x, w: np.full((1, 1), 0.5)}),
-                                ({"ids": x[:1]}, {ids: x[:1]})):
-            exp = sess.run({"emb": emb, "score": score}, tf_feeds)
-            got = m.run(feeds)
-            for out in ("emb", "score"):
-                assert_matches_tf(got[out], exp[out], f"{name} {out}")
-    sess.close()

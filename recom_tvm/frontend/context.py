@@ -149,12 +149,44 @@ class ImportContext:
         for k, (a, b) in enumerate(zip(dev.shape, shape)):
             if isinstance(a, tirx.Var) and isinstance(b, tirx.Var) and not prove_equal(a, b) and \
                     self._is_input_symbol(a) and self._is_input_symbol(b):
-                hint = (" (where one is 1 TF broadcasts it; recom_tvm binds the two as one size: repeat the "
+                hint = (" (where one is 1 TF broadcasts it; recom_tvm binds the two as one size and repeats a "
+                        "one-row feed only where nothing but row-wise ops lie between it and this op: repeat the "
                         "size-1 input to the other's size)") if broadcast else ""
                 self.assume(a == b, f"{self.label()}: dimension {k} must be equal in its inputs, "
                                     f"got {a.name} != {b.name}{hint}")
+        src = self._reshaped(dev)
+        exprs = [(k, a, b) for k, (a, b) in enumerate(zip(dev.shape, shape)) if not prove_equal(a, b) and
+                 not (isinstance(a, tirx.Var) and isinstance(b, tirx.Var))]
+        if src is not None and exprs and all(self._checkable(a) and self._checkable(b)
+                                             for a, b in zip(dev.shape, shape) if not prove_equal(a, b)):
+            # a reshape's result cast to other sizes (x * w rows of a tile to the batch's x): TVM's
+            # CanonicalizeBindings (in KillAfterLastUse) recursed without end on such a match_cast and the build
+            # crashed (SIGSEGV). The sizes are input sizes: checked on the host before launch, then one reshape
+            for k, a, b in exprs:
+                self.assume(as_expr(a) == as_expr(b), f"{self.label()}: dimension {k} must be equal in its "
+                                                      f"inputs, got {a} != {b}")
+            var = self.bb.emit(relax.op.reshape(src, [as_expr(s) for s in shape]))
+            return Device(var, dev.dtype, list(var.ty.shape.values))
         var = self.bb.match_cast(dev.expr, relax.TensorType([as_expr(s) for s in shape], dev.dtype))
         return Device(var, dev.dtype, list(var.ty.shape.values))
+
+    def _reshaped(self, dev: Device):
+        """The input of the reshape `dev` is bound to, or None."""
+        try:
+            value = self.bb.lookup_binding(dev.expr) if isinstance(dev.expr, relax.Var) else None
+        except Exception:  # noqa: BLE001 - not bound in this builder's scope
+            return None
+        if isinstance(value, relax.Call) and getattr(value.op, "name", "") == "relax.reshape":
+            return value.args[0]
+        return None
+
+    def _checkable(self, dim) -> bool:
+        """A dim the host can compute before launch: a constant, or an expression of input sizes only."""
+        if is_const_int(dim):
+            return True
+        names = self.symbols_of(as_expr(dim))
+        return bool(names) and all(n in self.symbols.origin and not self.symbols.origin[n].startswith(
+            "data-dependent") for n in names)
 
     def match_shape_cast(self, dev: Device, shape: list, broadcast: bool = False) -> Device:
         """match_shape, casting even when the dims are provably equal but written differently."""

@@ -26,6 +26,7 @@ from .context import ImportContext
 from .graph import Graph, Node, parse_tensor_name
 from .liveness import DEAD, MERGE_OPS, SWITCH_OPS, Liveness
 from .loader import Feature, LoadedGraph, load
+from .row_broadcast import RowBroadcast
 from .tables import TABLE_OPS, Table, resolve_tables
 from .values import Host, Known, host_attrs, host_input
 
@@ -133,6 +134,7 @@ class _Importer:
         self.failures: list[RecomError] = []  # nodes without a translation, in graph order
         self.poisoned: set[str] = set()  # their nodes and everything reading them (not converted)
         self.feed_symbols: dict[str, list] = {}  # input size symbol -> [feed tensor, axis, "shape" | "value"]
+        self.rows = RowBroadcast(self.feed_symbols)  # feeds whose one row TF may broadcast (row_broadcast.py)
         converters._load()
         self.loaded = loaded
         self.graph: Graph = loaded.graph
@@ -252,6 +254,29 @@ class _Importer:
                     self.feed_symbols.setdefault(d.name, [tensor, i, "shape"])
             self.values[(name, 0)] = ctx.host_values[tensor] = Host(tensor, dtype, dims)
 
+    def _row_candidates(self) -> None:
+        """Dense feeds whose one row TF may broadcast against the batch (row_broadcast.py)."""
+        for f in self.loaded.features:
+            t = f.tensors.get("value")
+            if f.kind == "dense" and t and parse_tensor_name(t) in self.values:
+                self.rows.feed(parse_tensor_name(t), self.values[parse_tensor_name(t)])
+
+    def _row_broadcast(self) -> list[dict]:
+        """[{"features": [repeated together], "anchors": [[feature, part, axis, "shape" | "value"]]}] for the spec:
+        where the runtime reads the size each group of one-row features is repeated to (runtime/row_broadcast.py)."""
+        final = [parse_tensor_name(t) for _, t in self.loaded.outputs] + [src for _, src in self.asserts]
+        part_of = {parse_tensor_name(t): (f.name, part) for f in self.loaded.features for part, t in f.tensors.items()}
+        plan = []
+        for members, symbols in self.rows.finish(final):
+            anchors = []
+            for sym in symbols:
+                tensor, axis, kind = self.feed_symbols[sym]
+                if parse_tensor_name(tensor) in part_of:
+                    anchors.append([*part_of[parse_tensor_name(tensor)], axis, kind])
+            if anchors:
+                plan.append({"features": [part_of[parse_tensor_name(t)][0] for t in members], "anchors": anchors})
+        return plan
+
     def _rank_unknown(self, feat) -> bool:
         """A sparse feature whose dense_shape input has no static length (v1.sparse_placeholder(shape=None))."""
         node = self.graph.nodes.get(parse_tensor_name(feat.tensors.get("dense_shape", ""))[0])
@@ -308,7 +333,9 @@ class _Importer:
         with bb.function("main"):
             with bb.dataflow():
                 self._bind_placeholders(set(needed))
+                self._row_candidates()
                 if self.corun:
+                    self.rows.disable()
                     from .corun import emit_corun
 
                     emit_corun(self, needed)
@@ -344,6 +371,7 @@ class _Importer:
                                self.ctx.symbols.origin)
         spec.assertions = list(self.ctx.assertions)
         spec.feed_symbols = self.feed_symbols
+        spec.row_broadcast = self._row_broadcast()
         if self.corun_failures:
             spec.corun = [{"op": f.op, "node": f.node, "column": f.column} for f in self.corun_failures]
         return mod, dict(self.ctx.params), spec
@@ -430,6 +458,7 @@ class _Importer:
             outs = [outs]
         for i, v in enumerate(outs):
             self.values[(node.name, i)] = v
+        self.rows.visit(node, ins, outs)
 
     def _dispatch(self, node: Node, ins: list, on_host: bool):
         op = node.op

@@ -80,10 +80,12 @@ class Binder:
 
 def inconsistent_sizes(label: str, sym: str, value: int, other: str, other_value: int) -> str:
     """The error of two feeds that give one size symbol different values. Where one is 1, TF may have broadcast it
-    (a [1, D] feed times a [B, D] one): the compiled model binds such dims as one size (a known gap, said so)."""
+    (a [1, D] feed times a [B, D] one): the runtime repeats such a feed where its rows reach the broadcast through
+    row-wise ops only (runtime/row_broadcast.py); elsewhere the compiled model binds both dims as one size."""
     msg = (f"inconsistent sizes: {label} implies {sym} = {value} but {other} implies {sym} = {other_value} (the "
            f"model combines them, e.g. in a concat)")
     if 1 in (value, other_value):
-        msg += ("; if the model broadcasts the size-1 one against the other (an elementwise op, where TF would), "
-                "recom_tvm does not yet: repeat it to the other's size")
+        msg += ("; if the model broadcasts the size-1 one against the other (an elementwise op, where TF would): "
+                "recom_tvm repeats a one-row feed only where nothing but row-wise ops lie between it and the "
+                "broadcast, not in this model; repeat it to the other's size")
     return msg

@@ -26,6 +26,7 @@ from .feeds import cast_exact, check_ids, flush_denormals, normalize_feeds, sort
 from .host_stage import run_host_stage
 from . import compact
 from .keyed_jagged import KeyedJagged
+from .row_broadcast import repeat_one_row_feeds
 from .native.device_api import NUMPY_OF_DL, SERVED_DTYPES
 from .packer import PACKED, PACKED_SIZES, apply_recipes, hash_strings_count, is_virtual_zeros, pack
 from .request_slots import Slot, SlotPool
@@ -222,7 +223,7 @@ class CompiledModel:
 
         Native host stage by default (config.host_stage); the numpy reference where it refuses the request, which
         then raises TF's error. The arrays returned are the caller's (not a reused buffer)."""
-        feeds = with_defaults(self.spec, feeds)
+        feeds = repeat_one_row_feeds(self.spec, with_defaults(self.spec, feeds))
         native = self.native_host()
         if native is not None:
             args = self.prepare_native(feeds, native)
@@ -340,7 +341,7 @@ class CompiledModel:
         on CUDA), one host->device copy, the module on one VM of the pool, outputs copied back. Threads run
         requests concurrently (config.max_vms VMs); the host stage releases the GIL, and with config.native_serve
         the device part runs in the same GIL-free native call (_serve)."""
-        feeds = with_defaults(self.spec, feeds)
+        feeds = repeat_one_row_feeds(self.spec, with_defaults(self.spec, feeds))
         gate = self._capture_gate()
         slot = self._pool.acquire(self._new_slot)
         try:
@@ -625,6 +626,8 @@ def pool_key_index(spec: InputSpec):
 
 def host_env(spec: InputSpec, feeds: Mapping) -> dict:
     """Validated feeds through the host stage: the tensors the module's inputs are taken from."""
+    if spec.row_broadcast:  # (run() and prepare() did this already: a no-op then)
+        feeds = repeat_one_row_feeds(spec, with_defaults(spec, feeds))
     env = normalize_feeds(spec, feeds)
     for name in spec.sort_rows:
         sort_rows(spec.feature(name), env, spec.sort_with.get(name, ()), spec.feed_of)

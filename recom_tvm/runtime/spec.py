@@ -33,6 +33,10 @@ class InputSpec:
     corun: list[dict] = dataclasses.field(default_factory=list)
     # where each feed's size symbols are read: {symbol: [feed tensor, axis, "shape" (of the array) | "value"]}
     feed_symbols: dict = dataclasses.field(default_factory=dict)
+    # dense features whose one row TF broadcasts against the batch: [{"features": [repeated together], "anchors":
+    # [[feature, part, axis, "shape" | "value"]: where the size they meet is read]}] (frontend/row_broadcast.py);
+    # the runtime repeats such one-row feeds to that size (runtime/row_broadcast.py)
+    row_broadcast: list = dataclasses.field(default_factory=list)
     # the module's tensors per request, for the memory report: {"shape": [size AST (assertions.py)], "dtype"}
     workspace: list[dict] = dataclasses.field(default_factory=list)
     # the symbols the built module's device allocations are sized by (None: unknown; backend/allocation_symbols.py)

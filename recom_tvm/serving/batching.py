@@ -27,8 +27,10 @@ When it is right, and what is checked:
   requests merge only where its value is equal (the merged run gets that value).
 - A feature with a default (placeholder_with_default) may be left out: requests that leave out the same ones
   merge, and the merged run takes each default once. That is each request's answer wherever the model treats
-  the default row-wise (broadcasts it); where the default's own row count meets the batch's, the merged run
-  fails and every request runs alone.
+  the default row-wise (broadcasts it: a one-row default is repeated to the merged rows where the spec lists it,
+  runtime/row_broadcast.py); where the default's own row count meets the batch's, the merged run fails and every
+  request runs alone. A request feeding such a feature one row against B rows of the others merges once the
+  executor has repeated that row to the request's rows (executor.py).
 """
 
 from __future__ import annotations
@@ -207,4 +209,9 @@ def _not_row_wise(spec) -> tuple[str | None, set]:
                 return f"sparse feature {f['name']!r}: its rows are not known to be the outputs' rows", set()
             elif f["kind"] == "ragged":
                 return f"ragged feature {f['name']!r} in a graph without feature columns", set()
+        # a feature TF broadcasts against aligned rows (row_broadcast: it meets them row for row, repeated where
+        # it came with one) is aligned too
+        for group in getattr(spec, "row_broadcast", None) or []:
+            if any(a[0] not in unaligned and a[1] == "value" and a[2] == 0 for a in group["anchors"]):
+                unaligned -= set(group["features"])
     return None, unaligned

@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from ..errors import RecomError
+from ..runtime.row_broadcast import repeat_one_row_feeds
 from .batching import Merger, plan
 
 
@@ -34,6 +35,10 @@ class Executor:
     def run(self, feeds_list: list[Mapping]) -> list:
         results: list = [None] * len(feeds_list)
         self.counters.requests += len(feeds_list)
+        if getattr(self.model.spec, "row_broadcast", None):
+            # a one-row context feature (the user of a two-tower score) repeated to the request's rows first:
+            # its rows then agree with the others', and requests of different users merge
+            feeds_list = [repeat_one_row_feeds(self.model.spec, f) for f in feeds_list]
         if self.merge and len(feeds_list) > 1:
             seen = [self.merger.inspect(f) for f in feeds_list]
             groups = plan([s[1] if s else None for s in seen], [s[0] if s else 0 for s in seen],
