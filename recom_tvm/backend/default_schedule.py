@@ -26,8 +26,9 @@ class Guarded(dl.ScheduleRule):
             return self.rule.apply(func, target, tunable)
         except Exception as err:  # noqa: BLE001 - TVM's rule broke on this function: the next rule schedules it
             name = func.attrs["global_symbol"] if func.attrs and "global_symbol" in func.attrs else "a function"
+            first = (str(err).splitlines() or [""])[0]  # (an exception without a message: an IndexError here)
             config.log(f"dlight {type(self.rule).__name__} failed on {name} ({type(err).__name__}: "
-                       f"{str(err).splitlines()[0][:120]}); the next default rule schedules it")
+                       f"{first[:120]}); the next default rule schedules it")
             return None
 
 

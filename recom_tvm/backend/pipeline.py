@@ -34,9 +34,11 @@ from .allocation_symbols import record_allocation_symbols
 from .const_kills import DropConstantKills
 from .cuda_graph import graph_variant_pass
 from .empty_reductions import GuardEmptyReductions
+from .float_extrema import FloatExtremaStartAtInf
 from .host_calls import FenceHostCalls
 from .inline_predicates import InlineBoolIntermediates
 from .keep_storage import KeepStorageUntilSync
+from .nonfinite_fills import NonFiniteFills
 from .partial_sums import LiftPartialSums
 from .symbol_aliases import SubstituteSymbolAliases
 
@@ -144,6 +146,10 @@ def relax_pipeline(target: tvm.target.Target, dense: bool = True, resolve: Calla
     passes = [SubstituteSymbolAliases] + passes
     # and before anything lowers them, reductions over what may be empty guarded (TVM leaves their output unwritten)
     passes = passes[:1] + [GuardEmptyReductions] + passes[1:]
+    # and fills with inf / NaN made broadcasts (TVM's legalization of R.full crashes on them: nonfinite_fills.py)
+    passes = passes[:2] + [NonFiniteFills] + passes[2:]
+    # and float max / min reductions started at -inf / +inf as TF's (TVM's start at the finite extremes)
+    passes = passes[:3] + [FloatExtremaStartAtInf] + passes[3:]
 
     @tvm.transform.module_pass(opt_level=0, name="recom_tvm.Pipeline")
     def _pipeline(mod: tvm.IRModule, _ctx) -> tvm.IRModule:

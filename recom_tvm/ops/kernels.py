@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 
+from tvm import tirx
 from tvm.script import tirx as T
 
 I64 = "int64"
@@ -278,8 +279,12 @@ def segment_reduce(dtype: str, idx_dtype: str, seg_dtype: str, mode: str):
 
     Each segment finds its [lo, hi) by binary search, so the work is parallel over segments.
     mode: "sum", "mean" (sum / count), "sqrtn" (sum / sqrt(count)), "max", "min" or "prod"; empty segments give
-    0 (TF's SegmentMax / SegmentMin too), 1 for "prod" (TF's SegmentProd).
+    0 (TF's SegmentMax / SegmentMin too), 1 for "prod" (TF's SegmentProd). Float max / min start at -inf / +inf
+    as TF's (TVM's min_value / max_value are finite: a segment of -inf gave -3.4e38).
     """
+    floating = dtype.startswith("bfloat") or dtype.startswith("float")
+    lowest = tirx.const(float("-inf"), dtype) if floating else tirx.min_value(dtype)
+    highest = tirx.const(float("inf"), dtype) if floating else tirx.max_value(dtype)
 
     @T.prim_func(private=True, s_tir=True)
     def kernel(var_data: T.handle, var_ind: T.handle, var_seg: T.handle, var_out: T.handle):
@@ -316,11 +321,11 @@ def segment_reduce(dtype: str, idx_dtype: str, seg_dtype: str, mode: str):
                         hi[0] = T.floordiv(end[0] + hi[0], 2)
                 for j in T.serial(d):
                     if mode == "max":  # TF's SegmentMax: an empty segment gives 0
-                        acc[0] = T.if_then_else(end[0] > lo[0], T.min_value(dtype), T.Cast(dtype, 0))
+                        acc[0] = T.if_then_else(end[0] > lo[0], lowest, T.Cast(dtype, 0))
                         for jj in T.serial(end[0] - lo[0]):
                             acc[0] = T.max(acc[0], data[T.Cast(I64, ind[lo[0] + jj]), j])
                     elif mode == "min":  # SegmentMin: 0 for an empty segment as well
-                        acc[0] = T.if_then_else(end[0] > lo[0], T.max_value(dtype), T.Cast(dtype, 0))
+                        acc[0] = T.if_then_else(end[0] > lo[0], highest, T.Cast(dtype, 0))
                         for jj in T.serial(end[0] - lo[0]):
                             acc[0] = T.min(acc[0], data[T.Cast(I64, ind[lo[0] + jj]), j])
                     elif mode == "prod":  # SegmentProd: 1 for an empty segment

@@ -923,6 +923,120 @@ def _pad(ctx, node, ins):
     return out
 
 
+def _positions(ctx, n, before=0, after=0):
+    """The output positions along a dim of size n padded by (before, after), minus `before` (int64, [width]),
+    n as a rank-0 int64 tensor, and the width."""
+    width = simplify(as_expr(n) + before + after)
+    pos = relax.op.subtract(relax.op.arange(0, as_expr(width), 1, "int64"), relax.const(before, "int64"))
+    return pos, ctx.size_scalar(n, "int64"), width
+
+
+@device("Roll")
+def _roll(ctx, node, ins):
+    """tf.roll: out[i] = x[(i - shift) mod n] along each axis (shifts of one axis add up); constant shifts and
+    axes, any dims (a gather by a position computed modulo the dim: the batch may be 0)."""
+    x = ctx.device(ins[0])
+    shifts, axes = ctx.const_ints(ins[1], "the shift"), ctx.const_ints(ins[2], "the axis")
+    if len(shifts) != len(axes):
+        ctx.fail(f"shift and axis must have the same size ({len(shifts)} vs {len(axes)}; TF's error)")
+    total: dict[int, int] = {}
+    for sh, a in zip(shifts, axes):
+        a = _norm_axis(ctx, a, len(x.shape))
+        total[a] = total.get(a, 0) + sh
+    out = x
+    for a, sh in sorted(total.items()):
+        n = x.shape[a]
+        if is_const_int(n):
+            if int(n) == 0 or sh % int(n) == 0:
+                continue
+            idx = relax.const((np.arange(int(n)) - sh) % int(n), "int64")
+        else:
+            pos, n_t, _ = _positions(ctx, n)
+            idx = relax.op.floor_mod(relax.op.subtract(pos, relax.const(sh, "int64")), n_t)
+        out = ctx.emit(relax.op.take(out.expr, idx, a), shape=list(x.shape))
+    return out
+
+
+@device("MirrorPad")
+def _mirror_pad(ctx, node, ins):
+    """tf.pad in mode REFLECT (the edge not repeated) or SYMMETRIC (repeated): a gather by mirrored positions
+    along each padded dim. Paddings are constants; as TF, every dim must be longer than its paddings (REFLECT:
+    before and after <= dim - 1; SYMMETRIC: <= dim), unpadded dims included (a batch of 0 rows is TF's error in
+    REFLECT mode): checked at import, or before launch for a fed dim."""
+    x = ctx.device(ins[0])
+    rank = len(x.shape)
+    pads = ctx.const_ints(ins[1], "the paddings")
+    if len(pads) != 2 * rank:
+        ctx.fail(f"paddings of {len(pads)} values for an input of rank {rank} (TF wants [{rank}, 2])")
+    mode = node.attr("mode", b"REFLECT")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    if mode not in ("REFLECT", "SYMMETRIC"):
+        ctx.fail(f"mode {mode!r}")
+    offset = 1 if mode == "REFLECT" else 0
+    out = x
+    for d in range(rank):
+        before, after = pads[2 * d], pads[2 * d + 1]
+        if before < 0 or after < 0:
+            ctx.fail(f"a negative padding ({before}, {after}): TF's 'Paddings must be non-negative'")
+        n = x.shape[d]
+        rule = ("paddings must be less than the dimension size: {}, {} not less than {}" if offset else
+                "paddings must be no greater than the dimension size: {}, {} greater than {}").format(
+            before, after, int(n) if is_const_int(n) else n)
+        if is_const_int(n):
+            if max(before, after) > int(n) - offset:
+                ctx.fail(f"{rule} (TF's error)")
+        else:
+            ctx.assume(tirx.all(as_expr(before) <= as_expr(n) - offset, as_expr(after) <= as_expr(n) - offset),
+                       f"{ctx.label()}: {rule}")
+        if before == after == 0:
+            continue
+        pos, n_t, width = _positions(ctx, n, before, after)
+        low = relax.op.subtract(relax.op.negative(pos), relax.const(1 - offset, "int64"))  # -i (-i - 1)
+        high = relax.op.subtract(relax.op.subtract(relax.op.multiply(relax.const(2, "int64"), n_t),
+                                                   relax.const(1 + offset, "int64")), pos)  # 2n - 2 - i (2n - 1 - i)
+        zero = relax.const(0, "int64")
+        idx = relax.op.where(relax.op.less(pos, zero), low, relax.op.where(relax.op.less(pos, n_t), pos, high))
+        dims = list(out.shape)
+        dims[d] = width
+        out = ctx.emit(relax.op.take(out.expr, idx, d), shape=dims)
+    return out
+
+
+@device("HistogramFixedWidth")
+def _histogram_fixed_width(ctx, node, ins):
+    """tf.histogram_fixed_width: counts of the values in `nbins` equal bins over [lo, hi), values below lo in the
+    first, from hi on in the last; the bin as TF's kernel computes it: (max(v, lo) - lo) in the values' dtype,
+    then in double divided by (hi - lo) / nbins, capped at nbins - 1 and truncated. A constant range and nbins
+    (TF's errors for nbins <= 0 and lo >= hi at import); a NaN value is TF's InvalidArgumentError."""
+    x = ctx.device(ins[0])
+    rng = ins[1]
+    if not (isinstance(rng, Known) and rng.concrete):
+        ctx.fail("value_range must be a constant")
+    lo, hi = np.asarray(rng.numpy()).reshape(-1).astype(x.dtype)
+    (nbins,) = ctx.const_ints(ins[2], "nbins")
+    if nbins <= 0:
+        ctx.fail("nbins should be a positive number (TF's error)")
+    if not lo < hi:
+        ctx.fail("value_range should satisfy value_range[0] < value_range[1] (TF's error)")
+    out_dtype = node.attr("dtype", "int32")
+    step = float(np.float64(hi) - np.float64(lo)) / float(nbins) if x.dtype.startswith("float") else \
+        float(int(hi) - int(lo)) / float(nbins)
+    lo_c = relax.const(lo, x.dtype)
+    flat = relax.op.reshape(x.expr, shape_expr([_prod(x.shape)]))
+    above = relax.op.where(relax.op.less(flat, lo_c), lo_c, flat)  # Eigen's cwiseMax(lo)
+    scaled = relax.op.divide(relax.op.astype(relax.op.subtract(above, lo_c), "float64"), relax.const(step, "float64"))
+    top = relax.const(float(nbins - 1), "float64")
+    capped = relax.op.where(relax.op.less(top, scaled), top, scaled)  # cwiseMin(nbins - 1)
+    bins = relax.op.astype(capped, "int32")
+    hit = relax.op.equal(relax.op.expand_dims(bins, [1]),
+                         relax.op.expand_dims(relax.op.arange(0, nbins, 1, "int32"), [0]))
+    out = ctx.emit(relax.op.sum(relax.op.astype(hit, out_dtype), [0], False), shape=[nbins])
+    if not x.dtype.startswith(("float", "bfloat")):
+        return out
+    ok = ctx.emit(relax.op.logical_not(relax.op.isnan(flat)))
+    return ctx.check(out, all_true(ctx, ok.expr), "Histogram values must not contain NaN")
+
+
 # -------------------------------------------------------------------------------------------- EuclideanNorm
 @device("EuclideanNorm")
 def _euclidean_norm(ctx, node, ins):

@@ -175,16 +175,34 @@ def _not_equal(a, b):
     return relax.op.not_equal(a, b)
 
 
+def _floor_mod(a, b):
+    """TF's FloorMod. Floats as TF's kernel (google_floor_fmod): r = fmod(x, y), plus y where r is nonzero and of
+    the other sign than y. TVM's x - floor(x / y) * y lost x past 2^24 (floormod(1e20, 3.0) gave 2.2e12, TF 2) and
+    gave NaN for a finite x by an infinite y (TF: x, or x + y where the signs differ)."""
+    if not _is_float(a):
+        return relax.op.floor_mod(a, b)
+    dt = str(a.ty.dtype)
+    zero = relax.const(0.0, dt)
+    r = relax.op.mod(a, b)  # truncmod: fmod on floats (llvm frem, CUDA fmodf), exact
+    other_sign = relax.op.logical_xor(relax.op.less(b, zero), relax.op.less(r, zero))
+    fix = relax.op.logical_and(relax.op.not_equal(r, zero), other_sign)
+    return relax.op.where(fix, relax.op.add(r, b), r)
+
+
 _BINARY = {
     "Add": relax.op.add, "AddV2": relax.op.add, "Sub": relax.op.subtract, "Mul": relax.op.multiply,
     "RealDiv": relax.op.divide, "Maximum": lambda a, b: _tf_max(a, b), "Minimum": lambda a, b: _tf_min(a, b),
-    "FloorDiv": relax.op.floor_divide, "FloorMod": relax.op.floor_mod, "Pow": relax.op.power,
-    "TruncateDiv": relax.op.divide, "TruncateMod": relax.op.mod,  # (integers: C's truncating / and %)
+    "FloorDiv": relax.op.floor_divide, "FloorMod": lambda a, b: _floor_mod(a, b), "Pow": relax.op.power,
+    # C's truncating / and % (integers); on floats TruncateMod is C's fmod (tf.truncatemod of floats)
+    "TruncateDiv": relax.op.divide, "TruncateMod": relax.op.mod,
     "Atan2": relax.op.atan2, "BitwiseAnd": relax.op.bitwise_and, "BitwiseOr": relax.op.bitwise_or,
     "BitwiseXor": relax.op.bitwise_xor, "LeftShift": relax.op.left_shift, "RightShift": relax.op.right_shift,
     "Xdivy": lambda a, b: relax.op.where(relax.op.equal(a, relax.const(0, a.ty.dtype)), a, relax.op.divide(a, b)),
     "Xlogy": lambda a, b: relax.op.where(relax.op.equal(a, relax.const(0, a.ty.dtype)), a,
                                          relax.op.multiply(a, relax.op.log(b))),
+    # tf.math.xlog1py: 0 where x is 0 (a NaN y too), else x * log1p(y), log1p accurate near 0 as TF's
+    "Xlog1py": lambda a, b: relax.op.where(relax.op.equal(a, relax.const(0, a.ty.dtype)), relax.const(0, a.ty.dtype),
+                                           relax.op.multiply(a, _log1p(b))),
     "Less": relax.op.less, "LessEqual": relax.op.less_equal, "Greater": relax.op.greater,
     "GreaterEqual": relax.op.greater_equal, "Equal": lambda a, b: _equal(a, b), "NotEqual": lambda a, b: _not_equal(a, b),
     "LogicalAnd": relax.op.logical_and, "LogicalOr": relax.op.logical_or,
@@ -244,8 +262,12 @@ def _binary(ctx, node, ins):
             return fixed
     if node.op in _INT_DIVISIONS and dtype and np.dtype(dtype).kind in "iu":
         ins = [ins[0], _nonzero_divisor(ctx, ins[1])]
-    elif node.op in ("TruncateDiv", "TruncateMod"):
+    elif node.op == "TruncateDiv":
         ctx.fail(f"{node.op} on {dtype} (integers are supported)")
+    if node.op == "Pow" and dtype and np.dtype(dtype).kind in "iu":
+        return _int_pow(ctx, node, ins)
+    if node.op == "Pow" and (pow_form := _grappler_pow(ctx, node, ins)) is not None:
+        return pow_form
     if node.op == "RealDiv" and (recip := _grappler_reciprocal(ctx, node, ins[1])) is not None:
         node_op, ins = "Mul", [ins[0], recip]
     else:
@@ -258,6 +280,55 @@ def _binary(ctx, node, ins):
     if node.op in ("Maximum", "Minimum") and str(dtype).startswith("float"):
         return _float_min_max(ctx, node.op, a, b)
     return ctx.emit(_BINARY[node.op](a, b))
+
+
+def _grappler_pow(ctx, node, ins):
+    """x ** c as a served TF graph computes it: Grappler's ConvertPow rewrites a float Pow by a constant exponent
+    (every element equal) into Square (2), x * Square(x) (3), Sqrt (0.5), Rsqrt (-0.5), Reciprocal (-1) or x
+    itself (1). They differ from pow(): tf.pow(x, 0.5) is NaN at -inf and -0 at -0 (pow: inf, 0), x * x * x
+    rounds twice. None where TF computes pow (an exponent that is not such a constant, or one TF cannot fold)."""
+    e = ins[1]
+    if not (isinstance(e, Known) and e.concrete) or not _folded_by_grappler(ctx, node.inputs[1][0]):
+        return None
+    vals = np.unique(np.asarray(e.numpy(), dtype=np.float64).reshape(-1))
+    if vals.size != 1 or float(vals[0]) not in (2.0, 3.0, 1.0, 0.5, -0.5, -1.0):
+        return None
+    c = float(vals[0])
+    x = ctx.device(ins[0])
+    if len(e.shape) > len(x.shape) or any(not is_const_int(d) or int(d) != 1 for d in e.shape):
+        return None  # (a Pow that broadcasts x to the exponent's shape stays one)
+    if c == 1.0:
+        return x
+    dt = x.dtype
+    sq = relax.op.multiply(x.expr, x.expr)
+    form = {2.0: sq, 3.0: relax.op.multiply(x.expr, sq), 0.5: relax.op.sqrt(x.expr),
+            -0.5: relax.op.divide(relax.const(1.0, dt), relax.op.sqrt(x.expr)),
+            -1.0: relax.op.divide(relax.const(1.0, dt), x.expr)}[c]
+    return ctx.emit(form, shape=list(x.shape))
+
+
+def _int_pow(ctx, node, ins):
+    """tf.pow of integers (TVM's power is float-only: the build failed with 'power only applies to float'): by
+    squaring, wrapping on overflow as TF's (pow(x, 0) is 1, 0 ** 0 too). The exponent must be a scalar constant;
+    a negative one is TF's 'Integers to negative integer powers are not allowed'."""
+    dtype = node.attr("T")
+    e = ins[1]
+    if not (isinstance(e, Known) and e.concrete and np.asarray(e.numpy()).size == 1):
+        ctx.fail(f"Pow of {dtype} by a run-time exponent (a scalar constant exponent is supported)")
+    k = int(np.asarray(e.numpy()).reshape(()))
+    if k < 0:
+        ctx.fail(f"Integers to negative integer powers are not allowed (TF's error; exponent {k})")
+    x = ctx.device(ins[0])
+    if k == 0:
+        return ctx.emit(relax.op.ones_like(x.expr), shape=list(x.shape))
+    out, base = None, x
+    while k:
+        if k & 1:
+            out = base if out is None else ctx.emit(relax.op.multiply(out.expr, base.expr), shape=list(x.shape))
+        k >>= 1
+        if k:
+            base = ctx.emit(relax.op.multiply(base.expr, base.expr), shape=list(x.shape))
+    return out
 
 
 _PUSHED = {"Mul": np.multiply, "Add": np.add, "AddV2": np.add}
@@ -375,6 +446,18 @@ def _div_no_nan(ctx, node, ins):
     ratio = ctx.emit(relax.op.divide(a, b))
     is_zero = ctx.emit(relax.op.equal(b, zero))
     return ctx.emit(relax.op.where(is_zero.expr, zero, ratio.expr))
+
+
+@device("MulNoNan")
+def _mul_no_nan(ctx, node, ins):
+    """tf.math.multiply_no_nan: x * y, 0 where y == 0 even where x is NaN or inf (a weight of 0 masking a
+    feature that may be NaN)."""
+    dtype = node.attr("T")
+    a, b = _operands(ctx, node, ins, dtype)
+    zero = relax.const(0, dtype or "float32")
+    prod = ctx.emit(relax.op.multiply(a, b))
+    is_zero = ctx.emit(relax.op.equal(b, zero))
+    return ctx.emit(relax.op.where(is_zero.expr, zero, prod.expr))
 
 
 @device("AddN")

@@ -109,7 +109,8 @@ def _sparse_reduce(ctx, node, ins):
         base = ctx.emit(relax.op.zeros(shape_expr(dims), dtype))
         dense = ctx.emit(relax.op.scatter_nd(base.expr, indices.expr, values.expr, "add"), shape=list(dims))
         return ctx.emit(relax.op.sum(dense.expr, axes, keep), shape=out_shape)
-    low = np.finfo(dtype).min if np.dtype(dtype).kind == "f" else np.iinfo(dtype).min
+    # (floats from -inf, as TF's Eigen max reducer: [NaN, -inf] gave TVM's lowest finite float, TF -inf)
+    low = -np.inf if np.dtype(dtype).kind == "f" else np.iinfo(dtype).min
     base = ctx.emit(relax.op.full(shape_expr(dims), relax.const(low, dtype), dtype))
     dense = ctx.emit(relax.op.scatter_nd(base.expr, indices.expr, values.expr, "max"), shape=list(dims))
     ones = relax.op.ones(shape_expr([nnz]), "int32")

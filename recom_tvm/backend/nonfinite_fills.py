@@ -1,0 +1,53 @@
+"""Fills with inf or NaN become broadcasts of the constant, before anything legalizes them.
+
+TVM 0.27's legalization of `R.full` / `R.full_like` crashes on a non-finite fill value: topi.full checks
+`"float" in dtype` with the call's dtype object (not a string) and raises "argument of type 'PrimType' is not
+iterable" at build. Users write such fills to mask padded positions before a softmax or a max pooling
+(`tf.fill(tf.shape(scores), -np.inf)`, `tf.pad(..., constant_values=-np.inf)`, a SparseToDense default of -inf):
+the import gave a module that could not be built. `R.broadcast_to(const, shape)` computes the same tensor and
+legalizes on every target.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tvm
+from tvm import relax
+
+_OPS = ("relax.full", "relax.full_like")
+
+
+def _non_finite(value: relax.Expr) -> bool:
+    if not isinstance(value, tvm.ir.expr.Constant):
+        return False
+    arr = value.value.numpy()
+    return arr.size == 1 and arr.dtype.kind == "f" and not math.isfinite(float(arr.reshape(())))
+
+
+@relax.expr_functor.mutator
+class _Rewrite(relax.PyExprMutator):
+    def __init__(self, mod: tvm.IRModule) -> None:
+        super().__init__(mod)
+        self.count = 0
+
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        call = super().visit_call_(call)
+        if not isinstance(call.op, tvm.ir.Op) or call.op.name not in _OPS or not _non_finite(call.args[1]):
+            return call
+        out_ty = call.ty
+        if not isinstance(out_ty, relax.TensorType) or not isinstance(out_ty.shape, relax.ShapeExpr):
+            return call
+        self.count += 1
+        dtype = str(out_ty.dtype)
+        value = relax.const(call.args[1].value.numpy().reshape(()).astype(dtype), dtype)
+        return relax.op.broadcast_to(value, out_ty.shape)
+
+
+@tvm.transform.module_pass(opt_level=0, name="recom_tvm.NonFiniteFills")
+def NonFiniteFills(mod: tvm.IRModule, _ctx) -> tvm.IRModule:  # noqa: N802 - a pass, named as TVM's
+    rewrite = _Rewrite(mod)
+    for gv, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            rewrite.builder_.update_func(gv, rewrite.visit_expr(func))
+    return rewrite.builder_.get() if rewrite.count else mod
