@@ -21,6 +21,7 @@ from tvm import relax, tirx
 
 from ..ops.legalize import _Lowerer
 from ..shapes.symbolic import analyzer, as_expr
+from .mutate_functions import mutate_functions
 
 _OPS = ("relax.sum", "relax.prod", "relax.max", "relax.min", "relax.mean", "relax.variance", "relax.matmul")
 
@@ -94,8 +95,4 @@ class _Guard(relax.PyExprMutator):
 
 @tvm.transform.module_pass(opt_level=0, name="recom_tvm.GuardEmptyReductions")
 def GuardEmptyReductions(mod: tvm.IRModule, _ctx) -> tvm.IRModule:  # noqa: N802 - a pass, named as TVM's
-    guard = _Guard(mod)
-    for gv, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            guard.builder_.update_func(gv, guard.visit_expr(func))
-    return guard.builder_.get() if guard.count else mod
+    return mutate_functions(mod, _Guard)

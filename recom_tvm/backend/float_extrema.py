@@ -17,6 +17,8 @@ import numpy as np
 import tvm
 from tvm import relax, te, tirx
 
+from .mutate_functions import mutate_functions
+
 _OPS = {"relax.max": True, "relax.min": False}  # op -> largest
 
 
@@ -72,8 +74,4 @@ class _Rewrite(relax.PyExprMutator):
 
 @tvm.transform.module_pass(opt_level=0, name="recom_tvm.FloatExtremaStartAtInf")
 def FloatExtremaStartAtInf(mod: tvm.IRModule, _ctx) -> tvm.IRModule:  # noqa: N802 - a pass, named as TVM's
-    rewrite = _Rewrite(mod)
-    for gv, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            rewrite.builder_.update_func(gv, rewrite.visit_expr(func))
-    return rewrite.builder_.get() if rewrite.count else mod
+    return mutate_functions(mod, _Rewrite)

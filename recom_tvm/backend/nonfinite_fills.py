@@ -15,6 +15,8 @@ import math
 import tvm
 from tvm import relax
 
+from .mutate_functions import mutate_functions
+
 _OPS = ("relax.full", "relax.full_like")
 
 
@@ -46,8 +48,4 @@ class _Rewrite(relax.PyExprMutator):
 
 @tvm.transform.module_pass(opt_level=0, name="recom_tvm.NonFiniteFills")
 def NonFiniteFills(mod: tvm.IRModule, _ctx) -> tvm.IRModule:  # noqa: N802 - a pass, named as TVM's
-    rewrite = _Rewrite(mod)
-    for gv, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            rewrite.builder_.update_func(gv, rewrite.visit_expr(func))
-    return rewrite.builder_.get() if rewrite.count else mod
+    return mutate_functions(mod, _Rewrite)
