@@ -199,3 +199,36 @@ def test_an_explicit_tile_and_a_sink_after_row_wise_ops():
         m.check({"x": x, "ids": ids}, (x, ids), f"{len(ids)} id row(s)")
     ids = np.array([[1, 7], [0, 0], [9, 2]], np.int32)
     m.check({"x": x[:1], "ids": ids}, (x[:1], ids), "one row of x")
+
+
+def test_requests_of_different_users_merge():
+    """Triton-style batches of two-tower requests, each with its own user (one row of a hashed id and dense
+    features, concatenated) and its own items: the executor repeats each user's row to its items, the requests
+    merge into one run (every user feature counted as aligned, whatever order the spec lists the groups in) and
+    each gets its own answer."""
+    import tensorflow as tf
+
+    from recom_tvm.serving.batching import Merger
+    from recom_tvm.serving.executor import Executor
+
+    rng = np.random.default_rng(9)
+    ut = tf.constant(rng.normal(size=(20, 3)).astype(np.float32))
+    it = tf.constant(rng.normal(size=(15, 4)).astype(np.float32))
+    w = tf.constant(rng.normal(size=(5, 4)).astype(np.float32))
+
+    def score(uid, ud, iid):
+        u = tf.nn.relu(tf.matmul(tf.concat([tf.gather(ut, uid), ud], 1), w))
+        return {"s": tf.reduce_sum(u * tf.gather(it, iid), 1)}
+
+    cf = _function(score, tf.TensorSpec([None], tf.int64, "uid"), tf.TensorSpec([None, 2], tf.float32, "ud"),
+                   tf.TensorSpec([None], tf.int64, "iid"))
+    mod, params, spec = recom_tvm.from_tensorflow(cf)
+    assert not any(f["shared"] for f in Merger(spec).features), Merger(spec).features
+    model = recom_tvm.build(recom_tvm.optimize(mod), "llvm", params)
+    reqs = [{"uid": np.array([u], np.int64), "ud": rng.normal(size=(1, 2)).astype(np.float32),
+             "iid": rng.integers(0, 15, b).astype(np.int64)} for u, b in ((3, 4), (7, 1), (11, 6))]
+    ex = Executor(model)
+    for r, got in zip(reqs, ex.run(reqs)):
+        assert not isinstance(got, Exception), got
+        assert_matches_tf(got["s"], cf(*(tf.constant(r[k]) for k in ("uid", "ud", "iid")))["s"].numpy(), "merged")
+    assert ex.counters.merged_runs == 1 and ex.counters.merged_requests == 3, ex.counters

@@ -5,9 +5,9 @@ features, one row) meets per-candidate features (B rows) in a two-tower score, o
 row scales a batch. The importer binds both dims as one size symbol (a run-time broadcast of every feed dim would
 cost every fused op), so the compiled model reads B rows of the feed. For a feed whose every use reaches such a
 broadcasting op through row-wise ops only (row i of the result reads row i of the feed and nothing else of it:
-elementwise ops, lookups of its ids, matmuls by weights, reductions over other axes, reshapes keeping dim 0),
-repeating its one row B times before the module runs gives TF's answer exactly: from the broadcasting op on, TF's
-values and the compiled model's are equal. The runtime does that repeat (runtime/row_broadcast.py) for the feeds
+elementwise ops, lookups of its ids, matmuls by weights, reductions over other axes, reshapes keeping dim 0, slices
+and splits keeping every row), repeating its one row B times before the module runs gives TF's answer exactly: from
+the broadcasting op on, TF's values and the compiled model's are equal. The runtime does that repeat (runtime/row_broadcast.py) for the feeds
 found here, reading B from the sizes of the feeds the broadcast meets (`anchors`: input size symbols).
 
 Provenance per value: {feed tensor: state}. "raw": dim 0 is the feed's rows (row-wise so far); "met": derived from
@@ -49,6 +49,11 @@ ROW_INPUT = {"GatherV2": 1, "Gather": 1, "ResourceGather": 1, "MatMul": 0, "Bias
 REDUCTIONS = frozenset("Sum Mean Max Min Prod All Any EuclideanNorm ArgMax ArgMin".split())
 # shape ops: row-wise when the result keeps the input's dim 0 (same symbol); input 1 may read the feed's shape
 SHAPE_OPS = frozenset("Reshape ExpandDims Squeeze".split())
+# matmuls broadcasting their batch dims (all but the last two) as elementwise ops do: row-wise where dim 0 is one
+# of them (rank >= 3: tf_keras' Dot layer, [n, 1, d] @ [B, d, 1])
+BATCH_MATMUL = frozenset("BatchMatMulV2 BatchMatMulV3".split())
+# slices and splits: row-wise when they keep every row, in order (user_dense[:, :3], tf.split(x, 2, axis=1))
+SLICES = frozenset("StridedSlice Slice Split SplitV".split())
 # along the last axis of a matrix or higher
 LAST_AXIS = frozenset("Softmax LogSoftmax".split())
 # the feeds' shape, as known values
@@ -142,7 +147,13 @@ class RowBroadcast:
             return None
         if op == "Select" and len({len(v.shape) for v in ins}) > 1:
             return None  # (v1: a vector condition lines up with dim 0, not with the last dims)
+        if op == "EnsureShape" and (node.attr("shape") or [-1])[0] >= 0:
+            return None  # (its dim 0 pinned: tf.ensure_shape(user, [1, d]) fails once the row is repeated)
         if op in ELEMENTWISE:
+            return self._elementwise(node, ins, provs)
+        if op in BATCH_MATMUL:
+            if any(len(v.shape) < 3 for v, p in zip(ins, provs) if p and any(st != MET for st in p.values())):
+                return None  # (a feed's rows as a matrix's rows)
             return self._elementwise(node, ins, provs)
         if op in SHAPE_READS:
             return {f: SHAPE for f, st in (provs[0] or {}).items() if st != MET} or None
@@ -175,6 +186,8 @@ class RowBroadcast:
                 if p and any(st != MET and f not in own for f, st in p.items()):
                     return None
             return self._keeps_rows(own, ins[0], out)
+        if op in SLICES:
+            return self._slice(node, ins, provs, out)
         if op in LAST_AXIS:
             return dict(provs[0] or {}) if len(ins[0].shape) >= 2 else None
         if op == "ConcatV2":
@@ -188,15 +201,37 @@ class RowBroadcast:
             return None
         return dict(prov)
 
+    def _slice(self, node, ins, provs, out) -> dict | None:
+        """A slice keeping dim 0 whole (begin 0 or masked, end masked, stride 1, no new or shrunk axis there) or a
+        split along another axis; the bounds, sizes and axis constants."""
+        data = 1 if node.op == "Split" else 0
+        rest = [i for i in range(len(ins)) if i != data]
+        if any(provs[i] for i in rest) or not all(isinstance(ins[i], Known) and ins[i].concrete for i in rest):
+            return None
+        rank = len(ins[data].shape)
+        consts = [[int(v) for v in np.asarray(ins[i].numpy()).reshape(-1)] for i in rest]
+        if node.op == "StridedSlice":
+            from .converters.array import strided_slice_spec
+
+            slices, layout = strided_slice_spec(None, node, rank, *consts)
+            if not layout or layout[0] != ("dim", 0) or slices[0][0] not in (None, 0) or slices[0][1] is not None \
+                    or slices[0][2] != 1 or slices[0][3]:
+                return None
+        elif node.op == "Slice":
+            begin, size = consts
+            if not begin or begin[0] != 0 or size[0] != -1:
+                return None
+        elif rank == 0 or consts[-1 if node.op == "SplitV" else 0][0] % rank == 0:
+            return None  # (a split along the rows)
+        return self._keeps_rows(provs[data], ins[data], out)
+
     @staticmethod
     def _gather_rows(node, ins) -> bool:
         if node.op == "GatherV2":
             axis = ins[2] if len(ins) > 2 else None
             if not (isinstance(axis, Known) and axis.concrete and int(np.asarray(axis.numpy()).reshape(())) == 0):
                 return False
-            if int(node.attr("batch_dims") or 0) != 0:
-                return False
-        return True
+        return int(node.attr("batch_dims") or 0) == 0  # (GatherV2's and ResourceGather's)
 
     def _concat(self, ins, provs) -> dict | None:
         axis = ins[-1]

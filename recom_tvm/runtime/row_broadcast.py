@@ -22,15 +22,19 @@ def _anchor_size(feeds: Mapping, anchor: list) -> int | None:
         return None
     try:
         if part == "value":
-            dims = np.shape(value)
-            return int(dims[axis]) if axis < len(dims) else None
-        parts = dict(zip(("indices", "values", "dense_shape"), _sparse_parts(name, value)))
-        arr = parts.get(part)
-        if arr is None:
-            return None
+            # kind "value": a size fed as data (an int scalar or a small shape vector: tf.zeros([n, d]) + user),
+            # read from its values as for a sparse dense_shape; it was read from the feed's shape (a scalar n gave
+            # no size, a [3, 4] shape 2 rows: TF's broadcast refused)
+            arr = value
+        else:
+            parts = dict(zip(("indices", "values", "dense_shape"), _sparse_parts(name, value)))
+            arr = parts.get(part)
+            if arr is None:
+                return None
         if kind == "value":
             flat = np.asarray(arr).reshape(-1)
-            return int(flat[axis]) if axis < flat.size else None
+            size = int(flat[axis]) if axis < flat.size else None
+            return size if size is not None and size >= 0 else None  # (a negative size: TF's error, as fed)
         dims = np.shape(arr)
         return int(dims[axis]) if axis < len(dims) else None
     except Exception:  # noqa: BLE001 - a malformed feed: the feed checks raise TF's error for it

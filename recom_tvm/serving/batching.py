@@ -211,7 +211,12 @@ def _not_row_wise(spec) -> tuple[str | None, set]:
                 return f"ragged feature {f['name']!r} in a graph without feature columns", set()
         # a feature TF broadcasts against aligned rows (row_broadcast: it meets them row for row, repeated where
         # it came with one) is aligned too
-        for group in getattr(spec, "row_broadcast", None) or []:
-            if any(a[0] not in unaligned and a[1] == "value" and a[2] == 0 for a in group["anchors"]):
-                unaligned -= set(group["features"])
+        groups = getattr(spec, "row_broadcast", None) or []
+        for _ in range(len(groups)):  # until nothing changes: an anchor may be aligned by another group
+            before = len(unaligned)
+            for group in groups:
+                if any(a[0] not in unaligned and a[1] == "value" and a[2] == 0 for a in group["anchors"]):
+                    unaligned -= set(group["features"])
+            if len(unaligned) == before:
+                break
     return None, unaligned

@@ -848,8 +848,36 @@ def _reduce_known(ctx, node, ins):
 
 @device("BroadcastTo")
 def _broadcast_to(ctx, node, ins):
+    """tf.broadcast_to. A dim of the input that is neither 1 nor provably the target's (the user's rows against the
+    items': tf.broadcast_to(user, tf.shape(items))) is 1 or the target's only at run time; Relax's broadcast_to
+    took it for the target's and read a one-row input past its end (a silent wrong answer), and answered for a
+    size that is neither. Such a dim is a gather of row 0 where it is 1, else of row i; any other size is TF's
+    error, checked before launch (in the module where the size is learnt while it runs)."""
     dims = ctx.known_ints(ins[1], "the target shape")
     x = ctx.device(ins[0])
+    off = len(dims) - len(x.shape)
+    if off < 0:
+        ctx.fail(f"the input's rank {len(x.shape)} is greater than the target shape's {len(dims)} (TF's error)")
+    for i, d in enumerate(list(x.shape)):
+        t = dims[off + i]
+        if (is_const_int(d) and int(d) == 1) or prove_equal(d, t):
+            continue
+        if is_const_int(d) and is_const_int(t):
+            ctx.fail(f"dim {i} of the input is {int(d)}, neither 1 nor the target's {int(t)} (TF's error)")
+        message = (f"Unable to broadcast tensor of shape {[str(s) for s in x.shape]} to tensor of shape "
+                   f"{[str(s) for s in dims]}: dim {i} is neither 1 nor the target's")
+        n = ctx.size_scalar(d, "int64")
+        keep = relax.op.astype(relax.op.not_equal(n, relax.const(1, "int64")), "int64")
+        idx = relax.op.multiply(relax.op.arange(0, as_expr(t), 1, "int64"), keep)
+        shape = [t if k == i else s for k, s in enumerate(x.shape)]
+        out = ctx.emit(relax.op.take(x.expr, idx, axis=i, mode="clip"), shape=shape)
+        if ctx._checkable(d) and ctx._checkable(t):
+            ctx.assume(tirx.Or(as_expr(d) == 1, as_expr(d) == as_expr(t)), message)
+        else:
+            ok = relax.op.logical_or(relax.op.equal(n, relax.const(1, "int64")),
+                                     relax.op.equal(n, ctx.size_scalar(t, "int64")))
+            out = ctx.check(out, ctx.emit(ok), message)
+        x = out
     return ctx.emit(relax.op.broadcast_to(x.expr, shape_expr(dims)), shape=list(dims))
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import tvm_ffi
 from tvm import relax, tirx
 
-from ...shapes.symbolic import is_const_int, prove_equal, simplify, is_prim
+from ...shapes.symbolic import as_expr, is_const_int, prove_equal, simplify, is_prim
 from ..values import Device, Known
 from . import PASSTHROUGH, NotFoldable, device, known
 from .random import Uniform, uniform_binary, uniform_floor
@@ -113,6 +113,31 @@ def _identity(ctx, node, ins):
 @known(*PASSTHROUGH)
 def _identity_known(ctx, node, ins):
     return ins[0]
+
+
+@device("EnsureShape")
+def _ensure_shape(ctx, node, ins):
+    """tf.ensure_shape: the input, once every dim its `shape` pins (not -1) has that size, else TF's error (checked
+    before launch); a compiled value takes the pinned sizes as its static shape (a user row pinned to 1 then
+    broadcasts against the items as in TF). It passed through unchecked: ensure_shape(user, [1, 4]) fed three
+    rows answered where TF raises. (A size learnt while the module runs is not checked.)"""
+    x = ins[0]
+    want = node.attr("shape")
+    if want is None or not hasattr(x, "shape"):  # unknown rank: nothing pinned
+        return x
+    if len(want) != len(x.shape):
+        ctx.fail(f"the input has rank {len(x.shape)}, the expected shape {list(want)} rank {len(want)}")
+    got = [str(d) for d in x.shape]
+    pinned = False
+    for k, (d, w) in enumerate(zip(x.shape, want)):
+        if w >= 0 and not (is_const_int(d) and int(d) == w):
+            ctx.assume(as_expr(d) == w, f"Shape of tensor {node.inputs[0][0]} {got} is not compatible with "
+                                        f"expected shape {list(want)} (dim {k})")
+            pinned = True
+    if not pinned or not isinstance(x, Device):  # (a feed or host-stage tensor stays where it is)
+        return x
+    shape = [w if w >= 0 else d for d, w in zip(x.shape, want)]
+    return ctx.emit(relax.op.reshape(x.expr, [as_expr(s) for s in shape]), shape=shape)
 
 
 @device("IdentityN")
