@@ -13,7 +13,8 @@ import time
 
 import numpy as np
 
-MODELS = {"e": "model_e", "f": "model_f", "l": "model_l"}  # l: E's large columns alone (issue 16)
+# l: E's large columns alone (issue 16); l128: the same with 128-float rows
+MODELS = {"e": "model_e", "f": "model_f", "l": "model_l", "l128": "model_l128"}
 
 
 def paths(m: str, rows: int) -> dict:

@@ -10,14 +10,14 @@ _BUCKET_BOUNDARIES = tuple(float(b) for b in range(0, 500, 5))  # 0, 5, ..., 495
 
 
 def _recom_model(name: str, counts: tuple[int, int, int, int, int], top: tuple[int, ...], large_rows: int,
-                 seed: int) -> ModelSpec:
+                 seed: int, large_dim: int = 32) -> ModelSpec:
     n_bucket, n_int, n_str, n_multi, n_large = counts
     cols = [ColumnSpec(f"b{i}", "bucketized", 8, "mean", boundaries=_BUCKET_BOUNDARIES) for i in range(n_bucket)]
     cols += [ColumnSpec(f"i{i}", "hash_int", 8, "mean", buckets=100, vocab=1000) for i in range(n_int)]
     cols += [ColumnSpec(f"s{i}", "hash_string", 8, "mean", buckets=10_000, vocab=100_000) for i in range(n_str)]
     cols += [ColumnSpec(f"m{i}", "hash_string", 8, "sum", buckets=10_000, ids_per_row=(1, 10), vocab=100_000)
              for i in range(n_multi)]
-    cols += [ColumnSpec(f"l{i}", "hash_string", 32, "sum", buckets=large_rows, ids_per_row=(1, 10), vocab=1 << 30)
+    cols += [ColumnSpec(f"l{i}", "hash_string", large_dim, "sum", buckets=large_rows, ids_per_row=(1, 10), vocab=1 << 30)
              for i in range(n_large)]
     return ModelSpec(name, tuple(cols), dense_width=32, bottom_mlp=(32,), top_mlp=top, seed=seed)
 
@@ -39,6 +39,14 @@ def model_l(large_rows: int = 1 << 23) -> ModelSpec:
     tables that live in DRAM (E's own table bytes come 93% from cache-resident tables): the compact-table case
     (issue 16), where halving a table's bytes halves the bytes that bind. Top MLP as E's."""
     return _recom_model(f"model_l_{large_rows}", (0, 0, 0, 0, 40), (1024, 1024, 128), large_rows, seed=7)
+
+
+def model_l128(large_rows: int = 1 << 20) -> ModelSpec:
+    """model_l with 128-float rows (512 bytes fp32, 256 fp16, 136 int8 + scale and bias): where a row spans several
+    64-byte DRAM accesses, so int8 rows can read fewer of them than fp16 rows (at 32 floats, fp16's 64 bytes are
+    one access and int8's 40 bytes cannot do better: measured 2026-12-08)."""
+    return _recom_model(f"model_l128_{large_rows}", (0, 0, 0, 0, 40), (1024, 1024, 128), large_rows, seed=7,
+                        large_dim=128)
 
 
 def model_f_small(large_rows: int = 4096) -> ModelSpec:
