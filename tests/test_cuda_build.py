@@ -163,3 +163,24 @@ def test_misaligned_models_store_aligned_vectors_whole(compiled, tmp_path):
     ptx = _kernel_ptx(c.mod, KernelConfig(), tmp_path, "demo_stores")
     assert "st.global.wb.v4.f32" in ptx and "st.global.f32" in ptx
     assert "ld.local" not in ptx and "st.local" not in ptx
+
+
+def test_search_once_on_a_model_without_bucketized_columns_builds(tmp_path):
+    """KernelConfig.search_once (bucketize once per bag) is a no-op without bucketized columns; the kernel passed it
+    on to every bag anyway and, with 128-float rows, TVM refused the kernel ("Buffer bag_in_pass is used before its
+    definition"): compact_kernels.py's export of model L128 stopped there, and such a tuning candidate failed."""
+    from recom_tvm.models.spec import ColumnSpec, ModelSpec
+    from recom_tvm.ops.fused_kernel import KernelConfig
+
+    spec = ModelSpec("hash128_search_once", tuple(
+        ColumnSpec(f"l{i}", "hash_string", 128, "sum", buckets=4096, ids_per_row=(1, 10), vocab=1 << 20)
+        for i in range(2)), dense_width=4, bottom_mlp=(4,), top_mlp=(8,), seed=3)
+    from recom_tvm.models import tf_export
+
+    mod, _, _ = recom_tvm.from_tensorflow(tf_export.export(spec)["saved_model"])
+    opt = recom_tvm.optimize(mod)
+    for name, cfg in (("once", KernelConfig(threads=256, search_once=True)),
+                      ("once_group4", KernelConfig(threads=256, search_once=True, stage_meta=True, group=4)),
+                      ("once_vec8", KernelConfig(threads=128, vec=8, rows=2, search_once=True, stage_meta=True,
+                                                 smem_bounds=True))):
+        assert ".entry" in _kernel_ptx(opt, cfg, tmp_path, name), name

@@ -741,7 +741,7 @@ def _make(meta, width: int, gpu: bool, buckets, shapes, packed_dtype: str = "int
                                 bag(packed, meta_b, bounds, tables, th, tb, tw, tq, out, sb, ml, sid, c, T.int64(0),
                                     lane,
                                     first + rr * bpp + bag_in_pass, rr * bpp + bag_in_pass, b_sz, cfg.vec,
-                                    cfg.unroll, cfg.stage_meta, cfg.search_once, min(cfg.vec, 4),
+                                    cfg.unroll, cfg.stage_meta, cfg.search_once and has_bucket, min(cfg.vec, 4),
                                     cfg.vec // min(cfg.vec, 4), vec_store, use_smem, min(cfg.linear_search, max_nb))
                     else:
                         lanes = u_lanes(cfg, b_sz, u)
@@ -764,7 +764,7 @@ def _make(meta, width: int, gpu: bool, buckets, shapes, packed_dtype: str = "int
                                 bag(packed, meta_b, bounds, tables, th, tb, tw, tq, out, sb, ml, sid, c, gt, lane,
                                     first + rr * bpp + bag_in_pass, gt * bpp * passes + rr * bpp + bag_in_pass,
                                     b_sz, cfg.vec,
-                                    cfg.unroll, cfg.stage_meta, cfg.search_once, min(cfg.vec, 4),
+                                    cfg.unroll, cfg.stage_meta, cfg.search_once and has_bucket, min(cfg.vec, 4),
                                     cfg.vec // min(cfg.vec, 4), vec_store, use_smem, min(cfg.linear_search, max_nb))
 
     @T.macro
