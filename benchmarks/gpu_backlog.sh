@@ -36,7 +36,9 @@
 # compact       16      compact tables (fp16 / bf16 / int8) and int32 packing (huge ids, demo.i64) vs TF on the
 #                       GPU, E's kernel per dtype and knob (time vs floor), ncu counters of E at B = 2,048, and
 #                       model L (zoo.model_l: E's 40 large columns alone, 2^22-row tables in DRAM) per dtype: E's
-#                       tables are 93% cache-resident, so compact tables are measured where their bytes bind
+#                       tables are 93% cache-resident, so compact tables are measured where their bytes bind; and
+#                       L128 (the same with 128-float rows: int8 rows span fewer 64-byte DRAM reads than fp16 rows
+#                       there; at 32 floats they cannot, measured 2026-12-08)
 # floor         16      E's and F's fp32 kernels against their floors (E 1.47x / 1.26x at B = 512 / 2,048 after
 #                       round 9, F 1.59x / 1.26x, 2026-12-07): compact_kernels.py measure of E's float32 candidates
 #                       and F's (its best at 512 over FGRID: 1.60x, the grid within 5%, twenty-second session),
@@ -94,6 +96,8 @@ prepare_one() {
     compact) python benchmarks/compact_kernels.py export --dir "$d/kernels" --models e --batches 512,2048
              python benchmarks/compact_kernels.py export --dir "$d/kernels_l" --models l --rows 4194304 \
                --batches 512,2048 --dtypes float32,float16,int8 --variants vec8,best512,stage_meta,group2
+             python benchmarks/compact_kernels.py export --dir "$d/kernels_l128" --models l128 --rows 1048576 \
+               --batches 2048 --dtypes float32,float16,int8 --variants vec8,best512,stage_meta,group2
              python benchmarks/gpu_correctness.py prepare --dir "$d/check" --only demo mixed24 weighted_mix identity \
                --schedules 2 --compact 1 ;;
     floor) python benchmarks/compact_kernels.py export --dir "$d/kernels" --models e --batches 512,2048 --dtypes float32
@@ -162,6 +166,9 @@ run_one() {
       timeout 200 python3 benchmarks/compact_kernels.py measure --dir "$d/kernels_l" --out "$o/l" --number 20 --repeat 5 \
         > "$o/kernels_l.log" 2>&1
       echo "compact_kernels (model L) rc=$?"; tail -n 10 "$o/kernels_l.log"
+      timeout 150 python3 benchmarks/compact_kernels.py measure --dir "$d/kernels_l128" --out "$o/l128" --number 20 \
+        --repeat 5 > "$o/kernels_l128.log" 2>&1
+      echo "compact_kernels (model L128) rc=$?"; tail -n 6 "$o/kernels_l128.log"
       local m=dram__bytes_read.sum,dram__bytes_write.sum,lts__t_bytes.sum,gpu__time_duration.sum
       m=$m,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sector_hit_rate.pct
       m=$m,sm__warps_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,smsp__inst_executed.sum
