@@ -17,7 +17,7 @@ import numpy as np
 import tvm
 from tvm import relax, te, tirx
 
-from .mutate_functions import mutate_functions
+from .mutate_functions import rewrite_calls
 
 _OPS = {"relax.max": True, "relax.min": False}  # op -> largest
 
@@ -46,32 +46,22 @@ def _reduction(x: te.Tensor, axes: list[int], keep: bool, largest: bool, dtype: 
     return te.compute(out_shape, body, name="T_max" if largest else "T_min")
 
 
-@relax.expr_functor.mutator
-class _Rewrite(relax.PyExprMutator):
-    def __init__(self, mod: tvm.IRModule) -> None:
-        super().__init__(mod)
-        self.count = 0
-
-    def visit_call_(self, call: relax.Call) -> relax.Expr:
-        call = super().visit_call_(call)
-        if not isinstance(call.op, tvm.ir.Op) or call.op.name not in _OPS:
-            return call
-        x_ty = call.args[0].ty
-        if not isinstance(x_ty, relax.TensorType) or not isinstance(x_ty.shape, relax.ShapeExpr):
-            return call
-        dtype = str(x_ty.dtype)
-        if not (dtype.startswith("bfloat") or np.dtype(dtype).kind == "f"):
-            return call
-        ndim = len(x_ty.shape.values)
-        axes = range(ndim) if call.attrs.axis is None else [int(a) % max(ndim, 1) for a in call.attrs.axis]
-        if not ndim:
-            return call
-        self.count += 1
-        largest = _OPS[call.op.name]
-        return self.builder_.call_te(_reduction, call.args[0], sorted(set(axes)), bool(call.attrs.keepdims),
-                                     largest, dtype, primfunc_name_hint="max" if largest else "min")
+def _start_at_inf(call: relax.Call, builder) -> relax.Expr | None:
+    x_ty = call.args[0].ty
+    if not isinstance(x_ty, relax.TensorType) or not isinstance(x_ty.shape, relax.ShapeExpr):
+        return None
+    dtype = str(x_ty.dtype)
+    if not (dtype.startswith("bfloat") or np.dtype(dtype).kind == "f"):
+        return None
+    ndim = len(x_ty.shape.values)
+    if not ndim:
+        return None
+    axes = range(ndim) if call.attrs.axis is None else [int(a) % ndim for a in call.attrs.axis]
+    largest = _OPS[call.op.name]
+    return builder.call_te(_reduction, call.args[0], sorted(set(axes)), bool(call.attrs.keepdims), largest, dtype,
+                           primfunc_name_hint="max" if largest else "min")
 
 
 @tvm.transform.module_pass(opt_level=0, name="recom_tvm.FloatExtremaStartAtInf")
 def FloatExtremaStartAtInf(mod: tvm.IRModule, _ctx) -> tvm.IRModule:  # noqa: N802 - a pass, named as TVM's
-    return mutate_functions(mod, _Rewrite)
+    return rewrite_calls(mod, tuple(_OPS), _start_at_inf)

@@ -15,7 +15,7 @@ import math
 import tvm
 from tvm import relax
 
-from .mutate_functions import mutate_functions
+from .mutate_functions import rewrite_calls
 
 _OPS = ("relax.full", "relax.full_like")
 
@@ -27,25 +27,16 @@ def _non_finite(value: relax.Expr) -> bool:
     return arr.size == 1 and arr.dtype.kind == "f" and not math.isfinite(float(arr.reshape(())))
 
 
-@relax.expr_functor.mutator
-class _Rewrite(relax.PyExprMutator):
-    def __init__(self, mod: tvm.IRModule) -> None:
-        super().__init__(mod)
-        self.count = 0
-
-    def visit_call_(self, call: relax.Call) -> relax.Expr:
-        call = super().visit_call_(call)
-        if not isinstance(call.op, tvm.ir.Op) or call.op.name not in _OPS or not _non_finite(call.args[1]):
-            return call
-        out_ty = call.ty
-        if not isinstance(out_ty, relax.TensorType) or not isinstance(out_ty.shape, relax.ShapeExpr):
-            return call
-        self.count += 1
-        dtype = str(out_ty.dtype)
-        value = relax.const(call.args[1].value.numpy().reshape(()).astype(dtype), dtype)
-        return relax.op.broadcast_to(value, out_ty.shape)
+def _as_broadcast(call: relax.Call, _builder) -> relax.Expr | None:
+    out_ty = call.ty
+    if not _non_finite(call.args[1]) or not isinstance(out_ty, relax.TensorType) or \
+            not isinstance(out_ty.shape, relax.ShapeExpr):
+        return None
+    dtype = str(out_ty.dtype)
+    value = relax.const(call.args[1].value.numpy().reshape(()).astype(dtype), dtype)
+    return relax.op.broadcast_to(value, out_ty.shape)
 
 
 @tvm.transform.module_pass(opt_level=0, name="recom_tvm.NonFiniteFills")
 def NonFiniteFills(mod: tvm.IRModule, _ctx) -> tvm.IRModule:  # noqa: N802 - a pass, named as TVM's
-    return mutate_functions(mod, _Rewrite)
+    return rewrite_calls(mod, _OPS, _as_broadcast)
