@@ -157,7 +157,7 @@ class ImportContext:
         src = self._reshaped(dev)
         exprs = [(k, a, b) for k, (a, b) in enumerate(zip(dev.shape, shape)) if not prove_equal(a, b) and
                  not (isinstance(a, tirx.Var) and isinstance(b, tirx.Var))]
-        if src is not None and exprs and all(self._checkable(a) and self._checkable(b)
+        if src is not None and exprs and all(self.checkable_on_host(a) and self.checkable_on_host(b)
                                              for a, b in zip(dev.shape, shape) if not prove_equal(a, b)):
             # a reshape's result cast to other sizes (x * w rows of a tile to the batch's x): TVM's
             # CanonicalizeBindings (in KillAfterLastUse) recursed without end on such a match_cast and the build
@@ -180,13 +180,12 @@ class ImportContext:
             return value.args[0]
         return None
 
-    def _checkable(self, dim) -> bool:
+    def checkable_on_host(self, dim) -> bool:
         """A dim the host can compute before launch: a constant, or an expression of input sizes only."""
         if is_const_int(dim):
             return True
         names = self.symbols_of(as_expr(dim))
-        return bool(names) and all(n in self.symbols.origin and not self.symbols.origin[n].startswith(
-            "data-dependent") for n in names)
+        return bool(names) and names <= self.symbols.origin.keys() and not self._data_dependent(names)
 
     def match_shape_cast(self, dev: Device, shape: list, broadcast: bool = False) -> Device:
         """match_shape, casting even when the dims are provably equal but written differently."""

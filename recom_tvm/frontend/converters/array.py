@@ -871,7 +871,7 @@ def _broadcast_to(ctx, node, ins):
         idx = relax.op.multiply(relax.op.arange(0, as_expr(t), 1, "int64"), keep)
         shape = [t if k == i else s for k, s in enumerate(x.shape)]
         out = ctx.emit(relax.op.take(x.expr, idx, axis=i, mode="clip"), shape=shape)
-        if ctx._checkable(d) and ctx._checkable(t):
+        if ctx.checkable_on_host(d) and ctx.checkable_on_host(t):
             ctx.assume(tirx.Or(as_expr(d) == 1, as_expr(d) == as_expr(t)), message)
         else:
             ok = relax.op.logical_or(relax.op.equal(n, relax.const(1, "int64")),
